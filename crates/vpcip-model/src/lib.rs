@@ -1,1 +1,11 @@
-//! placeholder
+//! vpcip's domain: typed resources, the rules of SPEC.md and the IPAM
+//! arithmetic, as pure code with no I/O. The store and the API are thin
+//! shells around it.
+
+pub mod error;
+pub mod ipam;
+pub mod resources;
+pub mod rules;
+
+pub use error::{ErrorClass, RuleError, Warning};
+pub use resources::*;

@@ -1,0 +1,604 @@
+//! The resources of SPEC.md as the API shows them, and the requests that
+//! create and change them. Shared by the server, the client and the CLI.
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::Warning;
+
+/// The tenant that owns platform resources (zones, host networks, gateways,
+/// the default VPC and its EIP segments).
+pub const SYSTEM_TENANT: &str = "system";
+pub const DEFAULT_VPC_NAME: &str = "default";
+
+/// Kinds of resources, with the prefix of their IDs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Zone,
+    HostNetwork,
+    Gateway,
+    Vpc,
+    Subnet,
+    SecurityGroup,
+    Server,
+    Nic,
+    Vip,
+    Eip,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 10] = [
+        Kind::Zone,
+        Kind::HostNetwork,
+        Kind::Gateway,
+        Kind::Vpc,
+        Kind::Subnet,
+        Kind::SecurityGroup,
+        Kind::Server,
+        Kind::Nic,
+        Kind::Vip,
+        Kind::Eip,
+    ];
+
+    /// Name used in the store and in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Zone => "zone",
+            Kind::HostNetwork => "host network",
+            Kind::Gateway => "gateway",
+            Kind::Vpc => "VPC",
+            Kind::Subnet => "subnet",
+            Kind::SecurityGroup => "security group",
+            Kind::Server => "server",
+            Kind::Nic => "NIC",
+            Kind::Vip => "VIP",
+            Kind::Eip => "EIP",
+        }
+    }
+
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Kind::Zone => "zone",
+            Kind::HostNetwork => "hostnet",
+            Kind::Gateway => "gw",
+            Kind::Vpc => "vpc",
+            Kind::Subnet => "subnet",
+            Kind::SecurityGroup => "sg",
+            Kind::Server => "vm",
+            Kind::Nic => "eni",
+            Kind::Vip => "vip",
+            Kind::Eip => "eip",
+        }
+    }
+
+    /// Stable key used as the `kind` column of the store.
+    pub fn key(self) -> &'static str {
+        match self {
+            Kind::HostNetwork => "host_network",
+            Kind::SecurityGroup => "security_group",
+            other => other.prefix(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Zone {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct HostNetwork {
+    pub id: String,
+    pub name: String,
+    #[schema(value_type = String, example = "192.168.201.0/24")]
+    pub cidr: Ipv4Net,
+}
+
+/// A gateway node registered by the operator (later by its agent).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Gateway {
+    pub id: String,
+    pub name: String,
+    /// The gateway's address on the physical network: the next hop of the
+    /// EIP segments' static routes.
+    #[schema(value_type = String, example = "192.168.201.20")]
+    pub underlay_ip: Ipv4Addr,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Vpc {
+    pub id: String,
+    pub tenant: String,
+    pub name: String,
+    #[schema(value_type = String, example = "10.0.0.0/8")]
+    pub cidr: Ipv4Net,
+    #[schema(value_type = Vec<String>)]
+    pub secondary_cidrs: Vec<Ipv4Net>,
+    pub is_default: bool,
+}
+
+impl Vpc {
+    pub fn blocks(&self) -> impl Iterator<Item = &Ipv4Net> {
+        std::iter::once(&self.cidr).chain(self.secondary_cidrs.iter())
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SubnetKind {
+    #[default]
+    Guest,
+    Eip,
+}
+
+impl SubnetKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubnetKind::Guest => "guest",
+            SubnetKind::Eip => "eip",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Subnet {
+    pub id: String,
+    pub tenant: String,
+    pub name: String,
+    pub vpc_id: String,
+    pub zone_id: Option<String>,
+    pub kind: SubnetKind,
+    #[schema(value_type = String, example = "192.168.202.0/24")]
+    pub cidr: Ipv4Net,
+    #[schema(value_type = String, example = "192.168.202.1")]
+    pub range_start: Ipv4Addr,
+    #[schema(value_type = String, example = "192.168.202.254")]
+    pub range_end: Ipv4Addr,
+    #[schema(value_type = Option<String>)]
+    pub gateway: Option<Ipv4Addr>,
+    /// Addresses in the allocation range, and how many are taken (filled in
+    /// when read).
+    pub total: u64,
+    pub used: u64,
+}
+
+/// The static route the physical network needs for an EIP segment.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct PhysicalRoute {
+    #[schema(value_type = String, example = "192.168.202.0/24")]
+    pub prefix: Ipv4Net,
+    #[schema(value_type = String, example = "192.168.201.20")]
+    pub next_hop: Ipv4Addr,
+    pub gateway: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct SubnetCreated {
+    #[serde(flatten)]
+    pub subnet: Subnet,
+    /// For an EIP subnet: what to configure on the physical router(s).
+    pub physical_routes: Vec<PhysicalRoute>,
+    /// Said when an EIP subnet has no gateway yet to route it to.
+    pub warnings: Vec<Warning>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SgKind {
+    #[default]
+    Basic,
+    Advanced,
+}
+
+impl SgKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SgKind::Basic => "basic",
+            SgKind::Advanced => "advanced",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Ingress,
+    Egress,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    All,
+    Tcp,
+    Udp,
+    Icmp,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct SgRule {
+    pub direction: Direction,
+    pub protocol: Protocol,
+    /// Inclusive port range; only for tcp and udp.
+    pub port_min: Option<u16>,
+    pub port_max: Option<u16>,
+    /// Exactly one of `remote_cidr` and `remote_group` is set.
+    #[schema(value_type = Option<String>)]
+    pub remote_cidr: Option<Ipv4Net>,
+    pub remote_group: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct SecurityGroup {
+    pub id: String,
+    pub tenant: String,
+    pub name: String,
+    pub vpc_id: String,
+    pub kind: SgKind,
+    /// Groups the platform manages for its own services; tenants cannot
+    /// choose them.
+    pub managed: bool,
+    pub rules: Vec<SgRule>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Server {
+    pub id: String,
+    pub tenant: String,
+    pub name: String,
+    pub zone_id: String,
+    /// NICs attached, the primary first.
+    pub nic_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Nic {
+    pub id: String,
+    pub tenant: String,
+    pub name: String,
+    pub vpc_id: String,
+    pub subnet_id: String,
+    pub zone_id: String,
+    #[schema(value_type = String, example = "10.0.0.202")]
+    pub ip: Ipv4Addr,
+    pub mac: String,
+    pub server_id: Option<String>,
+    pub primary: bool,
+    pub security_group_ids: Vec<String>,
+    pub source_dest_check: bool,
+    /// VIPs bound to this NIC (filled in when read).
+    pub vip_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Vip {
+    pub id: String,
+    pub tenant: String,
+    pub name: String,
+    pub vpc_id: String,
+    pub subnet_id: String,
+    #[schema(value_type = String, example = "192.168.0.22")]
+    pub ip: Ipv4Addr,
+    /// NICs the VIP is bound to (filled in when read).
+    pub nic_ids: Vec<String>,
+    /// The EIP bound to the VIP, if any (filled in when read).
+    pub eip_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum EipMode {
+    /// 1:1 NAT at the gateway; the guest does not see the EIP.
+    #[default]
+    Nat,
+    /// Cut-through: the EIP is the NIC's own address, routed untranslated.
+    Visible,
+}
+
+impl EipMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EipMode::Nat => "nat",
+            EipMode::Visible => "visible",
+        }
+    }
+}
+
+/// What an EIP is bound to, as requested.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase", tag = "kind", content = "id")]
+pub enum EipTarget {
+    /// A server: its primary NIC.
+    Server(String),
+    /// A NIC or secondary ENI.
+    Nic(String),
+    Vip(String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Eip {
+    pub id: String,
+    pub tenant: String,
+    pub name: String,
+    pub subnet_id: String,
+    #[schema(value_type = String, example = "192.168.202.7")]
+    pub ip: Ipv4Addr,
+    pub bandwidth_mbps: u32,
+    pub mode: EipMode,
+    /// The bound NIC (for a server: its primary NIC) or VIP.
+    pub nic_id: Option<String>,
+    pub vip_id: Option<String>,
+    /// The server of the bound NIC, if attached.
+    pub server_id: Option<String>,
+    /// The private address the EIP maps to.
+    #[schema(value_type = Option<String>)]
+    pub private_ip: Option<Ipv4Addr>,
+    pub vpc_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Token {
+    pub id: String,
+    pub tenant: String,
+    pub description: String,
+    /// Only in the answer to a create: the secret is stored hashed.
+    pub secret: Option<String>,
+}
+
+/// A page of a list.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `page_token` to get the next page; absent on the last.
+    pub next_page_token: Option<String>,
+}
+
+/// An answer that may carry warnings (VIP bind, EIP bind).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct WithWarnings<T> {
+    #[serde(flatten)]
+    pub item: T,
+    pub warnings: Vec<Warning>,
+}
+
+// ---- requests ----
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CreateZone {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateHostNetwork {
+    pub name: String,
+    #[schema(value_type = String)]
+    pub cidr: Ipv4Net,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateGateway {
+    pub name: String,
+    #[schema(value_type = String)]
+    pub underlay_ip: Ipv4Addr,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateVpc {
+    pub name: String,
+    #[schema(value_type = String)]
+    pub cidr: Ipv4Net,
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    pub secondary_cidrs: Vec<Ipv4Net>,
+    /// Operators may create a VPC for a tenant.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    #[serde(default)]
+    pub client_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VpcCidrChange {
+    #[schema(value_type = String)]
+    pub cidr: Ipv4Net,
+}
+
+/// A subnet is given by `cidr`, or by `range` and `prefix_len` as the seeds
+/// do (`192.168.202.1-192.168.202.254`, 24).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSubnet {
+    pub name: String,
+    /// VPC ID or name; an `eip` subnet defaults to the default VPC.
+    #[serde(default)]
+    pub vpc: Option<String>,
+    /// Zone ID or name; required for guest subnets.
+    #[serde(default)]
+    pub zone: Option<String>,
+    #[serde(default)]
+    pub kind: SubnetKind,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub cidr: Option<Ipv4Net>,
+    #[serde(default)]
+    #[schema(example = "192.168.202.1-192.168.202.254")]
+    pub range: Option<String>,
+    #[serde(default)]
+    pub prefix_len: Option<u8>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub gateway: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub client_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSecurityGroup {
+    pub name: String,
+    pub vpc: String,
+    #[serde(default)]
+    pub kind: SgKind,
+    #[serde(default)]
+    pub rules: Vec<SgRule>,
+    /// Operators only: a group the platform manages for its services.
+    #[serde(default)]
+    pub managed: bool,
+    #[serde(default)]
+    pub client_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CreateServer {
+    pub name: String,
+    /// Subnet of the primary NIC (ID or name).
+    pub subnet: String,
+    /// Zone; defaults to the subnet's.
+    #[serde(default)]
+    pub zone: Option<String>,
+    /// Primary private IP; auto-assigned when absent.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub ip: Option<Ipv4Addr>,
+    /// Security groups of the primary NIC; the VPC's default group when empty.
+    #[serde(default)]
+    pub security_groups: Vec<String>,
+    #[serde(default)]
+    pub client_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CreateNic {
+    pub name: String,
+    pub subnet: String,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub ip: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub security_groups: Vec<String>,
+    #[serde(default)]
+    pub source_dest_check: Option<bool>,
+    #[serde(default)]
+    pub client_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateNic {
+    #[serde(default)]
+    pub security_groups: Option<Vec<String>>,
+    #[serde(default)]
+    pub source_dest_check: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttachNic {
+    pub server: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CreateVip {
+    pub name: String,
+    pub subnet: String,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub ip: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub client_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VipNic {
+    pub nic: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEip {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// EIP subnet (ID or name); any EIP subnet with room when absent.
+    #[serde(default)]
+    pub subnet: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub ip: Option<Ipv4Addr>,
+    pub bandwidth_mbps: u32,
+    /// Bind at once (the seeds' `server-create-eip`).
+    #[serde(default)]
+    pub bind: Option<BindEip>,
+    #[serde(default)]
+    pub client_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BindEip {
+    pub target: EipTarget,
+    #[serde(default)]
+    pub mode: EipMode,
+    /// Move the EIP from its current target.
+    #[serde(default)]
+    pub allow_reassociation: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateEip {
+    pub bandwidth_mbps: u32,
+}
+
+/// The seeds' "EIP visible on the NIC" recipe in one call: allocate an EIP,
+/// add its block as a secondary CIDR of the VPC, create a subnet in it, an
+/// ENI whose primary IP is the EIP, bind in visible mode, and attach the ENI
+/// to the server.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CreateVisibleEip {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub subnet: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub ip: Option<Ipv4Addr>,
+    pub bandwidth_mbps: u32,
+    pub server: String,
+    /// Name of the ENI to create; `eni-<EIP>` when absent.
+    #[serde(default)]
+    pub eni_name: Option<String>,
+    #[serde(default)]
+    pub security_groups: Vec<String>,
+    #[serde(default)]
+    pub client_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct VisibleEip {
+    pub eip: Eip,
+    pub vpc: Vpc,
+    pub subnet: Subnet,
+    pub nic: Nic,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    pub tenant: String,
+    #[serde(default)]
+    pub description: String,
+}

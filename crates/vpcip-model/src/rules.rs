@@ -1,0 +1,652 @@
+//! The rules of SPEC.md as pure functions: the store loads what a rule needs,
+//! asks here, and writes only when the answer is yes.
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+
+use crate::error::{RuleError, Warning};
+use crate::ipam::{AddrRange, net_of, overlaps, usable};
+use crate::resources::*;
+
+/// A NIC holds at most this many VIPs; a VIP is bound to at most this many NICs.
+pub const MAX_VIPS_PER_NIC: usize = 10;
+pub const MAX_NICS_PER_VIP: usize = 10;
+/// Recommendations of the seeds: exceeding them warns.
+pub const RECOMMENDED_VIPS_PER_SERVER: usize = 8;
+pub const RECOMMENDED_SERVERS_PER_VIP: usize = 10;
+/// Secondary CIDR blocks per VPC (the seeds' vendor allows 5).
+pub const MAX_SECONDARY_CIDRS: usize = 5;
+pub const MAX_SECURITY_GROUPS_PER_NIC: usize = 5;
+pub const MAX_BANDWIDTH_MBPS: u32 = 100_000;
+pub const MAX_NAME_LEN: usize = 64;
+
+/// How a resource is named in messages: its name, or its ID when unnamed.
+pub fn label<'a>(name: &'a str, id: &'a str) -> &'a str {
+    if name.is_empty() { id } else { name }
+}
+
+pub fn validate_name(field: &str, name: &str) -> Result<(), RuleError> {
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return Err(RuleError::invalid(
+            field,
+            format!("{name:?} must be 1 to {MAX_NAME_LEN} characters"),
+        ));
+    }
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if !name.chars().all(ok_char) || !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err(RuleError::invalid(
+            field,
+            format!(
+                "{name:?} must start with a letter or digit and hold only letters, digits, '-', '_' and '.'"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+pub fn validate_tenant(tenant: &str) -> Result<(), RuleError> {
+    validate_name("tenant", tenant)
+}
+
+pub fn check_bandwidth(mbps: u32) -> Result<(), RuleError> {
+    if mbps == 0 || mbps > MAX_BANDWIDTH_MBPS {
+        return Err(RuleError::invalid(
+            "bandwidth_mbps",
+            format!("{mbps} Mbit/s is outside 1..={MAX_BANDWIDTH_MBPS}"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_block(field: &str, block: &Ipv4Net) -> Result<(), RuleError> {
+    if block.trunc() != *block {
+        return Err(RuleError::invalid(
+            field,
+            format!("{block} has host bits set; the block is {}", block.trunc()),
+        ));
+    }
+    Ok(())
+}
+
+/// A new VPC's blocks: well formed and not overlapping one another.
+pub fn check_new_vpc(name: &str, cidr: &Ipv4Net, secondary: &[Ipv4Net]) -> Result<(), RuleError> {
+    validate_name("name", name)?;
+    check_block("cidr", cidr)?;
+    let mut vpc = Vpc {
+        id: String::new(),
+        tenant: String::new(),
+        name: name.to_string(),
+        cidr: *cidr,
+        secondary_cidrs: vec![],
+        is_default: false,
+    };
+    for block in secondary {
+        check_vpc_cidr_add(&vpc, block)?;
+        vpc.secondary_cidrs.push(*block);
+    }
+    Ok(())
+}
+
+pub fn check_vpc_cidr_add(vpc: &Vpc, block: &Ipv4Net) -> Result<(), RuleError> {
+    if vpc.is_default {
+        return Err(RuleError::DefaultVpc {
+            action: "given CIDR blocks",
+        });
+    }
+    check_block("cidr", block)?;
+    if let Some(other) = vpc.blocks().find(|b| overlaps(b, block)) {
+        return Err(RuleError::VpcCidrOverlap {
+            vpc: label(&vpc.name, &vpc.id).into(),
+            block: *block,
+            other: *other,
+        });
+    }
+    if vpc.secondary_cidrs.len() >= MAX_SECONDARY_CIDRS {
+        return Err(RuleError::VpcCidrLimit {
+            vpc: label(&vpc.name, &vpc.id).into(),
+            count: vpc.secondary_cidrs.len(),
+            limit: MAX_SECONDARY_CIDRS,
+        });
+    }
+    Ok(())
+}
+
+/// Removing a secondary block: it must be one, and hold no subnet.
+pub fn check_vpc_cidr_remove(
+    vpc: &Vpc,
+    block: &Ipv4Net,
+    subnets: &[Subnet],
+) -> Result<(), RuleError> {
+    let vpc_label = label(&vpc.name, &vpc.id).to_string();
+    if vpc.cidr == *block {
+        return Err(RuleError::VpcCidrPrimary {
+            vpc: vpc_label,
+            block: *block,
+        });
+    }
+    if !vpc.secondary_cidrs.contains(block) {
+        return Err(RuleError::VpcCidrUnknown {
+            vpc: vpc_label,
+            block: *block,
+        });
+    }
+    if let Some(s) = subnets.iter().find(|s| block.contains(&s.cidr)) {
+        return Err(RuleError::VpcCidrInUse {
+            vpc: vpc_label,
+            block: *block,
+            subnet: label(&s.name, &s.id).into(),
+            cidr: s.cidr,
+        });
+    }
+    Ok(())
+}
+
+/// A host network must not overlap an EIP segment.
+pub fn check_host_network(cidr: &Ipv4Net, eip_segments: &[Subnet]) -> Result<(), RuleError> {
+    check_block("cidr", cidr)?;
+    if let Some(s) = eip_segments.iter().find(|s| overlaps(&s.cidr, cidr)) {
+        return Err(RuleError::HostNetworkOverlapsSegment {
+            host_network: *cidr,
+            segment: s.cidr,
+        });
+    }
+    Ok(())
+}
+
+/// The shape of a subnet to create, as decided by [`plan_subnet`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubnetPlan {
+    pub cidr: Ipv4Net,
+    pub range: AddrRange,
+    pub gateway: Option<Ipv4Addr>,
+    /// Addresses of the range taken from the start (the gateway, when the
+    /// range holds it).
+    pub reserved: Vec<Ipv4Addr>,
+}
+
+/// Decides a subnet's CIDR, range and gateway, and checks every rule:
+/// inside a VPC block, no sibling overlap, `eip` only in the default VPC and
+/// not overlapping a host network.
+pub fn plan_subnet(
+    req: &CreateSubnet,
+    vpc: &Vpc,
+    siblings: &[Subnet],
+    host_networks: &[HostNetwork],
+) -> Result<SubnetPlan, RuleError> {
+    validate_name("name", &req.name)?;
+    let range = req
+        .range
+        .as_deref()
+        .map(str::parse::<AddrRange>)
+        .transpose()?;
+    let cidr = match (req.cidr, range, req.prefix_len) {
+        (Some(c), _, p) => {
+            check_block("cidr", &c)?;
+            if let Some(p) = p.filter(|&p| p != c.prefix_len()) {
+                return Err(RuleError::invalid(
+                    "prefix_len",
+                    format!("{p} disagrees with cidr {c}"),
+                ));
+            }
+            c
+        }
+        (None, Some(r), Some(p)) => net_of(r.start(), p)?,
+        (None, Some(_), None) => {
+            return Err(RuleError::invalid(
+                "prefix_len",
+                "a range needs its mask length (prefix_len), e.g. 24",
+            ));
+        }
+        (None, None, _) => {
+            return Err(RuleError::invalid(
+                "cidr",
+                "give cidr, or range and prefix_len",
+            ));
+        }
+    };
+    let hosts = usable(&cidr);
+    let gateway = match (req.gateway, req.kind) {
+        (Some(g), _) => {
+            if !hosts.contains(u32::from(g)) {
+                return Err(RuleError::invalid(
+                    "gateway",
+                    format!("{g} is not a host address of {cidr}"),
+                ));
+            }
+            Some(g)
+        }
+        (None, SubnetKind::Guest) if hosts.len() >= 2 => Some(hosts.start()),
+        (None, SubnetKind::Guest) => {
+            return Err(RuleError::invalid(
+                "cidr",
+                format!("{cidr} has no room for a gateway and a guest"),
+            ));
+        }
+        (None, SubnetKind::Eip) => None,
+    };
+    let range = match range {
+        Some(r) => {
+            if !hosts.contains(r.first) || !hosts.contains(r.last) {
+                return Err(RuleError::InvalidRange {
+                    start: r.start(),
+                    end: r.end(),
+                    reason: format!("it must lie within the host addresses {hosts} of {cidr}"),
+                });
+            }
+            r
+        }
+        None => match gateway {
+            Some(g) if u32::from(g) == hosts.first => AddrRange {
+                first: hosts.first + 1,
+                last: hosts.last,
+            },
+            _ => hosts,
+        },
+    };
+    let reserved: Vec<Ipv4Addr> = gateway
+        .filter(|g| range.contains(u32::from(*g)))
+        .into_iter()
+        .collect();
+    if reserved.len() as u64 >= range.len() {
+        return Err(RuleError::InvalidRange {
+            start: range.start(),
+            end: range.end(),
+            reason: "it holds no address besides the gateway".into(),
+        });
+    }
+
+    let vpc_label = label(&vpc.name, &vpc.id).to_string();
+    if req.kind == SubnetKind::Eip && !vpc.is_default {
+        return Err(RuleError::EipSubnetOutsideDefault { vpc: vpc_label });
+    }
+    if !vpc.blocks().any(|b| b.contains(&cidr)) {
+        return Err(RuleError::SubnetOutsideVpc {
+            cidr,
+            vpc: vpc_label,
+            blocks: vpc
+                .blocks()
+                .map(|b| b.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    if let Some(s) = siblings.iter().find(|s| overlaps(&s.cidr, &cidr)) {
+        return Err(RuleError::SubnetOverlap {
+            cidr,
+            vpc: vpc_label,
+            other: label(&s.name, &s.id).into(),
+            other_cidr: s.cidr,
+        });
+    }
+    if req.kind == SubnetKind::Eip
+        && let Some(h) = host_networks.iter().find(|h| overlaps(&h.cidr, &cidr))
+    {
+        return Err(RuleError::SegmentOverlapsHostNetwork {
+            segment: cidr,
+            host_network: h.cidr,
+        });
+    }
+    Ok(SubnetPlan {
+        cidr,
+        range,
+        gateway,
+        reserved,
+    })
+}
+
+/// The physical routes an EIP segment needs: one per gateway.
+pub fn physical_routes(segment: &Subnet, gateways: &[Gateway]) -> Vec<PhysicalRoute> {
+    gateways
+        .iter()
+        .map(|g| PhysicalRoute {
+            prefix: segment.cidr,
+            next_hop: g.underlay_ip,
+            gateway: label(&g.name, &g.id).to_string(),
+        })
+        .collect()
+}
+
+/// Whether `addr` may be a NIC's or VIP's chosen address in `subnet`.
+pub fn check_chosen_address(subnet: &Subnet, addr: Ipv4Addr) -> Result<(), RuleError> {
+    let r = AddrRange::new(subnet.range_start, subnet.range_end);
+    if !r.contains(u32::from(addr)) {
+        return Err(RuleError::AddressOutOfRange {
+            addr,
+            subnet: label(&subnet.name, &subnet.id).into(),
+            start: subnet.range_start,
+            end: subnet.range_end,
+        });
+    }
+    Ok(())
+}
+
+pub fn need_subnet_kind(subnet: &Subnet, need: SubnetKind) -> Result<(), RuleError> {
+    if subnet.kind != need {
+        return Err(RuleError::SubnetKind {
+            subnet: label(&subnet.name, &subnet.id).into(),
+            kind: subnet.kind.as_str(),
+            need: need.as_str(),
+        });
+    }
+    Ok(())
+}
+
+pub fn check_sg_rules(rules: &[SgRule]) -> Result<(), RuleError> {
+    for (i, r) in rules.iter().enumerate() {
+        let field = format!("rules[{i}]");
+        match (r.remote_cidr.is_some(), r.remote_group.is_some()) {
+            (true, false) | (false, true) => {}
+            _ => {
+                return Err(RuleError::invalid(
+                    field,
+                    "set exactly one of remote_cidr and remote_group",
+                ));
+            }
+        }
+        let ported = matches!(r.protocol, Protocol::Tcp | Protocol::Udp);
+        match (ported, r.port_min, r.port_max) {
+            (true, Some(a), Some(b)) if a >= 1 && a <= b => {}
+            (true, None, None) => {}
+            (true, a, b) => {
+                return Err(RuleError::invalid(
+                    field,
+                    format!("port range {a:?}..{b:?} must be 1 <= min <= max"),
+                ));
+            }
+            (false, None, None) => {}
+            (false, _, _) => {
+                return Err(RuleError::invalid(field, "ports apply only to tcp and udp"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A NIC's groups: 1 to 5, all in its VPC, all of one type, none managed
+/// (unless the operator chooses).
+pub fn check_security_groups(
+    nic_vpc: &Vpc,
+    groups: &[SecurityGroup],
+    operator: bool,
+) -> Result<(), RuleError> {
+    if groups.is_empty() || groups.len() > MAX_SECURITY_GROUPS_PER_NIC {
+        return Err(RuleError::SecurityGroupCount {
+            count: groups.len(),
+        });
+    }
+    for g in groups {
+        if g.vpc_id != nic_vpc.id {
+            return Err(RuleError::SecurityGroupWrongVpc {
+                group: label(&g.name, &g.id).into(),
+                group_vpc: g.vpc_id.clone(),
+                nic_vpc: label(&nic_vpc.name, &nic_vpc.id).into(),
+            });
+        }
+        if g.managed && !operator {
+            return Err(RuleError::SecurityGroupManaged {
+                group: label(&g.name, &g.id).into(),
+            });
+        }
+    }
+    let first = &groups[0];
+    if let Some(other) = groups.iter().find(|g| g.kind != first.kind) {
+        return Err(RuleError::SecurityGroupMixedKinds {
+            first: label(&first.name, &first.id).into(),
+            first_kind: first.kind.as_str(),
+            other: label(&other.name, &other.id).into(),
+            other_kind: other.kind.as_str(),
+        });
+    }
+    Ok(())
+}
+
+/// A server's primary NIC must be in a subnet of the server's zone.
+pub fn check_server_subnet(
+    server_name: &str,
+    server_zone: &Zone,
+    subnet: &Subnet,
+    subnet_zone: &Zone,
+) -> Result<(), RuleError> {
+    need_subnet_kind(subnet, SubnetKind::Guest)?;
+    if server_zone.id != subnet_zone.id {
+        return Err(RuleError::SubnetZoneMismatch {
+            subnet: label(&subnet.name, &subnet.id).into(),
+            subnet_zone: subnet_zone.name.clone(),
+            server: server_name.into(),
+            server_zone: server_zone.name.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// Attaching a secondary ENI: free, and in the server's zone.
+pub fn check_attach(
+    nic: &Nic,
+    nic_zone: &Zone,
+    server: &Server,
+    server_zone: &Zone,
+) -> Result<(), RuleError> {
+    if let Some(s) = &nic.server_id {
+        return Err(RuleError::NicAttached {
+            nic: label(&nic.name, &nic.id).into(),
+            server: s.clone(),
+        });
+    }
+    if nic_zone.id != server_zone.id {
+        return Err(RuleError::ZoneMismatch {
+            nic: label(&nic.name, &nic.id).into(),
+            nic_zone: nic_zone.name.clone(),
+            server: label(&server.name, &server.id).into(),
+            server_zone: server_zone.name.clone(),
+        });
+    }
+    Ok(())
+}
+
+pub fn check_detach(nic: &Nic) -> Result<&str, RuleError> {
+    let server = nic
+        .server_id
+        .as_deref()
+        .ok_or_else(|| RuleError::NicNotAttached {
+            nic: label(&nic.name, &nic.id).into(),
+        })?;
+    if nic.primary {
+        return Err(RuleError::NicPrimary {
+            nic: label(&nic.name, &nic.id).into(),
+            server: server.into(),
+        });
+    }
+    Ok(server)
+}
+
+/// What the VIP bind rules need to know about the current state.
+#[derive(Debug, Clone, Default)]
+pub struct VipBindContext {
+    /// NICs the VIP is bound to now.
+    pub vip_nics: Vec<Nic>,
+    /// VIPs the NIC holds now.
+    pub nic_vip_count: usize,
+    /// VIPs held by the NIC's server over all its NICs (0 when unattached).
+    pub server_vip_count: usize,
+    /// The NIC's server's NICs that are in the VIP's subnet (the NIC included).
+    pub server_nics_in_subnet: usize,
+}
+
+/// Binding a VIP to a NIC: hard limits are errors, the seeds'
+/// recommendations are warnings.
+pub fn check_vip_bind(
+    vip: &Vip,
+    nic: &Nic,
+    ctx: &VipBindContext,
+) -> Result<Vec<Warning>, RuleError> {
+    let vip_label = label(&vip.name, &vip.id).to_string();
+    let nic_label = label(&nic.name, &nic.id).to_string();
+    if nic.subnet_id != vip.subnet_id {
+        return Err(RuleError::VipSubnetMismatch {
+            vip: vip_label,
+            vip_subnet: vip.subnet_id.clone(),
+            nic: nic_label,
+            nic_subnet: nic.subnet_id.clone(),
+        });
+    }
+    if ctx.vip_nics.iter().any(|n| n.id == nic.id) {
+        return Err(RuleError::VipAlreadyBound {
+            vip: vip_label,
+            nic: nic_label,
+        });
+    }
+    if ctx.vip_nics.len() >= MAX_NICS_PER_VIP {
+        return Err(RuleError::VipNicLimit {
+            vip: vip_label,
+            count: ctx.vip_nics.len(),
+            limit: MAX_NICS_PER_VIP,
+        });
+    }
+    if ctx.nic_vip_count >= MAX_VIPS_PER_NIC {
+        return Err(RuleError::NicVipLimit {
+            nic: nic_label,
+            count: ctx.nic_vip_count,
+            limit: MAX_VIPS_PER_NIC,
+        });
+    }
+    let mut servers: Vec<&str> = ctx
+        .vip_nics
+        .iter()
+        .filter_map(|n| n.server_id.as_deref())
+        .chain(nic.server_id.as_deref())
+        .collect();
+    servers.sort_unstable();
+    servers.dedup();
+    Ok(vip_warnings(
+        &vip_label,
+        nic.server_id.as_deref(),
+        ctx.server_vip_count + 1,
+        servers.len(),
+        ctx.server_nics_in_subnet,
+    ))
+}
+
+/// The seeds' recommendations, after a bind: VIPs on the server, servers on
+/// the VIP, and several NICs of one server in the VIP's subnet.
+pub fn vip_warnings(
+    vip: &str,
+    server: Option<&str>,
+    server_vips: usize,
+    vip_servers: usize,
+    server_nics_in_subnet: usize,
+) -> Vec<Warning> {
+    let mut w = Vec::new();
+    if let Some(server) = server {
+        if server_vips > RECOMMENDED_VIPS_PER_SERVER {
+            w.push(Warning {
+                code: "server_vip_count".into(),
+                message: format!(
+                    "server {server} now holds {server_vips} VIPs (recommended at most {RECOMMENDED_VIPS_PER_SERVER})"
+                ),
+            });
+        }
+        if server_nics_in_subnet > 1 {
+            w.push(Warning {
+                code: "server_nics_in_vip_subnet".into(),
+                message: format!(
+                    "server {server} has {server_nics_in_subnet} NICs in the subnet of VIP {vip}; route conflicts on the server may break the VIP"
+                ),
+            });
+        }
+    }
+    if vip_servers > RECOMMENDED_SERVERS_PER_VIP {
+        w.push(Warning {
+            code: "vip_server_count".into(),
+            message: format!(
+                "VIP {vip} is now bound to {vip_servers} servers (recommended at most {RECOMMENDED_SERVERS_PER_VIP})"
+            ),
+        });
+    }
+    w
+}
+
+/// The bind target as resolved by the store.
+#[derive(Debug, Clone)]
+pub enum ResolvedTarget {
+    Nic(Nic),
+    Vip(Vip),
+}
+
+impl ResolvedTarget {
+    pub fn id(&self) -> &str {
+        match self {
+            ResolvedTarget::Nic(n) => &n.id,
+            ResolvedTarget::Vip(v) => &v.id,
+        }
+    }
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ResolvedTarget::Nic(_) => "NIC",
+            ResolvedTarget::Vip(_) => "VIP",
+        }
+    }
+    pub fn label(&self) -> &str {
+        match self {
+            ResolvedTarget::Nic(n) => label(&n.name, &n.id),
+            ResolvedTarget::Vip(v) => label(&v.name, &v.id),
+        }
+    }
+    pub fn ip(&self) -> Ipv4Addr {
+        match self {
+            ResolvedTarget::Nic(n) => n.ip,
+            ResolvedTarget::Vip(v) => v.ip,
+        }
+    }
+}
+
+/// Binding an EIP: one target per EIP (moving needs allow_reassociation),
+/// one EIP per target, and in visible mode the target's address is the EIP.
+pub fn check_eip_bind(
+    eip: &Eip,
+    target: &ResolvedTarget,
+    target_eip: Option<&Eip>,
+    mode: EipMode,
+    allow_reassociation: bool,
+) -> Result<(), RuleError> {
+    let current = eip.nic_id.as_deref().or(eip.vip_id.as_deref());
+    if let Some(cur) = current {
+        if cur == target.id() && eip.mode == mode {
+            // Binding again to the same target is a no-op, not an error.
+            return Ok(());
+        }
+        if !allow_reassociation {
+            return Err(RuleError::EipBound {
+                eip: eip.ip,
+                target_kind: if eip.vip_id.is_some() { "VIP" } else { "NIC" },
+                target: cur.to_string(),
+            });
+        }
+    }
+    if let Some(other) = target_eip.filter(|o| o.id != eip.id) {
+        return Err(RuleError::TargetHasEip {
+            target_kind: target.kind(),
+            target: target.label().to_string(),
+            eip: other.ip,
+        });
+    }
+    if mode == EipMode::Visible && target.ip() != eip.ip {
+        return Err(RuleError::VisibleAddressMismatch {
+            eip: eip.ip,
+            target_kind: target.kind(),
+            target: target.label().to_string(),
+            addr: target.ip(),
+        });
+    }
+    Ok(())
+}
+
+/// A NIC's MAC: locally administered, unicast, and the NIC's address in its
+/// last four bytes, so it is unique in the NIC's L2 domain (its subnet).
+pub fn mac_for(ip: Ipv4Addr) -> String {
+    let o = ip.octets();
+    format!("fa:16:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
+}
+
+#[cfg(test)]
+mod tests;
