@@ -1,1 +1,86 @@
-//! placeholder
+//! vpcip's store: one transaction per mutation on SQLite (the embedded
+//! default) or PostgreSQL (several controllers), with the domain rules of
+//! `vpcip-model` applied inside the transaction.
+
+pub mod db;
+pub mod error;
+mod ops;
+pub use ops::token_hash;
+
+use std::future::Future;
+use std::time::Duration;
+
+pub use db::{Backend, Db, Resource, Scope, Tx};
+pub use error::StoreError;
+use vpcip_model::Page;
+
+/// Largest page a list returns.
+pub const MAX_PAGE: u32 = 1000;
+pub const DEFAULT_PAGE: u32 = 100;
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    pub db: Db,
+}
+
+impl Store {
+    /// Connects (`sqlite://PATH` or `postgres://…`), migrates, and makes
+    /// sure the built-in `default` VPC exists.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let store = Store {
+            db: Db::connect(url).await?,
+        };
+        store.ensure_default_vpc().await?;
+        Ok(store)
+    }
+
+    /// Runs one transaction, again when it lost a race (deadlock,
+    /// serialization failure, a concurrent duplicate client token).
+    pub(crate) async fn retry<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let mut attempt = 0u32;
+        loop {
+            match f().await {
+                Err(e) if e.is_retryable() && attempt < 10 => {
+                    attempt += 1;
+                    let jitter = rand::random::<u64>() % (5 * u64::from(attempt));
+                    tokio::time::sleep(Duration::from_millis(1 + jitter)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One resource by ID or name, as `scope` sees it.
+    pub async fn show<R: Resource>(&self, scope: &Scope, key: &str) -> Result<R, StoreError> {
+        let mut tx = self.db.begin_read().await?;
+        let r = tx.find::<R>(scope, key, false).await?;
+        tx.commit().await?;
+        Ok(r)
+    }
+
+    /// A page of what `scope` sees, optionally only the children of `parent`.
+    pub async fn list<R: Resource>(
+        &self,
+        scope: &Scope,
+        parent: Option<&str>,
+        page_token: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<Page<R>, StoreError> {
+        let limit = limit.unwrap_or(DEFAULT_PAGE);
+        if limit == 0 || limit > MAX_PAGE {
+            return Err(vpcip_model::RuleError::invalid(
+                "limit",
+                format!("{limit} is outside 1..={MAX_PAGE}"),
+            )
+            .into());
+        }
+        let mut tx = self.db.begin_read().await?;
+        let page = tx.page::<R>(scope, parent, page_token, limit).await?;
+        tx.commit().await?;
+        Ok(page)
+    }
+}

@@ -1,0 +1,349 @@
+//! Servers and their NICs: primary NICs made with the server, secondary
+//! ENIs made on their own and attached in the same zone.
+
+use std::net::Ipv4Addr;
+
+use vpcip_model::rules;
+use vpcip_model::*;
+
+use super::network::{default_sg_name, must_own};
+use crate::db::{Claim, Resource, Scope, Tx, new_id};
+use crate::{Store, StoreError};
+
+/// What a new NIC is made of; shared by servers, ENIs and the visible-EIP
+/// recipe.
+pub(crate) struct NicSpec<'a> {
+    pub id: String,
+    pub name: &'a str,
+    pub subnet: Subnet,
+    pub ip: Option<Ipv4Addr>,
+    pub security_groups: &'a [String],
+    pub source_dest_check: bool,
+    pub server: Option<&'a Server>,
+}
+
+/// Makes a NIC in one transaction: its address, its groups, its row. The
+/// subnet row is locked here.
+pub(crate) async fn make_nic(
+    tx: &mut Tx,
+    scope: &Scope,
+    spec: NicSpec<'_>,
+) -> Result<Nic, StoreError> {
+    rules::validate_name("name", spec.name)?;
+    rules::need_subnet_kind(&spec.subnet, SubnetKind::Guest)?;
+    let vpc: Vpc = tx.get(&spec.subnet.vpc_id, false).await?;
+    let groups = resolve_groups(tx, scope, &vpc, spec.security_groups).await?;
+    rules::check_security_groups(&vpc, &groups, scope.is_operator())?;
+    let zone_id = spec.subnet.zone_id.clone().ok_or_else(|| {
+        StoreError::Corrupt(format!("guest subnet {} has no zone", spec.subnet.id))
+    })?;
+    let mut subnet: Subnet = tx.get(&spec.subnet.id, true).await?;
+    let id = spec.id;
+    if let Some(ip) = spec.ip {
+        rules::check_chosen_address(&subnet, ip)?;
+    }
+    let ip = tx.allocate(&mut subnet, &id, spec.ip).await?;
+    tx.update(&subnet).await?;
+    let nic = Nic {
+        id,
+        tenant: subnet.tenant.clone(),
+        name: spec.name.to_string(),
+        vpc_id: vpc.id.clone(),
+        subnet_id: subnet.id.clone(),
+        zone_id,
+        ip,
+        mac: rules::mac_for(ip),
+        server_id: spec.server.map(|s| s.id.clone()),
+        primary: spec.server.is_some(),
+        security_group_ids: groups.iter().map(|g| g.id.clone()).collect(),
+        source_dest_check: spec.source_dest_check,
+        vip_ids: vec![],
+    };
+    tx.insert(&nic).await?;
+    Ok(nic)
+}
+
+/// The groups named, or the VPC's default group when none are.
+async fn resolve_groups(
+    tx: &mut Tx,
+    scope: &Scope,
+    vpc: &Vpc,
+    keys: &[String],
+) -> Result<Vec<SecurityGroup>, StoreError> {
+    if keys.is_empty() {
+        let default = default_sg_name(&vpc.name);
+        let groups: Vec<SecurityGroup> = tx.children(&vpc.id).await?;
+        return Ok(groups
+            .into_iter()
+            .filter(|g| g.name == default)
+            .take(1)
+            .collect());
+    }
+    let mut out = Vec::with_capacity(keys.len());
+    for k in keys {
+        out.push(tx.find::<SecurityGroup>(scope, k, false).await?);
+    }
+    Ok(out)
+}
+
+/// Keeps an EIP bound to `nic` in step with the NIC's server.
+pub(crate) async fn refresh_eip_of(tx: &mut Tx, nic: &Nic) -> Result<(), StoreError> {
+    let ids = tx
+        .strings(
+            "SELECT eip_id FROM eip_bindings WHERE target_id = $1",
+            &nic.id,
+        )
+        .await?;
+    for id in ids {
+        let mut eip: Eip = tx.get(&id, true).await?;
+        eip.server_id = nic.server_id.clone();
+        tx.update(&eip).await?;
+    }
+    Ok(())
+}
+
+impl Store {
+    pub async fn create_server(
+        &self,
+        scope: &Scope,
+        req: &CreateServer,
+    ) -> Result<Server, StoreError> {
+        rules::validate_name("name", &req.name)?;
+        self.retry(|| async {
+            let mut tx = self.db.begin().await?;
+            let id = match tx
+                .claim::<Server>(scope.tenant(), req.client_token.as_deref())
+                .await?
+            {
+                Claim::Existing(s) => return Ok(s),
+                Claim::New(id) => id,
+            };
+            let subnet: Subnet = tx.find(scope, &req.subnet, false).await?;
+            must_own(scope, &subnet.tenant, "this subnet")?;
+            let subnet_zone: Zone = match &subnet.zone_id {
+                Some(z) => tx.get(z, false).await?,
+                None => {
+                    return Err(
+                        RuleError::invalid("subnet", "an EIP subnet holds no servers").into(),
+                    );
+                }
+            };
+            let zone: Zone = match &req.zone {
+                Some(z) => tx.find(scope, z, false).await?,
+                None => subnet_zone.clone(),
+            };
+            rules::check_server_subnet(&req.name, &zone, &subnet, &subnet_zone)?;
+            let mut server = Server {
+                id,
+                tenant: subnet.tenant.clone(),
+                name: req.name.clone(),
+                zone_id: zone.id.clone(),
+                nic_ids: vec![],
+            };
+            let nic = make_nic(
+                &mut tx,
+                scope,
+                NicSpec {
+                    id: new_id(Kind::Nic),
+                    name: &format!("{}-eth0", req.name),
+                    subnet,
+                    ip: req.ip,
+                    security_groups: &req.security_groups,
+                    source_dest_check: true,
+                    server: Some(&server),
+                },
+            )
+            .await?;
+            server.nic_ids.push(nic.id);
+            tx.insert(&server).await?;
+            tx.commit().await?;
+            Ok(server)
+        })
+        .await
+    }
+
+    /// Deletes a server: secondary ENIs are detached (and kept), the primary
+    /// NIC is deleted with its address; EIPs and VIPs on it are unbound, not
+    /// lost.
+    pub async fn delete_server(&self, scope: &Scope, key: &str) -> Result<(), StoreError> {
+        self.retry(|| async {
+            let mut tx = self.db.begin().await?;
+            let server: Server = tx.find(scope, key, true).await?;
+            must_own(scope, &server.tenant, "this server")?;
+            for nic_id in &server.nic_ids {
+                let mut nic: Nic = tx.get(nic_id, true).await?;
+                if nic.primary {
+                    super::eip::unbind_target(&mut tx, &nic.id).await?;
+                    for vip in nic.vip_ids.clone() {
+                        super::vip::unbind_pair(&mut tx, &vip, &mut nic).await?;
+                    }
+                    let mut subnet: Subnet = tx.get(&nic.subnet_id, true).await?;
+                    tx.release(&mut subnet, nic.ip).await?;
+                    tx.update(&subnet).await?;
+                    tx.delete(&nic).await?;
+                } else {
+                    nic.server_id = None;
+                    tx.update(&nic).await?;
+                    refresh_eip_of(&mut tx, &nic).await?;
+                }
+            }
+            tx.delete(&server).await?;
+            tx.commit().await
+        })
+        .await
+    }
+
+    pub async fn create_nic(&self, scope: &Scope, req: &CreateNic) -> Result<Nic, StoreError> {
+        self.retry(|| async {
+            let mut tx = self.db.begin().await?;
+            let id = match tx
+                .claim::<Nic>(scope.tenant(), req.client_token.as_deref())
+                .await?
+            {
+                Claim::Existing(n) => return Ok(n),
+                Claim::New(id) => id,
+            };
+            let subnet: Subnet = tx.find(scope, &req.subnet, false).await?;
+            must_own(scope, &subnet.tenant, "this subnet")?;
+            let nic = make_nic(
+                &mut tx,
+                scope,
+                NicSpec {
+                    id,
+                    name: &req.name,
+                    subnet,
+                    ip: req.ip,
+                    security_groups: &req.security_groups,
+                    source_dest_check: req.source_dest_check.unwrap_or(true),
+                    server: None,
+                },
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(nic)
+        })
+        .await
+    }
+
+    pub async fn update_nic(
+        &self,
+        scope: &Scope,
+        key: &str,
+        req: &UpdateNic,
+    ) -> Result<Nic, StoreError> {
+        self.retry(|| async {
+            let mut tx = self.db.begin().await?;
+            let mut nic: Nic = tx.find(scope, key, true).await?;
+            must_own(scope, &nic.tenant, "this NIC")?;
+            if let Some(keys) = &req.security_groups {
+                let vpc: Vpc = tx.get(&nic.vpc_id, false).await?;
+                let groups = resolve_groups(&mut tx, scope, &vpc, keys).await?;
+                rules::check_security_groups(&vpc, &groups, scope.is_operator())?;
+                nic.security_group_ids = groups.into_iter().map(|g| g.id).collect();
+            }
+            if let Some(flag) = req.source_dest_check {
+                nic.source_dest_check = flag;
+            }
+            tx.update(&nic).await?;
+            tx.commit().await?;
+            Ok(nic)
+        })
+        .await
+    }
+
+    pub async fn attach_nic(
+        &self,
+        scope: &Scope,
+        key: &str,
+        server_key: &str,
+    ) -> Result<Nic, StoreError> {
+        self.retry(|| async {
+            let mut tx = self.db.begin().await?;
+            let mut nic: Nic = tx.find(scope, key, true).await?;
+            must_own(scope, &nic.tenant, "this NIC")?;
+            let mut server: Server = tx.find(scope, server_key, true).await?;
+            must_own(scope, &server.tenant, "this server")?;
+            let nic_zone: Zone = tx.get(&nic.zone_id, false).await?;
+            let server_zone: Zone = tx.get(&server.zone_id, false).await?;
+            rules::check_attach(&nic, &nic_zone, &server, &server_zone)?;
+            nic.server_id = Some(server.id.clone());
+            server.nic_ids.push(nic.id.clone());
+            tx.update(&nic).await?;
+            tx.update(&server).await?;
+            refresh_eip_of(&mut tx, &nic).await?;
+            tx.commit().await?;
+            Ok(nic)
+        })
+        .await
+    }
+
+    pub async fn detach_nic(&self, scope: &Scope, key: &str) -> Result<Nic, StoreError> {
+        self.retry(|| async {
+            let mut tx = self.db.begin().await?;
+            let mut nic: Nic = tx.find(scope, key, true).await?;
+            must_own(scope, &nic.tenant, "this NIC")?;
+            let server_id = rules::check_detach(&nic)?.to_string();
+            let mut server: Server = tx.get(&server_id, true).await?;
+            server.nic_ids.retain(|n| *n != nic.id);
+            nic.server_id = None;
+            tx.update(&nic).await?;
+            tx.update(&server).await?;
+            refresh_eip_of(&mut tx, &nic).await?;
+            tx.commit().await?;
+            Ok(nic)
+        })
+        .await
+    }
+
+    /// Deletes a detached ENI that carries no EIP and no VIP.
+    pub async fn delete_nic(&self, scope: &Scope, key: &str) -> Result<(), StoreError> {
+        self.retry(|| async {
+            let mut tx = self.db.begin().await?;
+            let nic: Nic = tx.find(scope, key, true).await?;
+            must_own(scope, &nic.tenant, "this NIC")?;
+            let in_use = |reason: String| -> StoreError {
+                RuleError::InUse {
+                    kind: "NIC",
+                    id: nic.label().to_string(),
+                    reason,
+                }
+                .into()
+            };
+            if let Some(s) = &nic.server_id {
+                return Err(in_use(format!(
+                    "it is attached to server {s}; detach it first"
+                )));
+            }
+            if let Some(v) = nic.vip_ids.first() {
+                return Err(in_use(format!("it holds VIP {v}; unbind it first")));
+            }
+            let eips = tx
+                .strings(
+                    "SELECT eip_id FROM eip_bindings WHERE target_id = $1",
+                    &nic.id,
+                )
+                .await?;
+            if let Some(e) = eips.first() {
+                return Err(in_use(format!("EIP {e} is bound to it; unbind it first")));
+            }
+            let mut subnet: Subnet = tx.get(&nic.subnet_id, true).await?;
+            tx.release(&mut subnet, nic.ip).await?;
+            tx.update(&subnet).await?;
+            tx.delete(&nic).await?;
+            tx.commit().await
+        })
+        .await
+    }
+
+    /// The NICs attached to a server, primary first.
+    pub async fn server_nics(&self, scope: &Scope, key: &str) -> Result<Vec<Nic>, StoreError> {
+        let mut tx = self.db.begin_read().await?;
+        let server: Server = tx.find(scope, key, false).await?;
+        let mut out = Vec::with_capacity(server.nic_ids.len());
+        for id in &server.nic_ids {
+            out.push(tx.get::<Nic>(id, false).await?);
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+}

@@ -1,0 +1,241 @@
+//! Platform resources the operator owns: zones, host (underlay) networks,
+//! gateways, the default VPC, and API tokens.
+
+use ipnet::Ipv4Net;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use vpcip_model::rules::{self, label};
+use vpcip_model::*;
+
+use crate::db::{Scope, new_id, now};
+use crate::{Store, StoreError};
+
+impl Store {
+    pub(crate) async fn ensure_default_vpc(&self) -> Result<(), StoreError> {
+        self.retry(|| async {
+            let mut tx = self.db.begin().await?;
+            let exists = tx
+                .count(
+                    "SELECT COUNT(*) FROM resources WHERE kind = 'vpc' AND tenant = 'system' AND name = $1",
+                    DEFAULT_VPC_NAME,
+                )
+                .await?;
+            if exists == 0 {
+                let any: Ipv4Net = "0.0.0.0/0".parse().map_err(|_| StoreError::Config("0.0.0.0/0".into()))?;
+                tx.insert(&Vpc {
+                    id: new_id(Kind::Vpc),
+                    tenant: SYSTEM_TENANT.into(),
+                    name: DEFAULT_VPC_NAME.into(),
+                    cidr: any,
+                    secondary_cidrs: vec![],
+                    is_default: true,
+                })
+                .await?;
+            }
+            tx.commit().await
+        })
+        .await
+    }
+
+    pub async fn create_zone(&self, scope: &Scope, req: &CreateZone) -> Result<Zone, StoreError> {
+        scope.require_operator("create zones")?;
+        rules::validate_name("name", &req.name)?;
+        let zone = Zone {
+            id: new_id(Kind::Zone),
+            name: req.name.clone(),
+        };
+        let mut tx = self.db.begin().await?;
+        tx.insert(&zone).await?;
+        tx.commit().await?;
+        Ok(zone)
+    }
+
+    pub async fn delete_zone(&self, scope: &Scope, key: &str) -> Result<(), StoreError> {
+        scope.require_operator("delete zones")?;
+        self.retry(|| async {
+            let mut tx = self.db.begin().await?;
+            let zone: Zone = tx.find(scope, key, true).await?;
+            let subnets: Vec<Subnet> = tx.all().await?;
+            let servers: Vec<Server> = tx.all().await?;
+            let user = subnets
+                .iter()
+                .find(|s| s.zone_id.as_deref() == Some(&zone.id))
+                .map(|s| format!("subnet {} is in it", label(&s.name, &s.id)))
+                .or_else(|| {
+                    servers
+                        .iter()
+                        .find(|s| s.zone_id == zone.id)
+                        .map(|s| format!("server {} is in it", label(&s.name, &s.id)))
+                });
+            if let Some(reason) = user {
+                return Err(RuleError::InUse {
+                    kind: "zone",
+                    id: zone.name.clone(),
+                    reason,
+                }
+                .into());
+            }
+            tx.delete(&zone).await?;
+            tx.commit().await
+        })
+        .await
+    }
+
+    pub async fn create_host_network(
+        &self,
+        scope: &Scope,
+        req: &CreateHostNetwork,
+    ) -> Result<HostNetwork, StoreError> {
+        scope.require_operator("define host networks")?;
+        rules::validate_name("name", &req.name)?;
+        self.retry(|| async {
+            let mut tx = self.db.begin().await?;
+            // Serialize with EIP segment creation through the default VPC row.
+            let default: Vpc = tx.find(&Scope::Operator, DEFAULT_VPC_NAME, true).await?;
+            let segments: Vec<Subnet> = tx.children(&default.id).await?;
+            let segments: Vec<Subnet> = segments
+                .into_iter()
+                .filter(|s| s.kind == SubnetKind::Eip)
+                .collect();
+            rules::check_host_network(&req.cidr, &segments)?;
+            let hn = HostNetwork {
+                id: new_id(Kind::HostNetwork),
+                name: req.name.clone(),
+                cidr: req.cidr,
+            };
+            tx.insert(&hn).await?;
+            tx.commit().await?;
+            Ok(hn)
+        })
+        .await
+    }
+
+    pub async fn delete_host_network(&self, scope: &Scope, key: &str) -> Result<(), StoreError> {
+        scope.require_operator("delete host networks")?;
+        let mut tx = self.db.begin().await?;
+        let hn: HostNetwork = tx.find(scope, key, true).await?;
+        tx.delete(&hn).await?;
+        tx.commit().await
+    }
+
+    pub async fn create_gateway(
+        &self,
+        scope: &Scope,
+        req: &CreateGateway,
+    ) -> Result<Gateway, StoreError> {
+        scope.require_operator("register gateways")?;
+        rules::validate_name("name", &req.name)?;
+        let gw = Gateway {
+            id: new_id(Kind::Gateway),
+            name: req.name.clone(),
+            underlay_ip: req.underlay_ip,
+        };
+        let mut tx = self.db.begin().await?;
+        tx.insert(&gw).await?;
+        tx.commit().await?;
+        Ok(gw)
+    }
+
+    pub async fn delete_gateway(&self, scope: &Scope, key: &str) -> Result<(), StoreError> {
+        scope.require_operator("delete gateways")?;
+        let mut tx = self.db.begin().await?;
+        let gw: Gateway = tx.find(scope, key, true).await?;
+        tx.delete(&gw).await?;
+        tx.commit().await
+    }
+
+    /// The static routes the physical network needs, for every EIP segment.
+    pub async fn physical_routes(&self, scope: &Scope) -> Result<Vec<PhysicalRoute>, StoreError> {
+        scope.require_operator("read the physical routes")?;
+        let mut tx = self.db.begin_read().await?;
+        let gateways: Vec<Gateway> = tx.all().await?;
+        let subnets: Vec<Subnet> = tx.all().await?;
+        tx.commit().await?;
+        Ok(subnets
+            .iter()
+            .filter(|s| s.kind == SubnetKind::Eip)
+            .flat_map(|s| rules::physical_routes(s, &gateways))
+            .collect())
+    }
+
+    // ---- API tokens ----
+
+    pub async fn create_token(
+        &self,
+        scope: &Scope,
+        req: &CreateToken,
+    ) -> Result<Token, StoreError> {
+        scope.require_operator("create tokens")?;
+        rules::validate_tenant(&req.tenant)?;
+        if req.tenant == SYSTEM_TENANT {
+            return Err(
+                RuleError::invalid("tenant", "\"system\" is the platform's own tenant").into(),
+            );
+        }
+        if req.description.len() > 256 {
+            return Err(RuleError::invalid("description", "at most 256 characters").into());
+        }
+        let secret = format!("vpcip_{}", hex::encode(rand::random::<[u8; 24]>()));
+        let id = format!("tok-{}", &hex::encode(rand::random::<[u8; 5]>()));
+        let mut tx = self.db.begin().await?;
+        sqlx::query("INSERT INTO api_tokens (id, hash, tenant, description, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(id.clone())
+            .bind(token_hash(&secret))
+            .bind(req.tenant.clone())
+            .bind(req.description.clone())
+            .bind(now())
+            .execute(&mut *tx.inner)
+            .await?;
+        tx.commit().await?;
+        Ok(Token {
+            id,
+            tenant: req.tenant.clone(),
+            description: req.description.clone(),
+            secret: Some(secret),
+        })
+    }
+
+    pub async fn list_tokens(&self, scope: &Scope) -> Result<Vec<Token>, StoreError> {
+        scope.require_operator("list tokens")?;
+        let rows = sqlx::query("SELECT id, tenant, description FROM api_tokens ORDER BY id")
+            .fetch_all(&self.db.read)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Token {
+                    id: r.try_get("id")?,
+                    tenant: r.try_get("tenant")?,
+                    description: r.try_get("description")?,
+                    secret: None,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn delete_token(&self, scope: &Scope, id: &str) -> Result<(), StoreError> {
+        scope.require_operator("revoke tokens")?;
+        let mut tx = self.db.begin().await?;
+        if tx
+            .exec("DELETE FROM api_tokens WHERE id = $1", &[id])
+            .await?
+            == 0
+        {
+            return Err(RuleError::not_found("token", id).into());
+        }
+        tx.commit().await
+    }
+
+    /// The tenant a bearer token belongs to, if any.
+    pub async fn authenticate(&self, secret: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT tenant FROM api_tokens WHERE hash = $1")
+            .bind(token_hash(secret))
+            .fetch_optional(&self.db.read)
+            .await?;
+        Ok(row.map(|r| r.try_get("tenant")).transpose()?)
+    }
+}
+
+/// Tokens are stored as their SHA-256: a leaked database reveals no token.
+pub fn token_hash(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}

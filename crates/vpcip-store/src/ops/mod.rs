@@ -1,0 +1,10 @@
+//! The store's operations: each public method is one transaction that loads
+//! what a rule of `vpcip_model::rules` needs, asks it, and writes.
+
+mod compute;
+mod eip;
+mod infra;
+mod network;
+mod vip;
+
+pub use infra::token_hash;

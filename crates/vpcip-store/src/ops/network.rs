@@ -1,0 +1,345 @@
+//! VPCs and their CIDR blocks, subnets (guest and EIP segments) and
+//! security groups.
+
+use ipnet::Ipv4Net;
+use vpcip_model::rules::{self, label};
+use vpcip_model::*;
+
+use crate::db::{Claim, Resource, Scope, Tx, new_id};
+use crate::{Store, StoreError};
+
+/// The tenant a new resource of `scope` belongs to, when the operator may
+/// name one.
+fn owner_tenant(scope: &Scope, requested: Option<&str>) -> Result<String, StoreError> {
+    match (scope, requested) {
+        (_, None) => Ok(scope.tenant().to_string()),
+        (Scope::Operator, Some(t)) => {
+            rules::validate_tenant(t)?;
+            Ok(t.to_string())
+        }
+        (Scope::Tenant(own), Some(t)) if own == t => Ok(t.to_string()),
+        (Scope::Tenant(_), Some(_)) => Err(RuleError::Forbidden {
+            action: "create resources for another tenant".into(),
+        }
+        .into()),
+    }
+}
+
+/// Changing something the caller does not own: the platform's shared
+/// resources are visible to tenants but only the operator changes them.
+pub(crate) fn must_own(scope: &Scope, tenant: &str, what: &str) -> Result<(), StoreError> {
+    if scope.owns(tenant) {
+        Ok(())
+    } else {
+        Err(RuleError::Forbidden {
+            action: format!("change {what}"),
+        }
+        .into())
+    }
+}
+
+impl Store {
+    pub async fn create_vpc(&self, scope: &Scope, req: &CreateVpc) -> Result<Vpc, StoreError> {
+        let tenant = owner_tenant(scope, req.tenant.as_deref())?;
+        rules::check_new_vpc(&req.name, &req.cidr, &req.secondary_cidrs)?;
+        self.retry(|| async {
+            let mut tx = self.db.begin().await?;
+            let id = match tx
+                .claim::<Vpc>(&tenant, req.client_token.as_deref())
+                .await?
+            {
+                Claim::Existing(v) => return Ok(v),
+                Claim::New(id) => id,
+            };
+            let vpc = Vpc {
+                id,
+                tenant: tenant.clone(),
+                name: req.name.clone(),
+                cidr: req.cidr,
+                secondary_cidrs: req.secondary_cidrs.clone(),
+                is_default: false,
+            };
+            tx.insert(&vpc).await?;
+            // Every VPC comes with a default group, so a NIC always has one.
+            tx.insert(&SecurityGroup {
+                id: new_id(Kind::SecurityGroup),
+                tenant: tenant.clone(),
+                name: default_sg_name(&vpc.name),
+                vpc_id: vpc.id.clone(),
+                kind: SgKind::Basic,
+                managed: false,
+                rules: vec![
+                    SgRule {
+                        direction: Direction::Egress,
+                        protocol: Protocol::All,
+                        port_min: None,
+                        port_max: None,
+                        remote_cidr: "0.0.0.0/0".parse().ok(),
+                        remote_group: None,
+                    },
+                    SgRule {
+                        direction: Direction::Ingress,
+                        protocol: Protocol::All,
+                        port_min: None,
+                        port_max: None,
+                        remote_cidr: Some(vpc.cidr),
+                        remote_group: None,
+                    },
+                ],
+            })
+            .await?;
+            tx.commit().await?;
+            Ok(vpc)
+        })
+        .await
+    }
+
+    pub async fn add_vpc_cidr(
+        &self,
+        scope: &Scope,
+        key: &str,
+        cidr: Ipv4Net,
+    ) -> Result<Vpc, StoreError> {
+        self.retry(|| async {
+            let mut tx = self.db.begin().await?;
+            let mut vpc: Vpc = tx.find(scope, key, true).await?;
+            must_own(scope, &vpc.tenant, "this VPC")?;
+            rules::check_vpc_cidr_add(&vpc, &cidr)?;
+            vpc.secondary_cidrs.push(cidr);
+            tx.update(&vpc).await?;
+            tx.commit().await?;
+            Ok(vpc)
+        })
+        .await
+    }
+
+    pub async fn remove_vpc_cidr(
+        &self,
+        scope: &Scope,
+        key: &str,
+        cidr: Ipv4Net,
+    ) -> Result<Vpc, StoreError> {
+        self.retry(|| async {
+            let mut tx = self.db.begin().await?;
+            let mut vpc: Vpc = tx.find(scope, key, true).await?;
+            must_own(scope, &vpc.tenant, "this VPC")?;
+            let subnets: Vec<Subnet> = tx.children(&vpc.id).await?;
+            rules::check_vpc_cidr_remove(&vpc, &cidr, &subnets)?;
+            vpc.secondary_cidrs.retain(|b| *b != cidr);
+            tx.update(&vpc).await?;
+            tx.commit().await?;
+            Ok(vpc)
+        })
+        .await
+    }
+
+    pub async fn delete_vpc(&self, scope: &Scope, key: &str) -> Result<(), StoreError> {
+        self.retry(|| async {
+            let mut tx = self.db.begin().await?;
+            let vpc: Vpc = tx.find(scope, key, true).await?;
+            if vpc.is_default {
+                return Err(RuleError::DefaultVpc { action: "deleted" }.into());
+            }
+            must_own(scope, &vpc.tenant, "this VPC")?;
+            let subnets: Vec<Subnet> = tx.children(&vpc.id).await?;
+            if let Some(s) = subnets.first() {
+                return Err(RuleError::InUse {
+                    kind: "VPC",
+                    id: vpc.label().to_string(),
+                    reason: format!("it still holds subnet {}", label(&s.name, &s.id)),
+                }
+                .into());
+            }
+            for sg in tx.children::<SecurityGroup>(&vpc.id).await? {
+                tx.delete(&sg).await?;
+            }
+            tx.delete(&vpc).await?;
+            tx.commit().await
+        })
+        .await
+    }
+
+    pub async fn create_subnet(
+        &self,
+        scope: &Scope,
+        req: &CreateSubnet,
+    ) -> Result<SubnetCreated, StoreError> {
+        self.retry(|| async {
+            let mut tx = self.db.begin().await?;
+            let id = match tx.claim::<Subnet>(scope.tenant(), req.client_token.as_deref()).await? {
+                Claim::Existing(s) => {
+                    let routes = eip_routes(&mut tx, &s).await?;
+                    return Ok(SubnetCreated {
+                        subnet: s,
+                        physical_routes: routes,
+                        warnings: vec![],
+                    });
+                }
+                Claim::New(id) => id,
+            };
+            let vpc_key = match (&req.vpc, req.kind) {
+                (Some(v), _) => v.as_str(),
+                (None, SubnetKind::Eip) => DEFAULT_VPC_NAME,
+                (None, SubnetKind::Guest) => {
+                    return Err(RuleError::invalid("vpc", "a guest subnet needs its VPC").into());
+                }
+            };
+            // The VPC row lock serializes sibling-overlap checks.
+            let vpc: Vpc = tx.find(scope, vpc_key, true).await?;
+            must_own(scope, &vpc.tenant, "this VPC")?;
+            let zone = match (&req.zone, req.kind) {
+                (Some(z), _) => Some(tx.find::<Zone>(scope, z, false).await?),
+                (None, SubnetKind::Eip) => None,
+                (None, SubnetKind::Guest) => {
+                    return Err(RuleError::invalid("zone", "a guest subnet needs its zone").into());
+                }
+            };
+            let siblings: Vec<Subnet> = tx.children(&vpc.id).await?;
+            let host_networks: Vec<HostNetwork> = tx.all().await?;
+            let plan = rules::plan_subnet(req, &vpc, &siblings, &host_networks)?;
+            let mut subnet = Subnet {
+                id,
+                tenant: vpc.tenant.clone(),
+                name: req.name.clone(),
+                vpc_id: vpc.id.clone(),
+                zone_id: zone.map(|z| z.id),
+                kind: req.kind,
+                cidr: plan.cidr,
+                range_start: plan.range.start(),
+                range_end: plan.range.end(),
+                gateway: plan.gateway,
+                total: plan.range.len(),
+                used: 0,
+            };
+            tx.insert(&subnet).await?;
+            tx.open_pool(&mut subnet, &plan.reserved).await?;
+            tx.update(&subnet).await?;
+            let physical_routes = eip_routes(&mut tx, &subnet).await?;
+            tx.commit().await?;
+            let warnings = if subnet.kind == SubnetKind::Eip && physical_routes.is_empty() {
+                vec![Warning {
+                    code: "no_gateway".into(),
+                    message: format!(
+                        "no gateway is registered: route {} to the gateway's underlay address once it is",
+                        subnet.cidr
+                    ),
+                }]
+            } else {
+                vec![]
+            };
+            Ok(SubnetCreated {
+                subnet,
+                physical_routes,
+                warnings,
+            })
+        })
+        .await
+    }
+
+    pub async fn delete_subnet(&self, scope: &Scope, key: &str) -> Result<(), StoreError> {
+        self.retry(|| async {
+            let mut tx = self.db.begin().await?;
+            let subnet: Subnet = tx.find(scope, key, true).await?;
+            must_own(scope, &subnet.tenant, "this subnet")?;
+            let in_use = tx.allocations_in_use(&subnet.id).await?;
+            if in_use > 0 {
+                return Err(RuleError::InUse {
+                    kind: "subnet",
+                    id: label(&subnet.name, &subnet.id).into(),
+                    reason: format!("{in_use} of its addresses are allocated"),
+                }
+                .into());
+            }
+            tx.drop_pool(&subnet.id).await?;
+            tx.delete(&subnet).await?;
+            tx.commit().await
+        })
+        .await
+    }
+
+    pub async fn create_security_group(
+        &self,
+        scope: &Scope,
+        req: &CreateSecurityGroup,
+    ) -> Result<SecurityGroup, StoreError> {
+        rules::validate_name("name", &req.name)?;
+        rules::check_sg_rules(&req.rules)?;
+        if req.managed {
+            scope.require_operator("create managed security groups")?;
+        }
+        self.retry(|| async {
+            let mut tx = self.db.begin().await?;
+            let id = match tx
+                .claim::<SecurityGroup>(scope.tenant(), req.client_token.as_deref())
+                .await?
+            {
+                Claim::Existing(g) => return Ok(g),
+                Claim::New(id) => id,
+            };
+            let vpc: Vpc = tx.find(scope, &req.vpc, false).await?;
+            must_own(scope, &vpc.tenant, "this VPC")?;
+            for r in &req.rules {
+                if let Some(g) = &r.remote_group {
+                    let remote: SecurityGroup = tx.find(scope, g, false).await?;
+                    if remote.vpc_id != vpc.id {
+                        return Err(RuleError::invalid(
+                            "remote_group",
+                            format!("group {g} is not in VPC {}", vpc.label().to_string()),
+                        )
+                        .into());
+                    }
+                }
+            }
+            let sg = SecurityGroup {
+                id,
+                tenant: vpc.tenant.clone(),
+                name: req.name.clone(),
+                vpc_id: vpc.id.clone(),
+                kind: req.kind,
+                managed: req.managed,
+                rules: req.rules.clone(),
+            };
+            tx.insert(&sg).await?;
+            tx.commit().await?;
+            Ok(sg)
+        })
+        .await
+    }
+
+    pub async fn delete_security_group(&self, scope: &Scope, key: &str) -> Result<(), StoreError> {
+        self.retry(|| async {
+            let mut tx = self.db.begin().await?;
+            let sg: SecurityGroup = tx.find(scope, key, true).await?;
+            must_own(scope, &sg.tenant, "this security group")?;
+            let user = tx
+                .strings(
+                    "SELECT id FROM resources WHERE kind = 'eni' AND doc LIKE '%\"' || $1 || '\"%' LIMIT 1",
+                    &sg.id,
+                )
+                .await?;
+            if let Some(nic) = user.first() {
+                return Err(RuleError::InUse {
+                    kind: "security group",
+                    id: label(&sg.name, &sg.id).into(),
+                    reason: format!("NIC {nic} uses it"),
+                }
+                .into());
+            }
+            tx.delete(&sg).await?;
+            tx.commit().await
+        })
+        .await
+    }
+}
+
+pub(crate) fn default_sg_name(vpc_name: &str) -> String {
+    format!("{vpc_name}-default")
+}
+
+async fn eip_routes(tx: &mut Tx, subnet: &Subnet) -> Result<Vec<PhysicalRoute>, StoreError> {
+    if subnet.kind != SubnetKind::Eip {
+        return Ok(vec![]);
+    }
+    let gateways: Vec<Gateway> = tx.all().await?;
+    Ok(rules::physical_routes(subnet, &gateways))
+}

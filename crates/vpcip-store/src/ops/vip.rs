@@ -1,0 +1,181 @@
+//! VIPs: an address in a subnet shared by up to 10 NICs.
+
+use std::collections::BTreeSet;
+
+use vpcip_model::rules::{self, VipBindContext};
+use vpcip_model::*;
+
+use super::network::must_own;
+use crate::db::{Claim, Resource, Scope, Tx};
+use crate::{Store, StoreError};
+
+/// Removes the binding of `vip_id` to `nic` (both rows are locked by the
+/// caller or here), keeping both documents in step with `vip_bindings`.
+pub(crate) async fn unbind_pair(
+    tx: &mut Tx,
+    vip_id: &str,
+    nic: &mut Nic,
+) -> Result<(), StoreError> {
+    let mut vip: Vip = tx.get(vip_id, true).await?;
+    tx.exec(
+        "DELETE FROM vip_bindings WHERE vip_id = $1 AND nic_id = $2",
+        &[&vip.id, &nic.id],
+    )
+    .await?;
+    vip.nic_ids.retain(|n| *n != nic.id);
+    nic.vip_ids.retain(|v| *v != vip.id);
+    tx.update(&vip).await?;
+    tx.update(nic).await?;
+    Ok(())
+}
+
+impl Store {
+    pub async fn create_vip(&self, scope: &Scope, req: &CreateVip) -> Result<Vip, StoreError> {
+        rules::validate_name("name", &req.name)?;
+        self.retry(|| async {
+            let mut tx = self.db.begin().await?;
+            let id = match tx
+                .claim::<Vip>(scope.tenant(), req.client_token.as_deref())
+                .await?
+            {
+                Claim::Existing(v) => return Ok(v),
+                Claim::New(id) => id,
+            };
+            let found: Subnet = tx.find(scope, &req.subnet, false).await?;
+            must_own(scope, &found.tenant, "this subnet")?;
+            rules::need_subnet_kind(&found, SubnetKind::Guest)?;
+            let mut subnet: Subnet = tx.get(&found.id, true).await?;
+            if let Some(ip) = req.ip {
+                rules::check_chosen_address(&subnet, ip)?;
+            }
+            let ip = tx.allocate(&mut subnet, &id, req.ip).await?;
+            tx.update(&subnet).await?;
+            let vip = Vip {
+                id,
+                tenant: subnet.tenant.clone(),
+                name: req.name.clone(),
+                vpc_id: subnet.vpc_id.clone(),
+                subnet_id: subnet.id.clone(),
+                ip,
+                nic_ids: vec![],
+                eip_id: None,
+            };
+            tx.insert(&vip).await?;
+            tx.commit().await?;
+            Ok(vip)
+        })
+        .await
+    }
+
+    pub async fn bind_vip(
+        &self,
+        scope: &Scope,
+        key: &str,
+        nic_key: &str,
+    ) -> Result<WithWarnings<Vip>, StoreError> {
+        self.retry(|| async {
+            let mut tx = self.db.begin().await?;
+            // Lock order: VIP, then NIC (unbind takes the same order).
+            let mut vip: Vip = tx.find(scope, key, true).await?;
+            must_own(scope, &vip.tenant, "this VIP")?;
+            let mut nic: Nic = tx.find(scope, nic_key, true).await?;
+            must_own(scope, &nic.tenant, "this NIC")?;
+            let mut vip_nics = Vec::with_capacity(vip.nic_ids.len());
+            for id in &vip.nic_ids {
+                vip_nics.push(tx.get::<Nic>(id, false).await?);
+            }
+            let (server_vip_count, server_nics_in_subnet) = match &nic.server_id {
+                None => (0, 1),
+                Some(s) => {
+                    let server: Server = tx.get(s, false).await?;
+                    let mut vips = BTreeSet::new();
+                    let mut in_subnet = 0;
+                    for id in &server.nic_ids {
+                        let n: Nic = tx.get(id, false).await?;
+                        vips.extend(n.vip_ids.iter().cloned());
+                        in_subnet += usize::from(n.subnet_id == vip.subnet_id);
+                    }
+                    (vips.len(), in_subnet)
+                }
+            };
+            let ctx = VipBindContext {
+                vip_nics,
+                nic_vip_count: nic.vip_ids.len(),
+                server_vip_count,
+                server_nics_in_subnet,
+            };
+            let warnings = rules::check_vip_bind(&vip, &nic, &ctx)?;
+            tx.exec(
+                "INSERT INTO vip_bindings (vip_id, nic_id) VALUES ($1, $2)",
+                &[&vip.id, &nic.id],
+            )
+            .await?;
+            vip.nic_ids.push(nic.id.clone());
+            nic.vip_ids.push(vip.id.clone());
+            tx.update(&vip).await?;
+            tx.update(&nic).await?;
+            tx.commit().await?;
+            Ok(WithWarnings {
+                item: vip,
+                warnings,
+            })
+        })
+        .await
+    }
+
+    pub async fn unbind_vip(
+        &self,
+        scope: &Scope,
+        key: &str,
+        nic_key: &str,
+    ) -> Result<Vip, StoreError> {
+        self.retry(|| async {
+            let mut tx = self.db.begin().await?;
+            let vip: Vip = tx.find(scope, key, true).await?;
+            must_own(scope, &vip.tenant, "this VIP")?;
+            let mut nic: Nic = tx.find(scope, nic_key, true).await?;
+            if !vip.nic_ids.contains(&nic.id) {
+                return Err(RuleError::VipNotBound {
+                    vip: vip.label().to_string(),
+                    nic: nic.label().to_string(),
+                }
+                .into());
+            }
+            unbind_pair(&mut tx, &vip.id, &mut nic).await?;
+            let vip: Vip = tx.get(&vip.id, false).await?;
+            tx.commit().await?;
+            Ok(vip)
+        })
+        .await
+    }
+
+    /// Deletes a VIP bound to no NIC and carrying no EIP.
+    pub async fn delete_vip(&self, scope: &Scope, key: &str) -> Result<(), StoreError> {
+        self.retry(|| async {
+            let mut tx = self.db.begin().await?;
+            let vip: Vip = tx.find(scope, key, true).await?;
+            must_own(scope, &vip.tenant, "this VIP")?;
+            let reason = if let Some(n) = vip.nic_ids.first() {
+                Some(format!("it is bound to NIC {n}; unbind it first"))
+            } else {
+                vip.eip_id
+                    .as_ref()
+                    .map(|e| format!("EIP {e} is bound to it; unbind it first"))
+            };
+            if let Some(reason) = reason {
+                return Err(RuleError::InUse {
+                    kind: "VIP",
+                    id: vip.label().to_string(),
+                    reason,
+                }
+                .into());
+            }
+            let mut subnet: Subnet = tx.get(&vip.subnet_id, true).await?;
+            tx.release(&mut subnet, vip.ip).await?;
+            tx.update(&subnet).await?;
+            tx.delete(&vip).await?;
+            tx.commit().await
+        })
+        .await
+    }
+}

@@ -1,0 +1,1560 @@
+//! The store suite: every operation and rule through real transactions, on
+//! SQLite and on PostgreSQL alike.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use common::*;
+use vpcip_model::ipam::{AddrRange, FreeRanges};
+use vpcip_model::*;
+use vpcip_store::{Scope, Store, StoreError};
+
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+async fn seeds_eip_lifecycle(s: &Store) {
+    let (_z, _vpc, sw1, seg) = seeds_world(s).await;
+    assert_eq!(seg.cidr.to_string(), "192.168.202.0/24");
+    // The physical route the operator is told about.
+    let routes = s.physical_routes(&OP).await.unwrap();
+    assert_eq!(routes.len(), 1);
+    assert_eq!(routes[0].prefix.to_string(), "192.168.202.0/24");
+    assert_eq!(routes[0].next_hop, ip("192.168.201.20"));
+
+    let t1 = tenant("t1");
+    let vm1 = server(s, &t1, "vm-1", "sw1").await;
+    let nic: Nic = s.show(&t1, &vm1.nic_ids[0]).await.unwrap();
+    assert_eq!(
+        nic.ip,
+        ip("10.0.0.2"),
+        "lowest free address after the gateway"
+    );
+    assert!(nic.primary && nic.source_dest_check);
+    assert_eq!(nic.security_group_ids.len(), 1, "the VPC's default group");
+    assert_eq!(s.show::<Subnet>(&t1, &sw1.id).await.unwrap().used, 1);
+
+    // server-create-eip: allocate and bind in one call.
+    let eip = s
+        .create_eip(
+            &t1,
+            &CreateEip {
+                bandwidth_mbps: 10,
+                bind: Some(BindEip {
+                    target: EipTarget::Server("vm-1".into()),
+                    mode: EipMode::Nat,
+                    allow_reassociation: false,
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(eip.ip, ip("192.168.202.1"));
+    assert_eq!(eip.nic_id.as_deref(), Some(nic.id.as_str()));
+    assert_eq!(eip.server_id.as_deref(), Some(vm1.id.as_str()));
+    assert_eq!(eip.private_ip, Some(nic.ip));
+
+    // A second EIP cannot take the same target.
+    let e2 = s
+        .create_eip(
+            &t1,
+            &CreateEip {
+                bandwidth_mbps: 5,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let err = rule(
+        s.bind_eip(
+            &t1,
+            &e2.id,
+            &BindEip {
+                target: EipTarget::Nic(nic.id.clone()),
+                mode: EipMode::Nat,
+                allow_reassociation: false,
+            },
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(err.code(), "target_has_eip");
+    assert_eq!(
+        err.to_string(),
+        format!("NIC vm-1-eth0 already has EIP 192.168.202.1")
+    );
+
+    // Rebinding needs the explicit flag.
+    let vm2 = server(s, &t1, "vm-2", "sw1").await;
+    let to_vm2 = |allow| BindEip {
+        target: EipTarget::Server("vm-2".into()),
+        mode: EipMode::Nat,
+        allow_reassociation: allow,
+    };
+    assert_eq!(
+        code(s.bind_eip(&t1, &eip.id, &to_vm2(false)).await.unwrap_err()),
+        "eip_bound"
+    );
+    let moved = s.bind_eip(&t1, &eip.id, &to_vm2(true)).await.unwrap();
+    assert_eq!(moved.server_id.as_deref(), Some(vm2.id.as_str()));
+    // The old target is free again: e2 can take it.
+    s.bind_eip(
+        &t1,
+        &e2.id,
+        &BindEip {
+            target: EipTarget::Server("vm-1".into()),
+            mode: EipMode::Nat,
+            allow_reassociation: false,
+        },
+    )
+    .await
+    .unwrap();
+
+    // Bandwidth, unbind, release.
+    assert_eq!(
+        s.update_eip(&t1, &eip.id, &UpdateEip { bandwidth_mbps: 50 })
+            .await
+            .unwrap()
+            .bandwidth_mbps,
+        50
+    );
+    assert_eq!(
+        code(
+            s.update_eip(&t1, &eip.id, &UpdateEip { bandwidth_mbps: 0 })
+                .await
+                .unwrap_err()
+        ),
+        "invalid_argument"
+    );
+    assert_eq!(
+        code(s.release_eip(&t1, &eip.id).await.unwrap_err()),
+        "resource_in_use"
+    );
+    let unbound = s.unbind_eip(&t1, &eip.id).await.unwrap();
+    assert!(unbound.nic_id.is_none() && unbound.private_ip.is_none());
+    assert_eq!(
+        code(s.unbind_eip(&t1, &eip.id).await.unwrap_err()),
+        "eip_not_bound"
+    );
+    assert_eq!(s.show::<Subnet>(&OP, &seg.id).await.unwrap().used, 2);
+    s.release_eip(&t1, &eip.id).await.unwrap();
+    assert_eq!(s.show::<Subnet>(&OP, &seg.id).await.unwrap().used, 1);
+    assert_eq!(
+        code(s.show::<Eip>(&t1, &eip.id).await.unwrap_err()),
+        "not_found"
+    );
+    // The released address is handed out again.
+    let again = s
+        .create_eip(
+            &t1,
+            &CreateEip {
+                bandwidth_mbps: 1,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.ip, ip("192.168.202.1"));
+    // A chosen address: free, in use, outside.
+    let chosen = s
+        .create_eip(
+            &t1,
+            &CreateEip {
+                bandwidth_mbps: 1,
+                ip: Some(ip("192.168.202.77")),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(chosen.ip, ip("192.168.202.77"));
+    let err = rule(
+        s.create_eip(
+            &t1,
+            &CreateEip {
+                bandwidth_mbps: 1,
+                ip: Some(ip("192.168.202.77")),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(
+        err.to_string(),
+        "address 192.168.202.77 of subnet eip-seg is already in use"
+    );
+    assert_eq!(
+        code(
+            s.create_eip(
+                &t1,
+                &CreateEip {
+                    bandwidth_mbps: 1,
+                    ip: Some(ip("10.9.9.9")),
+                    ..Default::default()
+                }
+            )
+            .await
+            .unwrap_err()
+        ),
+        "invalid_argument"
+    );
+}
+
+async fn segments_and_host_networks_never_overlap(s: &Store) {
+    seeds_world(s).await;
+    let err = rule(
+        s.create_subnet(
+            &OP,
+            &CreateSubnet {
+                name: "bad".into(),
+                kind: SubnetKind::Eip,
+                cidr: Some("192.168.201.0/24".parse().unwrap()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(err.code(), "segment_overlaps_host_network");
+    assert_eq!(
+        err.to_string(),
+        "EIP segment 192.168.201.0/24 overlaps host network 192.168.201.0/24"
+    );
+    let err = rule(
+        s.create_host_network(
+            &OP,
+            &CreateHostNetwork {
+                name: "wide".into(),
+                cidr: "192.168.0.0/16".parse().unwrap(),
+            },
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(err.code(), "host_network_overlaps_segment");
+    // Several segments are allowed, but not overlapping.
+    s.create_subnet(
+        &OP,
+        &CreateSubnet {
+            name: "seg2".into(),
+            kind: SubnetKind::Eip,
+            cidr: Some("203.0.113.0/24".parse().unwrap()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let err = code(
+        s.create_subnet(
+            &OP,
+            &CreateSubnet {
+                name: "seg3".into(),
+                kind: SubnetKind::Eip,
+                cidr: Some("203.0.113.128/25".parse().unwrap()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(err, "subnet_overlap");
+    // Tenants cannot create segments; EIP subnets only live in default.
+    assert_eq!(
+        code(
+            s.create_subnet(
+                &tenant("t1"),
+                &CreateSubnet {
+                    name: "x".into(),
+                    kind: SubnetKind::Eip,
+                    cidr: Some("198.51.100.0/24".parse().unwrap()),
+                    ..Default::default()
+                }
+            )
+            .await
+            .unwrap_err()
+        ),
+        "forbidden"
+    );
+    assert_eq!(
+        code(
+            s.create_subnet(
+                &tenant("t1"),
+                &CreateSubnet {
+                    name: "x".into(),
+                    vpc: Some("vpc1".into()),
+                    kind: SubnetKind::Eip,
+                    cidr: Some("10.5.0.0/24".parse().unwrap()),
+                    ..Default::default()
+                }
+            )
+            .await
+            .unwrap_err()
+        ),
+        "eip_subnet_outside_default_vpc"
+    );
+}
+
+async fn vpc_blocks_and_subnets(s: &Store) {
+    seeds_world(s).await;
+    let t1 = tenant("t1");
+    let vpc = s
+        .add_vpc_cidr(&t1, "vpc1", "120.1.2.0/24".parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(vpc.secondary_cidrs.len(), 1);
+    s.create_subnet(
+        &t1,
+        &CreateSubnet {
+            name: "sw2".into(),
+            vpc: Some("vpc1".into()),
+            zone: Some("z1".into()),
+            cidr: Some("120.1.2.0/25".parse().unwrap()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let err = rule(
+        s.remove_vpc_cidr(&t1, "vpc1", "120.1.2.0/24".parse().unwrap())
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code(), "vpc_cidr_in_use");
+    assert_eq!(
+        err.to_string(),
+        "CIDR block 120.1.2.0/24 of VPC vpc1 still holds subnet sw2 (120.1.2.0/25)"
+    );
+    // Sibling overlap and outside-the-VPC.
+    assert_eq!(
+        code(
+            s.create_subnet(
+                &t1,
+                &CreateSubnet {
+                    name: "sw3".into(),
+                    vpc: Some("vpc1".into()),
+                    zone: Some("z1".into()),
+                    cidr: Some("10.0.0.128/25".parse().unwrap()),
+                    ..Default::default()
+                }
+            )
+            .await
+            .unwrap_err()
+        ),
+        "subnet_overlap"
+    );
+    assert_eq!(
+        code(
+            s.create_subnet(
+                &t1,
+                &CreateSubnet {
+                    name: "sw3".into(),
+                    vpc: Some("vpc1".into()),
+                    zone: Some("z1".into()),
+                    cidr: Some("172.16.0.0/24".parse().unwrap()),
+                    ..Default::default()
+                }
+            )
+            .await
+            .unwrap_err()
+        ),
+        "subnet_outside_vpc"
+    );
+    s.delete_subnet(&t1, "sw2").await.unwrap();
+    let vpc = s
+        .remove_vpc_cidr(&t1, "vpc1", "120.1.2.0/24".parse().unwrap())
+        .await
+        .unwrap();
+    assert!(vpc.secondary_cidrs.is_empty());
+    // Overlapping VPCs of different tenants are fine; names are per tenant.
+    let t2 = tenant("t2");
+    s.create_vpc(
+        &t2,
+        &CreateVpc {
+            name: "vpc1".into(),
+            cidr: "10.0.0.0/8".parse().unwrap(),
+            secondary_cidrs: vec![],
+            tenant: None,
+            client_token: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        code(
+            s.create_vpc(
+                &t2,
+                &CreateVpc {
+                    name: "vpc1".into(),
+                    cidr: "10.0.0.0/8".parse().unwrap(),
+                    secondary_cidrs: vec![],
+                    tenant: None,
+                    client_token: None
+                }
+            )
+            .await
+            .unwrap_err()
+        ),
+        "name_taken"
+    );
+    // A VPC with subnets cannot go; the default VPC never goes.
+    assert_eq!(
+        code(s.delete_vpc(&t1, "vpc1").await.unwrap_err()),
+        "resource_in_use"
+    );
+    assert_eq!(
+        code(s.delete_vpc(&OP, "default").await.unwrap_err()),
+        "default_vpc"
+    );
+    assert_eq!(
+        code(s.delete_vpc(&t1, "default").await.unwrap_err()),
+        "default_vpc"
+    );
+}
+
+async fn enis_attach_in_their_zone(s: &Store) {
+    let (_z1, _vpc, _sw1, _seg) = seeds_world(s).await;
+    let t1 = tenant("t1");
+    s.create_zone(&OP, &CreateZone { name: "z2".into() })
+        .await
+        .unwrap();
+    s.create_subnet(
+        &t1,
+        &CreateSubnet {
+            name: "sw-z2".into(),
+            vpc: Some("vpc1".into()),
+            zone: Some("z2".into()),
+            cidr: Some("10.2.0.0/24".parse().unwrap()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let vm1 = server(s, &t1, "vm-1", "sw1").await;
+    let eni = s
+        .create_nic(
+            &t1,
+            &CreateNic {
+                name: "eni-2".into(),
+                subnet: "sw-z2".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let err = rule(s.attach_nic(&t1, "eni-2", "vm-1").await.unwrap_err());
+    assert_eq!(err.code(), "zone_mismatch");
+    assert_eq!(
+        err.to_string(),
+        "ENI eni-2 is in zone z2, server vm-1 is in zone z1"
+    );
+    // Same zone, different subnet than the primary: fine.
+    s.create_subnet(
+        &t1,
+        &CreateSubnet {
+            name: "sw1b".into(),
+            vpc: Some("vpc1".into()),
+            zone: Some("z1".into()),
+            cidr: Some("10.1.0.0/24".parse().unwrap()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let eni3 = s
+        .create_nic(
+            &t1,
+            &CreateNic {
+                name: "eni-3".into(),
+                subnet: "sw1b".into(),
+                ip: Some(ip("10.1.0.202")),
+                source_dest_check: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(eni3.ip, ip("10.1.0.202"));
+    assert!(!eni3.source_dest_check);
+    let attached = s.attach_nic(&t1, "eni-3", "vm-1").await.unwrap();
+    assert_eq!(attached.server_id.as_deref(), Some(vm1.id.as_str()));
+    assert_eq!(
+        code(s.attach_nic(&t1, "eni-3", "vm-1").await.unwrap_err()),
+        "nic_attached"
+    );
+    assert_eq!(s.server_nics(&t1, "vm-1").await.unwrap().len(), 2);
+    assert_eq!(
+        code(s.delete_nic(&t1, "eni-3").await.unwrap_err()),
+        "resource_in_use"
+    );
+    assert_eq!(
+        code(s.detach_nic(&t1, &vm1.nic_ids[0]).await.unwrap_err()),
+        "nic_primary"
+    );
+    s.detach_nic(&t1, "eni-3").await.unwrap();
+    s.delete_nic(&t1, "eni-3").await.unwrap();
+    // Chosen addresses: in use, out of range.
+    assert_eq!(
+        code(
+            s.create_nic(
+                &t1,
+                &CreateNic {
+                    name: "x".into(),
+                    subnet: "sw1".into(),
+                    ip: Some(vm1_ip(s, &vm1).await),
+                    ..Default::default()
+                }
+            )
+            .await
+            .unwrap_err()
+        ),
+        "address_in_use"
+    );
+    let err = rule(
+        s.create_nic(
+            &t1,
+            &CreateNic {
+                name: "x".into(),
+                subnet: "sw1".into(),
+                ip: Some(ip("10.0.1.9")),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(
+        err.to_string(),
+        "address 10.0.1.9 is outside the allocation range 10.0.0.2-10.0.0.254 of subnet sw1"
+    );
+    // Security groups: up to 5, one type, no managed ones.
+    let sg = |name: &str, kind| CreateSecurityGroup {
+        name: name.into(),
+        vpc: "vpc1".into(),
+        kind,
+        rules: vec![],
+        managed: false,
+        client_token: None,
+    };
+    for n in ["a", "b", "c", "d", "e", "f"] {
+        s.create_security_group(&t1, &sg(n, SgKind::Basic))
+            .await
+            .unwrap();
+    }
+    s.create_security_group(&t1, &sg("adv", SgKind::Advanced))
+        .await
+        .unwrap();
+    let six: Vec<String> = ["a", "b", "c", "d", "e", "f"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(
+        code(
+            s.update_nic(
+                &t1,
+                &eni.id,
+                &UpdateNic {
+                    security_groups: Some(six),
+                    ..Default::default()
+                }
+            )
+            .await
+            .unwrap_err()
+        ),
+        "security_group_count"
+    );
+    assert_eq!(
+        code(
+            s.update_nic(
+                &t1,
+                &eni.id,
+                &UpdateNic {
+                    security_groups: Some(vec!["a".into(), "adv".into()]),
+                    ..Default::default()
+                }
+            )
+            .await
+            .unwrap_err()
+        ),
+        "security_group_mixed_kinds"
+    );
+    let managed = CreateSecurityGroup {
+        managed: true,
+        ..sg("svc", SgKind::Basic)
+    };
+    assert_eq!(
+        code(s.create_security_group(&t1, &managed).await.unwrap_err()),
+        "forbidden"
+    );
+    s.create_security_group(
+        &OP,
+        &CreateSecurityGroup {
+            vpc: s.show::<Vpc>(&t1, "vpc1").await.unwrap().id,
+            ..managed
+        },
+    )
+    .await
+    .unwrap();
+    let svc_id = s
+        .list::<SecurityGroup>(&OP, None, None, None)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .find(|g| g.managed)
+        .unwrap()
+        .id;
+    assert_eq!(
+        code(
+            s.update_nic(
+                &t1,
+                &eni.id,
+                &UpdateNic {
+                    security_groups: Some(vec![svc_id]),
+                    ..Default::default()
+                }
+            )
+            .await
+            .unwrap_err()
+        ),
+        "security_group_managed"
+    );
+    let upd = s
+        .update_nic(
+            &t1,
+            &eni.id,
+            &UpdateNic {
+                security_groups: Some(vec!["a".into(), "b".into()]),
+                source_dest_check: Some(false),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(upd.security_group_ids.len(), 2);
+    assert!(!upd.source_dest_check);
+    assert_eq!(
+        code(s.delete_security_group(&t1, "a").await.unwrap_err()),
+        "resource_in_use"
+    );
+}
+
+async fn vm1_ip(s: &Store, vm: &Server) -> Ipv4Addr {
+    s.show::<Nic>(&OP, &vm.nic_ids[0]).await.unwrap().ip
+}
+
+async fn vip_limits_and_warnings(s: &Store) {
+    seeds_world(s).await;
+    let t1 = tenant("t1");
+    s.create_subnet(
+        &t1,
+        &CreateSubnet {
+            name: "big".into(),
+            vpc: Some("vpc1".into()),
+            zone: Some("z1".into()),
+            cidr: Some("10.8.0.0/16".parse().unwrap()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let vip = s
+        .create_vip(
+            &t1,
+            &CreateVip {
+                name: "vip-1".into(),
+                subnet: "big".into(),
+                ip: Some(ip("10.8.0.100")),
+                client_token: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(vip.ip, ip("10.8.0.100"));
+    let mut nics = vec![];
+    for i in 0..11 {
+        let vm = server(s, &t1, &format!("vm-{i}"), "big").await;
+        nics.push(vm.nic_ids[0].clone());
+    }
+    for n in &nics[..10] {
+        let r = s.bind_vip(&t1, "vip-1", n).await.unwrap();
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    }
+    let err = rule(s.bind_vip(&t1, "vip-1", &nics[10]).await.unwrap_err());
+    assert_eq!(err.code(), "vip_nic_limit");
+    assert_eq!(
+        err.to_string(),
+        "VIP vip-1 is already bound to 10 NICs (limit 10)"
+    );
+    assert_eq!(
+        code(s.bind_vip(&t1, "vip-1", &nics[0]).await.unwrap_err()),
+        "vip_already_bound"
+    );
+    // A NIC holds at most 10 VIPs; a server past 8 is warned.
+    let holder = &nics[10];
+    for i in 0..10 {
+        let v = s
+            .create_vip(
+                &t1,
+                &CreateVip {
+                    name: format!("v{i}"),
+                    subnet: "big".into(),
+                    ip: None,
+                    client_token: None,
+                },
+            )
+            .await
+            .unwrap();
+        let r = s.bind_vip(&t1, &v.id, holder).await.unwrap();
+        assert_eq!(
+            r.warnings.iter().any(|w| w.code == "server_vip_count"),
+            i >= 8,
+            "bind {i}: {:?}",
+            r.warnings
+        );
+    }
+    let v11 = s
+        .create_vip(
+            &t1,
+            &CreateVip {
+                name: "v11".into(),
+                subnet: "big".into(),
+                ip: None,
+                client_token: None,
+            },
+        )
+        .await
+        .unwrap();
+    let err = rule(s.bind_vip(&t1, &v11.id, holder).await.unwrap_err());
+    assert_eq!(err.code(), "nic_vip_limit");
+    assert_eq!(
+        err.to_string(),
+        "NIC vm-10-eth0 already holds 10 VIPs (limit 10)"
+    );
+    // Wrong subnet.
+    let other = server(s, &t1, "vm-sw1", "sw1").await;
+    assert_eq!(
+        code(
+            s.bind_vip(&t1, &v11.id, &other.nic_ids[0])
+                .await
+                .unwrap_err()
+        ),
+        "vip_subnet_mismatch"
+    );
+    // Several NICs of one server in the VIP's subnet: a warning.
+    let eni = s
+        .create_nic(
+            &t1,
+            &CreateNic {
+                name: "second".into(),
+                subnet: "big".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    s.attach_nic(&t1, &eni.id, "vm-0").await.unwrap();
+    let r = s.bind_vip(&t1, &v11.id, &eni.id).await.unwrap();
+    assert_eq!(
+        r.warnings
+            .iter()
+            .map(|w| w.code.as_str())
+            .collect::<Vec<_>>(),
+        ["server_nics_in_vip_subnet"]
+    );
+    // One EIP per VIP.
+    let bind_vip = |v: &str| BindEip {
+        target: EipTarget::Vip(v.into()),
+        mode: EipMode::Nat,
+        allow_reassociation: false,
+    };
+    let e1 = s
+        .create_eip(
+            &t1,
+            &CreateEip {
+                bandwidth_mbps: 10,
+                bind: Some(bind_vip("vip-1")),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        s.show::<Vip>(&t1, "vip-1").await.unwrap().eip_id.as_deref(),
+        Some(e1.id.as_str())
+    );
+    let err = rule(
+        s.create_eip(
+            &t1,
+            &CreateEip {
+                bandwidth_mbps: 10,
+                bind: Some(bind_vip("vip-1")),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(
+        err.to_string(),
+        format!("VIP vip-1 already has EIP {}", e1.ip)
+    );
+    // The failed create left nothing behind: the next EIP gets the same address.
+    let e2 = s
+        .create_eip(
+            &t1,
+            &CreateEip {
+                bandwidth_mbps: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(u32::from(e2.ip), u32::from(e1.ip) + 1);
+    // Deleting a bound VIP is refused; unbinding frees it.
+    assert_eq!(
+        code(s.delete_vip(&t1, "vip-1").await.unwrap_err()),
+        "resource_in_use"
+    );
+    let unbound = s.unbind_vip(&t1, "vip-1", &nics[0]).await.unwrap();
+    assert_eq!(unbound.nic_ids.len(), 9);
+    assert!(
+        s.show::<Nic>(&t1, &nics[0])
+            .await
+            .unwrap()
+            .vip_ids
+            .is_empty()
+    );
+    assert_eq!(
+        code(s.unbind_vip(&t1, "vip-1", &nics[0]).await.unwrap_err()),
+        "vip_not_bound"
+    );
+}
+
+async fn deleting_a_server_unbinds_and_releases(s: &Store) {
+    let (_z, _vpc, sw1, _seg) = seeds_world(s).await;
+    let t1 = tenant("t1");
+    let vm = server(s, &t1, "vm-1", "sw1").await;
+    let eni = s
+        .create_nic(
+            &t1,
+            &CreateNic {
+                name: "eni-a".into(),
+                subnet: "sw1".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    s.attach_nic(&t1, "eni-a", "vm-1").await.unwrap();
+    let vip = s
+        .create_vip(
+            &t1,
+            &CreateVip {
+                name: "vip".into(),
+                subnet: "sw1".into(),
+                ip: None,
+                client_token: None,
+            },
+        )
+        .await
+        .unwrap();
+    s.bind_vip(&t1, "vip", &vm.nic_ids[0]).await.unwrap();
+    let eip = s
+        .create_eip(
+            &t1,
+            &CreateEip {
+                bandwidth_mbps: 1,
+                bind: Some(BindEip {
+                    target: EipTarget::Server("vm-1".into()),
+                    mode: EipMode::Nat,
+                    allow_reassociation: false,
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let eni_eip = s
+        .create_eip(
+            &t1,
+            &CreateEip {
+                bandwidth_mbps: 1,
+                bind: Some(BindEip {
+                    target: EipTarget::Nic("eni-a".into()),
+                    mode: EipMode::Nat,
+                    allow_reassociation: false,
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(eni_eip.server_id.as_deref(), Some(vm.id.as_str()));
+    assert_eq!(s.show::<Subnet>(&t1, &sw1.id).await.unwrap().used, 3);
+    s.delete_server(&t1, "vm-1").await.unwrap();
+    let eip = s.show::<Eip>(&t1, &eip.id).await.unwrap();
+    assert!(eip.nic_id.is_none(), "EIP stays allocated, unbound");
+    let eni = s.show::<Nic>(&t1, &eni.id).await.unwrap();
+    assert!(
+        eni.server_id.is_none(),
+        "secondary ENI is detached and kept"
+    );
+    assert!(
+        s.show::<Eip>(&t1, &eni_eip.id)
+            .await
+            .unwrap()
+            .server_id
+            .is_none()
+    );
+    assert!(
+        s.show::<Vip>(&t1, &vip.id)
+            .await
+            .unwrap()
+            .nic_ids
+            .is_empty()
+    );
+    assert_eq!(
+        s.show::<Subnet>(&t1, &sw1.id).await.unwrap().used,
+        2,
+        "primary NIC's address released"
+    );
+}
+
+async fn visible_recipe_step_by_step(s: &Store) {
+    seeds_world(s).await;
+    let t1 = tenant("t1");
+    server(s, &t1, "vm-1", "sw1").await;
+    let eip = s
+        .create_eip(
+            &t1,
+            &CreateEip {
+                bandwidth_mbps: 5,
+                ip: Some(ip("192.168.202.106")),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    // Step 1: the EIP's block as a secondary CIDR block.
+    s.add_vpc_cidr(&t1, "vpc1", "192.168.202.0/24".parse().unwrap())
+        .await
+        .unwrap();
+    // Step 2: vSwitch 2 inside it, in the server's zone.
+    s.create_subnet(
+        &t1,
+        &CreateSubnet {
+            name: "vsw2".into(),
+            vpc: Some("vpc1".into()),
+            zone: Some("z1".into()),
+            cidr: Some("192.168.202.0/25".parse().unwrap()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    // Step 3: an ENI whose primary IP is the EIP.
+    let eni = s
+        .create_nic(
+            &t1,
+            &CreateNic {
+                name: "eni-v".into(),
+                subnet: "vsw2".into(),
+                ip: Some(eip.ip),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    // Visible mode to a NIC that does not own the address is refused.
+    let vm1_nic = s.show::<Server>(&t1, "vm-1").await.unwrap().nic_ids[0].clone();
+    assert_eq!(
+        code(
+            s.bind_eip(
+                &t1,
+                &eip.id,
+                &BindEip {
+                    target: EipTarget::Nic(vm1_nic),
+                    mode: EipMode::Visible,
+                    allow_reassociation: false
+                }
+            )
+            .await
+            .unwrap_err()
+        ),
+        "visible_address_mismatch"
+    );
+    // Step 4: bind; step 5: attach.
+    let bound = s
+        .bind_eip(
+            &t1,
+            &eip.id,
+            &BindEip {
+                target: EipTarget::Nic("eni-v".into()),
+                mode: EipMode::Visible,
+                allow_reassociation: false,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(bound.mode, EipMode::Visible);
+    assert_eq!(bound.private_ip, Some(eip.ip));
+    s.attach_nic(&t1, &eni.id, "vm-1").await.unwrap();
+    assert_eq!(
+        s.show::<Eip>(&t1, &eip.id).await.unwrap().server_id,
+        s.show::<Server>(&t1, "vm-1").await.ok().map(|v| v.id)
+    );
+}
+
+async fn visible_recipe_in_one_call(s: &Store) {
+    seeds_world(s).await;
+    let t1 = tenant("t1");
+    let vm = server(s, &t1, "vm-1", "sw1").await;
+    let out = s
+        .create_visible_eip(
+            &t1,
+            &CreateVisibleEip {
+                bandwidth_mbps: 5,
+                server: "vm-1".into(),
+                client_token: Some("v1".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        out.vpc.secondary_cidrs,
+        vec!["192.168.202.0/24".parse().unwrap()]
+    );
+    assert!(out.subnet.cidr.contains(&out.eip.ip));
+    assert_eq!(out.nic.ip, out.eip.ip);
+    assert_eq!(out.nic.server_id.as_deref(), Some(vm.id.as_str()));
+    assert_eq!(out.eip.mode, EipMode::Visible);
+    assert_eq!(out.eip.nic_id.as_deref(), Some(out.nic.id.as_str()));
+    assert_eq!(s.server_nics(&t1, "vm-1").await.unwrap().len(), 2);
+    // Replay with the same token returns the same resources.
+    let again = s
+        .create_visible_eip(
+            &t1,
+            &CreateVisibleEip {
+                bandwidth_mbps: 5,
+                server: "vm-1".into(),
+                client_token: Some("v1".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.eip.id, out.eip.id);
+    // A second one reuses the block and the subnet.
+    let two = s
+        .create_visible_eip(
+            &t1,
+            &CreateVisibleEip {
+                bandwidth_mbps: 5,
+                server: "vm-1".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(two.subnet.id, out.subnet.id);
+    assert_eq!(two.vpc.secondary_cidrs.len(), 1);
+    // A failure half-way leaves nothing: a server in another zone cannot reuse the subnet.
+    s.create_zone(&OP, &CreateZone { name: "z2".into() })
+        .await
+        .unwrap();
+    s.create_subnet(
+        &t1,
+        &CreateSubnet {
+            name: "sw-z2".into(),
+            vpc: Some("vpc1".into()),
+            zone: Some("z2".into()),
+            cidr: Some("10.2.0.0/24".parse().unwrap()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    server(s, &t1, "vm-z2", "sw-z2").await;
+    let seg_used = s.show::<Subnet>(&OP, "eip-seg").await.unwrap().used;
+    let eips = s
+        .list::<Eip>(&t1, None, None, None)
+        .await
+        .unwrap()
+        .items
+        .len();
+    assert_eq!(
+        code(
+            s.create_visible_eip(
+                &t1,
+                &CreateVisibleEip {
+                    bandwidth_mbps: 5,
+                    server: "vm-z2".into(),
+                    ..Default::default()
+                }
+            )
+            .await
+            .unwrap_err()
+        ),
+        "zone_mismatch"
+    );
+    assert_eq!(
+        s.show::<Subnet>(&OP, "eip-seg").await.unwrap().used,
+        seg_used
+    );
+    assert_eq!(
+        s.list::<Eip>(&t1, None, None, None)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        eips
+    );
+}
+
+/// 32 clients race for 10 free addresses: exactly 10 win, 22 are told the
+/// subnet is exhausted, and no address is handed out twice.
+async fn race_for_ten_addresses(s: &Store) {
+    s.create_zone(&OP, &CreateZone { name: "z1".into() })
+        .await
+        .unwrap();
+    s.create_subnet(
+        &OP,
+        &CreateSubnet {
+            name: "seg".into(),
+            kind: SubnetKind::Eip,
+            range: Some("198.51.100.1-198.51.100.10".into()),
+            prefix_len: Some(24),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let s = Arc::new(s.clone());
+    let mut tasks = vec![];
+    for i in 0..32 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.create_eip(
+                &tenant(&format!("t{}", i % 4)),
+                &CreateEip {
+                    bandwidth_mbps: 1,
+                    ..Default::default()
+                },
+            )
+            .await
+        }));
+    }
+    let mut won = BTreeSet::new();
+    let mut exhausted = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(e) => assert!(won.insert(e.ip), "{} handed out twice", e.ip),
+            Err(StoreError::Rule(RuleError::AddressExhausted { .. })) => exhausted += 1,
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!((won.len(), exhausted), (10, 22));
+    let seg: Subnet = s.show(&OP, "seg").await.unwrap();
+    assert_eq!(seg.used, 10);
+}
+
+async fn client_tokens_make_creates_idempotent(s: &Store) {
+    seeds_world(s).await;
+    let t1 = tenant("t1");
+    let req = CreateEip {
+        bandwidth_mbps: 3,
+        client_token: Some("tok-1".into()),
+        ..Default::default()
+    };
+    let a = s.create_eip(&t1, &req).await.unwrap();
+    let b = s.create_eip(&t1, &req).await.unwrap();
+    assert_eq!(a.id, b.id);
+    // Another tenant's identical token is another request.
+    let c = s.create_eip(&tenant("t2"), &req).await.unwrap();
+    assert_ne!(a.id, c.id);
+    // Concurrent duplicates converge on one resource.
+    let s2 = Arc::new(s.clone());
+    let mut tasks = vec![];
+    for _ in 0..8 {
+        let s = s2.clone();
+        tasks.push(tokio::spawn(async move {
+            s.create_server(
+                &tenant("t1"),
+                &CreateServer {
+                    name: "vm-x".into(),
+                    subnet: "sw1".into(),
+                    client_token: Some("srv".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+        }));
+    }
+    let ids: BTreeSet<String> = futures_ids(tasks).await;
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(
+        s.list::<Server>(&t1, None, None, None)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+}
+
+async fn futures_ids(
+    tasks: Vec<tokio::task::JoinHandle<Result<Server, StoreError>>>,
+) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for t in tasks {
+        out.insert(t.await.unwrap().unwrap().id);
+    }
+    out
+}
+
+async fn tenants_see_only_their_own(s: &Store) {
+    seeds_world(s).await;
+    let (t1, t2) = (tenant("t1"), tenant("t2"));
+    let vm = server(s, &t1, "vm-1", "sw1").await;
+    let eip = s
+        .create_eip(
+            &t1,
+            &CreateEip {
+                bandwidth_mbps: 1,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        code(s.show::<Server>(&t2, &vm.id).await.unwrap_err()),
+        "not_found"
+    );
+    assert_eq!(
+        code(s.show::<Server>(&t2, "vm-1").await.unwrap_err()),
+        "not_found"
+    );
+    assert_eq!(
+        code(s.release_eip(&t2, &eip.id).await.unwrap_err()),
+        "not_found"
+    );
+    assert_eq!(
+        code(s.delete_server(&t2, &vm.id).await.unwrap_err()),
+        "not_found"
+    );
+    // t2 cannot bind its EIP to t1's server.
+    let e2 = s
+        .create_eip(
+            &t2,
+            &CreateEip {
+                bandwidth_mbps: 1,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        code(
+            s.bind_eip(
+                &t2,
+                &e2.id,
+                &BindEip {
+                    target: EipTarget::Nic(vm.nic_ids[0].clone()),
+                    mode: EipMode::Nat,
+                    allow_reassociation: false
+                }
+            )
+            .await
+            .unwrap_err()
+        ),
+        "not_found"
+    );
+    assert!(
+        s.list::<Server>(&t2, None, None, None)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert_eq!(
+        s.list::<Eip>(&t2, None, None, None)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    // Shared platform resources are visible, not changeable.
+    assert_eq!(
+        s.list::<Zone>(&t2, None, None, None)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    assert!(s.show::<Vpc>(&t2, "default").await.unwrap().is_default);
+    assert_eq!(
+        code(s.delete_subnet(&t2, "eip-seg").await.unwrap_err()),
+        "forbidden"
+    );
+    assert_eq!(
+        code(
+            s.create_zone(&t2, &CreateZone { name: "z9".into() })
+                .await
+                .unwrap_err()
+        ),
+        "forbidden"
+    );
+    // The operator sees everything.
+    assert_eq!(
+        s.list::<Eip>(&OP, None, None, None)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        2
+    );
+}
+
+async fn lists_are_paged(s: &Store) {
+    s.create_subnet(
+        &OP,
+        &CreateSubnet {
+            name: "seg".into(),
+            kind: SubnetKind::Eip,
+            cidr: Some("203.0.113.0/24".parse().unwrap()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    for _ in 0..25 {
+        s.create_eip(
+            &tenant("t1"),
+            &CreateEip {
+                bandwidth_mbps: 1,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let mut seen = BTreeSet::new();
+    let mut token = None;
+    let mut pages = 0;
+    loop {
+        let p = s
+            .list::<Eip>(&tenant("t1"), None, token.as_deref(), Some(10))
+            .await
+            .unwrap();
+        pages += 1;
+        for e in &p.items {
+            assert!(seen.insert(e.id.clone()));
+        }
+        match p.next_page_token {
+            Some(t) => token = Some(t),
+            None => break,
+        }
+    }
+    assert_eq!((seen.len(), pages), (25, 3));
+    assert_eq!(
+        code(s.list::<Eip>(&OP, None, None, Some(0)).await.unwrap_err()),
+        "invalid_argument"
+    );
+    assert_eq!(
+        code(
+            s.list::<Eip>(&OP, None, None, Some(5000))
+                .await
+                .unwrap_err()
+        ),
+        "invalid_argument"
+    );
+}
+
+/// A random allocate/release sequence through the database matches the
+/// model's free-range set address for address.
+async fn store_ipam_matches_the_model(s: &Store) {
+    s.create_subnet(
+        &OP,
+        &CreateSubnet {
+            name: "seg".into(),
+            kind: SubnetKind::Eip,
+            range: Some("198.51.100.10-198.51.100.60".into()),
+            prefix_len: Some(24),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let range = AddrRange {
+        first: u32::from(ip("198.51.100.10")),
+        last: u32::from(ip("198.51.100.60")),
+    };
+    let mut model = FreeRanges::new(range);
+    let mut held: Vec<Eip> = vec![];
+    let t = tenant("t1");
+    let mut seed = 0x9e3779b97f4a7c15u64;
+    for _ in 0..300 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        match seed % 3 {
+            0 if !held.is_empty() => {
+                let e = held.swap_remove((seed >> 8) as usize % held.len());
+                s.release_eip(&t, &e.id).await.unwrap();
+                model.give_back(u32::from(e.ip));
+            }
+            1 => {
+                let want = Ipv4Addr::from(range.first + ((seed >> 16) as u32 % 51));
+                let r = s
+                    .create_eip(
+                        &t,
+                        &CreateEip {
+                            bandwidth_mbps: 1,
+                            ip: Some(want),
+                            ..Default::default()
+                        },
+                    )
+                    .await;
+                assert_eq!(r.is_ok(), model.take_addr(u32::from(want)), "{want}");
+                if let Ok(e) = r {
+                    held.push(e);
+                }
+            }
+            _ => {
+                let r = s
+                    .create_eip(
+                        &t,
+                        &CreateEip {
+                            bandwidth_mbps: 1,
+                            ..Default::default()
+                        },
+                    )
+                    .await;
+                match (r, model.take_lowest()) {
+                    (Ok(e), Some(a)) => {
+                        assert_eq!(u32::from(e.ip), a);
+                        held.push(e);
+                    }
+                    (Err(e), None) => assert_eq!(code(e), "address_exhausted"),
+                    (r, m) => panic!("store {r:?} vs model {m:?}"),
+                }
+            }
+        }
+    }
+    let seg: Subnet = s.show(&OP, "seg").await.unwrap();
+    assert_eq!(seg.used as usize, held.len());
+}
+
+on_both!(
+    seeds_eip_lifecycle,
+    segments_and_host_networks_never_overlap,
+    vpc_blocks_and_subnets,
+    enis_attach_in_their_zone,
+    vip_limits_and_warnings,
+    deleting_a_server_unbinds_and_releases,
+    visible_recipe_step_by_step,
+    visible_recipe_in_one_call,
+    race_for_ten_addresses,
+    client_tokens_make_creates_idempotent,
+    tenants_see_only_their_own,
+    lists_are_paged,
+    store_ipam_matches_the_model,
+);
+
+#[tokio::test]
+async fn tokens_are_stored_hashed() {
+    let db = common::sqlite().await;
+    let s = &db.store;
+    let tok = s
+        .create_token(
+            &OP,
+            &CreateToken {
+                tenant: "t1".into(),
+                description: "ci".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let secret = tok.secret.clone().unwrap();
+    assert_eq!(
+        s.authenticate(&secret).await.unwrap().as_deref(),
+        Some("t1")
+    );
+    assert_eq!(s.authenticate("vpcip_wrong").await.unwrap(), None);
+    assert!(
+        s.list_tokens(&OP)
+            .await
+            .unwrap()
+            .iter()
+            .all(|t| t.secret.is_none())
+    );
+    // The database holds only the hash.
+    let stored: Vec<(String,)> = sqlx::query_as("SELECT hash FROM api_tokens")
+        .fetch_all(&db.store.db.read_pool())
+        .await
+        .unwrap();
+    assert_eq!(stored[0].0, vpcip_store::token_hash(&secret));
+    assert!(!stored[0].0.contains(&secret));
+    assert_eq!(
+        code(
+            s.create_token(
+                &tenant("t1"),
+                &CreateToken {
+                    tenant: "t1".into(),
+                    description: String::new()
+                }
+            )
+            .await
+            .unwrap_err()
+        ),
+        "forbidden"
+    );
+    s.delete_token(&OP, &tok.id).await.unwrap();
+    assert_eq!(s.authenticate(&secret).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn operator_creates_for_a_tenant() {
+    let db = common::sqlite().await;
+    let s = &db.store;
+    let v = s
+        .create_vpc(
+            &OP,
+            &CreateVpc {
+                name: "v".into(),
+                cidr: "10.0.0.0/16".parse().unwrap(),
+                secondary_cidrs: vec![],
+                tenant: Some("acme".into()),
+                client_token: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(v.tenant, "acme");
+    assert!(s.show::<Vpc>(&tenant("acme"), "v").await.is_ok());
+    assert_eq!(
+        code(
+            s.create_vpc(
+                &tenant("t1"),
+                &CreateVpc {
+                    name: "v".into(),
+                    cidr: "10.0.0.0/16".parse().unwrap(),
+                    secondary_cidrs: vec![],
+                    tenant: Some("acme".into()),
+                    client_token: None
+                }
+            )
+            .await
+            .unwrap_err()
+        ),
+        "forbidden"
+    );
+    let _: &Scope = &OP;
+}
