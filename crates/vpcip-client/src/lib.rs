@@ -1,1 +1,235 @@
-//! placeholder
+//! Typed HTTP client of the vpcip API, used by the CLI (and the agents).
+
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use vpcip_model::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The API refused: its stable code and message.
+    #[error("{message} ({code})")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("cannot reach the vpcip API at {url}: {source}")]
+    Transport {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("unexpected answer from {url}: {detail}")]
+    Protocol { url: String, detail: String },
+}
+
+impl ClientError {
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+/// Path segments are IDs or names: escape what a URL would misread.
+fn seg(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+impl Client {
+    pub fn new(base: &str, token: Option<&str>) -> Self {
+        Client {
+            base: base.trim_end_matches('/').to_string(),
+            token: token.map(str::to_string),
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .build()
+                .unwrap_or_default(),
+        }
+    }
+
+    pub fn with_token(&self, token: &str) -> Self {
+        Client {
+            token: Some(token.to_string()),
+            ..self.clone()
+        }
+    }
+
+    /// One request; a JSON body in, JSON (or nothing) out.
+    pub async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.http.request(method, &url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.map_err(|source| ClientError::Transport {
+            url: url.clone(),
+            source,
+        })?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|source| ClientError::Transport {
+                url: url.clone(),
+                source,
+            })?;
+        if !status.is_success() {
+            #[derive(serde::Deserialize)]
+            struct Body {
+                error: Detail,
+            }
+            #[derive(serde::Deserialize)]
+            struct Detail {
+                code: String,
+                message: String,
+            }
+            return Err(match serde_json::from_slice::<Body>(&bytes) {
+                Ok(b) => ClientError::Api {
+                    status: status.as_u16(),
+                    code: b.error.code,
+                    message: b.error.message,
+                },
+                Err(_) => ClientError::Api {
+                    status: status.as_u16(),
+                    code: format!("http_{}", status.as_u16()),
+                    message: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+                },
+            });
+        }
+        let bytes = if status == StatusCode::NO_CONTENT || bytes.is_empty() {
+            &b"null"[..]
+        } else {
+            &bytes[..]
+        };
+        serde_json::from_slice(bytes).map_err(|e| ClientError::Protocol {
+            url,
+            detail: e.to_string(),
+        })
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.call::<(), T>(Method::GET, path, None).await
+    }
+
+    pub async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn patch<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.call(Method::PATCH, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<(), ClientError> {
+        self.call::<(), ()>(Method::DELETE, path, None).await
+    }
+
+    /// Every item of a list, following the pages.
+    pub async fn list_all<T: DeserializeOwned>(
+        &self,
+        collection: &str,
+        parent: Option<&str>,
+    ) -> Result<Vec<T>, ClientError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut path = format!("/v1/{collection}?limit=1000");
+            if let Some(p) = parent {
+                path += &format!("&parent={}", seg(p));
+            }
+            if let Some(t) = &token {
+                path += &format!("&page_token={}", seg(t));
+            }
+            let page: Page<T> = self.get(&path).await?;
+            out.extend(page.items);
+            match page.next_page_token {
+                Some(t) => token = Some(t),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    pub async fn show<T: DeserializeOwned>(
+        &self,
+        collection: &str,
+        id: &str,
+    ) -> Result<T, ClientError> {
+        self.get(&format!("/v1/{collection}/{}", seg(id))).await
+    }
+
+    pub async fn remove(&self, collection: &str, id: &str) -> Result<(), ClientError> {
+        self.delete(&format!("/v1/{collection}/{}", seg(id))).await
+    }
+
+    pub async fn action<B: Serialize, T: DeserializeOwned>(
+        &self,
+        collection: &str,
+        id: &str,
+        action: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.post(&format!("/v1/{collection}/{}/{action}", seg(id)), body)
+            .await
+    }
+
+    // Typed helpers for the common calls.
+
+    pub async fn create_eip(&self, req: &CreateEip) -> Result<Eip, ClientError> {
+        self.post("/v1/eips", req).await
+    }
+
+    pub async fn bind_eip(&self, eip: &str, req: &BindEip) -> Result<Eip, ClientError> {
+        self.action("eips", eip, "bind", req).await
+    }
+
+    pub async fn create_subnet(&self, req: &CreateSubnet) -> Result<SubnetCreated, ClientError> {
+        self.post("/v1/subnets", req).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn segments_are_escaped() {
+        assert_eq!(super::seg("vm-1"), "vm-1");
+        assert_eq!(super::seg("a/b c"), "a%2Fb%20c");
+    }
+}

@@ -1,0 +1,48 @@
+//! Bearer-token authentication: the operator's token (from the server's
+//! configuration) sees everything; a tenant's token (created by the
+//! operator, stored hashed) sees its tenant's resources.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use vpcip_store::{Scope, token_hash};
+
+use crate::App;
+use crate::error::ApiError;
+
+/// The authenticated caller of a request.
+pub struct Caller(pub Scope);
+
+impl FromRequestParts<App> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <token>"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| ApiError::unauthorized("Authorization must be: Bearer <token>"))?;
+        let hash = token_hash(token);
+        if app
+            .operator_token_hash
+            .as_deref()
+            .is_some_and(|h| constant_time_eq(h.as_bytes(), hash.as_bytes()))
+        {
+            return Ok(Caller(Scope::Operator));
+        }
+        match app.store.authenticate(token).await? {
+            Some(tenant) => Ok(Caller(Scope::Tenant(tenant))),
+            None => Err(ApiError::unauthorized("unknown token")),
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,466 @@
+//! HTTP entry points: parse, authenticate, call one store operation, answer.
+//! No rule lives here.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use utoipa::{IntoParams, ToSchema};
+use vpcip_model::*;
+
+use crate::App;
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorBody};
+
+/// A JSON body whose rejections are API errors (400 `invalid_body`).
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<App> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, app: &App) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, app).await {
+            Ok(axum::Json(v)) => Ok(Body(v)),
+            Err(JsonRejection::BytesRejection(e)) => Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("request body rejected: {}", e.body_text()),
+            )),
+            Err(e) => Err(ApiError::bad_request("invalid_body", e.body_text())),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams, Default)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Items per page, 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+    /// The `next_page_token` of the previous page.
+    pub page_token: Option<String>,
+    /// Only the children of this resource: the VPC of subnets and security
+    /// groups, the subnet of NICs, VIPs and EIPs.
+    pub parent: Option<String>,
+}
+
+/// Query parameters whose rejections are API errors.
+pub struct Params(pub ListParams);
+
+impl FromRequestParts<App> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, ApiError> {
+        match axum::extract::Query::<ListParams>::from_request_parts(parts, app).await {
+            Ok(q) => Ok(Params(q.0)),
+            Err(e @ QueryRejection::FailedToDeserializeQueryString(_)) => {
+                Err(ApiError::bad_request("invalid_query", e.body_text()))
+            }
+            Err(e) => Err(ApiError::bad_request("invalid_query", e.body_text())),
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+fn created<T: serde::Serialize>(v: T) -> Response {
+    (StatusCode::CREATED, axum::Json(v)).into_response()
+}
+
+fn ok<T: serde::Serialize>(v: T) -> Response {
+    axum::Json(v).into_response()
+}
+
+fn no_content() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// `list_*` and `show_*` for a resource kind.
+macro_rules! read_routes {
+    ($list:ident, $show:ident, $ty:ty, $page:ty, $path:literal, $item_path:literal, $tag:literal) => {
+        #[utoipa::path(get, path = $path, tag = $tag, params(ListParams),
+            responses((status = 200, body = $page), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+            security(("bearer" = [])))]
+        pub async fn $list(State(app): State<App>, Caller(scope): Caller, Params(p): Params) -> ApiResult<Response> {
+            let page = app
+                .store
+                .list::<$ty>(&scope, p.parent.as_deref(), p.page_token.as_deref(), p.limit)
+                .await?;
+            Ok(ok(page))
+        }
+
+        #[utoipa::path(get, path = $item_path, tag = $tag, params(("id" = String, Path, description = "ID or name")),
+            responses((status = 200, body = $ty), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+            security(("bearer" = [])))]
+        pub async fn $show(State(app): State<App>, Caller(scope): Caller, Path(id): Path<String>) -> ApiResult<Response> {
+            Ok(ok(app.store.show::<$ty>(&scope, &id).await?))
+        }
+    };
+}
+
+read_routes!(
+    list_zones,
+    show_zone,
+    Zone,
+    Page<Zone>,
+    "/v1/zones",
+    "/v1/zones/{id}",
+    "zones"
+);
+read_routes!(
+    list_host_networks,
+    show_host_network,
+    HostNetwork,
+    Page<HostNetwork>,
+    "/v1/host-networks",
+    "/v1/host-networks/{id}",
+    "platform"
+);
+read_routes!(
+    list_gateways,
+    show_gateway,
+    Gateway,
+    Page<Gateway>,
+    "/v1/gateways",
+    "/v1/gateways/{id}",
+    "platform"
+);
+read_routes!(
+    list_vpcs,
+    show_vpc,
+    Vpc,
+    Page<Vpc>,
+    "/v1/vpcs",
+    "/v1/vpcs/{id}",
+    "vpcs"
+);
+read_routes!(
+    list_subnets,
+    show_subnet,
+    Subnet,
+    Page<Subnet>,
+    "/v1/subnets",
+    "/v1/subnets/{id}",
+    "subnets"
+);
+read_routes!(
+    list_security_groups,
+    show_security_group,
+    SecurityGroup,
+    Page<SecurityGroup>,
+    "/v1/security-groups",
+    "/v1/security-groups/{id}",
+    "security-groups"
+);
+read_routes!(
+    list_servers,
+    show_server,
+    Server,
+    Page<Server>,
+    "/v1/servers",
+    "/v1/servers/{id}",
+    "servers"
+);
+read_routes!(
+    list_nics,
+    show_nic,
+    Nic,
+    Page<Nic>,
+    "/v1/nics",
+    "/v1/nics/{id}",
+    "nics"
+);
+read_routes!(
+    list_vips,
+    show_vip,
+    Vip,
+    Page<Vip>,
+    "/v1/vips",
+    "/v1/vips/{id}",
+    "vips"
+);
+read_routes!(
+    list_eips,
+    show_eip,
+    Eip,
+    Page<Eip>,
+    "/v1/eips",
+    "/v1/eips/{id}",
+    "eips"
+);
+
+/// `delete_*` for a resource kind, through the store's own delete.
+macro_rules! delete_route {
+    ($name:ident, $store_fn:ident, $item_path:literal, $tag:literal) => {
+        #[utoipa::path(delete, path = $item_path, tag = $tag, params(("id" = String, Path, description = "ID or name")),
+            responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+                (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+            security(("bearer" = [])))]
+        pub async fn $name(State(app): State<App>, Caller(scope): Caller, Path(id): Path<String>) -> ApiResult<Response> {
+            app.store.$store_fn(&scope, &id).await?;
+            Ok(no_content())
+        }
+    };
+}
+
+delete_route!(delete_zone, delete_zone, "/v1/zones/{id}", "zones");
+delete_route!(
+    delete_host_network,
+    delete_host_network,
+    "/v1/host-networks/{id}",
+    "platform"
+);
+delete_route!(
+    delete_gateway,
+    delete_gateway,
+    "/v1/gateways/{id}",
+    "platform"
+);
+delete_route!(delete_vpc, delete_vpc, "/v1/vpcs/{id}", "vpcs");
+delete_route!(delete_subnet, delete_subnet, "/v1/subnets/{id}", "subnets");
+delete_route!(
+    delete_security_group,
+    delete_security_group,
+    "/v1/security-groups/{id}",
+    "security-groups"
+);
+delete_route!(delete_server, delete_server, "/v1/servers/{id}", "servers");
+delete_route!(delete_nic, delete_nic, "/v1/nics/{id}", "nics");
+delete_route!(delete_vip, delete_vip, "/v1/vips/{id}", "vips");
+delete_route!(release_eip, release_eip, "/v1/eips/{id}", "eips");
+delete_route!(delete_token, delete_token, "/v1/tokens/{id}", "platform");
+
+/// `create_*` for a resource kind: one body in, the resource out (201).
+macro_rules! create_route {
+    ($name:ident, $store_fn:ident, $req:ty, $resp:ty, $path:literal, $tag:literal) => {
+        #[utoipa::path(post, path = $path, tag = $tag, request_body = $req,
+            responses((status = 201, body = $resp), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+                (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+            security(("bearer" = [])))]
+        pub async fn $name(State(app): State<App>, Caller(scope): Caller, Body(req): Body<$req>) -> ApiResult<Response> {
+            Ok(created(app.store.$store_fn(&scope, &req).await?))
+        }
+    };
+}
+
+create_route!(
+    create_zone,
+    create_zone,
+    CreateZone,
+    Zone,
+    "/v1/zones",
+    "zones"
+);
+create_route!(
+    create_host_network,
+    create_host_network,
+    CreateHostNetwork,
+    HostNetwork,
+    "/v1/host-networks",
+    "platform"
+);
+create_route!(
+    create_gateway,
+    create_gateway,
+    CreateGateway,
+    Gateway,
+    "/v1/gateways",
+    "platform"
+);
+create_route!(create_vpc, create_vpc, CreateVpc, Vpc, "/v1/vpcs", "vpcs");
+create_route!(
+    create_subnet,
+    create_subnet,
+    CreateSubnet,
+    SubnetCreated,
+    "/v1/subnets",
+    "subnets"
+);
+create_route!(
+    create_security_group,
+    create_security_group,
+    CreateSecurityGroup,
+    SecurityGroup,
+    "/v1/security-groups",
+    "security-groups"
+);
+create_route!(
+    create_server,
+    create_server,
+    CreateServer,
+    Server,
+    "/v1/servers",
+    "servers"
+);
+create_route!(create_nic, create_nic, CreateNic, Nic, "/v1/nics", "nics");
+create_route!(create_vip, create_vip, CreateVip, Vip, "/v1/vips", "vips");
+create_route!(create_eip, create_eip, CreateEip, Eip, "/v1/eips", "eips");
+create_route!(
+    create_visible_eip,
+    create_visible_eip,
+    CreateVisibleEip,
+    VisibleEip,
+    "/v1/eips/visible",
+    "eips"
+);
+create_route!(
+    create_token,
+    create_token,
+    CreateToken,
+    Token,
+    "/v1/tokens",
+    "platform"
+);
+
+/// An action on one resource: `POST {path}` with a body, the resource out.
+macro_rules! action_route {
+    ($name:ident, $method:ident, $path:literal, $tag:literal, $req:ty, $resp:ty, |$app:ident, $scope:ident, $id:ident, $body:ident| $call:expr) => {
+        #[utoipa::path($method, path = $path, tag = $tag, request_body = $req,
+            params(("id" = String, Path, description = "ID or name")),
+            responses((status = 200, body = $resp), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+                (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+            security(("bearer" = [])))]
+        pub async fn $name(State($app): State<App>, Caller($scope): Caller, Path($id): Path<String>, Body($body): Body<$req>) -> ApiResult<Response> {
+            Ok(ok($call.await?))
+        }
+    };
+}
+
+action_route!(
+    add_vpc_cidr,
+    post,
+    "/v1/vpcs/{id}/add-cidr",
+    "vpcs",
+    VpcCidrChange,
+    Vpc,
+    |app, scope, id, body| app.store.add_vpc_cidr(&scope, &id, body.cidr)
+);
+action_route!(
+    remove_vpc_cidr,
+    post,
+    "/v1/vpcs/{id}/remove-cidr",
+    "vpcs",
+    VpcCidrChange,
+    Vpc,
+    |app, scope, id, body| app.store.remove_vpc_cidr(&scope, &id, body.cidr)
+);
+action_route!(
+    update_nic,
+    patch,
+    "/v1/nics/{id}",
+    "nics",
+    UpdateNic,
+    Nic,
+    |app, scope, id, body| app.store.update_nic(&scope, &id, &body)
+);
+action_route!(
+    attach_nic,
+    post,
+    "/v1/nics/{id}/attach",
+    "nics",
+    AttachNic,
+    Nic,
+    |app, scope, id, body| app.store.attach_nic(&scope, &id, &body.server)
+);
+action_route!(
+    bind_vip,
+    post,
+    "/v1/vips/{id}/bind",
+    "vips",
+    VipNic,
+    WithWarnings<Vip>,
+    |app, scope, id, body| app.store.bind_vip(&scope, &id, &body.nic)
+);
+action_route!(
+    unbind_vip,
+    post,
+    "/v1/vips/{id}/unbind",
+    "vips",
+    VipNic,
+    Vip,
+    |app, scope, id, body| app.store.unbind_vip(&scope, &id, &body.nic)
+);
+action_route!(
+    bind_eip,
+    post,
+    "/v1/eips/{id}/bind",
+    "eips",
+    BindEip,
+    Eip,
+    |app, scope, id, body| app.store.bind_eip(&scope, &id, &body)
+);
+action_route!(
+    update_eip,
+    patch,
+    "/v1/eips/{id}",
+    "eips",
+    UpdateEip,
+    Eip,
+    |app, scope, id, body| app.store.update_eip(&scope, &id, &body)
+);
+
+#[utoipa::path(post, path = "/v1/nics/{id}/detach", tag = "nics", params(("id" = String, Path, description = "ID or name")),
+    responses((status = 200, body = Nic), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn detach_nic(
+    State(app): State<App>,
+    Caller(scope): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    Ok(ok(app.store.detach_nic(&scope, &id).await?))
+}
+
+#[utoipa::path(post, path = "/v1/eips/{id}/unbind", tag = "eips", params(("id" = String, Path, description = "ID or name")),
+    responses((status = 200, body = Eip), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn unbind_eip(
+    State(app): State<App>,
+    Caller(scope): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    Ok(ok(app.store.unbind_eip(&scope, &id).await?))
+}
+
+#[utoipa::path(get, path = "/v1/servers/{id}/nics", tag = "servers", params(("id" = String, Path, description = "ID or name")),
+    responses((status = 200, body = Vec<Nic>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn server_nics(
+    State(app): State<App>,
+    Caller(scope): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    Ok(ok(app.store.server_nics(&scope, &id).await?))
+}
+
+#[utoipa::path(get, path = "/v1/physical-routes", tag = "platform",
+    responses((status = 200, body = Vec<PhysicalRoute>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn physical_routes(State(app): State<App>, Caller(scope): Caller) -> ApiResult<Response> {
+    Ok(ok(app.store.physical_routes(&scope).await?))
+}
+
+#[utoipa::path(get, path = "/v1/tokens", tag = "platform",
+    responses((status = 200, body = Vec<Token>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_tokens(State(app): State<App>, Caller(scope): Caller) -> ApiResult<Response> {
+    Ok(ok(app.store.list_tokens(&scope).await?))
+}
+
+#[derive(serde::Serialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "platform", responses((status = 200, body = Health)))]
+pub async fn healthz() -> Response {
+    ok(Health {
+        status: "ok".into(),
+    })
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such route")
+}

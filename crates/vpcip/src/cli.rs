@@ -1,0 +1,428 @@
+//! The command line: `vpcip server`, and `vpcip <resource> <verb>` for every
+//! resource of the API.
+
+use std::net::Ipv4Addr;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ipnet::Ipv4Net;
+
+#[derive(Parser)]
+#[command(
+    name = "vpcip",
+    version,
+    about = "Elastic IPs and Virtual IPs for private clouds"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    /// Log format of the long-running commands.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Clone)]
+pub struct Global {
+    /// The controller's API.
+    #[arg(
+        long,
+        global = true,
+        env = "VPCIP_URL",
+        default_value = "http://127.0.0.1:9696"
+    )]
+    pub url: String,
+    /// Bearer token (the operator's, or a tenant's).
+    #[arg(long, global = true, env = "VPCIP_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Output: a table for people, JSON for scripts.
+    #[arg(short = 'o', long, global = true, value_enum, default_value = "table")]
+    pub output: Output,
+}
+
+#[derive(ValueEnum, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(ValueEnum, Clone, Copy)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the controller: REST API and store.
+    Server(ServerArgs),
+    #[command(flatten)]
+    Resource(Resource),
+}
+
+#[derive(Args)]
+pub struct ServerArgs {
+    /// Address to listen on (loopback by default).
+    #[arg(long, env = "VPCIP_LISTEN", default_value = "127.0.0.1:9696")]
+    pub listen: String,
+    /// Store: sqlite://PATH (embedded default) or postgres://… (several
+    /// controllers sharing state).
+    #[arg(long, env = "VPCIP_DB", default_value = "sqlite://./vpcip.db")]
+    pub db: String,
+}
+
+#[derive(Subcommand)]
+pub enum Resource {
+    /// Failure domains (operator).
+    #[command(subcommand)]
+    Zone(ZoneCmd),
+    /// Physical (underlay) networks of hosts and gateways (operator).
+    #[command(subcommand, name = "host-network")]
+    HostNetwork(HostNetworkCmd),
+    /// EIP gateway nodes (operator).
+    #[command(subcommand)]
+    Gateway(GatewayCmd),
+    /// Static routes the physical network needs for the EIP segments (operator).
+    #[command(subcommand)]
+    Route(RouteCmd),
+    /// Virtual private clouds.
+    #[command(subcommand)]
+    Vpc(VpcCmd),
+    /// Subnets (vSwitches): guest subnets and EIP segments.
+    #[command(subcommand)]
+    Subnet(SubnetCmd),
+    /// Security groups.
+    #[command(subcommand, name = "sg")]
+    SecurityGroup(SgCmd),
+    /// Servers (VMs, ECS instances).
+    #[command(subcommand, name = "vm", alias = "ecs")]
+    Vm(VmCmd),
+    /// NICs and secondary ENIs.
+    #[command(subcommand, alias = "eni")]
+    Nic(NicCmd),
+    /// Virtual IPs shared by keepalived pairs.
+    #[command(subcommand)]
+    Vip(VipCmd),
+    /// Elastic IPs.
+    #[command(subcommand)]
+    Eip(EipCmd),
+    /// API tokens of tenants (operator).
+    #[command(subcommand)]
+    Token(TokenCmd),
+}
+
+#[derive(Args)]
+pub struct ListArgs {
+    /// Only the children of this resource (ID or name).
+    #[arg(long)]
+    pub parent: Option<String>,
+}
+
+#[derive(Args)]
+pub struct Key {
+    /// ID or name.
+    pub id: String,
+}
+
+#[derive(Subcommand)]
+pub enum ZoneCmd {
+    List,
+    Show(Key),
+    Create { name: String },
+    Delete(Key),
+}
+
+#[derive(Subcommand)]
+pub enum HostNetworkCmd {
+    List,
+    Show(Key),
+    Create { name: String, cidr: Ipv4Net },
+    Delete(Key),
+}
+
+#[derive(Subcommand)]
+pub enum GatewayCmd {
+    List,
+    Show(Key),
+    /// Register a gateway by its underlay address (the EIP routes' next hop).
+    Register {
+        name: String,
+        #[arg(long)]
+        address: Ipv4Addr,
+    },
+    Delete(Key),
+}
+
+#[derive(Subcommand)]
+pub enum RouteCmd {
+    List,
+}
+
+#[derive(Subcommand)]
+pub enum VpcCmd {
+    List,
+    Show(Key),
+    Create {
+        name: String,
+        #[arg(long)]
+        cidr: Ipv4Net,
+        /// Secondary CIDR blocks.
+        #[arg(long = "secondary-cidr")]
+        secondary: Vec<Ipv4Net>,
+        /// Operator: create it for this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        client_token: Option<String>,
+    },
+    Delete(Key),
+    /// Add a secondary CIDR block.
+    AddCidr {
+        vpc: String,
+        cidr: Ipv4Net,
+    },
+    /// Remove a secondary CIDR block that holds no subnet.
+    RemoveCidr {
+        vpc: String,
+        cidr: Ipv4Net,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy)]
+pub enum SubnetType {
+    Guest,
+    Eip,
+}
+
+#[derive(Subcommand)]
+pub enum SubnetCmd {
+    List(ListArgs),
+    Show(Key),
+    /// Create a subnet: by --cidr, or the seeds' way by --range and --prefix-len.
+    Create {
+        name: String,
+        /// VPC (an EIP subnet goes to the default VPC).
+        #[arg(long)]
+        vpc: Option<String>,
+        #[arg(long)]
+        zone: Option<String>,
+        #[arg(long = "type", value_enum, default_value = "guest")]
+        kind: SubnetType,
+        #[arg(long)]
+        cidr: Option<Ipv4Net>,
+        /// Allocation range, e.g. 192.168.202.1-192.168.202.254.
+        #[arg(long)]
+        range: Option<String>,
+        /// Mask length of the range, e.g. 24.
+        #[arg(long)]
+        prefix_len: Option<u8>,
+        #[arg(long)]
+        gateway: Option<Ipv4Addr>,
+        #[arg(long)]
+        client_token: Option<String>,
+    },
+    Delete(Key),
+}
+
+#[derive(ValueEnum, Clone, Copy)]
+pub enum SgType {
+    Basic,
+    Advanced,
+}
+
+#[derive(Subcommand)]
+pub enum SgCmd {
+    List(ListArgs),
+    Show(Key),
+    Create {
+        name: String,
+        #[arg(long)]
+        vpc: String,
+        #[arg(long = "type", value_enum, default_value = "basic")]
+        kind: SgType,
+        /// A rule: DIRECTION:PROTOCOL[:PORTS]:REMOTE, e.g.
+        /// ingress:tcp:80-443:0.0.0.0/0 or ingress:all:sg-web.
+        #[arg(long = "rule")]
+        rules: Vec<String>,
+        /// Operator: a group the platform manages for its own services.
+        #[arg(long)]
+        managed: bool,
+    },
+    Delete(Key),
+}
+
+#[derive(Subcommand)]
+pub enum VmCmd {
+    List,
+    Show(Key),
+    Create {
+        name: String,
+        /// Subnet of the primary NIC.
+        #[arg(long)]
+        subnet: String,
+        #[arg(long)]
+        zone: Option<String>,
+        /// Primary private IP (auto-assigned when absent).
+        #[arg(long)]
+        ip: Option<Ipv4Addr>,
+        /// Security groups (1 to 5; the VPC's default when none).
+        #[arg(long = "sg")]
+        security_groups: Vec<String>,
+        #[arg(long)]
+        client_token: Option<String>,
+    },
+    Delete(Key),
+    /// The server's NICs, primary first.
+    Nics(Key),
+}
+
+#[derive(Subcommand)]
+pub enum NicCmd {
+    List(ListArgs),
+    Show(Key),
+    /// Create a secondary ENI (attach it with `nic attach`).
+    Create {
+        name: String,
+        #[arg(long)]
+        subnet: String,
+        /// Primary private IP: a free address in the subnet's range.
+        #[arg(long)]
+        ip: Option<Ipv4Addr>,
+        #[arg(long = "sg")]
+        security_groups: Vec<String>,
+        /// Turn the source/destination check off (LVS-DR backends).
+        #[arg(long)]
+        no_source_dest_check: bool,
+        #[arg(long)]
+        client_token: Option<String>,
+    },
+    /// Change security groups or the source/destination check.
+    Update {
+        id: String,
+        #[arg(long = "sg")]
+        security_groups: Vec<String>,
+        #[arg(long)]
+        source_dest_check: Option<OnOff>,
+    },
+    Attach {
+        id: String,
+        #[arg(long)]
+        server: String,
+    },
+    Detach(Key),
+    Delete(Key),
+}
+
+#[derive(ValueEnum, Clone, Copy)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+#[derive(Subcommand)]
+pub enum VipCmd {
+    List(ListArgs),
+    Show(Key),
+    Create {
+        name: String,
+        #[arg(long)]
+        subnet: String,
+        /// The address (assigned automatically when absent).
+        #[arg(long)]
+        ip: Option<Ipv4Addr>,
+        #[arg(long)]
+        client_token: Option<String>,
+    },
+    Bind {
+        id: String,
+        #[arg(long)]
+        nic: String,
+    },
+    Unbind {
+        id: String,
+        #[arg(long)]
+        nic: String,
+    },
+    Delete(Key),
+}
+
+#[derive(ValueEnum, Clone, Copy)]
+pub enum Mode {
+    Nat,
+    Visible,
+}
+
+#[derive(Args)]
+pub struct TargetArgs {
+    /// A server (its primary NIC).
+    #[arg(long, group = "target")]
+    pub server: Option<String>,
+    /// A NIC or secondary ENI.
+    #[arg(long, group = "target", alias = "eni")]
+    pub nic: Option<String>,
+    #[arg(long, group = "target")]
+    pub vip: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum EipCmd {
+    List(ListArgs),
+    Show(Key),
+    /// Allocate an EIP, and bind it at once when a target is given
+    /// (`eip create --bandwidth 10 --server vm-1`). With --visible and
+    /// --server: the "EIP visible on the NIC" recipe in one call.
+    Create {
+        #[arg(long)]
+        bandwidth: u32,
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(long, value_enum, default_value = "nat")]
+        mode: Mode,
+        /// Build the visible-EIP recipe: secondary CIDR, subnet, ENI whose
+        /// address is the EIP, bound in visible mode and attached to --server.
+        #[arg(long)]
+        visible: bool,
+        /// Name of the ENI --visible creates.
+        #[arg(long)]
+        eni_name: Option<String>,
+        /// EIP segment to allocate from.
+        #[arg(long)]
+        subnet: Option<String>,
+        #[arg(long)]
+        ip: Option<Ipv4Addr>,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        client_token: Option<String>,
+    },
+    Bind {
+        id: String,
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(long, value_enum, default_value = "nat")]
+        mode: Mode,
+        /// Move the EIP from its current target.
+        #[arg(long)]
+        allow_reassociation: bool,
+    },
+    Unbind(Key),
+    /// Change the bandwidth limit.
+    Update {
+        id: String,
+        #[arg(long)]
+        bandwidth: u32,
+    },
+    Release(Key),
+}
+
+#[derive(Subcommand)]
+pub enum TokenCmd {
+    List,
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    Delete(Key),
+}

@@ -1,0 +1,543 @@
+//! `vpcip <resource> <verb>`: each verb is one API call (or a page walk),
+//! printed as a table or as JSON.
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use vpcip_client::Client;
+use vpcip_model::*;
+
+use crate::cli::*;
+use crate::table::{Tabular, print_list, print_one};
+
+struct Ctx {
+    client: Client,
+    output: Output,
+}
+
+impl Ctx {
+    async fn list<T: DeserializeOwned + Serialize + Tabular>(
+        &self,
+        collection: &str,
+        parent: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let items: Vec<T> = self.client.list_all(collection, parent).await?;
+        print_list(&items, self.output)
+    }
+
+    async fn show<T: DeserializeOwned + Serialize>(
+        &self,
+        collection: &str,
+        id: &str,
+    ) -> anyhow::Result<()> {
+        let item: T = self.client.show(collection, id).await?;
+        print_one(&item, self.output)
+    }
+
+    async fn create<B: Serialize, T: DeserializeOwned + Serialize>(
+        &self,
+        collection: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
+        let item: T = self.client.post(&format!("/v1/{collection}"), body).await?;
+        print_one(&item, self.output)?;
+        Ok(item)
+    }
+
+    async fn delete(&self, collection: &str, id: &str) -> anyhow::Result<()> {
+        self.client.remove(collection, id).await?;
+        if self.output == Output::Table {
+            println!("deleted {id}");
+        }
+        Ok(())
+    }
+
+    async fn action<B: Serialize, T: DeserializeOwned + Serialize>(
+        &self,
+        collection: &str,
+        id: &str,
+        action: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
+        let item: T = self.client.action(collection, id, action, body).await?;
+        print_one(&item, self.output)?;
+        Ok(item)
+    }
+
+    /// Warnings go to stderr so that `-o json` output stays clean.
+    fn warn(&self, warnings: &[Warning]) {
+        for w in warnings {
+            eprintln!("warning: {} ({})", w.message, w.code);
+        }
+    }
+}
+
+pub async fn run(cmd: Resource, global: &Global) -> anyhow::Result<()> {
+    let ctx = Ctx {
+        client: Client::new(&global.url, global.token.as_deref()),
+        output: global.output,
+    };
+    match cmd {
+        Resource::Zone(c) => match c {
+            ZoneCmd::List => ctx.list::<Zone>("zones", None).await,
+            ZoneCmd::Show(k) => ctx.show::<Zone>("zones", &k.id).await,
+            ZoneCmd::Create { name } => ctx
+                .create::<_, Zone>("zones", &CreateZone { name })
+                .await
+                .map(drop),
+            ZoneCmd::Delete(k) => ctx.delete("zones", &k.id).await,
+        },
+        Resource::HostNetwork(c) => match c {
+            HostNetworkCmd::List => ctx.list::<HostNetwork>("host-networks", None).await,
+            HostNetworkCmd::Show(k) => ctx.show::<HostNetwork>("host-networks", &k.id).await,
+            HostNetworkCmd::Create { name, cidr } => ctx
+                .create::<_, HostNetwork>("host-networks", &CreateHostNetwork { name, cidr })
+                .await
+                .map(drop),
+            HostNetworkCmd::Delete(k) => ctx.delete("host-networks", &k.id).await,
+        },
+        Resource::Gateway(c) => match c {
+            GatewayCmd::List => ctx.list::<Gateway>("gateways", None).await,
+            GatewayCmd::Show(k) => ctx.show::<Gateway>("gateways", &k.id).await,
+            GatewayCmd::Register { name, address } => ctx
+                .create::<_, Gateway>(
+                    "gateways",
+                    &CreateGateway {
+                        name,
+                        underlay_ip: address,
+                    },
+                )
+                .await
+                .map(drop),
+            GatewayCmd::Delete(k) => ctx.delete("gateways", &k.id).await,
+        },
+        Resource::Route(RouteCmd::List) => {
+            let routes: Vec<PhysicalRoute> = ctx.client.get("/v1/physical-routes").await?;
+            print_list(&routes, ctx.output)
+        }
+        Resource::Vpc(c) => match c {
+            VpcCmd::List => ctx.list::<Vpc>("vpcs", None).await,
+            VpcCmd::Show(k) => ctx.show::<Vpc>("vpcs", &k.id).await,
+            VpcCmd::Create {
+                name,
+                cidr,
+                secondary,
+                tenant,
+                client_token,
+            } => ctx
+                .create::<_, Vpc>(
+                    "vpcs",
+                    &CreateVpc {
+                        name,
+                        cidr,
+                        secondary_cidrs: secondary,
+                        tenant,
+                        client_token,
+                    },
+                )
+                .await
+                .map(drop),
+            VpcCmd::Delete(k) => ctx.delete("vpcs", &k.id).await,
+            VpcCmd::AddCidr { vpc, cidr } => ctx
+                .action::<_, Vpc>("vpcs", &vpc, "add-cidr", &VpcCidrChange { cidr })
+                .await
+                .map(drop),
+            VpcCmd::RemoveCidr { vpc, cidr } => ctx
+                .action::<_, Vpc>("vpcs", &vpc, "remove-cidr", &VpcCidrChange { cidr })
+                .await
+                .map(drop),
+        },
+        Resource::Subnet(c) => match c {
+            SubnetCmd::List(l) => ctx.list::<Subnet>("subnets", l.parent.as_deref()).await,
+            SubnetCmd::Show(k) => ctx.show::<Subnet>("subnets", &k.id).await,
+            SubnetCmd::Create {
+                name,
+                vpc,
+                zone,
+                kind,
+                cidr,
+                range,
+                prefix_len,
+                gateway,
+                client_token,
+            } => {
+                let req = CreateSubnet {
+                    name,
+                    vpc,
+                    zone,
+                    kind: match kind {
+                        SubnetType::Guest => SubnetKind::Guest,
+                        SubnetType::Eip => SubnetKind::Eip,
+                    },
+                    cidr,
+                    range,
+                    prefix_len,
+                    gateway,
+                    client_token,
+                };
+                let created = ctx.client.create_subnet(&req).await?;
+                print_one(&created.subnet, ctx.output)?;
+                if ctx.output == Output::Table && created.subnet.kind == SubnetKind::Eip {
+                    println!("\nConfigure this static route on the physical router(s):");
+                    print_list(&created.physical_routes, ctx.output)?;
+                }
+                ctx.warn(&created.warnings);
+                Ok(())
+            }
+            SubnetCmd::Delete(k) => ctx.delete("subnets", &k.id).await,
+        },
+        Resource::SecurityGroup(c) => match c {
+            SgCmd::List(l) => {
+                ctx.list::<SecurityGroup>("security-groups", l.parent.as_deref())
+                    .await
+            }
+            SgCmd::Show(k) => ctx.show::<SecurityGroup>("security-groups", &k.id).await,
+            SgCmd::Create {
+                name,
+                vpc,
+                kind,
+                rules,
+                managed,
+            } => {
+                let rules = rules
+                    .iter()
+                    .map(|r| parse_rule(r))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let req = CreateSecurityGroup {
+                    name,
+                    vpc,
+                    kind: match kind {
+                        SgType::Basic => SgKind::Basic,
+                        SgType::Advanced => SgKind::Advanced,
+                    },
+                    rules,
+                    managed,
+                    client_token: None,
+                };
+                ctx.create::<_, SecurityGroup>("security-groups", &req)
+                    .await
+                    .map(drop)
+            }
+            SgCmd::Delete(k) => ctx.delete("security-groups", &k.id).await,
+        },
+        Resource::Vm(c) => match c {
+            VmCmd::List => ctx.list::<Server>("servers", None).await,
+            VmCmd::Show(k) => ctx.show::<Server>("servers", &k.id).await,
+            VmCmd::Create {
+                name,
+                subnet,
+                zone,
+                ip,
+                security_groups,
+                client_token,
+            } => ctx
+                .create::<_, Server>(
+                    "servers",
+                    &CreateServer {
+                        name,
+                        subnet,
+                        zone,
+                        ip,
+                        security_groups,
+                        client_token,
+                    },
+                )
+                .await
+                .map(drop),
+            VmCmd::Delete(k) => ctx.delete("servers", &k.id).await,
+            VmCmd::Nics(k) => {
+                let nics: Vec<Nic> = ctx
+                    .client
+                    .get(&format!("/v1/servers/{}/nics", k.id))
+                    .await?;
+                print_list(&nics, ctx.output)
+            }
+        },
+        Resource::Nic(c) => match c {
+            NicCmd::List(l) => ctx.list::<Nic>("nics", l.parent.as_deref()).await,
+            NicCmd::Show(k) => ctx.show::<Nic>("nics", &k.id).await,
+            NicCmd::Create {
+                name,
+                subnet,
+                ip,
+                security_groups,
+                no_source_dest_check,
+                client_token,
+            } => ctx
+                .create::<_, Nic>(
+                    "nics",
+                    &CreateNic {
+                        name,
+                        subnet,
+                        ip,
+                        security_groups,
+                        source_dest_check: Some(!no_source_dest_check),
+                        client_token,
+                    },
+                )
+                .await
+                .map(drop),
+            NicCmd::Update {
+                id,
+                security_groups,
+                source_dest_check,
+            } => {
+                let req = UpdateNic {
+                    security_groups: (!security_groups.is_empty()).then_some(security_groups),
+                    source_dest_check: source_dest_check.map(|f| matches!(f, OnOff::On)),
+                };
+                let nic: Nic = ctx.client.patch(&format!("/v1/nics/{id}"), &req).await?;
+                print_one(&nic, ctx.output)
+            }
+            NicCmd::Attach { id, server } => ctx
+                .action::<_, Nic>("nics", &id, "attach", &AttachNic { server })
+                .await
+                .map(drop),
+            NicCmd::Detach(k) => ctx
+                .action::<_, Nic>("nics", &k.id, "detach", &serde_json::json!({}))
+                .await
+                .map(drop),
+            NicCmd::Delete(k) => ctx.delete("nics", &k.id).await,
+        },
+        Resource::Vip(c) => match c {
+            VipCmd::List(l) => ctx.list::<Vip>("vips", l.parent.as_deref()).await,
+            VipCmd::Show(k) => ctx.show::<Vip>("vips", &k.id).await,
+            VipCmd::Create {
+                name,
+                subnet,
+                ip,
+                client_token,
+            } => ctx
+                .create::<_, Vip>(
+                    "vips",
+                    &CreateVip {
+                        name,
+                        subnet,
+                        ip,
+                        client_token,
+                    },
+                )
+                .await
+                .map(drop),
+            VipCmd::Bind { id, nic } => {
+                let r: WithWarnings<Vip> = ctx.action("vips", &id, "bind", &VipNic { nic }).await?;
+                ctx.warn(&r.warnings);
+                Ok(())
+            }
+            VipCmd::Unbind { id, nic } => ctx
+                .action::<_, Vip>("vips", &id, "unbind", &VipNic { nic })
+                .await
+                .map(drop),
+            VipCmd::Delete(k) => ctx.delete("vips", &k.id).await,
+        },
+        Resource::Eip(c) => eip(&ctx, c).await,
+        Resource::Token(c) => match c {
+            TokenCmd::List => {
+                let tokens: Vec<Token> = ctx.client.get("/v1/tokens").await?;
+                print_list(&tokens, ctx.output)
+            }
+            TokenCmd::Create {
+                tenant,
+                description,
+            } => {
+                let t: Token = ctx
+                    .client
+                    .post(
+                        "/v1/tokens",
+                        &CreateToken {
+                            tenant,
+                            description,
+                        },
+                    )
+                    .await?;
+                print_one(&t, ctx.output)?;
+                if ctx.output == Output::Table {
+                    eprintln!("The secret is shown once; vpcip keeps only its hash.");
+                }
+                Ok(())
+            }
+            TokenCmd::Delete(k) => ctx.delete("tokens", &k.id).await,
+        },
+    }
+}
+
+fn target_of(t: TargetArgs) -> Option<EipTarget> {
+    t.server
+        .map(EipTarget::Server)
+        .or(t.nic.map(EipTarget::Nic))
+        .or(t.vip.map(EipTarget::Vip))
+}
+
+fn mode_of(m: Mode) -> EipMode {
+    match m {
+        Mode::Nat => EipMode::Nat,
+        Mode::Visible => EipMode::Visible,
+    }
+}
+
+async fn eip(ctx: &Ctx, c: EipCmd) -> anyhow::Result<()> {
+    match c {
+        EipCmd::List(l) => ctx.list::<Eip>("eips", l.parent.as_deref()).await,
+        EipCmd::Show(k) => ctx.show::<Eip>("eips", &k.id).await,
+        EipCmd::Create {
+            bandwidth,
+            target,
+            mode,
+            visible,
+            eni_name,
+            subnet,
+            ip,
+            name,
+            client_token,
+        } => {
+            if visible {
+                let Some(server) = target.server else {
+                    bail!("--visible builds an ENI for a server: give --server");
+                };
+                let req = CreateVisibleEip {
+                    name,
+                    subnet,
+                    ip,
+                    bandwidth_mbps: bandwidth,
+                    server,
+                    eni_name,
+                    security_groups: vec![],
+                    client_token,
+                };
+                let out: VisibleEip = ctx.client.post("/v1/eips/visible", &req).await?;
+                if ctx.output == Output::Json {
+                    return print_one(&out, ctx.output);
+                }
+                print_one(&out.eip, ctx.output)?;
+                println!(
+                    "\nVPC {} now has block {}; ENI {} ({}) in subnet {} carries the EIP and is attached to {}.",
+                    out.vpc.name,
+                    out.subnet.cidr,
+                    out.nic.name,
+                    out.nic.ip,
+                    out.subnet.name,
+                    out.nic.server_id.as_deref().unwrap_or("-")
+                );
+                return Ok(());
+            }
+            let bind = target_of(target).map(|t| BindEip {
+                target: t,
+                mode: mode_of(mode),
+                allow_reassociation: false,
+            });
+            let req = CreateEip {
+                name,
+                subnet,
+                ip,
+                bandwidth_mbps: bandwidth,
+                bind,
+                client_token,
+            };
+            let e = ctx.client.create_eip(&req).await?;
+            print_one(&e, ctx.output)
+        }
+        EipCmd::Bind {
+            id,
+            target,
+            mode,
+            allow_reassociation,
+        } => {
+            let t = target_of(target).context("give --server, --nic or --vip")?;
+            let e = ctx
+                .client
+                .bind_eip(
+                    &id,
+                    &BindEip {
+                        target: t,
+                        mode: mode_of(mode),
+                        allow_reassociation,
+                    },
+                )
+                .await?;
+            print_one(&e, ctx.output)
+        }
+        EipCmd::Unbind(k) => ctx
+            .action::<_, Eip>("eips", &k.id, "unbind", &serde_json::json!({}))
+            .await
+            .map(drop),
+        EipCmd::Update { id, bandwidth } => {
+            let e: Eip = ctx
+                .client
+                .patch(
+                    &format!("/v1/eips/{id}"),
+                    &UpdateEip {
+                        bandwidth_mbps: bandwidth,
+                    },
+                )
+                .await?;
+            print_one(&e, ctx.output)
+        }
+        EipCmd::Release(k) => ctx.delete("eips", &k.id).await,
+    }
+}
+
+/// `DIRECTION:PROTOCOL[:PORTS]:REMOTE`, e.g. `ingress:tcp:80-443:0.0.0.0/0`.
+fn parse_rule(s: &str) -> anyhow::Result<SgRule> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let (dir, proto, ports, remote) = match parts.as_slice() {
+        [d, p, r] => (*d, *p, None, *r),
+        [d, p, ports, r] => (*d, *p, Some(*ports), *r),
+        _ => bail!("rule {s:?} is not DIRECTION:PROTOCOL[:PORTS]:REMOTE"),
+    };
+    let direction = match dir {
+        "ingress" | "in" => Direction::Ingress,
+        "egress" | "out" => Direction::Egress,
+        _ => bail!("rule {s:?}: direction must be ingress or egress"),
+    };
+    let protocol = match proto {
+        "all" => Protocol::All,
+        "tcp" => Protocol::Tcp,
+        "udp" => Protocol::Udp,
+        "icmp" => Protocol::Icmp,
+        _ => bail!("rule {s:?}: protocol must be all, tcp, udp or icmp"),
+    };
+    let (port_min, port_max) = match ports {
+        None => (None, None),
+        Some(p) => {
+            let (a, b) = p.split_once('-').unwrap_or((p, p));
+            (
+                Some(
+                    a.parse()
+                        .with_context(|| format!("rule {s:?}: bad port {a:?}"))?,
+                ),
+                Some(
+                    b.parse()
+                        .with_context(|| format!("rule {s:?}: bad port {b:?}"))?,
+                ),
+            )
+        }
+    };
+    let (remote_cidr, remote_group) = match remote.parse() {
+        Ok(net) => (Some(net), None),
+        Err(_) => (None, Some(remote.to_string())),
+    };
+    Ok(SgRule {
+        direction,
+        protocol,
+        port_min,
+        port_max,
+        remote_cidr,
+        remote_group,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_parse() {
+        let r = parse_rule("ingress:tcp:80-443:0.0.0.0/0").unwrap();
+        assert_eq!((r.port_min, r.port_max), (Some(80), Some(443)));
+        assert_eq!(r.remote_cidr.unwrap().to_string(), "0.0.0.0/0");
+        let r = parse_rule("egress:all:sg-web").unwrap();
+        assert_eq!(r.remote_group.as_deref(), Some("sg-web"));
+        assert!(parse_rule("sideways:tcp:x").is_err());
+        assert!(parse_rule("ingress:tcp:eighty:0.0.0.0/0").is_err());
+    }
+}

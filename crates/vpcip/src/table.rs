@@ -1,0 +1,297 @@
+//! Output for people (aligned tables) and for scripts (JSON).
+
+use serde::Serialize;
+use serde_json::Value;
+use vpcip_model::*;
+
+use crate::cli::Output;
+
+/// A resource shown as one row of a list.
+pub trait Tabular {
+    const HEADER: &'static [&'static str];
+    fn row(&self) -> Vec<String>;
+}
+
+fn opt<T: ToString>(v: &Option<T>) -> String {
+    v.as_ref()
+        .map_or_else(|| "-".to_string(), ToString::to_string)
+}
+
+impl Tabular for Zone {
+    const HEADER: &'static [&'static str] = &["ID", "NAME"];
+    fn row(&self) -> Vec<String> {
+        vec![self.id.clone(), self.name.clone()]
+    }
+}
+
+impl Tabular for HostNetwork {
+    const HEADER: &'static [&'static str] = &["ID", "NAME", "CIDR"];
+    fn row(&self) -> Vec<String> {
+        vec![self.id.clone(), self.name.clone(), self.cidr.to_string()]
+    }
+}
+
+impl Tabular for Gateway {
+    const HEADER: &'static [&'static str] = &["ID", "NAME", "UNDERLAY IP"];
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.id.clone(),
+            self.name.clone(),
+            self.underlay_ip.to_string(),
+        ]
+    }
+}
+
+impl Tabular for PhysicalRoute {
+    const HEADER: &'static [&'static str] = &["NETWORK PREFIX", "NEXT HOP", "GATEWAY"];
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.prefix.to_string(),
+            self.next_hop.to_string(),
+            self.gateway.clone(),
+        ]
+    }
+}
+
+impl Tabular for Vpc {
+    const HEADER: &'static [&'static str] = &["ID", "NAME", "TENANT", "CIDR", "SECONDARY CIDRS"];
+    fn row(&self) -> Vec<String> {
+        let sec: Vec<String> = self
+            .secondary_cidrs
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        vec![
+            self.id.clone(),
+            self.name.clone(),
+            self.tenant.clone(),
+            self.cidr.to_string(),
+            if sec.is_empty() {
+                "-".into()
+            } else {
+                sec.join(",")
+            },
+        ]
+    }
+}
+
+impl Tabular for Subnet {
+    const HEADER: &'static [&'static str] = &[
+        "ID", "NAME", "TYPE", "VPC", "ZONE", "CIDR", "RANGE", "GATEWAY", "USED",
+    ];
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.id.clone(),
+            self.name.clone(),
+            self.kind.as_str().into(),
+            self.vpc_id.clone(),
+            opt(&self.zone_id),
+            self.cidr.to_string(),
+            format!("{}-{}", self.range_start, self.range_end),
+            opt(&self.gateway),
+            format!("{}/{}", self.used, self.total),
+        ]
+    }
+}
+
+impl Tabular for SecurityGroup {
+    const HEADER: &'static [&'static str] = &["ID", "NAME", "VPC", "TYPE", "MANAGED", "RULES"];
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.id.clone(),
+            self.name.clone(),
+            self.vpc_id.clone(),
+            self.kind.as_str().into(),
+            self.managed.to_string(),
+            self.rules.len().to_string(),
+        ]
+    }
+}
+
+impl Tabular for Server {
+    const HEADER: &'static [&'static str] = &["ID", "NAME", "TENANT", "ZONE", "NICS"];
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.id.clone(),
+            self.name.clone(),
+            self.tenant.clone(),
+            self.zone_id.clone(),
+            self.nic_ids.join(","),
+        ]
+    }
+}
+
+impl Tabular for Nic {
+    const HEADER: &'static [&'static str] = &[
+        "ID",
+        "NAME",
+        "SUBNET",
+        "IP",
+        "MAC",
+        "SERVER",
+        "PRIMARY",
+        "SRC/DST CHECK",
+        "VIPS",
+    ];
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.id.clone(),
+            self.name.clone(),
+            self.subnet_id.clone(),
+            self.ip.to_string(),
+            self.mac.clone(),
+            opt(&self.server_id),
+            self.primary.to_string(),
+            if self.source_dest_check { "on" } else { "off" }.into(),
+            self.vip_ids.len().to_string(),
+        ]
+    }
+}
+
+impl Tabular for Vip {
+    const HEADER: &'static [&'static str] = &["ID", "NAME", "SUBNET", "IP", "NICS", "EIP"];
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.id.clone(),
+            self.name.clone(),
+            self.subnet_id.clone(),
+            self.ip.to_string(),
+            if self.nic_ids.is_empty() {
+                "-".into()
+            } else {
+                self.nic_ids.join(",")
+            },
+            opt(&self.eip_id),
+        ]
+    }
+}
+
+impl Tabular for Eip {
+    const HEADER: &'static [&'static str] = &[
+        "ID",
+        "IP",
+        "BANDWIDTH",
+        "MODE",
+        "BOUND TO",
+        "SERVER",
+        "PRIVATE IP",
+    ];
+    fn row(&self) -> Vec<String> {
+        let bound = match (&self.nic_id, &self.vip_id) {
+            (Some(n), _) => format!("nic {n}"),
+            (_, Some(v)) => format!("vip {v}"),
+            _ => "-".into(),
+        };
+        vec![
+            self.id.clone(),
+            self.ip.to_string(),
+            format!("{} Mbit/s", self.bandwidth_mbps),
+            self.mode.as_str().into(),
+            bound,
+            opt(&self.server_id),
+            opt(&self.private_ip),
+        ]
+    }
+}
+
+impl Tabular for Token {
+    const HEADER: &'static [&'static str] = &["ID", "TENANT", "DESCRIPTION"];
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.id.clone(),
+            self.tenant.clone(),
+            self.description.clone(),
+        ]
+    }
+}
+
+pub fn render_table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| -> String {
+        let mut s = String::new();
+        for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                s += c;
+            } else {
+                s += &format!("{c:<w$}  ");
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = line(header.iter().map(|h| h.to_string()).collect());
+    for r in rows {
+        out += &line(r.clone());
+    }
+    out
+}
+
+pub fn print_list<T: Tabular + Serialize>(items: &[T], output: Output) -> anyhow::Result<()> {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(items)?),
+        Output::Table => {
+            let rows: Vec<Vec<String>> = items.iter().map(Tabular::row).collect();
+            print!("{}", render_table(T::HEADER, &rows));
+        }
+    }
+    Ok(())
+}
+
+/// One resource: its fields, one per line (JSON with `-o json`).
+pub fn print_one<T: Serialize>(item: &T, output: Output) -> anyhow::Result<()> {
+    let v = serde_json::to_value(item)?;
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&v)?),
+        Output::Table => print!("{}", render_fields(&v)),
+    }
+    Ok(())
+}
+
+pub fn render_fields(v: &Value) -> String {
+    let Value::Object(map) = v else {
+        return format!("{v}\n");
+    };
+    let width = map.keys().map(String::len).max().unwrap_or(0);
+    let mut out = String::new();
+    for (k, val) in map {
+        let shown = match val {
+            Value::Null => "-".to_string(),
+            Value::String(s) => s.clone(),
+            Value::Array(a) if a.iter().all(|x| x.is_string()) => {
+                let parts: Vec<&str> = a.iter().filter_map(Value::as_str).collect();
+                if parts.is_empty() {
+                    "-".into()
+                } else {
+                    parts.join(", ")
+                }
+            }
+            other => other.to_string(),
+        };
+        out += &format!("{k:<width$}  {shown}\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align() {
+        let t = render_table(&["A", "LONGER"], &[vec!["xyz".into(), "1".into()]]);
+        assert_eq!(t, "A    LONGER\nxyz  1\n");
+    }
+
+    #[test]
+    fn fields_show_lists_and_nulls() {
+        let v = serde_json::json!({"id": "eip-1", "nic_id": null, "tags": ["a", "b"]});
+        assert_eq!(
+            render_fields(&v),
+            "id      eip-1\nnic_id  -\ntags    a, b\n"
+        );
+    }
+}
