@@ -1,6 +1,8 @@
 //! The store suite: every operation and rule through real transactions, on
 //! SQLite and on PostgreSQL alike.
 
+#![allow(clippy::unwrap_used)] // tests panic on the unexpected, by design
+
 mod common;
 
 use std::collections::BTreeSet;

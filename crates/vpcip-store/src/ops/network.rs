@@ -284,7 +284,7 @@ impl Store {
                     if remote.vpc_id != vpc.id {
                         return Err(RuleError::invalid(
                             "remote_group",
-                            format!("group {g} is not in VPC {}", vpc.label().to_string()),
+                            format!("group {g} is not in VPC {}", vpc.label()),
                         )
                         .into());
                     }

@@ -1,0 +1,478 @@
+//! The API through a real server on loopback, on SQLite and PostgreSQL.
+
+#![allow(clippy::unwrap_used)] // tests panic on the unexpected, by design
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+
+use reqwest::StatusCode;
+use vpcip_api::App;
+use vpcip_client::{Client, ClientError};
+use vpcip_model::*;
+use vpcip_store::testing::{self, TestDb};
+
+const OPERATOR: &str = "operator-secret";
+
+struct Server {
+    addr: SocketAddr,
+    _db: TestDb,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Server {
+    async fn start(db: TestDb) -> Server {
+        let app = App::new(db.store.clone(), Some(OPERATOR));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(vpcip_api::serve(listener, app, async {
+            let _ = rx.await;
+        }));
+        Server {
+            addr,
+            _db: db,
+            stop: Some(tx),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn operator(&self) -> Client {
+        Client::new(&self.url(), Some(OPERATOR))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                super::$name(super::Server::start(vpcip_store::testing::sqlite().await).await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                super::$name(super::Server::start(vpcip_store::testing::postgres().await).await).await;
+            }
+        }
+    )*};
+}
+
+fn api_err(r: Result<impl std::fmt::Debug, ClientError>) -> (u16, String, String) {
+    match r.unwrap_err() {
+        ClientError::Api {
+            status,
+            code,
+            message,
+        } => (status, code, message),
+        other => panic!("expected an API error, got {other}"),
+    }
+}
+
+/// Sets up the seeds' world through the API and returns a tenant client.
+async fn seeds_world(s: &Server, tenant: &str) -> Client {
+    let op = s.operator();
+    let _: Zone = op
+        .post("/v1/zones", &CreateZone { name: "z1".into() })
+        .await
+        .unwrap();
+    let _: HostNetwork = op
+        .post(
+            "/v1/host-networks",
+            &CreateHostNetwork {
+                name: "underlay".into(),
+                cidr: "192.168.201.0/24".parse().unwrap(),
+            },
+        )
+        .await
+        .unwrap();
+    let _: Gateway = op
+        .post(
+            "/v1/gateways",
+            &CreateGateway {
+                name: "allinone".into(),
+                underlay_ip: "192.168.201.20".parse().unwrap(),
+            },
+        )
+        .await
+        .unwrap();
+    let seg = op
+        .create_subnet(&CreateSubnet {
+            name: "eip-seg".into(),
+            kind: SubnetKind::Eip,
+            range: Some("192.168.202.1-192.168.202.254".into()),
+            prefix_len: Some(24),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(seg.physical_routes.len(), 1);
+    assert_eq!(
+        seg.physical_routes[0].next_hop.to_string(),
+        "192.168.201.20"
+    );
+    let tok: Token = op
+        .post(
+            "/v1/tokens",
+            &CreateToken {
+                tenant: tenant.into(),
+                description: "test".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let t = Client::new(&s.url(), tok.secret.as_deref());
+    let _: Vpc = t
+        .post(
+            "/v1/vpcs",
+            &CreateVpc {
+                name: "vpc1".into(),
+                cidr: "10.0.0.0/8".parse().unwrap(),
+                secondary_cidrs: vec![],
+                tenant: None,
+                client_token: None,
+            },
+        )
+        .await
+        .unwrap();
+    t.create_subnet(&CreateSubnet {
+        name: "sw1".into(),
+        vpc: Some("vpc1".into()),
+        zone: Some("z1".into()),
+        cidr: Some("10.0.0.0/24".parse().unwrap()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    t
+}
+
+async fn seeds_procedure_over_http(s: Server) {
+    let t = seeds_world(&s, "acme").await;
+    let _: Server_ = t
+        .post(
+            "/v1/servers",
+            &CreateServer {
+                name: "vm-1".into(),
+                subnet: "sw1".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let eip = t
+        .create_eip(&CreateEip {
+            bandwidth_mbps: 10,
+            bind: Some(BindEip {
+                target: EipTarget::Server("vm-1".into()),
+                mode: EipMode::Nat,
+                allow_reassociation: false,
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(eip.private_ip.unwrap().to_string(), "10.0.0.2");
+    // The rule errors come back with their code, message and a 4xx.
+    let (status, code, message) = api_err(
+        t.action::<_, Eip>(
+            "eips",
+            &eip.id,
+            "bind",
+            &BindEip {
+                target: EipTarget::Server("vm-1".into()),
+                mode: EipMode::Visible,
+                allow_reassociation: true,
+            },
+        )
+        .await,
+    );
+    assert_eq!((status, code.as_str()), (400, "visible_address_mismatch"));
+    assert!(message.contains("10.0.0.2"), "{message}");
+    let (status, code, _) = api_err(t.show::<Eip>("eips", "eip-nonexistent").await);
+    assert_eq!((status, code.as_str()), (404, "not_found"));
+    let (status, code, _) = api_err(t.remove("eips", &eip.id).await);
+    assert_eq!((status, code.as_str()), (409, "resource_in_use"));
+    // Unbind, change bandwidth, release.
+    let _: Eip = t
+        .action("eips", &eip.id, "unbind", &serde_json::json!({}))
+        .await
+        .unwrap();
+    let e: Eip = t
+        .patch(
+            &format!("/v1/eips/{}", eip.id),
+            &UpdateEip { bandwidth_mbps: 20 },
+        )
+        .await
+        .unwrap();
+    assert_eq!(e.bandwidth_mbps, 20);
+    t.remove("eips", &eip.id).await.unwrap();
+    // The one-call visible recipe.
+    let v: VisibleEip = t
+        .post(
+            "/v1/eips/visible",
+            &CreateVisibleEip {
+                bandwidth_mbps: 5,
+                server: "vm-1".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(v.nic.ip, v.eip.ip);
+    let nics: Vec<Nic> = t.get("/v1/servers/vm-1/nics").await.unwrap();
+    assert_eq!(nics.len(), 2);
+}
+
+type Server_ = vpcip_model::Server;
+
+async fn bad_input_is_4xx(s: Server) {
+    let t = seeds_world(&s, "acme").await;
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: &'static str| {
+        http.post(format!("{}{path}", s.url()))
+            .bearer_auth(OPERATOR)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    for (path, body) in [
+        ("/v1/eips", "{"),
+        ("/v1/eips", "{\"bandwidth_mbps\": -1}"),
+        ("/v1/eips", "{\"bandwidth_mbps\": 5, \"surprise\": true}"),
+        (
+            "/v1/subnets",
+            "{\"name\": \"x\", \"cidr\": \"10.0.0.0/33\"}",
+        ),
+        ("/v1/vpcs", "[]"),
+        ("/v1/zones", "{\"name\": \"\"}"),
+    ] {
+        let r = post(path, body).await.unwrap();
+        assert!(
+            r.status().is_client_error(),
+            "{path} {body}: {}",
+            r.status()
+        );
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert!(v["error"]["code"].is_string(), "{v}");
+    }
+    let huge = format!("{{\"name\": \"{}\"}}", "a".repeat(100_000));
+    let r = http
+        .post(format!("{}/v1/zones", s.url()))
+        .bearer_auth(OPERATOR)
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let r = http
+        .get(format!("{}/v1/eips?limit=abc", s.url()))
+        .bearer_auth(OPERATOR)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = http
+        .get(format!("{}/v1/nowhere", s.url()))
+        .bearer_auth(OPERATOR)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // A tenant asking for an operator action: 403 with the rule.
+    let (status, code, message) = api_err(
+        t.post::<_, Zone>("/v1/zones", &CreateZone { name: "z9".into() })
+            .await,
+    );
+    assert_eq!((status, code.as_str()), (403, "forbidden"));
+    assert_eq!(message, "only the platform operator may create zones");
+}
+
+async fn tenants_are_isolated(s: Server) {
+    let a = seeds_world(&s, "acme").await;
+    let op = s.operator();
+    let tok: Token = op
+        .post(
+            "/v1/tokens",
+            &CreateToken {
+                tenant: "globex".into(),
+                description: String::new(),
+            },
+        )
+        .await
+        .unwrap();
+    let b = Client::new(&s.url(), tok.secret.as_deref());
+    let vm: Server_ = a
+        .post(
+            "/v1/servers",
+            &CreateServer {
+                name: "vm-1".into(),
+                subnet: "sw1".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let eip = a
+        .create_eip(&CreateEip {
+            bandwidth_mbps: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // No token and bad tokens: 401.
+    let anon = Client::new(&s.url(), None);
+    assert_eq!(api_err(anon.show::<Eip>("eips", &eip.id).await).0, 401);
+    assert_eq!(
+        api_err(
+            a.with_token("vpcip_forged")
+                .show::<Eip>("eips", &eip.id)
+                .await
+        )
+        .0,
+        401
+    );
+    // Another tenant: 404 for what exists, and nothing in its lists.
+    assert_eq!(api_err(b.show::<Eip>("eips", &eip.id).await).0, 404);
+    assert_eq!(api_err(b.show::<Server_>("servers", &vm.id).await).0, 404);
+    assert_eq!(api_err(b.remove("servers", &vm.id).await).0, 404);
+    assert_eq!(
+        api_err(
+            b.action::<_, Eip>("eips", &eip.id, "unbind", &serde_json::json!({}))
+                .await
+        )
+        .0,
+        404
+    );
+    assert!(b.list_all::<Eip>("eips", None).await.unwrap().is_empty());
+    assert!(
+        b.list_all::<Server_>("servers", None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The operator sees both tenants' resources.
+    assert_eq!(
+        op.show::<Eip>("eips", &eip.id).await.unwrap().tenant,
+        "acme"
+    );
+    // Healthz and the OpenAPI document need no token.
+    let _: serde_json::Value = anon.get("/healthz").await.unwrap();
+    let doc: serde_json::Value = anon.get("/openapi.json").await.unwrap();
+    assert!(doc["paths"]["/v1/eips"].is_object());
+}
+
+async fn idempotent_creates_and_pages(s: Server) {
+    let t = seeds_world(&s, "acme").await;
+    let req = CreateEip {
+        bandwidth_mbps: 2,
+        client_token: Some("once".into()),
+        ..Default::default()
+    };
+    let a = t.create_eip(&req).await.unwrap();
+    let b = t.create_eip(&req).await.unwrap();
+    assert_eq!(a.id, b.id);
+    for _ in 0..11 {
+        t.create_eip(&CreateEip {
+            bandwidth_mbps: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    let page: Page<Eip> = t.get("/v1/eips?limit=5").await.unwrap();
+    assert_eq!(page.items.len(), 5);
+    let next = page.next_page_token.unwrap();
+    let page2: Page<Eip> = t
+        .get(&format!("/v1/eips?limit=5&page_token={next}"))
+        .await
+        .unwrap();
+    assert!(page2.items.iter().all(|e| e.id > next));
+    assert_eq!(t.list_all::<Eip>("eips", None).await.unwrap().len(), 12);
+    let (status, code, _) = api_err(t.get::<Page<Eip>>("/v1/eips?limit=100000").await);
+    assert_eq!((status, code.as_str()), (400, "invalid_argument"));
+}
+
+/// 32 concurrent HTTP clients, 10 free addresses: 10 EIPs, 22 clear refusals.
+async fn race_over_http(s: Server) {
+    let op = s.operator();
+    op.create_subnet(&CreateSubnet {
+        name: "tiny".into(),
+        kind: SubnetKind::Eip,
+        range: Some("198.51.100.1-198.51.100.10".into()),
+        prefix_len: Some(24),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut tasks = vec![];
+    for _ in 0..32 {
+        let c = op.clone();
+        tasks.push(tokio::spawn(async move {
+            c.create_eip(&CreateEip {
+                bandwidth_mbps: 1,
+                ..Default::default()
+            })
+            .await
+        }));
+    }
+    let mut ips = BTreeSet::new();
+    let mut refused = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(e) => assert!(ips.insert(e.ip)),
+            Err(e) => {
+                assert_eq!(e.code(), Some("address_exhausted"), "{e}");
+                assert_eq!(e.status(), Some(409));
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((ips.len(), refused), (10, 22));
+}
+
+on_both!(
+    seeds_procedure_over_http,
+    bad_input_is_4xx,
+    tenants_are_isolated,
+    idempotent_creates_and_pages,
+    race_over_http
+);
+
+/// The committed `openapi.json` is what the server serves; regenerate with
+/// `UPDATE_OPENAPI=1 cargo test -p vpcip-api openapi`.
+#[test]
+fn openapi_document_is_committed_and_fresh() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../openapi.json");
+    let now = vpcip_api::openapi_json();
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        std::fs::write(path, &now).unwrap();
+    }
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        committed == now,
+        "openapi.json is stale: run UPDATE_OPENAPI=1 cargo test -p vpcip-api openapi, and commit it"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_store_is_usable_from_test_helper() {
+    let db = testing::sqlite().await;
+    assert!(
+        db.store
+            .show::<Vpc>(&vpcip_store::Scope::Operator, "default")
+            .await
+            .unwrap()
+            .is_default
+    );
+}
