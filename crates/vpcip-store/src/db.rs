@@ -7,25 +7,17 @@
 //! own whose keys the database enforces, whatever happens in memory.
 
 use std::net::Ipv4Addr;
-use std::str::FromStr;
-use std::time::Duration;
 
 use rand::Rng;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{Any, AnyPool, Row, Transaction};
 use vpcip_model::ipam::{self, AddrRange};
 use vpcip_model::rules::label;
 use vpcip_model::*;
 
 use crate::error::StoreError;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
+pub use crate::sql::Backend;
+use crate::sql::{Pool, Row, SqlTx, Val};
 
 /// The schema, in order; each statement runs once, recorded in
 /// `schema_migrations`. Only append.
@@ -81,6 +73,9 @@ const MIGRATIONS: &[&str] = &[
         description TEXT NOT NULL,
         created_at BIGINT NOT NULL
     )",
+    // Lookups by name across tenants (`find`): without it, an ID-or-name
+    // lookup scans every resource of the kind.
+    "CREATE INDEX resources_by_name ON resources (kind, name)",
 ];
 
 /// What the store knows how to keep: every resource kind of the model.
@@ -291,153 +286,67 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
-pub(crate) fn from_doc<T: DeserializeOwned>(row: &AnyRow) -> Result<T, StoreError> {
-    let doc: String = row.try_get("doc")?;
-    serde_json::from_str(&doc).map_err(|e| StoreError::Corrupt(format!("bad document: {e}")))
+pub(crate) fn from_doc<T: DeserializeOwned>(doc: &str) -> Result<T, StoreError> {
+    serde_json::from_str(doc).map_err(|e| StoreError::Corrupt(format!("bad document: {e}")))
 }
 
-type ConnectFuture<'c> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), sqlx::Error>> + Send + 'c>>;
-
-/// Every SQLite connection: WAL (readers never block the writer), durable
-/// enough with NORMAL sync in WAL mode, and a busy timeout instead of errors.
-fn sqlite_pragmas(
-    conn: &mut sqlx::AnyConnection,
-    _meta: sqlx::pool::PoolConnectionMetadata,
-) -> ConnectFuture<'_> {
-    Box::pin(async move {
-        for p in [
-            "PRAGMA journal_mode = WAL",
-            "PRAGMA synchronous = NORMAL",
-            "PRAGMA busy_timeout = 10000",
-        ] {
-            sqlx::query(p).execute(&mut *conn).await?;
-        }
-        Ok(())
-    })
-}
-
-/// The two pools: on SQLite every write goes through one connection (SQLite
-/// has one writer anyway, and this avoids busy-lock upgrades), reads through
-/// several; on PostgreSQL both are the same pool.
+/// The store's database, SQLite or PostgreSQL.
 #[derive(Clone, Debug)]
 pub struct Db {
-    pub(crate) read: AnyPool,
-    pub(crate) write: AnyPool,
+    pool: Pool,
     pub backend: Backend,
 }
 
 impl Db {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        sqlx::any::install_default_drivers();
-        let backend = if url.starts_with("sqlite:") {
-            Backend::Sqlite
-        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            Backend::Postgres
-        } else {
-            return Err(StoreError::Config(format!(
-                "database URL {url:?} is neither sqlite://… nor postgres://…"
-            )));
-        };
-        let db = match backend {
-            Backend::Sqlite => {
-                let url = if url.contains('?') || url.contains(":memory:") {
-                    url.to_string()
-                } else {
-                    format!("{url}?mode=rwc")
-                };
-                let write = AnyPoolOptions::new()
-                    .max_connections(1)
-                    .acquire_timeout(Duration::from_secs(60))
-                    .after_connect(sqlite_pragmas)
-                    .connect(&url)
-                    .await?;
-                let read = AnyPoolOptions::new()
-                    .max_connections(8)
-                    .after_connect(sqlite_pragmas)
-                    .connect(&url)
-                    .await?;
-                Db {
-                    read,
-                    write,
-                    backend,
-                }
-            }
-            Backend::Postgres => {
-                let pool = AnyPoolOptions::new()
-                    .max_connections(32)
-                    .acquire_timeout(Duration::from_secs(60))
-                    .connect(url)
-                    .await?;
-                Db {
-                    read: pool.clone(),
-                    write: pool,
-                    backend,
-                }
-            }
+        let pool = Pool::connect(url).await?;
+        let db = Db {
+            backend: pool.backend(),
+            pool,
         };
         db.migrate().await?;
         Ok(db)
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin().await?;
         if self.backend == Backend::Postgres {
             // Several controllers may start at once: one migrates.
-            sqlx::query("SELECT pg_advisory_xact_lock(7271)")
-                .execute(&mut *tx)
+            tx.sql
+                .execute("SELECT pg_advisory_xact_lock(7271)", &[])
                 .await?;
         }
-        sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)")
-            .execute(&mut *tx)
+        tx.sql
+            .batch("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)")
             .await?;
-        let done: i64 = sqlx::query("SELECT COUNT(*) AS n FROM schema_migrations")
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("n")?;
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(done as usize) {
-            sqlx::query(sql).execute(&mut *tx).await?;
-            sqlx::query("INSERT INTO schema_migrations (version) VALUES ($1)")
-                .bind(i as i64)
-                .execute(&mut *tx)
+        let done = tx
+            .count("SELECT COUNT(*) FROM schema_migrations", &[])
+            .await?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+            tx.sql.batch(sql).await?;
+            tx.sql
+                .execute(
+                    "INSERT INTO schema_migrations (version) VALUES ($1)",
+                    &[Val::Int(i as i64)],
+                )
                 .await?;
         }
-        tx.commit().await?;
-        Ok(())
+        tx.commit().await
     }
 
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         Ok(Tx {
-            inner: self.write.begin().await?,
+            sql: self.pool.begin().await?,
             backend: self.backend,
         })
     }
 
-    /// A read-only transaction on the read pool (one consistent snapshot).
+    /// A read-only transaction (one consistent snapshot).
     pub async fn begin_read(&self) -> Result<Tx, StoreError> {
         Ok(Tx {
-            inner: self.read.begin().await?,
+            sql: self.pool.begin_read().await?,
             backend: self.backend,
         })
-    }
-
-    /// Drops every table: for tests that share one PostgreSQL database.
-    pub async fn reset_for_tests(&self) -> Result<(), StoreError> {
-        for t in [
-            "resources",
-            "ip_allocations",
-            "ip_free_ranges",
-            "vip_bindings",
-            "eip_bindings",
-            "client_tokens",
-            "api_tokens",
-            "schema_migrations",
-        ] {
-            sqlx::query(&format!("DROP TABLE IF EXISTS {t}"))
-                .execute(&self.write)
-                .await?;
-        }
-        self.migrate().await
     }
 }
 
@@ -448,14 +357,13 @@ pub enum Claim<R> {
 
 /// One transaction: every mutation of the store is exactly one of these.
 pub struct Tx {
-    pub(crate) inner: Transaction<'static, Any>,
+    pub(crate) sql: SqlTx,
     pub backend: Backend,
 }
 
 impl Tx {
     pub async fn commit(self) -> Result<(), StoreError> {
-        self.inner.commit().await?;
-        Ok(())
+        self.sql.commit().await
     }
 
     fn lock_suffix(&self) -> &'static str {
@@ -466,74 +374,109 @@ impl Tx {
         }
     }
 
+    async fn docs<T: DeserializeOwned>(
+        &mut self,
+        sql: &str,
+        args: &[Val],
+    ) -> Result<Vec<T>, StoreError> {
+        let rows = self.sql.query(sql, args).await?;
+        rows.iter().map(|r| from_doc(&r.text(0)?)).collect()
+    }
+
     pub async fn insert<R: Resource>(&mut self, r: &R) -> Result<(), StoreError> {
         let doc = serde_json::to_string(r).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let res = sqlx::query(
-            "INSERT INTO resources (id, kind, tenant, name, parent, attached, doc, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(r.id().to_string())
-        .bind(R::KIND.key())
-        .bind(r.tenant().to_string())
-        .bind((!r.name().is_empty()).then(|| r.name().to_string()))
-        .bind(r.parent().map(str::to_string))
-        .bind(r.attached().map(str::to_string))
-        .bind(doc)
-        .bind(now())
-        .execute(&mut *self.inner)
-        .await;
+        let res = self
+            .sql
+            .execute(
+                "INSERT INTO resources (id, kind, tenant, name, parent, attached, doc, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[
+                    r.id().into(),
+                    R::KIND.key().into(),
+                    r.tenant().into(),
+                    (!r.name().is_empty()).then(|| r.name()).into(),
+                    r.parent().into(),
+                    r.attached().into(),
+                    doc.into(),
+                    now().into(),
+                ],
+            )
+            .await;
         match res {
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(RuleError::NameTaken {
+            Err(e) if e.is_unique_violation() => Err(RuleError::NameTaken {
                 kind: R::KIND.as_str(),
                 name: r.name().to_string(),
             }
             .into()),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(e),
             Ok(_) => Ok(()),
         }
     }
 
     pub async fn update<R: Resource>(&mut self, r: &R) -> Result<(), StoreError> {
         let doc = serde_json::to_string(r).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        sqlx::query("UPDATE resources SET doc = $1, attached = $2 WHERE id = $3 AND kind = $4")
-            .bind(doc)
-            .bind(r.attached().map(str::to_string))
-            .bind(r.id().to_string())
-            .bind(R::KIND.key())
-            .execute(&mut *self.inner)
+        self.sql
+            .execute(
+                "UPDATE resources SET doc = $1, attached = $2 WHERE id = $3 AND kind = $4",
+                &[
+                    doc.into(),
+                    r.attached().into(),
+                    r.id().into(),
+                    R::KIND.key().into(),
+                ],
+            )
             .await?;
         Ok(())
     }
 
     pub async fn delete<R: Resource>(&mut self, r: &R) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM resources WHERE id = $1 AND kind = $2")
-            .bind(r.id().to_string())
-            .bind(R::KIND.key())
-            .execute(&mut *self.inner)
+        self.sql
+            .execute(
+                "DELETE FROM resources WHERE id = $1 AND kind = $2",
+                &[r.id().into(), R::KIND.key().into()],
+            )
             .await?;
-        sqlx::query("DELETE FROM client_tokens WHERE resource_id = $1")
-            .bind(r.id().to_string())
-            .execute(&mut *self.inner)
+        self.sql
+            .execute(
+                "DELETE FROM client_tokens WHERE resource_id = $1",
+                &[r.id().into()],
+            )
             .await?;
         Ok(())
     }
 
     /// Finds a resource by ID or name as `scope` sees it, and locks its row
-    /// for the rest of the transaction when `lock` is set.
+    /// for the rest of the transaction when `lock` is set. Two indexed look-ups
+    /// (ID, then name) rather than one `OR`, which no planner indexes well.
     pub async fn find<R: Resource>(
         &mut self,
         scope: &Scope,
         key: &str,
         lock: bool,
     ) -> Result<R, StoreError> {
-        let sql = format!(
-            "SELECT tenant, id, doc FROM resources WHERE kind = $1 AND (id = $2 OR name = $2){}",
-            if lock { self.lock_suffix() } else { "" }
-        );
-        let rows = sqlx::query(&sql)
-            .bind(R::KIND.key())
-            .bind(key.to_string())
-            .fetch_all(&mut *self.inner)
+        let suffix = if lock { self.lock_suffix() } else { "" };
+        let by_id = self
+            .sql
+            .query_opt(
+                &format!(
+                    "SELECT tenant, id, doc FROM resources WHERE id = $1 AND kind = $2{suffix}"
+                ),
+                &[key.into(), R::KIND.key().into()],
+            )
+            .await?;
+        if let Some(row) = &by_id
+            && scope.sees(R::KIND, &row.text(0)?)
+        {
+            return from_doc(&row.text(2)?);
+        }
+        let rows = self
+            .sql
+            .query(
+                &format!(
+                    "SELECT tenant, id, doc FROM resources WHERE kind = $1 AND name = $2{suffix}"
+                ),
+                &[R::KIND.key().into(), key.into()],
+            )
             .await?;
         pick(scope, R::KIND, key, &rows)
     }
@@ -541,34 +484,31 @@ impl Tx {
     /// Gets a resource by ID, whoever owns it (for internal references).
     pub async fn get<R: Resource>(&mut self, id: &str, lock: bool) -> Result<R, StoreError> {
         let sql = format!(
-            "SELECT doc FROM resources WHERE kind = $1 AND id = $2{}",
+            "SELECT doc FROM resources WHERE id = $1 AND kind = $2{}",
             if lock { self.lock_suffix() } else { "" }
         );
-        let row = sqlx::query(&sql)
-            .bind(R::KIND.key())
-            .bind(id.to_string())
-            .fetch_optional(&mut *self.inner)
+        let row = self
+            .sql
+            .query_opt(&sql, &[id.into(), R::KIND.key().into()])
             .await?
             .ok_or_else(|| RuleError::not_found(R::KIND.as_str(), id))?;
-        from_doc(&row)
+        from_doc(&row.text(0)?)
     }
 
     pub async fn children<R: Resource>(&mut self, parent: &str) -> Result<Vec<R>, StoreError> {
-        let rows =
-            sqlx::query("SELECT doc FROM resources WHERE kind = $1 AND parent = $2 ORDER BY id")
-                .bind(R::KIND.key())
-                .bind(parent.to_string())
-                .fetch_all(&mut *self.inner)
-                .await?;
-        rows.iter().map(from_doc).collect()
+        self.docs(
+            "SELECT doc FROM resources WHERE kind = $1 AND parent = $2 ORDER BY id",
+            &[R::KIND.key().into(), parent.into()],
+        )
+        .await
     }
 
     pub async fn all<R: Resource>(&mut self) -> Result<Vec<R>, StoreError> {
-        let rows = sqlx::query("SELECT doc FROM resources WHERE kind = $1 ORDER BY id")
-            .bind(R::KIND.key())
-            .fetch_all(&mut *self.inner)
-            .await?;
-        rows.iter().map(from_doc).collect()
+        self.docs(
+            "SELECT doc FROM resources WHERE kind = $1 ORDER BY id",
+            &[R::KIND.key().into()],
+        )
+        .await
     }
 
     /// The page of `R` that `scope` sees, after `after`, in ID order.
@@ -581,9 +521,9 @@ impl Tx {
     ) -> Result<Page<R>, StoreError> {
         let shared = matches!(R::KIND, Kind::Zone | Kind::Vpc | Kind::Subnet);
         let mut sql = String::from("SELECT doc FROM resources WHERE kind = $1 AND id > $2");
-        let mut binds = vec![R::KIND.key().to_string(), after.unwrap_or("").to_string()];
+        let mut args: Vec<Val> = vec![R::KIND.key().into(), after.unwrap_or("").into()];
         if let Scope::Tenant(t) = scope {
-            binds.push(t.clone());
+            args.push(t.into());
             sql += if shared {
                 " AND (tenant = $3 OR tenant = 'system')"
             } else {
@@ -591,16 +531,11 @@ impl Tx {
             };
         }
         if let Some(p) = parent {
-            binds.push(p.to_string());
-            sql += &format!(" AND parent = ${}", binds.len());
+            args.push(p.into());
+            sql += &format!(" AND parent = ${}", args.len());
         }
         sql += &format!(" ORDER BY id LIMIT {}", u64::from(limit) + 1);
-        let mut q = sqlx::query(&sql);
-        for b in binds {
-            q = q.bind(b);
-        }
-        let rows = q.fetch_all(&mut *self.inner).await?;
-        let mut items: Vec<R> = rows.iter().map(from_doc).collect::<Result<_, _>>()?;
+        let mut items: Vec<R> = self.docs(&sql, &args).await?;
         let next_page_token = if items.len() > limit as usize {
             items.truncate(limit as usize);
             items.last().map(|r| r.id().to_string())
@@ -624,59 +559,36 @@ impl Tx {
         tenant: &str,
         token: Option<&str>,
     ) -> Result<Claim<R>, StoreError> {
-        if let Some(r) = self.replay::<R>(tenant, token).await? {
-            return Ok(Claim::Existing(r));
-        }
         let id = new_id(R::KIND);
-        self.remember(tenant, token, &id).await?;
-        Ok(Claim::New(id))
-    }
-
-    async fn replay<R: Resource>(
-        &mut self,
-        tenant: &str,
-        token: Option<&str>,
-    ) -> Result<Option<R>, StoreError> {
-        let Some(token) = token else { return Ok(None) };
-        let row =
-            sqlx::query("SELECT resource_id FROM client_tokens WHERE tenant = $1 AND token = $2")
-                .bind(tenant.to_string())
-                .bind(token.to_string())
-                .fetch_optional(&mut *self.inner)
-                .await?;
-        match row {
-            None => Ok(None),
-            Some(row) => {
-                let id: String = row.try_get("resource_id")?;
-                Ok(Some(self.get(&id, false).await?))
-            }
-        }
-    }
-
-    async fn remember(
-        &mut self,
-        tenant: &str,
-        token: Option<&str>,
-        id: &str,
-    ) -> Result<(), StoreError> {
-        let Some(token) = token else { return Ok(()) };
+        let Some(token) = token else {
+            return Ok(Claim::New(id));
+        };
         if token.is_empty() || token.len() > 128 {
             return Err(RuleError::invalid("client_token", "must be 1 to 128 characters").into());
         }
-        let res = sqlx::query(
-            "INSERT INTO client_tokens (tenant, token, resource_id) VALUES ($1, $2, $3)",
-        )
-        .bind(tenant.to_string())
-        .bind(token.to_string())
-        .bind(id.to_string())
-        .execute(&mut *self.inner)
-        .await;
+        let prior = self
+            .sql
+            .query_opt(
+                "SELECT resource_id FROM client_tokens WHERE tenant = $1 AND token = $2",
+                &[tenant.into(), token.into()],
+            )
+            .await?;
+        if let Some(row) = prior {
+            return Ok(Claim::Existing(self.get(&row.text(0)?, false).await?));
+        }
+        let res = self
+            .sql
+            .execute(
+                "INSERT INTO client_tokens (tenant, token, resource_id) VALUES ($1, $2, $3)",
+                &[tenant.into(), token.into(), id.as_str().into()],
+            )
+            .await;
         match res {
             // A concurrent create with the same token committed first: run
             // again, and the replay returns its resource.
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Retry),
-            Err(e) => Err(e.into()),
-            Ok(_) => Ok(()),
+            Err(e) if e.is_unique_violation() => Err(StoreError::Retry),
+            Err(e) => Err(e),
+            Ok(_) => Ok(Claim::New(id)),
         }
     }
 
@@ -690,12 +602,7 @@ impl Tx {
         reserved: &[Ipv4Addr],
     ) -> Result<(), StoreError> {
         let r = AddrRange::new(subnet.range_start, subnet.range_end);
-        sqlx::query("INSERT INTO ip_free_ranges (subnet_id, lo, hi) VALUES ($1, $2, $3)")
-            .bind(subnet.id.clone())
-            .bind(i64::from(r.first))
-            .bind(i64::from(r.last))
-            .execute(&mut *self.inner)
-            .await?;
+        self.insert_range(&subnet.id, r).await?;
         let id = subnet.id.clone();
         for a in reserved {
             self.allocate(subnet, &id, Some(*a)).await?;
@@ -703,38 +610,50 @@ impl Tx {
         Ok(())
     }
 
+    async fn range_where(
+        &mut self,
+        sql: &str,
+        subnet_id: &str,
+        at: Option<u32>,
+    ) -> Result<Option<AddrRange>, StoreError> {
+        let mut args: Vec<Val> = vec![subnet_id.into()];
+        args.extend(at.map(Val::from));
+        match self.sql.query_opt(sql, &args).await? {
+            None => Ok(None),
+            Some(r) => Ok(Some(AddrRange {
+                first: r.u32(0)?,
+                last: r.u32(1)?,
+            })),
+        }
+    }
+
     /// Allocates an address in `subnet` (the caller holds the subnet's row
-    /// lock): `want`, or the lowest free one. Costs two index look-ups and a
-    /// few row writes, whatever the number of addresses taken.
+    /// lock): `want`, or the lowest free one. Costs one index look-up and two
+    /// or three row writes, whatever the number of addresses taken.
     pub async fn allocate(
         &mut self,
         subnet: &mut Subnet,
         owner: &str,
         want: Option<Ipv4Addr>,
     ) -> Result<Ipv4Addr, StoreError> {
-        let row = match want {
-            None => sqlx::query("SELECT lo, hi FROM ip_free_ranges WHERE subnet_id = $1 ORDER BY lo LIMIT 1")
-                .bind(subnet.id.clone())
-                .fetch_optional(&mut *self.inner)
-                .await?,
-            Some(a) => sqlx::query(
-                "SELECT lo, hi FROM ip_free_ranges WHERE subnet_id = $1 AND lo <= $2 ORDER BY lo DESC LIMIT 1",
-            )
-            .bind(subnet.id.clone())
-            .bind(i64::from(u32::from(a)))
-            .fetch_optional(&mut *self.inner)
-            .await?,
+        let range = match want {
+            None => {
+                self.range_where(
+                    "SELECT lo, hi FROM ip_free_ranges WHERE subnet_id = $1 ORDER BY lo LIMIT 1",
+                    &subnet.id,
+                    None,
+                )
+                .await?
+            }
+            Some(a) => {
+                self.range_where(
+                    "SELECT lo, hi FROM ip_free_ranges WHERE subnet_id = $1 AND lo <= $2 ORDER BY lo DESC LIMIT 1",
+                    &subnet.id,
+                    Some(u32::from(a)),
+                )
+                .await?
+            }
         };
-        let range = row
-            .map(|r| -> Result<AddrRange, StoreError> {
-                Ok(AddrRange {
-                    first: u32::try_from(r.try_get::<i64, _>("lo")?)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    last: u32::try_from(r.try_get::<i64, _>("hi")?)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                })
-            })
-            .transpose()?;
         let subnet_label = label(&subnet.name, &subnet.id).to_string();
         let (addr, from) = match (want, range) {
             (None, Some(r)) => (r.first, r),
@@ -757,78 +676,74 @@ impl Tx {
             }
         };
         let t = ipam::take(from, addr);
-        sqlx::query("DELETE FROM ip_free_ranges WHERE subnet_id = $1 AND lo = $2")
-            .bind(subnet.id.clone())
-            .bind(i64::from(t.from.first))
-            .execute(&mut *self.inner)
-            .await?;
-        for r in [t.below, t.above].into_iter().flatten() {
-            self.insert_range(&subnet.id, r).await?;
+        match (t.below, t.above) {
+            // The common case, the lowest address of a range: shrink it.
+            (None, Some(above)) => {
+                self.sql
+                    .execute(
+                        "UPDATE ip_free_ranges SET lo = $1 WHERE subnet_id = $2 AND lo = $3",
+                        &[
+                            above.first.into(),
+                            subnet.id.as_str().into(),
+                            from.first.into(),
+                        ],
+                    )
+                    .await?;
+            }
+            (below, above) => {
+                self.sql
+                    .execute(
+                        "DELETE FROM ip_free_ranges WHERE subnet_id = $1 AND lo = $2",
+                        &[subnet.id.as_str().into(), from.first.into()],
+                    )
+                    .await?;
+                for r in [below, above].into_iter().flatten() {
+                    self.insert_range(&subnet.id, r).await?;
+                }
+            }
         }
-        let res = sqlx::query(
-            "INSERT INTO ip_allocations (subnet_id, addr, owner_id) VALUES ($1, $2, $3)",
-        )
-        .bind(subnet.id.clone())
-        .bind(i64::from(addr))
-        .bind(owner.to_string())
-        .execute(&mut *self.inner)
-        .await;
-        if let Err(sqlx::Error::Database(e)) = &res
-            && e.is_unique_violation()
-        {
-            return Err(StoreError::Corrupt(format!(
-                "address {} of subnet {} is allocated but also in a free range",
-                Ipv4Addr::from(addr),
-                subnet.id
-            )));
-        }
-        res?;
+        let res = self
+            .sql
+            .execute(
+                "INSERT INTO ip_allocations (subnet_id, addr, owner_id) VALUES ($1, $2, $3)",
+                &[subnet.id.as_str().into(), addr.into(), owner.into()],
+            )
+            .await;
+        match res {
+            Err(e) if e.is_unique_violation() => {
+                return Err(StoreError::Corrupt(format!(
+                    "address {} of subnet {} is allocated but also in a free range",
+                    Ipv4Addr::from(addr),
+                    subnet.id
+                )));
+            }
+            other => other?,
+        };
         subnet.used += 1;
         Ok(Ipv4Addr::from(addr))
     }
 
     async fn insert_range(&mut self, subnet_id: &str, r: AddrRange) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO ip_free_ranges (subnet_id, lo, hi) VALUES ($1, $2, $3)")
-            .bind(subnet_id.to_string())
-            .bind(i64::from(r.first))
-            .bind(i64::from(r.last))
-            .execute(&mut *self.inner)
+        self.sql
+            .execute(
+                "INSERT INTO ip_free_ranges (subnet_id, lo, hi) VALUES ($1, $2, $3)",
+                &[subnet_id.into(), r.first.into(), r.last.into()],
+            )
             .await?;
         Ok(())
-    }
-
-    async fn range_at(
-        &mut self,
-        subnet_id: &str,
-        sql: &str,
-        at: u32,
-    ) -> Result<Option<AddrRange>, StoreError> {
-        let row = sqlx::query(sql)
-            .bind(subnet_id.to_string())
-            .bind(i64::from(at))
-            .fetch_optional(&mut *self.inner)
-            .await?;
-        row.map(|r| -> Result<AddrRange, StoreError> {
-            let lo: i64 = r.try_get("lo")?;
-            let hi: i64 = r.try_get("hi")?;
-            Ok(AddrRange {
-                first: u32::try_from(lo).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                last: u32::try_from(hi).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            })
-        })
-        .transpose()
     }
 
     /// Gives `addr` back to `subnet`'s pool (the caller holds the subnet's
     /// row lock), merging it with its free neighbours.
     pub async fn release(&mut self, subnet: &mut Subnet, addr: Ipv4Addr) -> Result<(), StoreError> {
         let a = u32::from(addr);
-        let gone = sqlx::query("DELETE FROM ip_allocations WHERE subnet_id = $1 AND addr = $2")
-            .bind(subnet.id.clone())
-            .bind(i64::from(a))
-            .execute(&mut *self.inner)
-            .await?
-            .rows_affected();
+        let gone = self
+            .sql
+            .execute(
+                "DELETE FROM ip_allocations WHERE subnet_id = $1 AND addr = $2",
+                &[subnet.id.as_str().into(), a.into()],
+            )
+            .await?;
         if gone == 0 {
             return Err(StoreError::Corrupt(format!(
                 "address {addr} of subnet {} was not allocated",
@@ -837,10 +752,10 @@ impl Tx {
         }
         let below = match a.checked_sub(1) {
             Some(b) => {
-                self.range_at(
-                    &subnet.id,
+                self.range_where(
                     "SELECT lo, hi FROM ip_free_ranges WHERE subnet_id = $1 AND lo <= $2 ORDER BY lo DESC LIMIT 1",
-                    b,
+                    &subnet.id,
+                    Some(b),
                 )
                 .await?
             }
@@ -848,10 +763,10 @@ impl Tx {
         };
         let above = match a.checked_add(1) {
             Some(n) => {
-                self.range_at(
-                    &subnet.id,
+                self.range_where(
                     "SELECT lo, hi FROM ip_free_ranges WHERE subnet_id = $1 AND lo = $2",
-                    n,
+                    &subnet.id,
+                    Some(n),
                 )
                 .await?
             }
@@ -859,10 +774,11 @@ impl Tx {
         };
         let g = ipam::give(a, below, above);
         for r in [g.absorbed_below, g.absorbed_above].into_iter().flatten() {
-            sqlx::query("DELETE FROM ip_free_ranges WHERE subnet_id = $1 AND lo = $2")
-                .bind(subnet.id.clone())
-                .bind(i64::from(r.first))
-                .execute(&mut *self.inner)
+            self.sql
+                .execute(
+                    "DELETE FROM ip_free_ranges WHERE subnet_id = $1 AND lo = $2",
+                    &[subnet.id.as_str().into(), r.first.into()],
+                )
                 .await?;
         }
         self.insert_range(&subnet.id, g.merged).await?;
@@ -871,14 +787,12 @@ impl Tx {
     }
 
     /// Addresses of a subnet held by anything but the subnet itself.
-    pub async fn allocations_in_use(&mut self, subnet_id: &str) -> Result<i64, StoreError> {
-        Ok(sqlx::query(
-            "SELECT COUNT(*) AS n FROM ip_allocations WHERE subnet_id = $1 AND owner_id <> $1",
+    pub async fn allocations_in_use(&mut self, subnet_id: &str) -> Result<usize, StoreError> {
+        self.count(
+            "SELECT COUNT(*) FROM ip_allocations WHERE subnet_id = $1 AND owner_id <> $1",
+            &[subnet_id.into()],
         )
-        .bind(subnet_id.to_string())
-        .fetch_one(&mut *self.inner)
-        .await?
-        .try_get("n")?)
+        .await
     }
 
     pub async fn drop_pool(&mut self, subnet_id: &str) -> Result<(), StoreError> {
@@ -886,71 +800,55 @@ impl Tx {
             "DELETE FROM ip_allocations WHERE subnet_id = $1",
             "DELETE FROM ip_free_ranges WHERE subnet_id = $1",
         ] {
-            sqlx::query(sql)
-                .bind(subnet_id.to_string())
-                .execute(&mut *self.inner)
-                .await?;
+            self.sql.execute(sql, &[subnet_id.into()]).await?;
         }
         Ok(())
     }
 
     // ---- relations ----
 
-    pub async fn count(&mut self, sql: &str, key: &str) -> Result<usize, StoreError> {
-        let n: i64 = sqlx::query(sql)
-            .bind(key.to_string())
-            .fetch_one(&mut *self.inner)
+    pub async fn count(&mut self, sql: &str, args: &[Val]) -> Result<usize, StoreError> {
+        let row = self
+            .sql
+            .query_opt(sql, args)
             .await?
-            .try_get(0)?;
-        Ok(n as usize)
+            .ok_or_else(|| StoreError::Corrupt("COUNT returned no row".into()))?;
+        Ok(usize::try_from(row.int(0)?).unwrap_or(0))
     }
 
-    pub async fn exec(&mut self, sql: &str, binds: &[&str]) -> Result<u64, StoreError> {
-        let mut q = sqlx::query(sql);
-        for b in binds {
-            q = q.bind(b.to_string());
-        }
-        Ok(q.execute(&mut *self.inner).await?.rows_affected())
+    pub async fn exec(&mut self, sql: &str, args: &[&str]) -> Result<u64, StoreError> {
+        let args: Vec<Val> = args.iter().map(|a| Val::from(*a)).collect();
+        self.sql.execute(sql, &args).await
     }
 
     pub async fn strings(&mut self, sql: &str, key: &str) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query(sql)
-            .bind(key.to_string())
-            .fetch_all(&mut *self.inner)
-            .await?;
-        rows.iter()
-            .map(|r| r.try_get::<String, _>(0).map_err(StoreError::from))
-            .collect()
+        let rows = self.sql.query(sql, &[key.into()]).await?;
+        rows.iter().map(|r| r.text(0)).collect()
+    }
+
+    /// Rows of any query, for the few reads no typed method covers.
+    pub async fn rows(&mut self, sql: &str, args: &[Val]) -> Result<Vec<Row>, StoreError> {
+        self.sql.query(sql, args).await
     }
 }
 
-/// Of the rows matching an ID-or-name key, the one `scope` means: the ID
-/// first, then the caller's own name, then a shared one.
-fn pick<R: Resource>(
-    scope: &Scope,
-    kind: Kind,
-    key: &str,
-    rows: &[AnyRow],
-) -> Result<R, StoreError> {
+/// Of the rows matching a name, the one `scope` means: the caller's own,
+/// then a shared one.
+fn pick<R: Resource>(scope: &Scope, kind: Kind, key: &str, rows: &[Row]) -> Result<R, StoreError> {
     let mut by_name = Vec::new();
     for row in rows {
-        let tenant: String = row.try_get("tenant")?;
-        let id: String = row.try_get("id")?;
-        if !scope.sees(kind, &tenant) {
-            continue;
+        let tenant = row.text(0)?;
+        if scope.sees(kind, &tenant) {
+            by_name.push((tenant, row));
         }
-        if id == key {
-            return from_doc(row);
-        }
-        by_name.push((tenant, row));
     }
     let own: Vec<_> = by_name
         .iter()
         .filter(|(t, _)| t == scope.tenant())
         .collect();
     match (own.as_slice(), by_name.as_slice()) {
-        ([(_, row)], _) => from_doc(row),
-        ([], [(_, row)]) => from_doc(row),
+        ([(_, row)], _) => from_doc(&row.text(2)?),
+        ([], [(_, row)]) => from_doc(&row.text(2)?),
         ([], []) => Err(RuleError::not_found(kind.as_str(), key).into()),
         (_, many) => Err(RuleError::invalid(
             "name",
@@ -965,23 +863,5 @@ fn pick<R: Resource>(
             ),
         )
         .into()),
-    }
-}
-
-impl FromStr for Backend {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "sqlite" => Ok(Backend::Sqlite),
-            "postgres" => Ok(Backend::Postgres),
-            _ => Err(format!("unknown backend {s}")),
-        }
-    }
-}
-
-impl Db {
-    /// The read pool, for tests and read-only reports.
-    pub fn read_pool(&self) -> AnyPool {
-        self.read.clone()
     }
 }

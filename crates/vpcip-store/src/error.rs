@@ -7,8 +7,8 @@ use vpcip_model::RuleError;
 pub enum StoreError {
     #[error(transparent)]
     Rule(#[from] RuleError),
-    #[error("database error")]
-    Db(#[from] sqlx::Error),
+    #[error("database error: {0}")]
+    Db(DbError),
     #[error("store is inconsistent: {0}")]
     Corrupt(String),
     #[error("{0}")]
@@ -18,19 +18,43 @@ pub enum StoreError {
     Retry,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbErrorKind {
+    /// A unique or primary key was violated.
+    Unique,
+    /// Serialization failure, deadlock, busy database: run again.
+    Retryable,
+    Other,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct DbError {
+    pub kind: DbErrorKind,
+    pub message: String,
+}
+
 impl StoreError {
-    /// Serialization failures, deadlocks and busy locks: running the whole
-    /// transaction again is safe and gives the right answer.
+    /// Running the whole transaction again is safe and gives the right
+    /// answer.
     pub fn is_retryable(&self) -> bool {
-        match self {
-            StoreError::Retry => true,
-            StoreError::Db(sqlx::Error::Database(e)) => {
-                matches!(
-                    e.code().as_deref(),
-                    Some("40001" | "40P01" | "5" | "517" | "6")
-                )
-            }
-            _ => false,
-        }
+        matches!(
+            self,
+            StoreError::Retry
+                | StoreError::Db(DbError {
+                    kind: DbErrorKind::Retryable,
+                    ..
+                })
+        )
+    }
+
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Db(DbError {
+                kind: DbErrorKind::Unique,
+                ..
+            })
+        )
     }
 }

@@ -5,6 +5,7 @@
 pub mod db;
 pub mod error;
 mod ops;
+pub mod sql;
 pub mod testing;
 pub use ops::token_hash;
 

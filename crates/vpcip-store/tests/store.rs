@@ -1498,12 +1498,9 @@ async fn tokens_are_stored_hashed() {
             .all(|t| t.secret.is_none())
     );
     // The database holds only the hash.
-    let stored: Vec<(String,)> = sqlx::query_as("SELECT hash FROM api_tokens")
-        .fetch_all(&db.store.db.read_pool())
-        .await
-        .unwrap();
-    assert_eq!(stored[0].0, vpcip_store::token_hash(&secret));
-    assert!(!stored[0].0.contains(&secret));
+    let stored = vpcip_store::testing::stored_token_hashes(s).await.unwrap();
+    assert_eq!(stored[0], vpcip_store::token_hash(&secret));
+    assert!(!stored[0].contains(&secret));
     assert_eq!(
         code(
             s.create_token(

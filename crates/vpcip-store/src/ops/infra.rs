@@ -3,7 +3,6 @@
 
 use ipnet::Ipv4Net;
 use sha2::{Digest, Sha256};
-use sqlx::Row;
 use vpcip_model::rules::{self, label};
 use vpcip_model::*;
 
@@ -17,7 +16,7 @@ impl Store {
             let exists = tx
                 .count(
                     "SELECT COUNT(*) FROM resources WHERE kind = 'vpc' AND tenant = 'system' AND name = $1",
-                    DEFAULT_VPC_NAME,
+                    &[DEFAULT_VPC_NAME.into()],
                 )
                 .await?;
             if exists == 0 {
@@ -178,13 +177,17 @@ impl Store {
         let secret = format!("vpcip_{}", hex::encode(rand::random::<[u8; 24]>()));
         let id = format!("tok-{}", &hex::encode(rand::random::<[u8; 5]>()));
         let mut tx = self.db.begin().await?;
-        sqlx::query("INSERT INTO api_tokens (id, hash, tenant, description, created_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(id.clone())
-            .bind(token_hash(&secret))
-            .bind(req.tenant.clone())
-            .bind(req.description.clone())
-            .bind(now())
-            .execute(&mut *tx.inner)
+        tx.sql
+            .execute(
+                "INSERT INTO api_tokens (id, hash, tenant, description, created_at) VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    id.as_str().into(),
+                    token_hash(&secret).into(),
+                    req.tenant.as_str().into(),
+                    req.description.as_str().into(),
+                    now().into(),
+                ],
+            )
             .await?;
         tx.commit().await?;
         Ok(Token {
@@ -197,15 +200,20 @@ impl Store {
 
     pub async fn list_tokens(&self, scope: &Scope) -> Result<Vec<Token>, StoreError> {
         scope.require_operator("list tokens")?;
-        let rows = sqlx::query("SELECT id, tenant, description FROM api_tokens ORDER BY id")
-            .fetch_all(&self.db.read)
+        let mut tx = self.db.begin_read().await?;
+        let rows = tx
+            .rows(
+                "SELECT id, tenant, description FROM api_tokens ORDER BY id",
+                &[],
+            )
             .await?;
+        tx.commit().await?;
         rows.iter()
             .map(|r| {
                 Ok(Token {
-                    id: r.try_get("id")?,
-                    tenant: r.try_get("tenant")?,
-                    description: r.try_get("description")?,
+                    id: r.text(0)?,
+                    tenant: r.text(1)?,
+                    description: r.text(2)?,
                     secret: None,
                 })
             })
@@ -227,11 +235,15 @@ impl Store {
 
     /// The tenant a bearer token belongs to, if any.
     pub async fn authenticate(&self, secret: &str) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT tenant FROM api_tokens WHERE hash = $1")
-            .bind(token_hash(secret))
-            .fetch_optional(&self.db.read)
+        let mut tx = self.db.begin_read().await?;
+        let rows = tx
+            .rows(
+                "SELECT tenant FROM api_tokens WHERE hash = $1",
+                &[token_hash(secret).into()],
+            )
             .await?;
-        Ok(row.map(|r| r.try_get("tenant")).transpose()?)
+        tx.commit().await?;
+        rows.first().map(|r| r.text(0)).transpose()
     }
 }
 

@@ -1,0 +1,373 @@
+//! vpcip's control-plane benchmarks (run them with `bench/run`):
+//!
+//! - `api`: EIP allocate+bind operations per second through the HTTP API
+//!   (`POST /v1/eips` with a server target), 1, 8 and 32 concurrent clients,
+//!   against a real `vpcip server` process on SQLite and on PostgreSQL.
+//! - `ipam`: the cost of one EIP allocation from a /8 segment with 1,000,000
+//!   addresses taken (scattered: one free range per gap) against an empty /8,
+//!   measured side by side in one run, through the store, on both back ends;
+//!   and the same ratio for the in-memory free-range set of the model.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use vpcip_client::Client;
+use vpcip_model::ipam::{AddrRange, FreeRanges};
+use vpcip_model::*;
+use vpcip_store::{Scope, Store};
+
+#[derive(Parser)]
+struct Args {
+    /// What to run: api, ipam or all.
+    #[arg(default_value = "all")]
+    what: String,
+    /// Repeats of each measurement (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Allocate+bind operations per API run.
+    #[arg(long, default_value_t = 2000)]
+    ops: usize,
+    /// Addresses taken in the IPAM benchmark's full pool.
+    #[arg(long, default_value_t = 1_000_000)]
+    taken: u32,
+    /// Back ends: sqlite, postgres (needs VPCIP_TEST_PG_URL), or both.
+    #[arg(long, default_value = "both")]
+    backends: String,
+}
+
+const OPERATOR: &str = "bench-operator-token";
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// A fresh database URL for one benchmark run.
+async fn fresh_url(backend: &str, dir: &std::path::Path) -> anyhow::Result<String> {
+    let name = format!(
+        "vpcipbench{}{:06x}",
+        std::process::id(),
+        rand_u32() & 0xffffff
+    );
+    match backend {
+        "sqlite" => Ok(format!("sqlite://{}/{name}.db", dir.display())),
+        "postgres" => {
+            let admin = std::env::var("VPCIP_TEST_PG_URL")
+                .context("postgres runs need VPCIP_TEST_PG_URL (bench/run starts one)")?;
+            Ok(vpcip_store::sql::create_pg_database(&admin, &name).await?)
+        }
+        other => bail!("unknown backend {other}"),
+    }
+}
+
+fn rand_u32() -> u32 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    t.subsec_nanos() ^ std::process::id().rotate_left(16)
+}
+
+/// The `vpcip server` process under test, ended by PID on drop.
+struct ServerProcess {
+    child: Child,
+    url: String,
+}
+
+impl ServerProcess {
+    async fn start(db: &str) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe()?.with_file_name("vpcip");
+        let port = 20000 + (rand_u32() % 20000) as u16;
+        let child = Command::new(&exe)
+            .args([
+                "server",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--db",
+                db,
+            ])
+            .env("VPCIP_OPERATOR_TOKEN", OPERATOR)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("start {}", exe.display()))?;
+        let url = format!("http://127.0.0.1:{port}");
+        let probe = Client::new(&url, None);
+        for _ in 0..200 {
+            if probe.get::<serde_json::Value>("/healthz").await.is_ok() {
+                return Ok(ServerProcess { child, url });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("vpcip server did not come up on {url}")
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn api_bench(
+    backend: &str,
+    args: &Args,
+    dir: &std::path::Path,
+) -> anyhow::Result<Vec<(usize, f64, Vec<f64>)>> {
+    let db = fresh_url(backend, dir).await?;
+    let server = ServerProcess::start(&db).await?;
+    let op = Client::new(&server.url, Some(OPERATOR));
+    let _: Zone = op
+        .post("/v1/zones", &CreateZone { name: "z1".into() })
+        .await?;
+    op.create_subnet(&CreateSubnet {
+        name: "seg".into(),
+        kind: SubnetKind::Eip,
+        cidr: Some("100.64.0.0/16".parse()?),
+        ..Default::default()
+    })
+    .await?;
+    let _: Vpc = op
+        .post(
+            "/v1/vpcs",
+            &CreateVpc {
+                name: "v".into(),
+                cidr: "10.0.0.0/8".parse()?,
+                secondary_cidrs: vec![],
+                tenant: Some("bench".into()),
+                client_token: None,
+            },
+        )
+        .await?;
+    op.create_subnet(&CreateSubnet {
+        name: "sw".into(),
+        vpc: Some("v".into()),
+        zone: Some("z1".into()),
+        cidr: Some("10.0.0.0/16".parse()?),
+        ..Default::default()
+    })
+    .await?;
+    let tok: Token = op
+        .post(
+            "/v1/tokens",
+            &CreateToken {
+                tenant: "bench".into(),
+                description: "bench".into(),
+            },
+        )
+        .await?;
+    let tenant = op.with_token(tok.secret.as_deref().context("token secret")?);
+    // One server per operation: each EIP needs its own target.
+    let mut servers = Vec::with_capacity(args.ops);
+    for i in 0..args.ops {
+        let s: vpcip_model::Server = tenant
+            .post(
+                "/v1/servers",
+                &CreateServer {
+                    name: format!("vm-{i}"),
+                    subnet: "sw".into(),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        servers.push(s.id);
+    }
+    let mut out = vec![];
+    for clients in [1usize, 8, 32] {
+        let mut rates = vec![];
+        for _ in 0..args.repeats {
+            let chunks: Vec<Vec<String>> = servers
+                .chunks(servers.len().div_ceil(clients))
+                .map(|c| c.to_vec())
+                .collect();
+            let start = Instant::now();
+            let mut tasks = vec![];
+            for chunk in chunks {
+                let c = tenant.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut ids = vec![];
+                    for server in chunk {
+                        let e = c
+                            .create_eip(&CreateEip {
+                                bandwidth_mbps: 10,
+                                bind: Some(BindEip {
+                                    target: EipTarget::Server(server),
+                                    mode: EipMode::Nat,
+                                    allow_reassociation: false,
+                                }),
+                                ..Default::default()
+                            })
+                            .await?;
+                        ids.push(e.id);
+                    }
+                    Ok::<_, vpcip_client::ClientError>(ids)
+                }));
+            }
+            let mut eips = vec![];
+            for t in tasks {
+                eips.extend(t.await??);
+            }
+            let secs = start.elapsed().as_secs_f64();
+            rates.push(eips.len() as f64 / secs);
+            // Not timed: unbind and release, so the next run starts alike.
+            for id in eips {
+                let _: Eip = tenant
+                    .action("eips", &id, "unbind", &serde_json::json!({}))
+                    .await?;
+                tenant.remove("eips", &id).await?;
+            }
+        }
+        let m = median(rates.clone());
+        println!(
+            "api {backend:8} clients={clients:2}  {m:8.0} ops/s  (runs: {})",
+            fmt_runs(&rates, 0)
+        );
+        out.push((clients, m, rates));
+    }
+    Ok(out)
+}
+
+fn fmt_runs(v: &[f64], decimals: usize) -> String {
+    v.iter()
+        .map(|x| format!("{x:.decimals$}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Time per EIP allocation (create + release, so the pool's shape stays the
+/// same) from `segment`, in microseconds, over `n` operations.
+async fn alloc_cost(store: &Store, segment: &str, n: usize) -> anyhow::Result<f64> {
+    let scope = Scope::Tenant("bench".into());
+    let start = Instant::now();
+    for _ in 0..n {
+        let e = store
+            .create_eip(
+                &scope,
+                &CreateEip {
+                    bandwidth_mbps: 1,
+                    subnet: Some(segment.into()),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        store.release_eip(&scope, &e.id).await?;
+    }
+    Ok(start.elapsed().as_secs_f64() * 1e6 / n as f64)
+}
+
+async fn ipam_bench(
+    backend: &str,
+    args: &Args,
+    dir: &std::path::Path,
+) -> anyhow::Result<(f64, f64, Vec<f64>)> {
+    let url = fresh_url(backend, dir).await?;
+    let store = Store::open(&url).await?;
+    let op = Scope::Operator;
+    for (name, cidr) in [("empty", "10.0.0.0/8"), ("full", "11.0.0.0/8")] {
+        store
+            .create_subnet(
+                &op,
+                &CreateSubnet {
+                    name: name.into(),
+                    kind: SubnetKind::Eip,
+                    cidr: Some(cidr.parse()?),
+                    ..Default::default()
+                },
+            )
+            .await?;
+    }
+    let full: Subnet = store.show(&op, "full").await?;
+    let t = Instant::now();
+    vpcip_store::testing::take_every_other(&store, &full.id, args.taken).await?;
+    println!(
+        "ipam {backend:8} filled {} scattered addresses in {:.1} s",
+        args.taken,
+        t.elapsed().as_secs_f64()
+    );
+    let n = 500;
+    alloc_cost(&store, "empty", 50).await?; // warm up both
+    alloc_cost(&store, "full", 50).await?;
+    let (mut empty, mut fullv, mut ratios) = (vec![], vec![], vec![]);
+    for _ in 0..args.repeats {
+        let e = alloc_cost(&store, "empty", n).await?;
+        let f = alloc_cost(&store, "full", n).await?;
+        empty.push(e);
+        fullv.push(f);
+        ratios.push(f / e);
+    }
+    let (e, f) = (median(empty), median(fullv));
+    println!(
+        "ipam {backend:8} allocate+release: empty /8 {e:.0} us, /8 with {} taken {f:.0} us, ratio {:.2} (runs: {})",
+        args.taken,
+        median(ratios.clone()),
+        fmt_runs(&ratios, 2)
+    );
+    Ok((e, f, ratios))
+}
+
+/// The model's free-range set: the same arithmetic without a database.
+fn ipam_model_bench(args: &Args) -> f64 {
+    let range = AddrRange {
+        first: 0x0b00_0001,
+        last: 0x0bff_fffe,
+    };
+    let mut empty = FreeRanges::new(range);
+    let mut full = FreeRanges::new(range);
+    for i in 0..args.taken {
+        full.take_addr(range.first + 2 * i);
+    }
+    let cost = |f: &mut FreeRanges| {
+        let n = 200_000;
+        let start = Instant::now();
+        for _ in 0..n {
+            if let Some(a) = f.take_lowest() {
+                f.give_back(a);
+            }
+        }
+        start.elapsed().as_secs_f64() * 1e9 / f64::from(n)
+    };
+    let mut ratios = vec![];
+    for _ in 0..args.repeats.max(3) {
+        let e = cost(&mut empty);
+        let f = cost(&mut full);
+        ratios.push(f / e);
+    }
+    let r = median(ratios.clone());
+    println!(
+        "ipam model    take+give lowest: {} free ranges vs 1, ratio {r:.2} (runs: {})",
+        full.range_count(),
+        fmt_runs(&ratios, 2)
+    );
+    r
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let backends: Vec<&str> = match args.backends.as_str() {
+        "both" => vec!["sqlite", "postgres"],
+        b => vec![b],
+    };
+    let dir = std::env::temp_dir().join(format!("vpcip-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let result = async {
+        if matches!(args.what.as_str(), "ipam" | "all") {
+            ipam_model_bench(&args);
+            for b in &backends {
+                ipam_bench(b, &args, &dir).await?;
+            }
+        }
+        if matches!(args.what.as_str(), "api" | "all") {
+            for b in &backends {
+                api_bench(b, &args, &dir).await?;
+            }
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}

@@ -1,0 +1,442 @@
+//! The two SQL back ends behind one small executor: PostgreSQL through sqlx,
+//! SQLite through rusqlite.
+//!
+//! Why not sqlx for SQLite too: sqlx runs each SQLite statement on a worker
+//! thread and hands the result back through channels, about 20 µs of thread
+//! hops per statement. An EIP allocate+bind is ~15 statements inside the one
+//! write transaction SQLite allows at a time, so those hops alone capped the
+//! API at ~1,200 operations/s on 2 cores (BENCHMARKS.md). rusqlite runs the
+//! statements in line, a few µs each, on connections guarded by async
+//! mutexes. Both speak the same SQL: `$N` placeholders are rewritten to
+//! SQLite's `?N`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::{Column, Postgres, Row as _, TypeInfo};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use crate::error::{DbError, DbErrorKind, StoreError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A bound value or a column value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Val {
+    Null,
+    Int(i64),
+    Text(String),
+}
+
+impl From<&str> for Val {
+    fn from(s: &str) -> Self {
+        Val::Text(s.to_string())
+    }
+}
+impl From<String> for Val {
+    fn from(s: String) -> Self {
+        Val::Text(s)
+    }
+}
+impl From<&String> for Val {
+    fn from(s: &String) -> Self {
+        Val::Text(s.clone())
+    }
+}
+impl From<i64> for Val {
+    fn from(i: i64) -> Self {
+        Val::Int(i)
+    }
+}
+impl From<u32> for Val {
+    fn from(i: u32) -> Self {
+        Val::Int(i64::from(i))
+    }
+}
+impl<T: Into<Val>> From<Option<T>> for Val {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Val::Null, Into::into)
+    }
+}
+
+/// One result row, columns by position.
+#[derive(Debug, Clone)]
+pub struct Row(Vec<Val>);
+
+impl Row {
+    pub fn text(&self, i: usize) -> Result<String, StoreError> {
+        match self.0.get(i) {
+            Some(Val::Text(s)) => Ok(s.clone()),
+            other => Err(StoreError::Corrupt(format!(
+                "column {i}: expected text, got {other:?}"
+            ))),
+        }
+    }
+
+    pub fn int(&self, i: usize) -> Result<i64, StoreError> {
+        match self.0.get(i) {
+            Some(Val::Int(n)) => Ok(*n),
+            other => Err(StoreError::Corrupt(format!(
+                "column {i}: expected an integer, got {other:?}"
+            ))),
+        }
+    }
+
+    pub fn u32(&self, i: usize) -> Result<u32, StoreError> {
+        let n = self.int(i)?;
+        u32::try_from(n)
+            .map_err(|_| StoreError::Corrupt(format!("column {i}: {n} is not an IPv4 address")))
+    }
+}
+
+type Lite = rusqlite::Connection;
+
+/// The database: a PostgreSQL pool, or one SQLite writer and a few readers
+/// (WAL: readers never block the writer, and SQLite has one writer anyway).
+#[derive(Clone)]
+pub enum Pool {
+    Pg(PgPool),
+    Lite {
+        writer: Arc<Mutex<Lite>>,
+        readers: Arc<Vec<Arc<Mutex<Lite>>>>,
+        next: Arc<AtomicUsize>,
+    },
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Pool::Pg(_) => f.write_str("Pool::Pg"),
+            Pool::Lite { .. } => f.write_str("Pool::Lite"),
+        }
+    }
+}
+
+fn sqlite_path(url: &str) -> Result<PathBuf, StoreError> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let path = rest.split('?').next().unwrap_or(rest);
+    if path.is_empty() || path.contains(":memory:") {
+        return Err(StoreError::Config(format!(
+            "SQLite URL {url:?} needs a file path (sqlite://PATH)"
+        )));
+    }
+    Ok(PathBuf::from(path))
+}
+
+fn open_lite(path: &PathBuf) -> Result<Lite, StoreError> {
+    let conn = Lite::open(path).map_err(lite_err)?;
+    conn.busy_timeout(Duration::from_secs(10))
+        .map_err(lite_err)?;
+    // WAL: readers see a snapshot and never block the writer; NORMAL sync is
+    // durable across application crashes (a power loss may drop the last
+    // commits, never corrupt).
+    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+        .map_err(lite_err)?;
+    conn.set_prepared_statement_cache_capacity(128);
+    Ok(conn)
+}
+
+impl Pool {
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("sqlite:") {
+            let path = sqlite_path(url)?;
+            let writer = open_lite(&path)?;
+            let readers = (0..4)
+                .map(|_| open_lite(&path).map(|c| Arc::new(Mutex::new(c))))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Pool::Lite {
+                writer: Arc::new(Mutex::new(writer)),
+                readers: Arc::new(readers),
+                next: Arc::new(AtomicUsize::new(0)),
+            })
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let pool = PgPoolOptions::new()
+                .max_connections(32)
+                .acquire_timeout(Duration::from_secs(60))
+                .test_before_acquire(false)
+                .connect(url)
+                .await
+                .map_err(pg_err)?;
+            Ok(Pool::Pg(pool))
+        } else {
+            Err(StoreError::Config(format!(
+                "database URL {url:?} is neither sqlite://PATH nor postgres://…"
+            )))
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Pool::Pg(_) => Backend::Postgres,
+            Pool::Lite { .. } => Backend::Sqlite,
+        }
+    }
+
+    /// A read-write transaction (on SQLite: the writer, `BEGIN IMMEDIATE`,
+    /// so it never has to upgrade a read lock).
+    pub async fn begin(&self) -> Result<SqlTx, StoreError> {
+        match self {
+            Pool::Pg(p) => Ok(SqlTx::Pg(Some(p.begin().await.map_err(pg_err)?))),
+            Pool::Lite { writer, .. } => {
+                let conn = writer.clone().lock_owned().await;
+                conn.execute_batch("BEGIN IMMEDIATE").map_err(lite_err)?;
+                Ok(SqlTx::Lite { conn, open: true })
+            }
+        }
+    }
+
+    /// A read-only transaction: one consistent snapshot.
+    pub async fn begin_read(&self) -> Result<SqlTx, StoreError> {
+        match self {
+            Pool::Pg(p) => Ok(SqlTx::Pg(Some(p.begin().await.map_err(pg_err)?))),
+            Pool::Lite { readers, next, .. } => {
+                let free = readers.iter().find_map(|r| r.clone().try_lock_owned().ok());
+                let conn = match free {
+                    Some(c) => c,
+                    None => {
+                        let i = next.fetch_add(1, Ordering::Relaxed) % readers.len();
+                        readers[i].clone().lock_owned().await
+                    }
+                };
+                conn.execute_batch("BEGIN").map_err(lite_err)?;
+                Ok(SqlTx::Lite { conn, open: true })
+            }
+        }
+    }
+}
+
+/// One transaction on either back end. Dropped without `commit`, it rolls
+/// back.
+pub enum SqlTx {
+    /// `None` once committed.
+    Pg(Option<sqlx::Transaction<'static, Postgres>>),
+    Lite {
+        conn: OwnedMutexGuard<Lite>,
+        open: bool,
+    },
+}
+
+impl Drop for SqlTx {
+    fn drop(&mut self) {
+        if let SqlTx::Lite { conn, open: true } = self {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+/// `$1` → `?1`: the same SQL text for both back ends.
+fn lite_sql(sql: &str) -> String {
+    sql.replace('$', "?")
+}
+
+fn to_lite(v: &Val) -> rusqlite::types::Value {
+    match v {
+        Val::Null => rusqlite::types::Value::Null,
+        Val::Int(i) => rusqlite::types::Value::Integer(*i),
+        Val::Text(s) => rusqlite::types::Value::Text(s.clone()),
+    }
+}
+
+fn from_lite(v: rusqlite::types::ValueRef<'_>) -> Val {
+    use rusqlite::types::ValueRef;
+    match v {
+        ValueRef::Null => Val::Null,
+        ValueRef::Integer(i) => Val::Int(i),
+        ValueRef::Real(f) => Val::Int(f as i64),
+        ValueRef::Text(t) | ValueRef::Blob(t) => Val::Text(String::from_utf8_lossy(t).into_owned()),
+    }
+}
+
+fn bind_pg<'q>(
+    mut q: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    args: &[Val],
+) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+    for a in args {
+        q = match a {
+            Val::Null => q.bind(None::<String>),
+            Val::Int(i) => q.bind(*i),
+            Val::Text(s) => q.bind(s.clone()),
+        };
+    }
+    q
+}
+
+fn from_pg(row: &PgRow) -> Result<Row, StoreError> {
+    let mut out = Vec::with_capacity(row.len());
+    for (i, col) in row.columns().iter().enumerate() {
+        let v = match col.type_info().name() {
+            "INT8" => row
+                .try_get::<Option<i64>, _>(i)
+                .map_err(pg_err)?
+                .map(Val::Int),
+            "INT4" => row
+                .try_get::<Option<i32>, _>(i)
+                .map_err(pg_err)?
+                .map(|n| Val::Int(i64::from(n))),
+            _ => row
+                .try_get::<Option<String>, _>(i)
+                .map_err(pg_err)?
+                .map(Val::Text),
+        };
+        out.push(v.unwrap_or(Val::Null));
+    }
+    Ok(Row(out))
+}
+
+impl SqlTx {
+    pub async fn query(&mut self, sql: &str, args: &[Val]) -> Result<Vec<Row>, StoreError> {
+        match self {
+            SqlTx::Pg(tx) => {
+                let rows = bind_pg(sqlx::query(sql), args)
+                    .fetch_all(&mut **pg(tx)?)
+                    .await
+                    .map_err(pg_err)?;
+                rows.iter().map(from_pg).collect()
+            }
+            SqlTx::Lite { conn, .. } => {
+                let mut stmt = conn.prepare_cached(&lite_sql(sql)).map_err(lite_err)?;
+                let n = stmt.column_count();
+                let params = rusqlite::params_from_iter(args.iter().map(to_lite));
+                let mut rows = stmt.query(params).map_err(lite_err)?;
+                let mut out = Vec::new();
+                while let Some(r) = rows.next().map_err(lite_err)? {
+                    let mut vals = Vec::with_capacity(n);
+                    for i in 0..n {
+                        vals.push(from_lite(r.get_ref(i).map_err(lite_err)?));
+                    }
+                    out.push(Row(vals));
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    pub async fn query_opt(&mut self, sql: &str, args: &[Val]) -> Result<Option<Row>, StoreError> {
+        Ok(self.query(sql, args).await?.into_iter().next())
+    }
+
+    pub async fn execute(&mut self, sql: &str, args: &[Val]) -> Result<u64, StoreError> {
+        match self {
+            SqlTx::Pg(tx) => Ok(bind_pg(sqlx::query(sql), args)
+                .execute(&mut **pg(tx)?)
+                .await
+                .map_err(pg_err)?
+                .rows_affected()),
+            SqlTx::Lite { conn, .. } => {
+                let mut stmt = conn.prepare_cached(&lite_sql(sql)).map_err(lite_err)?;
+                let n = stmt
+                    .execute(rusqlite::params_from_iter(args.iter().map(to_lite)))
+                    .map_err(lite_err)?;
+                Ok(n as u64)
+            }
+        }
+    }
+
+    /// Statements without parameters, several at once (schema changes).
+    pub async fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
+        match self {
+            SqlTx::Pg(tx) => {
+                sqlx::raw_sql(sql)
+                    .execute(&mut **pg(tx)?)
+                    .await
+                    .map_err(pg_err)?;
+                Ok(())
+            }
+            SqlTx::Lite { conn, .. } => conn.execute_batch(sql).map_err(lite_err),
+        }
+    }
+
+    pub async fn commit(mut self) -> Result<(), StoreError> {
+        match &mut self {
+            SqlTx::Lite { conn, open } => {
+                *open = false;
+                if let Err(e) = conn.execute_batch("COMMIT") {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    return Err(lite_err(e));
+                }
+                Ok(())
+            }
+            SqlTx::Pg(tx) => match tx.take() {
+                Some(tx) => tx.commit().await.map_err(pg_err),
+                None => Err(StoreError::Corrupt("transaction committed twice".into())),
+            },
+        }
+    }
+}
+
+fn pg<'a>(
+    tx: &'a mut Option<sqlx::Transaction<'static, Postgres>>,
+) -> Result<&'a mut sqlx::Transaction<'static, Postgres>, StoreError> {
+    tx.as_mut()
+        .ok_or_else(|| StoreError::Corrupt("transaction used after commit".into()))
+}
+
+fn pg_err(e: sqlx::Error) -> StoreError {
+    let kind = match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => DbErrorKind::Unique,
+        sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("40001" | "40P01")) => {
+            DbErrorKind::Retryable
+        }
+        _ => DbErrorKind::Other,
+    };
+    StoreError::Db(DbError {
+        kind,
+        message: e.to_string(),
+    })
+}
+
+fn lite_err(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ffi;
+    let kind = match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == ffi::SQLITE_CONSTRAINT_UNIQUE
+                || f.extended_code == ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+        {
+            DbErrorKind::Unique
+        }
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
+        {
+            DbErrorKind::Retryable
+        }
+        _ => DbErrorKind::Other,
+    };
+    StoreError::Db(DbError {
+        kind,
+        message: e.to_string(),
+    })
+}
+
+/// Creates a fresh database `name` on the PostgreSQL server of `admin_url`
+/// and returns its URL (tests and benchmarks).
+pub async fn create_pg_database(admin_url: &str, name: &str) -> Result<String, StoreError> {
+    use sqlx::Connection;
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(StoreError::Config(format!("bad database name {name:?}")));
+    }
+    let mut conn = sqlx::PgConnection::connect(admin_url)
+        .await
+        .map_err(pg_err)?;
+    sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .map_err(pg_err)?;
+    let base = admin_url
+        .rsplit_once('/')
+        .map(|(b, _)| b)
+        .ok_or_else(|| StoreError::Config(format!("bad PostgreSQL URL {admin_url:?}")))?;
+    Ok(format!("{base}/{name}"))
+}
