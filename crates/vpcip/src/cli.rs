@@ -62,13 +62,17 @@ pub enum Command {
 
 #[derive(Args)]
 pub struct ServerArgs {
-    /// Address to listen on (loopback by default).
-    #[arg(long, env = "VPCIP_LISTEN", default_value = "127.0.0.1:9696")]
-    pub listen: String,
+    /// Address to listen on [default: 127.0.0.1:9696].
+    #[arg(long, env = "VPCIP_LISTEN")]
+    pub listen: Option<String>,
     /// Store: sqlite://PATH (embedded default) or postgres://… (several
-    /// controllers sharing state).
-    #[arg(long, env = "VPCIP_DB", default_value = "sqlite://./vpcip.db")]
-    pub db: String,
+    /// controllers sharing state) [default: sqlite://./vpcip.db].
+    #[arg(long, env = "VPCIP_DB")]
+    pub db: Option<String>,
+    /// A TOML file with `listen`, `db` and `operator_token`; flags and the
+    /// environment (VPCIP_OPERATOR_TOKEN) take precedence.
+    #[arg(long, env = "VPCIP_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand)]

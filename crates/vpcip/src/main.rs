@@ -7,6 +7,7 @@ mod table;
 
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Parser;
 
 use cli::{Cli, Command};
@@ -43,16 +44,49 @@ fn main() -> ExitCode {
     }
 }
 
+/// The server's settings as a config file may give them.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ServerConfig {
+    listen: Option<String>,
+    db: Option<String>,
+    operator_token: Option<String>,
+}
+
+fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<ServerConfig> {
+    let Some(path) = path else {
+        return Ok(ServerConfig::default());
+    };
+    let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parse {}", path.display()))
+}
+
 async fn serve(args: cli::ServerArgs, log_format: &cli::LogFormat) -> anyhow::Result<()> {
     init_logging(log_format);
-    let operator_token = std::env::var("VPCIP_OPERATOR_TOKEN").ok();
-    if operator_token.as_deref().is_none_or(str::is_empty) {
-        tracing::warn!("VPCIP_OPERATOR_TOKEN is not set: no operator access to the API");
+    let config = load_config(args.config.as_deref())?;
+    let listen = args
+        .listen
+        .or(config.listen)
+        .unwrap_or_else(|| "127.0.0.1:9696".into());
+    let db = args
+        .db
+        .or(config.db)
+        .unwrap_or_else(|| "sqlite://./vpcip.db".into());
+    let operator_token = std::env::var("VPCIP_OPERATOR_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .or(config.operator_token);
+    if operator_token.is_none() {
+        tracing::warn!(
+            "no operator token (VPCIP_OPERATOR_TOKEN or operator_token in the config file): no operator access to the API"
+        );
     }
-    let store = vpcip_store::Store::open(&args.db).await?;
+    let store = vpcip_store::Store::open(&db).await?;
     let app = vpcip_api::App::new(store, operator_token.as_deref());
-    let listener = tokio::net::TcpListener::bind(&args.listen).await?;
-    tracing::info!(listen = %listener.local_addr()?, db = %redact(&args.db), "vpcip server up");
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("listen on {listen}"))?;
+    tracing::info!(listen = %listener.local_addr()?, db = %redact(&db), "vpcip server up");
     vpcip_api::serve(listener, app, async {
         let _ = tokio::signal::ctrl_c().await;
     })
@@ -82,6 +116,15 @@ fn init_logging(format: &cli::LogFormat) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn config_files_parse_and_reject_unknown_keys() {
+        let c: super::ServerConfig =
+            toml::from_str("listen = \"127.0.0.1:1\"\noperator_token = \"x\"").unwrap();
+        assert_eq!(c.listen.as_deref(), Some("127.0.0.1:1"));
+        assert_eq!(c.operator_token.as_deref(), Some("x"));
+        assert!(toml::from_str::<super::ServerConfig>("bogus = 1").is_err());
+    }
+
     #[test]
     fn redacts_passwords() {
         assert_eq!(

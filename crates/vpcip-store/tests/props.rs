@@ -1,0 +1,359 @@
+//! Property test through the real store: random sequences of allocate,
+//! release, bind, unbind, attach and detach never hand out an address twice
+//! and never leave a rule broken, whatever succeeds or is refused.
+
+#![allow(clippy::unwrap_used)] // tests panic on the unexpected, by design
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use proptest::prelude::*;
+use vpcip_model::rules::{MAX_NICS_PER_VIP, MAX_VIPS_PER_NIC};
+use vpcip_model::*;
+use vpcip_store::{Scope, Store, StoreError};
+
+#[derive(Debug, Clone)]
+enum Op {
+    CreateEip,
+    ReleaseEip(usize),
+    BindEipNic(usize, usize, bool),
+    BindEipVip(usize, usize, bool),
+    UnbindEip(usize),
+    BindVip(usize, usize),
+    UnbindVip(usize, usize),
+    Attach(usize, usize),
+    Detach(usize),
+    CreateVip,
+    DeleteVip(usize),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let i = 0usize..64;
+    prop_oneof![
+        3 => Just(Op::CreateEip),
+        1 => i.clone().prop_map(Op::ReleaseEip),
+        3 => (i.clone(), i.clone(), any::<bool>()).prop_map(|(a, b, c)| Op::BindEipNic(a, b, c)),
+        2 => (i.clone(), i.clone(), any::<bool>()).prop_map(|(a, b, c)| Op::BindEipVip(a, b, c)),
+        1 => i.clone().prop_map(Op::UnbindEip),
+        6 => (i.clone(), i.clone()).prop_map(|(a, b)| Op::BindVip(a, b)),
+        2 => (i.clone(), i.clone()).prop_map(|(a, b)| Op::UnbindVip(a, b)),
+        1 => (i.clone(), i.clone()).prop_map(|(a, b)| Op::Attach(a, b)),
+        1 => i.clone().prop_map(Op::Detach),
+        2 => Just(Op::CreateVip),
+        1 => i.prop_map(Op::DeleteVip),
+    ]
+}
+
+fn pick<T: Clone>(v: &[T], i: usize) -> Option<T> {
+    (!v.is_empty()).then(|| v[i % v.len()].clone())
+}
+
+struct World {
+    servers: Vec<String>,
+    nics: Vec<String>,
+    enis: Vec<String>,
+}
+
+async fn world(s: &Store) -> World {
+    let op = Scope::Operator;
+    let t = Scope::Tenant("t".into());
+    s.create_zone(&op, &CreateZone { name: "z".into() })
+        .await
+        .unwrap();
+    s.create_subnet(
+        &op,
+        &CreateSubnet {
+            name: "seg".into(),
+            kind: SubnetKind::Eip,
+            cidr: Some("198.51.100.0/28".parse().unwrap()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    s.create_vpc(
+        &t,
+        &CreateVpc {
+            name: "v".into(),
+            cidr: "10.0.0.0/16".parse().unwrap(),
+            secondary_cidrs: vec![],
+            tenant: None,
+            client_token: None,
+        },
+    )
+    .await
+    .unwrap();
+    s.create_subnet(
+        &t,
+        &CreateSubnet {
+            name: "sw".into(),
+            vpc: Some("v".into()),
+            zone: Some("z".into()),
+            cidr: Some("10.0.0.0/26".parse().unwrap()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut w = World {
+        servers: vec![],
+        nics: vec![],
+        enis: vec![],
+    };
+    for i in 0..4 {
+        let vm = s
+            .create_server(
+                &t,
+                &CreateServer {
+                    name: format!("vm{i}"),
+                    subnet: "sw".into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        w.nics.push(vm.nic_ids[0].clone());
+        w.servers.push(vm.id);
+    }
+    for i in 0..3 {
+        let n = s
+            .create_nic(
+                &t,
+                &CreateNic {
+                    name: format!("eni{i}"),
+                    subnet: "sw".into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        w.nics.push(n.id.clone());
+        w.enis.push(n.id);
+    }
+    w
+}
+
+async fn apply(s: &Store, w: &World, op: &Op) -> Result<(), StoreError> {
+    let t = Scope::Tenant("t".into());
+    let eips: Vec<String> = s
+        .list::<Eip>(&t, None, None, Some(1000))
+        .await?
+        .items
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    let vips: Vec<String> = s
+        .list::<Vip>(&t, None, None, Some(1000))
+        .await?
+        .items
+        .into_iter()
+        .map(|v| v.id)
+        .collect();
+    let bind = |target, allow| BindEip {
+        target,
+        mode: EipMode::Nat,
+        allow_reassociation: allow,
+    };
+    match op {
+        Op::CreateEip => s
+            .create_eip(
+                &t,
+                &CreateEip {
+                    bandwidth_mbps: 1,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map(drop),
+        Op::ReleaseEip(i) => match pick(&eips, *i) {
+            Some(e) => s.release_eip(&t, &e).await,
+            None => Ok(()),
+        },
+        Op::BindEipNic(e, n, allow) => match (pick(&eips, *e), pick(&w.nics, *n)) {
+            (Some(e), Some(n)) => s
+                .bind_eip(&t, &e, &bind(EipTarget::Nic(n), *allow))
+                .await
+                .map(drop),
+            _ => Ok(()),
+        },
+        Op::BindEipVip(e, v, allow) => match (pick(&eips, *e), pick(&vips, *v)) {
+            (Some(e), Some(v)) => s
+                .bind_eip(&t, &e, &bind(EipTarget::Vip(v), *allow))
+                .await
+                .map(drop),
+            _ => Ok(()),
+        },
+        Op::UnbindEip(i) => match pick(&eips, *i) {
+            Some(e) => s.unbind_eip(&t, &e).await.map(drop),
+            None => Ok(()),
+        },
+        Op::BindVip(v, n) => match (pick(&vips, *v), pick(&w.nics, *n)) {
+            (Some(v), Some(n)) => s.bind_vip(&t, &v, &n).await.map(drop),
+            _ => Ok(()),
+        },
+        Op::UnbindVip(v, n) => match (pick(&vips, *v), pick(&w.nics, *n)) {
+            (Some(v), Some(n)) => s.unbind_vip(&t, &v, &n).await.map(drop),
+            _ => Ok(()),
+        },
+        Op::Attach(e, sv) => s
+            .attach_nic(
+                &t,
+                &pick(&w.enis, *e).unwrap(),
+                &pick(&w.servers, *sv).unwrap(),
+            )
+            .await
+            .map(drop),
+        Op::Detach(e) => s
+            .detach_nic(&t, &pick(&w.enis, *e).unwrap())
+            .await
+            .map(drop),
+        Op::CreateVip => s
+            .create_vip(
+                &t,
+                &CreateVip {
+                    name: format!("vip{}", vips.len() + 100 * eips.len()),
+                    subnet: "sw".into(),
+                    ip: None,
+                    client_token: None,
+                },
+            )
+            .await
+            .map(drop),
+        Op::DeleteVip(i) => match pick(&vips, *i) {
+            Some(v) => s.delete_vip(&t, &v).await,
+            None => Ok(()),
+        },
+    }
+}
+
+/// Every invariant, read back from the store.
+async fn check(s: &Store) {
+    let op = Scope::Operator;
+    let nics = s
+        .list::<Nic>(&op, None, None, Some(1000))
+        .await
+        .unwrap()
+        .items;
+    let vips = s
+        .list::<Vip>(&op, None, None, Some(1000))
+        .await
+        .unwrap()
+        .items;
+    let eips = s
+        .list::<Eip>(&op, None, None, Some(1000))
+        .await
+        .unwrap()
+        .items;
+    let subnets = s
+        .list::<Subnet>(&op, None, None, Some(1000))
+        .await
+        .unwrap()
+        .items;
+    let servers = s
+        .list::<Server>(&op, None, None, Some(1000))
+        .await
+        .unwrap()
+        .items;
+    // Addresses: unique per subnet, and the subnet's count agrees.
+    let mut per_subnet: BTreeMap<&str, BTreeSet<std::net::Ipv4Addr>> = BTreeMap::new();
+    let holders = nics
+        .iter()
+        .map(|n| (n.subnet_id.as_str(), n.ip))
+        .chain(vips.iter().map(|v| (v.subnet_id.as_str(), v.ip)))
+        .chain(eips.iter().map(|e| (e.subnet_id.as_str(), e.ip)));
+    for (sub, ip) in holders {
+        assert!(
+            per_subnet.entry(sub).or_default().insert(ip),
+            "{ip} held twice in {sub}"
+        );
+    }
+    for sub in &subnets {
+        let held = per_subnet.get(sub.id.as_str()).map_or(0, BTreeSet::len) as u64;
+        let reserved = u64::from(
+            sub.gateway
+                .is_some_and(|g| sub.range_start <= g && g <= sub.range_end),
+        );
+        assert_eq!(sub.used, held + reserved, "subnet {} count", sub.name);
+    }
+    // VIP bindings: limits, and both sides agree.
+    let nic_by_id: BTreeMap<&str, &Nic> = nics.iter().map(|n| (n.id.as_str(), n)).collect();
+    for v in &vips {
+        assert!(v.nic_ids.len() <= MAX_NICS_PER_VIP);
+        for n in &v.nic_ids {
+            assert!(nic_by_id[n.as_str()].vip_ids.contains(&v.id));
+            assert_eq!(nic_by_id[n.as_str()].subnet_id, v.subnet_id);
+        }
+    }
+    for n in &nics {
+        assert!(n.vip_ids.len() <= MAX_VIPS_PER_NIC);
+        for v in &n.vip_ids {
+            assert!(vips.iter().any(|x| x.id == *v && x.nic_ids.contains(&n.id)));
+        }
+    }
+    // EIPs: one per target, one target each, consistent with the target.
+    let mut targets = BTreeSet::new();
+    for e in &eips {
+        match (&e.nic_id, &e.vip_id) {
+            (Some(n), None) => {
+                assert!(targets.insert(n.clone()), "two EIPs on {n}");
+                let nic = nic_by_id[n.as_str()];
+                assert_eq!(e.private_ip, Some(nic.ip));
+                assert_eq!(e.server_id, nic.server_id);
+            }
+            (None, Some(v)) => {
+                assert!(targets.insert(v.clone()), "two EIPs on {v}");
+                let vip = vips.iter().find(|x| x.id == *v).unwrap();
+                assert_eq!(vip.eip_id.as_deref(), Some(e.id.as_str()));
+                assert_eq!(e.private_ip, Some(vip.ip));
+            }
+            (None, None) => assert!(e.private_ip.is_none()),
+            (Some(_), Some(_)) => panic!("EIP {} bound twice", e.id),
+        }
+    }
+    for v in &vips {
+        if let Some(e) = &v.eip_id {
+            assert!(
+                eips.iter()
+                    .any(|x| x.id == *e && x.vip_id.as_deref() == Some(v.id.as_str()))
+            );
+        }
+    }
+    // Attachments: a NIC is on a server iff the server lists it.
+    for sv in &servers {
+        for n in &sv.nic_ids {
+            assert_eq!(
+                nic_by_id[n.as_str()].server_id.as_deref(),
+                Some(sv.id.as_str())
+            );
+        }
+    }
+    for n in &nics {
+        if let Some(sv) = &n.server_id {
+            assert!(
+                servers
+                    .iter()
+                    .any(|x| x.id == *sv && x.nic_ids.contains(&n.id))
+            );
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_operations_keep_every_rule(ops in proptest::collection::vec(op(), 20..120)) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let db = vpcip_store::testing::sqlite().await;
+            let s = &db.store;
+            let w = world(s).await;
+            for op in &ops {
+                match apply(s, &w, op).await {
+                    Ok(()) | Err(StoreError::Rule(_)) => {}
+                    Err(e) => panic!("{op:?}: not a rule refusal: {e:?}"),
+                }
+                check(s).await;
+            }
+        });
+    }
+}
