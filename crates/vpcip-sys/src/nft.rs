@@ -1,0 +1,436 @@
+//! The EIP 1:1 NAT in nftables, over netlink: one table `ip vpcip_nat` with
+//! two maps, `eip_dnat` (EIP → private) and `eip_snat` (private → EIP), and
+//! two rules that never change:
+//!
+//! ```text
+//! chain prerouting  { type nat hook prerouting priority dstnat; dnat to ip daddr map @eip_dnat }
+//! chain postrouting { type nat hook postrouting priority srcnat; snat to ip saddr map @eip_snat }
+//! ```
+//!
+//! A bind or unbind is an element added or removed, in one netlink
+//! transaction; per-packet cost does not grow with the number of EIPs.
+//! Messages are built with netlink-packet-netfilter; the `nat` expression,
+//! which it does not type, is built from its raw attributes. Dumps are parsed
+//! with a small parser of our own (the crate's typed parser is quadratic in
+//! message size; see NFTABLES.md).
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use netlink_packet_core::{
+    DefaultNla, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST, NetlinkMessage,
+};
+use netlink_packet_netfilter::nftables::{
+    ChainAttribute, ChainMessage, DataAttribute, Expressions, Hook, InetHookNumber, ListAttribute,
+    Lookup, NfTablesMessage, Payload, Register, RuleAttribute, RuleMessage, SetAttribute,
+    SetElementAttribute, SetElementList, SetElementMessage, SetFlags, SetMessage, TableAttribute,
+    TableMessage,
+};
+use netlink_packet_netfilter::none::ControlMessage;
+use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage, NetfilterProtoFamily};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
+use vpcip_dataplane::nat::{NatMap, NatPlan};
+
+use crate::SysError;
+
+pub const TABLE: &str = "vpcip_nat";
+pub const DNAT_MAP: &str = "eip_dnat";
+pub const SNAT_MAP: &str = "eip_snat";
+
+/// nftables' data type of an IPv4 address (`ipv4_addr`).
+const TYPE_IPV4_ADDR: u32 = 7;
+const NFNL_SUBSYS_NFTABLES: u16 = 10;
+/// Elements per NEWSETELEM message: the element list has a 16-bit length.
+const ELEMENTS_PER_MESSAGE: usize = 1500;
+const NFT_MSG_NEWSETELEM: u8 = 12;
+const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+const NFTA_LIST_ELEM: u16 = 1;
+const NFTA_SET_ELEM_KEY: u16 = 1;
+const NFTA_SET_ELEM_DATA: u16 = 2;
+const NFTA_DATA_VALUE: u16 = 1;
+
+/// A netlink connection to nftables in one network namespace (the one the
+/// socket was opened in).
+pub struct NatTable {
+    sock: Socket,
+    seq: u32,
+}
+
+fn nft_message(
+    family: NetfilterProtoFamily,
+    msg: NfTablesMessage,
+    flags: u16,
+) -> NetlinkMessage<NetfilterMessage> {
+    let mut m = NetlinkMessage::from(NetfilterMessage::new(
+        NetfilterHeader::new(family, 0, 0),
+        msg,
+    ));
+    m.header.flags = NLM_F_REQUEST | flags;
+    m
+}
+
+fn control(msg: ControlMessage) -> NetlinkMessage<NetfilterMessage> {
+    let mut m = NetlinkMessage::from(NetfilterMessage::new(
+        NetfilterHeader::new(NetfilterProtoFamily::Unspec, 0, NFNL_SUBSYS_NFTABLES),
+        msg,
+    ));
+    m.header.flags = NLM_F_REQUEST;
+    m
+}
+
+fn be32(v: u32) -> Vec<u8> {
+    v.to_be_bytes().to_vec()
+}
+
+/// `dnat to ip daddr map @eip_dnat` / `snat to ip saddr map @eip_snat`.
+fn nat_rule(chain: &str, map: &str, map_id: u32, offset: u32, nat_type: u32) -> NfTablesMessage {
+    NfTablesMessage::NewRule(RuleMessage {
+        attributes: vec![
+            RuleAttribute::Table(TABLE.into()),
+            RuleAttribute::Chain(chain.into()),
+            RuleAttribute::Expressions(vec![
+                Expressions::Payload(vec![
+                    Payload::DestinationRegister(Register::Reg1),
+                    Payload::Base(1), // network header
+                    Payload::Offset(offset),
+                    Payload::Len(4),
+                ])
+                .into(),
+                Expressions::Lookup(vec![
+                    Lookup::Set(map.into()),
+                    Lookup::SetId(map_id),
+                    Lookup::SourceRegister(Register::Reg1),
+                    Lookup::DestinationRegister(Register::Reg1),
+                ])
+                .into(),
+                Expressions::Other {
+                    expression_type: "nat".into(),
+                    attributes: vec![
+                        DefaultNla::new(1, be32(nat_type)), // NFTA_NAT_TYPE
+                        DefaultNla::new(2, be32(2)),        // NFTA_NAT_FAMILY: NFPROTO_IPV4
+                        DefaultNla::new(3, be32(1)),        // NFTA_NAT_REG_ADDR_MIN: reg 1
+                    ],
+                }
+                .into(),
+            ]),
+        ],
+    })
+}
+
+fn nat_chain(name: &str, hook: InetHookNumber, priority: i32) -> NfTablesMessage {
+    NfTablesMessage::NewChain(ChainMessage {
+        attributes: vec![
+            ChainAttribute::Table(TABLE.into()),
+            ChainAttribute::Name(name.into()),
+            ChainAttribute::Type("nat".into()),
+            ChainAttribute::Hook(vec![
+                Hook::Number(hook.into()),
+                Hook::Priority(priority as u32),
+            ]),
+        ],
+    })
+}
+
+fn map(name: &str, id: u32) -> NfTablesMessage {
+    NfTablesMessage::NewSet(SetMessage {
+        attributes: vec![
+            SetAttribute::Table(TABLE.into()),
+            SetAttribute::Name(name.into()),
+            SetAttribute::Flags(SetFlags::Map),
+            SetAttribute::KeyType(TYPE_IPV4_ADDR),
+            SetAttribute::KeyLen(4),
+            SetAttribute::DataType(TYPE_IPV4_ADDR),
+            SetAttribute::DataLen(4),
+            SetAttribute::Id(id),
+        ],
+    })
+}
+
+fn elements(map: &str, pairs: &[(Ipv4Addr, Ipv4Addr)], add: bool) -> Vec<NfTablesMessage> {
+    pairs
+        .chunks(ELEMENTS_PER_MESSAGE)
+        .map(|chunk| {
+            let msg = SetElementMessage {
+                attributes: vec![
+                    SetElementList::Table(TABLE.into()),
+                    SetElementList::Set(map.into()),
+                    SetElementList::Elements(
+                        chunk
+                            .iter()
+                            .map(|(k, v)| {
+                                ListAttribute::Element(vec![
+                                    SetElementAttribute::Key(DataAttribute::Value(
+                                        k.octets().to_vec(),
+                                    )),
+                                    SetElementAttribute::Data(DataAttribute::Value(
+                                        v.octets().to_vec(),
+                                    )),
+                                ])
+                            })
+                            .collect(),
+                    ),
+                ],
+            };
+            if add {
+                NfTablesMessage::NewSetElement(msg)
+            } else {
+                NfTablesMessage::DeleteSetElement(msg)
+            }
+        })
+        .collect()
+}
+
+impl NatTable {
+    /// Opens nftables in the current network namespace (see
+    /// [`crate::netns::in_netns`] to open it in another).
+    pub fn open() -> Result<Self, SysError> {
+        let mut sock = Socket::new(NETLINK_NETFILTER).map_err(SysError::io("open netlink"))?;
+        sock.bind_auto().map_err(SysError::io("bind netlink"))?;
+        sock.connect(&SocketAddr::new(0, 0))
+            .map_err(SysError::io("connect netlink"))?;
+        // A batch must reach the kernel as one datagram (NFTABLES.md).
+        nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::SndBufForce, &(64 << 20))
+            .map_err(|e| SysError::Io("SO_SNDBUFFORCE", std::io::Error::from(e)))?;
+        sock.set_rx_buf_sz(16usize << 20)
+            .map_err(SysError::io("set receive buffer"))?;
+        Ok(NatTable { sock, seq: 1 })
+    }
+
+    /// Sends `msgs` as one transaction and waits for its outcome: the
+    /// batch-end acknowledgement, or the first error (after which the kernel
+    /// applies nothing and sends no further acknowledgement).
+    fn transact(&mut self, msgs: Vec<NfTablesMessage>, flags: u16) -> Result<(), SysError> {
+        let mut all = vec![control(ControlMessage::BatchBegin)];
+        all.extend(
+            msgs.into_iter()
+                .map(|m| nft_message(NetfilterProtoFamily::IPv4, m, flags)),
+        );
+        let mut end = control(ControlMessage::BatchEnd);
+        end.header.flags |= NLM_F_ACK;
+        all.push(end);
+        let mut buf = Vec::new();
+        let mut end_seq = 0;
+        for mut m in all {
+            self.seq = self.seq.wrapping_add(1);
+            m.header.sequence_number = self.seq;
+            end_seq = self.seq;
+            m.finalize();
+            let start = buf.len();
+            buf.resize(start + m.buffer_len(), 0);
+            m.serialize(&mut buf[start..]);
+        }
+        self.sock
+            .send(&buf, 0)
+            .map_err(SysError::io("send nftables batch"))?;
+        loop {
+            let (data, _) = self
+                .sock
+                .recv_from_full()
+                .map_err(SysError::io("receive nftables reply"))?;
+            for (seq, err) in acks(&data)? {
+                if err != 0 {
+                    return Err(SysError::Kernel {
+                        what: "nftables transaction",
+                        errno: -err,
+                    });
+                }
+                if seq == end_seq {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Creates the table, maps and rules if the table is missing. An existing
+    /// table is left as it is: its maps hold live bindings.
+    pub fn ensure(&mut self) -> Result<bool, SysError> {
+        if self.read_map(DNAT_MAP).is_ok() {
+            return Ok(false);
+        }
+        self.transact(
+            vec![
+                NfTablesMessage::NewTable(TableMessage {
+                    attributes: vec![TableAttribute::Name(TABLE.into())],
+                }),
+                map(DNAT_MAP, 1),
+                map(SNAT_MAP, 2),
+                nat_chain("prerouting", InetHookNumber::PreRouting, -100),
+                nat_chain("postrouting", InetHookNumber::PostRouting, 100),
+                nat_rule("prerouting", DNAT_MAP, 1, 16, 1), // daddr, NFT_NAT_DNAT
+                nat_rule("postrouting", SNAT_MAP, 2, 12, 0), // saddr, NFT_NAT_SNAT
+            ],
+            NLM_F_CREATE,
+        )?;
+        Ok(true)
+    }
+
+    /// Applies a plan to both maps in one transaction: all of it, or
+    /// (when the kernel refuses any part) none of it.
+    pub fn apply(&mut self, plan: &NatPlan) -> Result<(), SysError> {
+        if plan.is_empty() {
+            return Ok(());
+        }
+        let mut msgs = elements(DNAT_MAP, &plan.dnat.remove, false);
+        msgs.extend(elements(SNAT_MAP, &plan.snat.remove, false));
+        msgs.extend(elements(DNAT_MAP, &plan.dnat.add, true));
+        msgs.extend(elements(SNAT_MAP, &plan.snat.add, true));
+        self.transact(msgs, NLM_F_CREATE)
+    }
+
+    /// The elements of one map, as the kernel holds them.
+    pub fn read_map(&mut self, name: &str) -> Result<NatMap, SysError> {
+        let mut m = nft_message(
+            NetfilterProtoFamily::IPv4,
+            NfTablesMessage::GetSetElement(SetElementMessage {
+                attributes: vec![
+                    SetElementList::Table(TABLE.into()),
+                    SetElementList::Set(name.into()),
+                ],
+            }),
+            NLM_F_DUMP | NLM_F_ACK,
+        );
+        self.seq = self.seq.wrapping_add(1);
+        m.header.sequence_number = self.seq;
+        m.finalize();
+        let mut buf = vec![0; m.buffer_len()];
+        m.serialize(&mut buf);
+        self.sock
+            .send(&buf, 0)
+            .map_err(SysError::io("send nftables dump"))?;
+        let mut out = BTreeMap::new();
+        loop {
+            let (data, _) = self
+                .sock
+                .recv_from_full()
+                .map_err(SysError::io("receive nftables dump"))?;
+            match parse_elements(&data, &mut out)? {
+                DumpState::More => continue,
+                DumpState::Done => return Ok(out),
+            }
+        }
+    }
+
+    /// Both maps: (EIP → private, private → EIP).
+    pub fn read(&mut self) -> Result<(NatMap, NatMap), SysError> {
+        Ok((self.read_map(DNAT_MAP)?, self.read_map(SNAT_MAP)?))
+    }
+}
+
+enum DumpState {
+    More,
+    Done,
+}
+
+fn u16_at(b: &[u8], i: usize) -> Option<u16> {
+    b.get(i..i + 2).map(|s| u16::from_ne_bytes([s[0], s[1]]))
+}
+
+fn u32_at(b: &[u8], i: usize) -> Option<u32> {
+    b.get(i..i + 4)
+        .map(|s| u32::from_ne_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+/// One netlink message of a received datagram.
+struct Received<'a> {
+    ty: u16,
+    payload: &'a [u8],
+}
+
+/// The netlink messages of a datagram.
+fn messages(data: &[u8]) -> Result<Vec<Received<'_>>, SysError> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + 16 <= data.len() {
+        let len = u32_at(data, i).unwrap_or(0) as usize;
+        if len < 16 || i + len > data.len() {
+            return Err(SysError::Parse("truncated netlink message"));
+        }
+        out.push(Received {
+            ty: u16_at(data, i + 4).unwrap_or(0),
+            payload: &data[i + 16..i + len],
+        });
+        i += (len + 3) & !3;
+    }
+    Ok(out)
+}
+
+/// The acknowledgements and errors in a datagram: (sequence, errno).
+fn acks(data: &[u8]) -> Result<Vec<(u32, i32)>, SysError> {
+    let mut out = Vec::new();
+    for Received { ty, payload } in messages(data)? {
+        if ty == 2 {
+            // NLMSG_ERROR: errno, then the header of the request it answers.
+            let err = u32_at(payload, 0).ok_or(SysError::Parse("short NLMSG_ERROR"))? as i32;
+            let seq = u32_at(payload, 4 + 8).ok_or(SysError::Parse("short NLMSG_ERROR"))?;
+            out.push((seq, err));
+        }
+    }
+    Ok(out)
+}
+
+/// Attributes of a netlink attribute stream: (type without flags, value).
+fn attrs(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        let len = u16_at(b, 0)? as usize;
+        let ty = u16_at(b, 2)? & 0x3fff;
+        if len < 4 || len > b.len() {
+            return None;
+        }
+        let value = &b[4..len];
+        b = &b[((len + 3) & !3).min(b.len())..];
+        Some((ty, value))
+    })
+}
+
+fn data_value(nested: &[u8]) -> Option<Ipv4Addr> {
+    attrs(nested)
+        .find(|(t, _)| *t == NFTA_DATA_VALUE)
+        .and_then(|(_, v)| <[u8; 4]>::try_from(v).ok())
+        .map(Ipv4Addr::from)
+}
+
+/// Collects map elements from a dump datagram.
+fn parse_elements(data: &[u8], out: &mut NatMap) -> Result<DumpState, SysError> {
+    for Received { ty, payload } in messages(data)? {
+        match ty {
+            3 => return Ok(DumpState::Done), // NLMSG_DONE
+            2 => {
+                let err = u32_at(payload, 0).unwrap_or(0) as i32;
+                if err != 0 {
+                    return Err(SysError::Kernel {
+                        what: "nftables dump",
+                        errno: -err,
+                    });
+                }
+                return Ok(DumpState::Done);
+            }
+            t if t & 0xff == u16::from(NFT_MSG_NEWSETELEM) => {
+                // Skip the 4-byte nfgenmsg.
+                let body = payload.get(4..).unwrap_or_default();
+                for (t, list) in attrs(body) {
+                    if t != NFTA_SET_ELEM_LIST_ELEMENTS {
+                        continue;
+                    }
+                    for (t, elem) in attrs(list) {
+                        if t != NFTA_LIST_ELEM {
+                            continue;
+                        }
+                        let (mut key, mut val) = (None, None);
+                        for (t, v) in attrs(elem) {
+                            match t {
+                                NFTA_SET_ELEM_KEY => key = data_value(v),
+                                NFTA_SET_ELEM_DATA => val = data_value(v),
+                                _ => {}
+                            }
+                        }
+                        if let (Some(k), Some(v)) = (key, val) {
+                            out.insert(k, v);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(DumpState::More)
+}
