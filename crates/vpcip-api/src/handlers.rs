@@ -464,3 +464,91 @@ pub async fn healthz() -> Response {
 pub async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such route")
 }
+
+// ---- agents ----
+
+#[derive(Debug, Deserialize, IntoParams, Default)]
+#[into_params(parameter_in = Query)]
+pub struct WatchParams {
+    /// The revision the agent has; the answer waits for a newer one.
+    pub after: Option<i64>,
+    /// Seconds to wait for a newer revision (0 to 60, default 30); the
+    /// current state is returned when the wait ends.
+    pub wait: Option<u64>,
+}
+
+#[utoipa::path(post, path = "/v1/agents", tag = "agents", request_body = vpcip_model::desired::RegisterAgent,
+    responses((status = 201, body = vpcip_model::desired::Agent), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn register_agent(
+    State(app): State<App>,
+    Caller(scope): Caller,
+    Body(req): Body<vpcip_model::desired::RegisterAgent>,
+) -> ApiResult<Response> {
+    Ok(created(app.store.register_agent(&scope, &req).await?))
+}
+
+#[utoipa::path(get, path = "/v1/agents", tag = "agents",
+    responses((status = 200, body = Vec<vpcip_model::desired::Agent>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_agents(State(app): State<App>, Caller(scope): Caller) -> ApiResult<Response> {
+    Ok(ok(app.store.agents(&scope).await?))
+}
+
+#[utoipa::path(post, path = "/v1/agents/{id}/report", tag = "agents", request_body = vpcip_model::desired::AgentReport,
+    params(("id" = String, Path, description = "ID or name")),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn report_agent(
+    State(app): State<App>,
+    Caller(scope): Caller,
+    Path(id): Path<String>,
+    Body(req): Body<vpcip_model::desired::AgentReport>,
+) -> ApiResult<Response> {
+    app.store.report_agent(&scope, &id, &req).await?;
+    Ok(no_content())
+}
+
+/// The agent's whole desired state once the store's revision passes
+/// `after` (long poll): a full snapshot every time, so an agent that missed
+/// anything converges on the next answer.
+#[utoipa::path(get, path = "/v1/agents/{id}/desired", tag = "agents",
+    params(("id" = String, Path, description = "ID or name"), WatchParams),
+    responses((status = 200, body = vpcip_model::desired::Desired), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn watch_desired(
+    State(app): State<App>,
+    Caller(scope): Caller,
+    Path(id): Path<String>,
+    WatchQuery(w): WatchQuery,
+) -> ApiResult<Response> {
+    let wait = std::time::Duration::from_secs(w.wait.unwrap_or(30).min(60));
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut changes = app.store.db.subscribe();
+    if let Some(after) = w.after {
+        // Commits of this process wake us at once; other controllers' are
+        // seen by checking the revision every second.
+        while app.store.db.revision().await? <= after && tokio::time::Instant::now() < deadline {
+            tokio::select! {
+                _ = changes.changed() => {}
+                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    }
+    Ok(ok(app.store.desired(&scope, &id).await?))
+}
+
+/// Watch parameters whose rejections are API errors.
+pub struct WatchQuery(pub WatchParams);
+
+impl FromRequestParts<App> for WatchQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, ApiError> {
+        axum::extract::Query::<WatchParams>::from_request_parts(parts, app)
+            .await
+            .map(|q| WatchQuery(q.0))
+            .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
+    }
+}

@@ -27,10 +27,11 @@ pub enum Kind {
     Nic,
     Vip,
     Eip,
+    Agent,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 11] = [
         Kind::Zone,
         Kind::HostNetwork,
         Kind::Gateway,
@@ -41,6 +42,7 @@ impl Kind {
         Kind::Nic,
         Kind::Vip,
         Kind::Eip,
+        Kind::Agent,
     ];
 
     /// Name used in the store and in messages.
@@ -56,6 +58,7 @@ impl Kind {
             Kind::Nic => "NIC",
             Kind::Vip => "VIP",
             Kind::Eip => "EIP",
+            Kind::Agent => "agent",
         }
     }
 
@@ -71,6 +74,7 @@ impl Kind {
             Kind::Nic => "eni",
             Kind::Vip => "vip",
             Kind::Eip => "eip",
+            Kind::Agent => "agent",
         }
     }
 

@@ -11,6 +11,7 @@ use std::net::Ipv4Addr;
 use rand::Rng;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use vpcip_model::desired::Agent;
 use vpcip_model::ipam::{self, AddrRange};
 use vpcip_model::rules::label;
 use vpcip_model::*;
@@ -76,6 +77,17 @@ const MIGRATIONS: &[&str] = &[
     // Lookups by name across tenants (`find`): without it, an ID-or-name
     // lookup scans every resource of the kind.
     "CREATE INDEX resources_by_name ON resources (kind, name)",
+    // Every committed write bumps the revision; agents watch it.
+    "CREATE TABLE revision (id BIGINT PRIMARY KEY, value BIGINT NOT NULL)",
+    "INSERT INTO revision (id, value) VALUES (1, 0)",
+    // Agents' reports: written without bumping the revision (a report is
+    // not a change of desired state).
+    "CREATE TABLE agent_status (
+        agent_id TEXT PRIMARY KEY,
+        applied_revision BIGINT NOT NULL,
+        last_seen BIGINT NOT NULL,
+        error TEXT
+    )",
 ];
 
 /// What the store knows how to keep: every resource kind of the model.
@@ -115,6 +127,7 @@ macro_rules! resource {
 resource!(Zone, Kind::Zone);
 resource!(HostNetwork, Kind::HostNetwork);
 resource!(Gateway, Kind::Gateway);
+resource!(Agent, Kind::Agent);
 
 impl Resource for Vpc {
     const KIND: Kind = Kind::Vpc;
@@ -295,6 +308,9 @@ pub(crate) fn from_doc<T: DeserializeOwned>(doc: &str) -> Result<T, StoreError> 
 pub struct Db {
     pool: Pool,
     pub backend: Backend,
+    /// Told after every commit that wrote (in this process; other
+    /// controllers' commits are seen by polling the revision).
+    changes: std::sync::Arc<tokio::sync::watch::Sender<()>>,
 }
 
 impl Db {
@@ -303,6 +319,7 @@ impl Db {
         let db = Db {
             backend: pool.backend(),
             pool,
+            changes: std::sync::Arc::new(tokio::sync::watch::channel(()).0),
         };
         db.migrate().await?;
         Ok(db)
@@ -338,7 +355,26 @@ impl Db {
         Ok(Tx {
             sql: self.pool.begin().await?,
             backend: self.backend,
+            dirty: false,
+            changes: Some(self.changes.clone()),
         })
+    }
+
+    /// Wakes when a write commits in this process.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<()> {
+        self.changes.subscribe()
+    }
+
+    /// The store's revision: bumped by every committed write.
+    pub async fn revision(&self) -> Result<i64, StoreError> {
+        let mut tx = self.begin_read().await?;
+        let rows = tx
+            .rows("SELECT value FROM revision WHERE id = 1", &[])
+            .await?;
+        tx.commit().await?;
+        rows.first()
+            .ok_or_else(|| StoreError::Corrupt("no revision row".into()))?
+            .int(0)
     }
 
     /// A read-only transaction (one consistent snapshot).
@@ -346,6 +382,8 @@ impl Db {
         Ok(Tx {
             sql: self.pool.begin_read().await?,
             backend: self.backend,
+            dirty: false,
+            changes: None,
         })
     }
 }
@@ -359,11 +397,38 @@ pub enum Claim<R> {
 pub struct Tx {
     pub(crate) sql: SqlTx,
     pub backend: Backend,
+    /// Whether this transaction wrote anything (then commit bumps the
+    /// revision).
+    dirty: bool,
+    changes: Option<std::sync::Arc<tokio::sync::watch::Sender<()>>>,
 }
 
 impl Tx {
-    pub async fn commit(self) -> Result<(), StoreError> {
-        self.sql.commit().await
+    pub async fn commit(mut self) -> Result<(), StoreError> {
+        let wrote = self.dirty;
+        if wrote {
+            self.sql
+                .execute("UPDATE revision SET value = value + 1 WHERE id = 1", &[])
+                .await?;
+        }
+        let changes = self.changes.take();
+        self.sql.commit().await?;
+        if let (true, Some(c)) = (wrote, changes) {
+            c.send_replace(());
+        }
+        Ok(())
+    }
+
+    /// A write that is not a change of desired state (agents' reports): it
+    /// does not bump the revision.
+    pub(crate) async fn write_quiet(&mut self, sql: &str, args: &[Val]) -> Result<u64, StoreError> {
+        self.sql.execute(sql, args).await
+    }
+
+    /// Every write of the store goes through here.
+    pub(crate) async fn write(&mut self, sql: &str, args: &[Val]) -> Result<u64, StoreError> {
+        self.dirty = true;
+        self.sql.execute(sql, args).await
     }
 
     fn lock_suffix(&self) -> &'static str {
@@ -386,8 +451,7 @@ impl Tx {
     pub async fn insert<R: Resource>(&mut self, r: &R) -> Result<(), StoreError> {
         let doc = serde_json::to_string(r).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let res = self
-            .sql
-            .execute(
+            .write(
                 "INSERT INTO resources (id, kind, tenant, name, parent, attached, doc, created_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 &[
@@ -415,33 +479,30 @@ impl Tx {
 
     pub async fn update<R: Resource>(&mut self, r: &R) -> Result<(), StoreError> {
         let doc = serde_json::to_string(r).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.sql
-            .execute(
-                "UPDATE resources SET doc = $1, attached = $2 WHERE id = $3 AND kind = $4",
-                &[
-                    doc.into(),
-                    r.attached().into(),
-                    r.id().into(),
-                    R::KIND.key().into(),
-                ],
-            )
-            .await?;
+        self.write(
+            "UPDATE resources SET doc = $1, attached = $2 WHERE id = $3 AND kind = $4",
+            &[
+                doc.into(),
+                r.attached().into(),
+                r.id().into(),
+                R::KIND.key().into(),
+            ],
+        )
+        .await?;
         Ok(())
     }
 
     pub async fn delete<R: Resource>(&mut self, r: &R) -> Result<(), StoreError> {
-        self.sql
-            .execute(
-                "DELETE FROM resources WHERE id = $1 AND kind = $2",
-                &[r.id().into(), R::KIND.key().into()],
-            )
-            .await?;
-        self.sql
-            .execute(
-                "DELETE FROM client_tokens WHERE resource_id = $1",
-                &[r.id().into()],
-            )
-            .await?;
+        self.write(
+            "DELETE FROM resources WHERE id = $1 AND kind = $2",
+            &[r.id().into(), R::KIND.key().into()],
+        )
+        .await?;
+        self.write(
+            "DELETE FROM client_tokens WHERE resource_id = $1",
+            &[r.id().into()],
+        )
+        .await?;
         Ok(())
     }
 
@@ -577,8 +638,7 @@ impl Tx {
             return Ok(Claim::Existing(self.get(&row.text(0)?, false).await?));
         }
         let res = self
-            .sql
-            .execute(
+            .write(
                 "INSERT INTO client_tokens (tenant, token, resource_id) VALUES ($1, $2, $3)",
                 &[tenant.into(), token.into(), id.as_str().into()],
             )
@@ -679,32 +739,29 @@ impl Tx {
         match (t.below, t.above) {
             // The common case, the lowest address of a range: shrink it.
             (None, Some(above)) => {
-                self.sql
-                    .execute(
-                        "UPDATE ip_free_ranges SET lo = $1 WHERE subnet_id = $2 AND lo = $3",
-                        &[
-                            above.first.into(),
-                            subnet.id.as_str().into(),
-                            from.first.into(),
-                        ],
-                    )
-                    .await?;
+                self.write(
+                    "UPDATE ip_free_ranges SET lo = $1 WHERE subnet_id = $2 AND lo = $3",
+                    &[
+                        above.first.into(),
+                        subnet.id.as_str().into(),
+                        from.first.into(),
+                    ],
+                )
+                .await?;
             }
             (below, above) => {
-                self.sql
-                    .execute(
-                        "DELETE FROM ip_free_ranges WHERE subnet_id = $1 AND lo = $2",
-                        &[subnet.id.as_str().into(), from.first.into()],
-                    )
-                    .await?;
+                self.write(
+                    "DELETE FROM ip_free_ranges WHERE subnet_id = $1 AND lo = $2",
+                    &[subnet.id.as_str().into(), from.first.into()],
+                )
+                .await?;
                 for r in [below, above].into_iter().flatten() {
                     self.insert_range(&subnet.id, r).await?;
                 }
             }
         }
         let res = self
-            .sql
-            .execute(
+            .write(
                 "INSERT INTO ip_allocations (subnet_id, addr, owner_id) VALUES ($1, $2, $3)",
                 &[subnet.id.as_str().into(), addr.into(), owner.into()],
             )
@@ -724,12 +781,11 @@ impl Tx {
     }
 
     async fn insert_range(&mut self, subnet_id: &str, r: AddrRange) -> Result<(), StoreError> {
-        self.sql
-            .execute(
-                "INSERT INTO ip_free_ranges (subnet_id, lo, hi) VALUES ($1, $2, $3)",
-                &[subnet_id.into(), r.first.into(), r.last.into()],
-            )
-            .await?;
+        self.write(
+            "INSERT INTO ip_free_ranges (subnet_id, lo, hi) VALUES ($1, $2, $3)",
+            &[subnet_id.into(), r.first.into(), r.last.into()],
+        )
+        .await?;
         Ok(())
     }
 
@@ -738,8 +794,7 @@ impl Tx {
     pub async fn release(&mut self, subnet: &mut Subnet, addr: Ipv4Addr) -> Result<(), StoreError> {
         let a = u32::from(addr);
         let gone = self
-            .sql
-            .execute(
+            .write(
                 "DELETE FROM ip_allocations WHERE subnet_id = $1 AND addr = $2",
                 &[subnet.id.as_str().into(), a.into()],
             )
@@ -774,12 +829,11 @@ impl Tx {
         };
         let g = ipam::give(a, below, above);
         for r in [g.absorbed_below, g.absorbed_above].into_iter().flatten() {
-            self.sql
-                .execute(
-                    "DELETE FROM ip_free_ranges WHERE subnet_id = $1 AND lo = $2",
-                    &[subnet.id.as_str().into(), r.first.into()],
-                )
-                .await?;
+            self.write(
+                "DELETE FROM ip_free_ranges WHERE subnet_id = $1 AND lo = $2",
+                &[subnet.id.as_str().into(), r.first.into()],
+            )
+            .await?;
         }
         self.insert_range(&subnet.id, g.merged).await?;
         subnet.used = subnet.used.saturating_sub(1);
@@ -800,7 +854,7 @@ impl Tx {
             "DELETE FROM ip_allocations WHERE subnet_id = $1",
             "DELETE FROM ip_free_ranges WHERE subnet_id = $1",
         ] {
-            self.sql.execute(sql, &[subnet_id.into()]).await?;
+            self.write(sql, &[subnet_id.into()]).await?;
         }
         Ok(())
     }
@@ -818,7 +872,7 @@ impl Tx {
 
     pub async fn exec(&mut self, sql: &str, args: &[&str]) -> Result<u64, StoreError> {
         let args: Vec<Val> = args.iter().map(|a| Val::from(*a)).collect();
-        self.sql.execute(sql, &args).await
+        self.write(sql, &args).await
     }
 
     pub async fn strings(&mut self, sql: &str, key: &str) -> Result<Vec<String>, StoreError> {

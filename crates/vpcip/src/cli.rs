@@ -56,6 +56,8 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the controller: REST API and store.
     Server(ServerArgs),
+    /// Run a gateway or host agent: watch the controller, program the kernel.
+    Agent(AgentArgs),
     #[command(flatten)]
     Resource(Resource),
 }
@@ -75,6 +77,30 @@ pub struct ServerArgs {
     pub config: Option<std::path::PathBuf>,
 }
 
+#[derive(ValueEnum, Clone, Copy)]
+pub enum Role {
+    Gateway,
+    Host,
+}
+
+#[derive(Args)]
+pub struct AgentArgs {
+    #[arg(long, value_enum)]
+    pub role: Role,
+    /// The node's name (registering again with the same name is a restart).
+    #[arg(long)]
+    pub name: String,
+    /// The node's address on the physical network.
+    #[arg(long)]
+    pub underlay_ip: Ipv4Addr,
+    /// Prefix of the network namespaces the agent works on.
+    #[arg(long, default_value = "")]
+    pub netns_prefix: String,
+    /// Seconds between reconciles when nothing changes (repairs drift).
+    #[arg(long, default_value_t = 10)]
+    pub resync: u64,
+}
+
 #[derive(Subcommand)]
 pub enum Resource {
     /// Failure domains (operator).
@@ -83,9 +109,12 @@ pub enum Resource {
     /// Physical (underlay) networks of hosts and gateways (operator).
     #[command(subcommand, name = "host-network")]
     HostNetwork(HostNetworkCmd),
-    /// EIP gateway nodes (operator).
+    /// EIP gateway nodes and their agents' health (operator).
     #[command(subcommand)]
     Gateway(GatewayCmd),
+    /// Host agents and their health (operator).
+    #[command(subcommand)]
+    Host(HostCmd),
     /// Static routes the physical network needs for the EIP segments (operator).
     #[command(subcommand)]
     Route(RouteCmd),
@@ -155,6 +184,11 @@ pub enum GatewayCmd {
         address: Ipv4Addr,
     },
     Delete(Key),
+}
+
+#[derive(Subcommand)]
+pub enum HostCmd {
+    List,
 }
 
 #[derive(Subcommand)]

@@ -27,6 +27,7 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         match cli.command {
             Command::Server(args) => serve(args, &cli.log_format).await,
+            Command::Agent(args) => agent(args, &cli.global, &cli.log_format).await,
             Command::Resource(cmd) => resources::run(cmd, &cli.global).await,
         }
     });
@@ -92,6 +93,26 @@ async fn serve(args: cli::ServerArgs, log_format: &cli::LogFormat) -> anyhow::Re
     })
     .await?;
     Ok(())
+}
+
+async fn agent(
+    args: cli::AgentArgs,
+    global: &cli::Global,
+    log_format: &cli::LogFormat,
+) -> anyhow::Result<()> {
+    init_logging(log_format);
+    let client = vpcip_client::Client::new(&global.url, global.token.as_deref());
+    let cfg = vpcip_agent::AgentConfig {
+        name: args.name,
+        role: match args.role {
+            cli::Role::Gateway => vpcip_model::desired::AgentRole::Gateway,
+            cli::Role::Host => vpcip_model::desired::AgentRole::Host,
+        },
+        underlay_ip: args.underlay_ip,
+        netns_prefix: args.netns_prefix,
+        resync: std::time::Duration::from_secs(args.resync.max(1)),
+    };
+    vpcip_agent::run(client, cfg).await
 }
 
 /// A database URL without its password, for logs.

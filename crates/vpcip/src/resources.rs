@@ -8,7 +8,8 @@ use vpcip_client::Client;
 use vpcip_model::*;
 
 use crate::cli::*;
-use crate::table::{Tabular, print_list, print_one};
+use crate::table::{GatewayHealth, Tabular, print_list, print_one};
+use vpcip_model::desired::{Agent, AgentRole};
 
 struct Ctx {
     client: Client,
@@ -97,7 +98,21 @@ pub async fn run(cmd: Resource, global: &Global) -> anyhow::Result<()> {
             HostNetworkCmd::Delete(k) => ctx.delete("host-networks", &k.id).await,
         },
         Resource::Gateway(c) => match c {
-            GatewayCmd::List => ctx.list::<Gateway>("gateways", None).await,
+            GatewayCmd::List => {
+                let gateways: Vec<Gateway> = ctx.client.list_all("gateways", None).await?;
+                let agents: Vec<Agent> = ctx.client.get("/v1/agents").await?;
+                let rows: Vec<GatewayHealth> = gateways
+                    .into_iter()
+                    .map(|g| GatewayHealth {
+                        agent: agents
+                            .iter()
+                            .find(|a| a.name == g.name && a.role == AgentRole::Gateway)
+                            .cloned(),
+                        gateway: g,
+                    })
+                    .collect();
+                print_list(&rows, ctx.output)
+            }
             GatewayCmd::Show(k) => ctx.show::<Gateway>("gateways", &k.id).await,
             GatewayCmd::Register { name, address } => ctx
                 .create::<_, Gateway>(
@@ -111,6 +126,14 @@ pub async fn run(cmd: Resource, global: &Global) -> anyhow::Result<()> {
                 .map(drop),
             GatewayCmd::Delete(k) => ctx.delete("gateways", &k.id).await,
         },
+        Resource::Host(HostCmd::List) => {
+            let agents: Vec<Agent> = ctx.client.get("/v1/agents").await?;
+            let hosts: Vec<Agent> = agents
+                .into_iter()
+                .filter(|a| a.role == AgentRole::Host)
+                .collect();
+            print_list(&hosts, ctx.output)
+        }
         Resource::Route(RouteCmd::List) => {
             let routes: Vec<PhysicalRoute> = ctx.client.get("/v1/physical-routes").await?;
             print_list(&routes, ctx.output)

@@ -42,6 +42,58 @@ impl Tabular for Gateway {
     }
 }
 
+/// A gateway with its agent, if one registered.
+#[derive(Serialize)]
+pub struct GatewayHealth {
+    #[serde(flatten)]
+    pub gateway: Gateway,
+    pub agent: Option<vpcip_model::desired::Agent>,
+}
+
+fn health(a: &vpcip_model::desired::Agent) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    match (&a.error, a.healthy(now)) {
+        (Some(e), _) => format!("error: {e}"),
+        (None, true) => "healthy".into(),
+        (None, false) => format!("silent for {}s", now - a.last_seen),
+    }
+}
+
+impl Tabular for GatewayHealth {
+    const HEADER: &'static [&'static str] =
+        &["ID", "NAME", "UNDERLAY IP", "AGENT", "APPLIED REVISION"];
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.gateway.id.clone(),
+            self.gateway.name.clone(),
+            self.gateway.underlay_ip.to_string(),
+            self.agent
+                .as_ref()
+                .map_or_else(|| "no agent".into(), health),
+            self.agent
+                .as_ref()
+                .map_or_else(|| "-".into(), |a| a.applied_revision.to_string()),
+        ]
+    }
+}
+
+impl Tabular for vpcip_model::desired::Agent {
+    const HEADER: &'static [&'static str] =
+        &["ID", "NAME", "UNDERLAY IP", "HEALTH", "APPLIED REVISION"];
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.id.clone(),
+            self.name.clone(),
+            self.underlay_ip.to_string(),
+            health(self),
+            self.applied_revision.to_string(),
+        ]
+    }
+}
+
 impl Tabular for PhysicalRoute {
     const HEADER: &'static [&'static str] = &["NETWORK PREFIX", "NEXT HOP", "GATEWAY"];
     fn row(&self) -> Vec<String> {

@@ -177,8 +177,7 @@ impl Store {
         let secret = format!("vpcip_{}", hex::encode(rand::random::<[u8; 24]>()));
         let id = format!("tok-{}", &hex::encode(rand::random::<[u8; 5]>()));
         let mut tx = self.db.begin().await?;
-        tx.sql
-            .execute(
+        tx.write(
                 "INSERT INTO api_tokens (id, hash, tenant, description, created_at) VALUES ($1, $2, $3, $4, $5)",
                 &[
                     id.as_str().into(),

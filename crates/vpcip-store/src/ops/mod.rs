@@ -1,6 +1,7 @@
 //! The store's operations: each public method is one transaction that loads
 //! what a rule of `vpcip_model::rules` needs, asks it, and writes.
 
+mod agents;
 mod compute;
 mod eip;
 mod infra;

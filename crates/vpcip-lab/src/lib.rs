@@ -1,0 +1,249 @@
+//! Network-namespace worlds for tests, demos and benchmarks: every
+//! namespace carries the world's unique prefix and is removed when the world
+//! is dropped (also when a test fails), and every process started in it is
+//! ended by its PID. Traffic helpers talk only to addresses inside the
+//! world's own namespaces.
+//!
+//! The world is wired with iproute2 for now (the lab is not an agent; the
+//! agents themselves use netlink only).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsFd;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use vpcip_sys::netns::{in_netns, named};
+
+/// A set of namespaces sharing one unique prefix.
+pub struct World {
+    pub prefix: String,
+    namespaces: Vec<String>,
+    children: Vec<Child>,
+}
+
+impl World {
+    /// A new, empty world. Fails (with the reason) when not run as root.
+    pub fn new(tag: &str) -> World {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "network-namespace tests build namespaces and must run as root (scripts/test runs them so)"
+        );
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        World {
+            prefix: format!("{tag}{}x{:04x}-", std::process::id(), (t >> 8) & 0xffff),
+            namespaces: vec![],
+            children: vec![],
+        }
+    }
+
+    /// The full name of node `node`.
+    pub fn ns(&self, node: &str) -> String {
+        format!("{}{node}", self.prefix)
+    }
+
+    /// Adds a namespace (full name `prefix + node`) with loopback up.
+    pub fn add_node(&mut self, node: &str) -> String {
+        let ns = self.ns(node);
+        run("ip", &["netns", "add", &ns]);
+        self.namespaces.push(ns.clone());
+        self.exec(node, &["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// A veth pair between two nodes, with an address (CIDR) on each end.
+    pub fn link(&self, a: &str, a_if: &str, a_addr: &str, b: &str, b_if: &str, b_addr: &str) {
+        let (na, nb) = (self.ns(a), self.ns(b));
+        run(
+            "ip",
+            &[
+                "-n", &na, "link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", &nb,
+            ],
+        );
+        for (node, ifname, addr) in [(a, a_if, a_addr), (b, b_if, b_addr)] {
+            self.exec(node, &["ip", "addr", "add", addr, "dev", ifname]);
+            self.exec(node, &["ip", "link", "set", ifname, "up"]);
+        }
+    }
+
+    /// Runs a command in a node and returns its standard output; panics
+    /// (with its standard error) when it fails.
+    pub fn exec(&self, node: &str, args: &[&str]) -> String {
+        let ns = self.ns(node);
+        let mut all = vec!["netns", "exec", ns.as_str()];
+        all.extend_from_slice(args);
+        run("ip", &all)
+    }
+
+    /// Like `exec`, but returns None instead of panicking.
+    pub fn try_exec(&self, node: &str, args: &[&str]) -> Option<String> {
+        let ns = self.ns(node);
+        let out = Command::new("ip")
+            .args(["netns", "exec", &ns])
+            .args(args)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Keeps a process to end (by PID) when the world goes.
+    pub fn adopt(&mut self, child: Child) -> usize {
+        self.children.push(child);
+        self.children.len() - 1
+    }
+
+    /// Ends an adopted process with SIGKILL, as a crash would.
+    pub fn kill(&mut self, index: usize) {
+        let c = &mut self.children[index];
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for ns in &self.namespaces {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+fn run(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A TCP server in namespace `ns` that answers every line of every
+/// connection with `<peer address> <line>`; it stops accepting after
+/// `limit`. Returns once it listens.
+pub fn echo_server(ns: &str, port: u16, limit: Duration) -> std::thread::JoinHandle<()> {
+    let path = named(ns);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = std::thread::spawn(move || {
+        let entered = std::fs::File::open(&path)
+            .ok()
+            .and_then(|f| nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).ok());
+        let listener = entered.and_then(|_| TcpListener::bind(("0.0.0.0", port)).ok());
+        let Some(l) = listener else {
+            let _ = tx.send(false);
+            return;
+        };
+        let _ = l.set_nonblocking(true);
+        let _ = tx.send(true);
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            match l.accept() {
+                Ok((s, peer)) => {
+                    std::thread::spawn(move || serve_lines(s, peer, deadline));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    });
+    assert_eq!(
+        rx.recv().ok(),
+        Some(true),
+        "echo server in {ns} could not listen on {port}"
+    );
+    h
+}
+
+fn serve_lines(s: TcpStream, peer: SocketAddr, deadline: Instant) {
+    let _ = s.set_nonblocking(false);
+    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut w = match s.try_clone() {
+        Ok(w) => w,
+        Err(_) => return,
+    };
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    while Instant::now() < deadline {
+        line.clear();
+        match r.read_line(&mut line) {
+            Ok(0) => return,
+            Ok(_) => {
+                if w.write_all(format!("{} {}", peer.ip(), line).as_bytes())
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// A client connection opened from inside a namespace.
+pub struct Conn {
+    stream: TcpStream,
+}
+
+impl Conn {
+    /// Connects from namespace `ns`; None when nothing answers in time.
+    pub fn open(ns: &str, to: SocketAddr, timeout: Duration) -> Option<Conn> {
+        in_netns(&named(ns), move || {
+            TcpStream::connect_timeout(&to, timeout).ok()
+        })
+        .ok()
+        .flatten()
+        .map(|stream| {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(3)));
+            Conn { stream }
+        })
+    }
+
+    /// Sends a line and returns the server's answer line.
+    pub fn ask(&mut self, line: &str) -> Option<String> {
+        self.stream.write_all(format!("{line}\n").as_bytes()).ok()?;
+        let mut out = Vec::new();
+        let mut byte = [0u8; 1];
+        loop {
+            match self.stream.read(&mut byte) {
+                Ok(1) if byte[0] == b'\n' => break,
+                Ok(1) => out.push(byte[0]),
+                _ => return None,
+            }
+        }
+        String::from_utf8(out).ok()
+    }
+}
+
+/// One question on a new connection: the answer, or None.
+pub fn ask_once(ns: &str, to: SocketAddr, line: &str) -> Option<String> {
+    Conn::open(ns, to, Duration::from_millis(800))?.ask(line)
+}
+
+/// Polls `f` until it returns true or `limit` passes.
+pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
