@@ -51,7 +51,13 @@ impl GatewayReconciler {
                 let mut table = NatTable::open()?;
                 table.ensure()?;
                 let (dnat, snat) = table.read()?;
-                let plan = plan_nat(&desired, &dnat, &snat);
+                let mut plan = plan_nat(&desired, &dnat, &snat);
+                if !plan.is_empty() {
+                    // Something to change: make sure the read was not a
+                    // partial dump (see NatTable::read).
+                    let (dnat, snat) = table.read_settled()?;
+                    plan = plan_nat(&desired, &dnat, &snat);
+                }
                 let n = plan.dnat.add.len()
                     + plan.dnat.remove.len()
                     + plan.snat.add.len()

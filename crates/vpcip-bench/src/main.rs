@@ -8,6 +8,8 @@
 //!   measured side by side in one run, through the store, on both back ends;
 //!   and the same ratio for the in-memory free-range set of the model.
 
+mod dataplane;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,7 +22,7 @@ use vpcip_store::{Scope, Store};
 
 #[derive(Parser)]
 struct Args {
-    /// What to run: api, ipam or all.
+    /// What to run: api, ipam, dataplane or all.
     #[arg(default_value = "all")]
     what: String,
     /// Repeats of each measurement (the median is reported).
@@ -32,6 +34,9 @@ struct Args {
     /// Addresses taken in the IPAM benchmark's full pool.
     #[arg(long, default_value_t = 1_000_000)]
     taken: u32,
+    /// EIP bindings in the data-plane programming benchmark.
+    #[arg(long, default_value_t = 100_000)]
+    bindings: u32,
     /// Back ends: sqlite, postgres (needs VPCIP_TEST_PG_URL), or both.
     #[arg(long, default_value = "both")]
     backends: String,
@@ -359,6 +364,9 @@ async fn main() -> anyhow::Result<()> {
             for b in &backends {
                 ipam_bench(b, &args, &dir).await?;
             }
+        }
+        if matches!(args.what.as_str(), "dataplane" | "all") {
+            dataplane::program(args.bindings, args.repeats, &dir)?;
         }
         if matches!(args.what.as_str(), "api" | "all") {
             for b in &backends {
