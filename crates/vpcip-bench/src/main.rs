@@ -8,6 +8,7 @@
 //!   measured side by side in one run, through the store, on both back ends;
 //!   and the same ratio for the in-memory free-range set of the model.
 
+mod bind;
 mod dataplane;
 
 use std::process::{Child, Command, Stdio};
@@ -22,7 +23,7 @@ use vpcip_store::{Scope, Store};
 
 #[derive(Parser)]
 struct Args {
-    /// What to run: api, ipam, dataplane or all.
+    /// What to run: api, ipam, dataplane, bind or all.
     #[arg(default_value = "all")]
     what: String,
     /// Repeats of each measurement (the median is reported).
@@ -34,6 +35,9 @@ struct Args {
     /// Addresses taken in the IPAM benchmark's full pool.
     #[arg(long, default_value_t = 1_000_000)]
     taken: u32,
+    /// Binds measured by the bind-to-first-packet benchmark.
+    #[arg(long, default_value_t = 100)]
+    binds: usize,
     /// EIP bindings in the data-plane programming benchmark.
     #[arg(long, default_value_t = 100_000)]
     bindings: u32,
@@ -42,7 +46,7 @@ struct Args {
     backends: String,
 }
 
-const OPERATOR: &str = "bench-operator-token";
+pub(crate) const OPERATOR: &str = "bench-operator-token";
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -75,9 +79,9 @@ fn rand_u32() -> u32 {
 }
 
 /// The `vpcip server` process under test, ended by PID on drop.
-struct ServerProcess {
+pub(crate) struct ServerProcess {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl ServerProcess {
@@ -367,6 +371,9 @@ async fn main() -> anyhow::Result<()> {
         }
         if matches!(args.what.as_str(), "dataplane" | "all") {
             dataplane::program(args.bindings, args.repeats, &dir)?;
+        }
+        if matches!(args.what.as_str(), "bind" | "all") {
+            bind::bind_latency(args.binds, &dir).await?;
         }
         if matches!(args.what.as_str(), "api" | "all") {
             for b in &backends {
