@@ -63,6 +63,14 @@ impl GatewayReconciler {
                     + plan.snat.add.len()
                     + plan.snat.remove.len();
                 table.apply(&plan)?;
+                // Connections tracked under a mapping that changed keep it
+                // until they end: forget them, so the change holds for them.
+                let changed: std::collections::BTreeSet<_> =
+                    plan.dnat.remove.iter().map(|(eip, _)| *eip).collect();
+                let f = vpcip_sys::conntrack::forget(&changed)?;
+                if !changed.is_empty() {
+                    tracing::info!(vpc = %router.vpc_id, seen = f.seen, deleted = f.deleted, "forgot the connections of changed EIPs");
+                }
                 Ok(n)
             });
             match result {

@@ -166,9 +166,39 @@ fn eip_nat_maps_carry_real_traffic() {
     assert_eq!(err.errno(), Some(17), "EEXIST: {err}");
     assert_eq!(nat.read().unwrap(), (moved.clone(), snat_of(&moved)));
 
-    // Unbind everything: the EIPs stop answering.
+    // Unbind everything: the EIPs stop answering. An established connection
+    // keeps its mapping until its conntrack entry is forgotten.
+    let mut established =
+        vpcip_lab::Conn::open(&client, at(EIP2, 8080), Duration::from_secs(1)).unwrap();
+    assert_eq!(
+        established.ask("a").as_deref(),
+        Some(format!("{CLIENT} a").as_str())
+    );
     let (d, s) = nat.read().unwrap();
     nat.apply(&plan_nat(&NatMap::new(), &d, &s)).unwrap();
     assert_eq!(nat.read().unwrap(), (NatMap::new(), NatMap::new()));
     assert_eq!(ask_once(&client, at(EIP2, 8080), "gone"), None);
+    assert_eq!(
+        established.ask("b").as_deref(),
+        Some(format!("{CLIENT} b").as_str()),
+        "conntrack keeps the old mapping"
+    );
+    let forgotten = in_netns(&named(&w.ns("router")), || {
+        vpcip_sys::conntrack::forget(&[ip(EIP2)].into())
+    })
+    .unwrap()
+    .unwrap();
+    assert!(
+        forgotten.deleted >= 1,
+        "the established connection's entry: {forgotten:?}"
+    );
+    assert!(
+        forgotten.seen > forgotten.deleted,
+        "entries of other addresses stay: {forgotten:?}"
+    );
+    assert_eq!(
+        established.ask("c"),
+        None,
+        "forgotten: the old mapping no longer holds"
+    );
 }

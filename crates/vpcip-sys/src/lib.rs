@@ -1,6 +1,7 @@
 //! vpcip's kernel interface: nftables over netlink and network namespaces.
 //! Agents talk to the kernel only through here; no `ip`, `nft` or `tc`.
 
+pub mod conntrack;
 pub mod netns;
 pub mod nft;
 

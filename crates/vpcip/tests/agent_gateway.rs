@@ -235,7 +235,10 @@ async fn gateway_agent_programs_eips_from_the_api() {
     );
     assert_eq!(ask_once(&client, to, "repaired"), expect("repaired"));
 
-    // Unbind through the API: the EIP stops answering new connections.
+    // Unbind through the API: the EIP stops answering new connections, and
+    // established ones too (their conntrack entries are forgotten).
+    let mut established = Conn::open(&client, to, Duration::from_secs(1)).unwrap();
+    assert_eq!(established.ask("still bound"), expect("still bound"));
     let _: Eip = op
         .action("eips", &eip.id, "unbind", &serde_json::json!({}))
         .await
@@ -246,6 +249,11 @@ async fn gateway_agent_programs_eips_from_the_api() {
         "unbind never reached the router"
     );
     assert_eq!(ask_once(&client, to, "unbound"), None);
+    assert_eq!(
+        established.ask("after unbind"),
+        None,
+        "an established flow kept the old mapping"
+    );
     drop(w);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,0 +1,184 @@
+//! Conntrack over ctnetlink: after an EIP is unbound or moved, connections
+//! already tracked keep their old NAT mapping until they end. Deleting their
+//! entries makes the change take effect for them too. Only the entries of the
+//! changed addresses are touched; everything else keeps flowing.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
+
+use crate::SysError;
+
+const NFNL_SUBSYS_CTNETLINK: u16 = 1;
+const IPCTNL_MSG_CT_GET: u16 = 1;
+const IPCTNL_MSG_CT_DELETE: u16 = 2;
+const NLM_F_REQUEST: u16 = 1;
+const NLM_F_DUMP: u16 = 0x300;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const CTA_TUPLE_ORIG: u16 = 1;
+const CTA_TUPLE_REPLY: u16 = 2;
+const CTA_ZONE: u16 = 18;
+const CTA_TUPLE_IP: u16 = 1;
+const CTA_IP_V4_SRC: u16 = 1;
+const CTA_IP_V4_DST: u16 = 2;
+const AF_INET: u8 = 2;
+
+fn header(buf: &mut Vec<u8>, ty: u16, flags: u16, seq: u32) -> usize {
+    let start = buf.len();
+    buf.extend_from_slice(&[0; 4]);
+    buf.extend_from_slice(&((NFNL_SUBSYS_CTNETLINK << 8) | ty).to_ne_bytes());
+    buf.extend_from_slice(&(NLM_F_REQUEST | flags).to_ne_bytes());
+    buf.extend_from_slice(&seq.to_ne_bytes());
+    buf.extend_from_slice(&0u32.to_ne_bytes());
+    buf.extend_from_slice(&[AF_INET, 0, 0, 0]);
+    start
+}
+
+fn finish(buf: &mut [u8], start: usize) {
+    let len = (buf.len() - start) as u32;
+    buf[start..start + 4].copy_from_slice(&len.to_ne_bytes());
+}
+
+fn u16_at(b: &[u8], i: usize) -> Option<u16> {
+    b.get(i..i + 2).map(|s| u16::from_ne_bytes([s[0], s[1]]))
+}
+
+/// Raw attributes: (type without flags, whole attribute bytes, value).
+fn attrs(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8], &[u8])> {
+    std::iter::from_fn(move || {
+        let len = u16_at(b, 0)? as usize;
+        let ty = u16_at(b, 2)? & 0x3fff;
+        if len < 4 || len > b.len() {
+            return None;
+        }
+        let whole = &b[..len];
+        let value = &b[4..len];
+        b = &b[((len + 3) & !3).min(b.len())..];
+        Some((ty, whole, value))
+    })
+}
+
+/// (source, destination) of a tuple attribute's value.
+fn tuple_ips(tuple: &[u8]) -> (Option<Ipv4Addr>, Option<Ipv4Addr>) {
+    let mut out = (None, None);
+    for (t, _, ip) in attrs(tuple) {
+        if t != CTA_TUPLE_IP {
+            continue;
+        }
+        for (t, _, v) in attrs(ip) {
+            let addr = <[u8; 4]>::try_from(v).ok().map(Ipv4Addr::from);
+            match t {
+                CTA_IP_V4_SRC => out.0 = addr,
+                CTA_IP_V4_DST => out.1 = addr,
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// What [`forget`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Forgotten {
+    /// Entries in the table.
+    pub seen: usize,
+    /// Entries of the given addresses, deleted.
+    pub deleted: usize,
+}
+
+/// Deletes, in the current network namespace, every IPv4 conntrack entry
+/// whose original or reply tuple has one of `addrs` as its source or
+/// destination.
+pub fn forget(addrs: &BTreeSet<Ipv4Addr>) -> Result<Forgotten, SysError> {
+    if addrs.is_empty() {
+        return Ok(Forgotten::default());
+    }
+    let mut sock = Socket::new(NETLINK_NETFILTER).map_err(SysError::io("open ctnetlink"))?;
+    sock.bind_auto().map_err(SysError::io("bind ctnetlink"))?;
+    sock.connect(&SocketAddr::new(0, 0))
+        .map_err(SysError::io("connect ctnetlink"))?;
+    let mut req = Vec::new();
+    let start = header(&mut req, IPCTNL_MSG_CT_GET, NLM_F_DUMP, 1);
+    finish(&mut req, start);
+    sock.send(&req, 0)
+        .map_err(SysError::io("send conntrack dump"))?;
+
+    // The delete requests, each with the entry's original tuple (and zone)
+    // copied as the kernel gave them.
+    let mut deletes = Vec::new();
+    let mut count = 0;
+    let mut seen = 0;
+    'dump: loop {
+        let (data, _) = sock
+            .recv_from_full()
+            .map_err(SysError::io("receive conntrack dump"))?;
+        let mut i = 0;
+        while i + 16 <= data.len() {
+            let len = u32::from_ne_bytes([data[i], data[i + 1], data[i + 2], data[i + 3]]) as usize;
+            if len < 16 || i + len > data.len() {
+                return Err(SysError::Parse("truncated conntrack message"));
+            }
+            let ty = u16_at(&data, i + 4).unwrap_or(0);
+            let body = &data[i + 16..i + len];
+            i += (len + 3) & !3;
+            match ty {
+                NLMSG_DONE => break 'dump,
+                NLMSG_ERROR => {
+                    let err = body
+                        .get(..4)
+                        .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                        .unwrap_or(0);
+                    if err != 0 {
+                        return Err(SysError::Kernel {
+                            what: "conntrack dump",
+                            errno: -err,
+                        });
+                    }
+                    break 'dump;
+                }
+                _ => {}
+            }
+            let Some(entry) = body.get(4..) else { continue };
+            seen += 1;
+            let mut orig = None;
+            let mut zone = None;
+            let mut hit = false;
+            for (t, whole, value) in attrs(entry) {
+                match t {
+                    CTA_TUPLE_ORIG | CTA_TUPLE_REPLY => {
+                        let (s, d) = tuple_ips(value);
+                        hit |= [s, d].iter().flatten().any(|a| addrs.contains(a));
+                        if t == CTA_TUPLE_ORIG {
+                            orig = Some(whole.to_vec());
+                        }
+                    }
+                    CTA_ZONE => zone = Some(whole.to_vec()),
+                    _ => {}
+                }
+            }
+            if let (true, Some(orig)) = (hit, orig) {
+                count += 1;
+                let start = header(&mut deletes, IPCTNL_MSG_CT_DELETE, 0, 2 + count as u32);
+                deletes.extend_from_slice(&orig);
+                deletes.resize(deletes.len() + (4 - orig.len() % 4) % 4, 0);
+                if let Some(z) = zone {
+                    deletes.extend_from_slice(&z);
+                    deletes.resize(deletes.len() + (4 - z.len() % 4) % 4, 0);
+                }
+                finish(&mut deletes, start);
+            }
+        }
+    }
+    if !deletes.is_empty() {
+        // An entry that ended meanwhile answers ENOENT: harmless, and not
+        // waited for (no acknowledgements are asked).
+        sock.send(&deletes, 0)
+            .map_err(SysError::io("send conntrack deletes"))?;
+    }
+    Ok(Forgotten {
+        seen,
+        deleted: count,
+    })
+}
