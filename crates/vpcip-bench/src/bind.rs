@@ -14,8 +14,6 @@ use vpcip_model::*;
 
 use crate::{OPERATOR, ServerProcess};
 
-const CLIENT: &str = "198.51.100.10";
-
 pub async fn bind_latency(binds: usize, dir: &std::path::Path) -> anyhow::Result<()> {
     let mut w = World::new("vpbb");
     let server = ServerProcess::start(&format!("sqlite://{}/bind.db", dir.display())).await?;
@@ -78,31 +76,7 @@ pub async fn bind_latency(binds: usize, dir: &std::path::Path) -> anyhow::Result
         .await?;
 
     let router = format!("vpcr-{}", vpc.id);
-    for n in ["client", router.as_str(), "vm"] {
-        w.add_node(n);
-    }
-    w.link(
-        "client",
-        "eth0",
-        &format!("{CLIENT}/24"),
-        &router,
-        "out0",
-        "198.51.100.1/24",
-    );
-    w.link("vm", "eth0", "10.0.0.2/24", &router, "in0", "10.0.0.1/24");
-    w.exec(
-        "client",
-        &[
-            "ip",
-            "route",
-            "add",
-            "203.0.113.0/24",
-            "via",
-            "198.51.100.1",
-        ],
-    );
-    w.exec("vm", &["ip", "route", "add", "default", "via", "10.0.0.1"]);
-    w.exec(&router, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    vpcip_lab::client_router_vm(&mut w, &router, "203.0.113.0/24");
     let _echo = echo_server(&w.ns("vm"), 8080, Duration::from_secs(600));
     let exe = std::env::current_exe()?.with_file_name("vpcip");
     let agent = Command::new(&exe)

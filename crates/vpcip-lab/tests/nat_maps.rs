@@ -12,7 +12,7 @@ use vpcip_lab::{World, ask_once, echo_server};
 use vpcip_sys::netns::{in_netns, named};
 use vpcip_sys::nft::NatTable;
 
-const CLIENT: &str = "198.51.100.10";
+const CLIENT: &str = vpcip_lab::OUTSIDE_CLIENT;
 const EIP: &str = "203.0.113.100";
 const EIP2: &str = "203.0.113.101";
 const VM: &str = "10.0.0.2";
@@ -25,41 +25,9 @@ fn at(s: &str, port: u16) -> SocketAddr {
     SocketAddr::new(s.parse().unwrap(), port)
 }
 
-/// client — router — vm.
 fn world() -> World {
     let mut w = World::new("vpt");
-    for n in ["client", "router", "vm"] {
-        w.add_node(n);
-    }
-    w.link(
-        "client",
-        "eth0",
-        &format!("{CLIENT}/24"),
-        "router",
-        "out0",
-        "198.51.100.1/24",
-    );
-    w.link(
-        "vm",
-        "eth0",
-        &format!("{VM}/24"),
-        "router",
-        "in0",
-        "10.0.0.1/24",
-    );
-    w.exec(
-        "client",
-        &[
-            "ip",
-            "route",
-            "add",
-            "203.0.113.0/24",
-            "via",
-            "198.51.100.1",
-        ],
-    );
-    w.exec("vm", &["ip", "route", "add", "default", "via", "10.0.0.1"]);
-    w.exec("router", &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    vpcip_lab::client_router_vm(&mut w, "router", "203.0.113.0/24");
     w
 }
 

@@ -111,8 +111,10 @@ pub trait Resource: Serialize + DeserializeOwned + Send + Sync {
     }
 }
 
+/// `impl Resource`: the platform's kinds (no tenant), and the tenants'
+/// kinds with the field that names their parent.
 macro_rules! resource {
-    ($t:ty, $kind:expr $(, tenant)? ) => {
+    ($t:ty, $kind:expr) => {
         impl Resource for $t {
             const KIND: Kind = $kind;
             fn id(&self) -> &str {
@@ -123,66 +125,36 @@ macro_rules! resource {
             }
         }
     };
+    ($t:ty, $kind:expr, tenant $(, parent = $parent:ident)?) => {
+        impl Resource for $t {
+            const KIND: Kind = $kind;
+            fn id(&self) -> &str {
+                &self.id
+            }
+            fn name(&self) -> &str {
+                &self.name
+            }
+            fn tenant(&self) -> &str {
+                &self.tenant
+            }
+            $(fn parent(&self) -> Option<&str> {
+                Some(&self.$parent)
+            })?
+        }
+    };
 }
+
 resource!(Zone, Kind::Zone);
 resource!(HostNetwork, Kind::HostNetwork);
 resource!(Gateway, Kind::Gateway);
 resource!(Agent, Kind::Agent);
+resource!(Vpc, Kind::Vpc, tenant);
+resource!(Subnet, Kind::Subnet, tenant, parent = vpc_id);
+resource!(SecurityGroup, Kind::SecurityGroup, tenant, parent = vpc_id);
+resource!(Server, Kind::Server, tenant);
+resource!(Vip, Kind::Vip, tenant, parent = subnet_id);
+resource!(Eip, Kind::Eip, tenant, parent = subnet_id);
 
-impl Resource for Vpc {
-    const KIND: Kind = Kind::Vpc;
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn tenant(&self) -> &str {
-        &self.tenant
-    }
-}
-impl Resource for Subnet {
-    const KIND: Kind = Kind::Subnet;
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn tenant(&self) -> &str {
-        &self.tenant
-    }
-    fn parent(&self) -> Option<&str> {
-        Some(&self.vpc_id)
-    }
-}
-impl Resource for SecurityGroup {
-    const KIND: Kind = Kind::SecurityGroup;
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn tenant(&self) -> &str {
-        &self.tenant
-    }
-    fn parent(&self) -> Option<&str> {
-        Some(&self.vpc_id)
-    }
-}
-impl Resource for Server {
-    const KIND: Kind = Kind::Server;
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn tenant(&self) -> &str {
-        &self.tenant
-    }
-}
 impl Resource for Nic {
     const KIND: Kind = Kind::Nic;
     fn id(&self) -> &str {
@@ -199,36 +171,6 @@ impl Resource for Nic {
     }
     fn attached(&self) -> Option<&str> {
         self.server_id.as_deref()
-    }
-}
-impl Resource for Vip {
-    const KIND: Kind = Kind::Vip;
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn tenant(&self) -> &str {
-        &self.tenant
-    }
-    fn parent(&self) -> Option<&str> {
-        Some(&self.subnet_id)
-    }
-}
-impl Resource for Eip {
-    const KIND: Kind = Kind::Eip;
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn tenant(&self) -> &str {
-        &self.tenant
-    }
-    fn parent(&self) -> Option<&str> {
-        Some(&self.subnet_id)
     }
 }
 

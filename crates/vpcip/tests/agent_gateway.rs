@@ -17,7 +17,7 @@ use vpcip_model::desired::Agent;
 use vpcip_model::*;
 
 const OPERATOR: &str = "agent-test-operator";
-const CLIENT: &str = "198.51.100.10";
+const CLIENT: &str = vpcip_lab::OUTSIDE_CLIENT;
 
 fn vpcip() -> Command {
     Command::new(env!("CARGO_BIN_EXE_vpcip"))
@@ -139,31 +139,7 @@ async fn gateway_agent_programs_eips_from_the_api() {
     // The world: client — VPC router — VM. (The agent owns the router's NAT
     // maps; the links are the lab's until the agent builds routers.)
     let router = format!("vpcr-{}", vpc.id);
-    for n in ["client", router.as_str(), "vm"] {
-        w.add_node(n);
-    }
-    w.link(
-        "client",
-        "eth0",
-        &format!("{CLIENT}/24"),
-        &router,
-        "out0",
-        "198.51.100.1/24",
-    );
-    w.link("vm", "eth0", "10.0.0.2/24", &router, "in0", "10.0.0.1/24");
-    w.exec(
-        "client",
-        &[
-            "ip",
-            "route",
-            "add",
-            "203.0.113.0/24",
-            "via",
-            "198.51.100.1",
-        ],
-    );
-    w.exec("vm", &["ip", "route", "add", "default", "via", "10.0.0.1"]);
-    w.exec(&router, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    vpcip_lab::client_router_vm(&mut w, &router, "203.0.113.0/24");
     let _vm_server = echo_server(&w.ns("vm"), 8080, Duration::from_secs(60));
 
     let agent = start_agent(&mut w, &url);
