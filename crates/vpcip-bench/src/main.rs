@@ -9,6 +9,7 @@
 //!   and the same ratio for the in-memory free-range set of the model.
 
 mod bind;
+mod cps;
 mod dataplane;
 
 use std::process::{Child, Command, Stdio};
@@ -23,7 +24,7 @@ use vpcip_store::{Scope, Store};
 
 #[derive(Parser)]
 struct Args {
-    /// What to run: api, ipam, dataplane, bind or all.
+    /// What to run: api, ipam, dataplane, bind, cps or all.
     #[arg(default_value = "all")]
     what: String,
     /// Repeats of each measurement (the median is reported).
@@ -371,6 +372,9 @@ async fn main() -> anyhow::Result<()> {
         }
         if matches!(args.what.as_str(), "dataplane" | "all") {
             dataplane::program(args.bindings, args.repeats, &dir)?;
+        }
+        if matches!(args.what.as_str(), "cps" | "all") {
+            cps::connections(args.bindings, args.repeats, &dir)?;
         }
         if matches!(args.what.as_str(), "bind" | "all") {
             bind::bind_latency(args.binds, &dir).await?;
