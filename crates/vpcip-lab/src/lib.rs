@@ -97,6 +97,50 @@ impl World {
         self.children.len() - 1
     }
 
+    /// Keeps the world when this handle goes (a lab left running for the
+    /// user; `vpcip lab down` removes it by its prefix). Adopted processes
+    /// keep running too.
+    pub fn keep(mut self) -> String {
+        self.namespaces.clear();
+        for c in std::mem::take(&mut self.children) {
+            std::mem::forget(c);
+        }
+        self.prefix.clone()
+    }
+
+    /// Removes every namespace whose name starts with `prefix` (a world left
+    /// by `keep`, or by a crash).
+    pub fn remove_all(prefix: &str) -> usize {
+        let mut n = 0;
+        if let Ok(entries) = std::fs::read_dir("/run/netns") {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with(prefix)
+                    && Command::new("ip")
+                        .args(["netns", "del", &name])
+                        .status()
+                        .is_ok_and(|s| s.success())
+                {
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
+    /// A world with a chosen prefix (the lab's), instead of a unique one.
+    pub fn with_prefix(prefix: &str) -> World {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "network-namespace worlds must be built as root"
+        );
+        World {
+            prefix: prefix.to_string(),
+            namespaces: vec![],
+            children: vec![],
+        }
+    }
+
     /// Ends an adopted process with SIGKILL, as a crash would.
     pub fn kill(&mut self, index: usize) {
         let c = &mut self.children[index];

@@ -58,6 +58,9 @@ pub enum Command {
     Server(ServerArgs),
     /// Run a gateway or host agent: watch the controller, program the kernel.
     Agent(AgentArgs),
+    /// A small cloud in network namespaces on this machine (as root).
+    #[command(subcommand)]
+    Lab(LabCmd),
     #[command(flatten)]
     Resource(Resource),
 }
@@ -75,6 +78,37 @@ pub struct ServerArgs {
     /// environment (VPCIP_OPERATOR_TOKEN) take precedence.
     #[arg(long, env = "VPCIP_CONFIG")]
     pub config: Option<std::path::PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub enum LabCmd {
+    /// Build the world, start a controller and a gateway agent, and run the
+    /// tour (an EIP carrying HTTP from an outside client to a VM).
+    Up {
+        #[arg(long, default_value = "demo")]
+        name: String,
+    },
+    /// Stop the lab's processes and remove its namespaces (also after a crash).
+    Down {
+        #[arg(long, default_value = "demo")]
+        name: String,
+    },
+    /// Run a command inside a lab node (client, router, vm-1).
+    Exec {
+        #[arg(long, default_value = "demo")]
+        name: String,
+        node: String,
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// The lab VM's web server (started by `lab up`).
+    #[command(hide = true)]
+    Httpd {
+        #[arg(long)]
+        netns: String,
+        #[arg(long, default_value_t = 80)]
+        port: u16,
+    },
 }
 
 #[derive(ValueEnum, Clone, Copy)]

@@ -2,6 +2,7 @@
 //! of its API (`vpcip <resource> <verb>`).
 
 mod cli;
+mod lab;
 mod resources;
 mod table;
 
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Server(args) => serve(args, &cli.log_format).await,
             Command::Agent(args) => agent(args, &cli.global, &cli.log_format).await,
+            Command::Lab(cmd) => lab::run(cmd).await,
             Command::Resource(cmd) => resources::run(cmd, &cli.global).await,
         }
     });

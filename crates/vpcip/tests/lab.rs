@@ -1,0 +1,73 @@
+//! The README's first command: `vpcip lab up` builds the world, starts a
+//! controller and a gateway agent, and shows an EIP carrying HTTP; `lab
+//! exec` runs commands in its nodes; `lab down` leaves nothing behind.
+
+#![allow(clippy::unwrap_used)] // tests panic on the unexpected, by design
+
+use std::process::Command;
+
+fn vpcip(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_vpcip"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Takes the lab down even when an assertion fails.
+struct Down(String);
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        let _ = vpcip(&["lab", "down", "--name", &self.0]);
+    }
+}
+
+#[test]
+fn lab_up_exec_down() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the lab needs root (scripts/test runs as root)"
+    );
+    let name = format!("t{}", std::process::id());
+    let _down = Down(name.clone());
+    let up = vpcip(&["lab", "up", "--name", &name]);
+    let out = String::from_utf8_lossy(&up.stdout);
+    assert!(
+        up.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    assert!(out.contains("hello from"), "{out}");
+    assert!(
+        out.contains("you are 198.51.100.10"),
+        "the VM sees the client's address: {out}"
+    );
+    // A second `up` of the same lab is refused.
+    assert!(!vpcip(&["lab", "up", "--name", &name]).status.success());
+    // exec in the router: the NAT maps hold the EIP.
+    let nft = vpcip(&[
+        "lab",
+        "exec",
+        "--name",
+        &name,
+        "router",
+        "--",
+        "nft",
+        "list",
+        "map",
+        "ip",
+        "vpcip_nat",
+        "eip_dnat",
+    ]);
+    assert!(String::from_utf8_lossy(&nft.stdout).contains("203.0.113.1 : 10.0.0.2"));
+    assert!(
+        !vpcip(&["lab", "exec", "--name", &name, "nowhere", "--", "true"])
+            .status
+            .success()
+    );
+    let down = vpcip(&["lab", "down", "--name", &name]);
+    assert!(down.status.success());
+    let left = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&left.stdout).contains(&format!("vl-{name}-")));
+    assert!(!std::path::Path::new(&format!("/run/vpcip-lab/{name}")).exists());
+}
