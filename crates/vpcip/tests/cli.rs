@@ -1,0 +1,215 @@
+//! The CLI against a real `vpcip server` process: VPCIP_URL and VPCIP_TOKEN,
+//! tables for people, `-o json` for scripts, exit code 2 with the API's
+//! message when the API refuses, 1 when it cannot be reached.
+
+#![allow(clippy::unwrap_used)] // tests panic on the unexpected, by design
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+const OPERATOR: &str = "cli-test-operator";
+
+struct Server {
+    child: Child,
+    url: String,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn start() -> Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = std::env::temp_dir().join(format!("vpcip-cli-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_vpcip"))
+        .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--db"])
+        .arg(format!("sqlite://{}/vpcip.db", dir.display()))
+        .env("VPCIP_OPERATOR_TOKEN", OPERATOR)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let s = Server {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        dir,
+    };
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("vpcip server did not start");
+}
+
+fn cli(s: &Server, token: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vpcip"))
+        .args(args)
+        .env("VPCIP_URL", &s.url)
+        .env("VPCIP_TOKEN", token)
+        .output()
+        .unwrap()
+}
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn cli_session() {
+    let s = start();
+    let op = |args: &[&str]| cli(&s, OPERATOR, args);
+    ok(&op(&["zone", "create", "z1"]));
+    ok(&op(&[
+        "host-network",
+        "create",
+        "underlay",
+        "192.168.201.0/24",
+    ]));
+    ok(&op(&[
+        "gateway",
+        "register",
+        "allinone",
+        "--address",
+        "192.168.201.20",
+    ]));
+    let seg = ok(&op(&[
+        "subnet",
+        "create",
+        "eip-seg",
+        "--type",
+        "eip",
+        "--range",
+        "192.168.202.1-192.168.202.254",
+        "--prefix-len",
+        "24",
+    ]));
+    assert!(
+        seg.contains("192.168.202.0/24  192.168.201.20  allinone"),
+        "the static route is printed: {seg}"
+    );
+
+    // A refusal: exit code 2 and the API's message on stderr.
+    let bad = op(&[
+        "subnet",
+        "create",
+        "bad",
+        "--type",
+        "eip",
+        "--cidr",
+        "192.168.201.0/24",
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("EIP segment 192.168.201.0/24 overlaps host network 192.168.201.0/24"),
+        "{err}"
+    );
+    assert!(err.contains("segment_overlaps_host_network"), "{err}");
+
+    // A tenant's token, from -o json.
+    let tok: serde_json::Value = serde_json::from_str(&ok(&op(&[
+        "token", "create", "--tenant", "acme", "-o", "json",
+    ])))
+    .unwrap();
+    let secret = tok["secret"].as_str().unwrap().to_string();
+    let t = |args: &[&str]| cli(&s, &secret, args);
+    ok(&t(&["vpc", "create", "vpc1", "--cidr", "10.0.0.0/8"]));
+    ok(&t(&[
+        "subnet",
+        "create",
+        "sw1",
+        "--vpc",
+        "vpc1",
+        "--zone",
+        "z1",
+        "--cidr",
+        "10.0.0.0/24",
+    ]));
+    ok(&t(&["vm", "create", "vm-1", "--subnet", "sw1"]));
+    let eip: serde_json::Value = serde_json::from_str(&ok(&t(&[
+        "eip",
+        "create",
+        "--bandwidth",
+        "10",
+        "--server",
+        "vm-1",
+        "-o",
+        "json",
+    ])))
+    .unwrap();
+    assert_eq!(eip["ip"], "192.168.202.1");
+    assert_eq!(eip["private_ip"], "10.0.0.2");
+    let table = ok(&t(&["eip", "list"]));
+    assert!(table.starts_with("ID "), "{table}");
+    assert!(table.contains("192.168.202.1  10 Mbit/s  nat"), "{table}");
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(&t(&["eip", "list", "-o", "json"]))).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+
+    // Tenants do not see each other, and operator commands are refused.
+    let forbidden = t(&["zone", "create", "z9"]);
+    assert_eq!(forbidden.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&forbidden.stderr)
+            .contains("only the platform operator may create zones")
+    );
+
+    // Unknown token, then no server at all.
+    let anon = cli(&s, "vpcip_forged", &["eip", "list"]);
+    assert_eq!(anon.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&anon.stderr).contains("unauthorized"));
+    let gone = Command::new(env!("CARGO_BIN_EXE_vpcip"))
+        .args(["zone", "list", "--url", "http://127.0.0.1:9"])
+        .env("VPCIP_TOKEN", OPERATOR)
+        .output()
+        .unwrap();
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("cannot reach the vpcip API"));
+
+    // --help lists every resource command.
+    let help = ok(&Command::new(env!("CARGO_BIN_EXE_vpcip"))
+        .arg("--help")
+        .output()
+        .unwrap());
+    for c in [
+        "server",
+        "agent",
+        "lab",
+        "zone",
+        "host-network",
+        "gateway",
+        "host",
+        "route",
+        "vpc",
+        "subnet",
+        "sg",
+        "vm",
+        "nic",
+        "vip",
+        "eip",
+        "token",
+    ] {
+        assert!(
+            help.contains(&format!("  {c} ")),
+            "--help lacks {c}: {help}"
+        );
+    }
+}
