@@ -167,7 +167,7 @@ mod tests {
             id: id.into(),
             tenant: "t".into(),
             name: id.into(),
-            cidr: "10.0.0.0/8".parse().unwrap_or_else(|_| unreachable!()),
+            cidr: "10.0.0.0/8".parse().unwrap(),
             secondary_cidrs: vec![],
             is_default: default,
         };
@@ -176,13 +176,13 @@ mod tests {
             tenant: "t".into(),
             name: String::new(),
             subnet_id: "seg".into(),
-            ip: ip.parse().unwrap_or_else(|_| unreachable!()),
+            ip: ip.parse().unwrap(),
             bandwidth_mbps: 1,
             mode,
             nic_id: None,
             vip_id: None,
             server_id: None,
-            private_ip: private.map(|p| p.parse().unwrap_or_else(|_| unreachable!())),
+            private_ip: private.map(|p| p.parse().unwrap()),
             vpc_id: vpc.map(Into::into),
         };
         let eips = [
