@@ -296,7 +296,7 @@ pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 pub const OUTSIDE_CLIENT: &str = "198.51.100.10";
 
 /// The smallest EIP world: an outside client (198.51.100.10/24) — a router
-/// (198.51.100.1 outside, 10.0.0.1/24 inside, forwarding) — a VM
+/// (198.51.100.1 on its uplink, 10.0.0.1/24 inside, forwarding) — a VM
 /// (10.0.0.2/24). The client routes `eip_segment` to the router.
 pub fn client_router_vm(w: &mut World, router: &str, eip_segment: &str) {
     for n in ["client", router, "vm"] {
@@ -307,7 +307,7 @@ pub fn client_router_vm(w: &mut World, router: &str, eip_segment: &str) {
         "eth0",
         &format!("{OUTSIDE_CLIENT}/24"),
         router,
-        "out0",
+        vpcip_sys::nft::UPLINK,
         "198.51.100.1/24",
     );
     w.link("vm", "eth0", "10.0.0.2/24", router, "in0", "10.0.0.1/24");

@@ -45,8 +45,25 @@ fn eip_nat_maps_carry_real_traffic() {
         ruleset.contains("dnat to ip daddr map @eip_dnat"),
         "{ruleset}"
     );
-    assert!(
-        ruleset.contains("snat to ip saddr map @eip_snat"),
+    // In this order: hairpin (map, then masquerade), outbound (map, then the
+    // default SNAT).
+    let postrouting: Vec<&str> = ruleset
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            (l.contains("snat") || l.contains("masquerade"))
+                && !l.contains("hook")
+                && !l.starts_with("map ")
+        })
+        .collect();
+    assert_eq!(
+        postrouting,
+        [
+            "iifname != \"up0\" oifname != \"up0\" ct status dnat snat to ip saddr map @eip_snat",
+            "iifname != \"up0\" oifname != \"up0\" ct status dnat masquerade",
+            "oifname \"up0\" snat to ip saddr map @eip_snat",
+            "oifname \"up0\" masquerade",
+        ],
         "{ruleset}"
     );
 
@@ -76,6 +93,12 @@ fn eip_nat_maps_carry_real_traffic() {
     assert_eq!(
         ask_once(&vm, at(CLIENT, 9090), "out").as_deref(),
         Some(format!("{EIP} out").as_str())
+    );
+
+    // Hairpin: the VM reaches its own EIP, and sees it as the source.
+    assert_eq!(
+        ask_once(&vm, at(EIP, 8080), "hairpin").as_deref(),
+        Some(format!("{EIP} hairpin").as_str())
     );
 
     // Drift: an element deleted by hand is found and put back; the SNAT
@@ -168,5 +191,12 @@ fn eip_nat_maps_carry_real_traffic() {
         established.ask("c"),
         None,
         "forgotten: the old mapping no longer holds"
+    );
+
+    // Without an EIP the VM still reaches the outside, through the router's
+    // default SNAT (the uplink's address).
+    assert_eq!(
+        ask_once(&vm, at(CLIENT, 9090), "default").as_deref(),
+        Some("198.51.100.1 default")
     );
 }

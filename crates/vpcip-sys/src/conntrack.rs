@@ -95,6 +95,21 @@ pub fn forget(addrs: &BTreeSet<Ipv4Addr>) -> Result<Forgotten, SysError> {
     if addrs.is_empty() {
         return Ok(Forgotten::default());
     }
+    // A dump taken while connections come and go may miss an entry: go
+    // over the table again until a pass finds nothing left to delete.
+    let mut total = Forgotten::default();
+    for _ in 0..4 {
+        let pass = forget_once(addrs)?;
+        total.seen = total.seen.max(pass.seen);
+        total.deleted += pass.deleted;
+        if pass.deleted == 0 {
+            break;
+        }
+    }
+    Ok(total)
+}
+
+fn forget_once(addrs: &BTreeSet<Ipv4Addr>) -> Result<Forgotten, SysError> {
     let mut sock = Socket::new(NETLINK_NETFILTER).map_err(SysError::io("open ctnetlink"))?;
     sock.bind_auto().map_err(SysError::io("bind ctnetlink"))?;
     sock.connect(&SocketAddr::new(0, 0))

@@ -1,28 +1,27 @@
-//! The EIP 1:1 NAT in nftables, over netlink: one table `ip vpcip_nat` with
-//! two maps, `eip_dnat` (EIP → private) and `eip_snat` (private → EIP), and
-//! two rules that never change:
-//!
-//! ```text
-//! chain prerouting  { type nat hook prerouting priority dstnat; dnat to ip daddr map @eip_dnat }
-//! chain postrouting { type nat hook postrouting priority srcnat; snat to ip saddr map @eip_snat }
-//! ```
+//! The EIP 1:1 NAT in nftables, over netlink: one table `ip vpcip_nat` per
+//! VPC router with two maps, `eip_dnat` (EIP → private) and `eip_snat`
+//! (private → EIP), and a fixed set of rules (see [`nat_rules`]): DNAT by the
+//! map; SNAT by the map and a default masquerade on the uplink; hairpin
+//! (a VM reaching an EIP of its own VPC) by the same map or a masquerade.
 //!
 //! A bind or unbind is an element added or removed, in one netlink
 //! transaction; per-packet cost does not grow with the number of EIPs.
-//! Messages are built with netlink-packet-netfilter; the `nat` expression,
-//! which it does not type, is built from its raw attributes. Dumps are parsed
-//! with a small parser of our own (the crate's typed parser is quadratic in
-//! message size; see NFTABLES.md).
+//! Messages are built with netlink-packet-netfilter; the `nat`, `ct` and
+//! `masq` expressions, which it does not type, from their raw attributes, and
+//! set elements by hand ([`encode_elements`]). Dumps are parsed with a small
+//! parser of our own (the crate's typed parser is quadratic in message size;
+//! see NFTABLES.md).
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use netlink_packet_core::{
-    DefaultNla, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST, NetlinkMessage,
+    DefaultNla, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST, NetlinkMessage,
 };
 use netlink_packet_netfilter::nftables::{
-    ChainAttribute, ChainMessage, Expressions, Hook, InetHookNumber, Lookup, NfTablesMessage,
-    Payload, Register, RuleAttribute, RuleMessage, SetAttribute, SetElementList, SetElementMessage,
+    Bitwise, ChainAttribute, ChainMessage, Cmp, DataAttribute, ExpressionAttribute, Expressions,
+    Hook, InetHookNumber, ListAttribute, Lookup, Meta, MetaKey, NfTablesMessage, Operator, Payload,
+    Register, RuleAttribute, RuleMessage, SetAttribute, SetElementList, SetElementMessage,
     SetFlags, SetMessage, TableAttribute, TableMessage,
 };
 use netlink_packet_netfilter::none::ControlMessage;
@@ -81,39 +80,146 @@ fn be32(v: u32) -> Vec<u8> {
     v.to_be_bytes().to_vec()
 }
 
-/// `dnat to ip daddr map @eip_dnat` / `snat to ip saddr map @eip_snat`.
-fn nat_rule(chain: &str, map: &str, map_id: u32, offset: u32, nat_type: u32) -> NfTablesMessage {
+/// The router's uplink (towards the gateway and the physical network):
+/// outbound NAT happens only there.
+pub const UPLINK: &str = "up0";
+
+type Expr = ListAttribute<ExpressionAttribute>;
+
+fn rule(chain: &str, exprs: Vec<Expr>) -> NfTablesMessage {
     NfTablesMessage::NewRule(RuleMessage {
         attributes: vec![
             RuleAttribute::Table(TABLE.into()),
             RuleAttribute::Chain(chain.into()),
-            RuleAttribute::Expressions(vec![
-                Expressions::Payload(vec![
-                    Payload::DestinationRegister(Register::Reg1),
-                    Payload::Base(1), // network header
-                    Payload::Offset(offset),
-                    Payload::Len(4),
-                ])
-                .into(),
-                Expressions::Lookup(vec![
-                    Lookup::Set(map.into()),
-                    Lookup::SetId(map_id),
-                    Lookup::SourceRegister(Register::Reg1),
-                    Lookup::DestinationRegister(Register::Reg1),
-                ])
-                .into(),
-                Expressions::Other {
-                    expression_type: "nat".into(),
-                    attributes: vec![
-                        DefaultNla::new(1, be32(nat_type)), // NFTA_NAT_TYPE
-                        DefaultNla::new(2, be32(2)),        // NFTA_NAT_FAMILY: NFPROTO_IPV4
-                        DefaultNla::new(3, be32(1)),        // NFTA_NAT_REG_ADDR_MIN: reg 1
-                    ],
-                }
-                .into(),
-            ]),
+            RuleAttribute::Expressions(exprs),
         ],
     })
+}
+
+/// `iifname`/`oifname` `==`/`!=` NAME.
+fn ifname(key: MetaKey, op: Operator, name: &str) -> Vec<Expr> {
+    let mut padded = name.as_bytes().to_vec();
+    padded.resize(16, 0); // IFNAMSIZ: an exact match
+    vec![
+        Expressions::Meta(vec![
+            Meta::Key(key),
+            Meta::DestinationRegister(Register::Reg1),
+        ])
+        .into(),
+        Expressions::Cmp(vec![
+            Cmp::SourceRegister(Register::Reg1),
+            Cmp::Op(op),
+            Cmp::Data(DataAttribute::Value(padded)),
+        ])
+        .into(),
+    ]
+}
+
+/// `ct status dnat`: the connection's destination was translated.
+fn ct_dnat() -> Vec<Expr> {
+    const NFT_CT_STATUS: u32 = 2;
+    const IPS_DST_NAT: u32 = 1 << 5;
+    vec![
+        Expressions::Other {
+            expression_type: "ct".into(),
+            attributes: vec![
+                DefaultNla::new(1, be32(1)),             // NFTA_CT_DREG: reg 1
+                DefaultNla::new(2, be32(NFT_CT_STATUS)), // NFTA_CT_KEY
+            ],
+        }
+        .into(),
+        Expressions::Bitwise(vec![
+            Bitwise::SourceRegister(Register::Reg1),
+            Bitwise::DestinationRegister(Register::Reg1),
+            Bitwise::Length(4),
+            Bitwise::Mask(DataAttribute::Value(IPS_DST_NAT.to_ne_bytes().to_vec())),
+            Bitwise::Xor(DataAttribute::Value(vec![0; 4])),
+        ])
+        .into(),
+        Expressions::Cmp(vec![
+            Cmp::SourceRegister(Register::Reg1),
+            Cmp::Op(Operator::NotEqual),
+            Cmp::Data(DataAttribute::Value(vec![0; 4])),
+        ])
+        .into(),
+    ]
+}
+
+/// `dnat to ip daddr map @eip_dnat` / `snat to ip saddr map @eip_snat`.
+fn map_nat(map: &str, map_id: u32, offset: u32, nat_type: u32) -> Vec<Expr> {
+    vec![
+        Expressions::Payload(vec![
+            Payload::DestinationRegister(Register::Reg1),
+            Payload::Base(1), // network header
+            Payload::Offset(offset),
+            Payload::Len(4),
+        ])
+        .into(),
+        Expressions::Lookup(vec![
+            Lookup::Set(map.into()),
+            Lookup::SetId(map_id),
+            Lookup::SourceRegister(Register::Reg1),
+            Lookup::DestinationRegister(Register::Reg1),
+        ])
+        .into(),
+        Expressions::Other {
+            expression_type: "nat".into(),
+            attributes: vec![
+                DefaultNla::new(1, be32(nat_type)), // NFTA_NAT_TYPE
+                DefaultNla::new(2, be32(2)),        // NFTA_NAT_FAMILY: NFPROTO_IPV4
+                DefaultNla::new(3, be32(1)),        // NFTA_NAT_REG_ADDR_MIN: reg 1
+            ],
+        }
+        .into(),
+    ]
+}
+
+fn masquerade() -> Vec<Expr> {
+    vec![
+        Expressions::Other {
+            expression_type: "masq".into(),
+            attributes: vec![],
+        }
+        .into(),
+    ]
+}
+
+/// The router's NAT rules, fixed whatever the number of EIPs:
+///
+/// ```text
+/// prerouting:  dnat to ip daddr map @eip_dnat
+/// postrouting: iifname != up0 oifname != up0 ct status dnat snat to ip saddr map @eip_snat   # hairpin, from a VM with an EIP
+///              iifname != up0 oifname != up0 ct status dnat masquerade                      # hairpin, from a VM without
+///              oifname == up0 snat to ip saddr map @eip_snat                                # outbound with the EIP
+///              oifname == up0 masquerade                                                    # default SNAT
+/// ```
+fn nat_rules() -> Vec<NfTablesMessage> {
+    const DNAT: u32 = 1;
+    const SNAT: u32 = 0;
+    let hairpin = || {
+        let mut v = ifname(MetaKey::Iifname, Operator::NotEqual, UPLINK);
+        v.extend(ifname(MetaKey::Oifname, Operator::NotEqual, UPLINK));
+        v.extend(ct_dnat());
+        v
+    };
+    let uplink = || ifname(MetaKey::Oifname, Operator::Equal, UPLINK);
+    let with = |mut a: Vec<Expr>, b: Vec<Expr>| {
+        a.extend(b);
+        a
+    };
+    vec![
+        rule("prerouting", map_nat(DNAT_MAP, 1, 16, DNAT)),
+        rule(
+            "postrouting",
+            with(hairpin(), map_nat(SNAT_MAP, 2, 12, SNAT)),
+        ),
+        rule("postrouting", with(hairpin(), masquerade())),
+        rule(
+            "postrouting",
+            with(uplink(), map_nat(SNAT_MAP, 2, 12, SNAT)),
+        ),
+        rule("postrouting", with(uplink(), masquerade())),
+    ]
 }
 
 fn nat_chain(name: &str, hook: InetHookNumber, priority: i32) -> NfTablesMessage {
@@ -260,9 +366,15 @@ impl NatTable {
             &mut self.seq,
         );
         for m in msgs {
+            // Rules go after the ones already there, in the order given.
+            let f = if matches!(m, NfTablesMessage::NewRule(_)) {
+                flags | NLM_F_APPEND
+            } else {
+                flags
+            };
             push_message(
                 &mut buf,
-                &mut nft_message(NetfilterProtoFamily::IPv4, m, flags),
+                &mut nft_message(NetfilterProtoFamily::IPv4, m, f),
                 &mut self.seq,
             );
         }
@@ -310,9 +422,10 @@ impl NatTable {
                 map(SNAT_MAP, 2),
                 nat_chain("prerouting", InetHookNumber::PreRouting, -100),
                 nat_chain("postrouting", InetHookNumber::PostRouting, 100),
-                nat_rule("prerouting", DNAT_MAP, 1, 16, 1), // daddr, NFT_NAT_DNAT
-                nat_rule("postrouting", SNAT_MAP, 2, 12, 0), // saddr, NFT_NAT_SNAT
-            ],
+            ]
+            .into_iter()
+            .chain(nat_rules())
+            .collect(),
             NLM_F_CREATE,
         )?;
         Ok(true)
