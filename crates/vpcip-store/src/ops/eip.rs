@@ -7,7 +7,7 @@ use vpcip_model::rules::{self, ResolvedTarget};
 use vpcip_model::*;
 
 use super::compute::{NicSpec, make_nic};
-use super::network::{default_sg_name, must_own};
+use super::network::{default_sg_name, insert_subnet, must_own};
 use crate::db::{Claim, Resource, Scope, Tx, new_id};
 use crate::{Store, StoreError};
 
@@ -440,24 +440,8 @@ impl Store {
                     };
                     let host_networks: Vec<HostNetwork> = tx.all().await?;
                     let plan = rules::plan_subnet(&creq, &vpc, &siblings, &host_networks)?;
-                    let mut s = Subnet {
-                        id: new_id(Kind::Subnet),
-                        tenant: vpc.tenant.clone(),
-                        name: creq.name.clone(),
-                        vpc_id: vpc.id.clone(),
-                        zone_id: Some(zone.id),
-                        kind: SubnetKind::Guest,
-                        cidr: plan.cidr,
-                        range_start: plan.range.start(),
-                        range_end: plan.range.end(),
-                        gateway: plan.gateway,
-                        total: plan.range.len(),
-                        used: 0,
-                    };
-                    tx.insert(&s).await?;
-                    tx.open_pool(&mut s, &plan.reserved).await?;
-                    tx.update(&s).await?;
-                    s
+                    insert_subnet(tx, new_id(Kind::Subnet), &vpc, Some(zone.id), &creq, &plan)
+                        .await?
                 }
             };
             // Step 3: the ENI whose primary IP is the EIP.

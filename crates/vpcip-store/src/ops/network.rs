@@ -197,23 +197,7 @@ impl Store {
             let siblings: Vec<Subnet> = tx.children(&vpc.id).await?;
             let host_networks: Vec<HostNetwork> = tx.all().await?;
             let plan = rules::plan_subnet(req, &vpc, &siblings, &host_networks)?;
-            let mut subnet = Subnet {
-                id,
-                tenant: vpc.tenant.clone(),
-                name: req.name.clone(),
-                vpc_id: vpc.id.clone(),
-                zone_id: zone.map(|z| z.id),
-                kind: req.kind,
-                cidr: plan.cidr,
-                range_start: plan.range.start(),
-                range_end: plan.range.end(),
-                gateway: plan.gateway,
-                total: plan.range.len(),
-                used: 0,
-            };
-            tx.insert(&subnet).await?;
-            tx.open_pool(&mut subnet, &plan.reserved).await?;
-            tx.update(&subnet).await?;
+            let subnet = insert_subnet(&mut tx, id, &vpc, zone.map(|z| z.id), req, &plan).await?;
             let physical_routes = eip_routes(&mut tx, &subnet).await?;
             tx.commit().await?;
             let warnings = if subnet.kind == SubnetKind::Eip && physical_routes.is_empty() {
@@ -330,6 +314,36 @@ impl Store {
         })
         .await
     }
+}
+
+/// Writes a planned subnet and opens its address pool (the reserved
+/// addresses taken).
+pub(crate) async fn insert_subnet(
+    tx: &mut Tx,
+    id: String,
+    vpc: &Vpc,
+    zone_id: Option<String>,
+    req: &CreateSubnet,
+    plan: &rules::SubnetPlan,
+) -> Result<Subnet, StoreError> {
+    let mut subnet = Subnet {
+        id,
+        tenant: vpc.tenant.clone(),
+        name: req.name.clone(),
+        vpc_id: vpc.id.clone(),
+        zone_id,
+        kind: req.kind,
+        cidr: plan.cidr,
+        range_start: plan.range.start(),
+        range_end: plan.range.end(),
+        gateway: plan.gateway,
+        total: plan.range.len(),
+        used: 0,
+    };
+    tx.insert(&subnet).await?;
+    tx.open_pool(&mut subnet, &plan.reserved).await?;
+    tx.update(&subnet).await?;
+    Ok(subnet)
 }
 
 pub(crate) fn default_sg_name(vpc_name: &str) -> String {
