@@ -18,42 +18,13 @@ pub async fn bind_latency(binds: usize, dir: &std::path::Path) -> anyhow::Result
     let mut w = World::new("vpbb");
     let server = ServerProcess::start(&format!("sqlite://{}/bind.db", dir.display())).await?;
     let op = Client::new(&server.url, Some(OPERATOR));
-    let _: Zone = op
-        .post("/v1/zones", &CreateZone { name: "z1".into() })
-        .await?;
-    op.create_subnet(&CreateSubnet {
-        name: "seg".into(),
-        kind: SubnetKind::Eip,
-        cidr: Some("203.0.113.0/24".parse()?),
-        ..Default::default()
-    })
-    .await?;
-    let vpc: Vpc = op
-        .post(
-            "/v1/vpcs",
-            &CreateVpc {
-                name: "v1".into(),
-                cidr: "10.0.0.0/16".parse()?,
-                secondary_cidrs: vec![],
-                tenant: Some("bench".into()),
-                client_token: None,
-            },
-        )
-        .await?;
-    op.create_subnet(&CreateSubnet {
-        name: "sw1".into(),
-        vpc: Some("v1".into()),
-        zone: Some("z1".into()),
-        cidr: Some("10.0.0.0/24".parse()?),
-        ..Default::default()
-    })
-    .await?;
+    let vpc = crate::bench_world(&op, "203.0.113.0/24", "10.0.0.0/16", "10.0.0.0/24").await?;
     let vm: vpcip_model::Server = op
         .post(
             "/v1/servers",
             &CreateServer {
                 name: "vm-1".into(),
-                subnet: "sw1".into(),
+                subnet: "sw".into(),
                 ..Default::default()
             },
         )

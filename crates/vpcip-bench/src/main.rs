@@ -122,30 +122,30 @@ impl Drop for ServerProcess {
     }
 }
 
-async fn api_bench(
-    backend: &str,
-    args: &Args,
-    dir: &std::path::Path,
-) -> anyhow::Result<Vec<(usize, f64, Vec<f64>)>> {
-    let db = fresh_url(backend, dir).await?;
-    let server = ServerProcess::start(&db).await?;
-    let op = Client::new(&server.url, Some(OPERATOR));
+/// Through the API: zone `z1`, an EIP segment `seg`, and tenant `bench`'s
+/// VPC `v` with one subnet `sw` in `z1` (the benchmarks' common world).
+pub(crate) async fn bench_world(
+    op: &Client,
+    segment: &str,
+    vpc_cidr: &str,
+    subnet_cidr: &str,
+) -> anyhow::Result<Vpc> {
     let _: Zone = op
         .post("/v1/zones", &CreateZone { name: "z1".into() })
         .await?;
     op.create_subnet(&CreateSubnet {
         name: "seg".into(),
         kind: SubnetKind::Eip,
-        cidr: Some("100.64.0.0/16".parse()?),
+        cidr: Some(segment.parse()?),
         ..Default::default()
     })
     .await?;
-    let _: Vpc = op
+    let vpc: Vpc = op
         .post(
             "/v1/vpcs",
             &CreateVpc {
                 name: "v".into(),
-                cidr: "10.0.0.0/8".parse()?,
+                cidr: vpc_cidr.parse()?,
                 secondary_cidrs: vec![],
                 tenant: Some("bench".into()),
                 client_token: None,
@@ -156,10 +156,22 @@ async fn api_bench(
         name: "sw".into(),
         vpc: Some("v".into()),
         zone: Some("z1".into()),
-        cidr: Some("10.0.0.0/16".parse()?),
+        cidr: Some(subnet_cidr.parse()?),
         ..Default::default()
     })
     .await?;
+    Ok(vpc)
+}
+
+async fn api_bench(
+    backend: &str,
+    args: &Args,
+    dir: &std::path::Path,
+) -> anyhow::Result<Vec<(usize, f64, Vec<f64>)>> {
+    let db = fresh_url(backend, dir).await?;
+    let server = ServerProcess::start(&db).await?;
+    let op = Client::new(&server.url, Some(OPERATOR));
+    bench_world(&op, "100.64.0.0/16", "10.0.0.0/8", "10.0.0.0/16").await?;
     let tok: Token = op
         .post(
             "/v1/tokens",

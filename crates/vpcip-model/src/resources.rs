@@ -31,20 +31,6 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 11] = [
-        Kind::Zone,
-        Kind::HostNetwork,
-        Kind::Gateway,
-        Kind::Vpc,
-        Kind::Subnet,
-        Kind::SecurityGroup,
-        Kind::Server,
-        Kind::Nic,
-        Kind::Vip,
-        Kind::Eip,
-        Kind::Agent,
-    ];
-
     /// Name used in the store and in messages.
     pub fn as_str(self) -> &'static str {
         match self {
