@@ -2,6 +2,7 @@
 //! computed from the resources by pure functions. Agents receive it whole
 //! (level-triggered), so a restarted or drifted agent converges by diffing.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
@@ -68,7 +69,9 @@ pub struct AgentReport {
     pub error: Option<String>,
 }
 
-/// One EIP's 1:1 NAT on a VPC router.
+/// One EIP's 1:1 NAT on a VPC router. A visible-mode EIP is an identity
+/// entry (EIP → EIP): the router's rules then pass it untranslated, and its
+/// connections are tracked like every other EIP's.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq, PartialOrd, Ord)]
 pub struct NatEntry {
     #[schema(value_type = String)]
@@ -78,9 +81,21 @@ pub struct NatEntry {
     pub eip_id: String,
 }
 
+/// A subnet's L2 domain: its VXLAN network identifier and the VTEPs (the
+/// underlay addresses of the other nodes with a port in it) that broadcast,
+/// unknown-unicast and multicast frames are replicated to.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct L2Domain {
+    pub subnet_id: String,
+    pub vni: u32,
+    #[schema(value_type = Vec<String>)]
+    pub vteps: Vec<Ipv4Addr>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 pub struct RouterSubnet {
-    pub subnet_id: String,
+    #[serde(flatten)]
+    pub l2: L2Domain,
     #[schema(value_type = String)]
     pub cidr: Ipv4Net,
     #[schema(value_type = Option<String>)]
@@ -91,10 +106,14 @@ pub struct RouterSubnet {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 pub struct VpcRouter {
     pub vpc_id: String,
+    /// The router's number: its link to the gateway node is
+    /// [`router_link`]`(index)`.
+    pub index: u32,
     pub subnets: Vec<RouterSubnet>,
-    /// NAT-mode EIPs bound in this VPC.
+    /// The EIPs bound in this VPC, NAT and visible mode (the latter as
+    /// identity entries); the gateway node routes each to this router.
     pub nat: Vec<NatEntry>,
-    /// Visible-mode EIPs, routed untranslated to their NIC.
+    /// The visible-mode EIPs among them.
     #[schema(value_type = Vec<String>)]
     pub visible: Vec<Ipv4Addr>,
 }
@@ -102,6 +121,32 @@ pub struct VpcRouter {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq, Default)]
 pub struct GatewayState {
     pub routers: Vec<VpcRouter>,
+    /// The EIP segments: addresses in them that are not bound are
+    /// unreachable at the gateway rather than sent back to the physical
+    /// network.
+    #[schema(value_type = Vec<String>)]
+    pub eip_segments: Vec<Ipv4Net>,
+}
+
+/// A VM's port on a host: the NIC's link (made by the hypervisor, named
+/// [`port_ifname`]) joined to its subnet's L2 domain.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct HostPort {
+    pub nic_id: String,
+    pub ifname: String,
+    pub vni: u32,
+    pub mac: String,
+    /// The addresses the NIC may send from: its own and its VIPs'.
+    #[schema(value_type = Vec<String>)]
+    pub ips: Vec<Ipv4Addr>,
+    /// When false, the NIC may send from any address (routers, NAT VMs).
+    pub source_dest_check: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq, Default)]
+pub struct HostState {
+    pub domains: Vec<L2Domain>,
+    pub ports: Vec<HostPort>,
 }
 
 /// What an agent gets: the store's revision and its whole desired state.
@@ -109,69 +154,262 @@ pub struct GatewayState {
 pub struct Desired {
     pub revision: i64,
     pub gateway: Option<GatewayState>,
+    pub host: Option<HostState>,
 }
 
-/// The gateway's desired state: one router per tenant VPC, with its guest
-/// subnets and the EIPs bound in it.
-pub fn gateway_state(vpcs: &[Vpc], subnets: &[Subnet], eips: &[Eip]) -> GatewayState {
-    let routers = vpcs
-        .iter()
-        .filter(|v| !v.is_default)
-        .map(|v| {
-            let mut nat: Vec<NatEntry> = eips
-                .iter()
-                .filter(|e| e.vpc_id.as_deref() == Some(v.id.as_str()) && e.mode == EipMode::Nat)
-                .filter_map(|e| {
-                    e.private_ip.map(|p| NatEntry {
-                        eip: e.ip,
-                        private_ip: p,
-                        eip_id: e.id.clone(),
-                    })
-                })
-                .collect();
-            nat.sort();
-            let mut visible: Vec<Ipv4Addr> = eips
-                .iter()
-                .filter(|e| {
-                    e.vpc_id.as_deref() == Some(v.id.as_str()) && e.mode == EipMode::Visible
-                })
-                .map(|e| e.ip)
-                .collect();
-            visible.sort();
-            VpcRouter {
-                vpc_id: v.id.clone(),
-                subnets: subnets
-                    .iter()
-                    .filter(|s| s.vpc_id == v.id && s.kind == SubnetKind::Guest)
-                    .map(|s| RouterSubnet {
-                        subnet_id: s.id.clone(),
-                        cidr: s.cidr,
-                        gateway: s.gateway,
-                    })
-                    .collect(),
-                nat,
-                visible,
+/// Router links are /31s in 169.254.0.0/16; number 0 is not used.
+pub const MAX_ROUTERS: u32 = (1 << 15) - 1;
+
+/// The addresses of router `index`'s link: the gateway node's end and the
+/// router's (`up0`) end of a /31.
+pub fn router_link(index: u32) -> (Ipv4Addr, Ipv4Addr) {
+    let base = u32::from(Ipv4Addr::new(169, 254, 0, 0)) + 2 * (index & MAX_ROUTERS);
+    (Ipv4Addr::from(base), Ipv4Addr::from(base + 1))
+}
+
+/// The link-local block the router links are numbered from: the gateway
+/// node masquerades what leaves it from there (the VPCs' default SNAT).
+pub fn router_links_block() -> Ipv4Net {
+    Ipv4Net::new(Ipv4Addr::new(169, 254, 0, 0), 16).unwrap_or_default()
+}
+
+/// The tail of a resource ID (after its kind's prefix), for link names.
+fn id_tail(id: &str) -> &str {
+    id.rsplit('-').next().unwrap_or(id)
+}
+
+/// The gateway node's end of a VPC router's link (`vr` + the VPC ID's tail).
+pub fn router_ifname(vpc_id: &str) -> String {
+    format!("vr{}", id_tail(vpc_id))
+}
+
+/// The host's end of a NIC's port (`t` + the NIC ID's tail): the name the
+/// hypervisor gives the VM's tap or veth.
+pub fn port_ifname(nic_id: &str) -> String {
+    format!("t{}", id_tail(nic_id))
+}
+
+/// Everything the desired states are computed from.
+pub struct World<'a> {
+    pub vpcs: &'a [Vpc],
+    pub subnets: &'a [Subnet],
+    pub eips: &'a [Eip],
+    pub servers: &'a [Server],
+    pub nics: &'a [Nic],
+    pub vips: &'a [Vip],
+    pub agents: &'a [Agent],
+}
+
+impl World<'_> {
+    /// The host each NIC's server runs on, by NIC ID.
+    fn nic_hosts(&self) -> BTreeMap<&str, Ipv4Addr> {
+        let hosts: BTreeMap<&str, Ipv4Addr> = self
+            .agents
+            .iter()
+            .filter(|a| a.role == AgentRole::Host)
+            .map(|a| (a.name.as_str(), a.underlay_ip))
+            .collect();
+        let mut out = BTreeMap::new();
+        for s in self.servers {
+            if let Some(ip) = s.host.as_deref().and_then(|h| hosts.get(h)) {
+                for n in &s.nic_ids {
+                    out.insert(n.as_str(), *ip);
+                }
             }
-        })
-        .collect();
-    GatewayState { routers }
+        }
+        out
+    }
+
+    /// Each guest subnet's VTEPs: the gateways and the hosts with a port in
+    /// it, by subnet ID.
+    fn vteps(&self) -> BTreeMap<&str, BTreeSet<Ipv4Addr>> {
+        let nic_hosts = self.nic_hosts();
+        let gateways: BTreeSet<Ipv4Addr> = self
+            .agents
+            .iter()
+            .filter(|a| a.role == AgentRole::Gateway)
+            .map(|a| a.underlay_ip)
+            .collect();
+        let mut out: BTreeMap<&str, BTreeSet<Ipv4Addr>> = self
+            .subnets
+            .iter()
+            .filter(|s| s.kind == SubnetKind::Guest)
+            .map(|s| (s.id.as_str(), gateways.clone()))
+            .collect();
+        for n in self.nics {
+            if let (Some(ip), Some(set)) = (
+                nic_hosts.get(n.id.as_str()),
+                out.get_mut(n.subnet_id.as_str()),
+            ) {
+                set.insert(*ip);
+            }
+        }
+        out
+    }
+
+    /// Desired state of the agent `agent`.
+    pub fn desired(&self, revision: i64, agent: &Agent) -> Desired {
+        match agent.role {
+            AgentRole::Gateway => Desired {
+                revision,
+                gateway: Some(self.gateway(agent.underlay_ip)),
+                host: None,
+            },
+            AgentRole::Host => Desired {
+                revision,
+                gateway: None,
+                host: Some(self.host(agent)),
+            },
+        }
+    }
+
+    /// The gateway's desired state: one router per tenant VPC, with its
+    /// guest subnets and the EIPs bound in it.
+    pub fn gateway(&self, me: Ipv4Addr) -> GatewayState {
+        let vteps = self.vteps();
+        let routers = self
+            .vpcs
+            .iter()
+            .filter(|v| !v.is_default)
+            .map(|v| {
+                let bound = |e: &&Eip| e.vpc_id.as_deref() == Some(v.id.as_str());
+                let mut nat: Vec<NatEntry> = self
+                    .eips
+                    .iter()
+                    .filter(bound)
+                    .filter_map(|e| {
+                        e.private_ip.map(|p| NatEntry {
+                            eip: e.ip,
+                            private_ip: if e.mode == EipMode::Visible { e.ip } else { p },
+                            eip_id: e.id.clone(),
+                        })
+                    })
+                    .collect();
+                nat.sort();
+                let mut visible: Vec<Ipv4Addr> = self
+                    .eips
+                    .iter()
+                    .filter(bound)
+                    .filter(|e| e.mode == EipMode::Visible && e.private_ip.is_some())
+                    .map(|e| e.ip)
+                    .collect();
+                visible.sort();
+                VpcRouter {
+                    vpc_id: v.id.clone(),
+                    index: v.router_index,
+                    subnets: self
+                        .subnets
+                        .iter()
+                        .filter(|s| s.vpc_id == v.id && s.kind == SubnetKind::Guest)
+                        .map(|s| RouterSubnet {
+                            l2: L2Domain {
+                                subnet_id: s.id.clone(),
+                                vni: s.vni,
+                                vteps: vteps
+                                    .get(s.id.as_str())
+                                    .map(|set| set.iter().copied().filter(|ip| *ip != me).collect())
+                                    .unwrap_or_default(),
+                            },
+                            cidr: s.cidr,
+                            gateway: s.gateway,
+                        })
+                        .collect(),
+                    nat,
+                    visible,
+                }
+            })
+            .collect();
+        let mut eip_segments: Vec<Ipv4Net> = self
+            .subnets
+            .iter()
+            .filter(|s| s.kind == SubnetKind::Eip)
+            .map(|s| s.cidr)
+            .collect();
+        eip_segments.sort();
+        GatewayState {
+            routers,
+            eip_segments,
+        }
+    }
+
+    /// A host's desired state: a port per NIC of the servers placed on it,
+    /// and the L2 domains of their subnets.
+    pub fn host(&self, agent: &Agent) -> HostState {
+        let vteps = self.vteps();
+        let here: BTreeSet<&str> = self
+            .servers
+            .iter()
+            .filter(|s| s.host.as_deref() == Some(agent.name.as_str()))
+            .flat_map(|s| s.nic_ids.iter().map(String::as_str))
+            .collect();
+        let subnets: BTreeMap<&str, &Subnet> =
+            self.subnets.iter().map(|s| (s.id.as_str(), s)).collect();
+        let mut ports = Vec::new();
+        let mut domains: BTreeMap<u32, L2Domain> = BTreeMap::new();
+        for n in self.nics.iter().filter(|n| here.contains(n.id.as_str())) {
+            let Some(subnet) = subnets.get(n.subnet_id.as_str()) else {
+                continue;
+            };
+            if subnet.kind != SubnetKind::Guest {
+                continue;
+            }
+            let mut ips = vec![n.ip];
+            ips.extend(
+                self.vips
+                    .iter()
+                    .filter(|v| v.nic_ids.iter().any(|id| *id == n.id))
+                    .map(|v| v.ip),
+            );
+            ips.sort();
+            ips.dedup();
+            ports.push(HostPort {
+                nic_id: n.id.clone(),
+                ifname: port_ifname(&n.id),
+                vni: subnet.vni,
+                mac: n.mac.clone(),
+                ips,
+                source_dest_check: n.source_dest_check,
+            });
+            domains.entry(subnet.vni).or_insert_with(|| L2Domain {
+                subnet_id: subnet.id.clone(),
+                vni: subnet.vni,
+                vteps: vteps
+                    .get(subnet.id.as_str())
+                    .map(|set| {
+                        set.iter()
+                            .copied()
+                            .filter(|ip| *ip != agent.underlay_ip)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            });
+        }
+        ports.sort_by(|a, b| a.nic_id.cmp(&b.nic_id));
+        HostState {
+            domains: domains.into_values().collect(),
+            ports,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn routers_carry_their_bound_eips() {
-        let vpc = |id: &str, default| Vpc {
+    fn vpc(id: &str, default: bool) -> Vpc {
+        Vpc {
             id: id.into(),
             tenant: "t".into(),
             name: id.into(),
             cidr: "10.0.0.0/8".parse().unwrap(),
             secondary_cidrs: vec![],
             is_default: default,
-        };
-        let eip = |ip: &str, vpc: Option<&str>, private: Option<&str>, mode| Eip {
+            router_index: if default { 0 } else { 1 },
+        }
+    }
+
+    fn eip(ip: &str, vpc: Option<&str>, private: Option<&str>, mode: EipMode) -> Eip {
+        Eip {
             id: format!("eip-{ip}"),
             tenant: "t".into(),
             name: String::new(),
@@ -184,7 +422,71 @@ mod tests {
             server_id: None,
             private_ip: private.map(|p| p.parse().unwrap()),
             vpc_id: vpc.map(Into::into),
-        };
+        }
+    }
+
+    fn subnet(id: &str, vpc: &str, cidr: &str, vni: u32, kind: SubnetKind) -> Subnet {
+        let cidr: Ipv4Net = cidr.parse().unwrap();
+        Subnet {
+            id: id.into(),
+            tenant: "t".into(),
+            name: id.into(),
+            vpc_id: vpc.into(),
+            zone_id: None,
+            kind,
+            cidr,
+            range_start: cidr.network(),
+            range_end: cidr.broadcast(),
+            gateway: None,
+            total: 0,
+            used: 0,
+            vni,
+        }
+    }
+
+    fn agent(name: &str, role: AgentRole, ip: &str) -> Agent {
+        Agent {
+            id: format!("agent-{name}"),
+            name: name.into(),
+            role,
+            underlay_ip: ip.parse().unwrap(),
+            applied_revision: 0,
+            last_seen: 0,
+            error: None,
+        }
+    }
+
+    fn server(id: &str, host: &str, nics: &[&str]) -> Server {
+        Server {
+            id: id.into(),
+            tenant: "t".into(),
+            name: id.into(),
+            zone_id: "z".into(),
+            nic_ids: nics.iter().map(|n| n.to_string()).collect(),
+            host: Some(host.into()),
+        }
+    }
+
+    fn nic(id: &str, subnet: &str, ip: &str) -> Nic {
+        Nic {
+            id: id.into(),
+            tenant: "t".into(),
+            name: id.into(),
+            vpc_id: "v1".into(),
+            subnet_id: subnet.into(),
+            zone_id: "z".into(),
+            ip: ip.parse().unwrap(),
+            mac: "00:16:3e:00:00:01".into(),
+            server_id: None,
+            primary: true,
+            security_group_ids: vec![],
+            source_dest_check: true,
+            vip_ids: vec![],
+        }
+    }
+
+    #[test]
+    fn routers_carry_their_bound_eips() {
         let eips = [
             eip("203.0.113.2", Some("v1"), Some("10.0.0.3"), EipMode::Nat),
             eip("203.0.113.1", Some("v1"), Some("10.0.0.2"), EipMode::Nat),
@@ -196,15 +498,101 @@ mod tests {
                 EipMode::Visible,
             ),
         ];
-        let s = gateway_state(
-            &[vpc("d", true), vpc("v1", false), vpc("v2", false)],
-            &[],
-            &eips,
-        );
+        let world = World {
+            vpcs: &[vpc("d", true), vpc("v1", false), vpc("v2", false)],
+            subnets: &[subnet("seg", "d", "203.0.113.0/24", 0, SubnetKind::Eip)],
+            eips: &eips,
+            servers: &[],
+            nics: &[],
+            vips: &[],
+            agents: &[],
+        };
+        let s = world.gateway("192.0.2.2".parse().unwrap());
         assert_eq!(s.routers.len(), 2, "the default VPC has no router");
         assert_eq!(s.routers[0].nat.len(), 2);
         assert_eq!(s.routers[0].nat[0].eip.to_string(), "203.0.113.1", "sorted");
-        assert!(s.routers[1].nat.is_empty());
         assert_eq!(s.routers[1].visible.len(), 1);
+        assert_eq!(
+            s.routers[1].nat[0].private_ip, s.routers[1].nat[0].eip,
+            "a visible EIP is an identity entry"
+        );
+        assert_eq!(s.eip_segments.len(), 1);
+    }
+
+    #[test]
+    fn l2_domains_list_the_other_vteps_with_a_port_in_the_subnet() {
+        let agents = [
+            agent("gw", AgentRole::Gateway, "192.0.2.2"),
+            agent("h1", AgentRole::Host, "192.0.2.11"),
+            agent("h2", AgentRole::Host, "192.0.2.12"),
+        ];
+        let subnets = [
+            subnet("a", "v1", "10.0.1.0/24", 10, SubnetKind::Guest),
+            subnet("b", "v1", "10.0.2.0/24", 11, SubnetKind::Guest),
+        ];
+        let servers = [
+            server("s1", "h1", &["nic-1"]),
+            server("s2", "h2", &["nic-2"]),
+            server("s3", "h2", &["nic-3"]),
+        ];
+        let nics = [
+            nic("nic-1", "a", "10.0.1.2"),
+            nic("nic-2", "a", "10.0.1.3"),
+            nic("nic-3", "b", "10.0.2.2"),
+        ];
+        let vips = [Vip {
+            id: "vip-1".into(),
+            tenant: "t".into(),
+            name: "v".into(),
+            vpc_id: "v1".into(),
+            subnet_id: "a".into(),
+            ip: "10.0.1.100".parse().unwrap(),
+            nic_ids: vec!["nic-1".into()],
+            eip_id: None,
+        }];
+        let world = World {
+            vpcs: &[vpc("v1", false)],
+            subnets: &subnets,
+            eips: &[],
+            servers: &servers,
+            nics: &nics,
+            vips: &vips,
+            agents: &agents,
+        };
+        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        let h1 = world.host(&agents[1]);
+        assert_eq!(h1.domains.len(), 1);
+        assert_eq!(h1.domains[0].vteps, vec![ip("192.0.2.2"), ip("192.0.2.12")]);
+        assert_eq!(h1.ports[0].ifname, "t1");
+        assert_eq!(
+            h1.ports[0].ips,
+            vec![ip("10.0.1.2"), ip("10.0.1.100")],
+            "its VIP too"
+        );
+        let h2 = world.host(&agents[2]);
+        assert_eq!(h2.domains.len(), 2);
+        assert_eq!(h2.domains[0].vteps, vec![ip("192.0.2.2"), ip("192.0.2.11")]);
+        assert_eq!(h2.domains[1].vteps, vec![ip("192.0.2.2")]);
+        let gw = world.gateway(ip("192.0.2.2"));
+        let r = &gw.routers[0];
+        assert_eq!(
+            r.subnets[0].l2.vteps,
+            vec![ip("192.0.2.11"), ip("192.0.2.12")]
+        );
+        assert_eq!(r.subnets[1].l2.vteps, vec![ip("192.0.2.12")]);
+    }
+
+    #[test]
+    fn router_links_are_distinct_slash_31s() {
+        assert_eq!(
+            router_link(1),
+            (Ipv4Addr::new(169, 254, 0, 2), Ipv4Addr::new(169, 254, 0, 3))
+        );
+        assert_eq!(
+            router_link(MAX_ROUTERS).1,
+            Ipv4Addr::new(169, 254, 255, 255)
+        );
+        assert_eq!(router_ifname("vpc-abcdefghjk"), "vrabcdefghjk");
+        assert!(port_ifname("nic-abcdefghjk").len() <= 15);
     }
 }

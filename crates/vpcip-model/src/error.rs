@@ -115,6 +115,9 @@ pub enum RuleError {
         end: Ipv4Addr,
     },
 
+    #[error("no {pool} number is free: all of 1 to {max} are taken")]
+    NumbersExhausted { pool: String, max: u32 },
+
     #[error("a NIC takes 1 to 5 security groups, {count} given")]
     SecurityGroupCount { count: usize },
     #[error(
@@ -235,6 +238,7 @@ impl RuleError {
             AddressOutOfRange { .. } => "address_out_of_range",
             AddressInUse { .. } => "address_in_use",
             AddressExhausted { .. } => "address_exhausted",
+            NumbersExhausted { .. } => "numbers_exhausted",
             SecurityGroupCount { .. } => "security_group_count",
             SecurityGroupMixedKinds { .. } => "security_group_mixed_kinds",
             SecurityGroupManaged { .. } => "security_group_managed",

@@ -109,6 +109,10 @@ pub struct Vpc {
     #[schema(value_type = Vec<String>)]
     pub secondary_cidrs: Vec<Ipv4Net>,
     pub is_default: bool,
+    /// The VPC router's number on its gateway (names its link; 0 for the
+    /// default VPC, which has no router).
+    #[serde(default)]
+    pub router_index: u32,
 }
 
 impl Vpc {
@@ -154,6 +158,10 @@ pub struct Subnet {
     /// when read).
     pub total: u64,
     pub used: u64,
+    /// The VXLAN network identifier of the subnet's L2 domain (guest
+    /// subnets; 0 for EIP segments).
+    #[serde(default)]
+    pub vni: u32,
 }
 
 /// The static route the physical network needs for an EIP segment.
@@ -243,6 +251,10 @@ pub struct Server {
     pub zone_id: String,
     /// NICs attached, the primary first.
     pub nic_ids: Vec<String>,
+    /// The host (its agent's name) the server runs on; none while no host
+    /// agent is registered.
+    #[serde(default)]
+    pub host: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
@@ -379,7 +391,7 @@ pub struct CreateGateway {
     pub underlay_ip: Ipv4Addr,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct CreateVpc {
     pub name: String,
@@ -463,6 +475,10 @@ pub struct CreateServer {
     /// Security groups of the primary NIC; the VPC's default group when empty.
     #[serde(default)]
     pub security_groups: Vec<String>,
+    /// The host to run on (a host agent's name); the least loaded
+    /// registered host when absent.
+    #[serde(default)]
+    pub host: Option<String>,
     #[serde(default)]
     pub client_token: Option<String>,
 }

@@ -80,6 +80,7 @@ pub fn check_new_vpc(name: &str, cidr: &Ipv4Net, secondary: &[Ipv4Net]) -> Resul
         cidr: *cidr,
         secondary_cidrs: vec![],
         is_default: false,
+        router_index: 0,
     };
     for block in secondary {
         check_vpc_cidr_add(&vpc, block)?;

@@ -88,6 +88,15 @@ const MIGRATIONS: &[&str] = &[
         last_seen BIGINT NOT NULL,
         error TEXT
     )",
+    // Small numbers handed out once per owner: subnets' VNIs (pool 'vni')
+    // and VPC routers' link numbers (pool 'router'), unique by key.
+    "CREATE TABLE numbers (
+        pool TEXT NOT NULL,
+        n BIGINT NOT NULL,
+        owner TEXT NOT NULL,
+        PRIMARY KEY (pool, n)
+    )",
+    "CREATE INDEX numbers_owner ON numbers (owner)",
 ];
 
 /// What the store knows how to keep: every resource kind of the model.
@@ -445,7 +454,50 @@ impl Tx {
             &[r.id().into()],
         )
         .await?;
+        self.write("DELETE FROM numbers WHERE owner = $1", &[r.id().into()])
+            .await?;
         Ok(())
+    }
+
+    /// Takes a free number in `1..=max` from `pool` for `owner`: the one
+    /// after the lowest taken number whose successor is free (or 1). Two
+    /// transactions racing for one number: the key refuses the second, which
+    /// is retried whole.
+    pub async fn take_number(
+        &mut self,
+        pool: &str,
+        max: u32,
+        owner: &str,
+    ) -> Result<u32, StoreError> {
+        let rows = self
+            .rows(
+                "SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM numbers WHERE pool = $1 AND n = 1) THEN 1 \
+                 ELSE (SELECT MIN(a.n) + 1 FROM numbers a WHERE a.pool = $1 AND NOT EXISTS \
+                 (SELECT 1 FROM numbers b WHERE b.pool = $1 AND b.n = a.n + 1)) END",
+                &[pool.into()],
+            )
+            .await?;
+        let n = rows
+            .first()
+            .ok_or_else(|| StoreError::Corrupt("no free-number row".into()))?
+            .int(0)?;
+        if n < 1 || n > i64::from(max) {
+            return Err(RuleError::NumbersExhausted {
+                pool: pool.to_string(),
+                max,
+            }
+            .into());
+        }
+        let inserted = self
+            .write(
+                "INSERT INTO numbers (pool, n, owner) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                &[pool.into(), n.into(), owner.into()],
+            )
+            .await?;
+        if inserted == 0 {
+            return Err(StoreError::Retry);
+        }
+        Ok(n as u32)
     }
 
     /// Finds a resource by ID or name as `scope` sees it, and locks its row

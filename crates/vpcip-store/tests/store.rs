@@ -1454,7 +1454,131 @@ async fn store_ipam_matches_the_model(s: &Store) {
     assert_eq!(seg.used as usize, held.len());
 }
 
+/// VNIs and router numbers are unique and reused after a delete; servers
+/// go to the least loaded host agent; each agent's desired state lists the
+/// L2 domains and VTEPs it needs.
+async fn overlay_numbers_placement_and_desired_state(s: &Store) {
+    use vpcip_model::desired::{AgentRole, RegisterAgent};
+    let (_z, vpc1, sw1, _seg) = seeds_world(s).await;
+    let t1 = tenant("t1");
+    assert!(vpc1.router_index >= 1);
+    let sw2 = s
+        .create_subnet(
+            &t1,
+            &CreateSubnet {
+                name: "sw2".into(),
+                vpc: Some("vpc1".into()),
+                zone: Some("z1".into()),
+                cidr: Some("10.0.1.0/24".parse().unwrap()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .subnet;
+    assert!(sw1.vni >= 1 && sw2.vni >= 1 && sw1.vni != sw2.vni);
+    let vpc2 = s
+        .create_vpc(
+            &t1,
+            &CreateVpc {
+                name: "vpc2".into(),
+                cidr: "10.0.0.0/8".parse().unwrap(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_ne!(vpc1.router_index, vpc2.router_index);
+    s.delete_subnet(&t1, &sw2.id).await.unwrap();
+    let sw3 = s
+        .create_subnet(
+            &t1,
+            &CreateSubnet {
+                name: "sw3".into(),
+                vpc: Some("vpc2".into()),
+                zone: Some("z1".into()),
+                cidr: Some("10.0.0.0/24".parse().unwrap()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .subnet;
+    assert_eq!(sw3.vni, sw2.vni, "a deleted subnet's VNI is free again");
+
+    let reg = |name: &str, role, ip: &str| RegisterAgent {
+        name: name.into(),
+        role,
+        underlay_ip: ip.parse().unwrap(),
+    };
+    let gw = s
+        .register_agent(&OP, &reg("gw1", AgentRole::Gateway, "192.168.201.20"))
+        .await
+        .unwrap();
+    let h1 = s
+        .register_agent(&OP, &reg("h1", AgentRole::Host, "192.168.201.11"))
+        .await
+        .unwrap();
+    let h2 = s
+        .register_agent(&OP, &reg("h2", AgentRole::Host, "192.168.201.12"))
+        .await
+        .unwrap();
+    let a = server(s, &t1, "a", "sw1").await;
+    let b = server(s, &t1, "b", "sw1").await;
+    let c = server(s, &t1, "c", "sw3").await;
+    assert_eq!(a.host.as_deref(), Some("h1"));
+    assert_eq!(b.host.as_deref(), Some("h2"), "the least loaded host");
+    assert_eq!(c.host.as_deref(), Some("h1"));
+    let err = s
+        .create_server(
+            &t1,
+            &CreateServer {
+                name: "d".into(),
+                subnet: "sw1".into(),
+                host: Some("h2".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(err), "forbidden", "tenants do not choose hosts");
+    let err = s
+        .create_server(
+            &OP,
+            &CreateServer {
+                name: "d".into(),
+                subnet: sw1.id.clone(),
+                host: Some("nowhere".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(err), "not_found");
+
+    let d1 = s.desired(&OP, &h1.id).await.unwrap().host.unwrap();
+    assert_eq!(d1.ports.len(), 2);
+    let vnis: Vec<u32> = d1.domains.iter().map(|d| d.vni).collect();
+    assert!(vnis.contains(&sw1.vni) && vnis.contains(&sw3.vni));
+    let dom1 = d1.domains.iter().find(|d| d.vni == sw1.vni).unwrap();
+    assert_eq!(dom1.vteps, vec![ip("192.168.201.12"), ip("192.168.201.20")]);
+    let dom3 = d1.domains.iter().find(|d| d.vni == sw3.vni).unwrap();
+    assert_eq!(dom3.vteps, vec![ip("192.168.201.20")], "only the gateway");
+    let d2 = s.desired(&OP, &h2.id).await.unwrap().host.unwrap();
+    assert_eq!(d2.ports.len(), 1);
+    let g = s.desired(&OP, &gw.id).await.unwrap().gateway.unwrap();
+    assert_eq!(g.routers.len(), 2);
+    let r1 = g.routers.iter().find(|r| r.vpc_id == vpc1.id).unwrap();
+    assert_eq!(r1.index, vpc1.router_index);
+    assert_eq!(
+        r1.subnets[0].l2.vteps,
+        vec![ip("192.168.201.11"), ip("192.168.201.12")]
+    );
+    assert_eq!(g.eip_segments.len(), 1);
+}
+
 on_both!(
+    overlay_numbers_placement_and_desired_state,
     seeds_eip_lifecycle,
     segments_and_host_networks_never_overlap,
     vpc_blocks_and_subnets,

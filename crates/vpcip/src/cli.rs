@@ -340,6 +340,9 @@ pub enum VmCmd {
         /// Security groups (1 to 5; the VPC's default when none).
         #[arg(long = "sg")]
         security_groups: Vec<String>,
+        /// The host to run on (operators; the least loaded host when absent).
+        #[arg(long)]
+        host: Option<String>,
         #[arg(long)]
         client_token: Option<String>,
     },

@@ -252,6 +252,7 @@ pub async fn run(cmd: Resource, global: &Global) -> anyhow::Result<()> {
                 zone,
                 ip,
                 security_groups,
+                host,
                 client_token,
             } => ctx
                 .create::<_, Server>(
@@ -262,6 +263,7 @@ pub async fn run(cmd: Resource, global: &Global) -> anyhow::Result<()> {
                         zone,
                         ip,
                         security_groups,
+                        host,
                         client_token,
                     },
                 )

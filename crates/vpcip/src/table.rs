@@ -161,13 +161,14 @@ impl Tabular for SecurityGroup {
 }
 
 impl Tabular for Server {
-    const HEADER: &'static [&'static str] = &["ID", "NAME", "TENANT", "ZONE", "NICS"];
+    const HEADER: &'static [&'static str] = &["ID", "NAME", "TENANT", "ZONE", "HOST", "NICS"];
     fn row(&self) -> Vec<String> {
         vec![
             self.id.clone(),
             self.name.clone(),
             self.tenant.clone(),
             self.zone_id.clone(),
+            self.host.clone().unwrap_or_else(|| "-".into()),
             self.nic_ids.join(","),
         ]
     }

@@ -17,6 +17,7 @@ fn vpc(name: &str, cidr: &str) -> Vpc {
         cidr: net(cidr),
         secondary_cidrs: vec![],
         is_default: false,
+        router_index: 0,
     }
 }
 
@@ -28,6 +29,7 @@ fn default_vpc() -> Vpc {
         cidr: net("0.0.0.0/0"),
         secondary_cidrs: vec![],
         is_default: true,
+        router_index: 0,
     }
 }
 
@@ -47,6 +49,7 @@ fn subnet(name: &str, cidr: &str, kind: SubnetKind) -> Subnet {
         gateway: None,
         total: u.len(),
         used: 0,
+        vni: 0,
     }
 }
 
@@ -444,6 +447,7 @@ fn eni_attaches_only_in_the_same_zone() {
         name: "vm-1".into(),
         zone_id: "zone-z1".into(),
         nic_ids: vec![],
+        host: None,
     };
     let mut eni = nic("eni-2", "s", None);
     let (c, m) = err_of(check_attach(&eni, &zone("z2"), &server, &zone("z1")));

@@ -143,16 +143,23 @@ impl Store {
             .first()
             .ok_or_else(|| StoreError::Corrupt("no revision row".into()))?
             .int(0)?;
-        let gateway = match agent.role {
-            AgentRole::Gateway => {
-                let vpcs: Vec<Vpc> = tx.all().await?;
-                let subnets: Vec<Subnet> = tx.all().await?;
-                let eips: Vec<Eip> = tx.all().await?;
-                Some(desired::gateway_state(&vpcs, &subnets, &eips))
-            }
-            AgentRole::Host => None,
-        };
+        let vpcs: Vec<Vpc> = tx.all().await?;
+        let subnets: Vec<Subnet> = tx.all().await?;
+        let eips: Vec<Eip> = tx.all().await?;
+        let servers: Vec<Server> = tx.all().await?;
+        let nics: Vec<Nic> = tx.all().await?;
+        let vips: Vec<Vip> = tx.all().await?;
+        let agents: Vec<Agent> = tx.all().await?;
         tx.commit().await?;
-        Ok(Desired { revision, gateway })
+        let world = desired::World {
+            vpcs: &vpcs,
+            subnets: &subnets,
+            eips: &eips,
+            servers: &servers,
+            nics: &nics,
+            vips: &vips,
+            agents: &agents,
+        };
+        Ok(world.desired(revision, &agent))
     }
 }

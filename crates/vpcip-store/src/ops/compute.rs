@@ -3,6 +3,7 @@
 
 use std::net::Ipv4Addr;
 
+use vpcip_model::desired::{Agent, AgentRole};
 use vpcip_model::rules;
 use vpcip_model::*;
 
@@ -102,6 +103,43 @@ pub(crate) async fn refresh_eip_of(tx: &mut Tx, nic: &Nic) -> Result<(), StoreEr
     Ok(())
 }
 
+/// The host a new server runs on: the one asked for (operators only; it
+/// must be a registered host agent), else the registered host with the
+/// fewest servers (ties by name), else none.
+async fn place(
+    tx: &mut Tx,
+    scope: &Scope,
+    asked: Option<&str>,
+) -> Result<Option<String>, StoreError> {
+    let hosts: Vec<Agent> = tx
+        .all::<Agent>()
+        .await?
+        .into_iter()
+        .filter(|a| a.role == AgentRole::Host)
+        .collect();
+    if let Some(name) = asked {
+        scope.require_operator("place servers on a chosen host")?;
+        return match hosts.iter().find(|a| a.name == name || a.id == name) {
+            Some(a) => Ok(Some(a.name.clone())),
+            None => Err(RuleError::not_found("host", name).into()),
+        };
+    }
+    if hosts.is_empty() {
+        return Ok(None);
+    }
+    let servers: Vec<Server> = tx.all().await?;
+    let load = |h: &Agent| {
+        servers
+            .iter()
+            .filter(|s| s.host.as_deref() == Some(h.name.as_str()))
+            .count()
+    };
+    Ok(hosts
+        .iter()
+        .min_by(|a, b| load(a).cmp(&load(b)).then(a.name.cmp(&b.name)))
+        .map(|a| a.name.clone()))
+}
+
 impl Store {
     pub async fn create_server(
         &self,
@@ -133,12 +171,14 @@ impl Store {
                 None => subnet_zone.clone(),
             };
             rules::check_server_subnet(&req.name, &zone, &subnet, &subnet_zone)?;
+            let host = place(&mut tx, scope, req.host.as_deref()).await?;
             let mut server = Server {
                 id,
                 tenant: subnet.tenant.clone(),
                 name: req.name.clone(),
                 zone_id: zone.id.clone(),
                 nic_ids: vec![],
+                host,
             };
             let nic = make_nic(
                 &mut tx,

@@ -28,6 +28,7 @@ impl Store {
                     cidr: any,
                     secondary_cidrs: vec![],
                     is_default: true,
+                    router_index: 0,
                 })
                 .await?;
             }

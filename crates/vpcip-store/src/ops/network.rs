@@ -2,6 +2,7 @@
 //! security groups.
 
 use ipnet::Ipv4Net;
+use vpcip_model::desired;
 use vpcip_model::rules::{self, label};
 use vpcip_model::*;
 
@@ -58,6 +59,11 @@ impl Store {
                 cidr: req.cidr,
                 secondary_cidrs: req.secondary_cidrs.clone(),
                 is_default: false,
+                router_index: 0,
+            };
+            let vpc = Vpc {
+                router_index: tx.take_number("router", MAX_ROUTERS, &vpc.id).await?,
+                ..vpc
             };
             tx.insert(&vpc).await?;
             // Every VPC comes with a default group, so a NIC always has one.
@@ -339,12 +345,21 @@ pub(crate) async fn insert_subnet(
         gateway: plan.gateway,
         total: plan.range.len(),
         used: 0,
+        vni: 0,
     };
+    if subnet.kind == SubnetKind::Guest {
+        subnet.vni = tx.take_number("vni", MAX_VNI, &subnet.id).await?;
+    }
     tx.insert(&subnet).await?;
     tx.open_pool(&mut subnet, &plan.reserved).await?;
     tx.update(&subnet).await?;
     Ok(subnet)
 }
+
+/// VXLAN's 24-bit VNI space.
+const MAX_VNI: u32 = (1 << 24) - 1;
+/// Router links are /31s of 169.254.0.0/16 (see `desired::router_link`).
+const MAX_ROUTERS: u32 = desired::MAX_ROUTERS;
 
 pub(crate) fn default_sg_name(vpc_name: &str) -> String {
     format!("{vpc_name}-default")
