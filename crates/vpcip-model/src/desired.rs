@@ -357,7 +357,7 @@ impl World<'_> {
             ips.extend(
                 self.vips
                     .iter()
-                    .filter(|v| v.nic_ids.iter().any(|id| *id == n.id))
+                    .filter(|v| v.nic_ids.contains(&n.id))
                     .map(|v| v.ip),
             );
             ips.sort();
