@@ -1,20 +1,48 @@
-//! The gateway agent's reconciler: for each VPC router, the EIP NAT maps.
-//! (The router namespaces, their links and routes are the next step; today
-//! they must exist, named `<prefix>vpcr-<vpc id>`.)
+//! The gateway agent's reconciler. On the gateway node (its own namespace,
+//! or the one it is told to work on), per VPC:
+//!
+//! ```text
+//!  node ns                                 router ns <prefix>vpcr-<vpc id>
+//!  phy (underlay) ── vr<vpc> 169.254.a.b/31 ═══ up0 169.254.a.b+1/31
+//!  EIP/32 via up0's address (proto 240)         vx<vni> per subnet: the subnet's
+//!  EIP segments: unreachable (proto 240)          gateway address, flooding to
+//!  masquerade 169.254/16 leaving the node         the subnet's VTEPs
+//!                                               nft vpcip_nat: EIP NAT maps
+//! ```
+//!
+//! Each pass reads what is there and changes only what differs; what it
+//! did not make (other namespaces, links, routes of other protocols,
+//! tables) it leaves alone.
 
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use ipnet::Ipv4Net;
 use vpcip_dataplane::nat::{NatMap, plan_nat};
-use vpcip_model::desired::GatewayState;
-use vpcip_sys::netns::{in_netns, named};
-use vpcip_sys::nft::NatTable;
+use vpcip_model::desired::{
+    GatewayState, RouterSubnet, VpcRouter, router_ifname, router_link, router_links_block,
+};
+use vpcip_sys::SysError;
+use vpcip_sys::link::{Net, RTPROT_VPCIP, Route, RouteKind, VXLAN_OVERHEAD, ipv4_sysctl};
+use vpcip_sys::netns::{create_named, delete_named, in_netns, list_named, named};
+use vpcip_sys::nft::{NatTable, UPLINK};
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Summary {
-    /// Map elements added or removed.
+    /// Kernel objects (links, addresses, routes, FDB and map entries) added
+    /// or removed.
     pub changed: usize,
+    /// Something desired could not be made yet (a port whose link does not
+    /// exist): reconcile again soon.
+    pub pending: bool,
 }
 
 pub struct GatewayReconciler {
     prefix: String,
+    node: PathBuf,
+    underlay: Ipv4Addr,
+    underlay_mtu: u32,
 }
 
 /// The namespace of a VPC's router.
@@ -22,61 +50,93 @@ pub fn router_netns(prefix: &str, vpc_id: &str) -> String {
     format!("{prefix}vpcr-{vpc_id}")
 }
 
+/// The name of a subnet's VXLAN device.
+pub fn vxlan_ifname(vni: u32) -> String {
+    format!("vx{vni}")
+}
+
+/// Runs `f` with an rtnetlink connection in the namespace at `ns`.
+pub(crate) fn on<T: Send>(
+    ns: &Path,
+    f: impl FnOnce(&Net) -> Result<T, SysError> + Send,
+) -> Result<T, String> {
+    in_netns(ns, || f(&Net::open()?))
+        .and_then(|r| r)
+        .map_err(|e| e.to_string())
+}
+
+/// Makes the link-up state, addresses and flood list of an L2 domain's
+/// VXLAN device (already in this namespace) what they must be.
+pub(crate) fn converge_vxlan(
+    net: &Net,
+    index: u32,
+    addrs: &[Ipv4Net],
+    vteps: &[Ipv4Addr],
+) -> Result<usize, SysError> {
+    let mut n = 0;
+    let have = net.addrs(index)?;
+    for a in addrs {
+        if !have.contains(a) {
+            net.add_addr(index, *a)?;
+            n += 1;
+        }
+    }
+    for a in &have {
+        if !addrs.contains(a) {
+            net.del_addr(index, *a)?;
+            n += 1;
+        }
+    }
+    let flood = net.flood_list(index)?;
+    for v in vteps {
+        if !flood.contains(v) {
+            net.flood_add(index, *v)?;
+            n += 1;
+        }
+    }
+    for v in &flood {
+        if !vteps.contains(v) {
+            net.flood_del(index, *v)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 impl GatewayReconciler {
-    pub fn new(prefix: &str) -> Self {
+    /// `node`: the gateway node's namespace (`/proc/self/ns/net` for the
+    /// agent's own); `underlay`: the node's tunnel endpoint address.
+    pub fn new(prefix: &str, node: &Path, underlay: Ipv4Addr) -> Self {
         GatewayReconciler {
             prefix: prefix.to_string(),
+            node: node.to_path_buf(),
+            underlay,
+            underlay_mtu: 1500,
         }
     }
 
-    /// Brings every VPC router's NAT maps to the desired state. Every router
-    /// is tried; the errors are reported together.
+    /// Brings the gateway node to the desired state. Every router is
+    /// tried; the errors are reported together.
     pub fn reconcile(&mut self, state: &GatewayState) -> Result<Summary, String> {
         let mut summary = Summary::default();
         let mut errors = Vec::new();
+        match self.node_base() {
+            Ok(n) => summary.changed += n,
+            Err(e) => errors.push(format!("gateway node: {e}")),
+        }
         for router in &state.routers {
-            let ns = named(&router_netns(&self.prefix, &router.vpc_id));
-            if !ns.exists() {
-                if !router.nat.is_empty() {
-                    errors.push(format!(
-                        "VPC {}: router namespace {} is missing",
-                        router.vpc_id,
-                        ns.display()
-                    ));
-                }
-                continue;
+            match self.router(router) {
+                Ok(n) => summary.changed += n,
+                Err(e) => errors.push(format!("VPC {}: {e}", router.vpc_id)),
             }
-            let desired: NatMap = router.nat.iter().map(|e| (e.eip, e.private_ip)).collect();
-            let result = in_netns(&ns, || -> Result<usize, vpcip_sys::SysError> {
-                let mut table = NatTable::open()?;
-                table.ensure()?;
-                let (dnat, snat) = table.read()?;
-                let mut plan = plan_nat(&desired, &dnat, &snat);
-                if !plan.is_empty() {
-                    // Something to change: make sure the read was not a
-                    // partial dump (see NatTable::read).
-                    let (dnat, snat) = table.read_settled()?;
-                    plan = plan_nat(&desired, &dnat, &snat);
-                }
-                let n = plan.dnat.add.len()
-                    + plan.dnat.remove.len()
-                    + plan.snat.add.len()
-                    + plan.snat.remove.len();
-                table.apply(&plan)?;
-                // Connections tracked under a mapping that changed keep it
-                // until they end: forget them, so the change holds for them.
-                let changed: std::collections::BTreeSet<_> =
-                    plan.dnat.remove.iter().map(|(eip, _)| *eip).collect();
-                let f = vpcip_sys::conntrack::forget(&changed)?;
-                if !changed.is_empty() {
-                    tracing::info!(vpc = %router.vpc_id, seen = f.seen, deleted = f.deleted, "forgot the connections of changed EIPs");
-                }
-                Ok(n)
-            });
-            match result {
-                Ok(Ok(n)) => summary.changed += n,
-                Ok(Err(e)) | Err(e) => errors.push(format!("VPC {}: {e}", router.vpc_id)),
-            }
+        }
+        match self.routes(state) {
+            Ok(n) => summary.changed += n,
+            Err(e) => errors.push(format!("gateway routes: {e}")),
+        }
+        match self.remove_stale(state) {
+            Ok(n) => summary.changed += n,
+            Err(e) => errors.push(format!("stale routers: {e}")),
         }
         if errors.is_empty() {
             Ok(summary)
@@ -84,4 +144,280 @@ impl GatewayReconciler {
             Err(errors.join("; "))
         }
     }
+
+    /// Forwarding on, and the second stage of the default SNAT.
+    fn node_base(&mut self) -> Result<usize, String> {
+        let block = router_links_block();
+        let (made, mtu) = in_netns(&self.node, || -> Result<(bool, u32), SysError> {
+            ipv4_sysctl("ip_forward", "1")?;
+            let made = NatTable::open()?.ensure_gateway(block.addr(), block.prefix_len(), "vr")?;
+            // The underlay's MTU: the link that holds the node's address.
+            let net = Net::open()?;
+            let mut mtu = 1500;
+            for l in net.links()? {
+                if net
+                    .addrs(l.index)?
+                    .iter()
+                    .any(|a| a.addr() == self.underlay)
+                {
+                    mtu = l.mtu.unwrap_or(1500);
+                }
+            }
+            Ok((made, mtu))
+        })
+        .and_then(|r| r)
+        .map_err(|e| e.to_string())?;
+        self.underlay_mtu = mtu;
+        Ok(usize::from(made))
+    }
+
+    fn router(&mut self, router: &VpcRouter) -> Result<usize, String> {
+        let mut n = 0;
+        let ns_name = router_netns(&self.prefix, &router.vpc_id);
+        let existed = named(&ns_name).exists();
+        let ns = create_named(&ns_name).map_err(|e| e.to_string())?;
+        n += usize::from(!existed);
+        let (gw_side, router_side) = router_link(router.index);
+        let vr = router_ifname(&router.vpc_id);
+        let vx_mtu = self.underlay_mtu - VXLAN_OVERHEAD;
+
+        // The link, and each subnet's VXLAN device, are made on the node
+        // (their tunnel sockets live there) and moved into the router.
+        let router_links = on(&ns, |net| net.links())?;
+        let missing: Vec<&RouterSubnet> = router
+            .subnets
+            .iter()
+            .filter(|s| {
+                !router_links
+                    .iter()
+                    .any(|l| l.name == vxlan_ifname(s.l2.vni))
+            })
+            .collect();
+        let has_uplink = router_links.iter().any(|l| l.name == UPLINK);
+        let underlay = self.underlay;
+        n += on(&self.node, |net| {
+            let mut n = 0;
+            let links = net.links()?;
+            let find = |name: &str| links.iter().find(|l| l.name == name).map(|l| l.index);
+            if !has_uplink {
+                // A half-made pair from an earlier pass goes first.
+                if let Some(i) = find(&vr) {
+                    net.del_link(i)?;
+                }
+                let peer = format!("vp{}", &vr[2..]);
+                if let Some(i) = find(&peer) {
+                    net.del_link(i)?;
+                }
+                net.add_veth(&vr, &peer)?;
+                let p = net
+                    .link(&peer)?
+                    .ok_or(SysError::Parse("the new veth peer is missing"))?;
+                net.move_to(p.index, &ns, UPLINK)?;
+                n += 1;
+            }
+            let v = net
+                .link(&vr)?
+                .ok_or(SysError::Parse("the router link is missing"))?;
+            let want = Ipv4Net::new(gw_side, 31).map_err(|_| SysError::Parse("router link"))?;
+            n += converge_addr(net, v.index, want)?;
+            if !v.up {
+                net.set_up(v.index)?;
+                n += 1;
+            }
+            for s in &missing {
+                let name = vxlan_ifname(s.l2.vni);
+                if let Some(i) = find(&name) {
+                    net.del_link(i)?; // left behind by an interrupted pass
+                }
+                net.add_vxlan(&name, s.l2.vni, underlay, vx_mtu)?;
+                let l = net
+                    .link(&name)?
+                    .ok_or(SysError::Parse("the new vxlan device is missing"))?;
+                net.move_to(l.index, &ns, &name)?;
+                n += 1;
+            }
+            Ok(n)
+        })?;
+
+        // Inside the router.
+        let desired_vx: BTreeSet<String> = router
+            .subnets
+            .iter()
+            .map(|s| vxlan_ifname(s.l2.vni))
+            .collect();
+        n += on(&ns, |net| {
+            let mut n = 0;
+            ipv4_sysctl("ip_forward", "1")?;
+            for l in net.links()? {
+                if l.name == "lo" && !l.up {
+                    net.set_up(l.index)?;
+                }
+                if l.name == UPLINK {
+                    let want = Ipv4Net::new(router_side, 31)
+                        .map_err(|_| SysError::Parse("router link"))?;
+                    n += converge_addr(net, l.index, want)?;
+                    if !l.up {
+                        net.set_up(l.index)?;
+                        n += 1;
+                    }
+                }
+                if l.kind.as_deref() == Some("vxlan") && !desired_vx.contains(&l.name) {
+                    net.del_link(l.index)?;
+                    n += 1;
+                }
+            }
+            for s in &router.subnets {
+                let Some(l) = net.link(&vxlan_ifname(s.l2.vni))? else {
+                    continue;
+                };
+                let addrs: Vec<Ipv4Net> = s
+                    .gateway
+                    .and_then(|g| Ipv4Net::new(g, s.cidr.prefix_len()).ok())
+                    .into_iter()
+                    .collect();
+                n += converge_vxlan(net, l.index, &addrs, &s.l2.vteps)?;
+                if !l.up {
+                    net.set_up(l.index)?;
+                    n += 1;
+                }
+            }
+            let uplink = net
+                .link(UPLINK)?
+                .ok_or(SysError::Parse("the router's uplink is missing"))?;
+            let default = Route {
+                dst: Ipv4Net::default(),
+                gateway: Some(gw_side),
+                oif: Some(uplink.index),
+                kind: RouteKind::Unicast,
+                protocol: RTPROT_VPCIP,
+            };
+            n += converge_routes(net, &[default])?;
+            Ok(n)
+        })?;
+
+        n += self.nat(&ns, router)?;
+        Ok(n)
+    }
+
+    /// The router's NAT maps; connections of EIPs whose mapping changed are
+    /// forgotten, so the change holds for them too.
+    fn nat(&self, ns: &Path, router: &VpcRouter) -> Result<usize, String> {
+        let desired: NatMap = router.nat.iter().map(|e| (e.eip, e.private_ip)).collect();
+        in_netns(ns, || -> Result<usize, SysError> {
+            let mut table = NatTable::open()?;
+            table.ensure()?;
+            let (dnat, snat) = table.read()?;
+            let mut plan = plan_nat(&desired, &dnat, &snat);
+            if !plan.is_empty() {
+                // Something to change: make sure the read was not a
+                // partial dump (see NatTable::read).
+                let (dnat, snat) = table.read_settled()?;
+                plan = plan_nat(&desired, &dnat, &snat);
+            }
+            let n = plan.dnat.add.len()
+                + plan.dnat.remove.len()
+                + plan.snat.add.len()
+                + plan.snat.remove.len();
+            table.apply(&plan)?;
+            let changed: BTreeSet<_> = plan.dnat.remove.iter().map(|(eip, _)| *eip).collect();
+            if !changed.is_empty() {
+                let f = vpcip_sys::conntrack::forget(&changed)?;
+                tracing::info!(vpc = %router.vpc_id, seen = f.seen, deleted = f.deleted, "forgot the connections of changed EIPs");
+            }
+            Ok(n)
+        })
+        .and_then(|r| r)
+        .map_err(|e| e.to_string())
+    }
+
+    /// The node's routes: each bound EIP to its VPC's router; the EIP
+    /// segments unreachable otherwise.
+    fn routes(&self, state: &GatewayState) -> Result<usize, String> {
+        on(&self.node, |net| {
+            let links = net.links()?;
+            let mut want = Vec::new();
+            for r in &state.routers {
+                let Some(vr) = links.iter().find(|l| l.name == router_ifname(&r.vpc_id)) else {
+                    continue;
+                };
+                let (_, router_side) = router_link(r.index);
+                for e in &r.nat {
+                    want.push(Route {
+                        dst: Ipv4Net::new(e.eip, 32).map_err(|_| SysError::Parse("EIP"))?,
+                        gateway: Some(router_side),
+                        oif: Some(vr.index),
+                        kind: RouteKind::Unicast,
+                        protocol: RTPROT_VPCIP,
+                    });
+                }
+            }
+            for seg in &state.eip_segments {
+                want.push(Route {
+                    dst: *seg,
+                    gateway: None,
+                    oif: None,
+                    kind: RouteKind::Unreachable,
+                    protocol: RTPROT_VPCIP,
+                });
+            }
+            converge_routes(net, &want)
+        })
+    }
+
+    /// Routers of VPCs that are gone: their namespaces (and with them their
+    /// links) are removed.
+    fn remove_stale(&self, state: &GatewayState) -> Result<usize, String> {
+        let want: BTreeSet<String> = state
+            .routers
+            .iter()
+            .map(|r| router_netns(&self.prefix, &r.vpc_id))
+            .collect();
+        let mut n = 0;
+        for ns in list_named(&router_netns(&self.prefix, "")) {
+            if !want.contains(&ns) {
+                delete_named(&ns).map_err(|e| e.to_string())?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Makes `want` the only IPv4 address of a link.
+pub(crate) fn converge_addr(net: &Net, index: u32, want: Ipv4Net) -> Result<usize, SysError> {
+    let mut n = 0;
+    let have = net.addrs(index)?;
+    if !have.contains(&want) {
+        net.add_addr(index, want)?;
+        n += 1;
+    }
+    for a in have.into_iter().filter(|a| *a != want) {
+        net.del_addr(index, a)?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Makes vpcip's routes (protocol [`RTPROT_VPCIP`]) of the main table
+/// exactly `want`; other routes are not touched.
+pub(crate) fn converge_routes(net: &Net, want: &[Route]) -> Result<usize, SysError> {
+    let have: Vec<Route> = net
+        .routes()?
+        .into_iter()
+        .filter(|r| r.protocol == RTPROT_VPCIP)
+        .collect();
+    let mut n = 0;
+    for r in &have {
+        if !want.contains(r) {
+            net.del_route(r)?;
+            n += 1;
+        }
+    }
+    for r in want {
+        if !have.contains(r) {
+            net.add_route(r)?;
+            n += 1;
+        }
+    }
+    Ok(n)
 }

@@ -6,6 +6,7 @@
 //! keeps its last state.
 
 pub mod gateway;
+pub mod host;
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -17,9 +18,12 @@ pub struct AgentConfig {
     pub name: String,
     pub role: AgentRole,
     pub underlay_ip: Ipv4Addr,
-    /// Prefix of the network namespaces this agent works on (the lab gives
-    /// each world its own).
+    /// Prefix of the network namespaces this agent makes (the VPC routers;
+    /// the lab gives each world its own).
     pub netns_prefix: String,
+    /// The node's network namespace: the agent's own unless it is told to
+    /// work on another (the lab's nodes).
+    pub node_netns: std::path::PathBuf,
     /// How often the agent reconciles even without a change.
     pub resync: Duration,
 }
@@ -47,15 +51,21 @@ async fn register(client: &Client, cfg: &AgentConfig) -> Agent {
 pub async fn run(client: Client, cfg: AgentConfig) -> ! {
     let agent = register(&client, &cfg).await;
     tracing::info!(id = %agent.id, role = cfg.role.as_str(), "agent registered");
-    let mut gateway = gateway::GatewayReconciler::new(&cfg.netns_prefix);
+    let mut gateway =
+        gateway::GatewayReconciler::new(&cfg.netns_prefix, &cfg.node_netns, cfg.underlay_ip);
+    let mut host = host::HostReconciler::new(&cfg.node_netns, cfg.underlay_ip);
     let mut applied: Option<i64> = None;
+    let mut pending = false;
     loop {
+        // Something desired could not be made yet (a VM's link not there):
+        // look again in a second rather than at the next resync.
+        let wait = if pending {
+            1
+        } else {
+            cfg.resync.as_secs().max(1)
+        };
         let path = match applied {
-            Some(r) => format!(
-                "/v1/agents/{}/desired?after={r}&wait={}",
-                agent.id,
-                cfg.resync.as_secs().max(1)
-            ),
+            Some(r) => format!("/v1/agents/{}/desired?after={r}&wait={wait}", agent.id),
             None => format!("/v1/agents/{}/desired", agent.id),
         };
         let desired: Desired = match client.get(&path).await {
@@ -67,10 +77,12 @@ pub async fn run(client: Client, cfg: AgentConfig) -> ! {
             }
         };
         let started = std::time::Instant::now();
-        let result = match (cfg.role, &desired.gateway) {
-            (AgentRole::Gateway, Some(state)) => gateway.reconcile(state),
+        let result = match (cfg.role, &desired.gateway, &desired.host) {
+            (AgentRole::Gateway, Some(state), _) => gateway.reconcile(state),
+            (AgentRole::Host, _, Some(state)) => host.reconcile(state),
             _ => Ok(gateway::Summary::default()),
         };
+        pending = result.as_ref().is_ok_and(|s| s.pending);
         let error = match &result {
             Ok(s) => {
                 if s.changed > 0 {

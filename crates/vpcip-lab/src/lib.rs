@@ -4,8 +4,10 @@
 //! ended by its PID. Traffic helpers talk only to addresses inside the
 //! world's own namespaces.
 //!
-//! The world is wired with iproute2 for now (the lab is not an agent; the
-//! agents themselves use netlink only).
+//! The world is wired with iproute2 (the lab plays the physical network and
+//! the hypervisors, not an agent; the agents themselves use netlink only).
+
+pub mod cloud;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -20,6 +22,8 @@ pub struct World {
     pub prefix: String,
     namespaces: Vec<String>,
     children: Vec<Child>,
+    /// Left running for the user (`keep`): nothing is removed on drop.
+    kept: bool,
 }
 
 impl World {
@@ -37,6 +41,7 @@ impl World {
             prefix: format!("{tag}{}x{:04x}-", std::process::id(), (t >> 8) & 0xffff),
             namespaces: vec![],
             children: vec![],
+            kept: false,
         }
     }
 
@@ -101,6 +106,7 @@ impl World {
     /// user; `vpcip lab down` removes it by its prefix). Adopted processes
     /// keep running too.
     pub fn keep(mut self) -> String {
+        self.kept = true;
         self.namespaces.clear();
         for c in std::mem::take(&mut self.children) {
             std::mem::forget(c);
@@ -138,6 +144,7 @@ impl World {
             prefix: prefix.to_string(),
             namespaces: vec![],
             children: vec![],
+            kept: false,
         }
     }
 
@@ -157,6 +164,11 @@ impl Drop for World {
         }
         for ns in &self.namespaces {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+        if !self.kept {
+            // Namespaces the world's agents made (VPC routers) carry its
+            // prefix too.
+            World::remove_all(&self.prefix);
         }
     }
 }
@@ -238,6 +250,61 @@ fn serve_lines(s: TcpStream, peer: SocketAddr, deadline: Instant) {
             Err(_) => return,
         }
     }
+}
+
+/// A UDP server in namespace `ns` that answers every datagram with
+/// `<peer address> <datagram>`, until `limit` passes. Returns once bound.
+pub fn udp_echo_server(ns: &str, port: u16, limit: Duration) -> std::thread::JoinHandle<()> {
+    let path = named(ns);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = std::thread::spawn(move || {
+        let entered = std::fs::File::open(&path)
+            .ok()
+            .and_then(|f| nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).ok());
+        let sock = entered.and_then(|_| std::net::UdpSocket::bind(("0.0.0.0", port)).ok());
+        let Some(sock) = sock else {
+            let _ = tx.send(false);
+            return;
+        };
+        let _ = sock.set_read_timeout(Some(Duration::from_millis(100)));
+        let _ = tx.send(true);
+        let deadline = Instant::now() + limit;
+        let mut buf = [0u8; 1500];
+        while Instant::now() < deadline {
+            if let Ok((n, peer)) = sock.recv_from(&mut buf) {
+                let mut reply = format!("{} ", peer.ip()).into_bytes();
+                reply.extend_from_slice(&buf[..n]);
+                let _ = sock.send_to(&reply, peer);
+            }
+        }
+    });
+    assert_eq!(
+        rx.recv().ok(),
+        Some(true),
+        "UDP echo server in {ns} could not bind {port}"
+    );
+    h
+}
+
+/// Sends one datagram from namespace `ns` and returns the answer (a few
+/// tries, 300 ms each), or None.
+pub fn udp_ask(ns: &str, to: SocketAddr, line: &str) -> Option<String> {
+    let line = line.to_string();
+    in_netns(&named(ns), move || {
+        let sock = std::net::UdpSocket::bind(("0.0.0.0", 0)).ok()?;
+        sock.set_read_timeout(Some(Duration::from_millis(300)))
+            .ok()?;
+        let mut buf = [0u8; 1500];
+        for _ in 0..3 {
+            sock.send_to(line.as_bytes(), to).ok()?;
+            if let Ok((n, _)) = sock.recv_from(&mut buf) {
+                return String::from_utf8(buf[..n].to_vec()).ok();
+            }
+        }
+        None
+    })
+    .ok()
+    .flatten()
 }
 
 /// A client connection opened from inside a namespace.

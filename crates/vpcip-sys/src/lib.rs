@@ -1,7 +1,9 @@
-//! vpcip's kernel interface: nftables over netlink and network namespaces.
+//! vpcip's kernel interface: nftables, links, addresses, routes and FDB
+//! entries over netlink, and network namespaces.
 //! Agents talk to the kernel only through here; no `ip`, `nft` or `tc`.
 
 pub mod conntrack;
+pub mod link;
 pub mod netns;
 pub mod nft;
 

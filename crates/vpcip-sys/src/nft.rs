@@ -16,7 +16,8 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use netlink_packet_core::{
-    DefaultNla, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST, NetlinkMessage,
+    DefaultNla, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
+    NetlinkMessage,
 };
 use netlink_packet_netfilter::nftables::{
     Bitwise, ChainAttribute, ChainMessage, Cmp, DataAttribute, ExpressionAttribute, Expressions,
@@ -80,6 +81,58 @@ fn be32(v: u32) -> Vec<u8> {
     v.to_be_bytes().to_vec()
 }
 
+/// The gateway node's table: the VPCs' default SNAT, second stage.
+pub const GATEWAY_TABLE: &str = "vpcip_gw";
+
+/// `ip saddr BLOCK oifname != "PREFIX*" masquerade`: what the routers
+/// masqueraded to their link addresses leaves the gateway node with the
+/// node's own address.
+fn gateway_masquerade(links: Ipv4Addr, prefix_len: u8, router_ifprefix: &str) -> Vec<Expr> {
+    let mask = if prefix_len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(prefix_len))
+    };
+    vec![
+        Expressions::Payload(vec![
+            Payload::DestinationRegister(Register::Reg1),
+            Payload::Base(1),
+            Payload::Offset(12),
+            Payload::Len(4),
+        ])
+        .into(),
+        Expressions::Bitwise(vec![
+            Bitwise::SourceRegister(Register::Reg1),
+            Bitwise::DestinationRegister(Register::Reg1),
+            Bitwise::Length(4),
+            Bitwise::Mask(DataAttribute::Value(mask.to_be_bytes().to_vec())),
+            Bitwise::Xor(DataAttribute::Value(vec![0; 4])),
+        ])
+        .into(),
+        Expressions::Cmp(vec![
+            Cmp::SourceRegister(Register::Reg1),
+            Cmp::Op(Operator::Equal),
+            Cmp::Data(DataAttribute::Value(links.octets().to_vec())),
+        ])
+        .into(),
+        Expressions::Meta(vec![
+            Meta::Key(MetaKey::Oifname),
+            Meta::DestinationRegister(Register::Reg1),
+        ])
+        .into(),
+        // A comparison shorter than the name: a prefix match.
+        Expressions::Cmp(vec![
+            Cmp::SourceRegister(Register::Reg1),
+            Cmp::Op(Operator::NotEqual),
+            Cmp::Data(DataAttribute::Value(router_ifprefix.as_bytes().to_vec())),
+        ])
+        .into(),
+    ]
+    .into_iter()
+    .chain(masquerade())
+    .collect()
+}
+
 /// The router's uplink (towards the gateway and the physical network):
 /// outbound NAT happens only there.
 pub const UPLINK: &str = "up0";
@@ -87,9 +140,13 @@ pub const UPLINK: &str = "up0";
 type Expr = ListAttribute<ExpressionAttribute>;
 
 fn rule(chain: &str, exprs: Vec<Expr>) -> NfTablesMessage {
+    rule_in(TABLE, chain, exprs)
+}
+
+fn rule_in(table: &str, chain: &str, exprs: Vec<Expr>) -> NfTablesMessage {
     NfTablesMessage::NewRule(RuleMessage {
         attributes: vec![
-            RuleAttribute::Table(TABLE.into()),
+            RuleAttribute::Table(table.into()),
             RuleAttribute::Chain(chain.into()),
             RuleAttribute::Expressions(exprs),
         ],
@@ -223,9 +280,13 @@ fn nat_rules() -> Vec<NfTablesMessage> {
 }
 
 fn nat_chain(name: &str, hook: InetHookNumber, priority: i32) -> NfTablesMessage {
+    nat_chain_in(TABLE, name, hook, priority)
+}
+
+fn nat_chain_in(table: &str, name: &str, hook: InetHookNumber, priority: i32) -> NfTablesMessage {
     NfTablesMessage::NewChain(ChainMessage {
         attributes: vec![
-            ChainAttribute::Table(TABLE.into()),
+            ChainAttribute::Table(table.into()),
             ChainAttribute::Name(name.into()),
             ChainAttribute::Type("nat".into()),
             ChainAttribute::Hook(vec![
@@ -429,6 +490,40 @@ impl NatTable {
             NLM_F_CREATE,
         )?;
         Ok(true)
+    }
+
+    /// Creates the gateway node's table (see [`GATEWAY_TABLE`]) unless it
+    /// exists; true when it was created.
+    pub fn ensure_gateway(
+        &mut self,
+        links: Ipv4Addr,
+        prefix_len: u8,
+        router_ifprefix: &str,
+    ) -> Result<bool, SysError> {
+        let made = self.transact(
+            vec![
+                NfTablesMessage::NewTable(TableMessage {
+                    attributes: vec![TableAttribute::Name(GATEWAY_TABLE.into())],
+                }),
+                nat_chain_in(
+                    GATEWAY_TABLE,
+                    "postrouting",
+                    InetHookNumber::PostRouting,
+                    100,
+                ),
+                rule_in(
+                    GATEWAY_TABLE,
+                    "postrouting",
+                    gateway_masquerade(links, prefix_len, router_ifprefix),
+                ),
+            ],
+            NLM_F_CREATE | NLM_F_EXCL,
+        );
+        match made {
+            Ok(()) => Ok(true),
+            Err(e) if e.errno() == Some(17) => Ok(false), // EEXIST: there already
+            Err(e) => Err(e),
+        }
     }
 
     /// Applies a plan to both maps in one transaction: all of it, or

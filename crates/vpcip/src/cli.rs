@@ -127,9 +127,13 @@ pub struct AgentArgs {
     /// The node's address on the physical network.
     #[arg(long)]
     pub underlay_ip: Ipv4Addr,
-    /// Prefix of the network namespaces the agent works on.
+    /// Prefix of the network namespaces the agent makes (VPC routers).
     #[arg(long, default_value = "")]
     pub netns_prefix: String,
+    /// Work on this named network namespace as the node (the lab's nodes)
+    /// instead of the agent's own.
+    #[arg(long)]
+    pub netns: Option<String>,
     /// Seconds between reconciles when nothing changes (repairs drift).
     #[arg(long, default_value_t = 10)]
     pub resync: u64,

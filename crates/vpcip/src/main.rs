@@ -112,6 +112,10 @@ async fn agent(
         },
         underlay_ip: args.underlay_ip,
         netns_prefix: args.netns_prefix,
+        node_netns: match &args.netns {
+            Some(n) => vpcip_sys::netns::named(n),
+            None => "/proc/self/ns/net".into(),
+        },
         resync: std::time::Duration::from_secs(args.resync.max(1)),
     };
     vpcip_agent::run(client, cfg).await

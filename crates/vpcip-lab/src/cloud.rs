@@ -1,0 +1,204 @@
+//! A whole small cloud in namespaces: the physical network, a real
+//! controller and real agents as processes, and VMs plugged the way a
+//! hypervisor would.
+//!
+//! ```text
+//!  client 198.51.100.10 ── phy (physical router) ── underlay 192.0.2.0/24 (bridge in phy)
+//!                          198.51.100.1 / 192.0.2.1     ├── gw  192.0.2.2  (gateway agent)
+//!                          static route:                ├── h1  192.0.2.11 (host agent)
+//!                          EIP segment → 192.0.2.2      └── h2  192.0.2.12 (host agent)
+//! ```
+//!
+//! Nothing is in the root namespace: the controller listens on loopback and
+//! the agents (root-namespace processes) work on their node's namespace
+//! through netlink sockets opened there.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::World;
+
+pub const PHYSICAL_ROUTER: &str = "phy";
+pub const CLIENT: &str = "client";
+pub const GATEWAY: &str = "gw";
+pub const HOSTS: [&str; 2] = ["h1", "h2"];
+pub const GATEWAY_UNDERLAY: &str = "192.0.2.2";
+pub const HOST_UNDERLAY: [&str; 2] = ["192.0.2.11", "192.0.2.12"];
+/// The MTU of a VM's NIC: the underlay's 1500 less VXLAN's 50.
+pub const VM_MTU: &str = "1450";
+
+/// Builds the physical network: the outside client, the physical router with
+/// the static route for each EIP segment, the gateway node and the hosts on
+/// the underlay.
+pub fn physical(w: &mut World, eip_segments: &[&str]) {
+    for n in [PHYSICAL_ROUTER, CLIENT, GATEWAY, HOSTS[0], HOSTS[1]] {
+        w.add_node(n);
+    }
+    w.link(
+        CLIENT,
+        "eth0",
+        &format!("{}/24", crate::OUTSIDE_CLIENT),
+        PHYSICAL_ROUTER,
+        "cl0",
+        "198.51.100.1/24",
+    );
+    w.exec(
+        CLIENT,
+        &["ip", "route", "add", "default", "via", "198.51.100.1"],
+    );
+    let phy = PHYSICAL_ROUTER;
+    w.exec(phy, &["ip", "link", "add", "ul", "type", "bridge"]);
+    w.exec(phy, &["ip", "addr", "add", "192.0.2.1/24", "dev", "ul"]);
+    w.exec(phy, &["ip", "link", "set", "ul", "up"]);
+    w.exec(phy, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    let nodes = [
+        (GATEWAY, GATEWAY_UNDERLAY),
+        (HOSTS[0], HOST_UNDERLAY[0]),
+        (HOSTS[1], HOST_UNDERLAY[1]),
+    ];
+    for (node, ip) in nodes {
+        let port = format!("u-{node}");
+        let (nn, np) = (w.ns(node), w.ns(phy));
+        crate::run(
+            "ip",
+            &[
+                "-n", &np, "link", "add", &port, "type", "veth", "peer", "name", "phy0", "netns",
+                &nn,
+            ],
+        );
+        w.exec(phy, &["ip", "link", "set", &port, "master", "ul", "up"]);
+        w.exec(
+            node,
+            &["ip", "addr", "add", &format!("{ip}/24"), "dev", "phy0"],
+        );
+        w.exec(node, &["ip", "link", "set", "phy0", "up"]);
+    }
+    w.exec(
+        GATEWAY,
+        &["ip", "route", "add", "default", "via", "192.0.2.1"],
+    );
+    for seg in eip_segments {
+        w.exec(phy, &["ip", "route", "add", seg, "via", GATEWAY_UNDERLAY]);
+    }
+}
+
+/// Where a cloud's processes log and keep their database.
+pub fn state_dir(w: &World) -> PathBuf {
+    std::env::temp_dir().join(format!("{}state", w.prefix))
+}
+
+/// Starts `vpcip server` on loopback `port` with a SQLite database in the
+/// world's state directory; returns its URL once it answers.
+pub fn start_controller(w: &mut World, bin: &Path, port: u16, token: &str) -> String {
+    let dir = state_dir(w);
+    let _ = std::fs::create_dir_all(&dir);
+    let log = std::fs::File::create(dir.join("server.log")).ok();
+    let child = Command::new(bin)
+        .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--db"])
+        .arg(format!("sqlite://{}/vpcip.db", dir.display()))
+        .env("VPCIP_OPERATOR_TOKEN", token)
+        .stdout(Stdio::null())
+        .stderr(log.map(Stdio::from).unwrap_or(Stdio::null()))
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
+    w.adopt(child);
+    let url = format!("http://127.0.0.1:{port}");
+    let up = crate::eventually(std::time::Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    assert!(up, "the controller did not start (see {})", dir.display());
+    url
+}
+
+/// Starts `vpcip agent` for `node` (role `gateway` or `host`), working on
+/// the node's namespace; returns its index among the world's processes.
+#[allow(clippy::too_many_arguments)]
+pub fn start_agent(
+    w: &mut World,
+    bin: &Path,
+    url: &str,
+    token: &str,
+    role: &str,
+    node: &str,
+    underlay: &str,
+    resync_secs: u64,
+) -> usize {
+    let dir = state_dir(w);
+    let _ = std::fs::create_dir_all(&dir);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("agent-{node}.log")))
+        .ok();
+    let child = Command::new(bin)
+        .args([
+            "agent",
+            "--role",
+            role,
+            "--name",
+            node,
+            "--underlay-ip",
+            underlay,
+        ])
+        .args(["--netns", &w.ns(node), "--netns-prefix", &w.prefix])
+        .args(["--resync", &resync_secs.to_string()])
+        .env("VPCIP_URL", url)
+        .env("VPCIP_TOKEN", token)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log.map(Stdio::from).unwrap_or(Stdio::null()))
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
+    w.adopt(child)
+}
+
+/// A VM's NIC as the lab plugs it.
+pub struct VmNic<'a> {
+    pub nic_id: &'a str,
+    pub mac: &'a str,
+    pub ip: Ipv4Addr,
+    pub prefix_len: u8,
+    pub gateway: Option<Ipv4Addr>,
+}
+
+/// Starts VM `vm` on `host`: a namespace whose `eth0` is one end of a veth
+/// pair, the other end on the host named as the host agent expects
+/// (`port_ifname`), left for the agent to plug. The guest side is set up
+/// the way the guest would from its metadata: MAC, address, MTU, default
+/// route.
+pub fn plug_vm(w: &mut World, vm: &str, host: &str, nic: &VmNic<'_>) {
+    w.add_node(vm);
+    let port = vpcip_model::desired::port_ifname(nic.nic_id);
+    let (nh, nv) = (w.ns(host), w.ns(vm));
+    crate::run(
+        "ip",
+        &[
+            "-n", &nh, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &nv,
+        ],
+    );
+    w.exec(
+        vm,
+        &[
+            "ip", "link", "set", "eth0", "address", nic.mac, "mtu", VM_MTU,
+        ],
+    );
+    w.exec(
+        vm,
+        &[
+            "ip",
+            "addr",
+            "add",
+            &format!("{}/{}", nic.ip, nic.prefix_len),
+            "dev",
+            "eth0",
+        ],
+    );
+    w.exec(vm, &["ip", "link", "set", "eth0", "up"]);
+    if let Some(gw) = nic.gateway {
+        w.exec(
+            vm,
+            &["ip", "route", "add", "default", "via", &gw.to_string()],
+        );
+    }
+}

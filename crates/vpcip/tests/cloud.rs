@@ -1,0 +1,426 @@
+//! End to end in a whole small cloud: a physical router with the static
+//! route for the EIP segment, an outside client, a gateway node and two
+//! hosts as namespaces; a real `vpcip server` and real `vpcip agent`s
+//! (gateway, two hosts) as processes; VMs as namespaces plugged into the
+//! hosts. Everything the agents make (router namespaces, veths, VXLAN
+//! devices, bridges, addresses, routes, FDB entries, NAT maps) they make
+//! from the API's state over netlink; every assertion is a real packet.
+
+#![allow(clippy::unwrap_used)] // tests panic on the unexpected, by design
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use vpcip_client::Client;
+use vpcip_lab::cloud::{self, VmNic};
+use vpcip_lab::{Conn, World, ask_once, echo_server, eventually, udp_ask, udp_echo_server};
+use vpcip_model::desired::Agent;
+use vpcip_model::*;
+
+const OPERATOR: &str = "cloud-test-operator";
+const CLIENT: &str = vpcip_lab::OUTSIDE_CLIENT;
+const SEGMENT: &str = "203.0.113.0/24";
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_vpcip"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Lab {
+    w: World,
+    op: Client,
+    url: String,
+    gateway_agent: usize,
+}
+
+impl Lab {
+    /// The physical world, the controller, the three agents, a zone and the
+    /// EIP segment.
+    async fn up(tag: &str) -> Lab {
+        let mut w = World::new(tag);
+        cloud::physical(&mut w, &[SEGMENT]);
+        let url = cloud::start_controller(&mut w, bin(), free_port(), OPERATOR);
+        let gateway_agent = cloud::start_agent(
+            &mut w,
+            bin(),
+            &url,
+            OPERATOR,
+            "gateway",
+            cloud::GATEWAY,
+            cloud::GATEWAY_UNDERLAY,
+            1,
+        );
+        for (h, ip) in cloud::HOSTS.iter().zip(cloud::HOST_UNDERLAY) {
+            cloud::start_agent(&mut w, bin(), &url, OPERATOR, "host", h, ip, 1);
+        }
+        let op = Client::new(&url, Some(OPERATOR));
+        let registered = async {
+            for _ in 0..100 {
+                let agents: Vec<Agent> = op.get("/v1/agents").await.unwrap_or_default();
+                if agents.len() == 3 {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            false
+        };
+        assert!(registered.await, "the agents did not register");
+        let _: Zone = op
+            .post("/v1/zones", &CreateZone { name: "z1".into() })
+            .await
+            .unwrap();
+        op.create_subnet(&CreateSubnet {
+            name: "seg".into(),
+            kind: SubnetKind::Eip,
+            cidr: Some(SEGMENT.parse().unwrap()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        Lab {
+            w,
+            op,
+            url,
+            gateway_agent,
+        }
+    }
+
+    async fn vpc(&self, name: &str, cidr: &str) -> Vpc {
+        self.op
+            .post(
+                "/v1/vpcs",
+                &CreateVpc {
+                    name: name.into(),
+                    cidr: cidr.parse().unwrap(),
+                    tenant: Some("acme".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+    }
+
+    async fn subnet(&self, vpc: &Vpc, name: &str, cidr: &str) -> Subnet {
+        self.op
+            .create_subnet(&CreateSubnet {
+                name: name.into(),
+                vpc: Some(vpc.id.clone()),
+                zone: Some("z1".into()),
+                cidr: Some(cidr.parse().unwrap()),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .subnet
+    }
+
+    /// A server through the API on `host`, and its VM plugged there.
+    async fn vm(&mut self, name: &str, subnet: &Subnet, host: &str) -> (Server, Nic) {
+        let server: Server = self
+            .op
+            .post(
+                "/v1/servers",
+                &CreateServer {
+                    name: name.into(),
+                    subnet: subnet.id.clone(),
+                    host: Some(host.into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(server.host.as_deref(), Some(host));
+        let nic: Nic = self.op.show("nics", &server.nic_ids[0]).await.unwrap();
+        cloud::plug_vm(
+            &mut self.w,
+            name,
+            host,
+            &VmNic {
+                nic_id: &nic.id,
+                mac: &nic.mac,
+                ip: nic.ip,
+                prefix_len: subnet.cidr.prefix_len(),
+                gateway: subnet.gateway,
+            },
+        );
+        (server, nic)
+    }
+
+    async fn eip_for(&self, server: &Server) -> Eip {
+        self.op
+            .create_eip(&CreateEip {
+                bandwidth_mbps: 10,
+                bind: Some(BindEip {
+                    target: EipTarget::Server(server.id.clone()),
+                    mode: EipMode::Nat,
+                    allow_reassociation: false,
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+    }
+
+    fn pings(&self, node: &str, to: Ipv4Addr) -> bool {
+        self.w
+            .try_exec(node, &["ping", "-c", "1", "-W", "1", &to.to_string()])
+            .is_some()
+    }
+
+    fn ns(&self, node: &str) -> String {
+        self.w.ns(node)
+    }
+}
+
+fn at(ip: Ipv4Addr, port: u16) -> SocketAddr {
+    SocketAddr::new(ip.into(), port)
+}
+
+const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlay_joins_subnets_across_hosts_and_keeps_vpcs_apart() {
+    let mut lab = Lab::up("vco").await;
+    let v1 = lab.vpc("v1", "10.0.0.0/16").await;
+    let v1a = lab.subnet(&v1, "v1-a", "10.0.1.0/24").await;
+    let v1b = lab.subnet(&v1, "v1-b", "10.0.2.0/24").await;
+    // A second VPC with the very same CIDRs.
+    let v2 = lab.vpc("v2", "10.0.0.0/16").await;
+    let v2a = lab.subnet(&v2, "v2-a", "10.0.1.0/24").await;
+
+    let (_, a) = lab.vm("a", &v1a, "h1").await; // v1, subnet a, host 1
+    let (_, b) = lab.vm("b", &v1b, "h2").await; // v1, subnet b, host 2
+    let (_, c) = lab.vm("c", &v1a, "h2").await; // v1, subnet a, host 2
+    let (_, d) = lab.vm("d", &v2a, "h1").await; // v2, same CIDR as a
+    assert_eq!(a.ip, d.ip, "identical CIDRs, identical first addresses");
+
+    // Same subnet across hosts; across subnets and hosts (via the router).
+    assert!(
+        eventually(Duration::from_secs(15), || lab.pings("a", c.ip)),
+        "a cannot reach c (same subnet, other host)"
+    );
+    assert!(
+        lab.pings("a", b.ip),
+        "a cannot reach b (other subnet and host)"
+    );
+    let _srv = echo_server(&lab.ns("b"), 7000, Duration::from_secs(60));
+    assert_eq!(
+        ask_once(&lab.ns("a"), at(b.ip, 7000), "hi"),
+        Some(format!("{} hi", a.ip)),
+        "b sees a's own address"
+    );
+    // The other VPC's VM has the same address as a, and works too.
+    assert!(
+        eventually(Duration::from_secs(10), || lab
+            .pings("d", v2a.gateway.unwrap())),
+        "d cannot reach its router"
+    );
+    // …but reaches nothing of v1.
+    assert!(!lab.pings("d", c.ip), "d (VPC v2) reached c (VPC v1)");
+    assert!(!lab.pings("d", b.ip), "d (VPC v2) reached b (VPC v1)");
+    assert!(!lab.pings("b", d.ip) || d.ip == a.ip, "sanity");
+
+    // Both VPCs reach the outside through their default SNAT: the client
+    // sees the gateway node's address.
+    let _out = echo_server(&lab.ns("client"), 7001, Duration::from_secs(60));
+    let gw: Ipv4Addr = cloud::GATEWAY_UNDERLAY.parse().unwrap();
+    for vm in ["a", "d"] {
+        assert_eq!(
+            ask_once(&lab.ns(vm), at(CLIENT_IP, 7001), vm),
+            Some(format!("{gw} {vm}")),
+            "{vm} does not reach the outside through the default SNAT"
+        );
+    }
+
+    // The kernel state is the agents' own: one router namespace per VPC,
+    // a VXLAN device per subnet in it, a bridge per subnet on the hosts.
+    let routers: Vec<String> = std::fs::read_dir("/run/netns")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&format!("{}vpcr-", lab.w.prefix)))
+        .collect();
+    assert_eq!(routers.len(), 2, "{routers:?}");
+    let h2_links = lab
+        .w
+        .exec("h2", &["ip", "-o", "link", "show", "type", "bridge"]);
+    assert!(h2_links.contains(&format!("br{}", v1a.vni)));
+    assert!(h2_links.contains(&format!("br{}", v1b.vni)));
+    assert!(
+        !h2_links.contains(&format!("br{}:", v2a.vni)),
+        "no v2 port on h2"
+    );
+
+    // A subnet deleted (after its VM) goes from the hosts and the router.
+    let _ = v1b;
+    drop(lab);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eip_nat_carries_tcp_udp_icmp_and_follows_rebinds() {
+    let mut lab = Lab::up("vce").await;
+    let v1 = lab.vpc("v1", "10.0.0.0/16").await;
+    let sa = lab.subnet(&v1, "v1-a", "10.0.1.0/24").await;
+    let sb = lab.subnet(&v1, "v1-b", "10.0.2.0/24").await;
+    let (sx, _x) = lab.vm("x", &sa, "h1").await;
+    let (sy, y) = lab.vm("y", &sb, "h2").await;
+    let (_sz, z) = lab.vm("z", &sa, "h2").await;
+    for vm in ["x", "y", "z"] {
+        echo_server(&lab.ns(vm), 8080, Duration::from_secs(90));
+        udp_echo_server(&lab.ns(vm), 5353, Duration::from_secs(90));
+    }
+    let client = lab.ns("client");
+    let eip = lab.eip_for(&sx).await;
+    let to = at(eip.ip, 8080);
+    let from_client = |s: &str| Some(format!("{CLIENT} {s}"));
+
+    // TCP, UDP and ICMP from the outside reach x, which sees the client.
+    assert!(
+        eventually(Duration::from_secs(15), || ask_once(&client, to, "tcp")
+            == from_client("tcp")),
+        "the EIP never answered over TCP"
+    );
+    assert_eq!(
+        udp_ask(&client, at(eip.ip, 5353), "udp"),
+        from_client("udp")
+    );
+    assert!(lab.pings("client", eip.ip), "no ICMP echo through the EIP");
+
+    // x's own outbound traffic arrives with the EIP as its source.
+    let _out = echo_server(&client, 7001, Duration::from_secs(90));
+    assert_eq!(
+        ask_once(&lab.ns("x"), at(CLIENT_IP, 7001), "out"),
+        Some(format!("{} out", eip.ip))
+    );
+
+    // Hairpin: y (other subnet and host, an EIP of its own) and z (same
+    // subnet, no EIP) reach x through x's EIP.
+    let eip_y = lab.eip_for(&sy).await;
+    assert!(
+        eventually(Duration::from_secs(10), || ask_once(
+            &lab.ns("y"),
+            to,
+            "hairpin"
+        ) == Some(format!(
+            "{} hairpin",
+            eip_y.ip
+        ))),
+        "y did not reach x through x's EIP (x must see y's EIP)"
+    );
+    let z_seen = ask_once(&lab.ns("z"), to, "hairpin").unwrap();
+    assert!(
+        z_seen.ends_with(" hairpin") && !z_seen.starts_with(&z.ip.to_string()),
+        "z through x's EIP: {z_seen}"
+    );
+
+    // An established connection survives the gateway agent's SIGKILL and
+    // restart; the agent is healthy again after.
+    let mut conn = Conn::open(&client, to, Duration::from_secs(1)).unwrap();
+    assert_eq!(conn.ask("before"), from_client("before"));
+    let gw_agent = lab.gateway_agent;
+    lab.w.kill(gw_agent);
+    assert_eq!(conn.ask("agent down"), from_client("agent down"));
+    cloud::start_agent(
+        &mut lab.w,
+        bin(),
+        &lab.url,
+        OPERATOR,
+        "gateway",
+        cloud::GATEWAY,
+        cloud::GATEWAY_UNDERLAY,
+        1,
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(conn.ask("after restart"), from_client("after restart"));
+    let agents: Vec<Agent> = lab.op.get("/v1/agents").await.unwrap();
+    for a in &agents {
+        assert!(a.error.is_none(), "{}: {:?}", a.name, a.error);
+    }
+
+    // Drift: the EIP's route on the gateway node and its map element in the
+    // router, deleted by hand, come back with the resync.
+    let router = format!("vpcr-{}", v1.id);
+    let eip_s = eip.ip.to_string();
+    lab.w.exec(
+        cloud::GATEWAY,
+        &["ip", "route", "del", &format!("{eip_s}/32")],
+    );
+    lab.w.exec(
+        &router,
+        &[
+            "nft",
+            "delete",
+            "element",
+            "ip",
+            "vpcip_nat",
+            "eip_dnat",
+            &format!("{{ {eip_s} }}"),
+        ],
+    );
+    assert_eq!(ask_once(&client, to, "drifted"), None);
+    assert!(
+        eventually(Duration::from_secs(10), || ask_once(
+            &client, to, "repaired"
+        ) == from_client("repaired")),
+        "the resync did not repair the route and the map"
+    );
+    assert!(
+        lab.w
+            .exec(cloud::GATEWAY, &["ip", "route", "show", "proto", "240"])
+            .contains(&eip_s)
+    );
+
+    // Rebind to z: new connections go to z; the established one to x ends.
+    let mut established = Conn::open(&client, to, Duration::from_secs(1)).unwrap();
+    assert_eq!(established.ask("x"), from_client("x"));
+    let _: Eip = lab
+        .op
+        .action("eips", &eip.id, "unbind", &serde_json::json!({}))
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || ask_once(&client, to, "gone")
+            .is_none()),
+        "the EIP still answers after unbind"
+    );
+    assert!(!lab.pings("client", eip.ip), "an unbound EIP answers ping");
+    assert_eq!(established.ask("after unbind"), None);
+    let _: Eip = lab
+        .op
+        .action(
+            "eips",
+            &eip.id,
+            "bind",
+            &BindEip {
+                target: EipTarget::Nic(z.id.clone()),
+                mode: EipMode::Nat,
+                allow_reassociation: false,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || ask_once(&client, to, "z")
+            == from_client("z")),
+        "the rebound EIP does not reach z"
+    );
+    assert_eq!(
+        ask_once(&lab.ns("z"), at(CLIENT_IP, 7001), "z out"),
+        Some(format!("{} z out", eip.ip)),
+        "z's outbound does not carry the EIP"
+    );
+    // x, unbound, falls back to the default SNAT.
+    assert_eq!(
+        ask_once(&lab.ns("x"), at(CLIENT_IP, 7001), "x out"),
+        Some(format!("{} x out", cloud::GATEWAY_UNDERLAY))
+    );
+    let _ = (sy, y);
+}
