@@ -1,15 +1,14 @@
-//! `vpcip lab`: a small cloud in network namespaces on this machine, with a
-//! real controller and gateway agent as processes, and a tour that shows an
-//! EIP carrying HTTP from an outside client to a VM.
-//!
-//! Today's world is the EIP path: outside client — VPC router — VM. The
-//! router namespace is wired by the lab (the gateway agent programs its NAT);
-//! the physical router, hosts, overlay and host agents come with the rest of
-//! issue 3. Everything carries the lab's prefix; `lab down` ends the lab's
+//! `vpcip lab`: a small cloud in network namespaces on this machine (see
+//! `vpcip_lab::cloud` for its picture): a physical router with the static
+//! route for the EIP segment, an outside client, a gateway node and two
+//! hosts; a real controller, gateway agent and host agents as processes; the
+//! lab plays the hypervisor and plugs VMs. A tour creates a VPC, subnets,
+//! servers and an EIP through the API and fetches a page from a VM through
+//! the EIP. Everything carries the lab's prefix; `lab down` ends the lab's
 //! processes by PID and removes its namespaces, also after a crash.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -18,6 +17,7 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use vpcip_client::Client;
 use vpcip_lab::World;
+use vpcip_lab::cloud;
 use vpcip_model::*;
 
 use crate::cli::LabCmd;
@@ -137,19 +137,83 @@ async fn up(name: &str) -> anyhow::Result<()> {
         );
     }
 
+    step(
+        "physical network: router phy (static route 203.0.113.0/24 → gateway 192.0.2.2), client 198.51.100.10, gateway node gw 192.0.2.2, hosts h1 192.0.2.11 and h2 192.0.2.12",
+    );
+    let mut w = World::with_prefix(&prefix);
+    cloud::physical(&mut w, &["203.0.113.0/24"]);
+    for n in [
+        cloud::CLIENT,
+        cloud::PHYSICAL_ROUTER,
+        cloud::GATEWAY,
+        cloud::HOSTS[0],
+        cloud::HOSTS[1],
+    ] {
+        state.nodes.push((n.into(), w.ns(n)));
+    }
+    save(&state)?;
+
+    step("agents: vpcip agent --role gateway on gw, --role host on h1 and h2 (netlink only)");
+    let agents = [
+        ("gateway", cloud::GATEWAY, cloud::GATEWAY_UNDERLAY),
+        ("host", cloud::HOSTS[0], cloud::HOST_UNDERLAY[0]),
+        ("host", cloud::HOSTS[1], cloud::HOST_UNDERLAY[1]),
+    ];
+    for (role, node, ip) in agents {
+        let ns = w.ns(node);
+        state.pids.push(spawn_detached(
+            &[
+                "agent",
+                "--role",
+                role,
+                "--name",
+                node,
+                "--underlay-ip",
+                ip,
+                "--netns",
+                &ns,
+                "--netns-prefix",
+                &prefix,
+                "--resync",
+                "5",
+            ],
+            &dir.join(format!("agent-{node}.log")),
+            &[("VPCIP_URL", &url), ("VPCIP_TOKEN", &operator_token)],
+        )?);
+        save(&state)?;
+    }
+    let mut registered = 0;
+    for _ in 0..100 {
+        registered = op
+            .get::<Vec<vpcip_model::desired::Agent>>("/v1/agents")
+            .await
+            .map(|a| a.len())
+            .unwrap_or(0);
+        if registered == agents.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if registered != agents.len() {
+        bail!(
+            "only {registered} of {} agents registered; see {}",
+            agents.len(),
+            dir.display()
+        );
+    }
+
     step("operator: zone z1, EIP segment 203.0.113.0/24, a token for tenant acme");
     let _: Zone = op
         .post("/v1/zones", &CreateZone { name: "z1".into() })
         .await?;
-    let seg = op
-        .create_subnet(&CreateSubnet {
-            name: "eip-seg".into(),
-            kind: SubnetKind::Eip,
-            range: Some("203.0.113.1-203.0.113.254".into()),
-            prefix_len: Some(24),
-            ..Default::default()
-        })
-        .await?;
+    op.create_subnet(&CreateSubnet {
+        name: "eip-seg".into(),
+        kind: SubnetKind::Eip,
+        range: Some("203.0.113.1-203.0.113.254".into()),
+        prefix_len: Some(24),
+        ..Default::default()
+    })
+    .await?;
     let tok: Token = op
         .post(
             "/v1/tokens",
@@ -163,113 +227,113 @@ async fn up(name: &str) -> anyhow::Result<()> {
     save(&state)?;
     let t = Client::new(&url, tok.secret.as_deref());
 
-    step("tenant acme: VPC vpc1 10.0.0.0/16, subnet sw1 10.0.0.0/24, server vm-1");
+    step(
+        "tenant acme: VPC vpc1 10.0.0.0/16, subnets sw1 10.0.1.0/24 and sw2 10.0.2.0/24, servers web-1 (sw1) and app-1 (sw2)",
+    );
     let vpc: Vpc = t
         .post(
             "/v1/vpcs",
             &CreateVpc {
                 name: "vpc1".into(),
                 cidr: "10.0.0.0/16".parse()?,
-                secondary_cidrs: vec![],
-                tenant: None,
-                client_token: None,
-            },
-        )
-        .await?;
-    t.create_subnet(&CreateSubnet {
-        name: "sw1".into(),
-        vpc: Some("vpc1".into()),
-        zone: Some("z1".into()),
-        cidr: Some("10.0.0.0/24".parse()?),
-        ..Default::default()
-    })
-    .await?;
-    let vm: vpcip_model::Server = t
-        .post(
-            "/v1/servers",
-            &CreateServer {
-                name: "vm-1".into(),
-                subnet: "sw1".into(),
                 ..Default::default()
             },
         )
         .await?;
-    let nic: Nic = t.show("nics", &vm.nic_ids[0]).await?;
-
-    step("namespaces: client (198.51.100.10) — VPC router — vm-1 (10.0.0.2), a web server in vm-1");
-    let router = format!("vpcr-{}", vpc.id);
-    let mut w = World::with_prefix(&prefix);
-    vpcip_lab::client_router_vm(&mut w, &router, &seg.subnet.cidr.to_string());
-    anyhow::ensure!(
-        nic.ip == Ipv4Addr::new(10, 0, 0, 2),
-        "vm-1 got {} instead of 10.0.0.2",
-        nic.ip
-    );
-    state.nodes = vec![
-        ("client".into(), w.ns("client")),
-        ("router".into(), w.ns(&router)),
-        ("vm-1".into(), w.ns("vm")),
-    ];
-    let vm_ns = w.ns("vm");
+    let mut subnets = Vec::new();
+    for (n, cidr) in [("sw1", "10.0.1.0/24"), ("sw2", "10.0.2.0/24")] {
+        let s = t
+            .create_subnet(&CreateSubnet {
+                name: n.into(),
+                vpc: Some("vpc1".into()),
+                zone: Some("z1".into()),
+                cidr: Some(cidr.parse()?),
+                ..Default::default()
+            })
+            .await?
+            .subnet;
+        subnets.push(s);
+    }
+    state
+        .nodes
+        .push(("vpc1-router".into(), format!("{prefix}vpcr-{}", vpc.id)));
+    let mut vms = Vec::new();
+    for (name, subnet) in [("web-1", &subnets[0]), ("app-1", &subnets[1])] {
+        let server: vpcip_model::Server = t
+            .post(
+                "/v1/servers",
+                &CreateServer {
+                    name: name.into(),
+                    subnet: subnet.id.clone(),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let nic: Nic = t.show("nics", &server.nic_ids[0]).await?;
+        let host = server
+            .host
+            .clone()
+            .context("the controller placed the server on no host")?;
+        step(&format!(
+            "hypervisor on {host}: VM {name} ({}, VNI {}) plugged as {}",
+            nic.ip,
+            subnet.vni,
+            vpcip_model::desired::port_ifname(&nic.id)
+        ));
+        cloud::plug_vm(
+            &mut w,
+            name,
+            &host,
+            &cloud::VmNic {
+                nic_id: &nic.id,
+                mac: &nic.mac,
+                ip: nic.ip,
+                prefix_len: subnet.cidr.prefix_len(),
+                gateway: subnet.gateway,
+            },
+        );
+        state.nodes.push((name.into(), w.ns(name)));
+        save(&state)?;
+        vms.push((server, nic));
+    }
     w.keep();
-    save(&state)?;
+    let web_ns = format!("{prefix}web-1");
     state.pids.push(spawn_detached(
-        &["lab", "httpd", "--netns", &vm_ns, "--port", "80"],
+        &["lab", "httpd", "--netns", &web_ns, "--port", "80"],
         &dir.join("httpd.log"),
         &[],
     )?);
     save(&state)?;
 
-    step("gateway agent: vpcip agent --role gateway (programs the VPC router's NAT over netlink)");
-    state.pids.push(spawn_detached(
-        &[
-            "agent",
-            "--role",
-            "gateway",
-            "--name",
-            "gw1",
-            "--underlay-ip",
-            "198.51.100.1",
-            "--netns-prefix",
-            &prefix,
-            "--resync",
-            "5",
-        ],
-        &dir.join("agent.log"),
-        &[("VPCIP_URL", &url), ("VPCIP_TOKEN", &operator_token)],
-    )?);
-    save(&state)?;
+    let web_ip = vms[0].1.ip;
+    step(&format!(
+        "app-1 (h2, sw2) → web-1 (h1, sw1): GET http://{web_ip}/ across hosts and subnets"
+    ));
+    let app_ns = format!("{prefix}app-1");
+    match poll_get(&app_ns, SocketAddr::new(web_ip.into(), 80)).await {
+        Some(body) => println!("    {}", body.trim()),
+        None => bail!("web-1 is not reachable from app-1; see {}", dir.display()),
+    }
 
-    step("tenant acme: vpcip eip create --bandwidth 10 --server vm-1");
+    step("tenant acme: vpcip eip create --bandwidth 10 --server web-1");
     let eip = t
         .create_eip(&CreateEip {
             bandwidth_mbps: 10,
             bind: Some(BindEip {
-                target: EipTarget::Server("vm-1".into()),
+                target: EipTarget::Server("web-1".into()),
                 mode: EipMode::Nat,
                 allow_reassociation: false,
             }),
             ..Default::default()
         })
         .await?;
-    println!("    EIP {} → {} (vm-1)", eip.ip, nic.ip);
+    println!("    EIP {} → {web_ip} (web-1)", eip.ip);
 
     step(&format!("outside client: GET http://{}/", eip.ip));
-    let client_ns = state.nodes[0].1.clone();
-    let mut answer = None;
-    for _ in 0..100 {
-        answer = http_get(&client_ns, SocketAddr::new(eip.ip.into(), 80));
-        if answer.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    match answer {
+    let client_ns = w_ns(&prefix, cloud::CLIENT);
+    match poll_get(&client_ns, SocketAddr::new(eip.ip.into(), 80)).await {
         Some(body) => println!("    {}", body.trim()),
-        None => bail!(
-            "the EIP did not answer; see {}",
-            dir.join("agent.log").display()
-        ),
+        None => bail!("the EIP did not answer; see the logs in {}", dir.display()),
     }
     let me = std::env::current_exe()
         .map(|p| p.display().to_string())
@@ -286,10 +350,36 @@ async fn up(name: &str) -> anyhow::Result<()> {
         "  VPCIP_URL={url} VPCIP_TOKEN={} {me} eip list",
         state.tenant_token
     );
-    println!("  VPCIP_URL={url} VPCIP_TOKEN={operator_token} {me} gateway list");
-    println!("  {me} lab exec{lab} router -- nft list table ip vpcip_nat");
+    println!("  VPCIP_URL={url} VPCIP_TOKEN={operator_token} {me} host list");
+    println!("  {me} lab exec{lab} gw -- ip route show proto 240");
+    println!("  {me} lab exec{lab} vpc1-router -- nft list table ip vpcip_nat");
+    println!("  {me} lab exec{lab} h1 -- bridge fdb show");
+    println!(
+        "  nodes: {}",
+        state
+            .nodes
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     println!("  {me} lab down{lab}");
     Ok(())
+}
+
+fn w_ns(prefix: &str, node: &str) -> String {
+    format!("{prefix}{node}")
+}
+
+/// GETs `/` from namespace `ns` until it answers (10 s at most).
+async fn poll_get(ns: &str, to: SocketAddr) -> Option<String> {
+    for _ in 0..100 {
+        if let Some(body) = http_get(ns, to) {
+            return Some(body);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
 }
 
 fn http_get(ns: &str, to: SocketAddr) -> Option<String> {

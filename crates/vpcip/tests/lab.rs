@@ -1,6 +1,8 @@
-//! The README's first command: `vpcip lab up` builds the world, starts a
-//! controller and a gateway agent, and shows an EIP carrying HTTP; `lab
-//! exec` runs commands in its nodes; `lab down` leaves nothing behind.
+//! The README's first command: `vpcip lab up` builds the world (physical
+//! router, client, gateway node, two hosts), starts a controller, a gateway
+//! agent and two host agents, and shows an EIP carrying HTTP from the client
+//! to a VM; `lab exec` runs commands in its nodes; `lab down` leaves nothing
+//! behind.
 
 #![allow(clippy::unwrap_used)] // tests panic on the unexpected, by design
 
@@ -44,13 +46,13 @@ fn lab_up_exec_down() {
     );
     // A second `up` of the same lab is refused.
     assert!(!vpcip(&["lab", "up", "--name", &name]).status.success());
-    // exec in the router: the NAT maps hold the EIP.
+    // exec in the VPC router: the NAT maps hold the EIP.
     let nft = vpcip(&[
         "lab",
         "exec",
         "--name",
         &name,
-        "router",
+        "vpc1-router",
         "--",
         "nft",
         "list",
@@ -59,7 +61,36 @@ fn lab_up_exec_down() {
         "vpcip_nat",
         "eip_dnat",
     ]);
-    assert!(String::from_utf8_lossy(&nft.stdout).contains("203.0.113.1 : 10.0.0.2"));
+    assert!(
+        String::from_utf8_lossy(&nft.stdout).contains("203.0.113.1 : 10.0.1.2"),
+        "{}",
+        String::from_utf8_lossy(&nft.stdout)
+    );
+    // The tour crossed hosts: web-1 and app-1 run on different hosts.
+    assert!(
+        out.contains("hypervisor on h1") && out.contains("hypervisor on h2"),
+        "{out}"
+    );
+    // The client reaches the EIP again, by hand, as the README shows.
+    let curl = vpcip(&[
+        "lab",
+        "exec",
+        "--name",
+        &name,
+        "client",
+        "--",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        "203.0.113.1",
+    ]);
+    assert!(
+        curl.status.success(),
+        "{}",
+        String::from_utf8_lossy(&curl.stdout)
+    );
     assert!(
         !vpcip(&["lab", "exec", "--name", &name, "nowhere", "--", "true"])
             .status
