@@ -162,25 +162,36 @@ pub struct VmNic<'a> {
     pub gateway: Option<Ipv4Addr>,
 }
 
-/// Starts VM `vm` on `host`: a namespace whose `eth0` is one end of a veth
-/// pair, the other end on the host named as the host agent expects
-/// (`port_ifname`), left for the agent to plug. The guest side is set up
-/// the way the guest would from its metadata: MAC, address, MTU, default
-/// route.
+/// Starts VM `vm` on `host` with its primary NIC as `eth0` (see
+/// [`plug_nic`]) and its default route through the subnet's gateway.
 pub fn plug_vm(w: &mut World, vm: &str, host: &str, nic: &VmNic<'_>) {
     w.add_node(vm);
+    plug_nic(w, vm, host, "eth0", nic);
+    if let Some(gw) = nic.gateway {
+        w.exec(
+            vm,
+            &["ip", "route", "add", "default", "via", &gw.to_string()],
+        );
+    }
+}
+
+/// Plugs a NIC into VM `vm` as `ifname`: one end of a veth pair in the VM,
+/// the other on the host named as the host agent expects (`port_ifname`),
+/// left for the agent to plug. The guest side is set up the way the guest
+/// would from its metadata: MAC, address, MTU.
+pub fn plug_nic(w: &mut World, vm: &str, host: &str, ifname: &str, nic: &VmNic<'_>) {
     let port = vpcip_model::desired::port_ifname(nic.nic_id);
     let (nh, nv) = (w.ns(host), w.ns(vm));
     crate::run(
         "ip",
         &[
-            "-n", &nh, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &nv,
+            "-n", &nh, "link", "add", &port, "type", "veth", "peer", "name", ifname, "netns", &nv,
         ],
     );
     w.exec(
         vm,
         &[
-            "ip", "link", "set", "eth0", "address", nic.mac, "mtu", VM_MTU,
+            "ip", "link", "set", ifname, "address", nic.mac, "mtu", VM_MTU,
         ],
     );
     w.exec(
@@ -191,14 +202,40 @@ pub fn plug_vm(w: &mut World, vm: &str, host: &str, nic: &VmNic<'_>) {
             "add",
             &format!("{}/{}", nic.ip, nic.prefix_len),
             "dev",
-            "eth0",
+            ifname,
         ],
     );
-    w.exec(vm, &["ip", "link", "set", "eth0", "up"]);
-    if let Some(gw) = nic.gateway {
-        w.exec(
-            vm,
-            &["ip", "route", "add", "default", "via", &gw.to_string()],
-        );
-    }
+    w.exec(vm, &["ip", "link", "set", ifname, "up"]);
+}
+
+/// The guest routing of a secondary NIC (the seeds' ENI recipe): traffic
+/// from its address leaves through it, by a policy rule and its own table.
+pub fn source_route(
+    w: &World,
+    vm: &str,
+    ifname: &str,
+    ip: Ipv4Addr,
+    gateway: Ipv4Addr,
+    table: u32,
+) {
+    let t = table.to_string();
+    w.exec(
+        vm,
+        &["ip", "rule", "add", "from", &ip.to_string(), "table", &t],
+    );
+    w.exec(
+        vm,
+        &[
+            "ip",
+            "route",
+            "add",
+            "default",
+            "via",
+            &gateway.to_string(),
+            "dev",
+            ifname,
+            "table",
+            &t,
+        ],
+    );
 }

@@ -1033,6 +1033,24 @@ async fn visible_recipe_in_one_call(s: &Store) {
     );
     assert!(out.subnet.cidr.contains(&out.eip.ip));
     assert_eq!(out.nic.ip, out.eip.ip);
+    // The router's address in the visible subnet is taken in the EIP
+    // segment too: no EIP can ever be given that address.
+    let gw = out.subnet.gateway.unwrap();
+    assert_ne!(gw, out.eip.ip);
+    let seg = s.show::<Subnet>(&OP, "eip-seg").await.unwrap();
+    assert_eq!(seg.used, 2, "the EIP and the visible subnet's gateway");
+    let err = s
+        .create_eip(
+            &OP,
+            &CreateEip {
+                ip: Some(gw),
+                bandwidth_mbps: 1,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(err), "address_in_use");
     assert_eq!(out.nic.server_id.as_deref(), Some(vm.id.as_str()));
     assert_eq!(out.eip.mode, EipMode::Visible);
     assert_eq!(out.eip.nic_id.as_deref(), Some(out.nic.id.as_str()));

@@ -424,3 +424,98 @@ async fn eip_nat_carries_tcp_udp_icmp_and_follows_rebinds() {
     );
     let _ = (sy, y);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn visible_eip_is_routed_untranslated_to_its_eni() {
+    let mut lab = Lab::up("vcv").await;
+    let v1 = lab.vpc("v1", "10.0.0.0/16").await;
+    let sa = lab.subnet(&v1, "v1-a", "10.0.1.0/24").await;
+    let (server, _) = lab.vm("v", &sa, "h2").await;
+    // A NAT-mode EIP elsewhere takes the segment's first address: the
+    // visible subnet's router address must not collide with it.
+    let (other, _) = lab.vm("o", &sa, "h1").await;
+    let nat = lab.eip_for(&other).await;
+    // The seeds' recipe in one call: secondary CIDR, subnet, ENI whose IP
+    // is the EIP, bound in visible mode, attached to the server.
+    let out: VisibleEip = lab
+        .op
+        .post(
+            "/v1/eips/visible",
+            &CreateVisibleEip {
+                bandwidth_mbps: 5,
+                server: server.id.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let eip = out.eip.ip;
+    let gw = out.subnet.gateway.unwrap();
+    assert_ne!(gw, nat.ip);
+    // The guest configures its new NIC (what `vpcip vip guest-config` and
+    // the seeds print): address, and a source route through it.
+    cloud::plug_nic(
+        &mut lab.w,
+        "v",
+        "h2",
+        "eth1",
+        &VmNic {
+            nic_id: &out.nic.id,
+            mac: &out.nic.mac,
+            ip: eip,
+            prefix_len: out.subnet.cidr.prefix_len(),
+            gateway: Some(gw),
+        },
+    );
+    cloud::source_route(&lab.w, "v", "eth1", eip, gw, 100);
+    assert!(
+        lab.w
+            .exec("v", &["ip", "addr"])
+            .contains(&format!("{eip}/"))
+    );
+
+    // ping -I <EIP> to the outside client works.
+    assert!(
+        eventually(Duration::from_secs(15), || lab
+            .w
+            .try_exec(
+                "v",
+                &["ping", "-c", "1", "-W", "1", "-I", &eip.to_string(), CLIENT]
+            )
+            .is_some()),
+        "ping -I {eip} from the VM does not reach the client"
+    );
+    // The client reaches the EIP; the VM sees the client's address, on the
+    // EIP itself (no translation: the echo shows the local address too).
+    echo_server(&lab.ns("v"), 8080, Duration::from_secs(60));
+    assert!(
+        eventually(Duration::from_secs(10), || ask_once(
+            &lab.ns("client"),
+            at(eip, 8080),
+            "visible"
+        ) == Some(format!(
+            "{CLIENT} visible"
+        ))),
+        "the client does not reach the visible EIP"
+    );
+    // …on the EIP itself: the VM's end of the connection is EIP:8080.
+    let mut conn = Conn::open(&lab.ns("client"), at(eip, 8080), Duration::from_secs(1)).unwrap();
+    assert_eq!(conn.ask("held"), Some(format!("{CLIENT} held")));
+    let ss = lab.w.exec(
+        "v",
+        &["ss", "-Htn", "state", "established", "( sport = :8080 )"],
+    );
+    assert!(ss.contains(&format!("{eip}:8080")), "{ss}");
+    // The NAT-mode EIP next to it still works.
+    echo_server(&lab.ns("o"), 8081, Duration::from_secs(60));
+    assert!(
+        eventually(Duration::from_secs(10), || ask_once(
+            &lab.ns("client"),
+            at(nat.ip, 8081),
+            "nat"
+        ) == Some(format!(
+            "{CLIENT} nat"
+        ))),
+        "the NAT-mode EIP beside the visible one broke"
+    );
+}

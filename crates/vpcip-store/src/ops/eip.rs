@@ -421,11 +421,13 @@ impl Store {
                 }
                 None => {
                     let hosts = usable(&block);
-                    let gateway = if hosts.start() == eip.ip {
-                        hosts.end()
-                    } else {
-                        hosts.start()
-                    };
+                    // The router's address in the new subnet is taken from
+                    // the EIP segment too, so it is never handed out as an
+                    // EIP (released when the subnet goes).
+                    let subnet_id = new_id(Kind::Subnet);
+                    let mut seg: Subnet = tx.get(&segment.id, true).await?;
+                    let gateway = tx.allocate(&mut seg, &subnet_id, None).await?;
+                    tx.update(&seg).await?;
                     let zone: Zone = tx.get(&server.zone_id, false).await?;
                     let creq = CreateSubnet {
                         name: format!("visible-{}-{}", block.network(), block.prefix_len()),
@@ -440,8 +442,7 @@ impl Store {
                     };
                     let host_networks: Vec<HostNetwork> = tx.all().await?;
                     let plan = rules::plan_subnet(&creq, &vpc, &siblings, &host_networks)?;
-                    insert_subnet(tx, new_id(Kind::Subnet), &vpc, Some(zone.id), &creq, &plan)
-                        .await?
+                    insert_subnet(tx, subnet_id, &vpc, Some(zone.id), &creq, &plan).await?
                 }
             };
             // Step 3: the ENI whose primary IP is the EIP.

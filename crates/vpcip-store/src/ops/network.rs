@@ -240,6 +240,20 @@ impl Store {
                 }
                 .into());
             }
+            // Addresses it holds in other subnets (a visible subnet's
+            // router address in its EIP segment) go back.
+            let held = tx
+                .rows(
+                    "SELECT subnet_id, addr FROM ip_allocations WHERE owner_id = $1 AND subnet_id <> $1",
+                    &[subnet.id.as_str().into()],
+                )
+                .await?;
+            for r in held {
+                let mut other: Subnet = tx.get(&r.text(0)?, true).await?;
+                let addr = std::net::Ipv4Addr::from(r.int(1)? as u32);
+                tx.release(&mut other, addr).await?;
+                tx.update(&other).await?;
+            }
             tx.drop_pool(&subnet.id).await?;
             tx.delete(&subnet).await?;
             tx.commit().await
