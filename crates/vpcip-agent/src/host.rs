@@ -4,7 +4,9 @@
 //! to the domain's other VTEPs; each VM port (the link the hypervisor made
 //! for a NIC, named by `port_ifname`) joined to its domain's bridge.
 //! Bridges and VXLAN devices of domains no longer here are removed; links it
-//! did not make are left alone.
+//! did not make are left alone. Anti-spoofing (`vpcip_sys::spoof`): a port
+//! whose source/destination check is on sends only from its NIC's address
+//! and its VIPs.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -13,6 +15,8 @@ use std::path::{Path, PathBuf};
 use vpcip_model::desired::HostState;
 use vpcip_sys::SysError;
 use vpcip_sys::link::VXLAN_OVERHEAD;
+use vpcip_sys::nft::NatTable;
+use vpcip_sys::spoof::Guards;
 
 use crate::gateway::{Summary, converge_vxlan, on, vxlan_ifname};
 
@@ -44,6 +48,25 @@ impl HostReconciler {
         let underlay = self.underlay;
         on(&self.node, |net| {
             let mut s = Summary::default();
+            // Anti-spoofing first: a port is guarded before it is plugged.
+            let want = Guards {
+                guarded: state
+                    .ports
+                    .iter()
+                    .filter(|p| p.source_dest_check)
+                    .map(|p| p.ifname.clone())
+                    .collect(),
+                allowed: state
+                    .ports
+                    .iter()
+                    .filter(|p| p.source_dest_check)
+                    .flat_map(|p| p.ips.iter().map(|ip| (p.ifname.clone(), *ip)))
+                    .collect(),
+            };
+            let mut nft = NatTable::open()?;
+            s.changed += usize::from(nft.ensure_spoof()?);
+            let have = nft.read_spoof()?;
+            s.changed += nft.apply_spoof(&have, &want)?;
             let links = net.links()?;
             let mut mtu = 1500;
             for l in &links {

@@ -6,6 +6,7 @@ pub mod conntrack;
 pub mod link;
 pub mod netns;
 pub mod nft;
+pub mod spoof;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SysError {

@@ -420,6 +420,27 @@ impl NatTable {
         elems: &[ElementChange<'_>],
         flags: u16,
     ) -> Result<(), SysError> {
+        self.transact_in(NetfilterProtoFamily::IPv4, msgs, elems, flags)
+    }
+
+    /// Discards whatever the kernel has queued on the socket.
+    fn drain(&mut self) {
+        if self.sock.set_non_blocking(true).is_err() {
+            return;
+        }
+        let mut buf = vec![0u8; 1 << 16];
+        while matches!(self.sock.recv(&mut &mut buf[..], 0), Ok(n) if n > 0) {}
+        let _ = self.sock.set_non_blocking(false);
+    }
+
+    /// One transaction in a family (`ip`, `bridge`, …).
+    pub(crate) fn transact_in(
+        &mut self,
+        family: NetfilterProtoFamily,
+        msgs: Vec<NfTablesMessage>,
+        elems: &[ElementChange<'_>],
+        flags: u16,
+    ) -> Result<(), SysError> {
         let mut buf = Vec::new();
         push_message(
             &mut buf,
@@ -433,11 +454,7 @@ impl NatTable {
             } else {
                 flags
             };
-            push_message(
-                &mut buf,
-                &mut nft_message(NetfilterProtoFamily::IPv4, m, f),
-                &mut self.seq,
-            );
+            push_message(&mut buf, &mut nft_message(family, m, f), &mut self.seq);
         }
         for e in elems {
             encode_elements(&mut buf, &mut self.seq, e, flags);
@@ -456,6 +473,11 @@ impl NatTable {
                 .map_err(SysError::io("receive nftables reply"))?;
             for (seq, err) in acks(&data)? {
                 if err != 0 {
+                    // Other messages of the batch may have failed too: their
+                    // errors are queued already (the batch is processed
+                    // within the send); drop them so that the next request
+                    // does not read them as its answer.
+                    self.drain();
                     return Err(SysError::Kernel {
                         what: "nftables transaction",
                         errno: -err,
@@ -557,12 +579,34 @@ impl NatTable {
 
     /// One dump of a map; None when the kernel says it was interrupted.
     fn dump_map(&mut self, name: &str) -> Result<Option<NatMap>, SysError> {
+        let mut out = BTreeMap::new();
+        let complete = self.dump_set(NetfilterProtoFamily::IPv4, TABLE, name, |k, v| {
+            let k = <[u8; 4]>::try_from(k).ok().map(Ipv4Addr::from);
+            let v = v
+                .and_then(|v| <[u8; 4]>::try_from(v).ok())
+                .map(Ipv4Addr::from);
+            if let (Some(k), Some(v)) = (k, v) {
+                out.insert(k, v);
+            }
+        })?;
+        Ok(complete.then_some(out))
+    }
+
+    /// One dump of a set or map, each element's key and data given to
+    /// `each`; false when the kernel says it was interrupted.
+    pub(crate) fn dump_set(
+        &mut self,
+        family: NetfilterProtoFamily,
+        table: &str,
+        set: &str,
+        mut each: impl FnMut(&[u8], Option<&[u8]>),
+    ) -> Result<bool, SysError> {
         let mut m = nft_message(
-            NetfilterProtoFamily::IPv4,
+            family,
             NfTablesMessage::GetSetElement(SetElementMessage {
                 attributes: vec![
-                    SetElementList::Table(TABLE.into()),
-                    SetElementList::Set(name.into()),
+                    SetElementList::Table(table.into()),
+                    SetElementList::Set(set.into()),
                 ],
             }),
             NLM_F_DUMP,
@@ -575,17 +619,16 @@ impl NatTable {
         self.sock
             .send(&buf, 0)
             .map_err(SysError::io("send nftables dump"))?;
-        let mut out = BTreeMap::new();
         let mut interrupted = false;
         loop {
             let (data, _) = self
                 .sock
                 .recv_from_full()
                 .map_err(SysError::io("receive nftables dump"))?;
-            match parse_elements(&data, &mut out, &mut interrupted)? {
+            match parse_elements(&data, &mut interrupted, &mut each)? {
                 DumpState::More => continue,
-                DumpState::Done => return Ok(Some(out)),
-                DumpState::Interrupted => return Ok(None),
+                DumpState::Done => return Ok(true),
+                DumpState::Interrupted => return Ok(false),
             }
         }
     }
@@ -689,18 +732,17 @@ fn attrs(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     })
 }
 
-fn data_value(nested: &[u8]) -> Option<Ipv4Addr> {
+fn data_value(nested: &[u8]) -> Option<&[u8]> {
     attrs(nested)
         .find(|(t, _)| *t == NFTA_DATA_VALUE)
-        .and_then(|(_, v)| <[u8; 4]>::try_from(v).ok())
-        .map(Ipv4Addr::from)
+        .map(|(_, v)| v)
 }
 
-/// Collects map elements from a dump datagram.
+/// Gives each set element of a dump datagram (key, data) to `each`.
 fn parse_elements(
     data: &[u8],
-    out: &mut NatMap,
     interrupted: &mut bool,
+    each: &mut impl FnMut(&[u8], Option<&[u8]>),
 ) -> Result<DumpState, SysError> {
     for Received { ty, flags, payload } in messages(data)? {
         *interrupted |= flags & NLM_F_DUMP_INTR != 0;
@@ -736,8 +778,8 @@ fn parse_elements(
                                 _ => {}
                             }
                         }
-                        if let (Some(k), Some(v)) = (key, val) {
-                            out.insert(k, v);
+                        if let Some(k) = key {
+                            each(k, val);
                         }
                     }
                 }

@@ -41,6 +41,15 @@ struct Lab {
     gateway_agent: usize,
 }
 
+impl Drop for Lab {
+    fn drop(&mut self) {
+        // The logs and database stay for a failed test to be looked into.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(cloud::state_dir(&self.w));
+        }
+    }
+}
+
 impl Lab {
     /// The physical world, the controller, the three agents, a zone and the
     /// EIP segment.
@@ -517,5 +526,99 @@ async fn visible_eip_is_routed_untranslated_to_its_eni() {
             "{CLIENT} nat"
         ))),
         "the NAT-mode EIP beside the visible one broke"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vm_cannot_send_from_an_address_it_does_not_own() {
+    let mut lab = Lab::up("vcs").await;
+    let v1 = lab.vpc("v1", "10.0.0.0/16").await;
+    let sa = lab.subnet(&v1, "v1-a", "10.0.1.0/24").await;
+    let (_, a) = lab.vm("a", &sa, "h1").await;
+    let (_, b) = lab.vm("b", &sa, "h2").await;
+    assert!(
+        eventually(Duration::from_secs(15), || lab.pings("a", b.ip)),
+        "a cannot reach b at all"
+    );
+    // a takes an address that is not its own (b's neighbour's, say).
+    let stolen = "10.0.1.200";
+    lab.w.exec(
+        "a",
+        &["ip", "addr", "add", &format!("{stolen}/24"), "dev", "eth0"],
+    );
+    let ping_from = |lab: &Lab, src: &str| {
+        lab.w
+            .try_exec(
+                "a",
+                &["ping", "-c", "1", "-W", "1", "-I", src, &b.ip.to_string()],
+            )
+            .is_some()
+    };
+    assert!(!ping_from(&lab, stolen), "a spoofed IP source got through");
+    // Its ARP claims for it are dropped too: b (which takes gratuitous ARP)
+    // never learns the address.
+    lab.w
+        .exec("b", &["sysctl", "-qw", "net.ipv4.conf.eth0.arp_accept=1"]);
+    let claim = |lab: &Lab| {
+        // arping exits non-zero when nothing answers; the claim is sent anyway.
+        let _ = lab.w.try_exec(
+            "a",
+            &[
+                "arping", "-q", "-c", "1", "-w", "1", "-U", "-S", stolen, "-i", "eth0", stolen,
+            ],
+        );
+        lab.w
+            .exec("b", &["ip", "neigh", "show", stolen])
+            .contains("lladdr")
+    };
+    assert!(
+        lab.w.exec("a", &["which", "arping"]).contains("arping"),
+        "arping is needed (.ci/run installs it)"
+    );
+    assert!(!claim(&lab), "b learned the stolen address from a's ARP");
+    assert!(lab.pings("a", b.ip), "a's own address still works");
+    let table = lab
+        .w
+        .exec("h1", &["nft", "list", "table", "bridge", "vpcip_spoof"]);
+    assert!(
+        table.contains(&vpcip_model::desired::port_ifname(&a.id)),
+        "{table}"
+    );
+
+    // With its source/destination check off (a router or NAT VM), it may.
+    let _: Nic = lab
+        .op
+        .patch(
+            &format!("/v1/nics/{}", a.id),
+            &UpdateNic {
+                source_dest_check: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || claim(&lab)),
+        "the check is off, yet a's ARP claim is dropped"
+    );
+    assert!(
+        ping_from(&lab, stolen),
+        "the check is off, yet a's other source is dropped"
+    );
+    // And on again: dropped again.
+    let _: Nic = lab
+        .op
+        .patch(
+            &format!("/v1/nics/{}", a.id),
+            &UpdateNic {
+                source_dest_check: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || !ping_from(&lab, stolen)),
+        "the check is on again, yet a's other source passes"
     );
 }
