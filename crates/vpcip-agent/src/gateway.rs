@@ -134,6 +134,10 @@ impl GatewayReconciler {
             Ok(n) => summary.changed += n,
             Err(e) => errors.push(format!("gateway routes: {e}")),
         }
+        match self.counted(state) {
+            Ok(n) => summary.changed += n,
+            Err(e) => errors.push(format!("EIP counters: {e}")),
+        }
         match self.remove_stale(state) {
             Ok(n) => summary.changed += n,
             Err(e) => errors.push(format!("stale routers: {e}")),
@@ -364,6 +368,25 @@ impl GatewayReconciler {
         })
     }
 
+    /// Every bound EIP is counted on the node, in and out.
+    fn counted(&self, state: &GatewayState) -> Result<usize, String> {
+        let want: BTreeSet<Ipv4Addr> = state
+            .routers
+            .iter()
+            .flat_map(|r| r.nat.iter().map(|e| e.eip))
+            .collect();
+        in_netns(&self.node, || -> Result<usize, SysError> {
+            let mut nft = NatTable::open()?;
+            let have: BTreeSet<Ipv4Addr> = nft.read_counters()?.into_keys().collect();
+            let add: Vec<Ipv4Addr> = want.difference(&have).copied().collect();
+            let remove: Vec<Ipv4Addr> = have.difference(&want).copied().collect();
+            nft.apply_counted(&add, &remove)?;
+            Ok(add.len() + remove.len())
+        })
+        .and_then(|r| r)
+        .map_err(|e| e.to_string())
+    }
+
     /// Routers of VPCs that are gone: their namespaces (and with them their
     /// links) are removed.
     fn remove_stale(&self, state: &GatewayState) -> Result<usize, String> {
@@ -381,6 +404,26 @@ impl GatewayReconciler {
         }
         Ok(n)
     }
+}
+
+/// The node's per-EIP counters.
+pub fn read_counters(node: &Path) -> Result<Vec<vpcip_model::desired::EipTraffic>, String> {
+    in_netns(node, || -> Result<_, SysError> {
+        NatTable::open()?.read_counters()
+    })
+    .and_then(|r| r)
+    .map(|m| {
+        m.into_iter()
+            .map(|(eip, c)| vpcip_model::desired::EipTraffic {
+                eip,
+                packets_in: c.packets_in,
+                bytes_in: c.bytes_in,
+                packets_out: c.packets_out,
+                bytes_out: c.bytes_out,
+            })
+            .collect()
+    })
+    .map_err(|e| e.to_string())
 }
 
 /// Makes `want` the only IPv4 address of a link.

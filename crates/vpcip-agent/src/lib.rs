@@ -12,7 +12,9 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use vpcip_client::Client;
-use vpcip_model::desired::{Agent, AgentReport, AgentRole, Desired, RegisterAgent};
+use vpcip_model::desired::{
+    Agent, AgentReport, AgentRole, CountersReport, Desired, EipTraffic, RegisterAgent,
+};
 
 pub struct AgentConfig {
     pub name: String,
@@ -47,10 +49,55 @@ async fn register(client: &Client, cfg: &AgentConfig) -> Agent {
     }
 }
 
+/// How often a gateway reports its per-EIP counters (those that changed).
+pub const COUNTERS_PERIOD: Duration = Duration::from_secs(2);
+
+/// Reads the node's per-EIP counters every [`COUNTERS_PERIOD`] and reports
+/// those that changed (all of them after a failed report).
+async fn report_counters(client: Client, agent_id: String, node: std::path::PathBuf) {
+    let mut sent: std::collections::BTreeMap<Ipv4Addr, EipTraffic> = Default::default();
+    loop {
+        tokio::time::sleep(COUNTERS_PERIOD).await;
+        let node = node.clone();
+        let read = tokio::task::spawn_blocking(move || gateway::read_counters(&node)).await;
+        let now = match read {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "cannot read the counters yet");
+                continue;
+            }
+            Err(_) => continue,
+        };
+        let changed: Vec<EipTraffic> = now
+            .iter()
+            .filter(|c| sent.get(&c.eip) != Some(c))
+            .copied()
+            .collect();
+        let report = CountersReport { counters: changed };
+        match client
+            .post::<_, ()>(&format!("/v1/agents/{agent_id}/counters"), &report)
+            .await
+        {
+            Ok(()) => sent = now.into_iter().map(|c| (c.eip, c)).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot report counters");
+                sent.clear();
+            }
+        }
+    }
+}
+
 /// Runs the agent until the process ends.
 pub async fn run(client: Client, cfg: AgentConfig) -> ! {
     let agent = register(&client, &cfg).await;
     tracing::info!(id = %agent.id, role = cfg.role.as_str(), "agent registered");
+    if cfg.role == AgentRole::Gateway {
+        tokio::spawn(report_counters(
+            client.clone(),
+            agent.id.clone(),
+            cfg.node_netns.clone(),
+        ));
+    }
     let mut gateway =
         gateway::GatewayReconciler::new(&cfg.netns_prefix, &cfg.node_netns, cfg.underlay_ip);
     let mut host = host::HostReconciler::new(&cfg.node_netns, cfg.underlay_ip);

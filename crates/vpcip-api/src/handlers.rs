@@ -509,6 +509,34 @@ pub async fn report_agent(
     Ok(no_content())
 }
 
+#[utoipa::path(post, path = "/v1/agents/{id}/counters", tag = "agents", request_body = vpcip_model::desired::CountersReport,
+    params(("id" = String, Path, description = "ID or name")),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn report_counters(
+    State(app): State<App>,
+    Caller(scope): Caller,
+    Path(id): Path<String>,
+    Body(req): Body<vpcip_model::desired::CountersReport>,
+) -> ApiResult<Response> {
+    app.store.report_counters(&scope, &id, &req).await?;
+    Ok(no_content())
+}
+
+/// An EIP's packets and bytes in both directions, as its gateway counted
+/// them.
+#[utoipa::path(get, path = "/v1/eips/{id}/counters", tag = "eips",
+    params(("id" = String, Path, description = "ID or name")),
+    responses((status = 200, body = vpcip_model::desired::EipCounters), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn eip_counters(
+    State(app): State<App>,
+    Caller(scope): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    Ok(ok(app.store.eip_counters(&scope, &id).await?))
+}
+
 /// The agent's whole desired state once the store's revision passes
 /// `after` (long poll): a full snapshot every time, so an agent that missed
 /// anything converges on the next answer.

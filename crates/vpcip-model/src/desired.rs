@@ -69,6 +69,52 @@ pub struct AgentReport {
     pub error: Option<String>,
 }
 
+/// One EIP's traffic as a gateway node counted it (since the EIP was last
+/// bound there).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct EipTraffic {
+    #[schema(value_type = String)]
+    pub eip: Ipv4Addr,
+    /// From the physical network towards the EIP.
+    pub packets_in: u64,
+    pub bytes_in: u64,
+    /// From the EIP out to the physical network.
+    pub packets_out: u64,
+    pub bytes_out: u64,
+}
+
+impl EipTraffic {
+    pub fn none(eip: Ipv4Addr) -> Self {
+        EipTraffic {
+            eip,
+            packets_in: 0,
+            bytes_in: 0,
+            packets_out: 0,
+            bytes_out: 0,
+        }
+    }
+}
+
+/// A gateway agent's counters: those that changed since its last report.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CountersReport {
+    pub counters: Vec<EipTraffic>,
+}
+
+/// An EIP's counters as `vpcip eip show` gives them.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct EipCounters {
+    pub eip_id: String,
+    #[serde(flatten)]
+    pub traffic: EipTraffic,
+    /// The gateway that counted, when one has.
+    pub gateway: Option<String>,
+    /// Unix seconds of that gateway's latest counters report: the counts
+    /// are current as of then.
+    pub as_of: i64,
+}
+
 /// One EIP's 1:1 NAT on a VPC router. A visible-mode EIP is an identity
 /// entry (EIP → EIP): the router's rules then pass it untranslated, and its
 /// connections are tracked like every other EIP's.

@@ -97,6 +97,17 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (pool, n)
     )",
     "CREATE INDEX numbers_owner ON numbers (owner)",
+    // Per-EIP counters as the gateways report them (not desired state: no
+    // revision bump), and when each gateway last reported.
+    "CREATE TABLE eip_counters (
+        ip BIGINT PRIMARY KEY,
+        agent_id TEXT NOT NULL,
+        packets_in BIGINT NOT NULL,
+        bytes_in BIGINT NOT NULL,
+        packets_out BIGINT NOT NULL,
+        bytes_out BIGINT NOT NULL
+    )",
+    "CREATE TABLE counter_reports (agent_id TEXT PRIMARY KEY, at BIGINT NOT NULL)",
 ];
 
 /// What the store knows how to keep: every resource kind of the model.

@@ -3,6 +3,7 @@
 //! Agents talk to the kernel only through here; no `ip`, `nft` or `tc`.
 
 pub mod conntrack;
+pub mod counters;
 pub mod link;
 pub mod netns;
 pub mod nft;

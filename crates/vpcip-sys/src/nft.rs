@@ -16,8 +16,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use netlink_packet_core::{
-    DefaultNla, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
-    NetlinkMessage,
+    DefaultNla, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST, NetlinkMessage,
 };
 use netlink_packet_netfilter::nftables::{
     Bitwise, ChainAttribute, ChainMessage, Cmp, DataAttribute, ExpressionAttribute, Expressions,
@@ -87,7 +86,11 @@ pub const GATEWAY_TABLE: &str = "vpcip_gw";
 /// `ip saddr BLOCK oifname != "PREFIX*" masquerade`: what the routers
 /// masqueraded to their link addresses leaves the gateway node with the
 /// node's own address.
-fn gateway_masquerade(links: Ipv4Addr, prefix_len: u8, router_ifprefix: &str) -> Vec<Expr> {
+pub(crate) fn gateway_masquerade(
+    links: Ipv4Addr,
+    prefix_len: u8,
+    router_ifprefix: &str,
+) -> Vec<Expr> {
     let mask = if prefix_len == 0 {
         0
     } else {
@@ -137,13 +140,13 @@ fn gateway_masquerade(links: Ipv4Addr, prefix_len: u8, router_ifprefix: &str) ->
 /// outbound NAT happens only there.
 pub const UPLINK: &str = "up0";
 
-type Expr = ListAttribute<ExpressionAttribute>;
+pub(crate) type Expr = ListAttribute<ExpressionAttribute>;
 
 fn rule(chain: &str, exprs: Vec<Expr>) -> NfTablesMessage {
     rule_in(TABLE, chain, exprs)
 }
 
-fn rule_in(table: &str, chain: &str, exprs: Vec<Expr>) -> NfTablesMessage {
+pub(crate) fn rule_in(table: &str, chain: &str, exprs: Vec<Expr>) -> NfTablesMessage {
     NfTablesMessage::NewRule(RuleMessage {
         attributes: vec![
             RuleAttribute::Table(table.into()),
@@ -283,7 +286,12 @@ fn nat_chain(name: &str, hook: InetHookNumber, priority: i32) -> NfTablesMessage
     nat_chain_in(TABLE, name, hook, priority)
 }
 
-fn nat_chain_in(table: &str, name: &str, hook: InetHookNumber, priority: i32) -> NfTablesMessage {
+pub(crate) fn nat_chain_in(
+    table: &str,
+    name: &str,
+    hook: InetHookNumber,
+    priority: i32,
+) -> NfTablesMessage {
     NfTablesMessage::NewChain(ChainMessage {
         attributes: vec![
             ChainAttribute::Table(table.into()),
@@ -334,7 +342,7 @@ const NLA_F_NESTED: u16 = 0x8000;
 const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
 const NFTA_SET_ELEM_LIST_SET: u16 = 2;
 
-fn put_attr(buf: &mut Vec<u8>, kind: u16, value: &[u8]) {
+pub(crate) fn put_attr(buf: &mut Vec<u8>, kind: u16, value: &[u8]) {
     let len = 4 + value.len();
     buf.extend_from_slice(&(len as u16).to_ne_bytes());
     buf.extend_from_slice(&kind.to_ne_bytes());
@@ -342,7 +350,7 @@ fn put_attr(buf: &mut Vec<u8>, kind: u16, value: &[u8]) {
     buf.resize(buf.len() + ((4 - len % 4) % 4), 0);
 }
 
-fn put_str(buf: &mut Vec<u8>, kind: u16, s: &str) {
+pub(crate) fn put_str(buf: &mut Vec<u8>, kind: u16, s: &str) {
     let mut v = s.as_bytes().to_vec();
     v.push(0);
     put_attr(buf, kind, &v);
@@ -388,6 +396,51 @@ pub fn encode_elements(buf: &mut Vec<u8>, seq: &mut u32, change: &ElementChange<
     }
 }
 
+/// Keys to add to or remove from a set of IPv4 addresses (an `ip` table).
+pub struct KeyChange<'a> {
+    pub table: &'a str,
+    pub set: &'a str,
+    pub add: bool,
+    pub keys: &'a [Ipv4Addr],
+}
+
+/// NEWSETELEM / DELSETELEM messages for keys without data, like
+/// [`encode_elements`].
+pub fn encode_keys(buf: &mut Vec<u8>, seq: &mut u32, change: &KeyChange<'_>, flags: u16) {
+    let msg_type = (NFNL_SUBSYS_NFTABLES << 8)
+        | u16::from(if change.add {
+            NFT_MSG_NEWSETELEM
+        } else {
+            NFT_MSG_DELSETELEM
+        });
+    for chunk in change.keys.chunks(ELEMENTS_PER_MESSAGE) {
+        *seq = seq.wrapping_add(1);
+        let start = buf.len();
+        buf.extend_from_slice(&[0; 4]);
+        buf.extend_from_slice(&msg_type.to_ne_bytes());
+        buf.extend_from_slice(&(NLM_F_REQUEST | flags).to_ne_bytes());
+        buf.extend_from_slice(&seq.to_ne_bytes());
+        buf.extend_from_slice(&0u32.to_ne_bytes());
+        buf.extend_from_slice(&[2, 0, 0, 0]); // NFPROTO_IPV4
+        put_str(buf, NFTA_SET_ELEM_LIST_TABLE, change.table);
+        put_str(buf, NFTA_SET_ELEM_LIST_SET, change.set);
+        let list_len = 4 + chunk.len() * 16;
+        buf.extend_from_slice(&(list_len as u16).to_ne_bytes());
+        buf.extend_from_slice(&(NFTA_SET_ELEM_LIST_ELEMENTS | NLA_F_NESTED).to_ne_bytes());
+        for k in chunk {
+            buf.extend_from_slice(&16u16.to_ne_bytes());
+            buf.extend_from_slice(&(NFTA_LIST_ELEM | NLA_F_NESTED).to_ne_bytes());
+            buf.extend_from_slice(&12u16.to_ne_bytes());
+            buf.extend_from_slice(&(NFTA_SET_ELEM_KEY | NLA_F_NESTED).to_ne_bytes());
+            buf.extend_from_slice(&8u16.to_ne_bytes());
+            buf.extend_from_slice(&NFTA_DATA_VALUE.to_ne_bytes());
+            buf.extend_from_slice(&k.octets());
+        }
+        let len = (buf.len() - start) as u32;
+        buf[start..start + 4].copy_from_slice(&len.to_ne_bytes());
+    }
+}
+
 impl NatTable {
     /// Opens nftables in the current network namespace (see
     /// [`crate::netns::in_netns`] to open it in another).
@@ -420,7 +473,7 @@ impl NatTable {
         elems: &[ElementChange<'_>],
         flags: u16,
     ) -> Result<(), SysError> {
-        self.transact_in(NetfilterProtoFamily::IPv4, msgs, elems, flags)
+        self.transact_in(NetfilterProtoFamily::IPv4, msgs, elems, &[], flags)
     }
 
     /// Discards whatever the kernel has queued on the socket.
@@ -439,6 +492,7 @@ impl NatTable {
         family: NetfilterProtoFamily,
         msgs: Vec<NfTablesMessage>,
         elems: &[ElementChange<'_>],
+        keys: &[KeyChange<'_>],
         flags: u16,
     ) -> Result<(), SysError> {
         let mut buf = Vec::new();
@@ -458,6 +512,9 @@ impl NatTable {
         }
         for e in elems {
             encode_elements(&mut buf, &mut self.seq, e, flags);
+        }
+        for k in keys {
+            encode_keys(&mut buf, &mut self.seq, k, flags);
         }
         let mut end = control(ControlMessage::BatchEnd);
         end.header.flags |= NLM_F_ACK;
@@ -514,40 +571,6 @@ impl NatTable {
         Ok(true)
     }
 
-    /// Creates the gateway node's table (see [`GATEWAY_TABLE`]) unless it
-    /// exists; true when it was created.
-    pub fn ensure_gateway(
-        &mut self,
-        links: Ipv4Addr,
-        prefix_len: u8,
-        router_ifprefix: &str,
-    ) -> Result<bool, SysError> {
-        let made = self.transact(
-            vec![
-                NfTablesMessage::NewTable(TableMessage {
-                    attributes: vec![TableAttribute::Name(GATEWAY_TABLE.into())],
-                }),
-                nat_chain_in(
-                    GATEWAY_TABLE,
-                    "postrouting",
-                    InetHookNumber::PostRouting,
-                    100,
-                ),
-                rule_in(
-                    GATEWAY_TABLE,
-                    "postrouting",
-                    gateway_masquerade(links, prefix_len, router_ifprefix),
-                ),
-            ],
-            NLM_F_CREATE | NLM_F_EXCL,
-        );
-        match made {
-            Ok(()) => Ok(true),
-            Err(e) if e.errno() == Some(17) => Ok(false), // EEXIST: there already
-            Err(e) => Err(e),
-        }
-    }
-
     /// Applies a plan to both maps in one transaction: all of it, or
     /// (when the kernel refuses any part) none of it.
     pub fn apply(&mut self, plan: &NatPlan) -> Result<(), SysError> {
@@ -580,7 +603,7 @@ impl NatTable {
     /// One dump of a map; None when the kernel says it was interrupted.
     fn dump_map(&mut self, name: &str) -> Result<Option<NatMap>, SysError> {
         let mut out = BTreeMap::new();
-        let complete = self.dump_set(NetfilterProtoFamily::IPv4, TABLE, name, |k, v| {
+        let complete = self.dump_set(NetfilterProtoFamily::IPv4, TABLE, name, |k, v, _| {
             let k = <[u8; 4]>::try_from(k).ok().map(Ipv4Addr::from);
             let v = v
                 .and_then(|v| <[u8; 4]>::try_from(v).ok())
@@ -592,14 +615,15 @@ impl NatTable {
         Ok(complete.then_some(out))
     }
 
-    /// One dump of a set or map, each element's key and data given to
-    /// `each`; false when the kernel says it was interrupted.
+    /// One dump of a set or map, each element's key, data and whole
+    /// attribute stream given to `each`; false when the kernel says it was
+    /// interrupted.
     pub(crate) fn dump_set(
         &mut self,
         family: NetfilterProtoFamily,
         table: &str,
         set: &str,
-        mut each: impl FnMut(&[u8], Option<&[u8]>),
+        mut each: impl FnMut(&[u8], Option<&[u8]>, &[u8]),
     ) -> Result<bool, SysError> {
         let mut m = nft_message(
             family,
@@ -719,7 +743,7 @@ fn acks(data: &[u8]) -> Result<Vec<(u32, i32)>, SysError> {
 }
 
 /// Attributes of a netlink attribute stream: (type without flags, value).
-fn attrs(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+pub(crate) fn attrs(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     std::iter::from_fn(move || {
         let len = u16_at(b, 0)? as usize;
         let ty = u16_at(b, 2)? & 0x3fff;
@@ -742,7 +766,7 @@ fn data_value(nested: &[u8]) -> Option<&[u8]> {
 fn parse_elements(
     data: &[u8],
     interrupted: &mut bool,
-    each: &mut impl FnMut(&[u8], Option<&[u8]>),
+    each: &mut impl FnMut(&[u8], Option<&[u8]>, &[u8]),
 ) -> Result<DumpState, SysError> {
     for Received { ty, flags, payload } in messages(data)? {
         *interrupted |= flags & NLM_F_DUMP_INTR != 0;
@@ -771,6 +795,7 @@ fn parse_elements(
                             continue;
                         }
                         let (mut key, mut val) = (None, None);
+                        let raw = elem;
                         for (t, v) in attrs(elem) {
                             match t {
                                 NFTA_SET_ELEM_KEY => key = data_value(v),
@@ -779,7 +804,7 @@ fn parse_elements(
                             }
                         }
                         if let Some(k) = key {
-                            each(k, val);
+                            each(k, val, raw);
                         }
                     }
                 }

@@ -214,6 +214,7 @@ impl NatTable {
             NetfilterProtoFamily::Bridge,
             msgs,
             &[],
+            &[],
             NLM_F_CREATE | NLM_F_EXCL,
         ) {
             Ok(()) => Ok(true),
@@ -230,7 +231,7 @@ impl NatTable {
                 NetfilterProtoFamily::Bridge,
                 SPOOF_TABLE,
                 GUARDED,
-                |k, _| {
+                |k, _, _| {
                     g.guarded.insert(name_of(k));
                 },
             )?;
@@ -238,7 +239,7 @@ impl NatTable {
                 NetfilterProtoFamily::Bridge,
                 SPOOF_TABLE,
                 ALLOWED,
-                |k, _| {
+                |k, _, _| {
                     if k.len() == IFNAMSIZ + 4 {
                         let ip = Ipv4Addr::new(k[16], k[17], k[18], k[19]);
                         g.allowed.insert((name_of(&k[..IFNAMSIZ]), ip));
@@ -302,7 +303,7 @@ impl NatTable {
         if msgs.is_empty() {
             return Ok(0);
         }
-        self.transact_in(NetfilterProtoFamily::Bridge, msgs, &[], NLM_F_CREATE)?;
+        self.transact_in(NetfilterProtoFamily::Bridge, msgs, &[], &[], NLM_F_CREATE)?;
         Ok(n)
     }
 }

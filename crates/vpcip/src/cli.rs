@@ -492,6 +492,16 @@ pub enum EipCmd {
         bandwidth: u32,
     },
     Release(Key),
+    /// Does the physical network route this EIP to the gateway? Watches
+    /// the gateway's counter for the EIP while you send it traffic from
+    /// outside (e.g. ping it); exits 3 when nothing arrived.
+    CheckRoute {
+        /// The EIP: address, ID or name.
+        eip: String,
+        /// Seconds to watch.
+        #[arg(long, default_value_t = 5)]
+        wait: u64,
+    },
 }
 
 #[derive(Subcommand)]

@@ -1,6 +1,8 @@
 //! `vpcip <resource> <verb>`: each verb is one API call (or a page walk),
 //! printed as a table or as JSON.
 
+use std::net::Ipv4Addr;
+
 use anyhow::{Context, bail};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -9,7 +11,7 @@ use vpcip_model::*;
 
 use crate::cli::*;
 use crate::table::{GatewayHealth, Tabular, print_list, print_one};
-use vpcip_model::desired::{Agent, AgentRole};
+use vpcip_model::desired::{Agent, AgentRole, EipCounters};
 
 struct Ctx {
     client: Client,
@@ -400,10 +402,142 @@ fn mode_of(m: Mode) -> EipMode {
     }
 }
 
+/// An EIP by address, ID or name.
+async fn find_eip(ctx: &Ctx, key: &str) -> anyhow::Result<Eip> {
+    if let Ok(ip) = key.parse::<Ipv4Addr>() {
+        let all: Vec<Eip> = ctx.client.list_all("eips", None).await?;
+        return all
+            .into_iter()
+            .find(|e| e.ip == ip)
+            .with_context(|| format!("no EIP {ip} that you can see"));
+    }
+    Ok(ctx.client.show("eips", key).await?)
+}
+
+/// The seeds' "ping the EIP from outside and tcpdump on the gateway", made
+/// one command: the gateway counts every packet for a bound EIP, so the
+/// counter moving while traffic is sent answers whether the physical
+/// network routes the EIP to the gateway.
+async fn check_route(ctx: &Ctx, key: &str, wait: u64) -> anyhow::Result<()> {
+    let eip = find_eip(ctx, key).await?;
+    if eip.private_ip.is_none() {
+        bail!(
+            "EIP {} is not bound: the gateway counts only bound EIPs; bind it, then check",
+            eip.ip
+        );
+    }
+    let path = format!("/v1/eips/{}/counters", eip.id);
+    eprintln!(
+        "Send traffic to {} from the physical network now (e.g. ping {} from outside); watching the gateway's counters for {wait} s…",
+        eip.ip, eip.ip
+    );
+    // The first report made after the check began (gateways report every
+    // 2 s), and the first made after the window.
+    let no_report = || {
+        anyhow::anyhow!(
+            "the gateway has not reported counters for {} since the check began: is its agent running? (vpcip gateway list)",
+            eip.ip
+        )
+    };
+    let before = report_after(ctx, &path, now_secs())
+        .await?
+        .ok_or_else(no_report)?;
+    tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+    let after = report_after(ctx, &path, before.as_of + wait as i64)
+        .await?
+        .ok_or_else(no_report)?;
+    let gateway = after
+        .gateway
+        .clone()
+        .unwrap_or_else(|| "the gateway".into());
+    let arrived = after
+        .traffic
+        .packets_in
+        .saturating_sub(before.traffic.packets_in);
+    if arrived > 0 {
+        println!(
+            "OK: {arrived} packets for {} reached {gateway} in {} s; the physical network routes it to the gateway",
+            eip.ip,
+            after.as_of - before.as_of
+        );
+        return Ok(());
+    }
+    let routes: Vec<PhysicalRoute> = ctx
+        .client
+        .get("/v1/physical-routes")
+        .await
+        .unwrap_or_default();
+    let hint = routes
+        .iter()
+        .find(|r| r.prefix.contains(&eip.ip))
+        .map(|r| {
+            format!(
+                ": the physical network needs the route {} via {} (gateway {})",
+                r.prefix, r.next_hop, r.gateway
+            )
+        })
+        .unwrap_or_default();
+    println!(
+        "NOT REACHED: no packet for {} reached {gateway} in {} s (was traffic sent?){hint}",
+        eip.ip,
+        after.as_of - before.as_of
+    );
+    std::process::exit(3)
+}
+
+/// The first counters report made after `t` (10 s at most).
+async fn report_after(ctx: &Ctx, path: &str, t: i64) -> anyhow::Result<Option<EipCounters>> {
+    for _ in 0..20 {
+        let c: EipCounters = ctx.client.get(path).await?;
+        if c.as_of > t {
+            return Ok(Some(c));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    Ok(None)
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 async fn eip(ctx: &Ctx, c: EipCmd) -> anyhow::Result<()> {
     match c {
         EipCmd::List(l) => ctx.list::<Eip>("eips", l.parent.as_deref()).await,
-        EipCmd::Show(k) => ctx.show::<Eip>("eips", &k.id).await,
+        EipCmd::Show(k) => {
+            let eip = find_eip(ctx, &k.id).await?;
+            let counters: EipCounters = ctx
+                .client
+                .get(&format!("/v1/eips/{}/counters", eip.id))
+                .await?;
+            match ctx.output {
+                Output::Json => {
+                    let mut v = serde_json::to_value(&eip)?;
+                    v["counters"] = serde_json::to_value(&counters)?;
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                }
+                Output::Table => {
+                    print_one(&eip, ctx.output)?;
+                    let t = &counters.traffic;
+                    println!(
+                        "traffic in:  {} packets, {} bytes\ntraffic out: {} packets, {} bytes\ncounted by:  {}",
+                        t.packets_in,
+                        t.bytes_in,
+                        t.packets_out,
+                        t.bytes_out,
+                        counters
+                            .gateway
+                            .as_deref()
+                            .unwrap_or("- (not bound, or not counted yet)")
+                    );
+                }
+            }
+            Ok(())
+        }
+        EipCmd::CheckRoute { eip, wait } => check_route(ctx, &eip, wait).await,
         EipCmd::Create {
             bandwidth,
             target,

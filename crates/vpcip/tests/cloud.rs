@@ -15,7 +15,7 @@ use std::time::Duration;
 use vpcip_client::Client;
 use vpcip_lab::cloud::{self, VmNic};
 use vpcip_lab::{Conn, World, ask_once, echo_server, eventually, udp_ask, udp_echo_server};
-use vpcip_model::desired::Agent;
+use vpcip_model::desired::{Agent, EipCounters};
 use vpcip_model::*;
 
 const OPERATOR: &str = "cloud-test-operator";
@@ -621,4 +621,107 @@ async fn a_vm_cannot_send_from_an_address_it_does_not_own() {
         eventually(Duration::from_secs(10), || !ping_from(&lab, stolen)),
         "the check is on again, yet a's other source passes"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eip_counters_move_with_traffic_and_check_route_finds_a_missing_route() {
+    let mut lab = Lab::up("vck").await;
+    let v1 = lab.vpc("v1", "10.0.0.0/16").await;
+    let sa = lab.subnet(&v1, "v1-a", "10.0.1.0/24").await;
+    let (sx, _) = lab.vm("x", &sa, "h1").await;
+    let eip = lab.eip_for(&sx).await;
+    let ip = eip.ip.to_string();
+    assert!(
+        eventually(Duration::from_secs(15), || lab.pings("client", eip.ip)),
+        "the EIP never answered"
+    );
+    // Ten more echo requests of 1,000 bytes: the counters move by at least
+    // that much both ways.
+    let before: EipCounters = lab
+        .op
+        .get(&format!("/v1/eips/{}/counters", eip.id))
+        .await
+        .unwrap();
+    lab.w.exec(
+        "client",
+        &["ping", "-q", "-c", "10", "-i", "0.05", "-s", "1000", &ip],
+    );
+    let mut after = before.clone();
+    for _ in 0..50 {
+        after = lab
+            .op
+            .get(&format!("/v1/eips/{}/counters", eip.id))
+            .await
+            .unwrap();
+        if after.traffic.packets_in >= before.traffic.packets_in + 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let t = after.traffic;
+    assert!(t.packets_in >= before.traffic.packets_in + 10, "{after:?}");
+    assert!(
+        t.packets_out >= before.traffic.packets_out + 10,
+        "{after:?}"
+    );
+    assert!(
+        t.bytes_in >= before.traffic.bytes_in + 10 * 1028,
+        "{after:?}"
+    );
+    assert_eq!(after.gateway.as_deref(), Some(cloud::GATEWAY));
+
+    let cli = |args: &[&str]| {
+        std::process::Command::new(bin())
+            .args(args)
+            .env("VPCIP_URL", &lab.url)
+            .env("VPCIP_TOKEN", OPERATOR)
+            .output()
+            .unwrap()
+    };
+    let show = cli(&["eip", "show", &ip]);
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(show.status.success(), "{text}");
+    assert!(text.contains("traffic in:  "), "{text}");
+    assert!(!text.contains("traffic in:  0 packets"), "{text}");
+    assert!(
+        text.contains(&format!("counted by:  {}", cloud::GATEWAY)),
+        "{text}"
+    );
+
+    // check-route while the client pings (bounded: 100 pings, 12 s at most).
+    let client_ns = lab.ns("client");
+    let pinger = |ns: String, ip: String| {
+        std::thread::spawn(move || {
+            let _ = std::process::Command::new("ip")
+                .args([
+                    "netns", "exec", &ns, "ping", "-q", "-c", "100", "-i", "0.1", "-w", "12", &ip,
+                ])
+                .output();
+        })
+    };
+    let p = pinger(client_ns.clone(), ip.clone());
+    let ok = cli(&["eip", "check-route", &ip, "--wait", "2"]);
+    let text = String::from_utf8_lossy(&ok.stdout).into_owned();
+    assert!(
+        ok.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(text.starts_with("OK:"), "{text}");
+    p.join().unwrap();
+
+    // The physical router loses its static route: check-route says so, and
+    // names the route to configure.
+    lab.w
+        .exec(cloud::PHYSICAL_ROUTER, &["ip", "route", "del", SEGMENT]);
+    let p = pinger(client_ns, ip.clone());
+    let missing = cli(&["eip", "check-route", &ip, "--wait", "2"]);
+    let text = String::from_utf8_lossy(&missing.stdout).into_owned();
+    assert_eq!(missing.status.code(), Some(3), "{text}");
+    assert!(text.contains("NOT REACHED"), "{text}");
+    assert!(
+        text.contains(&format!("{SEGMENT} via {}", cloud::GATEWAY_UNDERLAY)),
+        "{text}"
+    );
+    p.join().unwrap();
 }

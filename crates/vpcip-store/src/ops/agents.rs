@@ -108,6 +108,79 @@ impl Store {
         tx.commit().await
     }
 
+    /// Records a gateway's counters (those that changed since its last
+    /// report) and the time of the report.
+    pub async fn report_counters(
+        &self,
+        scope: &Scope,
+        key: &str,
+        report: &desired::CountersReport,
+    ) -> Result<(), StoreError> {
+        scope.require_operator("report counters")?;
+        let mut tx = self.db.begin().await?;
+        let agent: Agent = tx.find(scope, key, false).await?;
+        for c in &report.counters {
+            let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            tx.write_quiet(
+                "INSERT INTO eip_counters (ip, agent_id, packets_in, bytes_in, packets_out, bytes_out) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (ip) DO UPDATE SET agent_id = excluded.agent_id, \
+                 packets_in = excluded.packets_in, bytes_in = excluded.bytes_in, \
+                 packets_out = excluded.packets_out, bytes_out = excluded.bytes_out",
+                &[
+                    u32::from(c.eip).into(),
+                    agent.id().into(),
+                    n(c.packets_in).into(),
+                    n(c.bytes_in).into(),
+                    n(c.packets_out).into(),
+                    n(c.bytes_out).into(),
+                ],
+            )
+            .await?;
+        }
+        tx.write_quiet(
+            "INSERT INTO counter_reports (agent_id, at) VALUES ($1, $2) \
+             ON CONFLICT (agent_id) DO UPDATE SET at = excluded.at",
+            &[agent.id().into(), now().into()],
+        )
+        .await?;
+        tx.commit().await
+    }
+
+    /// An EIP's counters, as its owner (or an operator) sees them.
+    pub async fn eip_counters(
+        &self,
+        scope: &Scope,
+        key: &str,
+    ) -> Result<desired::EipCounters, StoreError> {
+        let mut tx = self.db.begin_read().await?;
+        let eip: Eip = tx.find(scope, key, false).await?;
+        let rows = tx
+            .rows(
+                "SELECT c.agent_id, c.packets_in, c.bytes_in, c.packets_out, c.bytes_out, r.at \
+                 FROM eip_counters c LEFT JOIN counter_reports r ON r.agent_id = c.agent_id WHERE c.ip = $1",
+                &[u32::from(eip.ip).into()],
+            )
+            .await?;
+        let mut out = desired::EipCounters {
+            eip_id: eip.id.clone(),
+            traffic: desired::EipTraffic::none(eip.ip),
+            gateway: None,
+            as_of: 0,
+        };
+        if let Some(r) = rows.first() {
+            let agent: Agent = tx.get(&r.text(0)?, false).await?;
+            let n = |v: i64| u64::try_from(v).unwrap_or(0);
+            out.gateway = Some(agent.name);
+            out.traffic.packets_in = n(r.int(1)?);
+            out.traffic.bytes_in = n(r.int(2)?);
+            out.traffic.packets_out = n(r.int(3)?);
+            out.traffic.bytes_out = n(r.int(4)?);
+            out.as_of = r.int(5).unwrap_or(0);
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
     /// Agents with their last reports.
     pub async fn agents(&self, scope: &Scope) -> Result<Vec<Agent>, StoreError> {
         scope.require_operator("list agents")?;
