@@ -203,13 +203,15 @@ pub struct Desired {
     pub host: Option<HostState>,
 }
 
-/// Router links are /31s in 169.254.0.0/16; number 0 is not used.
-pub const MAX_ROUTERS: u32 = (1 << 15) - 1;
+/// Router links are /31s in 169.254.0.0/16; number 0 is not used, and
+/// 169.254.250.2 and above are left for node-local links (`vpcip
+/// allinone`'s host namespace).
+pub const MAX_ROUTERS: u32 = 32000;
 
 /// The addresses of router `index`'s link: the gateway node's end and the
 /// router's (`up0`) end of a /31.
 pub fn router_link(index: u32) -> (Ipv4Addr, Ipv4Addr) {
-    let base = u32::from(Ipv4Addr::new(169, 254, 0, 0)) + 2 * (index & MAX_ROUTERS);
+    let base = u32::from(Ipv4Addr::new(169, 254, 0, 0)) + 2 * index.min(MAX_ROUTERS);
     (Ipv4Addr::from(base), Ipv4Addr::from(base + 1))
 }
 
@@ -634,10 +636,7 @@ mod tests {
             router_link(1),
             (Ipv4Addr::new(169, 254, 0, 2), Ipv4Addr::new(169, 254, 0, 3))
         );
-        assert_eq!(
-            router_link(MAX_ROUTERS).1,
-            Ipv4Addr::new(169, 254, 255, 255)
-        );
+        assert_eq!(router_link(MAX_ROUTERS).1, Ipv4Addr::new(169, 254, 250, 1));
         assert_eq!(router_ifname("vpc-abcdefghjk"), "vrabcdefghjk");
         assert!(port_ifname("nic-abcdefghjk").len() <= 15);
     }

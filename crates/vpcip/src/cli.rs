@@ -61,6 +61,9 @@ pub enum Command {
     /// A small cloud in network namespaces on this machine (as root).
     #[command(subcommand)]
     Lab(LabCmd),
+    /// Controller, gateway agent and host agent on this one node, with
+    /// SQLite: the way to first deploy (as root).
+    Allinone(AllinoneArgs),
     #[command(flatten)]
     Resource(Resource),
 }
@@ -78,6 +81,37 @@ pub struct ServerArgs {
     /// environment (VPCIP_OPERATOR_TOKEN) take precedence.
     #[arg(long, env = "VPCIP_CONFIG")]
     pub config: Option<std::path::PathBuf>,
+}
+
+#[derive(Args)]
+pub struct AllinoneArgs {
+    /// The API's address.
+    #[arg(long, env = "VPCIP_LISTEN", default_value = "127.0.0.1:9696")]
+    pub listen: String,
+    /// The store.
+    #[arg(
+        long,
+        env = "VPCIP_DB",
+        default_value = "sqlite:///var/lib/vpcip/vpcip.db"
+    )]
+    pub db: String,
+    /// This node's address on the physical network: the next hop of the
+    /// EIP segments' static routes.
+    #[arg(long)]
+    pub underlay_ip: Ipv4Addr,
+    /// This node's name (its gateway's; the host agent is `<name>-host`).
+    #[arg(long, default_value = "allinone")]
+    pub name: String,
+    /// Run without the gateway agent (a host-only node).
+    #[arg(long)]
+    pub no_gateway: bool,
+    /// Prefix of the network namespaces made on this node (VPC routers, the
+    /// host namespace).
+    #[arg(long, default_value = "vpcip-")]
+    pub netns_prefix: String,
+    /// Seconds between the agents' reconciles when nothing changes.
+    #[arg(long, default_value_t = 10)]
+    pub resync: u64,
 }
 
 #[derive(Subcommand)]

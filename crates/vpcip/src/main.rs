@@ -1,6 +1,7 @@
 //! The one vpcip binary: the controller (`vpcip server`) and the CLI client
 //! of its API (`vpcip <resource> <verb>`).
 
+mod allinone;
 mod cli;
 mod lab;
 mod resources;
@@ -30,6 +31,10 @@ fn main() -> ExitCode {
             Command::Server(args) => serve(args, &cli.log_format).await,
             Command::Agent(args) => agent(args, &cli.global, &cli.log_format).await,
             Command::Lab(cmd) => lab::run(cmd).await,
+            Command::Allinone(args) => {
+                init_logging(&cli.log_format);
+                allinone::run(args).await
+            }
             Command::Resource(cmd) => resources::run(cmd, &cli.global).await,
         }
     });
