@@ -4,17 +4,17 @@
 //! ```text
 //!  node ns                                 router ns <prefix>vpcr-<vpc id>
 //!  phy (underlay) ── vr<vpc> 169.254.a.b/31 ═══ up0 169.254.a.b+1/31
-//!  EIP/32 via up0's address (proto 240)         vx<vni> per subnet: the subnet's
-//!  EIP segments: unreachable (proto 240)          gateway address, flooding to
-//!  masquerade 169.254/16 leaving the node         the subnet's VTEPs
-//!                                               nft vpcip_nat: EIP NAT maps
+//!  nft vpcip_gw: EIP → mark N (a map),          vx<vni> per subnet: the subnet's
+//!    counters, default SNAT (2nd stage)           gateway address, flooding to
+//!  fwmark N → table 10000+N: default via up0      the subnet's VTEPs
+//!  EIP segments: unreachable (proto 240)        nft vpcip_nat: EIP NAT maps
 //! ```
 //!
 //! Each pass reads what is there and changes only what differs; what it
 //! did not make (other namespaces, links, routes of other protocols,
 //! tables) it leaves alone.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -24,7 +24,9 @@ use vpcip_model::desired::{
     GatewayState, RouterSubnet, VpcRouter, router_ifname, router_link, router_links_block,
 };
 use vpcip_sys::SysError;
-use vpcip_sys::link::{Net, RTPROT_VPCIP, Route, RouteKind, VXLAN_OVERHEAD, ipv4_sysctl};
+use vpcip_sys::link::{
+    FwRule, MAIN_TABLE, Net, RTPROT_VPCIP, Route, RouteKind, VXLAN_OVERHEAD, ipv4_sysctl,
+};
 use vpcip_sys::netns::{create_named, delete_named, in_netns, list_named, named};
 use vpcip_sys::nft::{NatTable, UPLINK};
 
@@ -44,6 +46,11 @@ pub struct GatewayReconciler {
     underlay: Ipv4Addr,
     underlay_mtu: u32,
 }
+
+/// Router N's routing table on the node is `ROUTER_TABLES + N`.
+pub const ROUTER_TABLES: u32 = 10000;
+/// The priority of the node's steering rules (before `main` at 32766).
+pub const RULE_PRIORITY: u32 = 1000;
 
 /// The namespace of a VPC's router.
 pub fn router_netns(prefix: &str, vpc_id: &str) -> String {
@@ -289,6 +296,7 @@ impl GatewayReconciler {
                 .link(UPLINK)?
                 .ok_or(SysError::Parse("the router's uplink is missing"))?;
             let default = Route {
+                table: MAIN_TABLE,
                 dst: Ipv4Net::default(),
                 gateway: Some(gw_side),
                 oif: Some(uplink.index),
@@ -334,29 +342,48 @@ impl GatewayReconciler {
         .map_err(|e| e.to_string())
     }
 
-    /// The node's routes: each bound EIP to its VPC's router; the EIP
-    /// segments unreachable otherwise.
+    /// The node's steering: each bound EIP marked with its router's number
+    /// (a map element), one rule and one table per router; the EIP segments
+    /// unreachable otherwise.
     fn routes(&self, state: &GatewayState) -> Result<usize, String> {
-        on(&self.node, |net| {
+        let want_steer: BTreeMap<Ipv4Addr, u32> = state
+            .routers
+            .iter()
+            .flat_map(|r| r.nat.iter().map(move |e| (e.eip, r.index)))
+            .collect();
+        let mut n = in_netns(&self.node, || -> Result<usize, SysError> {
+            let mut nft = NatTable::open()?;
+            let have = nft.read_steering()?;
+            nft.apply_steering(&have, &want_steer)
+        })
+        .and_then(|r| r)
+        .map_err(|e| e.to_string())?;
+        n += on(&self.node, |net| {
             let links = net.links()?;
+            let mut rules = Vec::new();
             let mut want = Vec::new();
             for r in &state.routers {
                 let Some(vr) = links.iter().find(|l| l.name == router_ifname(&r.vpc_id)) else {
                     continue;
                 };
                 let (_, router_side) = router_link(r.index);
-                for e in &r.nat {
-                    want.push(Route {
-                        dst: Ipv4Net::new(e.eip, 32).map_err(|_| SysError::Parse("EIP"))?,
-                        gateway: Some(router_side),
-                        oif: Some(vr.index),
-                        kind: RouteKind::Unicast,
-                        protocol: RTPROT_VPCIP,
-                    });
-                }
+                rules.push(FwRule {
+                    mark: r.index,
+                    table: ROUTER_TABLES + r.index,
+                    priority: RULE_PRIORITY,
+                });
+                want.push(Route {
+                    table: ROUTER_TABLES + r.index,
+                    dst: Ipv4Net::default(),
+                    gateway: Some(router_side),
+                    oif: Some(vr.index),
+                    kind: RouteKind::Unicast,
+                    protocol: RTPROT_VPCIP,
+                });
             }
             for seg in &state.eip_segments {
                 want.push(Route {
+                    table: MAIN_TABLE,
                     dst: *seg,
                     gateway: None,
                     oif: None,
@@ -364,8 +391,23 @@ impl GatewayReconciler {
                     protocol: RTPROT_VPCIP,
                 });
             }
-            converge_routes(net, &want)
-        })
+            let mut n = converge_routes(net, &want)?;
+            let have = net.fw_rules()?;
+            for r in &have {
+                if !rules.contains(r) {
+                    net.del_fw_rule(r)?;
+                    n += 1;
+                }
+            }
+            for r in &rules {
+                if !have.contains(r) {
+                    net.add_fw_rule(r)?;
+                    n += 1;
+                }
+            }
+            Ok(n)
+        })?;
+        Ok(n)
     }
 
     /// Every bound EIP is counted on the node, in and out.

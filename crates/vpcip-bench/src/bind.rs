@@ -1,34 +1,77 @@
 //! Bind to first packet: the time from an EIP bind request to the API until
 //! a new TCP connection from the outside client reaches the VM through it,
-//! with a real `vpcip server` and `vpcip agent` and a namespace world of the
-//! benchmark's own (client — VPC router — VM). p50 and p99 over N binds.
+//! in the lab's whole cloud (physical router, gateway node, two hosts, real
+//! `vpcip server` and agents as processes). p50 and p99 over N binds.
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use vpcip_client::Client;
+use vpcip_lab::cloud;
 use vpcip_lab::{Conn, World, echo_server, eventually};
 use vpcip_model::*;
 
-use crate::{OPERATOR, ServerProcess};
+use crate::OPERATOR;
 
-pub async fn bind_latency(binds: usize, dir: &std::path::Path) -> anyhow::Result<()> {
+pub async fn bind_latency(binds: usize, _dir: &std::path::Path) -> anyhow::Result<()> {
     let mut w = World::new("vpbb");
-    let server = ServerProcess::start(&format!("sqlite://{}/bind.db", dir.display())).await?;
-    let op = Client::new(&server.url, Some(OPERATOR));
-    let vpc = crate::bench_world(&op, "203.0.113.0/24", "10.0.0.0/16", "10.0.0.0/24").await?;
+    cloud::physical(&mut w, &["203.0.113.0/24"]);
+    let exe = std::env::current_exe()?.with_file_name("vpcip");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let url = cloud::start_controller(&mut w, &exe, port, OPERATOR);
+    let agents = [
+        ("gateway", cloud::GATEWAY, cloud::GATEWAY_UNDERLAY),
+        ("host", cloud::HOSTS[0], cloud::HOST_UNDERLAY[0]),
+        ("host", cloud::HOSTS[1], cloud::HOST_UNDERLAY[1]),
+    ];
+    for (role, node, ip) in agents {
+        cloud::start_agent(&mut w, &exe, &url, OPERATOR, role, node, ip, 10);
+    }
+    let op = Client::new(&url, Some(OPERATOR));
+    let mut registered = 0;
+    for _ in 0..100 {
+        registered = op
+            .get::<Vec<vpcip_model::desired::Agent>>("/v1/agents")
+            .await
+            .map(|a| a.len())
+            .unwrap_or(0);
+        if registered == agents.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if registered != agents.len() {
+        bail!("only {registered} agents registered");
+    }
+    crate::bench_world(&op, "203.0.113.0/24", "10.0.0.0/16", "10.0.0.0/24").await?;
     let vm: vpcip_model::Server = op
         .post(
             "/v1/servers",
             &CreateServer {
                 name: "vm-1".into(),
                 subnet: "sw".into(),
+                host: Some(cloud::HOSTS[0].into()),
                 ..Default::default()
             },
         )
         .await?;
+    let nic: Nic = op.show("nics", &vm.nic_ids[0]).await?;
+    let subnet: Subnet = op.show("subnets", &nic.subnet_id).await?;
+    cloud::plug_vm(
+        &mut w,
+        "vm",
+        cloud::HOSTS[0],
+        &cloud::VmNic {
+            nic_id: &nic.id,
+            mac: &nic.mac,
+            ip: nic.ip,
+            prefix_len: subnet.cidr.prefix_len(),
+            gateway: subnet.gateway,
+        },
+    );
     let bind = BindEip {
         target: EipTarget::Server(vm.id.clone()),
         mode: EipMode::Nat,
@@ -42,33 +85,23 @@ pub async fn bind_latency(binds: usize, dir: &std::path::Path) -> anyhow::Result
             ..Default::default()
         })
         .await?;
+    let _echo = echo_server(&w.ns("vm"), 8080, Duration::from_secs(600));
+    // The VM's port plugged and the EIP answering once: the world is ready.
+    let ready = eventually(Duration::from_secs(15), || {
+        Conn::open(
+            &w.ns("client"),
+            SocketAddr::new(eip.ip.into(), 8080),
+            Duration::from_millis(200),
+        )
+        .and_then(|mut c| c.ask("x"))
+        .is_some()
+    });
+    if !ready {
+        bail!("the EIP never answered before the runs");
+    }
     let _: Eip = op
         .action("eips", &eip.id, "unbind", &serde_json::json!({}))
         .await?;
-
-    let router = format!("vpcr-{}", vpc.id);
-    vpcip_lab::client_router_vm(&mut w, &router, "203.0.113.0/24");
-    let _echo = echo_server(&w.ns("vm"), 8080, Duration::from_secs(600));
-    let exe = std::env::current_exe()?.with_file_name("vpcip");
-    let agent = Command::new(&exe)
-        .args([
-            "agent",
-            "--role",
-            "gateway",
-            "--name",
-            "gw1",
-            "--underlay-ip",
-            "192.0.2.20",
-        ])
-        .args(["--netns-prefix", &w.prefix, "--resync", "10"])
-        .env("VPCIP_URL", &server.url)
-        .env("VPCIP_TOKEN", OPERATOR)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("start the agent")?;
-    w.adopt(agent);
 
     let client = w.ns("client");
     let to = SocketAddr::new(eip.ip.into(), 8080);

@@ -1,7 +1,10 @@
-//! The gateway node's table `ip vpcip_gw`: the second stage of the VPCs'
-//! default SNAT, and per-EIP packet and byte counters in both directions:
+//! The gateway node's table `ip vpcip_gw`: which router each EIP goes to,
+//! the second stage of the VPCs' default SNAT, and per-EIP packet and byte
+//! counters in both directions:
 //!
 //! ```text
+//! map eip_router { type ipv4_addr : mark }                 # EIP → its VPC router's number
+//! chain steer { type filter hook prerouting priority mangle; meta mark set ip daddr map @eip_router }
 //! set eip_in  { type ipv4_addr; counter }   # one element per bound EIP
 //! set eip_out { type ipv4_addr; counter }
 //! chain count_in    { type filter hook prerouting priority -300; ip daddr @eip_in }
@@ -9,6 +12,10 @@
 //! chain postrouting { type nat hook postrouting priority 100;
 //!                     ip saddr 169.254.0.0/16 oifname != "vr*" masquerade }
 //! ```
+//!
+//! The mark selects the router: one policy rule and one routing table per
+//! VPC router (`fwmark N lookup 10000+N`), not a route per EIP, so binding
+//! an EIP on the gateway is map elements only.
 //!
 //! Every packet between the physical network and an EIP crosses the node,
 //! so these counters are also the answer to "does the physical network
@@ -21,15 +28,18 @@ use std::net::Ipv4Addr;
 use netlink_packet_core::NLM_F_CREATE;
 use netlink_packet_netfilter::NetfilterProtoFamily;
 use netlink_packet_netfilter::nftables::{
-    ChainAttribute, ChainMessage, Expressions, Hook, InetHookNumber, Lookup, NfTablesMessage,
-    Payload, Register, SetAttribute, SetFlags, SetMessage, TableAttribute, TableMessage,
+    ChainAttribute, ChainMessage, Expressions, Hook, InetHookNumber, Lookup, Meta, MetaKey,
+    NfTablesMessage, Payload, Register, SetAttribute, SetFlags, SetMessage, TableAttribute,
+    TableMessage,
 };
 
 use crate::SysError;
 use crate::nft::{
-    Expr, GATEWAY_TABLE, KeyChange, NatTable, attrs, gateway_masquerade, nat_chain_in, rule_in,
+    ElementChange, Expr, GATEWAY_TABLE, KeyChange, NatTable, attrs, gateway_masquerade,
+    nat_chain_in, rule_in,
 };
 
+pub const EIP_ROUTER: &str = "eip_router";
 pub const EIP_IN: &str = "eip_in";
 pub const EIP_OUT: &str = "eip_out";
 
@@ -93,6 +103,36 @@ fn count(set: &str, id: u32, offset: u32) -> Vec<Expr> {
         ])
         .into(),
     ]
+}
+
+/// `meta mark set ip daddr map @eip_router`.
+fn steer() -> Vec<Expr> {
+    vec![
+        Expressions::Payload(vec![
+            Payload::DestinationRegister(Register::Reg1),
+            Payload::Base(1),
+            Payload::Offset(16),
+            Payload::Len(4),
+        ])
+        .into(),
+        Expressions::Lookup(vec![
+            Lookup::Set(EIP_ROUTER.into()),
+            Lookup::SetId(3),
+            Lookup::SourceRegister(Register::Reg1),
+            Lookup::DestinationRegister(Register::Reg1),
+        ])
+        .into(),
+        Expressions::Meta(vec![
+            Meta::Key(MetaKey::Mark),
+            Meta::SourceRegister(Register::Reg1),
+        ])
+        .into(),
+    ]
+}
+
+/// A mark as map data: the register holds it in host byte order.
+fn mark_data(mark: u32) -> Ipv4Addr {
+    Ipv4Addr::from(mark.to_ne_bytes())
 }
 
 /// The packets and bytes of a `counter` expression among an element's
@@ -161,7 +201,7 @@ impl NatTable {
             .dump_set(
                 NetfilterProtoFamily::IPv4,
                 GATEWAY_TABLE,
-                EIP_OUT,
+                EIP_ROUTER,
                 |_, _, _| {},
             )
             .is_ok()
@@ -179,6 +219,19 @@ impl NatTable {
             NfTablesMessage::NewTable(table()),
             counted_set(EIP_IN, 1),
             counted_set(EIP_OUT, 2),
+            NfTablesMessage::NewSet(SetMessage {
+                attributes: vec![
+                    SetAttribute::Table(GATEWAY_TABLE.into()),
+                    SetAttribute::Name(EIP_ROUTER.into()),
+                    SetAttribute::Flags(SetFlags::Map),
+                    SetAttribute::KeyType(7), // ipv4_addr
+                    SetAttribute::KeyLen(4),
+                    SetAttribute::DataType(19), // mark
+                    SetAttribute::DataLen(4),
+                    SetAttribute::Id(3),
+                ],
+            }),
+            filter_chain("steer", InetHookNumber::PreRouting, -150),
             filter_chain("count_in", InetHookNumber::PreRouting, -300),
             filter_chain("count_out", InetHookNumber::PostRouting, 300),
             nat_chain_in(
@@ -187,6 +240,7 @@ impl NatTable {
                 InetHookNumber::PostRouting,
                 100,
             ),
+            rule_in(GATEWAY_TABLE, "steer", steer()),
             rule_in(GATEWAY_TABLE, "count_in", count(EIP_IN, 1, 16)),
             rule_in(GATEWAY_TABLE, "count_out", count(EIP_OUT, 2, 12)),
             rule_in(
@@ -237,6 +291,69 @@ impl NatTable {
         Err(SysError::Parse(
             "the counter sets kept changing while they were read",
         ))
+    }
+
+    /// Which router (by number) each EIP goes to.
+    pub fn read_steering(&mut self) -> Result<BTreeMap<Ipv4Addr, u32>, SysError> {
+        for _ in 0..10 {
+            let mut out = BTreeMap::new();
+            let done = self.dump_set(
+                NetfilterProtoFamily::IPv4,
+                GATEWAY_TABLE,
+                EIP_ROUTER,
+                |k, v, _| {
+                    let k = <[u8; 4]>::try_from(k).ok().map(Ipv4Addr::from);
+                    let v = v
+                        .and_then(|v| <[u8; 4]>::try_from(v).ok())
+                        .map(u32::from_ne_bytes);
+                    if let (Some(k), Some(v)) = (k, v) {
+                        out.insert(k, v);
+                    }
+                },
+            )?;
+            if done {
+                return Ok(out);
+            }
+        }
+        Err(SysError::Parse(
+            "the steering map kept changing while it was read",
+        ))
+    }
+
+    /// Makes the steering map `want`, in one transaction; returns the
+    /// number of elements changed.
+    pub fn apply_steering(
+        &mut self,
+        have: &BTreeMap<Ipv4Addr, u32>,
+        want: &BTreeMap<Ipv4Addr, u32>,
+    ) -> Result<usize, SysError> {
+        let remove: Vec<(Ipv4Addr, Ipv4Addr)> = have
+            .iter()
+            .filter(|(k, v)| want.get(k) != Some(v))
+            .map(|(k, v)| (*k, mark_data(*v)))
+            .collect();
+        let add: Vec<(Ipv4Addr, Ipv4Addr)> = want
+            .iter()
+            .filter(|(k, v)| have.get(k) != Some(v))
+            .map(|(k, v)| (*k, mark_data(*v)))
+            .collect();
+        if add.is_empty() && remove.is_empty() {
+            return Ok(0);
+        }
+        let change = |add, pairs| ElementChange {
+            table: GATEWAY_TABLE,
+            map: EIP_ROUTER,
+            add,
+            pairs,
+        };
+        self.transact_in(
+            NetfilterProtoFamily::IPv4,
+            vec![],
+            &[change(false, &remove), change(true, &add)],
+            &[],
+            NLM_F_CREATE,
+        )?;
+        Ok(add.len() + remove.len())
     }
 
     /// Starts counting `add` and stops counting `remove`, in one

@@ -24,9 +24,11 @@ use rtnetlink::packet_route::neighbour::{
 use rtnetlink::packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
+use rtnetlink::packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::{
-    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, LinkVxlan, RouteMessageBuilder,
+    Handle, IpVersion, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, LinkVxlan,
+    RouteMessageBuilder,
 };
 
 use crate::SysError;
@@ -52,9 +54,13 @@ pub struct Link {
     pub mtu: Option<u32>,
 }
 
-/// One IPv4 route of the main table.
+/// The main routing table.
+pub const MAIN_TABLE: u32 = 254;
+
+/// One IPv4 route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
+    pub table: u32,
     pub dst: Ipv4Net,
     pub gateway: Option<Ipv4Addr>,
     pub oif: Option<u32>,
@@ -262,7 +268,7 @@ impl Net {
         Ok(())
     }
 
-    /// The main table's IPv4 routes.
+    /// The IPv4 routes of every table.
     pub fn routes(&self) -> Result<Vec<Route>, SysError> {
         let msgs: Vec<RouteMessage> = self
             .rt
@@ -274,11 +280,70 @@ impl Net {
                     .try_collect(),
             )
             .map_err(kernel("list routes"))?;
-        Ok(msgs
-            .iter()
-            .filter(|m| m.header.table == 254 || table_attr(m) == Some(254))
-            .filter_map(route_of)
-            .collect())
+        Ok(msgs.iter().filter_map(route_of).collect())
+    }
+
+    /// vpcip's policy rules (`ip rule … proto 240`): fwmark → table.
+    pub fn fw_rules(&self) -> Result<Vec<FwRule>, SysError> {
+        let msgs: Vec<RuleMessage> = self
+            .rt
+            .block_on(
+                self.handle
+                    .rule()
+                    .get(IpVersion::V4)
+                    .execute()
+                    .try_collect(),
+            )
+            .map_err(kernel("list rules"))?;
+        let mut out = Vec::new();
+        for m in &msgs {
+            let (mut mark, mut table, mut priority, mut ours) = (None, None, 0, false);
+            for a in &m.attributes {
+                match a {
+                    RuleAttribute::FwMark(v) => mark = Some(*v),
+                    RuleAttribute::Table(t) => table = Some(*t),
+                    RuleAttribute::Priority(p) => priority = *p,
+                    RuleAttribute::Protocol(p) => ours = u8::from(*p) == RTPROT_VPCIP,
+                    _ => {}
+                }
+            }
+            if let (true, Some(mark), Some(table)) = (ours, mark, table) {
+                out.push(FwRule {
+                    mark,
+                    table,
+                    priority,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn add_fw_rule(&self, r: &FwRule) -> Result<(), SysError> {
+        let mut req = self
+            .handle
+            .rule()
+            .add()
+            .v4()
+            .fw_mark(r.mark)
+            .table_id(r.table)
+            .priority(r.priority)
+            .action(RuleAction::ToTable);
+        req.message_mut()
+            .attributes
+            .push(RuleAttribute::Protocol(RouteProtocol::from(RTPROT_VPCIP)));
+        self.rt.block_on(req.execute()).map_err(kernel("add rule"))
+    }
+
+    pub fn del_fw_rule(&self, r: &FwRule) -> Result<(), SysError> {
+        let mut m = RuleMessage::default();
+        m.header.family = AddressFamily::Inet;
+        m.header.action = RuleAction::ToTable;
+        m.attributes.push(RuleAttribute::FwMark(r.mark));
+        m.attributes.push(RuleAttribute::Table(r.table));
+        m.attributes.push(RuleAttribute::Priority(r.priority));
+        self.rt
+            .block_on(self.handle.rule().del(m).execute())
+            .map_err(kernel("delete rule"))
     }
 
     /// Adds one of vpcip's routes: unicast (through `gateway` on link `oif`,
@@ -389,7 +454,18 @@ fn table_attr(m: &RouteMessage) -> Option<u32> {
     })
 }
 
+/// `ip rule add fwmark MARK lookup TABLE priority PRIORITY proto 240`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FwRule {
+    pub mark: u32,
+    pub table: u32,
+    pub priority: u32,
+}
+
 fn route_of(m: &RouteMessage) -> Option<Route> {
+    if m.header.address_family != AddressFamily::Inet {
+        return None;
+    }
     let mut dst = Ipv4Addr::UNSPECIFIED;
     let mut gateway = None;
     let mut oif = None;
@@ -402,6 +478,7 @@ fn route_of(m: &RouteMessage) -> Option<Route> {
         }
     }
     Some(Route {
+        table: table_attr(m).unwrap_or(u32::from(m.header.table)),
         dst: Ipv4Net::new(dst, m.header.destination_prefix_length).ok()?,
         gateway,
         oif,
@@ -417,6 +494,7 @@ fn route_of(m: &RouteMessage) -> Option<Route> {
 fn route_msg(r: &Route) -> RouteMessage {
     let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
         .destination_prefix(r.dst.addr(), r.dst.prefix_len())
+        .table_id(r.table)
         .protocol(RouteProtocol::from(r.protocol));
     match r.kind {
         RouteKind::Unreachable => {

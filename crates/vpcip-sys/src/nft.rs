@@ -330,8 +330,9 @@ fn push_message(buf: &mut Vec<u8>, m: &mut NetlinkMessage<NetfilterMessage>, seq
     m.serialize(&mut buf[start..]);
 }
 
-/// Elements to add to or remove from one map.
+/// Elements to add to or remove from one map (of an `ip` table).
 pub struct ElementChange<'a> {
+    pub table: &'a str,
     pub map: &'a str,
     pub add: bool,
     pub pairs: &'a [(Ipv4Addr, Ipv4Addr)],
@@ -375,7 +376,7 @@ pub fn encode_elements(buf: &mut Vec<u8>, seq: &mut u32, change: &ElementChange<
         buf.extend_from_slice(&seq.to_ne_bytes());
         buf.extend_from_slice(&0u32.to_ne_bytes()); // port
         buf.extend_from_slice(&[2, 0, 0, 0]); // nfgenmsg: NFPROTO_IPV4, version 0, res_id 0
-        put_str(buf, NFTA_SET_ELEM_LIST_TABLE, TABLE);
+        put_str(buf, NFTA_SET_ELEM_LIST_TABLE, change.table);
         put_str(buf, NFTA_SET_ELEM_LIST_SET, change.map);
         let list_len = 4 + chunk.len() * 28;
         buf.extend_from_slice(&(list_len as u16).to_ne_bytes());
@@ -577,7 +578,12 @@ impl NatTable {
         if plan.is_empty() {
             return Ok(());
         }
-        let change = |map, add, pairs| ElementChange { map, add, pairs };
+        let change = |map, add, pairs| ElementChange {
+            table: TABLE,
+            map,
+            add,
+            pairs,
+        };
         self.transact_with(
             vec![],
             &[
@@ -838,6 +844,7 @@ mod tests {
                 &mut ours,
                 &mut seq,
                 &ElementChange {
+                    table: TABLE,
                     map: DNAT_MAP,
                     add,
                     pairs: &pairs,

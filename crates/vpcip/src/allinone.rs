@@ -77,6 +77,7 @@ fn host_namespace(name: &str) -> anyhow::Result<std::path::PathBuf> {
             net.add_addr(l.index, want)?;
         }
         let default = Route {
+            table: vpcip_sys::link::MAIN_TABLE,
             dst: Ipv4Net::default(),
             gateway: Some(NODE_SIDE),
             oif: Some(l.index),

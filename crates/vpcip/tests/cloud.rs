@@ -354,13 +354,32 @@ async fn eip_nat_carries_tcp_udp_icmp_and_follows_rebinds() {
         assert!(a.error.is_none(), "{}: {:?}", a.name, a.error);
     }
 
-    // Drift: the EIP's route on the gateway node and its map element in the
-    // router, deleted by hand, come back with the resync.
+    // Drift: the EIP's steering element on the gateway node, its router's
+    // routing table there, and its map element in the router, deleted by
+    // hand, come back with the resync.
     let router = format!("vpcr-{}", v1.id);
     let eip_s = eip.ip.to_string();
     lab.w.exec(
         cloud::GATEWAY,
-        &["ip", "route", "del", &format!("{eip_s}/32")],
+        &[
+            "nft",
+            "delete",
+            "element",
+            "ip",
+            "vpcip_gw",
+            "eip_router",
+            &format!("{{ {eip_s} }}"),
+        ],
+    );
+    lab.w.exec(
+        cloud::GATEWAY,
+        &[
+            "ip",
+            "route",
+            "flush",
+            "table",
+            &(10000 + v1.router_index).to_string(),
+        ],
     );
     lab.w.exec(
         &router,
@@ -379,11 +398,29 @@ async fn eip_nat_carries_tcp_udp_icmp_and_follows_rebinds() {
         eventually(Duration::from_secs(10), || ask_once(
             &client, to, "repaired"
         ) == from_client("repaired")),
-        "the resync did not repair the route and the map"
+        "the resync did not repair the steering, the route and the map"
     );
     assert!(
         lab.w
-            .exec(cloud::GATEWAY, &["ip", "route", "show", "proto", "240"])
+            .exec(
+                cloud::GATEWAY,
+                &["nft", "list", "map", "ip", "vpcip_gw", "eip_router"]
+            )
+            .contains(&eip_s)
+    );
+    // No route per EIP: one rule and one table per router.
+    let rules = lab.w.exec(cloud::GATEWAY, &["ip", "rule", "show"]);
+    assert!(
+        rules.contains(&format!(
+            "fwmark {:#x} lookup {}",
+            v1.router_index,
+            10000 + v1.router_index
+        )),
+        "{rules}"
+    );
+    assert!(
+        !lab.w
+            .exec(cloud::GATEWAY, &["ip", "route", "show", "table", "all"])
             .contains(&eip_s)
     );
 
