@@ -14,12 +14,12 @@
 //! did not make (other namespaces, links, routes of other protocols,
 //! tables) it leaves alone.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use ipnet::Ipv4Net;
-use vpcip_dataplane::nat::{NatMap, plan_nat};
+use vpcip_dataplane::nat::{NatMap, plan_nat, snat_of};
 use vpcip_model::desired::{
     GatewayState, RouterSubnet, VpcRouter, router_ifname, router_link, router_links_block,
 };
@@ -45,6 +45,23 @@ pub struct GatewayReconciler {
     node: PathBuf,
     underlay: Ipv4Addr,
     underlay_mtu: u32,
+    /// Each router's NAT maps as of our last pass, by namespace.
+    nat_seen: HashMap<String, Seen<(NatMap, NatMap)>>,
+    /// The node's steering map and counted EIPs as of our last pass.
+    node_seen: Option<Seen<NodeNft>>,
+}
+
+/// The node's steering map (EIP → router number) and counted EIPs.
+type NodeNft = (BTreeMap<Ipv4Addr, u32>, BTreeSet<Ipv4Addr>);
+
+/// What a namespace's nftables held after our last pass, with the
+/// generation it had then. While the generation is unchanged nobody has
+/// touched nftables there, and the (quadratic, for large sets) dumps are
+/// skipped; any change, ours or anyone's, makes the next pass read all.
+#[derive(Clone)]
+struct Seen<T> {
+    generation: u32,
+    state: T,
 }
 
 /// Router N's routing table on the node is `ROUTER_TABLES + N`.
@@ -119,6 +136,8 @@ impl GatewayReconciler {
             node: node.to_path_buf(),
             underlay,
             underlay_mtu: 1500,
+            nat_seen: HashMap::new(),
+            node_seen: None,
         }
     }
 
@@ -141,9 +160,9 @@ impl GatewayReconciler {
             Ok(n) => summary.changed += n,
             Err(e) => errors.push(format!("gateway routes: {e}")),
         }
-        match self.counted(state) {
+        match self.node_nft(state) {
             Ok(n) => summary.changed += n,
-            Err(e) => errors.push(format!("EIP counters: {e}")),
+            Err(e) => errors.push(format!("gateway steering and counters: {e}")),
         }
         match self.remove_stale(state) {
             Ok(n) => summary.changed += n,
@@ -307,18 +326,25 @@ impl GatewayReconciler {
             Ok(n)
         })?;
 
-        n += self.nat(&ns, router)?;
+        n += self.nat(&ns_name, &ns, router)?;
         Ok(n)
     }
 
     /// The router's NAT maps; connections of EIPs whose mapping changed are
     /// forgotten, so the change holds for them too.
-    fn nat(&self, ns: &Path, router: &VpcRouter) -> Result<usize, String> {
+    fn nat(&mut self, ns_name: &str, ns: &Path, router: &VpcRouter) -> Result<usize, String> {
         let desired: NatMap = router.nat.iter().map(|e| (e.eip, e.private_ip)).collect();
-        in_netns(ns, || -> Result<usize, SysError> {
+        let seen = self.nat_seen.remove(ns_name);
+        let (n, now) = in_netns(ns, || -> Result<_, SysError> {
             let mut table = NatTable::open()?;
-            table.ensure()?;
-            let (dnat, snat) = table.read()?;
+            let generation = table.generation()?;
+            let (dnat, snat) = match seen {
+                Some(s) if s.generation == generation => s.state,
+                _ => {
+                    table.ensure()?;
+                    table.read()?
+                }
+            };
             let mut plan = plan_nat(&desired, &dnat, &snat);
             if !plan.is_empty() {
                 // Something to change: make sure the read was not a
@@ -336,29 +362,60 @@ impl GatewayReconciler {
                 let f = vpcip_sys::conntrack::forget(&changed)?;
                 tracing::info!(vpc = %router.vpc_id, seen = f.seen, deleted = f.deleted, "forgot the connections of changed EIPs");
             }
-            Ok(n)
+            let seen = Seen {
+                generation: table.generation()?,
+                state: (desired.clone(), snat_of(&desired)),
+            };
+            Ok((n, seen))
         })
         .and_then(|r| r)
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+        self.nat_seen.insert(ns_name.to_string(), now);
+        Ok(n)
     }
 
-    /// The node's steering: each bound EIP marked with its router's number
-    /// (a map element), one rule and one table per router; the EIP segments
-    /// unreachable otherwise.
-    fn routes(&self, state: &GatewayState) -> Result<usize, String> {
-        let want_steer: BTreeMap<Ipv4Addr, u32> = state
+    /// The node's nftables: each bound EIP marked with its router's number
+    /// (the steering map) and counted in both directions.
+    fn node_nft(&mut self, state: &GatewayState) -> Result<usize, String> {
+        let steer: BTreeMap<Ipv4Addr, u32> = state
             .routers
             .iter()
             .flat_map(|r| r.nat.iter().map(move |e| (e.eip, r.index)))
             .collect();
-        let mut n = in_netns(&self.node, || -> Result<usize, SysError> {
+        let counted: BTreeSet<Ipv4Addr> = steer.keys().copied().collect();
+        let seen = self.node_seen.take();
+        let (n, now) = in_netns(&self.node, || -> Result<_, SysError> {
             let mut nft = NatTable::open()?;
-            let have = nft.read_steering()?;
-            nft.apply_steering(&have, &want_steer)
+            let generation = nft.generation()?;
+            let (have_steer, have_counted) = match seen {
+                Some(s) if s.generation == generation => s.state,
+                _ => (
+                    nft.read_steering()?,
+                    nft.read_counters()?.into_keys().collect(),
+                ),
+            };
+            let mut n = nft.apply_steering(&have_steer, &steer)?;
+            let add: Vec<Ipv4Addr> = counted.difference(&have_counted).copied().collect();
+            let remove: Vec<Ipv4Addr> = have_counted.difference(&counted).copied().collect();
+            nft.apply_counted(&add, &remove)?;
+            n += add.len() + remove.len();
+            let seen = Seen {
+                generation: nft.generation()?,
+                state: (steer.clone(), counted.clone()),
+            };
+            Ok((n, seen))
         })
         .and_then(|r| r)
         .map_err(|e| e.to_string())?;
-        n += on(&self.node, |net| {
+        self.node_seen = Some(now);
+        Ok(n)
+    }
+
+    /// The node's routing: one rule and one table per router (the steering
+    /// map, [`Self::node_nft`], marks each EIP's packets with its router's
+    /// number); the EIP segments unreachable otherwise.
+    fn routes(&self, state: &GatewayState) -> Result<usize, String> {
+        on(&self.node, |net| {
             let links = net.links()?;
             let mut rules = Vec::new();
             let mut want = Vec::new();
@@ -406,37 +463,18 @@ impl GatewayReconciler {
                 }
             }
             Ok(n)
-        })?;
-        Ok(n)
-    }
-
-    /// Every bound EIP is counted on the node, in and out.
-    fn counted(&self, state: &GatewayState) -> Result<usize, String> {
-        let want: BTreeSet<Ipv4Addr> = state
-            .routers
-            .iter()
-            .flat_map(|r| r.nat.iter().map(|e| e.eip))
-            .collect();
-        in_netns(&self.node, || -> Result<usize, SysError> {
-            let mut nft = NatTable::open()?;
-            let have: BTreeSet<Ipv4Addr> = nft.read_counters()?.into_keys().collect();
-            let add: Vec<Ipv4Addr> = want.difference(&have).copied().collect();
-            let remove: Vec<Ipv4Addr> = have.difference(&want).copied().collect();
-            nft.apply_counted(&add, &remove)?;
-            Ok(add.len() + remove.len())
         })
-        .and_then(|r| r)
-        .map_err(|e| e.to_string())
     }
 
     /// Routers of VPCs that are gone: their namespaces (and with them their
     /// links) are removed.
-    fn remove_stale(&self, state: &GatewayState) -> Result<usize, String> {
+    fn remove_stale(&mut self, state: &GatewayState) -> Result<usize, String> {
         let want: BTreeSet<String> = state
             .routers
             .iter()
             .map(|r| router_netns(&self.prefix, &r.vpc_id))
             .collect();
+        self.nat_seen.retain(|ns, _| want.contains(ns));
         let mut n = 0;
         for ns in list_named(&router_netns(&self.prefix, "")) {
             if !want.contains(&ns) {

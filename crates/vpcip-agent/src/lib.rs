@@ -52,14 +52,20 @@ async fn register(client: &Client, cfg: &AgentConfig) -> Agent {
 /// How often a gateway reports its per-EIP counters (those that changed).
 pub const COUNTERS_PERIOD: Duration = Duration::from_secs(2);
 
-/// Reads the node's per-EIP counters every [`COUNTERS_PERIOD`] and reports
-/// those that changed (all of them after a failed report).
+/// Reads the node's per-EIP counters every [`COUNTERS_PERIOD`] (or less
+/// often when reading them takes long) and reports those that changed (all
+/// of them after a failed report).
 async fn report_counters(client: Client, agent_id: String, node: std::path::PathBuf) {
     let mut sent: std::collections::BTreeMap<Ipv4Addr, EipTraffic> = Default::default();
+    let mut period = COUNTERS_PERIOD;
     loop {
-        tokio::time::sleep(COUNTERS_PERIOD).await;
+        tokio::time::sleep(period).await;
         let node = node.clone();
+        let started = std::time::Instant::now();
         let read = tokio::task::spawn_blocking(move || gateway::read_counters(&node)).await;
+        // Reading counters costs more with many EIPs (the kernel's set
+        // dumps are quadratic): spend at most a fifth of the time on it.
+        period = COUNTERS_PERIOD.max(started.elapsed() * 5);
         let now = match read {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {

@@ -76,6 +76,67 @@ fn vpcip_netlink(n: u32) -> anyhow::Result<f64> {
     Ok(secs)
 }
 
+/// The gateway agent's whole reconcile into an empty node: the router
+/// namespace and its link, its NAT maps, the node's steering map, counter
+/// sets, rule and table.
+fn vpcip_gateway(n: u32) -> anyhow::Result<f64> {
+    use vpcip_model::desired::{GatewayState, NatEntry, VpcRouter};
+    let mut w = World::new("vpb");
+    w.add_node("gw");
+    let state = GatewayState {
+        routers: vec![VpcRouter {
+            vpc_id: "vpc-bench00001".into(),
+            index: 1,
+            subnets: vec![],
+            nat: bindings(n)
+                .into_iter()
+                .map(|(eip, private_ip)| NatEntry {
+                    eip,
+                    private_ip,
+                    eip_id: String::new(),
+                })
+                .collect(),
+            visible: vec![],
+        }],
+        eip_segments: vec![],
+    };
+    let mut r = vpcip_agent::gateway::GatewayReconciler::new(
+        &w.prefix,
+        &named(&w.ns("gw")),
+        Ipv4Addr::new(192, 0, 2, 2),
+    );
+    let start = Instant::now();
+    r.reconcile(&state).map_err(anyhow::Error::msg)?;
+    let secs = start.elapsed().as_secs_f64();
+    // A second pass finds nothing to do.
+    let start = Instant::now();
+    let again = r.reconcile(&state).map_err(anyhow::Error::msg)?;
+    let idle = start.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        again.changed == 0,
+        "a second pass changed {}",
+        again.changed
+    );
+    // A restarted agent (no memory of its last pass) reads everything.
+    let mut fresh = vpcip_agent::gateway::GatewayReconciler::new(
+        &w.prefix,
+        &named(&w.ns("gw")),
+        Ipv4Addr::new(192, 0, 2, 2),
+    );
+    let start = Instant::now();
+    let restart = fresh.reconcile(&state).map_err(anyhow::Error::msg)?;
+    let restarted = start.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        restart.changed == 0,
+        "a restarted agent changed {}",
+        restart.changed
+    );
+    println!(
+        "dataplane gateway agent with {n} bindings: pass with nothing to do {idle:.3} s, first pass after a restart {restarted:.3} s"
+    );
+    Ok(secs)
+}
+
 fn nft_file(n: u32, dir: &std::path::Path) -> anyhow::Result<f64> {
     let mut w = World::new("vpb");
     w.add_node("gw");
@@ -114,6 +175,7 @@ fn iptables_file(n: u32, dir: &std::path::Path, restore: &str) -> anyhow::Result
 pub fn program(n: u32, repeats: usize, dir: &std::path::Path) -> anyhow::Result<()> {
     let mut rows: Vec<(&str, Vec<f64>)> = vec![
         ("vpcip (nftables maps over netlink)", vec![]),
+        ("vpcip gateway agent, whole reconcile", vec![]),
         ("nft -f (same maps)", vec![]),
         ("iptables-legacy-restore (per-EIP rules)", vec![]),
         ("iptables-nft-restore (per-EIP rules)", vec![]),
@@ -121,11 +183,12 @@ pub fn program(n: u32, repeats: usize, dir: &std::path::Path) -> anyhow::Result<
     for _ in 0..repeats {
         // Interleaved, so that the machine's noise falls on all alike.
         rows[0].1.push(vpcip_netlink(n)?);
-        rows[1].1.push(nft_file(n, dir)?);
-        rows[2]
+        rows[1].1.push(vpcip_gateway(n)?);
+        rows[2].1.push(nft_file(n, dir)?);
+        rows[3]
             .1
             .push(iptables_file(n, dir, "iptables-legacy-restore")?);
-        rows[3]
+        rows[4]
             .1
             .push(iptables_file(n, dir, "iptables-nft-restore")?);
     }

@@ -197,15 +197,7 @@ impl NatTable {
         prefix_len: u8,
         router_ifprefix: &str,
     ) -> Result<bool, SysError> {
-        if self
-            .dump_set(
-                NetfilterProtoFamily::IPv4,
-                GATEWAY_TABLE,
-                EIP_ROUTER,
-                |_, _, _| {},
-            )
-            .is_ok()
-        {
+        if self.has_set(NetfilterProtoFamily::IPv4, GATEWAY_TABLE, EIP_ROUTER)? {
             return Ok(false);
         }
         let table = || TableMessage {

@@ -20,9 +20,9 @@ use netlink_packet_core::{
 };
 use netlink_packet_netfilter::nftables::{
     Bitwise, ChainAttribute, ChainMessage, Cmp, DataAttribute, ExpressionAttribute, Expressions,
-    Hook, InetHookNumber, ListAttribute, Lookup, Meta, MetaKey, NfTablesMessage, Operator, Payload,
-    Register, RuleAttribute, RuleMessage, SetAttribute, SetElementList, SetElementMessage,
-    SetFlags, SetMessage, TableAttribute, TableMessage,
+    GenMessage, Hook, InetHookNumber, ListAttribute, Lookup, Meta, MetaKey, NfTablesMessage,
+    Operator, Payload, Register, RuleAttribute, RuleMessage, SetAttribute, SetElementList,
+    SetElementMessage, SetFlags, SetMessage, TableAttribute, TableMessage,
 };
 use netlink_packet_netfilter::none::ControlMessage;
 use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage, NetfilterProtoFamily};
@@ -551,7 +551,7 @@ impl NatTable {
     /// Creates the table, maps and rules if the table is missing. An existing
     /// table is left as it is: its maps hold live bindings.
     pub fn ensure(&mut self) -> Result<bool, SysError> {
-        if self.read_map(DNAT_MAP).is_ok() {
+        if self.has_set(NetfilterProtoFamily::IPv4, TABLE, DNAT_MAP)? {
             return Ok(false);
         }
         self.transact(
@@ -594,6 +594,99 @@ impl NatTable {
             ],
             NLM_F_CREATE,
         )
+    }
+
+    /// Whether a set (or map) exists: one question about the set itself,
+    /// not a dump of its elements.
+    pub fn has_set(
+        &mut self,
+        family: NetfilterProtoFamily,
+        table: &str,
+        set: &str,
+    ) -> Result<bool, SysError> {
+        let mut m = nft_message(
+            family,
+            NfTablesMessage::GetSet(SetMessage {
+                attributes: vec![
+                    SetAttribute::Table(table.into()),
+                    SetAttribute::Name(set.into()),
+                ],
+            }),
+            NLM_F_ACK,
+        );
+        self.seq = self.seq.wrapping_add(1);
+        m.header.sequence_number = self.seq;
+        m.finalize();
+        let mut buf = vec![0; m.buffer_len()];
+        m.serialize(&mut buf);
+        self.sock
+            .send(&buf, 0)
+            .map_err(SysError::io("send nftables request"))?;
+        let mut found = false;
+        loop {
+            let (data, _) = self
+                .sock
+                .recv_from_full()
+                .map_err(SysError::io("receive nftables reply"))?;
+            for Received { ty, payload, .. } in messages(&data)? {
+                if ty == 2 {
+                    let err = u32_at(payload, 0).unwrap_or(0) as i32;
+                    return match -err {
+                        0 => Ok(found),
+                        2 => Ok(false), // ENOENT: no such table or set
+                        errno => Err(SysError::Kernel {
+                            what: "nftables set lookup",
+                            errno,
+                        }),
+                    };
+                }
+                found = true;
+            }
+        }
+    }
+
+    /// The namespace's nftables generation: it changes with every
+    /// transaction (anyone's), so an unchanged generation means an unchanged
+    /// ruleset. (Counters are not part of it.)
+    pub fn generation(&mut self) -> Result<u32, SysError> {
+        const NFT_MSG_NEWGEN: u16 = 15;
+        let mut m = nft_message(
+            NetfilterProtoFamily::Unspec,
+            NfTablesMessage::GetGen(GenMessage { attributes: vec![] }),
+            NLM_F_ACK,
+        );
+        self.seq = self.seq.wrapping_add(1);
+        m.header.sequence_number = self.seq;
+        m.finalize();
+        let mut buf = vec![0; m.buffer_len()];
+        m.serialize(&mut buf);
+        self.sock
+            .send(&buf, 0)
+            .map_err(SysError::io("send nftables request"))?;
+        let mut gen_id = None;
+        loop {
+            let (data, _) = self
+                .sock
+                .recv_from_full()
+                .map_err(SysError::io("receive nftables reply"))?;
+            for Received { ty, payload, .. } in messages(&data)? {
+                if ty == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN {
+                    gen_id = attrs(payload.get(4..).unwrap_or_default())
+                        .find(|(t, _)| *t == 1) // NFTA_GEN_ID
+                        .and_then(|(_, v)| <[u8; 4]>::try_from(v).ok())
+                        .map(u32::from_be_bytes);
+                } else if ty == 2 {
+                    let err = u32_at(payload, 0).unwrap_or(0) as i32;
+                    if err != 0 {
+                        return Err(SysError::Kernel {
+                            what: "nftables generation",
+                            errno: -err,
+                        });
+                    }
+                    return gen_id.ok_or(SysError::Parse("no generation in the answer"));
+                }
+            }
+        }
     }
 
     /// The elements of one map, as the kernel holds them.
