@@ -49,6 +49,16 @@ pub struct GatewayReconciler {
     nat_seen: HashMap<String, Seen<(NatMap, NatMap)>>,
     /// The node's steering map and counted EIPs as of our last pass.
     node_seen: Option<Seen<NodeNft>>,
+    /// Where what was seen is kept across restarts (see [`Self::remember_in`]).
+    memory: Option<PathBuf>,
+    remembered: bool,
+}
+
+/// What the reconciler saw, as kept on disk.
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct Memory {
+    nat: HashMap<String, Seen<(NatMap, NatMap)>>,
+    node: Option<Seen<NodeNft>>,
 }
 
 /// The node's steering map (EIP → router number) and counted EIPs.
@@ -58,10 +68,21 @@ type NodeNft = (BTreeMap<Ipv4Addr, u32>, BTreeSet<Ipv4Addr>);
 /// generation it had then. While the generation is unchanged nobody has
 /// touched nftables there, and the (quadratic, for large sets) dumps are
 /// skipped; any change, ours or anyone's, makes the next pass read all.
-#[derive(Clone)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct Seen<T> {
     generation: u32,
+    /// The namespace's inode: a namespace made again starts its
+    /// generations afresh.
+    netns: u64,
     state: T,
+}
+
+/// The inode of the current thread's network namespace.
+fn netns_inode() -> Result<u64, SysError> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/thread-self/ns/net")
+        .map(|m| m.ino())
+        .map_err(|e| SysError::Io("stat network namespace", e))
 }
 
 /// Router N's routing table on the node is `ROUTER_TABLES + N`.
@@ -138,6 +159,49 @@ impl GatewayReconciler {
             underlay_mtu: 1500,
             nat_seen: HashMap::new(),
             node_seen: None,
+            memory: None,
+            remembered: false,
+        }
+    }
+
+    /// Keeps what each pass saw in `dir`, so that a restarted agent whose
+    /// namespaces' nftables did not change meanwhile skips reading large
+    /// sets again. (What is kept is only trusted while a namespace's
+    /// nftables generation is the one recorded with it.)
+    pub fn remember_in(mut self, dir: &Path) -> Self {
+        let file = dir.join("gateway-seen.json");
+        if let Ok(text) = std::fs::read(&file) {
+            match serde_json::from_slice::<Memory>(&text) {
+                Ok(m) => {
+                    self.nat_seen = m.nat;
+                    self.node_seen = m.node;
+                }
+                Err(e) => {
+                    tracing::warn!(file = %file.display(), error = %e, "ignoring unreadable agent memory")
+                }
+            }
+        }
+        self.memory = Some(file);
+        self
+    }
+
+    fn save_memory(&mut self) {
+        let Some(file) = &self.memory else { return };
+        let m = Memory {
+            nat: self.nat_seen.clone(),
+            node: self.node_seen.clone(),
+        };
+        let tmp = file.with_extension("tmp");
+        let written = file
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&tmp, serde_json::to_vec(&m).unwrap_or_default()))
+            .and_then(|()| std::fs::rename(&tmp, file));
+        match written {
+            Ok(()) => self.remembered = true,
+            Err(e) => {
+                tracing::warn!(file = %file.display(), error = %e, "cannot keep the agent's memory")
+            }
         }
     }
 
@@ -167,6 +231,9 @@ impl GatewayReconciler {
         match self.remove_stale(state) {
             Ok(n) => summary.changed += n,
             Err(e) => errors.push(format!("stale routers: {e}")),
+        }
+        if summary.changed > 0 || !self.remembered {
+            self.save_memory();
         }
         if errors.is_empty() {
             Ok(summary)
@@ -338,8 +405,9 @@ impl GatewayReconciler {
         let (n, now) = in_netns(ns, || -> Result<_, SysError> {
             let mut table = NatTable::open()?;
             let generation = table.generation()?;
+            let netns = netns_inode()?;
             let (dnat, snat) = match seen {
-                Some(s) if s.generation == generation => s.state,
+                Some(s) if s.generation == generation && s.netns == netns => s.state,
                 _ => {
                     table.ensure()?;
                     table.read()?
@@ -364,6 +432,7 @@ impl GatewayReconciler {
             }
             let seen = Seen {
                 generation: table.generation()?,
+                netns,
                 state: (desired.clone(), snat_of(&desired)),
             };
             Ok((n, seen))
@@ -387,8 +456,9 @@ impl GatewayReconciler {
         let (n, now) = in_netns(&self.node, || -> Result<_, SysError> {
             let mut nft = NatTable::open()?;
             let generation = nft.generation()?;
+            let netns = netns_inode()?;
             let (have_steer, have_counted) = match seen {
-                Some(s) if s.generation == generation => s.state,
+                Some(s) if s.generation == generation && s.netns == netns => s.state,
                 _ => (
                     nft.read_steering()?,
                     nft.read_counters()?.into_keys().collect(),
@@ -401,6 +471,7 @@ impl GatewayReconciler {
             n += add.len() + remove.len();
             let seen = Seen {
                 generation: nft.generation()?,
+                netns,
                 state: (steer.clone(), counted.clone()),
             };
             Ok((n, seen))

@@ -28,6 +28,8 @@ pub struct AgentConfig {
     pub node_netns: std::path::PathBuf,
     /// How often the agent reconciles even without a change.
     pub resync: Duration,
+    /// Where the agent keeps what it saw of the kernel across restarts.
+    pub state_dir: std::path::PathBuf,
 }
 
 async fn register(client: &Client, cfg: &AgentConfig) -> Agent {
@@ -105,7 +107,8 @@ pub async fn run(client: Client, cfg: AgentConfig) -> ! {
         ));
     }
     let mut gateway =
-        gateway::GatewayReconciler::new(&cfg.netns_prefix, &cfg.node_netns, cfg.underlay_ip);
+        gateway::GatewayReconciler::new(&cfg.netns_prefix, &cfg.node_netns, cfg.underlay_ip)
+            .remember_in(&cfg.state_dir);
     let mut host = host::HostReconciler::new(&cfg.node_netns, cfg.underlay_ip);
     let mut applied: Option<i64> = None;
     let mut pending = false;

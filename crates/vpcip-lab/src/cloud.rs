@@ -143,6 +143,8 @@ pub fn start_agent(
         ])
         .args(["--netns", &w.ns(node), "--netns-prefix", &w.prefix])
         .args(["--resync", &resync_secs.to_string()])
+        .arg("--state-dir")
+        .arg(dir.join(format!("agent-{node}")))
         .env("VPCIP_URL", url)
         .env("VPCIP_TOKEN", token)
         .env("RUST_LOG", "info")

@@ -171,6 +171,10 @@ pub struct AgentArgs {
     /// Seconds between reconciles when nothing changes (repairs drift).
     #[arg(long, default_value_t = 10)]
     pub resync: u64,
+    /// Where the agent keeps what it saw of the kernel across restarts
+    /// [default: /run/vpcip/agent-<name>].
+    #[arg(long)]
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand)]

@@ -176,6 +176,8 @@ async fn up(name: &str) -> anyhow::Result<()> {
                 &prefix,
                 "--resync",
                 "5",
+                "--state-dir",
+                &dir.join(format!("agent-{node}")).display().to_string(),
             ],
             &dir.join(format!("agent-{node}.log")),
             &[("VPCIP_URL", &url), ("VPCIP_TOKEN", &operator_token)],

@@ -110,7 +110,7 @@ async fn agent(
     init_logging(log_format);
     let client = vpcip_client::Client::new(&global.url, global.token.as_deref());
     let cfg = vpcip_agent::AgentConfig {
-        name: args.name,
+        name: args.name.clone(),
         role: match args.role {
             cli::Role::Gateway => vpcip_model::desired::AgentRole::Gateway,
             cli::Role::Host => vpcip_model::desired::AgentRole::Host,
@@ -122,6 +122,10 @@ async fn agent(
             None => "/proc/self/ns/net".into(),
         },
         resync: std::time::Duration::from_secs(args.resync.max(1)),
+        state_dir: args
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| format!("/run/vpcip/agent-{}", args.name).into()),
     };
     vpcip_agent::run(client, cfg).await
 }
