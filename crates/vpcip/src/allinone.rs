@@ -134,7 +134,7 @@ pub async fn run(args: AllinoneArgs) -> anyhow::Result<()> {
             netns_prefix: args.netns_prefix.clone(),
             node_netns: "/proc/self/ns/net".into(),
             resync,
-            state_dir: format!("/run/vpcip/agent-{}", args.name).into(),
+            state_dir: args.state_dir.join(format!("agent-{}", args.name)),
         };
         let client = vpcip_client::Client::new(&url, Some(&token));
         tokio::spawn(vpcip_agent::run(client, cfg));
@@ -146,7 +146,7 @@ pub async fn run(args: AllinoneArgs) -> anyhow::Result<()> {
         netns_prefix: args.netns_prefix.clone(),
         node_netns: host_ns,
         resync,
-        state_dir: format!("/run/vpcip/agent-{}-host", args.name).into(),
+        state_dir: args.state_dir.join(format!("agent-{}-host", args.name)),
     };
     let client = vpcip_client::Client::new(&url, Some(&token));
     tokio::spawn(vpcip_agent::run(client, cfg));

@@ -112,6 +112,9 @@ pub struct AllinoneArgs {
     /// Seconds between the agents' reconciles when nothing changes.
     #[arg(long, default_value_t = 10)]
     pub resync: u64,
+    /// Where the agents keep what they saw of the kernel across restarts.
+    #[arg(long, default_value = "/run/vpcip")]
+    pub state_dir: std::path::PathBuf,
 }
 
 #[derive(Subcommand)]

@@ -87,6 +87,8 @@ fn allinone_serves_an_eip_from_one_node() {
             "1",
         ])
         .args(["--netns-prefix", &w.prefix])
+        .arg("--state-dir")
+        .arg(&dir)
         .env("VPCIP_OPERATOR_TOKEN", TOKEN)
         .stdout(Stdio::null())
         .stderr(log)
