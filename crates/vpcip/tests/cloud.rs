@@ -762,3 +762,251 @@ async fn eip_counters_move_with_traffic_and_check_route_finds_a_missing_route() 
     );
     p.join().unwrap();
 }
+
+/// `GET /` from a node: the lab web server's answer ("hello from <netns> …").
+fn http_get(ns: &str, to: SocketAddr) -> Option<String> {
+    vpcip_sys::netns::in_netns(&vpcip_sys::netns::named(ns), move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect_timeout(&to, Duration::from_millis(300)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+        s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        out.split("\r\n\r\n").nth(1).map(str::to_string)
+    })
+    .ok()
+    .flatten()
+}
+
+/// keepalived in VM `vm` for `vip` on eth0 (VRID 51, advert 1 s, preempt):
+/// returns its index among the world's processes.
+fn keepalived(lab: &mut Lab, vm: &str, run: u32, vip: Ipv4Addr, priority: u8) -> usize {
+    let dir = cloud::state_dir(&lab.w).join(format!("keepalived-{vm}-{run}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("keepalived.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "global_defs {{\n  router_id {vm}\n  vrrp_garp_master_delay 1\n  vrrp_garp_master_repeat 3\n}}\n\
+             vrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n  priority {priority}\n  advert_int 1\n\
+             virtual_ipaddress {{\n    {vip}/24 dev eth0\n  }}\n}}\n"
+        ),
+    )
+    .unwrap();
+    let child = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.ns(vm),
+            "keepalived",
+            "-n",
+            "-l",
+            "-P",
+            "-f",
+        ])
+        .arg(&conf)
+        .arg("-p")
+        .arg(dir.join("keepalived.pid"))
+        .arg("-r")
+        .arg(dir.join("vrrp.pid"))
+        .stdout(std::process::Stdio::null())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("keepalived.log"))
+                .unwrap(),
+        )
+        .spawn()
+        .unwrap();
+    lab.w.adopt(child)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eip_on_a_vip_follows_the_keepalived_master() {
+    let mut lab = Lab::up("vcp").await;
+    assert!(
+        std::process::Command::new("keepalived")
+            .arg("--version")
+            .output()
+            .is_ok(),
+        "keepalived is needed (.ci/run installs it)"
+    );
+    let v1 = lab.vpc("v1", "10.0.0.0/16").await;
+    let sa = lab.subnet(&v1, "v1-a", "10.0.1.0/24").await;
+    let (_, a) = lab.vm("a", &sa, "h1").await;
+    let (_, b) = lab.vm("b", &sa, "h2").await;
+    let vip: Vip = lab
+        .op
+        .post(
+            "/v1/vips",
+            &CreateVip {
+                name: "vip-1".into(),
+                subnet: sa.id.clone(),
+                ip: Some("10.0.1.100".parse().unwrap()),
+                client_token: None,
+            },
+        )
+        .await
+        .unwrap();
+    for nic in [&a, &b] {
+        let _: WithWarnings<Vip> = lab
+            .op
+            .action(
+                "vips",
+                &vip.id,
+                "bind",
+                &VipNic {
+                    nic: nic.id.clone(),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let eip = lab
+        .op
+        .create_eip(&CreateEip {
+            bandwidth_mbps: 10,
+            bind: Some(BindEip {
+                target: EipTarget::Vip(vip.id.clone()),
+                mode: EipMode::Nat,
+                allow_reassociation: false,
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for vm in ["a", "b"] {
+        let child = std::process::Command::new(bin())
+            .args(["lab", "httpd", "--netns", &lab.ns(vm), "--port", "80"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        lab.w.adopt(child);
+    }
+    let ka = keepalived(&mut lab, "a", 1, vip.ip, 150);
+    keepalived(&mut lab, "b", 1, vip.ip, 100);
+    let client = lab.ns("client");
+    let to = at(eip.ip, 80);
+    let prefix = lab.w.prefix.clone();
+    let served_by = |vm: &str| {
+        let want = format!("hello from {prefix}{vm}");
+        move |answer: Option<String>| answer.is_some_and(|s| s.starts_with(&want))
+    };
+    assert!(
+        eventually(Duration::from_secs(20), || served_by("a")(http_get(
+            &client, to
+        ))),
+        "the EIP on the VIP does not reach the master a: {:?}",
+        http_get(&client, to)
+    );
+    // a dies (keepalived killed, its NIC down): b takes the VIP, the EIP
+    // follows.
+    // SIGKILL the keepalived processes of a (the parent, and its VRRP
+    // child by the PID file it wrote), as a crash would.
+    let vrrp_pid = std::fs::read_to_string(
+        cloud::state_dir(&lab.w)
+            .join("keepalived-a-1")
+            .join("vrrp.pid"),
+    )
+    .unwrap();
+    lab.w.kill(ka);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(vrrp_pid.trim().parse().unwrap()),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    lab.w.exec("a", &["ip", "link", "set", "eth0", "down"]);
+    // (A dead VM's addresses go with it; keepalived killed leaves the VIP.)
+    let _ = lab.w.try_exec(
+        "a",
+        &[
+            "ip",
+            "addr",
+            "del",
+            &format!("{}/24", vip.ip),
+            "dev",
+            "eth0",
+        ],
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || served_by("b")(http_get(
+            &client, to
+        ))),
+        "the EIP did not follow the VIP to b: {:?}",
+        http_get(&client, to)
+    );
+    // a comes back and preempts: the EIP follows it back.
+    lab.w.exec("a", &["ip", "link", "set", "eth0", "up"]);
+    lab.w.exec(
+        "a",
+        &["ip", "route", "replace", "default", "via", "10.0.1.1"],
+    );
+    keepalived(&mut lab, "a", 2, vip.ip, 150);
+    let back = eventually(Duration::from_secs(20), || {
+        served_by("a")(http_get(&client, to))
+    });
+    if !back {
+        let router = format!("vpcr-{}", v1.id);
+        eprintln!("a: {}", lab.w.exec("a", &["ip", "-br", "addr"]));
+        eprintln!("b: {}", lab.w.exec("b", &["ip", "-br", "addr"]));
+        eprintln!("router neigh: {}", lab.w.exec(&router, &["ip", "neigh"]));
+        eprintln!("a mac {} b mac {}", a.mac, b.mac);
+    }
+    assert!(
+        back,
+        "the EIP did not come back to a: {:?}",
+        http_get(&client, to)
+    );
+
+    // A VM the VIP is not bound to cannot take it: c claims it with
+    // gratuitous ARP, and the EIP still reaches a.
+    let (_, c) = lab.vm("c", &sa, "h2").await;
+    let child = std::process::Command::new(bin())
+        .args(["lab", "httpd", "--netns", &lab.ns("c"), "--port", "80"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    lab.w.adopt(child);
+    assert!(eventually(Duration::from_secs(15), || lab.pings("c", a.ip)));
+    lab.w.exec(
+        "c",
+        &[
+            "ip",
+            "addr",
+            "add",
+            &format!("{}/24", vip.ip),
+            "dev",
+            "eth0",
+        ],
+    );
+    for _ in 0..3 {
+        let _ = lab.w.try_exec(
+            "c",
+            &[
+                "arping",
+                "-q",
+                "-c",
+                "1",
+                "-w",
+                "1",
+                "-U",
+                "-S",
+                &vip.ip.to_string(),
+                "-i",
+                "eth0",
+                &vip.ip.to_string(),
+            ],
+        );
+    }
+    for _ in 0..10 {
+        assert!(
+            served_by("a")(http_get(&client, to)),
+            "an unbound VM took the VIP: {:?}",
+            http_get(&client, to)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = (b, c);
+}
