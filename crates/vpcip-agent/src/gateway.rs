@@ -373,6 +373,10 @@ impl GatewayReconciler {
                     .into_iter()
                     .collect();
                 n += converge_vxlan(net, l.index, &addrs, &s.l2.vteps)?;
+                // Gratuitous ARP (a VIP changing hands) creates and updates
+                // the router's entries at once.
+                ipv4_sysctl(&format!("conf/{}/arp_accept", l.name), "1")?;
+                ipv4_sysctl(&format!("neigh/{}/locktime", l.name), "0")?;
                 if !l.up {
                     net.set_up(l.index)?;
                     n += 1;
@@ -555,6 +559,33 @@ impl GatewayReconciler {
         }
         Ok(n)
     }
+}
+
+/// Which MAC each router resolves its VPC's VIPs to: (router namespace,
+/// VPC, VIPs) in, holders out.
+pub fn read_vip_holders(
+    routers: &[(PathBuf, String, Vec<Ipv4Addr>)],
+) -> Vec<vpcip_model::desired::VipHolder> {
+    let mut out = Vec::new();
+    for (ns, vpc, vips) in routers {
+        if vips.is_empty() || !ns.exists() {
+            continue;
+        }
+        if let Ok(neigh) = on(ns, |net| net.neighbours()) {
+            for (ip, mac) in neigh {
+                if vips.contains(&ip) {
+                    out.push(vpcip_model::desired::VipHolder {
+                        vpc_id: vpc.clone(),
+                        ip,
+                        mac,
+                    });
+                }
+            }
+        }
+    }
+    out.sort();
+    out.dedup_by(|a, b| a.vpc_id == b.vpc_id && a.ip == b.ip);
+    out
 }
 
 /// The node's per-EIP counters.

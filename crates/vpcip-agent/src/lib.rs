@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use vpcip_client::Client;
 use vpcip_model::desired::{
-    Agent, AgentReport, AgentRole, CountersReport, Desired, EipTraffic, RegisterAgent,
+    Agent, AgentReport, AgentRole, CountersReport, Desired, EipTraffic, RegisterAgent, VipHolder,
 };
 
 pub struct AgentConfig {
@@ -51,24 +51,37 @@ async fn register(client: &Client, cfg: &AgentConfig) -> Agent {
     }
 }
 
+/// A router's namespace, its VPC and the VPC's VIPs.
+type RouterVips = (std::path::PathBuf, String, Vec<Ipv4Addr>);
+
 /// How often a gateway reports its per-EIP counters (those that changed).
 pub const COUNTERS_PERIOD: Duration = Duration::from_secs(2);
 
 /// Reads the node's per-EIP counters every [`COUNTERS_PERIOD`] (or less
 /// often when reading them takes long) and reports those that changed (all
 /// of them after a failed report).
-async fn report_counters(client: Client, agent_id: String, node: std::path::PathBuf) {
+async fn report_counters(
+    client: Client,
+    agent_id: String,
+    node: std::path::PathBuf,
+    routers: tokio::sync::watch::Receiver<Vec<RouterVips>>,
+) {
     let mut sent: std::collections::BTreeMap<Ipv4Addr, EipTraffic> = Default::default();
+    let mut sent_holders: Option<Vec<VipHolder>> = None;
     let mut period = COUNTERS_PERIOD;
     loop {
         tokio::time::sleep(period).await;
         let node = node.clone();
         let started = std::time::Instant::now();
-        let read = tokio::task::spawn_blocking(move || gateway::read_counters(&node)).await;
+        let with_vips = routers.borrow().clone();
+        let read = tokio::task::spawn_blocking(move || {
+            gateway::read_counters(&node).map(|c| (c, gateway::read_vip_holders(&with_vips)))
+        })
+        .await;
         // Reading counters costs more with many EIPs (the kernel's set
         // dumps are quadratic): spend at most a fifth of the time on it.
         period = COUNTERS_PERIOD.max(started.elapsed() * 5);
-        let now = match read {
+        let (now, holders) = match read {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "cannot read the counters yet");
@@ -81,15 +94,22 @@ async fn report_counters(client: Client, agent_id: String, node: std::path::Path
             .filter(|c| sent.get(&c.eip) != Some(c))
             .copied()
             .collect();
-        let report = CountersReport { counters: changed };
+        let report = CountersReport {
+            counters: changed,
+            vip_holders: (sent_holders.as_ref() != Some(&holders)).then(|| holders.clone()),
+        };
         match client
             .post::<_, ()>(&format!("/v1/agents/{agent_id}/counters"), &report)
             .await
         {
-            Ok(()) => sent = now.into_iter().map(|c| (c.eip, c)).collect(),
+            Ok(()) => {
+                sent = now.into_iter().map(|c| (c.eip, c)).collect();
+                sent_holders = Some(holders);
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot report counters");
                 sent.clear();
+                sent_holders = None;
             }
         }
     }
@@ -99,11 +119,13 @@ async fn report_counters(client: Client, agent_id: String, node: std::path::Path
 pub async fn run(client: Client, cfg: AgentConfig) -> ! {
     let agent = register(&client, &cfg).await;
     tracing::info!(id = %agent.id, role = cfg.role.as_str(), "agent registered");
+    let (routers_tx, routers_rx) = tokio::sync::watch::channel(Vec::new());
     if cfg.role == AgentRole::Gateway {
         tokio::spawn(report_counters(
             client.clone(),
             agent.id.clone(),
             cfg.node_netns.clone(),
+            routers_rx,
         ));
     }
     let mut gateway =
@@ -133,6 +155,23 @@ pub async fn run(client: Client, cfg: AgentConfig) -> ! {
             }
         };
         let started = std::time::Instant::now();
+        if let Some(g) = &desired.gateway {
+            let list: Vec<RouterVips> = g
+                .routers
+                .iter()
+                .map(|r| {
+                    (
+                        vpcip_sys::netns::named(&gateway::router_netns(
+                            &cfg.netns_prefix,
+                            &r.vpc_id,
+                        )),
+                        r.vpc_id.clone(),
+                        r.vips.clone(),
+                    )
+                })
+                .collect();
+            let _ = routers_tx.send(list);
+        }
         let result = match (cfg.role, &desired.gateway, &desired.host) {
             (AgentRole::Gateway, Some(state), _) => gateway.reconcile(state),
             (AgentRole::Host, _, Some(state)) => host.reconcile(state),

@@ -537,6 +537,20 @@ pub async fn eip_counters(
     Ok(ok(app.store.eip_counters(&scope, &id).await?))
 }
 
+/// Which NIC holds the VIP now, learned from the data plane (the router's
+/// neighbour table: whoever answered ARP or sent gratuitous ARP for it).
+#[utoipa::path(get, path = "/v1/vips/{id}/holder", tag = "vips",
+    params(("id" = String, Path, description = "ID or name")),
+    responses((status = 200, body = vpcip_model::desired::VipHolding), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn vip_holder(
+    State(app): State<App>,
+    Caller(scope): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    Ok(ok(app.store.vip_holding(&scope, &id).await?))
+}
+
 /// The agent's whole desired state once the store's revision passes
 /// `after` (long poll): a full snapshot every time, so an agent that missed
 /// anything converges on the next answer.

@@ -48,7 +48,7 @@ impl App {
         list_nics, show_nic, create_nic, delete_nic, update_nic, attach_nic, detach_nic,
         list_vips, show_vip, create_vip, delete_vip, bind_vip, unbind_vip,
         list_eips, show_eip, create_eip, create_visible_eip, release_eip, bind_eip, unbind_eip, update_eip,
-        register_agent, list_agents, report_agent, report_counters, eip_counters, watch_desired,
+        register_agent, list_agents, report_agent, report_counters, eip_counters, vip_holder, watch_desired,
     ),
     modifiers(&BearerAuth),
 )]
@@ -137,6 +137,7 @@ pub fn router(app: App) -> Router {
         .route("/v1/agents/{id}/report", post(report_agent))
         .route("/v1/agents/{id}/counters", post(report_counters))
         .route("/v1/eips/{id}/counters", get(eip_counters))
+        .route("/v1/vips/{id}/holder", get(vip_holder))
         .route("/v1/agents/{id}/desired", get(watch_desired))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

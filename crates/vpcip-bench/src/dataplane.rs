@@ -97,6 +97,7 @@ fn vpcip_gateway(n: u32) -> anyhow::Result<f64> {
                 })
                 .collect(),
             visible: vec![],
+            vips: vec![],
         }],
         eip_segments: vec![],
     };

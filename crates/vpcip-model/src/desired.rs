@@ -95,11 +95,40 @@ impl EipTraffic {
     }
 }
 
-/// A gateway agent's counters: those that changed since its last report.
+/// A gateway agent's counters: those that changed since its last report;
+/// and, when they changed, which MAC holds each VIP of its routers (from the
+/// routers' neighbour tables).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct CountersReport {
     pub counters: Vec<EipTraffic>,
+    /// All of the agent's VIP holders, when they changed; absent otherwise.
+    #[serde(default)]
+    pub vip_holders: Option<Vec<VipHolder>>,
+}
+
+/// The MAC a VPC router last resolved a VIP to.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq, PartialOrd, Ord)]
+pub struct VipHolder {
+    pub vpc_id: String,
+    #[schema(value_type = String)]
+    pub ip: Ipv4Addr,
+    pub mac: String,
+}
+
+/// Which NIC holds a VIP now, as the data plane sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct VipHolding {
+    pub vip_id: String,
+    #[schema(value_type = String)]
+    pub ip: Ipv4Addr,
+    /// The NIC whose MAC answers for the VIP, if any is known.
+    pub nic_id: Option<String>,
+    pub mac: Option<String>,
+    /// Whether that NIC is one the VIP is bound to.
+    pub bound: bool,
+    /// Unix seconds of the gateway report this comes from.
+    pub as_of: i64,
 }
 
 /// An EIP's counters as `vpcip eip show` gives them.
@@ -162,6 +191,10 @@ pub struct VpcRouter {
     /// The visible-mode EIPs among them.
     #[schema(value_type = Vec<String>)]
     pub visible: Vec<Ipv4Addr>,
+    /// The VPC's VIPs: the router reports which MAC holds each.
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    pub vips: Vec<Ipv4Addr>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq, Default)]
@@ -342,9 +375,17 @@ impl World<'_> {
                     .map(|e| e.ip)
                     .collect();
                 visible.sort();
+                let mut vips: Vec<Ipv4Addr> = self
+                    .vips
+                    .iter()
+                    .filter(|x| x.vpc_id == v.id)
+                    .map(|x| x.ip)
+                    .collect();
+                vips.sort();
                 VpcRouter {
                     vpc_id: v.id.clone(),
                     index: v.router_index,
+                    vips,
                     subnets: self
                         .subnets
                         .iter()

@@ -108,6 +108,14 @@ const MIGRATIONS: &[&str] = &[
         bytes_out BIGINT NOT NULL
     )",
     "CREATE TABLE counter_reports (agent_id TEXT PRIMARY KEY, at BIGINT NOT NULL)",
+    // Which MAC each gateway's routers resolve each VIP to.
+    "CREATE TABLE vip_holders (
+        vpc_id TEXT NOT NULL,
+        ip BIGINT NOT NULL,
+        mac TEXT NOT NULL,
+        agent_id TEXT NOT NULL,
+        PRIMARY KEY (vpc_id, ip)
+    )",
 ];
 
 /// What the store knows how to keep: every resource kind of the model.

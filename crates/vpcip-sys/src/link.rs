@@ -360,6 +360,48 @@ impl Net {
             .map_err(kernel("delete route"))
     }
 
+    /// The IPv4 neighbours that resolved (reachable, stale, delay, probe or
+    /// permanent), with their MACs as `aa:bb:cc:dd:ee:ff`.
+    pub fn neighbours(&self) -> Result<Vec<(Ipv4Addr, String)>, SysError> {
+        let msgs: Vec<NeighbourMessage> = self
+            .rt
+            .block_on(
+                self.handle
+                    .neighbours()
+                    .get()
+                    .set_address_family(AddressFamily::Inet)
+                    .execute()
+                    .try_collect(),
+            )
+            .map_err(kernel("list neighbours"))?;
+        let mut out = Vec::new();
+        for m in &msgs {
+            if matches!(
+                m.header.state,
+                NeighbourState::Incomplete | NeighbourState::Failed | NeighbourState::None
+            ) {
+                continue;
+            }
+            let ip = m.attributes.iter().find_map(|a| match a {
+                NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(*ip),
+                _ => None,
+            });
+            let mac = m.attributes.iter().find_map(|a| match a {
+                NeighbourAttribute::LinkLayerAddress(l) if l.len() == 6 => Some(
+                    l.iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<Vec<_>>()
+                        .join(":"),
+                ),
+                _ => None,
+            });
+            if let (Some(ip), Some(mac)) = (ip, mac) {
+                out.push((ip, mac));
+            }
+        }
+        Ok(out)
+    }
+
     /// The remote VTEPs a VXLAN device floods to (its all-zero-MAC FDB
     /// entries).
     pub fn flood_list(&self, index: u32) -> Result<Vec<Ipv4Addr>, SysError> {

@@ -11,7 +11,7 @@ use vpcip_model::*;
 
 use crate::cli::*;
 use crate::table::{GatewayHealth, Tabular, print_list, print_one};
-use vpcip_model::desired::{Agent, AgentRole, EipCounters};
+use vpcip_model::desired::{Agent, AgentRole, EipCounters, VipHolding};
 
 struct Ctx {
     client: Client,
@@ -328,7 +328,33 @@ pub async fn run(cmd: Resource, global: &Global) -> anyhow::Result<()> {
         },
         Resource::Vip(c) => match c {
             VipCmd::List(l) => ctx.list::<Vip>("vips", l.parent.as_deref()).await,
-            VipCmd::Show(k) => ctx.show::<Vip>("vips", &k.id).await,
+            VipCmd::Show(k) => {
+                let vip: Vip = ctx.client.show("vips", &k.id).await?;
+                let holding: VipHolding = ctx
+                    .client
+                    .get(&format!("/v1/vips/{}/holder", vip.id))
+                    .await?;
+                match ctx.output {
+                    Output::Json => {
+                        let mut v = serde_json::to_value(&vip)?;
+                        v["holder"] = serde_json::to_value(&holding)?;
+                        println!("{}", serde_json::to_string_pretty(&v)?);
+                    }
+                    Output::Table => {
+                        print_one(&vip, ctx.output)?;
+                        let held = match (&holding.nic_id, &holding.mac) {
+                            (Some(nic), Some(mac)) if holding.bound => format!("{nic} ({mac})"),
+                            (Some(nic), Some(mac)) => {
+                                format!("{nic} ({mac}), NOT bound to this VIP")
+                            }
+                            (None, Some(mac)) => format!("{mac}, not a NIC of the subnet"),
+                            _ => "- (no router has resolved it yet)".into(),
+                        };
+                        println!("held by:  {held}");
+                    }
+                }
+                Ok(())
+            }
             VipCmd::Create {
                 name,
                 subnet,

@@ -15,7 +15,7 @@ use std::time::Duration;
 use vpcip_client::Client;
 use vpcip_lab::cloud::{self, VmNic};
 use vpcip_lab::{Conn, World, ask_once, echo_server, eventually, udp_ask, udp_echo_server};
-use vpcip_model::desired::{Agent, EipCounters};
+use vpcip_model::desired::{Agent, EipCounters, VipHolding};
 use vpcip_model::*;
 
 const OPERATOR: &str = "cloud-test-operator";
@@ -901,6 +901,24 @@ async fn an_eip_on_a_vip_follows_the_keepalived_master() {
         "the EIP on the VIP does not reach the master a: {:?}",
         http_get(&client, to)
     );
+    // The controller knows who holds the VIP, from the data plane.
+    let holder = |lab: &Lab| {
+        let op = lab.op.clone();
+        let id = vip.id.clone();
+        async move {
+            let h: VipHolding = op.get(&format!("/v1/vips/{id}/holder")).await.unwrap();
+            (h.nic_id.unwrap_or_default(), h.bound)
+        }
+    };
+    let mut now_a = false;
+    for _ in 0..40 {
+        if holder(&lab).await == (a.id.clone(), true) {
+            now_a = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(now_a, "VIP holder: {:?}", holder(&lab).await);
     // a dies (keepalived killed, its NIC down): b takes the VIP, the EIP
     // follows.
     // SIGKILL the keepalived processes of a (the parent, and its VRRP
@@ -936,6 +954,15 @@ async fn an_eip_on_a_vip_follows_the_keepalived_master() {
         "the EIP did not follow the VIP to b: {:?}",
         http_get(&client, to)
     );
+    let mut now_b = false;
+    for _ in 0..40 {
+        if holder(&lab).await == (b.id.clone(), true) {
+            now_b = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(now_b, "VIP holder: {:?}", holder(&lab).await);
     // a comes back and preempts: the EIP follows it back.
     lab.w.exec("a", &["ip", "link", "set", "eth0", "up"]);
     lab.w.exec(

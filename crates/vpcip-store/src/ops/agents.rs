@@ -137,6 +137,26 @@ impl Store {
             )
             .await?;
         }
+        if let Some(holders) = &report.vip_holders {
+            tx.write_quiet(
+                "DELETE FROM vip_holders WHERE agent_id = $1",
+                &[agent.id().into()],
+            )
+            .await?;
+            for h in holders {
+                tx.write_quiet(
+                    "INSERT INTO vip_holders (vpc_id, ip, mac, agent_id) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (vpc_id, ip) DO UPDATE SET mac = excluded.mac, agent_id = excluded.agent_id",
+                    &[
+                        h.vpc_id.as_str().into(),
+                        u32::from(h.ip).into(),
+                        h.mac.to_ascii_lowercase().into(),
+                        agent.id().into(),
+                    ],
+                )
+                .await?;
+            }
+        }
         tx.write_quiet(
             "INSERT INTO counter_reports (agent_id, at) VALUES ($1, $2) \
              ON CONFLICT (agent_id) DO UPDATE SET at = excluded.at",
@@ -176,6 +196,43 @@ impl Store {
             out.traffic.packets_out = n(r.int(3)?);
             out.traffic.bytes_out = n(r.int(4)?);
             out.as_of = r.int(5).unwrap_or(0);
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Which NIC holds a VIP now, as its gateway's router resolves it.
+    pub async fn vip_holding(
+        &self,
+        scope: &Scope,
+        key: &str,
+    ) -> Result<desired::VipHolding, StoreError> {
+        let mut tx = self.db.begin_read().await?;
+        let vip: Vip = tx.find(scope, key, false).await?;
+        let rows = tx
+            .rows(
+                "SELECT h.mac, r.at FROM vip_holders h LEFT JOIN counter_reports r ON r.agent_id = h.agent_id \
+                 WHERE h.vpc_id = $1 AND h.ip = $2",
+                &[vip.vpc_id.as_str().into(), u32::from(vip.ip).into()],
+            )
+            .await?;
+        let mut out = desired::VipHolding {
+            vip_id: vip.id.clone(),
+            ip: vip.ip,
+            nic_id: None,
+            mac: None,
+            bound: false,
+            as_of: 0,
+        };
+        if let Some(r) = rows.first() {
+            let mac = r.text(0)?;
+            out.as_of = r.int(1).unwrap_or(0);
+            let nics: Vec<Nic> = tx.children(&vip.subnet_id).await?;
+            if let Some(n) = nics.iter().find(|n| n.mac.eq_ignore_ascii_case(&mac)) {
+                out.nic_id = Some(n.id.clone());
+                out.bound = vip.nic_ids.contains(&n.id);
+            }
+            out.mac = Some(mac);
         }
         tx.commit().await?;
         Ok(out)
