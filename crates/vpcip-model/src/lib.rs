@@ -4,6 +4,7 @@
 
 pub mod desired;
 pub mod error;
+pub mod guest;
 pub mod ipam;
 pub mod resources;
 pub mod rules;

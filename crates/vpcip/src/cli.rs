@@ -64,6 +64,9 @@ pub enum Command {
     /// Controller, gateway agent and host agent on this one node, with
     /// SQLite: the way to first deploy (as root).
     Allinone(AllinoneArgs),
+    /// Tools to run inside a guest.
+    #[command(subcommand)]
+    Guest(GuestCmd),
     #[command(flatten)]
     Resource(Resource),
 }
@@ -81,6 +84,27 @@ pub struct ServerArgs {
     /// environment (VPCIP_OPERATOR_TOKEN) take precedence.
     #[arg(long, env = "VPCIP_CONFIG")]
     pub config: Option<std::path::PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub enum GuestCmd {
+    /// Check this guest against the seeds' advice for VIPs: IP forwarding
+    /// off on a standby, the VIP only on the master, no two NICs in one
+    /// subnet. Exits 1 when something is wrong.
+    Check {
+        /// The VIP this guest shares.
+        #[arg(long)]
+        vip: Option<Ipv4Addr>,
+        /// This guest's role in the pair.
+        #[arg(long, value_enum)]
+        role: Option<VrrpRole>,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy)]
+pub enum VrrpRole {
+    Master,
+    Backup,
 }
 
 #[derive(Args)]
@@ -464,6 +488,40 @@ pub enum VipCmd {
         nic: String,
     },
     Delete(Key),
+    /// What to run (or write) in a guest to add the VIP to one of its NICs,
+    /// or remove it, as the seeds do it; --keepalived prints the
+    /// keepalived.conf for that NIC instead.
+    GuestConfig {
+        vip: String,
+        /// The NIC (ID or name); it should be one the VIP is bound to.
+        #[arg(long)]
+        nic: String,
+        #[arg(long, value_enum, default_value = "centos")]
+        os: Os,
+        /// The interface inside the guest [default: eth0; Ethernet on Windows].
+        #[arg(long)]
+        ifname: Option<String>,
+        /// The NetworkManager connection [default: "System <ifname>"].
+        #[arg(long)]
+        connection: Option<String>,
+        /// The commands that remove the VIP.
+        #[arg(long)]
+        remove: bool,
+        /// keepalived.conf for this NIC (priority by its place among the
+        /// VIP's NICs: the first bound is the preferred master).
+        #[arg(long)]
+        keepalived: bool,
+        /// The VRRP virtual router ID [default: derived from the VIP].
+        #[arg(long)]
+        vrid: Option<u8>,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy)]
+pub enum Os {
+    Centos,
+    Ubuntu,
+    Windows,
 }
 
 #[derive(ValueEnum, Clone, Copy)]

@@ -3,6 +3,7 @@
 
 mod allinone;
 mod cli;
+mod guest;
 mod lab;
 mod resources;
 mod table;
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
             Command::Server(args) => serve(args, &cli.log_format).await,
             Command::Agent(args) => agent(args, &cli.global, &cli.log_format).await,
             Command::Lab(cmd) => lab::run(cmd).await,
+            Command::Guest(cli::GuestCmd::Check { vip, role }) => guest::check(vip, role),
             Command::Allinone(args) => {
                 init_logging(&cli.log_format);
                 allinone::run(args).await

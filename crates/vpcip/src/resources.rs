@@ -327,6 +327,7 @@ pub async fn run(cmd: Resource, global: &Global) -> anyhow::Result<()> {
             NicCmd::Delete(k) => ctx.delete("nics", &k.id).await,
         },
         Resource::Vip(c) => match c {
+            c @ VipCmd::GuestConfig { .. } => guest_config(&ctx, c).await,
             VipCmd::List(l) => ctx.list::<Vip>("vips", l.parent.as_deref()).await,
             VipCmd::Show(k) => {
                 let vip: Vip = ctx.client.show("vips", &k.id).await?;
@@ -426,6 +427,75 @@ fn mode_of(m: Mode) -> EipMode {
         Mode::Nat => EipMode::Nat,
         Mode::Visible => EipMode::Visible,
     }
+}
+
+/// `vpcip vip guest-config`: the seeds' guest commands, or keepalived.conf.
+async fn guest_config(ctx: &Ctx, c: VipCmd) -> anyhow::Result<()> {
+    let VipCmd::GuestConfig {
+        vip,
+        nic,
+        os,
+        ifname,
+        connection,
+        remove,
+        keepalived,
+        vrid,
+    } = c
+    else {
+        return Ok(());
+    };
+    use vpcip_model::guest;
+    let vip: Vip = ctx.client.show("vips", &vip).await?;
+    let nic: Nic = ctx.client.show("nics", &nic).await?;
+    let subnet: Subnet = ctx.client.show("subnets", &nic.subnet_id).await?;
+    if !vip.nic_ids.contains(&nic.id) {
+        eprintln!(
+            "warning: VIP {} is not bound to NIC {}: the data plane drops what it sends from the VIP (vpcip vip bind {} --nic {})",
+            vip.ip, nic.name, vip.name, nic.name
+        );
+    }
+    let os = match os {
+        Os::Centos => guest::GuestOs::Centos,
+        Os::Ubuntu => guest::GuestOs::Ubuntu,
+        Os::Windows => guest::GuestOs::Windows,
+    };
+    let ifname = ifname.unwrap_or_else(|| {
+        if matches!(os, guest::GuestOs::Windows) {
+            "Ethernet".into()
+        } else {
+            "eth0".into()
+        }
+    });
+    let connection = connection.unwrap_or_else(|| format!("System {ifname}"));
+    let me = guest::GuestNic {
+        ifname: &ifname,
+        connection: &connection,
+        ip: nic.ip,
+        subnet: subnet.cidr,
+    };
+    if keepalived {
+        let rank = vip.nic_ids.iter().position(|n| *n == nic.id).unwrap_or(0);
+        let mut peers = Vec::new();
+        for id in vip.nic_ids.iter().filter(|n| **n != nic.id) {
+            let peer: Nic = ctx.client.show("nics", id).await?;
+            peers.push(peer.ip);
+        }
+        print!(
+            "{}",
+            guest::keepalived_conf(
+                &vip.name,
+                vip.ip,
+                subnet.cidr,
+                &me,
+                rank,
+                &peers,
+                vrid.unwrap_or_else(|| guest::vrid_of(vip.ip)),
+            )
+        );
+    } else {
+        print!("{}", guest::vip_config(os, &me, vip.ip, remove));
+    }
+    Ok(())
 }
 
 /// An EIP by address, ID or name.

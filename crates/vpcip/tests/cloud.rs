@@ -778,21 +778,44 @@ fn http_get(ns: &str, to: SocketAddr) -> Option<String> {
     .flatten()
 }
 
-/// keepalived in VM `vm` for `vip` on eth0 (VRID 51, advert 1 s, preempt):
-/// returns its index among the world's processes.
-fn keepalived(lab: &mut Lab, vm: &str, run: u32, vip: Ipv4Addr, priority: u8) -> usize {
+/// The CLI against the lab's controller, as the operator; its output.
+fn cli(lab: &Lab, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(bin())
+        .args(args)
+        .env("VPCIP_URL", &lab.url)
+        .env("VPCIP_TOKEN", OPERATOR)
+        .output()
+        .unwrap()
+}
+
+/// keepalived in VM `vm` with the configuration `vpcip vip guest-config
+/// --keepalived` renders for its NIC (checked first by keepalived's own
+/// config test); returns its index among the world's processes.
+fn keepalived(lab: &mut Lab, vm: &str, run: u32, vip: &str, nic: &str) -> usize {
     let dir = cloud::state_dir(&lab.w).join(format!("keepalived-{vm}-{run}"));
     std::fs::create_dir_all(&dir).unwrap();
     let conf = dir.join("keepalived.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "global_defs {{\n  router_id {vm}\n  vrrp_garp_master_delay 1\n  vrrp_garp_master_repeat 3\n}}\n\
-             vrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n  priority {priority}\n  advert_int 1\n\
-             virtual_ipaddress {{\n    {vip}/24 dev eth0\n  }}\n}}\n"
-        ),
-    )
-    .unwrap();
+    let rendered = cli(
+        lab,
+        &["vip", "guest-config", vip, "--nic", nic, "--keepalived"],
+    );
+    assert!(
+        rendered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+    std::fs::write(&conf, &rendered.stdout).unwrap();
+    let test = std::process::Command::new("keepalived")
+        .args(["-t", "-f"])
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert!(
+        test.status.success(),
+        "keepalived -t refuses the rendered configuration:\n{}{}",
+        String::from_utf8_lossy(&rendered.stdout),
+        String::from_utf8_lossy(&test.stderr)
+    );
     let child = std::process::Command::new("ip")
         .args([
             "netns",
@@ -885,8 +908,8 @@ async fn an_eip_on_a_vip_follows_the_keepalived_master() {
             .unwrap();
         lab.w.adopt(child);
     }
-    let ka = keepalived(&mut lab, "a", 1, vip.ip, 150);
-    keepalived(&mut lab, "b", 1, vip.ip, 100);
+    let ka = keepalived(&mut lab, "a", 1, &vip.id, &a.id);
+    keepalived(&mut lab, "b", 1, &vip.id, &b.id);
     let client = lab.ns("client");
     let to = at(eip.ip, 80);
     let prefix = lab.w.prefix.clone();
@@ -969,7 +992,7 @@ async fn an_eip_on_a_vip_follows_the_keepalived_master() {
         "a",
         &["ip", "route", "replace", "default", "via", "10.0.1.1"],
     );
-    keepalived(&mut lab, "a", 2, vip.ip, 150);
+    keepalived(&mut lab, "a", 2, &vip.id, &a.id);
     let back = eventually(Duration::from_secs(20), || {
         served_by("a")(http_get(&client, to))
     });
@@ -985,6 +1008,50 @@ async fn an_eip_on_a_vip_follows_the_keepalived_master() {
         "the EIP did not come back to a: {:?}",
         http_get(&client, to)
     );
+
+    // `vpcip guest check` inside the guests: a is the master with the VIP,
+    // b a standby without it; IP forwarding on a standby is a problem.
+    let check = |lab: &Lab, vm: &str, role: &str| {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &lab.ns(vm)])
+            .arg(bin())
+            .args([
+                "guest",
+                "check",
+                "--vip",
+                &vip.ip.to_string(),
+                "--role",
+                role,
+            ])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (ok, text) = check(&lab, "a", "master");
+    assert!(ok, "{text}");
+    assert!(
+        text.contains(&format!("VIP {} is on eth0", vip.ip)),
+        "{text}"
+    );
+    let mut standby_ok = false;
+    for _ in 0..20 {
+        if check(&lab, "b", "backup").0 {
+            standby_ok = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(standby_ok, "{}", check(&lab, "b", "backup").1);
+    lab.w.exec("b", &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    let (ok, text) = check(&lab, "b", "backup");
+    assert!(
+        !ok && text.contains("PROBLEM IP forwarding is on"),
+        "{text}"
+    );
+    lab.w.exec("b", &["sysctl", "-qw", "net.ipv4.ip_forward=0"]);
 
     // A VM the VIP is not bound to cannot take it: c claims it with
     // gratuitous ARP, and the EIP still reaches a.
