@@ -2,4 +2,5 @@
 //! with keepalived. Pure code: the packet codec here; the state machine and
 //! the sockets come next.
 
+pub mod machine;
 pub mod packet;
