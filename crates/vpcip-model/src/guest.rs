@@ -111,6 +111,7 @@ pub fn keepalived_conf(
     let _ = writeln!(out, "! Made by `vpcip vip guest-config --keepalived`.");
     let _ = writeln!(out, "global_defs {{");
     let _ = writeln!(out, "    router_id {}", me.ip);
+    let _ = writeln!(out, "    vrrp_version 3");
     let _ = writeln!(out, "    vrrp_garp_master_delay 1");
     let _ = writeln!(out, "    vrrp_garp_master_refresh 60");
     let _ = writeln!(out, "}}");
@@ -224,6 +225,7 @@ mod tests {
              ! Made by `vpcip vip guest-config --keepalived`.\n\
              global_defs {\n\
              \x20   router_id 192.168.0.11\n\
+             \x20   vrrp_version 3\n\
              \x20   vrrp_garp_master_delay 1\n\
              \x20   vrrp_garp_master_refresh 60\n\
              }\n\

@@ -67,6 +67,9 @@ pub enum Command {
     /// Tools to run inside a guest.
     #[command(subcommand)]
     Guest(GuestCmd),
+    /// A VRRPv3 speaker for guests (RFC 5798), interoperating with
+    /// keepalived: holds the VIPs on the interface while master.
+    Vrrp(VrrpArgs),
     #[command(flatten)]
     Resource(Resource),
 }
@@ -84,6 +87,58 @@ pub struct ServerArgs {
     /// environment (VPCIP_OPERATOR_TOKEN) take precedence.
     #[arg(long, env = "VPCIP_CONFIG")]
     pub config: Option<std::path::PathBuf>,
+}
+
+#[derive(Args)]
+pub struct VrrpArgs {
+    /// The interface the VIPs live on.
+    #[arg(long, default_value = "eth0")]
+    pub interface: String,
+    /// Virtual router ID (1 to 255), the same on every member.
+    #[arg(long)]
+    pub vrid: u8,
+    /// 1 to 254 (255: the owner of the addresses).
+    #[arg(long, default_value_t = 100)]
+    pub priority: u8,
+    /// Advertisement interval in centiseconds (1 = 10 ms, 100 = 1 s).
+    #[arg(long, default_value_t = 100)]
+    pub advert_int: u16,
+    /// The VIPs, with their prefix (10.0.1.100/24); repeat for several.
+    #[arg(long, required = true)]
+    pub vip: Vec<Ipv4Net>,
+    /// Do not take over from a lower-priority master.
+    #[arg(long)]
+    pub no_preempt: bool,
+    /// Seconds after startup before preempting.
+    #[arg(long, default_value_t = 0)]
+    pub preempt_delay: u64,
+    /// How the checksum is computed when sending (both are accepted).
+    #[arg(long, value_enum, default_value = "pseudo")]
+    pub checksum: Checksum,
+    /// Gratuitous ARPs sent per VIP on becoming master.
+    #[arg(long, default_value_t = 5)]
+    pub garp: u32,
+    /// A command run on every state change, with keepalived's arguments:
+    /// INSTANCE <name> MASTER|BACKUP|FAULT <priority>.
+    #[arg(long)]
+    pub notify: Option<String>,
+    /// Go to FAULT (release the VIPs) while this interface is down.
+    #[arg(long)]
+    pub track_interface: Option<String>,
+    /// Go to FAULT while this command fails (checked every second).
+    #[arg(long)]
+    pub track_script: Option<String>,
+    /// The instance's name in logs and notify arguments.
+    #[arg(long, default_value = "VI_1")]
+    pub name: String,
+}
+
+#[derive(ValueEnum, Clone, Copy)]
+pub enum Checksum {
+    /// Over the IPv4 pseudo-header (RFC 5798, keepalived 2.2.7).
+    Pseudo,
+    /// Over the VRRP message only.
+    Message,
 }
 
 #[derive(Subcommand)]

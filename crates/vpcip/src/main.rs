@@ -7,6 +7,7 @@ mod guest;
 mod lab;
 mod resources;
 mod table;
+mod vrrp;
 
 use std::process::ExitCode;
 
@@ -33,6 +34,14 @@ fn main() -> ExitCode {
             Command::Agent(args) => agent(args, &cli.global, &cli.log_format).await,
             Command::Lab(cmd) => lab::run(cmd).await,
             Command::Guest(cli::GuestCmd::Check { vip, role }) => guest::check(vip, role),
+            Command::Vrrp(args) => {
+                init_logging(&cli.log_format);
+                // Its own thread: the speaker blocks, and opens netlink
+                // runtimes of its own.
+                std::thread::spawn(move || vrrp::run(args))
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("the VRRP speaker panicked")))
+            }
             Command::Allinone(args) => {
                 init_logging(&cli.log_format);
                 allinone::run(args).await

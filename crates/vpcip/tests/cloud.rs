@@ -845,9 +845,79 @@ fn keepalived(lab: &mut Lab, vm: &str, run: u32, vip: &str, nic: &str) -> usize 
     lab.w.adopt(child)
 }
 
+#[derive(Clone, Copy, Debug)]
+enum Speaker {
+    Keepalived,
+    Vpcip,
+}
+
+/// The VRRP speaker of VM `vm` for the VIP: keepalived with the rendered
+/// configuration, or `vpcip vrrp` with the same parameters (VRID from the
+/// VIP, priority 150 for the first NIC bound and 140 for the next, 1 s).
+fn speaker(lab: &mut Lab, kind: Speaker, vm: &str, run: u32, vip: &Vip, nic: &Nic) -> usize {
+    match kind {
+        Speaker::Keepalived => keepalived(lab, vm, run, &vip.id, &nic.id),
+        Speaker::Vpcip => {
+            let dir = cloud::state_dir(&lab.w).join(format!("vrrp-{vm}-{run}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let rank = vip.nic_ids.iter().position(|n| *n == nic.id).unwrap();
+            let child = std::process::Command::new("ip")
+                .args(["netns", "exec", &lab.ns(vm)])
+                .arg(bin())
+                .args(["vrrp", "--interface", "eth0"])
+                .args(["--vrid", &vpcip_model::guest::vrid_of(vip.ip).to_string()])
+                .args(["--priority", &(150 - 10 * rank).to_string()])
+                .args(["--advert-int", "100", "--vip", &format!("{}/24", vip.ip)])
+                .env("RUST_LOG", "info")
+                .stdout(std::fs::File::create(dir.join("vrrp.out")).unwrap())
+                .stderr(std::fs::File::create(dir.join("vrrp.log")).unwrap())
+                .spawn()
+                .unwrap();
+            lab.w.adopt(child)
+        }
+    }
+}
+
+/// Ends VM `vm`'s speaker with SIGKILL, as a crash would.
+fn kill_speaker(lab: &mut Lab, kind: Speaker, vm: &str, run: u32, index: usize) {
+    if let Speaker::Keepalived = kind {
+        // keepalived's VRRP child, by the PID file it wrote.
+        let pid = std::fs::read_to_string(
+            cloud::state_dir(&lab.w)
+                .join(format!("keepalived-{vm}-{run}"))
+                .join("vrrp.pid"),
+        )
+        .unwrap();
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid.trim().parse().unwrap()),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    lab.w.kill(index);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_eip_on_a_vip_follows_the_keepalived_master() {
-    let mut lab = Lab::up("vcp").await;
+    vip_pair("vcp", Speaker::Keepalived, Speaker::Keepalived).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eip_on_a_vip_follows_the_vpcip_vrrp_master() {
+    vip_pair("vcq", Speaker::Vpcip, Speaker::Vpcip).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalived_and_vpcip_vrrp_share_a_vip() {
+    vip_pair("vcr", Speaker::Keepalived, Speaker::Vpcip).await;
+    vip_pair("vcs", Speaker::Vpcip, Speaker::Keepalived).await;
+}
+
+/// A VIP on a and b with an EIP: a (the preferred master) holds it, the EIP
+/// follows it to b when a dies, and back when a returns; the controller
+/// reports the holder; `vpcip guest check` agrees; a VM the VIP is not bound
+/// to cannot take it.
+async fn vip_pair(tag: &str, kind_a: Speaker, kind_b: Speaker) {
+    let mut lab = Lab::up(tag).await;
     assert!(
         std::process::Command::new("keepalived")
             .arg("--version")
@@ -908,8 +978,9 @@ async fn an_eip_on_a_vip_follows_the_keepalived_master() {
             .unwrap();
         lab.w.adopt(child);
     }
-    let ka = keepalived(&mut lab, "a", 1, &vip.id, &a.id);
-    keepalived(&mut lab, "b", 1, &vip.id, &b.id);
+    let vip: Vip = lab.op.show("vips", &vip.id).await.unwrap();
+    let ka = speaker(&mut lab, kind_a, "a", 1, &vip, &a);
+    speaker(&mut lab, kind_b, "b", 1, &vip, &b);
     let client = lab.ns("client");
     let to = at(eip.ip, 80);
     let prefix = lab.w.prefix.clone();
@@ -944,19 +1015,7 @@ async fn an_eip_on_a_vip_follows_the_keepalived_master() {
     assert!(now_a, "VIP holder: {:?}", holder(&lab).await);
     // a dies (keepalived killed, its NIC down): b takes the VIP, the EIP
     // follows.
-    // SIGKILL the keepalived processes of a (the parent, and its VRRP
-    // child by the PID file it wrote), as a crash would.
-    let vrrp_pid = std::fs::read_to_string(
-        cloud::state_dir(&lab.w)
-            .join("keepalived-a-1")
-            .join("vrrp.pid"),
-    )
-    .unwrap();
-    lab.w.kill(ka);
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(vrrp_pid.trim().parse().unwrap()),
-        nix::sys::signal::Signal::SIGKILL,
-    );
+    kill_speaker(&mut lab, kind_a, "a", 1, ka);
     lab.w.exec("a", &["ip", "link", "set", "eth0", "down"]);
     // (A dead VM's addresses go with it; keepalived killed leaves the VIP.)
     let _ = lab.w.try_exec(
@@ -992,7 +1051,7 @@ async fn an_eip_on_a_vip_follows_the_keepalived_master() {
         "a",
         &["ip", "route", "replace", "default", "via", "10.0.1.1"],
     );
-    keepalived(&mut lab, "a", 2, &vip.id, &a.id);
+    speaker(&mut lab, kind_a, "a", 2, &vip, &a);
     let back = eventually(Duration::from_secs(20), || {
         served_by("a")(http_get(&client, to))
     });
