@@ -133,6 +133,24 @@ pub fn keepalived_conf(
     out
 }
 
+/// The `vpcip vrrp` command equivalent to [`keepalived_conf`].
+pub fn vrrp_command(
+    vip_name: &str,
+    vip: Ipv4Addr,
+    subnet: Ipv4Net,
+    me: &GuestNic<'_>,
+    rank: usize,
+    vrid: u8,
+) -> String {
+    let priority = 150u32.saturating_sub(10 * rank as u32).max(1);
+    format!(
+        "vpcip vrrp --interface {} --vrid {vrid} --priority {priority} --advert-int 100 --vip {vip}/{} --name {}\n",
+        me.ifname,
+        subnet.prefix_len(),
+        instance_name(vip_name)
+    )
+}
+
 fn instance_name(vip_name: &str) -> String {
     let clean: String = vip_name
         .chars()
@@ -251,6 +269,21 @@ mod tests {
                 1
             )
             .contains("priority 140")
+        );
+    }
+
+    #[test]
+    fn the_vrrp_command_matches_the_keepalived_conf() {
+        assert_eq!(
+            vrrp_command(
+                "vip-1",
+                vip(),
+                "192.168.0.0/24".parse().unwrap(),
+                &nic(),
+                1,
+                128
+            ),
+            "vpcip vrrp --interface eth0 --vrid 128 --priority 140 --advert-int 100 --vip 192.168.0.22/24 --name VI_vip_1\n"
         );
     }
 

@@ -566,6 +566,9 @@ pub enum VipCmd {
         /// VIP's NICs: the first bound is the preferred master).
         #[arg(long)]
         keepalived: bool,
+        /// The `vpcip vrrp` command equivalent to --keepalived.
+        #[arg(long, conflicts_with = "keepalived")]
+        vrrp: bool,
         /// The VRRP virtual router ID [default: derived from the VIP].
         #[arg(long)]
         vrid: Option<u8>,

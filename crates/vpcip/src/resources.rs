@@ -439,6 +439,7 @@ async fn guest_config(ctx: &Ctx, c: VipCmd) -> anyhow::Result<()> {
         connection,
         remove,
         keepalived,
+        vrrp,
         vrid,
     } = c
     else {
@@ -473,7 +474,20 @@ async fn guest_config(ctx: &Ctx, c: VipCmd) -> anyhow::Result<()> {
         ip: nic.ip,
         subnet: subnet.cidr,
     };
-    if keepalived {
+    if vrrp {
+        let rank = vip.nic_ids.iter().position(|n| *n == nic.id).unwrap_or(0);
+        print!(
+            "{}",
+            guest::vrrp_command(
+                &vip.name,
+                vip.ip,
+                subnet.cidr,
+                &me,
+                rank,
+                vrid.unwrap_or_else(|| guest::vrid_of(vip.ip)),
+            )
+        );
+    } else if keepalived {
         let rank = vip.nic_ids.iter().position(|n| *n == nic.id).unwrap_or(0);
         let mut peers = Vec::new();
         for id in vip.nic_ids.iter().filter(|n| **n != nic.id) {

@@ -852,22 +852,27 @@ enum Speaker {
 }
 
 /// The VRRP speaker of VM `vm` for the VIP: keepalived with the rendered
-/// configuration, or `vpcip vrrp` with the same parameters (VRID from the
-/// VIP, priority 150 for the first NIC bound and 140 for the next, 1 s).
+/// configuration, or `vpcip vrrp` as rendered (VRID from the VIP, priority
+/// 150 for the first NIC bound and 140 for the next, 1 s).
 fn speaker(lab: &mut Lab, kind: Speaker, vm: &str, run: u32, vip: &Vip, nic: &Nic) -> usize {
     match kind {
         Speaker::Keepalived => keepalived(lab, vm, run, &vip.id, &nic.id),
         Speaker::Vpcip => {
             let dir = cloud::state_dir(&lab.w).join(format!("vrrp-{vm}-{run}"));
             std::fs::create_dir_all(&dir).unwrap();
-            let rank = vip.nic_ids.iter().position(|n| *n == nic.id).unwrap();
+            // The command `vpcip vip guest-config --vrrp` renders.
+            let rendered = cli(
+                lab,
+                &["vip", "guest-config", &vip.id, "--nic", &nic.id, "--vrrp"],
+            );
+            assert!(rendered.status.success());
+            let line = String::from_utf8_lossy(&rendered.stdout).into_owned();
+            let words: Vec<&str> = line.split_whitespace().collect();
+            assert_eq!(words[..2], ["vpcip", "vrrp"], "{line}");
             let child = std::process::Command::new("ip")
                 .args(["netns", "exec", &lab.ns(vm)])
                 .arg(bin())
-                .args(["vrrp", "--interface", "eth0"])
-                .args(["--vrid", &vpcip_model::guest::vrid_of(vip.ip).to_string()])
-                .args(["--priority", &(150 - 10 * rank).to_string()])
-                .args(["--advert-int", "100", "--vip", &format!("{}/24", vip.ip)])
+                .args(&words[1..])
                 .env("RUST_LOG", "info")
                 .stdout(std::fs::File::create(dir.join("vrrp.out")).unwrap())
                 .stderr(std::fs::File::create(dir.join("vrrp.log")).unwrap())
