@@ -76,6 +76,34 @@ pub fn vip_config(os: GuestOs, nic: &GuestNic<'_>, vip: Ipv4Addr, remove: bool) 
     out
 }
 
+/// A member's VRRP parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct VrrpParams {
+    /// Its place among the VIP's NICs: 0 is the preferred master.
+    pub rank: usize,
+    pub vrid: u8,
+    /// Advertisement interval, centiseconds.
+    pub advert_cs: u16,
+}
+
+impl VrrpParams {
+    /// 150 for the first NIC, then 140, 130, …
+    pub fn priority(&self) -> u32 {
+        150u32.saturating_sub(10 * self.rank as u32).max(1)
+    }
+}
+
+/// Centiseconds as keepalived's seconds: 100 → "1", 10 → "0.1", 1 → "0.01".
+fn seconds(cs: u16) -> String {
+    if cs % 100 == 0 {
+        (cs / 100).to_string()
+    } else if cs % 10 == 0 {
+        format!("{}.{}", cs / 100, (cs % 100) / 10)
+    } else {
+        format!("{}.{:02}", cs / 100, cs % 100)
+    }
+}
+
 /// A VRRP virtual router ID for a VIP: the same on every member, derived
 /// from the address (1 to 255).
 pub fn vrid_of(vip: Ipv4Addr) -> u8 {
@@ -90,11 +118,10 @@ pub fn keepalived_conf(
     vip: Ipv4Addr,
     subnet: Ipv4Net,
     me: &GuestNic<'_>,
-    rank: usize,
     peers: &[Ipv4Addr],
-    vrid: u8,
+    p: &VrrpParams,
 ) -> String {
-    let priority = 150u32.saturating_sub(10 * rank as u32).max(1);
+    let (priority, vrid) = (p.priority(), p.vrid);
     let mut out = String::new();
     let peers: Vec<String> = peers.iter().map(ToString::to_string).collect();
     let _ = writeln!(
@@ -120,7 +147,7 @@ pub fn keepalived_conf(
     let _ = writeln!(out, "    interface {}", me.ifname);
     let _ = writeln!(out, "    virtual_router_id {vrid}");
     let _ = writeln!(out, "    priority {priority}");
-    let _ = writeln!(out, "    advert_int 1");
+    let _ = writeln!(out, "    advert_int {}", seconds(p.advert_cs));
     let _ = writeln!(out, "    virtual_ipaddress {{");
     let _ = writeln!(
         out,
@@ -139,13 +166,14 @@ pub fn vrrp_command(
     vip: Ipv4Addr,
     subnet: Ipv4Net,
     me: &GuestNic<'_>,
-    rank: usize,
-    vrid: u8,
+    p: &VrrpParams,
 ) -> String {
-    let priority = 150u32.saturating_sub(10 * rank as u32).max(1);
     format!(
-        "vpcip vrrp --interface {} --vrid {vrid} --priority {priority} --advert-int 100 --vip {vip}/{} --name {}\n",
+        "vpcip vrrp --interface {} --vrid {} --priority {} --advert-int {} --vip {vip}/{} --name {}\n",
         me.ifname,
+        p.vrid,
+        p.priority(),
+        p.advert_cs,
         subnet.prefix_len(),
         instance_name(vip_name)
     )
@@ -233,9 +261,12 @@ mod tests {
             vip(),
             "192.168.0.0/24".parse().unwrap(),
             &nic(),
-            0,
             &["192.168.0.12".parse().unwrap()],
-            vrid_of(vip()),
+            &VrrpParams {
+                rank: 0,
+                vrid: vrid_of(vip()),
+                advert_cs: 100,
+            },
         );
         assert_eq!(
             conf,
@@ -258,17 +289,21 @@ mod tests {
              \x20   }\n\
              }\n"
         );
+        let p = |rank, advert_cs| VrrpParams {
+            rank,
+            vrid: 1,
+            advert_cs,
+        };
+        let net: Ipv4Net = "192.168.0.0/24".parse().unwrap();
+        assert!(keepalived_conf("v", vip(), net, &nic(), &[], &p(1, 100)).contains("priority 140"));
         assert!(
-            keepalived_conf(
-                "v",
-                vip(),
-                "192.168.0.0/24".parse().unwrap(),
-                &nic(),
-                1,
-                &[],
-                1
-            )
-            .contains("priority 140")
+            keepalived_conf("v", vip(), net, &nic(), &[], &p(0, 10)).contains("advert_int 0.1\n")
+        );
+        assert!(
+            keepalived_conf("v", vip(), net, &nic(), &[], &p(0, 1)).contains("advert_int 0.01\n")
+        );
+        assert!(
+            keepalived_conf("v", vip(), net, &nic(), &[], &p(0, 150)).contains("advert_int 1.5\n")
         );
     }
 
@@ -280,8 +315,11 @@ mod tests {
                 vip(),
                 "192.168.0.0/24".parse().unwrap(),
                 &nic(),
-                1,
-                128
+                &VrrpParams {
+                    rank: 1,
+                    vrid: 128,
+                    advert_cs: 100
+                }
             ),
             "vpcip vrrp --interface eth0 --vrid 128 --priority 140 --advert-int 100 --vip 192.168.0.22/24 --name VI_vip_1\n"
         );

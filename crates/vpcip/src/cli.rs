@@ -572,6 +572,9 @@ pub enum VipCmd {
         /// The VRRP virtual router ID [default: derived from the VIP].
         #[arg(long)]
         vrid: Option<u8>,
+        /// The advertisement interval, centiseconds (100 = 1 s, 1 = 10 ms).
+        #[arg(long, default_value_t = 100)]
+        advert_int: u16,
     },
 }
 

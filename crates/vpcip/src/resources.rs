@@ -441,6 +441,7 @@ async fn guest_config(ctx: &Ctx, c: VipCmd) -> anyhow::Result<()> {
         keepalived,
         vrrp,
         vrid,
+        advert_int,
     } = c
     else {
         return Ok(());
@@ -474,21 +475,17 @@ async fn guest_config(ctx: &Ctx, c: VipCmd) -> anyhow::Result<()> {
         ip: nic.ip,
         subnet: subnet.cidr,
     };
+    let params = guest::VrrpParams {
+        rank: vip.nic_ids.iter().position(|n| *n == nic.id).unwrap_or(0),
+        vrid: vrid.unwrap_or_else(|| guest::vrid_of(vip.ip)),
+        advert_cs: advert_int,
+    };
     if vrrp {
-        let rank = vip.nic_ids.iter().position(|n| *n == nic.id).unwrap_or(0);
         print!(
             "{}",
-            guest::vrrp_command(
-                &vip.name,
-                vip.ip,
-                subnet.cidr,
-                &me,
-                rank,
-                vrid.unwrap_or_else(|| guest::vrid_of(vip.ip)),
-            )
+            guest::vrrp_command(&vip.name, vip.ip, subnet.cidr, &me, &params)
         );
     } else if keepalived {
-        let rank = vip.nic_ids.iter().position(|n| *n == nic.id).unwrap_or(0);
         let mut peers = Vec::new();
         for id in vip.nic_ids.iter().filter(|n| **n != nic.id) {
             let peer: Nic = ctx.client.show("nics", id).await?;
@@ -496,15 +493,7 @@ async fn guest_config(ctx: &Ctx, c: VipCmd) -> anyhow::Result<()> {
         }
         print!(
             "{}",
-            guest::keepalived_conf(
-                &vip.name,
-                vip.ip,
-                subnet.cidr,
-                &me,
-                rank,
-                &peers,
-                vrid.unwrap_or_else(|| guest::vrid_of(vip.ip)),
-            )
+            guest::keepalived_conf(&vip.name, vip.ip, subnet.cidr, &me, &peers, &params)
         );
     } else {
         print!("{}", guest::vip_config(os, &me, vip.ip, remove));
