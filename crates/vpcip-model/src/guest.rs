@@ -95,9 +95,9 @@ impl VrrpParams {
 
 /// Centiseconds as keepalived's seconds: 100 → "1", 10 → "0.1", 1 → "0.01".
 fn seconds(cs: u16) -> String {
-    if cs % 100 == 0 {
+    if cs.is_multiple_of(100) {
         (cs / 100).to_string()
-    } else if cs % 10 == 0 {
+    } else if cs.is_multiple_of(10) {
         format!("{}.{}", cs / 100, (cs % 100) / 10)
     } else {
         format!("{}.{:02}", cs / 100, cs % 100)
