@@ -11,6 +11,7 @@
 mod bind;
 mod cps;
 mod dataplane;
+mod failover;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -24,7 +25,7 @@ use vpcip_store::{Scope, Store};
 
 #[derive(Parser)]
 struct Args {
-    /// What to run: api, ipam, dataplane, bind, cps or all.
+    /// What to run: api, ipam, dataplane, bind, cps, failover or all.
     #[arg(default_value = "all")]
     what: String,
     /// Repeats of each measurement (the median is reported).
@@ -42,6 +43,9 @@ struct Args {
     /// EIP bindings in the data-plane programming benchmark.
     #[arg(long, default_value_t = 100_000)]
     bindings: u32,
+    /// Runs of each failover measurement.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
     /// Back ends: sqlite, postgres (needs VPCIP_TEST_PG_URL), or both.
     #[arg(long, default_value = "both")]
     backends: String,
@@ -390,6 +394,9 @@ async fn main() -> anyhow::Result<()> {
         }
         if matches!(args.what.as_str(), "bind" | "all") {
             bind::bind_latency(args.binds, &dir).await?;
+        }
+        if matches!(args.what.as_str(), "failover" | "all") {
+            failover::failover(args.runs, &dir).await?;
         }
         if matches!(args.what.as_str(), "api" | "all") {
             for b in &backends {
