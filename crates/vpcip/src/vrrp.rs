@@ -91,16 +91,28 @@ fn garp_frame(mac: [u8; 6], ip: Ipv4Addr) -> Vec<u8> {
     f
 }
 
-fn garp(ifname: &str, mac: [u8; 6], vips: &[Ipv4Net], count: u32) -> anyhow::Result<()> {
+/// A packet socket on the interface, opened once, for gratuitous ARP.
+fn garp_sender(ifname: &str) -> anyhow::Result<Box<dyn pnet_datalink::DataLinkSender>> {
     let iface = pnet_datalink::interfaces()
         .into_iter()
         .find(|i| i.name == ifname)
         .with_context(|| format!("no interface {ifname}"))?;
-    let pnet_datalink::Channel::Ethernet(mut tx, _rx) =
-        pnet_datalink::channel(&iface, Default::default()).context("open a packet socket")?
-    else {
-        bail!("no Ethernet channel on {ifname}");
+    let config = pnet_datalink::Config {
+        read_timeout: Some(Duration::from_millis(1)),
+        ..Default::default()
     };
+    match pnet_datalink::channel(&iface, config).context("open a packet socket")? {
+        pnet_datalink::Channel::Ethernet(tx, _rx) => Ok(tx),
+        _ => bail!("no Ethernet channel on {ifname}"),
+    }
+}
+
+fn garp(
+    tx: &mut dyn pnet_datalink::DataLinkSender,
+    mac: [u8; 6],
+    vips: &[Ipv4Net],
+    count: u32,
+) -> anyhow::Result<()> {
     for _ in 0..count {
         for v in vips {
             if let Some(r) = tx.send_to(&garp_frame(mac, v.addr()), None) {
@@ -177,7 +189,14 @@ pub fn run(args: VrrpArgs) -> anyhow::Result<()> {
     });
     let name = args.name.clone();
     let dst = SockAddr::from(SocketAddrV4::new(GROUP, 0));
-    let act = |m: &Machine, actions: Vec<Action>| -> anyhow::Result<()> {
+    // Opened once: taking over is then a netlink request and a few frames.
+    // (This thread is in the guest's namespace and outside any runtime.)
+    let rtnl = Net::open()?;
+    let mut arp = garp_sender(&args.interface)?;
+    let mut act = |m: &Machine, mut actions: Vec<Action>| -> anyhow::Result<()> {
+        // The VIPs first, so that the new master answers as soon as anyone
+        // hears of it.
+        actions.sort_by_key(|a| !matches!(a, Action::TakeAddresses));
         for a in actions {
             match a {
                 Action::Send { priority } => {
@@ -187,31 +206,21 @@ pub fn run(args: VrrpArgs) -> anyhow::Result<()> {
                     }
                 }
                 Action::TakeAddresses => {
-                    let index = ifc.index;
-                    let vips = args.vip.clone();
-                    net(move |n| {
-                        let have = n.addrs(index)?;
-                        for v in &vips {
-                            if !have.contains(v) {
-                                n.add_addr(index, *v)?;
-                            }
+                    let have = rtnl.addrs(ifc.index)?;
+                    for v in &args.vip {
+                        if !have.contains(v) {
+                            rtnl.add_addr(ifc.index, *v)?;
                         }
-                        Ok(())
-                    })?;
-                    garp(&args.interface, ifc.mac, &args.vip, args.garp)?;
+                    }
+                    garp(arp.as_mut(), ifc.mac, &args.vip, args.garp)?;
                 }
                 Action::ReleaseAddresses => {
-                    let index = ifc.index;
-                    let vips = args.vip.clone();
-                    net(move |n| {
-                        let have = n.addrs(index)?;
-                        for v in &vips {
-                            if have.contains(v) {
-                                n.del_addr(index, *v)?;
-                            }
+                    let have = rtnl.addrs(ifc.index)?;
+                    for v in &args.vip {
+                        if have.contains(v) {
+                            rtnl.del_addr(ifc.index, *v)?;
                         }
-                        Ok(())
-                    })?;
+                    }
                 }
                 Action::Became(s) => {
                     let label = match s {
