@@ -389,7 +389,12 @@ pub async fn failover(runs: usize, dir: &Path) -> anyhow::Result<()> {
                 let limit = Duration::from_millis(2000 + 60 * u64::from(cs));
                 let p_sub = probe(sub.clone(), on_subnet, "b".into(), limit);
                 let p_eip = probe(client.clone(), via_eip, "b".into(), limit);
-                std::thread::sleep(Duration::from_millis(100));
+                // The master dies at a random point of its advertisement
+                // cycle: otherwise the (deterministic) phase between its
+                // last advert and the kill biases one speaker against the
+                // other.
+                let phase = u64::from(crate::rand_u32()) % (10 * u64::from(cs));
+                std::thread::sleep(Duration::from_millis(100 + phase));
                 let cut = Instant::now();
                 kill(&pa);
                 lab.w.exec("a", &["ip", "link", "set", "eth0", "down"]);

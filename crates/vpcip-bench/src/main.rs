@@ -76,7 +76,7 @@ async fn fresh_url(backend: &str, dir: &std::path::Path) -> anyhow::Result<Strin
     }
 }
 
-fn rand_u32() -> u32 {
+pub(crate) fn rand_u32() -> u32 {
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
