@@ -1168,3 +1168,143 @@ async fn vip_pair(tag: &str, kind_a: Speaker, kind_b: Speaker) {
     }
     let _ = (b, c);
 }
+
+/// `vpcip vrrp` tracking a script: while it fails the master goes to FAULT
+/// (priority 0, VIP released) and the backup takes over, the EIP with it;
+/// when it succeeds again the master preempts back. Notify hooks run with
+/// keepalived's arguments on every change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vpcip_vrrp_tracks_a_script_and_runs_notify_hooks() {
+    let mut lab = Lab::up("vct").await;
+    let v1 = lab.vpc("v1", "10.0.0.0/16").await;
+    let sa = lab.subnet(&v1, "v1-a", "10.0.1.0/24").await;
+    let (_, a) = lab.vm("a", &sa, "h1").await;
+    let (_, b) = lab.vm("b", &sa, "h2").await;
+    let vip: Vip = lab
+        .op
+        .post(
+            "/v1/vips",
+            &CreateVip {
+                name: "vip-t".into(),
+                subnet: sa.id.clone(),
+                ip: Some("10.0.1.100".parse().unwrap()),
+                client_token: None,
+            },
+        )
+        .await
+        .unwrap();
+    for nic in [&a, &b] {
+        let _: WithWarnings<Vip> = lab
+            .op
+            .action(
+                "vips",
+                &vip.id,
+                "bind",
+                &VipNic {
+                    nic: nic.id.clone(),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let vip: Vip = lab.op.show("vips", &vip.id).await.unwrap();
+    let eip = lab
+        .op
+        .create_eip(&CreateEip {
+            bandwidth_mbps: 10,
+            bind: Some(BindEip {
+                target: EipTarget::Vip(vip.id.clone()),
+                mode: EipMode::Nat,
+                allow_reassociation: false,
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for vm in ["a", "b"] {
+        let child = std::process::Command::new(bin())
+            .args(["lab", "httpd", "--netns", &lab.ns(vm), "--port", "80"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        lab.w.adopt(child);
+    }
+    let dir = cloud::state_dir(&lab.w).join("track");
+    std::fs::create_dir_all(&dir).unwrap();
+    let flag = dir.join("healthy");
+    std::fs::write(&flag, "").unwrap();
+    for (vm, nic) in [("a", &a), ("b", &b)] {
+        let rendered = cli(
+            &lab,
+            &["vip", "guest-config", &vip.id, "--nic", &nic.id, "--vrrp"],
+        );
+        let line = String::from_utf8_lossy(&rendered.stdout).into_owned();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let mut cmd = std::process::Command::new("ip");
+        cmd.args(["netns", "exec", &lab.ns(vm)])
+            .arg(bin())
+            .args(&words[1..])
+            .arg("--notify")
+            .arg(format!(
+                "echo >> {}",
+                dir.join(format!("{vm}.log")).display()
+            ));
+        if vm == "a" {
+            cmd.arg("--track-script")
+                .arg(format!("test -f {}", flag.display()));
+        }
+        let child = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        lab.w.adopt(child);
+    }
+    let client = lab.ns("client");
+    let to = at(eip.ip, 80);
+    let prefix = lab.w.prefix.clone();
+    let served_by = |vm: &str| {
+        let want = format!("hello from {prefix}{vm}");
+        move |answer: Option<String>| answer.is_some_and(|s| s.starts_with(&want))
+    };
+    let log = |vm: &str| std::fs::read_to_string(dir.join(format!("{vm}.log"))).unwrap_or_default();
+    assert!(
+        eventually(Duration::from_secs(20), || served_by("a")(http_get(
+            &client, to
+        ))),
+        "a never served: {:?}",
+        http_get(&client, to)
+    );
+    // (The hook runs just after the VIP is taken: wait for it.)
+    let logged =
+        |vm: &str, what: &str| eventually(Duration::from_secs(5), || log(vm).contains(what));
+    assert!(logged("a", "INSTANCE VI_vip_t MASTER 150"), "{}", log("a"));
+    // The tracked script fails: a goes to FAULT, b takes over.
+    std::fs::remove_file(&flag).unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || served_by("b")(http_get(
+            &client, to
+        ))),
+        "b did not take over when a's script failed: {:?}",
+        http_get(&client, to)
+    );
+    assert!(logged("a", "FAULT"), "{}", log("a"));
+    assert!(logged("b", "INSTANCE VI_vip_t MASTER 140"), "{}", log("b"));
+    assert!(
+        !lab.w
+            .exec("a", &["ip", "addr"])
+            .contains(&format!("{}/24", vip.ip)),
+        "a kept the VIP in FAULT"
+    );
+    // It succeeds again: a preempts back.
+    std::fs::write(&flag, "").unwrap();
+    assert!(
+        eventually(Duration::from_secs(15), || served_by("a")(http_get(
+            &client, to
+        ))),
+        "a did not preempt back: {:?}",
+        http_get(&client, to)
+    );
+    assert!(logged("b", "BACKUP"), "{}", log("b"));
+}
