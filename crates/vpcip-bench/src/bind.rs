@@ -22,14 +22,7 @@ pub async fn bind_latency(binds: usize, _dir: &std::path::Path) -> anyhow::Resul
         .local_addr()?
         .port();
     let url = cloud::start_controller(&mut w, &exe, port, OPERATOR);
-    let agents = [
-        ("gateway", cloud::GATEWAY, cloud::GATEWAY_UNDERLAY),
-        ("host", cloud::HOSTS[0], cloud::HOST_UNDERLAY[0]),
-        ("host", cloud::HOSTS[1], cloud::HOST_UNDERLAY[1]),
-    ];
-    for (role, node, ip) in agents {
-        cloud::start_agent(&mut w, &exe, &url, OPERATOR, role, node, ip, 10);
-    }
+    let agents = cloud::start_agents(&mut w, &exe, &url, OPERATOR, 10);
     let op = Client::new(&url, Some(OPERATOR));
     let mut registered = 0;
     for _ in 0..100 {

@@ -237,13 +237,7 @@ pub async fn failover(runs: usize, dir: &Path) -> anyhow::Result<()> {
         .local_addr()?
         .port();
     let url = cloud::start_controller(&mut w, &exe, port, OPERATOR);
-    for (role, node, ip) in [
-        ("gateway", cloud::GATEWAY, cloud::GATEWAY_UNDERLAY),
-        ("host", cloud::HOSTS[0], cloud::HOST_UNDERLAY[0]),
-        ("host", cloud::HOSTS[1], cloud::HOST_UNDERLAY[1]),
-    ] {
-        cloud::start_agent(&mut w, &exe, &url, OPERATOR, role, node, ip, 10);
-    }
+    cloud::start_agents(&mut w, &exe, &url, OPERATOR, 10);
     let op = Client::new(&url, Some(OPERATOR));
     let registered = async {
         for _ in 0..100 {
@@ -252,7 +246,7 @@ pub async fn failover(runs: usize, dir: &Path) -> anyhow::Result<()> {
                 .await
                 .map(|a| a.len())
                 .unwrap_or(0)
-                == 3
+                == cloud::AGENTS.len()
             {
                 return true;
             }

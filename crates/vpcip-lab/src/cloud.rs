@@ -25,6 +25,13 @@ pub const GATEWAY: &str = "gw";
 pub const HOSTS: [&str; 2] = ["h1", "h2"];
 pub const GATEWAY_UNDERLAY: &str = "192.0.2.2";
 pub const HOST_UNDERLAY: [&str; 2] = ["192.0.2.11", "192.0.2.12"];
+/// The cloud's agents: (role, node, underlay address).
+pub const AGENTS: [(&str, &str, &str); 3] = [
+    ("gateway", GATEWAY, GATEWAY_UNDERLAY),
+    ("host", HOSTS[0], HOST_UNDERLAY[0]),
+    ("host", HOSTS[1], HOST_UNDERLAY[1]),
+];
+
 /// The MTU of a VM's NIC: the underlay's 1500 less VXLAN's 50.
 pub const VM_MTU: &str = "1450";
 
@@ -52,12 +59,7 @@ pub fn physical(w: &mut World, eip_segments: &[&str]) {
     w.exec(phy, &["ip", "addr", "add", "192.0.2.1/24", "dev", "ul"]);
     w.exec(phy, &["ip", "link", "set", "ul", "up"]);
     w.exec(phy, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-    let nodes = [
-        (GATEWAY, GATEWAY_UNDERLAY),
-        (HOSTS[0], HOST_UNDERLAY[0]),
-        (HOSTS[1], HOST_UNDERLAY[1]),
-    ];
-    for (node, ip) in nodes {
+    for (_, node, ip) in AGENTS {
         let port = format!("u-{node}");
         let (nn, np) = (w.ns(node), w.ns(phy));
         crate::run(
@@ -153,6 +155,21 @@ pub fn start_agent(
         .spawn()
         .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
     w.adopt(child)
+}
+
+/// Starts the three [`AGENTS`]; returns their indexes among the world's
+/// processes, in that order.
+pub fn start_agents(
+    w: &mut World,
+    bin: &Path,
+    url: &str,
+    token: &str,
+    resync_secs: u64,
+) -> Vec<usize> {
+    AGENTS
+        .iter()
+        .map(|(role, node, ip)| start_agent(w, bin, url, token, role, node, ip, resync_secs))
+        .collect()
 }
 
 /// A VM's NIC as the lab plugs it.

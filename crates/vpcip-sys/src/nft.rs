@@ -477,6 +477,21 @@ impl NatTable {
         self.transact_in(NetfilterProtoFamily::IPv4, msgs, elems, &[], flags)
     }
 
+    /// Sends one request (not a batch) under the next sequence number.
+    fn send_one(
+        &mut self,
+        mut m: NetlinkMessage<NetfilterMessage>,
+        what: &'static str,
+    ) -> Result<(), SysError> {
+        self.seq = self.seq.wrapping_add(1);
+        m.header.sequence_number = self.seq;
+        m.finalize();
+        let mut buf = vec![0; m.buffer_len()];
+        m.serialize(&mut buf);
+        self.sock.send(&buf, 0).map_err(SysError::io(what))?;
+        Ok(())
+    }
+
     /// Discards whatever the kernel has queued on the socket.
     fn drain(&mut self) {
         if self.sock.set_non_blocking(true).is_err() {
@@ -604,7 +619,7 @@ impl NatTable {
         table: &str,
         set: &str,
     ) -> Result<bool, SysError> {
-        let mut m = nft_message(
+        let m = nft_message(
             family,
             NfTablesMessage::GetSet(SetMessage {
                 attributes: vec![
@@ -614,14 +629,7 @@ impl NatTable {
             }),
             NLM_F_ACK,
         );
-        self.seq = self.seq.wrapping_add(1);
-        m.header.sequence_number = self.seq;
-        m.finalize();
-        let mut buf = vec![0; m.buffer_len()];
-        m.serialize(&mut buf);
-        self.sock
-            .send(&buf, 0)
-            .map_err(SysError::io("send nftables request"))?;
+        self.send_one(m, "send nftables request")?;
         let mut found = false;
         loop {
             let (data, _) = self
@@ -650,19 +658,12 @@ impl NatTable {
     /// ruleset. (Counters are not part of it.)
     pub fn generation(&mut self) -> Result<u32, SysError> {
         const NFT_MSG_NEWGEN: u16 = 15;
-        let mut m = nft_message(
+        let m = nft_message(
             NetfilterProtoFamily::Unspec,
             NfTablesMessage::GetGen(GenMessage { attributes: vec![] }),
             NLM_F_ACK,
         );
-        self.seq = self.seq.wrapping_add(1);
-        m.header.sequence_number = self.seq;
-        m.finalize();
-        let mut buf = vec![0; m.buffer_len()];
-        m.serialize(&mut buf);
-        self.sock
-            .send(&buf, 0)
-            .map_err(SysError::io("send nftables request"))?;
+        self.send_one(m, "send nftables request")?;
         let mut gen_id = None;
         loop {
             let (data, _) = self
@@ -724,7 +725,7 @@ impl NatTable {
         set: &str,
         mut each: impl FnMut(&[u8], Option<&[u8]>, &[u8]),
     ) -> Result<bool, SysError> {
-        let mut m = nft_message(
+        let m = nft_message(
             family,
             NfTablesMessage::GetSetElement(SetElementMessage {
                 attributes: vec![
@@ -734,14 +735,7 @@ impl NatTable {
             }),
             NLM_F_DUMP,
         );
-        self.seq = self.seq.wrapping_add(1);
-        m.header.sequence_number = self.seq;
-        m.finalize();
-        let mut buf = vec![0; m.buffer_len()];
-        m.serialize(&mut buf);
-        self.sock
-            .send(&buf, 0)
-            .map_err(SysError::io("send nftables dump"))?;
+        self.send_one(m, "send nftables dump")?;
         let mut interrupted = false;
         loop {
             let (data, _) = self

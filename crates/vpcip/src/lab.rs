@@ -154,11 +154,7 @@ async fn up(name: &str) -> anyhow::Result<()> {
     save(&state)?;
 
     step("agents: vpcip agent --role gateway on gw, --role host on h1 and h2 (netlink only)");
-    let agents = [
-        ("gateway", cloud::GATEWAY, cloud::GATEWAY_UNDERLAY),
-        ("host", cloud::HOSTS[0], cloud::HOST_UNDERLAY[0]),
-        ("host", cloud::HOSTS[1], cloud::HOST_UNDERLAY[1]),
-    ];
+    let agents = cloud::AGENTS;
     for (role, node, ip) in agents {
         let ns = w.ns(node);
         state.pids.push(spawn_detached(

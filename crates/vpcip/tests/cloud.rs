@@ -57,24 +57,12 @@ impl Lab {
         let mut w = World::new(tag);
         cloud::physical(&mut w, &[SEGMENT]);
         let url = cloud::start_controller(&mut w, bin(), free_port(), OPERATOR);
-        let gateway_agent = cloud::start_agent(
-            &mut w,
-            bin(),
-            &url,
-            OPERATOR,
-            "gateway",
-            cloud::GATEWAY,
-            cloud::GATEWAY_UNDERLAY,
-            1,
-        );
-        for (h, ip) in cloud::HOSTS.iter().zip(cloud::HOST_UNDERLAY) {
-            cloud::start_agent(&mut w, bin(), &url, OPERATOR, "host", h, ip, 1);
-        }
+        let gateway_agent = cloud::start_agents(&mut w, bin(), &url, OPERATOR, 1)[0];
         let op = Client::new(&url, Some(OPERATOR));
         let registered = async {
             for _ in 0..100 {
                 let agents: Vec<Agent> = op.get("/v1/agents").await.unwrap_or_default();
-                if agents.len() == 3 {
+                if agents.len() == cloud::AGENTS.len() {
                     return true;
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
