@@ -166,6 +166,65 @@ impl Lab {
             .unwrap()
     }
 
+    /// VIP 10.0.1.100 of `subnet`, bound to `nics` in that order, with an
+    /// EIP bound to it (NAT mode); the VIP as read back after the binds.
+    async fn vip_with_eip(&self, name: &str, subnet: &Subnet, nics: &[&Nic]) -> (Vip, Eip) {
+        let vip: Vip = self
+            .op
+            .post(
+                "/v1/vips",
+                &CreateVip {
+                    name: name.into(),
+                    subnet: subnet.id.clone(),
+                    ip: Some("10.0.1.100".parse().unwrap()),
+                    client_token: None,
+                },
+            )
+            .await
+            .unwrap();
+        for nic in nics {
+            let _: WithWarnings<Vip> = self
+                .op
+                .action(
+                    "vips",
+                    &vip.id,
+                    "bind",
+                    &VipNic {
+                        nic: nic.id.clone(),
+                    },
+                )
+                .await
+                .unwrap();
+        }
+        let vip: Vip = self.op.show("vips", &vip.id).await.unwrap();
+        let eip = self
+            .op
+            .create_eip(&CreateEip {
+                bandwidth_mbps: 10,
+                bind: Some(BindEip {
+                    target: EipTarget::Vip(vip.id.clone()),
+                    mode: EipMode::Nat,
+                    allow_reassociation: false,
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        (vip, eip)
+    }
+
+    /// The lab's web server in VM `vm` on port 80 (it answers with the VM's
+    /// namespace).
+    fn httpd(&mut self, vm: &str) {
+        let child = std::process::Command::new(bin())
+            .args(["lab", "httpd", "--netns", &self.ns(vm), "--port", "80"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        self.w.adopt(child);
+    }
+
     fn pings(&self, node: &str, to: Ipv4Addr) -> bool {
         self.w
             .try_exec(node, &["ping", "-c", "1", "-W", "1", &to.to_string()])
@@ -922,56 +981,10 @@ async fn vip_pair(tag: &str, kind_a: Speaker, kind_b: Speaker) {
     let sa = lab.subnet(&v1, "v1-a", "10.0.1.0/24").await;
     let (_, a) = lab.vm("a", &sa, "h1").await;
     let (_, b) = lab.vm("b", &sa, "h2").await;
-    let vip: Vip = lab
-        .op
-        .post(
-            "/v1/vips",
-            &CreateVip {
-                name: "vip-1".into(),
-                subnet: sa.id.clone(),
-                ip: Some("10.0.1.100".parse().unwrap()),
-                client_token: None,
-            },
-        )
-        .await
-        .unwrap();
-    for nic in [&a, &b] {
-        let _: WithWarnings<Vip> = lab
-            .op
-            .action(
-                "vips",
-                &vip.id,
-                "bind",
-                &VipNic {
-                    nic: nic.id.clone(),
-                },
-            )
-            .await
-            .unwrap();
-    }
-    let eip = lab
-        .op
-        .create_eip(&CreateEip {
-            bandwidth_mbps: 10,
-            bind: Some(BindEip {
-                target: EipTarget::Vip(vip.id.clone()),
-                mode: EipMode::Nat,
-                allow_reassociation: false,
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let (vip, eip) = lab.vip_with_eip("vip-1", &sa, &[&a, &b]).await;
     for vm in ["a", "b"] {
-        let child = std::process::Command::new(bin())
-            .args(["lab", "httpd", "--netns", &lab.ns(vm), "--port", "80"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        lab.w.adopt(child);
+        lab.httpd(vm);
     }
-    let vip: Vip = lab.op.show("vips", &vip.id).await.unwrap();
     let ka = speaker(&mut lab, kind_a, "a", 1, &vip, &a);
     speaker(&mut lab, kind_b, "b", 1, &vip, &b);
     let client = lab.ns("client");
@@ -1108,13 +1121,7 @@ async fn vip_pair(tag: &str, kind_a: Speaker, kind_b: Speaker) {
     // A VM the VIP is not bound to cannot take it: c claims it with
     // gratuitous ARP, and the EIP still reaches a.
     let (_, c) = lab.vm("c", &sa, "h2").await;
-    let child = std::process::Command::new(bin())
-        .args(["lab", "httpd", "--netns", &lab.ns("c"), "--port", "80"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    lab.w.adopt(child);
+    lab.httpd("c");
     assert!(eventually(Duration::from_secs(15), || lab.pings("c", a.ip)));
     lab.w.exec(
         "c",
@@ -1168,55 +1175,9 @@ async fn vpcip_vrrp_tracks_a_script_and_runs_notify_hooks() {
     let sa = lab.subnet(&v1, "v1-a", "10.0.1.0/24").await;
     let (_, a) = lab.vm("a", &sa, "h1").await;
     let (_, b) = lab.vm("b", &sa, "h2").await;
-    let vip: Vip = lab
-        .op
-        .post(
-            "/v1/vips",
-            &CreateVip {
-                name: "vip-t".into(),
-                subnet: sa.id.clone(),
-                ip: Some("10.0.1.100".parse().unwrap()),
-                client_token: None,
-            },
-        )
-        .await
-        .unwrap();
-    for nic in [&a, &b] {
-        let _: WithWarnings<Vip> = lab
-            .op
-            .action(
-                "vips",
-                &vip.id,
-                "bind",
-                &VipNic {
-                    nic: nic.id.clone(),
-                },
-            )
-            .await
-            .unwrap();
-    }
-    let vip: Vip = lab.op.show("vips", &vip.id).await.unwrap();
-    let eip = lab
-        .op
-        .create_eip(&CreateEip {
-            bandwidth_mbps: 10,
-            bind: Some(BindEip {
-                target: EipTarget::Vip(vip.id.clone()),
-                mode: EipMode::Nat,
-                allow_reassociation: false,
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let (vip, eip) = lab.vip_with_eip("vip-t", &sa, &[&a, &b]).await;
     for vm in ["a", "b"] {
-        let child = std::process::Command::new(bin())
-            .args(["lab", "httpd", "--netns", &lab.ns(vm), "--port", "80"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        lab.w.adopt(child);
+        lab.httpd(vm);
     }
     let dir = cloud::state_dir(&lab.w).join("track");
     std::fs::create_dir_all(&dir).unwrap();
