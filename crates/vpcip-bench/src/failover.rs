@@ -229,7 +229,7 @@ fn kill(pids: &[u32]) {
     }
 }
 
-pub async fn failover(runs: usize, dir: &Path) -> anyhow::Result<()> {
+pub async fn failover(runs: usize, adverts: &[u16], dir: &Path) -> anyhow::Result<()> {
     let mut w = World::new("vpbf");
     cloud::physical(&mut w, &["203.0.113.0/24"]);
     let exe = std::env::current_exe()?.with_file_name("vpcip");
@@ -341,7 +341,7 @@ pub async fn failover(runs: usize, dir: &Path) -> anyhow::Result<()> {
     let via_eip = SocketAddr::new(eip.ip.into(), PORT);
     let (a_nic, b_nic) = (nics[0].id.clone(), nics[1].id.clone());
     let mut rows = Vec::new();
-    for cs in [100u16, 10, 1] {
+    for &cs in adverts {
         for kind in [Kind::Keepalived, Kind::Vpcip] {
             let mut subnet_gaps = Vec::new();
             let mut eip_gaps = Vec::new();

@@ -46,6 +46,9 @@ struct Args {
     /// Runs of each failover measurement.
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// Advertisement intervals of the failover benchmark, centiseconds.
+    #[arg(long, value_delimiter = ',', default_values_t = [100u16, 10, 1])]
+    adverts: Vec<u16>,
     /// Back ends: sqlite, postgres (needs VPCIP_TEST_PG_URL), or both.
     #[arg(long, default_value = "both")]
     backends: String,
@@ -396,7 +399,7 @@ async fn main() -> anyhow::Result<()> {
             bind::bind_latency(args.binds, &dir).await?;
         }
         if matches!(args.what.as_str(), "failover" | "all") {
-            failover::failover(args.runs, &dir).await?;
+            failover::failover(args.runs, &args.adverts, &dir).await?;
         }
         if matches!(args.what.as_str(), "api" | "all") {
             for b in &backends {

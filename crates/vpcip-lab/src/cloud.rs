@@ -199,20 +199,7 @@ pub fn plug_vm(w: &mut World, vm: &str, host: &str, nic: &VmNic<'_>) {
 /// left for the agent to plug. The guest side is set up the way the guest
 /// would from its metadata: MAC, address, MTU.
 pub fn plug_nic(w: &mut World, vm: &str, host: &str, ifname: &str, nic: &VmNic<'_>) {
-    let port = vpcip_model::desired::port_ifname(nic.nic_id);
-    let (nh, nv) = (w.ns(host), w.ns(vm));
-    crate::run(
-        "ip",
-        &[
-            "-n", &nh, "link", "add", &port, "type", "veth", "peer", "name", ifname, "netns", &nv,
-        ],
-    );
-    w.exec(
-        vm,
-        &[
-            "ip", "link", "set", ifname, "address", nic.mac, "mtu", VM_MTU,
-        ],
-    );
+    attach_nic(w, vm, host, ifname, nic.nic_id, nic.mac);
     w.exec(
         vm,
         &[
@@ -227,34 +214,20 @@ pub fn plug_nic(w: &mut World, vm: &str, host: &str, ifname: &str, nic: &VmNic<'
     w.exec(vm, &["ip", "link", "set", ifname, "up"]);
 }
 
-/// The guest routing of a secondary NIC (the seeds' ENI recipe): traffic
-/// from its address leaves through it, by a policy rule and its own table.
-pub fn source_route(
-    w: &World,
-    vm: &str,
-    ifname: &str,
-    ip: Ipv4Addr,
-    gateway: Ipv4Addr,
-    table: u32,
-) {
-    let t = table.to_string();
-    w.exec(
-        vm,
-        &["ip", "rule", "add", "from", &ip.to_string(), "table", &t],
+/// The hypervisor's half of [`plug_nic`]: the NIC appears in the guest as
+/// `ifname` with its MAC and MTU, down and without an address, for the
+/// guest to configure (as `vpcip nic guest-config` says).
+pub fn attach_nic(w: &mut World, vm: &str, host: &str, ifname: &str, nic_id: &str, mac: &str) {
+    let port = vpcip_model::desired::port_ifname(nic_id);
+    let (nh, nv) = (w.ns(host), w.ns(vm));
+    crate::run(
+        "ip",
+        &[
+            "-n", &nh, "link", "add", &port, "type", "veth", "peer", "name", ifname, "netns", &nv,
+        ],
     );
     w.exec(
         vm,
-        &[
-            "ip",
-            "route",
-            "add",
-            "default",
-            "via",
-            &gateway.to_string(),
-            "dev",
-            ifname,
-            "table",
-            &t,
-        ],
+        &["ip", "link", "set", ifname, "address", mac, "mtu", VM_MTU],
     );
 }

@@ -15,6 +15,8 @@ pub enum GuestOs {
     Ubuntu,
     /// Windows Server: `netsh`.
     Windows,
+    /// Any Linux, by hand: iproute2's `ip` (what the lab runs).
+    Linux,
 }
 
 /// What the guest needs to know about its NIC.
@@ -26,6 +28,20 @@ pub struct GuestNic<'a> {
     pub connection: &'a str,
     pub ip: Ipv4Addr,
     pub subnet: Ipv4Net,
+    /// The subnet's router, next hop of the NIC's own default route.
+    pub gateway: Option<Ipv4Addr>,
+    /// The NIC's place on its server: 0 is the primary NIC (`eth0`), the
+    /// secondary ENIs follow (`eth1`, …).
+    pub device: usize,
+}
+
+impl GuestNic<'_> {
+    /// The routing table (and rule priority) a secondary NIC's replies
+    /// use: 1000 plus its place on the server (`eth1` → 1001). None for the
+    /// primary NIC, whose replies follow the main table.
+    pub fn source_table(&self) -> Option<u32> {
+        (self.device > 0).then(|| 1000 + self.device as u32)
+    }
 }
 
 /// The commands (or file) that add the VIP to the NIC, or remove it.
@@ -71,6 +87,152 @@ pub fn vip_config(os: GuestOs, nic: &GuestNic<'_>, vip: Ipv4Addr, remove: bool) 
                 );
             }
             let _ = writeln!(out, "ipconfig /all");
+        }
+        GuestOs::Linux => {
+            let verb = if remove { "del" } else { "add" };
+            let _ = writeln!(out, "ip addr {verb} {vip}/32 dev {}", nic.ifname);
+        }
+    }
+    out
+}
+
+/// What to run (or write) in a guest to bring up one of its NICs, as the
+/// seeds' "configure a secondary ENI" asks, or take it down. A secondary
+/// NIC gets source-based routing: a table of its own (its subnet, and a
+/// default route through its subnet's router) and a rule sending
+/// everything from its subnet there, so replies leave through the NIC they
+/// came in on; the VIPs of that subnet (and a visible EIP, the NIC's own
+/// address) are covered by the same rule.
+pub fn nic_config(os: GuestOs, nic: &GuestNic<'_>, remove: bool) -> String {
+    let mut out = String::new();
+    let (ifname, ip, net) = (nic.ifname, nic.ip, nic.subnet);
+    let len = net.prefix_len();
+    let route = nic.source_table().zip(nic.gateway);
+    match os {
+        GuestOs::Centos => {
+            if remove {
+                let _ = writeln!(out, "nmcli connection delete \"{}\"", nic.connection);
+                return out;
+            }
+            let _ = write!(
+                out,
+                "nmcli connection add type ethernet con-name \"{}\" ifname {ifname} ipv4.method manual ipv4.addresses {ip}/{len}",
+                nic.connection
+            );
+            match (route, nic.gateway) {
+                (Some((t, gw)), _) => {
+                    let _ = write!(
+                        out,
+                        " ipv4.never-default yes ipv4.routes \"{net} table={t}, 0.0.0.0/0 {gw} table={t}\" ipv4.routing-rules \"priority {t} from {net} table {t}\""
+                    );
+                }
+                (None, Some(gw)) if nic.device == 0 => {
+                    let _ = write!(out, " ipv4.gateway {gw}");
+                }
+                _ => {}
+            }
+            let _ = writeln!(out);
+            let _ = writeln!(out, "nmcli connection up \"{}\"", nic.connection);
+        }
+        GuestOs::Ubuntu => {
+            let file = format!("/etc/netplan/{}-{ifname}.yaml", 50 + nic.device);
+            if remove {
+                let _ = writeln!(out, "rm {file}");
+                let _ = writeln!(out, "netplan apply");
+                return out;
+            }
+            let _ = writeln!(out, "# {file}");
+            let _ = writeln!(out, "network:");
+            let _ = writeln!(out, "    version: 2");
+            let _ = writeln!(out, "    ethernets:");
+            let _ = writeln!(out, "        {ifname}:");
+            let _ = writeln!(out, "            dhcp4: false");
+            let _ = writeln!(out, "            addresses:");
+            let _ = writeln!(out, "            - {ip}/{len}");
+            match (route, nic.gateway) {
+                (Some((t, gw)), _) => {
+                    let _ = writeln!(out, "            routes:");
+                    let _ = writeln!(out, "            - to: {net}");
+                    let _ = writeln!(out, "              scope: link");
+                    let _ = writeln!(out, "              table: {t}");
+                    let _ = writeln!(out, "            - to: 0.0.0.0/0");
+                    let _ = writeln!(out, "              via: {gw}");
+                    let _ = writeln!(out, "              table: {t}");
+                    let _ = writeln!(out, "            routing-policy:");
+                    let _ = writeln!(out, "            - from: {net}");
+                    let _ = writeln!(out, "              table: {t}");
+                    let _ = writeln!(out, "              priority: {t}");
+                }
+                (None, Some(gw)) if nic.device == 0 => {
+                    let _ = writeln!(out, "            routes:");
+                    let _ = writeln!(out, "            - to: default");
+                    let _ = writeln!(out, "              via: {gw}");
+                }
+                _ => {}
+            }
+            let _ = writeln!(out, "# then: netplan apply");
+        }
+        GuestOs::Windows => {
+            let name = nic.ifname;
+            if remove {
+                if let Some(gw) = nic.gateway {
+                    let _ = writeln!(
+                        out,
+                        "netsh interface ipv4 delete route 0.0.0.0/0 \"{name}\" {gw}"
+                    );
+                }
+                let _ = writeln!(
+                    out,
+                    "netsh interface ipv4 set address name=\"{name}\" source=dhcp"
+                );
+                return out;
+            }
+            let _ = writeln!(
+                out,
+                "netsh interface ipv4 set address name=\"{name}\" source=static address={ip} mask={}",
+                net.netmask()
+            );
+            if let Some(gw) = nic.gateway {
+                // Windows sends from the NIC that owns the source address
+                // (strong host model): a route through this NIC is the
+                // source routing; a higher metric keeps the primary NIC
+                // the default for everything else.
+                let metric = if nic.device == 0 { 10 } else { 500 };
+                let _ = writeln!(
+                    out,
+                    "netsh interface ipv4 add route 0.0.0.0/0 \"{name}\" {gw} metric={metric}"
+                );
+            }
+            let _ = writeln!(out, "ipconfig /all");
+        }
+        GuestOs::Linux => {
+            if remove {
+                if let Some((t, _)) = route {
+                    let _ = writeln!(out, "ip rule del from {net} table {t} priority {t}");
+                    let _ = writeln!(out, "ip route flush table {t}");
+                }
+                let _ = writeln!(out, "ip addr del {ip}/{len} dev {ifname}");
+                return out;
+            }
+            let _ = writeln!(out, "ip link set {ifname} up");
+            let _ = writeln!(out, "ip addr add {ip}/{len} dev {ifname}");
+            match (route, nic.gateway) {
+                (Some((t, gw)), _) => {
+                    let _ = writeln!(
+                        out,
+                        "ip route replace {net} dev {ifname} src {ip} table {t}"
+                    );
+                    let _ = writeln!(
+                        out,
+                        "ip route replace default via {gw} dev {ifname} table {t}"
+                    );
+                    let _ = writeln!(out, "ip rule add from {net} table {t} priority {t}");
+                }
+                (None, Some(gw)) if nic.device == 0 => {
+                    let _ = writeln!(out, "ip route replace default via {gw} dev {ifname}");
+                }
+                _ => {}
+            }
         }
     }
     out
@@ -197,7 +359,119 @@ mod tests {
             connection: "System eth0",
             ip: "192.168.0.11".parse().unwrap(),
             subnet: "192.168.0.0/24".parse().unwrap(),
+            gateway: Some("192.168.0.1".parse().unwrap()),
+            device: 0,
         }
+    }
+
+    /// The seeds' secondary ENI: eth1 in another subnet.
+    fn eni() -> GuestNic<'static> {
+        GuestNic {
+            ifname: "eth1",
+            connection: "System eth1",
+            ip: "192.168.1.5".parse().unwrap(),
+            subnet: "192.168.1.0/24".parse().unwrap(),
+            gateway: Some("192.168.1.1".parse().unwrap()),
+            device: 1,
+        }
+    }
+
+    #[test]
+    fn a_secondary_eni_gets_source_routing_on_every_os() {
+        assert_eq!(
+            nic_config(GuestOs::Centos, &eni(), false),
+            "nmcli connection add type ethernet con-name \"System eth1\" ifname eth1 ipv4.method manual ipv4.addresses 192.168.1.5/24 \
+             ipv4.never-default yes ipv4.routes \"192.168.1.0/24 table=1001, 0.0.0.0/0 192.168.1.1 table=1001\" \
+             ipv4.routing-rules \"priority 1001 from 192.168.1.0/24 table 1001\"\n\
+             nmcli connection up \"System eth1\"\n"
+        );
+        assert_eq!(
+            nic_config(GuestOs::Centos, &eni(), true),
+            "nmcli connection delete \"System eth1\"\n"
+        );
+        assert_eq!(
+            nic_config(GuestOs::Ubuntu, &eni(), false),
+            "# /etc/netplan/51-eth1.yaml\n\
+             network:\n\
+             \x20   version: 2\n\
+             \x20   ethernets:\n\
+             \x20       eth1:\n\
+             \x20           dhcp4: false\n\
+             \x20           addresses:\n\
+             \x20           - 192.168.1.5/24\n\
+             \x20           routes:\n\
+             \x20           - to: 192.168.1.0/24\n\
+             \x20             scope: link\n\
+             \x20             table: 1001\n\
+             \x20           - to: 0.0.0.0/0\n\
+             \x20             via: 192.168.1.1\n\
+             \x20             table: 1001\n\
+             \x20           routing-policy:\n\
+             \x20           - from: 192.168.1.0/24\n\
+             \x20             table: 1001\n\
+             \x20             priority: 1001\n\
+             # then: netplan apply\n"
+        );
+        assert_eq!(
+            nic_config(GuestOs::Ubuntu, &eni(), true),
+            "rm /etc/netplan/51-eth1.yaml\nnetplan apply\n"
+        );
+        let w = GuestNic {
+            ifname: "Ethernet 2",
+            ..eni()
+        };
+        assert_eq!(
+            nic_config(GuestOs::Windows, &w, false),
+            "netsh interface ipv4 set address name=\"Ethernet 2\" source=static address=192.168.1.5 mask=255.255.255.0\n\
+             netsh interface ipv4 add route 0.0.0.0/0 \"Ethernet 2\" 192.168.1.1 metric=500\n\
+             ipconfig /all\n"
+        );
+        assert_eq!(
+            nic_config(GuestOs::Windows, &w, true),
+            "netsh interface ipv4 delete route 0.0.0.0/0 \"Ethernet 2\" 192.168.1.1\n\
+             netsh interface ipv4 set address name=\"Ethernet 2\" source=dhcp\n"
+        );
+        assert_eq!(
+            nic_config(GuestOs::Linux, &eni(), false),
+            "ip link set eth1 up\n\
+             ip addr add 192.168.1.5/24 dev eth1\n\
+             ip route replace 192.168.1.0/24 dev eth1 src 192.168.1.5 table 1001\n\
+             ip route replace default via 192.168.1.1 dev eth1 table 1001\n\
+             ip rule add from 192.168.1.0/24 table 1001 priority 1001\n"
+        );
+        assert_eq!(
+            nic_config(GuestOs::Linux, &eni(), true),
+            "ip rule del from 192.168.1.0/24 table 1001 priority 1001\n\
+             ip route flush table 1001\n\
+             ip addr del 192.168.1.5/24 dev eth1\n"
+        );
+    }
+
+    #[test]
+    fn the_primary_nic_keeps_the_main_table() {
+        assert_eq!(nic().source_table(), None);
+        assert_eq!(eni().source_table(), Some(1001));
+        let linux = nic_config(GuestOs::Linux, &nic(), false);
+        assert!(!linux.contains("rule"), "{linux}");
+        assert!(
+            linux.ends_with("ip route replace default via 192.168.0.1 dev eth0\n"),
+            "{linux}"
+        );
+        let centos = nic_config(GuestOs::Centos, &nic(), false);
+        assert!(centos.contains(" ipv4.gateway 192.168.0.1\n"), "{centos}");
+        assert!(!centos.contains("never-default"), "{centos}");
+    }
+
+    #[test]
+    fn linux_adds_and_removes_the_vip_with_ip() {
+        assert_eq!(
+            vip_config(GuestOs::Linux, &eni(), vip(), false),
+            "ip addr add 192.168.0.22/32 dev eth1\n"
+        );
+        assert_eq!(
+            vip_config(GuestOs::Linux, &eni(), vip(), true),
+            "ip addr del 192.168.0.22/32 dev eth1\n"
+        );
     }
 
     fn vip() -> Ipv4Addr {

@@ -510,6 +510,33 @@ pub enum NicCmd {
     },
     Detach(Key),
     Delete(Key),
+    /// What to run (or write) in the guest to bring the NIC up, as the
+    /// seeds' "configure a secondary ENI" asks: address, and for a
+    /// secondary ENI the source-based routing that sends replies out
+    /// through the NIC they came in on (also for its subnet's VIPs and a
+    /// visible EIP); --remove takes it down.
+    GuestConfig {
+        nic: String,
+        #[command(flatten)]
+        guest: GuestArgs,
+        /// The commands that remove the configuration.
+        #[arg(long)]
+        remove: bool,
+    },
+}
+
+/// The guest a configuration is rendered for.
+#[derive(Args)]
+pub struct GuestArgs {
+    #[arg(long, value_enum, default_value = "centos")]
+    pub os: Os,
+    /// The interface inside the guest [default: by the NIC's place on its
+    /// server: eth0, eth1, …; Ethernet, Ethernet 2, … on Windows].
+    #[arg(long)]
+    pub ifname: Option<String>,
+    /// The NetworkManager connection [default: "System <ifname>"].
+    #[arg(long)]
+    pub connection: Option<String>,
 }
 
 #[derive(ValueEnum, Clone, Copy)]
@@ -551,14 +578,8 @@ pub enum VipCmd {
         /// The NIC (ID or name); it should be one the VIP is bound to.
         #[arg(long)]
         nic: String,
-        #[arg(long, value_enum, default_value = "centos")]
-        os: Os,
-        /// The interface inside the guest [default: eth0; Ethernet on Windows].
-        #[arg(long)]
-        ifname: Option<String>,
-        /// The NetworkManager connection [default: "System <ifname>"].
-        #[arg(long)]
-        connection: Option<String>,
+        #[command(flatten)]
+        guest: GuestArgs,
         /// The commands that remove the VIP.
         #[arg(long)]
         remove: bool,
@@ -583,6 +604,8 @@ pub enum Os {
     Centos,
     Ubuntu,
     Windows,
+    /// Any Linux by hand, with iproute2's `ip`.
+    Linux,
 }
 
 #[derive(ValueEnum, Clone, Copy)]

@@ -316,6 +316,9 @@ pub async fn run(cmd: Resource, global: &Global) -> anyhow::Result<()> {
                 let nic: Nic = ctx.client.patch(&format!("/v1/nics/{id}"), &req).await?;
                 print_one(&nic, ctx.output)
             }
+            NicCmd::GuestConfig { nic, guest, remove } => {
+                nic_guest_config(&ctx, &nic, guest, remove).await
+            }
             NicCmd::Attach { id, server } => ctx
                 .action::<_, Nic>("nics", &id, "attach", &AttachNic { server })
                 .await
@@ -434,9 +437,7 @@ async fn guest_config(ctx: &Ctx, c: VipCmd) -> anyhow::Result<()> {
     let VipCmd::GuestConfig {
         vip,
         nic,
-        os,
-        ifname,
-        connection,
+        guest: guest_args,
         remove,
         keepalived,
         vrrp,
@@ -456,24 +457,14 @@ async fn guest_config(ctx: &Ctx, c: VipCmd) -> anyhow::Result<()> {
             vip.ip, nic.name, vip.name, nic.name
         );
     }
-    let os = match os {
-        Os::Centos => guest::GuestOs::Centos,
-        Os::Ubuntu => guest::GuestOs::Ubuntu,
-        Os::Windows => guest::GuestOs::Windows,
-    };
-    let ifname = ifname.unwrap_or_else(|| {
-        if matches!(os, guest::GuestOs::Windows) {
-            "Ethernet".into()
-        } else {
-            "eth0".into()
-        }
-    });
-    let connection = connection.unwrap_or_else(|| format!("System {ifname}"));
+    let (os, ifname, connection, device) = guest_names(ctx, &nic, guest_args).await?;
     let me = guest::GuestNic {
         ifname: &ifname,
         connection: &connection,
         ip: nic.ip,
         subnet: subnet.cidr,
+        gateway: subnet.gateway,
+        device,
     };
     let params = guest::VrrpParams {
         rank: vip.nic_ids.iter().position(|n| *n == nic.id).unwrap_or(0),
@@ -498,6 +489,70 @@ async fn guest_config(ctx: &Ctx, c: VipCmd) -> anyhow::Result<()> {
     } else {
         print!("{}", guest::vip_config(os, &me, vip.ip, remove));
     }
+    Ok(())
+}
+
+/// The guest's OS, interface, NetworkManager connection and the NIC's
+/// place on its server (0 when it is not attached: say --ifname then).
+async fn guest_names(
+    ctx: &Ctx,
+    nic: &Nic,
+    args: GuestArgs,
+) -> anyhow::Result<(vpcip_model::guest::GuestOs, String, String, usize)> {
+    use vpcip_model::guest::GuestOs;
+    let os = match args.os {
+        Os::Centos => GuestOs::Centos,
+        Os::Ubuntu => GuestOs::Ubuntu,
+        Os::Windows => GuestOs::Windows,
+        Os::Linux => GuestOs::Linux,
+    };
+    let device = match &nic.server_id {
+        Some(id) => {
+            let server: Server = ctx.client.show("servers", id).await?;
+            server
+                .nic_ids
+                .iter()
+                .position(|n| *n == nic.id)
+                .unwrap_or(0)
+        }
+        None => {
+            eprintln!(
+                "warning: NIC {} is not attached to a server: rendered as its primary NIC (attach it: vpcip nic attach {} --server <server>)",
+                nic.name, nic.name
+            );
+            0
+        }
+    };
+    let ifname = args.ifname.unwrap_or_else(|| match (os, device) {
+        (GuestOs::Windows, 0) => "Ethernet".into(),
+        (GuestOs::Windows, d) => format!("Ethernet {}", d + 1),
+        (_, d) => format!("eth{d}"),
+    });
+    let connection = args
+        .connection
+        .unwrap_or_else(|| format!("System {ifname}"));
+    Ok((os, ifname, connection, device))
+}
+
+/// `vpcip nic guest-config`: the guest side of a (secondary) NIC.
+async fn nic_guest_config(
+    ctx: &Ctx,
+    key: &str,
+    args: GuestArgs,
+    remove: bool,
+) -> anyhow::Result<()> {
+    let nic: Nic = ctx.client.show("nics", key).await?;
+    let subnet: Subnet = ctx.client.show("subnets", &nic.subnet_id).await?;
+    let (os, ifname, connection, device) = guest_names(ctx, &nic, args).await?;
+    let me = vpcip_model::guest::GuestNic {
+        ifname: &ifname,
+        connection: &connection,
+        ip: nic.ip,
+        subnet: subnet.cidr,
+        gateway: subnet.gateway,
+        device,
+    };
+    print!("{}", vpcip_model::guest::nic_config(os, &me, remove));
     Ok(())
 }
 

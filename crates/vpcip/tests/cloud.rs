@@ -545,22 +545,16 @@ async fn visible_eip_is_routed_untranslated_to_its_eni() {
     let eip = out.eip.ip;
     let gw = out.subnet.gateway.unwrap();
     assert_ne!(gw, nat.ip);
-    // The guest configures its new NIC (what `vpcip vip guest-config` and
-    // the seeds print): address, and a source route through it.
-    cloud::plug_nic(
-        &mut lab.w,
-        "v",
-        "h2",
-        "eth1",
-        &VmNic {
-            nic_id: &out.nic.id,
-            mac: &out.nic.mac,
-            ip: eip,
-            prefix_len: out.subnet.cidr.prefix_len(),
-            gateway: Some(gw),
-        },
+    // The new NIC appears in the guest as eth1; the guest configures it as
+    // `vpcip nic guest-config` says: address, and source routing through
+    // it (its own table and rule).
+    cloud::attach_nic(&mut lab.w, "v", "h2", "eth1", &out.nic.id, &out.nic.mac);
+    guest_config(&lab, "v", &["nic", "guest-config", &out.nic.id]);
+    let rule = lab.w.exec("v", &["ip", "rule"]);
+    assert!(
+        rule.contains(&format!("from {} lookup 1001", out.subnet.cidr)),
+        "{rule}"
     );
-    cloud::source_route(&lab.w, "v", "eth1", eip, gw, 100);
     assert!(
         lab.w
             .exec("v", &["ip", "addr"])
@@ -833,6 +827,25 @@ fn cli(lab: &Lab, args: &[&str]) -> std::process::Output {
         .env("VPCIP_TOKEN", OPERATOR)
         .output()
         .unwrap()
+}
+
+/// Runs in VM `vm`, line by line, the Linux commands `vpcip <args> --os
+/// linux` renders (the guest tooling, for real).
+fn guest_config(lab: &Lab, vm: &str, args: &[&str]) {
+    let mut all = args.to_vec();
+    all.extend(["--os", "linux"]);
+    let out = cli(lab, &all);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && !text.is_empty(),
+        "vpcip {all:?}: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(words[0], "ip", "{text}");
+        lab.w.exec(vm, &words);
+    }
 }
 
 /// keepalived in VM `vm` with the configuration `vpcip vip guest-config
