@@ -210,6 +210,14 @@ pub enum RuleError {
     },
     #[error("server {server} has no primary NIC")]
     ServerWithoutNic { server: String },
+    #[error(
+        "subnet {subnet} lies in EIP segment {segment}, so every address in it is public: a NIC or VIP there takes the address of an EIP of yours that is bound to nothing else ({reason})"
+    )]
+    VisibleSubnetAddress {
+        subnet: String,
+        segment: Ipv4Net,
+        reason: String,
+    },
 }
 
 impl RuleError {
@@ -258,6 +266,7 @@ impl RuleError {
             EipNotBound { .. } => "eip_not_bound",
             VisibleAddressMismatch { .. } => "visible_address_mismatch",
             ServerWithoutNic { .. } => "server_without_nic",
+            VisibleSubnetAddress { .. } => "visible_subnet_address",
         }
     }
 
@@ -286,7 +295,8 @@ impl RuleError {
             | VipSubnetMismatch { .. }
             | VisibleAddressMismatch { .. }
             | NicPrimary { .. }
-            | ServerWithoutNic { .. } => ErrorClass::Invalid,
+            | ServerWithoutNic { .. }
+            | VisibleSubnetAddress { .. } => ErrorClass::Invalid,
             _ => ErrorClass::Conflict,
         }
     }

@@ -624,6 +624,9 @@ pub fn check_eip_bind(
             });
         }
     }
+    if current.is_some() {
+        check_eip_unbind(eip)?;
+    }
     if let Some(other) = target_eip.filter(|o| o.id != eip.id) {
         return Err(RuleError::TargetHasEip {
             target_kind: target.kind(),
@@ -637,6 +640,25 @@ pub fn check_eip_bind(
             target_kind: target.kind(),
             target: target.label().to_string(),
             addr: target.ip(),
+        });
+    }
+    Ok(())
+}
+
+/// A visible-mode EIP is its target's own address (a NIC or VIP in a
+/// subnet carved from the EIP segment): it stays bound until that NIC or
+/// VIP is deleted, or the address could be handed out again while in use.
+pub fn check_eip_unbind(eip: &Eip) -> Result<(), RuleError> {
+    if eip.mode == EipMode::Visible
+        && let Some(t) = eip.nic_id.as_deref().or(eip.vip_id.as_deref())
+    {
+        let kind = if eip.vip_id.is_some() { "VIP" } else { "NIC" };
+        return Err(RuleError::InUse {
+            kind: "EIP",
+            id: eip.ip.to_string(),
+            reason: format!(
+                "it is the address of {kind} {t} (visible mode); delete the {kind} to free it"
+            ),
         });
     }
     Ok(())

@@ -958,19 +958,6 @@ async fn visible_recipe_step_by_step(s: &Store) {
     )
     .await
     .unwrap();
-    // Step 3: an ENI whose primary IP is the EIP.
-    let eni = s
-        .create_nic(
-            &t1,
-            &CreateNic {
-                name: "eni-v".into(),
-                subnet: "vsw2".into(),
-                ip: Some(eip.ip),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
     // Visible mode to a NIC that does not own the address is refused.
     let vm1_nic = s.show::<Server>(&t1, "vm-1").await.unwrap().nic_ids[0].clone();
     assert_eq!(
@@ -989,7 +976,63 @@ async fn visible_recipe_step_by_step(s: &Store) {
         ),
         "visible_address_mismatch"
     );
-    // Step 4: bind; step 5: attach.
+    // Every address of vSwitch 2 is public: a NIC there takes an EIP of
+    // its tenant, never any other address of the segment.
+    let eni_at = |name: &'static str, at: Option<Ipv4Addr>| {
+        let t1 = t1.clone();
+        async move {
+            s.create_nic(
+                &t1,
+                &CreateNic {
+                    name: name.into(),
+                    subnet: "vsw2".into(),
+                    ip: at,
+                    ..Default::default()
+                },
+            )
+            .await
+        }
+    };
+    for at in [None, Some(ip("192.168.202.100"))] {
+        let e = eni_at("eni-x", at).await.unwrap_err();
+        let message = e.to_string();
+        assert_eq!(code(e), "visible_subnet_address", "{message}");
+        assert!(message.contains("192.168.202.0/24"), "{message}");
+    }
+    // Another tenant's EIP is refused the same way.
+    let t2 = tenant("t2");
+    let theirs = s
+        .create_eip(
+            &t2,
+            &CreateEip {
+                bandwidth_mbps: 5,
+                ip: Some(ip("192.168.202.110")),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        code(eni_at("eni-x", Some(theirs.ip)).await.unwrap_err()),
+        "visible_subnet_address"
+    );
+    // Step 3: an ENI whose primary IP is the EIP; the EIP is bound to it
+    // in visible mode at once, and stays so while the ENI exists.
+    let eni = eni_at("eni-v", Some(eip.ip)).await.unwrap();
+    let now = s.show::<Eip>(&t1, &eip.id).await.unwrap();
+    assert_eq!(
+        (now.nic_id.as_deref(), now.mode),
+        (Some(eni.id.as_str()), EipMode::Visible)
+    );
+    assert_eq!(
+        code(s.unbind_eip(&t1, &eip.id).await.unwrap_err()),
+        "resource_in_use"
+    );
+    assert_eq!(
+        code(s.release_eip(&t1, &eip.id).await.unwrap_err()),
+        "resource_in_use"
+    );
+    // Step 4: bind (already done: a no-op); step 5: attach.
     let bound = s
         .bind_eip(
             &t1,
@@ -1009,6 +1052,41 @@ async fn visible_recipe_step_by_step(s: &Store) {
         s.show::<Eip>(&t1, &eip.id).await.unwrap().server_id,
         s.show::<Server>(&t1, "vm-1").await.ok().map(|v| v.id)
     );
+    // A VIP in vSwitch 2 (shared by ENIs there) sits on an EIP the same
+    // way, which reaches it in visible mode.
+    let for_vip = s
+        .create_eip(
+            &t1,
+            &CreateEip {
+                bandwidth_mbps: 5,
+                ip: Some(ip("192.168.202.107")),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let vip = s
+        .create_vip(
+            &t1,
+            &CreateVip {
+                name: "vip-v".into(),
+                subnet: "vsw2".into(),
+                ip: Some(for_vip.ip),
+                client_token: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(vip.eip_id.as_deref(), Some(for_vip.id.as_str()));
+    let e = s.show::<Eip>(&t1, &for_vip.id).await.unwrap();
+    assert_eq!(
+        (e.vip_id.as_deref(), e.mode, e.private_ip),
+        (Some(vip.id.as_str()), EipMode::Visible, Some(for_vip.ip))
+    );
+    // Deleting the VIP frees its EIP, which can then be released.
+    s.delete_vip(&t1, &vip.id).await.unwrap();
+    assert!(s.show::<Eip>(&t1, &for_vip.id).await.unwrap().vip_id.is_none());
+    s.release_eip(&t1, &for_vip.id).await.unwrap();
 }
 
 async fn visible_recipe_in_one_call(s: &Store) {

@@ -43,6 +43,7 @@ pub(crate) async fn make_nic(
     if let Some(ip) = spec.ip {
         rules::check_chosen_address(&subnet, ip)?;
     }
+    let visible = super::eip::visible_subnet_eip(tx, &subnet, spec.ip).await?;
     let ip = tx.allocate(&mut subnet, &id, spec.ip).await?;
     tx.update(&subnet).await?;
     let nic = Nic {
@@ -61,6 +62,9 @@ pub(crate) async fn make_nic(
         vip_ids: vec![],
     };
     tx.insert(&nic).await?;
+    if let Some(eip) = visible {
+        super::eip::bind_visible(tx, &eip, EipTarget::Nic(nic.id.clone())).await?;
+    }
     Ok(nic)
 }
 
@@ -358,13 +362,20 @@ impl Store {
                 return Err(in_use(format!("it holds VIP {v}; unbind it first")));
             }
             let eips = tx
-                .strings(
-                    "SELECT eip_id FROM eip_bindings WHERE target_id = $1",
-                    &nic.id,
+                .rows(
+                    "SELECT eip_id, mode FROM eip_bindings WHERE target_id = $1",
+                    &[nic.id.as_str().into()],
                 )
                 .await?;
-            if let Some(e) = eips.first() {
-                return Err(in_use(format!("EIP {e} is bound to it; unbind it first")));
+            if let Some(r) = eips.first() {
+                if r.text(1)? != EipMode::Visible.as_str() {
+                    return Err(in_use(format!(
+                        "EIP {} is bound to it; unbind it first",
+                        r.text(0)?
+                    )));
+                }
+                // A visible EIP is the NIC's own address: it goes with it.
+                super::eip::unbind_target(&mut tx, &nic.id).await?;
             }
             let mut subnet: Subnet = tx.get(&nic.subnet_id, true).await?;
             tx.release(&mut subnet, nic.ip).await?;

@@ -44,6 +44,87 @@ async fn clear_binding(tx: &mut Tx, eip: &mut Eip) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A guest subnet carved from an EIP segment (the seeds' visible-mode
+/// subnet: a secondary VPC block equal to the EIP's) holds public
+/// addresses, which the segment hands out as EIPs. So a NIC or VIP made
+/// there must take the address of an EIP of the subnet's tenant that is
+/// bound to nothing (the recipe's "the ENI's primary IP is the EIP"); the
+/// caller binds that EIP to it in visible mode in the same transaction, so
+/// the address can be neither released nor handed out again while the NIC
+/// or VIP has it. Returns that EIP, or None for an ordinary subnet.
+pub(crate) async fn visible_subnet_eip(
+    tx: &mut Tx,
+    subnet: &Subnet,
+    want: Option<std::net::Ipv4Addr>,
+) -> Result<Option<Eip>, StoreError> {
+    let default: Vpc = tx.find(&Scope::Operator, DEFAULT_VPC_NAME, false).await?;
+    let segments: Vec<Subnet> = tx.children(&default.id).await?;
+    let Some(segment) = segments
+        .into_iter()
+        .find(|s| {
+            s.kind == SubnetKind::Eip
+                && (s.cidr.contains(&subnet.cidr.network()) || subnet.cidr.contains(&s.cidr.network()))
+        })
+    else {
+        return Ok(None);
+    };
+    let refuse = |reason: String| -> StoreError {
+        RuleError::VisibleSubnetAddress {
+            subnet: subnet.label().to_string(),
+            segment: segment.cidr,
+            reason,
+        }
+        .into()
+    };
+    let Some(ip) = want else {
+        return Err(refuse(
+            "no address was given; allocate an EIP and give its address".into(),
+        ));
+    };
+    let owner = tx
+        .rows(
+            "SELECT owner_id FROM ip_allocations WHERE subnet_id = $1 AND addr = $2",
+            &[segment.id.as_str().into(), u32::from(ip).into()],
+        )
+        .await?;
+    let eip: Option<Eip> = match owner.first() {
+        Some(r) => tx.get::<Eip>(&r.text(0)?, true).await.ok(),
+        None => None,
+    };
+    match eip {
+        Some(e) if e.tenant == subnet.tenant && e.nic_id.is_none() && e.vip_id.is_none() => {
+            Ok(Some(e))
+        }
+        Some(e) if e.tenant == subnet.tenant => Err(refuse(format!(
+            "EIP {ip} is bound to {}",
+            e.nic_id.or(e.vip_id).unwrap_or_default()
+        ))),
+        _ => Err(refuse(format!("{ip} is not an EIP you hold"))),
+    }
+}
+
+/// Binds `eip` to the NIC or VIP just made on its address in a visible
+/// subnet (see [`visible_subnet_eip`]).
+pub(crate) async fn bind_visible(
+    tx: &mut Tx,
+    eip: &Eip,
+    target: EipTarget,
+) -> Result<(), StoreError> {
+    let mut eip: Eip = tx.get(&eip.id, true).await?;
+    bind_in(
+        tx,
+        &Scope::Tenant(eip.tenant.clone()),
+        &mut eip,
+        &BindEip {
+            target,
+            mode: EipMode::Visible,
+            allow_reassociation: false,
+        },
+    )
+    .await?;
+    tx.update(&eip).await
+}
+
 async fn resolve_target(
     tx: &mut Tx,
     scope: &Scope,
@@ -268,6 +349,7 @@ impl Store {
             if eip.nic_id.is_none() && eip.vip_id.is_none() {
                 return Err(RuleError::EipNotBound { eip: eip.ip }.into());
             }
+            rules::check_eip_unbind(&eip)?;
             clear_binding(&mut tx, &mut eip).await?;
             tx.update(&eip).await?;
             tx.commit().await?;

@@ -48,6 +48,7 @@ impl Store {
             if let Some(ip) = req.ip {
                 rules::check_chosen_address(&subnet, ip)?;
             }
+            let visible = super::eip::visible_subnet_eip(&mut tx, &subnet, req.ip).await?;
             let ip = tx.allocate(&mut subnet, &id, req.ip).await?;
             tx.update(&subnet).await?;
             let vip = Vip {
@@ -61,6 +62,13 @@ impl Store {
                 eip_id: None,
             };
             tx.insert(&vip).await?;
+            let vip = match visible {
+                Some(eip) => {
+                    super::eip::bind_visible(&mut tx, &eip, EipTarget::Vip(vip.id.clone())).await?;
+                    tx.get(&vip.id, false).await?
+                }
+                None => vip,
+            };
             tx.commit().await?;
             Ok(vip)
         })
@@ -155,12 +163,16 @@ impl Store {
             let mut tx = self.db.begin().await?;
             let vip: Vip = tx.find(scope, key, true).await?;
             must_own(scope, &vip.tenant, "this VIP")?;
+            let eip = match &vip.eip_id {
+                Some(e) => Some(tx.get::<Eip>(e, true).await?),
+                None => None,
+            };
             let reason = if let Some(n) = vip.nic_ids.first() {
                 Some(format!("it is bound to NIC {n}; unbind it first"))
             } else {
-                vip.eip_id
-                    .as_ref()
-                    .map(|e| format!("EIP {e} is bound to it; unbind it first"))
+                eip.as_ref()
+                    .filter(|e| e.mode != EipMode::Visible)
+                    .map(|e| format!("EIP {} is bound to it; unbind it first", e.ip))
             };
             if let Some(reason) = reason {
                 return Err(RuleError::InUse {
@@ -169,6 +181,10 @@ impl Store {
                     reason,
                 }
                 .into());
+            }
+            if eip.is_some() {
+                // A visible EIP is the VIP's own address: it goes with it.
+                super::eip::unbind_target(&mut tx, &vip.id).await?;
             }
             let mut subnet: Subnet = tx.get(&vip.subnet_id, true).await?;
             tx.release(&mut subnet, vip.ip).await?;
