@@ -1085,7 +1085,13 @@ async fn visible_recipe_step_by_step(s: &Store) {
     );
     // Deleting the VIP frees its EIP, which can then be released.
     s.delete_vip(&t1, &vip.id).await.unwrap();
-    assert!(s.show::<Eip>(&t1, &for_vip.id).await.unwrap().vip_id.is_none());
+    assert!(
+        s.show::<Eip>(&t1, &for_vip.id)
+            .await
+            .unwrap()
+            .vip_id
+            .is_none()
+    );
     s.release_eip(&t1, &for_vip.id).await.unwrap();
 }
 

@@ -865,8 +865,9 @@ fn keepalived(lab: &mut Lab, vm: &str, run: u32, vip: &str, nic: &str) -> usize 
         String::from_utf8_lossy(&rendered.stderr)
     );
     std::fs::write(&conf, &rendered.stdout).unwrap();
-    let test = std::process::Command::new("keepalived")
-        .args(["-t", "-f"])
+    // (In the guest: keepalived checks that the interface exists.)
+    let test = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.ns(vm), "keepalived", "-t", "-f"])
         .arg(&conf)
         .output()
         .unwrap();
@@ -1269,4 +1270,126 @@ async fn vpcip_vrrp_tracks_a_script_and_runs_notify_hooks() {
         http_get(&client, to)
     );
     assert!(logged("b", "BACKUP"), "{}", log("b"));
+}
+
+/// An EIP on a VIP in visible mode: a and b each have a secondary ENI in
+/// the visible subnet (the seeds' recipe), configured with `vpcip nic
+/// guest-config`; the VIP sits on an EIP of that subnet and is shared by
+/// keepalived on a and `vpcip vrrp` on b over eth1. The client reaches the
+/// EIP untranslated on whichever VM holds it (the VM sees the EIP as the
+/// local address and the client as the peer), and the EIP follows b when
+/// a dies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_visible_eip_on_a_vip_follows_the_master() {
+    let mut lab = Lab::up("vcw").await;
+    let v1 = lab.vpc("v1", "10.0.0.0/16").await;
+    let sa = lab.subnet(&v1, "v1-a", "10.0.1.0/24").await;
+    let mut enis = Vec::new();
+    for (vm, host) in [("a", "h1"), ("b", "h2")] {
+        let (server, _) = lab.vm(vm, &sa, host).await;
+        let out: VisibleEip = lab
+            .op
+            .post(
+                "/v1/eips/visible",
+                &CreateVisibleEip {
+                    bandwidth_mbps: 5,
+                    server: server.id.clone(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        cloud::attach_nic(&mut lab.w, vm, host, "eth1", &out.nic.id, &out.nic.mac);
+        guest_config(&lab, vm, &["nic", "guest-config", &out.nic.id]);
+        lab.httpd(vm);
+        enis.push(out);
+    }
+    // Both recipes share one visible subnet.
+    assert_eq!(enis[0].subnet.id, enis[1].subnet.id);
+    // The tenant allocates an EIP; the VIP takes it as its address, bound
+    // visible.
+    let token: Token = lab
+        .op
+        .post(
+            "/v1/tokens",
+            &CreateToken {
+                tenant: "acme".into(),
+                description: "the VIP test's tenant".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let acme = Client::new(&lab.url, token.secret.as_deref());
+    let eip = acme
+        .create_eip(&CreateEip {
+            bandwidth_mbps: 5,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let vip: Vip = acme
+        .post(
+            "/v1/vips",
+            &CreateVip {
+                name: "vip-v".into(),
+                subnet: enis[0].subnet.id.clone(),
+                ip: Some(eip.ip),
+                client_token: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(vip.eip_id.as_deref(), Some(eip.id.as_str()));
+    for e in &enis {
+        let _: WithWarnings<Vip> = lab
+            .op
+            .action(
+                "vips",
+                &vip.id,
+                "bind",
+                &VipNic {
+                    nic: e.nic.id.clone(),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let ka = speaker(&mut lab, Speaker::Keepalived, "a", 1, &vip, &enis[0].nic);
+    speaker(&mut lab, Speaker::Vpcip, "b", 1, &vip, &enis[1].nic);
+    let conf =
+        std::fs::read_to_string(cloud::state_dir(&lab.w).join("keepalived-a-1/keepalived.conf"))
+            .unwrap();
+    assert!(conf.contains("interface eth1"), "{conf}");
+    let client = lab.ns("client");
+    let to = at(eip.ip, 80);
+    let prefix = lab.w.prefix.clone();
+    let served_by = |vm: &str| {
+        let want = format!("hello from {prefix}{vm} ({}); you are {CLIENT}\n", eip.ip);
+        move |answer: Option<String>| answer.is_some_and(|s| s.starts_with(&want))
+    };
+    assert!(
+        eventually(Duration::from_secs(20), || served_by("a")(http_get(
+            &client, to
+        ))),
+        "the visible EIP on the VIP does not reach a untranslated: {:?}",
+        http_get(&client, to)
+    );
+    // a dies: b takes the VIP, and the EIP with it.
+    kill_speaker(&mut lab, Speaker::Keepalived, "a", 1, ka);
+    lab.w.exec("a", &["ip", "link", "set", "eth1", "down"]);
+    assert!(
+        eventually(Duration::from_secs(20), || served_by("b")(http_get(
+            &client, to
+        ))),
+        "the visible EIP did not follow the VIP to b: {:?}",
+        http_get(&client, to)
+    );
+    // The EIP cannot be unbound from the VIP whose address it is.
+    let out = cli(&lab, &["eip", "unbind", &eip.id]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("visible mode"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

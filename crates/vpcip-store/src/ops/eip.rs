@@ -59,13 +59,10 @@ pub(crate) async fn visible_subnet_eip(
 ) -> Result<Option<Eip>, StoreError> {
     let default: Vpc = tx.find(&Scope::Operator, DEFAULT_VPC_NAME, false).await?;
     let segments: Vec<Subnet> = tx.children(&default.id).await?;
-    let Some(segment) = segments
-        .into_iter()
-        .find(|s| {
-            s.kind == SubnetKind::Eip
-                && (s.cidr.contains(&subnet.cidr.network()) || subnet.cidr.contains(&s.cidr.network()))
-        })
-    else {
+    let Some(segment) = segments.into_iter().find(|s| {
+        s.kind == SubnetKind::Eip
+            && (s.cidr.contains(&subnet.cidr.network()) || subnet.cidr.contains(&s.cidr.network()))
+    }) else {
         return Ok(None);
     };
     let refuse = |reason: String| -> StoreError {
