@@ -51,6 +51,8 @@ pub struct Link {
     /// The bridge it is a port of.
     pub master: Option<u32>,
     pub up: bool,
+    /// The carrier is on (IFF_LOWER_UP): the other end of the wire is up.
+    pub carrier: bool,
     pub mtu: Option<u32>,
 }
 
@@ -562,6 +564,7 @@ fn link_of(m: &LinkMessage) -> Link {
         kind: None,
         master: None,
         up: m.header.flags.contains(LinkFlags::Up),
+        carrier: m.header.flags.contains(LinkFlags::LowerUp),
         mtu: None,
     };
     for a in &m.attributes {

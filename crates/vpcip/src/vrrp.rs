@@ -134,11 +134,15 @@ fn notify(cmd: &str, name: &str, state: &str, priority: u8) {
     }
 }
 
-/// Whether the tracked interface is up and the tracked script succeeds.
+/// Whether the speaker's own interface and the tracked one are up (and
+/// have carrier), and the tracked script succeeds. Like keepalived, a
+/// speaker whose interface is down goes to FAULT: it cannot be heard, so it
+/// must not keep the VIP.
 fn healthy(args: &VrrpArgs) -> bool {
-    if let Some(name) = &args.track_interface {
-        let up = net(|n| Ok(n.link(name)?.is_some_and(|l| l.up))).unwrap_or(false);
-        if !up {
+    let link_ok =
+        |name: &str| net(|n| Ok(n.link(name)?.is_some_and(|l| l.up && l.carrier))).unwrap_or(false);
+    for name in std::iter::once(&args.interface).chain(&args.track_interface) {
+        if !link_ok(name) {
             return false;
         }
     }
@@ -212,7 +216,13 @@ pub fn run(args: VrrpArgs) -> anyhow::Result<()> {
                             rtnl.add_addr(ifc.index, *v)?;
                         }
                     }
-                    garp(arp.as_mut(), ifc.mac, &args.vip, args.garp)?;
+                    // A packet socket reports a link flap once, as ENETDOWN on
+                    // its next send: try again, and never die of it.
+                    if let Err(e) = garp(arp.as_mut(), ifc.mac, &args.vip, args.garp)
+                        .or_else(|_| garp(arp.as_mut(), ifc.mac, &args.vip, args.garp))
+                    {
+                        tracing::warn!(error = %e, "cannot send gratuitous ARP");
+                    }
                 }
                 Action::ReleaseAddresses => {
                     let have = rtnl.addrs(ifc.index)?;

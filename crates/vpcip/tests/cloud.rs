@@ -1393,3 +1393,218 @@ async fn a_visible_eip_on_a_vip_follows_the_master() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The master's link goes down while its speaker keeps running (no kill):
+/// the speaker goes to FAULT, the backup takes the VIP and the EIP follows;
+/// the link comes back and the master preempts back. Both speakers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_vip_follows_a_link_down_and_back() {
+    for (tag, kind) in [("vcl", Speaker::Keepalived), ("vcm", Speaker::Vpcip)] {
+        let mut lab = Lab::up(tag).await;
+        let v1 = lab.vpc("v1", "10.0.0.0/16").await;
+        let sa = lab.subnet(&v1, "v1-a", "10.0.1.0/24").await;
+        let (_, a) = lab.vm("a", &sa, "h1").await;
+        let (_, b) = lab.vm("b", &sa, "h2").await;
+        let (vip, eip) = lab.vip_with_eip("vip-l", &sa, &[&a, &b]).await;
+        for vm in ["a", "b"] {
+            lab.httpd(vm);
+        }
+        speaker(&mut lab, kind, "a", 1, &vip, &a);
+        speaker(&mut lab, kind, "b", 1, &vip, &b);
+        let client = lab.ns("client");
+        let to = at(eip.ip, 80);
+        let prefix = lab.w.prefix.clone();
+        let served_by = |vm: &str| {
+            let want = format!("hello from {prefix}{vm}");
+            move |answer: Option<String>| answer.is_some_and(|s| s.starts_with(&want))
+        };
+        assert!(
+            eventually(Duration::from_secs(20), || served_by("a")(http_get(
+                &client, to
+            ))),
+            "{kind:?}: a never served: {:?}",
+            http_get(&client, to)
+        );
+        lab.w.exec("a", &["ip", "link", "set", "eth0", "down"]);
+        assert!(
+            eventually(Duration::from_secs(20), || served_by("b")(http_get(
+                &client, to
+            ))),
+            "{kind:?}: b did not take over a's link down: {:?}",
+            http_get(&client, to)
+        );
+        // a's speaker, still running, let go of the VIP (FAULT).
+        let vip_on = |lab: &Lab, vm: &str| {
+            lab.w
+                .exec(vm, &["ip", "-4", "addr", "show", "dev", "eth0"])
+                .contains(&format!("{}/", vip.ip))
+        };
+        assert!(
+            eventually(Duration::from_secs(5), || !vip_on(&lab, "a")),
+            "{kind:?}: a kept the VIP with its link down"
+        );
+        lab.w.exec("a", &["ip", "link", "set", "eth0", "up"]);
+        lab.w.exec(
+            "a",
+            &["ip", "route", "replace", "default", "via", "10.0.1.1"],
+        );
+        assert!(
+            eventually(Duration::from_secs(20), || served_by("a")(http_get(
+                &client, to
+            ))),
+            "{kind:?}: a did not preempt back after its link came up: {:?}",
+            http_get(&client, to)
+        );
+        assert!(!vip_on(&lab, "b"), "{kind:?}: b kept the VIP");
+    }
+}
+
+/// `vpcip vrrp --track-interface`: the tracked interface going down sends
+/// the master to FAULT (the backup and the EIP take over), and back up it
+/// preempts back. Then `vpcip guest check` finds two NICs in one subnet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vpcip_vrrp_tracks_an_interface_and_guest_check_finds_two_nics_in_a_subnet() {
+    let mut lab = Lab::up("vci").await;
+    let v1 = lab.vpc("v1", "10.0.0.0/16").await;
+    let sa = lab.subnet(&v1, "v1-a", "10.0.1.0/24").await;
+    let (server_a, a) = lab.vm("a", &sa, "h1").await;
+    let (_, b) = lab.vm("b", &sa, "h2").await;
+    let (vip, eip) = lab.vip_with_eip("vip-i", &sa, &[&a, &b]).await;
+    for vm in ["a", "b"] {
+        lab.httpd(vm);
+    }
+    // a's uplink to track (a veth pair stands in for it: no dummy module
+    // in this kernel).
+    lab.w.exec(
+        "a",
+        &[
+            "ip", "link", "add", "up0", "type", "veth", "peer", "name", "up0p",
+        ],
+    );
+    for l in ["up0", "up0p"] {
+        lab.w.exec("a", &["ip", "link", "set", l, "up"]);
+    }
+    for (vm, nic) in [("a", &a), ("b", &b)] {
+        let rendered = cli(
+            &lab,
+            &["vip", "guest-config", &vip.id, "--nic", &nic.id, "--vrrp"],
+        );
+        let line = String::from_utf8_lossy(&rendered.stdout).into_owned();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let mut cmd = std::process::Command::new("ip");
+        cmd.args(["netns", "exec", &lab.ns(vm)])
+            .arg(bin())
+            .args(&words[1..]);
+        if vm == "a" {
+            cmd.args(["--track-interface", "up0"]);
+        }
+        let child = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        lab.w.adopt(child);
+    }
+    let client = lab.ns("client");
+    let to = at(eip.ip, 80);
+    let prefix = lab.w.prefix.clone();
+    let served_by = |vm: &str| {
+        let want = format!("hello from {prefix}{vm}");
+        move |answer: Option<String>| answer.is_some_and(|s| s.starts_with(&want))
+    };
+    assert!(
+        eventually(Duration::from_secs(20), || served_by("a")(http_get(
+            &client, to
+        ))),
+        "a never served: {:?}",
+        http_get(&client, to)
+    );
+    lab.w.exec("a", &["ip", "link", "set", "up0", "down"]);
+    assert!(
+        eventually(Duration::from_secs(10), || served_by("b")(http_get(
+            &client, to
+        ))),
+        "b did not take over when a's tracked interface went down: {:?}",
+        http_get(&client, to)
+    );
+    lab.w.exec("a", &["ip", "link", "set", "up0", "up"]);
+    assert!(
+        eventually(Duration::from_secs(15), || served_by("a")(http_get(
+            &client, to
+        ))),
+        "a did not preempt back when its tracked interface came up: {:?}",
+        http_get(&client, to)
+    );
+
+    // A second NIC of a in the same subnet: the seeds advise against it,
+    // and `vpcip guest check` says so.
+    let check = |lab: &Lab| {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &lab.ns("a")])
+            .arg(bin())
+            .args([
+                "guest",
+                "check",
+                "--vip",
+                &vip.ip.to_string(),
+                "--role",
+                "master",
+            ])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (ok, text) = check(&lab);
+    assert!(ok, "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("OK") && l.ends_with(" no two NICs in one subnet")),
+        "{text}"
+    );
+    let eni: Nic = lab
+        .op
+        .post(
+            "/v1/nics",
+            &CreateNic {
+                name: "a-second".into(),
+                subnet: sa.id.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let _: Nic = lab
+        .op
+        .action(
+            "nics",
+            &eni.id,
+            "attach",
+            &AttachNic {
+                server: server_a.id.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    cloud::plug_nic(
+        &mut lab.w,
+        "a",
+        "h1",
+        "eth1",
+        &VmNic {
+            nic_id: &eni.id,
+            mac: &eni.mac,
+            ip: eni.ip,
+            prefix_len: 24,
+            gateway: None,
+        },
+    );
+    let (ok, text) = check(&lab);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("PROBLEM two NICs in one subnet (eth0 and eth1 in 10.0.1.0/24)"),
+        "{text}"
+    );
+}
