@@ -341,6 +341,103 @@ pub fn vrrp_command(
     )
 }
 
+/// A port an LVS direct-routing service forwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LvsPort {
+    pub udp: bool,
+    pub port: u16,
+}
+
+impl std::str::FromStr for LvsPort {
+    type Err = String;
+
+    /// `80`, `80/tcp` or `53/udp`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (port, proto) = s.split_once('/').unwrap_or((s, "tcp"));
+        let udp = match proto {
+            "tcp" => false,
+            "udp" => true,
+            other => return Err(format!("protocol {other}: tcp or udp")),
+        };
+        match port.parse::<u16>() {
+            Ok(p) if p > 0 => Ok(LvsPort { udp, port: p }),
+            _ => Err(format!("port {port}: 1 to 65535")),
+        }
+    }
+}
+
+/// The hash seed every director shares, so that the backup picks the same
+/// backend for a flow as the master did and established connections
+/// survive a director failover.
+const LVS_SEED: u32 = 0x7670_6970; // "vpip"
+
+/// An LVS direct-routing director without IPVS: an nftables ruleset (load
+/// it with `nft -f`) whose netdev ingress hook on the director's NIC sends
+/// each packet for the VIP's ports to a backend, chosen by a hash of the
+/// client's address and port, with the frame's destination MAC rewritten
+/// and the IP packet untouched (`fwd ip to … device`, the kernel's
+/// neighbour-resolving forward). Stateless: every director with the same
+/// backends chooses alike. The VIP stays on the director (VRRP) so that it
+/// answers ARP for it; the backends answer the client directly.
+pub fn lvs_director_nft(
+    vip: Ipv4Addr,
+    ifname: &str,
+    ports: &[LvsPort],
+    backends: &[Ipv4Addr],
+) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# LVS direct routing for VIP {vip} on {ifname}, without IPVS: nft -f <this file>"
+    );
+    let _ = writeln!(out, "# Made by `vpcip vip guest-config --lvs-director`.");
+    let _ = writeln!(out, "table netdev vpcip_lvs");
+    let _ = writeln!(out, "delete table netdev vpcip_lvs");
+    let _ = writeln!(out, "table netdev vpcip_lvs {{");
+    let _ = writeln!(out, "    chain ingress {{");
+    let _ = writeln!(
+        out,
+        "        type filter hook ingress device \"{ifname}\" priority 0; policy accept;"
+    );
+    let map: Vec<String> = backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| format!("{i} : {b}"))
+        .collect();
+    for p in ports {
+        let proto = if p.udp { "udp" } else { "tcp" };
+        let _ = writeln!(
+            out,
+            "        ip daddr {vip} {proto} dport {} fwd ip to jhash ip saddr . {proto} sport mod {} seed {LVS_SEED:#x} map {{ {} }} device \"{ifname}\"",
+            p.port,
+            backends.len(),
+            map.join(", ")
+        );
+    }
+    let _ = writeln!(out, "    }}");
+    let _ = writeln!(out, "}}");
+    out
+}
+
+/// A direct-routing backend: it holds the VIP on its loopback (to accept
+/// the packets the director forwards and answer from the VIP) without
+/// answering ARP for it, which only the director does. Its NIC's
+/// source/destination check must be off: it sends from the VIP.
+pub fn lvs_backend(vip: Ipv4Addr, ifname: &str, remove: bool) -> String {
+    let mut out = String::new();
+    if remove {
+        let _ = writeln!(out, "ip addr del {vip}/32 dev lo");
+        return out;
+    }
+    for (key, value) in [("arp_ignore", 1), ("arp_announce", 2)] {
+        for dev in ["all", ifname] {
+            let _ = writeln!(out, "sysctl -qw net.ipv4.conf.{dev}.{key}={value}");
+        }
+    }
+    let _ = writeln!(out, "ip addr add {vip}/32 dev lo");
+    out
+}
+
 fn instance_name(vip_name: &str) -> String {
     let clean: String = vip_name
         .chars()
@@ -596,6 +693,61 @@ mod tests {
                 }
             ),
             "vpcip vrrp --interface eth0 --vrid 128 --priority 140 --advert-int 100 --vip 192.168.0.22/24 --name VI_vip_1\n"
+        );
+    }
+
+    #[test]
+    fn an_lvs_director_forwards_each_port_by_a_shared_hash() {
+        let ports: Vec<LvsPort> = ["80", "53/udp"]
+            .iter()
+            .map(|p| p.parse().unwrap())
+            .collect();
+        assert_eq!(
+            lvs_director_nft(
+                vip(),
+                "eth0",
+                &ports,
+                &[
+                    "192.168.0.31".parse().unwrap(),
+                    "192.168.0.32".parse().unwrap()
+                ]
+            ),
+            "# LVS direct routing for VIP 192.168.0.22 on eth0, without IPVS: nft -f <this file>\n\
+             # Made by `vpcip vip guest-config --lvs-director`.\n\
+             table netdev vpcip_lvs\n\
+             delete table netdev vpcip_lvs\n\
+             table netdev vpcip_lvs {\n\
+             \x20   chain ingress {\n\
+             \x20       type filter hook ingress device \"eth0\" priority 0; policy accept;\n\
+             \x20       ip daddr 192.168.0.22 tcp dport 80 fwd ip to jhash ip saddr . tcp sport mod 2 seed 0x76706970 map { 0 : 192.168.0.31, 1 : 192.168.0.32 } device \"eth0\"\n\
+             \x20       ip daddr 192.168.0.22 udp dport 53 fwd ip to jhash ip saddr . udp sport mod 2 seed 0x76706970 map { 0 : 192.168.0.31, 1 : 192.168.0.32 } device \"eth0\"\n\
+             \x20   }\n\
+             }\n"
+        );
+        assert!("0".parse::<LvsPort>().is_err());
+        assert!("80/sctp".parse::<LvsPort>().unwrap_err().contains("sctp"));
+        assert_eq!(
+            "443/tcp".parse::<LvsPort>(),
+            Ok(LvsPort {
+                udp: false,
+                port: 443
+            })
+        );
+    }
+
+    #[test]
+    fn an_lvs_backend_holds_the_vip_on_lo_without_arp() {
+        assert_eq!(
+            lvs_backend(vip(), "eth0", false),
+            "sysctl -qw net.ipv4.conf.all.arp_ignore=1\n\
+             sysctl -qw net.ipv4.conf.eth0.arp_ignore=1\n\
+             sysctl -qw net.ipv4.conf.all.arp_announce=2\n\
+             sysctl -qw net.ipv4.conf.eth0.arp_announce=2\n\
+             ip addr add 192.168.0.22/32 dev lo\n"
+        );
+        assert_eq!(
+            lvs_backend(vip(), "eth0", true),
+            "ip addr del 192.168.0.22/32 dev lo\n"
         );
     }
 

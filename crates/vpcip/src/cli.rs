@@ -590,6 +590,23 @@ pub enum VipCmd {
         /// The `vpcip vrrp` command equivalent to --keepalived.
         #[arg(long, conflicts_with = "keepalived")]
         vrrp: bool,
+        /// The seeds' HA load-balancing cluster, for a director (one of the
+        /// NICs the VIP is bound to): an nftables ruleset that forwards the
+        /// VIP's --port traffic to the --backend NICs by direct routing
+        /// (LVS-DR without IPVS); run it beside --keepalived or --vrrp.
+        #[arg(long, conflicts_with_all = ["keepalived", "vrrp"], requires = "backends")]
+        lvs_director: bool,
+        /// For a direct-routing backend's NIC: the VIP on its loopback,
+        /// without answering ARP for it.
+        #[arg(long, conflicts_with_all = ["keepalived", "vrrp", "lvs_director"])]
+        lvs_backend: bool,
+        /// A backend of --lvs-director (NIC ID or name; repeat).
+        #[arg(long = "backend", id = "backends")]
+        backends: Vec<String>,
+        /// A port --lvs-director forwards: 80, 80/tcp, 53/udp (repeat)
+        /// [default: 80/tcp].
+        #[arg(long = "port")]
+        ports: Vec<vpcip_model::guest::LvsPort>,
         /// The VRRP virtual router ID [default: derived from the VIP].
         #[arg(long)]
         vrid: Option<u8>,

@@ -443,6 +443,10 @@ async fn guest_config(ctx: &Ctx, c: VipCmd) -> anyhow::Result<()> {
         vrrp,
         vrid,
         advert_int,
+        lvs_director,
+        lvs_backend,
+        backends,
+        ports,
     } = c
     else {
         return Ok(());
@@ -451,7 +455,7 @@ async fn guest_config(ctx: &Ctx, c: VipCmd) -> anyhow::Result<()> {
     let vip: Vip = ctx.client.show("vips", &vip).await?;
     let nic: Nic = ctx.client.show("nics", &nic).await?;
     let subnet: Subnet = ctx.client.show("subnets", &nic.subnet_id).await?;
-    if !vip.nic_ids.contains(&nic.id) {
+    if !vip.nic_ids.contains(&nic.id) && !lvs_backend {
         eprintln!(
             "warning: VIP {} is not bound to NIC {}: the data plane drops what it sends from the VIP (vpcip vip bind {} --nic {})",
             vip.ip, nic.name, vip.name, nic.name
@@ -471,7 +475,43 @@ async fn guest_config(ctx: &Ctx, c: VipCmd) -> anyhow::Result<()> {
         vrid: vrid.unwrap_or_else(|| guest::vrid_of(vip.ip)),
         advert_cs: advert_int,
     };
-    if vrrp {
+    let check_off = |n: &Nic, why: &str| {
+        if n.source_dest_check {
+            eprintln!(
+                "warning: NIC {}'s source/destination check is on: {why}, which the data plane drops (vpcip nic update {} --source-dest-check off)",
+                n.name, n.name
+            );
+        }
+    };
+    if lvs_director {
+        check_off(&nic, "a director forwards the clients' packets");
+        let mut ips = Vec::new();
+        for key in &backends {
+            let b: Nic = ctx.client.show("nics", key).await?;
+            if b.subnet_id != nic.subnet_id {
+                bail!(
+                    "backend {} is in subnet {}, the director in {}: direct routing reaches only its own subnet",
+                    b.name,
+                    b.subnet_id,
+                    nic.subnet_id
+                );
+            }
+            check_off(&b, "a backend answers from the VIP");
+            ips.push(b.ip);
+        }
+        let ports = if ports.is_empty() {
+            vec![guest::LvsPort {
+                udp: false,
+                port: 80,
+            }]
+        } else {
+            ports
+        };
+        print!("{}", guest::lvs_director_nft(vip.ip, &ifname, &ports, &ips));
+    } else if lvs_backend {
+        check_off(&nic, "a backend answers from the VIP");
+        print!("{}", guest::lvs_backend(vip.ip, &ifname, remove));
+    } else if vrrp {
         print!(
             "{}",
             guest::vrrp_command(&vip.name, vip.ip, subnet.cidr, &me, &params)

@@ -829,8 +829,8 @@ fn cli(lab: &Lab, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-/// Runs in VM `vm`, line by line, the Linux commands `vpcip <args> --os
-/// linux` renders (the guest tooling, for real).
+/// Runs in VM `vm`, line by line, the Linux commands (`ip`, `sysctl`)
+/// `vpcip <args> --os linux` renders (the guest tooling, for real).
 fn guest_config(lab: &Lab, vm: &str, args: &[&str]) {
     let mut all = args.to_vec();
     all.extend(["--os", "linux"]);
@@ -843,7 +843,7 @@ fn guest_config(lab: &Lab, vm: &str, args: &[&str]) {
     );
     for line in text.lines() {
         let words: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(words[0], "ip", "{text}");
+        assert!(["ip", "sysctl"].contains(&words[0]), "{text}");
         lab.w.exec(vm, &words);
     }
 }
@@ -1606,5 +1606,148 @@ async fn vpcip_vrrp_tracks_an_interface_and_guest_check_finds_two_nics_in_a_subn
     assert!(
         text.contains("PROBLEM two NICs in one subnet (eth0 and eth1 in 10.0.1.0/24)"),
         "{text}"
+    );
+}
+
+/// The seeds' HA load-balancing cluster: directors d1 and d2 share the VIP
+/// (keepalived on d1, `vpcip vrrp` on d2) and forward its ports to the
+/// backends r1 and r2 by direct routing (the nftables ruleset of `vpcip vip
+/// guest-config --lvs-director`: no IPVS in this kernel); the backends,
+/// their source/destination check off, hold the VIP on lo and answer the
+/// client directly. Requests through the EIP reach both backends, which see
+/// the client's address on the VIP; when d1 dies, d2 takes over and an
+/// established connection carries on (both directors hash alike).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_lvs_direct_routing_cluster_behind_a_vip() {
+    let mut lab = Lab::up("vcd").await;
+    let v1 = lab.vpc("v1", "10.0.0.0/16").await;
+    let sa = lab.subnet(&v1, "v1-a", "10.0.1.0/24").await;
+    let mut nics = std::collections::BTreeMap::new();
+    for (vm, host) in [("d1", "h1"), ("d2", "h2"), ("r1", "h1"), ("r2", "h2")] {
+        let (_, nic) = lab.vm(vm, &sa, host).await;
+        // Directors forward the clients' packets, backends answer from
+        // the VIP: the check is off on all four.
+        let nic: Nic = lab
+            .op
+            .patch(
+                &format!("/v1/nics/{}", nic.id),
+                &UpdateNic {
+                    source_dest_check: Some(false),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        nics.insert(vm, nic);
+    }
+    let (vip, eip) = lab
+        .vip_with_eip("vip-lvs", &sa, &[&nics["d1"], &nics["d2"]])
+        .await;
+    for r in ["r1", "r2"] {
+        guest_config(
+            &lab,
+            r,
+            &[
+                "vip",
+                "guest-config",
+                &vip.id,
+                "--nic",
+                &nics[r].id,
+                "--lvs-backend",
+            ],
+        );
+        lab.httpd(r);
+        echo_server(&lab.ns(r), 8080, Duration::from_secs(120));
+    }
+    for d in ["d1", "d2"] {
+        let out = cli(
+            &lab,
+            &[
+                "vip",
+                "guest-config",
+                &vip.id,
+                "--nic",
+                &nics[d].id,
+                "--lvs-director",
+                "--backend",
+                &nics["r1"].id,
+                "--backend",
+                &nics["r2"].name,
+                "--port",
+                "80",
+                "--port",
+                "8080/tcp",
+            ],
+        );
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let file = cloud::state_dir(&lab.w).join(format!("lvs-{d}.nft"));
+        std::fs::write(&file, &out.stdout).unwrap();
+        lab.w.exec(d, &["nft", "-f", &file.display().to_string()]);
+    }
+    let d1 = speaker(&mut lab, Speaker::Keepalived, "d1", 1, &vip, &nics["d1"]);
+    speaker(&mut lab, Speaker::Vpcip, "d2", 1, &vip, &nics["d2"]);
+
+    let client = lab.ns("client");
+    let to = at(eip.ip, 80);
+    let prefix = lab.w.prefix.clone();
+    // Which backend answered, and what it saw: its local address (the VIP)
+    // and the peer (the client, untranslated by the directors).
+    let answered = |answer: Option<String>| -> Option<String> {
+        let a = answer?;
+        let rest = a.strip_prefix(&format!("hello from {prefix}"))?;
+        let (who, seen) = rest.split_once(' ')?;
+        (seen == format!("({}); you are {CLIENT}\n", vip.ip)).then(|| who.to_string())
+    };
+    assert!(
+        eventually(Duration::from_secs(20), || answered(http_get(&client, to))
+            .is_some()),
+        "the cluster never answered through the EIP: {:?}",
+        http_get(&client, to)
+    );
+    let spread = |n: usize| {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..n {
+            if let Some(who) = answered(http_get(&client, to)) {
+                seen.insert(who);
+            }
+        }
+        seen
+    };
+    let both: std::collections::BTreeSet<String> = ["r1", "r2"].map(String::from).into();
+    assert_eq!(spread(24), both, "the directors do not spread the load");
+    // Only d1, the master, holds the VIP (and so forwards).
+    assert!(
+        lab.w
+            .exec("d1", &["ip", "-4", "addr"])
+            .contains(&format!("{}/", vip.ip))
+    );
+    let mut conn = Conn::open(&client, at(eip.ip, 8080), Duration::from_secs(1)).unwrap();
+    assert_eq!(conn.ask("before"), Some(format!("{CLIENT} before")));
+
+    // d1 dies: d2 takes the VIP and forwards the same flows to the same
+    // backends.
+    kill_speaker(&mut lab, Speaker::Keepalived, "d1", 1, d1);
+    lab.w.exec("d1", &["ip", "link", "set", "eth0", "down"]);
+    assert!(
+        eventually(Duration::from_secs(20), || lab
+            .w
+            .exec("d2", &["ip", "-4", "addr"])
+            .contains(&format!("{}/", vip.ip))),
+        "d2 did not take the VIP"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || answered(http_get(&client, to))
+            .is_some()),
+        "the cluster stopped answering after the director failover"
+    );
+    assert_eq!(spread(24), both, "d2 does not spread the load");
+    assert_eq!(
+        conn.ask("after"),
+        Some(format!("{CLIENT} after")),
+        "the established connection did not survive the director failover"
     );
 }
