@@ -8,6 +8,8 @@
 //!    counters, default SNAT (2nd stage)           gateway address, flooding to
 //!  fwmark N → table 10000+N: default via up0      the subnet's VTEPs
 //!  EIP segments: unreachable (proto 240)        nft vpcip_nat: EIP NAT maps
+//!  nft vpcip_qos: EIP (dst) → class             nft vpcip_qos: EIP (src) → class
+//!  htb on vr<vpc>: the VPC's EIPs, inbound      htb on up0: its EIPs, outbound
 //! ```
 //!
 //! Each pass reads what is there and changes only what differs; what it
@@ -21,7 +23,7 @@ use std::path::{Path, PathBuf};
 use ipnet::Ipv4Net;
 use vpcip_dataplane::nat::{NatMap, plan_nat, snat_of};
 use vpcip_model::desired::{
-    GatewayState, RouterSubnet, VpcRouter, router_ifname, router_link, router_links_block,
+    GatewayState, NatEntry, RouterSubnet, VpcRouter, router_ifname, router_link, router_links_block,
 };
 use vpcip_sys::SysError;
 use vpcip_sys::link::{
@@ -29,6 +31,8 @@ use vpcip_sys::link::{
 };
 use vpcip_sys::netns::{create_named, delete_named, in_netns, list_named, named};
 use vpcip_sys::nft::{NatTable, UPLINK};
+use vpcip_sys::qos::EipIs;
+use vpcip_sys::shaper::{ClassChange, class_id};
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Summary {
@@ -45,8 +49,8 @@ pub struct GatewayReconciler {
     node: PathBuf,
     underlay: Ipv4Addr,
     underlay_mtu: u32,
-    /// Each router's NAT maps as of our last pass, by namespace.
-    nat_seen: HashMap<String, Seen<(NatMap, NatMap)>>,
+    /// Each router's NAT and class maps as of our last pass, by namespace.
+    nat_seen: HashMap<String, Seen<RouterNft>>,
     /// The node's steering map and counted EIPs as of our last pass.
     node_seen: Option<Seen<NodeNft>>,
     /// Where what was seen is kept across restarts (see [`Self::remember_in`]).
@@ -57,12 +61,57 @@ pub struct GatewayReconciler {
 /// What the reconciler saw, as kept on disk.
 #[derive(serde::Serialize, serde::Deserialize, Default)]
 struct Memory {
-    nat: HashMap<String, Seen<(NatMap, NatMap)>>,
+    nat: HashMap<String, Seen<RouterNft>>,
     node: Option<Seen<NodeNft>>,
 }
 
-/// The node's steering map (EIP → router number) and counted EIPs.
-type NodeNft = (BTreeMap<Ipv4Addr, u32>, BTreeSet<Ipv4Addr>);
+/// EIP → bandwidth class id (`1:<class>` as a priority).
+type ClassMap = BTreeMap<Ipv4Addr, u32>;
+
+/// A router's DNAT and SNAT maps and its class map (by source).
+type RouterNft = (NatMap, NatMap, ClassMap);
+
+/// The node's steering map (EIP → router number), counted EIPs and class
+/// map (by destination).
+type NodeNft = (BTreeMap<Ipv4Addr, u32>, BTreeSet<Ipv4Addr>, ClassMap);
+
+/// Bytes per second of a limit in Mbit/s.
+fn rate_bytes(mbps: u32) -> u64 {
+    u64::from(mbps) * 125_000
+}
+
+/// The class map a router's limits give.
+fn class_map<'a>(entries: impl Iterator<Item = &'a NatEntry>) -> ClassMap {
+    entries
+        .filter_map(|e| e.shaping.map(|s| (e.eip, class_id(s.class))))
+        .collect()
+}
+
+/// vpcip's HTB qdisc on link `ifname` with exactly the classes `want`
+/// (class → bytes per second); a missing link is left for the next pass.
+fn converge_htb(net: &Net, ifname: &str, want: &BTreeMap<u16, u64>) -> Result<usize, SysError> {
+    let Some(l) = net.link(ifname)? else {
+        return Ok(0);
+    };
+    let mut n = 0;
+    if !net.has_htb(l.index)? {
+        net.add_htb(l.index)?;
+        n += 1;
+    }
+    let have = net.htb_classes(l.index)?;
+    let mut changes: Vec<ClassChange> = have
+        .keys()
+        .filter(|c| !want.contains_key(c))
+        .map(|&minor| ClassChange::Remove { minor })
+        .collect();
+    changes.extend(
+        want.iter()
+            .filter(|(c, rate)| have.get(c).map(|h| h.rate) != Some(**rate))
+            .map(|(&minor, &rate)| ClassChange::Set { minor, rate }),
+    );
+    net.htb_apply(l.index, &changes)?;
+    Ok(n + changes.len())
+}
 
 /// What a namespace's nftables held after our last pass, with the
 /// generation it had then. While the generation is unchanged nobody has
@@ -398,6 +447,23 @@ impl GatewayReconciler {
         })?;
 
         n += self.nat(&ns_name, &ns, router)?;
+        n += self.shape(&ns, router)?;
+        Ok(n)
+    }
+
+    /// The VPC's bandwidth limits: one HTB class per limited EIP on both
+    /// ends of the router's link — the node's end shapes what goes into
+    /// the router (to the EIP), the router's end what comes out (from it).
+    fn shape(&mut self, ns: &Path, router: &VpcRouter) -> Result<usize, String> {
+        let want: BTreeMap<u16, u64> = router
+            .nat
+            .iter()
+            .filter_map(|e| e.shaping)
+            .map(|s| (s.class, rate_bytes(s.mbps)))
+            .collect();
+        let vr = router_ifname(&router.vpc_id);
+        let mut n = on(&self.node, |net| converge_htb(net, &vr, &want))?;
+        n += on(ns, |net| converge_htb(net, UPLINK, &want))?;
         Ok(n)
     }
 
@@ -405,16 +471,19 @@ impl GatewayReconciler {
     /// forgotten, so the change holds for them too.
     fn nat(&mut self, ns_name: &str, ns: &Path, router: &VpcRouter) -> Result<usize, String> {
         let desired: NatMap = router.nat.iter().map(|e| (e.eip, e.private_ip)).collect();
+        let classes = class_map(router.nat.iter());
         let seen = self.nat_seen.remove(ns_name);
         let (n, now) = in_netns(ns, || -> Result<_, SysError> {
             let mut table = NatTable::open()?;
             let generation = table.generation()?;
             let netns = netns_inode()?;
-            let (dnat, snat) = match seen {
+            let (dnat, snat, have_classes) = match seen {
                 Some(s) if s.generation == generation && s.netns == netns => s.state,
                 _ => {
                     table.ensure()?;
-                    table.read()?
+                    table.ensure_qos(EipIs::Source)?;
+                    let (dnat, snat) = table.read()?;
+                    (dnat, snat, table.read_classes()?)
                 }
             };
             let mut plan = plan_nat(&desired, &dnat, &snat);
@@ -434,10 +503,11 @@ impl GatewayReconciler {
                 let f = vpcip_sys::conntrack::forget(&changed)?;
                 tracing::info!(vpc = %router.vpc_id, seen = f.seen, deleted = f.deleted, "forgot the connections of changed EIPs");
             }
+            let n = n + table.apply_classes(&have_classes, &classes)?;
             let seen = Seen {
                 generation: table.generation()?,
                 netns,
-                state: (desired.clone(), snat_of(&desired)),
+                state: (desired.clone(), snat_of(&desired), classes.clone()),
             };
             Ok((n, seen))
         })
@@ -456,27 +526,33 @@ impl GatewayReconciler {
             .flat_map(|r| r.nat.iter().map(move |e| (e.eip, r.index)))
             .collect();
         let counted: BTreeSet<Ipv4Addr> = steer.keys().copied().collect();
+        let classes = class_map(state.routers.iter().flat_map(|r| r.nat.iter()));
         let seen = self.node_seen.take();
         let (n, now) = in_netns(&self.node, || -> Result<_, SysError> {
             let mut nft = NatTable::open()?;
             let generation = nft.generation()?;
             let netns = netns_inode()?;
-            let (have_steer, have_counted) = match seen {
+            let (have_steer, have_counted, have_classes) = match seen {
                 Some(s) if s.generation == generation && s.netns == netns => s.state,
-                _ => (
-                    nft.read_steering()?,
-                    nft.read_counters()?.into_keys().collect(),
-                ),
+                _ => {
+                    nft.ensure_qos(EipIs::Destination)?;
+                    (
+                        nft.read_steering()?,
+                        nft.read_counters()?.into_keys().collect(),
+                        nft.read_classes()?,
+                    )
+                }
             };
             let mut n = nft.apply_steering(&have_steer, &steer)?;
             let add: Vec<Ipv4Addr> = counted.difference(&have_counted).copied().collect();
             let remove: Vec<Ipv4Addr> = have_counted.difference(&counted).copied().collect();
             nft.apply_counted(&add, &remove)?;
             n += add.len() + remove.len();
+            n += nft.apply_classes(&have_classes, &classes)?;
             let seen = Seen {
                 generation: nft.generation()?,
                 netns,
-                state: (steer.clone(), counted.clone()),
+                state: (steer.clone(), counted.clone(), classes.clone()),
             };
             Ok((n, seen))
         })

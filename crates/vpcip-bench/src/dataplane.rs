@@ -94,6 +94,7 @@ fn vpcip_gateway(n: u32) -> anyhow::Result<f64> {
                     eip,
                     private_ip,
                     eip_id: String::new(),
+                    shaping: None,
                 })
                 .collect(),
             visible: vec![],

@@ -154,6 +154,42 @@ pub struct NatEntry {
     #[schema(value_type = String)]
     pub private_ip: Ipv4Addr,
     pub eip_id: String,
+    /// Its bandwidth limit on the gateway; None when it has none (the
+    /// maximum, [`crate::rules::MAX_BANDWIDTH_MBPS`], is the line rate).
+    #[serde(default)]
+    pub shaping: Option<Shaping>,
+}
+
+/// An EIP's bandwidth limit, shaped in both directions on its router's
+/// links: HTB class `1:<class>` at `mbps` Mbit/s.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Shaping {
+    pub class: u16,
+    pub mbps: u32,
+}
+
+/// HTB classes for one router's limited EIPs (in address order): the
+/// address's low 16 bits when that class is free, else the next free one
+/// (1 to 0xfffe), so an EIP keeps its class while others come and go. None
+/// for the EIPs beyond the 65,534 classes one router has.
+pub fn assign_classes(eips: &[Ipv4Addr]) -> Vec<Option<u16>> {
+    const LAST: u32 = 0xfffe;
+    let mut taken = vec![false; LAST as usize + 1];
+    let mut free = LAST;
+    eips.iter()
+        .map(|ip| {
+            if free == 0 {
+                return None;
+            }
+            let mut c = (u32::from(*ip) & 0xffff).clamp(1, LAST);
+            while taken[c as usize] {
+                c = if c == LAST { 1 } else { c + 1 };
+            }
+            taken[c as usize] = true;
+            free -= 1;
+            Some(c as u16)
+        })
+        .collect()
 }
 
 /// A subnet's L2 domain: its VXLAN network identifier and the VTEPs (the
@@ -354,19 +390,37 @@ impl World<'_> {
             .filter(|v| !v.is_default)
             .map(|v| {
                 let bound = |e: &&Eip| e.vpc_id.as_deref() == Some(v.id.as_str());
-                let mut nat: Vec<NatEntry> = self
+                let mut bound_here: Vec<&Eip> = self
                     .eips
                     .iter()
                     .filter(bound)
+                    .filter(|e| e.private_ip.is_some())
+                    .collect();
+                bound_here.sort_by_key(|e| e.ip);
+                let limited: Vec<Ipv4Addr> = bound_here
+                    .iter()
+                    .filter(|e| e.bandwidth_mbps < crate::rules::MAX_BANDWIDTH_MBPS)
+                    .map(|e| e.ip)
+                    .collect();
+                let classes: BTreeMap<Ipv4Addr, u16> = limited
+                    .iter()
+                    .zip(assign_classes(&limited))
+                    .filter_map(|(ip, c)| Some((*ip, c?)))
+                    .collect();
+                let nat: Vec<NatEntry> = bound_here
+                    .iter()
                     .filter_map(|e| {
                         e.private_ip.map(|p| NatEntry {
                             eip: e.ip,
                             private_ip: if e.mode == EipMode::Visible { e.ip } else { p },
                             eip_id: e.id.clone(),
+                            shaping: classes.get(&e.ip).map(|&class| Shaping {
+                                class,
+                                mbps: e.bandwidth_mbps,
+                            }),
                         })
                     })
                     .collect();
-                nat.sort();
                 let mut visible: Vec<Ipv4Addr> = self
                     .eips
                     .iter()
@@ -484,6 +538,36 @@ impl World<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn classes_follow_the_low_bits_and_probe_past_collisions() {
+        let ips: Vec<Ipv4Addr> = ["203.0.113.5", "198.51.100.0", "10.1.113.5", "10.2.255.255"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(
+            assign_classes(&ips),
+            vec![
+                Some(0x7105),
+                Some(0x6400),
+                Some(0x7106), // 113.5 again: the next free class
+                Some(0xfffe), // 0xffff is not a class: clamped
+            ]
+        );
+        // Class 0 is not a class either.
+        assert_eq!(
+            assign_classes(&["10.0.0.0".parse().unwrap()]),
+            vec![Some(1)]
+        );
+        // 65,534 classes, then none.
+        let many: Vec<Ipv4Addr> = (0..65_536u32)
+            .map(|i| Ipv4Addr::from(0x0a00_0000 + i))
+            .collect();
+        let got = assign_classes(&many);
+        assert_eq!(got.iter().filter(|c| c.is_some()).count(), 65_534);
+        let distinct: BTreeSet<u16> = got.iter().flatten().copied().collect();
+        assert_eq!(distinct.len(), 65_534);
+    }
 
     fn vpc(id: &str, default: bool) -> Vpc {
         Vpc {

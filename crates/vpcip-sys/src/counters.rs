@@ -35,8 +35,7 @@ use netlink_packet_netfilter::nftables::{
 
 use crate::SysError;
 use crate::nft::{
-    ElementChange, Expr, GATEWAY_TABLE, KeyChange, NatTable, attrs, gateway_masquerade,
-    nat_chain_in, rule_in,
+    Expr, GATEWAY_TABLE, KeyChange, NatTable, attrs, gateway_masquerade, nat_chain_in, rule_in,
 };
 
 pub const EIP_ROUTER: &str = "eip_router";
@@ -128,11 +127,6 @@ fn steer() -> Vec<Expr> {
         ])
         .into(),
     ]
-}
-
-/// A mark as map data: the register holds it in host byte order.
-fn mark_data(mark: u32) -> Ipv4Addr {
-    Ipv4Addr::from(mark.to_ne_bytes())
 }
 
 /// The packets and bytes of a `counter` expression among an element's
@@ -287,29 +281,7 @@ impl NatTable {
 
     /// Which router (by number) each EIP goes to.
     pub fn read_steering(&mut self) -> Result<BTreeMap<Ipv4Addr, u32>, SysError> {
-        for _ in 0..10 {
-            let mut out = BTreeMap::new();
-            let done = self.dump_set(
-                NetfilterProtoFamily::IPv4,
-                GATEWAY_TABLE,
-                EIP_ROUTER,
-                |k, v, _| {
-                    let k = <[u8; 4]>::try_from(k).ok().map(Ipv4Addr::from);
-                    let v = v
-                        .and_then(|v| <[u8; 4]>::try_from(v).ok())
-                        .map(u32::from_ne_bytes);
-                    if let (Some(k), Some(v)) = (k, v) {
-                        out.insert(k, v);
-                    }
-                },
-            )?;
-            if done {
-                return Ok(out);
-            }
-        }
-        Err(SysError::Parse(
-            "the steering map kept changing while it was read",
-        ))
+        self.read_u32_map(GATEWAY_TABLE, EIP_ROUTER)
     }
 
     /// Makes the steering map `want`, in one transaction; returns the
@@ -319,33 +291,7 @@ impl NatTable {
         have: &BTreeMap<Ipv4Addr, u32>,
         want: &BTreeMap<Ipv4Addr, u32>,
     ) -> Result<usize, SysError> {
-        let remove: Vec<(Ipv4Addr, Ipv4Addr)> = have
-            .iter()
-            .filter(|(k, v)| want.get(k) != Some(v))
-            .map(|(k, v)| (*k, mark_data(*v)))
-            .collect();
-        let add: Vec<(Ipv4Addr, Ipv4Addr)> = want
-            .iter()
-            .filter(|(k, v)| have.get(k) != Some(v))
-            .map(|(k, v)| (*k, mark_data(*v)))
-            .collect();
-        if add.is_empty() && remove.is_empty() {
-            return Ok(0);
-        }
-        let change = |add, pairs| ElementChange {
-            table: GATEWAY_TABLE,
-            map: EIP_ROUTER,
-            add,
-            pairs,
-        };
-        self.transact_in(
-            NetfilterProtoFamily::IPv4,
-            vec![],
-            &[change(false, &remove), change(true, &add)],
-            &[],
-            NLM_F_CREATE,
-        )?;
-        Ok(add.len() + remove.len())
+        self.apply_u32_map(GATEWAY_TABLE, EIP_ROUTER, have, want)
     }
 
     /// Starts counting `add` and stops counting `remove`, in one

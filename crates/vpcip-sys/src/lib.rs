@@ -7,6 +7,8 @@ pub mod counters;
 pub mod link;
 pub mod netns;
 pub mod nft;
+pub mod qos;
+pub mod shaper;
 pub mod spoof;
 
 #[derive(Debug, thiserror::Error)]

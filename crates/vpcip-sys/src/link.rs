@@ -89,8 +89,8 @@ fn kernel(what: &'static str) -> impl FnOnce(rtnetlink::Error) -> SysError {
 
 /// An rtnetlink connection in the namespace it was opened in.
 pub struct Net {
-    rt: tokio::runtime::Runtime,
-    handle: Handle,
+    pub(crate) rt: tokio::runtime::Runtime,
+    pub(crate) handle: Handle,
 }
 
 impl Net {

@@ -1751,3 +1751,257 @@ async fn an_lvs_direct_routing_cluster_behind_a_vip() {
         "the established connection did not survive the director failover"
     );
 }
+
+/// iperf3 from the outside client to `to` (the EIP) for `secs` seconds:
+/// TCP, or UDP offered at 20 Mbit/s; `reverse` sends from the VM instead.
+/// Returns iperf3's JSON report.
+fn iperf3(
+    lab: &Lab,
+    to: Ipv4Addr,
+    port: u16,
+    udp: bool,
+    reverse: bool,
+    secs: u32,
+) -> serde_json::Value {
+    let mut args = vec![
+        "iperf3".to_string(),
+        "-c".into(),
+        to.to_string(),
+        "-p".into(),
+        port.to_string(),
+        "-t".into(),
+        secs.to_string(),
+        "-i".into(),
+        "1".into(),
+        "-J".into(),
+        "--connect-timeout".into(),
+        "3000".into(),
+    ];
+    if udp {
+        args.extend(["-u", "-b", "20M", "-l", "1200"].map(String::from));
+    }
+    if reverse {
+        args.push("-R".into());
+    }
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = lab.w.exec("client", &words);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("iperf3 said {out}: {e}"))
+}
+
+/// Mbit/s the receiving end measured over the whole run.
+fn received_mbps(report: &serde_json::Value) -> f64 {
+    let end = &report["end"];
+    let bps = end["sum_received"]["bits_per_second"]
+        .as_f64()
+        .or_else(|| end["sum"]["bits_per_second"].as_f64())
+        .unwrap_or_else(|| panic!("no receiver rate in {end}"));
+    bps / 1e6
+}
+
+/// Per-EIP bandwidth, shaped on the gateway both ways: iperf3 through a
+/// 10 Mbit/s EIP measures 9 to 10.5 Mbit/s into the VM and out of it, TCP
+/// and UDP, while an EIP without a limit beside it runs far faster at the
+/// same time; raising the limit during a transfer takes effect without
+/// breaking the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eip_bandwidth_is_shaped_both_ways_and_changes_live() {
+    assert!(
+        std::process::Command::new("iperf3")
+            .arg("--version")
+            .output()
+            .is_ok(),
+        "iperf3 is needed (.ci/run installs it)"
+    );
+    let mut lab = Lab::up("vcb").await;
+    let v1 = lab.vpc("v1", "10.0.0.0/16").await;
+    let sa = lab.subnet(&v1, "v1-a", "10.0.1.0/24").await;
+    let (x, _) = lab.vm("x", &sa, "h1").await;
+    let (y, _) = lab.vm("y", &sa, "h2").await;
+    let eip_for = |server: &Server, mbps: u32| {
+        let op = lab.op.clone();
+        let id = server.id.clone();
+        async move {
+            op.create_eip(&CreateEip {
+                bandwidth_mbps: mbps,
+                bind: Some(BindEip {
+                    target: EipTarget::Server(id),
+                    mode: EipMode::Nat,
+                    allow_reassociation: false,
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let limited = eip_for(&x, 10).await;
+    let free = eip_for(&y, vpcip_model::rules::MAX_BANDWIDTH_MBPS).await;
+    for (vm, port) in [("x", 5201), ("y", 5202)] {
+        let child = std::process::Command::new("ip")
+            .args(["netns", "exec", &lab.ns(vm), "iperf3", "-s", "-p"])
+            .arg(port.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        lab.w.adopt(child);
+    }
+    assert!(
+        eventually(Duration::from_secs(15), || lab.pings("client", limited.ip)
+            && lab.pings("client", free.ip)),
+        "the EIPs never answered"
+    );
+    // The gateway holds one class per limited EIP on both ends of the
+    // router's link (the unlimited one has none).
+    let router = format!("vpcr-{}", v1.id);
+    let classes = lab.w.exec(&router, &["tc", "class", "show", "dev", "up0"]);
+    assert_eq!(classes.lines().count(), 1, "{classes}");
+    assert!(classes.contains("rate 10Mbit"), "{classes}");
+
+    for udp in [false, true] {
+        for reverse in [false, true] {
+            // The unlimited EIP at the same time as the limited one.
+            let (client_free, ip) = (lab.ns("client"), free.ip.to_string());
+            let beside = std::thread::spawn(move || {
+                let mut cmd = std::process::Command::new("ip");
+                cmd.args([
+                    "netns",
+                    "exec",
+                    &client_free,
+                    "iperf3",
+                    "-c",
+                    &ip,
+                    "-p",
+                    "5202",
+                    "-t",
+                    "3",
+                    "-J",
+                ]);
+                if udp {
+                    cmd.args(["-u", "-b", "200M", "-l", "1200"]);
+                }
+                if reverse {
+                    cmd.arg("-R");
+                }
+                let out = cmd.output().unwrap();
+                serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+            });
+            let report = iperf3(&lab, limited.ip, 5201, udp, reverse, 4);
+            let got = received_mbps(&report);
+            let other = received_mbps(&beside.join().unwrap());
+            let what = format!(
+                "{} {}",
+                if udp { "UDP" } else { "TCP" },
+                if reverse {
+                    "out of the VM"
+                } else {
+                    "into the VM"
+                }
+            );
+            eprintln!("{what}: limited {got:.2} Mbit/s, unlimited beside it {other:.2} Mbit/s");
+            assert!(
+                (9.0..=10.5).contains(&got),
+                "{what} through the 10 Mbit/s EIP: {got:.2} Mbit/s"
+            );
+            assert!(
+                other > 40.0,
+                "{what}: the unlimited EIP beside it ran at {other:.2} Mbit/s"
+            );
+        }
+    }
+
+    // Raised to 20 Mbit/s two seconds into a six-second transfer: the same
+    // connection carries on, at the new rate.
+    let (client, ip) = (lab.ns("client"), limited.ip.to_string());
+    let run = std::thread::spawn(move || {
+        let out = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &client,
+                "iperf3",
+                "-c",
+                &ip,
+                "-p",
+                "5201",
+                "-t",
+                "6",
+                "-i",
+                "1",
+                "-J",
+                "--get-server-output",
+            ])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let out = cli(&lab, &["eip", "update", &limited.id, "--bandwidth", "20"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = run.join().unwrap();
+    assert!(report["error"].is_null(), "{report}");
+    // As the VM received it, second by second (the server's report:
+    // "[  5]   2.00-3.00   sec  2.21 MBytes  18.5 Mbits/sec").
+    let text = report["server_output_text"].as_str().unwrap_or_default();
+    let intervals: Vec<f64> = text
+        .lines()
+        .filter(|l| !l.contains("receiver") && !l.contains("sender"))
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let i = w.iter().position(|x| *x == "Mbits/sec")?;
+            let (a, b) = w.get(2)?.split_once('-')?;
+            let span = b.parse::<f64>().ok()? - a.parse::<f64>().ok()?;
+            ((span - 1.0).abs() < 0.01).then(|| w[i - 1].parse().ok())?
+        })
+        .collect();
+    eprintln!("10 → 20 Mbit/s after 2 s, per second: {intervals:.2?}");
+    assert!(intervals.len() >= 6, "{intervals:?}");
+    assert!(intervals[1] < 11.0, "before the change: {intervals:?}");
+    let after = (intervals[3] + intervals[4] + intervals[5]) / 3.0;
+    assert!(
+        (18.0..=21.0).contains(&after),
+        "after the change: {intervals:?}"
+    );
+
+    // No MTU/burst trap: at 1 Mbit/s full-size packets still pass (not
+    // dropped for being larger than a small bucket), at the rate.
+    let out = cli(&lab, &["eip", "update", &limited.id, "--bandwidth", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let full = (cloud::VM_MTU.parse::<usize>().unwrap() - 28).to_string();
+    assert!(
+        eventually(Duration::from_secs(10), || lab
+            .w
+            .exec(&router, &["tc", "class", "show", "dev", "up0"])
+            .contains("rate 1Mbit")),
+        "the limit did not change"
+    );
+    lab.w.exec(
+        "client",
+        &[
+            "ping",
+            "-c",
+            "3",
+            "-M",
+            "do",
+            "-s",
+            &full,
+            &limited.ip.to_string(),
+        ],
+    );
+    for reverse in [false, true] {
+        let got = received_mbps(&iperf3(&lab, limited.ip, 5201, false, reverse, 4));
+        eprintln!("TCP at 1 Mbit/s (reverse {reverse}): {got:.3} Mbit/s");
+        assert!(
+            (0.85..=1.1).contains(&got),
+            "TCP at 1 Mbit/s: {got:.3} Mbit/s"
+        );
+    }
+}
