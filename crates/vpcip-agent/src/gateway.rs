@@ -26,6 +26,7 @@ use vpcip_model::desired::{
     GatewayState, NatEntry, RouterSubnet, VpcRouter, router_ifname, router_link, router_links_block,
 };
 use vpcip_sys::SysError;
+use vpcip_sys::alg::AlgSets;
 use vpcip_sys::link::{
     FwRule, MAIN_TABLE, Net, RTPROT_VPCIP, Route, RouteKind, VXLAN_OVERHEAD, ipv4_sysctl,
 };
@@ -68,8 +69,22 @@ struct Memory {
 /// EIP → bandwidth class id (`1:<class>` as a priority).
 type ClassMap = BTreeMap<Ipv4Addr, u32>;
 
-/// A router's DNAT and SNAT maps and its class map (by source).
-type RouterNft = (NatMap, NatMap, ClassMap);
+/// A router's DNAT and SNAT maps, its class map (by source) and ALG sets.
+type RouterNft = (NatMap, NatMap, ClassMap, AlgSets);
+
+/// The ALG sets a router's EIPs give: each EIP with helpers, and the
+/// private address it maps to, in the sets of its helpers.
+fn alg_sets(router: &VpcRouter) -> AlgSets {
+    let mut out = AlgSets::new();
+    for e in &router.nat {
+        for a in &e.algs {
+            let set = out.entry(a.as_str().to_string()).or_default();
+            set.insert(e.eip);
+            set.insert(e.private_ip);
+        }
+    }
+    out
+}
 
 /// The node's steering map (EIP → router number), counted EIPs and class
 /// map (by destination).
@@ -472,18 +487,20 @@ impl GatewayReconciler {
     fn nat(&mut self, ns_name: &str, ns: &Path, router: &VpcRouter) -> Result<usize, String> {
         let desired: NatMap = router.nat.iter().map(|e| (e.eip, e.private_ip)).collect();
         let classes = class_map(router.nat.iter());
+        let algs = alg_sets(router);
         let seen = self.nat_seen.remove(ns_name);
         let (n, now) = in_netns(ns, || -> Result<_, SysError> {
             let mut table = NatTable::open()?;
             let generation = table.generation()?;
             let netns = netns_inode()?;
-            let (dnat, snat, have_classes) = match seen {
+            let (dnat, snat, have_classes, have_algs) = match seen {
                 Some(s) if s.generation == generation && s.netns == netns => s.state,
                 _ => {
                     table.ensure()?;
                     table.ensure_qos(EipIs::Source)?;
+                    table.ensure_alg()?;
                     let (dnat, snat) = table.read()?;
-                    (dnat, snat, table.read_classes()?)
+                    (dnat, snat, table.read_classes()?, table.read_algs()?)
                 }
             };
             let mut plan = plan_nat(&desired, &dnat, &snat);
@@ -498,16 +515,35 @@ impl GatewayReconciler {
                 + plan.snat.add.len()
                 + plan.snat.remove.len();
             table.apply(&plan)?;
-            let changed: BTreeSet<_> = plan.dnat.remove.iter().map(|(eip, _)| *eip).collect();
+            let n = n
+                + table.apply_classes(&have_classes, &classes)?
+                + table.apply_algs(&have_algs, &algs)?;
+            let mut changed: BTreeSet<_> = plan.dnat.remove.iter().map(|(eip, _)| *eip).collect();
+            // An EIP whose helpers changed starts its tracking afresh, so
+            // the helpers apply to its flows in progress too (a SIP phone
+            // keeps its UDP flow); TCP connections carry on.
+            let helpers_of = |sets: &AlgSets, ip: Ipv4Addr| -> Vec<String> {
+                sets.iter()
+                    .filter(|(_, s)| s.contains(&ip))
+                    .map(|(a, _)| a.clone())
+                    .collect()
+            };
+            changed.extend(
+                router
+                    .nat
+                    .iter()
+                    .map(|e| e.eip)
+                    .chain(have_algs.values().flatten().copied())
+                    .filter(|ip| helpers_of(&have_algs, *ip) != helpers_of(&algs, *ip)),
+            );
             if !changed.is_empty() {
                 let f = vpcip_sys::conntrack::forget(&changed)?;
                 tracing::info!(vpc = %router.vpc_id, seen = f.seen, deleted = f.deleted, "forgot the connections of changed EIPs");
             }
-            let n = n + table.apply_classes(&have_classes, &classes)?;
             let seen = Seen {
                 generation: table.generation()?,
                 netns,
-                state: (desired.clone(), snat_of(&desired), classes.clone()),
+                state: (desired.clone(), snat_of(&desired), classes.clone(), algs.clone()),
             };
             Ok((n, seen))
         })

@@ -210,7 +210,10 @@ async fn seeds_procedure_over_http(s: Server) {
     let e: Eip = t
         .patch(
             &format!("/v1/eips/{}", eip.id),
-            &UpdateEip { bandwidth_mbps: 20 },
+            &UpdateEip {
+                bandwidth_mbps: Some(20),
+                ..Default::default()
+            },
         )
         .await
         .unwrap();

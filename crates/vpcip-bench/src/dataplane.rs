@@ -95,6 +95,7 @@ fn vpcip_gateway(n: u32) -> anyhow::Result<f64> {
                     private_ip,
                     eip_id: String::new(),
                     shaping: None,
+                    algs: vec![],
                 })
                 .collect(),
             visible: vec![],

@@ -158,6 +158,9 @@ pub struct NatEntry {
     /// maximum, [`crate::rules::MAX_BANDWIDTH_MBPS`], is the line rate).
     #[serde(default)]
     pub shaping: Option<Shaping>,
+    /// The NAT helpers attached to its traffic.
+    #[serde(default)]
+    pub algs: Vec<Alg>,
 }
 
 /// An EIP's bandwidth limit, shaped in both directions on its router's
@@ -418,6 +421,7 @@ impl World<'_> {
                                 class,
                                 mbps: e.bandwidth_mbps,
                             }),
+                            algs: e.algs.clone(),
                         })
                     })
                     .collect();
@@ -595,6 +599,7 @@ mod tests {
             server_id: None,
             private_ip: private.map(|p| p.parse().unwrap()),
             vpc_id: vpc.map(Into::into),
+            algs: vec![],
         }
     }
 

@@ -340,6 +340,53 @@ pub struct Eip {
     #[schema(value_type = Option<String>)]
     pub private_ip: Option<Ipv4Addr>,
     pub vpc_id: Option<String>,
+    /// The NAT helpers attached to its traffic (NAT mode carries these
+    /// protocols' addresses in their payload).
+    #[serde(default)]
+    pub algs: Vec<Alg>,
+}
+
+/// A NAT helper (application-level gateway) the kernel has: it follows the
+/// protocol's control connection, lets its related connections through and
+/// rewrites the addresses it carries to the EIP.
+#[derive(
+    Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Alg {
+    /// FTP, active and passive (TCP 21).
+    Ftp,
+    /// SIP over UDP and TCP (5060), and its media.
+    Sip,
+    /// TFTP (UDP 69).
+    Tftp,
+    /// H.323: Q.931 (TCP 1720) and RAS (UDP 1719).
+    H323,
+}
+
+impl Alg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Alg::Ftp => "ftp",
+            Alg::Sip => "sip",
+            Alg::Tftp => "tftp",
+            Alg::H323 => "h323",
+        }
+    }
+}
+
+impl std::str::FromStr for Alg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "ftp" => Ok(Alg::Ftp),
+            "sip" => Ok(Alg::Sip),
+            "tftp" => Ok(Alg::Tftp),
+            "h323" => Ok(Alg::H323),
+            other => Err(format!("no NAT helper {other}: ftp, sip, tftp or h323")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
@@ -547,6 +594,9 @@ pub struct CreateEip {
     /// Bind at once (the seeds' `server-create-eip`).
     #[serde(default)]
     pub bind: Option<BindEip>,
+    /// NAT helpers for its traffic.
+    #[serde(default)]
+    pub algs: Vec<Alg>,
     #[serde(default)]
     pub client_token: Option<String>,
 }
@@ -564,8 +614,14 @@ pub struct BindEip {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[derive(Default)]
 pub struct UpdateEip {
-    pub bandwidth_mbps: u32,
+    /// A new bandwidth limit, Mbit/s.
+    #[serde(default)]
+    pub bandwidth_mbps: Option<u32>,
+    /// The NAT helpers, all of them (an empty list removes them).
+    #[serde(default)]
+    pub algs: Option<Vec<Alg>>,
 }
 
 /// The seeds' "EIP visible on the NIC" recipe in one call: allocate an EIP,

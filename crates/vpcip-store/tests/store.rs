@@ -118,17 +118,31 @@ async fn seeds_eip_lifecycle(s: &Store) {
 
     // Bandwidth, unbind, release.
     assert_eq!(
-        s.update_eip(&t1, &eip.id, &UpdateEip { bandwidth_mbps: 50 })
-            .await
-            .unwrap()
-            .bandwidth_mbps,
+        s.update_eip(
+            &t1,
+            &eip.id,
+            &UpdateEip {
+                bandwidth_mbps: Some(50),
+                ..Default::default()
+            }
+        )
+        .await
+        .unwrap()
+        .bandwidth_mbps,
         50
     );
     assert_eq!(
         code(
-            s.update_eip(&t1, &eip.id, &UpdateEip { bandwidth_mbps: 0 })
-                .await
-                .unwrap_err()
+            s.update_eip(
+                &t1,
+                &eip.id,
+                &UpdateEip {
+                    bandwidth_mbps: Some(0),
+                    ..Default::default()
+                }
+            )
+            .await
+            .unwrap_err()
         ),
         "invalid_argument"
     );

@@ -2,6 +2,7 @@
 //! entries over netlink, and network namespaces.
 //! Agents talk to the kernel only through here; no `ip`, `nft` or `tc`.
 
+pub mod alg;
 pub mod conntrack;
 pub mod counters;
 pub mod link;

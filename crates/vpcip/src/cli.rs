@@ -664,6 +664,10 @@ pub enum EipCmd {
         /// Name of the ENI --visible creates.
         #[arg(long)]
         eni_name: Option<String>,
+        /// NAT helpers for its traffic, e.g. --alg ftp,sip (ftp, sip, tftp,
+        /// h323).
+        #[arg(long = "alg", value_delimiter = ',')]
+        algs: Vec<vpcip_model::Alg>,
         /// EIP segment to allocate from.
         #[arg(long)]
         subnet: Option<String>,
@@ -685,11 +689,15 @@ pub enum EipCmd {
         allow_reassociation: bool,
     },
     Unbind(Key),
-    /// Change the bandwidth limit.
+    /// Change the bandwidth limit (live) or the NAT helpers.
     Update {
         id: String,
         #[arg(long)]
-        bandwidth: u32,
+        bandwidth: Option<u32>,
+        /// The NAT helpers, all of them: --alg ftp,sip; --alg none removes
+        /// them.
+        #[arg(long = "alg", value_delimiter = ',')]
+        algs: Option<Vec<String>>,
     },
     Release(Key),
     /// Does the physical network route this EIP to the gateway? Watches

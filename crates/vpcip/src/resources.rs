@@ -742,7 +742,13 @@ async fn eip(ctx: &Ctx, c: EipCmd) -> anyhow::Result<()> {
             ip,
             name,
             client_token,
+            algs,
         } => {
+            if visible && !algs.is_empty() {
+                bail!(
+                    "--alg is for NAT mode: a visible EIP is not translated, so the protocols need no helper"
+                );
+            }
             if visible {
                 let Some(server) = target.server else {
                     bail!("--visible builds an ENI for a server: give --server");
@@ -784,6 +790,7 @@ async fn eip(ctx: &Ctx, c: EipCmd) -> anyhow::Result<()> {
                 ip,
                 bandwidth_mbps: bandwidth,
                 bind,
+                algs,
                 client_token,
             };
             let e = ctx.client.create_eip(&req).await?;
@@ -813,13 +820,28 @@ async fn eip(ctx: &Ctx, c: EipCmd) -> anyhow::Result<()> {
             .action::<_, Eip>("eips", &k.id, "unbind", &serde_json::json!({}))
             .await
             .map(drop),
-        EipCmd::Update { id, bandwidth } => {
+        EipCmd::Update {
+            id,
+            bandwidth,
+            algs,
+        } => {
+            let algs = match algs {
+                None => None,
+                Some(v) if v == ["none"] => Some(vec![]),
+                Some(v) => Some(
+                    v.iter()
+                        .map(|a| a.parse::<Alg>())
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(anyhow::Error::msg)?,
+                ),
+            };
             let e: Eip = ctx
                 .client
                 .patch(
                     &format!("/v1/eips/{id}"),
                     &UpdateEip {
                         bandwidth_mbps: bandwidth,
+                        algs,
                     },
                 )
                 .await?;

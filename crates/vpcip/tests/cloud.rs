@@ -2005,3 +2005,271 @@ async fn eip_bandwidth_is_shaped_both_ways_and_changes_live() {
         );
     }
 }
+
+/// Starts `args` in VM `vm` as one of the world's processes, its output in
+/// `log` under the state directory.
+fn run_in(lab: &mut Lab, vm: &str, log: &str, args: &[&str]) -> usize {
+    let file = std::fs::File::create(cloud::state_dir(&lab.w).join(log)).unwrap();
+    let child = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.ns(vm)])
+        .args(args)
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    lab.w.adopt(child)
+}
+
+/// Sets an EIP's NAT helpers with the CLI and waits until the router has
+/// them.
+fn set_algs(lab: &Lab, eip: &Eip, router: &str, algs: &str, want: bool) {
+    let out = cli(lab, &["eip", "update", &eip.id, "--alg", algs]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || lab
+            .w
+            .exec(router, &["nft", "list", "table", "ip", "vpcip_alg"])
+            .contains(&eip.ip.to_string())
+            == want),
+        "the router's ALG sets did not follow"
+    );
+}
+
+/// NAT helpers per EIP: passive FTP through a NAT-mode EIP fails without
+/// the FTP helper (the server's PASV reply names its private address) and
+/// works with it, active too (vsftpd in the VM, curl outside); a SIP call
+/// (SIPp, both ends) gets an answer whose SDP names the EIP only with the
+/// SIP helper.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nat_helpers_make_ftp_and_sip_work_through_an_eip() {
+    for tool in ["vsftpd", "curl", "sipp"] {
+        assert!(
+            std::process::Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .output()
+                .unwrap()
+                .status
+                .success(),
+            "{tool} is needed (.ci/run installs it)"
+        );
+    }
+    let mut lab = Lab::up("vca").await;
+    let v1 = lab.vpc("v1", "10.0.0.0/16").await;
+    let sa = lab.subnet(&v1, "v1-a", "10.0.1.0/24").await;
+    let (x, nic) = lab.vm("x", &sa, "h1").await;
+    let eip = lab.eip_for(&x).await;
+    let router = format!("vpcr-{}", v1.id);
+    assert!(
+        eventually(Duration::from_secs(15), || lab.pings("client", eip.ip)),
+        "the EIP never answered"
+    );
+
+    // vsftpd in the VM, anonymous, a file to fetch.
+    let dir = cloud::state_dir(&lab.w).join("ftp");
+    let (root, empty) = (dir.join("root"), dir.join("empty"));
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::create_dir_all(&empty).unwrap();
+    std::fs::write(root.join("hello.txt"), "hello over ftp\n").unwrap();
+    for d in [&dir, &root, &empty] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let conf = dir.join("vsftpd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listen=YES\nlisten_ipv6=NO\nbackground=NO\nanonymous_enable=YES\nno_anon_password=YES\n\
+             anon_root={}\nftp_username=ftp\nsecure_chroot_dir={}\nseccomp_sandbox=NO\n\
+             pasv_enable=YES\npasv_min_port=30000\npasv_max_port=30009\nport_enable=YES\n\
+             connect_from_port_20=NO\nwrite_enable=NO\nxferlog_enable=NO\n",
+            root.display(),
+            empty.display()
+        ),
+    )
+    .unwrap();
+    run_in(
+        &mut lab,
+        "x",
+        "vsftpd.log",
+        &["vsftpd", &conf.display().to_string()],
+    );
+    let url = format!("ftp://{}/hello.txt", eip.ip);
+    let fetch = |lab: &Lab, active: bool| {
+        // Classic FTP: PASV and PORT, and the address the PASV reply
+        // names is the one connected to (curl skips it unless told).
+        let mut args = vec![
+            "curl",
+            "-s",
+            "--max-time",
+            "4",
+            "--disable-epsv",
+            "--disable-eprt",
+            "--no-ftp-skip-pasv-ip",
+        ];
+        if active {
+            args.extend(["-P", "-"]);
+        }
+        args.push(&url);
+        lab.w.try_exec("client", &args)
+    };
+    // The control connection works (the server greets): wait for vsftpd.
+    assert!(
+        eventually(Duration::from_secs(10), || lab
+            .w
+            .try_exec(
+                "client",
+                &[
+                    "curl",
+                    "-s",
+                    "--max-time",
+                    "2",
+                    "-I",
+                    &format!("ftp://{}/", eip.ip)
+                ]
+            )
+            .is_some()),
+        "vsftpd does not answer through the EIP"
+    );
+    // Without the helper: the PASV reply names 10.0.1.x, which the client
+    // cannot reach.
+    assert_eq!(
+        fetch(&lab, false),
+        None,
+        "passive FTP worked without the helper"
+    );
+    set_algs(&lab, &eip, &router, "ftp", true);
+    assert_eq!(
+        fetch(&lab, false).as_deref(),
+        Some("hello over ftp\n"),
+        "passive FTP through the EIP with the helper"
+    );
+    assert_eq!(
+        fetch(&lab, true).as_deref(),
+        Some("hello over ftp\n"),
+        "active FTP through the EIP with the helper"
+    );
+
+    // SIP: SIPp's answering end in the VM; the caller outside checks the
+    // answer's SDP for the EIP (check_it fails the call otherwise).
+    run_in(
+        &mut lab,
+        "x",
+        "sipp-uas.log",
+        &[
+            "sipp",
+            "-sn",
+            "uas",
+            "-i",
+            &nic.ip.to_string(),
+            "-p",
+            "5060",
+            "-nostdin",
+        ],
+    );
+    let scenario = dir.join("uac.xml");
+    std::fs::write(&scenario, SIP_CALLER.replace("EIP", &eip.ip.to_string())).unwrap();
+    let call = |lab: &Lab| {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &lab.ns("client"), "sipp"])
+            .arg(format!("{}:5060", eip.ip))
+            .args(["-sf", &scenario.display().to_string()])
+            .args(["-i", &CLIENT_IP.to_string(), "-p", "5070", "-m", "1"])
+            .args(["-timeout", "8s", "-nostdin", "-timeout_error"])
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            eprintln!(
+                "sipp: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        out.status.success()
+    };
+    set_algs(&lab, &eip, &router, "ftp", true);
+    assert!(
+        !call(&lab),
+        "the SIP answer named the EIP without the helper"
+    );
+    set_algs(&lab, &eip, &router, "ftp,sip", true);
+    assert!(
+        call(&lab),
+        "the SIP call through the EIP failed with the helper"
+    );
+    let listed = lab.w.exec(
+        &router,
+        &["nft", "list", "set", "ip", "vpcip_alg", "alg_sip"],
+    );
+    assert!(listed.contains(&nic.ip.to_string()), "{listed}");
+    // And off again.
+    set_algs(&lab, &eip, &router, "none", false);
+}
+
+/// A SIPp caller: INVITE the EIP, expect an answer whose SDP connection
+/// address is the EIP (the call fails otherwise), ACK, hang up.
+const SIP_CALLER: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="vpcip caller">
+  <send retrans="500">
+    <![CDATA[
+      INVITE sip:service@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: caller <sip:caller@[local_ip]:[local_port]>;tag=[call_number]
+      To: service <sip:service@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: sip:caller@[local_ip]:[local_port]
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 0
+      a=rtpmap:0 PCMU/8000
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="200" rtd="true">
+    <action>
+      <ereg regexp="c=IN IP4 EIP" search_in="msg" check_it="true" assign_to="sdp"/>
+    </action>
+  </recv>
+  <send>
+    <![CDATA[
+      ACK sip:service@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: caller <sip:caller@[local_ip]:[local_port]>;tag=[call_number]
+      To: service <sip:service@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Contact: sip:caller@[local_ip]:[local_port]
+      X-Answer-SDP: [$sdp]
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <pause milliseconds="200"/>
+  <send retrans="500">
+    <![CDATA[
+      BYE sip:service@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: caller <sip:caller@[local_ip]:[local_port]>;tag=[call_number]
+      To: service <sip:service@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 2 BYE
+      Contact: sip:caller@[local_ip]:[local_port]
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv response="200" crlf="true"/>
+</scenario>
+"#;

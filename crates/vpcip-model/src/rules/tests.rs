@@ -98,6 +98,7 @@ fn eip(addr: &str) -> Eip {
         server_id: None,
         private_ip: None,
         vpc_id: None,
+        algs: vec![],
     }
 }
 

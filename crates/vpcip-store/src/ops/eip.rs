@@ -11,6 +11,14 @@ use super::network::{default_sg_name, insert_subnet, must_own};
 use crate::db::{Claim, Resource, Scope, Tx, new_id};
 use crate::{Store, StoreError};
 
+/// The helpers, each once, in order.
+fn dedup(algs: &[Alg]) -> Vec<Alg> {
+    let mut v = algs.to_vec();
+    v.sort();
+    v.dedup();
+    v
+}
+
 /// Unbinds whatever EIP is bound to `target_id` (a NIC or VIP), keeping the
 /// EIP allocated.
 pub(crate) async fn unbind_target(tx: &mut Tx, target_id: &str) -> Result<(), StoreError> {
@@ -312,6 +320,7 @@ impl Store {
             server_id: None,
             private_ip: None,
             vpc_id: None,
+            algs: dedup(&req.algs),
         };
         if let Some(b) = &req.bind {
             bind_in(tx, scope, &mut eip, b).await?;
@@ -361,12 +370,26 @@ impl Store {
         key: &str,
         req: &UpdateEip,
     ) -> Result<Eip, StoreError> {
-        rules::check_bandwidth(req.bandwidth_mbps)?;
+        if let Some(b) = req.bandwidth_mbps {
+            rules::check_bandwidth(b)?;
+        }
+        if req.bandwidth_mbps.is_none() && req.algs.is_none() {
+            return Err(RuleError::invalid(
+                "bandwidth_mbps",
+                "nothing to change: give bandwidth_mbps or algs",
+            )
+            .into());
+        }
         self.retry(|| async {
             let mut tx = self.db.begin().await?;
             let mut eip: Eip = tx.find(scope, key, true).await?;
             must_own(scope, &eip.tenant, "this EIP")?;
-            eip.bandwidth_mbps = req.bandwidth_mbps;
+            if let Some(b) = req.bandwidth_mbps {
+                eip.bandwidth_mbps = b;
+            }
+            if let Some(a) = &req.algs {
+                eip.algs = dedup(a);
+            }
             tx.update(&eip).await?;
             tx.commit().await?;
             Ok(eip)
@@ -464,6 +487,7 @@ impl Store {
                         ip: req.ip,
                         bandwidth_mbps: req.bandwidth_mbps,
                         bind: None,
+                        algs: vec![],
                         client_token: None,
                     },
                 )
