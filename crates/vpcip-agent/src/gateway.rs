@@ -675,19 +675,17 @@ impl GatewayReconciler {
 
 /// Which MAC each router resolves its VPC's VIPs to: (router namespace,
 /// VPC, VIPs) in, holders out.
-pub fn read_vip_holders(
-    routers: &[(PathBuf, String, Vec<Ipv4Addr>)],
-) -> Vec<vpcip_model::desired::VipHolder> {
+pub fn read_vip_holders(routers: &[crate::RouterView]) -> Vec<vpcip_model::desired::VipHolder> {
     let mut out = Vec::new();
-    for (ns, vpc, vips) in routers {
-        if vips.is_empty() || !ns.exists() {
+    for r in routers {
+        if r.vips.is_empty() || !r.netns.exists() {
             continue;
         }
-        if let Ok(neigh) = on(ns, |net| net.neighbours()) {
+        if let Ok(neigh) = on(&r.netns, |net| net.neighbours()) {
             for (ip, mac) in neigh {
-                if vips.contains(&ip) {
+                if r.vips.contains(&ip) {
                     out.push(vpcip_model::desired::VipHolder {
-                        vpc_id: vpc.clone(),
+                        vpc_id: r.vpc_id.clone(),
                         ip,
                         mac,
                     });
@@ -700,24 +698,53 @@ pub fn read_vip_holders(
     out
 }
 
-/// The node's per-EIP counters.
-pub fn read_counters(node: &Path) -> Result<Vec<vpcip_model::desired::EipTraffic>, String> {
-    in_netns(node, || -> Result<_, SysError> {
+/// The node's per-EIP counters, with the packets each EIP's bandwidth
+/// limit dropped (its HTB class's drops on the router link's two ends).
+pub fn read_counters(
+    node: &Path,
+    routers: &[crate::RouterView],
+) -> Result<Vec<vpcip_model::desired::EipTraffic>, String> {
+    let counts = in_netns(node, || -> Result<_, SysError> {
         NatTable::open()?.read_counters()
     })
     .and_then(|r| r)
-    .map(|m| {
-        m.into_iter()
-            .map(|(eip, c)| vpcip_model::desired::EipTraffic {
+    .map_err(|e| e.to_string())?;
+    let mut drops: BTreeMap<Ipv4Addr, (u64, u64)> = BTreeMap::new();
+    for r in routers
+        .iter()
+        .filter(|r| !r.classes.is_empty() && r.netns.exists())
+    {
+        let vr = router_ifname(&r.vpc_id);
+        let class_drops = |ns: &Path, ifname: &str| {
+            on(ns, |net| match net.link(ifname)? {
+                Some(l) => net.htb_classes(l.index),
+                None => Ok(BTreeMap::new()),
+            })
+            .unwrap_or_default()
+        };
+        let inbound = class_drops(node, &vr);
+        let outbound = class_drops(&r.netns, UPLINK);
+        for (class, eip) in &r.classes {
+            let d = drops.entry(*eip).or_default();
+            d.0 = inbound.get(class).map_or(0, |c| c.drops);
+            d.1 = outbound.get(class).map_or(0, |c| c.drops);
+        }
+    }
+    Ok(counts
+        .into_iter()
+        .map(|(eip, c)| {
+            let (drops_in, drops_out) = drops.get(&eip).copied().unwrap_or_default();
+            vpcip_model::desired::EipTraffic {
                 eip,
                 packets_in: c.packets_in,
                 bytes_in: c.bytes_in,
                 packets_out: c.packets_out,
                 bytes_out: c.bytes_out,
-            })
-            .collect()
-    })
-    .map_err(|e| e.to_string())
+                drops_in,
+                drops_out,
+            }
+        })
+        .collect())
 }
 
 /// Makes `want` the only IPv4 address of a link.

@@ -7,6 +7,7 @@
 
 pub mod gateway;
 pub mod host;
+pub mod metrics;
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -30,6 +31,8 @@ pub struct AgentConfig {
     pub resync: Duration,
     /// Where the agent keeps what it saw of the kernel across restarts.
     pub state_dir: std::path::PathBuf,
+    /// Where the reconcile loop records its metrics.
+    pub metrics: std::sync::Arc<metrics::AgentMetrics>,
 }
 
 async fn register(client: &Client, cfg: &AgentConfig) -> Agent {
@@ -51,8 +54,15 @@ async fn register(client: &Client, cfg: &AgentConfig) -> Agent {
     }
 }
 
-/// A router's namespace, its VPC and the VPC's VIPs.
-type RouterVips = (std::path::PathBuf, String, Vec<Ipv4Addr>);
+/// What the counters reader needs of a router: its namespace, its VPC, the
+/// VPC's VIPs and each limited EIP's bandwidth class.
+#[derive(Clone)]
+pub struct RouterView {
+    pub netns: std::path::PathBuf,
+    pub vpc_id: String,
+    pub vips: Vec<Ipv4Addr>,
+    pub classes: Vec<(u16, Ipv4Addr)>,
+}
 
 /// How often a gateway reports its per-EIP counters (those that changed).
 pub const COUNTERS_PERIOD: Duration = Duration::from_secs(2);
@@ -64,18 +74,19 @@ async fn report_counters(
     client: Client,
     agent_id: String,
     node: std::path::PathBuf,
-    routers: tokio::sync::watch::Receiver<Vec<RouterVips>>,
+    routers: tokio::sync::watch::Receiver<Vec<RouterView>>,
 ) {
     let mut sent: std::collections::BTreeMap<Ipv4Addr, EipTraffic> = Default::default();
     let mut sent_holders: Option<Vec<VipHolder>> = None;
+    let mut sent_programmed: Option<Vec<Ipv4Addr>> = None;
     let mut period = COUNTERS_PERIOD;
     loop {
         tokio::time::sleep(period).await;
         let node = node.clone();
         let started = std::time::Instant::now();
-        let with_vips = routers.borrow().clone();
+        let views = routers.borrow().clone();
         let read = tokio::task::spawn_blocking(move || {
-            gateway::read_counters(&node).map(|c| (c, gateway::read_vip_holders(&with_vips)))
+            gateway::read_counters(&node, &views).map(|c| (c, gateway::read_vip_holders(&views)))
         })
         .await;
         // Reading counters costs more with many EIPs (the kernel's set
@@ -94,9 +105,11 @@ async fn report_counters(
             .filter(|c| sent.get(&c.eip) != Some(c))
             .copied()
             .collect();
+        let programmed: Vec<Ipv4Addr> = now.iter().map(|c| c.eip).collect();
         let report = CountersReport {
             counters: changed,
             vip_holders: (sent_holders.as_ref() != Some(&holders)).then(|| holders.clone()),
+            programmed: (sent_programmed.as_ref() != Some(&programmed)).then(|| programmed.clone()),
         };
         match client
             .post::<_, ()>(&format!("/v1/agents/{agent_id}/counters"), &report)
@@ -105,11 +118,13 @@ async fn report_counters(
             Ok(()) => {
                 sent = now.into_iter().map(|c| (c.eip, c)).collect();
                 sent_holders = Some(holders);
+                sent_programmed = Some(programmed);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot report counters");
                 sent.clear();
                 sent_holders = None;
+                sent_programmed = None;
             }
         }
     }
@@ -154,20 +169,27 @@ pub async fn run(client: Client, cfg: AgentConfig) -> ! {
                 continue;
             }
         };
+        let m = &cfg.metrics;
+        m.desired_revision.set(desired.revision);
+        m.revision_lag
+            .set(applied.map_or(0, |a| (desired.revision - a).max(0)));
         let started = std::time::Instant::now();
         if let Some(g) = &desired.gateway {
-            let list: Vec<RouterVips> = g
+            let list: Vec<RouterView> = g
                 .routers
                 .iter()
-                .map(|r| {
-                    (
-                        vpcip_sys::netns::named(&gateway::router_netns(
-                            &cfg.netns_prefix,
-                            &r.vpc_id,
-                        )),
-                        r.vpc_id.clone(),
-                        r.vips.clone(),
-                    )
+                .map(|r| RouterView {
+                    netns: vpcip_sys::netns::named(&gateway::router_netns(
+                        &cfg.netns_prefix,
+                        &r.vpc_id,
+                    )),
+                    vpc_id: r.vpc_id.clone(),
+                    vips: r.vips.clone(),
+                    classes: r
+                        .nat
+                        .iter()
+                        .filter_map(|e| e.shaping.map(|s| (s.class, e.eip)))
+                        .collect(),
                 })
                 .collect();
             let _ = routers_tx.send(list);
@@ -178,6 +200,10 @@ pub async fn run(client: Client, cfg: AgentConfig) -> ! {
             _ => Ok(gateway::Summary::default()),
         };
         pending = result.as_ref().is_ok_and(|s| s.pending);
+        m.reconcile_seconds.observe(started.elapsed().as_secs_f64());
+        if result.is_err() {
+            m.reconcile_errors.inc();
+        }
         let error = match &result {
             Ok(s) => {
                 if s.changed > 0 {
@@ -206,5 +232,7 @@ pub async fn run(client: Client, cfg: AgentConfig) -> ! {
             tracing::warn!(error = %e, "cannot report to the controller");
         }
         applied = Some(desired.revision);
+        m.applied_revision.set(desired.revision);
+        m.revision_lag.set(0);
     }
 }

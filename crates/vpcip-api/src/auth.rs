@@ -17,29 +17,42 @@ impl FromRequestParts<App> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <token>"))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| ApiError::unauthorized("Authorization must be: Bearer <token>"))?;
-        let hash = token_hash(token);
-        if app
-            .operator_token_hash
-            .as_deref()
-            .is_some_and(|h| constant_time_eq(h.as_bytes(), hash.as_bytes()))
+        let caller = authenticate(parts, app).await?;
+        if let Some(slot) = parts.extensions.get::<crate::metrics::CallerSlot>()
+            && let Ok(mut s) = slot.0.lock()
         {
-            return Ok(Caller(Scope::Operator));
+            *s = Some(match &caller.0 {
+                Scope::Operator => "operator".to_string(),
+                Scope::Tenant(t) => t.clone(),
+            });
         }
-        match app.store.authenticate(token).await? {
-            Some(tenant) => Ok(Caller(Scope::Tenant(tenant))),
-            None => Err(ApiError::unauthorized("unknown token")),
-        }
+        Ok(caller)
+    }
+}
+
+async fn authenticate(parts: &mut Parts, app: &App) -> Result<Caller, ApiError> {
+    let header = parts
+        .headers
+        .get(AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <token>"))?;
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::unauthorized("Authorization must be: Bearer <token>"))?;
+    let hash = token_hash(token);
+    if app
+        .operator_token_hash
+        .as_deref()
+        .is_some_and(|h| constant_time_eq(h.as_bytes(), hash.as_bytes()))
+    {
+        return Ok(Caller(Scope::Operator));
+    }
+    match app.store.authenticate(token).await? {
+        Some(tenant) => Ok(Caller(Scope::Tenant(tenant))),
+        None => Err(ApiError::unauthorized("unknown token")),
     }
 }
 

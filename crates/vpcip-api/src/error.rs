@@ -65,6 +65,8 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Rule(r) => r.into(),
             StoreError::Retry | StoreError::Db(_) => {
+                crate::metrics::STORE_UNAVAILABLE
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::error!(error = ?e, "store error");
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -73,6 +75,7 @@ impl From<StoreError> for ApiError {
                 )
             }
             StoreError::Corrupt(_) | StoreError::Config(_) => {
+                crate::metrics::STORE_INTERNAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::error!(error = %e, "store inconsistency");
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,

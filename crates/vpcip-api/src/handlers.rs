@@ -594,3 +594,24 @@ impl FromRequestParts<App> for WatchQuery {
             .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
     }
 }
+
+/// Prometheus metrics (OpenMetrics text; no token): see [`crate::metrics`].
+pub async fn metrics_page(State(app): State<App>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            crate::metrics::CONTENT_TYPE,
+        )],
+        crate::metrics::render(&app).await,
+    )
+        .into_response()
+}
+
+/// The system at a glance: the revision, each agent's health and lag, and
+/// the EIPs whose data plane differs from the desired state (operator).
+#[utoipa::path(get, path = "/v1/status", tag = "agents",
+    responses((status = 200, body = vpcip_model::desired::SystemStatus), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn system_status(State(app): State<App>, Caller(scope): Caller) -> ApiResult<Response> {
+    Ok(ok(app.store.status(&scope).await?))
+}

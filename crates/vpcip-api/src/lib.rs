@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod error;
 pub mod handlers;
+pub mod metrics;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -22,6 +23,7 @@ pub struct App {
     pub store: Store,
     /// SHA-256 of the operator's token; no operator access when absent.
     pub operator_token_hash: Option<String>,
+    pub metrics: std::sync::Arc<metrics::ApiMetrics>,
 }
 
 impl App {
@@ -29,6 +31,7 @@ impl App {
         App {
             store,
             operator_token_hash: operator_token.filter(|t| !t.is_empty()).map(token_hash),
+            metrics: Default::default(),
         }
     }
 }
@@ -49,6 +52,7 @@ impl App {
         list_vips, show_vip, create_vip, delete_vip, bind_vip, unbind_vip,
         list_eips, show_eip, create_eip, create_visible_eip, release_eip, bind_eip, unbind_eip, update_eip,
         register_agent, list_agents, report_agent, report_counters, eip_counters, vip_holder, watch_desired,
+        system_status,
     ),
     modifiers(&BearerAuth),
 )]
@@ -73,8 +77,11 @@ pub fn openapi_json() -> String {
 
 pub fn router(app: App) -> Router {
     let doc = openapi_json();
+    let metrics = app.metrics.clone();
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_page))
+        .route("/v1/status", get(system_status))
         .route(
             "/openapi.json",
             get(move || async move { ([("content-type", "application/json")], doc) }),
@@ -139,6 +146,10 @@ pub fn router(app: App) -> Router {
         .route("/v1/eips/{id}/counters", get(eip_counters))
         .route("/v1/vips/{id}/holder", get(vip_holder))
         .route("/v1/agents/{id}/desired", get(watch_desired))
+        .route_layer(axum::middleware::from_fn_with_state(
+            metrics,
+            metrics::track,
+        ))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(app)

@@ -133,6 +133,14 @@ pub fn start_agent(
         .append(true)
         .open(dir.join(format!("agent-{node}.log")))
         .ok();
+    // Its metrics on a free loopback port, written down for the tests
+    // (see [`agent_metrics_url`]).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0);
+    let metrics = format!("127.0.0.1:{port}");
+    let _ = std::fs::write(dir.join(format!("agent-{node}.metrics")), &metrics);
     let child = Command::new(bin)
         .args([
             "agent",
@@ -142,6 +150,8 @@ pub fn start_agent(
             node,
             "--underlay-ip",
             underlay,
+            "--metrics-listen",
+            &metrics,
         ])
         .args(["--netns", &w.ns(node), "--netns-prefix", &w.prefix])
         .args(["--resync", &resync_secs.to_string()])
@@ -155,6 +165,13 @@ pub fn start_agent(
         .spawn()
         .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
     w.adopt(child)
+}
+
+/// Where agent `node` of the world serves its metrics.
+pub fn agent_metrics_url(w: &World, node: &str) -> Option<String> {
+    std::fs::read_to_string(state_dir(w).join(format!("agent-{node}.metrics")))
+        .ok()
+        .map(|a| format!("http://{}/metrics", a.trim()))
 }
 
 /// Starts the three [`AGENTS`]; returns their indexes among the world's

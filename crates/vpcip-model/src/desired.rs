@@ -43,6 +43,50 @@ pub struct Agent {
     pub error: Option<String>,
 }
 
+/// The system at a glance (`GET /v1/status`, `vpcip status`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SystemStatus {
+    /// The desired state's revision now.
+    pub revision: i64,
+    /// Unix seconds when the status was read.
+    pub now: i64,
+    pub agents: Vec<AgentStatus>,
+    /// Bound EIPs.
+    pub bound_eips: usize,
+    /// EIPs the gateways' data planes hold, as last reported.
+    pub programmed_eips: usize,
+    /// EIPs whose data plane differs from the desired state.
+    pub differing: Vec<EipDrift>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AgentStatus {
+    #[serde(flatten)]
+    pub agent: Agent,
+    /// Revisions behind the desired state.
+    pub lag: i64,
+    pub healthy: bool,
+}
+
+/// An EIP whose data plane differs from what is desired.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct EipDrift {
+    #[schema(value_type = String)]
+    pub eip: Ipv4Addr,
+    /// Its ID, when it is an EIP.
+    pub eip_id: Option<String>,
+    /// `not_programmed`: bound, but no gateway holds it; `not_bound`: a
+    /// gateway holds it, but it is not bound (or no longer an EIP).
+    pub problem: String,
+}
+
+/// An EIP's traffic and the gateway that counted it (for metrics).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CountedTraffic {
+    pub gateway: String,
+    pub traffic: EipTraffic,
+}
+
 /// An agent is healthy when it reported within this many seconds.
 pub const AGENT_HEALTH_SECONDS: i64 = 30;
 
@@ -81,6 +125,11 @@ pub struct EipTraffic {
     /// From the EIP out to the physical network.
     pub packets_out: u64,
     pub bytes_out: u64,
+    /// Packets its bandwidth limit dropped, towards the EIP and from it.
+    #[serde(default)]
+    pub drops_in: u64,
+    #[serde(default)]
+    pub drops_out: u64,
 }
 
 impl EipTraffic {
@@ -91,6 +140,8 @@ impl EipTraffic {
             bytes_in: 0,
             packets_out: 0,
             bytes_out: 0,
+            drops_in: 0,
+            drops_out: 0,
         }
     }
 }
@@ -105,6 +156,12 @@ pub struct CountersReport {
     /// All of the agent's VIP holders, when they changed; absent otherwise.
     #[serde(default)]
     pub vip_holders: Option<Vec<VipHolder>>,
+    /// Every EIP the gateway's data plane holds (steers and counts), when
+    /// that changed; absent otherwise. `vpcip status` compares it with the
+    /// bound EIPs.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub programmed: Option<Vec<Ipv4Addr>>,
 }
 
 /// The MAC a VPC router last resolved a VIP to.

@@ -116,6 +116,15 @@ const MIGRATIONS: &[&str] = &[
         agent_id TEXT NOT NULL,
         PRIMARY KEY (vpc_id, ip)
     )",
+    // Packets each EIP's bandwidth limit dropped, both ways.
+    "ALTER TABLE eip_counters ADD COLUMN drops_in BIGINT NOT NULL DEFAULT 0",
+    "ALTER TABLE eip_counters ADD COLUMN drops_out BIGINT NOT NULL DEFAULT 0",
+    // The EIPs each gateway's data plane holds, as it last reported them.
+    "CREATE TABLE gateway_eips (
+        agent_id TEXT NOT NULL,
+        ip BIGINT NOT NULL,
+        PRIMARY KEY (agent_id, ip)
+    )",
 ];
 
 /// What the store knows how to keep: every resource kind of the model.

@@ -128,6 +128,7 @@ pub async fn run(args: AllinoneArgs) -> anyhow::Result<()> {
     let resync = Duration::from_secs(args.resync.max(1));
     if !args.no_gateway {
         let cfg = vpcip_agent::AgentConfig {
+            metrics: Default::default(),
             name: args.name.clone(),
             role: AgentRole::Gateway,
             underlay_ip: args.underlay_ip,
@@ -140,6 +141,7 @@ pub async fn run(args: AllinoneArgs) -> anyhow::Result<()> {
         tokio::spawn(vpcip_agent::run(client, cfg));
     }
     let cfg = vpcip_agent::AgentConfig {
+        metrics: Default::default(),
         name: format!("{}-host", args.name),
         role: AgentRole::Host,
         underlay_ip: HOST_SIDE,

@@ -257,10 +257,19 @@ pub struct AgentArgs {
     /// [default: /run/vpcip/agent-<name>].
     #[arg(long)]
     pub state_dir: Option<std::path::PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g.
+    /// 127.0.0.1:9697).
+    #[arg(long)]
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Subcommand)]
 pub enum Resource {
+    /// The system at a glance (operator): the controller's revision, each
+    /// gateway and host with its health and revision lag, and the EIPs
+    /// whose data plane differs from the desired state. Exits 3 when
+    /// something is wrong.
+    Status,
     /// Failure domains (operator).
     #[command(subcommand)]
     Zone(ZoneCmd),

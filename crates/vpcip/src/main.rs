@@ -137,7 +137,28 @@ async fn agent(
             .state_dir
             .clone()
             .unwrap_or_else(|| format!("/run/vpcip/agent-{}", args.name).into()),
+        metrics: Default::default(),
     };
+    if let Some(listen) = &args.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("listen on {listen} for metrics"))?;
+        tracing::info!(listen = %listener.local_addr()?, "agent metrics at /metrics");
+        let metrics = cfg.metrics.clone();
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    (
+                        [("content-type", vpcip_api::metrics::CONTENT_TYPE)],
+                        metrics.render(),
+                    )
+                }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+    }
     vpcip_agent::run(client, cfg).await
 }
 

@@ -24,6 +24,12 @@ impl Drop for Server {
 }
 
 fn start() -> Server {
+    start_with(&[])
+}
+
+/// A server with extra global arguments (e.g. `--log-format json`); its
+/// log goes to `server.log` in its directory.
+fn start_with(extra: &[&str]) -> Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -31,12 +37,15 @@ fn start() -> Server {
         .port();
     let dir = std::env::temp_dir().join(format!("vpcip-cli-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    let log = std::fs::File::create(dir.join("server.log")).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_vpcip"))
+        .args(extra)
         .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--db"])
         .arg(format!("sqlite://{}/vpcip.db", dir.display()))
         .env("VPCIP_OPERATOR_TOKEN", OPERATOR)
+        .env("RUST_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap();
     let s = Server {
@@ -212,4 +221,84 @@ fn cli_session() {
             "--help lacks {c}: {help}"
         );
     }
+}
+
+/// `--log-format json`: one JSON line per API mutation, naming the method,
+/// route, resource, tenant and result; refusals too. `/metrics` needs no
+/// token and times the requests by route and status.
+#[test]
+fn mutations_are_logged_as_json_and_requests_timed() {
+    let s = start_with(&["--log-format", "json"]);
+    ok(&cli(&s, OPERATOR, &["zone", "create", "z-log"]));
+    let again = cli(&s, OPERATOR, &["zone", "create", "z-log"]);
+    assert_eq!(again.status.code(), Some(2));
+    let token: serde_json::Value = serde_json::from_str(&ok(&cli(
+        &s,
+        OPERATOR,
+        &["-o", "json", "token", "create", "--tenant", "acme"],
+    )))
+    .unwrap();
+    let secret = token["secret"].as_str().unwrap().to_string();
+    // A tenant's refused mutation (the zone is the operator's to delete).
+    let _ = cli(&s, &secret, &["zone", "delete", "z-log"]);
+    std::thread::sleep(Duration::from_millis(200));
+    let log = std::fs::read_to_string(s.dir.join("server.log")).unwrap();
+    let audit: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "vpcip::audit")
+        .collect();
+    let find = |route: &str, method: &str, result: &str, tenant: &str| {
+        audit.iter().any(|v| {
+            let f = &v["fields"];
+            f["route"] == route
+                && f["method"] == method
+                && f["result"] == result
+                && f["tenant"] == tenant
+        })
+    };
+    assert!(find("/v1/zones", "POST", "ok", "operator"), "{log}");
+    assert!(find("/v1/zones", "POST", "refused", "operator"), "{log}");
+    assert!(find("/v1/zones/{id}", "DELETE", "refused", "acme"), "{log}");
+    let created = audit
+        .iter()
+        .find(|v| v["fields"]["route"] == "/v1/zones")
+        .unwrap();
+    assert_eq!(created["fields"]["resource"], "/v1/zones", "{created}");
+    assert_eq!(created["fields"]["status"], 201, "{created}");
+
+    // /metrics without a token.
+    let port = s.url.rsplit(':').next().unwrap();
+    let page = http_get_local(port.parse().unwrap(), "/metrics");
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("application/openmetrics-text"), "{page}");
+    assert!(
+        page.contains(
+            "vpcip_api_request_duration_seconds_count{method=\"POST\",route=\"/v1/zones\",status=\"201\"} 1"
+        ),
+        "{page}"
+    );
+    assert!(
+        page.contains("vpcip_api_request_duration_seconds_count{method=\"POST\",route=\"/v1/zones\",status=\"409\"} 1"),
+        "{page}"
+    );
+    assert!(
+        page.contains("vpcip_store_errors_total{kind=\"unavailable\"} 0"),
+        "{page}"
+    );
+    assert!(page.trim_end().ends_with("# EOF"), "{page}");
+}
+
+/// A plain HTTP/1.1 GET on loopback; the whole answer.
+fn http_get_local(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        c,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    out
 }

@@ -122,10 +122,11 @@ impl Store {
         for c in &report.counters {
             let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
             tx.write_quiet(
-                "INSERT INTO eip_counters (ip, agent_id, packets_in, bytes_in, packets_out, bytes_out) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (ip) DO UPDATE SET agent_id = excluded.agent_id, \
+                "INSERT INTO eip_counters (ip, agent_id, packets_in, bytes_in, packets_out, bytes_out, drops_in, drops_out) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (ip) DO UPDATE SET agent_id = excluded.agent_id, \
                  packets_in = excluded.packets_in, bytes_in = excluded.bytes_in, \
-                 packets_out = excluded.packets_out, bytes_out = excluded.bytes_out",
+                 packets_out = excluded.packets_out, bytes_out = excluded.bytes_out, \
+                 drops_in = excluded.drops_in, drops_out = excluded.drops_out",
                 &[
                     u32::from(c.eip).into(),
                     agent.id().into(),
@@ -133,9 +134,25 @@ impl Store {
                     n(c.bytes_in).into(),
                     n(c.packets_out).into(),
                     n(c.bytes_out).into(),
+                    n(c.drops_in).into(),
+                    n(c.drops_out).into(),
                 ],
             )
             .await?;
+        }
+        if let Some(eips) = &report.programmed {
+            tx.write_quiet(
+                "DELETE FROM gateway_eips WHERE agent_id = $1",
+                &[agent.id().into()],
+            )
+            .await?;
+            for ip in eips {
+                tx.write_quiet(
+                    "INSERT INTO gateway_eips (agent_id, ip) VALUES ($1, $2)",
+                    &[agent.id().into(), u32::from(*ip).into()],
+                )
+                .await?;
+            }
         }
         if let Some(holders) = &report.vip_holders {
             tx.write_quiet(
@@ -176,7 +193,7 @@ impl Store {
         let eip: Eip = tx.find(scope, key, false).await?;
         let rows = tx
             .rows(
-                "SELECT c.agent_id, c.packets_in, c.bytes_in, c.packets_out, c.bytes_out, r.at \
+                "SELECT c.agent_id, c.packets_in, c.bytes_in, c.packets_out, c.bytes_out, r.at, c.drops_in, c.drops_out \
                  FROM eip_counters c LEFT JOIN counter_reports r ON r.agent_id = c.agent_id WHERE c.ip = $1",
                 &[u32::from(eip.ip).into()],
             )
@@ -196,6 +213,8 @@ impl Store {
             out.traffic.packets_out = n(r.int(3)?);
             out.traffic.bytes_out = n(r.int(4)?);
             out.as_of = r.int(5).unwrap_or(0);
+            out.traffic.drops_in = n(r.int(6)?);
+            out.traffic.drops_out = n(r.int(7)?);
         }
         tx.commit().await?;
         Ok(out)
@@ -259,6 +278,108 @@ impl Store {
             }
         }
         Ok(agents)
+    }
+
+    /// Every EIP's counters with the gateway that counted them.
+    pub async fn counted_traffic(&self) -> Result<Vec<desired::CountedTraffic>, StoreError> {
+        let mut tx = self.db.begin_read().await?;
+        let agents: Vec<Agent> = tx.all().await?;
+        let rows = tx
+            .rows(
+                "SELECT ip, agent_id, packets_in, bytes_in, packets_out, bytes_out, drops_in, drops_out \
+                 FROM eip_counters ORDER BY ip",
+                &[],
+            )
+            .await?;
+        tx.commit().await?;
+        let n = |v: i64| u64::try_from(v).unwrap_or(0);
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let agent = r.text(1)?;
+            out.push(desired::CountedTraffic {
+                gateway: agents
+                    .iter()
+                    .find(|a| a.id == agent)
+                    .map_or(agent, |a| a.name.clone()),
+                traffic: desired::EipTraffic {
+                    eip: std::net::Ipv4Addr::from(r.int(0)? as u32),
+                    packets_in: n(r.int(2)?),
+                    bytes_in: n(r.int(3)?),
+                    packets_out: n(r.int(4)?),
+                    bytes_out: n(r.int(5)?),
+                    drops_in: n(r.int(6)?),
+                    drops_out: n(r.int(7)?),
+                },
+            });
+        }
+        Ok(out)
+    }
+
+    /// The system at a glance: the revision, each agent's health and lag,
+    /// and the EIPs whose data plane (as the gateways last reported it)
+    /// differs from the bindings.
+    pub async fn status(&self, scope: &Scope) -> Result<desired::SystemStatus, StoreError> {
+        let agents = self.agents(scope).await?;
+        let mut tx = self.db.begin_read().await?;
+        let revision = tx
+            .rows("SELECT value FROM revision WHERE id = 1", &[])
+            .await?
+            .first()
+            .ok_or_else(|| StoreError::Corrupt("no revision row".into()))?
+            .int(0)?;
+        let eips: Vec<Eip> = tx.all().await?;
+        let programmed_rows = tx.rows("SELECT DISTINCT ip FROM gateway_eips", &[]).await?;
+        let reported = tx
+            .count("SELECT COUNT(*) FROM counter_reports", &[])
+            .await?;
+        tx.commit().await?;
+        let mut programmed = std::collections::BTreeSet::new();
+        for r in programmed_rows {
+            programmed.insert(std::net::Ipv4Addr::from(r.int(0)? as u32));
+        }
+        let bound: std::collections::BTreeMap<std::net::Ipv4Addr, &Eip> = eips
+            .iter()
+            .filter(|e| e.private_ip.is_some())
+            .map(|e| (e.ip, e))
+            .collect();
+        let mut differing = Vec::new();
+        // Until a gateway has reported, nothing is known of the data plane.
+        if reported > 0 {
+            for (ip, e) in &bound {
+                if !programmed.contains(ip) {
+                    differing.push(desired::EipDrift {
+                        eip: *ip,
+                        eip_id: Some(e.id.clone()),
+                        problem: "not_programmed".into(),
+                    });
+                }
+            }
+            for ip in &programmed {
+                if !bound.contains_key(ip) {
+                    differing.push(desired::EipDrift {
+                        eip: *ip,
+                        eip_id: eips.iter().find(|e| e.ip == *ip).map(|e| e.id.clone()),
+                        problem: "not_bound".into(),
+                    });
+                }
+            }
+        }
+        let now = now();
+        Ok(desired::SystemStatus {
+            revision,
+            now,
+            agents: agents
+                .into_iter()
+                .map(|a| desired::AgentStatus {
+                    lag: (revision - a.applied_revision).max(0),
+                    healthy: a.healthy(now),
+                    agent: a,
+                })
+                .collect(),
+            bound_eips: bound.len(),
+            programmed_eips: programmed.len(),
+            differing,
+        })
     }
 
     /// An agent's whole desired state, read in one snapshot with the

@@ -1,0 +1,75 @@
+//! The agent's Prometheus metrics (served on `--metrics-listen`):
+//!
+//! - `vpcip_agent_reconcile_duration_seconds` (histogram): one pass;
+//! - `vpcip_agent_reconcile_errors_total`: passes that failed;
+//! - `vpcip_agent_applied_revision`, `vpcip_agent_desired_revision`: the
+//!   revision applied last and the newest one received;
+//! - `vpcip_agent_revision_lag`: revisions behind when the newest arrived.
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+pub struct AgentMetrics {
+    pub registry: Registry,
+    pub reconcile_seconds: Histogram,
+    pub reconcile_errors: Counter,
+    pub applied_revision: Gauge,
+    pub desired_revision: Gauge,
+    pub revision_lag: Gauge,
+}
+
+impl Default for AgentMetrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("vpcip_agent");
+        // 1 ms to about 16 s.
+        let reconcile_seconds = Histogram::new(
+            prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 15),
+        );
+        let m = AgentMetrics {
+            reconcile_seconds,
+            reconcile_errors: Counter::default(),
+            applied_revision: Gauge::default(),
+            desired_revision: Gauge::default(),
+            revision_lag: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register_with_unit(
+            "reconcile_duration",
+            "Time one reconcile pass took",
+            prometheus_client::registry::Unit::Seconds,
+            m.reconcile_seconds.clone(),
+        );
+        registry.register(
+            "reconcile_errors",
+            "Reconcile passes that failed",
+            m.reconcile_errors.clone(),
+        );
+        registry.register(
+            "applied_revision",
+            "The desired-state revision applied last",
+            m.applied_revision.clone(),
+        );
+        registry.register(
+            "desired_revision",
+            "The newest desired-state revision received",
+            m.desired_revision.clone(),
+        );
+        registry.register(
+            "revision_lag",
+            "Revisions the agent was behind when the newest arrived",
+            m.revision_lag.clone(),
+        );
+        AgentMetrics { registry, ..m }
+    }
+}
+
+impl AgentMetrics {
+    /// The OpenMetrics text of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
