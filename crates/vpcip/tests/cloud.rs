@@ -2273,3 +2273,214 @@ const SIP_CALLER: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
   <recv response="200" crlf="true"/>
 </scenario>
 "#;
+
+/// A metrics page (no token): its text, or empty.
+fn scrape(url: &str) -> String {
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').unwrap();
+    use std::io::{Read, Write};
+    let Ok(mut c) = std::net::TcpStream::connect(host) else {
+        return String::new();
+    };
+    let _ = write!(
+        c,
+        "GET /{path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    );
+    let mut out = String::new();
+    let _ = c.read_to_string(&mut out);
+    out
+}
+
+/// The value of one sample on a metrics page: the line that starts with
+/// `name{` and holds every label given.
+fn sample(page: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    page.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .find(|l| labels.iter().all(|want| l.contains(want)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// The controller's /metrics follows the traffic the test sends through an
+/// EIP (packets and bytes both ways, and the drops of its 10 Mbit/s limit
+/// under a 30 Mbit/s UDP flood); the gateway agent's /metrics shows its
+/// reconciles. `vpcip status` is clean, then shows the gateway behind and
+/// an EIP bound that no gateway holds while the gateway agent is down,
+/// and is clean again once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_follow_the_traffic_and_status_the_data_plane() {
+    let mut lab = Lab::up("vco").await;
+    let v1 = lab.vpc("v1", "10.0.0.0/16").await;
+    let sa = lab.subnet(&v1, "v1-a", "10.0.1.0/24").await;
+    let (x, _) = lab.vm("x", &sa, "h1").await;
+    let eip = lab.eip_for(&x).await;
+    let ip = eip.ip.to_string();
+    assert!(
+        eventually(Duration::from_secs(15), || lab.pings("client", eip.ip)),
+        "the EIP never answered"
+    );
+    let controller = format!("{}/metrics", lab.url);
+    let eip_label = format!("eip=\"{ip}\"");
+    let read = |page: &str, name: &str, direction: &str| {
+        sample(
+            page,
+            name,
+            &[&eip_label, &format!("direction=\"{direction}\"")],
+        )
+        .unwrap_or(0.0)
+    };
+    let before = scrape(&controller);
+    assert!(before.contains("HTTP/1.1 200"), "{before}");
+    lab.w.exec(
+        "client",
+        &["ping", "-q", "-c", "20", "-i", "0.02", "-s", "1000", &ip],
+    );
+    let moved = |page: &str| {
+        read(page, "vpcip_eip_packets_total", "in")
+            >= read(&before, "vpcip_eip_packets_total", "in") + 20.0
+            && read(page, "vpcip_eip_packets_total", "out")
+                >= read(&before, "vpcip_eip_packets_total", "out") + 20.0
+            && read(page, "vpcip_eip_bytes_total", "in")
+                >= read(&before, "vpcip_eip_bytes_total", "in") + 20.0 * 1028.0
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || moved(&scrape(&controller))),
+        "the EIP's counters did not move with 20 pings: {}",
+        scrape(&controller)
+    );
+    let page = scrape(&controller);
+    assert!(
+        page.contains(&format!("gateway=\"{}\"", cloud::GATEWAY)),
+        "{page}"
+    );
+    // The limiter's drops: UDP at 30 Mbit/s into a 10 Mbit/s EIP.
+    let server = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.ns("x"),
+            "iperf3",
+            "-s",
+            "-1",
+            "-p",
+            "5201",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    lab.w.adopt(server);
+    std::thread::sleep(Duration::from_millis(300));
+    lab.w.exec(
+        "client",
+        &[
+            "iperf3",
+            "-c",
+            &ip,
+            "-p",
+            "5201",
+            "-u",
+            "-b",
+            "30M",
+            "-l",
+            "1200",
+            "-t",
+            "2",
+            "--connect-timeout",
+            "3000",
+        ],
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || read(
+            &scrape(&controller),
+            "vpcip_eip_limiter_drops_total",
+            "in"
+        ) > 100.0),
+        "no limiter drops counted: {}",
+        scrape(&controller)
+    );
+    assert!(
+        sample(
+            &page,
+            "vpcip_api_request_duration_seconds_count",
+            &["method=\"POST\"", "route=\"/v1/eips\"", "status=\"201\""]
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{page}"
+    );
+    assert_eq!(
+        sample(&page, "vpcip_agent_up", &["agent=\"gw\""]),
+        Some(1.0),
+        "{page}"
+    );
+    // The gateway agent's own page.
+    let agent_url = cloud::agent_metrics_url(&lab.w, cloud::GATEWAY).unwrap();
+    let agent_page = scrape(&agent_url);
+    assert!(
+        sample(
+            &agent_page,
+            "vpcip_agent_reconcile_duration_seconds_count",
+            &[]
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{agent_page}"
+    );
+    assert!(
+        sample(&agent_page, "vpcip_agent_applied_revision", &[]).is_some_and(|r| r >= 1.0),
+        "{agent_page}"
+    );
+
+    // Status: all well.
+    let status = |lab: &Lab| {
+        let out = cli(lab, &["status"]);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let ok_now = |lab: &Lab| {
+        let (code, text) = status(lab);
+        code == Some(0) && text.contains("none differs")
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || ok_now(&lab)),
+        "{:?}",
+        status(&lab)
+    );
+    // The gateway agent down: a new binding reaches no data plane.
+    lab.w.kill(lab.gateway_agent);
+    let (y, _) = lab.vm("y", &sa, "h2").await;
+    let late = lab.eip_for(&y).await;
+    let (code, text) = status(&lab);
+    assert_eq!(code, Some(3), "{text}");
+    assert!(
+        text.contains(&format!("DIFFERS      {} ({})", late.ip, late.id)),
+        "{text}"
+    );
+    assert!(text.contains("bound, but no gateway holds it"), "{text}");
+    let lag_line = text
+        .lines()
+        .find(|l| l.contains(" gw "))
+        .unwrap_or_default();
+    assert!(!lag_line.contains("(lag 0)"), "{text}");
+    // Back: it catches up and holds the EIP.
+    lab.gateway_agent = cloud::start_agent(
+        &mut lab.w,
+        bin(),
+        &lab.url,
+        OPERATOR,
+        "gateway",
+        cloud::GATEWAY,
+        cloud::GATEWAY_UNDERLAY,
+        1,
+    );
+    assert!(
+        eventually(Duration::from_secs(15), || ok_now(&lab)),
+        "{:?}",
+        status(&lab)
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || lab.pings("client", late.ip)),
+        "the late EIP never answered"
+    );
+}
