@@ -12,6 +12,7 @@ mod bind;
 mod cps;
 mod dataplane;
 mod failover;
+mod shaping;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -25,7 +26,7 @@ use vpcip_store::{Scope, Store};
 
 #[derive(Parser)]
 struct Args {
-    /// What to run: api, ipam, dataplane, bind, cps, failover or all.
+    /// What to run: api, ipam, dataplane, bind, cps, failover, shaping or all.
     #[arg(default_value = "all")]
     what: String,
     /// Repeats of each measurement (the median is reported).
@@ -43,6 +44,9 @@ struct Args {
     /// EIP bindings in the data-plane programming benchmark.
     #[arg(long, default_value_t = 100_000)]
     bindings: u32,
+    /// Limited EIPs in the shaping benchmark.
+    #[arg(long, default_value_t = 10_000)]
+    limits: u32,
     /// Runs of each failover measurement.
     #[arg(long, default_value_t = 5)]
     runs: usize,
@@ -397,6 +401,9 @@ async fn main() -> anyhow::Result<()> {
         }
         if matches!(args.what.as_str(), "bind" | "all") {
             bind::bind_latency(args.binds, &dir).await?;
+        }
+        if matches!(args.what.as_str(), "shaping" | "all") {
+            shaping::shaping(args.limits, args.repeats, &dir).await?;
         }
         if matches!(args.what.as_str(), "failover" | "all") {
             failover::failover(args.runs, &args.adverts, &dir).await?;
