@@ -102,6 +102,16 @@ impl World {
         self.children.len() - 1
     }
 
+    /// How many processes the world has adopted (the next one's index).
+    pub fn processes(&self) -> usize {
+        self.children.len()
+    }
+
+    /// The PID of an adopted process.
+    pub fn pid(&self, index: usize) -> Option<u32> {
+        self.children.get(index).map(Child::id)
+    }
+
     /// Keeps the world when this handle goes (a lab left running for the
     /// user; `vpcip lab down` removes it by its prefix). Adopted processes
     /// keep running too.

@@ -774,11 +774,14 @@ async fn eip(ctx: &Ctx, c: EipCmd) -> anyhow::Result<()> {
                     print_one(&eip, ctx.output)?;
                     let t = &counters.traffic;
                     println!(
-                        "traffic in:  {} packets, {} bytes\ntraffic out: {} packets, {} bytes\ncounted by:  {}",
+                        "traffic in:  {} packets, {} bytes\ntraffic out: {} packets, {} bytes\nlimiter:     {} Mbit/s, dropped {} packets in, {} out\ncounted by:  {}",
                         t.packets_in,
                         t.bytes_in,
                         t.packets_out,
                         t.bytes_out,
+                        eip.bandwidth_mbps,
+                        t.drops_in,
+                        t.drops_out,
                         counters
                             .gateway
                             .as_deref()

@@ -228,6 +228,7 @@ impl Tabular for Eip {
         "BOUND TO",
         "SERVER",
         "PRIVATE IP",
+        "ALGS",
     ];
     fn row(&self) -> Vec<String> {
         let bound = match (&self.nic_id, &self.vip_id) {
@@ -238,11 +239,24 @@ impl Tabular for Eip {
         vec![
             self.id.clone(),
             self.ip.to_string(),
-            format!("{} Mbit/s", self.bandwidth_mbps),
+            if self.bandwidth_mbps >= vpcip_model::rules::MAX_BANDWIDTH_MBPS {
+                "unlimited".into()
+            } else {
+                format!("{} Mbit/s", self.bandwidth_mbps)
+            },
             self.mode.as_str().into(),
             bound,
             opt(&self.server_id),
             opt(&self.private_ip),
+            if self.algs.is_empty() {
+                "-".into()
+            } else {
+                self.algs
+                    .iter()
+                    .map(|a| a.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            },
         ]
     }
 }
