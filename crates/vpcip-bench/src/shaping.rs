@@ -80,7 +80,7 @@ fn agent_pass(n: u32, limited: bool) -> anyhow::Result<(f64, f64)> {
     );
     if limited {
         let classes = w.exec(
-            &format!("vpcr-vpc-bench00001"),
+            "vpcr-vpc-bench00001",
             &["tc", "class", "show", "dev", "up0"],
         );
         let count = classes.lines().count();
