@@ -1877,8 +1877,12 @@ async fn eip_bandwidth_is_shaped_both_ways_and_changes_live() {
                     "3",
                     "-J",
                 ]);
+                // Offered at 200 Mbit/s (20 times the limit beside it): enough
+                // to show it is not held to 10, without taking the CPU the
+                // tests running beside this one need.
+                cmd.args(["-b", "200M"]);
                 if udp {
-                    cmd.args(["-u", "-b", "200M", "-l", "1200"]);
+                    cmd.args(["-u", "-l", "1200"]);
                 }
                 if reverse {
                     cmd.arg("-R");
@@ -1904,7 +1908,7 @@ async fn eip_bandwidth_is_shaped_both_ways_and_changes_live() {
                 "{what} through the 10 Mbit/s EIP: {got:.2} Mbit/s"
             );
             assert!(
-                other > 40.0,
+                other > 150.0,
                 "{what}: the unlimited EIP beside it ran at {other:.2} Mbit/s"
             );
         }
