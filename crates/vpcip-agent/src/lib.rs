@@ -90,8 +90,8 @@ async fn report_counters(
         })
         .await;
         // Reading counters costs more with many EIPs (the kernel's set
-        // dumps are quadratic): spend at most a fifth of the time on it.
-        period = COUNTERS_PERIOD.max(started.elapsed() * 5);
+        // dumps are quadratic): spend at most a tenth of the time on it.
+        period = COUNTERS_PERIOD.max(started.elapsed() * 10);
         let (now, holders) = match read {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {

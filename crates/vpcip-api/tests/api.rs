@@ -479,3 +479,262 @@ async fn sqlite_store_is_usable_from_test_helper() {
             .is_default
     );
 }
+
+/// Every route of the OpenAPI document, called with no token (401), a bad
+/// token (401), another tenant's token (404 for the first tenant's
+/// resources, 403 for what only the operator may do, and lists without the
+/// first tenant's items) and the operator's token (never 401 or 403). A
+/// route the table below does not cover fails the test, so no route ships
+/// without the check.
+async fn every_route_checks_its_caller(s: Server) {
+    use serde_json::{Value, json};
+    let acme = seeds_world(&s, "acme").await;
+    let op = s.operator();
+    let tok: Token = op
+        .post(
+            "/v1/tokens",
+            &CreateToken {
+                tenant: "globex".into(),
+                description: String::new(),
+            },
+        )
+        .await
+        .unwrap();
+    let globex = tok.secret.clone().unwrap();
+    // acme's resources, one of each kind.
+    let acme_token: Token = op
+        .post(
+            "/v1/tokens",
+            &CreateToken {
+                tenant: "acme".into(),
+                description: "second".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let vpc: Vpc = acme.show("vpcs", "vpc1").await.unwrap();
+    let subnet: Subnet = acme.show("subnets", "sw1").await.unwrap();
+    let vm: Server_ = acme
+        .post(
+            "/v1/servers",
+            &CreateServer {
+                name: "vm-1".into(),
+                subnet: "sw1".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let nic: Nic = acme.show("nics", &vm.nic_ids[0]).await.unwrap();
+    let vip: Vip = acme
+        .post(
+            "/v1/vips",
+            &CreateVip {
+                name: "vip-1".into(),
+                subnet: "sw1".into(),
+                ip: None,
+                client_token: None,
+            },
+        )
+        .await
+        .unwrap();
+    let eip = acme
+        .create_eip(&CreateEip {
+            bandwidth_mbps: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let sgs: Vec<SecurityGroup> = acme.list_all("security-groups", None).await.unwrap();
+    let sg = sgs.iter().find(|g| g.tenant == "acme").unwrap().clone();
+    let zone: Zone = op.show("zones", "z1").await.unwrap();
+    let hn: HostNetwork = op.show("host-networks", "underlay").await.unwrap();
+    let gw: Gateway = op.show("gateways", "allinone").await.unwrap();
+    let agent: vpcip_model::desired::Agent = op
+        .post(
+            "/v1/agents",
+            &vpcip_model::desired::RegisterAgent {
+                name: "allinone".into(),
+                role: vpcip_model::desired::AgentRole::Gateway,
+                underlay_ip: "192.168.201.20".parse().unwrap(),
+            },
+        )
+        .await
+        .unwrap();
+
+    // What each {id} stands for, by the route's first segment; and who
+    // owns it.
+    let id_of = |path: &str| -> Option<(&str, bool)> {
+        let kind = path.trim_start_matches("/v1/").split('/').next()?;
+        Some(match kind {
+            "vpcs" => (vpc.id.as_str(), true),
+            "subnets" => (subnet.id.as_str(), true),
+            "servers" => (vm.id.as_str(), true),
+            "nics" => (nic.id.as_str(), true),
+            "vips" => (vip.id.as_str(), true),
+            "eips" => (eip.id.as_str(), true),
+            "security-groups" => (sg.id.as_str(), true),
+            "tokens" => (acme_token.id.as_str(), false),
+            "zones" => (zone.id.as_str(), false),
+            "host-networks" => (hn.id.as_str(), false),
+            "gateways" => (gw.id.as_str(), false),
+            "agents" => (agent.id.as_str(), false),
+            "physical-routes" | "status" => ("", false),
+            _ => return None,
+        })
+    };
+    // A valid body for each route that takes one (naming acme's resources
+    // where it refers to any).
+    let body_of = |method: &str, path: &str| -> Option<Value> {
+        Some(match (method, path) {
+            ("POST", "/v1/agents") => {
+                json!({"name": "gw-x", "role": "gateway", "underlay_ip": "192.168.201.21"})
+            }
+            ("POST", "/v1/agents/{id}/counters") => json!({"counters": []}),
+            ("POST", "/v1/agents/{id}/report") => json!({"applied_revision": 1, "error": null}),
+            ("POST", "/v1/eips") => {
+                json!({"bandwidth_mbps": 1, "bind": {"target": {"kind": "server", "id": vm.id}}})
+            }
+            ("POST", "/v1/eips/visible") => json!({"bandwidth_mbps": 1, "server": vm.id}),
+            ("PATCH", "/v1/eips/{id}") => json!({"bandwidth_mbps": 2}),
+            ("POST", "/v1/eips/{id}/bind") => json!({"target": {"kind": "nic", "id": nic.id}}),
+            ("POST", "/v1/gateways") => json!({"name": "gw-2", "underlay_ip": "192.168.201.22"}),
+            ("POST", "/v1/host-networks") => json!({"name": "hn-2", "cidr": "192.168.210.0/24"}),
+            ("POST", "/v1/nics") => json!({"name": "eni-x", "subnet": subnet.id}),
+            ("PATCH", "/v1/nics/{id}") => json!({"source_dest_check": false}),
+            ("POST", "/v1/nics/{id}/attach") => json!({"server": vm.id}),
+            ("POST", "/v1/security-groups") => json!({"name": "sg-x", "vpc": vpc.id}),
+            ("POST", "/v1/servers") => json!({"name": "vm-x", "subnet": subnet.id}),
+            ("POST", "/v1/subnets") => {
+                json!({"name": "sw-x", "vpc": vpc.id, "zone": zone.id, "cidr": "10.0.9.0/24"})
+            }
+            ("POST", "/v1/tokens") => json!({"tenant": "acme"}),
+            ("POST", "/v1/vips") => json!({"name": "vip-x", "subnet": subnet.id}),
+            ("POST", "/v1/vips/{id}/bind" | "/v1/vips/{id}/unbind") => json!({"nic": nic.id}),
+            ("POST", "/v1/vpcs") => json!({"name": "vpc-x", "cidr": "172.16.0.0/16"}),
+            ("POST", "/v1/vpcs/{id}/add-cidr" | "/v1/vpcs/{id}/remove-cidr") => {
+                json!({"cidr": "172.20.0.0/16"})
+            }
+            ("POST", "/v1/zones") => json!({"name": "z-x"}),
+            _ => return None,
+        })
+    };
+    let http = reqwest::Client::new();
+    let call = |method: &str, path: &str, token: Option<&str>, body: Option<&Value>| {
+        let mut req = http.request(method.parse().unwrap(), format!("{}{path}", s.url()));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.text().await.unwrap_or_default())
+        }
+    };
+
+    let doc: Value = serde_json::from_str(&vpcip_api::openapi_json()).unwrap();
+    let mut covered = 0;
+    let mut operator_calls = Vec::new();
+    for (path, methods) in doc["paths"].as_object().unwrap() {
+        for (method, op_doc) in methods.as_object().unwrap() {
+            let method = method.to_uppercase();
+            let secured = op_doc["security"].is_array();
+            if path == "/healthz" {
+                assert!(!secured);
+                continue;
+            }
+            assert!(
+                secured,
+                "{method} {path} has no bearer security in the document"
+            );
+            let with_id = path.contains("{id}");
+            let (id, tenant_owned) = match id_of(path) {
+                Some(x) => x,
+                None => panic!("{method} {path}: not covered by this test (add it to id_of)"),
+            };
+            let body = body_of(&method, path);
+            let takes_body = op_doc["requestBody"].is_object();
+            assert_eq!(
+                takes_body,
+                body.is_some(),
+                "{method} {path}: not covered by this test (add a body to body_of)"
+            );
+            let url = path.replace("{id}", id);
+            let what = format!("{method} {path}");
+            // No token, a bad token.
+            assert_eq!(
+                call(&method, &url, None, body.as_ref()).await.0,
+                401,
+                "{what}, no token"
+            );
+            assert_eq!(
+                call(&method, &url, Some("vpcip_forged"), body.as_ref())
+                    .await
+                    .0,
+                401,
+                "{what}, a bad token"
+            );
+            // Another tenant.
+            let (status, text) = call(&method, &url, Some(&globex), body.as_ref()).await;
+            let platform_read =
+                method == "GET" && matches!(path.as_str(), "/v1/zones" | "/v1/zones/{id}");
+            match (with_id, tenant_owned) {
+                _ if platform_read => assert_eq!(status, 200, "{what}, another tenant: {text}"),
+                (true, true) => assert_eq!(status, 404, "{what}, another tenant: {text}"),
+                // The operator's resources: refused, or (a read) not there
+                // for this tenant.
+                (_, false) if method == "GET" => {
+                    assert!(
+                        status == 403 || status == 404 || status == 200,
+                        "{what}, another tenant: {status} {text}"
+                    );
+                    for private in [&gw.id, &hn.id, &acme_token.id, &agent.id] {
+                        assert!(
+                            status != 200 || !text.contains(private.as_str()),
+                            "{what} shows {private} to a tenant: {text}"
+                        );
+                    }
+                }
+                (_, false) => assert_eq!(status, 403, "{what}, another tenant: {text}"),
+                (false, true) if method == "GET" => {
+                    assert_eq!(status, 200, "{what}, another tenant: {text}");
+                    for acme_id in [
+                        &vpc.id, &subnet.id, &vm.id, &nic.id, &vip.id, &eip.id, &sg.id,
+                    ] {
+                        assert!(
+                            !text.contains(acme_id.as_str()),
+                            "{what} shows another tenant {acme_id}: {text}"
+                        );
+                    }
+                }
+                // Creating in a tenant collection: only with acme's
+                // resources named is there anything to refuse.
+                (false, true) => {
+                    if path == "/v1/vpcs" {
+                        assert_eq!(status, 201, "{what}, another tenant: {text}");
+                    } else {
+                        assert_eq!(status, 404, "{what}, another tenant naming acme's: {text}");
+                    }
+                }
+            }
+            operator_calls.push((method.clone(), path.clone(), url, body));
+            covered += 1;
+        }
+    }
+    // The operator: never refused as a caller (mutations last, reads
+    // first, so that what is read still exists).
+    operator_calls.sort_by_key(|(m, _, _, _)| m != "GET");
+    for (method, path, url, body) in &operator_calls {
+        let (status, text) = call(method, url, Some(OPERATOR), body.as_ref()).await;
+        assert!(
+            status != 401 && status != 403,
+            "{method} {path}, the operator: {status} {text}"
+        );
+    }
+    assert!(covered >= 60, "only {covered} routes covered");
+}
+
+on_both!(every_route_checks_its_caller);

@@ -264,17 +264,20 @@ async fn throughput(n: u32, repeats: usize) -> anyhow::Result<()> {
             let _ = nix::sys::signal::kill(*p, sig);
         }
     };
-    let measure = |w: &World| -> anyhow::Result<Vec<f64>> {
+    // Each repeat: one run with the control plane paused, one with it
+    // running (as on a real gateway).
+    let measure = |w: &World| -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
         let _ = iperf(w, free.ip, 1)?; // warm-up
-        let mut runs = Vec::new();
+        let (mut paused, mut running) = (Vec::new(), Vec::new());
         for _ in 0..repeats {
             signal(nix::sys::signal::Signal::SIGSTOP);
             let r = iperf(w, free.ip, 3);
             signal(nix::sys::signal::Signal::SIGCONT);
-            runs.push(r?);
+            paused.push(r?);
             std::thread::sleep(Duration::from_millis(500));
+            running.push(iperf(w, free.ip, 3)?);
         }
-        Ok(runs)
+        Ok((paused, running))
     };
     let before = measure(&w)?;
 
@@ -326,7 +329,13 @@ async fn throughput(n: u32, repeats: usize) -> anyhow::Result<()> {
     }
     let converged = started.elapsed().as_secs_f64();
     let after = measure(&w)?;
+    let (before, before_running) = before;
+    let (after, after_running) = after;
     let (b, a) = (crate::median(before.clone()), crate::median(after.clone()));
+    let (br, ar) = (
+        crate::median(before_running.clone()),
+        crate::median(after_running.clone()),
+    );
     println!(
         "shaping made {n} limited EIPs through the API in {made:.1} s; the gateway held all their classes {converged:.1} s later"
     );
@@ -335,6 +344,12 @@ async fn throughput(n: u32, repeats: usize) -> anyhow::Result<()> {
         a / b,
         crate::fmt_runs(&before, 2),
         crate::fmt_runs(&after, 2)
+    );
+    println!(
+        "shaping unlimited EIP TCP throughput (control plane running): {br:.2} Gbit/s with 0 limited EIPs, {ar:.2} Gbit/s with {n} beside it: ratio {:.2}  runs before: {} after: {}",
+        ar / br,
+        crate::fmt_runs(&before_running, 2),
+        crate::fmt_runs(&after_running, 2)
     );
     Ok(())
 }
