@@ -24,18 +24,9 @@ pub async fn bind_latency(binds: usize, _dir: &std::path::Path) -> anyhow::Resul
     let url = cloud::start_controller(&mut w, &exe, port, OPERATOR);
     let agents = cloud::start_agents(&mut w, &exe, &url, OPERATOR, 10);
     let op = Client::new(&url, Some(OPERATOR));
-    let mut registered = 0;
-    for _ in 0..100 {
-        registered = op
-            .get::<Vec<vpcip_model::desired::Agent>>("/v1/agents")
-            .await
-            .map(|a| a.len())
-            .unwrap_or(0);
-        if registered == agents.len() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let registered = op
+        .wait_for_agents(agents.len(), Duration::from_secs(10))
+        .await;
     if registered != agents.len() {
         bail!("only {registered} agents registered");
     }

@@ -239,22 +239,11 @@ pub async fn failover(runs: usize, adverts: &[u16], dir: &Path) -> anyhow::Resul
     let url = cloud::start_controller(&mut w, &exe, port, OPERATOR);
     cloud::start_agents(&mut w, &exe, &url, OPERATOR, 10);
     let op = Client::new(&url, Some(OPERATOR));
-    let registered = async {
-        for _ in 0..100 {
-            if op
-                .get::<Vec<vpcip_model::desired::Agent>>("/v1/agents")
-                .await
-                .map(|a| a.len())
-                .unwrap_or(0)
-                == cloud::AGENTS.len()
-            {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        false
-    };
-    if !registered.await {
+    if op
+        .wait_for_agents(cloud::AGENTS.len(), Duration::from_secs(10))
+        .await
+        != cloud::AGENTS.len()
+    {
         bail!("the agents did not register");
     }
     crate::bench_world(&op, "203.0.113.0/24", "10.0.0.0/16", "10.0.1.0/24").await?;

@@ -185,17 +185,11 @@ async fn throughput(n: u32, repeats: usize) -> anyhow::Result<()> {
     let mut control = vec![w.processes() - 1];
     control.extend(cloud::start_agents(&mut w, &exe, &url, OPERATOR, 10));
     let op = Client::new(&url, Some(OPERATOR));
-    let mut registered = false;
-    for _ in 0..100 {
-        let agents: Vec<vpcip_model::desired::Agent> =
-            op.get("/v1/agents").await.unwrap_or_default();
-        if agents.len() == cloud::AGENTS.len() {
-            registered = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    if !registered {
+    if op
+        .wait_for_agents(cloud::AGENTS.len(), Duration::from_secs(10))
+        .await
+        != cloud::AGENTS.len()
+    {
         bail!("the agents did not register");
     }
     let vpc = crate::bench_world(&op, segment, "10.0.0.0/16", "10.0.0.0/16").await?;

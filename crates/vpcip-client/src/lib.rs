@@ -223,6 +223,22 @@ impl Client {
     pub async fn create_subnet(&self, req: &CreateSubnet) -> Result<SubnetCreated, ClientError> {
         self.post("/v1/subnets", req).await
     }
+
+    /// Waits until `n` agents have registered (checking every 100 ms, at
+    /// most `limit`); returns how many there are.
+    pub async fn wait_for_agents(&self, n: usize, limit: std::time::Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let registered = self
+                .get::<Vec<vpcip_model::desired::Agent>>("/v1/agents")
+                .await
+                .map_or(0, |a| a.len());
+            if registered >= n || tokio::time::Instant::now() >= deadline {
+                return registered;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
 }
 
 #[cfg(test)]

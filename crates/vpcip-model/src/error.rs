@@ -218,6 +218,13 @@ pub enum RuleError {
         segment: Ipv4Net,
         reason: String,
     },
+    #[error("tenant {tenant} already has {count} {kind}s: its quota is {limit}")]
+    QuotaExceeded {
+        tenant: String,
+        kind: &'static str,
+        count: usize,
+        limit: u32,
+    },
 }
 
 impl RuleError {
@@ -267,6 +274,7 @@ impl RuleError {
             VisibleAddressMismatch { .. } => "visible_address_mismatch",
             ServerWithoutNic { .. } => "server_without_nic",
             VisibleSubnetAddress { .. } => "visible_subnet_address",
+            QuotaExceeded { .. } => "quota_exceeded",
         }
     }
 

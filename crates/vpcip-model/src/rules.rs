@@ -49,6 +49,42 @@ pub fn validate_tenant(tenant: &str) -> Result<(), RuleError> {
     validate_name("tenant", tenant)
 }
 
+/// How many of each resource one tenant may have (configurable by the
+/// operator; the server's config file, `[quotas]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Quotas {
+    pub vpcs: u32,
+    /// Servers' NICs and ENIs together.
+    pub nics: u32,
+    pub vips: u32,
+    pub eips: u32,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Quotas {
+            vpcs: 100,
+            nics: 10_000,
+            vips: 1_000,
+            eips: 1_000,
+        }
+    }
+}
+
+impl Quotas {
+    /// The quota of a kind, if it has one.
+    pub fn of(&self, kind: Kind) -> Option<u32> {
+        match kind {
+            Kind::Vpc => Some(self.vpcs),
+            Kind::Nic => Some(self.nics),
+            Kind::Vip => Some(self.vips),
+            Kind::Eip => Some(self.eips),
+            _ => None,
+        }
+    }
+}
+
 pub fn check_bandwidth(mbps: u32) -> Result<(), RuleError> {
     if mbps == 0 || mbps > MAX_BANDWIDTH_MBPS {
         return Err(RuleError::invalid(

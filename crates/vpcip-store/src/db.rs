@@ -290,6 +290,8 @@ pub struct Db {
     /// Told after every commit that wrote (in this process; other
     /// controllers' commits are seen by polling the revision).
     changes: std::sync::Arc<tokio::sync::watch::Sender<()>>,
+    /// Per-tenant limits, checked in the transaction that creates.
+    pub quotas: vpcip_model::rules::Quotas,
 }
 
 impl Db {
@@ -299,6 +301,7 @@ impl Db {
             backend: pool.backend(),
             pool,
             changes: std::sync::Arc::new(tokio::sync::watch::channel(()).0),
+            quotas: Default::default(),
         };
         db.migrate().await?;
         Ok(db)
@@ -336,6 +339,7 @@ impl Db {
             backend: self.backend,
             dirty: false,
             changes: Some(self.changes.clone()),
+            quotas: self.quotas,
         })
     }
 
@@ -363,6 +367,7 @@ impl Db {
             backend: self.backend,
             dirty: false,
             changes: None,
+            quotas: self.quotas,
         })
     }
 }
@@ -380,9 +385,47 @@ pub struct Tx {
     /// revision).
     dirty: bool,
     changes: Option<std::sync::Arc<tokio::sync::watch::Sender<()>>>,
+    quotas: vpcip_model::rules::Quotas,
 }
 
 impl Tx {
+    /// Refuses a new resource of `kind` for `tenant` once the tenant has
+    /// its quota of them. Creations for one tenant are serialized here (on
+    /// PostgreSQL by a transaction lock on the tenant; SQLite has one
+    /// writer), so racing creates cannot both pass the count.
+    pub async fn check_quota(&mut self, tenant: &str, kind: Kind) -> Result<(), StoreError> {
+        let Some(limit) = self.quotas.of(kind) else {
+            return Ok(());
+        };
+        if tenant == SYSTEM_TENANT {
+            return Ok(());
+        }
+        if self.backend == Backend::Postgres {
+            self.sql
+                .execute(
+                    "SELECT pg_advisory_xact_lock(hashtext($1))",
+                    &[format!("quota:{tenant}:{}", kind.key()).into()],
+                )
+                .await?;
+        }
+        let count = self
+            .count(
+                "SELECT COUNT(*) FROM resources WHERE kind = $1 AND tenant = $2",
+                &[kind.key().into(), tenant.into()],
+            )
+            .await?;
+        if count >= limit as usize {
+            return Err(RuleError::QuotaExceeded {
+                tenant: tenant.to_string(),
+                kind: kind.as_str(),
+                count,
+                limit,
+            }
+            .into());
+        }
+        Ok(())
+    }
+
     pub async fn commit(mut self) -> Result<(), StoreError> {
         let wrote = self.dirty;
         if wrote {

@@ -36,6 +36,12 @@ impl Store {
         Ok(store)
     }
 
+    /// The same store with these per-tenant quotas.
+    pub fn with_quotas(mut self, quotas: vpcip_model::rules::Quotas) -> Self {
+        self.db.quotas = quotas;
+        self
+    }
+
     /// Runs one transaction, again when it lost a race (deadlock,
     /// serialization failure, a concurrent duplicate client token).
     pub(crate) async fn retry<T, F, Fut>(&self, f: F) -> Result<T, StoreError>

@@ -1236,6 +1236,108 @@ async fn visible_recipe_in_one_call(s: &Store) {
 
 /// 32 clients race for 10 free addresses: exactly 10 win, 22 are told the
 /// subnet is exhausted, and no address is handed out twice.
+/// Per-tenant quotas: a tenant's EIPs (and VIPs, NICs, VPCs) stop at its
+/// quota with an error naming the tenant, the count and the limit; another
+/// tenant is not affected; releasing one makes room; 16 racing creates for
+/// a quota of 3 make exactly 3.
+async fn quotas_hold_under_racing_creates(s: &Store) {
+    let s = s.clone().with_quotas(vpcip_model::rules::Quotas {
+        vpcs: 2,
+        nics: 2,
+        vips: 1,
+        eips: 3,
+    });
+    seeds_world(&s).await;
+    let t1 = tenant("t1");
+    let eip = |s: &Store, who: &'static str| {
+        let s = s.clone();
+        async move {
+            s.create_eip(
+                &tenant(who),
+                &CreateEip {
+                    bandwidth_mbps: 1,
+                    ..Default::default()
+                },
+            )
+            .await
+        }
+    };
+    let shared = Arc::new(s.clone());
+    let mut tasks = vec![];
+    for _ in 0..16 {
+        let s = shared.clone();
+        tasks.push(tokio::spawn(async move { eip(&s, "t1").await }));
+    }
+    let (mut made, mut refused) = (vec![], 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(e) => made.push(e),
+            Err(e) => {
+                let message = e.to_string();
+                assert_eq!(code(e), "quota_exceeded", "{message}");
+                assert_eq!(message, "tenant t1 already has 3 EIPs: its quota is 3");
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((made.len(), refused), (3, 13));
+    // Another tenant has its own.
+    eip(&s, "t2").await.unwrap();
+    // Releasing one makes room for one.
+    s.release_eip(&t1, &made[0].id).await.unwrap();
+    eip(&s, "t1").await.unwrap();
+    assert_eq!(code(eip(&s, "t1").await.unwrap_err()), "quota_exceeded");
+    // The other kinds: VIPs, NICs (a server's), VPCs.
+    let vip = |name: &'static str| CreateVip {
+        name: name.into(),
+        subnet: "sw1".into(),
+        ip: None,
+        client_token: None,
+    };
+    s.create_vip(&t1, &vip("v1")).await.unwrap();
+    assert_eq!(
+        code(s.create_vip(&t1, &vip("v2")).await.unwrap_err()),
+        "quota_exceeded"
+    );
+    server(&s, &t1, "vm-1", "sw1").await;
+    server(&s, &t1, "vm-2", "sw1").await;
+    let third = s
+        .create_server(
+            &t1,
+            &CreateServer {
+                name: "vm-3".into(),
+                subnet: "sw1".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(third), "quota_exceeded");
+    // (seeds_world made t1's first VPC.)
+    s.create_vpc(
+        &t1,
+        &CreateVpc {
+            name: "vpc2".into(),
+            cidr: "172.16.0.0/16".parse().unwrap(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let vpc3 = s
+        .create_vpc(
+            &t1,
+            &CreateVpc {
+                name: "vpc3".into(),
+                cidr: "172.17.0.0/16".parse().unwrap(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(vpc3), "quota_exceeded");
+}
+
 async fn race_for_ten_addresses(s: &Store) {
     s.create_zone(&OP, &CreateZone { name: "z1".into() })
         .await
@@ -1702,6 +1804,7 @@ on_both!(
     vip_limits_and_warnings,
     deleting_a_server_unbinds_and_releases,
     visible_recipe_step_by_step,
+    quotas_hold_under_racing_creates,
     visible_recipe_in_one_call,
     race_for_ten_addresses,
     client_tokens_make_creates_idempotent,

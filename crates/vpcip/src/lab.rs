@@ -180,18 +180,9 @@ async fn up(name: &str) -> anyhow::Result<()> {
         )?);
         save(&state)?;
     }
-    let mut registered = 0;
-    for _ in 0..100 {
-        registered = op
-            .get::<Vec<vpcip_model::desired::Agent>>("/v1/agents")
-            .await
-            .map(|a| a.len())
-            .unwrap_or(0);
-        if registered == agents.len() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let registered = op
+        .wait_for_agents(agents.len(), Duration::from_secs(10))
+        .await;
     if registered != agents.len() {
         bail!(
             "only {registered} of {} agents registered; see {}",

@@ -70,6 +70,9 @@ struct ServerConfig {
     listen: Option<String>,
     db: Option<String>,
     operator_token: Option<String>,
+    /// Per-tenant limits: `[quotas]` with `vpcs`, `nics`, `vips`, `eips`.
+    #[serde(default)]
+    quotas: vpcip_model::rules::Quotas,
 }
 
 fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<ServerConfig> {
@@ -100,7 +103,9 @@ async fn serve(args: cli::ServerArgs, log_format: &cli::LogFormat) -> anyhow::Re
             "no operator token (VPCIP_OPERATOR_TOKEN or operator_token in the config file): no operator access to the API"
         );
     }
-    let store = vpcip_store::Store::open(&db).await?;
+    let store = vpcip_store::Store::open(&db)
+        .await?
+        .with_quotas(config.quotas);
     let app = vpcip_api::App::new(store, operator_token.as_deref());
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
@@ -191,6 +196,10 @@ mod tests {
         assert_eq!(c.listen.as_deref(), Some("127.0.0.1:1"));
         assert_eq!(c.operator_token.as_deref(), Some("x"));
         assert!(toml::from_str::<super::ServerConfig>("bogus = 1").is_err());
+        let q: super::ServerConfig = toml::from_str("[quotas]\neips = 5").unwrap();
+        assert_eq!(q.quotas.eips, 5);
+        assert_eq!(q.quotas.vips, 1_000);
+        assert!(toml::from_str::<super::ServerConfig>("[quotas]\neip = 5").is_err());
     }
 
     #[test]

@@ -59,17 +59,12 @@ impl Lab {
         let url = cloud::start_controller(&mut w, bin(), free_port(), OPERATOR);
         let gateway_agent = cloud::start_agents(&mut w, bin(), &url, OPERATOR, 1)[0];
         let op = Client::new(&url, Some(OPERATOR));
-        let registered = async {
-            for _ in 0..100 {
-                let agents: Vec<Agent> = op.get("/v1/agents").await.unwrap_or_default();
-                if agents.len() == cloud::AGENTS.len() {
-                    return true;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            false
-        };
-        assert!(registered.await, "the agents did not register");
+        assert_eq!(
+            op.wait_for_agents(cloud::AGENTS.len(), Duration::from_secs(10))
+                .await,
+            cloud::AGENTS.len(),
+            "the agents did not register"
+        );
         let _: Zone = op
             .post("/v1/zones", &CreateZone { name: "z1".into() })
             .await

@@ -52,6 +52,7 @@ impl Store {
                 Claim::Existing(v) => return Ok(v),
                 Claim::New(id) => id,
             };
+            tx.check_quota(&tenant, Kind::Vpc).await?;
             let vpc = Vpc {
                 id,
                 tenant: tenant.clone(),

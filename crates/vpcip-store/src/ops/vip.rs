@@ -44,6 +44,7 @@ impl Store {
             let found: Subnet = tx.find(scope, &req.subnet, false).await?;
             must_own(scope, &found.tenant, "this subnet")?;
             rules::need_subnet_kind(&found, SubnetKind::Guest)?;
+            tx.check_quota(&found.tenant, Kind::Vip).await?;
             let mut subnet: Subnet = tx.get(&found.id, true).await?;
             if let Some(ip) = req.ip {
                 rules::check_chosen_address(&subnet, ip)?;
