@@ -195,7 +195,7 @@ read_routes!(
 macro_rules! delete_route {
     ($name:ident, $store_fn:ident, $item_path:literal, $tag:literal) => {
         #[utoipa::path(delete, path = $item_path, tag = $tag, params(("id" = String, Path, description = "ID or name")),
-            responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+            responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
                 (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
             security(("bearer" = [])))]
         pub async fn $name(State(app): State<App>, Caller(scope): Caller, Path(id): Path<String>) -> ApiResult<Response> {
@@ -564,6 +564,8 @@ pub async fn watch_desired(
     Path(id): Path<String>,
     WatchQuery(w): WatchQuery,
 ) -> ApiResult<Response> {
+    // Refused or unknown callers learn it at once, not after the wait.
+    app.store.agent(&scope, &id).await?;
     let wait = std::time::Duration::from_secs(w.wait.unwrap_or(30).min(60));
     let deadline = tokio::time::Instant::now() + wait;
     let mut changes = app.store.db.subscribe();

@@ -382,6 +382,16 @@ impl Store {
         })
     }
 
+    /// One agent (operator): who may watch, and whether it exists, before
+    /// a long poll waits.
+    pub async fn agent(&self, scope: &Scope, key: &str) -> Result<Agent, StoreError> {
+        scope.require_operator("read desired state")?;
+        let mut tx = self.db.begin_read().await?;
+        let agent: Agent = tx.find(scope, key, false).await?;
+        tx.commit().await?;
+        Ok(agent)
+    }
+
     /// An agent's whole desired state, read in one snapshot with the
     /// revision it belongs to.
     pub async fn desired(&self, scope: &Scope, key: &str) -> Result<Desired, StoreError> {
