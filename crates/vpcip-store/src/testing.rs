@@ -107,3 +107,172 @@ pub async fn take_every_other(
     tx.update(&subnet).await?;
     tx.commit().await
 }
+
+/// Checks the store's invariants straight from the database, as a crash
+/// test does after every kill; returns what is wrong (nothing, when all
+/// holds):
+/// - every allocated address belongs to something that exists, and every
+///   EIP, NIC and VIP holds its own address in its subnet;
+/// - a subnet's free ranges and allocated addresses cover its range
+///   exactly once (nothing both free and taken, nothing lost);
+/// - every EIP binding names an existing EIP and target, and agrees with
+///   the EIP; every bound EIP has its binding;
+/// - VIP bindings name existing VIPs and NICs, within the limits (10 NICs
+///   per VIP, 10 VIPs per NIC);
+/// - no tenant is over a quota.
+pub async fn invariants(store: &Store) -> Result<Vec<String>, crate::StoreError> {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::net::Ipv4Addr;
+    use vpcip_model::{Eip, Nic, Subnet, Vip};
+    let mut bad = Vec::new();
+    let mut tx = store.db.begin_read().await?;
+    let ids: BTreeSet<String> = tx
+        .rows("SELECT id FROM resources", &[])
+        .await?
+        .iter()
+        .map(|r| r.text(0))
+        .collect::<Result<_, _>>()?;
+    let eips: Vec<Eip> = tx.all().await?;
+    let nics: Vec<Nic> = tx.all().await?;
+    let vips: Vec<Vip> = tx.all().await?;
+    let subnets: Vec<Subnet> = tx.all().await?;
+    let mut alloc: BTreeMap<(String, u32), String> = BTreeMap::new();
+    for r in tx
+        .rows("SELECT subnet_id, addr, owner_id FROM ip_allocations", &[])
+        .await?
+    {
+        let (subnet, addr, owner) = (r.text(0)?, r.int(1)? as u32, r.text(2)?);
+        if !ids.contains(&owner) {
+            bad.push(format!(
+                "address {} of subnet {subnet} is held by {owner}, which does not exist",
+                Ipv4Addr::from(addr)
+            ));
+        }
+        alloc.insert((subnet, addr), owner);
+    }
+    let mut holds = |subnet: &str, ip: Ipv4Addr, owner: &str, what: &str| match alloc
+        .get(&(subnet.to_string(), u32::from(ip)))
+    {
+        Some(o) if o == owner => {}
+        other => bad.push(format!(
+            "{what} {owner} has {ip} in {subnet}, allocated to {other:?}"
+        )),
+    };
+    for e in &eips {
+        holds(&e.subnet_id, e.ip, &e.id, "EIP");
+    }
+    for n in &nics {
+        holds(&n.subnet_id, n.ip, &n.id, "NIC");
+    }
+    for v in &vips {
+        holds(&v.subnet_id, v.ip, &v.id, "VIP");
+    }
+    let mut free: BTreeMap<String, Vec<(u32, u32)>> = BTreeMap::new();
+    for r in tx
+        .rows("SELECT subnet_id, lo, hi FROM ip_free_ranges", &[])
+        .await?
+    {
+        free.entry(r.text(0)?)
+            .or_default()
+            .push((r.int(1)? as u32, r.int(2)? as u32));
+    }
+    for s in &subnets {
+        let (lo, hi) = (u32::from(s.range_start), u32::from(s.range_end));
+        let ranges = free.get(&s.id).cloned().unwrap_or_default();
+        let free_count: u64 = ranges.iter().map(|(a, b)| u64::from(b - a) + 1).sum();
+        let taken: Vec<u32> = alloc
+            .keys()
+            .filter(|(sub, a)| *sub == s.id && (lo..=hi).contains(a))
+            .map(|(_, a)| *a)
+            .collect();
+        for a in &taken {
+            if ranges.iter().any(|(x, y)| (x..=y).contains(&a)) {
+                bad.push(format!(
+                    "{} of subnet {} is both allocated and free",
+                    Ipv4Addr::from(*a),
+                    s.id
+                ));
+            }
+        }
+        if free_count + taken.len() as u64 != u64::from(hi - lo) + 1 {
+            bad.push(format!(
+                "subnet {}: {free_count} free + {} taken != {} in its range (addresses lost or doubled)",
+                s.id,
+                taken.len(),
+                u64::from(hi - lo) + 1
+            ));
+        }
+    }
+    let mut bound: BTreeMap<String, String> = BTreeMap::new();
+    for r in tx
+        .rows("SELECT target_id, eip_id FROM eip_bindings", &[])
+        .await?
+    {
+        let (target, eip) = (r.text(0)?, r.text(1)?);
+        match eips.iter().find(|e| e.id == eip) {
+            None => bad.push(format!("a binding names EIP {eip}, which does not exist")),
+            Some(e) if e.nic_id.as_deref().or(e.vip_id.as_deref()) != Some(target.as_str()) => bad
+                .push(format!(
+                    "EIP {eip} is bound to {target} by the binding but to {:?} by itself",
+                    e.nic_id.as_deref().or(e.vip_id.as_deref())
+                )),
+            _ => {}
+        }
+        if !ids.contains(&target) {
+            bad.push(format!(
+                "EIP {eip} is bound to {target}, which does not exist"
+            ));
+        }
+        bound.insert(eip, target);
+    }
+    for e in &eips {
+        if (e.nic_id.is_some() || e.vip_id.is_some()) && !bound.contains_key(&e.id) {
+            bad.push(format!("EIP {} says it is bound but has no binding", e.id));
+        }
+    }
+    let mut per_vip: BTreeMap<String, usize> = BTreeMap::new();
+    let mut per_nic: BTreeMap<String, usize> = BTreeMap::new();
+    for r in tx
+        .rows("SELECT vip_id, nic_id FROM vip_bindings", &[])
+        .await?
+    {
+        let (vip, nic) = (r.text(0)?, r.text(1)?);
+        for id in [&vip, &nic] {
+            if !ids.contains(id) {
+                bad.push(format!("a VIP binding names {id}, which does not exist"));
+            }
+        }
+        *per_vip.entry(vip).or_default() += 1;
+        *per_nic.entry(nic).or_default() += 1;
+    }
+    for (vip, n) in per_vip.iter().filter(|(_, n)| **n > 10) {
+        bad.push(format!("VIP {vip} is bound to {n} NICs"));
+    }
+    for (nic, n) in per_nic.iter().filter(|(_, n)| **n > 10) {
+        bad.push(format!("NIC {nic} holds {n} VIPs"));
+    }
+    let quotas = store.db.quotas;
+    for (kind, limit) in [
+        ("eip", quotas.eips),
+        ("vip", quotas.vips),
+        ("nic", quotas.nics),
+        ("vpc", quotas.vpcs),
+    ] {
+        for r in tx
+            .rows(
+                "SELECT tenant, COUNT(*) FROM resources WHERE kind = $1 GROUP BY tenant",
+                &[kind.into()],
+            )
+            .await?
+        {
+            let (tenant, n) = (r.text(0)?, r.int(1)?);
+            if tenant != vpcip_model::SYSTEM_TENANT && n > i64::from(limit) {
+                bad.push(format!(
+                    "tenant {tenant} has {n} {kind}s, over its quota {limit}"
+                ));
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(bad)
+}

@@ -1336,6 +1336,53 @@ async fn quotas_hold_under_racing_creates(s: &Store) {
         .await
         .unwrap_err();
     assert_eq!(code(vpc3), "quota_exceeded");
+    assert_eq!(
+        vpcip_store::testing::invariants(&s).await.unwrap(),
+        Vec::<String>::new()
+    );
+}
+
+/// The crash test's invariant checker finds what it is for: an address
+/// whose owner is gone, and one both free and taken.
+async fn invariants_catch_a_leak_and_a_double_allocation(s: &Store) {
+    seeds_world(s).await;
+    let t1 = tenant("t1");
+    let eip = s
+        .create_eip(
+            &t1,
+            &CreateEip {
+                bandwidth_mbps: 1,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        vpcip_store::testing::invariants(s).await.unwrap(),
+        Vec::<String>::new()
+    );
+    // The EIP's row goes without its address (a half-applied release).
+    let mut tx = s.db.begin().await.unwrap();
+    tx.exec("DELETE FROM resources WHERE id = $1", &[&eip.id])
+        .await
+        .unwrap();
+    // And its segment's free range takes in a taken address again.
+    tx.exec(
+        "UPDATE ip_free_ranges SET lo = lo - 1 WHERE subnet_id = $1",
+        &[&eip.subnet_id],
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let bad = vpcip_store::testing::invariants(s).await.unwrap();
+    assert!(
+        bad.iter().any(|b| b.contains("which does not exist")),
+        "{bad:#?}"
+    );
+    assert!(
+        bad.iter().any(|b| b.contains("both allocated and free")),
+        "{bad:#?}"
+    );
 }
 
 async fn race_for_ten_addresses(s: &Store) {
@@ -1379,6 +1426,10 @@ async fn race_for_ten_addresses(s: &Store) {
         }
     }
     assert_eq!((won.len(), exhausted), (10, 22));
+    assert_eq!(
+        vpcip_store::testing::invariants(&s).await.unwrap(),
+        Vec::<String>::new()
+    );
     let seg: Subnet = s.show(&OP, "seg").await.unwrap();
     assert_eq!(seg.used, 10);
 }
@@ -1805,6 +1856,7 @@ on_both!(
     deleting_a_server_unbinds_and_releases,
     visible_recipe_step_by_step,
     quotas_hold_under_racing_creates,
+    invariants_catch_a_leak_and_a_double_allocation,
     visible_recipe_in_one_call,
     race_for_ten_addresses,
     client_tokens_make_creates_idempotent,
