@@ -295,7 +295,7 @@ async fn crash_safety(db: &str, check: vpcip_store::Store) {
         let (c, nics) = tenants[i % tenants.len()].clone();
         let (ledger, stop, ops) = (ledger.clone(), stop.clone(), ops.clone());
         clients.push(tokio::spawn(async move {
-            let seed = AtomicU64::new(0x9e37_79b9_7f4a_7c15 ^ (i as u64 + 1) * 0x1000_0001);
+            let seed = AtomicU64::new(0x9e37_79b9_7f4a_7c15 ^ ((i as u64 + 1) * 0x1000_0001));
             while !stop.load(Ordering::Relaxed) {
                 one_op(&c, &ledger, &seed, &nics).await;
                 ops.fetch_add(1, Ordering::Relaxed);
