@@ -115,7 +115,7 @@ async fn one_op(c: &Client, ledger: &Mutex<Ledger>, seed: &AtomicU64, nics: &[St
                 return;
             }
             let eip = &eips[pick(eips.len())];
-            let target = if rng(seed) % 3 == 0 {
+            let target = if rng(seed).is_multiple_of(3) {
                 let Ok(vips) = c.list_all::<Vip>("vips", None).await else {
                     return;
                 };
