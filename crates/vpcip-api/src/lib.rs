@@ -5,6 +5,7 @@ pub mod auth;
 pub mod error;
 pub mod handlers;
 pub mod metrics;
+pub mod tls;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -153,6 +154,18 @@ pub fn router(app: App) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(app)
+}
+
+/// Serves the API over TLS on `listener` until `shutdown` resolves.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    app: App,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    config: std::sync::Arc<tokio_rustls::rustls::ServerConfig>,
+) -> std::io::Result<()> {
+    axum::serve(tls::TlsListener::new(listener, config)?, router(app))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// Serves the API on `listener` until `shutdown` resolves.

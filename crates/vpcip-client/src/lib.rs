@@ -59,14 +59,22 @@ fn seg(s: &str) -> String {
 }
 
 impl Client {
+    /// A client of the API at `base` (`http://` or `https://`). Over
+    /// HTTPS it trusts the CA certificate (PEM) the file named by
+    /// `VPCIP_CA_CERT` holds — the operator's, which signed the
+    /// controller's certificate — and nothing else.
     pub fn new(base: &str, token: Option<&str>) -> Self {
+        let mut builder = reqwest::Client::builder().pool_max_idle_per_host(64);
+        if let Some(ca) = std::env::var_os("VPCIP_CA_CERT")
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|pem| reqwest::Certificate::from_pem(&pem).ok())
+        {
+            builder = builder.add_root_certificate(ca);
+        }
         Client {
             base: base.trim_end_matches('/').to_string(),
             token: token.map(str::to_string),
-            http: reqwest::Client::builder()
-                .pool_max_idle_per_host(64)
-                .build()
-                .unwrap_or_default(),
+            http: builder.build().unwrap_or_default(),
         }
     }
 

@@ -83,10 +83,19 @@ pub struct ServerArgs {
     /// controllers sharing state) [default: sqlite://./vpcip.db].
     #[arg(long, env = "VPCIP_DB")]
     pub db: Option<String>,
-    /// A TOML file with `listen`, `db` and `operator_token`; flags and the
-    /// environment (VPCIP_OPERATOR_TOKEN) take precedence.
+    /// A TOML file with `listen`, `db`, `operator_token`, `tls_cert`,
+    /// `tls_key` and `[quotas]`; flags and the environment
+    /// (VPCIP_OPERATOR_TOKEN) take precedence.
     #[arg(long, env = "VPCIP_CONFIG")]
     pub config: Option<std::path::PathBuf>,
+    /// Serve the API (and the agents' stream) over TLS with this
+    /// certificate chain (PEM); needs --tls-key. Clients trust its CA with
+    /// VPCIP_CA_CERT.
+    #[arg(long, env = "VPCIP_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "VPCIP_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 #[derive(Args)]

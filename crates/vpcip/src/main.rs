@@ -70,6 +70,8 @@ struct ServerConfig {
     listen: Option<String>,
     db: Option<String>,
     operator_token: Option<String>,
+    tls_cert: Option<std::path::PathBuf>,
+    tls_key: Option<std::path::PathBuf>,
     /// Per-tenant limits: `[quotas]` with `vpcs`, `nics`, `vips`, `eips`.
     #[serde(default)]
     quotas: vpcip_model::rules::Quotas,
@@ -110,11 +112,24 @@ async fn serve(args: cli::ServerArgs, log_format: &cli::LogFormat) -> anyhow::Re
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("listen on {listen}"))?;
-    tracing::info!(listen = %listener.local_addr()?, db = %redact(&db), "vpcip server up");
-    vpcip_api::serve(listener, app, async {
+    let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
-    })
-    .await?;
+    };
+    match (
+        args.tls_cert.or(config.tls_cert),
+        args.tls_key.or(config.tls_key),
+    ) {
+        (Some(cert), Some(key)) => {
+            let tls = vpcip_api::tls::server_config(&cert, &key)?;
+            tracing::info!(listen = %listener.local_addr()?, db = %redact(&db), cert = %cert.display(), "vpcip server up (TLS)");
+            vpcip_api::serve_tls(listener, app, shutdown, tls).await?;
+        }
+        (None, None) => {
+            tracing::info!(listen = %listener.local_addr()?, db = %redact(&db), "vpcip server up");
+            vpcip_api::serve(listener, app, shutdown).await?;
+        }
+        _ => anyhow::bail!("TLS needs both a certificate and its key (tls_cert and tls_key)"),
+    }
     Ok(())
 }
 
