@@ -51,7 +51,20 @@ async fn authenticate(parts: &mut Parts, app: &App) -> Result<Caller, ApiError> 
         return Ok(Caller(Scope::Operator));
     }
     match app.store.authenticate(token).await? {
-        Some(tenant) => Ok(Caller(Scope::Tenant(tenant))),
+        // An agent's token acts for the platform on the agent routes
+        // (register, watch, report) and nowhere else.
+        Some((_, true)) if parts.uri.path().starts_with("/v1/agents") => {
+            Ok(Caller(Scope::Operator))
+        }
+        Some((_, true)) => Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "an agent's token serves the agent routes (/v1/agents/…) only, not {}",
+                parts.uri.path()
+            ),
+        )),
+        Some((tenant, false)) => Ok(Caller(Scope::Tenant(tenant))),
         None => Err(ApiError::unauthorized("unknown token")),
     }
 }

@@ -126,6 +126,7 @@ async fn seeds_world(s: &Server, tenant: &str) -> Client {
             &CreateToken {
                 tenant: tenant.into(),
                 description: "test".into(),
+                agent: false,
             },
         )
         .await
@@ -310,6 +311,7 @@ async fn tenants_are_isolated(s: Server) {
             &CreateToken {
                 tenant: "globex".into(),
                 description: String::new(),
+                agent: false,
             },
         )
         .await
@@ -496,6 +498,7 @@ async fn every_route_checks_its_caller(s: Server) {
             &CreateToken {
                 tenant: "globex".into(),
                 description: String::new(),
+                agent: false,
             },
         )
         .await
@@ -508,6 +511,7 @@ async fn every_route_checks_its_caller(s: Server) {
             &CreateToken {
                 tenant: "acme".into(),
                 description: "second".into(),
+                agent: false,
             },
         )
         .await
@@ -738,3 +742,75 @@ async fn every_route_checks_its_caller(s: Server) {
 }
 
 on_both!(every_route_checks_its_caller);
+
+/// An agent's token registers, watches and reports, and is refused
+/// everywhere else; a tenant's token cannot use the agent routes.
+async fn agent_tokens_serve_the_agent_routes_only(s: Server) {
+    let tenant = seeds_world(&s, "acme").await;
+    let op = s.operator();
+    let tok: Token = op
+        .post(
+            "/v1/tokens",
+            &CreateToken {
+                tenant: "gw-1".into(),
+                description: "the gateway's agent".into(),
+                agent: true,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(tok.agent);
+    let agent = Client::new(&s.url(), tok.secret.as_deref());
+    let me: vpcip_model::desired::Agent = agent
+        .post(
+            "/v1/agents",
+            &vpcip_model::desired::RegisterAgent {
+                name: "gw-1".into(),
+                role: vpcip_model::desired::AgentRole::Gateway,
+                underlay_ip: "192.168.201.20".parse().unwrap(),
+            },
+        )
+        .await
+        .unwrap();
+    let desired: vpcip_model::desired::Desired = agent
+        .get(&format!("/v1/agents/{}/desired", me.id))
+        .await
+        .unwrap();
+    let _: () = agent
+        .post(
+            &format!("/v1/agents/{}/report", me.id),
+            &vpcip_model::desired::AgentReport {
+                applied_revision: desired.revision,
+                error: None,
+            },
+        )
+        .await
+        .unwrap();
+    // Nothing else.
+    let (status, code, message) = api_err(agent.list_all::<Eip>("eips", None).await);
+    assert_eq!((status, code.as_str()), (403, "forbidden"), "{message}");
+    assert!(message.contains("agent routes"), "{message}");
+    assert_eq!(
+        api_err(
+            agent
+                .post::<_, Zone>("/v1/zones", &CreateZone { name: "z9".into() })
+                .await
+        )
+        .0,
+        403
+    );
+    // A tenant's token cannot act as an agent.
+    assert_eq!(
+        api_err(
+            tenant
+                .get::<vpcip_model::desired::Desired>(&format!("/v1/agents/{}/desired", me.id))
+                .await
+        )
+        .0,
+        403
+    );
+    let listed: Vec<Token> = op.get("/v1/tokens").await.unwrap();
+    assert!(listed.iter().any(|t| t.id == tok.id && t.agent));
+}
+
+on_both!(agent_tokens_serve_the_agent_routes_only);

@@ -189,6 +189,7 @@ async fn api_bench(
             &CreateToken {
                 tenant: "bench".into(),
                 description: "bench".into(),
+                agent: false,
             },
         )
         .await?;

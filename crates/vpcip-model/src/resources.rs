@@ -394,6 +394,10 @@ pub struct Token {
     pub id: String,
     pub tenant: String,
     pub description: String,
+    /// An agent's token: it serves the agent routes (register, watch,
+    /// report) and nothing else.
+    #[serde(default)]
+    pub agent: bool,
     /// Only in the answer to a create: the secret is stored hashed.
     pub secret: Option<String>,
 }
@@ -660,7 +664,11 @@ pub struct VisibleEip {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
+    /// The tenant; for an agent's token, the agent it is for.
     pub tenant: String,
     #[serde(default)]
     pub description: String,
+    /// A token for an agent (see [`Token::agent`]).
+    #[serde(default)]
+    pub agent: bool,
 }

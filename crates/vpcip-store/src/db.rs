@@ -125,6 +125,8 @@ const MIGRATIONS: &[&str] = &[
         ip BIGINT NOT NULL,
         PRIMARY KEY (agent_id, ip)
     )",
+    // Agents' tokens serve the agent routes only.
+    "ALTER TABLE api_tokens ADD COLUMN agent BIGINT NOT NULL DEFAULT 0",
 ];
 
 /// What the store knows how to keep: every resource kind of the model.

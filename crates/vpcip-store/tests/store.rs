@@ -1875,14 +1875,15 @@ async fn tokens_are_stored_hashed() {
             &CreateToken {
                 tenant: "t1".into(),
                 description: "ci".into(),
+                agent: false,
             },
         )
         .await
         .unwrap();
     let secret = tok.secret.clone().unwrap();
     assert_eq!(
-        s.authenticate(&secret).await.unwrap().as_deref(),
-        Some("t1")
+        s.authenticate(&secret).await.unwrap(),
+        Some(("t1".to_string(), false))
     );
     assert_eq!(s.authenticate("vpcip_wrong").await.unwrap(), None);
     assert!(
@@ -1902,7 +1903,8 @@ async fn tokens_are_stored_hashed() {
                 &tenant("t1"),
                 &CreateToken {
                     tenant: "t1".into(),
-                    description: String::new()
+                    description: String::new(),
+                    agent: false
                 }
             )
             .await

@@ -734,10 +734,14 @@ pub enum EipCmd {
 pub enum TokenCmd {
     List,
     Create {
+        /// The tenant the token acts for (with --agent: the agent's name).
         #[arg(long)]
         tenant: String,
         #[arg(long, default_value = "")]
         description: String,
+        /// A token for an agent: it serves the agent routes only.
+        #[arg(long)]
+        agent: bool,
     },
     Delete(Key),
 }

@@ -209,6 +209,7 @@ async fn up(name: &str) -> anyhow::Result<()> {
             &CreateToken {
                 tenant: "acme".into(),
                 description: "lab".into(),
+                agent: false,
             },
         )
         .await?;

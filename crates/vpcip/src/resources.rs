@@ -397,6 +397,7 @@ pub async fn run(cmd: Resource, global: &Global) -> anyhow::Result<()> {
             TokenCmd::Create {
                 tenant,
                 description,
+                agent,
             } => {
                 let t: Token = ctx
                     .client
@@ -405,6 +406,7 @@ pub async fn run(cmd: Resource, global: &Global) -> anyhow::Result<()> {
                         &CreateToken {
                             tenant,
                             description,
+                            agent,
                         },
                     )
                     .await?;

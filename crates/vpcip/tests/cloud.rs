@@ -1310,6 +1310,7 @@ async fn a_visible_eip_on_a_vip_follows_the_master() {
             &CreateToken {
                 tenant: "acme".into(),
                 description: "the VIP test's tenant".into(),
+                agent: false,
             },
         )
         .await

@@ -244,6 +244,7 @@ async fn crash_safety(db: &str, check: vpcip_store::Store) {
                 &CreateToken {
                     tenant: t.into(),
                     description: "crash".into(),
+                    agent: false,
                 },
             )
             .await

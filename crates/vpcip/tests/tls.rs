@@ -1,7 +1,8 @@
 //! The API over TLS: a `vpcip server` with an operator-supplied certificate
 //! (made here with openssl: a CA and a server certificate for 127.0.0.1),
 //! the CLI trusting that CA through VPCIP_CA_CERT, and a host agent whose
-//! registration and desired-state stream go over TLS. Without the CA, and
+//! registration and desired-state stream go over TLS, with an agent's token
+//! of its own. Without the CA, and
 //! over plain HTTP, nothing gets through.
 
 #![allow(clippy::unwrap_used)] // tests panic on the unexpected, by design
@@ -170,6 +171,14 @@ fn the_api_and_the_agents_stream_run_over_tls() {
         "namespaces need root (scripts/test runs as root)"
     );
     procs.1 = Some(ns.clone());
+    // With a token of its own, which serves the agent routes only.
+    let out = cli(
+        &https,
+        Some(&ca),
+        &["-o", "json", "token", "create", "--tenant", "tls-h1", "--agent"],
+    );
+    let token: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let agent_token = token["secret"].as_str().unwrap().to_string();
     let agent = Command::new(env!("CARGO_BIN_EXE_vpcip"))
         .args([
             "agent",
@@ -189,7 +198,7 @@ fn the_api_and_the_agents_stream_run_over_tls() {
         .arg("--state-dir")
         .arg(dir.join("agent"))
         .env("VPCIP_URL", &https)
-        .env("VPCIP_TOKEN", OPERATOR)
+        .env("VPCIP_TOKEN", &agent_token)
         .env("VPCIP_CA_CERT", &ca)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("agent.log")).unwrap())

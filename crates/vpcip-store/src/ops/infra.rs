@@ -179,13 +179,14 @@ impl Store {
         let id = format!("tok-{}", &hex::encode(rand::random::<[u8; 5]>()));
         let mut tx = self.db.begin().await?;
         tx.write(
-                "INSERT INTO api_tokens (id, hash, tenant, description, created_at) VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO api_tokens (id, hash, tenant, description, created_at, agent) VALUES ($1, $2, $3, $4, $5, $6)",
                 &[
                     id.as_str().into(),
                     token_hash(&secret).into(),
                     req.tenant.as_str().into(),
                     req.description.as_str().into(),
                     now().into(),
+                    i64::from(req.agent).into(),
                 ],
             )
             .await?;
@@ -194,6 +195,7 @@ impl Store {
             id,
             tenant: req.tenant.clone(),
             description: req.description.clone(),
+            agent: req.agent,
             secret: Some(secret),
         })
     }
@@ -203,7 +205,7 @@ impl Store {
         let mut tx = self.db.begin_read().await?;
         let rows = tx
             .rows(
-                "SELECT id, tenant, description FROM api_tokens ORDER BY id",
+                "SELECT id, tenant, description, agent FROM api_tokens ORDER BY id",
                 &[],
             )
             .await?;
@@ -214,6 +216,7 @@ impl Store {
                     id: r.text(0)?,
                     tenant: r.text(1)?,
                     description: r.text(2)?,
+                    agent: r.int(3)? != 0,
                     secret: None,
                 })
             })
@@ -233,17 +236,20 @@ impl Store {
         tx.commit().await
     }
 
-    /// The tenant a bearer token belongs to, if any.
-    pub async fn authenticate(&self, secret: &str) -> Result<Option<String>, StoreError> {
+    /// The tenant a bearer token belongs to, if any, and whether it is an
+    /// agent's token.
+    pub async fn authenticate(&self, secret: &str) -> Result<Option<(String, bool)>, StoreError> {
         let mut tx = self.db.begin_read().await?;
         let rows = tx
             .rows(
-                "SELECT tenant FROM api_tokens WHERE hash = $1",
+                "SELECT tenant, agent FROM api_tokens WHERE hash = $1",
                 &[token_hash(secret).into()],
             )
             .await?;
         tx.commit().await?;
-        rows.first().map(|r| r.text(0)).transpose()
+        rows.first()
+            .map(|r| Ok((r.text(0)?, r.int(1)? != 0)))
+            .transpose()
     }
 }
 
