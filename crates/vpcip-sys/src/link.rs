@@ -74,7 +74,9 @@ pub struct Route {
 pub enum RouteKind {
     Unicast,
     Unreachable,
-    Other,
+    /// Any other type (blackhole, prohibit, …), by its number: vpcip makes
+    /// none, but removes one of its own protocol that it finds.
+    Other(u8),
 }
 
 fn kernel(what: &'static str) -> impl FnOnce(rtnetlink::Error) -> SysError {
@@ -529,7 +531,7 @@ fn route_of(m: &RouteMessage) -> Option<Route> {
         kind: match m.header.kind {
             RouteType::Unicast => RouteKind::Unicast,
             RouteType::Unreachable => RouteKind::Unreachable,
-            _ => RouteKind::Other,
+            other => RouteKind::Other(u8::from(other)),
         },
         protocol: u8::from(m.header.protocol),
     })
@@ -543,6 +545,9 @@ fn route_msg(r: &Route) -> RouteMessage {
     match r.kind {
         RouteKind::Unreachable => {
             b = b.kind(RouteType::Unreachable);
+        }
+        RouteKind::Other(t) => {
+            b = b.kind(RouteType::from(t));
         }
         _ => {
             if let Some(oif) = r.oif {

@@ -2484,3 +2484,219 @@ async fn metrics_follow_the_traffic_and_status_the_data_plane() {
         "the late EIP never answered"
     );
 }
+
+/// Faults around the data plane, with an established TCP flow through an
+/// EIP that must survive all of them: foreign nftables tables and routes
+/// planted on the gateway are left alone while stale vpcip entries are
+/// removed; the gateway agent is killed right after a change reaches it
+/// and restarted; the controller is killed and restarted under running
+/// agents; the controller stops answering for a while (SIGSTOP: the agents'
+/// connection hangs) and the data plane keeps forwarding, catching up after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_plane_rides_out_faults_and_leaves_foreign_state_alone() {
+    let mut lab = Lab::up("vcf").await;
+    let v1 = lab.vpc("v1", "10.0.0.0/16").await;
+    let sa = lab.subnet(&v1, "v1-a", "10.0.1.0/24").await;
+    let (x, _) = lab.vm("x", &sa, "h1").await;
+    let eip = lab.eip_for(&x).await;
+    echo_server(&lab.ns("x"), 8080, Duration::from_secs(120));
+    let client = lab.ns("client");
+    assert!(
+        eventually(Duration::from_secs(15), || ask_once(
+            &client,
+            at(eip.ip, 8080),
+            "hello"
+        )
+        .is_some()),
+        "the EIP never answered"
+    );
+    let mut conn = Conn::open(&client, at(eip.ip, 8080), Duration::from_secs(2)).unwrap();
+    let from_client = |m: &str| Some(format!("{CLIENT} {m}"));
+    let mut step = 0;
+    let mut still = |conn: &mut Conn, what: &str| {
+        step += 1;
+        let msg = format!("step-{step}");
+        assert_eq!(conn.ask(&msg), from_client(&msg), "the flow broke: {what}");
+    };
+    still(&mut conn, "at the start");
+
+    // Foreign state on the gateway node and in the router, and stale
+    // entries of vpcip's own.
+    let gw = cloud::GATEWAY;
+    let router = format!("vpcr-{}", v1.id);
+    for node in [gw, router.as_str()] {
+        lab.w.exec(node, &["nft", "add", "table", "ip", "foreign"]);
+        lab.w.exec(
+            node,
+            &[
+                "nft",
+                "add",
+                "chain",
+                "ip",
+                "foreign",
+                "c",
+                "{ type filter hook forward priority 10 ; }",
+            ],
+        );
+        lab.w.exec(
+            node,
+            &["nft", "add", "rule", "ip", "foreign", "c", "counter"],
+        );
+        lab.w.exec(
+            node,
+            &[
+                "ip",
+                "route",
+                "add",
+                "blackhole",
+                "10.99.0.0/24",
+                "proto",
+                "static",
+            ],
+        );
+        lab.w.exec(
+            node,
+            &[
+                "ip",
+                "route",
+                "add",
+                "blackhole",
+                "10.98.0.0/24",
+                "proto",
+                "240",
+            ],
+        );
+    }
+    let stale_eip = "203.0.113.250";
+    lab.w.exec(
+        gw,
+        &[
+            "nft",
+            "add",
+            "element",
+            "ip",
+            "vpcip_gw",
+            "eip_router",
+            &format!("{{ {stale_eip} : 0x00000001 }}"),
+        ],
+    );
+    lab.w.exec(
+        &router,
+        &[
+            "nft",
+            "add",
+            "element",
+            "ip",
+            "vpcip_nat",
+            "eip_dnat",
+            &format!("{{ {stale_eip} : 10.0.1.250 }}"),
+        ],
+    );
+    let cleaned = |lab: &Lab| {
+        [gw, router.as_str()].iter().all(|node| {
+            let routes = lab.w.exec(node, &["ip", "route", "show", "table", "all"]);
+            !routes.contains("10.98.0.0/24")
+        }) && !lab
+            .w
+            .exec(gw, &["nft", "list", "map", "ip", "vpcip_gw", "eip_router"])
+            .contains(stale_eip)
+            && !lab
+                .w
+                .exec(
+                    &router,
+                    &["nft", "list", "map", "ip", "vpcip_nat", "eip_dnat"],
+                )
+                .contains(stale_eip)
+    };
+    assert!(
+        eventually(Duration::from_secs(15), || cleaned(&lab)),
+        "stale vpcip entries stayed: gw routes {} router routes {} gw map {} router map {}",
+        lab.w
+            .exec(gw, &["ip", "route", "show", "table", "all", "proto", "240"]),
+        lab.w.exec(
+            &router,
+            &["ip", "route", "show", "table", "all", "proto", "240"]
+        ),
+        lab.w
+            .exec(gw, &["nft", "list", "map", "ip", "vpcip_gw", "eip_router"]),
+        lab.w.exec(
+            &router,
+            &["nft", "list", "map", "ip", "vpcip_nat", "eip_dnat"]
+        )
+    );
+    for node in [gw, router.as_str()] {
+        assert!(
+            lab.w
+                .exec(node, &["nft", "list", "table", "ip", "foreign"])
+                .contains("counter"),
+            "{node}: the foreign table was touched"
+        );
+        assert!(
+            lab.w
+                .exec(node, &["ip", "route", "show", "table", "all"])
+                .contains("blackhole 10.99.0.0/24"),
+            "{node}: the foreign route was touched"
+        );
+    }
+    still(&mut conn, "after the cleanup");
+
+    // The gateway agent killed right after a change reaches the
+    // controller, then restarted: the change lands, the flow lives.
+    let (y, _) = lab.vm("y", &sa, "h2").await;
+    let second = lab.eip_for(&y).await;
+    lab.w.kill(lab.gateway_agent);
+    still(&mut conn, "gateway agent killed");
+    lab.gateway_agent = cloud::start_agent(
+        &mut lab.w,
+        bin(),
+        &lab.url,
+        OPERATOR,
+        "gateway",
+        cloud::GATEWAY,
+        cloud::GATEWAY_UNDERLAY,
+        1,
+    );
+    assert!(
+        eventually(Duration::from_secs(15), || lab.pings("client", second.ip)),
+        "the change made while the agent was down never landed"
+    );
+    still(&mut conn, "gateway agent restarted");
+
+    // The controller killed and restarted under running agents.
+    let port: u16 = lab.url.rsplit(':').next().unwrap().parse().unwrap();
+    lab.w.kill(0);
+    still(&mut conn, "controller killed");
+    cloud::start_controller(&mut lab.w, bin(), port, OPERATOR);
+    let ctl = lab.w.processes() - 1;
+    let (z, _) = lab.vm("z", &sa, "h1").await;
+    let third = lab.eip_for(&z).await;
+    assert!(
+        eventually(Duration::from_secs(20), || lab.pings("client", third.ip)),
+        "the agents did not follow the restarted controller"
+    );
+    still(&mut conn, "controller restarted");
+
+    // The controller silent for five seconds (its agents' requests hang);
+    // forwarding goes on, and what changes after is applied.
+    let pid = nix::unistd::Pid::from_raw(lab.w.pid(ctl).unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        still(&mut conn, "controller silent");
+        assert!(
+            lab.pings("client", eip.ip),
+            "forwarding stopped with the controller"
+        );
+    }
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    let _: Eip = lab
+        .op
+        .action("eips", &third.id, "unbind", &serde_json::json!({}))
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(20), || !lab.pings("client", third.ip)),
+        "the agents did not catch up after the controller came back"
+    );
+    still(&mut conn, "at the end");
+}

@@ -175,7 +175,9 @@ fn the_api_and_the_agents_stream_run_over_tls() {
     let out = cli(
         &https,
         Some(&ca),
-        &["-o", "json", "token", "create", "--tenant", "tls-h1", "--agent"],
+        &[
+            "-o", "json", "token", "create", "--tenant", "tls-h1", "--agent",
+        ],
     );
     let token: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let agent_token = token["secret"].as_str().unwrap().to_string();
