@@ -2,6 +2,7 @@
 //! arithmetic, as pure code with no I/O. The store and the API are thin
 //! shells around it.
 
+pub mod config;
 pub mod desired;
 pub mod error;
 pub mod guest;

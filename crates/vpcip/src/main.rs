@@ -63,26 +63,14 @@ fn main() -> ExitCode {
     }
 }
 
-/// The server's settings as a config file may give them.
-#[derive(serde::Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct ServerConfig {
-    listen: Option<String>,
-    db: Option<String>,
-    operator_token: Option<String>,
-    tls_cert: Option<std::path::PathBuf>,
-    tls_key: Option<std::path::PathBuf>,
-    /// Per-tenant limits: `[quotas]` with `vpcs`, `nics`, `vips`, `eips`.
-    #[serde(default)]
-    quotas: vpcip_model::rules::Quotas,
-}
+use vpcip_model::config::ServerConfig;
 
 fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<ServerConfig> {
     let Some(path) = path else {
         return Ok(ServerConfig::default());
     };
     let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("parse {}", path.display()))
+    ServerConfig::parse(&text).with_context(|| format!("parse {}", path.display()))
 }
 
 async fn serve(args: cli::ServerArgs, log_format: &cli::LogFormat) -> anyhow::Result<()> {
@@ -204,19 +192,6 @@ fn init_logging(format: &cli::LogFormat) {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn config_files_parse_and_reject_unknown_keys() {
-        let c: super::ServerConfig =
-            toml::from_str("listen = \"127.0.0.1:1\"\noperator_token = \"x\"").unwrap();
-        assert_eq!(c.listen.as_deref(), Some("127.0.0.1:1"));
-        assert_eq!(c.operator_token.as_deref(), Some("x"));
-        assert!(toml::from_str::<super::ServerConfig>("bogus = 1").is_err());
-        let q: super::ServerConfig = toml::from_str("[quotas]\neips = 5").unwrap();
-        assert_eq!(q.quotas.eips, 5);
-        assert_eq!(q.quotas.vips, 1_000);
-        assert!(toml::from_str::<super::ServerConfig>("[quotas]\neip = 5").is_err());
-    }
-
     #[test]
     fn redacts_passwords() {
         assert_eq!(

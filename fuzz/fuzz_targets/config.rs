@@ -1,0 +1,12 @@
+//! The server's configuration file (TOML, `vpcip_model::config`): never a
+//! panic, unknown keys refused cleanly.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
+    let _ = vpcip_model::config::ServerConfig::parse(s);
+});
