@@ -6,7 +6,10 @@
 //! straight from the database (`vpcip_store::testing::invariants`: no
 //! address allocated twice or lost, no binding to something deleted, no
 //! limit or quota exceeded), and every acknowledged creation is still
-//! there unless a later release or delete of it was sent. On SQLite and on
+//! there unless a later release or delete of it was sent. Real agents
+//! (the lab's gateway and hosts, in namespaces) run throughout; at the end
+//! the gateway's data plane holds exactly the bound EIPs (`GET
+//! /v1/status`: no EIP differs, no agent lags). On SQLite and on
 //! PostgreSQL.
 
 #![allow(clippy::unwrap_used)] // tests panic on the unexpected, by design
@@ -223,6 +226,21 @@ async fn crash_safety(db: &str, check: vpcip_store::Store) {
     ctl.start();
     let url = format!("http://127.0.0.1:{port}");
     let op = Client::new(&url, Some(OPERATOR));
+    // The lab's gateway and host agents, working through the kills.
+    let mut world = vpcip_lab::World::new("vcx");
+    vpcip_lab::cloud::physical(&mut world, &["198.51.100.0/26"]);
+    vpcip_lab::cloud::start_agents(
+        &mut world,
+        std::path::Path::new(env!("CARGO_BIN_EXE_vpcip")),
+        &url,
+        OPERATOR,
+        1,
+    );
+    assert_eq!(
+        op.wait_for_agents(vpcip_lab::cloud::AGENTS.len(), Duration::from_secs(10))
+            .await,
+        vpcip_lab::cloud::AGENTS.len()
+    );
     let _: Zone = op
         .post("/v1/zones", &CreateZone { name: "z1".into() })
         .await
@@ -338,6 +356,30 @@ async fn crash_safety(db: &str, check: vpcip_store::Store) {
         lost.is_empty(),
         "acknowledged, never removed, gone: {lost:?}"
     );
+    // The agents converge on what the store holds: the gateway's data plane
+    // has exactly the bound EIPs, and no agent lags.
+    ctl.start();
+    let mut last = None;
+    let mut converged = false;
+    for _ in 0..100 {
+        if let Ok(st) = op
+            .get::<vpcip_model::desired::SystemStatus>("/v1/status")
+            .await
+        {
+            let done = st.differing.is_empty()
+                && st.agents.iter().all(|a| a.lag == 0)
+                && st.programmed_eips == st.bound_eips;
+            last = Some(st);
+            if done {
+                converged = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(converged, "the agents did not converge: {last:#?}");
+    let bound = last.map_or(0, |s| s.bound_eips);
+    ctl.kill();
     let n = ops.load(Ordering::Relaxed);
     assert!(
         n > 500 && ledger.created.len() > 50,
@@ -345,7 +387,7 @@ async fn crash_safety(db: &str, check: vpcip_store::Store) {
         ledger.created.len()
     );
     eprintln!(
-        "{n} operations, {} acknowledged creations, {} removals sent, {KILLS} kills survived, nothing lost",
+        "{n} operations, {} acknowledged creations, {} removals sent, {KILLS} kills survived, nothing lost; the gateway converged on {bound} bound EIPs",
         ledger.created.len(),
         ledger.removal_sent.len()
     );
