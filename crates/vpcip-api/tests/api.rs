@@ -814,3 +814,84 @@ async fn agent_tokens_serve_the_agent_routes_only(s: Server) {
 }
 
 on_both!(agent_tokens_serve_the_agent_routes_only);
+
+/// Every input limit refuses with an error that names the rule and the
+/// values: the body size, the page size, names, descriptions, quotas.
+async fn input_limits_each_have_a_clear_error(s: Server) {
+    let t = seeds_world(&s, "acme").await;
+    let op = s.operator();
+    let http = reqwest::Client::new();
+    // Body: 64 KB at most.
+    let r = http
+        .post(format!("{}/v1/zones", s.url()))
+        .bearer_auth(OPERATOR)
+        .header("content-type", "application/json")
+        .body(format!("{{\"name\": \"{}\"}}", "a".repeat(70_000)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // Page size: 1 to 1000.
+    let (status, code, message) = api_err(t.get::<Page<Eip>>("/v1/eips?limit=1001").await);
+    assert_eq!((status, code.as_str()), (400, "invalid_argument"));
+    assert!(message.contains("1001 is outside 1..=1000"), "{message}");
+    // Names: 1 to 64 plain characters.
+    let long = "n".repeat(65);
+    let (status, code, message) = api_err(
+        op.post::<_, Zone>("/v1/zones", &CreateZone { name: long.clone() })
+            .await,
+    );
+    assert_eq!((status, code.as_str()), (400, "invalid_argument"));
+    assert!(message.contains("must be 1 to 64 characters"), "{message}");
+    let (_, _, message) = api_err(
+        op.post::<_, Zone>("/v1/zones", &CreateZone { name: "a b".into() })
+            .await,
+    );
+    assert!(message.contains("only letters, digits"), "{message}");
+    // Descriptions: 256 characters.
+    let (status, _, message) = api_err(
+        op.post::<_, Token>(
+            "/v1/tokens",
+            &CreateToken {
+                tenant: "acme".into(),
+                description: "d".repeat(300),
+                agent: false,
+            },
+        )
+        .await,
+    );
+    assert_eq!(status, 400);
+    assert!(message.contains("at most 256 characters"), "{message}");
+    // Quotas: the default allows 100 VPCs; the 101st is refused.
+    for i in 2..=100 {
+        let _: Vpc = t
+            .post(
+                "/v1/vpcs",
+                &CreateVpc {
+                    name: format!("vpc{i}"),
+                    cidr: "172.16.0.0/16".parse().unwrap(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let (status, code, message) = api_err(
+        t.post::<_, Vpc>(
+            "/v1/vpcs",
+            &CreateVpc {
+                name: "vpc101".into(),
+                cidr: "172.16.0.0/16".parse().unwrap(),
+                ..Default::default()
+            },
+        )
+        .await,
+    );
+    assert_eq!((status, code.as_str()), (409, "quota_exceeded"));
+    assert_eq!(
+        message,
+        "tenant acme already has 100 VPCs: its quota is 100"
+    );
+}
+
+on_both!(input_limits_each_have_a_clear_error);
