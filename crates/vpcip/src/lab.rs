@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use vpcip_client::Client;
 use vpcip_lab::World;
 use vpcip_lab::cloud;
+use vpcip_model::guest;
 use vpcip_model::*;
 
 use crate::cli::LabCmd;
@@ -218,7 +219,7 @@ async fn up(name: &str) -> anyhow::Result<()> {
     let t = Client::new(&url, tok.secret.as_deref());
 
     step(
-        "tenant acme: VPC vpc1 10.0.0.0/16, subnets sw1 10.0.1.0/24 and sw2 10.0.2.0/24, servers web-1 (sw1) and app-1 (sw2)",
+        "tenant acme: VPC vpc1 10.0.0.0/16, subnets sw1 10.0.1.0/24 and sw2 10.0.2.0/24, servers web-1 (sw1) and app-1 (sw2), and a pair vip-a (h1) / vip-b (h2) in sw1",
     );
     let vpc: Vpc = t
         .post(
@@ -248,13 +249,22 @@ async fn up(name: &str) -> anyhow::Result<()> {
         .nodes
         .push(("vpc1-router".into(), format!("{prefix}vpcr-{}", vpc.id)));
     let mut vms = Vec::new();
-    for (name, subnet) in [("web-1", &subnets[0]), ("app-1", &subnets[1])] {
-        let server: vpcip_model::Server = t
+    for (name, subnet, host) in [
+        ("web-1", &subnets[0], None),
+        ("app-1", &subnets[1], None),
+        ("vip-a", &subnets[0], Some(cloud::HOSTS[0])),
+        ("vip-b", &subnets[0], Some(cloud::HOSTS[1])),
+    ] {
+        // (A pair is spread over two hosts: only the operator chooses
+        // where a server runs.)
+        let by = if host.is_some() { &op } else { &t };
+        let server: vpcip_model::Server = by
             .post(
                 "/v1/servers",
                 &CreateServer {
                     name: name.into(),
                     subnet: subnet.id.clone(),
+                    host: host.map(str::to_string),
                     ..Default::default()
                 },
             )
@@ -325,6 +335,137 @@ async fn up(name: &str) -> anyhow::Result<()> {
         Some(body) => println!("    {}", body.trim()),
         None => bail!("the EIP did not answer; see the logs in {}", dir.display()),
     }
+    // A VIP shared by vip-a and vip-b, each running `vpcip vrrp` (the
+    // command `vpcip vip guest-config --vrrp` prints), with an EIP on it.
+    step(
+        "tenant acme: VIP 10.0.1.100 bound to vip-a and vip-b, an EIP on it; vpcip vrrp in both VMs",
+    );
+    let vip: Vip = t
+        .post(
+            "/v1/vips",
+            &CreateVip {
+                name: "vip-1".into(),
+                subnet: "sw1".into(),
+                ip: Some("10.0.1.100".parse()?),
+                client_token: None,
+            },
+        )
+        .await?;
+    for (_, nic) in &vms[2..] {
+        let _: WithWarnings<Vip> = t
+            .action(
+                "vips",
+                &vip.id,
+                "bind",
+                &VipNic {
+                    nic: nic.id.clone(),
+                },
+            )
+            .await?;
+    }
+    let vip_eip = t
+        .create_eip(&CreateEip {
+            bandwidth_mbps: 10,
+            bind: Some(BindEip {
+                target: EipTarget::Vip(vip.id.clone()),
+                mode: EipMode::Nat,
+                allow_reassociation: false,
+            }),
+            ..Default::default()
+        })
+        .await?;
+    let subnet = &subnets[0];
+    let mut speakers = Vec::new();
+    for (rank, (vm, (_, nic))) in ["vip-a", "vip-b"].iter().zip(&vms[2..]).enumerate() {
+        let ns = format!("{prefix}{vm}");
+        state.pids.push(spawn_detached(
+            &["lab", "httpd", "--netns", &ns, "--port", "80"],
+            &dir.join(format!("httpd-{vm}.log")),
+            &[],
+        )?);
+        let me = guest::GuestNic {
+            ifname: "eth0",
+            connection: "System eth0",
+            ip: nic.ip,
+            subnet: subnet.cidr,
+            gateway: subnet.gateway,
+            device: 0,
+        };
+        let line = guest::vrrp_command(
+            &vip.name,
+            vip.ip,
+            subnet.cidr,
+            &me,
+            &guest::VrrpParams {
+                rank,
+                vrid: guest::vrid_of(vip.ip),
+                advert_cs: 100,
+            },
+        );
+        println!("    {vm}: {}", line.trim());
+        let words: Vec<&str> = line.split_whitespace().skip(1).collect();
+        let log = std::fs::File::create(dir.join(format!("vrrp-{vm}.log")))?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns])
+            .arg(std::env::current_exe()?)
+            .args(&words)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        state.pids.push(child.id());
+        speakers.push(child.id());
+    }
+    save(&state)?;
+    let vip_to = SocketAddr::new(vip_eip.ip.into(), 80);
+    step(&format!(
+        "outside client: GET http://{}/ (the EIP on the VIP): the master answers",
+        vip_eip.ip
+    ));
+    let served_by = |vm: &str| {
+        let want = format!("hello from {prefix}{vm}");
+        move |b: &Option<String>| b.as_deref().is_some_and(|b| b.starts_with(&want))
+    };
+    let mut body = None;
+    for _ in 0..100 {
+        body = http_get(&client_ns, vip_to);
+        if served_by("vip-a")(&body) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if !served_by("vip-a")(&body) {
+        bail!(
+            "the VIP's EIP did not reach vip-a: {body:?}; see {}",
+            dir.display()
+        );
+    }
+    println!("    {}", body.unwrap_or_default().trim());
+    step(
+        "vip-a's speaker stops (it hands over with priority 0): vip-b takes the VIP, the EIP follows",
+    );
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(speakers[0] as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    state.pids.retain(|p| *p != speakers[0]);
+    save(&state)?;
+    let mut body = None;
+    for _ in 0..100 {
+        body = http_get(&client_ns, vip_to);
+        if served_by("vip-b")(&body) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if !served_by("vip-b")(&body) {
+        bail!(
+            "the VIP's EIP did not follow to vip-b: {body:?}; see {}",
+            dir.display()
+        );
+    }
+    println!("    {}", body.unwrap_or_default().trim());
+
     let me = std::env::current_exe()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "vpcip".into());

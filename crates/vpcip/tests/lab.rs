@@ -1,7 +1,8 @@
 //! The README's first command: `vpcip lab up` builds the world (physical
 //! router, client, gateway node, two hosts), starts a controller, a gateway
 //! agent and two host agents, and shows an EIP carrying HTTP from the client
-//! to a VM; `lab exec` runs commands in its nodes; `lab down` leaves nothing
+//! to a VM, and an EIP on a VIP following its master from one VM to the
+//! other; `lab exec` runs commands in its nodes; `lab down` leaves nothing
 //! behind.
 
 #![allow(clippy::unwrap_used)] // tests panic on the unexpected, by design
@@ -44,6 +45,16 @@ fn lab_up_exec_down() {
         out.contains("you are 198.51.100.10"),
         "the VM sees the client's address: {out}"
     );
+    // The VIP pair: the EIP on the VIP reaches vip-a, then vip-b once
+    // vip-a's speaker stops.
+    let a = out
+        .find("vip-a (")
+        .unwrap_or_else(|| panic!("vip-a never answered: {out}"));
+    let b = out
+        .find("vip-b (")
+        .unwrap_or_else(|| panic!("vip-b never answered: {out}"));
+    assert!(a < b, "{out}");
+    assert!(out.contains("vpcip vrrp --interface eth0"), "{out}");
     // A second `up` of the same lab is refused.
     assert!(!vpcip(&["lab", "up", "--name", &name]).status.success());
     // exec in the VPC router: the NAT maps hold the EIP.
