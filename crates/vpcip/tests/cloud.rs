@@ -2683,8 +2683,10 @@ async fn the_data_plane_rides_out_faults_and_leaves_foreign_state_alone() {
     for _ in 0..5 {
         tokio::time::sleep(Duration::from_secs(1)).await;
         still(&mut conn, "controller silent");
+        // (Retried: one lost echo under the load of the tests beside this
+        // one is not a stop.)
         assert!(
-            lab.pings("client", eip.ip),
+            eventually(Duration::from_secs(3), || lab.pings("client", eip.ip)),
             "forwarding stopped with the controller"
         );
     }
