@@ -229,6 +229,30 @@ impl Lab {
     fn ns(&self, node: &str) -> String {
         self.w.ns(node)
     }
+
+    /// Whether an answer of the lab web server came from VM `vm` (it says
+    /// who it is).
+    fn answered_by(&self, answer: &Option<String>, vm: &str) -> bool {
+        let want = format!("hello from {}{vm}", self.w.prefix);
+        answer.as_deref().is_some_and(|s| s.starts_with(&want))
+    }
+
+    /// Waits at most `limit` for VM `vm` to answer the outside client's
+    /// `GET /` at `to`; the last answer when it never does.
+    fn wait_served_by(
+        &self,
+        to: SocketAddr,
+        vm: &str,
+        limit: Duration,
+    ) -> Result<(), Option<String>> {
+        let client = self.ns("client");
+        let mut last = None;
+        let served = eventually(limit, || {
+            last = http_get(&client, to);
+            self.answered_by(&last, vm)
+        });
+        if served { Ok(()) } else { Err(last) }
+    }
 }
 
 fn at(ip: Ipv4Addr, port: u16) -> SocketAddr {
@@ -913,30 +937,35 @@ enum Speaker {
 fn speaker(lab: &mut Lab, kind: Speaker, vm: &str, run: u32, vip: &Vip, nic: &Nic) -> usize {
     match kind {
         Speaker::Keepalived => keepalived(lab, vm, run, &vip.id, &nic.id),
-        Speaker::Vpcip => {
-            let dir = cloud::state_dir(&lab.w).join(format!("vrrp-{vm}-{run}"));
-            std::fs::create_dir_all(&dir).unwrap();
-            // The command `vpcip vip guest-config --vrrp` renders.
-            let rendered = cli(
-                lab,
-                &["vip", "guest-config", &vip.id, "--nic", &nic.id, "--vrrp"],
-            );
-            assert!(rendered.status.success());
-            let line = String::from_utf8_lossy(&rendered.stdout).into_owned();
-            let words: Vec<&str> = line.split_whitespace().collect();
-            assert_eq!(words[..2], ["vpcip", "vrrp"], "{line}");
-            let child = std::process::Command::new("ip")
-                .args(["netns", "exec", &lab.ns(vm)])
-                .arg(bin())
-                .args(&words[1..])
-                .env("RUST_LOG", "info")
-                .stdout(std::fs::File::create(dir.join("vrrp.out")).unwrap())
-                .stderr(std::fs::File::create(dir.join("vrrp.log")).unwrap())
-                .spawn()
-                .unwrap();
-            lab.w.adopt(child)
-        }
+        Speaker::Vpcip => vpcip_vrrp(lab, vm, run, vip, nic, &[]),
     }
+}
+
+/// `vpcip vrrp` in VM `vm`: the command `vpcip vip guest-config --vrrp`
+/// renders for the NIC, with `extra` arguments (tracking, hooks); its
+/// output under the state directory (`vrrp-<vm>-<run>/`).
+fn vpcip_vrrp(lab: &mut Lab, vm: &str, run: u32, vip: &Vip, nic: &Nic, extra: &[String]) -> usize {
+    let dir = cloud::state_dir(&lab.w).join(format!("vrrp-{vm}-{run}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rendered = cli(
+        lab,
+        &["vip", "guest-config", &vip.id, "--nic", &nic.id, "--vrrp"],
+    );
+    assert!(rendered.status.success());
+    let line = String::from_utf8_lossy(&rendered.stdout).into_owned();
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(words[..2], ["vpcip", "vrrp"], "{line}");
+    let child = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.ns(vm)])
+        .arg(bin())
+        .args(&words[1..])
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stdout(std::fs::File::create(dir.join("vrrp.out")).unwrap())
+        .stderr(std::fs::File::create(dir.join("vrrp.log")).unwrap())
+        .spawn()
+        .unwrap();
+    lab.w.adopt(child)
 }
 
 /// Ends VM `vm`'s speaker with SIGKILL, as a crash would.
@@ -998,18 +1027,9 @@ async fn vip_pair(tag: &str, kind_a: Speaker, kind_b: Speaker) {
     speaker(&mut lab, kind_b, "b", 1, &vip, &b);
     let client = lab.ns("client");
     let to = at(eip.ip, 80);
-    let prefix = lab.w.prefix.clone();
-    let served_by = |vm: &str| {
-        let want = format!("hello from {prefix}{vm}");
-        move |answer: Option<String>| answer.is_some_and(|s| s.starts_with(&want))
-    };
-    assert!(
-        eventually(Duration::from_secs(20), || served_by("a")(http_get(
-            &client, to
-        ))),
-        "the EIP on the VIP does not reach the master a: {:?}",
-        http_get(&client, to)
-    );
+    if let Err(last) = lab.wait_served_by(to, "a", Duration::from_secs(20)) {
+        panic!("the EIP on the VIP does not reach the master a: {last:?}");
+    }
     // The controller knows who holds the VIP, from the data plane.
     let holder = |lab: &Lab| {
         let op = lab.op.clone();
@@ -1044,13 +1064,9 @@ async fn vip_pair(tag: &str, kind_a: Speaker, kind_b: Speaker) {
             "eth0",
         ],
     );
-    assert!(
-        eventually(Duration::from_secs(20), || served_by("b")(http_get(
-            &client, to
-        ))),
-        "the EIP did not follow the VIP to b: {:?}",
-        http_get(&client, to)
-    );
+    if let Err(last) = lab.wait_served_by(to, "b", Duration::from_secs(20)) {
+        panic!("the EIP did not follow the VIP to b: {last:?}");
+    }
     let mut now_b = false;
     for _ in 0..40 {
         if holder(&lab).await == (b.id.clone(), true) {
@@ -1067,21 +1083,17 @@ async fn vip_pair(tag: &str, kind_a: Speaker, kind_b: Speaker) {
         &["ip", "route", "replace", "default", "via", "10.0.1.1"],
     );
     speaker(&mut lab, kind_a, "a", 2, &vip, &a);
-    let back = eventually(Duration::from_secs(20), || {
-        served_by("a")(http_get(&client, to))
-    });
-    if !back {
+    let back = lab.wait_served_by(to, "a", Duration::from_secs(20));
+    if back.is_err() {
         let router = format!("vpcr-{}", v1.id);
         eprintln!("a: {}", lab.w.exec("a", &["ip", "-br", "addr"]));
         eprintln!("b: {}", lab.w.exec("b", &["ip", "-br", "addr"]));
         eprintln!("router neigh: {}", lab.w.exec(&router, &["ip", "neigh"]));
         eprintln!("a mac {} b mac {}", a.mac, b.mac);
     }
-    assert!(
-        back,
-        "the EIP did not come back to a: {:?}",
-        http_get(&client, to)
-    );
+    if let Err(last) = back {
+        panic!("the EIP did not come back to a: {last:?}");
+    }
 
     // `vpcip guest check` inside the guests: a is the master with the VIP,
     // b a standby without it; IP forwarding on a standby is a problem.
@@ -1163,10 +1175,10 @@ async fn vip_pair(tag: &str, kind_a: Speaker, kind_b: Speaker) {
         );
     }
     for _ in 0..10 {
+        let answer = http_get(&client, to);
         assert!(
-            served_by("a")(http_get(&client, to)),
-            "an unbound VM took the VIP: {:?}",
-            http_get(&client, to)
+            lab.answered_by(&answer, "a"),
+            "an unbound VM took the VIP: {answer:?}"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -1193,60 +1205,32 @@ async fn vpcip_vrrp_tracks_a_script_and_runs_notify_hooks() {
     let flag = dir.join("healthy");
     std::fs::write(&flag, "").unwrap();
     for (vm, nic) in [("a", &a), ("b", &b)] {
-        let rendered = cli(
-            &lab,
-            &["vip", "guest-config", &vip.id, "--nic", &nic.id, "--vrrp"],
-        );
-        let line = String::from_utf8_lossy(&rendered.stdout).into_owned();
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let mut cmd = std::process::Command::new("ip");
-        cmd.args(["netns", "exec", &lab.ns(vm)])
-            .arg(bin())
-            .args(&words[1..])
-            .arg("--notify")
-            .arg(format!(
-                "echo >> {}",
-                dir.join(format!("{vm}.log")).display()
-            ));
+        let mut extra = vec![
+            "--notify".to_string(),
+            format!("echo >> {}", dir.join(format!("{vm}.log")).display()),
+        ];
         if vm == "a" {
-            cmd.arg("--track-script")
-                .arg(format!("test -f {}", flag.display()));
+            extra.extend([
+                "--track-script".into(),
+                format!("test -f {}", flag.display()),
+            ]);
         }
-        let child = cmd
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        lab.w.adopt(child);
+        vpcip_vrrp(&mut lab, vm, 1, &vip, nic, &extra);
     }
-    let client = lab.ns("client");
     let to = at(eip.ip, 80);
-    let prefix = lab.w.prefix.clone();
-    let served_by = |vm: &str| {
-        let want = format!("hello from {prefix}{vm}");
-        move |answer: Option<String>| answer.is_some_and(|s| s.starts_with(&want))
-    };
     let log = |vm: &str| std::fs::read_to_string(dir.join(format!("{vm}.log"))).unwrap_or_default();
-    assert!(
-        eventually(Duration::from_secs(20), || served_by("a")(http_get(
-            &client, to
-        ))),
-        "a never served: {:?}",
-        http_get(&client, to)
-    );
+    if let Err(last) = lab.wait_served_by(to, "a", Duration::from_secs(20)) {
+        panic!("a never served: {last:?}");
+    }
     // (The hook runs just after the VIP is taken: wait for it.)
     let logged =
         |vm: &str, what: &str| eventually(Duration::from_secs(5), || log(vm).contains(what));
     assert!(logged("a", "INSTANCE VI_vip_t MASTER 150"), "{}", log("a"));
     // The tracked script fails: a goes to FAULT, b takes over.
     std::fs::remove_file(&flag).unwrap();
-    assert!(
-        eventually(Duration::from_secs(10), || served_by("b")(http_get(
-            &client, to
-        ))),
-        "b did not take over when a's script failed: {:?}",
-        http_get(&client, to)
-    );
+    if let Err(last) = lab.wait_served_by(to, "b", Duration::from_secs(10)) {
+        panic!("b did not take over when a's script failed: {last:?}");
+    }
     assert!(logged("a", "FAULT"), "{}", log("a"));
     assert!(logged("b", "INSTANCE VI_vip_t MASTER 140"), "{}", log("b"));
     assert!(
@@ -1257,13 +1241,9 @@ async fn vpcip_vrrp_tracks_a_script_and_runs_notify_hooks() {
     );
     // It succeeds again: a preempts back.
     std::fs::write(&flag, "").unwrap();
-    assert!(
-        eventually(Duration::from_secs(15), || served_by("a")(http_get(
-            &client, to
-        ))),
-        "a did not preempt back: {:?}",
-        http_get(&client, to)
-    );
+    if let Err(last) = lab.wait_served_by(to, "a", Duration::from_secs(15)) {
+        panic!("a did not preempt back: {last:?}");
+    }
     assert!(logged("b", "BACKUP"), "{}", log("b"));
 }
 
@@ -1407,28 +1387,14 @@ async fn the_vip_follows_a_link_down_and_back() {
         }
         speaker(&mut lab, kind, "a", 1, &vip, &a);
         speaker(&mut lab, kind, "b", 1, &vip, &b);
-        let client = lab.ns("client");
         let to = at(eip.ip, 80);
-        let prefix = lab.w.prefix.clone();
-        let served_by = |vm: &str| {
-            let want = format!("hello from {prefix}{vm}");
-            move |answer: Option<String>| answer.is_some_and(|s| s.starts_with(&want))
-        };
-        assert!(
-            eventually(Duration::from_secs(20), || served_by("a")(http_get(
-                &client, to
-            ))),
-            "{kind:?}: a never served: {:?}",
-            http_get(&client, to)
-        );
+        if let Err(last) = lab.wait_served_by(to, "a", Duration::from_secs(20)) {
+            panic!("{kind:?}: a never served: {last:?}");
+        }
         lab.w.exec("a", &["ip", "link", "set", "eth0", "down"]);
-        assert!(
-            eventually(Duration::from_secs(20), || served_by("b")(http_get(
-                &client, to
-            ))),
-            "{kind:?}: b did not take over a's link down: {:?}",
-            http_get(&client, to)
-        );
+        if let Err(last) = lab.wait_served_by(to, "b", Duration::from_secs(20)) {
+            panic!("{kind:?}: b did not take over a's link down: {last:?}");
+        }
         // a's speaker, still running, let go of the VIP (FAULT).
         let vip_on = |lab: &Lab, vm: &str| {
             lab.w
@@ -1444,13 +1410,9 @@ async fn the_vip_follows_a_link_down_and_back() {
             "a",
             &["ip", "route", "replace", "default", "via", "10.0.1.1"],
         );
-        assert!(
-            eventually(Duration::from_secs(20), || served_by("a")(http_get(
-                &client, to
-            ))),
-            "{kind:?}: a did not preempt back after its link came up: {:?}",
-            http_get(&client, to)
-        );
+        if let Err(last) = lab.wait_served_by(to, "a", Duration::from_secs(20)) {
+            panic!("{kind:?}: a did not preempt back after its link came up: {last:?}");
+        }
         assert!(!vip_on(&lab, "b"), "{kind:?}: b kept the VIP");
     }
 }
@@ -1481,56 +1443,25 @@ async fn vpcip_vrrp_tracks_an_interface_and_guest_check_finds_two_nics_in_a_subn
         lab.w.exec("a", &["ip", "link", "set", l, "up"]);
     }
     for (vm, nic) in [("a", &a), ("b", &b)] {
-        let rendered = cli(
-            &lab,
-            &["vip", "guest-config", &vip.id, "--nic", &nic.id, "--vrrp"],
-        );
-        let line = String::from_utf8_lossy(&rendered.stdout).into_owned();
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let mut cmd = std::process::Command::new("ip");
-        cmd.args(["netns", "exec", &lab.ns(vm)])
-            .arg(bin())
-            .args(&words[1..]);
-        if vm == "a" {
-            cmd.args(["--track-interface", "up0"]);
-        }
-        let child = cmd
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        lab.w.adopt(child);
+        let extra: Vec<String> = if vm == "a" {
+            vec!["--track-interface".into(), "up0".into()]
+        } else {
+            vec![]
+        };
+        vpcip_vrrp(&mut lab, vm, 1, &vip, nic, &extra);
     }
-    let client = lab.ns("client");
     let to = at(eip.ip, 80);
-    let prefix = lab.w.prefix.clone();
-    let served_by = |vm: &str| {
-        let want = format!("hello from {prefix}{vm}");
-        move |answer: Option<String>| answer.is_some_and(|s| s.starts_with(&want))
-    };
-    assert!(
-        eventually(Duration::from_secs(20), || served_by("a")(http_get(
-            &client, to
-        ))),
-        "a never served: {:?}",
-        http_get(&client, to)
-    );
+    if let Err(last) = lab.wait_served_by(to, "a", Duration::from_secs(20)) {
+        panic!("a never served: {last:?}");
+    }
     lab.w.exec("a", &["ip", "link", "set", "up0", "down"]);
-    assert!(
-        eventually(Duration::from_secs(10), || served_by("b")(http_get(
-            &client, to
-        ))),
-        "b did not take over when a's tracked interface went down: {:?}",
-        http_get(&client, to)
-    );
+    if let Err(last) = lab.wait_served_by(to, "b", Duration::from_secs(10)) {
+        panic!("b did not take over when a's tracked interface went down: {last:?}");
+    }
     lab.w.exec("a", &["ip", "link", "set", "up0", "up"]);
-    assert!(
-        eventually(Duration::from_secs(15), || served_by("a")(http_get(
-            &client, to
-        ))),
-        "a did not preempt back when its tracked interface came up: {:?}",
-        http_get(&client, to)
-    );
+    if let Err(last) = lab.wait_served_by(to, "a", Duration::from_secs(15)) {
+        panic!("a did not preempt back when its tracked interface came up: {last:?}");
+    }
 
     // A second NIC of a in the same subnet: the seeds advise against it,
     // and `vpcip guest check` says so.
