@@ -21,13 +21,12 @@ use std::net::Ipv4Addr;
 use netlink_packet_core::{DefaultNla, NLM_F_CREATE};
 use netlink_packet_netfilter::NetfilterProtoFamily;
 use netlink_packet_netfilter::nftables::{
-    ChainAttribute, ChainMessage, Cmp, DataAttribute, Expressions, Hook, InetHookNumber, Lookup,
-    Meta, MetaKey, NfTablesMessage, Operator, Payload, Register, SetAttribute, SetMessage,
-    TableAttribute, TableMessage,
+    Cmp, DataAttribute, Expressions, InetHookNumber, Lookup, Meta, MetaKey, NfTablesMessage,
+    Operator, Payload, Register, SetAttribute, SetMessage, TableAttribute, TableMessage,
 };
 
 use crate::SysError;
-use crate::nft::{Expr, KeyChange, NatTable, rule_in};
+use crate::nft::{Expr, KeyChange, NatTable, filter_chain_in, rule_in};
 
 pub const ALG_TABLE: &str = "vpcip_alg";
 
@@ -202,17 +201,7 @@ impl NatTable {
             NfTablesMessage::NewTable(table()),
             NfTablesMessage::DeleteTable(table()),
             NfTablesMessage::NewTable(table()),
-            NfTablesMessage::NewChain(ChainMessage {
-                attributes: vec![
-                    ChainAttribute::Table(ALG_TABLE.into()),
-                    ChainAttribute::Name("prerouting".into()),
-                    ChainAttribute::Type("filter".into()),
-                    ChainAttribute::Hook(vec![
-                        Hook::Number(InetHookNumber::PreRouting.into()),
-                        Hook::Priority((-150i32) as u32),
-                    ]),
-                ],
-            }),
+            filter_chain_in(ALG_TABLE, "prerouting", InetHookNumber::PreRouting, -150),
         ];
         for (i, alg) in ALGS.iter().enumerate() {
             let set = set_name(alg.name);

@@ -28,14 +28,14 @@ use std::net::Ipv4Addr;
 use netlink_packet_core::NLM_F_CREATE;
 use netlink_packet_netfilter::NetfilterProtoFamily;
 use netlink_packet_netfilter::nftables::{
-    ChainAttribute, ChainMessage, Expressions, Hook, InetHookNumber, Lookup, Meta, MetaKey,
-    NfTablesMessage, Payload, Register, SetAttribute, SetFlags, SetMessage, TableAttribute,
-    TableMessage,
+    Expressions, InetHookNumber, Lookup, MetaKey, NfTablesMessage, Payload, Register, SetAttribute,
+    SetFlags, SetMessage, TableAttribute, TableMessage,
 };
 
 use crate::SysError;
 use crate::nft::{
-    Expr, GATEWAY_TABLE, KeyChange, NatTable, attrs, gateway_masquerade, nat_chain_in, rule_in,
+    Expr, GATEWAY_TABLE, KeyChange, NatTable, attrs, filter_chain_in, gateway_masquerade,
+    meta_set_from_map, nat_chain_in, rule_in,
 };
 
 pub const EIP_ROUTER: &str = "eip_router";
@@ -71,20 +71,6 @@ fn counted_set(name: &str, id: u32) -> NfTablesMessage {
     })
 }
 
-fn filter_chain(name: &str, hook: InetHookNumber, priority: i32) -> NfTablesMessage {
-    NfTablesMessage::NewChain(ChainMessage {
-        attributes: vec![
-            ChainAttribute::Table(GATEWAY_TABLE.into()),
-            ChainAttribute::Name(name.into()),
-            ChainAttribute::Type("filter".into()),
-            ChainAttribute::Hook(vec![
-                Hook::Number(hook.into()),
-                Hook::Priority(priority as u32),
-            ]),
-        ],
-    })
-}
-
 /// `ip daddr @set` (offset 16) / `ip saddr @set` (offset 12).
 fn count(set: &str, id: u32, offset: u32) -> Vec<Expr> {
     vec![
@@ -106,27 +92,11 @@ fn count(set: &str, id: u32, offset: u32) -> Vec<Expr> {
 
 /// `meta mark set ip daddr map @eip_router`.
 fn steer() -> Vec<Expr> {
-    vec![
-        Expressions::Payload(vec![
-            Payload::DestinationRegister(Register::Reg1),
-            Payload::Base(1),
-            Payload::Offset(16),
-            Payload::Len(4),
-        ])
-        .into(),
-        Expressions::Lookup(vec![
-            Lookup::Set(EIP_ROUTER.into()),
-            Lookup::SetId(3),
-            Lookup::SourceRegister(Register::Reg1),
-            Lookup::DestinationRegister(Register::Reg1),
-        ])
-        .into(),
-        Expressions::Meta(vec![
-            Meta::Key(MetaKey::Mark),
-            Meta::SourceRegister(Register::Reg1),
-        ])
-        .into(),
-    ]
+    meta_set_from_map(MetaKey::Mark, 16, EIP_ROUTER, 3)
+}
+
+fn filter_chain(name: &str, hook: InetHookNumber, priority: i32) -> NfTablesMessage {
+    filter_chain_in(GATEWAY_TABLE, name, hook, priority)
 }
 
 /// The packets and bytes of a `counter` expression among an element's

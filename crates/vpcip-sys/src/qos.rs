@@ -19,13 +19,12 @@ use std::net::Ipv4Addr;
 use netlink_packet_core::NLM_F_CREATE;
 use netlink_packet_netfilter::NetfilterProtoFamily;
 use netlink_packet_netfilter::nftables::{
-    ChainAttribute, ChainMessage, Expressions, Hook, InetHookNumber, Lookup, Meta, MetaKey,
-    NfTablesMessage, Payload, Register, SetAttribute, SetFlags, SetMessage, TableAttribute,
+    InetHookNumber, MetaKey, NfTablesMessage, SetAttribute, SetFlags, SetMessage, TableAttribute,
     TableMessage,
 };
 
 use crate::SysError;
-use crate::nft::{NatTable, rule_in};
+use crate::nft::{NatTable, filter_chain_in, meta_set_from_map, rule_in};
 
 pub const QOS_TABLE: &str = "vpcip_qos";
 pub const EIP_CLASS: &str = "eip_class";
@@ -45,27 +44,7 @@ fn classify(key: EipIs) -> Vec<crate::nft::Expr> {
         EipIs::Destination => 16,
         EipIs::Source => 12,
     };
-    vec![
-        Expressions::Payload(vec![
-            Payload::DestinationRegister(Register::Reg1),
-            Payload::Base(1),
-            Payload::Offset(offset),
-            Payload::Len(4),
-        ])
-        .into(),
-        Expressions::Lookup(vec![
-            Lookup::Set(EIP_CLASS.into()),
-            Lookup::SetId(1),
-            Lookup::SourceRegister(Register::Reg1),
-            Lookup::DestinationRegister(Register::Reg1),
-        ])
-        .into(),
-        Expressions::Meta(vec![
-            Meta::Key(MetaKey::Priority),
-            Meta::SourceRegister(Register::Reg1),
-        ])
-        .into(),
-    ]
+    meta_set_from_map(MetaKey::Priority, offset, EIP_CLASS, 1)
 }
 
 impl NatTable {
@@ -94,17 +73,7 @@ impl NatTable {
                     SetAttribute::Id(1),
                 ],
             }),
-            NfTablesMessage::NewChain(ChainMessage {
-                attributes: vec![
-                    ChainAttribute::Table(QOS_TABLE.into()),
-                    ChainAttribute::Name("classify".into()),
-                    ChainAttribute::Type("filter".into()),
-                    ChainAttribute::Hook(vec![
-                        Hook::Number(InetHookNumber::PostRouting.into()),
-                        Hook::Priority(200),
-                    ]),
-                ],
-            }),
+            filter_chain_in(QOS_TABLE, "classify", InetHookNumber::PostRouting, 200),
             rule_in(QOS_TABLE, "classify", classify(key)),
         ];
         self.transact_in(NetfilterProtoFamily::IPv4, msgs, &[], &[], NLM_F_CREATE)?;
