@@ -76,54 +76,75 @@ fn vpcip_netlink(n: u32) -> anyhow::Result<f64> {
     Ok(secs)
 }
 
-/// The gateway agent's whole reconcile into an empty node: the router
-/// namespace and its link, its NAT maps, the node's steering map, counter
-/// sets, rule and table.
-fn vpcip_gateway(n: u32) -> anyhow::Result<f64> {
-    use vpcip_model::desired::{GatewayState, NatEntry, VpcRouter};
-    let mut w = World::new("vpb");
-    w.add_node("gw");
-    let state = GatewayState {
-        routers: vec![VpcRouter {
+/// The benchmarks' gateway state: one VPC router holding `nat`.
+pub(crate) fn one_router(
+    nat: Vec<vpcip_model::desired::NatEntry>,
+) -> vpcip_model::desired::GatewayState {
+    vpcip_model::desired::GatewayState {
+        routers: vec![vpcip_model::desired::VpcRouter {
             vpc_id: "vpc-bench00001".into(),
             index: 1,
             subnets: vec![],
-            nat: bindings(n)
-                .into_iter()
-                .map(|(eip, private_ip)| NatEntry {
-                    eip,
-                    private_ip,
-                    eip_id: String::new(),
-                    shaping: None,
-                    algs: vec![],
-                })
-                .collect(),
+            nat,
             visible: vec![],
             vips: vec![],
         }],
         eip_segments: vec![],
-    };
-    let memory = std::env::temp_dir().join(format!("{}memory", w.prefix));
-    let reconciler = || {
-        vpcip_agent::gateway::GatewayReconciler::new(
-            &w.prefix,
-            &named(&w.ns("gw")),
-            Ipv4Addr::new(192, 0, 2, 2),
-        )
-    };
-    let mut r = reconciler().remember_in(&memory);
+    }
+}
+
+/// A gateway agent's reconciler working on node `gw` of `w`.
+pub(crate) fn gateway_agent(w: &World) -> vpcip_agent::gateway::GatewayReconciler {
+    vpcip_agent::gateway::GatewayReconciler::new(
+        &w.prefix,
+        &named(&w.ns("gw")),
+        Ipv4Addr::new(192, 0, 2, 2),
+    )
+}
+
+/// Seconds of `r`'s first pass for `state`, and of a second pass, which
+/// must find nothing to do.
+pub(crate) fn first_and_idle(
+    r: &mut vpcip_agent::gateway::GatewayReconciler,
+    state: &vpcip_model::desired::GatewayState,
+) -> anyhow::Result<(f64, f64)> {
     let start = Instant::now();
-    r.reconcile(&state).map_err(anyhow::Error::msg)?;
-    let secs = start.elapsed().as_secs_f64();
-    // A second pass finds nothing to do.
+    r.reconcile(state).map_err(anyhow::Error::msg)?;
+    let first = start.elapsed().as_secs_f64();
     let start = Instant::now();
-    let again = r.reconcile(&state).map_err(anyhow::Error::msg)?;
+    let again = r.reconcile(state).map_err(anyhow::Error::msg)?;
     let idle = start.elapsed().as_secs_f64();
     anyhow::ensure!(
         again.changed == 0,
         "a second pass changed {}",
         again.changed
     );
+    Ok((first, idle))
+}
+
+/// The gateway agent's whole reconcile into an empty node: the router
+/// namespace and its link, its NAT maps, the node's steering map, counter
+/// sets, rule and table.
+fn vpcip_gateway(n: u32) -> anyhow::Result<f64> {
+    use vpcip_model::desired::NatEntry;
+    let mut w = World::new("vpb");
+    w.add_node("gw");
+    let state = one_router(
+        bindings(n)
+            .into_iter()
+            .map(|(eip, private_ip)| NatEntry {
+                eip,
+                private_ip,
+                eip_id: String::new(),
+                shaping: None,
+                algs: vec![],
+            })
+            .collect(),
+    );
+    let memory = std::env::temp_dir().join(format!("{}memory", w.prefix));
+    let reconciler = || gateway_agent(&w);
+    let mut r = reconciler().remember_in(&memory);
+    let (secs, idle) = first_and_idle(&mut r, &state)?;
     // A restarted agent with its memory skips the reads; without it
     // (memory lost), it reads everything.
     let timed_restart = |mut fresh: vpcip_agent::gateway::GatewayReconciler| {

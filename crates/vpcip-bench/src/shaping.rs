@@ -21,9 +21,8 @@ use anyhow::{Context, bail};
 use vpcip_client::Client;
 use vpcip_lab::World;
 use vpcip_lab::cloud::{self, VmNic};
-use vpcip_model::desired::{GatewayState, NatEntry, Shaping, VpcRouter, assign_classes};
+use vpcip_model::desired::{NatEntry, Shaping, assign_classes};
 use vpcip_model::*;
-use vpcip_sys::netns::named;
 
 use crate::OPERATOR;
 
@@ -51,33 +50,9 @@ fn entries(n: u32, limited: bool) -> Vec<NatEntry> {
 fn agent_pass(n: u32, limited: bool) -> anyhow::Result<(f64, f64)> {
     let mut w = World::new("vps");
     w.add_node("gw");
-    let state = GatewayState {
-        routers: vec![VpcRouter {
-            vpc_id: "vpc-bench00001".into(),
-            index: 1,
-            subnets: vec![],
-            nat: entries(n, limited),
-            visible: vec![],
-            vips: vec![],
-        }],
-        eip_segments: vec![],
-    };
-    let mut r = vpcip_agent::gateway::GatewayReconciler::new(
-        &w.prefix,
-        &named(&w.ns("gw")),
-        Ipv4Addr::new(192, 0, 2, 2),
-    );
-    let start = Instant::now();
-    r.reconcile(&state).map_err(anyhow::Error::msg)?;
-    let first = start.elapsed().as_secs_f64();
-    let start = Instant::now();
-    let again = r.reconcile(&state).map_err(anyhow::Error::msg)?;
-    let idle = start.elapsed().as_secs_f64();
-    anyhow::ensure!(
-        again.changed == 0,
-        "a second pass changed {}",
-        again.changed
-    );
+    let state = crate::dataplane::one_router(entries(n, limited));
+    let mut r = crate::dataplane::gateway_agent(&w);
+    let (first, idle) = crate::dataplane::first_and_idle(&mut r, &state)?;
     if limited {
         let classes = w.exec(
             "vpcr-vpc-bench00001",
