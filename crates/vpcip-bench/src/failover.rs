@@ -294,29 +294,8 @@ pub async fn failover(runs: usize, adverts: &[u16], dir: &Path) -> anyhow::Resul
             },
         )
         .await?;
-    for nic in &nics[..2] {
-        let _: WithWarnings<Vip> = op
-            .action(
-                "vips",
-                &vip.id,
-                "bind",
-                &VipNic {
-                    nic: nic.id.clone(),
-                },
-            )
-            .await?;
-    }
-    let eip = op
-        .create_eip(&CreateEip {
-            bandwidth_mbps: 100,
-            bind: Some(BindEip {
-                target: EipTarget::Vip(vip.id.clone()),
-                mode: EipMode::Nat,
-                allow_reassociation: false,
-            }),
-            ..Default::default()
-        })
-        .await?;
+    op.bind_vip_to(&vip.id, &[&nics[0].id, &nics[1].id]).await?;
+    let eip = op.eip_for_vip(&vip.id, 100).await?;
     let total = Duration::from_secs(3600);
     responder(w.ns("a"), "a".into(), total);
     responder(w.ns("b"), "b".into(), total);

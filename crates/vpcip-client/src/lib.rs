@@ -232,6 +232,39 @@ impl Client {
         self.post("/v1/subnets", req).await
     }
 
+    /// Binds VIP `vip` to each NIC in turn (the first bound is the
+    /// preferred master of the rendered guest configurations); the VIP as
+    /// read back.
+    pub async fn bind_vip_to(&self, vip: &str, nics: &[&str]) -> Result<Vip, ClientError> {
+        for nic in nics {
+            let _: WithWarnings<Vip> = self
+                .action(
+                    "vips",
+                    vip,
+                    "bind",
+                    &VipNic {
+                        nic: nic.to_string(),
+                    },
+                )
+                .await?;
+        }
+        self.show("vips", vip).await
+    }
+
+    /// A new EIP of `mbps` Mbit/s bound to VIP `vip` in NAT mode.
+    pub async fn eip_for_vip(&self, vip: &str, mbps: u32) -> Result<Eip, ClientError> {
+        self.create_eip(&CreateEip {
+            bandwidth_mbps: mbps,
+            bind: Some(BindEip {
+                target: EipTarget::Vip(vip.to_string()),
+                mode: EipMode::Nat,
+                allow_reassociation: false,
+            }),
+            ..Default::default()
+        })
+        .await
+    }
+
     /// Waits until `n` agents have registered (checking every 100 ms, at
     /// most `limit`); returns how many there are.
     pub async fn wait_for_agents(&self, n: usize, limit: std::time::Duration) -> usize {

@@ -351,29 +351,9 @@ async fn up(name: &str) -> anyhow::Result<()> {
             },
         )
         .await?;
-    for (_, nic) in &vms[2..] {
-        let _: WithWarnings<Vip> = t
-            .action(
-                "vips",
-                &vip.id,
-                "bind",
-                &VipNic {
-                    nic: nic.id.clone(),
-                },
-            )
-            .await?;
-    }
-    let vip_eip = t
-        .create_eip(&CreateEip {
-            bandwidth_mbps: 10,
-            bind: Some(BindEip {
-                target: EipTarget::Vip(vip.id.clone()),
-                mode: EipMode::Nat,
-                allow_reassociation: false,
-            }),
-            ..Default::default()
-        })
+    t.bind_vip_to(&vip.id, &[&vms[2].1.id, &vms[3].1.id])
         .await?;
+    let vip_eip = t.eip_for_vip(&vip.id, 10).await?;
     let subnet = &subnets[0];
     let mut speakers = Vec::new();
     for (rank, (vm, (_, nic))) in ["vip-a", "vip-b"].iter().zip(&vms[2..]).enumerate() {

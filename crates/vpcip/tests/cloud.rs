@@ -177,34 +177,9 @@ impl Lab {
             )
             .await
             .unwrap();
-        for nic in nics {
-            let _: WithWarnings<Vip> = self
-                .op
-                .action(
-                    "vips",
-                    &vip.id,
-                    "bind",
-                    &VipNic {
-                        nic: nic.id.clone(),
-                    },
-                )
-                .await
-                .unwrap();
-        }
-        let vip: Vip = self.op.show("vips", &vip.id).await.unwrap();
-        let eip = self
-            .op
-            .create_eip(&CreateEip {
-                bandwidth_mbps: 10,
-                bind: Some(BindEip {
-                    target: EipTarget::Vip(vip.id.clone()),
-                    mode: EipMode::Nat,
-                    allow_reassociation: false,
-                }),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        let ids: Vec<&str> = nics.iter().map(|n| n.id.as_str()).collect();
+        let vip = self.op.bind_vip_to(&vip.id, &ids).await.unwrap();
+        let eip = self.op.eip_for_vip(&vip.id, 10).await.unwrap();
         (vip, eip)
     }
 
@@ -1316,20 +1291,10 @@ async fn a_visible_eip_on_a_vip_follows_the_master() {
         .await
         .unwrap();
     assert_eq!(vip.eip_id.as_deref(), Some(eip.id.as_str()));
-    for e in &enis {
-        let _: WithWarnings<Vip> = lab
-            .op
-            .action(
-                "vips",
-                &vip.id,
-                "bind",
-                &VipNic {
-                    nic: e.nic.id.clone(),
-                },
-            )
-            .await
-            .unwrap();
-    }
+    lab.op
+        .bind_vip_to(&vip.id, &[&enis[0].nic.id, &enis[1].nic.id])
+        .await
+        .unwrap();
     let ka = speaker(&mut lab, Speaker::Keepalived, "a", 1, &vip, &enis[0].nic);
     speaker(&mut lab, Speaker::Vpcip, "b", 1, &vip, &enis[1].nic);
     let conf =
