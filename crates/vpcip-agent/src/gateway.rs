@@ -21,12 +21,15 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use ipnet::Ipv4Net;
+use vpcip_dataplane::isolation::gateway_guard;
 use vpcip_dataplane::nat::{NatMap, plan_nat, snat_of};
 use vpcip_model::desired::{
-    GatewayState, NatEntry, RouterSubnet, VpcRouter, router_ifname, router_link, router_links_block,
+    GatewayState, NatEntry, ROUTER_IFPREFIX, RouterSubnet, VpcRouter, router_ifname, router_link,
+    router_links_block,
 };
 use vpcip_sys::SysError;
 use vpcip_sys::alg::AlgSets;
+use vpcip_sys::guard::{GuardRole, ipv6_off};
 use vpcip_sys::link::{
     FwRule, MAIN_TABLE, Net, RTPROT_VPCIP, Route, RouteKind, VXLAN_OVERHEAD, ipv4_sysctl,
 };
@@ -278,6 +281,11 @@ impl GatewayReconciler {
             Ok(n) => summary.changed += n,
             Err(e) => errors.push(format!("gateway node: {e}")),
         }
+        // The guard before any router: a new router is never unguarded.
+        match self.guard(state) {
+            Ok(n) => summary.changed += n,
+            Err(e) => errors.push(format!("gateway guard: {e}")),
+        }
         for router in &state.routers {
             match self.router(router) {
                 Ok(n) => summary.changed += n,
@@ -311,7 +319,11 @@ impl GatewayReconciler {
         let block = router_links_block();
         let (made, mtu) = in_netns(&self.node, || -> Result<(bool, u32), SysError> {
             ipv4_sysctl("ip_forward", "1")?;
-            let made = NatTable::open()?.ensure_gateway(block.addr(), block.prefix_len(), "vr")?;
+            let made = NatTable::open()?.ensure_gateway(
+                block.addr(),
+                block.prefix_len(),
+                ROUTER_IFPREFIX,
+            )?;
             // The underlay's MTU: the link that holds the node's address.
             let net = Net::open()?;
             let mut mtu = 1500;
@@ -330,6 +342,23 @@ impl GatewayReconciler {
         .map_err(|e| e.to_string())?;
         self.underlay_mtu = mtu;
         Ok(usize::from(made))
+    }
+
+    /// The node's infrastructure guard: VXLAN only from each segment's
+    /// VTEPs; the routers reach neither the node nor the host networks
+    /// (see `vpcip_sys::guard`).
+    fn guard(&self, state: &GatewayState) -> Result<usize, String> {
+        let want = gateway_guard(state);
+        let role = GuardRole::Gateway {
+            router_ifprefix: ROUTER_IFPREFIX,
+        };
+        in_netns(&self.node, || -> Result<usize, SysError> {
+            let mut nft = NatTable::open()?;
+            let made = nft.ensure_guard(role, &want)?;
+            Ok(usize::from(made) + nft.apply_guard(role, &want)?)
+        })
+        .and_then(|r| r)
+        .map_err(|e| e.to_string())
     }
 
     fn router(&mut self, router: &VpcRouter) -> Result<usize, String> {
@@ -437,6 +466,8 @@ impl GatewayReconciler {
                     .into_iter()
                     .collect();
                 n += converge_vxlan(net, l.index, &addrs, &s.l2.vteps)?;
+                // The router has no IPv6 of its own in the segment.
+                n += usize::from(ipv6_off(&l.name)?);
                 // Gratuitous ARP (a VIP changing hands) creates and updates
                 // the router's entries at once.
                 ipv4_sysctl(&format!("conf/{}/arp_accept", l.name), "1")?;

@@ -4,19 +4,23 @@
 //! to the domain's other VTEPs; each VM port (the link the hypervisor made
 //! for a NIC, named by `port_ifname`) joined to its domain's bridge.
 //! Bridges and VXLAN devices of domains no longer here are removed; links it
-//! did not make are left alone. Anti-spoofing (`vpcip_sys::spoof`): a port
-//! whose source/destination check is on sends only from its NIC's address
-//! and its VIPs.
+//! did not make are left alone. Port guards (`vpcip_sys::spoof`): every
+//! port sends only from its NIC's MAC, and, when its source/destination
+//! check is on, only from its NIC's address and its VIPs; the host has no
+//! IPv6 on tenant links and neither sends into them nor takes anything from
+//! them. The infrastructure guard (`vpcip_sys::guard`) takes VXLAN only
+//! from each segment's VTEPs.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+use vpcip_dataplane::isolation::{host_guard, port_guards};
 use vpcip_model::desired::HostState;
 use vpcip_sys::SysError;
+use vpcip_sys::guard::{GuardRole, ipv6_off};
 use vpcip_sys::link::VXLAN_OVERHEAD;
 use vpcip_sys::nft::NatTable;
-use vpcip_sys::spoof::Guards;
 
 use crate::gateway::{Summary, converge_vxlan, on, vxlan_ifname};
 
@@ -48,25 +52,14 @@ impl HostReconciler {
         let underlay = self.underlay;
         on(&self.node, |net| {
             let mut s = Summary::default();
-            // Anti-spoofing first: a port is guarded before it is plugged.
-            let want = Guards {
-                guarded: state
-                    .ports
-                    .iter()
-                    .filter(|p| p.source_dest_check)
-                    .map(|p| p.ifname.clone())
-                    .collect(),
-                allowed: state
-                    .ports
-                    .iter()
-                    .filter(|p| p.source_dest_check)
-                    .flat_map(|p| p.ips.iter().map(|ip| (p.ifname.clone(), *ip)))
-                    .collect(),
-            };
+            // The guards first: a port is guarded before it is plugged.
+            let want = port_guards(state, vxlan_ifname);
             let mut nft = NatTable::open()?;
-            s.changed += usize::from(nft.ensure_spoof()?);
-            let have = nft.read_spoof()?;
-            s.changed += nft.apply_spoof(&have, &want)?;
+            s.changed += usize::from(nft.ensure_spoof(&want)?);
+            s.changed += nft.apply_spoof(&want)?;
+            let guard = host_guard(state);
+            s.changed += usize::from(nft.ensure_guard(GuardRole::Host, &guard)?);
+            s.changed += nft.apply_guard(GuardRole::Host, &guard)?;
             let links = net.links()?;
             let mut mtu = 1500;
             for l in &links {
@@ -104,6 +97,7 @@ impl HostReconciler {
                 }
                 s.changed += converge_vxlan(net, vx.index, &[], &d.vteps)?;
                 for l in [br, vx] {
+                    s.changed += usize::from(ipv6_off(&l.name)?);
                     if !l.up {
                         net.set_up(l.index)?;
                         s.changed += 1;
@@ -119,6 +113,10 @@ impl HostReconciler {
                 let Some(br) = find(&bridge_ifname(p.vni)) else {
                     continue;
                 };
+                // No IPv6 of the host's on the port before it joins the
+                // segment: an enslaved port still sends its own (router
+                // solicitations, MLD) past the bridge's hooks.
+                s.changed += usize::from(ipv6_off(&l.name)?);
                 if l.master != Some(br.index) {
                     net.set_master(l.index, br.index)?;
                     s.changed += 1;

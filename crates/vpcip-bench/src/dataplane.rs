@@ -89,7 +89,7 @@ pub(crate) fn one_router(
             visible: vec![],
             vips: vec![],
         }],
-        eip_segments: vec![],
+        ..Default::default()
     }
 }
 

@@ -2,4 +2,5 @@
 //! holds, the changes to make. Pure code: no sockets, tested without a
 //! kernel; `vpcip-sys` applies the plans.
 
+pub mod isolation;
 pub mod nat;

@@ -17,6 +17,33 @@ pub struct ServerConfig {
     /// Per-tenant limits: `[quotas]` with `vpcs`, `nics`, `vips`, `eips`.
     #[serde(default)]
     pub quotas: Quotas,
+    /// `[isolation]`: what VMs may reach of the infrastructure.
+    #[serde(default)]
+    pub isolation: Isolation,
+}
+
+/// `[isolation] allow = ["udp 192.0.2.53 53", …]`: infrastructure services
+/// (on the host networks or the gateway nodes) that VMs may reach. Empty by
+/// default: VMs reach the outside world and their VPC, nothing else.
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Isolation {
+    #[serde(default)]
+    pub allow: Vec<String>,
+}
+
+impl Isolation {
+    /// The allowed services, each checked.
+    pub fn services(&self) -> Result<Vec<crate::desired::InfraService>, String> {
+        let mut out = self
+            .allow
+            .iter()
+            .map(|s| s.parse())
+            .collect::<Result<Vec<_>, String>>()?;
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
 }
 
 impl ServerConfig {
@@ -39,5 +66,18 @@ mod tests {
         assert_eq!(q.quotas.eips, 5);
         assert_eq!(q.quotas.vips, 1_000);
         assert!(ServerConfig::parse("[quotas]\neip = 5").is_err());
+        let i = ServerConfig::parse("[isolation]\nallow = [\"udp 192.0.2.53 53\"]").unwrap();
+        let s = i.isolation.services().unwrap();
+        assert_eq!(s[0].to_string(), "udp 192.0.2.53 53");
+        for bad in [
+            "icmp 192.0.2.53 53",
+            "udp 192.0.2.53",
+            "udp 0.0.0.0 53",
+            "tcp 192.0.2.1 0",
+        ] {
+            let c = ServerConfig::parse(&format!("[isolation]\nallow = [\"{bad}\"]")).unwrap();
+            let e = c.isolation.services().unwrap_err();
+            assert!(e.contains(bad), "{e}");
+        }
     }
 }

@@ -301,6 +301,82 @@ pub struct GatewayState {
     /// network.
     #[schema(value_type = Vec<String>)]
     pub eip_segments: Vec<Ipv4Net>,
+    /// The infrastructure VMs must never reach (the host networks): the
+    /// gateway drops what its routers send there, the default SNAT and EIP
+    /// traffic included, unless [`Self::infra_allow`] lists it.
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    pub infrastructure: Vec<Ipv4Net>,
+    /// The operator's explicit exceptions (e.g. a DNS resolver on the
+    /// underlay); empty unless configured.
+    #[serde(default)]
+    pub infra_allow: Vec<InfraService>,
+}
+
+/// One infrastructure service VMs may reach: `udp 192.0.2.53 53`.
+#[derive(
+    Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
+pub struct InfraService {
+    pub protocol: InfraProtocol,
+    #[schema(value_type = String)]
+    pub ip: Ipv4Addr,
+    pub port: u16,
+}
+
+#[derive(
+    Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum InfraProtocol {
+    Tcp,
+    Udp,
+}
+
+impl InfraProtocol {
+    /// The IP protocol number.
+    pub fn number(self) -> u8 {
+        match self {
+            InfraProtocol::Tcp => 6,
+            InfraProtocol::Udp => 17,
+        }
+    }
+}
+
+impl std::fmt::Display for InfraService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let p = match self.protocol {
+            InfraProtocol::Tcp => "tcp",
+            InfraProtocol::Udp => "udp",
+        };
+        write!(f, "{p} {} {}", self.ip, self.port)
+    }
+}
+
+impl std::str::FromStr for InfraService {
+    type Err = String;
+
+    /// `tcp|udp ADDRESS PORT`, as the server's configuration file lists it.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("infrastructure service `{s}`: expected `tcp|udp ADDRESS PORT`");
+        let mut words = s.split_whitespace();
+        let (Some(p), Some(ip), Some(port), None) =
+            (words.next(), words.next(), words.next(), words.next())
+        else {
+            return Err(bad());
+        };
+        let protocol = match p {
+            "tcp" => InfraProtocol::Tcp,
+            "udp" => InfraProtocol::Udp,
+            _ => return Err(bad()),
+        };
+        let ip: Ipv4Addr = ip.parse().map_err(|_| bad())?;
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        if port == 0 || ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+            return Err(bad());
+        }
+        Ok(InfraService { protocol, ip, port })
+    }
 }
 
 /// A VM's port on a host: the NIC's link (made by the hypervisor, named
@@ -332,6 +408,9 @@ pub struct Desired {
     pub host: Option<HostState>,
 }
 
+/// What the gateway node's ends of the router links are named after.
+pub const ROUTER_IFPREFIX: &str = "vr";
+
 /// Router links are /31s in 169.254.0.0/16; number 0 is not used, and
 /// 169.254.250.2 and above are left for node-local links (`vpcip
 /// allinone`'s host namespace).
@@ -357,7 +436,7 @@ fn id_tail(id: &str) -> &str {
 
 /// The gateway node's end of a VPC router's link (`vr` + the VPC ID's tail).
 pub fn router_ifname(vpc_id: &str) -> String {
-    format!("vr{}", id_tail(vpc_id))
+    format!("{ROUTER_IFPREFIX}{}", id_tail(vpc_id))
 }
 
 /// The host's end of a NIC's port (`t` + the NIC ID's tail): the name the
@@ -375,6 +454,7 @@ pub struct World<'a> {
     pub nics: &'a [Nic],
     pub vips: &'a [Vip],
     pub agents: &'a [Agent],
+    pub host_networks: &'a [HostNetwork],
 }
 
 impl World<'_> {
@@ -530,9 +610,13 @@ impl World<'_> {
             .map(|s| s.cidr)
             .collect();
         eip_segments.sort();
+        let mut infrastructure: Vec<Ipv4Net> = self.host_networks.iter().map(|h| h.cidr).collect();
+        infrastructure.sort();
         GatewayState {
             routers,
             eip_segments,
+            infrastructure,
+            infra_allow: Vec::new(),
         }
     }
 
@@ -741,6 +825,7 @@ mod tests {
             nics: &[],
             vips: &[],
             agents: &[],
+            host_networks: &[],
         };
         let s = world.gateway("192.0.2.2".parse().unwrap());
         assert_eq!(s.routers.len(), 2, "the default VPC has no router");
@@ -793,6 +878,7 @@ mod tests {
             nics: &nics,
             vips: &vips,
             agents: &agents,
+            host_networks: &[],
         };
         let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
         let h1 = world.host(&agents[1]);

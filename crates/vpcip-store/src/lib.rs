@@ -23,6 +23,9 @@ pub const DEFAULT_PAGE: u32 = 100;
 #[derive(Clone, Debug)]
 pub struct Store {
     pub db: Db,
+    /// The infrastructure services VMs may reach (the server's
+    /// `[isolation] allow`), handed to the gateways.
+    infra_allow: Vec<vpcip_model::desired::InfraService>,
 }
 
 impl Store {
@@ -31,6 +34,7 @@ impl Store {
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let store = Store {
             db: Db::connect(url).await?,
+            infra_allow: Vec::new(),
         };
         store.ensure_default_vpc().await?;
         Ok(store)
@@ -39,6 +43,13 @@ impl Store {
     /// The same store with these per-tenant quotas.
     pub fn with_quotas(mut self, quotas: vpcip_model::rules::Quotas) -> Self {
         self.db.quotas = quotas;
+        self
+    }
+
+    /// The same store handing these infrastructure services to the
+    /// gateways as reachable from VMs.
+    pub fn with_infra_allow(mut self, allow: Vec<vpcip_model::desired::InfraService>) -> Self {
+        self.infra_allow = allow;
         self
     }
 

@@ -5,10 +5,13 @@
 pub mod alg;
 pub mod conntrack;
 pub mod counters;
+mod expr;
+pub mod guard;
 pub mod link;
 pub mod netns;
 pub mod nft;
 pub mod qos;
+mod sets;
 pub mod shaper;
 pub mod spoof;
 

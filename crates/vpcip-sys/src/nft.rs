@@ -19,10 +19,10 @@ use netlink_packet_core::{
     DefaultNla, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST, NetlinkMessage,
 };
 use netlink_packet_netfilter::nftables::{
-    Bitwise, ChainAttribute, ChainMessage, Cmp, DataAttribute, ExpressionAttribute, Expressions,
-    GenMessage, Hook, InetHookNumber, ListAttribute, Lookup, Meta, MetaKey, NfTablesMessage,
-    Operator, Payload, Register, RuleAttribute, RuleMessage, SetAttribute, SetElementList,
-    SetElementMessage, SetFlags, SetMessage, TableAttribute, TableMessage,
+    ChainAttribute, ChainMessage, Cmp, DataAttribute, Expressions, GenMessage, Hook,
+    InetHookNumber, Lookup, Meta, MetaKey, NfTablesMessage, Operator, Payload, Register,
+    RuleAttribute, RuleMessage, SetAttribute, SetElementList, SetElementMessage, SetFlags,
+    SetMessage, TableAttribute, TableMessage,
 };
 use netlink_packet_netfilter::none::ControlMessage;
 use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage, NetfilterProtoFamily};
@@ -97,39 +97,16 @@ pub(crate) fn gateway_masquerade(
         u32::MAX << (32 - u32::from(prefix_len))
     };
     vec![
-        Expressions::Payload(vec![
-            Payload::DestinationRegister(Register::Reg1),
-            Payload::Base(1),
-            Payload::Offset(12),
-            Payload::Len(4),
-        ])
-        .into(),
-        Expressions::Bitwise(vec![
-            Bitwise::SourceRegister(Register::Reg1),
-            Bitwise::DestinationRegister(Register::Reg1),
-            Bitwise::Length(4),
-            Bitwise::Mask(DataAttribute::Value(mask.to_be_bytes().to_vec())),
-            Bitwise::Xor(DataAttribute::Value(vec![0; 4])),
-        ])
-        .into(),
-        Expressions::Cmp(vec![
-            Cmp::SourceRegister(Register::Reg1),
-            Cmp::Op(Operator::Equal),
-            Cmp::Data(DataAttribute::Value(links.octets().to_vec())),
-        ])
-        .into(),
-        Expressions::Meta(vec![
-            Meta::Key(MetaKey::Oifname),
-            Meta::DestinationRegister(Register::Reg1),
-        ])
-        .into(),
+        expr::payload(expr::NETWORK_HEADER, 12, 4, Register::Reg1),
+        expr::mask(Register::Reg1, mask.to_be_bytes().to_vec()),
+        expr::cmp(Register::Reg1, Operator::Equal, links.octets().to_vec()),
+        expr::meta(MetaKey::Oifname, Register::Reg1),
         // A comparison shorter than the name: a prefix match.
-        Expressions::Cmp(vec![
-            Cmp::SourceRegister(Register::Reg1),
-            Cmp::Op(Operator::NotEqual),
-            Cmp::Data(DataAttribute::Value(router_ifprefix.as_bytes().to_vec())),
-        ])
-        .into(),
+        expr::cmp(
+            Register::Reg1,
+            Operator::NotEqual,
+            router_ifprefix.as_bytes().to_vec(),
+        ),
     ]
     .into_iter()
     .chain(masquerade())
@@ -140,7 +117,8 @@ pub(crate) fn gateway_masquerade(
 /// outbound NAT happens only there.
 pub const UPLINK: &str = "up0";
 
-pub(crate) type Expr = ListAttribute<ExpressionAttribute>;
+use crate::expr;
+pub(crate) use crate::expr::Expr;
 
 fn rule(chain: &str, exprs: Vec<Expr>) -> NfTablesMessage {
     rule_in(TABLE, chain, exprs)
@@ -223,28 +201,9 @@ fn ct_dnat() -> Vec<Expr> {
     const NFT_CT_STATUS: u32 = 2;
     const IPS_DST_NAT: u32 = 1 << 5;
     vec![
-        Expressions::Other {
-            expression_type: "ct".into(),
-            attributes: vec![
-                DefaultNla::new(1, be32(1)),             // NFTA_CT_DREG: reg 1
-                DefaultNla::new(2, be32(NFT_CT_STATUS)), // NFTA_CT_KEY
-            ],
-        }
-        .into(),
-        Expressions::Bitwise(vec![
-            Bitwise::SourceRegister(Register::Reg1),
-            Bitwise::DestinationRegister(Register::Reg1),
-            Bitwise::Length(4),
-            Bitwise::Mask(DataAttribute::Value(IPS_DST_NAT.to_ne_bytes().to_vec())),
-            Bitwise::Xor(DataAttribute::Value(vec![0; 4])),
-        ])
-        .into(),
-        Expressions::Cmp(vec![
-            Cmp::SourceRegister(Register::Reg1),
-            Cmp::Op(Operator::NotEqual),
-            Cmp::Data(DataAttribute::Value(vec![0; 4])),
-        ])
-        .into(),
+        expr::ct(NFT_CT_STATUS, Register::Reg1),
+        expr::mask(Register::Reg1, IPS_DST_NAT.to_ne_bytes().to_vec()),
+        expr::cmp(Register::Reg1, Operator::NotEqual, vec![0; 4]),
     ]
 }
 

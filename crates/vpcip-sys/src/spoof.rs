@@ -1,55 +1,59 @@
-//! Anti-spoofing on a host's VM ports, in nftables' bridge family, over
-//! netlink: table `bridge vpcip_spoof` with two sets and three fixed rules,
-//! whatever the number of ports:
+//! A host's port guards, in nftables' bridge family, over netlink: table
+//! `bridge vpcip_spoof` with five sets and fixed rules, whatever the number
+//! of ports:
 //!
 //! ```text
+//! set ports   { type ifname }                  # every VM port
+//! set macs    { type ifname . ether_addr }     # the one MAC each port sends from
+//! set links   { type ifname }                  # VM ports and VXLAN devices
 //! set guarded { type ifname }                  # ports whose source/destination check is on
 //! set allowed { type ifname . ipv4_addr }      # what each may send from (its IP, its VIPs)
 //! chain prerouting { type filter hook prerouting priority -200
+//!   iifname @ports   iifname . ether saddr      != @macs drop
+//!   iifname @ports   ether type arp  iifname . arp saddr ether != @macs drop
 //!   iifname @guarded ether type ip   iifname . ip saddr      != @allowed drop
 //!   iifname @guarded ether type arp  iifname . arp saddr ip  != @allowed drop
 //!   iifname @guarded ether type ip6  drop                    # VPCs are IPv4
 //! }
+//! chain input  { type filter hook input priority -200;  iifname @links drop }
+//! chain output { type filter hook output priority -200; oifname @links drop }
 //! ```
 //!
-//! A port joins or leaves, or gains a VIP: elements added or removed in one
-//! transaction. Ports not in `guarded` (source/destination check off) pass.
+//! The MAC is pinned whatever the source/destination check (a router VM
+//! may send from any address, never as another VM). `input` and `output`
+//! keep the host out of its tenants' segments: nothing the host makes
+//! (IPv6 router solicitations, say) goes out on a tenant link, and nothing
+//! from one reaches the host. A port joins or leaves, or gains a VIP:
+//! elements added or removed in one transaction.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_core::NLM_F_CREATE;
 use netlink_packet_netfilter::NetfilterProtoFamily;
 use netlink_packet_netfilter::nftables::{
-    ChainAttribute, ChainMessage, Cmp, DataAttribute, ExpressionAttribute, Expressions, Hook,
-    Immediate, InetHookNumber, ListAttribute, Lookup, Meta, MetaKey, NfTablesMessage, Operator,
-    Payload, Register, RuleAttribute, RuleMessage, SetAttribute, SetElementAttribute,
-    SetElementList, SetElementMessage, SetFlags, SetMessage, TableAttribute, TableMessage, Verdict,
-    VerdictAttribute,
+    ChainAttribute, ChainMessage, Hook, InetHookNumber, MetaKey, NfTablesMessage, Operator,
+    Register, RuleAttribute, RuleMessage, SetFlags, TableAttribute, TableMessage,
 };
+pub use vpcip_dataplane::isolation::PortGuards as Guards;
 
 use crate::SysError;
+use crate::expr::{Expr, LINK_HEADER, NETWORK_HEADER, NOT_IN, cmp, drop, lookup, meta, payload};
 use crate::nft::NatTable;
+use crate::sets::{Element, converge_elements, new_set};
 
 pub const SPOOF_TABLE: &str = "vpcip_spoof";
+const PORTS: &str = "ports";
+const MACS: &str = "macs";
+const LINKS: &str = "links";
 const GUARDED: &str = "guarded";
 const ALLOWED: &str = "allowed";
-/// nftables' data types: `ifname`, and `ifname . ipv4_addr` (concatenated
-/// types are packed 6 bits each).
+/// nftables' data types: `ifname`, `ifname . ether_addr` and `ifname .
+/// ipv4_addr` (concatenated types are packed 6 bits each).
 const TYPE_IFNAME: u32 = 41;
+const TYPE_IFNAME_ETHER: u32 = (41 << 6) | 9;
 const TYPE_IFNAME_IPV4: u32 = (41 << 6) | 7;
 const IFNAMSIZ: usize = 16;
-const NFT_LOOKUP_F_INV: u32 = 1;
-const NF_DROP: u32 = 0;
-
-type Expr = ListAttribute<ExpressionAttribute>;
-
-/// What a host's anti-spoofing holds.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Guards {
-    pub guarded: BTreeSet<String>,
-    pub allowed: BTreeSet<(String, Ipv4Addr)>,
-}
 
 fn ifname_key(name: &str) -> Vec<u8> {
     let mut k = name.as_bytes().to_vec();
@@ -62,248 +66,239 @@ fn name_of(key: &[u8]) -> String {
     String::from_utf8_lossy(&key[..end]).into_owned()
 }
 
-fn meta_iifname(reg: Register) -> Expr {
-    Expressions::Meta(vec![
-        Meta::Key(MetaKey::Iifname),
-        Meta::DestinationRegister(reg),
-    ])
-    .into()
-}
-
-fn lookup(set: &str, id: u32, reg: Register, flags: u32) -> Expr {
-    Expressions::Lookup(vec![
-        Lookup::Set(set.into()),
-        Lookup::SetId(id),
-        Lookup::SourceRegister(reg),
-        Lookup::Flags(flags),
-    ])
-    .into()
-}
-
-fn payload(base: u32, offset: u32, len: u32, reg: Register) -> Expr {
-    Expressions::Payload(vec![
-        Payload::DestinationRegister(reg),
-        Payload::Base(base),
-        Payload::Offset(offset),
-        Payload::Len(len),
-    ])
-    .into()
-}
-
 fn ether_type(t: u16) -> Vec<Expr> {
     vec![
-        payload(0, 12, 2, Register::Reg1), // link-layer header
-        Expressions::Cmp(vec![
-            Cmp::SourceRegister(Register::Reg1),
-            Cmp::Op(Operator::Equal),
-            Cmp::Data(DataAttribute::Value(t.to_be_bytes().to_vec())),
-        ])
-        .into(),
+        payload(LINK_HEADER, 12, 2, Register::Reg1),
+        cmp(Register::Reg1, Operator::Equal, t.to_be_bytes().to_vec()),
     ]
 }
 
-fn drop() -> Expr {
-    Expressions::Immediate(vec![
-        Immediate::DestinationRegister(Register::Verdict),
-        Immediate::Data(DataAttribute::Verdict(vec![VerdictAttribute::Code(
-            Verdict::Other(NF_DROP),
-        )])),
-    ])
-    .into()
-}
-
-fn rule(exprs: Vec<Expr>) -> NfTablesMessage {
+fn rule(chain: &str, exprs: Vec<Expr>) -> NfTablesMessage {
     NfTablesMessage::NewRule(RuleMessage {
         attributes: vec![
             RuleAttribute::Table(SPOOF_TABLE.into()),
-            RuleAttribute::Chain("prerouting".into()),
+            RuleAttribute::Chain(chain.into()),
             RuleAttribute::Expressions(exprs),
         ],
     })
 }
 
-/// The three rules; `source_offset` is where the sender's IPv4 address is
-/// in the network header (12 in IP, 14 in ARP).
-fn rules() -> Vec<NfTablesMessage> {
-    let guarded = || {
-        vec![
-            meta_iifname(Register::Reg1),
-            lookup(GUARDED, 1, Register::Reg1, 0),
-        ]
-    };
-    let check = |ethertype: u16, source_offset: u32| {
-        let mut v = guarded();
-        v.extend(ether_type(ethertype));
-        v.push(meta_iifname(Register::Reg32_00));
-        v.push(payload(1, source_offset, 4, Register::Reg32_04));
-        v.push(lookup(ALLOWED, 2, Register::Reg32_00, NFT_LOOKUP_F_INV));
-        v.push(drop());
-        v
-    };
-    let mut v6 = guarded();
-    v6.extend(ether_type(0x86dd));
-    v6.push(drop());
-    vec![rule(check(0x0800, 12)), rule(check(0x0806, 14)), rule(v6)]
-}
-
-fn set(name: &str, id: u32, key_type: u32, key_len: u32) -> NfTablesMessage {
-    NfTablesMessage::NewSet(SetMessage {
+fn chain(name: &str, hook: InetHookNumber) -> NfTablesMessage {
+    NfTablesMessage::NewChain(ChainMessage {
         attributes: vec![
-            SetAttribute::Table(SPOOF_TABLE.into()),
-            SetAttribute::Name(name.into()),
-            SetAttribute::Flags(SetFlags::empty()),
-            SetAttribute::KeyType(key_type),
-            SetAttribute::KeyLen(key_len),
-            SetAttribute::Id(id),
+            ChainAttribute::Table(SPOOF_TABLE.into()),
+            ChainAttribute::Name(name.into()),
+            ChainAttribute::Type("filter".into()),
+            ChainAttribute::Hook(vec![
+                Hook::Number(hook.into()),
+                Hook::Priority((-200i32) as u32),
+            ]),
         ],
     })
 }
 
-fn elements(set: &str, add: bool, keys: Vec<Vec<u8>>) -> NfTablesMessage {
-    let msg = SetElementMessage {
-        attributes: vec![
-            SetElementList::Table(SPOOF_TABLE.into()),
-            SetElementList::Set(set.into()),
-            SetElementList::Elements(
-                keys.into_iter()
-                    .map(|k| {
-                        ListAttribute::Element(vec![SetElementAttribute::Key(
-                            DataAttribute::Value(k),
-                        )])
-                    })
-                    .collect(),
-            ),
-        ],
+/// The rules (set IDs as in [`sets`]).
+fn rules() -> Vec<NfTablesMessage> {
+    let member = |set: &str, id: u32| {
+        vec![
+            meta(MetaKey::Iifname, Register::Reg1),
+            lookup(set, id, Register::Reg1, 0),
+        ]
     };
-    if add {
-        NfTablesMessage::NewSetElement(msg)
-    } else {
-        NfTablesMessage::DeleteSetElement(msg)
-    }
+    // `iifname . <len bytes at offset of base> != @set drop`.
+    let pinned = |mut v: Vec<Expr>, base: u32, offset: u32, len: u32, set: &str, id: u32| {
+        v.push(meta(MetaKey::Iifname, Register::Reg32_00));
+        v.push(payload(base, offset, len, Register::Reg32_04));
+        v.push(lookup(set, id, Register::Reg32_00, NOT_IN));
+        v.push(drop());
+        v
+    };
+    let with = |mut v: Vec<Expr>, more: Vec<Expr>| {
+        v.extend(more);
+        v
+    };
+    let port = || member(PORTS, 1);
+    let guarded = || member(GUARDED, 4);
+    vec![
+        // The frame's source MAC, then ARP's sender hardware address.
+        rule("prerouting", pinned(port(), LINK_HEADER, 6, 6, MACS, 2)),
+        rule(
+            "prerouting",
+            pinned(
+                with(port(), ether_type(0x0806)),
+                NETWORK_HEADER,
+                8,
+                6,
+                MACS,
+                2,
+            ),
+        ),
+        // The IP source, then ARP's sender protocol address.
+        rule(
+            "prerouting",
+            pinned(
+                with(guarded(), ether_type(0x0800)),
+                NETWORK_HEADER,
+                12,
+                4,
+                ALLOWED,
+                5,
+            ),
+        ),
+        rule(
+            "prerouting",
+            pinned(
+                with(guarded(), ether_type(0x0806)),
+                NETWORK_HEADER,
+                14,
+                4,
+                ALLOWED,
+                5,
+            ),
+        ),
+        rule(
+            "prerouting",
+            with(with(guarded(), ether_type(0x86dd)), vec![drop()]),
+        ),
+        rule("input", with(member(LINKS, 3), vec![drop()])),
+        rule(
+            "output",
+            vec![
+                meta(MetaKey::Oifname, Register::Reg1),
+                lookup(LINKS, 3, Register::Reg1, 0),
+                drop(),
+            ],
+        ),
+    ]
 }
 
-fn allowed_key(port: &str, ip: Ipv4Addr) -> Vec<u8> {
-    let mut k = ifname_key(port);
-    k.extend_from_slice(&ip.octets());
-    k
+/// The sets, with the IDs the rules use.
+fn sets() -> Vec<NfTablesMessage> {
+    let set = |name, id, ty, len: usize| {
+        new_set(SPOOF_TABLE, name, id, SetFlags::empty(), ty, len as u32)
+    };
+    vec![
+        set(PORTS, 1, TYPE_IFNAME, IFNAMSIZ),
+        set(MACS, 2, TYPE_IFNAME_ETHER, IFNAMSIZ + 8),
+        set(LINKS, 3, TYPE_IFNAME, IFNAMSIZ),
+        set(GUARDED, 4, TYPE_IFNAME, IFNAMSIZ),
+        set(ALLOWED, 5, TYPE_IFNAME_IPV4, IFNAMSIZ + 4),
+    ]
+}
+
+/// Each set's elements for `g`, in the order they are put in place: what a
+/// port may send is there before the port is guarded.
+fn elements(g: &Guards) -> [(&'static str, BTreeSet<Element>); 5] {
+    let names = |set: &BTreeSet<String>| set.iter().map(|p| (ifname_key(p), false)).collect();
+    let macs = g
+        .macs
+        .iter()
+        .map(|(p, mac)| {
+            let mut k = ifname_key(p);
+            k.extend_from_slice(mac);
+            k.extend_from_slice(&[0, 0]);
+            (k, false)
+        })
+        .collect();
+    let allowed = g
+        .allowed
+        .iter()
+        .map(|(p, ip)| {
+            let mut k = ifname_key(p);
+            k.extend_from_slice(&ip.octets());
+            (k, false)
+        })
+        .collect();
+    [
+        (MACS, macs),
+        (PORTS, names(&g.ports())),
+        (LINKS, names(&g.links)),
+        (ALLOWED, allowed),
+        (GUARDED, names(&g.guarded)),
+    ]
 }
 
 impl NatTable {
-    /// Creates the anti-spoofing table unless it exists; true when created.
-    pub fn ensure_spoof(&mut self) -> Result<bool, SysError> {
-        let mut msgs = vec![
-            NfTablesMessage::NewTable(TableMessage {
-                attributes: vec![TableAttribute::Name(SPOOF_TABLE.into())],
-            }),
-            set(GUARDED, 1, TYPE_IFNAME, IFNAMSIZ as u32),
-            set(ALLOWED, 2, TYPE_IFNAME_IPV4, IFNAMSIZ as u32 + 4),
-            NfTablesMessage::NewChain(ChainMessage {
-                attributes: vec![
-                    ChainAttribute::Table(SPOOF_TABLE.into()),
-                    ChainAttribute::Name("prerouting".into()),
-                    ChainAttribute::Type("filter".into()),
-                    ChainAttribute::Hook(vec![
-                        Hook::Number(InetHookNumber::PreRouting.into()),
-                        Hook::Priority((-200i32) as u32),
-                    ]),
-                ],
-            }),
-        ];
-        msgs.extend(rules());
-        match self.transact_in(
-            NetfilterProtoFamily::Bridge,
-            msgs,
-            &[],
-            &[],
-            NLM_F_CREATE | NLM_F_EXCL,
-        ) {
-            Ok(()) => Ok(true),
-            Err(e) if e.errno() == Some(17) => Ok(false), // EEXIST
-            Err(e) => Err(e),
+    /// Creates the guards' table, holding `want` from the start, unless it
+    /// exists with every set; true when (re)created. A table of an older
+    /// vpcip (without MAC pinning) is replaced in the same transaction.
+    pub fn ensure_spoof(&mut self, want: &Guards) -> Result<bool, SysError> {
+        if self.has_set(NetfilterProtoFamily::Bridge, SPOOF_TABLE, LINKS)? {
+            return Ok(false);
         }
+        let table = || TableMessage {
+            attributes: vec![TableAttribute::Name(SPOOF_TABLE.into())],
+        };
+        let mut msgs = vec![
+            NfTablesMessage::NewTable(table()),
+            NfTablesMessage::DeleteTable(table()),
+            NfTablesMessage::NewTable(table()),
+        ];
+        msgs.extend(sets());
+        for (set, want) in elements(want) {
+            msgs.extend(converge_elements(SPOOF_TABLE, set, &BTreeSet::new(), &want).0);
+        }
+        msgs.push(chain("prerouting", InetHookNumber::PreRouting));
+        msgs.push(chain("input", InetHookNumber::LocalIn));
+        msgs.push(chain("output", InetHookNumber::LocalOut));
+        msgs.extend(rules());
+        self.transact_in(NetfilterProtoFamily::Bridge, msgs, &[], &[], NLM_F_CREATE)?;
+        Ok(true)
     }
 
     /// The sets as the kernel holds them.
     pub fn read_spoof(&mut self) -> Result<Guards, SysError> {
-        for _ in 0..10 {
-            let mut g = Guards::default();
-            let a = self.dump_set(
-                NetfilterProtoFamily::Bridge,
-                SPOOF_TABLE,
-                GUARDED,
-                |k, _, _| {
-                    g.guarded.insert(name_of(k));
-                },
-            )?;
-            let b = self.dump_set(
-                NetfilterProtoFamily::Bridge,
-                SPOOF_TABLE,
-                ALLOWED,
-                |k, _, _| {
-                    if k.len() == IFNAMSIZ + 4 {
-                        let ip = Ipv4Addr::new(k[16], k[17], k[18], k[19]);
-                        g.allowed.insert((name_of(&k[..IFNAMSIZ]), ip));
-                    }
-                },
-            )?;
-            if a && b {
-                return Ok(g);
-            }
-        }
-        Err(SysError::Parse(
-            "the anti-spoofing sets kept changing while they were read",
-        ))
+        let mut read = |set| self.read_elements(NetfilterProtoFamily::Bridge, SPOOF_TABLE, set);
+        let names = |els: BTreeSet<Element>| els.into_iter().map(|(k, _)| name_of(&k)).collect();
+        let macs = read(MACS)?
+            .into_iter()
+            .filter_map(|(k, _)| {
+                let mac = <[u8; 6]>::try_from(k.get(IFNAMSIZ..IFNAMSIZ + 6)?).ok()?;
+                Some((name_of(&k[..IFNAMSIZ]), mac))
+            })
+            .collect();
+        let allowed = read(ALLOWED)?
+            .into_iter()
+            .filter_map(|(k, _)| {
+                let ip = <[u8; 4]>::try_from(k.get(IFNAMSIZ..IFNAMSIZ + 4)?).ok()?;
+                Some((name_of(&k[..IFNAMSIZ]), Ipv4Addr::from(ip)))
+            })
+            .collect();
+        Ok(Guards {
+            macs,
+            links: names(read(LINKS)?),
+            guarded: names(read(GUARDED)?),
+            allowed,
+        })
     }
 
-    /// Makes the sets `want`, in one transaction; returns the number of
-    /// elements added or removed.
-    pub fn apply_spoof(&mut self, have: &Guards, want: &Guards) -> Result<usize, SysError> {
-        let mut msgs = Vec::new();
+    /// Makes the sets what `want` gives, in one transaction, from what the
+    /// kernel holds now; returns the number of elements added or removed.
+    pub fn apply_spoof(&mut self, want: &Guards) -> Result<usize, SysError> {
+        let mut removals = Vec::new();
+        let mut additions = Vec::new();
         let mut n = 0;
-        let mut push = |set: &str, add: bool, keys: Vec<Vec<u8>>| {
-            if !keys.is_empty() {
-                n += keys.len();
-                msgs.push(elements(set, add, keys));
-            }
-        };
-        push(
-            GUARDED,
-            false,
-            have.guarded
-                .difference(&want.guarded)
-                .map(|p| ifname_key(p))
-                .collect(),
-        );
-        push(
-            ALLOWED,
-            false,
-            have.allowed
-                .difference(&want.allowed)
-                .map(|(p, ip)| allowed_key(p, *ip))
-                .collect(),
-        );
-        // What a newly guarded port may send is in place before it is
-        // guarded.
-        push(
-            ALLOWED,
-            true,
-            want.allowed
-                .difference(&have.allowed)
-                .map(|(p, ip)| allowed_key(p, *ip))
-                .collect(),
-        );
-        push(
-            GUARDED,
-            true,
-            want.guarded
-                .difference(&have.guarded)
-                .map(|p| ifname_key(p))
-                .collect(),
-        );
-        if msgs.is_empty() {
+        for (set, want) in elements(want) {
+            let have = self.read_elements(NetfilterProtoFamily::Bridge, SPOOF_TABLE, set)?;
+            let remove: BTreeSet<Element> = have.difference(&want).cloned().collect();
+            let add: BTreeSet<Element> = want.difference(&have).cloned().collect();
+            n += remove.len() + add.len();
+            removals.extend(converge_elements(SPOOF_TABLE, set, &remove, &BTreeSet::new()).0);
+            additions.extend(converge_elements(SPOOF_TABLE, set, &BTreeSet::new(), &add).0);
+        }
+        if n == 0 {
             return Ok(0);
         }
-        self.transact_in(NetfilterProtoFamily::Bridge, msgs, &[], &[], NLM_F_CREATE)?;
+        // Removals before additions: one transaction, so no packet sees
+        // the sets half-changed.
+        removals.extend(additions);
+        self.transact_in(
+            NetfilterProtoFamily::Bridge,
+            removals,
+            &[],
+            &[],
+            NLM_F_CREATE,
+        )?;
         Ok(n)
     }
 }

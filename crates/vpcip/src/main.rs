@@ -93,9 +93,14 @@ async fn serve(args: cli::ServerArgs, log_format: &cli::LogFormat) -> anyhow::Re
             "no operator token (VPCIP_OPERATOR_TOKEN or operator_token in the config file): no operator access to the API"
         );
     }
+    let infra_allow = config
+        .isolation
+        .services()
+        .map_err(|e| anyhow::anyhow!("the configuration file's [isolation] allow: {e}"))?;
     let store = vpcip_store::Store::open(&db)
         .await?
-        .with_quotas(config.quotas);
+        .with_quotas(config.quotas)
+        .with_infra_allow(infra_allow);
     let app = vpcip_api::App::new(store, operator_token.as_deref());
     let listener = tokio::net::TcpListener::bind(&listen)
         .await

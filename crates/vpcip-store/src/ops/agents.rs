@@ -411,6 +411,7 @@ impl Store {
         let nics: Vec<Nic> = tx.all().await?;
         let vips: Vec<Vip> = tx.all().await?;
         let agents: Vec<Agent> = tx.all().await?;
+        let host_networks: Vec<HostNetwork> = tx.all().await?;
         tx.commit().await?;
         let world = desired::World {
             vpcs: &vpcs,
@@ -420,7 +421,12 @@ impl Store {
             nics: &nics,
             vips: &vips,
             agents: &agents,
+            host_networks: &host_networks,
         };
-        Ok(world.desired(revision, &agent))
+        let mut desired = world.desired(revision, &agent);
+        if let Some(g) = desired.gateway.as_mut() {
+            g.infra_allow = self.infra_allow.clone();
+        }
+        Ok(desired)
     }
 }

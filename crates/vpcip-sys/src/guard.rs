@@ -1,0 +1,267 @@
+//! The infrastructure guard of hosts and gateway nodes, in nftables' ip
+//! family, over netlink: table `ip vpcip_guard`.
+//!
+//! ```text
+//! set vteps { typeof ip saddr . @th,96,24 }    # which VTEP may send which VNI
+//! chain input { type filter hook input priority -200
+//!   udp dport 4789 ip saddr . @th,96,24 != @vteps drop
+//! }
+//! # gateway nodes only: the VPC routers (links vr*) reach the outside world
+//! set infra { type ipv4_addr; flags interval }                # host networks, router links
+//! set allow { type ipv4_addr . inet_proto . inet_service }    # the operator's exceptions
+//!   input:   iifname "vr*" ip daddr . meta l4proto . th dport @allow accept
+//!            iifname "vr*" drop
+//! chain forward { type filter hook forward priority -200
+//!            iifname "vr*" ct direction reply accept           # answers to what the infrastructure opened
+//!            iifname "vr*" ip daddr . meta l4proto . th dport @allow accept
+//!            iifname "vr*" ip daddr @infra drop
+//! }
+//! ```
+//!
+//! VXLAN from an address that is not one of the segment's VTEPs, or for a
+//! VNI the sender has no port in, is dropped before the tunnel sees it:
+//! one lookup whatever the number of VTEPs. A VM (through its router, its
+//! EIP or the default SNAT) reaches neither the node itself nor the host
+//! networks nor another VPC's router.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+use netlink_packet_core::NLM_F_CREATE;
+use netlink_packet_netfilter::NetfilterProtoFamily;
+use netlink_packet_netfilter::nftables::{
+    InetHookNumber, MetaKey, NfTablesMessage, Operator, Register, SetFlags, TableAttribute,
+    TableMessage,
+};
+use vpcip_dataplane::isolation::{InfraGuard, interval_elements};
+use vpcip_model::desired::InfraService;
+
+use crate::SysError;
+use crate::expr::{
+    CT_DIRECTION, Expr, IP_CT_DIR_REPLY, NETWORK_HEADER, NOT_IN, TRANSPORT_HEADER, accept, cmp, ct,
+    drop, ifname_prefix, lookup, meta, payload,
+};
+use crate::link::VXLAN_PORT;
+use crate::nft::{NatTable, filter_chain_in, rule_in};
+use crate::sets::{Element, converge_elements, flush, new_set};
+
+pub const GUARD_TABLE: &str = "vpcip_guard";
+const VTEPS: &str = "vteps";
+const INFRA: &str = "infra";
+const ALLOW: &str = "allow";
+/// nftables' data types: `ipv4_addr . integer`, `ipv4_addr`, `ipv4_addr .
+/// inet_proto . inet_service`.
+const TYPE_IPV4_INTEGER: u32 = (7 << 6) | 4;
+const TYPE_IPV4: u32 = 7;
+const TYPE_IPV4_PROTO_SERVICE: u32 = (7 << 12) | (12 << 6) | 13;
+const IPPROTO_UDP: u8 = 17;
+
+/// What kind of node the guard is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuardRole {
+    Host,
+    /// A gateway node: its VPC routers' links start with this prefix.
+    Gateway {
+        router_ifprefix: &'static str,
+    },
+}
+
+fn rule(chain: &str, exprs: Vec<Expr>) -> NfTablesMessage {
+    rule_in(GUARD_TABLE, chain, exprs)
+}
+
+/// `udp dport 4789 ip saddr . @th,96,24 != @vteps drop`: the VNI is the
+/// three bytes after the VXLAN header's flags (loaded with the reserved
+/// byte before them, which the mask clears).
+fn vxlan_rule() -> Vec<Expr> {
+    vec![
+        meta(MetaKey::L4Proto, Register::Reg1),
+        cmp(Register::Reg1, Operator::Equal, vec![IPPROTO_UDP]),
+        payload(TRANSPORT_HEADER, 2, 2, Register::Reg1),
+        cmp(
+            Register::Reg1,
+            Operator::Equal,
+            VXLAN_PORT.to_be_bytes().to_vec(),
+        ),
+        payload(NETWORK_HEADER, 12, 4, Register::Reg32_00),
+        payload(TRANSPORT_HEADER, 12, 3, Register::Reg32_01),
+        lookup(VTEPS, 1, Register::Reg32_00, NOT_IN),
+        drop(),
+    ]
+}
+
+/// `ip daddr . meta l4proto . th dport @allow accept`.
+fn allowed() -> Vec<Expr> {
+    vec![
+        payload(NETWORK_HEADER, 16, 4, Register::Reg32_00),
+        meta(MetaKey::L4Proto, Register::Reg32_01),
+        payload(TRANSPORT_HEADER, 2, 2, Register::Reg32_02),
+        lookup(ALLOW, 3, Register::Reg32_00, 0),
+        accept(),
+    ]
+}
+
+fn then(mut v: Vec<Expr>, more: Vec<Expr>) -> Vec<Expr> {
+    v.extend(more);
+    v
+}
+
+/// The table's sets, chains and rules.
+fn table(role: GuardRole) -> Vec<NfTablesMessage> {
+    let mut msgs = vec![
+        new_set(
+            GUARD_TABLE,
+            VTEPS,
+            1,
+            SetFlags::empty(),
+            TYPE_IPV4_INTEGER,
+            8,
+        ),
+        filter_chain_in(GUARD_TABLE, "input", InetHookNumber::LocalIn, -200),
+        rule("input", vxlan_rule()),
+    ];
+    if let GuardRole::Gateway { router_ifprefix } = role {
+        let from_router = || ifname_prefix(MetaKey::Iifname, router_ifprefix);
+        msgs.extend([
+            new_set(GUARD_TABLE, INFRA, 2, SetFlags::Interval, TYPE_IPV4, 4),
+            new_set(
+                GUARD_TABLE,
+                ALLOW,
+                3,
+                SetFlags::empty(),
+                TYPE_IPV4_PROTO_SERVICE,
+                12,
+            ),
+            filter_chain_in(GUARD_TABLE, "forward", InetHookNumber::Forward, -200),
+            rule("input", then(from_router(), allowed())),
+            rule("input", then(from_router(), vec![drop()])),
+            rule(
+                "forward",
+                then(
+                    from_router(),
+                    vec![
+                        ct(CT_DIRECTION, Register::Reg1),
+                        cmp(Register::Reg1, Operator::Equal, vec![IP_CT_DIR_REPLY]),
+                        accept(),
+                    ],
+                ),
+            ),
+            rule("forward", then(from_router(), allowed())),
+            rule(
+                "forward",
+                then(
+                    from_router(),
+                    vec![
+                        payload(NETWORK_HEADER, 16, 4, Register::Reg1),
+                        lookup(INFRA, 2, Register::Reg1, 0),
+                        drop(),
+                    ],
+                ),
+            ),
+        ]);
+    }
+    msgs
+}
+
+fn vtep_key((ip, vni): &(Ipv4Addr, u32)) -> Element {
+    let mut k = ip.octets().to_vec();
+    k.extend_from_slice(&vni.to_be_bytes()[1..]);
+    k.push(0);
+    (k, false)
+}
+
+fn allow_key(s: &InfraService) -> Element {
+    let mut k = s.ip.octets().to_vec();
+    k.extend_from_slice(&[s.protocol.number(), 0, 0, 0]);
+    k.extend_from_slice(&s.port.to_be_bytes());
+    k.extend_from_slice(&[0, 0]);
+    (k, false)
+}
+
+/// Each set's elements for `g`.
+fn elements(role: GuardRole, g: &InfraGuard) -> Vec<(&'static str, BTreeSet<Element>)> {
+    let mut out = vec![(VTEPS, g.vteps.iter().map(vtep_key).collect())];
+    if matches!(role, GuardRole::Gateway { .. }) {
+        out.push((
+            INFRA,
+            interval_elements(&g.infra)
+                .into_iter()
+                .map(|(ip, end)| (ip.octets().to_vec(), end))
+                .collect(),
+        ));
+        out.push((ALLOW, g.allow.iter().map(allow_key).collect()));
+    }
+    out
+}
+
+impl NatTable {
+    /// Creates the guard's table, holding `want` from the start, unless it
+    /// exists with the sets of `role`; true when (re)created.
+    pub fn ensure_guard(&mut self, role: GuardRole, want: &InfraGuard) -> Result<bool, SysError> {
+        let last = match role {
+            GuardRole::Host => VTEPS,
+            GuardRole::Gateway { .. } => ALLOW,
+        };
+        if self.has_set(NetfilterProtoFamily::IPv4, GUARD_TABLE, last)? {
+            return Ok(false);
+        }
+        let t = || TableMessage {
+            attributes: vec![TableAttribute::Name(GUARD_TABLE.into())],
+        };
+        let mut msgs = vec![
+            NfTablesMessage::NewTable(t()),
+            NfTablesMessage::DeleteTable(t()),
+            NfTablesMessage::NewTable(t()),
+        ];
+        msgs.extend(table(role));
+        for (set, want) in elements(role, want) {
+            msgs.extend(converge_elements(GUARD_TABLE, set, &BTreeSet::new(), &want).0);
+        }
+        self.transact_in(NetfilterProtoFamily::IPv4, msgs, &[], &[], NLM_F_CREATE)?;
+        Ok(true)
+    }
+
+    /// Makes the guard's sets what `want` gives, in one transaction;
+    /// returns the number of elements added or removed. The interval set
+    /// is rewritten whole when it differs (its elements are few).
+    pub fn apply_guard(&mut self, role: GuardRole, want: &InfraGuard) -> Result<usize, SysError> {
+        let mut msgs = Vec::new();
+        let mut n = 0;
+        for (set, want) in elements(role, want) {
+            let have = self.read_elements(NetfilterProtoFamily::IPv4, GUARD_TABLE, set)?;
+            if have == want {
+                continue;
+            }
+            if set == INFRA {
+                msgs.push(flush(GUARD_TABLE, set));
+                msgs.extend(converge_elements(GUARD_TABLE, set, &BTreeSet::new(), &want).0);
+                n += have.symmetric_difference(&want).count();
+            } else {
+                let (m, k) = converge_elements(GUARD_TABLE, set, &have, &want);
+                msgs.extend(m);
+                n += k;
+            }
+        }
+        if msgs.is_empty() {
+            return Ok(0);
+        }
+        self.transact_in(NetfilterProtoFamily::IPv4, msgs, &[], &[], NLM_F_CREATE)?;
+        Ok(n)
+    }
+}
+
+/// Turns IPv6 off on a link (no link-local address, no router
+/// solicitations, no neighbour discovery of the node's own): tenant links
+/// carry nothing of the node's. A kernel without IPv6 has nothing to turn
+/// off.
+pub fn ipv6_off(ifname: &str) -> Result<bool, SysError> {
+    let path = format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6");
+    match std::fs::read_to_string(&path) {
+        Ok(now) if now.trim() == "1" => Ok(false),
+        Ok(_) => std::fs::write(&path, "1")
+            .map(|()| true)
+            .map_err(SysError::io("write sysctl disable_ipv6")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(SysError::Io("read sysctl disable_ipv6", e)),
+    }
+}
