@@ -1,6 +1,7 @@
 //! Bearer-token authentication: the operator's token (from the server's
 //! configuration) sees everything; a tenant's token (created by the
-//! operator, stored hashed) sees its tenant's resources.
+//! operator, stored hashed) sees its tenant's resources; an agent's token
+//! serves the agent routes, for its one agent (the store checks which).
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
@@ -24,6 +25,7 @@ impl FromRequestParts<App> for Caller {
             *s = Some(match &caller.0 {
                 Scope::Operator => "operator".to_string(),
                 Scope::Tenant(t) => t.clone(),
+                Scope::Agent(a) => format!("agent {}", a.name),
             });
         }
         Ok(caller)
@@ -51,12 +53,12 @@ async fn authenticate(parts: &mut Parts, app: &App) -> Result<Caller, ApiError> 
         return Ok(Caller(Scope::Operator));
     }
     match app.store.authenticate(token).await? {
-        // An agent's token acts for the platform on the agent routes
+        // An agent's token acts for its own agent on the agent routes
         // (register, watch, report) and nowhere else.
-        Some((_, true)) if parts.uri.path().starts_with("/v1/agents") => {
-            Ok(Caller(Scope::Operator))
+        Some(Scope::Agent(a)) if parts.uri.path().starts_with("/v1/agents") => {
+            Ok(Caller(Scope::Agent(a)))
         }
-        Some((_, true)) => Err(ApiError::new(
+        Some(Scope::Agent(_)) => Err(ApiError::new(
             axum::http::StatusCode::FORBIDDEN,
             "forbidden",
             format!(
@@ -64,7 +66,7 @@ async fn authenticate(parts: &mut Parts, app: &App) -> Result<Caller, ApiError> 
                 parts.uri.path()
             ),
         )),
-        Some((tenant, false)) => Ok(Caller(Scope::Tenant(tenant))),
+        Some(scope) => Ok(Caller(scope)),
         None => Err(ApiError::unauthorized("unknown token")),
     }
 }

@@ -193,7 +193,8 @@ read_routes!(
 
 /// `delete_*` for a resource kind, through the store's own delete.
 macro_rules! delete_route {
-    ($name:ident, $store_fn:ident, $item_path:literal, $tag:literal) => {
+    ($(#[$doc:meta])* $name:ident, $store_fn:ident, $item_path:literal, $tag:literal) => {
+        $(#[$doc])*
         #[utoipa::path(delete, path = $item_path, tag = $tag, params(("id" = String, Path, description = "ID or name")),
             responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
                 (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
@@ -207,17 +208,59 @@ macro_rules! delete_route {
 
 delete_route!(delete_zone, delete_zone, "/v1/zones/{id}", "zones");
 delete_route!(
+    /// Deletes a host network.
+    ///
+    /// Refused (409 `resource_in_use`, naming them) while a gateway's or an
+    /// agent's underlay address lies in it and in no other host network.
     delete_host_network,
     delete_host_network,
     "/v1/host-networks/{id}",
     "platform"
 );
-delete_route!(
-    delete_gateway,
-    delete_gateway,
-    "/v1/gateways/{id}",
-    "platform"
-);
+
+#[derive(Debug, Deserialize, IntoParams, Default)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteGatewayParams {
+    /// Delete the last gateway even while EIPs are bound (they are then
+    /// routed to no one).
+    pub force: Option<bool>,
+}
+
+/// Deletes a gateway.
+///
+/// The last gateway while EIPs are bound is refused (409 `last_gateway`)
+/// unless `force=true`: the EIPs would be routed to no one.
+#[utoipa::path(delete, path = "/v1/gateways/{id}", tag = "platform",
+    params(("id" = String, Path, description = "ID or name"), DeleteGatewayParams),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "`last_gateway`: the last gateway while EIPs are bound, without `force=true`")),
+    security(("bearer" = [])))]
+pub async fn delete_gateway(
+    State(app): State<App>,
+    Caller(scope): Caller,
+    Path(id): Path<String>,
+    Query(q): Query<DeleteGatewayParams>,
+) -> ApiResult<Response> {
+    app.store
+        .delete_gateway(&scope, &id, q.force.unwrap_or(false))
+        .await?;
+    Ok(no_content())
+}
+
+/// Query parameters whose rejections are API errors (400 `invalid_query`).
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<App> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, app)
+            .await
+            .map(|q| Query(q.0))
+            .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
+    }
+}
 delete_route!(delete_vpc, delete_vpc, "/v1/vpcs/{id}", "vpcs");
 delete_route!(delete_subnet, delete_subnet, "/v1/subnets/{id}", "subnets");
 delete_route!(
@@ -234,7 +277,8 @@ delete_route!(delete_token, delete_token, "/v1/tokens/{id}", "platform");
 
 /// `create_*` for a resource kind: one body in, the resource out (201).
 macro_rules! create_route {
-    ($name:ident, $store_fn:ident, $req:ty, $resp:ty, $path:literal, $tag:literal) => {
+    ($(#[$doc:meta])* $name:ident, $store_fn:ident, $req:ty, $resp:ty, $path:literal, $tag:literal) => {
+        $(#[$doc])*
         #[utoipa::path(post, path = $path, tag = $tag, request_body = $req,
             responses((status = 201, body = $resp), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
                 (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
@@ -262,6 +306,12 @@ create_route!(
     "platform"
 );
 create_route!(
+    /// Registers a gateway by its underlay address.
+    ///
+    /// The address must be a free unicast address of a registered host
+    /// network, outside the EIP segments (400 `underlay_reserved`,
+    /// `underlay_in_eip_segment`, `underlay_outside_host_networks`; 409
+    /// `underlay_in_use`).
     create_gateway,
     create_gateway,
     CreateGateway,
@@ -306,6 +356,11 @@ create_route!(
     "eips"
 );
 create_route!(
+    /// Makes a tenant's token, or an agent's.
+    ///
+    /// An agent's token (`agent: true` with `agent_role`) acts for the one
+    /// agent named `tenant`, with that role, on the agent routes only. The
+    /// secret is in this answer only.
     create_token,
     create_token,
     CreateToken,
@@ -477,8 +532,18 @@ pub struct WatchParams {
     pub wait: Option<u64>,
 }
 
+/// Registers an agent (again after a restart).
+///
+/// Its underlay address must be a free unicast address of a registered
+/// host network, outside the EIP segments (400 `underlay_*`, 409
+/// `underlay_in_use`). An agent token registers its own agent only, with
+/// its role (403 `agent_identity`).
 #[utoipa::path(post, path = "/v1/agents", tag = "agents", request_body = vpcip_model::desired::RegisterAgent,
-    responses((status = 201, body = vpcip_model::desired::Agent), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 201, body = vpcip_model::desired::Agent),
+        (status = 400, body = ErrorBody, description = "a bad underlay address: `underlay_reserved`, `underlay_in_eip_segment`, `underlay_outside_host_networks`"),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "a tenant's token, or an agent token for another agent or role (`agent_identity`)"),
+        (status = 409, body = ErrorBody, description = "`underlay_in_use`: another agent or gateway holds the address")),
     security(("bearer" = [])))]
 pub async fn register_agent(
     State(app): State<App>,
@@ -488,16 +553,23 @@ pub async fn register_agent(
     Ok(created(app.store.register_agent(&scope, &req).await?))
 }
 
+/// Every agent with its last report (operator).
 #[utoipa::path(get, path = "/v1/agents", tag = "agents",
-    responses((status = 200, body = Vec<vpcip_model::desired::Agent>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = Vec<vpcip_model::desired::Agent>), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "not the operator's token (agent tokens included)")),
     security(("bearer" = [])))]
 pub async fn list_agents(State(app): State<App>, Caller(scope): Caller) -> ApiResult<Response> {
     Ok(ok(app.store.agents(&scope).await?))
 }
 
+/// An agent's reconcile result: the revision it applied and its error.
+///
+/// An agent token reports for its own agent only (403 `agent_identity`).
 #[utoipa::path(post, path = "/v1/agents/{id}/report", tag = "agents", request_body = vpcip_model::desired::AgentReport,
     params(("id" = String, Path, description = "ID or name")),
-    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "a tenant's token, or an agent token for another agent (`agent_identity`)"),
+        (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn report_agent(
     State(app): State<App>,
@@ -509,9 +581,15 @@ pub async fn report_agent(
     Ok(no_content())
 }
 
+/// A gateway agent's per-EIP counters, VIP holders and programmed EIPs.
+///
+/// Only gateway agents report them (400 for a host agent); an agent token
+/// reports for its own agent only (403 `agent_identity`).
 #[utoipa::path(post, path = "/v1/agents/{id}/counters", tag = "agents", request_body = vpcip_model::desired::CountersReport,
     params(("id" = String, Path, description = "ID or name")),
-    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "a tenant's token, or an agent token for another agent (`agent_identity`)"),
+        (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn report_counters(
     State(app): State<App>,
@@ -554,9 +632,13 @@ pub async fn vip_holder(
 /// The agent's whole desired state once the store's revision passes
 /// `after` (long poll): a full snapshot every time, so an agent that missed
 /// anything converges on the next answer.
+///
+/// An agent token reads its own agent's only (403 `agent_identity`).
 #[utoipa::path(get, path = "/v1/agents/{id}/desired", tag = "agents",
     params(("id" = String, Path, description = "ID or name"), WatchParams),
-    responses((status = 200, body = vpcip_model::desired::Desired), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = vpcip_model::desired::Desired), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "a tenant's token, or an agent token for another agent (`agent_identity`)"),
+        (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn watch_desired(
     State(app): State<App>,

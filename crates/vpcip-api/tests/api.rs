@@ -127,6 +127,7 @@ async fn seeds_world(s: &Server, tenant: &str) -> Client {
                 tenant: tenant.into(),
                 description: "test".into(),
                 agent: false,
+                agent_role: None,
             },
         )
         .await
@@ -312,6 +313,7 @@ async fn tenants_are_isolated(s: Server) {
                 tenant: "globex".into(),
                 description: String::new(),
                 agent: false,
+                agent_role: None,
             },
         )
         .await
@@ -499,6 +501,7 @@ async fn every_route_checks_its_caller(s: Server) {
                 tenant: "globex".into(),
                 description: String::new(),
                 agent: false,
+                agent_role: None,
             },
         )
         .await
@@ -512,6 +515,7 @@ async fn every_route_checks_its_caller(s: Server) {
                 tenant: "acme".into(),
                 description: "second".into(),
                 agent: false,
+                agent_role: None,
             },
         )
         .await
@@ -755,6 +759,7 @@ async fn agent_tokens_serve_the_agent_routes_only(s: Server) {
                 tenant: "gw-1".into(),
                 description: "the gateway's agent".into(),
                 agent: true,
+                agent_role: Some(vpcip_model::desired::AgentRole::Gateway),
             },
         )
         .await
@@ -767,7 +772,7 @@ async fn agent_tokens_serve_the_agent_routes_only(s: Server) {
             &vpcip_model::desired::RegisterAgent {
                 name: "gw-1".into(),
                 role: vpcip_model::desired::AgentRole::Gateway,
-                underlay_ip: "192.168.201.20".parse().unwrap(),
+                underlay_ip: "192.168.201.21".parse().unwrap(),
             },
         )
         .await
@@ -815,6 +820,570 @@ async fn agent_tokens_serve_the_agent_routes_only(s: Server) {
 
 on_both!(agent_tokens_serve_the_agent_routes_only);
 
+use vpcip_model::desired::{Agent, AgentReport, AgentRole, Desired, RegisterAgent};
+
+/// A token for one agent (the operator's `token create --agent NAME --role`).
+async fn agent_token(s: &Server, name: &str, role: AgentRole) -> Client {
+    let tok: Token = s
+        .operator()
+        .post(
+            "/v1/tokens",
+            &CreateToken {
+                tenant: name.into(),
+                description: format!("agent {name}"),
+                agent: true,
+                agent_role: Some(role),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((tok.agent, tok.agent_role), (true, Some(role)));
+    Client::new(&s.url(), tok.secret.as_deref())
+}
+
+fn reg(name: &str, role: AgentRole, ip: &str) -> RegisterAgent {
+    RegisterAgent {
+        name: name.into(),
+        role,
+        underlay_ip: ip.parse().unwrap(),
+    }
+}
+
+/// Issue 11, attack 4: an agent token acts for its own agent (name and
+/// role) only. It cannot register another agent (which would publish it as
+/// the next hop of every EIP segment), re-register its gateway as a host,
+/// or read or report for another agent (existing or not); everything else
+/// is 403 `agent_identity` naming the token's agent. Its own flows work,
+/// and the operator's token still does everything.
+async fn an_agent_token_acts_for_its_agent_only(s: Server) {
+    let _tenant = seeds_world(&s, "acme").await;
+    let op = s.operator();
+    let h1: Agent = op
+        .post("/v1/agents", &reg("h1", AgentRole::Host, "192.168.201.11"))
+        .await
+        .unwrap();
+    let gw1 = agent_token(&s, "gw1", AgentRole::Gateway).await;
+
+    // Its own flows: register (again, as after a restart), watch, report.
+    let me: Agent = gw1
+        .post(
+            "/v1/agents",
+            &reg("gw1", AgentRole::Gateway, "192.168.201.21"),
+        )
+        .await
+        .unwrap();
+    let again: Agent = gw1
+        .post(
+            "/v1/agents",
+            &reg("gw1", AgentRole::Gateway, "192.168.201.21"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.id, me.id);
+    let desired: Desired = gw1
+        .get(&format!("/v1/agents/{}/desired?after=0&wait=0", me.id))
+        .await
+        .unwrap();
+    assert!(desired.gateway.is_some());
+    let _: Desired = gw1.get("/v1/agents/gw1/desired").await.unwrap();
+    let report = AgentReport {
+        applied_revision: desired.revision,
+        error: None,
+    };
+    let _: () = gw1
+        .post(&format!("/v1/agents/{}/report", me.id), &report)
+        .await
+        .unwrap();
+    let _: () = gw1
+        .post(
+            &format!("/v1/agents/{}/counters", me.id),
+            &serde_json::json!({"counters": [], "vip_holders": []}),
+        )
+        .await
+        .unwrap();
+
+    // Another agent's registration: refused, and it is no next hop.
+    let (status, code, message) = api_err(
+        gw1.post::<_, Agent>(
+            "/v1/agents",
+            &reg("other-gw", AgentRole::Gateway, "192.168.201.22"),
+        )
+        .await,
+    );
+    assert_eq!(
+        (status, code.as_str()),
+        (403, "agent_identity"),
+        "{message}"
+    );
+    assert_eq!(
+        message,
+        "this agent token acts for agent gw1 (gateway) only, not other-gw (gateway)"
+    );
+    let routes: Vec<PhysicalRoute> = op.get("/v1/physical-routes").await.unwrap();
+    let hops: BTreeSet<String> = routes.iter().map(|r| r.gateway.clone()).collect();
+    assert_eq!(
+        hops,
+        BTreeSet::from(["allinone".to_string(), "gw1".to_string()])
+    );
+    // Its own gateway re-registered as a host elsewhere; another gateway
+    // taken over as a host.
+    for (name, addr, requested) in [
+        ("gw1", "192.168.201.23", "gw1 (host)"),
+        ("allinone", "192.168.201.20", "allinone (host)"),
+    ] {
+        let (status, code, message) = api_err(
+            gw1.post::<_, Agent>("/v1/agents", &reg(name, AgentRole::Host, addr))
+                .await,
+        );
+        assert_eq!((status, code.as_str()), (403, "agent_identity"));
+        assert_eq!(
+            message,
+            format!("this agent token acts for agent gw1 (gateway) only, not {requested}")
+        );
+    }
+    let agents: Vec<Agent> = op.get("/v1/agents").await.unwrap();
+    let mine = agents.iter().find(|a| a.name == "gw1").unwrap();
+    assert_eq!(
+        (mine.role, mine.underlay_ip.to_string().as_str()),
+        (AgentRole::Gateway, "192.168.201.21")
+    );
+    assert!(!agents.iter().any(|a| a.name == "other-gw"));
+
+    // Another agent's report, counters, desired state: by ID, by name,
+    // and an agent that does not exist.
+    let bad = AgentReport {
+        applied_revision: 1,
+        error: Some("forged".into()),
+    };
+    for key in [h1.id.as_str(), "h1", "agent-nonexistent"] {
+        let want = if key == "h1" || key == h1.id {
+            "this agent token acts for agent gw1 (gateway) only, not h1 (host)".to_string()
+        } else {
+            format!("this agent token acts for agent gw1 (gateway) only, not {key}")
+        };
+        let (status, code, message) = api_err(
+            gw1.post::<_, ()>(&format!("/v1/agents/{key}/report"), &bad)
+                .await,
+        );
+        assert_eq!(
+            (status, code.as_str(), message.as_str()),
+            (403, "agent_identity", want.as_str())
+        );
+        let (status, code, _) = api_err(
+            gw1.post::<_, ()>(
+                &format!("/v1/agents/{key}/counters"),
+                &serde_json::json!({"counters": []}),
+            )
+            .await,
+        );
+        assert_eq!((status, code.as_str()), (403, "agent_identity"), "{key}");
+        let (status, code, _) = api_err(
+            gw1.get::<Desired>(&format!("/v1/agents/{key}/desired?wait=0"))
+                .await,
+        );
+        assert_eq!((status, code.as_str()), (403, "agent_identity"), "{key}");
+    }
+    let status: vpcip_model::desired::SystemStatus = op.get("/v1/status").await.unwrap();
+    let h1_now = status.agents.iter().find(|a| a.agent.name == "h1").unwrap();
+    assert_eq!(h1_now.agent.error, None, "the forged report never landed");
+    // Nor does it list the agents or read the status.
+    let (status, code, _) = api_err(gw1.get::<Vec<Agent>>("/v1/agents").await);
+    assert_eq!((status, code.as_str()), (403, "forbidden"));
+    assert_eq!(
+        api_err(gw1.get::<serde_json::Value>("/v1/status").await).0,
+        403
+    );
+
+    // A host's token: its own host only, and no counters (those are the
+    // gateways').
+    let h1_token = agent_token(&s, "h1", AgentRole::Host).await;
+    let _: Agent = h1_token
+        .post("/v1/agents", &reg("h1", AgentRole::Host, "192.168.201.11"))
+        .await
+        .unwrap();
+    let (status, code, message) = api_err(
+        h1_token
+            .post::<_, Agent>(
+                "/v1/agents",
+                &reg("h1", AgentRole::Gateway, "192.168.201.11"),
+            )
+            .await,
+    );
+    assert_eq!((status, code.as_str()), (403, "agent_identity"));
+    assert_eq!(
+        message,
+        "this agent token acts for agent h1 (host) only, not h1 (gateway)"
+    );
+    let (status, code, message) = api_err(
+        h1_token
+            .post::<_, ()>(
+                &format!("/v1/agents/{}/counters", h1.id),
+                &serde_json::json!({"counters": [], "vip_holders": []}),
+            )
+            .await,
+    );
+    assert_eq!((status, code.as_str()), (400, "invalid_argument"));
+    assert!(
+        message.contains("h1 is a host agent: only gateway agents report counters"),
+        "{message}"
+    );
+    assert_eq!(
+        api_err(
+            h1_token
+                .get::<Desired>(&format!("/v1/agents/{}/desired?wait=0", me.id))
+                .await
+        )
+        .0,
+        403
+    );
+
+    // An agent token names its role; a role needs an agent token.
+    for (agent, role, field_msg) in [
+        (true, None, "give the role (gateway or host) of agent gw9"),
+        (false, Some(AgentRole::Host), "set agent to make one"),
+    ] {
+        let (status, code, message) = api_err(
+            op.post::<_, Token>(
+                "/v1/tokens",
+                &CreateToken {
+                    tenant: "gw9".into(),
+                    description: String::new(),
+                    agent,
+                    agent_role: role,
+                },
+            )
+            .await,
+        );
+        assert_eq!((status, code.as_str()), (400, "invalid_argument"));
+        assert!(
+            message.starts_with("invalid agent_role: ") && message.contains(field_msg),
+            "{message}"
+        );
+    }
+    let listed: Vec<Token> = op.get("/v1/tokens").await.unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|t| t.tenant == "gw1" && t.agent_role == Some(AgentRole::Gateway))
+    );
+
+    // The operator's token still does everything.
+    let _: Agent = op
+        .post(
+            "/v1/agents",
+            &reg("other-gw", AgentRole::Gateway, "192.168.201.22"),
+        )
+        .await
+        .unwrap();
+    let _: () = op
+        .post(&format!("/v1/agents/{}/report", h1.id), &bad)
+        .await
+        .unwrap();
+    let status: vpcip_model::desired::SystemStatus = op.get("/v1/status").await.unwrap();
+    let h1_now = status.agents.iter().find(|a| a.agent.name == "h1").unwrap();
+    assert_eq!(h1_now.agent.error.as_deref(), Some("forged"));
+}
+
+/// Issue 11, attack 5: a gateway's or agent's underlay address is a free
+/// unicast address of a registered host network, outside the EIP segments
+/// — through the operator's `gateway register` and through an agent token
+/// alike; the same agent re-registering with its own address is fine.
+async fn underlay_addresses_are_validated(s: Server) {
+    let _tenant = seeds_world(&s, "acme").await;
+    let op = s.operator();
+    let gw1 = agent_token(&s, "gw1", AgentRole::Gateway).await;
+    let _: Agent = op
+        .post("/v1/agents", &reg("h1", AgentRole::Host, "192.168.201.11"))
+        .await
+        .unwrap();
+    let cases = [
+        (
+            "192.168.202.7",
+            400,
+            "underlay_in_eip_segment",
+            "underlay address 192.168.202.7 lies in EIP segment 192.168.202.0/24, which the physical network routes to the gateways",
+        ),
+        (
+            "0.0.0.0",
+            400,
+            "underlay_reserved",
+            "underlay address 0.0.0.0 is in 0.0.0.0/8 (\"this network\"): no node is reachable at it",
+        ),
+        (
+            "127.0.0.1",
+            400,
+            "underlay_reserved",
+            "underlay address 127.0.0.1 is a loopback address (127.0.0.0/8): no node is reachable at it",
+        ),
+        (
+            "224.0.0.18",
+            400,
+            "underlay_reserved",
+            "underlay address 224.0.0.18 is a multicast address (224.0.0.0/4): no node is reachable at it",
+        ),
+        (
+            "255.255.255.255",
+            400,
+            "underlay_reserved",
+            "underlay address 255.255.255.255 is the limited broadcast address: no node is reachable at it",
+        ),
+        (
+            "192.168.201.255",
+            400,
+            "underlay_reserved",
+            "underlay address 192.168.201.255 is the broadcast address of host network underlay (192.168.201.0/24): no node is reachable at it",
+        ),
+        (
+            "192.168.201.0",
+            400,
+            "underlay_reserved",
+            "underlay address 192.168.201.0 is the network address of host network underlay (192.168.201.0/24): no node is reachable at it",
+        ),
+        (
+            "10.99.0.1",
+            400,
+            "underlay_outside_host_networks",
+            "underlay address 10.99.0.1 lies in no host network (registered: underlay 192.168.201.0/24): register its network first (vpcip host-network create)",
+        ),
+        (
+            "192.168.201.20",
+            409,
+            "underlay_in_use",
+            "underlay address 192.168.201.20 is already held by gateway allinone",
+        ),
+        (
+            "192.168.201.11",
+            409,
+            "underlay_in_use",
+            "underlay address 192.168.201.11 is already held by agent h1 (host)",
+        ),
+    ];
+    for (addr, want_status, want_code, want_message) in cases {
+        let by_operator = op
+            .post::<_, Gateway>(
+                "/v1/gateways",
+                &CreateGateway {
+                    name: "gw-x".into(),
+                    underlay_ip: addr.parse().unwrap(),
+                },
+            )
+            .await;
+        let by_token = gw1
+            .post::<_, Agent>("/v1/agents", &reg("gw1", AgentRole::Gateway, addr))
+            .await;
+        let host_by_operator = op
+            .post::<_, Agent>("/v1/agents", &reg("h2", AgentRole::Host, addr))
+            .await;
+        for (who, r) in [
+            ("gateway register", api_err(by_operator)),
+            ("agent token", api_err(by_token)),
+            ("host agent", api_err(host_by_operator)),
+        ] {
+            assert_eq!(
+                (r.0, r.1.as_str(), r.2.as_str()),
+                (want_status, want_code, want_message),
+                "{addr} by {who}"
+            );
+        }
+    }
+    // Nothing of it was registered.
+    let gateways: Vec<Gateway> = op.list_all("gateways", None).await.unwrap();
+    assert_eq!(gateways.len(), 1, "{gateways:?}");
+    let routes: Vec<PhysicalRoute> = op.get("/v1/physical-routes").await.unwrap();
+    assert!(routes.iter().all(|r| r.gateway == "allinone"), "{routes:?}");
+    // Good addresses; the same agent again with its own; its gateway
+    // moving to a free one; a gateway the operator registered taken up
+    // by its own agent at its address.
+    let me: Agent = gw1
+        .post(
+            "/v1/agents",
+            &reg("gw1", AgentRole::Gateway, "192.168.201.21"),
+        )
+        .await
+        .unwrap();
+    let _: Agent = gw1
+        .post(
+            "/v1/agents",
+            &reg("gw1", AgentRole::Gateway, "192.168.201.21"),
+        )
+        .await
+        .unwrap();
+    let moved: Agent = gw1
+        .post(
+            "/v1/agents",
+            &reg("gw1", AgentRole::Gateway, "192.168.201.24"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(moved.id, me.id);
+    let g: Gateway = op.show("gateways", "gw1").await.unwrap();
+    assert_eq!(g.underlay_ip.to_string(), "192.168.201.24");
+    let _: Agent = op
+        .post(
+            "/v1/agents",
+            &reg("allinone", AgentRole::Gateway, "192.168.201.20"),
+        )
+        .await
+        .unwrap();
+    // The address gw1 left is free again.
+    let _: Gateway = op
+        .post(
+            "/v1/gateways",
+            &CreateGateway {
+                name: "gw-x".into(),
+                underlay_ip: "192.168.201.21".parse().unwrap(),
+            },
+        )
+        .await
+        .unwrap();
+}
+
+/// Issue 11, attack 5: a host network that still holds a gateway's or an
+/// agent's underlay address stays (409 naming them), and so does the last
+/// gateway while EIPs are bound, unless forced (409 saying what stops
+/// working).
+async fn deletes_that_strand_the_underlay_are_refused(s: Server) {
+    let tenant = seeds_world(&s, "acme").await;
+    let op = s.operator();
+    // The host network holds the gateway "allinone".
+    let (status, code, message) = api_err(op.remove("host-networks", "underlay").await);
+    assert_eq!((status, code.as_str()), (409, "resource_in_use"));
+    assert_eq!(
+        message,
+        "host network underlay (192.168.201.0/24) is in use: the underlay address of gateway allinone (192.168.201.20) lies in it and in no other host network"
+    );
+    // An unused one goes.
+    let _: HostNetwork = op
+        .post(
+            "/v1/host-networks",
+            &CreateHostNetwork {
+                name: "spare".into(),
+                cidr: "10.20.0.0/24".parse().unwrap(),
+            },
+        )
+        .await
+        .unwrap();
+    op.remove("host-networks", "spare").await.unwrap();
+    // A host agent in a network of its own keeps that one.
+    let _: HostNetwork = op
+        .post(
+            "/v1/host-networks",
+            &CreateHostNetwork {
+                name: "rack2".into(),
+                cidr: "10.30.0.0/24".parse().unwrap(),
+            },
+        )
+        .await
+        .unwrap();
+    let _: Agent = op
+        .post("/v1/agents", &reg("h2", AgentRole::Host, "10.30.0.12"))
+        .await
+        .unwrap();
+    let (status, _, message) = api_err(op.remove("host-networks", "rack2").await);
+    assert_eq!(status, 409);
+    assert!(
+        message.contains("the underlay address of agent h2 (host, 10.30.0.12) lies in it"),
+        "{message}"
+    );
+
+    // The last gateway with an EIP bound.
+    let _: Server_ = tenant
+        .post(
+            "/v1/servers",
+            &CreateServer {
+                name: "vm-1".into(),
+                subnet: "sw1".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let eip = tenant
+        .create_eip(&CreateEip {
+            bandwidth_mbps: 1,
+            bind: Some(BindEip {
+                target: EipTarget::Server("vm-1".into()),
+                mode: EipMode::Nat,
+                allow_reassociation: false,
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (status, code, message) = api_err(op.delete_gateway("allinone", false).await);
+    assert_eq!((status, code.as_str()), (409, "last_gateway"));
+    assert_eq!(
+        message,
+        "gateway allinone is the last gateway and 1 EIP is bound: deleting it makes them unreachable; pass --force (API: force=true) to delete anyway"
+    );
+    let (status, code, _) = api_err(op.delete("/v1/gateways/allinone?force=false").await);
+    assert_eq!((status, code.as_str()), (409, "last_gateway"));
+    let (status, code, _) = api_err(op.delete("/v1/gateways/allinone?force=maybe").await);
+    assert_eq!((status, code.as_str()), (400, "invalid_query"));
+    // Not the last: a second gateway takes the routes.
+    let _: Gateway = op
+        .post(
+            "/v1/gateways",
+            &CreateGateway {
+                name: "gw2".into(),
+                underlay_ip: "192.168.201.22".parse().unwrap(),
+            },
+        )
+        .await
+        .unwrap();
+    op.delete_gateway("allinone", false).await.unwrap();
+    let routes: Vec<PhysicalRoute> = op.get("/v1/physical-routes").await.unwrap();
+    assert_eq!(
+        routes
+            .iter()
+            .map(|r| r.gateway.as_str())
+            .collect::<Vec<_>>(),
+        ["gw2"]
+    );
+    assert_eq!(
+        api_err(op.delete_gateway("gw2", false).await).1,
+        "last_gateway"
+    );
+    // Unbound, the last one goes without force; forced, even while bound.
+    let _: Eip = tenant
+        .action("eips", &eip.id, "unbind", &serde_json::json!({}))
+        .await
+        .unwrap();
+    let _: Gateway = op
+        .post(
+            "/v1/gateways",
+            &CreateGateway {
+                name: "gw3".into(),
+                underlay_ip: "192.168.201.23".parse().unwrap(),
+            },
+        )
+        .await
+        .unwrap();
+    op.delete_gateway("gw2", false).await.unwrap();
+    let _: Eip = tenant
+        .bind_eip(
+            &eip.id,
+            &BindEip {
+                target: EipTarget::Server("vm-1".into()),
+                mode: EipMode::Nat,
+                allow_reassociation: false,
+            },
+        )
+        .await
+        .unwrap();
+    op.delete_gateway("gw3", true).await.unwrap();
+    let routes: Vec<PhysicalRoute> = op.get("/v1/physical-routes").await.unwrap();
+    assert!(routes.is_empty(), "{routes:?}");
+    // With no node left in it, the host network goes too.
+    op.remove("host-networks", "underlay").await.unwrap();
+}
+
+on_both!(
+    an_agent_token_acts_for_its_agent_only,
+    underlay_addresses_are_validated,
+    deletes_that_strand_the_underlay_are_refused
+);
+
 /// Every input limit refuses with an error that names the rule and the
 /// values: the body size, the page size, names, descriptions, quotas.
 async fn input_limits_each_have_a_clear_error(s: Server) {
@@ -856,6 +1425,7 @@ async fn input_limits_each_have_a_clear_error(s: Server) {
                 tenant: "acme".into(),
                 description: "d".repeat(300),
                 agent: false,
+                agent_role: None,
             },
         )
         .await,

@@ -190,6 +190,7 @@ async fn api_bench(
                 tenant: "bench".into(),
                 description: "bench".into(),
                 agent: false,
+                agent_role: None,
             },
         )
         .await?;

@@ -207,6 +207,14 @@ impl Client {
         self.delete(&format!("/v1/{collection}/{}", seg(id))).await
     }
 
+    /// Deletes a gateway; `force` deletes the last one even while EIPs are
+    /// bound (refused otherwise: they would be routed to no one).
+    pub async fn delete_gateway(&self, id: &str, force: bool) -> Result<(), ClientError> {
+        let query = if force { "?force=true" } else { "" };
+        self.delete(&format!("/v1/gateways/{}{query}", seg(id)))
+            .await
+    }
+
     pub async fn action<B: Serialize, T: DeserializeOwned>(
         &self,
         collection: &str,

@@ -23,6 +23,9 @@ pub const PHYSICAL_ROUTER: &str = "phy";
 pub const CLIENT: &str = "client";
 pub const GATEWAY: &str = "gw";
 pub const HOSTS: [&str; 2] = ["h1", "h2"];
+/// The underlay, registered as host network `underlay` (agents register
+/// only with an address of a host network).
+pub const UNDERLAY: &str = "192.0.2.0/24";
 pub const GATEWAY_UNDERLAY: &str = "192.0.2.2";
 pub const HOST_UNDERLAY: [&str; 2] = ["192.0.2.11", "192.0.2.12"];
 /// The cloud's agents: (role, node, underlay address).
@@ -183,6 +186,18 @@ pub fn start_agents(
     token: &str,
     resync_secs: u64,
 ) -> Vec<usize> {
+    let cli = |args: &[&str]| {
+        let mut cmd = Command::new(bin);
+        let out = cmd
+            .args(args)
+            .env("VPCIP_URL", url)
+            .env("VPCIP_TOKEN", token);
+        out.output().is_ok_and(|o| o.status.success())
+    };
+    if !cli(&["host-network", "show", "underlay"]) {
+        let made = cli(&["host-network", "create", "underlay", UNDERLAY]);
+        assert!(made, "cannot register host network {UNDERLAY} at {url}");
+    }
     AGENTS
         .iter()
         .map(|(role, node, ip)| start_agent(w, bin, url, token, role, node, ip, resync_secs))

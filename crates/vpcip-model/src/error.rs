@@ -225,6 +225,46 @@ pub enum RuleError {
         count: usize,
         limit: u32,
     },
+
+    #[error("this agent token acts for agent {agent} ({role}) only, not {requested}")]
+    AgentIdentity {
+        agent: String,
+        role: &'static str,
+        requested: String,
+    },
+    #[error(
+        "the agent token for {agent} names no role (it was made before agent tokens were bound to one agent): make a new one with `vpcip token create --agent {agent} --role gateway|host`"
+    )]
+    AgentTokenWithoutRole { agent: String },
+    #[error("underlay address {addr} is {reason}: no node is reachable at it")]
+    UnderlayReserved { addr: Ipv4Addr, reason: String },
+    #[error(
+        "underlay address {addr} lies in EIP segment {segment}, which the physical network routes to the gateways"
+    )]
+    UnderlayInEipSegment { addr: Ipv4Addr, segment: Ipv4Net },
+    #[error(
+        "underlay address {addr} lies in no host network ({host_networks}): register its network first (vpcip host-network create)"
+    )]
+    UnderlayOutsideHostNetworks {
+        addr: Ipv4Addr,
+        host_networks: String,
+    },
+    #[error("underlay address {addr} is already held by {holder}")]
+    UnderlayInUse { addr: Ipv4Addr, holder: String },
+    #[error(
+        "gateway {gateway} is the last gateway and {} bound: deleting it makes them unreachable; pass --force (API: force=true) to delete anyway",
+        eips_bound(*.eips)
+    )]
+    LastGateway { gateway: String, eips: usize },
+}
+
+/// "1 EIP is" / "3 EIPs are".
+fn eips_bound(n: usize) -> String {
+    if n == 1 {
+        "1 EIP is".into()
+    } else {
+        format!("{n} EIPs are")
+    }
 }
 
 impl RuleError {
@@ -275,6 +315,13 @@ impl RuleError {
             ServerWithoutNic { .. } => "server_without_nic",
             VisibleSubnetAddress { .. } => "visible_subnet_address",
             QuotaExceeded { .. } => "quota_exceeded",
+            AgentIdentity { .. } => "agent_identity",
+            AgentTokenWithoutRole { .. } => "agent_token_without_role",
+            UnderlayReserved { .. } => "underlay_reserved",
+            UnderlayInEipSegment { .. } => "underlay_in_eip_segment",
+            UnderlayOutsideHostNetworks { .. } => "underlay_outside_host_networks",
+            UnderlayInUse { .. } => "underlay_in_use",
+            LastGateway { .. } => "last_gateway",
         }
     }
 
@@ -282,7 +329,9 @@ impl RuleError {
         use RuleError::*;
         match self {
             NotFound { .. } => ErrorClass::NotFound,
-            Forbidden { .. } => ErrorClass::Forbidden,
+            Forbidden { .. } | AgentIdentity { .. } | AgentTokenWithoutRole { .. } => {
+                ErrorClass::Forbidden
+            }
             InvalidArgument { .. }
             | VpcCidrOverlap { .. }
             | VpcCidrLimit { .. }
@@ -304,7 +353,10 @@ impl RuleError {
             | VisibleAddressMismatch { .. }
             | NicPrimary { .. }
             | ServerWithoutNic { .. }
-            | VisibleSubnetAddress { .. } => ErrorClass::Invalid,
+            | VisibleSubnetAddress { .. }
+            | UnderlayReserved { .. }
+            | UnderlayInEipSegment { .. }
+            | UnderlayOutsideHostNetworks { .. } => ErrorClass::Invalid,
             _ => ErrorClass::Conflict,
         }
     }

@@ -395,9 +395,15 @@ pub struct Token {
     pub tenant: String,
     pub description: String,
     /// An agent's token: it serves the agent routes (register, watch,
-    /// report) and nothing else.
+    /// report) and nothing else, for one agent: `tenant` is its name,
+    /// `agent_role` its role.
     #[serde(default)]
     pub agent: bool,
+    /// An agent token's role: its agent registers with this role only.
+    /// (Absent on agent tokens made before tokens were bound to one agent:
+    /// those are refused.)
+    #[serde(default)]
+    pub agent_role: Option<crate::desired::AgentRole>,
     /// Only in the answer to a create: the secret is stored hashed.
     pub secret: Option<String>,
 }
@@ -664,11 +670,16 @@ pub struct VisibleEip {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
-    /// The tenant; for an agent's token, the agent it is for.
+    /// The tenant; for an agent's token, the name of the one agent it acts
+    /// for.
     pub tenant: String,
     #[serde(default)]
     pub description: String,
-    /// A token for an agent (see [`Token::agent`]).
+    /// A token for an agent (see [`Token::agent`]); needs `agent_role`.
     #[serde(default)]
     pub agent: bool,
+    /// An agent token's role (`gateway` or `host`): the token registers,
+    /// watches and reports as the agent `tenant` with this role only.
+    #[serde(default)]
+    pub agent_role: Option<crate::desired::AgentRole>,
 }

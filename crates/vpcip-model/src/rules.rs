@@ -9,6 +9,11 @@ use crate::error::{RuleError, Warning};
 use crate::ipam::{AddrRange, net_of, overlaps, usable};
 use crate::resources::*;
 
+mod agents;
+pub use agents::{
+    AgentIdentity, UnderlayClaim, check_gateway_delete, check_host_network_delete, check_underlay,
+};
+
 /// A NIC holds at most this many VIPs; a VIP is bound to at most this many NICs.
 pub const MAX_VIPS_PER_NIC: usize = 10;
 pub const MAX_NICS_PER_VIP: usize = 10;

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use vpcip_model::desired::Agent;
 use vpcip_model::ipam::{self, AddrRange};
-use vpcip_model::rules::label;
+use vpcip_model::rules::{self, label};
 use vpcip_model::*;
 
 use crate::error::StoreError;
@@ -127,6 +127,9 @@ const MIGRATIONS: &[&str] = &[
     )",
     // Agents' tokens serve the agent routes only.
     "ALTER TABLE api_tokens ADD COLUMN agent BIGINT NOT NULL DEFAULT 0",
+    // ... for one agent: the token's tenant is its name, this its role
+    // (NULL on agent tokens made before: refused).
+    "ALTER TABLE api_tokens ADD COLUMN agent_role TEXT",
 ];
 
 /// What the store knows how to keep: every resource kind of the model.
@@ -215,11 +218,13 @@ impl Resource for Nic {
 
 /// Who is asking: the operator sees everything; a tenant sees its own
 /// resources and the platform's shared ones (zones, the default VPC and its
-/// EIP segments).
+/// EIP segments); an agent's token acts for its one agent on the agent
+/// operations (register, watch, report) and sees nothing else.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
     Operator,
     Tenant(String),
+    Agent(rules::AgentIdentity),
 }
 
 impl Scope {
@@ -227,11 +232,13 @@ impl Scope {
         matches!(self, Scope::Operator)
     }
 
-    /// The tenant new resources of this caller belong to.
+    /// The tenant new resources of this caller belong to (an agent's: no
+    /// tenant's, the empty name no tenant has).
     pub fn tenant(&self) -> &str {
         match self {
             Scope::Operator => SYSTEM_TENANT,
             Scope::Tenant(t) => t,
+            Scope::Agent(_) => "",
         }
     }
 
@@ -243,6 +250,7 @@ impl Scope {
                     || (tenant == SYSTEM_TENANT
                         && matches!(kind, Kind::Zone | Kind::Vpc | Kind::Subnet))
             }
+            Scope::Agent(_) => false,
         }
     }
 
@@ -250,6 +258,7 @@ impl Scope {
         match self {
             Scope::Operator => true,
             Scope::Tenant(t) => t == tenant,
+            Scope::Agent(_) => false,
         }
     }
 
@@ -650,13 +659,22 @@ impl Tx {
         let shared = matches!(R::KIND, Kind::Zone | Kind::Vpc | Kind::Subnet);
         let mut sql = String::from("SELECT doc FROM resources WHERE kind = $1 AND id > $2");
         let mut args: Vec<Val> = vec![R::KIND.key().into(), after.unwrap_or("").into()];
-        if let Scope::Tenant(t) = scope {
-            args.push(t.into());
-            sql += if shared {
-                " AND (tenant = $3 OR tenant = 'system')"
-            } else {
-                " AND tenant = $3"
-            };
+        match scope {
+            Scope::Operator => {}
+            Scope::Tenant(t) => {
+                args.push(t.into());
+                sql += if shared {
+                    " AND (tenant = $3 OR tenant = 'system')"
+                } else {
+                    " AND tenant = $3"
+                };
+            }
+            Scope::Agent(_) => {
+                return Err(RuleError::Forbidden {
+                    action: format!("list {}s", R::KIND.as_str()),
+                }
+                .into());
+            }
         }
         if let Some(p) = parent {
             args.push(p.into());

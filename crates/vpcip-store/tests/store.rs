@@ -1781,7 +1781,7 @@ async fn overlay_numbers_placement_and_desired_state(s: &Store) {
         underlay_ip: ip.parse().unwrap(),
     };
     let gw = s
-        .register_agent(&OP, &reg("gw1", AgentRole::Gateway, "192.168.201.20"))
+        .register_agent(&OP, &reg("gw1", AgentRole::Gateway, "192.168.201.21"))
         .await
         .unwrap();
     let h1 = s
@@ -1830,9 +1830,9 @@ async fn overlay_numbers_placement_and_desired_state(s: &Store) {
     let vnis: Vec<u32> = d1.domains.iter().map(|d| d.vni).collect();
     assert!(vnis.contains(&sw1.vni) && vnis.contains(&sw3.vni));
     let dom1 = d1.domains.iter().find(|d| d.vni == sw1.vni).unwrap();
-    assert_eq!(dom1.vteps, vec![ip("192.168.201.12"), ip("192.168.201.20")]);
+    assert_eq!(dom1.vteps, vec![ip("192.168.201.12"), ip("192.168.201.21")]);
     let dom3 = d1.domains.iter().find(|d| d.vni == sw3.vni).unwrap();
-    assert_eq!(dom3.vteps, vec![ip("192.168.201.20")], "only the gateway");
+    assert_eq!(dom3.vteps, vec![ip("192.168.201.21")], "only the gateway");
     let d2 = s.desired(&OP, &h2.id).await.unwrap().host.unwrap();
     assert_eq!(d2.ports.len(), 1);
     let g = s.desired(&OP, &gw.id).await.unwrap().gateway.unwrap();
@@ -1865,6 +1865,177 @@ on_both!(
     store_ipam_matches_the_model,
 );
 
+/// The store binds an agent's scope to its one agent, and serializes
+/// underlay claims: eight agents racing for one free address get one
+/// registration and seven `underlay_in_use`; a gateway deleted while it is
+/// the last of bound EIPs needs `force`.
+async fn agents_act_for_themselves_and_claim_free_addresses(s: &Store) {
+    use vpcip_model::desired::{AgentReport, AgentRole, RegisterAgent};
+    use vpcip_model::rules::AgentIdentity;
+    seeds_world(s).await;
+    let reg = |name: &str, role, ip: &str| RegisterAgent {
+        name: name.into(),
+        role,
+        underlay_ip: ip.parse().unwrap(),
+    };
+    let gw1 = Scope::Agent(AgentIdentity {
+        name: "gw1".into(),
+        role: AgentRole::Gateway,
+    });
+    let me = s
+        .register_agent(&gw1, &reg("gw1", AgentRole::Gateway, "192.168.201.21"))
+        .await
+        .unwrap();
+    let h1 = s
+        .register_agent(&OP, &reg("h1", AgentRole::Host, "192.168.201.11"))
+        .await
+        .unwrap();
+    for req in [
+        reg("h1", AgentRole::Host, "192.168.201.11"),
+        reg("gw1", AgentRole::Host, "192.168.201.21"),
+        reg("gw2", AgentRole::Gateway, "192.168.201.22"),
+    ] {
+        let e = s.register_agent(&gw1, &req).await.unwrap_err();
+        assert_eq!(code(e), "agent_identity", "{}", req.name);
+    }
+    let report = AgentReport {
+        applied_revision: 1,
+        error: None,
+    };
+    s.report_agent(&gw1, &me.id, &report).await.unwrap();
+    s.desired(&gw1, "gw1").await.unwrap();
+    assert_eq!(
+        code(s.report_agent(&gw1, &h1.id, &report).await.unwrap_err()),
+        "agent_identity"
+    );
+    assert_eq!(
+        code(s.desired(&gw1, &h1.id).await.unwrap_err()),
+        "agent_identity"
+    );
+    assert_eq!(code(s.agents(&gw1).await.unwrap_err()), "forbidden");
+    // Nothing else either, should a route ever hand an agent's scope on.
+    assert_eq!(
+        code(s.list::<Eip>(&gw1, None, None, None).await.unwrap_err()),
+        "forbidden"
+    );
+    assert_eq!(
+        code(
+            s.create_vpc(
+                &gw1,
+                &CreateVpc {
+                    name: "v".into(),
+                    cidr: "10.0.0.0/16".parse().unwrap(),
+                    ..Default::default()
+                }
+            )
+            .await
+            .unwrap_err()
+        ),
+        "forbidden"
+    );
+
+    // Racing for one address: exactly one gets it.
+    let s2 = Arc::new(s.clone());
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let s = s2.clone();
+        tasks.push(tokio::spawn(async move {
+            let req = RegisterAgent {
+                name: format!("h-race-{i}"),
+                role: AgentRole::Host,
+                underlay_ip: "192.168.201.50".parse().unwrap(),
+            };
+            s.register_agent(&OP, &req).await
+        }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(e) => assert_eq!(code(e), "underlay_in_use"),
+        }
+    }
+    assert_eq!(won, 1);
+
+    // The last gateway of a bound EIP.
+    let t1 = tenant("t1");
+    let vm = server(s, &t1, "vm-1", "sw1").await;
+    s.create_eip(
+        &t1,
+        &CreateEip {
+            bandwidth_mbps: 1,
+            bind: Some(BindEip {
+                target: EipTarget::Server(vm.id.clone()),
+                mode: EipMode::Nat,
+                allow_reassociation: false,
+            }),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    s.delete_gateway(&OP, "allinone", false).await.unwrap();
+    assert_eq!(
+        code(s.delete_gateway(&OP, "gw1", false).await.unwrap_err()),
+        "last_gateway"
+    );
+    assert_eq!(
+        code(s.delete_gateway(&gw1, "gw1", true).await.unwrap_err()),
+        "forbidden"
+    );
+    s.delete_gateway(&OP, "gw1", true).await.unwrap();
+    assert!(s.physical_routes(&OP).await.unwrap().is_empty());
+}
+
+on_both!(agents_act_for_themselves_and_claim_free_addresses);
+
+/// An agent token made before tokens named their agent's role acts for no
+/// one: refused with a code saying how to replace it.
+#[tokio::test]
+async fn agent_tokens_without_a_role_are_refused() {
+    use vpcip_model::desired::AgentRole;
+    let db = common::sqlite().await;
+    let s = &db.store;
+    let tok = s
+        .create_token(
+            &OP,
+            &CreateToken {
+                tenant: "gw1".into(),
+                description: String::new(),
+                agent: true,
+                agent_role: Some(AgentRole::Gateway),
+            },
+        )
+        .await
+        .unwrap();
+    let secret = tok.secret.clone().unwrap();
+    assert_eq!(
+        s.authenticate(&secret).await.unwrap(),
+        Some(Scope::Agent(vpcip_model::rules::AgentIdentity {
+            name: "gw1".into(),
+            role: AgentRole::Gateway
+        }))
+    );
+    // As the migration leaves an older agent token.
+    let mut tx = s.db.begin().await.unwrap();
+    tx.exec(
+        "UPDATE api_tokens SET agent_role = NULL WHERE id = $1",
+        &[&tok.id],
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let e = s.authenticate(&secret).await.unwrap_err();
+    let message = e.to_string();
+    assert_eq!(code(e), "agent_token_without_role");
+    assert!(
+        message.contains("vpcip token create --agent gw1 --role gateway|host"),
+        "{message}"
+    );
+    let listed = s.list_tokens(&OP).await.unwrap();
+    assert_eq!((listed[0].agent, listed[0].agent_role), (true, None));
+}
+
 #[tokio::test]
 async fn tokens_are_stored_hashed() {
     let db = common::sqlite().await;
@@ -1876,15 +2047,13 @@ async fn tokens_are_stored_hashed() {
                 tenant: "t1".into(),
                 description: "ci".into(),
                 agent: false,
+                agent_role: None,
             },
         )
         .await
         .unwrap();
     let secret = tok.secret.clone().unwrap();
-    assert_eq!(
-        s.authenticate(&secret).await.unwrap(),
-        Some(("t1".to_string(), false))
-    );
+    assert_eq!(s.authenticate(&secret).await.unwrap(), Some(tenant("t1")));
     assert_eq!(s.authenticate("vpcip_wrong").await.unwrap(), None);
     assert!(
         s.list_tokens(&OP)
@@ -1904,7 +2073,8 @@ async fn tokens_are_stored_hashed() {
                 &CreateToken {
                     tenant: "t1".into(),
                     description: String::new(),
-                    agent: false
+                    agent: false,
+                    agent_role: None,
                 }
             )
             .await

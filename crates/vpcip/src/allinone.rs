@@ -111,6 +111,7 @@ pub async fn run(args: AllinoneArgs) -> anyhow::Result<()> {
         }
     };
     let store = vpcip_store::Store::open(&args.db).await?;
+    register_underlay(&store, &args).await?;
     let app = vpcip_api::App::new(store, Some(&token));
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
@@ -166,6 +167,25 @@ pub async fn run(args: AllinoneArgs) -> anyhow::Result<()> {
     );
     tokio::signal::ctrl_c().await?;
     println!("stopping; the data plane keeps its state");
+    Ok(())
+}
+
+/// Agents register only with an address of a host network: the gateway's
+/// underlay address (as a /32: its network is the operator's to register)
+/// and the host namespace's link, unless a host network holds them already.
+async fn register_underlay(store: &vpcip_store::Store, args: &AllinoneArgs) -> anyhow::Result<()> {
+    let op = vpcip_store::Scope::Operator;
+    let page = store.list::<vpcip_model::HostNetwork>(&op, None, None, Some(1000));
+    let known = page.await?.items;
+    let gateway = (!args.no_gateway).then_some(("underlay", args.underlay_ip, 32));
+    for (what, addr, len) in gateway.into_iter().chain([("host-link", HOST_SIDE, 30)]) {
+        if !known.iter().any(|h| h.cidr.contains(&addr)) {
+            let cidr = Ipv4Net::new(addr, len)?.trunc();
+            let name = format!("{}-{what}", args.name);
+            let req = vpcip_model::CreateHostNetwork { name, cidr };
+            store.create_host_network(&op, &req).await?;
+        }
+    }
     Ok(())
 }
 

@@ -242,6 +242,15 @@ pub enum Role {
     Host,
 }
 
+impl From<Role> for vpcip_model::desired::AgentRole {
+    fn from(r: Role) -> Self {
+        match r {
+            Role::Gateway => Self::Gateway,
+            Role::Host => Self::Host,
+        }
+    }
+}
+
 #[derive(Args)]
 pub struct AgentArgs {
     #[arg(long, value_enum)]
@@ -353,13 +362,22 @@ pub enum HostNetworkCmd {
 pub enum GatewayCmd {
     List,
     Show(Key),
-    /// Register a gateway by its underlay address (the EIP routes' next hop).
+    /// Register a gateway by its underlay address (the EIP routes' next hop):
+    /// a free address of a registered host network.
     Register {
         name: String,
         #[arg(long)]
         address: Ipv4Addr,
     },
-    Delete(Key),
+    /// Delete a gateway (the last one while EIPs are bound only with --force).
+    Delete {
+        /// ID or name.
+        id: String,
+        /// Delete the last gateway even while EIPs are bound: they become
+        /// unreachable.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -733,15 +751,21 @@ pub enum EipCmd {
 #[derive(Subcommand)]
 pub enum TokenCmd {
     List,
+    /// A tenant's token (--tenant), or an agent's (--agent NAME --role):
+    /// it registers, watches and reports as that one agent, with that
+    /// role, and does nothing else.
     Create {
-        /// The tenant the token acts for (with --agent: the agent's name).
-        #[arg(long)]
-        tenant: String,
+        /// The tenant the token acts for.
+        #[arg(long, required_unless_present = "agent", conflicts_with = "agent")]
+        tenant: Option<String>,
         #[arg(long, default_value = "")]
         description: String,
-        /// A token for an agent: it serves the agent routes only.
-        #[arg(long)]
-        agent: bool,
+        /// A token for the agent NAME (its `vpcip agent --name`).
+        #[arg(long, value_name = "NAME", requires = "role")]
+        agent: Option<String>,
+        /// The agent's role: the token registers it with this role only.
+        #[arg(long, value_enum, requires = "agent")]
+        role: Option<Role>,
     },
     Delete(Key),
 }

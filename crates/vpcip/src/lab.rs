@@ -155,6 +155,11 @@ async fn up(name: &str) -> anyhow::Result<()> {
     save(&state)?;
 
     step("agents: vpcip agent --role gateway on gw, --role host on h1 and h2 (netlink only)");
+    let underlay = CreateHostNetwork {
+        name: "underlay".into(),
+        cidr: cloud::UNDERLAY.parse()?,
+    };
+    let _: HostNetwork = op.post("/v1/host-networks", &underlay).await?;
     let agents = cloud::AGENTS;
     for (role, node, ip) in agents {
         let ns = w.ns(node);
@@ -211,6 +216,7 @@ async fn up(name: &str) -> anyhow::Result<()> {
                 tenant: "acme".into(),
                 description: "lab".into(),
                 agent: false,
+                agent_role: None,
             },
         )
         .await?;

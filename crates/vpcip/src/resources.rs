@@ -126,7 +126,13 @@ pub async fn run(cmd: Resource, global: &Global) -> anyhow::Result<()> {
                 )
                 .await
                 .map(drop),
-            GatewayCmd::Delete(k) => ctx.delete("gateways", &k.id).await,
+            GatewayCmd::Delete { id, force } => {
+                ctx.client.delete_gateway(&id, force).await?;
+                if ctx.output == Output::Table {
+                    println!("deleted {id}");
+                }
+                Ok(())
+            }
         },
         Resource::Host(HostCmd::List) => {
             let agents: Vec<Agent> = ctx.client.get("/v1/agents").await?;
@@ -398,15 +404,17 @@ pub async fn run(cmd: Resource, global: &Global) -> anyhow::Result<()> {
                 tenant,
                 description,
                 agent,
+                role,
             } => {
                 let t: Token = ctx
                     .client
                     .post(
                         "/v1/tokens",
                         &CreateToken {
-                            tenant,
+                            agent: agent.is_some(),
+                            tenant: agent.or(tenant).unwrap_or_default(),
                             description,
-                            agent,
+                            agent_role: role.map(AgentRole::from),
                         },
                     )
                     .await?;

@@ -262,11 +262,16 @@ impl Tabular for Eip {
 }
 
 impl Tabular for Token {
-    const HEADER: &'static [&'static str] = &["ID", "TENANT", "DESCRIPTION"];
+    const HEADER: &'static [&'static str] = &["ID", "TENANT", "AGENT", "DESCRIPTION"];
     fn row(&self) -> Vec<String> {
         vec![
             self.id.clone(),
             self.tenant.clone(),
+            match (self.agent, self.agent_role) {
+                (false, _) => "-".into(),
+                (true, Some(r)) => format!("{} ({})", self.tenant, r.as_str()),
+                (true, None) => "no role: refused".into(),
+            },
             self.description.clone(),
         ]
     }

@@ -173,6 +173,60 @@ fn cli_session() {
         serde_json::from_str(&ok(&t(&["eip", "list", "-o", "json"]))).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 1);
 
+    // The underlay (issue 11): a gateway's address must be a free address
+    // of a host network; what the bound EIP needs is not deleted unforced.
+    let refused = |args: &[&str], code: &str, says: &str| {
+        let out = op(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(code) && err.contains(says), "{args:?}: {err}");
+    };
+    refused(
+        &["gateway", "register", "gw-x", "--address", "192.168.202.9"],
+        "underlay_in_eip_segment",
+        "underlay address 192.168.202.9 lies in EIP segment 192.168.202.0/24",
+    );
+    refused(
+        &["gateway", "register", "gw-x", "--address", "127.0.0.1"],
+        "underlay_reserved",
+        "loopback",
+    );
+    refused(
+        &["gateway", "register", "gw-x", "--address", "192.168.201.20"],
+        "underlay_in_use",
+        "already held by gateway allinone",
+    );
+    refused(
+        &["host-network", "delete", "underlay"],
+        "resource_in_use",
+        "gateway allinone (192.168.201.20) lies in it",
+    );
+    refused(
+        &["gateway", "delete", "allinone"],
+        "last_gateway",
+        "gateway allinone is the last gateway and 1 EIP is bound: deleting it makes them unreachable; pass --force",
+    );
+    // An agent's token names its agent and role.
+    let agent_tok: serde_json::Value = serde_json::from_str(&ok(&op(&[
+        "token", "create", "--agent", "gw1", "--role", "gateway", "-o", "json",
+    ])))
+    .unwrap();
+    assert_eq!(
+        (
+            &agent_tok["tenant"],
+            &agent_tok["agent"],
+            &agent_tok["agent_role"]
+        ),
+        (&"gw1".into(), &true.into(), &"gateway".into())
+    );
+    let no_role = op(&["token", "create", "--agent", "gw1"]);
+    assert!(!no_role.status.success());
+    assert!(String::from_utf8_lossy(&no_role.stderr).contains("--role"));
+    let tokens = ok(&op(&["token", "list"]));
+    assert!(tokens.contains("gw1 (gateway)"), "{tokens}");
+    ok(&op(&["gateway", "delete", "allinone", "--force"]));
+    assert!(!ok(&op(&["route", "list"])).contains("allinone"));
+
     // Tenants do not see each other, and operator commands are refused.
     let forbidden = t(&["zone", "create", "z9"]);
     assert_eq!(forbidden.status.code(), Some(2));

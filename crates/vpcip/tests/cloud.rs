@@ -1266,6 +1266,7 @@ async fn a_visible_eip_on_a_vip_follows_the_master() {
                 tenant: "acme".into(),
                 description: "the VIP test's tenant".into(),
                 agent: false,
+                agent_role: None,
             },
         )
         .await

@@ -263,6 +263,7 @@ async fn crash_safety(db: &str, check: vpcip_store::Store) {
                     tenant: t.into(),
                     description: "crash".into(),
                     agent: false,
+                    agent_role: None,
                 },
             )
             .await

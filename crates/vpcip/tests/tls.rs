@@ -171,12 +171,23 @@ fn the_api_and_the_agents_stream_run_over_tls() {
         "namespaces need root (scripts/test runs as root)"
     );
     procs.1 = Some(ns.clone());
-    // With a token of its own, which serves the agent routes only.
+    // Its address in a registered host network, and a token of its own,
+    // which serves the agent routes only, for this one host agent.
+    let out = cli(
+        &https,
+        Some(&ca),
+        &["host-network", "create", "underlay", "192.0.2.0/24"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = cli(
         &https,
         Some(&ca),
         &[
-            "-o", "json", "token", "create", "--tenant", "tls-h1", "--agent",
+            "-o", "json", "token", "create", "--agent", "tls-h1", "--role", "host",
         ],
     );
     let token: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -1,27 +1,71 @@
 //! Agents: registration, their reports, and the desired state they watch.
 
 use vpcip_model::desired::{self, Agent, AgentReport, AgentRole, Desired, RegisterAgent};
-use vpcip_model::rules;
+use vpcip_model::rules::{self, UnderlayClaim};
 use vpcip_model::*;
 
-use crate::db::{Resource, Scope, new_id, now};
+use crate::db::{Resource, Scope, Tx, new_id, now};
+use crate::ops::infra::check_underlay;
 use crate::sql::Val;
 use crate::{Store, StoreError};
+
+/// The agent `key` (ID or name) names, for `scope`: any agent for the
+/// operator, only its own for an agent token (another agent, or one that
+/// does not exist, is refused as not its own), none for a tenant.
+async fn agent_for(
+    tx: &mut Tx,
+    scope: &Scope,
+    key: &str,
+    action: &str,
+) -> Result<Agent, StoreError> {
+    let Scope::Agent(me) = scope else {
+        scope.require_operator(action)?;
+        return tx.find(scope, key, false).await;
+    };
+    match tx.find::<Agent>(&Scope::Operator, key, false).await {
+        Ok(a) => {
+            me.check_acts_for(&a.name, Some(a.role))?;
+            Ok(a)
+        }
+        Err(StoreError::Rule(RuleError::NotFound { .. })) => {
+            me.check_acts_for(key, None)?;
+            Err(RuleError::not_found("agent", key).into())
+        }
+        Err(e) => Err(e),
+    }
+}
 
 impl Store {
     /// Registers an agent (again, after a restart: same name, same ID). A
     /// gateway agent also registers its gateway, whose underlay address is
-    /// the next hop of the EIP segments' routes.
+    /// the next hop of the EIP segments' routes. An agent token registers
+    /// its own agent only (name and role); the underlay address must be a
+    /// free unicast address of a host network ([`rules::check_underlay`]).
     pub async fn register_agent(
         &self,
         scope: &Scope,
         req: &RegisterAgent,
     ) -> Result<Agent, StoreError> {
-        scope.require_operator("register agents")?;
+        match scope {
+            Scope::Agent(me) => me.check_acts_for(&req.name, Some(req.role))?,
+            _ => scope.require_operator("register agents")?,
+        }
         rules::validate_name("name", &req.name)?;
+        // Authorized: the lookups below see every agent and gateway.
+        let op = &Scope::Operator;
         self.retry(|| async {
             let mut tx = self.db.begin().await?;
-            let existing = match tx.find::<Agent>(scope, &req.name, true).await {
+            let gateway = req.role == AgentRole::Gateway;
+            check_underlay(
+                &mut tx,
+                req.underlay_ip,
+                UnderlayClaim {
+                    agent: Some(&req.name),
+                    gateway: gateway.then_some(req.name.as_str()),
+                },
+            )
+            .await?;
+            let existing = match tx.find::<Agent>(op, &req.name, true).await {
                 Ok(a) => Some(a),
                 Err(StoreError::Rule(RuleError::NotFound { .. })) => None,
                 Err(e) => return Err(e),
@@ -49,8 +93,8 @@ impl Store {
                     a
                 }
             };
-            if req.role == AgentRole::Gateway {
-                match tx.find::<Gateway>(scope, &req.name, true).await {
+            if gateway {
+                match tx.find::<Gateway>(op, &req.name, true).await {
                     Ok(mut g) if g.underlay_ip != req.underlay_ip => {
                         g.underlay_ip = req.underlay_ip;
                         tx.update(&g).await?;
@@ -79,9 +123,8 @@ impl Store {
         key: &str,
         report: &AgentReport,
     ) -> Result<(), StoreError> {
-        scope.require_operator("report agent status")?;
         let mut tx = self.db.begin().await?;
-        let agent: Agent = tx.find(scope, key, false).await?;
+        let agent = agent_for(&mut tx, scope, key, "report agent status").await?;
         let error = report
             .error
             .as_deref()
@@ -116,9 +159,21 @@ impl Store {
         key: &str,
         report: &desired::CountersReport,
     ) -> Result<(), StoreError> {
-        scope.require_operator("report counters")?;
         let mut tx = self.db.begin().await?;
-        let agent: Agent = tx.find(scope, key, false).await?;
+        let agent = agent_for(&mut tx, scope, key, "report counters").await?;
+        if agent.role != AgentRole::Gateway {
+            // A host's report would overwrite the gateways' counters and
+            // VIP holders.
+            return Err(RuleError::invalid(
+                "agent",
+                format!(
+                    "{} is a {} agent: only gateway agents report counters and VIP holders",
+                    agent.name,
+                    agent.role.as_str()
+                ),
+            )
+            .into());
+        }
         for c in &report.counters {
             let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
             tx.write_quiet(
@@ -382,12 +437,11 @@ impl Store {
         })
     }
 
-    /// One agent (operator): who may watch, and whether it exists, before
+    /// One agent (operator, or its own agent token): who may watch, and whether it exists, before
     /// a long poll waits.
     pub async fn agent(&self, scope: &Scope, key: &str) -> Result<Agent, StoreError> {
-        scope.require_operator("read desired state")?;
         let mut tx = self.db.begin_read().await?;
-        let agent: Agent = tx.find(scope, key, false).await?;
+        let agent = agent_for(&mut tx, scope, key, "read desired state").await?;
         tx.commit().await?;
         Ok(agent)
     }
@@ -395,9 +449,8 @@ impl Store {
     /// An agent's whole desired state, read in one snapshot with the
     /// revision it belongs to.
     pub async fn desired(&self, scope: &Scope, key: &str) -> Result<Desired, StoreError> {
-        scope.require_operator("read desired state")?;
         let mut tx = self.db.begin_read().await?;
-        let agent: Agent = tx.find(scope, key, false).await?;
+        let agent = agent_for(&mut tx, scope, key, "read desired state").await?;
         let revision = tx
             .rows("SELECT value FROM revision WHERE id = 1", &[])
             .await?

@@ -1,13 +1,45 @@
 //! Platform resources the operator owns: zones, host (underlay) networks,
 //! gateways, the default VPC, and API tokens.
 
+use std::net::Ipv4Addr;
+
 use ipnet::Ipv4Net;
 use sha2::{Digest, Sha256};
-use vpcip_model::rules::{self, label};
+use vpcip_model::desired::{Agent, AgentRole};
+use vpcip_model::rules::{self, AgentIdentity, UnderlayClaim, label};
 use vpcip_model::*;
 
-use crate::db::{Scope, new_id, now};
+use crate::db::{Scope, Tx, new_id, now};
 use crate::{Store, StoreError};
+
+/// Locks the default VPC's row: what reads the host networks, the EIP
+/// segments or the nodes' underlay addresses and writes on the strength of
+/// it is serialized with every change of them (segments are created under
+/// the same lock).
+async fn lock_underlay(tx: &mut Tx) -> Result<Vpc, StoreError> {
+    tx.find(&Scope::Operator, DEFAULT_VPC_NAME, true).await
+}
+
+/// Checks `addr` as the underlay address `claim` asks for, against the
+/// host networks, EIP segments, agents and gateways of `tx` (which holds
+/// [`lock_underlay`]).
+pub(crate) async fn check_underlay(
+    tx: &mut Tx,
+    addr: Ipv4Addr,
+    claim: UnderlayClaim<'_>,
+) -> Result<(), StoreError> {
+    let default = lock_underlay(tx).await?;
+    let segments: Vec<Subnet> = tx.children(&default.id).await?;
+    let segments: Vec<Subnet> = segments
+        .into_iter()
+        .filter(|s| s.kind == SubnetKind::Eip)
+        .collect();
+    let host_networks: Vec<HostNetwork> = tx.all().await?;
+    let agents: Vec<Agent> = tx.all().await?;
+    let gateways: Vec<Gateway> = tx.all().await?;
+    rules::check_underlay(addr, claim, &host_networks, &segments, &agents, &gateways)?;
+    Ok(())
+}
 
 impl Store {
     pub(crate) async fn ensure_default_vpc(&self) -> Result<(), StoreError> {
@@ -110,14 +142,26 @@ impl Store {
         .await
     }
 
+    /// Deletes a host network no node needs: refused while a gateway's or
+    /// an agent's underlay address lies in it (and in no other).
     pub async fn delete_host_network(&self, scope: &Scope, key: &str) -> Result<(), StoreError> {
         scope.require_operator("delete host networks")?;
-        let mut tx = self.db.begin().await?;
-        let hn: HostNetwork = tx.find(scope, key, true).await?;
-        tx.delete(&hn).await?;
-        tx.commit().await
+        self.retry(|| async {
+            let mut tx = self.db.begin().await?;
+            lock_underlay(&mut tx).await?;
+            let hn: HostNetwork = tx.find(scope, key, true).await?;
+            let host_networks: Vec<HostNetwork> = tx.all().await?;
+            let agents: Vec<Agent> = tx.all().await?;
+            let gateways: Vec<Gateway> = tx.all().await?;
+            rules::check_host_network_delete(&hn, &host_networks, &agents, &gateways)?;
+            tx.delete(&hn).await?;
+            tx.commit().await
+        })
+        .await
     }
 
+    /// Registers a gateway by its underlay address, which must be a free
+    /// unicast address of a host network (see [`rules::check_underlay`]).
     pub async fn create_gateway(
         &self,
         scope: &Scope,
@@ -125,23 +169,60 @@ impl Store {
     ) -> Result<Gateway, StoreError> {
         scope.require_operator("register gateways")?;
         rules::validate_name("name", &req.name)?;
-        let gw = Gateway {
-            id: new_id(Kind::Gateway),
-            name: req.name.clone(),
-            underlay_ip: req.underlay_ip,
-        };
-        let mut tx = self.db.begin().await?;
-        tx.insert(&gw).await?;
-        tx.commit().await?;
-        Ok(gw)
+        self.retry(|| async {
+            let gw = Gateway {
+                id: new_id(Kind::Gateway),
+                name: req.name.clone(),
+                underlay_ip: req.underlay_ip,
+            };
+            let mut tx = self.db.begin().await?;
+            // Its own agent (a gateway agent of this name) may hold the
+            // address already.
+            let own_agent = match tx.find::<Agent>(scope, &req.name, false).await {
+                Ok(a) if a.role == AgentRole::Gateway => Some(a.name),
+                Ok(_) | Err(StoreError::Rule(RuleError::NotFound { .. })) => None,
+                Err(e) => return Err(e),
+            };
+            check_underlay(
+                &mut tx,
+                req.underlay_ip,
+                UnderlayClaim {
+                    agent: own_agent.as_deref(),
+                    gateway: Some(&req.name),
+                },
+            )
+            .await?;
+            tx.insert(&gw).await?;
+            tx.commit().await?;
+            Ok(gw)
+        })
+        .await
     }
 
-    pub async fn delete_gateway(&self, scope: &Scope, key: &str) -> Result<(), StoreError> {
+    /// Deletes a gateway; the last one while EIPs are bound only when
+    /// `force`d (the EIPs are then routed to no one).
+    pub async fn delete_gateway(
+        &self,
+        scope: &Scope,
+        key: &str,
+        force: bool,
+    ) -> Result<(), StoreError> {
         scope.require_operator("delete gateways")?;
-        let mut tx = self.db.begin().await?;
-        let gw: Gateway = tx.find(scope, key, true).await?;
-        tx.delete(&gw).await?;
-        tx.commit().await
+        self.retry(|| async {
+            let mut tx = self.db.begin().await?;
+            lock_underlay(&mut tx).await?;
+            let gw: Gateway = tx.find(scope, key, true).await?;
+            let gateways: Vec<Gateway> = tx.all().await?;
+            let eips: Vec<Eip> = tx.all().await?;
+            let bound = eips
+                .iter()
+                .filter(|e| e.nic_id.is_some() || e.vip_id.is_some())
+                .count();
+            rules::check_gateway_delete(&gw, &gateways, bound, force)?;
+            tx.delete(&gw).await?;
+            tx.commit().await
+        })
+        .await
     }
 
     /// The static routes the physical network needs, for every EIP segment.
@@ -175,11 +256,34 @@ impl Store {
         if req.description.len() > 256 {
             return Err(RuleError::invalid("description", "at most 256 characters").into());
         }
+        match (req.agent, req.agent_role) {
+            (true, None) => {
+                return Err(RuleError::invalid(
+                    "agent_role",
+                    format!(
+                        "an agent token acts for one agent: give the role (gateway or host) of agent {}",
+                        req.tenant
+                    ),
+                )
+                .into());
+            }
+            (false, Some(r)) => {
+                return Err(RuleError::invalid(
+                    "agent_role",
+                    format!(
+                        "{} is the role of an agent token's agent: set agent to make one",
+                        r.as_str()
+                    ),
+                )
+                .into());
+            }
+            _ => {}
+        }
         let secret = format!("vpcip_{}", hex::encode(rand::random::<[u8; 24]>()));
         let id = format!("tok-{}", &hex::encode(rand::random::<[u8; 5]>()));
         let mut tx = self.db.begin().await?;
         tx.write(
-                "INSERT INTO api_tokens (id, hash, tenant, description, created_at, agent) VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO api_tokens (id, hash, tenant, description, created_at, agent, agent_role) VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 &[
                     id.as_str().into(),
                     token_hash(&secret).into(),
@@ -187,6 +291,7 @@ impl Store {
                     req.description.as_str().into(),
                     now().into(),
                     i64::from(req.agent).into(),
+                    req.agent_role.map(|r| r.as_str().to_string()).into(),
                 ],
             )
             .await?;
@@ -196,6 +301,7 @@ impl Store {
             tenant: req.tenant.clone(),
             description: req.description.clone(),
             agent: req.agent,
+            agent_role: req.agent_role,
             secret: Some(secret),
         })
     }
@@ -205,7 +311,7 @@ impl Store {
         let mut tx = self.db.begin_read().await?;
         let rows = tx
             .rows(
-                "SELECT id, tenant, description, agent FROM api_tokens ORDER BY id",
+                "SELECT id, tenant, description, agent, agent_role FROM api_tokens ORDER BY id",
                 &[],
             )
             .await?;
@@ -217,6 +323,7 @@ impl Store {
                     tenant: r.text(1)?,
                     description: r.text(2)?,
                     agent: r.int(3)? != 0,
+                    agent_role: r.text(4).ok().and_then(|s| parse_role(&s)),
                     secret: None,
                 })
             })
@@ -236,20 +343,37 @@ impl Store {
         tx.commit().await
     }
 
-    /// The tenant a bearer token belongs to, if any, and whether it is an
-    /// agent's token.
-    pub async fn authenticate(&self, secret: &str) -> Result<Option<(String, bool)>, StoreError> {
+    /// Whom a bearer token acts for, if it is a token: its tenant, or its
+    /// agent. An agent token made before agent tokens named their role is
+    /// refused.
+    pub async fn authenticate(&self, secret: &str) -> Result<Option<Scope>, StoreError> {
         let mut tx = self.db.begin_read().await?;
         let rows = tx
             .rows(
-                "SELECT tenant, agent FROM api_tokens WHERE hash = $1",
+                "SELECT tenant, agent, agent_role FROM api_tokens WHERE hash = $1",
                 &[token_hash(secret).into()],
             )
             .await?;
         tx.commit().await?;
-        rows.first()
-            .map(|r| Ok((r.text(0)?, r.int(1)? != 0)))
-            .transpose()
+        let Some(r) = rows.first() else {
+            return Ok(None);
+        };
+        let name = r.text(0)?;
+        if r.int(1)? == 0 {
+            return Ok(Some(Scope::Tenant(name)));
+        }
+        match r.text(2).ok().and_then(|s| parse_role(&s)) {
+            Some(role) => Ok(Some(Scope::Agent(AgentIdentity { name, role }))),
+            None => Err(RuleError::AgentTokenWithoutRole { agent: name }.into()),
+        }
+    }
+}
+
+fn parse_role(s: &str) -> Option<AgentRole> {
+    match s {
+        "gateway" => Some(AgentRole::Gateway),
+        "host" => Some(AgentRole::Host),
+        _ => None,
     }
 }
 

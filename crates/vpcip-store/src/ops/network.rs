@@ -13,6 +13,10 @@ use crate::{Store, StoreError};
 /// name one.
 fn owner_tenant(scope: &Scope, requested: Option<&str>) -> Result<String, StoreError> {
     match (scope, requested) {
+        (Scope::Agent(_), _) => Err(RuleError::Forbidden {
+            action: "create tenants' resources".into(),
+        }
+        .into()),
         (_, None) => Ok(scope.tenant().to_string()),
         (Scope::Operator, Some(t)) => {
             rules::validate_tenant(t)?;

@@ -1,0 +1,565 @@
+//! Agents' identity and the underlay: whom an agent token acts for, which
+//! addresses a node (an agent or a gateway) may claim on the physical
+//! network, and what must stay for the underlay to keep working (a host
+//! network that still holds nodes, the last gateway of bound EIPs).
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+
+use super::label;
+use crate::desired::{Agent, AgentRole};
+use crate::error::RuleError;
+use crate::resources::{Gateway, HostNetwork, Subnet};
+
+/// Whom an agent token acts for: one agent, by name and role, fixed when
+/// the operator made the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentIdentity {
+    pub name: String,
+    pub role: AgentRole,
+}
+
+impl AgentIdentity {
+    /// Whether this token may act for the agent `name` with `role` (`None`:
+    /// whatever role it has): refused unless it is the token's own agent.
+    pub fn check_acts_for(&self, name: &str, role: Option<AgentRole>) -> Result<(), RuleError> {
+        if self.name == name && role.is_none_or(|r| r == self.role) {
+            return Ok(());
+        }
+        Err(RuleError::AgentIdentity {
+            agent: self.name.clone(),
+            role: self.role.as_str(),
+            requested: match role {
+                Some(r) => format!("{name} ({})", r.as_str()),
+                None => name.to_string(),
+            },
+        })
+    }
+}
+
+/// Who claims an underlay address: the agent and the gateway of these
+/// names (a gateway agent is both), which may keep the address they hold.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UnderlayClaim<'a> {
+    pub agent: Option<&'a str>,
+    pub gateway: Option<&'a str>,
+}
+
+/// How many host networks an error lists before "and N more".
+const LISTED: usize = 8;
+
+fn listed(items: &[String]) -> String {
+    let mut out = items
+        .iter()
+        .take(LISTED)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if items.len() > LISTED {
+        out += &format!(" and {} more", items.len() - LISTED);
+    }
+    out
+}
+
+/// What makes an address no node's, whatever the networks: `None` when it
+/// may be one.
+fn reserved(addr: Ipv4Addr) -> Option<&'static str> {
+    let o = addr.octets();
+    if addr.is_broadcast() {
+        Some("the limited broadcast address")
+    } else if o[0] == 0 {
+        Some("in 0.0.0.0/8 (\"this network\")")
+    } else if addr.is_loopback() {
+        Some("a loopback address (127.0.0.0/8)")
+    } else if addr.is_multicast() {
+        Some("a multicast address (224.0.0.0/4)")
+    } else if o[0] >= 240 {
+        Some("in the reserved block 240.0.0.0/4")
+    } else {
+        None
+    }
+}
+
+/// Whether `addr` is the network or the broadcast address of `net` (/31
+/// and /32 have neither, RFC 3021).
+fn network_or_broadcast(net: &Ipv4Net, addr: Ipv4Addr) -> Option<&'static str> {
+    if net.prefix_len() >= 31 {
+        None
+    } else if addr == net.network() {
+        Some("network")
+    } else if addr == net.broadcast() {
+        Some("broadcast")
+    } else {
+        None
+    }
+}
+
+/// Whether a node (agent or gateway) may have `addr` as its underlay
+/// address: a unicast address of a registered host network (not its
+/// network or broadcast address), in no EIP segment, and held by no other
+/// agent or gateway.
+pub fn check_underlay(
+    addr: Ipv4Addr,
+    claim: UnderlayClaim<'_>,
+    host_networks: &[HostNetwork],
+    eip_segments: &[Subnet],
+    agents: &[Agent],
+    gateways: &[Gateway],
+) -> Result<(), RuleError> {
+    if let Some(reason) = reserved(addr) {
+        return Err(RuleError::UnderlayReserved {
+            addr,
+            reason: reason.into(),
+        });
+    }
+    if let Some(s) = eip_segments.iter().find(|s| s.cidr.contains(&addr)) {
+        return Err(RuleError::UnderlayInEipSegment {
+            addr,
+            segment: s.cidr,
+        });
+    }
+    let holding: Vec<&HostNetwork> = host_networks
+        .iter()
+        .filter(|h| h.cidr.contains(&addr))
+        .collect();
+    if holding.is_empty() {
+        let known: Vec<String> = host_networks
+            .iter()
+            .map(|h| format!("{} {}", label(&h.name, &h.id), h.cidr))
+            .collect();
+        return Err(RuleError::UnderlayOutsideHostNetworks {
+            addr,
+            host_networks: if known.is_empty() {
+                "none is registered".into()
+            } else {
+                format!("registered: {}", listed(&known))
+            },
+        });
+    }
+    for h in holding {
+        if let Some(which) = network_or_broadcast(&h.cidr, addr) {
+            return Err(RuleError::UnderlayReserved {
+                addr,
+                reason: format!(
+                    "the {which} address of host network {} ({})",
+                    label(&h.name, &h.id),
+                    h.cidr
+                ),
+            });
+        }
+    }
+    if let Some(a) = agents
+        .iter()
+        .find(|a| a.underlay_ip == addr && claim.agent != Some(a.name.as_str()))
+    {
+        return Err(RuleError::UnderlayInUse {
+            addr,
+            holder: format!("agent {} ({})", label(&a.name, &a.id), a.role.as_str()),
+        });
+    }
+    if let Some(g) = gateways
+        .iter()
+        .find(|g| g.underlay_ip == addr && claim.gateway != Some(g.name.as_str()))
+    {
+        return Err(RuleError::UnderlayInUse {
+            addr,
+            holder: format!("gateway {}", label(&g.name, &g.id)),
+        });
+    }
+    Ok(())
+}
+
+/// Whether host network `hn` may be deleted: not while a gateway's or an
+/// agent's underlay address lies in it and in no other host network.
+pub fn check_host_network_delete(
+    hn: &HostNetwork,
+    host_networks: &[HostNetwork],
+    agents: &[Agent],
+    gateways: &[Gateway],
+) -> Result<(), RuleError> {
+    let stranded = |ip: Ipv4Addr| {
+        hn.cidr.contains(&ip)
+            && !host_networks
+                .iter()
+                .any(|o| o.id != hn.id && o.cidr.contains(&ip))
+    };
+    let mut users: Vec<String> = gateways
+        .iter()
+        .filter(|g| stranded(g.underlay_ip))
+        .map(|g| format!("gateway {} ({})", label(&g.name, &g.id), g.underlay_ip))
+        .collect();
+    users.extend(
+        agents
+            .iter()
+            .filter(|a| stranded(a.underlay_ip))
+            // A gateway agent is its gateway, named above.
+            .filter(|a| {
+                !(a.role == AgentRole::Gateway
+                    && gateways
+                        .iter()
+                        .any(|g| g.name == a.name && g.underlay_ip == a.underlay_ip))
+            })
+            .map(|a| {
+                format!(
+                    "agent {} ({}, {})",
+                    label(&a.name, &a.id),
+                    a.role.as_str(),
+                    a.underlay_ip
+                )
+            }),
+    );
+    if users.is_empty() {
+        return Ok(());
+    }
+    Err(RuleError::InUse {
+        kind: "host network",
+        id: format!("{} ({})", label(&hn.name, &hn.id), hn.cidr),
+        reason: if users.len() == 1 {
+            format!(
+                "the underlay address of {} lies in it and in no other host network",
+                users[0]
+            )
+        } else {
+            format!(
+                "the underlay addresses of {} lie in it and in no other host network",
+                listed(&users)
+            )
+        },
+    })
+}
+
+/// Whether gateway `gw` may be deleted: not when it is the last gateway
+/// and EIPs are bound (they would be routed to no one), unless forced.
+pub fn check_gateway_delete(
+    gw: &Gateway,
+    gateways: &[Gateway],
+    bound_eips: usize,
+    force: bool,
+) -> Result<(), RuleError> {
+    let last = gateways.iter().all(|g| g.id == gw.id);
+    if last && bound_eips > 0 && !force {
+        return Err(RuleError::LastGateway {
+            gateway: label(&gw.name, &gw.id).to_string(),
+            eips: bound_eips,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::SubnetKind;
+
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    fn hn(name: &str, cidr: &str) -> HostNetwork {
+        HostNetwork {
+            id: format!("hostnet-{name}"),
+            name: name.into(),
+            cidr: cidr.parse().unwrap(),
+        }
+    }
+
+    fn gw(name: &str, addr: &str) -> Gateway {
+        Gateway {
+            id: format!("gw-{name}"),
+            name: name.into(),
+            underlay_ip: ip(addr),
+        }
+    }
+
+    fn agent(name: &str, role: AgentRole, addr: &str) -> Agent {
+        Agent {
+            id: format!("agent-{name}"),
+            name: name.into(),
+            role,
+            underlay_ip: ip(addr),
+            applied_revision: 0,
+            last_seen: 0,
+            error: None,
+        }
+    }
+
+    fn segment(cidr: &str) -> Subnet {
+        let c: Ipv4Net = cidr.parse().unwrap();
+        Subnet {
+            id: "subnet-seg".into(),
+            tenant: crate::SYSTEM_TENANT.into(),
+            name: "eip-seg".into(),
+            vpc_id: "vpc-default".into(),
+            zone_id: None,
+            kind: SubnetKind::Eip,
+            cidr: c,
+            range_start: c.network(),
+            range_end: c.broadcast(),
+            gateway: None,
+            total: 0,
+            used: 0,
+            vni: 0,
+        }
+    }
+
+    struct World {
+        hns: Vec<HostNetwork>,
+        segs: Vec<Subnet>,
+        agents: Vec<Agent>,
+        gws: Vec<Gateway>,
+    }
+
+    fn world() -> World {
+        World {
+            hns: vec![hn("underlay", "192.168.201.0/24")],
+            segs: vec![segment("192.168.202.0/24")],
+            agents: vec![
+                agent("gw1", AgentRole::Gateway, "192.168.201.20"),
+                agent("h1", AgentRole::Host, "192.168.201.11"),
+            ],
+            gws: vec![gw("gw1", "192.168.201.20")],
+        }
+    }
+
+    fn check(w: &World, addr: &str, claim: UnderlayClaim<'_>) -> Result<(), RuleError> {
+        check_underlay(ip(addr), claim, &w.hns, &w.segs, &w.agents, &w.gws)
+    }
+
+    fn refusal(r: Result<(), RuleError>) -> (&'static str, String) {
+        let e = r.unwrap_err();
+        (e.code(), e.to_string())
+    }
+
+    const NEW_HOST: UnderlayClaim<'static> = UnderlayClaim {
+        agent: Some("h9"),
+        gateway: None,
+    };
+
+    #[test]
+    fn an_agent_token_acts_for_its_own_agent_only() {
+        let me = AgentIdentity {
+            name: "gw1".into(),
+            role: AgentRole::Gateway,
+        };
+        me.check_acts_for("gw1", Some(AgentRole::Gateway)).unwrap();
+        me.check_acts_for("gw1", None).unwrap();
+        let e = me
+            .check_acts_for("other-gw", Some(AgentRole::Gateway))
+            .unwrap_err();
+        assert_eq!(e.code(), "agent_identity");
+        assert_eq!(e.class(), crate::ErrorClass::Forbidden);
+        assert_eq!(
+            e.to_string(),
+            "this agent token acts for agent gw1 (gateway) only, not other-gw (gateway)"
+        );
+        let e = me.check_acts_for("gw1", Some(AgentRole::Host)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "this agent token acts for agent gw1 (gateway) only, not gw1 (host)"
+        );
+        let e = me.check_acts_for("agent-xyz", None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "this agent token acts for agent gw1 (gateway) only, not agent-xyz"
+        );
+    }
+
+    #[test]
+    fn underlay_inside_a_host_network_and_free() {
+        let w = world();
+        check(&w, "192.168.201.21", NEW_HOST).unwrap();
+        // Re-registering with its own address is fine: a gateway agent is
+        // its agent and its gateway.
+        check(
+            &w,
+            "192.168.201.20",
+            UnderlayClaim {
+                agent: Some("gw1"),
+                gateway: Some("gw1"),
+            },
+        )
+        .unwrap();
+        check(
+            &w,
+            "192.168.201.11",
+            UnderlayClaim {
+                agent: Some("h1"),
+                gateway: None,
+            },
+        )
+        .unwrap();
+        // /31 and /32 networks have no network or broadcast address.
+        let mut w = world();
+        w.hns.push(hn("p2p", "10.9.0.0/31"));
+        w.hns.push(hn("one", "10.9.1.7/32"));
+        check(&w, "10.9.0.0", NEW_HOST).unwrap();
+        check(&w, "10.9.1.7", NEW_HOST).unwrap();
+    }
+
+    #[test]
+    fn underlay_outside_every_host_network() {
+        let w = world();
+        assert_eq!(
+            refusal(check(&w, "10.1.2.3", NEW_HOST)),
+            (
+                "underlay_outside_host_networks",
+                "underlay address 10.1.2.3 lies in no host network (registered: underlay 192.168.201.0/24): register its network first (vpcip host-network create)".into()
+            )
+        );
+        let none = World {
+            hns: vec![],
+            ..world()
+        };
+        let (code, msg) = refusal(check(&none, "192.168.201.21", NEW_HOST));
+        assert_eq!(code, "underlay_outside_host_networks");
+        assert!(msg.contains("(none is registered)"), "{msg}");
+        let e = check(&none, "192.168.201.21", NEW_HOST).unwrap_err();
+        assert_eq!(e.class(), crate::ErrorClass::Invalid);
+    }
+
+    #[test]
+    fn underlay_in_an_eip_segment() {
+        let w = world();
+        assert_eq!(
+            refusal(check(&w, "192.168.202.9", NEW_HOST)),
+            (
+                "underlay_in_eip_segment",
+                "underlay address 192.168.202.9 lies in EIP segment 192.168.202.0/24, which the physical network routes to the gateways".into()
+            )
+        );
+    }
+
+    #[test]
+    fn underlay_never_a_reserved_address() {
+        // Even inside a (careless) host network that holds them.
+        let mut w = world();
+        w.hns.push(hn("all", "0.0.0.0/0"));
+        for (addr, reason) in [
+            ("0.0.0.0", "in 0.0.0.0/8 (\"this network\")"),
+            ("0.1.2.3", "in 0.0.0.0/8 (\"this network\")"),
+            ("127.0.0.1", "a loopback address (127.0.0.0/8)"),
+            ("127.9.9.9", "a loopback address (127.0.0.0/8)"),
+            ("224.0.0.18", "a multicast address (224.0.0.0/4)"),
+            ("239.255.255.250", "a multicast address (224.0.0.0/4)"),
+            ("255.255.255.255", "the limited broadcast address"),
+            ("240.0.0.1", "in the reserved block 240.0.0.0/4"),
+        ] {
+            assert_eq!(
+                refusal(check(&w, addr, NEW_HOST)),
+                (
+                    "underlay_reserved",
+                    format!("underlay address {addr} is {reason}: no node is reachable at it")
+                ),
+                "{addr}"
+            );
+        }
+        let w = world();
+        assert_eq!(
+            refusal(check(&w, "192.168.201.255", NEW_HOST)).1,
+            "underlay address 192.168.201.255 is the broadcast address of host network underlay (192.168.201.0/24): no node is reachable at it"
+        );
+        assert_eq!(
+            refusal(check(&w, "192.168.201.0", NEW_HOST)).1,
+            "underlay address 192.168.201.0 is the network address of host network underlay (192.168.201.0/24): no node is reachable at it"
+        );
+    }
+
+    #[test]
+    fn underlay_unique_among_agents_and_gateways() {
+        let mut w = world();
+        // Another agent's address.
+        let e = check(&w, "192.168.201.11", NEW_HOST).unwrap_err();
+        assert_eq!(e.code(), "underlay_in_use");
+        assert_eq!(e.class(), crate::ErrorClass::Conflict);
+        assert_eq!(
+            e.to_string(),
+            "underlay address 192.168.201.11 is already held by agent h1 (host)"
+        );
+        // Another gateway's, by a new gateway agent.
+        assert_eq!(
+            refusal(check(
+                &w,
+                "192.168.201.20",
+                UnderlayClaim {
+                    agent: Some("other-gw"),
+                    gateway: Some("other-gw"),
+                },
+            ))
+            .1,
+            "underlay address 192.168.201.20 is already held by agent gw1 (gateway)"
+        );
+        // A gateway the operator registered (no agent yet) holds its
+        // address too; a host agent of the same name does not inherit it.
+        w.gws.push(gw("gw2", "192.168.201.30"));
+        assert_eq!(
+            refusal(check(
+                &w,
+                "192.168.201.30",
+                UnderlayClaim {
+                    agent: Some("gw2"),
+                    gateway: None,
+                },
+            ))
+            .1,
+            "underlay address 192.168.201.30 is already held by gateway gw2"
+        );
+        check(
+            &w,
+            "192.168.201.30",
+            UnderlayClaim {
+                agent: Some("gw2"),
+                gateway: Some("gw2"),
+            },
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_host_network_in_use_stays() {
+        let w = world();
+        let e = check_host_network_delete(&w.hns[0], &w.hns, &w.agents, &w.gws).unwrap_err();
+        assert_eq!(e.code(), "resource_in_use");
+        assert_eq!(e.class(), crate::ErrorClass::Conflict);
+        assert_eq!(
+            e.to_string(),
+            "host network underlay (192.168.201.0/24) is in use: the underlay addresses of gateway gw1 (192.168.201.20), agent h1 (host, 192.168.201.11) lie in it and in no other host network"
+        );
+        // Another network holding them all: free to go.
+        let mut both = w.hns.clone();
+        both.push(hn("wide", "192.168.0.0/16"));
+        check_host_network_delete(&w.hns[0], &both, &w.agents, &w.gws).unwrap();
+        // An unused one.
+        let spare = hn("spare", "10.0.0.0/24");
+        check_host_network_delete(&spare, std::slice::from_ref(&spare), &w.agents, &w.gws).unwrap();
+        // Only an agent in it.
+        let e = check_host_network_delete(&w.hns[0], &w.hns, &w.agents[1..], &[]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("agent h1 (host, 192.168.201.11) lies in it"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_last_gateway_of_bound_eips_stays_unless_forced() {
+        let one = [gw("gw1", "192.168.201.20")];
+        let e = check_gateway_delete(&one[0], &one, 3, false).unwrap_err();
+        assert_eq!(e.code(), "last_gateway");
+        assert_eq!(e.class(), crate::ErrorClass::Conflict);
+        assert_eq!(
+            e.to_string(),
+            "gateway gw1 is the last gateway and 3 EIPs are bound: deleting it makes them unreachable; pass --force (API: force=true) to delete anyway"
+        );
+        assert!(
+            check_gateway_delete(&one[0], &one, 1, false)
+                .unwrap_err()
+                .to_string()
+                .contains("and 1 EIP is bound")
+        );
+        check_gateway_delete(&one[0], &one, 3, true).unwrap();
+        check_gateway_delete(&one[0], &one, 0, false).unwrap();
+        let two = [gw("gw1", "192.168.201.20"), gw("gw2", "192.168.201.21")];
+        check_gateway_delete(&two[0], &two, 3, false).unwrap();
+    }
+}
