@@ -87,7 +87,7 @@ fn program(w: &World, nat: Nat, n: u32, dir: &std::path::Path) -> anyhow::Result
 }
 
 /// A server in the VM that accepts and closes, until `limit`.
-fn accept_and_close(ns: &str, limit: Duration) -> std::thread::JoinHandle<u64> {
+pub(crate) fn accept_and_close(ns: &str, limit: Duration) -> std::thread::JoinHandle<u64> {
     let path = named(ns);
     let (tx, rx) = std::sync::mpsc::channel();
     let h = std::thread::spawn(move || {
@@ -119,7 +119,7 @@ fn accept_and_close(ns: &str, limit: Duration) -> std::thread::JoinHandle<u64> {
 }
 
 /// Connections per second from the client to the EIP over `secs`.
-fn measure(w: &World, secs: f64) -> anyhow::Result<f64> {
+pub(crate) fn measure(w: &World, secs: f64) -> anyhow::Result<f64> {
     let to = SocketAddr::new(EIP.into(), 8080);
     let client = named(&w.ns("client"));
     let done = in_netns(&client, move || -> anyhow::Result<u64> {

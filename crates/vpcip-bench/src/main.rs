@@ -12,6 +12,7 @@ mod bind;
 mod cps;
 mod dataplane;
 mod failover;
+mod isolation;
 mod shaping;
 
 use std::process::{Child, Command, Stdio};
@@ -26,7 +27,8 @@ use vpcip_store::{Scope, Store};
 
 #[derive(Parser)]
 struct Args {
-    /// What to run: api, ipam, dataplane, bind, cps, failover, shaping or all.
+    /// What to run: api, ipam, dataplane, bind, cps, failover, shaping,
+    /// isolation or all.
     #[arg(default_value = "all")]
     what: String,
     /// Repeats of each measurement (the median is reported).
@@ -53,6 +55,12 @@ struct Args {
     /// Advertisement intervals of the failover benchmark, centiseconds.
     #[arg(long, value_delimiter = ',', default_values_t = [100u16, 10, 1])]
     adverts: Vec<u16>,
+    /// Guarded ports on each host in the isolation benchmark.
+    #[arg(long, default_value_t = 10_000)]
+    guarded_ports: u32,
+    /// VTEPs every node knows in the isolation benchmark.
+    #[arg(long, default_value_t = 1_000)]
+    vteps: u32,
     /// Back ends: sqlite, postgres (needs VPCIP_TEST_PG_URL), or both.
     #[arg(long, default_value = "both")]
     backends: String,
@@ -406,6 +414,9 @@ async fn main() -> anyhow::Result<()> {
         }
         if matches!(args.what.as_str(), "shaping" | "all") {
             shaping::shaping(args.limits, args.repeats, &dir).await?;
+        }
+        if matches!(args.what.as_str(), "isolation" | "all") {
+            isolation::isolation(args.guarded_ports, args.vteps, args.repeats)?;
         }
         if matches!(args.what.as_str(), "failover" | "all") {
             failover::failover(args.runs, &args.adverts, &dir).await?;

@@ -125,15 +125,15 @@ fn programming(n: u32, repeats: usize, dir: &std::path::Path) -> anyhow::Result<
     Ok(())
 }
 
-/// iperf3 TCP from the outside client to `eip` for `secs`: Gbit/s the VM
-/// received.
-fn iperf(w: &World, eip: Ipv4Addr, secs: u32) -> anyhow::Result<f64> {
+/// iperf3 TCP from node `from` to `to` (an iperf3 server) for `secs`:
+/// Gbit/s the server received.
+pub(crate) fn iperf(w: &World, from: &str, to: Ipv4Addr, secs: u32) -> anyhow::Result<f64> {
     let out = w.exec(
-        "client",
+        from,
         &[
             "iperf3",
             "-c",
-            &eip.to_string(),
+            &to.to_string(),
             "-t",
             &secs.to_string(),
             "-J",
@@ -236,15 +236,15 @@ async fn throughput(n: u32, repeats: usize) -> anyhow::Result<()> {
     // Each repeat: one run with the control plane paused, one with it
     // running (as on a real gateway).
     let measure = |w: &World| -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
-        let _ = iperf(w, free.ip, 1)?; // warm-up
+        let _ = iperf(w, "client", free.ip, 1)?; // warm-up
         let (mut paused, mut running) = (Vec::new(), Vec::new());
         for _ in 0..repeats {
             signal(nix::sys::signal::Signal::SIGSTOP);
-            let r = iperf(w, free.ip, 3);
+            let r = iperf(w, "client", free.ip, 3);
             signal(nix::sys::signal::Signal::SIGCONT);
             paused.push(r?);
             std::thread::sleep(Duration::from_millis(500));
-            running.push(iperf(w, free.ip, 3)?);
+            running.push(iperf(w, "client", free.ip, 3)?);
         }
         Ok((paused, running))
     };

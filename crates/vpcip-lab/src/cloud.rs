@@ -96,11 +96,28 @@ pub fn state_dir(w: &World) -> PathBuf {
 /// Starts `vpcip server` on loopback `port` with a SQLite database in the
 /// world's state directory; returns its URL once it answers.
 pub fn start_controller(w: &mut World, bin: &Path, port: u16, token: &str) -> String {
+    start_controller_with(w, bin, port, token, "")
+}
+
+/// [`start_controller`] with `config` as the server's configuration file.
+pub fn start_controller_with(
+    w: &mut World,
+    bin: &Path,
+    port: u16,
+    token: &str,
+    config: &str,
+) -> String {
     let dir = state_dir(w);
     let _ = std::fs::create_dir_all(&dir);
     let log = std::fs::File::create(dir.join("server.log")).ok();
+    let config_file = dir.join("server.toml");
+    std::fs::write(&config_file, config)
+        .unwrap_or_else(|e| panic!("write {}: {e}", config_file.display()));
     let child = Command::new(bin)
-        .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--db"])
+        .arg("server")
+        .arg("--config")
+        .arg(&config_file)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--db"])
         .arg(format!("sqlite://{}/vpcip.db", dir.display()))
         .env("VPCIP_OPERATOR_TOKEN", token)
         .stdout(Stdio::null())

@@ -1,5 +1,5 @@
 //! The server's configuration file (TOML): `listen`, `db`,
-//! `operator_token`, `tls_cert`, `tls_key` and `[quotas]`. Flags and the
+//! `operator_token`, `tls_cert`, `tls_key`, `[quotas]` and `[isolation]`. Flags and the
 //! environment take precedence over it; unknown keys are refused.
 
 use serde::Deserialize;

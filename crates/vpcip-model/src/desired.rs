@@ -301,7 +301,8 @@ pub struct GatewayState {
     /// network.
     #[schema(value_type = Vec<String>)]
     pub eip_segments: Vec<Ipv4Net>,
-    /// The infrastructure VMs must never reach (the host networks): the
+    /// The infrastructure VMs must never reach (the host networks and the
+    /// agents' addresses): the
     /// gateway drops what its routers send there, the default SNAT and EIP
     /// traffic included, unless [`Self::infra_allow`] lists it.
     #[serde(default)]

@@ -30,8 +30,8 @@ use std::net::Ipv4Addr;
 use netlink_packet_core::NLM_F_CREATE;
 use netlink_packet_netfilter::NetfilterProtoFamily;
 use netlink_packet_netfilter::nftables::{
-    InetHookNumber, MetaKey, NfTablesMessage, Operator, Register, SetFlags, TableAttribute,
-    TableMessage,
+    InetHookNumber, MetaKey, NfTablesMessage, Operator, Register, SetAttribute, SetFlags,
+    TableAttribute, TableMessage,
 };
 use vpcip_dataplane::isolation::{InfraGuard, interval_elements};
 use vpcip_model::desired::InfraService;
@@ -55,6 +55,16 @@ const TYPE_IPV4_INTEGER: u32 = (7 << 6) | 4;
 const TYPE_IPV4: u32 = 7;
 const TYPE_IPV4_PROTO_SERVICE: u32 = (7 << 12) | (12 << 6) | 13;
 const IPPROTO_UDP: u8 = 17;
+/// The set's description for `nft list` (`typeof ip saddr . @th,96,24`),
+/// as nft 1.0.6 writes it on x86-64: without it nft cannot tell the
+/// integer's length and fails to list the table.
+const VTEPS_TYPEOF: [u8; 78] = [
+    0x00, 0x04, 0x00, 0x00, 0x00, 0x00, 0x03, 0x46, 0x00, 0x04, 0x0d, 0x00, 0x00, 0x00, 0x01, 0x3e,
+    0x00, 0x14, 0x00, 0x04, 0x07, 0x00, 0x00, 0x00, 0x01, 0x0c, 0x00, 0x04, 0x0c, 0x00, 0x00, 0x00,
+    0x01, 0x04, 0x0b, 0x00, 0x00, 0x00, 0x01, 0x26, 0x00, 0x04, 0x07, 0x00, 0x00, 0x00, 0x01, 0x1e,
+    0x00, 0x04, 0x00, 0x00, 0x00, 0x00, 0x01, 0x04, 0x00, 0x00, 0x00, 0x00, 0x02, 0x04, 0x03, 0x00,
+    0x00, 0x00, 0x03, 0x04, 0x60, 0x00, 0x00, 0x00, 0x04, 0x04, 0x18, 0x00, 0x00, 0x00,
+];
 
 /// What kind of node the guard is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,15 +118,20 @@ fn then(mut v: Vec<Expr>, more: Vec<Expr>) -> Vec<Expr> {
 
 /// The table's sets, chains and rules.
 fn table(role: GuardRole) -> Vec<NfTablesMessage> {
+    let mut vteps = new_set(
+        GUARD_TABLE,
+        VTEPS,
+        1,
+        SetFlags::empty(),
+        TYPE_IPV4_INTEGER,
+        8,
+    );
+    if let NfTablesMessage::NewSet(m) = &mut vteps {
+        m.attributes
+            .push(SetAttribute::UserData(VTEPS_TYPEOF.to_vec()));
+    }
     let mut msgs = vec![
-        new_set(
-            GUARD_TABLE,
-            VTEPS,
-            1,
-            SetFlags::empty(),
-            TYPE_IPV4_INTEGER,
-            8,
-        ),
+        vteps,
         filter_chain_in(GUARD_TABLE, "input", InetHookNumber::LocalIn, -200),
         rule("input", vxlan_rule()),
     ];

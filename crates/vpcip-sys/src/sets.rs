@@ -84,6 +84,18 @@ pub(crate) fn change_elements(
         .collect()
 }
 
+/// `set`'s description for `nft list`: its keys are strings in host byte
+/// order (nft's `NFTNL_UDATA_SET_KEYBYTEORDER`, as nft writes it for `type
+/// ifname`); without it nft shows each interface name as "".
+pub(crate) fn with_host_order_keys(mut set: NfTablesMessage) -> NfTablesMessage {
+    if let NfTablesMessage::NewSet(m) = &mut set {
+        m.attributes.push(SetAttribute::UserData(vec![
+            0x00, 0x04, 0x01, 0x00, 0x00, 0x00,
+        ]));
+    }
+    set
+}
+
 /// A message removing every element of a set.
 pub(crate) fn flush(table: &str, set: &str) -> NfTablesMessage {
     NfTablesMessage::DeleteSetElement(SetElementMessage {

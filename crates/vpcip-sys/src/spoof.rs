@@ -9,11 +9,13 @@
 //! set guarded { type ifname }                  # ports whose source/destination check is on
 //! set allowed { type ifname . ipv4_addr }      # what each may send from (its IP, its VIPs)
 //! chain prerouting { type filter hook prerouting priority -200
-//!   iifname @ports   iifname . ether saddr      != @macs drop
-//!   iifname @ports   ether type arp  iifname . arp saddr ether != @macs drop
-//!   iifname @guarded ether type ip   iifname . ip saddr      != @allowed drop
-//!   iifname @guarded ether type arp  iifname . arp saddr ip  != @allowed drop
-//!   iifname @guarded ether type ip6  drop                    # VPCs are IPv4
+//!   iifname != @ports accept                                  # the tunnel's side
+//!   iifname . ether saddr != @macs drop
+//!   ether type arp  iifname . arp saddr ether != @macs drop
+//!   iifname != @guarded accept                                # source/dest check off
+//!   ether type ip   iifname . ip saddr      != @allowed drop
+//!   ether type arp  iifname . arp saddr ip  != @allowed drop
+//!   ether type ip6  drop                                      # VPCs are IPv4
 //! }
 //! chain input  { type filter hook input priority -200;  iifname @links drop }
 //! chain output { type filter hook output priority -200; oifname @links drop }
@@ -38,9 +40,11 @@ use netlink_packet_netfilter::nftables::{
 pub use vpcip_dataplane::isolation::PortGuards as Guards;
 
 use crate::SysError;
-use crate::expr::{Expr, LINK_HEADER, NETWORK_HEADER, NOT_IN, cmp, drop, lookup, meta, payload};
+use crate::expr::{
+    Expr, LINK_HEADER, NETWORK_HEADER, NOT_IN, accept, cmp, drop, lookup, meta, payload,
+};
 use crate::nft::NatTable;
-use crate::sets::{Element, converge_elements, new_set};
+use crate::sets::{Element, converge_elements, new_set, with_host_order_keys};
 
 pub const SPOOF_TABLE: &str = "vpcip_spoof";
 const PORTS: &str = "ports";
@@ -99,10 +103,10 @@ fn chain(name: &str, hook: InetHookNumber) -> NfTablesMessage {
 
 /// The rules (set IDs as in [`sets`]).
 fn rules() -> Vec<NfTablesMessage> {
-    let member = |set: &str, id: u32| {
+    let member = |set: &str, id: u32, flags: u32| {
         vec![
             meta(MetaKey::Iifname, Register::Reg1),
-            lookup(set, id, Register::Reg1, 0),
+            lookup(set, id, Register::Reg1, flags),
         ]
     };
     // `iifname . <len bytes at offset of base> != @set drop`.
@@ -117,50 +121,32 @@ fn rules() -> Vec<NfTablesMessage> {
         v.extend(more);
         v
     };
-    let port = || member(PORTS, 1);
-    let guarded = || member(GUARDED, 4);
+    // Each frame costs as few lookups as it can: what does not come from
+    // a VM port (the tunnel's side) leaves after one, the ether type is
+    // compared before a lookup that needs it.
     vec![
+        rule("prerouting", with(member(PORTS, 1, NOT_IN), vec![accept()])),
         // The frame's source MAC, then ARP's sender hardware address.
-        rule("prerouting", pinned(port(), LINK_HEADER, 6, 6, MACS, 2)),
+        rule("prerouting", pinned(vec![], LINK_HEADER, 6, 6, MACS, 2)),
         rule(
             "prerouting",
-            pinned(
-                with(port(), ether_type(0x0806)),
-                NETWORK_HEADER,
-                8,
-                6,
-                MACS,
-                2,
-            ),
+            pinned(ether_type(0x0806), NETWORK_HEADER, 8, 6, MACS, 2),
+        ),
+        rule(
+            "prerouting",
+            with(member(GUARDED, 4, NOT_IN), vec![accept()]),
         ),
         // The IP source, then ARP's sender protocol address.
         rule(
             "prerouting",
-            pinned(
-                with(guarded(), ether_type(0x0800)),
-                NETWORK_HEADER,
-                12,
-                4,
-                ALLOWED,
-                5,
-            ),
+            pinned(ether_type(0x0800), NETWORK_HEADER, 12, 4, ALLOWED, 5),
         ),
         rule(
             "prerouting",
-            pinned(
-                with(guarded(), ether_type(0x0806)),
-                NETWORK_HEADER,
-                14,
-                4,
-                ALLOWED,
-                5,
-            ),
+            pinned(ether_type(0x0806), NETWORK_HEADER, 14, 4, ALLOWED, 5),
         ),
-        rule(
-            "prerouting",
-            with(with(guarded(), ether_type(0x86dd)), vec![drop()]),
-        ),
-        rule("input", with(member(LINKS, 3), vec![drop()])),
+        rule("prerouting", with(ether_type(0x86dd), vec![drop()])),
+        rule("input", with(member(LINKS, 3, 0), vec![drop()])),
         rule(
             "output",
             vec![
@@ -178,10 +164,10 @@ fn sets() -> Vec<NfTablesMessage> {
         new_set(SPOOF_TABLE, name, id, SetFlags::empty(), ty, len as u32)
     };
     vec![
-        set(PORTS, 1, TYPE_IFNAME, IFNAMSIZ),
+        with_host_order_keys(set(PORTS, 1, TYPE_IFNAME, IFNAMSIZ)),
         set(MACS, 2, TYPE_IFNAME_ETHER, IFNAMSIZ + 8),
-        set(LINKS, 3, TYPE_IFNAME, IFNAMSIZ),
-        set(GUARDED, 4, TYPE_IFNAME, IFNAMSIZ),
+        with_host_order_keys(set(LINKS, 3, TYPE_IFNAME, IFNAMSIZ)),
+        with_host_order_keys(set(GUARDED, 4, TYPE_IFNAME, IFNAMSIZ)),
         set(ALLOWED, 5, TYPE_IFNAME_IPV4, IFNAMSIZ + 4),
     ]
 }

@@ -1,0 +1,265 @@
+//! The whole small cloud the end-to-end tests share: a physical router
+//! with the static route for the EIP segment, an outside client, a gateway
+//! node and two hosts as namespaces; a real `vpcip server` and real `vpcip
+//! agent`s (gateway, two hosts) as processes; VMs as namespaces plugged into
+//! the hosts.
+
+#![allow(dead_code)] // each test binary uses its part
+#![allow(clippy::unwrap_used)] // tests panic on the unexpected, by design
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use vpcip_client::Client;
+use vpcip_lab::cloud::{self, VmNic};
+use vpcip_lab::{World, eventually};
+use vpcip_model::*;
+
+pub const OPERATOR: &str = "cloud-test-operator";
+pub const CLIENT: &str = vpcip_lab::OUTSIDE_CLIENT;
+pub const SEGMENT: &str = "203.0.113.0/24";
+
+pub fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_vpcip"))
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Lab {
+    pub w: World,
+    pub op: Client,
+    pub url: String,
+    pub gateway_agent: usize,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        // The logs and database stay for a failed test to be looked into.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(cloud::state_dir(&self.w));
+        }
+    }
+}
+
+impl Lab {
+    /// The physical world, the controller, the three agents, a zone and the
+    /// EIP segment.
+    pub async fn up(tag: &str) -> Lab {
+        Lab::up_with(tag, "").await
+    }
+
+    /// [`Lab::up`] with `config` as the server's configuration file.
+    pub async fn up_with(tag: &str, config: &str) -> Lab {
+        let mut w = World::new(tag);
+        cloud::physical(&mut w, &[SEGMENT]);
+        let url = cloud::start_controller_with(&mut w, bin(), free_port(), OPERATOR, config);
+        let gateway_agent = cloud::start_agents(&mut w, bin(), &url, OPERATOR, 1)[0];
+        let op = Client::new(&url, Some(OPERATOR));
+        assert_eq!(
+            op.wait_for_agents(cloud::AGENTS.len(), Duration::from_secs(10))
+                .await,
+            cloud::AGENTS.len(),
+            "the agents did not register"
+        );
+        let _: Zone = op
+            .post("/v1/zones", &CreateZone { name: "z1".into() })
+            .await
+            .unwrap();
+        op.create_subnet(&CreateSubnet {
+            name: "seg".into(),
+            kind: SubnetKind::Eip,
+            cidr: Some(SEGMENT.parse().unwrap()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        Lab {
+            w,
+            op,
+            url,
+            gateway_agent,
+        }
+    }
+
+    pub async fn vpc(&self, name: &str, cidr: &str) -> Vpc {
+        self.op
+            .post(
+                "/v1/vpcs",
+                &CreateVpc {
+                    name: name.into(),
+                    cidr: cidr.parse().unwrap(),
+                    tenant: Some("acme".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+    }
+
+    pub async fn subnet(&self, vpc: &Vpc, name: &str, cidr: &str) -> Subnet {
+        self.op
+            .create_subnet(&CreateSubnet {
+                name: name.into(),
+                vpc: Some(vpc.id.clone()),
+                zone: Some("z1".into()),
+                cidr: Some(cidr.parse().unwrap()),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .subnet
+    }
+
+    /// A server through the API on `host`, and its VM plugged there.
+    pub async fn vm(&mut self, name: &str, subnet: &Subnet, host: &str) -> (Server, Nic) {
+        let server: Server = self
+            .op
+            .post(
+                "/v1/servers",
+                &CreateServer {
+                    name: name.into(),
+                    subnet: subnet.id.clone(),
+                    host: Some(host.into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(server.host.as_deref(), Some(host));
+        let nic: Nic = self.op.show("nics", &server.nic_ids[0]).await.unwrap();
+        cloud::plug_vm(
+            &mut self.w,
+            name,
+            host,
+            &VmNic {
+                nic_id: &nic.id,
+                mac: &nic.mac,
+                ip: nic.ip,
+                prefix_len: subnet.cidr.prefix_len(),
+                gateway: subnet.gateway,
+            },
+        );
+        (server, nic)
+    }
+
+    pub async fn eip_for(&self, server: &Server) -> Eip {
+        self.op
+            .create_eip(&CreateEip {
+                bandwidth_mbps: 10,
+                bind: Some(BindEip {
+                    target: EipTarget::Server(server.id.clone()),
+                    mode: EipMode::Nat,
+                    allow_reassociation: false,
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+    }
+
+    /// VIP 10.0.1.100 of `subnet`, bound to `nics` in that order, with an
+    /// EIP bound to it (NAT mode); the VIP as read back after the binds.
+    pub async fn vip_with_eip(&self, name: &str, subnet: &Subnet, nics: &[&Nic]) -> (Vip, Eip) {
+        let vip: Vip = self
+            .op
+            .post(
+                "/v1/vips",
+                &CreateVip {
+                    name: name.into(),
+                    subnet: subnet.id.clone(),
+                    ip: Some("10.0.1.100".parse().unwrap()),
+                    client_token: None,
+                },
+            )
+            .await
+            .unwrap();
+        let ids: Vec<&str> = nics.iter().map(|n| n.id.as_str()).collect();
+        let vip = self.op.bind_vip_to(&vip.id, &ids).await.unwrap();
+        let eip = self.op.eip_for_vip(&vip.id, 10).await.unwrap();
+        (vip, eip)
+    }
+
+    /// The lab's web server in VM `vm` on port 80 (it answers with the VM's
+    /// namespace).
+    pub fn httpd(&mut self, vm: &str) {
+        let child = std::process::Command::new(bin())
+            .args(["lab", "httpd", "--netns", &self.ns(vm), "--port", "80"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        self.w.adopt(child);
+    }
+
+    pub fn pings(&self, node: &str, to: Ipv4Addr) -> bool {
+        self.w
+            .try_exec(node, &["ping", "-c", "1", "-W", "1", &to.to_string()])
+            .is_some()
+    }
+
+    pub fn ns(&self, node: &str) -> String {
+        self.w.ns(node)
+    }
+
+    /// Whether an answer of the lab web server came from VM `vm` (it says
+    /// who it is).
+    pub fn answered_by(&self, answer: &Option<String>, vm: &str) -> bool {
+        let want = format!("hello from {}{vm}", self.w.prefix);
+        answer.as_deref().is_some_and(|s| s.starts_with(&want))
+    }
+
+    /// Waits at most `limit` for VM `vm` to answer the outside client's
+    /// `GET /` at `to`; the last answer when it never does.
+    pub fn wait_served_by(
+        &self,
+        to: SocketAddr,
+        vm: &str,
+        limit: Duration,
+    ) -> Result<(), Option<String>> {
+        let client = self.ns("client");
+        let mut last = None;
+        let served = eventually(limit, || {
+            last = http_get(&client, to);
+            self.answered_by(&last, vm)
+        });
+        if served { Ok(()) } else { Err(last) }
+    }
+}
+
+pub fn at(ip: Ipv4Addr, port: u16) -> SocketAddr {
+    SocketAddr::new(ip.into(), port)
+}
+
+pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
+
+/// `GET /` from a node: the lab web server's answer ("hello from <netns> …").
+pub fn http_get(ns: &str, to: SocketAddr) -> Option<String> {
+    vpcip_sys::netns::in_netns(&vpcip_sys::netns::named(ns), move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect_timeout(&to, Duration::from_millis(300)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+        s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        out.split("\r\n\r\n").nth(1).map(str::to_string)
+    })
+    .ok()
+    .flatten()
+}
+
+/// The CLI against the lab's controller, as the operator; its output.
+pub fn cli(lab: &Lab, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(bin())
+        .args(args)
+        .env("VPCIP_URL", &lab.url)
+        .env("VPCIP_TOKEN", OPERATOR)
+        .output()
+        .unwrap()
+}
