@@ -64,7 +64,12 @@ impl Client {
     /// `VPCIP_CA_CERT` holds — the operator's, which signed the
     /// controller's certificate — and nothing else.
     pub fn new(base: &str, token: Option<&str>) -> Self {
-        let mut builder = reqwest::Client::builder().pool_max_idle_per_host(64);
+        // No request waits forever on a controller that went away mid-way
+        // (the agents' long poll lasts at most 60 s).
+        let mut builder = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .timeout(std::time::Duration::from_secs(120));
         if let Some(ca) = std::env::var_os("VPCIP_CA_CERT")
             .and_then(|p| std::fs::read(p).ok())
             .and_then(|pem| reqwest::Certificate::from_pem(&pem).ok())
