@@ -688,23 +688,26 @@ async fn check_route(ctx: &Ctx, key: &str, wait: u64) -> anyhow::Result<()> {
         );
     }
     let path = format!("/v1/eips/{}/counters", eip.id);
+    let no_report = || {
+        anyhow::anyhow!(
+            "the gateway has not reported counters for {} lately: is its agent running? (vpcip gateway list)",
+            eip.ip
+        )
+    };
+    // The baseline is the gateway's latest report, taken before the prompt:
+    // whatever is sent after the prompt counts (gateways report every 2 s;
+    // a packet counted a little before the prompt proves the route too).
+    let start = now_secs();
+    let before: EipCounters = ctx.client.get(&path).await?;
+    if before.as_of < start - 10 {
+        return Err(no_report());
+    }
     eprintln!(
         "Send traffic to {} from the physical network now (e.g. ping {} from outside); watching the gateway's counters for {wait} s…",
         eip.ip, eip.ip
     );
-    // The first report made after the check began (gateways report every
-    // 2 s), and the first made after the window.
-    let no_report = || {
-        anyhow::anyhow!(
-            "the gateway has not reported counters for {} since the check began: is its agent running? (vpcip gateway list)",
-            eip.ip
-        )
-    };
-    let before = report_after(ctx, &path, now_secs())
-        .await?
-        .ok_or_else(no_report)?;
     tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
-    let after = report_after(ctx, &path, before.as_of + wait as i64)
+    let after = report_after(ctx, &path, start + wait as i64)
         .await?
         .ok_or_else(no_report)?;
     let gateway = after

@@ -567,6 +567,31 @@ async fn eip_counters_move_with_traffic_and_check_route_finds_a_missing_route() 
     assert!(text.starts_with("OK:"), "{text}");
     p.join().unwrap();
 
+    // Three pings sent right after the prompt, then nothing: they count (the
+    // baseline is taken before the prompt, not after).
+    let mut check = std::process::Command::new(bin())
+        .args(["eip", "check-route", &ip, "--wait", "3"])
+        .env("VPCIP_URL", &lab.url)
+        .env("VPCIP_TOKEN", OPERATOR)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut prompt = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(check.stderr.take().unwrap()),
+        &mut prompt,
+    )
+    .unwrap();
+    assert!(prompt.starts_with("Send traffic"), "{prompt}");
+    lab.w.exec(
+        cloud::CLIENT,
+        &["ping", "-q", "-c", "3", "-i", "0.2", "-W", "1", &ip],
+    );
+    let out = check.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success() && text.starts_with("OK:"), "{text}");
+
     // The physical router loses its static route: check-route says so, and
     // names the route to configure.
     lab.w
@@ -1447,7 +1472,7 @@ fn received_mbps(report: &serde_json::Value) -> f64 {
     let bps = end["sum_received"]["bits_per_second"]
         .as_f64()
         .or_else(|| end["sum"]["bits_per_second"].as_f64())
-        .unwrap_or_else(|| panic!("no receiver rate in {end}"));
+        .unwrap_or_else(|| panic!("no receiver rate: iperf3 said {}", report["error"]));
     bps / 1e6
 }
 
