@@ -78,7 +78,7 @@ fn api_err(r: Result<impl std::fmt::Debug, ClientError>) -> (u16, String, String
     }
 }
 
-/// Sets up the seeds' world through the API and returns a tenant client.
+/// Sets up the vendor manuals' world through the API and returns a tenant client.
 async fn seeds_world(s: &Server, tenant: &str) -> Client {
     let op = s.operator();
     let _: Zone = op

@@ -376,7 +376,7 @@ impl RuleError {
     }
 }
 
-/// A recommendation of the seeds that was not followed: the call succeeds and
+/// A recommendation of the vendor manuals that was not followed: the call succeeds and
 /// the caller is told.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Warning {

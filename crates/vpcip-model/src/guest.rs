@@ -1,4 +1,4 @@
-//! Guest configuration for VIPs, as the seeds give it: the commands or file
+//! Guest configuration for VIPs, as the vendor manuals give it: the commands or file
 //! content that add (or remove) a VIP on a guest's NIC, per guest OS, and a
 //! keepalived.conf for the NICs the VIP is bound to. Pure rendering.
 
@@ -24,7 +24,7 @@ pub enum GuestOs {
 pub struct GuestNic<'a> {
     /// The interface inside the guest (`eth0`; `Ethernet` on Windows).
     pub ifname: &'a str,
-    /// The NetworkManager connection (`System eth0` in the seeds).
+    /// The NetworkManager connection (`System eth0` in the vendor manuals).
     pub connection: &'a str,
     pub ip: Ipv4Addr,
     pub subnet: Ipv4Net,

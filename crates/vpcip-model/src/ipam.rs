@@ -59,7 +59,7 @@ impl fmt::Display for AddrRange {
 impl FromStr for AddrRange {
     type Err = RuleError;
 
-    /// Parses `192.168.202.1-192.168.202.254` (the seeds' notation).
+    /// Parses `192.168.202.1-192.168.202.254` (the vendor manuals' notation).
     fn from_str(s: &str) -> Result<Self, RuleError> {
         let (a, b) = s.split_once('-').ok_or_else(|| {
             RuleError::invalid("range", format!("{s:?} is not of the form FIRST-LAST"))

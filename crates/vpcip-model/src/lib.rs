@@ -1,4 +1,4 @@
-//! vpcip's domain: typed resources, the rules of SPEC.md and the IPAM
+//! vpcip's domain: typed resources, the rules of the model and the IPAM
 //! arithmetic, as pure code with no I/O. The store and the API are thin
 //! shells around it.
 

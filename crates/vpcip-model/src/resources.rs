@@ -1,4 +1,4 @@
-//! The resources of SPEC.md as the API shows them, and the requests that
+//! The resources as the API shows them, and the requests that
 //! create and change them. Shared by the server, the client and the CLI.
 
 use std::net::Ipv4Addr;
@@ -471,7 +471,7 @@ pub struct VpcCidrChange {
     pub cidr: Ipv4Net,
 }
 
-/// A subnet is given by `cidr`, or by `range` and `prefix_len` as the seeds
+/// A subnet is given by `cidr`, or by `range` and `prefix_len` as the vendor manuals
 /// do (`192.168.202.1-192.168.202.254`, 24).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
@@ -601,7 +601,7 @@ pub struct CreateEip {
     #[schema(value_type = Option<String>)]
     pub ip: Option<Ipv4Addr>,
     pub bandwidth_mbps: u32,
-    /// Bind at once (the seeds' `server-create-eip`).
+    /// Bind at once (the vendor manuals' `server-create-eip`).
     #[serde(default)]
     pub bind: Option<BindEip>,
     /// NAT helpers for its traffic.

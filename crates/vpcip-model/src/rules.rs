@@ -1,4 +1,4 @@
-//! The rules of SPEC.md as pure functions: the store loads what a rule needs,
+//! The model's rules as pure functions: the store loads what a rule needs,
 //! asks here, and writes only when the answer is yes.
 
 use std::net::Ipv4Addr;
@@ -17,10 +17,10 @@ pub use agents::{
 /// A NIC holds at most this many VIPs; a VIP is bound to at most this many NICs.
 pub const MAX_VIPS_PER_NIC: usize = 10;
 pub const MAX_NICS_PER_VIP: usize = 10;
-/// Recommendations of the seeds: exceeding them warns.
+/// Recommendations of the vendor manuals: exceeding them warns.
 pub const RECOMMENDED_VIPS_PER_SERVER: usize = 8;
 pub const RECOMMENDED_SERVERS_PER_VIP: usize = 10;
-/// Secondary CIDR blocks per VPC (the seeds' vendor allows 5).
+/// Secondary CIDR blocks per VPC (the vendor manuals' cloud allows 5).
 pub const MAX_SECONDARY_CIDRS: usize = 5;
 pub const MAX_SECURITY_GROUPS_PER_NIC: usize = 5;
 pub const MAX_BANDWIDTH_MBPS: u32 = 100_000;
@@ -515,7 +515,7 @@ pub struct VipBindContext {
     pub server_nics_in_subnet: usize,
 }
 
-/// Binding a VIP to a NIC: hard limits are errors, the seeds'
+/// Binding a VIP to a NIC: hard limits are errors, the vendor manuals'
 /// recommendations are warnings.
 pub fn check_vip_bind(
     vip: &Vip,

@@ -10,7 +10,7 @@
 //! `masq` expressions, which it does not type, from their raw attributes, and
 //! set elements by hand ([`encode_elements`]). Dumps are parsed with a small
 //! parser of our own (the crate's typed parser is quadratic in message size;
-//! see NFTABLES.md).
+//! docs/decisions.md, "Reading large sets").
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -452,7 +452,7 @@ impl NatTable {
         sock.bind_auto().map_err(SysError::io("bind netlink"))?;
         sock.connect(&SocketAddr::new(0, 0))
             .map_err(SysError::io("connect netlink"))?;
-        // A batch must reach the kernel as one datagram (NFTABLES.md).
+        // A batch must reach the kernel as one datagram: split, the kernel refuses it whole (EINVAL).
         nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::SndBufForce, &(64 << 20))
             .map_err(|e| SysError::Io("SO_SNDBUFFORCE", std::io::Error::from(e)))?;
         sock.set_rx_buf_sz(16usize << 20)

@@ -1,6 +1,6 @@
 //! `vpcip allinone`: the controller (SQLite), a gateway agent and a host
 //! agent in one process on one node, the way an operator first deploys
-//! (the seeds' AllInOne).
+//! (the vendor manuals' AllInOne).
 //!
 //! ```text
 //!  this node's namespace                         <prefix>host

@@ -152,7 +152,7 @@ pub enum Checksum {
 
 #[derive(Subcommand)]
 pub enum GuestCmd {
-    /// Check this guest against the seeds' advice for VIPs: IP forwarding
+    /// Check this guest against the vendor manuals' advice for VIPs: IP forwarding
     /// off on a standby, the VIP only on the master, no two NICs in one
     /// subnet. Exits 1 when something is wrong.
     Check {
@@ -430,7 +430,7 @@ pub enum SubnetType {
 pub enum SubnetCmd {
     List(ListArgs),
     Show(Key),
-    /// Create a subnet: by --cidr, or the seeds' way by --range and --prefix-len.
+    /// Create a subnet: by --cidr, or the vendor manuals' way by --range and --prefix-len.
     Create {
         name: String,
         /// VPC (an EIP subnet goes to the default VPC).
@@ -607,7 +607,7 @@ pub enum VipCmd {
     },
     Delete(Key),
     /// What to run (or write) in a guest to add the VIP to one of its NICs,
-    /// or remove it, as the seeds do it; --keepalived prints the
+    /// or remove it, as the vendor manuals do it; --keepalived prints the
     /// keepalived.conf for that NIC instead.
     GuestConfig {
         vip: String,
@@ -675,6 +675,7 @@ pub struct TargetArgs {
     /// A NIC or secondary ENI.
     #[arg(long, group = "target", alias = "eni")]
     pub nic: Option<String>,
+    /// A VIP (the EIP follows whichever NIC holds it).
     #[arg(long, group = "target")]
     pub vip: Option<String>,
 }

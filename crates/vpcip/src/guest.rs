@@ -1,4 +1,4 @@
-//! `vpcip guest check`, run inside a guest: what the seeds ask of the VMs
+//! `vpcip guest check`, run inside a guest: what the vendor manuals ask of the VMs
 //! that share a VIP — IP forwarding off on a standby, the VIP only on the
 //! master, no two NICs in one subnet.
 
@@ -45,7 +45,7 @@ pub fn check(vip: Option<Ipv4Addr>, role: Option<Role>) -> anyhow::Result<()> {
             "IP forwarding is {} (net.ipv4.ip_forward = {forwarding}){}",
             if forwarding == "1" { "on" } else { "off" },
             if standby {
-                "; the seeds require it off on a standby: sed -i '/net.ipv4.ip_forward/s/1/0/g' /etc/sysctl.conf && sysctl -p"
+                "; the vendor manuals require it off on a standby: sed -i '/net.ipv4.ip_forward/s/1/0/g' /etc/sysctl.conf && sysctl -p"
             } else {
                 ""
             }
@@ -77,7 +77,7 @@ pub fn check(vip: Option<Ipv4Addr>, role: Option<Role>) -> anyhow::Result<()> {
             "no two NICs in one subnet".into()
         } else {
             format!(
-                "two NICs in one subnet ({}): the seeds advise against VIPs then (route conflicts)",
+                "two NICs in one subnet ({}): the vendor manuals advise against VIPs then (route conflicts)",
                 shared.join("; ")
             )
         },

@@ -443,7 +443,7 @@ fn mode_of(m: Mode) -> EipMode {
     }
 }
 
-/// `vpcip vip guest-config`: the seeds' guest commands, or keepalived.conf.
+/// `vpcip vip guest-config`: the vendor manuals' guest commands, or keepalived.conf.
 async fn guest_config(ctx: &Ctx, c: VipCmd) -> anyhow::Result<()> {
     let VipCmd::GuestConfig {
         vip,

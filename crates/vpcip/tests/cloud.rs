@@ -1008,7 +1008,7 @@ async fn vpcip_vrrp_tracks_a_script_and_runs_notify_hooks() {
 }
 
 /// An EIP on a VIP in visible mode: a and b each have a secondary ENI in
-/// the visible subnet (the seeds' recipe), configured with `vpcip nic
+/// the visible subnet (the vendor manuals' recipe), configured with `vpcip nic
 /// guest-config`; the VIP sits on an EIP of that subnet and is shared by
 /// keepalived on a and `vpcip vrrp` on b over eth1. The client reaches the
 /// EIP untranslated on whichever VM holds it (the VM sees the EIP as the
@@ -1214,7 +1214,7 @@ async fn vpcip_vrrp_tracks_an_interface_and_guest_check_finds_two_nics_in_a_subn
         panic!("a did not preempt back when its tracked interface came up: {last:?}");
     }
 
-    // A second NIC of a in the same subnet: the seeds advise against it,
+    // A second NIC of a in the same subnet: the vendor manuals advise against it,
     // and `vpcip guest check` says so.
     let check = |lab: &Lab| {
         let out = std::process::Command::new("ip")

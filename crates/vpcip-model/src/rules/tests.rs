@@ -1,4 +1,4 @@
-//! Every rule of SPEC.md, each asserting the error code and the message.
+//! Every rule of the model, each asserting the error code and the message.
 
 use super::*;
 
@@ -290,7 +290,7 @@ fn guest_subnet_inside_a_block_and_not_overlapping() {
     let p = plan_subnet(&r, &v, &[], &[]).unwrap();
     assert_eq!(p.gateway, Some(ip("10.0.0.1")));
     assert_eq!(p.range.to_string(), "10.0.0.2-10.0.0.254");
-    // In a secondary block (the seeds' vSwitch 2).
+    // In a secondary block (the vendor manuals' vSwitch 2).
     let r2 = CreateSubnet {
         cidr: Some(net("120.1.2.0/25")),
         ..req(SubnetKind::Guest)

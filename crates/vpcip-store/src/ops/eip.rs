@@ -1,5 +1,5 @@
 //! EIPs: allocate from an EIP segment, bind to a server, NIC or VIP (NAT or
-//! visible), rebind, change bandwidth, release; and the seeds' "EIP visible
+//! visible), rebind, change bandwidth, release; and the vendor manuals' "EIP visible
 //! on the NIC" recipe as one transaction.
 
 use vpcip_model::ipam::usable;
@@ -52,7 +52,7 @@ async fn clear_binding(tx: &mut Tx, eip: &mut Eip) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// A guest subnet carved from an EIP segment (the seeds' visible-mode
+/// A guest subnet carved from an EIP segment (the vendor manuals' visible-mode
 /// subnet: a secondary VPC block equal to the EIP's) holds public
 /// addresses, which the segment hands out as EIPs. So a NIC or VIP made
 /// there must take the address of an EIP of the subnet's tenant that is
