@@ -22,6 +22,19 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The API's URL: `http://` is assumed when no scheme is given
+/// (`127.0.0.1:9696`); a scheme other than http or https is refused.
+pub fn api_url(s: &str) -> Result<String, String> {
+    match s.split_once("://") {
+        Some(("http" | "https", rest)) if !rest.is_empty() => Ok(s.to_string()),
+        Some((scheme, _)) => Err(format!(
+            "the API's URL is http://HOST:PORT or https://HOST:PORT, not {scheme}://…"
+        )),
+        None if !s.is_empty() => Ok(format!("http://{s}")),
+        None => Err("the API's URL is empty".into()),
+    }
+}
+
 #[derive(Args, Clone)]
 pub struct Global {
     /// The controller's API.
@@ -29,7 +42,8 @@ pub struct Global {
         long,
         global = true,
         env = "VPCIP_URL",
-        default_value = "http://127.0.0.1:9696"
+        default_value = "http://127.0.0.1:9696",
+        value_parser = api_url
     )]
     pub url: String,
     /// Bearer token (the operator's, or a tenant's).

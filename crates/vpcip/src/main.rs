@@ -18,6 +18,7 @@ use cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let no_token = cli.global.token.is_none();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -53,11 +54,14 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            // 2 for a refusal by the API (bad input, a rule), 1 otherwise.
-            let refused = e
+            let status = e
                 .downcast_ref::<vpcip_client::ClientError>()
-                .and_then(|c| c.status())
-                .is_some_and(|s| (400..500).contains(&s));
+                .and_then(|c| c.status());
+            if status == Some(401) && no_token {
+                eprintln!("hint: no token was given: pass --token or set VPCIP_TOKEN");
+            }
+            // 2 for a refusal by the API (bad input, a rule), 1 otherwise.
+            let refused = status.is_some_and(|s| (400..500).contains(&s));
             ExitCode::from(if refused { 2 } else { 1 })
         }
     }

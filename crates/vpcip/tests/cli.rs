@@ -82,6 +82,37 @@ fn ok(o: &Output) -> String {
 }
 
 #[test]
+fn the_url_may_omit_its_scheme_and_a_missing_token_is_named() {
+    let s = start();
+    let bare = s.url.trim_start_matches("http://").to_string();
+    let o = Command::new(env!("CARGO_BIN_EXE_vpcip"))
+        .args(["--url", &bare, "zone", "list"])
+        .env("VPCIP_TOKEN", OPERATOR)
+        .env_remove("VPCIP_URL")
+        .output()
+        .unwrap();
+    ok(&o);
+    let o = Command::new(env!("CARGO_BIN_EXE_vpcip"))
+        .args(["--url", "ftp://127.0.0.1:1", "zone", "list"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("http://HOST:PORT"),
+        "{err}"
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_vpcip"))
+        .args(["zone", "list"])
+        .env("VPCIP_URL", &s.url)
+        .env_remove("VPCIP_TOKEN")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("--token or set VPCIP_TOKEN"), "{err}");
+}
+
+#[test]
 fn cli_session() {
     let s = start();
     let op = |args: &[&str]| cli(&s, OPERATOR, args);
