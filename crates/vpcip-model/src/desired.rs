@@ -302,9 +302,9 @@ pub struct GatewayState {
     #[schema(value_type = Vec<String>)]
     pub eip_segments: Vec<Ipv4Net>,
     /// The infrastructure VMs must never reach (the host networks and the
-    /// agents' addresses): the
-    /// gateway drops what its routers send there, the default SNAT and EIP
-    /// traffic included, unless [`Self::infra_allow`] lists it.
+    /// agents' addresses): the gateway drops what its routers send there,
+    /// the default SNAT and EIP traffic included, unless
+    /// [`Self::infra_allow`] lists it.
     #[serde(default)]
     #[schema(value_type = Vec<String>)]
     pub infrastructure: Vec<Ipv4Net>,
@@ -611,8 +611,16 @@ impl World<'_> {
             .map(|s| s.cidr)
             .collect();
         eip_segments.sort();
-        let mut infrastructure: Vec<Ipv4Net> = self.host_networks.iter().map(|h| h.cidr).collect();
+        // The host networks, and every agent's address (also one outside
+        // them, or before any host network is registered).
+        let mut infrastructure: Vec<Ipv4Net> = self
+            .host_networks
+            .iter()
+            .map(|h| h.cidr)
+            .chain(self.agents.iter().map(|a| Ipv4Net::from(a.underlay_ip)))
+            .collect();
         infrastructure.sort();
+        infrastructure.dedup();
         GatewayState {
             routers,
             eip_segments,
@@ -882,6 +890,14 @@ mod tests {
             host_networks: &[],
         };
         let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        // Every agent's address is infrastructure to the gateway, a host
+        // network registered or not.
+        let g = world.gateway(ip("192.0.2.2"));
+        let want: Vec<Ipv4Net> = ["192.0.2.2/32", "192.0.2.11/32", "192.0.2.12/32"]
+            .iter()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        assert_eq!(g.infrastructure, want);
         let h1 = world.host(&agents[1]);
         assert_eq!(h1.domains.len(), 1);
         assert_eq!(h1.domains[0].vteps, vec![ip("192.0.2.2"), ip("192.0.2.12")]);
