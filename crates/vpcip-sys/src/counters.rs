@@ -29,7 +29,7 @@ use netlink_packet_core::NLM_F_CREATE;
 use netlink_packet_netfilter::NetfilterProtoFamily;
 use netlink_packet_netfilter::nftables::{
     Expressions, InetHookNumber, Lookup, MetaKey, NfTablesMessage, Payload, Register, SetAttribute,
-    SetFlags, SetMessage, TableAttribute, TableMessage,
+    SetFlags, SetMessage,
 };
 
 use crate::SysError;
@@ -161,18 +161,9 @@ impl NatTable {
         prefix_len: u8,
         router_ifprefix: &str,
     ) -> Result<bool, SysError> {
-        if self.has_set(NetfilterProtoFamily::IPv4, GATEWAY_TABLE, EIP_ROUTER)? {
-            return Ok(false);
-        }
-        let table = || TableMessage {
-            attributes: vec![TableAttribute::Name(GATEWAY_TABLE.into())],
-        };
-        // Add, delete, add: an older table without the counters goes, in
-        // the same transaction.
-        let msgs = vec![
-            NfTablesMessage::NewTable(table()),
-            NfTablesMessage::DeleteTable(table()),
-            NfTablesMessage::NewTable(table()),
+        // An older table without the counters goes, in the same
+        // transaction.
+        let body = vec![
             counted_set(EIP_IN, 1),
             counted_set(EIP_OUT, 2),
             NfTablesMessage::NewSet(SetMessage {
@@ -205,8 +196,13 @@ impl NatTable {
                 gateway_masquerade(links, prefix_len, router_ifprefix),
             ),
         ];
-        self.transact_in(NetfilterProtoFamily::IPv4, msgs, &[], &[], NLM_F_CREATE)?;
-        Ok(true)
+        self.ensure_table(
+            NetfilterProtoFamily::IPv4,
+            GATEWAY_TABLE,
+            EIP_ROUTER,
+            body,
+            &Vec::new(),
+        )
     }
 
     /// The counted EIPs and their counts.

@@ -24,14 +24,11 @@
 //! EIP or the default SNAT) reaches neither the node itself nor the host
 //! networks nor another VPC's router.
 
-use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
-use netlink_packet_core::NLM_F_CREATE;
 use netlink_packet_netfilter::NetfilterProtoFamily;
 use netlink_packet_netfilter::nftables::{
     InetHookNumber, MetaKey, NfTablesMessage, Operator, Register, SetAttribute, SetFlags,
-    TableAttribute, TableMessage,
 };
 use vpcip_dataplane::isolation::{InfraGuard, interval_elements};
 use vpcip_model::desired::InfraService;
@@ -43,7 +40,7 @@ use crate::expr::{
 };
 use crate::link::VXLAN_PORT;
 use crate::nft::{NatTable, filter_chain_in, rule_in};
-use crate::sets::{Element, converge_elements, flush, new_set};
+use crate::sets::{Element, SetContents, new_set};
 
 pub const GUARD_TABLE: &str = "vpcip_guard";
 const VTEPS: &str = "vteps";
@@ -194,7 +191,7 @@ fn allow_key(s: &InfraService) -> Element {
 }
 
 /// Each set's elements for `g`.
-fn elements(role: GuardRole, g: &InfraGuard) -> Vec<(&'static str, BTreeSet<Element>)> {
+fn elements(role: GuardRole, g: &InfraGuard) -> SetContents {
     let mut out = vec![(VTEPS, g.vteps.iter().map(vtep_key).collect())];
     if matches!(role, GuardRole::Gateway { .. }) {
         out.push((
@@ -213,55 +210,26 @@ impl NatTable {
     /// Creates the guard's table, holding `want` from the start, unless it
     /// exists with the sets of `role`; true when (re)created.
     pub fn ensure_guard(&mut self, role: GuardRole, want: &InfraGuard) -> Result<bool, SysError> {
-        let last = match role {
+        let marker = match role {
             GuardRole::Host => VTEPS,
             GuardRole::Gateway { .. } => ALLOW,
         };
-        if self.has_set(NetfilterProtoFamily::IPv4, GUARD_TABLE, last)? {
-            return Ok(false);
-        }
-        let t = || TableMessage {
-            attributes: vec![TableAttribute::Name(GUARD_TABLE.into())],
-        };
-        let mut msgs = vec![
-            NfTablesMessage::NewTable(t()),
-            NfTablesMessage::DeleteTable(t()),
-            NfTablesMessage::NewTable(t()),
-        ];
-        msgs.extend(table(role));
-        for (set, want) in elements(role, want) {
-            msgs.extend(converge_elements(GUARD_TABLE, set, &BTreeSet::new(), &want).0);
-        }
-        self.transact_in(NetfilterProtoFamily::IPv4, msgs, &[], &[], NLM_F_CREATE)?;
-        Ok(true)
+        let contents = elements(role, want);
+        self.ensure_table(
+            NetfilterProtoFamily::IPv4,
+            GUARD_TABLE,
+            marker,
+            table(role),
+            &contents,
+        )
     }
 
     /// Makes the guard's sets what `want` gives, in one transaction;
     /// returns the number of elements added or removed. The interval set
     /// is rewritten whole when it differs (its elements are few).
     pub fn apply_guard(&mut self, role: GuardRole, want: &InfraGuard) -> Result<usize, SysError> {
-        let mut msgs = Vec::new();
-        let mut n = 0;
-        for (set, want) in elements(role, want) {
-            let have = self.read_elements(NetfilterProtoFamily::IPv4, GUARD_TABLE, set)?;
-            if have == want {
-                continue;
-            }
-            if set == INFRA {
-                msgs.push(flush(GUARD_TABLE, set));
-                msgs.extend(converge_elements(GUARD_TABLE, set, &BTreeSet::new(), &want).0);
-                n += have.symmetric_difference(&want).count();
-            } else {
-                let (m, k) = converge_elements(GUARD_TABLE, set, &have, &want);
-                msgs.extend(m);
-                n += k;
-            }
-        }
-        if msgs.is_empty() {
-            return Ok(0);
-        }
-        self.transact_in(NetfilterProtoFamily::IPv4, msgs, &[], &[], NLM_F_CREATE)?;
-        Ok(n)
+        let contents = elements(role, want);
+        self.converge_sets(NetfilterProtoFamily::IPv4, GUARD_TABLE, &contents, &[INFRA])
     }
 }
 

@@ -4,10 +4,12 @@
 
 use std::collections::BTreeSet;
 
+use netlink_packet_core::NLM_F_CREATE;
 use netlink_packet_netfilter::NetfilterProtoFamily;
 use netlink_packet_netfilter::nftables::{
     DataAttribute, ListAttribute, NfTablesMessage, SetAttribute, SetElementAttribute,
-    SetElementFlags, SetElementList, SetElementMessage, SetFlags, SetMessage,
+    SetElementFlags, SetElementList, SetElementMessage, SetFlags, SetMessage, TableAttribute,
+    TableMessage,
 };
 
 use crate::SysError;
@@ -45,7 +47,7 @@ pub(crate) fn new_set(
 }
 
 /// Messages adding (or removing) `elements` to a set.
-pub(crate) fn change_elements(
+fn change_elements(
     table: &str,
     set: &str,
     add: bool,
@@ -97,7 +99,7 @@ pub(crate) fn with_host_order_keys(mut set: NfTablesMessage) -> NfTablesMessage 
 }
 
 /// A message removing every element of a set.
-pub(crate) fn flush(table: &str, set: &str) -> NfTablesMessage {
+fn flush(table: &str, set: &str) -> NfTablesMessage {
     NfTablesMessage::DeleteSetElement(SetElementMessage {
         attributes: vec![
             SetElementList::Table(table.into()),
@@ -107,7 +109,7 @@ pub(crate) fn flush(table: &str, set: &str) -> NfTablesMessage {
 }
 
 /// Messages turning `have` into `want`: removals first, then additions.
-pub(crate) fn converge_elements(
+fn converge_elements(
     table: &str,
     set: &str,
     have: &BTreeSet<Element>,
@@ -126,7 +128,76 @@ pub(crate) fn converge_elements(
     (msgs, n)
 }
 
+/// What each set of a table must hold: (set, elements).
+pub(crate) type SetContents = Vec<(&'static str, BTreeSet<Element>)>;
+
 impl NatTable {
+    /// Makes `table` anew unless it already has the set `marker` (the last
+    /// one its current shape adds): in one transaction an older table goes,
+    /// and one of `body` (sets, chains, rules) holding `contents` takes its
+    /// place, so that no packet sees it empty. True when it was made.
+    pub(crate) fn ensure_table(
+        &mut self,
+        family: NetfilterProtoFamily,
+        table: &str,
+        marker: &str,
+        body: Vec<NfTablesMessage>,
+        contents: &SetContents,
+    ) -> Result<bool, SysError> {
+        if self.has_set(family, table, marker)? {
+            return Ok(false);
+        }
+        let t = || TableMessage {
+            attributes: vec![TableAttribute::Name(table.into())],
+        };
+        let mut msgs = vec![
+            NfTablesMessage::NewTable(t()),
+            NfTablesMessage::DeleteTable(t()),
+            NfTablesMessage::NewTable(t()),
+        ];
+        msgs.extend(body);
+        for (set, want) in contents {
+            msgs.extend(converge_elements(table, set, &BTreeSet::new(), want).0);
+        }
+        self.transact_in(family, msgs, &[], &[], NLM_F_CREATE)?;
+        Ok(true)
+    }
+
+    /// Makes each set of `table` hold what `contents` gives, from what the
+    /// kernel holds now, in one transaction; the sets named in `whole`
+    /// (interval sets, whose elements cannot be changed one by one safely)
+    /// are rewritten whole when they differ. Returns the number of elements
+    /// added or removed.
+    pub(crate) fn converge_sets(
+        &mut self,
+        family: NetfilterProtoFamily,
+        table: &str,
+        contents: &SetContents,
+        whole: &[&str],
+    ) -> Result<usize, SysError> {
+        let mut msgs = Vec::new();
+        let mut n = 0;
+        for (set, want) in contents {
+            let have = self.read_elements(family, table, set)?;
+            if &have == want {
+                continue;
+            }
+            let (m, k) = if whole.contains(set) {
+                msgs.push(flush(table, set));
+                let (m, _) = converge_elements(table, set, &BTreeSet::new(), want);
+                (m, have.symmetric_difference(want).count())
+            } else {
+                converge_elements(table, set, &have, want)
+            };
+            msgs.extend(m);
+            n += k;
+        }
+        if !msgs.is_empty() {
+            self.transact_in(family, msgs, &[], &[], NLM_F_CREATE)?;
+        }
+        Ok(n)
+    }
+
     /// What a set holds, read again while the kernel says a dump was
     /// interrupted.
     pub(crate) fn read_elements(

@@ -29,13 +29,11 @@
 //! elements added or removed in one transaction.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
 
-use netlink_packet_core::NLM_F_CREATE;
 use netlink_packet_netfilter::NetfilterProtoFamily;
 use netlink_packet_netfilter::nftables::{
     ChainAttribute, ChainMessage, Hook, InetHookNumber, MetaKey, NfTablesMessage, Operator,
-    Register, RuleAttribute, RuleMessage, SetFlags, TableAttribute, TableMessage,
+    Register, RuleAttribute, RuleMessage, SetFlags,
 };
 pub use vpcip_dataplane::isolation::PortGuards as Guards;
 
@@ -44,7 +42,7 @@ use crate::expr::{
     Expr, LINK_HEADER, NETWORK_HEADER, NOT_IN, accept, cmp, drop, lookup, meta, payload,
 };
 use crate::nft::NatTable;
-use crate::sets::{Element, converge_elements, new_set, with_host_order_keys};
+use crate::sets::{SetContents, new_set, with_host_order_keys};
 
 pub const SPOOF_TABLE: &str = "vpcip_spoof";
 const PORTS: &str = "ports";
@@ -63,11 +61,6 @@ fn ifname_key(name: &str) -> Vec<u8> {
     let mut k = name.as_bytes().to_vec();
     k.resize(IFNAMSIZ, 0);
     k
-}
-
-fn name_of(key: &[u8]) -> String {
-    let end = key.iter().position(|b| *b == 0).unwrap_or(key.len());
-    String::from_utf8_lossy(&key[..end]).into_owned()
 }
 
 fn ether_type(t: u16) -> Vec<Expr> {
@@ -174,7 +167,7 @@ fn sets() -> Vec<NfTablesMessage> {
 
 /// Each set's elements for `g`, in the order they are put in place: what a
 /// port may send is there before the port is guarded.
-fn elements(g: &Guards) -> [(&'static str, BTreeSet<Element>); 5] {
+fn elements(g: &Guards) -> SetContents {
     let names = |set: &BTreeSet<String>| set.iter().map(|p| (ifname_key(p), false)).collect();
     let macs = g
         .macs
@@ -195,7 +188,7 @@ fn elements(g: &Guards) -> [(&'static str, BTreeSet<Element>); 5] {
             (k, false)
         })
         .collect();
-    [
+    vec![
         (MACS, macs),
         (PORTS, names(&g.ports())),
         (LINKS, names(&g.links)),
@@ -209,82 +202,28 @@ impl NatTable {
     /// exists with every set; true when (re)created. A table of an older
     /// vpcip (without MAC pinning) is replaced in the same transaction.
     pub fn ensure_spoof(&mut self, want: &Guards) -> Result<bool, SysError> {
-        if self.has_set(NetfilterProtoFamily::Bridge, SPOOF_TABLE, LINKS)? {
-            return Ok(false);
-        }
-        let table = || TableMessage {
-            attributes: vec![TableAttribute::Name(SPOOF_TABLE.into())],
-        };
-        let mut msgs = vec![
-            NfTablesMessage::NewTable(table()),
-            NfTablesMessage::DeleteTable(table()),
-            NfTablesMessage::NewTable(table()),
-        ];
-        msgs.extend(sets());
-        for (set, want) in elements(want) {
-            msgs.extend(converge_elements(SPOOF_TABLE, set, &BTreeSet::new(), &want).0);
-        }
-        msgs.push(chain("prerouting", InetHookNumber::PreRouting));
-        msgs.push(chain("input", InetHookNumber::LocalIn));
-        msgs.push(chain("output", InetHookNumber::LocalOut));
-        msgs.extend(rules());
-        self.transact_in(NetfilterProtoFamily::Bridge, msgs, &[], &[], NLM_F_CREATE)?;
-        Ok(true)
-    }
-
-    /// The sets as the kernel holds them.
-    pub fn read_spoof(&mut self) -> Result<Guards, SysError> {
-        let mut read = |set| self.read_elements(NetfilterProtoFamily::Bridge, SPOOF_TABLE, set);
-        let names = |els: BTreeSet<Element>| els.into_iter().map(|(k, _)| name_of(&k)).collect();
-        let macs = read(MACS)?
-            .into_iter()
-            .filter_map(|(k, _)| {
-                let mac = <[u8; 6]>::try_from(k.get(IFNAMSIZ..IFNAMSIZ + 6)?).ok()?;
-                Some((name_of(&k[..IFNAMSIZ]), mac))
-            })
-            .collect();
-        let allowed = read(ALLOWED)?
-            .into_iter()
-            .filter_map(|(k, _)| {
-                let ip = <[u8; 4]>::try_from(k.get(IFNAMSIZ..IFNAMSIZ + 4)?).ok()?;
-                Some((name_of(&k[..IFNAMSIZ]), Ipv4Addr::from(ip)))
-            })
-            .collect();
-        Ok(Guards {
-            macs,
-            links: names(read(LINKS)?),
-            guarded: names(read(GUARDED)?),
-            allowed,
-        })
+        let mut body = sets();
+        body.push(chain("prerouting", InetHookNumber::PreRouting));
+        body.push(chain("input", InetHookNumber::LocalIn));
+        body.push(chain("output", InetHookNumber::LocalOut));
+        body.extend(rules());
+        self.ensure_table(
+            NetfilterProtoFamily::Bridge,
+            SPOOF_TABLE,
+            LINKS,
+            body,
+            &elements(want),
+        )
     }
 
     /// Makes the sets what `want` gives, in one transaction, from what the
     /// kernel holds now; returns the number of elements added or removed.
     pub fn apply_spoof(&mut self, want: &Guards) -> Result<usize, SysError> {
-        let mut removals = Vec::new();
-        let mut additions = Vec::new();
-        let mut n = 0;
-        for (set, want) in elements(want) {
-            let have = self.read_elements(NetfilterProtoFamily::Bridge, SPOOF_TABLE, set)?;
-            let remove: BTreeSet<Element> = have.difference(&want).cloned().collect();
-            let add: BTreeSet<Element> = want.difference(&have).cloned().collect();
-            n += remove.len() + add.len();
-            removals.extend(converge_elements(SPOOF_TABLE, set, &remove, &BTreeSet::new()).0);
-            additions.extend(converge_elements(SPOOF_TABLE, set, &BTreeSet::new(), &add).0);
-        }
-        if n == 0 {
-            return Ok(0);
-        }
-        // Removals before additions: one transaction, so no packet sees
-        // the sets half-changed.
-        removals.extend(additions);
-        self.transact_in(
+        self.converge_sets(
             NetfilterProtoFamily::Bridge,
-            removals,
+            SPOOF_TABLE,
+            &elements(want),
             &[],
-            &[],
-            NLM_F_CREATE,
-        )?;
-        Ok(n)
+        )
     }
 }
