@@ -16,14 +16,16 @@
 //! check every encapsulated one), and TCP throughput vm1 → vm2 across the
 //! hosts (iperf3).
 
-use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::process::Command;
 use std::time::Duration;
 
-use vpcip_dataplane::isolation::{InfraGuard, PortGuards, merge, parse_mac};
+use vpcip_dataplane::isolation::{PortGuards, gateway_guard, host_guard, port_guards};
 use vpcip_dataplane::nat::{MapChange, NatPlan};
 use vpcip_lab::World;
+use vpcip_model::desired::{
+    GatewayState, HostPort, HostState, L2Domain, ROUTER_IFPREFIX, RouterSubnet, VpcRouter,
+};
 use vpcip_sys::guard::GuardRole;
 use vpcip_sys::netns::{in_netns, named};
 use vpcip_sys::nft::NatTable;
@@ -169,7 +171,18 @@ fn world(gro: bool) -> anyhow::Result<World> {
     Ok(w)
 }
 
-/// The guards `g` on every node, as the agents program them.
+/// An L2 domain of the bench world.
+fn domain(vni: u32, vteps: Vec<Ipv4Addr>) -> L2Domain {
+    L2Domain {
+        subnet_id: format!("subnet-{vni}"),
+        vni,
+        vteps,
+    }
+}
+
+/// The guards `g` on every node: the desired states an agent would get for
+/// this world (plus `g`'s made-up ports and VTEPs), planned and programmed
+/// by the agents' own code.
 fn guard(w: &World, g: Guards) -> anyhow::Result<()> {
     let node_ip = |n: &str| -> Ipv4Addr {
         NODES
@@ -178,59 +191,71 @@ fn guard(w: &World, g: Guards) -> anyhow::Result<()> {
             .and_then(|(_, ip)| ip.parse().ok())
             .unwrap_or(Ipv4Addr::UNSPECIFIED)
     };
-    // Made-up VTEPs in 198.18.0.0/15 (benchmark addresses), each with a
-    // VNI of its own.
-    let fake_vteps = |n: u32| -> BTreeSet<(Ipv4Addr, u32)> {
-        (0..n)
-            .map(|i| (Ipv4Addr::from(0xc612_0000 + i), 1000 + i))
-            .collect()
-    };
     for (node, _) in NODES {
-        let mut vteps: BTreeSet<(Ipv4Addr, u32)> = NODES
+        let others: Vec<Ipv4Addr> = NODES
             .iter()
             .filter(|(m, _)| *m != node)
-            .map(|(m, _)| (node_ip(m), VNI))
+            .map(|(m, _)| node_ip(m))
             .collect();
-        vteps.extend(fake_vteps(g.vteps.saturating_sub(vteps.len() as u32)));
+        // Made-up VTEPs in 198.18.0.0/15 (benchmark addresses), each in a
+        // segment of its own.
+        let mut domains = vec![domain(VNI, others.clone())];
+        domains.extend(
+            (0..g.vteps.saturating_sub(others.len() as u32))
+                .map(|i| domain(1000 + i, vec![Ipv4Addr::from(0xc612_0000 + i)])),
+        );
         let is_gw = node == "gw";
-        let want = InfraGuard {
-            vteps,
-            infra: if is_gw {
-                merge(&["192.0.2.0/24".parse()?, "169.254.0.0/16".parse()?])
-            } else {
-                vec![]
-            },
-            allow: BTreeSet::new(),
-        };
-        let role = if is_gw {
-            GuardRole::Gateway {
-                router_ifprefix: "vr",
-            }
-        } else {
-            GuardRole::Host
-        };
-        let mut ports = PortGuards::default();
-        if let Some((vm, _, ip)) = VMS.iter().find(|(_, h, _)| *h == node) {
-            let mac = w.exec(vm, &["cat", "/sys/class/net/eth0/address"]);
-            let mac = parse_mac(mac.trim()).ok_or_else(|| anyhow::anyhow!("mac {mac}"))?;
-            let ip: Ipv4Addr = ip.parse()?;
-            let mut add = |name: String, mac: [u8; 6], ip: Ipv4Addr| {
-                ports.macs.insert((name.clone(), mac));
-                ports.links.insert(name.clone());
-                ports.guarded.insert(name.clone());
-                ports.allowed.insert((name, ip));
+        let (role, want, ports) = if is_gw {
+            let subnets = domains
+                .into_iter()
+                .map(|l2| RouterSubnet {
+                    l2,
+                    cidr: "10.0.1.0/24".parse().unwrap_or_default(),
+                    gateway: None,
+                })
+                .collect();
+            let state = GatewayState {
+                routers: vec![VpcRouter {
+                    vpc_id: "vpc-bench".into(),
+                    index: 1,
+                    subnets,
+                    nat: vec![],
+                    visible: vec![],
+                    vips: vec![],
+                }],
+                infrastructure: vec!["192.0.2.0/24".parse()?],
+                ..Default::default()
             };
-            add("t1".into(), mac, ip);
-            for i in 1..g.ports {
-                let b = i.to_be_bytes();
-                add(
-                    format!("tf{i}"),
-                    [0xfa, 0x16, b[0], b[1], b[2], b[3]],
-                    Ipv4Addr::from(0x0a80_0000 + i),
-                );
+            let role = GuardRole::Gateway {
+                router_ifprefix: ROUTER_IFPREFIX,
+            };
+            (role, gateway_guard(&state), PortGuards::default())
+        } else {
+            let mut ports = Vec::new();
+            if let Some((vm, _, ip)) = VMS.iter().find(|(_, h, _)| *h == node) {
+                let mac = w.exec(vm, &["cat", "/sys/class/net/eth0/address"]);
+                let port = |ifname: String, mac: String, ip: Ipv4Addr| HostPort {
+                    nic_id: ifname.clone(),
+                    ifname,
+                    vni: VNI,
+                    mac,
+                    ips: vec![ip],
+                    source_dest_check: true,
+                };
+                ports.push(port("t1".into(), mac.trim().to_string(), ip.parse()?));
+                ports.extend((1..g.ports).map(|i| {
+                    let b = i.to_be_bytes();
+                    port(
+                        format!("tf{i}"),
+                        format!("fa:16:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3]),
+                        Ipv4Addr::from(0x0a80_0000 + i),
+                    )
+                }));
             }
-            ports.links.insert("vx100".into());
-        }
+            let state = HostState { domains, ports };
+            let ports = port_guards(&state, |vni| format!("vx{vni}"));
+            (GuardRole::Host, host_guard(&state), ports)
+        };
         in_netns(&named(&w.ns(node)), move || -> anyhow::Result<()> {
             let mut t = NatTable::open()?;
             if g.vteps_on {
