@@ -91,7 +91,17 @@ fn alg_sets(router: &VpcRouter) -> AlgSets {
 
 /// The node's steering map (EIP → router number), counted EIPs and class
 /// map (by destination).
-type NodeNft = (BTreeMap<Ipv4Addr, u32>, BTreeSet<Ipv4Addr>, ClassMap);
+/// The gateway node's own nftables maps and sets.
+#[derive(Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+struct NodeNft {
+    /// EIP → its router's number.
+    steer: BTreeMap<Ipv4Addr, u32>,
+    /// The EIPs counted.
+    counted: BTreeSet<Ipv4Addr>,
+    classes: ClassMap,
+    /// Router link address → the gateway's default SNAT address.
+    default_snat: BTreeMap<Ipv4Addr, Ipv4Addr>,
+}
 
 /// Bytes per second of a limit in Mbit/s.
 fn rate_bytes(mbps: u32) -> u64 {
@@ -592,34 +602,49 @@ impl GatewayReconciler {
             .iter()
             .flat_map(|r| r.nat.iter().map(move |e| (e.eip, r.index)))
             .collect();
-        let counted: BTreeSet<Ipv4Addr> = steer.keys().copied().collect();
-        let classes = class_map(state.routers.iter().flat_map(|r| r.nat.iter()));
+        let want = NodeNft {
+            counted: steer.keys().copied().collect(),
+            steer,
+            classes: class_map(state.routers.iter().flat_map(|r| r.nat.iter())),
+            default_snat: state
+                .snat_ip
+                .map(|to| {
+                    state
+                        .routers
+                        .iter()
+                        .map(|r| (router_link(r.index).1, to))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
         let seen = self.node_seen.take();
         let (n, now) = in_netns(&self.node, || -> Result<_, SysError> {
             let mut nft = NatTable::open()?;
             let generation = nft.generation()?;
             let netns = netns_inode()?;
-            let (have_steer, have_counted, have_classes) = match seen {
+            let have = match seen {
                 Some(s) if s.generation == generation && s.netns == netns => s.state,
                 _ => {
                     nft.ensure_qos(EipIs::Destination)?;
-                    (
-                        nft.read_steering()?,
-                        nft.read_counters()?.into_keys().collect(),
-                        nft.read_classes()?,
-                    )
+                    NodeNft {
+                        steer: nft.read_steering()?,
+                        counted: nft.read_counters()?.into_keys().collect(),
+                        classes: nft.read_classes()?,
+                        default_snat: nft.read_default_snat()?,
+                    }
                 }
             };
-            let mut n = nft.apply_steering(&have_steer, &steer)?;
-            let add: Vec<Ipv4Addr> = counted.difference(&have_counted).copied().collect();
-            let remove: Vec<Ipv4Addr> = have_counted.difference(&counted).copied().collect();
+            let mut n = nft.apply_steering(&have.steer, &want.steer)?;
+            let add: Vec<Ipv4Addr> = want.counted.difference(&have.counted).copied().collect();
+            let remove: Vec<Ipv4Addr> = have.counted.difference(&want.counted).copied().collect();
             nft.apply_counted(&add, &remove)?;
             n += add.len() + remove.len();
-            n += nft.apply_classes(&have_classes, &classes)?;
+            n += nft.apply_classes(&have.classes, &want.classes)?;
+            n += nft.apply_default_snat(&have.default_snat, &want.default_snat)?;
             let seen = Seen {
                 generation: nft.generation()?,
                 netns,
-                state: (steer.clone(), counted.clone(), classes.clone()),
+                state: want,
             };
             Ok((n, seen))
         })

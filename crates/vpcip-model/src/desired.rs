@@ -312,6 +312,12 @@ pub struct GatewayState {
     /// underlay); empty unless configured.
     #[serde(default)]
     pub infra_allow: Vec<InfraService>,
+    /// This gateway's default SNAT address ([`crate::Gateway::snat_ip`]):
+    /// what the routers masquerade leaves the node from it, and nothing
+    /// leaves without it.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub snat_ip: Option<Ipv4Addr>,
 }
 
 /// One infrastructure service VMs may reach: `udp 192.0.2.53 53`.
@@ -456,6 +462,7 @@ pub struct World<'a> {
     pub vips: &'a [Vip],
     pub agents: &'a [Agent],
     pub host_networks: &'a [HostNetwork],
+    pub gateways: &'a [Gateway],
 }
 
 impl World<'_> {
@@ -510,7 +517,7 @@ impl World<'_> {
         match agent.role {
             AgentRole::Gateway => Desired {
                 revision,
-                gateway: Some(self.gateway(agent.underlay_ip)),
+                gateway: Some(self.gateway(agent)),
                 host: None,
             },
             AgentRole::Host => Desired {
@@ -523,7 +530,8 @@ impl World<'_> {
 
     /// The gateway's desired state: one router per tenant VPC, with its
     /// guest subnets and the EIPs bound in it.
-    pub fn gateway(&self, me: Ipv4Addr) -> GatewayState {
+    pub fn gateway(&self, agent: &Agent) -> GatewayState {
+        let me = agent.underlay_ip;
         let vteps = self.vteps();
         let routers = self
             .vpcs
@@ -626,6 +634,11 @@ impl World<'_> {
             eip_segments,
             infrastructure,
             infra_allow: Vec::new(),
+            snat_ip: self
+                .gateways
+                .iter()
+                .find(|g| g.name == agent.name)
+                .and_then(|g| g.snat_ip),
         }
     }
 
@@ -835,8 +848,21 @@ mod tests {
             vips: &[],
             agents: &[],
             host_networks: &[],
+            gateways: &[Gateway {
+                id: "gw-1".into(),
+                name: "gw".into(),
+                underlay_ip: "192.0.2.2".parse().unwrap(),
+                snat_ip: Some("203.0.113.254".parse().unwrap()),
+            }],
         };
-        let s = world.gateway("192.0.2.2".parse().unwrap());
+        let s = world.gateway(&agent("gw", AgentRole::Gateway, "192.0.2.2"));
+        assert_eq!(
+            s.snat_ip,
+            Some("203.0.113.254".parse().unwrap()),
+            "its own gateway's default SNAT address"
+        );
+        let other = world.gateway(&agent("gw2", AgentRole::Gateway, "192.0.2.3"));
+        assert_eq!(other.snat_ip, None, "not another gateway's");
         assert_eq!(s.routers.len(), 2, "the default VPC has no router");
         assert_eq!(s.routers[0].nat.len(), 2);
         assert_eq!(s.routers[0].nat[0].eip.to_string(), "203.0.113.1", "sorted");
@@ -888,11 +914,12 @@ mod tests {
             vips: &vips,
             agents: &agents,
             host_networks: &[],
+            gateways: &[],
         };
         let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
         // Every agent's address is infrastructure to the gateway, a host
         // network registered or not.
-        let g = world.gateway(ip("192.0.2.2"));
+        let g = world.gateway(&agents[0]);
         let want: Vec<Ipv4Net> = ["192.0.2.2/32", "192.0.2.11/32", "192.0.2.12/32"]
             .iter()
             .map(|n| n.parse().unwrap())
@@ -911,7 +938,7 @@ mod tests {
         assert_eq!(h2.domains.len(), 2);
         assert_eq!(h2.domains[0].vteps, vec![ip("192.0.2.2"), ip("192.0.2.11")]);
         assert_eq!(h2.domains[1].vteps, vec![ip("192.0.2.2")]);
-        let gw = world.gateway(ip("192.0.2.2"));
+        let gw = world.gateway(&agents[0]);
         let r = &gw.routers[0];
         assert_eq!(
             r.subnets[0].l2.vteps,

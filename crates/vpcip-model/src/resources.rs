@@ -97,6 +97,14 @@ pub struct Gateway {
     /// EIP segments' static routes.
     #[schema(value_type = String, example = "192.168.201.20")]
     pub underlay_ip: Ipv4Addr,
+    /// The address the VPCs' default SNAT leaves this gateway from (VMs
+    /// without an EIP reaching the outside world): taken from an EIP
+    /// segment, so never the node's own (VTEP) address. None while no EIP
+    /// segment has a free address; VMs without an EIP then reach nothing
+    /// outside.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "203.0.113.254")]
+    pub snat_ip: Option<Ipv4Addr>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]

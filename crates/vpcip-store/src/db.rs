@@ -865,6 +865,29 @@ impl Tx {
         Ok(Ipv4Addr::from(addr))
     }
 
+    /// Allocates the highest free address of `subnet` (the caller holds
+    /// the subnet's row lock); None when it has none left.
+    pub async fn allocate_highest(
+        &mut self,
+        subnet: &mut Subnet,
+        owner: &str,
+    ) -> Result<Option<Ipv4Addr>, StoreError> {
+        let top = self
+            .range_where(
+                "SELECT lo, hi FROM ip_free_ranges WHERE subnet_id = $1 ORDER BY hi DESC LIMIT 1",
+                &subnet.id,
+                None,
+            )
+            .await?;
+        match top {
+            None => Ok(None),
+            Some(r) => self
+                .allocate(subnet, owner, Some(Ipv4Addr::from(r.last)))
+                .await
+                .map(Some),
+        }
+    }
+
     async fn insert_range(&mut self, subnet_id: &str, r: AddrRange) -> Result<(), StoreError> {
         self.write(
             "INSERT INTO ip_free_ranges (subnet_id, lo, hi) VALUES ($1, $2, $3)",

@@ -112,7 +112,8 @@ pub async fn take_every_other(
 /// test does after every kill; returns what is wrong (nothing, when all
 /// holds):
 /// - every allocated address belongs to something that exists, and every
-///   EIP, NIC and VIP holds its own address in its subnet;
+///   EIP, NIC and VIP holds its own address in its subnet, and every
+///   gateway its default SNAT address in an EIP segment;
 /// - a subnet's free ranges and allocated addresses cover its range
 ///   exactly once (nothing both free and taken, nothing lost);
 /// - every EIP binding names an existing EIP and target, and agrees with
@@ -123,7 +124,7 @@ pub async fn take_every_other(
 pub async fn invariants(store: &Store) -> Result<Vec<String>, crate::StoreError> {
     use std::collections::{BTreeMap, BTreeSet};
     use std::net::Ipv4Addr;
-    use vpcip_model::{Eip, Nic, Subnet, Vip};
+    use vpcip_model::{Eip, Gateway, Nic, Subnet, SubnetKind, Vip};
     let mut bad = Vec::new();
     let mut tx = store.db.begin_read().await?;
     let ids: BTreeSet<String> = tx
@@ -136,6 +137,7 @@ pub async fn invariants(store: &Store) -> Result<Vec<String>, crate::StoreError>
     let nics: Vec<Nic> = tx.all().await?;
     let vips: Vec<Vip> = tx.all().await?;
     let subnets: Vec<Subnet> = tx.all().await?;
+    let gateways: Vec<Gateway> = tx.all().await?;
     let mut alloc: BTreeMap<(String, u32), String> = BTreeMap::new();
     for r in tx
         .rows("SELECT subnet_id, addr, owner_id FROM ip_allocations", &[])
@@ -166,6 +168,14 @@ pub async fn invariants(store: &Store) -> Result<Vec<String>, crate::StoreError>
     }
     for v in &vips {
         holds(&v.subnet_id, v.ip, &v.id, "VIP");
+    }
+    for g in &gateways {
+        let Some(ip) = g.snat_ip else { continue };
+        let seg = subnets
+            .iter()
+            .find(|s| s.kind == SubnetKind::Eip && s.cidr.contains(&ip))
+            .map_or("no EIP segment", |s| s.id.as_str());
+        holds(seg, ip, &g.id, "gateway");
     }
     let mut free: BTreeMap<String, Vec<(u32, u32)>> = BTreeMap::new();
     for r in tx

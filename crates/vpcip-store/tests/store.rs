@@ -156,9 +156,10 @@ async fn seeds_eip_lifecycle(s: &Store) {
         code(s.unbind_eip(&t1, &eip.id).await.unwrap_err()),
         "eip_not_bound"
     );
-    assert_eq!(s.show::<Subnet>(&OP, &seg.id).await.unwrap().used, 2);
+    // Two EIPs and the gateway's default SNAT address.
+    assert_eq!(s.show::<Subnet>(&OP, &seg.id).await.unwrap().used, 3);
     s.release_eip(&t1, &eip.id).await.unwrap();
-    assert_eq!(s.show::<Subnet>(&OP, &seg.id).await.unwrap().used, 1);
+    assert_eq!(s.show::<Subnet>(&OP, &seg.id).await.unwrap().used, 2);
     assert_eq!(
         code(s.show::<Eip>(&t1, &eip.id).await.unwrap_err()),
         "not_found"
@@ -313,6 +314,93 @@ async fn segments_and_host_networks_never_overlap(s: &Store) {
         ),
         "eip_subnet_outside_default_vpc"
     );
+}
+
+/// Each gateway's default SNAT address is an EIP segment address it holds
+/// like an EIP (no EIP can take it), follows the segments as they come and
+/// go, and goes back when the gateway does.
+async fn gateways_hold_a_default_snat_address(s: &Store) {
+    let gateway = |name: &'static str| async move {
+        s.list::<Gateway>(&OP, None, None, None)
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .find(|g| g.name == name)
+            .unwrap()
+    };
+    let clean = || async {
+        assert_eq!(
+            vpcip_store::testing::invariants(s).await.unwrap(),
+            Vec::<String>::new()
+        );
+    };
+    // Registered before any segment: none, until one comes.
+    seeds_world(s).await;
+    assert_eq!(
+        gateway("allinone").await.snat_ip,
+        Some(ip("192.168.202.254"))
+    );
+    let t1 = tenant("t1");
+    let taken = code(
+        s.create_eip(
+            &t1,
+            &CreateEip {
+                ip: Some(ip("192.168.202.254")),
+                bandwidth_mbps: 1,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(taken, "address_in_use");
+    // A gateway registered later takes the next one down.
+    let gw2 = s
+        .create_gateway(
+            &OP,
+            &CreateGateway {
+                name: "gw2".into(),
+                underlay_ip: ip("192.168.201.21"),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(gw2.snat_ip, Some(ip("192.168.202.253")));
+    clean().await;
+    // Gone with its gateway: an EIP may have it now.
+    s.delete_gateway(&OP, "gw2", false).await.unwrap();
+    let eip = s
+        .create_eip(
+            &t1,
+            &CreateEip {
+                ip: Some(ip("192.168.202.253")),
+                bandwidth_mbps: 1,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    s.release_eip(&t1, &eip.id).await.unwrap();
+    // A segment that goes takes the gateway's address with it; the
+    // gateway moves to another segment, or has none.
+    s.create_subnet(
+        &OP,
+        &CreateSubnet {
+            name: "seg2".into(),
+            kind: SubnetKind::Eip,
+            cidr: Some("203.0.113.0/24".parse().unwrap()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    s.delete_subnet(&OP, "eip-seg").await.unwrap();
+    assert_eq!(gateway("allinone").await.snat_ip, Some(ip("203.0.113.254")));
+    clean().await;
+    s.delete_subnet(&OP, "seg2").await.unwrap();
+    assert_eq!(gateway("allinone").await.snat_ip, None);
+    clean().await;
 }
 
 async fn vpc_blocks_and_subnets(s: &Store) {
@@ -1136,7 +1224,10 @@ async fn visible_recipe_in_one_call(s: &Store) {
     let gw = out.subnet.gateway.unwrap();
     assert_ne!(gw, out.eip.ip);
     let seg = s.show::<Subnet>(&OP, "eip-seg").await.unwrap();
-    assert_eq!(seg.used, 2, "the EIP and the visible subnet's gateway");
+    assert_eq!(
+        seg.used, 3,
+        "the EIP, the visible subnet's gateway and the gateway node's default SNAT address"
+    );
     let err = s
         .create_eip(
             &OP,
@@ -1850,6 +1941,7 @@ on_both!(
     overlay_numbers_placement_and_desired_state,
     seeds_eip_lifecycle,
     segments_and_host_networks_never_overlap,
+    gateways_hold_a_default_snat_address,
     vpc_blocks_and_subnets,
     enis_attach_in_their_zone,
     vip_limits_and_warnings,

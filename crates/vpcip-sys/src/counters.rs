@@ -9,8 +9,10 @@
 //! set eip_out { type ipv4_addr; counter }
 //! chain count_in    { type filter hook prerouting priority -300; ip daddr @eip_in }
 //! chain count_out   { type filter hook postrouting priority 300; ip saddr @eip_out }
+//! map default_snat { type ipv4_addr : ipv4_addr }        # router link address → the gateway's default SNAT address
 //! chain postrouting { type nat hook postrouting priority 100;
-//!                     ip saddr 169.254.0.0/16 oifname != "vr*" masquerade }
+//!                     ip saddr 169.254.0.0/16 oifname != "vr*" snat to ip saddr map @default_snat
+//!                     ip saddr 169.254.0.0/16 oifname != "vr*" drop }
 //! ```
 //!
 //! The mark selects the router: one policy rule and one routing table per
@@ -34,8 +36,8 @@ use netlink_packet_netfilter::nftables::{
 
 use crate::SysError;
 use crate::nft::{
-    Expr, GATEWAY_TABLE, KeyChange, NatTable, attrs, filter_chain_in, gateway_masquerade,
-    meta_set_from_map, nat_chain_in, rule_in,
+    DEFAULT_SNAT_MAP, Expr, GATEWAY_TABLE, KeyChange, NatTable, attrs, filter_chain_in,
+    gateway_default_snat, meta_set_from_map, nat_chain_in, rule_in,
 };
 
 pub const EIP_ROUTER: &str = "eip_router";
@@ -163,7 +165,7 @@ impl NatTable {
     ) -> Result<bool, SysError> {
         // An older table without the counters goes, in the same
         // transaction.
-        let body = vec![
+        let mut body = vec![
             counted_set(EIP_IN, 1),
             counted_set(EIP_OUT, 2),
             NfTablesMessage::NewSet(SetMessage {
@@ -178,6 +180,18 @@ impl NatTable {
                     SetAttribute::Id(3),
                 ],
             }),
+            NfTablesMessage::NewSet(SetMessage {
+                attributes: vec![
+                    SetAttribute::Table(GATEWAY_TABLE.into()),
+                    SetAttribute::Name(DEFAULT_SNAT_MAP.into()),
+                    SetAttribute::Flags(SetFlags::Map),
+                    SetAttribute::KeyType(7), // ipv4_addr
+                    SetAttribute::KeyLen(4),
+                    SetAttribute::DataType(7), // ipv4_addr
+                    SetAttribute::DataLen(4),
+                    SetAttribute::Id(4),
+                ],
+            }),
             filter_chain("steer", InetHookNumber::PreRouting, -150),
             filter_chain("count_in", InetHookNumber::PreRouting, -300),
             filter_chain("count_out", InetHookNumber::PostRouting, 300),
@@ -190,19 +204,43 @@ impl NatTable {
             rule_in(GATEWAY_TABLE, "steer", steer()),
             rule_in(GATEWAY_TABLE, "count_in", count(EIP_IN, 1, 16)),
             rule_in(GATEWAY_TABLE, "count_out", count(EIP_OUT, 2, 12)),
-            rule_in(
-                GATEWAY_TABLE,
-                "postrouting",
-                gateway_masquerade(links, prefix_len, router_ifprefix),
-            ),
         ];
+        for r in gateway_default_snat(links, prefix_len, router_ifprefix, 4) {
+            body.push(rule_in(GATEWAY_TABLE, "postrouting", r));
+        }
         self.ensure_table(
             NetfilterProtoFamily::IPv4,
             GATEWAY_TABLE,
-            EIP_ROUTER,
+            DEFAULT_SNAT_MAP,
             body,
             &Vec::new(),
         )
+    }
+
+    /// The default SNAT map: router link address → the address its
+    /// masqueraded traffic leaves the node from.
+    pub fn read_default_snat(&mut self) -> Result<BTreeMap<Ipv4Addr, Ipv4Addr>, SysError> {
+        Ok(self
+            .read_u32_map(GATEWAY_TABLE, DEFAULT_SNAT_MAP)?
+            .into_iter()
+            .map(|(k, v)| (k, Ipv4Addr::from(v.to_ne_bytes())))
+            .collect())
+    }
+
+    /// Makes the default SNAT map `want`, in one transaction; returns the
+    /// number of elements changed.
+    pub fn apply_default_snat(
+        &mut self,
+        have: &BTreeMap<Ipv4Addr, Ipv4Addr>,
+        want: &BTreeMap<Ipv4Addr, Ipv4Addr>,
+    ) -> Result<usize, SysError> {
+        // As the kernel holds it: the address's bytes, read as a u32.
+        let raw = |m: &BTreeMap<Ipv4Addr, Ipv4Addr>| -> BTreeMap<Ipv4Addr, u32> {
+            m.iter()
+                .map(|(k, v)| (*k, u32::from_ne_bytes(v.octets())))
+                .collect()
+        };
+        self.apply_u32_map(GATEWAY_TABLE, DEFAULT_SNAT_MAP, &raw(have), &raw(want))
     }
 
     /// The counted EIPs and their counts.

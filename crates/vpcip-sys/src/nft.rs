@@ -83,34 +83,50 @@ fn be32(v: u32) -> Vec<u8> {
 /// The gateway node's table: the VPCs' default SNAT, second stage.
 pub const GATEWAY_TABLE: &str = "vpcip_gw";
 
-/// `ip saddr BLOCK oifname != "PREFIX*" masquerade`: what the routers
-/// masqueraded to their link addresses leaves the gateway node with the
-/// node's own address.
-pub(crate) fn gateway_masquerade(
+/// The map giving the address each router's masqueraded traffic leaves
+/// the gateway node from: router link address → the gateway's default
+/// SNAT address.
+pub const DEFAULT_SNAT_MAP: &str = "default_snat";
+
+/// The gateway node's default SNAT, second stage: what the routers
+/// masqueraded to their link addresses leaves the node from its default
+/// SNAT address, never from the node's own, and nothing leaves without one:
+///
+/// ```text
+/// ip saddr BLOCK oifname != "PREFIX*" snat to ip saddr map @default_snat
+/// ip saddr BLOCK oifname != "PREFIX*" drop
+/// ```
+pub(crate) fn gateway_default_snat(
     links: Ipv4Addr,
     prefix_len: u8,
     router_ifprefix: &str,
-) -> Vec<Expr> {
+    map_id: u32,
+) -> [Vec<Expr>; 2] {
     let mask = if prefix_len == 0 {
         0
     } else {
         u32::MAX << (32 - u32::from(prefix_len))
     };
-    vec![
-        expr::payload(expr::NETWORK_HEADER, 12, 4, Register::Reg1),
-        expr::mask(Register::Reg1, mask.to_be_bytes().to_vec()),
-        expr::cmp(Register::Reg1, Operator::Equal, links.octets().to_vec()),
-        expr::meta(MetaKey::Oifname, Register::Reg1),
-        // A comparison shorter than the name: a prefix match.
-        expr::cmp(
-            Register::Reg1,
-            Operator::NotEqual,
-            router_ifprefix.as_bytes().to_vec(),
-        ),
-    ]
-    .into_iter()
-    .chain(masquerade())
-    .collect()
+    let leaving = || {
+        vec![
+            expr::payload(expr::NETWORK_HEADER, 12, 4, Register::Reg1),
+            expr::mask(Register::Reg1, mask.to_be_bytes().to_vec()),
+            expr::cmp(Register::Reg1, Operator::Equal, links.octets().to_vec()),
+            expr::meta(MetaKey::Oifname, Register::Reg1),
+            // A comparison shorter than the name: a prefix match.
+            expr::cmp(
+                Register::Reg1,
+                Operator::NotEqual,
+                router_ifprefix.as_bytes().to_vec(),
+            ),
+        ]
+    };
+    const SNAT: u32 = 0;
+    let mut snat = leaving();
+    snat.extend(map_nat(DEFAULT_SNAT_MAP, map_id, 12, SNAT));
+    let mut drop = leaving();
+    drop.push(expr::drop());
+    [snat, drop]
 }
 
 /// The router's uplink (towards the gateway and the physical network):

@@ -32,12 +32,13 @@ impl Tabular for HostNetwork {
 }
 
 impl Tabular for Gateway {
-    const HEADER: &'static [&'static str] = &["ID", "NAME", "UNDERLAY IP"];
+    const HEADER: &'static [&'static str] = &["ID", "NAME", "UNDERLAY IP", "DEFAULT SNAT"];
     fn row(&self) -> Vec<String> {
         vec![
             self.id.clone(),
             self.name.clone(),
             self.underlay_ip.to_string(),
+            snat(self),
         ]
     }
 }
@@ -62,14 +63,28 @@ fn health(a: &vpcip_model::desired::Agent) -> String {
     }
 }
 
+/// A gateway's default SNAT address, or why VMs without an EIP reach
+/// nothing outside.
+fn snat(g: &Gateway) -> String {
+    g.snat_ip
+        .map_or_else(|| "none (no EIP segment)".into(), |ip| ip.to_string())
+}
+
 impl Tabular for GatewayHealth {
-    const HEADER: &'static [&'static str] =
-        &["ID", "NAME", "UNDERLAY IP", "AGENT", "APPLIED REVISION"];
+    const HEADER: &'static [&'static str] = &[
+        "ID",
+        "NAME",
+        "UNDERLAY IP",
+        "DEFAULT SNAT",
+        "AGENT",
+        "APPLIED REVISION",
+    ];
     fn row(&self) -> Vec<String> {
         vec![
             self.gateway.id.clone(),
             self.gateway.name.clone(),
             self.gateway.underlay_ip.to_string(),
+            snat(&self.gateway),
             self.agent
                 .as_ref()
                 .map_or_else(|| "no agent".into(), health),

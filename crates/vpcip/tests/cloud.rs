@@ -64,9 +64,14 @@ async fn overlay_joins_subnets_across_hosts_and_keeps_vpcs_apart() {
     assert!(!lab.pings("b", d.ip) || d.ip == a.ip, "sanity");
 
     // Both VPCs reach the outside through their default SNAT: the client
-    // sees the gateway node's address.
+    // sees the gateway's default SNAT address, taken from the EIP segment
+    // (never the node's own, VTEP, address).
     let _out = echo_server(&lab.ns("client"), 7001, Duration::from_secs(60));
-    let gw: Ipv4Addr = cloud::GATEWAY_UNDERLAY.parse().unwrap();
+    let gw = lab.snat_ip().await;
+    assert!(
+        SEGMENT.parse::<ipnet::Ipv4Net>().unwrap().contains(&gw),
+        "{gw} is not in the EIP segment"
+    );
     for vm in ["a", "d"] {
         assert_eq!(
             ask_once(&lab.ns(vm), at(CLIENT_IP, 7001), vm),
@@ -292,7 +297,7 @@ async fn eip_nat_carries_tcp_udp_icmp_and_follows_rebinds() {
     // x, unbound, falls back to the default SNAT.
     assert_eq!(
         ask_once(&lab.ns("x"), at(CLIENT_IP, 7001), "x out"),
-        Some(format!("{} x out", cloud::GATEWAY_UNDERLAY))
+        Some(format!("{} x out", lab.snat_ip().await))
     );
     let _ = (sy, y);
 }

@@ -258,6 +258,15 @@ async fn a_vm_reaches_the_outside_world_and_nothing_of_the_infrastructure() {
             "{vm} does not reach the outside world"
         );
     }
+    // Tenant traffic never leaves with a VTEP's address: the outside sees
+    // the VM without an EIP at the gateway's default SNAT address, one of
+    // the EIP segment, and the one with at its EIP.
+    let snat = lab.snat_ip().await;
+    assert_ne!(snat, GW);
+    let _echo = vpcip_lab::echo_server(&lab.ns("client"), 7003, Duration::from_secs(60));
+    let seen = |vm: &str| vpcip_lab::ask_once(&lab.ns(vm), at(CLIENT_IP, 7003), vm);
+    assert_eq!(seen("app-1"), Some(format!("{snat} app-1")));
+    assert_eq!(seen("web-1"), Some(format!("{} web-1", eip.ip)));
     // Services on the underlay, one of them on the allow-list; the
     // gateway node's stands for a controller there (`vpcip allinone`).
     let phy_allowed = Listener::start(&lab.ns("phy"), PHY, 7001);
@@ -310,6 +319,45 @@ async fn a_vm_reaches_the_outside_world_and_nothing_of_the_infrastructure() {
     let _ = app;
 }
 
+/// With no EIP segment the gateway has no default SNAT address: a VM
+/// without an EIP then reaches nothing outside, and nothing of it leaves
+/// the gateway, neither from the node's own (VTEP) address nor
+/// untranslated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_default_snat_address_nothing_leaves() {
+    let mut lab = Lab::up("rts").await;
+    host_network(&lab).await;
+    let v1 = lab.vpc("v1", "10.0.0.0/16").await;
+    let sw1 = lab.subnet(&v1, "sw1", "10.0.1.0/24").await;
+    let _ = lab.vm("app-1", &sw1, "h1").await;
+    assert!(
+        eventually(Duration::from_secs(20), || lab.pings("app-1", CLIENT_IP)),
+        "app-1 does not reach the outside with a default SNAT address"
+    );
+    lab.op.delete("/v1/subnets/seg").await.unwrap();
+    let gws: Vec<Gateway> = lab.op.list_all("gateways", None).await.unwrap();
+    assert_eq!(gws[0].snat_ip, None, "the segment took its address along");
+    assert!(
+        eventually(Duration::from_secs(10), || !lab.pings("app-1", CLIENT_IP)),
+        "app-1 still reaches the outside"
+    );
+    // What reaches the client meanwhile: no IPv4 at all.
+    let ns = lab.ns("client");
+    let watch = std::thread::spawn(move || capture(&ns, "eth0", Duration::from_secs(3)));
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..3 {
+        assert!(!lab.pings("app-1", CLIENT_IP));
+        let _ = vpcip_lab::ask_once(&lab.ns("app-1"), at(CLIENT_IP, 7003), "x");
+    }
+    let ipv4: Vec<Vec<u8>> = watch
+        .join()
+        .unwrap()
+        .into_iter()
+        .filter(|f| f[12..14] == [0x08, 0x00])
+        .collect();
+    assert!(ipv4.is_empty(), "IPv4 reached the client: {ipv4:02x?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vxlan_is_taken_only_from_the_vteps_of_its_segment() {
     let mut lab = Lab::up("rtv").await;
@@ -333,8 +381,8 @@ async fn vxlan_is_taken_only_from_the_vteps_of_its_segment() {
     let packet = vxlan(sw1.vni, &frame);
     let to_h1 = SocketAddr::new(H1.into(), 4789);
 
-    // From a VM, through its default SNAT (masqueraded to the gateway's
-    // own VTEP address before the guards).
+    // From a VM, through its default SNAT (which leaves from an EIP
+    // segment address, not a VTEP's).
     send_udp(&lab.ns("app-1"), to_h1, &packet);
     // From the physical router: on the underlay, not a VTEP.
     send_udp(&lab.ns("phy"), to_h1, &packet);

@@ -269,6 +269,7 @@ mod tests {
             id: format!("gw-{name}"),
             name: name.into(),
             underlay_ip: ip(addr),
+            snat_ip: None,
         }
     }
 

@@ -355,6 +355,7 @@ fn physical_route_per_gateway() {
         id: "gw-1".into(),
         name: "allinone".into(),
         underlay_ip: ip("192.168.201.20"),
+        snat_ip: None,
     };
     let r = physical_routes(&seg, &[gw]);
     assert_eq!(r.len(), 1);

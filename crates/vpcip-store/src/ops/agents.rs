@@ -5,7 +5,7 @@ use vpcip_model::rules::{self, UnderlayClaim};
 use vpcip_model::*;
 
 use crate::db::{Resource, Scope, Tx, new_id, now};
-use crate::ops::infra::check_underlay;
+use crate::ops::infra::{assign_snat, check_underlay};
 use crate::sql::Val;
 use crate::{Store, StoreError};
 
@@ -101,12 +101,14 @@ impl Store {
                     }
                     Ok(_) => {}
                     Err(StoreError::Rule(RuleError::NotFound { .. })) => {
-                        tx.insert(&Gateway {
+                        let mut g = Gateway {
                             id: new_id(Kind::Gateway),
                             name: req.name.clone(),
                             underlay_ip: req.underlay_ip,
-                        })
-                        .await?;
+                            snat_ip: None,
+                        };
+                        assign_snat(&mut tx, &mut g, None).await?;
+                        tx.insert(&g).await?;
                     }
                     Err(e) => return Err(e),
                 }
@@ -465,6 +467,7 @@ impl Store {
         let vips: Vec<Vip> = tx.all().await?;
         let agents: Vec<Agent> = tx.all().await?;
         let host_networks: Vec<HostNetwork> = tx.all().await?;
+        let gateways: Vec<Gateway> = tx.all().await?;
         tx.commit().await?;
         let world = desired::World {
             vpcs: &vpcs,
@@ -475,6 +478,7 @@ impl Store {
             vips: &vips,
             agents: &agents,
             host_networks: &host_networks,
+            gateways: &gateways,
         };
         let mut desired = world.desired(revision, &agent);
         if let Some(g) = desired.gateway.as_mut() {

@@ -41,6 +41,85 @@ pub(crate) async fn check_underlay(
     Ok(())
 }
 
+/// The EIP segments, each row locked, in address order (the caller holds
+/// [`lock_underlay`]).
+async fn eip_segments(tx: &mut Tx) -> Result<Vec<Subnet>, StoreError> {
+    let default: Vpc = tx.find(&Scope::Operator, DEFAULT_VPC_NAME, false).await?;
+    let mut out = Vec::new();
+    for s in tx.children::<Subnet>(&default.id).await? {
+        if s.kind == SubnetKind::Eip {
+            out.push(tx.get::<Subnet>(&s.id, true).await?);
+        }
+    }
+    out.sort_by_key(|s| s.cidr);
+    Ok(out)
+}
+
+/// Gives `gw` a default SNAT address if it has none: the highest free
+/// address of the first EIP segment (but `except`) that has one, allocated
+/// to the gateway so that no EIP can take it. The caller holds
+/// [`lock_underlay`] and writes `gw`.
+pub(crate) async fn assign_snat(
+    tx: &mut Tx,
+    gw: &mut Gateway,
+    except: Option<&str>,
+) -> Result<(), StoreError> {
+    if gw.snat_ip.is_some() {
+        return Ok(());
+    }
+    for mut seg in eip_segments(tx).await? {
+        if except == Some(seg.id.as_str()) {
+            continue;
+        }
+        if let Some(ip) = tx.allocate_highest(&mut seg, &gw.id).await? {
+            tx.update(&seg).await?;
+            gw.snat_ip = Some(ip);
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Gives `gw`'s default SNAT address back to its EIP segment (the caller
+/// holds [`lock_underlay`] and writes `gw`).
+pub(crate) async fn release_snat(tx: &mut Tx, gw: &mut Gateway) -> Result<(), StoreError> {
+    let Some(ip) = gw.snat_ip.take() else {
+        return Ok(());
+    };
+    if let Some(mut seg) = eip_segments(tx)
+        .await?
+        .into_iter()
+        .find(|s| s.cidr.contains(&ip))
+    {
+        tx.release(&mut seg, ip).await?;
+        tx.update(&seg).await?;
+    }
+    Ok(())
+}
+
+/// After EIP segments changed: every gateway without a default SNAT
+/// address gets one if a segment has room; those `leaving` held (a segment
+/// about to be deleted) go back to it and move to another.
+pub(crate) async fn reassign_snat(tx: &mut Tx, leaving: Option<&Subnet>) -> Result<(), StoreError> {
+    let gateways: Vec<Gateway> = tx.all().await?;
+    for mut gw in gateways {
+        let before = gw.snat_ip;
+        if let (Some(seg), Some(ip)) = (leaving, gw.snat_ip)
+            && seg.cidr.contains(&ip)
+        {
+            let mut seg = tx.get::<Subnet>(&seg.id, true).await?;
+            tx.release(&mut seg, ip).await?;
+            tx.update(&seg).await?;
+            gw.snat_ip = None;
+        }
+        assign_snat(tx, &mut gw, leaving.map(|l| l.id.as_str())).await?;
+        if gw.snat_ip != before {
+            tx.update(&gw).await?;
+        }
+    }
+    Ok(())
+}
+
 impl Store {
     pub(crate) async fn ensure_default_vpc(&self) -> Result<(), StoreError> {
         self.retry(|| async {
@@ -170,10 +249,11 @@ impl Store {
         scope.require_operator("register gateways")?;
         rules::validate_name("name", &req.name)?;
         self.retry(|| async {
-            let gw = Gateway {
+            let mut gw = Gateway {
                 id: new_id(Kind::Gateway),
                 name: req.name.clone(),
                 underlay_ip: req.underlay_ip,
+                snat_ip: None,
             };
             let mut tx = self.db.begin().await?;
             // Its own agent (a gateway agent of this name) may hold the
@@ -192,6 +272,7 @@ impl Store {
                 },
             )
             .await?;
+            assign_snat(&mut tx, &mut gw, None).await?;
             tx.insert(&gw).await?;
             tx.commit().await?;
             Ok(gw)
@@ -211,7 +292,7 @@ impl Store {
         self.retry(|| async {
             let mut tx = self.db.begin().await?;
             lock_underlay(&mut tx).await?;
-            let gw: Gateway = tx.find(scope, key, true).await?;
+            let mut gw: Gateway = tx.find(scope, key, true).await?;
             let gateways: Vec<Gateway> = tx.all().await?;
             let eips: Vec<Eip> = tx.all().await?;
             let bound = eips
@@ -219,6 +300,7 @@ impl Store {
                 .filter(|e| e.nic_id.is_some() || e.vip_id.is_some())
                 .count();
             rules::check_gateway_delete(&gw, &gateways, bound, force)?;
+            release_snat(&mut tx, &mut gw).await?;
             tx.delete(&gw).await?;
             tx.commit().await
         })

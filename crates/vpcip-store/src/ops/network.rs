@@ -7,6 +7,7 @@ use vpcip_model::rules::{self, label};
 use vpcip_model::*;
 
 use crate::db::{Claim, Resource, Scope, Tx, new_id};
+use crate::ops::infra::reassign_snat;
 use crate::{Store, StoreError};
 
 /// The tenant a new resource of `scope` belongs to, when the operator may
@@ -209,6 +210,10 @@ impl Store {
             let host_networks: Vec<HostNetwork> = tx.all().await?;
             let plan = rules::plan_subnet(req, &vpc, &siblings, &host_networks)?;
             let subnet = insert_subnet(&mut tx, id, &vpc, zone.map(|z| z.id), req, &plan).await?;
+            if subnet.kind == SubnetKind::Eip {
+                // The default VPC's row, locked above, is the underlay lock.
+                reassign_snat(&mut tx, None).await?;
+            }
             let physical_routes = eip_routes(&mut tx, &subnet).await?;
             tx.commit().await?;
             let warnings = if subnet.kind == SubnetKind::Eip && physical_routes.is_empty() {
@@ -234,8 +239,17 @@ impl Store {
     pub async fn delete_subnet(&self, scope: &Scope, key: &str) -> Result<(), StoreError> {
         self.retry(|| async {
             let mut tx = self.db.begin().await?;
-            let subnet: Subnet = tx.find(scope, key, true).await?;
+            let found: Subnet = tx.find(scope, key, false).await?;
+            if found.kind == SubnetKind::Eip {
+                // Gateways hold default SNAT addresses in EIP segments:
+                // the underlay lock first, as where they are assigned.
+                tx.find::<Vpc>(&Scope::Operator, DEFAULT_VPC_NAME, true).await?;
+            }
+            let subnet: Subnet = tx.get(&found.id, true).await?;
             must_own(scope, &subnet.tenant, "this subnet")?;
+            if subnet.kind == SubnetKind::Eip {
+                reassign_snat(&mut tx, Some(&subnet)).await?;
+            }
             let in_use = tx.allocations_in_use(&subnet.id).await?;
             if in_use > 0 {
                 return Err(RuleError::InUse {

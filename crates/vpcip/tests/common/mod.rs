@@ -149,6 +149,15 @@ impl Lab {
         (server, nic)
     }
 
+    /// The gateway's default SNAT address, as the API shows it (`vpcip
+    /// gateway list`): where VMs without an EIP come from outside.
+    pub async fn snat_ip(&self) -> Ipv4Addr {
+        let gws: Vec<Gateway> = self.op.list_all("gateways", None).await.unwrap();
+        let gw = gws.iter().find(|g| g.name == cloud::GATEWAY).unwrap();
+        gw.snat_ip
+            .unwrap_or_else(|| panic!("gateway {} has no default SNAT address", gw.name))
+    }
+
     pub async fn eip_for(&self, server: &Server) -> Eip {
         self.op
             .create_eip(&CreateEip {
