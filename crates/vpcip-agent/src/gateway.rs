@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+use crate::kernel::netns_inode;
 use ipnet::Ipv4Net;
 use vpcip_dataplane::isolation::gateway_guard;
 use vpcip_dataplane::nat::{NatMap, plan_nat, snat_of};
@@ -154,14 +155,6 @@ struct Seen<T> {
     state: T,
 }
 
-/// The inode of the current thread's network namespace.
-fn netns_inode() -> Result<u64, SysError> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/thread-self/ns/net")
-        .map(|m| m.ino())
-        .map_err(|e| SysError::Io("stat network namespace", e))
-}
-
 /// Router N's routing table on the node is `ROUTER_TABLES + N`.
 pub const ROUTER_TABLES: u32 = 10000;
 /// The priority of the node's steering rules (before `main` at 32766).
@@ -172,10 +165,7 @@ pub fn router_netns(prefix: &str, vpc_id: &str) -> String {
     format!("{prefix}vpcr-{vpc_id}")
 }
 
-/// The name of a subnet's VXLAN device.
-pub fn vxlan_ifname(vni: u32) -> String {
-    format!("vx{vni}")
-}
+pub use vpcip_dataplane::links::vxlan_ifname;
 
 /// Runs `f` with an rtnetlink connection in the namespace at `ns`.
 pub(crate) fn on<T: Send>(

@@ -7,6 +7,7 @@
 
 pub mod gateway;
 pub mod host;
+pub mod kernel;
 pub mod metrics;
 
 use std::net::Ipv4Addr;
@@ -194,10 +195,24 @@ pub async fn run(client: Client, cfg: AgentConfig) -> ! {
                 .collect();
             let _ = routers_tx.send(list);
         }
-        let result = match (cfg.role, &desired.gateway, &desired.host) {
-            (AgentRole::Gateway, Some(state), _) => gateway.reconcile(state),
-            (AgentRole::Host, _, Some(state)) => host.reconcile(state),
-            _ => Ok(gateway::Summary::default()),
+        // The pass talks to the kernel synchronously: off the async
+        // runtime (in `vpcip allinone` that is the server's own).
+        let role = cfg.role;
+        let pass = tokio::task::spawn_blocking(move || {
+            let result = match (role, &desired.gateway, &desired.host) {
+                (AgentRole::Gateway, Some(state), _) => gateway.reconcile(state),
+                (AgentRole::Host, _, Some(state)) => {
+                    host.reconcile(state).map_err(|e| e.to_string())
+                }
+                _ => Ok(gateway::Summary::default()),
+            };
+            (gateway, host, desired, result)
+        })
+        .await;
+        let (desired, result);
+        (gateway, host, desired, result) = match pass {
+            Ok(done) => done,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
         };
         pending = result.as_ref().is_ok_and(|s| s.pending);
         m.reconcile_seconds.observe(started.elapsed().as_secs_f64());

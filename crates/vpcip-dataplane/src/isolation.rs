@@ -103,6 +103,36 @@ pub fn interval_elements(intervals: &[Interval]) -> Vec<(Ipv4Addr, bool)> {
     out
 }
 
+/// The intervals an nftables interval set holds, from its elements as
+/// [`interval_elements`] writes them (the inverse of that).
+pub fn intervals_of(elements: &[(Ipv4Addr, bool)]) -> Vec<Interval> {
+    let mut sorted = elements.to_vec();
+    sorted.sort();
+    let mut out: Vec<Interval> = Vec::new();
+    let mut open: Option<Ipv4Addr> = None;
+    for (addr, end) in sorted {
+        match (end, open.take()) {
+            (false, None) => open = Some(addr),
+            (false, Some(start)) => {
+                // A start with no end before the next start: the kernel
+                // holds it as an interval to the top.
+                out.push(Interval { start, end: None });
+                open = Some(addr);
+            }
+            (true, Some(start)) => out.push(Interval {
+                start,
+                end: Some(addr),
+            }),
+            // The leading end at 0.0.0.0 closes nothing.
+            (true, None) => {}
+        }
+    }
+    if let Some(start) = open {
+        out.push(Interval { start, end: None });
+    }
+    out
+}
+
 /// A MAC address written `fa:16:0a:00:01:04`.
 pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
     let mut out = [0u8; 6];
@@ -120,6 +150,8 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
 /// What a host's port guards hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PortGuards {
+    /// The VM ports (those of [`Self::macs`]).
+    pub ports: BTreeSet<String>,
     /// Every VM port and the one MAC it may send from.
     pub macs: BTreeSet<(String, [u8; 6])>,
     /// The tenant links (VM ports, VXLAN devices): nothing of the host's
@@ -131,25 +163,20 @@ pub struct PortGuards {
     pub allowed: BTreeSet<(String, Ipv4Addr)>,
 }
 
-impl PortGuards {
-    /// The VM ports.
-    pub fn ports(&self) -> BTreeSet<String> {
-        self.macs.iter().map(|(p, _)| p.clone()).collect()
-    }
-}
-
 /// A host's port guards; `vxlan_ifname` names a VNI's VXLAN device. A port
 /// whose MAC does not parse is left out of `macs`, so its frames are not
 /// pinned but it is still a tenant link (and the controller only hands out
 /// MACs it made).
 pub fn port_guards(state: &HostState, vxlan_ifname: impl Fn(u32) -> String) -> PortGuards {
     let checked = || state.ports.iter().filter(|p| p.source_dest_check);
+    let macs: BTreeSet<(String, [u8; 6])> = state
+        .ports
+        .iter()
+        .filter_map(|p| Some((p.ifname.clone(), parse_mac(&p.mac)?)))
+        .collect();
     PortGuards {
-        macs: state
-            .ports
-            .iter()
-            .filter_map(|p| Some((p.ifname.clone(), parse_mac(&p.mac)?)))
-            .collect(),
+        ports: macs.iter().map(|(p, _)| p.clone()).collect(),
+        macs,
         links: state
             .ports
             .iter()
@@ -304,6 +331,19 @@ mod tests {
                 });
                 prop_assert_eq!(inside, merged, "{}", ip);
             }
+        }
+
+        /// What an interval set holds reads back as the intervals written.
+        #[test]
+        fn interval_elements_read_back(
+            nets in proptest::collection::vec((any::<u32>(), 0u8..=32), 0..12),
+        ) {
+            let nets: Vec<Ipv4Net> = nets
+                .into_iter()
+                .map(|(a, l)| Ipv4Net::new(Ipv4Addr::from(a), l).unwrap().trunc())
+                .collect();
+            let m = merge(&nets);
+            prop_assert_eq!(intervals_of(&interval_elements(&m)), m);
         }
 
         #[test]

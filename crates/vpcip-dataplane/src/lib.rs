@@ -1,6 +1,9 @@
 //! vpcip's data-plane planner: from the desired state and what the kernel
 //! holds, the changes to make. Pure code: no sockets, tested without a
-//! kernel; `vpcip-sys` applies the plans.
+//! kernel; the agents observe the kernel, plan here and apply the changes
+//! through `vpcip-sys`.
 
+pub mod host;
 pub mod isolation;
+pub mod links;
 pub mod nat;

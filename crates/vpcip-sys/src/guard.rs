@@ -30,8 +30,8 @@ use netlink_packet_netfilter::NetfilterProtoFamily;
 use netlink_packet_netfilter::nftables::{
     InetHookNumber, MetaKey, NfTablesMessage, Operator, Register, SetAttribute, SetFlags,
 };
-use vpcip_dataplane::isolation::{InfraGuard, interval_elements};
-use vpcip_model::desired::InfraService;
+use vpcip_dataplane::isolation::{InfraGuard, interval_elements, intervals_of};
+use vpcip_model::desired::{InfraProtocol, InfraService};
 
 use crate::SysError;
 use crate::expr::{
@@ -224,12 +224,78 @@ impl NatTable {
         )
     }
 
+    /// What the guard's sets hold; None when the table is missing or lacks
+    /// the sets of `role`.
+    pub fn read_guard(&mut self, role: GuardRole) -> Result<Option<InfraGuard>, SysError> {
+        let family = NetfilterProtoFamily::IPv4;
+        let marker = match role {
+            GuardRole::Host => VTEPS,
+            GuardRole::Gateway { .. } => ALLOW,
+        };
+        if !self.has_set(family, GUARD_TABLE, marker)? {
+            return Ok(None);
+        }
+        let mut g = InfraGuard {
+            vteps: self
+                .read_elements(family, GUARD_TABLE, VTEPS)?
+                .iter()
+                .filter_map(|(k, _)| {
+                    let ip = <[u8; 4]>::try_from(k.get(..4)?).ok()?;
+                    let vni = k.get(4..7)?;
+                    let vni = u32::from_be_bytes([0, vni[0], vni[1], vni[2]]);
+                    Some((Ipv4Addr::from(ip), vni))
+                })
+                .collect(),
+            ..Default::default()
+        };
+        if matches!(role, GuardRole::Gateway { .. }) {
+            let els: Vec<(Ipv4Addr, bool)> = self
+                .read_elements(family, GUARD_TABLE, INFRA)?
+                .iter()
+                .filter_map(|(k, end)| {
+                    Some((Ipv4Addr::from(<[u8; 4]>::try_from(k.get(..4)?).ok()?), *end))
+                })
+                .collect();
+            g.infra = intervals_of(&els);
+            g.allow = self
+                .read_elements(family, GUARD_TABLE, ALLOW)?
+                .iter()
+                .filter_map(|(k, _)| {
+                    let ip = <[u8; 4]>::try_from(k.get(..4)?).ok()?;
+                    let protocol = match k.get(4)? {
+                        6 => InfraProtocol::Tcp,
+                        17 => InfraProtocol::Udp,
+                        _ => return None,
+                    };
+                    let port = u16::from_be_bytes(<[u8; 2]>::try_from(k.get(8..10)?).ok()?);
+                    Some(InfraService {
+                        protocol,
+                        ip: Ipv4Addr::from(ip),
+                        port,
+                    })
+                })
+                .collect();
+        }
+        Ok(Some(g))
+    }
+
     /// Makes the guard's sets what `want` gives, in one transaction;
     /// returns the number of elements added or removed. The interval set
     /// is rewritten whole when it differs (its elements are few).
     pub fn apply_guard(&mut self, role: GuardRole, want: &InfraGuard) -> Result<usize, SysError> {
         let contents = elements(role, want);
         self.converge_sets(NetfilterProtoFamily::IPv4, GUARD_TABLE, &contents, &[INFRA])
+    }
+}
+
+/// Whether IPv6 is on on a link of the current namespace (false on a
+/// kernel without IPv6).
+pub fn ipv6_enabled(ifname: &str) -> Result<bool, SysError> {
+    let path = format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6");
+    match std::fs::read_to_string(&path) {
+        Ok(now) => Ok(now.trim() != "1"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(SysError::Io("read sysctl disable_ipv6", e)),
     }
 }
 

@@ -38,8 +38,7 @@ use crate::SysError;
 pub const RTPROT_VPCIP: u8 = 240;
 /// VXLAN's IANA port.
 pub const VXLAN_PORT: u16 = 4789;
-/// VXLAN adds 50 bytes to a frame on an IPv4 underlay.
-pub const VXLAN_OVERHEAD: u32 = 50;
+pub use vpcip_dataplane::links::VXLAN_OVERHEAD;
 
 /// One link as the kernel reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -236,6 +235,31 @@ impl Net {
                 })
             })
             .collect())
+    }
+
+    /// Every link's IPv4 addresses, by link index, in one dump.
+    pub fn all_addrs(&self) -> Result<std::collections::BTreeMap<u32, Vec<Ipv4Net>>, SysError> {
+        let msgs: Vec<_> = self
+            .rt
+            .block_on(
+                self.handle
+                    .address()
+                    .get()
+                    .execute()
+                    .try_collect::<Vec<_>>(),
+            )
+            .map_err(kernel("list addresses"))?;
+        let mut out: std::collections::BTreeMap<u32, Vec<Ipv4Net>> = Default::default();
+        for m in &msgs {
+            for a in &m.attributes {
+                if let AddressAttribute::Address(IpAddr::V4(ip)) = a
+                    && let Ok(net) = Ipv4Net::new(*ip, m.header.prefix_len)
+                {
+                    out.entry(m.header.index).or_default().push(net);
+                }
+            }
+        }
+        Ok(out)
     }
 
     pub fn add_addr(&self, index: u32, addr: Ipv4Net) -> Result<(), SysError> {

@@ -63,6 +63,13 @@ fn ifname_key(name: &str) -> Vec<u8> {
     k
 }
 
+/// An interface name from a key padded with NULs.
+fn ifname_of(key: &[u8]) -> String {
+    let name = key.get(..IFNAMSIZ).unwrap_or(key);
+    let end = name.iter().position(|b| *b == 0).unwrap_or(name.len());
+    String::from_utf8_lossy(&name[..end]).into_owned()
+}
+
 fn ether_type(t: u16) -> Vec<Expr> {
     vec![
         payload(LINK_HEADER, 12, 2, Register::Reg1),
@@ -190,7 +197,7 @@ fn elements(g: &Guards) -> SetContents {
         .collect();
     vec![
         (MACS, macs),
-        (PORTS, names(&g.ports())),
+        (PORTS, names(&g.ports)),
         (LINKS, names(&g.links)),
         (ALLOWED, allowed),
         (GUARDED, names(&g.guarded)),
@@ -214,6 +221,40 @@ impl NatTable {
             body,
             &elements(want),
         )
+    }
+
+    /// What the guards' sets hold; None when the table is missing or of an
+    /// older shape (without the set `links`).
+    pub fn read_spoof(&mut self) -> Result<Option<Guards>, SysError> {
+        let family = NetfilterProtoFamily::Bridge;
+        if !self.has_set(family, SPOOF_TABLE, LINKS)? {
+            return Ok(None);
+        }
+        let mut read = |set| self.read_elements(family, SPOOF_TABLE, set);
+        let names = |els: BTreeSet<(Vec<u8>, bool)>| -> BTreeSet<String> {
+            els.iter().map(|(k, _)| ifname_of(k)).collect()
+        };
+        let split = |k: &[u8]| (ifname_of(k), k.get(IFNAMSIZ..).unwrap_or_default().to_vec());
+        Ok(Some(Guards {
+            ports: names(read(PORTS)?),
+            macs: read(MACS)?
+                .iter()
+                .filter_map(|(k, _)| {
+                    let (port, rest) = split(k);
+                    Some((port, <[u8; 6]>::try_from(rest.get(..6)?).ok()?))
+                })
+                .collect(),
+            links: names(read(LINKS)?),
+            guarded: names(read(GUARDED)?),
+            allowed: read(ALLOWED)?
+                .iter()
+                .filter_map(|(k, _)| {
+                    let (port, rest) = split(k);
+                    let ip = <[u8; 4]>::try_from(rest.get(..4)?).ok()?;
+                    Some((port, std::net::Ipv4Addr::from(ip)))
+                })
+                .collect(),
+        }))
     }
 
     /// Makes the sets what `want` gives, in one transaction, from what the

@@ -1,0 +1,289 @@
+//! Links as the agents see and change them: what is observed of one link,
+//! the typed changes a planner asks for, and the names vpcip gives.
+//!
+//! Changes name links, never kernel indexes: a plan made before a link
+//! exists can still say what to do with it, and the kernel side resolves
+//! names when it applies.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+
+/// VXLAN adds 50 bytes to a frame on an IPv4 underlay.
+pub const VXLAN_OVERHEAD: u32 = 50;
+
+/// The name of an L2 domain's VXLAN device.
+pub fn vxlan_ifname(vni: u32) -> String {
+    format!("vx{vni}")
+}
+
+/// The name of an L2 domain's bridge on a host.
+pub fn bridge_ifname(vni: u32) -> String {
+    format!("br{vni}")
+}
+
+/// The VNI of a link vpcip names `<prefix><digits>` (`br12`, `vx12`).
+pub fn vni_of(name: &str, prefix: &str) -> Option<u32> {
+    name.strip_prefix(prefix)
+        .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|d| d.parse().ok())
+}
+
+/// One link as observed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LinkState {
+    /// `bridge`, `vxlan`, `veth`…; None for devices without a kind.
+    pub kind: Option<String>,
+    /// The name of the bridge it is a port of.
+    pub master: Option<String>,
+    pub up: bool,
+    pub mtu: Option<u32>,
+    /// IPv6 is on (the node could send its own router solicitations and
+    /// neighbour discovery on it).
+    pub ipv6: bool,
+    pub addrs: BTreeSet<Ipv4Net>,
+    /// A VXLAN device's flood list: the VTEPs every unknown frame goes to.
+    pub flood: BTreeSet<Ipv4Addr>,
+}
+
+/// The links of a namespace, by name.
+pub type Links = BTreeMap<String, LinkState>;
+
+/// One change to one link.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LinkChange {
+    AddBridge {
+        name: String,
+    },
+    AddVxlan {
+        name: String,
+        vni: u32,
+        local: Ipv4Addr,
+        mtu: u32,
+    },
+    SetMaster {
+        name: String,
+        master: String,
+    },
+    SetMtu {
+        name: String,
+        mtu: u32,
+    },
+    Ipv6Off {
+        name: String,
+    },
+    SetUp {
+        name: String,
+    },
+    AddAddr {
+        name: String,
+        addr: Ipv4Net,
+    },
+    DelAddr {
+        name: String,
+        addr: Ipv4Net,
+    },
+    FloodAdd {
+        name: String,
+        vtep: Ipv4Addr,
+    },
+    FloodDel {
+        name: String,
+        vtep: Ipv4Addr,
+    },
+    DelLink {
+        name: String,
+    },
+}
+
+impl LinkChange {
+    /// The link it changes.
+    pub fn link(&self) -> &str {
+        match self {
+            LinkChange::AddBridge { name }
+            | LinkChange::AddVxlan { name, .. }
+            | LinkChange::SetMaster { name, .. }
+            | LinkChange::SetMtu { name, .. }
+            | LinkChange::Ipv6Off { name }
+            | LinkChange::SetUp { name }
+            | LinkChange::AddAddr { name, .. }
+            | LinkChange::DelAddr { name, .. }
+            | LinkChange::FloodAdd { name, .. }
+            | LinkChange::FloodDel { name, .. }
+            | LinkChange::DelLink { name } => name,
+        }
+    }
+
+    /// What the change does to `links`: the kernel's effect, for fake
+    /// kernels and for checking that a plan converges.
+    pub fn simulate(&self, links: &mut Links) {
+        let name = self.link().to_string();
+        match self {
+            LinkChange::AddBridge { .. } => {
+                links.insert(name, new_link("bridge", None));
+            }
+            LinkChange::AddVxlan { mtu, .. } => {
+                links.insert(name, new_link("vxlan", Some(*mtu)));
+            }
+            LinkChange::DelLink { .. } => {
+                links.remove(&name);
+                for l in links.values_mut() {
+                    if l.master.as_deref() == Some(name.as_str()) {
+                        l.master = None;
+                    }
+                }
+            }
+            _ => {
+                let Some(l) = links.get_mut(&name) else {
+                    return;
+                };
+                match self {
+                    LinkChange::SetMaster { master, .. } => l.master = Some(master.clone()),
+                    LinkChange::SetMtu { mtu, .. } => l.mtu = Some(*mtu),
+                    LinkChange::Ipv6Off { .. } => l.ipv6 = false,
+                    LinkChange::SetUp { .. } => l.up = true,
+                    LinkChange::AddAddr { addr, .. } => {
+                        l.addrs.insert(*addr);
+                    }
+                    LinkChange::DelAddr { addr, .. } => {
+                        l.addrs.remove(addr);
+                    }
+                    LinkChange::FloodAdd { vtep, .. } => {
+                        l.flood.insert(*vtep);
+                    }
+                    LinkChange::FloodDel { vtep, .. } => {
+                        l.flood.remove(vtep);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// A link as the kernel makes it: down, IPv6 on, nothing else.
+fn new_link(kind: &str, mtu: Option<u32>) -> LinkState {
+    LinkState {
+        kind: Some(kind.into()),
+        mtu: mtu.or(Some(1500)),
+        ipv6: true,
+        ..Default::default()
+    }
+}
+
+/// What a link must be, beyond up with IPv6 off; None leaves a property
+/// as it is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LinkWant<'a> {
+    /// The bridge it must be a port of.
+    pub master: Option<&'a str>,
+    /// Exactly these addresses.
+    pub addrs: Option<&'a BTreeSet<Ipv4Net>>,
+    /// A VXLAN device's flood list, exactly.
+    pub flood: Option<&'a BTreeSet<Ipv4Addr>>,
+    /// An MTU above this is lowered to it.
+    pub max_mtu: Option<u32>,
+}
+
+/// The changes that make `name` (as observed in `have`, or about to be
+/// made) up, with IPv6 off, and what `want` says. IPv6 goes off before the
+/// link joins its bridge, and the link comes up last.
+pub fn converge_link(name: &str, have: Option<&LinkState>, want: LinkWant<'_>) -> Vec<LinkChange> {
+    let fresh = new_link("", None);
+    let have = have.unwrap_or(&fresh);
+    let name = || name.to_string();
+    let mut out = Vec::new();
+    if have.ipv6 {
+        out.push(LinkChange::Ipv6Off { name: name() });
+    }
+    if let Some(m) = want.master
+        && have.master.as_deref() != Some(m)
+    {
+        out.push(LinkChange::SetMaster {
+            name: name(),
+            master: m.to_string(),
+        });
+    }
+    if let (Some(max), Some(mtu)) = (want.max_mtu, have.mtu)
+        && mtu > max
+    {
+        out.push(LinkChange::SetMtu {
+            name: name(),
+            mtu: max,
+        });
+    }
+    if let Some(addrs) = want.addrs {
+        for a in have.addrs.difference(addrs) {
+            out.push(LinkChange::DelAddr {
+                name: name(),
+                addr: *a,
+            });
+        }
+        for a in addrs.difference(&have.addrs) {
+            out.push(LinkChange::AddAddr {
+                name: name(),
+                addr: *a,
+            });
+        }
+    }
+    if let Some(flood) = want.flood {
+        for v in have.flood.difference(flood) {
+            out.push(LinkChange::FloodDel {
+                name: name(),
+                vtep: *v,
+            });
+        }
+        for v in flood.difference(&have.flood) {
+            out.push(LinkChange::FloodAdd {
+                name: name(),
+                vtep: *v,
+            });
+        }
+    }
+    if !have.up {
+        out.push(LinkChange::SetUp { name: name() });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_their_vnis() {
+        assert_eq!(vxlan_ifname(12), "vx12");
+        assert_eq!(vni_of("br12", "br"), Some(12));
+        assert_eq!(vni_of("br", "br"), None);
+        assert_eq!(vni_of("br-lan", "br"), None);
+        assert_eq!(vni_of("vx1x", "vx"), None);
+    }
+
+    #[test]
+    fn a_converged_link_needs_nothing() {
+        let flood: BTreeSet<Ipv4Addr> = [Ipv4Addr::new(192, 0, 2, 2)].into();
+        let addrs = BTreeSet::new();
+        let want = LinkWant {
+            master: Some("br1"),
+            addrs: Some(&addrs),
+            flood: Some(&flood),
+            max_mtu: None,
+        };
+        let mut links = Links::new();
+        let first = converge_link("vx1", None, want);
+        LinkChange::AddVxlan {
+            name: "vx1".into(),
+            vni: 1,
+            local: Ipv4Addr::new(192, 0, 2, 11),
+            mtu: 1450,
+        }
+        .simulate(&mut links);
+        for c in &first {
+            c.simulate(&mut links);
+        }
+        assert_eq!(converge_link("vx1", links.get("vx1"), want), vec![]);
+        assert_eq!(links["vx1"].flood, flood);
+        assert!(links["vx1"].up && !links["vx1"].ipv6);
+    }
+}
