@@ -10,7 +10,8 @@ use vpcip_dataplane::host::plan_host;
 use vpcip_model::desired::HostState;
 
 use crate::gateway::Summary;
-use crate::kernel::{HostKernel, KernelError, SysHost};
+use crate::kernel::host::SysHost;
+use crate::kernel::{HostKernel, KernelError};
 
 pub use vpcip_dataplane::links::bridge_ifname;
 

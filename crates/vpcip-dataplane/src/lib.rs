@@ -3,7 +3,9 @@
 //! kernel; the agents observe the kernel, plan here and apply the changes
 //! through `vpcip-sys`.
 
+pub mod gateway;
 pub mod host;
 pub mod isolation;
 pub mod links;
 pub mod nat;
+pub mod routing;

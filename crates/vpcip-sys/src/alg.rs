@@ -15,7 +15,7 @@
 //! (the FTP PASV reply, SIP's Via/Contact and SDP) to the EIP. Fixed rules;
 //! a set lookup per new connection on the helper's port.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
 use netlink_packet_core::{DefaultNla, NLM_F_CREATE};
@@ -184,14 +184,19 @@ fn helper_rule(set: &str, set_id: u32, by_destination: bool, h: &Helper) -> Vec<
 }
 
 /// The addresses in each ALG's set, by ALG name.
-pub type AlgSets = BTreeMap<String, BTreeSet<Ipv4Addr>>;
+pub use vpcip_dataplane::gateway::AlgSets;
 
 impl NatTable {
+    /// Whether the table is there whole.
+    pub fn has_alg(&mut self) -> Result<bool, SysError> {
+        let last = ALGS.last().map(|a| set_name(a.name)).unwrap_or_default();
+        self.has_set(NetfilterProtoFamily::IPv4, ALG_TABLE, &last)
+    }
+
     /// Makes the table (see the module) unless it is there whole; true
     /// when it was made.
     pub fn ensure_alg(&mut self) -> Result<bool, SysError> {
-        let last = ALGS.last().map(|a| set_name(a.name)).unwrap_or_default();
-        if self.has_set(NetfilterProtoFamily::IPv4, ALG_TABLE, &last)? {
+        if self.has_alg()? {
             return Ok(false);
         }
         let table = || TableMessage {

@@ -153,6 +153,11 @@ fn counter_of(elem: &[u8]) -> Option<(u64, u64)> {
 }
 
 impl NatTable {
+    /// Whether the gateway node's table is there, of the current shape.
+    pub fn has_gateway_table(&mut self) -> Result<bool, SysError> {
+        self.has_set(NetfilterProtoFamily::IPv4, GATEWAY_TABLE, DEFAULT_SNAT_MAP)
+    }
+
     /// Makes the gateway node's table (see the module) unless it is there
     /// with its counter sets; true when it was (re)made. `links` and
     /// `prefix_len`: the router links' block; `router_ifprefix`: the names

@@ -55,8 +55,7 @@ pub struct Link {
     pub mtu: Option<u32>,
 }
 
-/// The main routing table.
-pub const MAIN_TABLE: u32 = 254;
+pub use vpcip_dataplane::routing::MAIN_TABLE;
 
 /// One IPv4 route.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -524,13 +523,7 @@ fn table_attr(m: &RouteMessage) -> Option<u32> {
     })
 }
 
-/// `ip rule add fwmark MARK lookup TABLE priority PRIORITY proto 240`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FwRule {
-    pub mark: u32,
-    pub table: u32,
-    pub priority: u32,
-}
+pub use vpcip_dataplane::routing::FwRule;
 
 fn route_of(m: &RouteMessage) -> Option<Route> {
     if m.header.address_family != AddressFamily::Inet {
@@ -626,6 +619,16 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
 
 /// Sets an IPv4 sysctl of the current thread's network namespace, e.g.
 /// `("ip_forward", "1")` or `("conf/all/rp_filter", "0")`.
+/// Whether an IPv4 sysctl of the current namespace (`ip_forward`,
+/// `conf/<link>/arp_accept`) is `value`; false when it does not exist.
+pub fn ipv4_sysctl_is(key: &str, value: &str) -> Result<bool, SysError> {
+    match std::fs::read_to_string(format!("/proc/sys/net/ipv4/{key}")) {
+        Ok(now) => Ok(now.trim() == value),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(SysError::Io("read sysctl", e)),
+    }
+}
+
 pub fn ipv4_sysctl(key: &str, value: &str) -> Result<(), SysError> {
     let path = format!("/proc/sys/net/ipv4/{key}");
     let now = std::fs::read_to_string(&path).map_err(SysError::io("read sysctl"))?;

@@ -131,7 +131,7 @@ pub(crate) fn gateway_default_snat(
 
 /// The router's uplink (towards the gateway and the physical network):
 /// outbound NAT happens only there.
-pub const UPLINK: &str = "up0";
+pub use vpcip_dataplane::gateway::UPLINK;
 
 use crate::expr;
 pub(crate) use crate::expr::Expr;
@@ -581,10 +581,15 @@ impl NatTable {
         }
     }
 
+    /// Whether the router's NAT table is there.
+    pub fn has_nat(&mut self) -> Result<bool, SysError> {
+        self.has_set(NetfilterProtoFamily::IPv4, TABLE, DNAT_MAP)
+    }
+
     /// Creates the table, maps and rules if the table is missing. An existing
     /// table is left as it is: its maps hold live bindings.
     pub fn ensure(&mut self) -> Result<bool, SysError> {
-        if self.has_set(NetfilterProtoFamily::IPv4, TABLE, DNAT_MAP)? {
+        if self.has_nat()? {
             return Ok(false);
         }
         self.transact(

@@ -48,10 +48,15 @@ fn classify(key: EipIs) -> Vec<crate::nft::Expr> {
 }
 
 impl NatTable {
+    /// Whether the table is there.
+    pub fn has_qos(&mut self) -> Result<bool, SysError> {
+        self.has_set(NetfilterProtoFamily::IPv4, QOS_TABLE, EIP_CLASS)
+    }
+
     /// Makes the table (see the module) unless it is there; true when it
     /// was made.
     pub fn ensure_qos(&mut self, key: EipIs) -> Result<bool, SysError> {
-        if self.has_set(NetfilterProtoFamily::IPv4, QOS_TABLE, EIP_CLASS)? {
+        if self.has_qos()? {
             return Ok(false);
         }
         let table = || TableMessage {

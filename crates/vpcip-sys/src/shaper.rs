@@ -37,10 +37,7 @@ const TC_LINKLAYER_ETHERNET: u8 = 1;
 /// Requests in flight at once when many classes change.
 const IN_FLIGHT: usize = 256;
 
-/// The `skb->priority` that selects an EIP's class: `1:<minor>`.
-pub fn class_id(minor: u16) -> u32 {
-    (u32::from(HTB_MAJOR) << 16) | u32::from(minor)
-}
+pub use vpcip_dataplane::gateway::class_id;
 
 /// One leaf class as the kernel has it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -53,13 +50,7 @@ pub struct ClassState {
     pub drops: u64,
 }
 
-/// A change to a leaf class: set (create or replace) to a rate in bytes
-/// per second, or remove.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClassChange {
-    Set { minor: u16, rate: u64 },
-    Remove { minor: u16 },
-}
+pub use vpcip_dataplane::routing::ClassChange;
 
 /// The bucket: 10 ms at the rate, and never under 4 full-size frames, so
 /// that a small limit passes full-size packets at its rate (HTB sends a

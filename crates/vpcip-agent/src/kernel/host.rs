@@ -1,0 +1,141 @@
+//! The host kernel over netlink, in the host's namespace.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use vpcip_dataplane::host::{HostChange, HostObserved};
+use vpcip_dataplane::isolation::{InfraGuard, PortGuards};
+use vpcip_sys::guard::GuardRole;
+use vpcip_sys::link::Net;
+use vpcip_sys::nft::NatTable;
+
+use super::{HostKernel, KernelError, NsLinks, apply_link, in_ns, netns_inode, observe_links};
+
+/// The guards as last observed or written, with the nftables generation
+/// that was current then: while nobody changed nftables in the namespace,
+/// they are not read again (a dump of thousands of elements per pass).
+struct SeenGuards {
+    generation: u32,
+    netns: u64,
+    ports: Option<PortGuards>,
+    infra: Option<InfraGuard>,
+}
+
+/// The host kernel over netlink, in the node's network namespace.
+pub struct SysHost {
+    node: PathBuf,
+    seen: Option<SeenGuards>,
+}
+
+impl SysHost {
+    pub fn new(node: &Path) -> Self {
+        SysHost {
+            node: node.to_path_buf(),
+            seen: None,
+        }
+    }
+}
+
+impl HostKernel for SysHost {
+    fn observe(&mut self, underlay: Ipv4Addr) -> Result<HostObserved, KernelError> {
+        let seen = self.seen.take();
+        let (observed, now) = in_ns(&self.node, move || {
+            let net = Net::open().map_err(KernelError::sys("open", "rtnetlink"))?;
+            let NsLinks {
+                links,
+                underlay_mtu,
+                ..
+            } = observe_links(&net, underlay)?;
+            let mut nft = NatTable::open().map_err(KernelError::sys("open", "nftables"))?;
+            let generation = nft
+                .generation()
+                .map_err(KernelError::sys("read", "nftables generation"))?;
+            let netns = netns_inode().map_err(KernelError::sys("stat", "namespace"))?;
+            let (ports, infra) = match seen {
+                Some(s) if s.generation == generation && s.netns == netns => (s.ports, s.infra),
+                _ => (
+                    nft.read_spoof()
+                        .map_err(KernelError::sys("read", "bridge vpcip_spoof"))?,
+                    nft.read_guard(GuardRole::Host)
+                        .map_err(KernelError::sys("read", "ip vpcip_guard"))?,
+                ),
+            };
+            let observed = HostObserved {
+                links,
+                underlay_mtu,
+                port_guards: ports.clone(),
+                infra_guard: infra.clone(),
+            };
+            let seen = SeenGuards {
+                generation,
+                netns,
+                ports,
+                infra,
+            };
+            Ok((observed, seen))
+        })?;
+        self.seen = Some(now);
+        Ok(observed)
+    }
+
+    fn apply(&mut self, changes: &[HostChange]) -> Result<(), KernelError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        // What was seen of the guards is stale once they change.
+        let seen = self.seen.take();
+        let now = in_ns(&self.node, move || {
+            let net = Net::open().map_err(KernelError::sys("open", "rtnetlink"))?;
+            let mut nft = NatTable::open().map_err(KernelError::sys("open", "nftables"))?;
+            let mut links = net.links().map_err(KernelError::sys("list", "links"))?;
+            let mut seen = seen;
+            let spoof = KernelError::sys;
+            for c in changes {
+                match c {
+                    HostChange::MakePortGuards(want) => {
+                        nft.ensure_spoof(want)
+                            .map_err(spoof("make", "bridge vpcip_spoof"))?;
+                        nft.apply_spoof(want)
+                            .map_err(spoof("fill", "bridge vpcip_spoof"))?;
+                        remember(&mut seen, |s| s.ports = Some(want.clone()));
+                    }
+                    HostChange::PortGuards { want, .. } => {
+                        nft.apply_spoof(want)
+                            .map_err(spoof("change", "bridge vpcip_spoof"))?;
+                        remember(&mut seen, |s| s.ports = Some(want.clone()));
+                    }
+                    HostChange::MakeInfraGuard(want) => {
+                        nft.ensure_guard(GuardRole::Host, want)
+                            .map_err(spoof("make", "ip vpcip_guard"))?;
+                        nft.apply_guard(GuardRole::Host, want)
+                            .map_err(spoof("fill", "ip vpcip_guard"))?;
+                        remember(&mut seen, |s| s.infra = Some(want.clone()));
+                    }
+                    HostChange::InfraGuard { want, .. } => {
+                        nft.apply_guard(GuardRole::Host, want)
+                            .map_err(spoof("change", "ip vpcip_guard"))?;
+                        remember(&mut seen, |s| s.infra = Some(want.clone()));
+                    }
+                    HostChange::Link(l) => apply_link(&net, &mut links, l)?,
+                }
+            }
+            // Our own writes moved the generation: what we wrote is what
+            // is there.
+            if let Some(s) = seen.as_mut() {
+                s.generation = nft
+                    .generation()
+                    .map_err(KernelError::sys("read", "nftables generation"))?;
+            }
+            Ok(seen)
+        })?;
+        self.seen = now;
+        Ok(())
+    }
+}
+
+/// Records a write of ours in what was seen, when something was.
+fn remember(seen: &mut Option<SeenGuards>, f: impl FnOnce(&mut SeenGuards)) {
+    if let Some(s) = seen.as_mut() {
+        f(s);
+    }
+}

@@ -1,0 +1,241 @@
+use super::*;
+use proptest::prelude::*;
+use vpcip_model::Alg;
+use vpcip_model::desired::{L2Domain, RouterSubnet, Shaping};
+
+/// Routers by number: their subnets' VNIs and EIPs (last octet, limit).
+type Routers = BTreeMap<u32, (BTreeSet<u32>, Vec<(u8, Option<u32>)>)>;
+
+const ME: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+fn router(vpc: &str, index: u32, vnis: &[u32], eips: &[(&str, &str, Option<u32>)]) -> VpcRouter {
+    VpcRouter {
+        vpc_id: vpc.into(),
+        index,
+        subnets: vnis
+            .iter()
+            .map(|v| RouterSubnet {
+                l2: L2Domain {
+                    subnet_id: format!("subnet-{v}"),
+                    vni: *v,
+                    vteps: vec![ip("192.0.2.11")],
+                },
+                cidr: format!("10.{}.{}.0/24", v / 256, v % 256).parse().unwrap(),
+                gateway: Some(format!("10.{}.{}.1", v / 256, v % 256).parse().unwrap()),
+            })
+            .collect(),
+        nat: eips
+            .iter()
+            .enumerate()
+            .map(|(i, (e, p, mbps))| NatEntry {
+                eip: ip(e),
+                private_ip: ip(p),
+                eip_id: format!("eip-{i}"),
+                shaping: mbps.map(|mbps| Shaping {
+                    class: u16::try_from(i + 1).unwrap(),
+                    mbps,
+                }),
+                algs: vec![],
+            })
+            .collect(),
+        visible: vec![],
+        vips: vec![],
+    }
+}
+
+fn state(routers: Vec<VpcRouter>) -> GatewayState {
+    GatewayState {
+        routers,
+        eip_segments: vec!["203.0.113.0/24".parse().unwrap()],
+        infrastructure: vec!["192.0.2.0/24".parse().unwrap()],
+        infra_allow: vec![],
+        snat_ip: Some(ip("203.0.113.254")),
+    }
+}
+
+/// A node as it boots: its underlay link, someone else's route and
+/// namespace-less.
+fn bare_node() -> GatewayObserved {
+    let mut gw = GatewayObserved {
+        underlay_mtu: 1500,
+        ..Default::default()
+    };
+    gw.node.links.insert(
+        "eth0".into(),
+        LinkState {
+            kind: None,
+            up: true,
+            mtu: Some(1500),
+            addrs: ["192.0.2.2/24".parse().unwrap()].into(),
+            ..Default::default()
+        },
+    );
+    gw
+}
+
+fn converge(want: &GatewayState, gw: &mut GatewayObserved) -> GatewayPlan {
+    let plan = plan_gateway(want, gw, ME);
+    for (_, g) in &plan.groups {
+        for c in g {
+            c.simulate(gw);
+        }
+    }
+    plan
+}
+
+#[test]
+fn a_bare_node_gets_everything_and_a_second_pass_nothing() {
+    let want = state(vec![
+        router(
+            "vpc-a",
+            1,
+            &[10, 11],
+            &[("203.0.113.5", "10.0.10.5", Some(10))],
+        ),
+        router("vpc-b", 2, &[12], &[]),
+    ]);
+    let mut gw = bare_node();
+    let plan = converge(&want, &mut gw);
+    let labels: Vec<&str> = plan.groups.iter().map(|(l, _)| l.as_str()).collect();
+    assert_eq!(
+        labels,
+        [
+            "gateway node",
+            "gateway guard",
+            "VPC vpc-a",
+            "VPC vpc-b",
+            "gateway routes",
+            "gateway steering and counters"
+        ]
+    );
+    let a = &gw.routers["vpc-a"];
+    assert_eq!(a.ns.links["vx10"].flood, [ip("192.0.2.11")].into());
+    assert_eq!(a.ns.links["vx10"].mtu, Some(1450));
+    assert!(a.ns.links["up0"].up && !a.ns.links["up0"].ipv6);
+    assert_eq!(a.maps.dnat[&ip("203.0.113.5")], ip("10.0.10.5"));
+    assert_eq!(a.ns.htb["up0"], Some([(1, 1_250_000)].into()));
+    assert_eq!(
+        gw.node.htb[&router_ifname("vpc-a")],
+        Some([(1, 1_250_000)].into())
+    );
+    assert_eq!(gw.node_maps.steer[&ip("203.0.113.5")], 1);
+    assert_eq!(gw.node_maps.default_snat.len(), 2, "one per router");
+    assert_eq!(gw.rules.len(), 2);
+    assert_eq!(gw.node.links["eth0"], bare_node().node.links["eth0"]);
+    assert_eq!(plan_gateway(&want, &gw, ME), GatewayPlan::default());
+}
+
+#[test]
+fn rebinding_forgets_the_old_mapping_and_stale_routers_go() {
+    let mut want = state(vec![
+        router("vpc-a", 1, &[10], &[("203.0.113.5", "10.0.10.5", None)]),
+        router("vpc-b", 2, &[12], &[]),
+    ]);
+    let mut gw = bare_node();
+    converge(&want, &mut gw);
+    // The EIP moves to another VM; VPC b is deleted.
+    want.routers = vec![router(
+        "vpc-a",
+        1,
+        &[10],
+        &[("203.0.113.5", "10.0.10.6", None)],
+    )];
+    let plan = converge(&want, &mut gw);
+    let all: Vec<&GatewayChange> = plan.groups.iter().flat_map(|(_, g)| g).collect();
+    assert!(all.iter().any(|c| matches!(c,
+        GatewayChange::RouterMaps { forget, .. } if *forget == [ip("203.0.113.5")].into())));
+    assert!(all.contains(&&GatewayChange::DelRouter {
+        vpc: "vpc-b".into()
+    }));
+    assert!(
+        all.iter()
+            .any(|c| matches!(c, GatewayChange::Rule { add: false, .. }))
+    );
+    assert!(!gw.routers.contains_key("vpc-b"));
+    assert_eq!(plan_gateway(&want, &gw, ME), GatewayPlan::default());
+}
+
+#[test]
+fn a_helper_added_forgets_its_eip_only() {
+    let mut r = router(
+        "vpc-a",
+        1,
+        &[10],
+        &[
+            ("203.0.113.5", "10.0.10.5", None),
+            ("203.0.113.6", "10.0.10.6", None),
+        ],
+    );
+    let before = router_maps(&r);
+    r.nat[0].algs = vec![Alg::Ftp];
+    let after = router_maps(&r);
+    assert_eq!(forget(&before, &after), [ip("203.0.113.5")].into());
+    assert_eq!(forget(&after, &after), BTreeSet::new());
+}
+
+#[test]
+fn without_a_default_snat_address_the_map_is_empty() {
+    let mut want = state(vec![router("vpc-a", 1, &[10], &[])]);
+    want.snat_ip = None;
+    assert!(node_maps(&want).default_snat.is_empty());
+}
+
+proptest! {
+    /// Whatever drifted, one pass converges the gateway and the next plans
+    /// nothing; someone else's link is never touched (only vpcip's routes,
+    /// protocol 240, are observed at all).
+    #[test]
+    fn one_pass_converges(
+        routers in proptest::collection::btree_map(1u32..6, (proptest::collection::btree_set(1u32..8, 0..3), proptest::collection::vec((1u8..30, proptest::option::of(1u32..100)), 0..4)), 0..4),
+        first in proptest::collection::btree_map(1u32..6, proptest::collection::btree_set(1u32..8, 0..3), 0..4),
+        drift in proptest::collection::vec((0usize..40, 0u8..6), 0..10),
+    ) {
+        let build = |m: &Routers| {
+            state(m.iter().map(|(i, (vnis, eips))| {
+                let eips: Vec<(String, String, Option<u32>)> = eips.iter().map(|(e, mbps)| {
+                    (format!("203.0.113.{}", u32::from(*e) + 10 * i), format!("10.0.0.{e}"), *mbps)
+                }).collect();
+                let refs: Vec<(&str, &str, Option<u32>)> = eips.iter().map(|(a, b, c)| (a.as_str(), b.as_str(), *c)).collect();
+                let vnis: Vec<u32> = vnis.iter().map(|v| v + 100 * i).collect();
+                router(&format!("vpc-{i}"), *i, &vnis, &refs)
+            }).collect())
+        };
+        let before: Routers =
+            first.into_iter().map(|(i, v)| (i, (v, vec![(1, Some(5))]))).collect();
+        let mut gw = bare_node();
+        converge(&build(&before), &mut gw);
+        let want = build(&routers);
+        // Drift: properties of random links of the node and routers undone.
+        for (i, what) in drift {
+            let mut all: Vec<(Ns, String)> = gw.node.links.keys().map(|l| (Ns::Node, l.clone())).collect();
+            for (v, r) in &gw.routers {
+                all.extend(r.ns.links.keys().map(|l| (Ns::Router(v.clone()), l.clone())));
+            }
+            let Some((ns, name)) = all.get(i % all.len().max(1)).cloned() else { continue };
+            if name == "eth0" { continue }
+            let n = ns_of(&mut gw, &ns).unwrap();
+            match what {
+                0 => n.links.get_mut(&name).unwrap().up = false,
+                1 => { n.links.get_mut(&name).unwrap().addrs.clear(); }
+                2 => {
+                    // Its routes go with it, as in the kernel.
+                    n.links.remove(&name);
+                    n.htb.remove(&name);
+                    n.routes.retain(|r| r.dev.as_deref() != Some(name.as_str()));
+                }
+                3 => { n.htb.insert(name.clone(), Some([(9, 1)].into())); }
+                4 => { n.routes.clear(); }
+                _ => { gw.node_maps.steer.clear(); }
+            }
+        }
+        let eth0 = gw.node.links["eth0"].clone();
+        converge(&want, &mut gw);
+        prop_assert_eq!(&gw.node.links["eth0"], &eth0);
+        let again = plan_gateway(&want, &gw, ME);
+        prop_assert!(again.is_empty(), "{:?}", again);
+    }
+}
