@@ -59,6 +59,7 @@ macro_rules! on_both {
             async fn sqlite() {
                 super::$name(super::Server::start(vpcip_store::testing::sqlite().await).await).await;
             }
+            #[cfg(feature = "pg-tests")]
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn postgres() {
                 super::$name(super::Server::start(vpcip_store::testing::postgres().await).await).await;

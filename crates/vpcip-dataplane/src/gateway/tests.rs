@@ -1,7 +1,9 @@
 use super::*;
+use crate::links::LinkState;
 use proptest::prelude::*;
 use vpcip_model::Alg;
 use vpcip_model::desired::{L2Domain, RouterSubnet, Shaping};
+use vpcip_model::desired::{NatEntry, VpcRouter};
 
 /// Routers by number: their subnets' VNIs and EIPs (last octet, limit).
 type Routers = BTreeMap<u32, (BTreeSet<u32>, Vec<(u8, Option<u32>)>)>;
@@ -217,7 +219,10 @@ proptest! {
             }
             let Some((ns, name)) = all.get(i % all.len().max(1)).cloned() else { continue };
             if name == "eth0" { continue }
-            let n = ns_of(&mut gw, &ns).unwrap();
+            let n = match &ns {
+                Ns::Node => &mut gw.node,
+                Ns::Router(v) => &mut gw.routers.get_mut(v).unwrap().ns,
+            };
             match what {
                 0 => n.links.get_mut(&name).unwrap().up = false,
                 1 => { n.links.get_mut(&name).unwrap().addrs.clear(); }

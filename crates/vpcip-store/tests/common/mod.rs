@@ -17,6 +17,7 @@ macro_rules! on_both {
                 let db = $crate::common::sqlite().await;
                 super::$name(&db.store).await;
             }
+            #[cfg(feature = "pg-tests")]
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn postgres() {
                 let db = $crate::common::postgres().await;
