@@ -225,7 +225,7 @@ pub async fn run(client: Client, cfg: AgentConfig) -> ! {
                     tracing::info!(
                         revision = desired.revision,
                         changed = s.changed,
-                        took_ms = started.elapsed().as_millis() as u64,
+                        took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
                         "reconciled"
                     );
                 }

@@ -118,6 +118,8 @@ pub async fn bind_latency(binds: usize, _dir: &std::path::Path) -> anyhow::Resul
         }
     }
     samples.sort_by(f64::total_cmp);
+    // p in [0, 1]: the index is within the samples.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let pct = |p: f64| samples[((samples.len() as f64 - 1.0) * p).round() as usize];
     println!(
         "bind to first packet over {binds} binds: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",

@@ -223,7 +223,7 @@ impl Lab {
 fn kill(pids: &[u32]) {
     for p in pids {
         let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(*p as i32),
+            nix::unistd::Pid::from_raw(p.cast_signed()),
             nix::sys::signal::Signal::SIGKILL,
         );
     }

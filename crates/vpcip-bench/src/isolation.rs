@@ -201,7 +201,9 @@ fn guard(w: &World, g: Guards) -> anyhow::Result<()> {
         // segment of its own.
         let mut domains = vec![domain(VNI, others.clone())];
         domains.extend(
-            (0..g.vteps.saturating_sub(others.len() as u32))
+            (0..g
+                .vteps
+                .saturating_sub(u32::try_from(others.len()).unwrap_or(u32::MAX)))
                 .map(|i| domain(1000 + i, vec![Ipv4Addr::from(0xc612_0000 + i)])),
         );
         let is_gw = node == "gw";

@@ -36,7 +36,7 @@ fn entries(n: u32, limited: bool) -> Vec<NatEntry> {
         .enumerate()
         .map(|(i, (eip, class))| NatEntry {
             eip: *eip,
-            private_ip: Ipv4Addr::from(0x0a01_0000 + i as u32 + 1),
+            private_ip: Ipv4Addr::from(0x0a01_0000 + u32::try_from(i).unwrap_or(0) + 1),
             eip_id: String::new(),
             shaping: class
                 .filter(|_| limited)
@@ -226,7 +226,7 @@ async fn throughput(n: u32, repeats: usize) -> anyhow::Result<()> {
     let pids: Vec<nix::unistd::Pid> = control
         .iter()
         .filter_map(|i| w.pid(*i))
-        .map(|p| nix::unistd::Pid::from_raw(p as i32))
+        .map(|p| nix::unistd::Pid::from_raw(p.cast_signed()))
         .collect();
     let signal = |sig| {
         for p in &pids {

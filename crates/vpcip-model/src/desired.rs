@@ -247,7 +247,7 @@ pub fn assign_classes(eips: &[Ipv4Addr]) -> Vec<Option<u16>> {
             }
             taken[c as usize] = true;
             free -= 1;
-            Some(c as u16)
+            u16::try_from(c).ok()
         })
         .collect()
 }

@@ -40,7 +40,8 @@ impl GuestNic<'_> {
     /// use: 1000 plus its place on the server (`eth1` → 1001). None for the
     /// primary NIC, whose replies follow the main table.
     pub fn source_table(&self) -> Option<u32> {
-        (self.device > 0).then(|| 1000 + self.device as u32)
+        (self.device > 0)
+            .then(|| 1000u32.saturating_add(u32::try_from(self.device).unwrap_or(u32::MAX)))
     }
 }
 
@@ -251,7 +252,9 @@ pub struct VrrpParams {
 impl VrrpParams {
     /// 150 for the first NIC, then 140, 130, …
     pub fn priority(&self) -> u32 {
-        150u32.saturating_sub(10 * self.rank as u32).max(1)
+        150u32
+            .saturating_sub(u32::try_from(self.rank).map_or(u32::MAX, |r| r.saturating_mul(10)))
+            .max(1)
     }
 }
 
@@ -269,7 +272,8 @@ fn seconds(cs: u16) -> String {
 /// A VRRP virtual router ID for a VIP: the same on every member, derived
 /// from the address (1 to 255).
 pub fn vrid_of(vip: Ipv4Addr) -> u8 {
-    (u32::from(vip) % 255 + 1) as u8
+    // 1 to 255: always fits.
+    u8::try_from(u32::from(vip) % 255 + 1).unwrap_or(u8::MAX)
 }
 
 /// keepalived.conf for one member of the VIP's pair (or group): `me` is

@@ -285,7 +285,7 @@ pub fn new_id(kind: Kind) -> String {
 pub fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }
 
@@ -337,7 +337,7 @@ impl Db {
             tx.sql
                 .execute(
                     "INSERT INTO schema_migrations (version) VALUES ($1)",
-                    &[Val::Int(i as i64)],
+                    &[Val::Int(i64::try_from(i).unwrap_or(i64::MAX))],
                 )
                 .await?;
         }
@@ -563,13 +563,16 @@ impl Tx {
             .first()
             .ok_or_else(|| StoreError::Corrupt("no free-number row".into()))?
             .int(0)?;
-        if n < 1 || n > i64::from(max) {
-            return Err(RuleError::NumbersExhausted {
-                pool: pool.to_string(),
-                max,
+        let n = match u32::try_from(n) {
+            Ok(n) if (1..=max).contains(&n) => n,
+            _ => {
+                return Err(RuleError::NumbersExhausted {
+                    pool: pool.to_string(),
+                    max,
+                }
+                .into());
             }
-            .into());
-        }
+        };
         let inserted = self
             .write(
                 "INSERT INTO numbers (pool, n, owner) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
@@ -579,7 +582,7 @@ impl Tx {
         if inserted == 0 {
             return Err(StoreError::Retry);
         }
-        Ok(n as u32)
+        Ok(n)
     }
 
     /// Finds a resource by ID or name as `scope` sees it, and locks its row

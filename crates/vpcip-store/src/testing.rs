@@ -143,7 +143,7 @@ pub async fn invariants(store: &Store) -> Result<Vec<String>, crate::StoreError>
         .rows("SELECT subnet_id, addr, owner_id FROM ip_allocations", &[])
         .await?
     {
-        let (subnet, addr, owner) = (r.text(0)?, r.int(1)? as u32, r.text(2)?);
+        let (subnet, addr, owner) = (r.text(0)?, r.u32(1)?, r.text(2)?);
         if !ids.contains(&owner) {
             bad.push(format!(
                 "address {} of subnet {subnet} is held by {owner}, which does not exist",
@@ -184,7 +184,7 @@ pub async fn invariants(store: &Store) -> Result<Vec<String>, crate::StoreError>
     {
         free.entry(r.text(0)?)
             .or_default()
-            .push((r.int(1)? as u32, r.int(2)? as u32));
+            .push((r.u32(1)?, r.u32(2)?));
     }
     for s in &subnets {
         let (lo, hi) = (u32::from(s.range_start), u32::from(s.range_end));

@@ -1773,7 +1773,7 @@ async fn store_ipam_matches_the_model(s: &Store) {
                 model.give_back(u32::from(e.ip));
             }
             1 => {
-                let want = Ipv4Addr::from(range.first + ((seed >> 16) as u32 % 51));
+                let want = Ipv4Addr::from(range.first + u32::try_from((seed >> 16) % 51).unwrap());
                 let r = s
                     .create_eip(
                         &t,
@@ -1811,7 +1811,7 @@ async fn store_ipam_matches_the_model(s: &Store) {
         }
     }
     let seg: Subnet = s.show(&OP, "seg").await.unwrap();
-    assert_eq!(seg.used as usize, held.len());
+    assert_eq!(usize::try_from(seg.used).unwrap(), held.len());
 }
 
 /// VNIs and router numbers are unique and reused after a delete; servers

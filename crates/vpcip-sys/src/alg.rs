@@ -210,7 +210,7 @@ impl NatTable {
         ];
         for (i, alg) in ALGS.iter().enumerate() {
             let set = set_name(alg.name);
-            let id = i as u32 + 1;
+            let id = u32::try_from(i + 1).unwrap_or(u32::MAX);
             msgs.push(NfTablesMessage::NewSet(SetMessage {
                 attributes: vec![
                     SetAttribute::Table(ALG_TABLE.into()),

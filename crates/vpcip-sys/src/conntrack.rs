@@ -37,7 +37,7 @@ fn header(buf: &mut Vec<u8>, ty: u16, flags: u16, seq: u32) -> usize {
 }
 
 fn finish(buf: &mut [u8], start: usize) {
-    let len = (buf.len() - start) as u32;
+    let len = u32::try_from(buf.len() - start).unwrap_or(u32::MAX);
     buf[start..start + 4].copy_from_slice(&len.to_ne_bytes());
 }
 
@@ -175,7 +175,12 @@ fn forget_once(addrs: &BTreeSet<Ipv4Addr>) -> Result<Forgotten, SysError> {
             }
             if let (true, Some(orig)) = (hit, orig) {
                 count += 1;
-                let start = header(&mut deletes, IPCTNL_MSG_CT_DELETE, 0, 2 + count as u32);
+                let start = header(
+                    &mut deletes,
+                    IPCTNL_MSG_CT_DELETE,
+                    0,
+                    2u32.saturating_add(u32::try_from(count).unwrap_or(u32::MAX)),
+                );
                 deletes.extend_from_slice(&orig);
                 deletes.resize(deletes.len() + (4 - orig.len() % 4) % 4, 0);
                 if let Some(z) = zone {

@@ -64,7 +64,7 @@ pub(crate) fn cmp(reg: Register, op: Operator, data: Vec<u8>) -> Expr {
 
 /// `reg &= mask`.
 pub(crate) fn mask(reg: Register, mask: Vec<u8>) -> Expr {
-    let len = mask.len() as u32;
+    let len = u32::try_from(mask.len()).unwrap_or(u32::MAX);
     Expressions::Bitwise(vec![
         Bitwise::SourceRegister(reg),
         Bitwise::DestinationRegister(reg),

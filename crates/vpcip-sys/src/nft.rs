@@ -164,7 +164,7 @@ pub(crate) fn filter_chain_in(
             ChainAttribute::Type("filter".into()),
             ChainAttribute::Hook(vec![
                 Hook::Number(hook.into()),
-                Hook::Priority(priority as u32),
+                Hook::Priority(priority.cast_unsigned()),
             ]),
         ],
     })
@@ -317,7 +317,7 @@ pub(crate) fn nat_chain_in(
             ChainAttribute::Type("nat".into()),
             ChainAttribute::Hook(vec![
                 Hook::Number(hook.into()),
-                Hook::Priority(priority as u32),
+                Hook::Priority(priority.cast_unsigned()),
             ]),
         ],
     })
@@ -361,9 +361,15 @@ const NLA_F_NESTED: u16 = 0x8000;
 const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
 const NFTA_SET_ELEM_LIST_SET: u16 = 2;
 
+/// A netlink attribute's length field. Messages are kept far under 64 KiB
+/// (`ELEMENTS_PER_MESSAGE`), so it always fits.
+fn nla_len(len: usize) -> u16 {
+    u16::try_from(len).unwrap_or(u16::MAX)
+}
+
 pub(crate) fn put_attr(buf: &mut Vec<u8>, kind: u16, value: &[u8]) {
     let len = 4 + value.len();
-    buf.extend_from_slice(&(len as u16).to_ne_bytes());
+    buf.extend_from_slice(&nla_len(len).to_ne_bytes());
     buf.extend_from_slice(&kind.to_ne_bytes());
     buf.extend_from_slice(value);
     buf.resize(buf.len() + ((4 - len % 4) % 4), 0);
@@ -397,7 +403,7 @@ pub fn encode_elements(buf: &mut Vec<u8>, seq: &mut u32, change: &ElementChange<
         put_str(buf, NFTA_SET_ELEM_LIST_TABLE, change.table);
         put_str(buf, NFTA_SET_ELEM_LIST_SET, change.map);
         let list_len = 4 + chunk.len() * 28;
-        buf.extend_from_slice(&(list_len as u16).to_ne_bytes());
+        buf.extend_from_slice(&nla_len(list_len).to_ne_bytes());
         buf.extend_from_slice(&(NFTA_SET_ELEM_LIST_ELEMENTS | NLA_F_NESTED).to_ne_bytes());
         for (k, v) in chunk {
             buf.extend_from_slice(&28u16.to_ne_bytes());
@@ -410,7 +416,7 @@ pub fn encode_elements(buf: &mut Vec<u8>, seq: &mut u32, change: &ElementChange<
                 buf.extend_from_slice(&addr.octets());
             }
         }
-        let len = (buf.len() - start) as u32;
+        let len = u32::try_from(buf.len() - start).unwrap_or(u32::MAX);
         buf[start..start + 4].copy_from_slice(&len.to_ne_bytes());
     }
 }
@@ -444,7 +450,7 @@ pub fn encode_keys(buf: &mut Vec<u8>, seq: &mut u32, change: &KeyChange<'_>, fla
         put_str(buf, NFTA_SET_ELEM_LIST_TABLE, change.table);
         put_str(buf, NFTA_SET_ELEM_LIST_SET, change.set);
         let list_len = 4 + chunk.len() * 16;
-        buf.extend_from_slice(&(list_len as u16).to_ne_bytes());
+        buf.extend_from_slice(&nla_len(list_len).to_ne_bytes());
         buf.extend_from_slice(&(NFTA_SET_ELEM_LIST_ELEMENTS | NLA_F_NESTED).to_ne_bytes());
         for k in chunk {
             buf.extend_from_slice(&16u16.to_ne_bytes());
@@ -455,7 +461,7 @@ pub fn encode_keys(buf: &mut Vec<u8>, seq: &mut u32, change: &KeyChange<'_>, fla
             buf.extend_from_slice(&NFTA_DATA_VALUE.to_ne_bytes());
             buf.extend_from_slice(&k.octets());
         }
-        let len = (buf.len() - start) as u32;
+        let len = u32::try_from(buf.len() - start).unwrap_or(u32::MAX);
         buf[start..start + 4].copy_from_slice(&len.to_ne_bytes());
     }
 }
@@ -661,7 +667,7 @@ impl NatTable {
                 .map_err(SysError::io("receive nftables reply"))?;
             for Received { ty, payload, .. } in messages(&data)? {
                 if ty == 2 {
-                    let err = u32_at(payload, 0).unwrap_or(0) as i32;
+                    let err = u32_at(payload, 0).unwrap_or(0).cast_signed();
                     return match -err {
                         0 => Ok(found),
                         2 => Ok(false), // ENOENT: no such table or set
@@ -700,7 +706,7 @@ impl NatTable {
                         .and_then(|(_, v)| <[u8; 4]>::try_from(v).ok())
                         .map(u32::from_be_bytes);
                 } else if ty == 2 {
-                    let err = u32_at(payload, 0).unwrap_or(0) as i32;
+                    let err = u32_at(payload, 0).unwrap_or(0).cast_signed();
                     if err != 0 {
                         return Err(SysError::Kernel {
                             what: "nftables generation",
@@ -915,7 +921,9 @@ fn acks(data: &[u8]) -> Result<Vec<(u32, i32)>, SysError> {
     for Received { ty, payload, .. } in messages(data)? {
         if ty == 2 {
             // NLMSG_ERROR: errno, then the header of the request it answers.
-            let err = u32_at(payload, 0).ok_or(SysError::Parse("short NLMSG_ERROR"))? as i32;
+            let err = u32_at(payload, 0)
+                .ok_or(SysError::Parse("short NLMSG_ERROR"))?
+                .cast_signed();
             let seq = u32_at(payload, 4 + 8).ok_or(SysError::Parse("short NLMSG_ERROR"))?;
             out.push((seq, err));
         }
@@ -955,7 +963,7 @@ fn parse_elements(
             3 if *interrupted => return Ok(DumpState::Interrupted),
             3 => return Ok(DumpState::Done), // NLMSG_DONE
             2 => {
-                let err = u32_at(payload, 0).unwrap_or(0) as i32;
+                let err = u32_at(payload, 0).unwrap_or(0).cast_signed();
                 if err != 0 {
                     return Err(SysError::Kernel {
                         what: "nftables dump",

@@ -93,7 +93,7 @@ fn htb_opt(rate: u64) -> Vec<u8> {
 
 fn header(index: u32, handle: TcHandle, parent: TcHandle) -> TcMessage {
     let mut m = TcMessage::default();
-    m.header.index = index as i32;
+    m.header.index = index.cast_signed();
     m.header.handle = handle;
     m.header.parent = parent;
     m
@@ -164,14 +164,14 @@ impl Net {
             self.handle
                 .qdisc()
                 .get()
-                .index(index as i32)
+                .index(index.cast_signed())
                 .execute()
                 .filter_map(|m| async move { m.ok() })
                 .collect()
                 .await
         });
         Ok(qdiscs.iter().any(|q| {
-            q.header.index == index as i32
+            q.header.index == index.cast_signed()
                 && q.header.parent == TcHandle::ROOT
                 && q.header.handle == handle(0)
                 && q.attributes
@@ -216,7 +216,7 @@ impl Net {
             .rt
             .block_on(
                 self.handle
-                    .traffic_class(index as i32)
+                    .traffic_class(index.cast_signed())
                     .get()
                     .execute()
                     .collect::<Vec<_>>(),

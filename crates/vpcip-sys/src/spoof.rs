@@ -95,7 +95,7 @@ fn chain(name: &str, hook: InetHookNumber) -> NfTablesMessage {
             ChainAttribute::Type("filter".into()),
             ChainAttribute::Hook(vec![
                 Hook::Number(hook.into()),
-                Hook::Priority((-200i32) as u32),
+                Hook::Priority((-200i32).cast_unsigned()),
             ]),
         ],
     })
@@ -161,7 +161,14 @@ fn rules() -> Vec<NfTablesMessage> {
 /// The sets, with the IDs the rules use.
 fn sets() -> Vec<NfTablesMessage> {
     let set = |name, id, ty, len: usize| {
-        new_set(SPOOF_TABLE, name, id, SetFlags::empty(), ty, len as u32)
+        new_set(
+            SPOOF_TABLE,
+            name,
+            id,
+            SetFlags::empty(),
+            ty,
+            u32::try_from(len).unwrap_or(u32::MAX),
+        )
     };
     vec![
         with_host_order_keys(set(PORTS, 1, TYPE_IFNAME, IFNAMSIZ)),

@@ -74,7 +74,8 @@ fn fold(mut sum: u32) -> u16 {
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
-    !(sum as u16)
+    // Folded: it fits in 16 bits.
+    !u16::try_from(sum).unwrap_or(u16::MAX)
 }
 
 /// The checksum of `msg` (its checksum field taken as zero).
@@ -89,7 +90,10 @@ pub fn checksum(msg: &[u8], src: Ipv4Addr, dst: Ipv4Addr, mode: ChecksumMode) ->
         sum = ones_sum(sum, &src.octets());
         sum = ones_sum(sum, &dst.octets());
         sum = ones_sum(sum, &[0, IPPROTO_VRRP]);
-        sum = ones_sum(sum, &(msg.len() as u16).to_be_bytes());
+        sum = ones_sum(
+            sum,
+            &u16::try_from(msg.len()).unwrap_or(u16::MAX).to_be_bytes(),
+        );
     }
     fold(ones_sum(sum, &zeroed))
 }
@@ -102,7 +106,7 @@ impl Advert {
         msg.push((VERSION << 4) | TYPE_ADVERTISEMENT);
         msg.push(self.vrid);
         msg.push(self.priority);
-        msg.push(count as u8);
+        msg.push(u8::try_from(count).unwrap_or(u8::MAX));
         msg.extend_from_slice(&(self.max_advert_cs & 0x0fff).to_be_bytes());
         msg.extend_from_slice(&[0, 0]);
         for a in &self.addrs[..count] {

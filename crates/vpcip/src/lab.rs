@@ -431,7 +431,7 @@ async fn up(name: &str) -> anyhow::Result<()> {
         "vip-a's speaker stops (it hands over with priority 0): vip-b takes the VIP, the EIP follows",
     );
     let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(speakers[0] as i32),
+        nix::unistd::Pid::from_raw(speakers[0].cast_signed()),
         nix::sys::signal::Signal::SIGTERM,
     );
     state.pids.retain(|p| *p != speakers[0]);
@@ -519,7 +519,7 @@ fn down(name: &str) -> anyhow::Result<()> {
         for pid in state.pids {
             // Only the lab's own processes, by the PIDs it recorded.
             let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
+                nix::unistd::Pid::from_raw(pid.cast_signed()),
                 nix::sys::signal::Signal::SIGTERM,
             );
         }

@@ -707,9 +707,13 @@ async fn check_route(ctx: &Ctx, key: &str, wait: u64) -> anyhow::Result<()> {
         eip.ip, eip.ip
     );
     tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
-    let after = report_after(ctx, &path, start + wait as i64)
-        .await?
-        .ok_or_else(no_report)?;
+    let after = report_after(
+        ctx,
+        &path,
+        start.saturating_add(i64::try_from(wait).unwrap_or(i64::MAX)),
+    )
+    .await?
+    .ok_or_else(no_report)?;
     let gateway = after
         .gateway
         .clone()
@@ -764,7 +768,7 @@ async fn report_after(ctx: &Ctx, path: &str, t: i64) -> anyhow::Result<Option<Ei
 fn now_secs() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }
 

@@ -54,7 +54,7 @@ pub struct GatewayHealth {
 fn health(a: &vpcip_model::desired::Agent) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0);
     match (&a.error, a.healthy(now)) {
         (Some(e), _) => format!("error: {e}"),

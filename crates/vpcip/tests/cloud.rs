@@ -2365,7 +2365,7 @@ async fn the_data_plane_rides_out_faults_and_leaves_foreign_state_alone() {
 
     // The controller silent for five seconds (its agents' requests hang);
     // forwarding goes on, and what changes after is applied.
-    let pid = nix::unistd::Pid::from_raw(lab.w.pid(ctl).unwrap() as i32);
+    let pid = nix::unistd::Pid::from_raw(lab.w.pid(ctl).unwrap().cast_signed());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
     for _ in 0..5 {
         tokio::time::sleep(Duration::from_secs(1)).await;

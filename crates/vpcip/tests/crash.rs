@@ -62,7 +62,7 @@ impl Controller {
     fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::unistd::Pid::from_raw(c.id().cast_signed()),
                 nix::sys::signal::Signal::SIGKILL,
             );
             let _ = c.wait();
@@ -96,7 +96,7 @@ fn rng(seed: &AtomicU64) -> u64 {
 }
 
 async fn one_op(c: &Client, ledger: &Mutex<Ledger>, seed: &AtomicU64, nics: &[String]) {
-    let pick = |n: usize| (rng(seed) as usize) % n.max(1);
+    let pick = |n: usize| usize::try_from(rng(seed) % n.max(1) as u64).unwrap();
     match rng(seed) % 8 {
         0 | 1 => {
             if let Ok(e) = c

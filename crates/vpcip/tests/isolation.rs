@@ -185,13 +185,13 @@ fn icmp_echo(src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
         while s > 0xffff {
             s = (s & 0xffff) + (s >> 16);
         }
-        !(s as u16)
+        !u16::try_from(s).unwrap()
     }
     let mut icmp = vec![8, 0, 0, 0, 0x12, 0x34, 0, 1];
     icmp.extend_from_slice(b"vpcip red team");
     let c = sum(&icmp);
     icmp[2..4].copy_from_slice(&c.to_be_bytes());
-    let len = (20 + icmp.len()) as u16;
+    let len = u16::try_from(20 + icmp.len()).unwrap();
     let mut ip = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 1, 0, 0];
     ip[2..4].copy_from_slice(&len.to_be_bytes());
     ip.extend_from_slice(&src.octets());

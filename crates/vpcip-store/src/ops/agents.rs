@@ -359,7 +359,7 @@ impl Store {
                     .find(|a| a.id == agent)
                     .map_or(agent, |a| a.name.clone()),
                 traffic: desired::EipTraffic {
-                    eip: std::net::Ipv4Addr::from(r.int(0)? as u32),
+                    eip: std::net::Ipv4Addr::from(r.u32(0)?),
                     packets_in: n(r.int(2)?),
                     bytes_in: n(r.int(3)?),
                     packets_out: n(r.int(4)?),
@@ -392,7 +392,7 @@ impl Store {
         tx.commit().await?;
         let mut programmed = std::collections::BTreeSet::new();
         for r in programmed_rows {
-            programmed.insert(std::net::Ipv4Addr::from(r.int(0)? as u32));
+            programmed.insert(std::net::Ipv4Addr::from(r.u32(0)?));
         }
         let bound: std::collections::BTreeMap<std::net::Ipv4Addr, &Eip> = eips
             .iter()

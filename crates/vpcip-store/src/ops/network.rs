@@ -269,7 +269,7 @@ impl Store {
                 .await?;
             for r in held {
                 let mut other: Subnet = tx.get(&r.text(0)?, true).await?;
-                let addr = std::net::Ipv4Addr::from(r.int(1)? as u32);
+                let addr = std::net::Ipv4Addr::from(r.u32(1)?);
                 tx.release(&mut other, addr).await?;
                 tx.update(&other).await?;
             }
