@@ -30,15 +30,65 @@ use std::net::Ipv4Addr;
 use netlink_packet_core::NLM_F_CREATE;
 use netlink_packet_netfilter::NetfilterProtoFamily;
 use netlink_packet_netfilter::nftables::{
-    Expressions, InetHookNumber, Lookup, MetaKey, NfTablesMessage, Payload, Register, SetAttribute,
-    SetFlags, SetMessage,
+    Expressions, InetHookNumber, Lookup, MetaKey, NfTablesMessage, Operator, Payload, Register,
+    SetAttribute, SetFlags, SetMessage,
 };
 
 use crate::SysError;
+use crate::expr;
 use crate::nft::{
-    DEFAULT_SNAT_MAP, Expr, GATEWAY_TABLE, KeyChange, NatTable, attrs, filter_chain_in,
-    gateway_default_snat, meta_set_from_map, nat_chain_in, rule_in,
+    Expr, KeyChange, NatTable, attrs, filter_chain_in, map_nat, meta_set_from_map, nat_chain_in,
+    rule_in,
 };
+
+/// The gateway node's table: the VPCs' default SNAT, second stage.
+pub const GATEWAY_TABLE: &str = "vpcip_gw";
+
+/// The map giving the address each router's masqueraded traffic leaves
+/// the gateway node from: router link address → the gateway's default
+/// SNAT address.
+pub const DEFAULT_SNAT_MAP: &str = "default_snat";
+
+/// The gateway node's default SNAT, second stage: what the routers
+/// masqueraded to their link addresses leaves the node from its default
+/// SNAT address, never from the node's own, and nothing leaves without one:
+///
+/// ```text
+/// ip saddr BLOCK oifname != "PREFIX*" snat to ip saddr map @default_snat
+/// ip saddr BLOCK oifname != "PREFIX*" drop
+/// ```
+pub(crate) fn gateway_default_snat(
+    links: Ipv4Addr,
+    prefix_len: u8,
+    router_ifprefix: &str,
+    map_id: u32,
+) -> [Vec<Expr>; 2] {
+    let mask = if prefix_len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(prefix_len))
+    };
+    let leaving = || {
+        vec![
+            expr::payload(expr::NETWORK_HEADER, 12, 4, Register::Reg1),
+            expr::mask(Register::Reg1, mask.to_be_bytes().to_vec()),
+            expr::cmp(Register::Reg1, Operator::Equal, links.octets().to_vec()),
+            expr::meta(MetaKey::Oifname, Register::Reg1),
+            // A comparison shorter than the name: a prefix match.
+            expr::cmp(
+                Register::Reg1,
+                Operator::NotEqual,
+                router_ifprefix.as_bytes().to_vec(),
+            ),
+        ]
+    };
+    const SNAT: u32 = 0;
+    let mut snat = leaving();
+    snat.extend(map_nat(DEFAULT_SNAT_MAP, map_id, 12, SNAT));
+    let mut drop = leaving();
+    drop.push(expr::drop());
+    [snat, drop]
+}
 
 pub const EIP_ROUTER: &str = "eip_router";
 pub const EIP_IN: &str = "eip_in";
