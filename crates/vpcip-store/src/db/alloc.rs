@@ -1,0 +1,239 @@
+//! Address allocation: free ranges and allocated addresses, one row each.
+
+use super::*;
+
+impl Tx {
+    // ---- IPAM ----
+
+    /// Opens a subnet's address pool: one free range, minus the reserved
+    /// addresses (owned by the subnet itself).
+    pub async fn open_pool(
+        &mut self,
+        subnet: &mut Subnet,
+        reserved: &[Ipv4Addr],
+    ) -> Result<(), StoreError> {
+        let r = AddrRange::new(subnet.range_start, subnet.range_end);
+        self.insert_range(&subnet.id, r).await?;
+        let id = subnet.id.clone();
+        for a in reserved {
+            self.allocate(subnet, &id, Some(*a)).await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn range_where(
+        &mut self,
+        sql: &str,
+        subnet_id: &str,
+        at: Option<u32>,
+    ) -> Result<Option<AddrRange>, StoreError> {
+        let mut args: Vec<Val> = vec![subnet_id.into()];
+        args.extend(at.map(Val::from));
+        match self.sql.query_opt(sql, &args).await? {
+            None => Ok(None),
+            Some(r) => Ok(Some(AddrRange {
+                first: r.u32(0)?,
+                last: r.u32(1)?,
+            })),
+        }
+    }
+
+    /// Allocates an address in `subnet` (the caller holds the subnet's row
+    /// lock): `want`, or the lowest free one. Costs one index look-up and two
+    /// or three row writes, whatever the number of addresses taken.
+    pub async fn allocate(
+        &mut self,
+        subnet: &mut Subnet,
+        owner: &str,
+        want: Option<Ipv4Addr>,
+    ) -> Result<Ipv4Addr, StoreError> {
+        let range = match want {
+            None => {
+                self.range_where(
+                    "SELECT lo, hi FROM ip_free_ranges WHERE subnet_id = $1 ORDER BY lo LIMIT 1",
+                    &subnet.id,
+                    None,
+                )
+                .await?
+            }
+            Some(a) => {
+                self.range_where(
+                    "SELECT lo, hi FROM ip_free_ranges WHERE subnet_id = $1 AND lo <= $2 ORDER BY lo DESC LIMIT 1",
+                    &subnet.id,
+                    Some(u32::from(a)),
+                )
+                .await?
+            }
+        };
+        let subnet_label = label(&subnet.name, &subnet.id).to_string();
+        let (addr, from) = match (want, range) {
+            (None, Some(r)) => (r.first, r),
+            (None, None) => {
+                return Err(RuleError::AddressExhausted {
+                    subnet: subnet_label,
+                    start: subnet.range_start,
+                    end: subnet.range_end,
+                }
+                .into());
+            }
+            (Some(a), Some(r)) if r.contains(u32::from(a)) => (u32::from(a), r),
+            (Some(a), _) => {
+                vpcip_model::rules::check_chosen_address(subnet, a)?;
+                return Err(RuleError::AddressInUse {
+                    addr: a,
+                    subnet: subnet_label,
+                }
+                .into());
+            }
+        };
+        let t = ipam::take(from, addr);
+        match (t.below, t.above) {
+            // The common case, the lowest address of a range: shrink it.
+            (None, Some(above)) => {
+                self.write(
+                    "UPDATE ip_free_ranges SET lo = $1 WHERE subnet_id = $2 AND lo = $3",
+                    &[
+                        above.first.into(),
+                        subnet.id.as_str().into(),
+                        from.first.into(),
+                    ],
+                )
+                .await?;
+            }
+            (below, above) => {
+                self.write(
+                    "DELETE FROM ip_free_ranges WHERE subnet_id = $1 AND lo = $2",
+                    &[subnet.id.as_str().into(), from.first.into()],
+                )
+                .await?;
+                for r in [below, above].into_iter().flatten() {
+                    self.insert_range(&subnet.id, r).await?;
+                }
+            }
+        }
+        let res = self
+            .write(
+                "INSERT INTO ip_allocations (subnet_id, addr, owner_id) VALUES ($1, $2, $3)",
+                &[subnet.id.as_str().into(), addr.into(), owner.into()],
+            )
+            .await;
+        match res {
+            Err(e) if e.is_unique_violation() => {
+                return Err(StoreError::Corrupt(format!(
+                    "address {} of subnet {} is allocated but also in a free range",
+                    Ipv4Addr::from(addr),
+                    subnet.id
+                )));
+            }
+            other => other?,
+        };
+        subnet.used += 1;
+        Ok(Ipv4Addr::from(addr))
+    }
+
+    /// Allocates the highest free address of `subnet` (the caller holds
+    /// the subnet's row lock); None when it has none left.
+    pub async fn allocate_highest(
+        &mut self,
+        subnet: &mut Subnet,
+        owner: &str,
+    ) -> Result<Option<Ipv4Addr>, StoreError> {
+        let top = self
+            .range_where(
+                "SELECT lo, hi FROM ip_free_ranges WHERE subnet_id = $1 ORDER BY hi DESC LIMIT 1",
+                &subnet.id,
+                None,
+            )
+            .await?;
+        match top {
+            None => Ok(None),
+            Some(r) => self
+                .allocate(subnet, owner, Some(Ipv4Addr::from(r.last)))
+                .await
+                .map(Some),
+        }
+    }
+
+    pub(super) async fn insert_range(
+        &mut self,
+        subnet_id: &str,
+        r: AddrRange,
+    ) -> Result<(), StoreError> {
+        self.write(
+            "INSERT INTO ip_free_ranges (subnet_id, lo, hi) VALUES ($1, $2, $3)",
+            &[subnet_id.into(), r.first.into(), r.last.into()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Gives `addr` back to `subnet`'s pool (the caller holds the subnet's
+    /// row lock), merging it with its free neighbours.
+    pub async fn release(&mut self, subnet: &mut Subnet, addr: Ipv4Addr) -> Result<(), StoreError> {
+        let a = u32::from(addr);
+        let gone = self
+            .write(
+                "DELETE FROM ip_allocations WHERE subnet_id = $1 AND addr = $2",
+                &[subnet.id.as_str().into(), a.into()],
+            )
+            .await?;
+        if gone == 0 {
+            return Err(StoreError::Corrupt(format!(
+                "address {addr} of subnet {} was not allocated",
+                subnet.id
+            )));
+        }
+        let below = match a.checked_sub(1) {
+            Some(b) => {
+                self.range_where(
+                    "SELECT lo, hi FROM ip_free_ranges WHERE subnet_id = $1 AND lo <= $2 ORDER BY lo DESC LIMIT 1",
+                    &subnet.id,
+                    Some(b),
+                )
+                .await?
+            }
+            None => None,
+        };
+        let above = match a.checked_add(1) {
+            Some(n) => {
+                self.range_where(
+                    "SELECT lo, hi FROM ip_free_ranges WHERE subnet_id = $1 AND lo = $2",
+                    &subnet.id,
+                    Some(n),
+                )
+                .await?
+            }
+            None => None,
+        };
+        let g = ipam::give(a, below, above);
+        for r in [g.absorbed_below, g.absorbed_above].into_iter().flatten() {
+            self.write(
+                "DELETE FROM ip_free_ranges WHERE subnet_id = $1 AND lo = $2",
+                &[subnet.id.as_str().into(), r.first.into()],
+            )
+            .await?;
+        }
+        self.insert_range(&subnet.id, g.merged).await?;
+        subnet.used = subnet.used.saturating_sub(1);
+        Ok(())
+    }
+
+    /// Addresses of a subnet held by anything but the subnet itself.
+    pub async fn allocations_in_use(&mut self, subnet_id: &str) -> Result<usize, StoreError> {
+        self.count(
+            "SELECT COUNT(*) FROM ip_allocations WHERE subnet_id = $1 AND owner_id <> $1",
+            &[subnet_id.into()],
+        )
+        .await
+    }
+
+    pub async fn drop_pool(&mut self, subnet_id: &str) -> Result<(), StoreError> {
+        for sql in [
+            "DELETE FROM ip_allocations WHERE subnet_id = $1",
+            "DELETE FROM ip_free_ranges WHERE subnet_id = $1",
+        ] {
+            self.write(sql, &[subnet_id.into()]).await?;
+        }
+        Ok(())
+    }
+}

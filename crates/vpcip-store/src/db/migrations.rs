@@ -1,0 +1,113 @@
+//! The schema, as migrations applied in order.
+
+/// The schema, in order; each statement runs once, recorded in
+/// `schema_migrations`. Only append.
+pub(super) const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE resources (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        tenant TEXT NOT NULL,
+        name TEXT,
+        parent TEXT,
+        attached TEXT,
+        doc TEXT NOT NULL,
+        created_at BIGINT NOT NULL
+    )",
+    "CREATE UNIQUE INDEX resources_name ON resources (kind, tenant, name)",
+    "CREATE INDEX resources_parent ON resources (kind, parent)",
+    "CREATE INDEX resources_attached ON resources (attached)",
+    "CREATE INDEX resources_list ON resources (kind, tenant, id)",
+    "CREATE TABLE ip_allocations (
+        subnet_id TEXT NOT NULL,
+        addr BIGINT NOT NULL,
+        owner_id TEXT NOT NULL,
+        PRIMARY KEY (subnet_id, addr)
+    )",
+    "CREATE INDEX ip_allocations_owner ON ip_allocations (owner_id)",
+    "CREATE TABLE ip_free_ranges (
+        subnet_id TEXT NOT NULL,
+        lo BIGINT NOT NULL,
+        hi BIGINT NOT NULL,
+        PRIMARY KEY (subnet_id, lo)
+    )",
+    "CREATE TABLE vip_bindings (
+        vip_id TEXT NOT NULL,
+        nic_id TEXT NOT NULL,
+        PRIMARY KEY (vip_id, nic_id)
+    )",
+    "CREATE INDEX vip_bindings_nic ON vip_bindings (nic_id)",
+    "CREATE TABLE eip_bindings (
+        target_id TEXT PRIMARY KEY,
+        eip_id TEXT NOT NULL UNIQUE,
+        mode TEXT NOT NULL
+    )",
+    "CREATE TABLE client_tokens (
+        tenant TEXT NOT NULL,
+        token TEXT NOT NULL,
+        resource_id TEXT NOT NULL,
+        PRIMARY KEY (tenant, token)
+    )",
+    "CREATE TABLE api_tokens (
+        id TEXT PRIMARY KEY,
+        hash TEXT NOT NULL UNIQUE,
+        tenant TEXT NOT NULL,
+        description TEXT NOT NULL,
+        created_at BIGINT NOT NULL
+    )",
+    // Lookups by name across tenants (`find`): without it, an ID-or-name
+    // lookup scans every resource of the kind.
+    "CREATE INDEX resources_by_name ON resources (kind, name)",
+    // Every committed write bumps the revision; agents watch it.
+    "CREATE TABLE revision (id BIGINT PRIMARY KEY, value BIGINT NOT NULL)",
+    "INSERT INTO revision (id, value) VALUES (1, 0)",
+    // Agents' reports: written without bumping the revision (a report is
+    // not a change of desired state).
+    "CREATE TABLE agent_status (
+        agent_id TEXT PRIMARY KEY,
+        applied_revision BIGINT NOT NULL,
+        last_seen BIGINT NOT NULL,
+        error TEXT
+    )",
+    // Small numbers handed out once per owner: subnets' VNIs (pool 'vni')
+    // and VPC routers' link numbers (pool 'router'), unique by key.
+    "CREATE TABLE numbers (
+        pool TEXT NOT NULL,
+        n BIGINT NOT NULL,
+        owner TEXT NOT NULL,
+        PRIMARY KEY (pool, n)
+    )",
+    "CREATE INDEX numbers_owner ON numbers (owner)",
+    // Per-EIP counters as the gateways report them (not desired state: no
+    // revision bump), and when each gateway last reported.
+    "CREATE TABLE eip_counters (
+        ip BIGINT PRIMARY KEY,
+        agent_id TEXT NOT NULL,
+        packets_in BIGINT NOT NULL,
+        bytes_in BIGINT NOT NULL,
+        packets_out BIGINT NOT NULL,
+        bytes_out BIGINT NOT NULL
+    )",
+    "CREATE TABLE counter_reports (agent_id TEXT PRIMARY KEY, at BIGINT NOT NULL)",
+    // Which MAC each gateway's routers resolve each VIP to.
+    "CREATE TABLE vip_holders (
+        vpc_id TEXT NOT NULL,
+        ip BIGINT NOT NULL,
+        mac TEXT NOT NULL,
+        agent_id TEXT NOT NULL,
+        PRIMARY KEY (vpc_id, ip)
+    )",
+    // Packets each EIP's bandwidth limit dropped, both ways.
+    "ALTER TABLE eip_counters ADD COLUMN drops_in BIGINT NOT NULL DEFAULT 0",
+    "ALTER TABLE eip_counters ADD COLUMN drops_out BIGINT NOT NULL DEFAULT 0",
+    // The EIPs each gateway's data plane holds, as it last reported them.
+    "CREATE TABLE gateway_eips (
+        agent_id TEXT NOT NULL,
+        ip BIGINT NOT NULL,
+        PRIMARY KEY (agent_id, ip)
+    )",
+    // Agents' tokens serve the agent routes only.
+    "ALTER TABLE api_tokens ADD COLUMN agent BIGINT NOT NULL DEFAULT 0",
+    // ... for one agent: the token's tenant is its name, this its role
+    // (NULL on agent tokens made before: refused).
+    "ALTER TABLE api_tokens ADD COLUMN agent_role TEXT",
+];

@@ -1,0 +1,142 @@
+//! Connections, schema and the transaction primitives every operation is
+//! built from: resource documents, row locks, and the IPAM free-range rows.
+//!
+//! One schema serves SQLite and PostgreSQL. Resources are JSON documents in
+//! one table (indexed by kind, tenant, name, parent); everything that must be
+//! unique (allocated addresses, bindings, client tokens) has a table of its
+//! own whose keys the database enforces, whatever happens in memory.
+//!
+//! `migrations.rs` holds the schema, `resource.rs` how resources are
+//! stored, `scope.rs` who sees what, `tx.rs` the transaction's reads and
+//! writes, `alloc.rs` address allocation.
+
+use std::net::Ipv4Addr;
+
+use rand::Rng;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use vpcip_model::desired::Agent;
+use vpcip_model::ipam::{self, AddrRange};
+use vpcip_model::rules::{self, label};
+use vpcip_model::*;
+
+use crate::error::StoreError;
+pub use crate::sql::Backend;
+use crate::sql::{Pool, Row, SqlTx, Val};
+
+mod alloc;
+mod migrations;
+mod resource;
+mod scope;
+mod tx;
+
+use migrations::MIGRATIONS;
+pub(crate) use resource::from_doc;
+pub use resource::{Resource, new_id, now};
+pub use scope::Scope;
+
+/// The store's database, SQLite or PostgreSQL.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pool: Pool,
+    pub backend: Backend,
+    /// Told after every commit that wrote (in this process; other
+    /// controllers' commits are seen by polling the revision).
+    changes: std::sync::Arc<tokio::sync::watch::Sender<()>>,
+    /// Per-tenant limits, checked in the transaction that creates.
+    pub quotas: vpcip_model::rules::Quotas,
+}
+
+impl Db {
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let pool = Pool::connect(url).await?;
+        let db = Db {
+            backend: pool.backend(),
+            pool,
+            changes: std::sync::Arc::new(tokio::sync::watch::channel(()).0),
+            quotas: Default::default(),
+        };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        if self.backend == Backend::Postgres {
+            // Several controllers may start at once: one migrates.
+            tx.sql
+                .execute("SELECT pg_advisory_xact_lock(7271)", &[])
+                .await?;
+        }
+        tx.sql
+            .batch("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)")
+            .await?;
+        let done = tx
+            .count("SELECT COUNT(*) FROM schema_migrations", &[])
+            .await?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+            tx.sql.batch(sql).await?;
+            tx.sql
+                .execute(
+                    "INSERT INTO schema_migrations (version) VALUES ($1)",
+                    &[Val::Int(i64::try_from(i).unwrap_or(i64::MAX))],
+                )
+                .await?;
+        }
+        tx.commit().await
+    }
+
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        Ok(Tx {
+            sql: self.pool.begin().await?,
+            backend: self.backend,
+            dirty: false,
+            changes: Some(self.changes.clone()),
+            quotas: self.quotas,
+        })
+    }
+
+    /// Wakes when a write commits in this process.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<()> {
+        self.changes.subscribe()
+    }
+
+    /// The store's revision: bumped by every committed write.
+    pub async fn revision(&self) -> Result<i64, StoreError> {
+        let mut tx = self.begin_read().await?;
+        let rows = tx
+            .rows("SELECT value FROM revision WHERE id = 1", &[])
+            .await?;
+        tx.commit().await?;
+        rows.first()
+            .ok_or_else(|| StoreError::Corrupt("no revision row".into()))?
+            .int(0)
+    }
+
+    /// A read-only transaction (one consistent snapshot).
+    pub async fn begin_read(&self) -> Result<Tx, StoreError> {
+        Ok(Tx {
+            sql: self.pool.begin_read().await?,
+            backend: self.backend,
+            dirty: false,
+            changes: None,
+            quotas: self.quotas,
+        })
+    }
+}
+
+pub enum Claim<R> {
+    Existing(R),
+    New(String),
+}
+
+/// One transaction: every mutation of the store is exactly one of these.
+pub struct Tx {
+    pub(crate) sql: SqlTx,
+    pub backend: Backend,
+    /// Whether this transaction wrote anything (then commit bumps the
+    /// revision).
+    pub(super) dirty: bool,
+    pub(super) changes: Option<std::sync::Arc<tokio::sync::watch::Sender<()>>>,
+    pub(super) quotas: vpcip_model::rules::Quotas,
+}
