@@ -649,18 +649,8 @@ pub async fn watch_desired(
     // Refused or unknown callers learn it at once, not after the wait.
     app.store.agent(&scope, &id).await?;
     let wait = std::time::Duration::from_secs(w.wait.unwrap_or(30).min(60));
-    let deadline = tokio::time::Instant::now() + wait;
-    let mut changes = app.store.db.subscribe();
     if let Some(after) = w.after {
-        // Commits of this process wake us at once; other controllers' are
-        // seen by checking the revision every second.
-        while app.store.db.revision().await? <= after && tokio::time::Instant::now() < deadline {
-            tokio::select! {
-                _ = changes.changed() => {}
-                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-                _ = tokio::time::sleep_until(deadline) => {}
-            }
-        }
+        app.store.wait_for_revision(after, wait).await?;
     }
     Ok(ok(app.store.desired(&scope, &id).await?))
 }

@@ -6,6 +6,7 @@ pub mod db;
 pub mod error;
 mod ops;
 pub mod sql;
+#[cfg(feature = "testing")]
 pub mod testing;
 pub use ops::token_hash;
 
@@ -22,13 +23,39 @@ pub const DEFAULT_PAGE: u32 = 100;
 
 #[derive(Clone, Debug)]
 pub struct Store {
-    pub db: Db,
+    pub(crate) db: Db,
     /// The infrastructure services VMs may reach (the server's
     /// `[isolation] allow`), handed to the gateways.
     infra_allow: Vec<vpcip_model::desired::InfraService>,
 }
 
 impl Store {
+    /// The database underneath, for tests that break it on purpose.
+    #[cfg(feature = "testing")]
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Waits until the store's revision is past `after` or `wait` has
+    /// passed; returns the revision then. Commits of this process wake the
+    /// wait at once; other controllers' (on the same PostgreSQL) are seen
+    /// by checking the revision every second.
+    pub async fn wait_for_revision(&self, after: i64, wait: Duration) -> Result<i64, StoreError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut changes = self.db.subscribe();
+        loop {
+            let now = self.db.revision().await?;
+            if now > after || tokio::time::Instant::now() >= deadline {
+                return Ok(now);
+            }
+            tokio::select! {
+                _ = changes.changed() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    }
+
     /// Connects (`sqlite://PATH` or `postgres://…`), migrates, and makes
     /// sure the built-in `default` VPC exists.
     pub async fn open(url: &str) -> Result<Self, StoreError> {

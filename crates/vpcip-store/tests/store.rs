@@ -1453,7 +1453,7 @@ async fn invariants_catch_a_leak_and_a_double_allocation(s: &Store) {
         Vec::<String>::new()
     );
     // The EIP's row goes without its address (a half-applied release).
-    let mut tx = s.db.begin().await.unwrap();
+    let mut tx = s.db().begin().await.unwrap();
     tx.exec("DELETE FROM resources WHERE id = $1", &[&eip.id])
         .await
         .unwrap();
@@ -2109,7 +2109,7 @@ async fn agent_tokens_without_a_role_are_refused() {
         }))
     );
     // As the migration leaves an older agent token.
-    let mut tx = s.db.begin().await.unwrap();
+    let mut tx = s.db().begin().await.unwrap();
     tx.exec(
         "UPDATE api_tokens SET agent_role = NULL WHERE id = $1",
         &[&tok.id],

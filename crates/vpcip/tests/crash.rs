@@ -339,7 +339,7 @@ async fn crash_safety(db: &str, check: vpcip_store::Store) {
     assert!(bad.is_empty(), "at the end: {bad:#?}");
     // Every acknowledged creation is there, unless its removal was sent.
     let ledger = std::mem::take(&mut *ledger.lock().unwrap());
-    let mut tx = check.db.begin_read().await.unwrap();
+    let mut tx = check.db().begin_read().await.unwrap();
     let present: BTreeSet<String> = tx
         .rows("SELECT id FROM resources", &[])
         .await

@@ -4,7 +4,9 @@
 #![allow(dead_code)]
 
 use vpcip_model::*;
-pub use vpcip_store::testing::{postgres, sqlite};
+#[cfg(feature = "pg-tests")]
+pub use vpcip_store::testing::postgres;
+pub use vpcip_store::testing::sqlite;
 use vpcip_store::{Scope, Store};
 
 /// Runs one async test body on SQLite and on PostgreSQL.
