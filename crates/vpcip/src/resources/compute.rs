@@ -1,0 +1,115 @@
+//! Servers and NICs.
+
+use super::*;
+
+pub(super) async fn vm(ctx: &Ctx, c: VmCmd) -> anyhow::Result<()> {
+    match c {
+        VmCmd::List => ctx.list::<Server>("servers", None).await,
+        VmCmd::Show(k) => ctx.show::<Server>("servers", &k.id).await,
+        VmCmd::Create {
+            name,
+            subnet,
+            zone,
+            ip,
+            security_groups,
+            host,
+            client_token,
+        } => ctx
+            .create::<_, Server>(
+                "servers",
+                &CreateServer {
+                    name,
+                    subnet,
+                    zone,
+                    ip,
+                    security_groups,
+                    host,
+                    client_token,
+                },
+            )
+            .await
+            .map(drop),
+        VmCmd::Delete(k) => ctx.delete("servers", &k.id).await,
+        VmCmd::Nics(k) => {
+            let nics: Vec<Nic> = ctx
+                .client
+                .get(&format!("/v1/servers/{}/nics", k.id))
+                .await?;
+            print_list(&nics, ctx.output)
+        }
+    }
+}
+
+pub(super) async fn nic(ctx: &Ctx, c: NicCmd) -> anyhow::Result<()> {
+    match c {
+        NicCmd::List(l) => ctx.list::<Nic>("nics", l.parent.as_deref()).await,
+        NicCmd::Show(k) => ctx.show::<Nic>("nics", &k.id).await,
+        NicCmd::Create {
+            name,
+            subnet,
+            ip,
+            security_groups,
+            no_source_dest_check,
+            client_token,
+        } => ctx
+            .create::<_, Nic>(
+                "nics",
+                &CreateNic {
+                    name,
+                    subnet,
+                    ip,
+                    security_groups,
+                    source_dest_check: Some(!no_source_dest_check),
+                    client_token,
+                },
+            )
+            .await
+            .map(drop),
+        NicCmd::Update {
+            id,
+            security_groups,
+            source_dest_check,
+        } => {
+            let req = UpdateNic {
+                security_groups: (!security_groups.is_empty()).then_some(security_groups),
+                source_dest_check: source_dest_check.map(|f| matches!(f, OnOff::On)),
+            };
+            let nic: Nic = ctx.client.patch(&format!("/v1/nics/{id}"), &req).await?;
+            print_one(&nic, ctx.output)
+        }
+        NicCmd::GuestConfig { nic, guest, remove } => {
+            nic_guest_config(ctx, &nic, guest, remove).await
+        }
+        NicCmd::Attach { id, server } => ctx
+            .action::<_, Nic>("nics", &id, "attach", &AttachNic { server })
+            .await
+            .map(drop),
+        NicCmd::Detach(k) => ctx
+            .action::<_, Nic>("nics", &k.id, "detach", &serde_json::json!({}))
+            .await
+            .map(drop),
+        NicCmd::Delete(k) => ctx.delete("nics", &k.id).await,
+    }
+}
+
+/// `vpcip nic guest-config`: the guest side of a (secondary) NIC.
+pub(super) async fn nic_guest_config(
+    ctx: &Ctx,
+    key: &str,
+    args: GuestArgs,
+    remove: bool,
+) -> anyhow::Result<()> {
+    let nic: Nic = ctx.client.show("nics", key).await?;
+    let subnet: Subnet = ctx.client.show("subnets", &nic.subnet_id).await?;
+    let (os, ifname, connection, device) = guest_names(ctx, &nic, args).await?;
+    let me = vpcip_model::guest::GuestNic {
+        ifname: &ifname,
+        connection: &connection,
+        ip: nic.ip,
+        subnet: subnet.cidr,
+        gateway: subnet.gateway,
+        device,
+    };
+    print!("{}", vpcip_model::guest::nic_config(os, &me, remove));
+    Ok(())
+}

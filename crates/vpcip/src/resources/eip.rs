@@ -1,0 +1,286 @@
+//! EIPs: allocate, bind, check the physical route.
+
+use super::*;
+
+/// An EIP by address, ID or name.
+pub(super) async fn find_eip(ctx: &Ctx, key: &str) -> anyhow::Result<Eip> {
+    if let Ok(ip) = key.parse::<Ipv4Addr>() {
+        let all: Vec<Eip> = ctx.client.list_all("eips", None).await?;
+        return all
+            .into_iter()
+            .find(|e| e.ip == ip)
+            .with_context(|| format!("no EIP {ip} that you can see"));
+    }
+    Ok(ctx.client.show("eips", key).await?)
+}
+
+/// The seeds' "ping the EIP from outside and tcpdump on the gateway", made
+/// one command: the gateway counts every packet for a bound EIP, so the
+/// counter moving while traffic is sent answers whether the physical
+/// network routes the EIP to the gateway.
+pub(super) async fn check_route(ctx: &Ctx, key: &str, wait: u64) -> anyhow::Result<()> {
+    let eip = find_eip(ctx, key).await?;
+    if eip.private_ip.is_none() {
+        bail!(
+            "EIP {} is not bound: the gateway counts only bound EIPs; bind it, then check",
+            eip.ip
+        );
+    }
+    let path = format!("/v1/eips/{}/counters", eip.id);
+    let no_report = || {
+        anyhow::anyhow!(
+            "the gateway has not reported counters for {} lately: is its agent running? (vpcip gateway list)",
+            eip.ip
+        )
+    };
+    // The baseline is the gateway's latest report, taken before the prompt:
+    // whatever is sent after the prompt counts (gateways report every 2 s;
+    // a packet counted a little before the prompt proves the route too).
+    let start = now_secs();
+    let before: EipCounters = ctx.client.get(&path).await?;
+    if before.as_of < start - 10 {
+        return Err(no_report());
+    }
+    eprintln!(
+        "Send traffic to {} from the physical network now (e.g. ping {} from outside); watching the gateway's counters for {wait} s…",
+        eip.ip, eip.ip
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+    let after = report_after(
+        ctx,
+        &path,
+        start.saturating_add(i64::try_from(wait).unwrap_or(i64::MAX)),
+    )
+    .await?
+    .ok_or_else(no_report)?;
+    let gateway = after
+        .gateway
+        .clone()
+        .unwrap_or_else(|| "the gateway".into());
+    let arrived = after
+        .traffic
+        .packets_in
+        .saturating_sub(before.traffic.packets_in);
+    if arrived > 0 {
+        println!(
+            "OK: {arrived} packets for {} reached {gateway} in {} s; the physical network routes it to the gateway",
+            eip.ip,
+            after.as_of - before.as_of
+        );
+        return Ok(());
+    }
+    let routes: Vec<PhysicalRoute> = ctx
+        .client
+        .get("/v1/physical-routes")
+        .await
+        .unwrap_or_default();
+    let hint = routes
+        .iter()
+        .find(|r| r.prefix.contains(&eip.ip))
+        .map(|r| {
+            format!(
+                ": the physical network needs the route {} via {} (gateway {})",
+                r.prefix, r.next_hop, r.gateway
+            )
+        })
+        .unwrap_or_default();
+    println!(
+        "NOT REACHED: no packet for {} reached {gateway} in {} s (was traffic sent?){hint}",
+        eip.ip,
+        after.as_of - before.as_of
+    );
+    std::process::exit(3)
+}
+
+/// The first counters report made after `t` (10 s at most).
+pub(super) async fn report_after(
+    ctx: &Ctx,
+    path: &str,
+    t: i64,
+) -> anyhow::Result<Option<EipCounters>> {
+    for _ in 0..20 {
+        let c: EipCounters = ctx.client.get(path).await?;
+        if c.as_of > t {
+            return Ok(Some(c));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    Ok(None)
+}
+
+pub(super) fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+pub(super) async fn eip(ctx: &Ctx, c: EipCmd) -> anyhow::Result<()> {
+    match c {
+        EipCmd::List(l) => ctx.list::<Eip>("eips", l.parent.as_deref()).await,
+        EipCmd::Show(k) => {
+            let eip = find_eip(ctx, &k.id).await?;
+            let counters: EipCounters = ctx
+                .client
+                .get(&format!("/v1/eips/{}/counters", eip.id))
+                .await?;
+            match ctx.output {
+                Output::Json => {
+                    let mut v = serde_json::to_value(&eip)?;
+                    v["counters"] = serde_json::to_value(&counters)?;
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                }
+                Output::Table => {
+                    print_one(&eip, ctx.output)?;
+                    let t = &counters.traffic;
+                    println!(
+                        "traffic in:  {} packets, {} bytes\ntraffic out: {} packets, {} bytes\nlimiter:     {} Mbit/s, dropped {} packets in, {} out\ncounted by:  {}",
+                        t.packets_in,
+                        t.bytes_in,
+                        t.packets_out,
+                        t.bytes_out,
+                        eip.bandwidth_mbps,
+                        t.drops_in,
+                        t.drops_out,
+                        counters
+                            .gateway
+                            .as_deref()
+                            .unwrap_or("- (not bound, or not counted yet)")
+                    );
+                }
+            }
+            Ok(())
+        }
+        EipCmd::CheckRoute { eip, wait } => check_route(ctx, &eip, wait).await,
+        EipCmd::Create {
+            bandwidth,
+            target,
+            mode,
+            visible,
+            eni_name,
+            subnet,
+            ip,
+            name,
+            client_token,
+            algs,
+        } => {
+            if visible && !algs.is_empty() {
+                bail!(
+                    "--alg is for NAT mode: a visible EIP is not translated, so the protocols need no helper"
+                );
+            }
+            if visible {
+                let Some(server) = target.server else {
+                    bail!("--visible builds an ENI for a server: give --server");
+                };
+                let req = CreateVisibleEip {
+                    name,
+                    subnet,
+                    ip,
+                    bandwidth_mbps: bandwidth,
+                    server,
+                    eni_name,
+                    security_groups: vec![],
+                    client_token,
+                };
+                let out: VisibleEip = ctx.client.post("/v1/eips/visible", &req).await?;
+                if ctx.output == Output::Json {
+                    return print_one(&out, ctx.output);
+                }
+                print_one(&out.eip, ctx.output)?;
+                println!(
+                    "\nVPC {} now has block {}; ENI {} ({}) in subnet {} carries the EIP and is attached to {}.",
+                    out.vpc.name,
+                    out.subnet.cidr,
+                    out.nic.name,
+                    out.nic.ip,
+                    out.subnet.name,
+                    out.nic.server_id.as_deref().unwrap_or("-")
+                );
+                return Ok(());
+            }
+            let bind = target_of(target).map(|t| BindEip {
+                target: t,
+                mode: mode_of(mode),
+                allow_reassociation: false,
+            });
+            let req = CreateEip {
+                name,
+                subnet,
+                ip,
+                bandwidth_mbps: bandwidth,
+                bind,
+                algs,
+                client_token,
+            };
+            let e = ctx.client.create_eip(&req).await?;
+            print_one(&e, ctx.output)
+        }
+        EipCmd::Bind {
+            id,
+            target,
+            mode,
+            allow_reassociation,
+        } => {
+            let t = target_of(target).context("give --server, --nic or --vip")?;
+            let e = ctx
+                .client
+                .bind_eip(
+                    &id,
+                    &BindEip {
+                        target: t,
+                        mode: mode_of(mode),
+                        allow_reassociation,
+                    },
+                )
+                .await?;
+            print_one(&e, ctx.output)
+        }
+        EipCmd::Unbind(k) => ctx
+            .action::<_, Eip>("eips", &k.id, "unbind", &serde_json::json!({}))
+            .await
+            .map(drop),
+        EipCmd::Update {
+            id,
+            bandwidth,
+            algs,
+        } => {
+            let algs = match algs {
+                None => None,
+                Some(v) if v == ["none"] => Some(vec![]),
+                Some(v) => Some(
+                    v.iter()
+                        .map(|a| a.parse::<Alg>())
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(anyhow::Error::msg)?,
+                ),
+            };
+            let e: Eip = ctx
+                .client
+                .patch(
+                    &format!("/v1/eips/{id}"),
+                    &UpdateEip {
+                        bandwidth_mbps: bandwidth,
+                        algs,
+                    },
+                )
+                .await?;
+            print_one(&e, ctx.output)
+        }
+        EipCmd::Release(k) => ctx.delete("eips", &k.id).await,
+    }
+}
+
+pub(super) fn target_of(t: TargetArgs) -> Option<EipTarget> {
+    t.server
+        .map(EipTarget::Server)
+        .or(t.nic.map(EipTarget::Nic))
+        .or(t.vip.map(EipTarget::Vip))
+}
+
+pub(super) fn mode_of(m: Mode) -> EipMode {
+    match m {
+        Mode::Nat => EipMode::Nat,
+        Mode::Visible => EipMode::Visible,
+    }
+}

@@ -1,0 +1,183 @@
+//! VPCs, subnets, security groups.
+
+use super::*;
+
+pub(super) async fn vpc(ctx: &Ctx, c: VpcCmd) -> anyhow::Result<()> {
+    match c {
+        VpcCmd::List => ctx.list::<Vpc>("vpcs", None).await,
+        VpcCmd::Show(k) => ctx.show::<Vpc>("vpcs", &k.id).await,
+        VpcCmd::Create {
+            name,
+            cidr,
+            secondary,
+            tenant,
+            client_token,
+        } => ctx
+            .create::<_, Vpc>(
+                "vpcs",
+                &CreateVpc {
+                    name,
+                    cidr,
+                    secondary_cidrs: secondary,
+                    tenant,
+                    client_token,
+                },
+            )
+            .await
+            .map(drop),
+        VpcCmd::Delete(k) => ctx.delete("vpcs", &k.id).await,
+        VpcCmd::AddCidr { vpc, cidr } => ctx
+            .action::<_, Vpc>("vpcs", &vpc, "add-cidr", &VpcCidrChange { cidr })
+            .await
+            .map(drop),
+        VpcCmd::RemoveCidr { vpc, cidr } => ctx
+            .action::<_, Vpc>("vpcs", &vpc, "remove-cidr", &VpcCidrChange { cidr })
+            .await
+            .map(drop),
+    }
+}
+
+pub(super) async fn subnet(ctx: &Ctx, c: SubnetCmd) -> anyhow::Result<()> {
+    match c {
+        SubnetCmd::List(l) => ctx.list::<Subnet>("subnets", l.parent.as_deref()).await,
+        SubnetCmd::Show(k) => ctx.show::<Subnet>("subnets", &k.id).await,
+        SubnetCmd::Create {
+            name,
+            vpc,
+            zone,
+            kind,
+            cidr,
+            range,
+            prefix_len,
+            gateway,
+            client_token,
+        } => {
+            let req = CreateSubnet {
+                name,
+                vpc,
+                zone,
+                kind: match kind {
+                    SubnetType::Guest => SubnetKind::Guest,
+                    SubnetType::Eip => SubnetKind::Eip,
+                },
+                cidr,
+                range,
+                prefix_len,
+                gateway,
+                client_token,
+            };
+            let created = ctx.client.create_subnet(&req).await?;
+            print_one(&created.subnet, ctx.output)?;
+            if ctx.output == Output::Table && created.subnet.kind == SubnetKind::Eip {
+                println!("\nConfigure this static route on the physical router(s):");
+                print_list(&created.physical_routes, ctx.output)?;
+            }
+            ctx.warn(&created.warnings);
+            Ok(())
+        }
+        SubnetCmd::Delete(k) => ctx.delete("subnets", &k.id).await,
+    }
+}
+
+pub(super) async fn security_group(ctx: &Ctx, c: SgCmd) -> anyhow::Result<()> {
+    match c {
+        SgCmd::List(l) => {
+            ctx.list::<SecurityGroup>("security-groups", l.parent.as_deref())
+                .await
+        }
+        SgCmd::Show(k) => ctx.show::<SecurityGroup>("security-groups", &k.id).await,
+        SgCmd::Create {
+            name,
+            vpc,
+            kind,
+            rules,
+            managed,
+        } => {
+            let rules = rules
+                .iter()
+                .map(|r| parse_rule(r))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let req = CreateSecurityGroup {
+                name,
+                vpc,
+                kind: match kind {
+                    SgType::Basic => SgKind::Basic,
+                    SgType::Advanced => SgKind::Advanced,
+                },
+                rules,
+                managed,
+                client_token: None,
+            };
+            ctx.create::<_, SecurityGroup>("security-groups", &req)
+                .await
+                .map(drop)
+        }
+        SgCmd::Delete(k) => ctx.delete("security-groups", &k.id).await,
+    }
+}
+
+/// `DIRECTION:PROTOCOL[:PORTS]:REMOTE`, e.g. `ingress:tcp:80-443:0.0.0.0/0`.
+pub(super) fn parse_rule(s: &str) -> anyhow::Result<SgRule> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let (dir, proto, ports, remote) = match parts.as_slice() {
+        [d, p, r] => (*d, *p, None, *r),
+        [d, p, ports, r] => (*d, *p, Some(*ports), *r),
+        _ => bail!("rule {s:?} is not DIRECTION:PROTOCOL[:PORTS]:REMOTE"),
+    };
+    let direction = match dir {
+        "ingress" | "in" => Direction::Ingress,
+        "egress" | "out" => Direction::Egress,
+        _ => bail!("rule {s:?}: direction must be ingress or egress"),
+    };
+    let protocol = match proto {
+        "all" => Protocol::All,
+        "tcp" => Protocol::Tcp,
+        "udp" => Protocol::Udp,
+        "icmp" => Protocol::Icmp,
+        _ => bail!("rule {s:?}: protocol must be all, tcp, udp or icmp"),
+    };
+    let (port_min, port_max) = match ports {
+        None => (None, None),
+        Some(p) => {
+            let (a, b) = p.split_once('-').unwrap_or((p, p));
+            (
+                Some(
+                    a.parse()
+                        .with_context(|| format!("rule {s:?}: bad port {a:?}"))?,
+                ),
+                Some(
+                    b.parse()
+                        .with_context(|| format!("rule {s:?}: bad port {b:?}"))?,
+                ),
+            )
+        }
+    };
+    let (remote_cidr, remote_group) = match remote.parse() {
+        Ok(net) => (Some(net), None),
+        Err(_) => (None, Some(remote.to_string())),
+    };
+    Ok(SgRule {
+        direction,
+        protocol,
+        port_min,
+        port_max,
+        remote_cidr,
+        remote_group,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_parse() {
+        let r = parse_rule("ingress:tcp:80-443:0.0.0.0/0").unwrap();
+        assert_eq!((r.port_min, r.port_max), (Some(80), Some(443)));
+        assert_eq!(r.remote_cidr.unwrap().to_string(), "0.0.0.0/0");
+        let r = parse_rule("egress:all:sg-web").unwrap();
+        assert_eq!(r.remote_group.as_deref(), Some("sg-web"));
+        assert!(parse_rule("sideways:tcp:x").is_err());
+        assert!(parse_rule("ingress:tcp:eighty:0.0.0.0/0").is_err());
+    }
+}

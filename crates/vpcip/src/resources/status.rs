@@ -1,0 +1,59 @@
+//! `vpcip status`.
+
+use super::*;
+
+/// `vpcip status`.
+pub(super) async fn status(ctx: &Ctx) -> anyhow::Result<()> {
+    use vpcip_model::desired::SystemStatus;
+    let s: SystemStatus = ctx.client.get("/v1/status").await?;
+    let unhealthy = s.agents.iter().filter(|a| !a.healthy).count();
+    let bad = unhealthy > 0 || !s.differing.is_empty() || s.agents.is_empty();
+    if ctx.output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else {
+        println!("controller   revision {}", s.revision);
+        if s.agents.is_empty() {
+            println!("agents       none registered");
+        }
+        for a in &s.agents {
+            let ago = s.now - a.agent.last_seen;
+            println!(
+                "{:<12} {:<14} {:<9} applied {} (lag {}), last report {} s ago{}",
+                a.agent.role.as_str(),
+                a.agent.name,
+                if a.healthy { "healthy" } else { "UNHEALTHY" },
+                a.agent.applied_revision,
+                a.lag,
+                ago,
+                a.agent
+                    .error
+                    .as_deref()
+                    .map(|e| format!(", error: {e}"))
+                    .unwrap_or_default()
+            );
+        }
+        println!(
+            "EIPs         {} bound, {} in the gateways' data plane",
+            s.bound_eips, s.programmed_eips
+        );
+        if s.differing.is_empty() {
+            println!("             none differs from the desired state");
+        }
+        for d in &s.differing {
+            let what = match d.problem.as_str() {
+                "not_programmed" => "bound, but no gateway holds it",
+                "not_bound" => "a gateway holds it, but it is not bound",
+                other => other,
+            };
+            println!(
+                "DIFFERS      {} ({}): {what}",
+                d.eip,
+                d.eip_id.as_deref().unwrap_or("no EIP")
+            );
+        }
+    }
+    if bad {
+        std::process::exit(3);
+    }
+    Ok(())
+}
