@@ -24,7 +24,7 @@ pub use crate::kernel::gateway::router_netns;
 pub use vpcip_dataplane::gateway::{ROUTER_TABLES, RULE_PRIORITY};
 pub use vpcip_dataplane::links::vxlan_ifname;
 
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct Summary {
     /// Kernel objects (links, addresses, routes, FDB and map entries)
     /// changed.
@@ -32,6 +32,8 @@ pub struct Summary {
     /// Something desired could not be made yet (a port whose link does not
     /// exist): reconcile again soon.
     pub pending: bool,
+    /// Host agents: the NICs whose port is not there yet.
+    pub missing_ports: Vec<String>,
 }
 
 pub struct GatewayReconciler<K: GatewayKernel = SysGateway> {

@@ -41,6 +41,12 @@ impl<K: HostKernel> HostReconciler<K> {
         Ok(Summary {
             changed: plan.changes.len(),
             pending: !plan.waiting.is_empty(),
+            missing_ports: state
+                .ports
+                .iter()
+                .filter(|p| plan.waiting.contains(&p.ifname))
+                .map(|p| p.nic_id.clone())
+                .collect(),
         })
     }
 

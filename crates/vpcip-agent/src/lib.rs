@@ -239,6 +239,10 @@ pub async fn run(client: Client, cfg: AgentConfig) -> ! {
         let report = AgentReport {
             applied_revision: desired.revision,
             error,
+            missing_ports: result
+                .as_ref()
+                .map(|s| s.missing_ports.clone())
+                .unwrap_or_default(),
         };
         if let Err(e) = client
             .post::<_, ()>(&format!("/v1/agents/{}/report", agent.id), &report)

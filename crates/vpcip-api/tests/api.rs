@@ -788,6 +788,7 @@ async fn agent_tokens_serve_the_agent_routes_only(s: Server) {
             &vpcip_model::desired::AgentReport {
                 applied_revision: desired.revision,
                 error: None,
+                missing_ports: vec![],
             },
         )
         .await
@@ -890,6 +891,7 @@ async fn an_agent_token_acts_for_its_agent_only(s: Server) {
     let report = AgentReport {
         applied_revision: desired.revision,
         error: None,
+        missing_ports: vec![],
     };
     let _: () = gw1
         .post(&format!("/v1/agents/{}/report", me.id), &report)
@@ -955,6 +957,7 @@ async fn an_agent_token_acts_for_its_agent_only(s: Server) {
     let bad = AgentReport {
         applied_revision: 1,
         error: Some("forged".into()),
+        missing_ports: vec![],
     };
     for key in [h1.id.as_str(), "h1", "agent-nonexistent"] {
         let want = if key == "h1" || key == h1.id {

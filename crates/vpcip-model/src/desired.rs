@@ -41,6 +41,11 @@ pub struct Agent {
     pub last_seen: i64,
     /// The agent's last reconcile error, if any.
     pub error: Option<String>,
+    /// Host agents: the NICs placed on the host whose port (the link the
+    /// hypervisor makes, [`port_ifname`]) it has not found, as last
+    /// reported.
+    #[serde(default)]
+    pub missing_ports: Vec<String>,
 }
 
 /// The system at a glance (`GET /v1/status`, `vpcip status`).
@@ -57,6 +62,19 @@ pub struct SystemStatus {
     pub programmed_eips: usize,
     /// EIPs whose data plane differs from the desired state.
     pub differing: Vec<EipDrift>,
+    /// NICs placed on a host whose port the hypervisor has not made (the
+    /// host agent looks for it every second).
+    #[serde(default)]
+    pub missing_ports: Vec<MissingPort>,
+}
+
+/// A NIC whose port is missing on its host.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct MissingPort {
+    pub nic_id: String,
+    /// The link the hypervisor must make: `t` + the NIC ID's tail.
+    pub port: String,
+    pub host: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -111,6 +129,9 @@ pub struct AgentReport {
     pub applied_revision: i64,
     #[serde(default)]
     pub error: Option<String>,
+    /// Host agents: the NIC IDs whose port is not there yet.
+    #[serde(default)]
+    pub missing_ports: Vec<String>,
 }
 
 /// One EIP's traffic as a gateway node counted it (since the EIP was last
@@ -794,6 +815,7 @@ mod tests {
             applied_revision: 0,
             last_seen: 0,
             error: None,
+            missing_ports: vec![],
         }
     }
 

@@ -1993,8 +1993,27 @@ async fn agents_act_for_themselves_and_claim_free_addresses(s: &Store) {
     let report = AgentReport {
         applied_revision: 1,
         error: None,
+        missing_ports: vec![],
     };
     s.report_agent(&gw1, &me.id, &report).await.unwrap();
+    // A host agent's missing ports show in the status until they appear.
+    let waiting = AgentReport {
+        missing_ports: vec!["nic-abcdefghjk".into()],
+        ..report.clone()
+    };
+    s.report_agent(&OP, &h1.id, &waiting).await.unwrap();
+    let missing = s.status(&OP).await.unwrap().missing_ports;
+    assert_eq!(missing.len(), 1);
+    assert_eq!(
+        (
+            missing[0].nic_id.as_str(),
+            missing[0].port.as_str(),
+            missing[0].host.as_str()
+        ),
+        ("nic-abcdefghjk", "tabcdefghjk", "h1")
+    );
+    s.report_agent(&OP, &h1.id, &report).await.unwrap();
+    assert!(s.status(&OP).await.unwrap().missing_ports.is_empty());
     s.desired(&gw1, "gw1").await.unwrap();
     assert_eq!(
         code(s.report_agent(&gw1, &h1.id, &report).await.unwrap_err()),

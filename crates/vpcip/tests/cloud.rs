@@ -2389,3 +2389,91 @@ async fn the_data_plane_rides_out_faults_and_leaves_foreign_state_alone() {
     );
     still(&mut conn, "at the end");
 }
+
+/// A NIC whose port the hypervisor never made is not invisible: `vpcip
+/// status` lists it (and exits 3), `vpcip nic show` names the port, the
+/// host and what is missing; once the port is plugged, both say so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nic_whose_port_is_missing_is_shown() {
+    use vpcip_model::desired::{SystemStatus, port_ifname};
+    let mut lab = Lab::up("vcm").await;
+    let v1 = lab.vpc("v1", "10.0.0.0/16").await;
+    let sw = lab.subnet(&v1, "sw", "10.0.1.0/24").await;
+    let server: Server = lab
+        .op
+        .post(
+            "/v1/servers",
+            &CreateServer {
+                name: "unplugged".into(),
+                subnet: sw.id.clone(),
+                host: Some("h1".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let nic: Nic = lab.op.show("nics", &server.nic_ids[0]).await.unwrap();
+    let port = port_ifname(&nic.id);
+    let mut missing = false;
+    for _ in 0..40 {
+        let s: SystemStatus = lab.op.get("/v1/status").await.unwrap();
+        missing = s
+            .missing_ports
+            .iter()
+            .any(|m| m.nic_id == nic.id && m.host == "h1" && m.port == port);
+        if missing {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(missing, "the host agent never reported {port} missing");
+    let out = cli(&lab, &["status"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(
+        text.contains(&format!("NO PORT      {} on h1", nic.id)) && text.contains(&port),
+        "{text}"
+    );
+    let show = |lab: &Lab| {
+        String::from_utf8_lossy(&cli(lab, &["nic", "show", &nic.id]).stdout).to_string()
+    };
+    let text = show(&lab);
+    assert!(
+        text.contains(&format!("no: the hypervisor has not made {port} on h1")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("port") && l.ends_with(&port)),
+        "{text}"
+    );
+
+    // The hypervisor makes the port: the agent plugs it and says so.
+    cloud::plug_vm(
+        &mut lab.w,
+        "unplugged",
+        "h1",
+        &VmNic {
+            nic_id: &nic.id,
+            mac: &nic.mac,
+            ip: nic.ip,
+            prefix_len: sw.cidr.prefix_len(),
+            gateway: sw.gateway,
+        },
+    );
+    let mut gone = false;
+    for _ in 0..40 {
+        let s: SystemStatus = lab.op.get("/v1/status").await.unwrap();
+        gone = s.missing_ports.is_empty();
+        if gone {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(gone, "{port} still reported missing");
+    let text = show(&lab);
+    assert!(
+        text.contains(&format!("yes: h1's agent found {port}")),
+        "{text}"
+    );
+}

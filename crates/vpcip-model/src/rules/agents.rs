@@ -282,6 +282,7 @@ mod tests {
             applied_revision: 0,
             last_seen: 0,
             error: None,
+            missing_ports: vec![],
         }
     }
 

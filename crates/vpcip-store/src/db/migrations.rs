@@ -110,4 +110,6 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // ... for one agent: the token's tenant is its name, this its role
     // (NULL on agent tokens made before: refused).
     "ALTER TABLE api_tokens ADD COLUMN agent_role TEXT",
+    // Host agents: the NICs whose port is missing (a JSON array of IDs).
+    "ALTER TABLE agent_status ADD COLUMN missing TEXT",
 ];

@@ -88,6 +88,7 @@ impl Store {
                         applied_revision: 0,
                         last_seen: 0,
                         error: None,
+                        missing_ports: vec![],
                     };
                     tx.insert(&a).await?;
                     a
@@ -131,21 +132,31 @@ impl Store {
             .error
             .as_deref()
             .map(|e| e.chars().take(1000).collect::<String>());
-        let args: [Val; 4] = [
+        // At most 1,000 NIC IDs, each of at most 64 characters.
+        let missing: Vec<&str> = report
+            .missing_ports
+            .iter()
+            .take(1000)
+            .map(|id| id.get(..64).unwrap_or(id))
+            .collect();
+        let missing = serde_json::to_string(&missing)
+            .map_err(|e| StoreError::Corrupt(format!("missing ports: {e}")))?;
+        let args: [Val; 5] = [
             agent.id().into(),
             report.applied_revision.into(),
             now().into(),
             error.into(),
+            missing.into(),
         ];
         let n = tx
             .write_quiet(
-                "UPDATE agent_status SET applied_revision = $2, last_seen = $3, error = $4 WHERE agent_id = $1",
+                "UPDATE agent_status SET applied_revision = $2, last_seen = $3, error = $4, missing = $5 WHERE agent_id = $1",
                 &args,
             )
             .await?;
         if n == 0 {
             tx.write_quiet(
-                "INSERT INTO agent_status (agent_id, applied_revision, last_seen, error) VALUES ($1, $2, $3, $4)",
+                "INSERT INTO agent_status (agent_id, applied_revision, last_seen, error, missing) VALUES ($1, $2, $3, $4, $5)",
                 &args,
             )
             .await?;
@@ -321,7 +332,7 @@ impl Store {
         let mut agents: Vec<Agent> = tx.all().await?;
         let rows = tx
             .rows(
-                "SELECT agent_id, applied_revision, last_seen, error FROM agent_status",
+                "SELECT agent_id, applied_revision, last_seen, error, missing FROM agent_status",
                 &[],
             )
             .await?;
@@ -332,6 +343,11 @@ impl Store {
                 a.applied_revision = r.int(1)?;
                 a.last_seen = r.int(2)?;
                 a.error = r.text(3).ok();
+                a.missing_ports = r
+                    .text(4)
+                    .ok()
+                    .and_then(|m| serde_json::from_str(&m).ok())
+                    .unwrap_or_default();
             }
         }
         Ok(agents)
@@ -421,6 +437,18 @@ impl Store {
                 }
             }
         }
+        let mut missing_ports: Vec<desired::MissingPort> = agents
+            .iter()
+            .filter(|a| a.role == AgentRole::Host)
+            .flat_map(|a| {
+                a.missing_ports.iter().map(|nic| desired::MissingPort {
+                    nic_id: nic.clone(),
+                    port: desired::port_ifname(nic),
+                    host: a.name.clone(),
+                })
+            })
+            .collect();
+        missing_ports.sort_by(|a, b| (&a.host, &a.nic_id).cmp(&(&b.host, &b.nic_id)));
         let now = now();
         Ok(desired::SystemStatus {
             revision,
@@ -436,6 +464,7 @@ impl Store {
             bound_eips: bound.len(),
             programmed_eips: programmed.len(),
             differing,
+            missing_ports,
         })
     }
 

@@ -43,7 +43,7 @@ pub(super) async fn vm(ctx: &Ctx, c: VmCmd) -> anyhow::Result<()> {
 pub(super) async fn nic(ctx: &Ctx, c: NicCmd) -> anyhow::Result<()> {
     match c {
         NicCmd::List(l) => ctx.list::<Nic>("nics", l.parent.as_deref()).await,
-        NicCmd::Show(k) => ctx.show::<Nic>("nics", &k.id).await,
+        NicCmd::Show(k) => nic_show(ctx, &k.id).await,
         NicCmd::Create {
             name,
             subnet,
@@ -112,4 +112,52 @@ pub(super) async fn nic_guest_config(
     };
     print!("{}", vpcip_model::guest::nic_config(os, &me, remove));
     Ok(())
+}
+
+/// A NIC as `nic show` prints it: with the port the hypervisor must make
+/// for it, the host, and whether the host agent has found the port.
+#[derive(Serialize)]
+struct NicShow {
+    #[serde(flatten)]
+    nic: Nic,
+    /// The link the hypervisor makes for the NIC on its host: `t` and the
+    /// part of the NIC ID after the last `-`.
+    port: String,
+    host: Option<String>,
+    plugged: String,
+}
+
+/// `vpcip nic show`.
+pub(super) async fn nic_show(ctx: &Ctx, key: &str) -> anyhow::Result<()> {
+    use vpcip_model::desired::{SystemStatus, port_ifname};
+    let nic: Nic = ctx.client.show("nics", key).await?;
+    let port = port_ifname(&nic.id);
+    let server: Option<Server> = match &nic.server_id {
+        Some(id) => Some(ctx.client.show("servers", id).await?),
+        None => None,
+    };
+    let host = server.as_ref().and_then(|s| s.host.clone());
+    let plugged = match (&server, &host) {
+        (None, _) => "no: not attached to a server".to_string(),
+        (Some(_), None) => "no: its server is not placed on a host".to_string(),
+        (Some(_), Some(h)) => match ctx.client.get::<SystemStatus>("/v1/status").await {
+            Ok(s) if s.missing_ports.iter().any(|m| m.nic_id == nic.id) => {
+                format!("no: the hypervisor has not made {port} on {h}")
+            }
+            Ok(s) if s.agents.iter().any(|a| a.agent.name == *h && a.healthy) => {
+                format!("yes: {h}'s agent found {port}")
+            }
+            Ok(_) => format!("unknown: {h} has no healthy agent"),
+            Err(_) => "unknown: only the operator sees the hosts' reports".to_string(),
+        },
+    };
+    print_one(
+        &NicShow {
+            nic,
+            port,
+            host,
+            plugged,
+        },
+        ctx.output,
+    )
 }

@@ -7,7 +7,10 @@ pub(super) async fn status(ctx: &Ctx) -> anyhow::Result<()> {
     use vpcip_model::desired::SystemStatus;
     let s: SystemStatus = ctx.client.get("/v1/status").await?;
     let unhealthy = s.agents.iter().filter(|a| !a.healthy).count();
-    let bad = unhealthy > 0 || !s.differing.is_empty() || s.agents.is_empty();
+    let bad = unhealthy > 0
+        || !s.differing.is_empty()
+        || !s.missing_ports.is_empty()
+        || s.agents.is_empty();
     if ctx.output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&s)?);
     } else {
@@ -49,6 +52,12 @@ pub(super) async fn status(ctx: &Ctx) -> anyhow::Result<()> {
                 "DIFFERS      {} ({}): {what}",
                 d.eip,
                 d.eip_id.as_deref().unwrap_or("no EIP")
+            );
+        }
+        for m in &s.missing_ports {
+            println!(
+                "NO PORT      {} on {}: the hypervisor has not made its port {} there",
+                m.nic_id, m.host, m.port
             );
         }
     }
