@@ -2235,3 +2235,40 @@ async fn operator_creates_for_a_tenant() {
     );
     let _: &Scope = &OP;
 }
+
+/// On PostgreSQL (several controllers, READ COMMITTED), deleting the last
+/// gateway is serialized with a bind in progress: the delete waits for the
+/// bind's transaction, then sees the EIP bound and refuses.
+#[cfg(feature = "pg-tests")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_last_gateway_waits_for_a_bind_in_progress() {
+    let db = common::postgres().await;
+    let s = std::sync::Arc::new(db.store.clone());
+    seeds_world(&s).await;
+    let t1 = tenant("t1");
+    let eip = s
+        .create_eip(
+            &t1,
+            &CreateEip {
+                bandwidth_mbps: 1,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    // A bind holds the EIP's row…
+    let mut tx = s.db().begin().await.unwrap();
+    let mut held: Eip = tx.get(&eip.id, true).await.unwrap();
+    // …while the operator deletes the only gateway.
+    let s2 = s.clone();
+    let delete =
+        tokio::spawn(async move { s2.delete_gateway(&OP, "allinone", false).await });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!delete.is_finished(), "the delete did not wait for the bind");
+    held.nic_id = Some("nic-held".into());
+    held.private_ip = Some(ip("10.0.0.9"));
+    tx.update(&held).await.unwrap();
+    tx.commit().await.unwrap();
+    let e = delete.await.unwrap().unwrap_err();
+    assert_eq!(code(e), "last_gateway");
+}

@@ -76,6 +76,19 @@ impl Tx {
         }
     }
 
+    /// Locks every resource of `kind` (PostgreSQL: their rows, until the
+    /// transaction ends; SQLite holds its one writer already): what is
+    /// decided on the strength of all of them is serialized with each
+    /// change of one.
+    pub async fn lock_kind(&mut self, kind: Kind) -> Result<(), StoreError> {
+        let sql = format!(
+            "SELECT id FROM resources WHERE kind = $1{}",
+            self.lock_suffix()
+        );
+        self.sql.query(&sql, &[kind.key().into()]).await?;
+        Ok(())
+    }
+
     pub(super) async fn docs<T: DeserializeOwned>(
         &mut self,
         sql: &str,

@@ -294,6 +294,11 @@ impl Store {
             lock_underlay(&mut tx).await?;
             let mut gw: Gateway = tx.find(scope, key, true).await?;
             let gateways: Vec<Gateway> = tx.all().await?;
+            // Serialized with every bind (it locks its EIP's row) and every
+            // EIP made (it allocates under its segment's row lock): no bind
+            // slips in between the count and the delete.
+            eip_segments(&mut tx).await?;
+            tx.lock_kind(Kind::Eip).await?;
             let eips: Vec<Eip> = tx.all().await?;
             let bound = eips
                 .iter()
