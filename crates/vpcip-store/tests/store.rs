@@ -2261,10 +2261,12 @@ async fn the_last_gateway_waits_for_a_bind_in_progress() {
     let mut held: Eip = tx.get(&eip.id, true).await.unwrap();
     // …while the operator deletes the only gateway.
     let s2 = s.clone();
-    let delete =
-        tokio::spawn(async move { s2.delete_gateway(&OP, "allinone", false).await });
+    let delete = tokio::spawn(async move { s2.delete_gateway(&OP, "allinone", false).await });
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    assert!(!delete.is_finished(), "the delete did not wait for the bind");
+    assert!(
+        !delete.is_finished(),
+        "the delete did not wait for the bind"
+    );
     held.nic_id = Some("nic-held".into());
     held.private_ip = Some(ip("10.0.0.9"));
     tx.update(&held).await.unwrap();
