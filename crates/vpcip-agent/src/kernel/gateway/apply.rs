@@ -197,29 +197,70 @@ fn htb_batch(run: &[GatewayChange]) -> (usize, Vec<ClassChange>) {
     (batch.len(), batch)
 }
 
+/// A namespace while a run of changes is applied in it: rtnetlink, the
+/// links as they stand, and nftables once a change needs it.
+struct Session {
+    net: Net,
+    links: Vec<Link>,
+    nft: Option<NatTable>,
+}
+
+impl Session {
+    fn open() -> Result<Self, KernelError> {
+        let net = open_net()?;
+        let links = net.links().map_err(KernelError::sys("list", "links"))?;
+        Ok(Session {
+            net,
+            links,
+            nft: None,
+        })
+    }
+
+    fn nft(&mut self) -> Result<&mut NatTable, KernelError> {
+        let t = match self.nft.take() {
+            Some(t) => t,
+            None => open_nft()?,
+        };
+        Ok(self.nft.insert(t))
+    }
+
+    /// Applies `run` in order: what every namespace takes the same way
+    /// here ([`apply_common`]), the rest by `own`. Returns the nftables
+    /// generation after, when a change used nftables.
+    fn apply(
+        mut self,
+        run: &[GatewayChange],
+        mut own: impl FnMut(&mut Session, &GatewayChange) -> Result<(), KernelError>,
+    ) -> Result<Option<u32>, KernelError> {
+        let mut i = 0;
+        while let Some(c) = run.get(i) {
+            let (n, batch) = htb_batch(&run[i..]);
+            i += n;
+            if !apply_common(&self.net, &mut self.links, c, &batch)? {
+                own(&mut self, c)?;
+            }
+        }
+        self.nft
+            .as_mut()
+            .map(|t| {
+                t.generation()
+                    .map_err(KernelError::sys("read", "nftables generation"))
+            })
+            .transpose()
+    }
+}
+
 /// Applies a run of changes in the node's namespace.
 pub(super) fn apply_in_node(
     run: &[GatewayChange],
     seen: Option<NodeSeen>,
     router_paths: &HashMap<String, PathBuf>,
 ) -> Result<Option<NodeSeen>, KernelError> {
-    let net = open_net()?;
-    let mut links = net.links().map_err(KernelError::sys("list", "links"))?;
-    let mut nft: Option<NatTable> = None;
     let mut seen = seen;
-    let mut i = 0;
-    while let Some(c) = run.get(i) {
-        let (n, batch) = htb_batch(&run[i..]);
-        i += n;
-        if apply_common(&net, &mut links, c, &batch)? {
-            continue;
-        }
-        let t = match &mut nft {
-            Some(t) => t,
-            None => nft.insert(open_nft()?),
-        };
+    let generation = Session::open()?.apply(run, |ss, c| {
         match c {
             GatewayChange::MakeNodeTables => {
+                let t = ss.nft()?;
                 let block = router_links_block();
                 t.ensure_gateway(block.addr(), block.prefix_len(), ROUTER_IFPREFIX)
                     .map_err(KernelError::sys("make", "ip vpcip_gw"))?;
@@ -230,6 +271,7 @@ pub(super) fn apply_in_node(
                 }
             }
             GatewayChange::NodeMaps { have, want } => {
+                let t = ss.nft()?;
                 t.apply_steering(&have.steer, &want.steer)
                     .map_err(KernelError::sys("change", "map eip_router"))?;
                 let add: Vec<Ipv4Addr> = want.counted.difference(&have.counted).copied().collect();
@@ -246,6 +288,7 @@ pub(super) fn apply_in_node(
                 }
             }
             GatewayChange::MakeGuard(want) | GatewayChange::Guard { want, .. } => {
+                let t = ss.nft()?;
                 if matches!(c, GatewayChange::MakeGuard(_)) {
                     t.ensure_guard(GUARD, want)
                         .map_err(KernelError::sys("make", "ip vpcip_guard"))?;
@@ -259,10 +302,12 @@ pub(super) fn apply_in_node(
             GatewayChange::Rule { add, rule } => {
                 let what = format!("fwmark {}", rule.mark);
                 if *add {
-                    net.add_fw_rule(rule)
+                    ss.net
+                        .add_fw_rule(rule)
                         .map_err(KernelError::sys("add rule", what))?;
                 } else {
-                    net.del_fw_rule(rule)
+                    ss.net
+                        .del_fw_rule(rule)
                         .map_err(KernelError::sys("delete rule", what))?;
                 }
             }
@@ -273,30 +318,30 @@ pub(super) fn apply_in_node(
                 mtu,
             } => {
                 let name = vxlan_ifname(*vni);
-                if let Ok(i) = index_of(&links, &name, "") {
+                let net = &ss.net;
+                if let Ok(i) = index_of(&ss.links, &name, "") {
                     // Left behind by an interrupted pass.
                     net.del_link(i)
                         .map_err(KernelError::sys("delete link", name.as_str()))?;
                 }
                 net.add_vxlan(&name, *vni, *local, *mtu)
                     .map_err(KernelError::sys("add VXLAN device", name.as_str()))?;
-                links = net.links().map_err(KernelError::sys("list", "links"))?;
-                let i = index_of(&links, &name, "move")?;
+                ss.links = net.links().map_err(KernelError::sys("list", "links"))?;
+                let i = index_of(&ss.links, &name, "move")?;
                 let path = router_paths.get(vpc).ok_or_else(|| KernelError::NoLink {
                     op: "move into the router",
                     object: name.clone(),
                 })?;
                 net.move_to(i, path, &name)
                     .map_err(KernelError::sys("move into the router", name.as_str()))?;
-                links = net.links().map_err(KernelError::sys("list", "links"))?;
+                ss.links = net.links().map_err(KernelError::sys("list", "links"))?;
             }
             _ => {}
         }
-    }
-    if let (Some(t), Some(s)) = (nft.as_mut(), seen.as_mut()) {
-        s.generation = t
-            .generation()
-            .map_err(KernelError::sys("read", "nftables generation"))?;
+        Ok(())
+    })?;
+    if let (Some(g), Some(s)) = (generation, seen.as_mut()) {
+        s.generation = g;
     }
     Ok(seen)
 }
@@ -306,9 +351,6 @@ pub(super) fn apply_in_router(
     run: &[GatewayChange],
     seen: Option<RouterSeen>,
 ) -> Result<Option<RouterSeen>, KernelError> {
-    let net = open_net()?;
-    let mut links = net.links().map_err(KernelError::sys("list", "links"))?;
-    let mut nft: Option<NatTable> = None;
     // A router made this pass was not observed: what it holds is what this
     // run makes of it, from nothing.
     let mut seen = match seen {
@@ -320,17 +362,7 @@ pub(super) fn apply_in_router(
             maps: RouterMaps::default(),
         }),
     };
-    let mut i = 0;
-    while let Some(c) = run.get(i) {
-        let (n, batch) = htb_batch(&run[i..]);
-        i += n;
-        if apply_common(&net, &mut links, c, &batch)? {
-            continue;
-        }
-        let t = match &mut nft {
-            Some(t) => t,
-            None => nft.insert(open_nft()?),
-        };
+    let generation = Session::open()?.apply(run, |ss, c| {
         match c {
             GatewayChange::ArpReady { link, .. } => {
                 // Gratuitous ARP (a VIP changing hands) creates and updates
@@ -341,6 +373,7 @@ pub(super) fn apply_in_router(
                     .map_err(KernelError::sys("set locktime of", link))?;
             }
             GatewayChange::MakeRouterTables { .. } => {
+                let t = ss.nft()?;
                 t.ensure()
                     .map_err(KernelError::sys("make", "ip vpcip_nat"))?;
                 t.ensure_qos(EipIs::Source)
@@ -357,6 +390,7 @@ pub(super) fn apply_in_router(
                 want,
                 forget: planned,
             } => {
+                let t = ss.nft()?;
                 let mut plan = plan_nat(&want.dnat, &have.dnat, &have.snat);
                 let mut gone = planned.clone();
                 if !plan.is_empty() {
@@ -394,11 +428,10 @@ pub(super) fn apply_in_router(
             }
             _ => {}
         }
-    }
-    if let (Some(t), Some(s)) = (nft.as_mut(), seen.as_mut()) {
-        s.generation = t
-            .generation()
-            .map_err(KernelError::sys("read", "nftables generation"))?;
+        Ok(())
+    })?;
+    if let (Some(g), Some(s)) = (generation, seen.as_mut()) {
+        s.generation = g;
     }
     Ok(seen)
 }
