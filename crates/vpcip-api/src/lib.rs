@@ -5,6 +5,7 @@ pub mod auth;
 pub mod error;
 pub mod handlers;
 pub mod metrics;
+pub mod security_groups;
 pub mod tls;
 
 use axum::Router;
@@ -15,6 +16,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use vpcip_store::{Store, token_hash};
 
 use handlers::*;
+use security_groups::*;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -48,6 +50,7 @@ impl App {
         list_vpcs, show_vpc, create_vpc, delete_vpc, add_vpc_cidr, remove_vpc_cidr,
         list_subnets, show_subnet, create_subnet, delete_subnet,
         list_security_groups, show_security_group, create_security_group, delete_security_group,
+        add_sg_rules, remove_sg_rule,
         list_servers, show_server, create_server, delete_server, server_nics,
         list_nics, show_nic, create_nic, delete_nic, update_nic, attach_nic, detach_nic,
         list_vips, show_vip, create_vip, delete_vip, bind_vip, unbind_vip,
@@ -118,6 +121,11 @@ pub fn router(app: App) -> Router {
         .route(
             "/v1/security-groups/{id}",
             get(show_security_group).delete(delete_security_group),
+        )
+        .route("/v1/security-groups/{id}/rules", post(add_sg_rules))
+        .route(
+            "/v1/security-groups/{id}/rules/{rule}",
+            axum::routing::delete(remove_sg_rule),
         )
         .route("/v1/servers", get(list_servers).post(create_server))
         .route("/v1/servers/{id}", get(show_server).delete(delete_server))

@@ -243,6 +243,9 @@ fn guard(w: &World, g: Guards) -> anyhow::Result<()> {
                     mac,
                     ips: vec![ip],
                     source_dest_check: true,
+                    security_groups: vec![],
+                    vrrp_peers: vec![],
+                    zone: 0,
                 };
                 ports.push(port("t1".into(), mac.trim().to_string(), ip.parse()?));
                 ports.extend((1..g.ports).map(|i| {
@@ -254,7 +257,11 @@ fn guard(w: &World, g: Guards) -> anyhow::Result<()> {
                     )
                 }));
             }
-            let state = HostState { domains, ports };
+            let state = HostState {
+                domains,
+                ports,
+                groups: vec![],
+            };
             let ports = port_guards(&state, |vni| format!("vx{vni}"));
             (GuardRole::Host, host_guard(&state), ports)
         };

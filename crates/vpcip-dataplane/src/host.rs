@@ -17,6 +17,7 @@ use std::net::Ipv4Addr;
 
 use vpcip_model::desired::HostState;
 
+use crate::filter::{FilterSeen, FilterWant, PortPolicy, filter_for, narrowed};
 use crate::isolation::{InfraGuard, PortGuards, host_guard, port_guards};
 use crate::links::{
     LinkChange, LinkState, LinkWant, Links, VXLAN_OVERHEAD, bridge_ifname, converge_link, vni_of,
@@ -34,6 +35,9 @@ pub struct HostObserved {
     pub port_guards: Option<PortGuards>,
     /// The infrastructure guard's table; None likewise.
     pub infra_guard: Option<InfraGuard>,
+    /// The security-group filter's tables; None when missing or of an
+    /// older shape.
+    pub filter: Option<FilterSeen>,
 }
 
 /// One change to a host.
@@ -51,6 +55,15 @@ pub enum HostChange {
         have: InfraGuard,
         want: InfraGuard,
     },
+    /// Make the security-group filter anew, holding this from the start.
+    MakeFilter(FilterWant),
+    /// Change the filter from `have` to `want`.
+    Filter {
+        have: FilterSeen,
+        want: FilterWant,
+    },
+    /// Forget the tracked connections these ports' rules no longer allow.
+    CutFlows(Vec<PortPolicy>),
     Link(LinkChange),
 }
 
@@ -65,6 +78,10 @@ impl HostChange {
             HostChange::MakeInfraGuard(want) | HostChange::InfraGuard { want, .. } => {
                 host.infra_guard = Some(want.clone());
             }
+            HostChange::MakeFilter(want) | HostChange::Filter { want, .. } => {
+                host.filter = Some(want.seen());
+            }
+            HostChange::CutFlows(_) => {}
             HostChange::Link(c) => c.simulate(&mut host.links),
         }
     }
@@ -98,6 +115,21 @@ pub fn plan_host(want: &HostState, have: &HostObserved, underlay: Ipv4Addr) -> H
             have: h.clone(),
             want: infra,
         }),
+        Some(_) => {}
+    }
+    let filter = filter_for(want, have.filter.as_ref());
+    match &have.filter {
+        None => changes.push(HostChange::MakeFilter(filter)),
+        Some(h) if *h != filter.seen() => {
+            let cut = narrowed(want, h, &filter);
+            changes.push(HostChange::Filter {
+                have: h.clone(),
+                want: filter,
+            });
+            if !cut.is_empty() {
+                changes.push(HostChange::CutFlows(cut));
+            }
+        }
         Some(_) => {}
     }
     let vx_mtu = have.underlay_mtu.saturating_sub(VXLAN_OVERHEAD);
@@ -186,6 +218,9 @@ mod tests {
             mac: format!("fa:16:3e:00:00:{nic:02x}"),
             ips: vec![Ipv4Addr::new(10, 0, 0, u8::try_from(nic).unwrap_or(1))],
             source_dest_check: check,
+            security_groups: vec![],
+            vrrp_peers: vec![],
+            zone: 0,
         }
     }
 
@@ -251,6 +286,7 @@ mod tests {
         let want = HostState {
             domains: vec![domain(10, &[2, 12]), domain(11, &[2])],
             ports: vec![p1.clone(), p2.clone()],
+            groups: vec![],
         };
         let mut host = fresh_host(&[&p1, &p2]);
         let before = host.clone();
@@ -287,6 +323,7 @@ mod tests {
         let want = HostState {
             domains: vec![domain(10, &[2])],
             ports: vec![p1.clone()],
+            groups: vec![],
         };
         let mut host = fresh_host(&[&p1]);
         converge(&want, &mut host);
@@ -326,6 +363,7 @@ mod tests {
         let want = HostState {
             domains: vec![domain(10, &[])],
             ports: vec![p1],
+            groups: vec![],
         };
         let mut host = fresh_host(&[]);
         let plan = converge(&want, &mut host);
@@ -354,6 +392,7 @@ mod tests {
             let want = HostState {
                 domains: domains.iter().map(|(v, t)| domain(*v, t)).collect(),
                 ports: ports.clone(),
+                groups: vec![],
             };
             let made: Vec<&HostPort> = ports
                 .iter()

@@ -1,5 +1,5 @@
 //! The server's configuration file (TOML): `listen`, `db`,
-//! `operator_token`, `tls_cert`, `tls_key`, `[quotas]` and `[isolation]`. Flags and the
+//! `operator_token`, `tls_cert`, `tls_key`, `[quotas]`, `[isolation]` and `[security_groups]`. Flags and the
 //! environment take precedence over it; unknown keys are refused.
 
 use serde::Deserialize;
@@ -20,6 +20,28 @@ pub struct ServerConfig {
     /// `[isolation]`: what VMs may reach of the infrastructure.
     #[serde(default)]
     pub isolation: Isolation,
+    /// `[security_groups] max_rules = 100`: rules per group at most.
+    #[serde(default)]
+    pub security_groups: SecurityGroups,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityGroups {
+    #[serde(default = "default_max_rules")]
+    pub max_rules: usize,
+}
+
+fn default_max_rules() -> usize {
+    crate::rules::DEFAULT_MAX_SG_RULES
+}
+
+impl Default for SecurityGroups {
+    fn default() -> Self {
+        SecurityGroups {
+            max_rules: default_max_rules(),
+        }
+    }
 }
 
 /// `[isolation] allow = ["udp 192.0.2.53 53", …]`: infrastructure services

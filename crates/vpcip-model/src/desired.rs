@@ -9,6 +9,7 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::filter;
 use crate::resources::*;
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
@@ -420,12 +421,26 @@ pub struct HostPort {
     pub ips: Vec<Ipv4Addr>,
     /// When false, the NIC may send from any address (routers, NAT VMs).
     pub source_dest_check: bool,
+    /// The NIC's security groups (IDs, in [`HostState::groups`]).
+    #[serde(default)]
+    pub security_groups: Vec<String>,
+    /// The other NICs of its VIPs: VRRP from them passes.
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    pub vrrp_peers: Vec<Ipv4Addr>,
+    /// Its VPC's conntrack zone (the VPC's number): two VPCs' connections
+    /// never mix, whatever their addresses.
+    #[serde(default)]
+    pub zone: u16,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq, Default)]
 pub struct HostState {
     pub domains: Vec<L2Domain>,
     pub ports: Vec<HostPort>,
+    /// The security groups of the ports, compiled.
+    #[serde(default)]
+    pub groups: Vec<crate::filter::GroupFilter>,
 }
 
 /// What an agent gets: the store's revision and its whole desired state.
@@ -484,6 +499,7 @@ pub struct World<'a> {
     pub agents: &'a [Agent],
     pub host_networks: &'a [HostNetwork],
     pub gateways: &'a [Gateway],
+    pub security_groups: &'a [SecurityGroup],
 }
 
 impl World<'_> {
@@ -677,6 +693,12 @@ impl World<'_> {
             self.subnets.iter().map(|s| (s.id.as_str(), s)).collect();
         let mut ports = Vec::new();
         let mut domains: BTreeMap<u32, L2Domain> = BTreeMap::new();
+        let zones: BTreeMap<&str, u16> = self
+            .vpcs
+            .iter()
+            .map(|v| (v.id.as_str(), u16::try_from(v.router_index).unwrap_or(0)))
+            .collect();
+        let mut used: BTreeSet<&str> = BTreeSet::new();
         for n in self.nics.iter().filter(|n| here.contains(n.id.as_str())) {
             let Some(subnet) = subnets.get(n.subnet_id.as_str()) else {
                 continue;
@@ -693,6 +715,7 @@ impl World<'_> {
             );
             ips.sort();
             ips.dedup();
+            used.extend(n.security_group_ids.iter().map(String::as_str));
             ports.push(HostPort {
                 nic_id: n.id.clone(),
                 ifname: port_ifname(&n.id),
@@ -700,6 +723,9 @@ impl World<'_> {
                 mac: n.mac.clone(),
                 ips,
                 source_dest_check: n.source_dest_check,
+                security_groups: n.security_group_ids.clone(),
+                vrrp_peers: filter::vrrp_peers(n, self.nics, self.vips),
+                zone: zones.get(n.vpc_id.as_str()).copied().unwrap_or(0),
             });
             domains.entry(subnet.vni).or_insert_with(|| L2Domain {
                 subnet_id: subnet.id.clone(),
@@ -716,9 +742,18 @@ impl World<'_> {
             });
         }
         ports.sort_by(|a, b| a.nic_id.cmp(&b.nic_id));
+        let members = filter::group_members(self.nics, self.vips);
+        let mut groups: Vec<filter::GroupFilter> = self
+            .security_groups
+            .iter()
+            .filter(|g| used.contains(g.id.as_str()))
+            .map(|g| filter::compile_group(g, &members))
+            .collect();
+        groups.sort_by(|a, b| a.id.cmp(&b.id));
         HostState {
             domains: domains.into_values().collect(),
             ports,
+            groups,
         }
     }
 }
@@ -876,6 +911,7 @@ mod tests {
                 underlay_ip: "192.0.2.2".parse().unwrap(),
                 snat_ip: Some("203.0.113.254".parse().unwrap()),
             }],
+            security_groups: &[],
         };
         let s = world.gateway(&agent("gw", AgentRole::Gateway, "192.0.2.2"));
         assert_eq!(
@@ -937,6 +973,7 @@ mod tests {
             agents: &agents,
             host_networks: &[],
             gateways: &[],
+            security_groups: &[],
         };
         let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
         // Every agent's address is infrastructure to the gateway, a host

@@ -120,6 +120,14 @@ pub enum RuleError {
 
     #[error("a NIC takes 1 to 5 security groups, {count} given")]
     SecurityGroupCount { count: usize },
+    #[error("security group rule {rule}: {reason}")]
+    SgRuleInvalid { rule: String, reason: String },
+    #[error("security group {group} would hold {count} rules; the limit is {limit} per group")]
+    SgRuleLimit {
+        group: String,
+        count: usize,
+        limit: usize,
+    },
     #[error(
         "security groups of one NIC must be of one type: {first} is {first_kind}, {other} is {other_kind}"
     )]
@@ -295,6 +303,8 @@ impl RuleError {
             AddressExhausted { .. } => "address_exhausted",
             NumbersExhausted { .. } => "numbers_exhausted",
             SecurityGroupCount { .. } => "security_group_count",
+            SgRuleInvalid { .. } => "sg_rule_invalid",
+            SgRuleLimit { .. } => "sg_rule_limit",
             SecurityGroupMixedKinds { .. } => "security_group_mixed_kinds",
             SecurityGroupManaged { .. } => "security_group_managed",
             SecurityGroupWrongVpc { .. } => "security_group_wrong_vpc",
@@ -344,6 +354,8 @@ impl RuleError {
             | SubnetKind { .. }
             | AddressOutOfRange { .. }
             | SecurityGroupCount { .. }
+            | SgRuleInvalid { .. }
+            | SgRuleLimit { .. }
             | SecurityGroupMixedKinds { .. }
             | SecurityGroupManaged { .. }
             | SecurityGroupWrongVpc { .. }

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod desired;
 pub mod error;
+pub mod filter;
 pub mod guest;
 pub mod ipam;
 pub mod resources;

@@ -374,32 +374,80 @@ pub fn need_subnet_kind(subnet: &Subnet, need: SubnetKind) -> Result<(), RuleErr
     Ok(())
 }
 
-pub fn check_sg_rules(rules: &[SgRule]) -> Result<(), RuleError> {
-    for (i, r) in rules.iter().enumerate() {
-        let field = format!("rules[{i}]");
-        match (r.remote_cidr.is_some(), r.remote_group.is_some()) {
-            (true, false) | (false, true) => {}
-            _ => {
-                return Err(RuleError::invalid(
-                    field,
-                    "set exactly one of remote_cidr and remote_group",
-                ));
-            }
+/// Rules a group holds at most, unless the server's config says otherwise
+/// (`[security_groups] max_rules`).
+pub const DEFAULT_MAX_SG_RULES: usize = 100;
+
+/// Checks one rule on its own: one remote, ports only on tcp and udp and
+/// in 1..=65535 with min <= max, and a remote prefix that can match
+/// something (no host bits, not loopback, multicast or reserved).
+pub fn check_sg_rule(r: &SgRule) -> Result<(), RuleError> {
+    let bad = |reason: String| RuleError::SgRuleInvalid {
+        rule: r.to_string(),
+        reason,
+    };
+    match (&r.remote_cidr, &r.remote_group) {
+        (Some(_), None) | (None, Some(_)) => {}
+        _ => return Err(bad("set exactly one of remote_cidr and remote_group".into())),
+    }
+    let ported = matches!(r.protocol, Protocol::Tcp | Protocol::Udp);
+    match (ported, r.port_min, r.port_max) {
+        (true, Some(a), Some(b)) if a >= 1 && a <= b => {}
+        (true, None, None) | (false, None, None) => {}
+        (true, a, b) => {
+            return Err(bad(format!(
+                "port range {}-{} can never match: ports run 1 <= min <= max <= 65535",
+                a.map_or("?".into(), |v| v.to_string()),
+                b.map_or("?".into(), |v| v.to_string())
+            )));
         }
-        let ported = matches!(r.protocol, Protocol::Tcp | Protocol::Udp);
-        match (ported, r.port_min, r.port_max) {
-            (true, Some(a), Some(b)) if a >= 1 && a <= b => {}
-            (true, None, None) => {}
-            (true, a, b) => {
-                return Err(RuleError::invalid(
-                    field,
-                    format!("port range {a:?}..{b:?} must be 1 <= min <= max"),
-                ));
-            }
-            (false, None, None) => {}
-            (false, _, _) => {
-                return Err(RuleError::invalid(field, "ports apply only to tcp and udp"));
-            }
+        (false, _, _) => {
+            return Err(bad(format!(
+                "ports apply only to tcp and udp, not to {}",
+                r.protocol.as_str()
+            )));
+        }
+    }
+    if let Some(c) = r.remote_cidr {
+        if c.addr() != c.network() {
+            return Err(bad(format!(
+                "{c} has host bits set (did you mean {}?)",
+                c.trunc()
+            )));
+        }
+        let never = |net: &str| {
+            net.parse::<Ipv4Net>()
+                .is_ok_and(|n| n.contains(&c) && c.prefix_len() > 0)
+        };
+        if ["127.0.0.0/8", "224.0.0.0/4", "240.0.0.0/4", "0.0.0.0/8"]
+            .iter()
+            .any(|n| never(n))
+        {
+            return Err(bad(format!(
+                "{c} can never match: no VM talks to loopback, multicast or reserved addresses across a security group"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a group's rules: each on its own, no rule twice, at most `limit`.
+pub fn check_sg_rules(group: &str, rules: &[SgRule], limit: usize) -> Result<(), RuleError> {
+    if rules.len() > limit {
+        return Err(RuleError::SgRuleLimit {
+            group: group.into(),
+            count: rules.len(),
+            limit,
+        });
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for r in rules {
+        check_sg_rule(r)?;
+        if !seen.insert(r.to_string()) {
+            return Err(RuleError::SgRuleInvalid {
+                rule: r.to_string(),
+                reason: format!("group {group} already has this rule"),
+            });
         }
     }
     Ok(())

@@ -27,6 +27,9 @@ pub struct Store {
     /// The infrastructure services VMs may reach (the server's
     /// `[isolation] allow`), handed to the gateways.
     infra_allow: Vec<vpcip_model::desired::InfraService>,
+    /// Rules a security group holds at most (`[security_groups]
+    /// max_rules`).
+    pub(crate) max_sg_rules: usize,
 }
 
 impl Store {
@@ -62,6 +65,7 @@ impl Store {
         let store = Store {
             db: Db::connect(url).await?,
             infra_allow: Vec::new(),
+            max_sg_rules: vpcip_model::rules::DEFAULT_MAX_SG_RULES,
         };
         store.ensure_default_vpc().await?;
         Ok(store)
@@ -77,6 +81,12 @@ impl Store {
     /// gateways as reachable from VMs.
     pub fn with_infra_allow(mut self, allow: Vec<vpcip_model::desired::InfraService>) -> Self {
         self.infra_allow = allow;
+        self
+    }
+
+    /// The same store allowing `max` rules per security group.
+    pub fn with_max_sg_rules(mut self, max: usize) -> Self {
+        self.max_sg_rules = max;
         self
     }
 

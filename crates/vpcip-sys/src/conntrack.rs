@@ -8,6 +8,8 @@ use std::net::Ipv4Addr;
 
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
 
+use vpcip_dataplane::filter::Flow;
+
 use crate::SysError;
 
 const NFNL_SUBSYS_CTNETLINK: u16 = 1;
@@ -79,6 +81,75 @@ fn tuple_ips(tuple: &[u8]) -> (Option<Ipv4Addr>, Option<Ipv4Addr>) {
     out
 }
 
+/// (protocol, destination port) of a tuple attribute's value; the port is
+/// 0 for protocols without ports.
+fn tuple_proto(tuple: &[u8]) -> (u8, u16) {
+    const CTA_TUPLE_PROTO: u16 = 2;
+    const CTA_PROTO_NUM: u16 = 1;
+    const CTA_PROTO_DST_PORT: u16 = 3;
+    let mut out = (0, 0);
+    for (t, _, p) in attrs(tuple) {
+        if t != CTA_TUPLE_PROTO {
+            continue;
+        }
+        for (t, _, v) in attrs(p) {
+            match t {
+                CTA_PROTO_NUM => out.0 = v.first().copied().unwrap_or(0),
+                CTA_PROTO_DST_PORT => {
+                    out.1 = v.get(..2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+                }
+                _ => {}
+            }
+        }
+    }
+    if !matches!(out.0, 6 | 17 | 132 | 33 | 136) {
+        out.1 = 0;
+    }
+    out
+}
+
+/// Deletes, in the current network namespace, every conntrack entry whose
+/// original direction `refused` says the rules no longer allow (the
+/// security-group filter's connections after a rule went away).
+pub fn forget_flows(refused: impl Fn(&Flow) -> bool) -> Result<Forgotten, SysError> {
+    let hit = |entry: &[u8]| {
+        let mut flow = Flow {
+            zone: 0,
+            proto: 0,
+            src: Ipv4Addr::UNSPECIFIED,
+            dst: Ipv4Addr::UNSPECIFIED,
+            dport: 0,
+        };
+        for (t, _, value) in attrs(entry) {
+            match t {
+                CTA_TUPLE_ORIG => {
+                    let (s, d) = tuple_ips(value);
+                    flow.src = s.unwrap_or(Ipv4Addr::UNSPECIFIED);
+                    flow.dst = d.unwrap_or(Ipv4Addr::UNSPECIFIED);
+                    (flow.proto, flow.dport) = tuple_proto(value);
+                }
+                CTA_ZONE => {
+                    flow.zone = value
+                        .get(..2)
+                        .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+                }
+                _ => {}
+            }
+        }
+        refused(&flow)
+    };
+    let mut total = Forgotten::default();
+    for _ in 0..4 {
+        let pass = forget_once(&hit)?;
+        total.seen = total.seen.max(pass.seen);
+        total.deleted += pass.deleted;
+        if pass.deleted == 0 {
+            break;
+        }
+    }
+    Ok(total)
+}
+
 /// What [`forget`] did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Forgotten {
@@ -97,9 +168,17 @@ pub fn forget(addrs: &BTreeSet<Ipv4Addr>) -> Result<Forgotten, SysError> {
     }
     // A dump taken while connections come and go may miss an entry: go
     // over the table again until a pass finds nothing left to delete.
+    let hit = |entry: &[u8]| {
+        attrs(entry).any(|(t, _, value)| {
+            matches!(t, CTA_TUPLE_ORIG | CTA_TUPLE_REPLY) && {
+                let (s, d) = tuple_ips(value);
+                [s, d].iter().flatten().any(|a| addrs.contains(a))
+            }
+        })
+    };
     let mut total = Forgotten::default();
     for _ in 0..4 {
-        let pass = forget_once(addrs)?;
+        let pass = forget_once(&hit)?;
         total.seen = total.seen.max(pass.seen);
         total.deleted += pass.deleted;
         if pass.deleted == 0 {
@@ -109,7 +188,7 @@ pub fn forget(addrs: &BTreeSet<Ipv4Addr>) -> Result<Forgotten, SysError> {
     Ok(total)
 }
 
-fn forget_once(addrs: &BTreeSet<Ipv4Addr>) -> Result<Forgotten, SysError> {
+fn forget_once(hit: &dyn Fn(&[u8]) -> bool) -> Result<Forgotten, SysError> {
     let mut sock = Socket::new(NETLINK_NETFILTER).map_err(SysError::io("open ctnetlink"))?;
     sock.bind_auto().map_err(SysError::io("bind ctnetlink"))?;
     sock.connect(&SocketAddr::new(0, 0))
@@ -159,21 +238,14 @@ fn forget_once(addrs: &BTreeSet<Ipv4Addr>) -> Result<Forgotten, SysError> {
             seen += 1;
             let mut orig = None;
             let mut zone = None;
-            let mut hit = false;
-            for (t, whole, value) in attrs(entry) {
+            for (t, whole, _) in attrs(entry) {
                 match t {
-                    CTA_TUPLE_ORIG | CTA_TUPLE_REPLY => {
-                        let (s, d) = tuple_ips(value);
-                        hit |= [s, d].iter().flatten().any(|a| addrs.contains(a));
-                        if t == CTA_TUPLE_ORIG {
-                            orig = Some(whole.to_vec());
-                        }
-                    }
+                    CTA_TUPLE_ORIG => orig = Some(whole.to_vec()),
                     CTA_ZONE => zone = Some(whole.to_vec()),
                     _ => {}
                 }
             }
-            if let (true, Some(orig)) = (hit, orig) {
+            if let (true, Some(orig)) = (hit(entry), orig) {
                 count += 1;
                 let start = header(
                     &mut deletes,

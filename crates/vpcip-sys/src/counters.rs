@@ -155,7 +155,7 @@ fn filter_chain(name: &str, hook: InetHookNumber, priority: i32) -> NfTablesMess
 /// attributes (NFTA_SET_ELEM_EXPR, or a list of them).
 ///
 /// Checked against bytes the kernel sent (see the test below).
-fn counter_of(elem: &[u8]) -> Option<(u64, u64)> {
+pub(crate) fn counter_of(elem: &[u8]) -> Option<(u64, u64)> {
     const NFTA_SET_ELEM_EXPR: u16 = 7;
     const NFTA_SET_ELEM_EXPRESSIONS: u16 = 10;
     fn expr(e: &[u8]) -> Option<(u64, u64)> {

@@ -6,6 +6,7 @@ pub mod alg;
 pub mod conntrack;
 pub mod counters;
 mod expr;
+pub mod filter;
 pub mod guard;
 pub mod link;
 pub mod netns;

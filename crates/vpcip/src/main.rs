@@ -104,7 +104,8 @@ async fn serve(args: cli::ServerArgs, log_format: &cli::LogFormat) -> anyhow::Re
     let store = vpcip_store::Store::open(&db)
         .await?
         .with_quotas(config.quotas)
-        .with_infra_allow(infra_allow);
+        .with_infra_allow(infra_allow)
+        .with_max_sg_rules(config.security_groups.max_rules);
     let app = vpcip_api::App::new(store, operator_token.as_deref());
     let listener = tokio::net::TcpListener::bind(&listen)
         .await

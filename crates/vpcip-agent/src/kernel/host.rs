@@ -3,6 +3,7 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+use vpcip_dataplane::filter::FilterSeen;
 use vpcip_dataplane::host::{HostChange, HostObserved};
 use vpcip_dataplane::isolation::{InfraGuard, PortGuards};
 use vpcip_sys::guard::GuardRole;
@@ -19,6 +20,7 @@ struct SeenGuards {
     netns: u64,
     ports: Option<PortGuards>,
     infra: Option<InfraGuard>,
+    filter: Option<FilterSeen>,
 }
 
 /// The host kernel over netlink, in the node's network namespace.
@@ -51,13 +53,17 @@ impl HostKernel for SysHost {
                 .generation()
                 .map_err(KernelError::sys("read", "nftables generation"))?;
             let netns = netns_inode().map_err(KernelError::sys("stat", "namespace"))?;
-            let (ports, infra) = match seen {
-                Some(s) if s.generation == generation && s.netns == netns => (s.ports, s.infra),
+            let (ports, infra, filter) = match seen {
+                Some(s) if s.generation == generation && s.netns == netns => {
+                    (s.ports, s.infra, s.filter)
+                }
                 _ => (
                     nft.read_spoof()
                         .map_err(KernelError::sys("read", "bridge vpcip_spoof"))?,
                     nft.read_guard(GuardRole::Host)
                         .map_err(KernelError::sys("read", "ip vpcip_guard"))?,
+                    nft.read_filter()
+                        .map_err(KernelError::sys("read", "ip vpcip_sg"))?,
                 ),
             };
             let observed = HostObserved {
@@ -65,12 +71,14 @@ impl HostKernel for SysHost {
                 underlay_mtu,
                 port_guards: ports.clone(),
                 infra_guard: infra.clone(),
+                filter: filter.clone(),
             };
             let seen = SeenGuards {
                 generation,
                 netns,
                 ports,
                 infra,
+                filter,
             };
             Ok((observed, seen))
         })?;
@@ -116,6 +124,30 @@ impl HostKernel for SysHost {
                             .map_err(spoof("change", "ip vpcip_guard"))?;
                         remember(&mut seen, |s| s.infra = Some(want.clone()));
                     }
+                    HostChange::MakeFilter(want) => {
+                        bridge_netfilter_on()?;
+                        nft.make_filter(want)
+                            .map_err(spoof("make", "ip vpcip_sg"))?;
+                        remember(&mut seen, |s| s.filter = Some(want.seen()));
+                    }
+                    HostChange::Filter { have, want } => {
+                        bridge_netfilter_on()?;
+                        nft.change_filter(have, want)
+                            .map_err(spoof("change", "ip vpcip_sg"))?;
+                        remember(&mut seen, |s| s.filter = Some(want.seen()));
+                    }
+                    HostChange::CutFlows(ports) => {
+                        let gone = vpcip_sys::conntrack::forget_flows(|f| {
+                            ports.iter().any(|p| p.refuses(f))
+                        })
+                        .map_err(spoof("forget", "connections no rule allows"))?;
+                        if gone.deleted > 0 {
+                            tracing::info!(
+                                deleted = gone.deleted,
+                                "forgot connections the security groups no longer allow"
+                            );
+                        }
+                    }
                     HostChange::Link(l) => apply_link(&net, &mut links, l)?,
                 }
             }
@@ -130,6 +162,25 @@ impl HostKernel for SysHost {
         })?;
         self.seen = now;
         Ok(())
+    }
+}
+
+/// Bridged IPv4 through the `ip` hooks (br_netfilter), in the current
+/// namespace: without it the security groups see nothing.
+fn bridge_netfilter_on() -> Result<(), KernelError> {
+    const KEY: &str = "/proc/sys/net/bridge/bridge-nf-call-iptables";
+    match std::fs::read_to_string(KEY) {
+        Ok(v) if v.trim() == "1" => Ok(()),
+        Ok(_) => std::fs::write(KEY, "1").map_err(|e| KernelError::Sys {
+            op: "write",
+            object: KEY.into(),
+            source: vpcip_sys::SysError::Io("write sysctl", e),
+        }),
+        Err(e) => Err(KernelError::Sys {
+            op: "read",
+            object: format!("{KEY} (is the br_netfilter module loaded? `modprobe br_netfilter`)"),
+            source: vpcip_sys::SysError::Io("read sysctl", e),
+        }),
     }
 }
 

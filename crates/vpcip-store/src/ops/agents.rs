@@ -497,6 +497,7 @@ impl Store {
         let agents: Vec<Agent> = tx.all().await?;
         let host_networks: Vec<HostNetwork> = tx.all().await?;
         let gateways: Vec<Gateway> = tx.all().await?;
+        let security_groups: Vec<SecurityGroup> = tx.all().await?;
         tx.commit().await?;
         let world = desired::World {
             vpcs: &vpcs,
@@ -508,6 +509,7 @@ impl Store {
             agents: &agents,
             host_networks: &host_networks,
             gateways: &gateways,
+            security_groups: &security_groups,
         };
         let mut desired = world.desired(revision, &agent);
         if let Some(g) = desired.gateway.as_mut() {

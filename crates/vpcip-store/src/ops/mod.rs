@@ -6,6 +6,7 @@ mod compute;
 mod eip;
 mod infra;
 mod network;
+mod security_groups;
 mod vip;
 
 pub use infra::token_hash;

@@ -8,6 +8,7 @@ use vpcip_model::*;
 
 use crate::db::{Claim, Resource, Scope, Tx, new_id};
 use crate::ops::infra::reassign_snat;
+use crate::ops::security_groups::new_rule_id;
 use crate::{Store, StoreError};
 
 /// The tenant a new resource of `scope` belongs to, when the operator may
@@ -72,9 +73,12 @@ impl Store {
                 ..vpc
             };
             tx.insert(&vpc).await?;
-            // Every VPC comes with a default group, so a NIC always has one.
+            // Every VPC comes with a default group, so a NIC always has
+            // one: its members reach each other, everything may leave,
+            // nothing else comes in (as the big clouds' default groups).
+            let sg_id = new_id(Kind::SecurityGroup);
             tx.insert(&SecurityGroup {
-                id: new_id(Kind::SecurityGroup),
+                id: sg_id.clone(),
                 tenant: tenant.clone(),
                 name: default_sg_name(&vpc.name),
                 vpc_id: vpc.id.clone(),
@@ -82,6 +86,7 @@ impl Store {
                 managed: false,
                 rules: vec![
                     SgRule {
+                        id: new_rule_id(),
                         direction: Direction::Egress,
                         protocol: Protocol::All,
                         port_min: None,
@@ -90,12 +95,13 @@ impl Store {
                         remote_group: None,
                     },
                     SgRule {
+                        id: new_rule_id(),
                         direction: Direction::Ingress,
                         protocol: Protocol::All,
                         port_min: None,
                         port_max: None,
-                        remote_cidr: Some(vpc.cidr),
-                        remote_group: None,
+                        remote_cidr: None,
+                        remote_group: Some(sg_id),
                     },
                 ],
             })
@@ -275,80 +281,6 @@ impl Store {
             }
             tx.drop_pool(&subnet.id).await?;
             tx.delete(&subnet).await?;
-            tx.commit().await
-        })
-        .await
-    }
-
-    pub async fn create_security_group(
-        &self,
-        scope: &Scope,
-        req: &CreateSecurityGroup,
-    ) -> Result<SecurityGroup, StoreError> {
-        rules::validate_name("name", &req.name)?;
-        rules::check_sg_rules(&req.rules)?;
-        if req.managed {
-            scope.require_operator("create managed security groups")?;
-        }
-        self.retry(|| async {
-            let mut tx = self.db.begin().await?;
-            let id = match tx
-                .claim::<SecurityGroup>(scope.tenant(), req.client_token.as_deref())
-                .await?
-            {
-                Claim::Existing(g) => return Ok(g),
-                Claim::New(id) => id,
-            };
-            let vpc: Vpc = tx.find(scope, &req.vpc, false).await?;
-            must_own(scope, &vpc.tenant, "this VPC")?;
-            for r in &req.rules {
-                if let Some(g) = &r.remote_group {
-                    let remote: SecurityGroup = tx.find(scope, g, false).await?;
-                    if remote.vpc_id != vpc.id {
-                        return Err(RuleError::invalid(
-                            "remote_group",
-                            format!("group {g} is not in VPC {}", vpc.label()),
-                        )
-                        .into());
-                    }
-                }
-            }
-            let sg = SecurityGroup {
-                id,
-                tenant: vpc.tenant.clone(),
-                name: req.name.clone(),
-                vpc_id: vpc.id.clone(),
-                kind: req.kind,
-                managed: req.managed,
-                rules: req.rules.clone(),
-            };
-            tx.insert(&sg).await?;
-            tx.commit().await?;
-            Ok(sg)
-        })
-        .await
-    }
-
-    pub async fn delete_security_group(&self, scope: &Scope, key: &str) -> Result<(), StoreError> {
-        self.retry(|| async {
-            let mut tx = self.db.begin().await?;
-            let sg: SecurityGroup = tx.find(scope, key, true).await?;
-            must_own(scope, &sg.tenant, "this security group")?;
-            let user = tx
-                .strings(
-                    "SELECT id FROM resources WHERE kind = 'eni' AND doc LIKE '%\"' || $1 || '\"%' LIMIT 1",
-                    &sg.id,
-                )
-                .await?;
-            if let Some(nic) = user.first() {
-                return Err(RuleError::InUse {
-                    kind: "security group",
-                    id: label(&sg.name, &sg.id).into(),
-                    reason: format!("NIC {nic} uses it"),
-                }
-                .into());
-            }
-            tx.delete(&sg).await?;
             tx.commit().await
         })
         .await

@@ -267,3 +267,84 @@ impl NatTable {
         }
     }
 }
+
+impl NatTable {
+    /// The names of `table`'s chains (none when the table is missing).
+    pub(crate) fn chain_names(
+        &mut self,
+        family: NetfilterProtoFamily,
+        table: &str,
+    ) -> Result<std::collections::BTreeSet<String>, SysError> {
+        let get = NfTablesMessage::GetChain(ChainMessage {
+            attributes: vec![ChainAttribute::Table(table.into())],
+        });
+        // NFT_MSG_NEWCHAIN; NFTA_CHAIN_TABLE, NFTA_CHAIN_NAME.
+        self.names_in(family, table, get, 3, (1, 3))
+    }
+
+    /// The names of `table`'s sets and maps.
+    pub(crate) fn set_names(
+        &mut self,
+        family: NetfilterProtoFamily,
+        table: &str,
+    ) -> Result<std::collections::BTreeSet<String>, SysError> {
+        let get = NfTablesMessage::GetSet(SetMessage {
+            attributes: vec![SetAttribute::Table(table.into())],
+        });
+        // NFT_MSG_NEWSET; NFTA_SET_TABLE, NFTA_SET_NAME.
+        self.names_in(family, table, get, 9, (1, 2))
+    }
+
+    /// One dump of chains or sets: the names of those of `table`.
+    fn names_in(
+        &mut self,
+        family: NetfilterProtoFamily,
+        table: &str,
+        get: NfTablesMessage,
+        answer: u16,
+        (table_attr, name_attr): (u16, u16),
+    ) -> Result<std::collections::BTreeSet<String>, SysError> {
+        self.send_one(nft_message(family, get, NLM_F_DUMP), "send nftables dump")?;
+        let mut out = std::collections::BTreeSet::new();
+        let text = |v: &[u8]| {
+            let end = v.iter().position(|b| *b == 0).unwrap_or(v.len());
+            String::from_utf8_lossy(&v[..end]).into_owned()
+        };
+        loop {
+            let (data, _) = self
+                .sock
+                .recv_from_full()
+                .map_err(SysError::io("receive nftables dump"))?;
+            for Received { ty, payload, .. } in messages(&data)? {
+                match ty {
+                    3 => return Ok(out), // NLMSG_DONE
+                    2 => {
+                        let err = u32_at(payload, 0).unwrap_or(0).cast_signed();
+                        return match -err {
+                            0 | 2 => Ok(out),
+                            errno => Err(SysError::Kernel {
+                                what: "nftables dump",
+                                errno,
+                            }),
+                        };
+                    }
+                    t if t == (NFNL_SUBSYS_NFTABLES << 8) | answer => {
+                        let mut of_table = false;
+                        let mut name = None;
+                        for (t, v) in attrs(payload.get(4..).unwrap_or_default()) {
+                            if t == table_attr {
+                                of_table = text(v) == table;
+                            } else if t == name_attr {
+                                name = Some(text(v));
+                            }
+                        }
+                        if let (true, Some(n)) = (of_table, name) {
+                            out.insert(n);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}

@@ -118,52 +118,7 @@ pub(super) async fn security_group(ctx: &Ctx, c: SgCmd) -> anyhow::Result<()> {
 
 /// `DIRECTION:PROTOCOL[:PORTS]:REMOTE`, e.g. `ingress:tcp:80-443:0.0.0.0/0`.
 pub(super) fn parse_rule(s: &str) -> anyhow::Result<SgRule> {
-    let parts: Vec<&str> = s.split(':').collect();
-    let (dir, proto, ports, remote) = match parts.as_slice() {
-        [d, p, r] => (*d, *p, None, *r),
-        [d, p, ports, r] => (*d, *p, Some(*ports), *r),
-        _ => bail!("rule {s:?} is not DIRECTION:PROTOCOL[:PORTS]:REMOTE"),
-    };
-    let direction = match dir {
-        "ingress" | "in" => Direction::Ingress,
-        "egress" | "out" => Direction::Egress,
-        _ => bail!("rule {s:?}: direction must be ingress or egress"),
-    };
-    let protocol = match proto {
-        "all" => Protocol::All,
-        "tcp" => Protocol::Tcp,
-        "udp" => Protocol::Udp,
-        "icmp" => Protocol::Icmp,
-        _ => bail!("rule {s:?}: protocol must be all, tcp, udp or icmp"),
-    };
-    let (port_min, port_max) = match ports {
-        None => (None, None),
-        Some(p) => {
-            let (a, b) = p.split_once('-').unwrap_or((p, p));
-            (
-                Some(
-                    a.parse()
-                        .with_context(|| format!("rule {s:?}: bad port {a:?}"))?,
-                ),
-                Some(
-                    b.parse()
-                        .with_context(|| format!("rule {s:?}: bad port {b:?}"))?,
-                ),
-            )
-        }
-    };
-    let (remote_cidr, remote_group) = match remote.parse() {
-        Ok(net) => (Some(net), None),
-        Err(_) => (None, Some(remote.to_string())),
-    };
-    Ok(SgRule {
-        direction,
-        protocol,
-        port_min,
-        port_max,
-        remote_cidr,
-        remote_group,
-    })
+    s.parse().map_err(|e: String| anyhow::anyhow!(e))
 }
 
 #[cfg(test)]
