@@ -241,6 +241,44 @@ impl Client {
         self.action("eips", eip, "bind", req).await
     }
 
+    /// Adds rules to a security group (by ID or name); the group after.
+    pub async fn add_sg_rules(
+        &self,
+        group: &str,
+        rules: &[SgRule],
+    ) -> Result<SecurityGroup, ClientError> {
+        #[derive(Serialize)]
+        struct Add<'a> {
+            rules: &'a [SgRule],
+        }
+        self.post(&format!("/v1/security-groups/{}/rules", seg(group)), &Add { rules })
+            .await
+    }
+
+    /// Removes a rule (its ID, or the rule as written) from a group.
+    pub async fn remove_sg_rule(&self, group: &str, rule: &str) -> Result<SecurityGroup, ClientError> {
+        self.call::<(), SecurityGroup>(
+            Method::DELETE,
+            &format!("/v1/security-groups/{}/rules/{}", seg(group), seg(rule)),
+            None,
+        )
+        .await
+    }
+
+    /// The default security group of a VPC (`<vpc name>-default`).
+    pub async fn default_sg(&self, vpc: &Vpc) -> Result<SecurityGroup, ClientError> {
+        let groups: Vec<SecurityGroup> = self.list_all("security-groups", None).await?;
+        let name = format!("{}-default", vpc.name);
+        groups
+            .into_iter()
+            .find(|g| g.vpc_id == vpc.id && g.name == name)
+            .ok_or_else(|| ClientError::Api {
+                status: 404,
+                code: "not_found".into(),
+                message: format!("VPC {} has no group {name}", vpc.id),
+            })
+    }
+
     pub async fn create_subnet(&self, req: &CreateSubnet) -> Result<SubnetCreated, ClientError> {
         self.post("/v1/subnets", req).await
     }

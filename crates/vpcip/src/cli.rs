@@ -495,6 +495,23 @@ pub enum SgCmd {
         managed: bool,
     },
     Delete(Key),
+    /// Add or remove rules; hosts filter with them at once.
+    #[command(subcommand)]
+    Rule(SgRuleCmd),
+}
+
+#[derive(Subcommand)]
+pub enum SgRuleCmd {
+    /// Add rules: DIRECTION:PROTOCOL[:PORTS]:REMOTE each, e.g.
+    /// ingress:tcp:22:198.51.100.0/24 or ingress:all:sg-web.
+    Add {
+        group: String,
+        #[arg(required = true)]
+        rules: Vec<String>,
+    },
+    /// Remove one rule, by its ID (sgr-…) or as written. Connections it
+    /// let in are cut.
+    Remove { group: String, rule: String },
 }
 
 #[derive(Subcommand)]

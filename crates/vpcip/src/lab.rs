@@ -237,6 +237,15 @@ async fn up(name: &str) -> anyhow::Result<()> {
             },
         )
         .await?;
+    step(
+        "tenant acme: vpcip sg rule add vpc1-default ingress:tcp:80:0.0.0.0/0 ingress:icmp:0.0.0.0/0 (the default group lets in only its members)",
+    );
+    let sg = t.default_sg(&vpc).await?;
+    let open: Vec<SgRule> = ["ingress:tcp:80:0.0.0.0/0", "ingress:icmp:0.0.0.0/0"]
+        .iter()
+        .map(|r| r.parse().map_err(|e: String| anyhow::anyhow!(e)))
+        .collect::<anyhow::Result<_>>()?;
+    t.add_sg_rules(&sg.id, &open).await?;
     let mut subnets = Vec::new();
     for (n, cidr) in [("sw1", "10.0.1.0/24"), ("sw2", "10.0.2.0/24")] {
         let s = t

@@ -81,6 +81,18 @@ fn desired() -> HostState {
             mac: "fa:16:3e:00:00:01".into(),
             ips: vec![Ipv4Addr::new(10, 0, 1, 2)],
             source_dest_check: true,
+            security_groups: vec!["sg-web".into()],
+            vrrp_peers: vec![],
+            zone: 1,
+        }],
+        groups: vec![vpcip_model::filter::GroupFilter {
+            id: "sg-web".into(),
+            ingress: vec![vpcip_model::filter::FilterElement::new(
+                (6, 6),
+                (80, 80),
+                "0.0.0.0/0".parse().unwrap(),
+            )],
+            egress: vec![],
         }],
     }
 }

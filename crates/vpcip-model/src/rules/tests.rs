@@ -421,24 +421,63 @@ fn security_groups_one_to_five_one_type_not_managed_same_vpc() {
 
 #[test]
 fn sg_rules_are_checked() {
-    let mut r = SgRule {
-        direction: Direction::Ingress,
-        protocol: Protocol::Tcp,
-        port_min: Some(80),
-        port_max: Some(80),
-        remote_cidr: Some(net("0.0.0.0/0")),
-        remote_group: None,
+    let check = |rules: &[&str]| {
+        let rules: Vec<SgRule> = rules.iter().map(|r| r.parse().unwrap()).collect();
+        check_sg_rules("web", &rules, 3).map_err(|e| (e.code(), e.to_string()))
     };
-    assert!(check_sg_rules(std::slice::from_ref(&r)).is_ok());
+    assert!(check(&["ingress:tcp:80:0.0.0.0/0", "ingress:icmp:10.0.0.0/8"]).is_ok());
+    let refused = |rules: &[&str], code: &str, words: &str| {
+        let (c, msg) = check(rules).unwrap_err();
+        assert_eq!(c, code, "{msg}");
+        assert!(msg.contains(words), "{msg}");
+    };
+    refused(
+        &["ingress:tcp:90-80:0.0.0.0/0"],
+        "sg_rule_invalid",
+        "ingress:tcp:90-80:0.0.0.0/0: port range 90-80 can never match",
+    );
+    refused(
+        &["ingress:tcp:0:0.0.0.0/0"],
+        "sg_rule_invalid",
+        "can never match",
+    );
+    refused(
+        &["ingress:icmp:8:0.0.0.0/0"],
+        "sg_rule_invalid",
+        "ports apply only to tcp and udp, not to icmp",
+    );
+    refused(
+        &["ingress:tcp:22:10.0.0.5/8"],
+        "sg_rule_invalid",
+        "10.0.0.5/8 has host bits set (did you mean 10.0.0.0/8?)",
+    );
+    refused(
+        &["egress:udp:53:224.0.0.0/8"],
+        "sg_rule_invalid",
+        "224.0.0.0/8 can never match",
+    );
+    refused(
+        &["ingress:tcp:22:0.0.0.0/0", "ingress:tcp:22:0.0.0.0/0"],
+        "sg_rule_invalid",
+        "group web already has this rule",
+    );
+    refused(
+        &[
+            "ingress:tcp:1:0.0.0.0/0",
+            "ingress:tcp:2:0.0.0.0/0",
+            "ingress:tcp:3:0.0.0.0/0",
+            "ingress:tcp:4:0.0.0.0/0",
+        ],
+        "sg_rule_limit",
+        "security group web would hold 4 rules; the limit is 3 per group",
+    );
+    let mut r: SgRule = "ingress:tcp:80:0.0.0.0/0".parse().unwrap();
     r.remote_group = Some("sg-1".into());
-    assert!(check_sg_rules(std::slice::from_ref(&r)).is_err());
-    r.remote_group = None;
-    r.port_min = Some(90);
-    assert!(check_sg_rules(std::slice::from_ref(&r)).is_err());
-    r.protocol = Protocol::Icmp;
-    r.port_min = None;
-    r.port_max = None;
-    assert!(check_sg_rules(&[r]).is_ok());
+    assert!(check_sg_rule(&r).is_err(), "two remotes");
+    assert_eq!(
+        "ingress:tcp:80-443:sg-web".parse::<SgRule>().unwrap().to_string(),
+        "ingress:tcp:80-443:sg-web"
+    );
 }
 
 #[test]

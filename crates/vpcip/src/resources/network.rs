@@ -85,7 +85,40 @@ pub(super) async fn security_group(ctx: &Ctx, c: SgCmd) -> anyhow::Result<()> {
             ctx.list::<SecurityGroup>("security-groups", l.parent.as_deref())
                 .await
         }
-        SgCmd::Show(k) => ctx.show::<SecurityGroup>("security-groups", &k.id).await,
+        SgCmd::Show(k) => {
+            let sg: SecurityGroup = ctx.client.show("security-groups", &k.id).await?;
+            if ctx.output != Output::Table {
+                return crate::table::print_one(&sg, ctx.output);
+            }
+            println!("{} {} (VPC {}, {})", sg.id, sg.name, sg.vpc_id, sg.kind.as_str());
+            println!("RULES");
+            for r in &sg.rules {
+                println!("  {:<16} {r}", r.id);
+            }
+            let nics: Vec<Nic> = ctx.client.list_all("nics", None).await?;
+            let users: Vec<String> = nics
+                .iter()
+                .filter(|n| n.security_group_ids.contains(&sg.id))
+                .map(|n| format!("{} ({}, {})", n.id, n.name, n.ip))
+                .collect();
+            println!("USED BY {} NIC(S)", users.len());
+            for u in users {
+                println!("  {u}");
+            }
+            Ok(())
+        }
+        SgCmd::Rule(SgRuleCmd::Add { group, rules }) => {
+            let rules = rules
+                .iter()
+                .map(|r| parse_rule(r))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let sg = ctx.client.add_sg_rules(&group, &rules).await?;
+            crate::table::print_one(&sg, ctx.output)
+        }
+        SgCmd::Rule(SgRuleCmd::Remove { group, rule }) => {
+            let sg = ctx.client.remove_sg_rule(&group, &rule).await?;
+            crate::table::print_one(&sg, ctx.output)
+        }
         SgCmd::Create {
             name,
             vpc,

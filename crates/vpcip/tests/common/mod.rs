@@ -88,8 +88,13 @@ impl Lab {
         }
     }
 
+    /// A VPC whose default group lets the outside world in on ICMP and
+    /// every TCP and UDP port: the services of these tests listen on many
+    /// (the rules a user would add for them; security groups themselves
+    /// are tested in `security_groups.rs`).
     pub async fn vpc(&self, name: &str, cidr: &str) -> Vpc {
-        self.op
+        let vpc: Vpc = self
+            .op
             .post(
                 "/v1/vpcs",
                 &CreateVpc {
@@ -100,7 +105,18 @@ impl Lab {
                 },
             )
             .await
-            .unwrap()
+            .unwrap();
+        let sg = self.op.default_sg(&vpc).await.unwrap();
+        let rules: Vec<SgRule> = [
+            "ingress:icmp:0.0.0.0/0",
+            "ingress:tcp:1-65535:0.0.0.0/0",
+            "ingress:udp:1-65535:0.0.0.0/0",
+        ]
+        .iter()
+        .map(|r| r.parse().unwrap())
+        .collect();
+        self.op.add_sg_rules(&sg.id, &rules).await.unwrap();
+        vpc
     }
 
     pub async fn subnet(&self, vpc: &Vpc, name: &str, cidr: &str) -> Subnet {
