@@ -613,6 +613,9 @@ async fn every_route_checks_its_caller(s: Server) {
             ("PATCH", "/v1/nics/{id}") => json!({"source_dest_check": false}),
             ("POST", "/v1/nics/{id}/attach") => json!({"server": vm.id}),
             ("POST", "/v1/security-groups") => json!({"name": "sg-x", "vpc": vpc.id}),
+            ("POST", "/v1/security-groups/{id}/rules") => json!({"rules": [{
+                "direction": "ingress", "protocol": "tcp", "port_min": 22, "port_max": 22,
+                "remote_cidr": "192.0.2.0/24"}]}),
             ("POST", "/v1/servers") => json!({"name": "vm-x", "subnet": subnet.id}),
             ("POST", "/v1/subnets") => {
                 json!({"name": "sw-x", "vpc": vpc.id, "zone": zone.id, "cidr": "10.0.9.0/24"})
@@ -671,7 +674,9 @@ async fn every_route_checks_its_caller(s: Server) {
                 body.is_some(),
                 "{method} {path}: not covered by this test (add a body to body_of)"
             );
-            let url = path.replace("{id}", id);
+            let url = path
+                .replace("{id}", id)
+                .replace("{rule}", "ingress:tcp:22:192.0.2.0%2F24");
             let what = format!("{method} {path}");
             // No token, a bad token.
             assert_eq!(

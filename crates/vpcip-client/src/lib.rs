@@ -251,12 +251,19 @@ impl Client {
         struct Add<'a> {
             rules: &'a [SgRule],
         }
-        self.post(&format!("/v1/security-groups/{}/rules", seg(group)), &Add { rules })
-            .await
+        self.post(
+            &format!("/v1/security-groups/{}/rules", seg(group)),
+            &Add { rules },
+        )
+        .await
     }
 
     /// Removes a rule (its ID, or the rule as written) from a group.
-    pub async fn remove_sg_rule(&self, group: &str, rule: &str) -> Result<SecurityGroup, ClientError> {
+    pub async fn remove_sg_rule(
+        &self,
+        group: &str,
+        rule: &str,
+    ) -> Result<SecurityGroup, ClientError> {
         self.call::<(), SecurityGroup>(
             Method::DELETE,
             &format!("/v1/security-groups/{}/rules/{}", seg(group), seg(rule)),

@@ -23,8 +23,8 @@
 //!   map egress  { type mark : verdict }
 //!   chain raw { hook prerouting priority -300; ct zone set iifname map @zone }
 //!   chain pre { hook prerouting priority 0;    # leaving a VM port: its egress
-//!               meta mark 0 accept; ct state established,related accept; ct state invalid drop
-//!               tcp flags & (syn|ack) != syn drop; meta mark vmap @egress; drop }
+//!               meta mark 0 accept; ct state established,related accept
+//!               meta mark vmap @egress; drop }
 //!   chain fwd { hook forward priority 0;       # entering a VM port: its ingress, likewise }
 //! }
 //! ```

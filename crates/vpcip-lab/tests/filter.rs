@@ -173,7 +173,7 @@ fn security_groups_filter_real_traffic_statefully_per_vpc() {
     assert_eq!(
         cut.ask("2"),
         None,
-        "8081 was cut, and cannot come back mid-stream"
+        "8081 was cut: the client's next packet is judged anew"
     );
     assert!(
         other_vpc.ask("2").is_some(),

@@ -20,7 +20,7 @@ use netlink_packet_netfilter::nftables::{
     TableAttribute, TableMessage, Verdict, VerdictAttribute,
 };
 use vpcip_dataplane::filter::{ChainSpec, FilterSeen, FilterWant, Way, parse_chain_name};
-use vpcip_model::filter::{FilterElement, PROTO_TCP, PROTO_VRRP};
+use vpcip_model::filter::{FilterElement, PROTO_VRRP};
 
 use crate::SysError;
 use crate::counters::counter_of;
@@ -49,7 +49,6 @@ const NFT_DATA_VERDICT: u32 = 0xffff_ff00;
 const CT_STATE: u32 = 0;
 const CT_ZONE: u32 = 17;
 const CT_ESTABLISHED_RELATED: u32 = 2 | 4;
-const CT_INVALID: u32 = 1;
 /// Element attributes read back.
 const NFTA_SET_ELEM_KEY_END: u16 = 10;
 const NFTA_DATA_VALUE: u16 = 1;
@@ -240,6 +239,10 @@ fn mark_vmap(map: &str, id: u32) -> Vec<Expr> {
 /// The base chains' rules: a packet from a port (`pre`, its egress) or to
 /// one (`fwd`, its ingress) that is not part of a tracked connection goes
 /// to the port's chain; one of no port (the tunnel, the host) passes.
+/// Packets conntrack calls invalid are judged by the rules like new ones,
+/// not dropped: a host on an asymmetric path (an LVS director forwarding
+/// to a backend on another host, which answers the client directly) sees
+/// one direction of the connection only.
 fn base_rules(chain: &str, map: &str, id: u32) -> Vec<NfTablesMessage> {
     let r = |e: Vec<Expr>| rule_in(SG_TABLE, chain, e);
     vec![
@@ -249,17 +252,6 @@ fn base_rules(chain: &str, map: &str, id: u32) -> Vec<NfTablesMessage> {
             accept(),
         ]),
         r(ct_state(CT_ESTABLISHED_RELATED, accept())),
-        r(ct_state(CT_INVALID, drop())),
-        // A new TCP connection starts with a SYN: a connection whose entry
-        // was forgotten (a rule went away) cannot come back mid-stream.
-        r(vec![
-            meta(MetaKey::L4Proto, Register::Reg1),
-            cmp(Register::Reg1, Operator::Equal, vec![PROTO_TCP]),
-            payload(TRANSPORT_HEADER, 13, 1, Register::Reg1),
-            mask(Register::Reg1, vec![0x17]), // fin|syn|rst|ack
-            cmp(Register::Reg1, Operator::NotEqual, vec![0x02]),
-            drop(),
-        ]),
         r(mark_vmap(map, id)),
         r(vec![drop()]),
     ]

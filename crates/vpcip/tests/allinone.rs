@@ -144,6 +144,14 @@ fn allinone_serves_an_eip_from_one_node() {
         "--tenant",
         "acme",
     ]);
+    // The default group lets in only its members: the client needs a rule.
+    node.cli(&[
+        "sg",
+        "rule",
+        "add",
+        "v1-default",
+        "ingress:tcp:8080:0.0.0.0/0",
+    ]);
     let sw = node.cli(&[
         "subnet",
         "create",

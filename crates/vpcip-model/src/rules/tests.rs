@@ -475,7 +475,10 @@ fn sg_rules_are_checked() {
     r.remote_group = Some("sg-1".into());
     assert!(check_sg_rule(&r).is_err(), "two remotes");
     assert_eq!(
-        "ingress:tcp:80-443:sg-web".parse::<SgRule>().unwrap().to_string(),
+        "ingress:tcp:80-443:sg-web"
+            .parse::<SgRule>()
+            .unwrap()
+            .to_string(),
         "ingress:tcp:80-443:sg-web"
     );
 }

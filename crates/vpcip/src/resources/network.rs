@@ -90,7 +90,13 @@ pub(super) async fn security_group(ctx: &Ctx, c: SgCmd) -> anyhow::Result<()> {
             if ctx.output != Output::Table {
                 return crate::table::print_one(&sg, ctx.output);
             }
-            println!("{} {} (VPC {}, {})", sg.id, sg.name, sg.vpc_id, sg.kind.as_str());
+            println!(
+                "{} {} (VPC {}, {})",
+                sg.id,
+                sg.name,
+                sg.vpc_id,
+                sg.kind.as_str()
+            );
             println!("RULES");
             for r in &sg.rules {
                 println!("  {:<16} {r}", r.id);

@@ -93,19 +93,7 @@ impl Lab {
     /// (the rules a user would add for them; security groups themselves
     /// are tested in `security_groups.rs`).
     pub async fn vpc(&self, name: &str, cidr: &str) -> Vpc {
-        let vpc: Vpc = self
-            .op
-            .post(
-                "/v1/vpcs",
-                &CreateVpc {
-                    name: name.into(),
-                    cidr: cidr.parse().unwrap(),
-                    tenant: Some("acme".into()),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
+        let vpc = self.closed_vpc(name, cidr).await;
         let sg = self.op.default_sg(&vpc).await.unwrap();
         let rules: Vec<SgRule> = [
             "ingress:icmp:0.0.0.0/0",
@@ -117,6 +105,23 @@ impl Lab {
         .collect();
         self.op.add_sg_rules(&sg.id, &rules).await.unwrap();
         vpc
+    }
+
+    /// A VPC of tenant acme whose default group is as made: its members
+    /// reach each other, nothing else comes in.
+    pub async fn closed_vpc(&self, name: &str, cidr: &str) -> Vpc {
+        self.op
+            .post(
+                "/v1/vpcs",
+                &CreateVpc {
+                    name: name.into(),
+                    cidr: cidr.parse().unwrap(),
+                    tenant: Some("acme".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
     }
 
     pub async fn subnet(&self, vpc: &Vpc, name: &str, cidr: &str) -> Subnet {
