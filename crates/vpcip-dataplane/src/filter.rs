@@ -250,9 +250,8 @@ impl PortPolicy {
         {
             return true;
         }
-        self.ips.contains(&flow.src)
-            && !allowed(&self.egress, flow.dst)
-            && !(vrrp && !self.vrrp.is_empty())
+        let vrrp_out = vrrp && !self.vrrp.is_empty();
+        self.ips.contains(&flow.src) && !allowed(&self.egress, flow.dst) && !vrrp_out
     }
 }
 

@@ -79,6 +79,7 @@ async fn security_groups_filter_live_in_both_directions() {
     );
     assert!(ask_once(&lab.ns("near"), at(web.ip, 8080), "m").is_some());
     assert!(lab.pings("near", web.ip));
+    assert!(lab.pings("web", near.ip) && lab.pings("web", peer.ip));
     // Nothing else comes in: the outside world through the EIP, a VM of
     // another group (in both directions).
     assert_eq!(ask_once(&client, at(eip.ip, 8080), "x"), None);

@@ -128,7 +128,7 @@ impl Store {
             let vpc: Vpc = tx.get(&sg.vpc_id, false).await?;
             let new = resolve_rules(&mut tx, scope, &vpc, &sg.name, &sg.id, add).await?;
             sg.rules.extend(new);
-            rules::check_sg_rules(&label(&sg.name, &sg.id), &sg.rules, self.max_sg_rules)?;
+            rules::check_sg_rules(label(&sg.name, &sg.id), &sg.rules, self.max_sg_rules)?;
             tx.update(&sg).await?;
             tx.commit().await?;
             Ok(sg)
