@@ -64,7 +64,7 @@ impl Guards {
 
 /// The world; `gro`: the underlay's links aggregate received packets, as
 /// physical NICs do by default (veths do not unless told).
-fn world(gro: bool) -> anyhow::Result<World> {
+pub(crate) fn world(gro: bool) -> anyhow::Result<World> {
     let mut w = World::new("vbi");
     for n in ["client", "ul", "gw", "h1", "h2", "vm1", "vm2"] {
         w.add_node(n);
@@ -301,7 +301,7 @@ fn cps_run(g: Option<Guards>) -> anyhow::Result<f64> {
     crate::cps::measure(&w, 2.0)
 }
 
-fn reachable(w: &World) -> anyhow::Result<()> {
+pub(crate) fn reachable(w: &World) -> anyhow::Result<()> {
     let ok = vpcip_lab::eventually(Duration::from_secs(10), || {
         w.try_exec("vm1", &["ping", "-c1", "-W1", "10.0.1.3"])
             .is_some()

@@ -13,6 +13,7 @@ mod cps;
 mod dataplane;
 mod failover;
 mod isolation;
+mod secgroups;
 mod shaping;
 
 use std::process::{Child, Command, Stdio};
@@ -28,7 +29,7 @@ use vpcip_store::{Scope, Store};
 #[derive(Parser)]
 struct Args {
     /// What to run: api, ipam, dataplane, bind, cps, failover, shaping,
-    /// isolation or all.
+    /// isolation, secgroups or all.
     #[arg(default_value = "all")]
     what: String,
     /// Repeats of each measurement (the median is reported).
@@ -61,6 +62,12 @@ struct Args {
     /// VTEPs every node knows in the isolation benchmark.
     #[arg(long, default_value_t = 1_000)]
     vteps: u32,
+    /// Rules in the VM's group in the security-group benchmark.
+    #[arg(long, default_value_t = 1_000)]
+    sg_rules: u32,
+    /// NICs on the host in the security-group benchmark.
+    #[arg(long, default_value_t = 10_000)]
+    sg_nics: u32,
     /// Back ends: sqlite, postgres (needs VPCIP_TEST_PG_URL), or both.
     #[arg(long, default_value = "both")]
     backends: String,
@@ -417,6 +424,9 @@ async fn main() -> anyhow::Result<()> {
         }
         if matches!(args.what.as_str(), "isolation" | "all") {
             isolation::isolation(args.guarded_ports, args.vteps, args.repeats)?;
+        }
+        if matches!(args.what.as_str(), "secgroups" | "all") {
+            secgroups::secgroups(args.sg_rules, args.sg_nics, args.repeats)?;
         }
         if matches!(args.what.as_str(), "failover" | "all") {
             failover::failover(args.runs, &args.adverts, &dir).await?;

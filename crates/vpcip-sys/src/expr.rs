@@ -104,6 +104,11 @@ pub(crate) fn accept() -> Expr {
     verdict(1) // NF_ACCEPT
 }
 
+/// Back to the chain that jumped here.
+pub(crate) fn ret() -> Expr {
+    verdict((-5i32).cast_unsigned()) // NFT_RETURN
+}
+
 /// `iifname|oifname PREFIX*`: the interface's name starts with `prefix`.
 pub(crate) fn ifname_prefix(key: MetaKey, prefix: &str) -> Vec<Expr> {
     vec![

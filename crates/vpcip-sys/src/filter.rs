@@ -25,7 +25,7 @@ use vpcip_model::filter::{FilterElement, PROTO_VRRP};
 use crate::SysError;
 use crate::counters::counter_of;
 use crate::expr::{
-    Expr, NETWORK_HEADER, TRANSPORT_HEADER, accept, cmp, ct, drop, lookup, mask, meta, payload,
+    Expr, NETWORK_HEADER, TRANSPORT_HEADER, accept, cmp, ct, drop, lookup, mask, meta, payload, ret,
 };
 use crate::nft::{NatTable, attrs, filter_chain_in, rule_in};
 use crate::sets::with_host_order_keys;
@@ -212,20 +212,10 @@ fn jump(chain: &str) -> SetElementAttribute {
     ]))
 }
 
-/// `ct state & bits != 0` then `verdict`.
-fn ct_state(bits: u32, verdict: Expr) -> Vec<Expr> {
+/// `meta <key> vmap @map`.
+fn vmap(key: MetaKey, map: &str, id: u32) -> Vec<Expr> {
     vec![
-        ct(CT_STATE, Register::Reg1),
-        mask(Register::Reg1, bits.to_ne_bytes().to_vec()),
-        cmp(Register::Reg1, Operator::NotEqual, vec![0; 4]),
-        verdict,
-    ]
-}
-
-/// `meta mark vmap @map`.
-fn mark_vmap(map: &str, id: u32) -> Vec<Expr> {
-    vec![
-        meta(MetaKey::Mark, Register::Reg1),
+        meta(key, Register::Reg1),
         Expressions::Lookup(vec![
             Lookup::Set(map.into()),
             Lookup::SetId(id),
@@ -236,24 +226,52 @@ fn mark_vmap(map: &str, id: u32) -> Vec<Expr> {
     ]
 }
 
-/// The base chains' rules: a packet from a port (`pre`, its egress) or to
-/// one (`fwd`, its ingress) that is not part of a tracked connection goes
-/// to the port's chain; one of no port (the tunnel, the host) passes.
-/// Packets conntrack calls invalid are judged by the rules like new ones,
-/// not dropped: a host on an asymmetric path (an LVS director forwarding
-/// to a backend on another host, which answers the client directly) sees
-/// one direction of the connection only.
-fn base_rules(chain: &str, map: &str, id: u32) -> Vec<NfTablesMessage> {
-    let r = |e: Vec<Expr>| rule_in(SG_TABLE, chain, e);
+/// `meta mark set 0 meta priority set 0`: the ports' numbers do not leave
+/// the filter.
+fn clear_ports() -> Vec<Expr> {
+    let zero = |key| {
+        [
+            Expressions::Immediate(vec![
+                Immediate::DestinationRegister(Register::Reg1),
+                Immediate::Data(DataAttribute::Value(vec![0; 4])),
+            ])
+            .into(),
+            Expressions::Meta(vec![Meta::Key(key), Meta::SourceRegister(Register::Reg1)]).into(),
+        ]
+    };
+    let mut e: Vec<Expr> = zero(MetaKey::Mark).into();
+    e.extend(zero(MetaKey::Priority));
+    e
+}
+
+/// The forward chain's rules. The bridge table gave the packet its ports'
+/// numbers: the port it comes from as its mark, the port it goes to as
+/// its priority (0: not a VM port, the tunnel). Packets of a tracked
+/// connection pass; the others are judged by the egress chain of the port
+/// they come from (which returns when it allows them) and the ingress
+/// chain of the port they go to. Packets conntrack calls invalid are
+/// judged by the rules like new ones, not dropped: a host on an asymmetric
+/// path (an LVS director forwarding to a backend on another host, which
+/// answers the client directly) sees one direction of the connection only.
+fn forward_rules() -> Vec<NfTablesMessage> {
+    let r = |e: Vec<Expr>| rule_in(SG_TABLE, "fwd", e);
+    let mut established = vec![
+        ct(CT_STATE, Register::Reg1),
+        mask(
+            Register::Reg1,
+            CT_ESTABLISHED_RELATED.to_ne_bytes().to_vec(),
+        ),
+        cmp(Register::Reg1, Operator::NotEqual, vec![0; 4]),
+    ];
+    established.extend(clear_ports());
+    established.push(accept());
+    let mut neither = clear_ports();
+    neither.push(accept());
     vec![
-        r(vec![
-            meta(MetaKey::Mark, Register::Reg1),
-            cmp(Register::Reg1, Operator::Equal, vec![0; 4]),
-            accept(),
-        ]),
-        r(ct_state(CT_ESTABLISHED_RELATED, accept())),
-        r(mark_vmap(map, id)),
-        r(vec![drop()]),
+        r(established),
+        r(vmap(MetaKey::Mark, EGRESS, 3)),
+        r(vmap(MetaKey::Priority, INGRESS, 2)),
+        r(neither),
     ]
 }
 
@@ -329,6 +347,44 @@ fn ip_body() -> Vec<NfTablesMessage> {
             DefaultNla::new(4, u32::from(Register::Reg1).to_be_bytes().to_vec()), // NFTA_CT_SREG
         ],
     };
+    // The tunnel's own packets (VXLAN, UDP 4789, to and from the host, not
+    // bridged) are not tracked: conntrack would see every packet twice,
+    // outer and inner.
+    let vxlan = || {
+        vec![
+            meta(MetaKey::L4Proto, Register::Reg1),
+            cmp(Register::Reg1, Operator::Equal, vec![17]),
+            payload(TRANSPORT_HEADER, 2, 2, Register::Reg1),
+            cmp(
+                Register::Reg1,
+                Operator::Equal,
+                4789u16.to_be_bytes().to_vec(),
+            ),
+        ]
+    };
+    let notrack = || -> Expr {
+        Expressions::Other {
+            expression_type: "notrack".into(),
+            attributes: vec![],
+        }
+        .into()
+    };
+    let mut e = vec![
+        meta(MetaKey::Iifname, Register::Reg1),
+        lookup(ZONE, 1, Register::Reg1, crate::expr::NOT_IN),
+    ];
+    e.extend(vxlan());
+    e.push(notrack());
+    msgs.push(rule_in(SG_TABLE, "raw", e));
+    msgs.push(filter_chain_in(
+        SG_TABLE,
+        "rawout",
+        InetHookNumber::LocalOut,
+        -300,
+    ));
+    let mut e = vxlan();
+    e.push(notrack());
+    msgs.push(rule_in(SG_TABLE, "rawout", e));
     msgs.push(rule_in(
         SG_TABLE,
         "raw",
@@ -344,8 +400,7 @@ fn ip_body() -> Vec<NfTablesMessage> {
             ct_set.into(),
         ],
     ));
-    msgs.extend(base_rules("pre", EGRESS, 3));
-    msgs.extend(base_rules("fwd", INGRESS, 2));
+    msgs.extend(forward_rules());
     msgs
 }
 
@@ -372,31 +427,18 @@ fn bridge_body() -> Vec<NfTablesMessage> {
             ],
         )),
     ];
-    for (chain, hook, key) in [
-        ("pre", InetHookNumber::PreRouting, MetaKey::Iifname),
-        ("out", InetHookNumber::Forward, MetaKey::Oifname),
-    ] {
-        msgs.push(filter_chain_in(SGMARK_TABLE, chain, hook, -350));
-        let set_mark = |reg| {
-            Expressions::Meta(vec![Meta::Key(MetaKey::Mark), Meta::SourceRegister(reg)]).into()
-        };
-        msgs.push(rule_in(
+    msgs.push(filter_chain_in(
+        SGMARK_TABLE,
+        "fwd",
+        InetHookNumber::Forward,
+        -350,
+    ));
+    let set_from_map = |from: MetaKey, to: MetaKey| {
+        rule_in(
             SGMARK_TABLE,
-            chain,
+            "fwd",
             vec![
-                Expressions::Immediate(vec![
-                    Immediate::DestinationRegister(Register::Reg1),
-                    Immediate::Data(DataAttribute::Value(vec![0; 4])),
-                ])
-                .into(),
-                set_mark(Register::Reg1),
-            ],
-        ));
-        msgs.push(rule_in(
-            SGMARK_TABLE,
-            chain,
-            vec![
-                meta(key, Register::Reg1),
+                meta(from, Register::Reg1),
                 Expressions::Lookup(vec![
                     Lookup::Set(PORT_MARK.into()),
                     Lookup::SetId(1),
@@ -404,10 +446,13 @@ fn bridge_body() -> Vec<NfTablesMessage> {
                     Lookup::DestinationRegister(Register::Reg1),
                 ])
                 .into(),
-                set_mark(Register::Reg1),
+                Expressions::Meta(vec![Meta::Key(to), Meta::SourceRegister(Register::Reg1)]).into(),
             ],
-        ));
-    }
+        )
+    };
+    msgs.push(rule_in(SGMARK_TABLE, "fwd", clear_ports()));
+    msgs.push(set_from_map(MetaKey::Iifname, MetaKey::Mark));
+    msgs.push(set_from_map(MetaKey::Oifname, MetaKey::Priority));
     msgs
 }
 
@@ -428,8 +473,20 @@ fn port_chain(
         Way::Egress => 16,
     };
     let r = |e: Vec<Expr>| rule_in(SG_TABLE, name, e);
+    // Allowed: out of the port, on to the ingress check (return); into
+    // it, through.
+    let pass = || -> Vec<Expr> {
+        match spec.way {
+            Way::Egress => vec![ret()],
+            Way::Ingress => {
+                let mut e = clear_ports();
+                e.push(accept());
+                e
+            }
+        }
+    };
     for set in &spec.sets {
-        msgs.push(r(vec![
+        let mut e = vec![
             payload(NETWORK_HEADER, 9, 1, Register::Reg32_00),
             payload(TRANSPORT_HEADER, 2, 2, Register::Reg32_01),
             payload(NETWORK_HEADER, remote_offset, 4, Register::Reg32_02),
@@ -439,8 +496,9 @@ fn port_chain(
                 Register::Reg32_00,
                 0,
             ),
-            accept(),
-        ]));
+        ];
+        e.extend(pass());
+        msgs.push(r(e));
     }
     let vrrp = || {
         vec![
@@ -454,23 +512,23 @@ fn port_chain(
                 let mut e = vrrp();
                 e.push(payload(NETWORK_HEADER, 12, 4, Register::Reg1));
                 e.push(cmp(Register::Reg1, Operator::Equal, peer.octets().to_vec()));
-                e.push(accept());
+                e.extend(pass());
                 msgs.push(r(e));
             }
         }
         Way::Egress if !spec.vrrp.is_empty() => {
             let mut e = vrrp();
-            e.push(accept());
+            e.extend(pass());
             msgs.push(r(e));
         }
         Way::Egress => {}
     }
-    let (drops, id) = match spec.way {
-        Way::Ingress => (DROPS_IN, 4),
-        Way::Egress => (DROPS_OUT, 5),
+    let (drops, id, key) = match spec.way {
+        Way::Ingress => (DROPS_IN, 4, MetaKey::Priority),
+        Way::Egress => (DROPS_OUT, 5, MetaKey::Mark),
     };
     msgs.push(r(vec![
-        meta(MetaKey::Mark, Register::Reg1),
+        meta(key, Register::Reg1),
         lookup(drops, id, Register::Reg1, 0),
     ]));
     msgs.push(r(vec![drop()]));
