@@ -6,28 +6,37 @@
 //!
 //! ```text
 //! table bridge vpcip_sgmark {
-//!   map port_mark { type ifname : mark }      # VM port → its mark
-//!   chain pre { hook prerouting priority -350; meta mark set 0; meta mark set iifname map @port_mark }
-//!   chain out { hook forward priority -350;    meta mark set 0; meta mark set oifname map @port_mark }
+//!   map port_mark { type ifname : mark }      # VM port → its number
+//!   chain fwd { hook forward priority -350
+//!     meta mark set 0; meta priority set 0
+//!     meta mark set iifname map @port_mark        # the port it comes from
+//!     meta priority set oifname map @port_mark }  # the port it goes to
 //! }
 //! table ip vpcip_sg {                         # reached through br_netfilter
 //!   map zone { type ifname : ct zone }        # bridge → its VPC's zone
 //!   set in_<group>  { type inet_proto . inet_service . ipv4_addr; flags interval }
 //!   set out_<group> { … }
 //!   set drops_in, drops_out { type mark; counter }
-//!   chain i<mark>_<hash> { ip protocol . th dport . ip saddr @in_<group> accept  # per group
-//!                          ip protocol vrrp ip saddr <peer> accept              # per VRRP peer
-//!                          meta mark @drops_in drop }
-//!   chain e<mark>_<hash> { ip protocol . th dport . ip daddr @out_<group> accept; ip protocol vrrp accept; … drop }
-//!   map ingress { type mark : verdict }       # mark → jump i<mark>_<hash>
+//!   chain i<mark>_<hash> { ip protocol . th dport . ip saddr @in_<group> <clear> accept  # per group
+//!                          ip protocol vrrp ip saddr <peer> <clear> accept               # per VRRP peer
+//!                          meta priority @drops_in; drop }
+//!   chain e<mark>_<hash> { ip protocol . th dport . ip daddr @out_<group> return; …; meta mark @drops_out; drop }
+//!   map ingress { type mark : verdict }       # number → jump i<mark>_<hash>
 //!   map egress  { type mark : verdict }
-//!   chain raw { hook prerouting priority -300; ct zone set iifname map @zone }
-//!   chain pre { hook prerouting priority 0;    # leaving a VM port: its egress
-//!               meta mark 0 accept; ct state established,related accept
-//!               meta mark vmap @egress; drop }
-//!   chain fwd { hook forward priority 0;       # entering a VM port: its ingress, likewise }
+//!   chain raw { hook prerouting priority -300
+//!     iifname != @zone udp dport 4789 notrack   # the tunnel's own packets
+//!     ct zone set iifname map @zone }
+//!   chain rawout { hook output priority -300; udp dport 4789 notrack }
+//!   chain fwd { hook forward priority 0
+//!     ct state established,related <clear> accept
+//!     meta mark vmap @egress                    # the sender's egress: returns when allowed
+//!     meta priority vmap @ingress               # the receiver's ingress
+//!     <clear> accept }                          # neither side is a VM port
 //! }
 //! ```
+//!
+//! (`<clear>`: `meta mark set 0 meta priority set 0`, so the ports'
+//! numbers do not leave the filter.)
 //!
 //! A port's chain is named after its mark and a hash of what it holds: a
 //! change of its groups or peers makes a new chain, points the map at it
