@@ -29,7 +29,8 @@ use vpcip_store::{Scope, Store};
 #[derive(Parser)]
 struct Args {
     /// What to run: api, ipam, dataplane, bind, cps, failover, shaping,
-    /// isolation, secgroups or all.
+    /// isolation, secgroups (secgroups-latency: its control-plane part
+    /// only) or all.
     #[arg(default_value = "all")]
     what: String,
     /// Repeats of each measurement (the median is reported).
@@ -186,6 +187,18 @@ pub(crate) async fn bench_world(
         ..Default::default()
     })
     .await?;
+    // The benchmarks' services listen on many ports: the default group lets
+    // the outside world in (as a user would open it for them).
+    let sg = op.default_sg(&vpc).await?;
+    let open: Vec<SgRule> = [
+        "ingress:icmp:0.0.0.0/0",
+        "ingress:tcp:1-65535:0.0.0.0/0",
+        "ingress:udp:1-65535:0.0.0.0/0",
+    ]
+    .iter()
+    .map(|r| r.parse().map_err(|e: String| anyhow::anyhow!(e)))
+    .collect::<anyhow::Result<_>>()?;
+    op.add_sg_rules(&sg.id, &open).await?;
     Ok(vpc)
 }
 
@@ -427,6 +440,12 @@ async fn main() -> anyhow::Result<()> {
         }
         if matches!(args.what.as_str(), "secgroups" | "all") {
             secgroups::secgroups(args.sg_rules, args.sg_nics, args.repeats)?;
+        }
+        if matches!(
+            args.what.as_str(),
+            "secgroups" | "secgroups-latency" | "all"
+        ) {
+            secgroups::change_latency(args.binds).await?;
         }
         if matches!(args.what.as_str(), "failover" | "all") {
             failover::failover(args.runs, &args.adverts, &dir).await?;
