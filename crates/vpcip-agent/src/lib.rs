@@ -111,6 +111,7 @@ async fn report_counters(
             counters: changed,
             vip_holders: (sent_holders.as_ref() != Some(&holders)).then(|| holders.clone()),
             programmed: (sent_programmed.as_ref() != Some(&programmed)).then(|| programmed.clone()),
+            nic_drops: vec![],
         };
         match client
             .post::<_, ()>(&format!("/v1/agents/{agent_id}/counters"), &report)
@@ -131,11 +132,89 @@ async fn report_counters(
     }
 }
 
+/// Reads the packets each NIC's security groups dropped every
+/// [`COUNTERS_PERIOD`], reports those that changed (all after a failed
+/// report) and keeps them in the agent's metrics. `ports`: each VM port's
+/// NIC, from the desired state.
+async fn report_nic_drops(
+    client: Client,
+    agent_id: String,
+    node: std::path::PathBuf,
+    ports: tokio::sync::watch::Receiver<Vec<(String, String)>>,
+    metrics: std::sync::Arc<metrics::AgentMetrics>,
+) {
+    let mut sent: std::collections::BTreeMap<String, vpcip_model::desired::NicDrops> =
+        Default::default();
+    loop {
+        tokio::time::sleep(COUNTERS_PERIOD).await;
+        let node = node.clone();
+        let read = tokio::task::spawn_blocking(move || kernel::host::read_port_drops(&node)).await;
+        let Ok(Ok(by_port)) = read else {
+            continue;
+        };
+        let nics: std::collections::BTreeMap<String, String> =
+            ports.borrow().iter().cloned().collect();
+        let now: Vec<vpcip_model::desired::NicDrops> = by_port
+            .iter()
+            .filter_map(|(port, d)| {
+                nics.get(port).map(|nic| vpcip_model::desired::NicDrops {
+                    nic_id: nic.clone(),
+                    packets_in: d.packets_in,
+                    packets_out: d.packets_out,
+                })
+            })
+            .collect();
+        for d in &now {
+            for (direction, v) in [("in", d.packets_in), ("out", d.packets_out)] {
+                metrics
+                    .nic_dropped_packets
+                    .get_or_create(&metrics::NicLabels {
+                        nic: d.nic_id.clone(),
+                        direction,
+                    })
+                    .set(i64::try_from(v).unwrap_or(i64::MAX));
+            }
+        }
+        let changed: Vec<_> = now
+            .iter()
+            .filter(|d| sent.get(&d.nic_id) != Some(*d))
+            .cloned()
+            .collect();
+        if changed.is_empty() {
+            continue;
+        }
+        let report = CountersReport {
+            nic_drops: changed,
+            ..Default::default()
+        };
+        match client
+            .post::<_, ()>(&format!("/v1/agents/{agent_id}/counters"), &report)
+            .await
+        {
+            Ok(()) => sent = now.into_iter().map(|d| (d.nic_id.clone(), d)).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot report NIC drops");
+                sent.clear();
+            }
+        }
+    }
+}
+
 /// Runs the agent until the process ends.
 pub async fn run(client: Client, cfg: AgentConfig) -> ! {
     let agent = register(&client, &cfg).await;
     tracing::info!(id = %agent.id, role = cfg.role.as_str(), "agent registered");
     let (routers_tx, routers_rx) = tokio::sync::watch::channel(Vec::new());
+    let (ports_tx, ports_rx) = tokio::sync::watch::channel(Vec::new());
+    if cfg.role == AgentRole::Host {
+        tokio::spawn(report_nic_drops(
+            client.clone(),
+            agent.id.clone(),
+            cfg.node_netns.clone(),
+            ports_rx,
+            cfg.metrics.clone(),
+        ));
+    }
     if cfg.role == AgentRole::Gateway {
         tokio::spawn(report_counters(
             client.clone(),
@@ -194,6 +273,14 @@ pub async fn run(client: Client, cfg: AgentConfig) -> ! {
                 })
                 .collect();
             let _ = routers_tx.send(list);
+        }
+        if let Some(h) = &desired.host {
+            let _ = ports_tx.send(
+                h.ports
+                    .iter()
+                    .map(|p| (p.ifname.clone(), p.nic_id.clone()))
+                    .collect(),
+            );
         }
         // The pass talks to the kernel synchronously: off the async
         // runtime (in `vpcip allinone` that is the server's own).

@@ -4,14 +4,26 @@
 //! - `vpcip_agent_reconcile_errors_total`: passes that failed;
 //! - `vpcip_agent_applied_revision`, `vpcip_agent_desired_revision`: the
 //!   revision applied last and the newest one received;
-//! - `vpcip_agent_revision_lag`: revisions behind when the newest arrived.
+//! - `vpcip_agent_revision_lag`: revisions behind when the newest arrived;
+//! - `vpcip_agent_nic_dropped_packets{nic, direction}` (host agents):
+//!   packets each NIC's security groups dropped, `in` or `out`.
 
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+/// A NIC and a direction (`in`, `out`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NicLabels {
+    pub nic: String,
+    pub direction: &'static str,
+}
+
 pub struct AgentMetrics {
+    pub nic_dropped_packets: Family<NicLabels, Gauge>,
     pub registry: Registry,
     pub reconcile_seconds: Histogram,
     pub reconcile_errors: Counter,
@@ -33,8 +45,14 @@ impl Default for AgentMetrics {
             applied_revision: Gauge::default(),
             desired_revision: Gauge::default(),
             revision_lag: Gauge::default(),
+            nic_dropped_packets: Family::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "nic_dropped_packets",
+            "Packets a NIC's security groups dropped",
+            m.nic_dropped_packets.clone(),
+        );
         registry.register_with_unit(
             "reconcile_duration",
             "Time one reconcile pass took",

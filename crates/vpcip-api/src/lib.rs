@@ -50,7 +50,7 @@ impl App {
         list_vpcs, show_vpc, create_vpc, delete_vpc, add_vpc_cidr, remove_vpc_cidr,
         list_subnets, show_subnet, create_subnet, delete_subnet,
         list_security_groups, show_security_group, create_security_group, delete_security_group,
-        add_sg_rules, remove_sg_rule,
+        add_sg_rules, remove_sg_rule, nic_drops,
         list_servers, show_server, create_server, delete_server, server_nics,
         list_nics, show_nic, create_nic, delete_nic, update_nic, attach_nic, detach_nic,
         list_vips, show_vip, create_vip, delete_vip, bind_vip, unbind_vip,
@@ -123,6 +123,7 @@ pub fn router(app: App) -> Router {
             get(show_security_group).delete(delete_security_group),
         )
         .route("/v1/security-groups/{id}/rules", post(add_sg_rules))
+        .route("/v1/nics/{id}/drops", get(nic_drops))
         .route(
             "/v1/security-groups/{id}/rules/{rule}",
             axum::routing::delete(remove_sg_rule),

@@ -59,3 +59,17 @@ pub async fn remove_sg_rule(
 ) -> ApiResult<Json<SecurityGroup>> {
     Ok(Json(app.store.remove_sg_rule(&scope, &id, &rule).await?))
 }
+
+/// Packets the NIC's security groups dropped (in: its ingress rules, out:
+/// its egress rules), as its host agent last reported them.
+#[utoipa::path(get, path = "/v1/nics/{id}/drops", tag = "nics",
+    params(("id" = String, Path, description = "ID or name")),
+    responses((status = 200, body = vpcip_model::desired::NicDrops), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn nic_drops(
+    State(app): State<App>,
+    Caller(scope): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<vpcip_model::desired::NicDrops>> {
+    Ok(Json(app.store.nic_drops(&scope, &id).await?))
+}

@@ -1033,7 +1033,7 @@ async fn an_agent_token_acts_for_its_agent_only(s: Server) {
     );
     assert_eq!((status, code.as_str()), (400, "invalid_argument"));
     assert!(
-        message.contains("h1 is a host agent: only gateway agents report counters"),
+        message.contains("h1 is a host agent: only gateway agents report EIP counters and VIP holders (hosts report NIC drops only)"),
         "{message}"
     );
     assert_eq!(

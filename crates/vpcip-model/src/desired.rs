@@ -184,6 +184,21 @@ pub struct CountersReport {
     #[serde(default)]
     #[schema(value_type = Option<Vec<String>>)]
     pub programmed: Option<Vec<Ipv4Addr>>,
+    /// A host agent's report: packets its NICs' security groups dropped,
+    /// those that changed.
+    #[serde(default)]
+    pub nic_drops: Vec<NicDrops>,
+}
+
+/// Packets a NIC's security groups dropped since its host's filter was
+/// made, as its host agent last reported them.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq, Default)]
+pub struct NicDrops {
+    pub nic_id: String,
+    /// Coming in (its ingress rules).
+    pub packets_in: u64,
+    /// Going out (its egress rules).
+    pub packets_out: u64,
 }
 
 /// The MAC a VPC router last resolved a VIP to.

@@ -762,6 +762,30 @@ impl NatTable {
         msgs
     }
 
+    /// Each VM port's dropped packets, by port name (none when the filter
+    /// is not there).
+    pub fn read_port_drops(&mut self) -> Result<BTreeMap<String, Drops>, SysError> {
+        if !self.has_set(NetfilterProtoFamily::Bridge, SGMARK_TABLE, PORT_MARK)? {
+            return Ok(BTreeMap::new());
+        }
+        let mut marks = BTreeMap::new();
+        self.dump_set(
+            NetfilterProtoFamily::Bridge,
+            SGMARK_TABLE,
+            PORT_MARK,
+            |k, v, _| {
+                if let Some(v) = v.and_then(|v| <[u8; 4]>::try_from(v).ok()) {
+                    marks.insert(u32::from_ne_bytes(v), ifname_of(k));
+                }
+            },
+        )?;
+        let by_mark = self.read_filter_drops()?;
+        Ok(marks
+            .into_iter()
+            .map(|(m, port)| (port, by_mark.get(&m).copied().unwrap_or_default()))
+            .collect())
+    }
+
     /// Each port's dropped packets, by mark.
     pub fn read_filter_drops(&mut self) -> Result<BTreeMap<u32, Drops>, SysError> {
         let mut out: BTreeMap<u32, Drops> = BTreeMap::new();

@@ -1961,33 +1961,6 @@ const SIP_CALLER: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
 </scenario>
 "#;
 
-/// A metrics page (no token): its text, or empty.
-fn scrape(url: &str) -> String {
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest.split_once('/').unwrap();
-    use std::io::{Read, Write};
-    let Ok(mut c) = std::net::TcpStream::connect(host) else {
-        return String::new();
-    };
-    let _ = write!(
-        c,
-        "GET /{path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    );
-    let mut out = String::new();
-    let _ = c.read_to_string(&mut out);
-    out
-}
-
-/// The value of one sample on a metrics page: the line that starts with
-/// `name{` and holds every label given.
-fn sample(page: &str, name: &str, labels: &[&str]) -> Option<f64> {
-    page.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
-        .find(|l| labels.iter().all(|want| l.contains(want)))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 /// The controller's /metrics follows the traffic the test sends through an
 /// EIP (packets and bytes both ways, and the drops of its 10 Mbit/s limit
 /// under a 30 Mbit/s UDP flood); the gateway agent's /metrics shows its

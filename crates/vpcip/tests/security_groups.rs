@@ -13,6 +13,7 @@ mod common;
 use std::time::Duration;
 
 use vpcip_lab::{Conn, ask_once, echo_server, eventually, udp_ask, udp_echo_server};
+use vpcip_model::desired;
 use vpcip_model::*;
 
 use common::*;
@@ -86,6 +87,30 @@ async fn security_groups_filter_live_in_both_directions() {
     assert!(!lab.pings("client", eip.ip));
     assert_eq!(ask_once(&lab.ns("lone"), at(web.ip, 8080), "x"), None);
     assert_eq!(ask_once(&lab.ns("web"), at(lone.ip, 8080), "x"), None);
+    // What web's ingress refused is counted: in the API (`vpcip nic show`)
+    // and on its host agent's /metrics.
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let drops: desired::NicDrops = tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current()
+                    .block_on(lab.op.get(&format!("/v1/nics/{}/drops", web.id)))
+            })
+            .unwrap();
+            drops.packets_in > 0
+        }),
+        "web's drops never reached the API"
+    );
+    let metrics = vpcip_lab::cloud::agent_metrics_url(&lab.w, "h1").unwrap();
+    let page = scrape(&metrics);
+    assert!(
+        sample(
+            &page,
+            "vpcip_agent_nic_dropped_packets",
+            &[&format!("nic=\"{}\"", web.id), "direction=\"in\""]
+        )
+        .is_some_and(|n| n > 0.0),
+        "{page}"
+    );
     // Everything may leave, and the answers come back without a rule.
     let _out = echo_server(&client, 7001, Duration::from_secs(120));
     assert_eq!(

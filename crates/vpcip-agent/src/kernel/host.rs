@@ -190,3 +190,15 @@ fn remember(seen: &mut Option<SeenGuards>, f: impl FnOnce(&mut SeenGuards)) {
         f(s);
     }
 }
+
+/// Packets each VM port's security groups dropped, by port name, in the
+/// node's namespace.
+pub fn read_port_drops(
+    node: &Path,
+) -> Result<std::collections::BTreeMap<String, vpcip_sys::filter::Drops>, KernelError> {
+    in_ns(node, || {
+        let mut nft = NatTable::open().map_err(KernelError::sys("open", "nftables"))?;
+        nft.read_port_drops()
+            .map_err(KernelError::sys("read", "ip vpcip_sg drop counters"))
+    })
+}

@@ -112,4 +112,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
     "ALTER TABLE api_tokens ADD COLUMN agent_role TEXT",
     // Host agents: the NICs whose port is missing (a JSON array of IDs).
     "ALTER TABLE agent_status ADD COLUMN missing TEXT",
+    // Packets each NIC's security groups dropped, as its host reported.
+    "CREATE TABLE nic_drops (
+        nic_id TEXT PRIMARY KEY,
+        agent_id TEXT NOT NULL,
+        packets_in BIGINT NOT NULL,
+        packets_out BIGINT NOT NULL
+    )",
 ];

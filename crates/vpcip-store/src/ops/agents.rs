@@ -174,13 +174,48 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.db.begin().await?;
         let agent = agent_for(&mut tx, scope, key, "report counters").await?;
+        let host_only = report.counters.is_empty()
+            && report.vip_holders.is_none()
+            && report.programmed.is_none();
+        if agent.role == AgentRole::Host && host_only {
+            for d in &report.nic_drops {
+                // Only the NICs of servers placed on this host.
+                let Ok(nic) = tx.get::<Nic>(&d.nic_id, false).await else {
+                    continue;
+                };
+                let here = match &nic.server_id {
+                    Some(s) => tx
+                        .get::<Server>(s, false)
+                        .await
+                        .is_ok_and(|s| s.host.as_deref() == Some(agent.name.as_str())),
+                    None => false,
+                };
+                if !here {
+                    continue;
+                }
+                let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+                tx.write_quiet(
+                    "INSERT INTO nic_drops (nic_id, agent_id, packets_in, packets_out) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (nic_id) DO UPDATE SET agent_id = excluded.agent_id, \
+                     packets_in = excluded.packets_in, packets_out = excluded.packets_out",
+                    &[
+                        d.nic_id.as_str().into(),
+                        agent.id().into(),
+                        n(d.packets_in).into(),
+                        n(d.packets_out).into(),
+                    ],
+                )
+                .await?;
+            }
+            return tx.commit().await;
+        }
         if agent.role != AgentRole::Gateway {
             // A host's report would overwrite the gateways' counters and
             // VIP holders.
             return Err(RuleError::invalid(
                 "agent",
                 format!(
-                    "{} is a {} agent: only gateway agents report counters and VIP holders",
+                    "{} is a {} agent: only gateway agents report EIP counters and VIP holders (hosts report NIC drops only)",
                     agent.name,
                     agent.role.as_str()
                 ),
@@ -283,6 +318,33 @@ impl Store {
             out.as_of = r.int(5).unwrap_or(0);
             out.traffic.drops_in = n(r.int(6)?);
             out.traffic.drops_out = n(r.int(7)?);
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Packets a NIC's security groups dropped, as its host last reported
+    /// (zeros before any report).
+    pub async fn nic_drops(
+        &self,
+        scope: &Scope,
+        key: &str,
+    ) -> Result<desired::NicDrops, StoreError> {
+        let mut tx = self.db.begin_read().await?;
+        let nic: Nic = tx.find(scope, key, false).await?;
+        let rows = tx
+            .rows(
+                "SELECT packets_in, packets_out FROM nic_drops WHERE nic_id = $1",
+                &[nic.id.as_str().into()],
+            )
+            .await?;
+        let mut out = desired::NicDrops {
+            nic_id: nic.id.clone(),
+            ..Default::default()
+        };
+        if let Some(r) = rows.first() {
+            out.packets_in = u64::try_from(r.int(0)?).unwrap_or(0);
+            out.packets_out = u64::try_from(r.int(1)?).unwrap_or(0);
         }
         tx.commit().await?;
         Ok(out)

@@ -125,6 +125,9 @@ struct NicShow {
     port: String,
     host: Option<String>,
     plugged: String,
+    /// Packets its security groups dropped, in (ingress) and out (egress).
+    dropped_in: u64,
+    dropped_out: u64,
 }
 
 /// `vpcip nic show`.
@@ -151,12 +154,18 @@ pub(super) async fn nic_show(ctx: &Ctx, key: &str) -> anyhow::Result<()> {
             Err(_) => "unknown: only the operator sees the hosts' reports".to_string(),
         },
     };
+    let drops: vpcip_model::desired::NicDrops = ctx
+        .client
+        .get(&format!("/v1/nics/{}/drops", nic.id))
+        .await?;
     print_one(
         &NicShow {
             nic,
             port,
             host,
             plugged,
+            dropped_in: drops.packets_in,
+            dropped_out: drops.packets_out,
         },
         ctx.output,
     )

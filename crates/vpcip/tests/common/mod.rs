@@ -293,3 +293,30 @@ pub fn cli(lab: &Lab, args: &[&str]) -> std::process::Output {
         .output()
         .unwrap()
 }
+
+/// A metrics page (no token): its text, or empty.
+pub fn scrape(url: &str) -> String {
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').unwrap();
+    use std::io::{Read, Write};
+    let Ok(mut c) = std::net::TcpStream::connect(host) else {
+        return String::new();
+    };
+    let _ = write!(
+        c,
+        "GET /{path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    );
+    let mut out = String::new();
+    let _ = c.read_to_string(&mut out);
+    out
+}
+
+/// The value of one sample on a metrics page: the line that starts with
+/// `name{` and holds every label given.
+pub fn sample(page: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    page.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .find(|l| labels.iter().all(|want| l.contains(want)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
