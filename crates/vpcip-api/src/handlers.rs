@@ -402,6 +402,15 @@ action_route!(
     |app, scope, id, body| app.store.remove_vpc_cidr(&scope, &id, body.cidr)
 );
 action_route!(
+    update_subnet,
+    patch,
+    "/v1/subnets/{id}",
+    "subnets",
+    UpdateSubnet,
+    Subnet,
+    |app, scope, id, body| app.store.update_subnet(&scope, &id, &body)
+);
+action_route!(
     update_nic,
     patch,
     "/v1/nics/{id}",

@@ -48,7 +48,7 @@ impl App {
         list_host_networks, show_host_network, create_host_network, delete_host_network,
         list_gateways, show_gateway, create_gateway, delete_gateway,
         list_vpcs, show_vpc, create_vpc, delete_vpc, add_vpc_cidr, remove_vpc_cidr,
-        list_subnets, show_subnet, create_subnet, delete_subnet,
+        list_subnets, show_subnet, create_subnet, delete_subnet, update_subnet,
         list_security_groups, show_security_group, create_security_group, delete_security_group,
         add_sg_rules, remove_sg_rule, nic_drops,
         list_servers, show_server, create_server, delete_server, server_nics,
@@ -113,7 +113,10 @@ pub fn router(app: App) -> Router {
         .route("/v1/vpcs/{id}/add-cidr", post(add_vpc_cidr))
         .route("/v1/vpcs/{id}/remove-cidr", post(remove_vpc_cidr))
         .route("/v1/subnets", get(list_subnets).post(create_subnet))
-        .route("/v1/subnets/{id}", get(show_subnet).delete(delete_subnet))
+        .route(
+            "/v1/subnets/{id}",
+            get(show_subnet).delete(delete_subnet).patch(update_subnet),
+        )
         .route(
             "/v1/security-groups",
             get(list_security_groups).post(create_security_group),

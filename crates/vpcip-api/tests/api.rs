@@ -611,6 +611,7 @@ async fn every_route_checks_its_caller(s: Server) {
             ("POST", "/v1/host-networks") => json!({"name": "hn-2", "cidr": "192.168.210.0/24"}),
             ("POST", "/v1/nics") => json!({"name": "eni-x", "subnet": subnet.id}),
             ("PATCH", "/v1/nics/{id}") => json!({"source_dest_check": false}),
+            ("PATCH", "/v1/subnets/{id}") => json!({"dns_servers": ["192.0.2.53"]}),
             ("POST", "/v1/nics/{id}/attach") => json!({"server": vm.id}),
             ("POST", "/v1/security-groups") => json!({"name": "sg-x", "vpc": vpc.id}),
             ("POST", "/v1/security-groups/{id}/rules") => json!({"rules": [{

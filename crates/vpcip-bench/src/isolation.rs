@@ -246,6 +246,7 @@ fn guard(w: &World, g: Guards) -> anyhow::Result<()> {
                     security_groups: vec![],
                     vrrp_peers: vec![],
                     zone: 0,
+                    dhcp: None,
                 };
                 ports.push(port("t1".into(), mac.trim().to_string(), ip.parse()?));
                 ports.extend((1..g.ports).map(|i| {

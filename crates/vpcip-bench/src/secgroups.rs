@@ -91,6 +91,7 @@ fn host_state(rules: u32, nics: u32, vm_ip: &str) -> HostState {
         security_groups: vec![group],
         vrrp_peers: vec![],
         zone: 1,
+        dhcp: None,
     };
     let mut ports = vec![port(
         "t1".into(),

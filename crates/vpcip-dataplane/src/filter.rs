@@ -348,6 +348,7 @@ mod tests {
             security_groups: groups.iter().map(|g| g.to_string()).collect(),
             vrrp_peers: vec![],
             zone: 3,
+            dhcp: None,
         }
     }
 

@@ -221,6 +221,7 @@ mod tests {
             security_groups: vec![],
             vrrp_peers: vec![],
             zone: 0,
+            dhcp: None,
         }
     }
 

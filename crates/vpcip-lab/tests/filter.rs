@@ -38,6 +38,7 @@ fn port(ifname: &str, ip: &str, vni: u32, zone: u16, group: &str) -> HostPort {
         security_groups: vec![group.into()],
         vrrp_peers: vec![],
         zone,
+        dhcp: None,
     }
 }
 

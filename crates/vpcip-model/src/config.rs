@@ -1,5 +1,6 @@
 //! The server's configuration file (TOML): `listen`, `db`,
-//! `operator_token`, `tls_cert`, `tls_key`, `[quotas]`, `[isolation]` and `[security_groups]`. Flags and the
+//! `operator_token`, `tls_cert`, `tls_key`, `[quotas]`, `[isolation]`,
+//! `[security_groups]` and `[dhcp]`. Flags and the
 //! environment take precedence over it; unknown keys are refused.
 
 use serde::Deserialize;
@@ -23,6 +24,10 @@ pub struct ServerConfig {
     /// `[security_groups] max_rules = 100`: rules per group at most.
     #[serde(default)]
     pub security_groups: SecurityGroups,
+    /// `[dhcp] dns_servers = ["192.0.2.53"]`, `lease_seconds = 86400`:
+    /// what guests learn unless their subnet says.
+    #[serde(default)]
+    pub dhcp: crate::desired::DhcpDefaults,
 }
 
 #[derive(Deserialize, Debug)]

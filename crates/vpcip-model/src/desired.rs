@@ -447,6 +447,120 @@ pub struct HostPort {
     /// never mix, whatever their addresses.
     #[serde(default)]
     pub zone: u16,
+    /// What the host answers the NIC's DHCP requests with.
+    #[serde(default)]
+    pub dhcp: Option<DhcpLease>,
+}
+
+/// A NIC's DHCP answer, but for the MTU (the host's overlay MTU, which the
+/// host agent knows): its address for as long as the NIC exists.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct DhcpLease {
+    #[schema(value_type = String)]
+    pub ip: Ipv4Addr,
+    pub prefix_len: u8,
+    /// The subnet's gateway: the server identifier the guest sees (the
+    /// host answers in its name).
+    #[schema(value_type = String)]
+    pub server: Ipv4Addr,
+    /// The default route (option 3): the primary NIC's only, so that a
+    /// secondary ENI never takes the default route.
+    #[schema(value_type = Option<String>)]
+    pub router: Option<Ipv4Addr>,
+    #[schema(value_type = Vec<String>)]
+    pub dns_servers: Vec<Ipv4Addr>,
+    /// Classless static routes (option 121): the subnet's host routes,
+    /// and the default route with them when the NIC has one (a client
+    /// that takes option 121 ignores option 3).
+    pub routes: Vec<crate::resources::HostRoute>,
+    /// The server's name, when the NIC is attached (option 12).
+    pub hostname: Option<String>,
+    pub lease_seconds: u32,
+}
+
+/// The server's `[dhcp]` settings: DNS servers for subnets that name none,
+/// and the lease time.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DhcpDefaults {
+    #[serde(default)]
+    pub dns_servers: Vec<Ipv4Addr>,
+    #[serde(default = "default_lease_seconds")]
+    pub lease_seconds: u32,
+}
+
+/// A day, as Neutron's `dhcp_lease_duration`.
+pub const DEFAULT_LEASE_SECONDS: u32 = 86_400;
+
+fn default_lease_seconds() -> u32 {
+    DEFAULT_LEASE_SECONDS
+}
+
+impl Default for DhcpDefaults {
+    fn default() -> Self {
+        DhcpDefaults {
+            dns_servers: vec![],
+            lease_seconds: DEFAULT_LEASE_SECONDS,
+        }
+    }
+}
+
+impl DhcpDefaults {
+    /// The settings, checked: DNS servers as a subnet's, a lease of two
+    /// minutes to a year.
+    pub fn checked(self) -> Result<Self, crate::error::RuleError> {
+        crate::rules::check_subnet_dhcp(
+            SubnetKind::Guest,
+            Ipv4Net::default(),
+            None,
+            &self.dns_servers,
+            &[],
+        )?;
+        if !(120..=31_536_000).contains(&self.lease_seconds) {
+            return Err(crate::error::RuleError::invalid(
+                "dhcp.lease_seconds",
+                format!(
+                    "{} is not between 120 (two minutes) and 31536000 (a year)",
+                    self.lease_seconds
+                ),
+            ));
+        }
+        Ok(self)
+    }
+}
+
+/// The DHCP answer of NIC `n` in `subnet`, on `server` when attached.
+pub fn dhcp_lease(
+    n: &Nic,
+    subnet: &Subnet,
+    server: Option<&Server>,
+    defaults: &DhcpDefaults,
+) -> Option<DhcpLease> {
+    let gateway = subnet.gateway?;
+    let router = n.primary.then_some(gateway);
+    let mut routes = subnet.host_routes.clone();
+    if let Some(g) = router
+        && !routes.is_empty()
+    {
+        routes.push(crate::resources::HostRoute {
+            destination: Ipv4Net::default(),
+            next_hop: g,
+        });
+    }
+    Some(DhcpLease {
+        ip: n.ip,
+        prefix_len: subnet.cidr.prefix_len(),
+        server: gateway,
+        router,
+        dns_servers: if subnet.dns_servers.is_empty() {
+            defaults.dns_servers.clone()
+        } else {
+            subnet.dns_servers.clone()
+        },
+        routes,
+        hostname: server.map(|s| s.name.clone()),
+        lease_seconds: defaults.lease_seconds,
+    })
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq, Default)]
@@ -515,6 +629,7 @@ pub struct World<'a> {
     pub host_networks: &'a [HostNetwork],
     pub gateways: &'a [Gateway],
     pub security_groups: &'a [SecurityGroup],
+    pub dhcp: &'a DhcpDefaults,
 }
 
 impl World<'_> {
@@ -698,11 +813,11 @@ impl World<'_> {
     /// and the L2 domains of their subnets.
     pub fn host(&self, agent: &Agent) -> HostState {
         let vteps = self.vteps();
-        let here: BTreeSet<&str> = self
+        let here: BTreeMap<&str, &Server> = self
             .servers
             .iter()
             .filter(|s| s.host.as_deref() == Some(agent.name.as_str()))
-            .flat_map(|s| s.nic_ids.iter().map(String::as_str))
+            .flat_map(|s| s.nic_ids.iter().map(move |n| (n.as_str(), s)))
             .collect();
         let subnets: BTreeMap<&str, &Subnet> =
             self.subnets.iter().map(|s| (s.id.as_str(), s)).collect();
@@ -714,7 +829,11 @@ impl World<'_> {
             .map(|v| (v.id.as_str(), u16::try_from(v.router_index).unwrap_or(0)))
             .collect();
         let mut used: BTreeSet<&str> = BTreeSet::new();
-        for n in self.nics.iter().filter(|n| here.contains(n.id.as_str())) {
+        for n in self
+            .nics
+            .iter()
+            .filter(|n| here.contains_key(n.id.as_str()))
+        {
             let Some(subnet) = subnets.get(n.subnet_id.as_str()) else {
                 continue;
             };
@@ -741,6 +860,7 @@ impl World<'_> {
                 security_groups: n.security_group_ids.clone(),
                 vrrp_peers: filter::vrrp_peers(n, self.nics, self.vips),
                 zone: zones.get(n.vpc_id.as_str()).copied().unwrap_or(0),
+                dhcp: dhcp_lease(n, subnet, here.get(n.id.as_str()).copied(), self.dhcp),
             });
             domains.entry(subnet.vni).or_insert_with(|| L2Domain {
                 subnet_id: subnet.id.clone(),
@@ -853,6 +973,8 @@ mod tests {
             total: 0,
             used: 0,
             vni,
+            dns_servers: vec![],
+            host_routes: vec![],
         }
     }
 
@@ -927,6 +1049,7 @@ mod tests {
                 snat_ip: Some("203.0.113.254".parse().unwrap()),
             }],
             security_groups: &[],
+            dhcp: &DhcpDefaults::default(),
         };
         let s = world.gateway(&agent("gw", AgentRole::Gateway, "192.0.2.2"));
         assert_eq!(
@@ -989,6 +1112,7 @@ mod tests {
             host_networks: &[],
             gateways: &[],
             security_groups: &[],
+            dhcp: &DhcpDefaults::default(),
         };
         let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
         // Every agent's address is infrastructure to the gateway, a host

@@ -170,6 +170,55 @@ pub struct Subnet {
     /// subnets; 0 for EIP segments).
     #[serde(default)]
     pub vni: u32,
+    /// The DNS servers its VMs learn by DHCP (empty: the server's
+    /// `[dhcp] dns_servers`).
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    pub dns_servers: Vec<Ipv4Addr>,
+    /// Routes its VMs learn by DHCP (classless static routes, option 121).
+    #[serde(default)]
+    pub host_routes: Vec<HostRoute>,
+}
+
+/// A route a subnet's VMs learn by DHCP (option 121), as a Neutron
+/// subnet's host routes: written `DESTINATION,NEXT_HOP`
+/// (`10.9.0.0/16,10.0.1.5`) or `destination=…,gateway=…`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(deny_unknown_fields)]
+pub struct HostRoute {
+    #[schema(value_type = String, example = "10.9.0.0/16")]
+    pub destination: Ipv4Net,
+    #[schema(value_type = String, example = "10.0.1.5")]
+    pub next_hop: Ipv4Addr,
+}
+
+impl std::fmt::Display for HostRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{},{}", self.destination, self.next_hop)
+    }
+}
+
+impl std::str::FromStr for HostRoute {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad =
+            || format!("{s:?}: write a host route as DESTINATION,NEXT_HOP (10.9.0.0/16,10.0.1.5)");
+        let (dest, hop) = s.split_once(',').ok_or_else(bad)?;
+        let dest = dest
+            .trim()
+            .strip_prefix("destination=")
+            .unwrap_or(dest.trim());
+        let hop = hop
+            .trim()
+            .strip_prefix("gateway=")
+            .or_else(|| hop.trim().strip_prefix("nexthop="))
+            .unwrap_or(hop.trim());
+        Ok(HostRoute {
+            destination: dest.parse().map_err(|_| bad())?,
+            next_hop: hop.parse().map_err(|_| bad())?,
+        })
+    }
 }
 
 /// The static route the physical network needs for an EIP segment.
@@ -602,8 +651,27 @@ pub struct CreateSubnet {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub gateway: Option<Ipv4Addr>,
+    /// DNS servers for the subnet's VMs (DHCP option 6).
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    pub dns_servers: Vec<Ipv4Addr>,
+    /// Routes for the subnet's VMs (DHCP option 121).
+    #[serde(default)]
+    pub host_routes: Vec<HostRoute>,
     #[serde(default)]
     pub client_token: Option<String>,
+}
+
+/// What may change of a subnet: what its VMs learn by DHCP (at their next
+/// renewal).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSubnet {
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub dns_servers: Option<Vec<Ipv4Addr>>,
+    #[serde(default)]
+    pub host_routes: Option<Vec<HostRoute>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -329,12 +329,110 @@ pub fn plan_subnet(
             host_network: h.cidr,
         });
     }
+    check_subnet_dhcp(req.kind, cidr, gateway, &req.dns_servers, &req.host_routes)?;
     Ok(SubnetPlan {
         cidr,
         range,
         gateway,
         reserved,
     })
+}
+
+/// DNS servers a subnet may hand out, at most (as Neutron's
+/// `max_dns_nameservers`).
+pub const MAX_DNS_SERVERS: usize = 5;
+/// Host routes a subnet may hand out, at most (as Neutron's
+/// `max_subnet_host_routes`).
+pub const MAX_HOST_ROUTES: usize = 20;
+
+/// What a subnet's VMs learn by DHCP besides their address: DNS servers
+/// (unicast addresses, no repeats, at most [`MAX_DNS_SERVERS`]) and host
+/// routes (a network address as destination, once each, the default route
+/// excepted, which is the subnet's gateway; a next hop that is a host of
+/// the subnet other than the route's own destination; at most
+/// [`MAX_HOST_ROUTES`]). EIP segments have no VMs asking.
+pub fn check_subnet_dhcp(
+    kind: SubnetKind,
+    cidr: Ipv4Net,
+    gateway: Option<Ipv4Addr>,
+    dns: &[Ipv4Addr],
+    routes: &[HostRoute],
+) -> Result<(), RuleError> {
+    if kind == SubnetKind::Eip && !(dns.is_empty() && routes.is_empty()) {
+        return Err(RuleError::invalid(
+            "dns_servers",
+            "an EIP segment has no VMs asking DHCP: DNS servers and host routes are for guest subnets",
+        ));
+    }
+    if dns.len() > MAX_DNS_SERVERS {
+        return Err(RuleError::invalid(
+            "dns_servers",
+            format!("{} given, at most {MAX_DNS_SERVERS}", dns.len()),
+        ));
+    }
+    for (i, d) in dns.iter().enumerate() {
+        if d.is_unspecified() || d.is_broadcast() || d.is_multicast() || d.is_loopback() {
+            return Err(RuleError::invalid(
+                "dns_servers",
+                format!("{d} is not a unicast address"),
+            ));
+        }
+        if dns[..i].contains(d) {
+            return Err(RuleError::invalid(
+                "dns_servers",
+                format!("{d} is given twice"),
+            ));
+        }
+    }
+    if routes.len() > MAX_HOST_ROUTES {
+        return Err(RuleError::invalid(
+            "host_routes",
+            format!("{} given, at most {MAX_HOST_ROUTES}", routes.len()),
+        ));
+    }
+    let hosts = usable(&cidr);
+    for (i, r) in routes.iter().enumerate() {
+        if r.destination.trunc() != r.destination {
+            return Err(RuleError::invalid(
+                "host_routes",
+                format!(
+                    "{r}: the destination has host bits set (the network is {})",
+                    r.destination.trunc()
+                ),
+            ));
+        }
+        if r.destination.prefix_len() == 0 {
+            return Err(RuleError::invalid(
+                "host_routes",
+                format!(
+                    "{r}: the default route is the subnet's gateway ({})",
+                    gateway.map_or_else(|| "none".into(), |g| g.to_string())
+                ),
+            ));
+        }
+        if !hosts.contains(u32::from(r.next_hop)) {
+            return Err(RuleError::invalid(
+                "host_routes",
+                format!(
+                    "{r}: the next hop {} is not a host address of {cidr}",
+                    r.next_hop
+                ),
+            ));
+        }
+        if r.destination.contains(&r.next_hop) {
+            return Err(RuleError::invalid(
+                "host_routes",
+                format!("{r}: the next hop lies inside the destination"),
+            ));
+        }
+        if routes[..i].iter().any(|o| o.destination == r.destination) {
+            return Err(RuleError::invalid(
+                "host_routes",
+                format!("{r}: {} is routed twice", r.destination),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The physical routes an EIP segment needs: one per gateway.

@@ -30,6 +30,8 @@ pub struct Store {
     /// Rules a security group holds at most (`[security_groups]
     /// max_rules`).
     pub(crate) max_sg_rules: usize,
+    /// What guests learn by DHCP unless their subnet says (`[dhcp]`).
+    dhcp: vpcip_model::desired::DhcpDefaults,
 }
 
 impl Store {
@@ -66,6 +68,7 @@ impl Store {
             db: Db::connect(url).await?,
             infra_allow: Vec::new(),
             max_sg_rules: vpcip_model::rules::DEFAULT_MAX_SG_RULES,
+            dhcp: vpcip_model::desired::DhcpDefaults::default(),
         };
         store.ensure_default_vpc().await?;
         Ok(store)
@@ -87,6 +90,12 @@ impl Store {
     /// The same store allowing `max` rules per security group.
     pub fn with_max_sg_rules(mut self, max: usize) -> Self {
         self.max_sg_rules = max;
+        self
+    }
+
+    /// The same store handing guests these DHCP defaults.
+    pub fn with_dhcp(mut self, dhcp: vpcip_model::desired::DhcpDefaults) -> Self {
+        self.dhcp = dhcp;
         self
     }
 

@@ -464,8 +464,31 @@ pub enum SubnetCmd {
         prefix_len: Option<u8>,
         #[arg(long)]
         gateway: Option<Ipv4Addr>,
+        /// A DNS server its VMs learn by DHCP (repeat, at most 5; default:
+        /// the server's `[dhcp] dns_servers`).
+        #[arg(long = "dns-server")]
+        dns_servers: Vec<Ipv4Addr>,
+        /// A route its VMs learn by DHCP (option 121), DESTINATION,NEXT_HOP,
+        /// e.g. 10.9.0.0/16,10.0.1.5 (repeat, at most 20).
+        #[arg(long = "host-route")]
+        host_routes: Vec<vpcip_model::HostRoute>,
         #[arg(long)]
         client_token: Option<String>,
+    },
+    /// Change what its VMs learn by DHCP (at their next renewal): the
+    /// lists given replace the old ones.
+    Update {
+        subnet: String,
+        #[arg(long = "dns-server")]
+        dns_servers: Vec<Ipv4Addr>,
+        /// Hand out no DNS servers of the subnet's own (the server's
+        /// defaults then).
+        #[arg(long, conflicts_with = "dns_servers")]
+        no_dns_servers: bool,
+        #[arg(long = "host-route")]
+        host_routes: Vec<vpcip_model::HostRoute>,
+        #[arg(long, conflicts_with = "host_routes")]
+        no_host_routes: bool,
     },
     Delete(Key),
 }

@@ -255,3 +255,200 @@ async fn security_groups_filter_live_in_both_directions() {
     let refusal = lab.op.remove("security-groups", &ssh.id).await.unwrap_err();
     assert_eq!(refusal.code(), Some("resource_in_use"), "{refusal}");
 }
+
+/// A group of the given kind and rules in `vpc`.
+async fn group(lab: &Lab, vpc: &Vpc, name: &str, kind: SgKind, written: &[&str]) -> SecurityGroup {
+    lab.op
+        .post(
+            "/v1/security-groups",
+            &CreateSecurityGroup {
+                name: name.into(),
+                vpc: vpc.id.clone(),
+                kind,
+                rules: rules(written),
+                managed: false,
+                client_token: None,
+            },
+        )
+        .await
+        .unwrap()
+}
+
+/// NIC `nic` in exactly `groups`.
+async fn set_groups(lab: &Lab, nic: &Nic, groups: &[&SecurityGroup]) {
+    let _: Nic = lab
+        .op
+        .patch(
+            &format!("/v1/nics/{}", nic.id),
+            &UpdateNic {
+                security_groups: Some(groups.iter().map(|g| g.id.clone()).collect()),
+                source_dest_check: None,
+            },
+        )
+        .await
+        .unwrap();
+}
+
+/// The cases a keepalived pair, a hairpin and a second NIC bring: two VMs
+/// in an advanced group whose only ingress rule is the web port from the
+/// outside client share a VIP with an EIP; VRRP between them passes with
+/// no rule written for it (the group lets a VIP's bound NICs hear each
+/// other's adverts), so the backup stays backup and takes over when the
+/// master dies. A VM of the VPC reaching the VIP through its EIP (hairpin)
+/// is judged by the address the VM sees (its own EIP). A secondary ENI is
+/// filtered by its own groups, not by its server's primary NIC's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vrrp_hairpin_and_enis_under_advanced_groups() {
+    let mut lab = Lab::up("vsv").await;
+    let vpc = lab.closed_vpc("v1", "10.0.0.0/16").await;
+    let sa = lab.subnet(&vpc, "v1-a", "10.0.1.0/24").await;
+    let sb = lab.subnet(&vpc, "v1-b", "10.0.2.0/24").await;
+    let ha = group(
+        &lab,
+        &vpc,
+        "ha",
+        SgKind::Advanced,
+        &[
+            &format!("ingress:tcp:80:{CLIENT_IP}/32"),
+            "egress:all:0.0.0.0/0",
+        ],
+    )
+    .await;
+    let (_, a) = lab.vm("a", &sa, "h1").await;
+    let (server_b, b) = lab.vm("b", &sa, "h2").await;
+    set_groups(&lab, &a, &[&ha]).await;
+    set_groups(&lab, &b, &[&ha]).await;
+    let (vip, eip) = lab.vip_with_eip("vip-1", &sa, &[&a, &b]).await;
+    for vm in ["a", "b"] {
+        lab.httpd(vm);
+    }
+    let ka = keepalived(&mut lab, "a", 1, &vip.id, &a.id);
+    keepalived(&mut lab, "b", 1, &vip.id, &b.id);
+    let to = at(eip.ip, 80);
+    if let Err(last) = lab.wait_served_by(to, "a", Duration::from_secs(20)) {
+        panic!("the EIP on the VIP does not reach the master a: {last:?}");
+    }
+    // b hears a's adverts: it stays backup, without the VIP. (Were VRRP
+    // refused, b would turn master within three advert intervals and take
+    // the VIP too.)
+    let holds_vip = |lab: &Lab, vm: &str| {
+        lab.w
+            .exec(vm, &["ip", "-br", "addr", "show", "dev", "eth0"])
+            .contains(&format!("{}/", vip.ip))
+    };
+    for _ in 0..20 {
+        assert!(
+            !holds_vip(&lab, "b"),
+            "b took the VIP while a is master: VRRP between them is refused"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(holds_vip(&lab, "a"));
+    // Nothing else is let in: a's own address, from a VM of the VPC.
+    let (server_y, _) = lab.vm("y", &sb, "h2").await;
+    assert!(http_get(&lab.ns("y"), at(a.ip, 80)).is_none());
+
+    // Hairpin: y reaches the VIP through its EIP only once a rule lets in
+    // the address a sees, y's own EIP.
+    let eip_y = lab.eip_for(&server_y).await;
+    assert!(
+        http_get(&lab.ns("y"), to).is_none(),
+        "the hairpin got in without a rule"
+    );
+    lab.op
+        .add_sg_rules(
+            &ha.id,
+            &rules(&[&format!("ingress:tcp:80:{}/32", eip_y.ip)]),
+        )
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || lab
+            .answered_by(&http_get(&lab.ns("y"), to), "a")),
+        "the hairpin from y's EIP is refused though a rule allows it"
+    );
+
+    // The master dies: b takes the VIP, the EIP follows.
+    lab.w.kill(ka);
+    let vrrp_pid = std::fs::read_to_string(
+        vpcip_lab::cloud::state_dir(&lab.w)
+            .join("keepalived-a-1")
+            .join("vrrp.pid"),
+    );
+    if let Ok(pid) = vrrp_pid {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid.trim().parse().unwrap()),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    lab.w.exec("a", &["ip", "link", "set", "eth0", "down"]);
+    if let Err(last) = lab.wait_served_by(to, "b", Duration::from_secs(20)) {
+        panic!("the EIP did not follow the VIP to b: {last:?}");
+    }
+
+    echo_server(&lab.ns("b"), 8080, Duration::from_secs(120));
+    assert_eq!(ask_once(&lab.ns("y"), at(b.ip, 8080), "x"), None);
+    // A second NIC of b, in subnet v1-b, in a group of its own that lets
+    // in tcp/8080 from v1-b: y reaches it there, not on port 80 (which
+    // b's primary NIC lets in from the client); b's primary NIC, in `ha`,
+    // does not let y in on 8080.
+    let web = group(
+        &lab,
+        &vpc,
+        "eni-web",
+        SgKind::Advanced,
+        &["ingress:tcp:8080:10.0.2.0/24", "egress:all:0.0.0.0/0"],
+    )
+    .await;
+    let eni: Nic = lab
+        .op
+        .post(
+            "/v1/nics",
+            &CreateNic {
+                name: "b-second".into(),
+                subnet: sb.id.clone(),
+                security_groups: vec![web.id.clone()],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let _: Nic = lab
+        .op
+        .action(
+            "nics",
+            &eni.id,
+            "attach",
+            &AttachNic {
+                server: server_b.id.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    vpcip_lab::cloud::plug_nic(
+        &mut lab.w,
+        "b",
+        "h2",
+        "eth1",
+        &vpcip_lab::cloud::VmNic {
+            nic_id: &eni.id,
+            mac: &eni.mac,
+            ip: eni.ip,
+            prefix_len: 24,
+            gateway: None,
+        },
+    );
+    assert!(
+        eventually(Duration::from_secs(15), || ask_once(
+            &lab.ns("y"),
+            at(eni.ip, 8080),
+            "eni"
+        )
+        .is_some()),
+        "y cannot reach b's second NIC on the port its group allows"
+    );
+    assert!(
+        http_get(&lab.ns("y"), at(eni.ip, 80)).is_none(),
+        "the second NIC let in a port only its server's primary NIC allows"
+    );
+}

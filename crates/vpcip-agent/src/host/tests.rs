@@ -84,6 +84,7 @@ fn desired() -> HostState {
             security_groups: vec!["sg-web".into()],
             vrrp_peers: vec![],
             zone: 1,
+            dhcp: None,
         }],
         groups: vec![vpcip_model::filter::GroupFilter {
             id: "sg-web".into(),

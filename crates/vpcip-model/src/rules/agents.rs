@@ -302,6 +302,8 @@ mod tests {
             total: 0,
             used: 0,
             vni: 0,
+            dns_servers: vec![],
+            host_routes: vec![],
         }
     }
 

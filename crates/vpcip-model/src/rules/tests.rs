@@ -50,6 +50,8 @@ fn subnet(name: &str, cidr: &str, kind: SubnetKind) -> Subnet {
         total: u.len(),
         used: 0,
         vni: 0,
+        dns_servers: vec![],
+        host_routes: vec![],
     }
 }
 

@@ -572,6 +572,7 @@ impl Store {
             host_networks: &host_networks,
             gateways: &gateways,
             security_groups: &security_groups,
+            dhcp: &self.dhcp,
         };
         let mut desired = world.desired(revision, &agent);
         if let Some(g) = desired.gateway.as_mut() {

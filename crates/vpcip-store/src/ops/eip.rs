@@ -542,7 +542,7 @@ impl Store {
                         gateway: Some(gateway),
                         range: Some(format!("{}-{}", hosts.start(), hosts.end())),
                         prefix_len: None,
-                        client_token: None,
+                        ..Default::default()
                     };
                     let host_networks: Vec<HostNetwork> = tx.all().await?;
                     let plan = rules::plan_subnet(&creq, &vpc, &siblings, &host_networks)?;

@@ -289,6 +289,40 @@ impl Store {
 
 /// Writes a planned subnet and opens its address pool (the reserved
 /// addresses taken).
+impl Store {
+    /// Changes what a subnet's VMs learn by DHCP (DNS servers, host
+    /// routes); they learn it at their next renewal.
+    pub async fn update_subnet(
+        &self,
+        scope: &Scope,
+        key: &str,
+        req: &UpdateSubnet,
+    ) -> Result<Subnet, StoreError> {
+        self.retry(|| async {
+            let mut tx = self.db.begin().await?;
+            let mut subnet: Subnet = tx.find(scope, key, true).await?;
+            must_own(scope, &subnet.tenant, "this subnet")?;
+            if let Some(dns) = &req.dns_servers {
+                subnet.dns_servers = dns.clone();
+            }
+            if let Some(routes) = &req.host_routes {
+                subnet.host_routes = routes.clone();
+            }
+            rules::check_subnet_dhcp(
+                subnet.kind,
+                subnet.cidr,
+                subnet.gateway,
+                &subnet.dns_servers,
+                &subnet.host_routes,
+            )?;
+            tx.update(&subnet).await?;
+            tx.commit().await?;
+            Ok(subnet)
+        })
+        .await
+    }
+}
+
 pub(crate) async fn insert_subnet(
     tx: &mut Tx,
     id: String,
@@ -311,6 +345,8 @@ pub(crate) async fn insert_subnet(
         total: plan.range.len(),
         used: 0,
         vni: 0,
+        dns_servers: req.dns_servers.clone(),
+        host_routes: req.host_routes.clone(),
     };
     if subnet.kind == SubnetKind::Guest {
         subnet.vni = tx.take_number("vni", MAX_VNI, &subnet.id).await?;

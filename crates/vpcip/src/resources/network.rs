@@ -50,6 +50,8 @@ pub(super) async fn subnet(ctx: &Ctx, c: SubnetCmd) -> anyhow::Result<()> {
             range,
             prefix_len,
             gateway,
+            dns_servers,
+            host_routes,
             client_token,
         } => {
             let req = CreateSubnet {
@@ -64,6 +66,8 @@ pub(super) async fn subnet(ctx: &Ctx, c: SubnetCmd) -> anyhow::Result<()> {
                 range,
                 prefix_len,
                 gateway,
+                dns_servers,
+                host_routes,
                 client_token,
             };
             let created = ctx.client.create_subnet(&req).await?;
@@ -74,6 +78,23 @@ pub(super) async fn subnet(ctx: &Ctx, c: SubnetCmd) -> anyhow::Result<()> {
             }
             ctx.warn(&created.warnings);
             Ok(())
+        }
+        SubnetCmd::Update {
+            subnet,
+            dns_servers,
+            no_dns_servers,
+            host_routes,
+            no_host_routes,
+        } => {
+            let req = UpdateSubnet {
+                dns_servers: (no_dns_servers || !dns_servers.is_empty()).then_some(dns_servers),
+                host_routes: (no_host_routes || !host_routes.is_empty()).then_some(host_routes),
+            };
+            let s: Subnet = ctx
+                .client
+                .patch(&format!("/v1/subnets/{subnet}"), &req)
+                .await?;
+            print_one(&s, ctx.output)
         }
         SubnetCmd::Delete(k) => ctx.delete("subnets", &k.id).await,
     }
