@@ -18,6 +18,8 @@ pub use vpcip_dataplane::links::bridge_ifname;
 pub struct HostReconciler<K: HostKernel = SysHost> {
     kernel: K,
     underlay: Ipv4Addr,
+    /// The VM ports' MTU, as the last pass found the underlay.
+    overlay_mtu: u32,
 }
 
 impl HostReconciler<SysHost> {
@@ -30,12 +32,19 @@ impl HostReconciler<SysHost> {
 
 impl<K: HostKernel> HostReconciler<K> {
     pub fn with_kernel(kernel: K, underlay: Ipv4Addr) -> Self {
-        HostReconciler { kernel, underlay }
+        HostReconciler {
+            kernel,
+            underlay,
+            overlay_mtu: 1450,
+        }
     }
 
     /// One pass: the changes made, and whether a port is still awaited.
     pub fn reconcile(&mut self, state: &HostState) -> Result<Summary, KernelError> {
         let observed = self.kernel.observe(self.underlay)?;
+        self.overlay_mtu = observed
+            .underlay_mtu
+            .saturating_sub(vpcip_dataplane::links::VXLAN_OVERHEAD);
         let plan = plan_host(state, &observed, self.underlay);
         self.kernel.apply(&plan.changes)?;
         Ok(Summary {
@@ -48,6 +57,11 @@ impl<K: HostKernel> HostReconciler<K> {
                 .map(|p| p.nic_id.clone())
                 .collect(),
         })
+    }
+
+    /// The MTU of the VM ports (the underlay's, less VXLAN's overhead).
+    pub fn overlay_mtu(&self) -> u32 {
+        self.overlay_mtu
     }
 
     pub fn kernel(&self) -> &K {

@@ -5,6 +5,7 @@
 //! what is already right. When the controller is unreachable the data plane
 //! keeps its last state.
 
+pub mod dhcp;
 pub mod gateway;
 pub mod host;
 pub mod kernel;
@@ -200,13 +201,35 @@ async fn report_nic_drops(
     }
 }
 
+/// What the host's DHCP server answers, by port.
+fn dhcp_leases(
+    h: &vpcip_model::desired::HostState,
+    mtu: u16,
+) -> std::collections::BTreeMap<String, dhcp::PortLease> {
+    h.ports
+        .iter()
+        .filter_map(|p| {
+            Some((
+                p.ifname.clone(),
+                dhcp::PortLease {
+                    mac: vpcip_dataplane::isolation::parse_mac(&p.mac)?,
+                    lease: p.dhcp.clone()?,
+                    mtu,
+                },
+            ))
+        })
+        .collect()
+}
+
 /// Runs the agent until the process ends.
 pub async fn run(client: Client, cfg: AgentConfig) -> ! {
     let agent = register(&client, &cfg).await;
     tracing::info!(id = %agent.id, role = cfg.role.as_str(), "agent registered");
     let (routers_tx, routers_rx) = tokio::sync::watch::channel(Vec::new());
     let (ports_tx, ports_rx) = tokio::sync::watch::channel(Vec::new());
+    let leases = dhcp::Leases::default();
     if cfg.role == AgentRole::Host {
+        dhcp::spawn(cfg.node_netns.clone(), leases.clone());
         tokio::spawn(report_nic_drops(
             client.clone(),
             agent.id.clone(),
@@ -301,6 +324,13 @@ pub async fn run(client: Client, cfg: AgentConfig) -> ! {
             Ok(done) => done,
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         };
+        if let Some(h) = &desired.host {
+            let mtu = u16::try_from(host.overlay_mtu()).unwrap_or(1450);
+            let now = dhcp_leases(h, mtu);
+            if let Ok(mut l) = leases.write() {
+                *l = now;
+            }
+        }
         pending = result.as_ref().is_ok_and(|s| s.pending);
         m.reconcile_seconds.observe(started.elapsed().as_secs_f64());
         if result.is_err() {

@@ -161,6 +161,8 @@ pub struct PortGuards {
     pub guarded: BTreeSet<String>,
     /// What each guarded port may send from (its IP, its VIPs).
     pub allowed: BTreeSet<(String, Ipv4Addr)>,
+    /// Ports whose DHCP requests the host agent answers (copied to it).
+    pub answered: BTreeSet<String>,
 }
 
 /// A host's port guards; `vxlan_ifname` names a VNI's VXLAN device. A port
@@ -186,6 +188,12 @@ pub fn port_guards(state: &HostState, vxlan_ifname: impl Fn(u32) -> String) -> P
         guarded: checked().map(|p| p.ifname.clone()).collect(),
         allowed: checked()
             .flat_map(|p| p.ips.iter().map(|ip| (p.ifname.clone(), *ip)))
+            .collect(),
+        answered: state
+            .ports
+            .iter()
+            .filter(|p| p.dhcp.is_some())
+            .map(|p| p.ifname.clone())
             .collect(),
     }
 }

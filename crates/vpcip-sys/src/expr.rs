@@ -104,6 +104,18 @@ pub(crate) fn accept() -> Expr {
     verdict(1) // NF_ACCEPT
 }
 
+/// `log group <group>`: the packet copied to whoever listens on that
+/// nfnetlink_log group.
+pub(crate) fn log_group(group: u16) -> Expr {
+    Expressions::Other {
+        expression_type: "log".into(),
+        attributes: vec![
+            DefaultNla::new(1, group.to_be_bytes().to_vec()), // NFTA_LOG_GROUP
+        ],
+    }
+    .into()
+}
+
 /// Back to the chain that jumped here.
 pub(crate) fn ret() -> Expr {
     verdict((-5i32).cast_unsigned()) // NFT_RETURN

@@ -7,6 +7,7 @@ pub mod conntrack;
 pub mod counters;
 mod expr;
 pub mod filter;
+pub mod frames;
 pub mod guard;
 pub mod link;
 pub mod netns;

@@ -8,8 +8,12 @@
 //! set links   { type ifname }                  # VM ports and VXLAN devices
 //! set guarded { type ifname }                  # ports whose source/destination check is on
 //! set allowed { type ifname . ipv4_addr }      # what each may send from (its IP, its VIPs)
+//! set answered { type ifname }                 # ports whose DHCP the host agent answers
 //! chain prerouting { type filter hook prerouting priority -200
 //!   iifname != @ports accept                                  # the tunnel's side
+//!   iifname @answered udp dport 67 log group 6768 drop        # to the agent's DHCP server
+//!   udp dport 67 drop                                         # DHCP never leaves a port
+//!   udp sport 67 drop                                         # nor does a rogue server's answer
 //!   iifname . ether saddr != @macs drop
 //!   ether type arp  iifname . arp saddr ether != @macs drop
 //!   iifname != @guarded accept                                # source/dest check off
@@ -26,7 +30,9 @@
 //! keep the host out of its tenants' segments: nothing the host makes
 //! (IPv6 router solicitations, say) goes out on a tenant link, and nothing
 //! from one reaches the host. A port joins or leaves, or gains a VIP:
-//! elements added or removed in one transaction.
+//! elements added or removed in one transaction. A VM's DHCP requests are
+//! copied to the host agent (nfnetlink_log group [`DHCP_LOG_GROUP`]) and go
+//! no further: no other VM sees them, and no VM's answer reaches another.
 
 use std::collections::BTreeSet;
 
@@ -39,7 +45,8 @@ pub use vpcip_dataplane::isolation::PortGuards as Guards;
 
 use crate::SysError;
 use crate::expr::{
-    Expr, LINK_HEADER, NETWORK_HEADER, NOT_IN, accept, cmp, drop, lookup, meta, payload,
+    Expr, LINK_HEADER, NETWORK_HEADER, NOT_IN, TRANSPORT_HEADER, accept, cmp, drop, log_group,
+    lookup, meta, payload,
 };
 use crate::nft::NatTable;
 use crate::sets::{SetContents, new_set, with_host_order_keys};
@@ -50,6 +57,10 @@ const MACS: &str = "macs";
 const LINKS: &str = "links";
 const GUARDED: &str = "guarded";
 const ALLOWED: &str = "allowed";
+const ANSWERED: &str = "answered";
+/// The nfnetlink_log group a host's DHCP requests are copied to (the DHCP
+/// ports, 67 and 68, side by side).
+pub const DHCP_LOG_GROUP: u16 = 6768;
 /// nftables' data types: `ifname`, `ifname . ether_addr` and `ifname .
 /// ipv4_addr` (concatenated types are packed 6 bits each).
 const TYPE_IFNAME: u32 = 41;
@@ -124,8 +135,31 @@ fn rules() -> Vec<NfTablesMessage> {
     // Each frame costs as few lookups as it can: what does not come from
     // a VM port (the tunnel's side) leaves after one, the ether type is
     // compared before a lookup that needs it.
+    // `udp <sport|dport> 67`.
+    let udp_port = |offset: u32| {
+        vec![
+            meta(MetaKey::L4Proto, Register::Reg1),
+            cmp(Register::Reg1, Operator::Equal, vec![17]),
+            payload(TRANSPORT_HEADER, offset, 2, Register::Reg1),
+            cmp(
+                Register::Reg1,
+                Operator::Equal,
+                67u16.to_be_bytes().to_vec(),
+            ),
+        ]
+    };
     vec![
         rule("prerouting", with(member(PORTS, 1, NOT_IN), vec![accept()])),
+        // DHCP: requests to the host agent only, no server answers.
+        rule(
+            "prerouting",
+            with(
+                with(member(ANSWERED, 6, 0), udp_port(2)),
+                vec![log_group(DHCP_LOG_GROUP), drop()],
+            ),
+        ),
+        rule("prerouting", with(udp_port(2), vec![drop()])),
+        rule("prerouting", with(udp_port(0), vec![drop()])),
         // The frame's source MAC, then ARP's sender hardware address.
         rule("prerouting", pinned(vec![], LINK_HEADER, 6, 6, MACS, 2)),
         rule(
@@ -176,6 +210,7 @@ fn sets() -> Vec<NfTablesMessage> {
         with_host_order_keys(set(LINKS, 3, TYPE_IFNAME, IFNAMSIZ)),
         with_host_order_keys(set(GUARDED, 4, TYPE_IFNAME, IFNAMSIZ)),
         set(ALLOWED, 5, TYPE_IFNAME_IPV4, IFNAMSIZ + 4),
+        with_host_order_keys(set(ANSWERED, 6, TYPE_IFNAME, IFNAMSIZ)),
     ]
 }
 
@@ -208,13 +243,15 @@ fn elements(g: &Guards) -> SetContents {
         (LINKS, names(&g.links)),
         (ALLOWED, allowed),
         (GUARDED, names(&g.guarded)),
+        (ANSWERED, names(&g.answered)),
     ]
 }
 
 impl NatTable {
     /// Creates the guards' table, holding `want` from the start, unless it
     /// exists with every set; true when (re)created. A table of an older
-    /// vpcip (without MAC pinning) is replaced in the same transaction.
+    /// vpcip (without MAC pinning, or DHCP) is replaced in the same
+    /// transaction.
     pub fn ensure_spoof(&mut self, want: &Guards) -> Result<bool, SysError> {
         let mut body = sets();
         body.push(chain("prerouting", InetHookNumber::PreRouting));
@@ -224,17 +261,17 @@ impl NatTable {
         self.ensure_table(
             NetfilterProtoFamily::Bridge,
             SPOOF_TABLE,
-            LINKS,
+            ANSWERED,
             body,
             &elements(want),
         )
     }
 
     /// What the guards' sets hold; None when the table is missing or of an
-    /// older shape (without the set `links`).
+    /// older shape (without the set `answered`).
     pub fn read_spoof(&mut self) -> Result<Option<Guards>, SysError> {
         let family = NetfilterProtoFamily::Bridge;
-        if !self.has_set(family, SPOOF_TABLE, LINKS)? {
+        if !self.has_set(family, SPOOF_TABLE, ANSWERED)? {
             return Ok(None);
         }
         let mut read = |set| self.read_elements(family, SPOOF_TABLE, set);
@@ -261,6 +298,7 @@ impl NatTable {
                     Some((port, std::net::Ipv4Addr::from(ip)))
                 })
                 .collect(),
+            answered: names(read(ANSWERED)?),
         }))
     }
 
