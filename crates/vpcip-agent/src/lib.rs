@@ -12,6 +12,7 @@ pub mod kernel;
 pub mod metrics;
 
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use vpcip_client::Client;
@@ -201,6 +202,48 @@ async fn report_nic_drops(
     }
 }
 
+/// The names of the host's VM ports, as the last desired state gave them.
+type PortNames = Arc<std::sync::RwLock<std::collections::BTreeSet<String>>>;
+
+/// Watches the host's links: when one of its VM ports is made or goes (a
+/// hypervisor's tap), `seen` wakes the loop for a pass at once.
+fn watch_ports(node: std::path::PathBuf, names: PortNames, seen: Arc<tokio::sync::Notify>) {
+    let watch = move || {
+        loop {
+            let mut events = match vpcip_sys::link_events::LinkEvents::open(&node) {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch the host's links; again in a second");
+                    std::thread::sleep(Duration::from_secs(1));
+                    continue;
+                }
+            };
+            loop {
+                match events.next() {
+                    Ok(changed) => {
+                        let ours = names
+                            .read()
+                            .is_ok_and(|n| changed.iter().any(|c| c.is_empty() || n.contains(c)));
+                        if ours {
+                            seen.notify_one();
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "watching the host's links failed; again");
+                        break;
+                    }
+                }
+            }
+        }
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("links".into())
+        .spawn(watch)
+    {
+        tracing::error!(error = %e, "cannot watch the host's links");
+    }
+}
+
 /// What the host's DHCP server answers, by port.
 fn dhcp_leases(
     h: &vpcip_model::desired::HostState,
@@ -228,8 +271,16 @@ pub async fn run(client: Client, cfg: AgentConfig) -> ! {
     let (routers_tx, routers_rx) = tokio::sync::watch::channel(Vec::new());
     let (ports_tx, ports_rx) = tokio::sync::watch::channel(Vec::new());
     let leases = dhcp::Leases::default();
+    // A port of ours appeared or went: pass again now.
+    let ports_seen = Arc::new(tokio::sync::Notify::new());
+    let port_names: PortNames = PortNames::default();
     if cfg.role == AgentRole::Host {
         dhcp::spawn(cfg.node_netns.clone(), leases.clone());
+        watch_ports(
+            cfg.node_netns.clone(),
+            port_names.clone(),
+            ports_seen.clone(),
+        );
         tokio::spawn(report_nic_drops(
             client.clone(),
             agent.id.clone(),
@@ -252,6 +303,7 @@ pub async fn run(client: Client, cfg: AgentConfig) -> ! {
     let mut host = host::HostReconciler::new(&cfg.node_netns, cfg.underlay_ip);
     let mut applied: Option<i64> = None;
     let mut pending = false;
+    let mut last: Option<Desired> = None;
     loop {
         // Something desired could not be made yet (a VM's link not there):
         // look again in a second rather than at the next resync.
@@ -264,13 +316,22 @@ pub async fn run(client: Client, cfg: AgentConfig) -> ! {
             Some(r) => format!("/v1/agents/{}/desired?after={r}&wait={wait}", agent.id),
             None => format!("/v1/agents/{}/desired", agent.id),
         };
-        let desired: Desired = match client.get(&path).await {
-            Ok(d) => d,
-            Err(e) => {
+        let fetched = tokio::select! {
+            got = client.get::<Desired>(&path) => Some(got),
+            () = ports_seen.notified(), if last.is_some() => None,
+        };
+        let desired: Desired = match fetched {
+            Some(Ok(d)) => d,
+            Some(Err(e)) => {
                 tracing::warn!(error = %e, "controller unreachable; the data plane keeps its last state");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
+            // The same desired state, for a port that came or went.
+            None => match last.take() {
+                Some(d) => d,
+                None => continue,
+            },
         };
         let m = &cfg.metrics;
         m.desired_revision.set(desired.revision);
@@ -298,6 +359,9 @@ pub async fn run(client: Client, cfg: AgentConfig) -> ! {
             let _ = routers_tx.send(list);
         }
         if let Some(h) = &desired.host {
+            if let Ok(mut names) = port_names.write() {
+                *names = h.ports.iter().map(|p| p.ifname.clone()).collect();
+            }
             let _ = ports_tx.send(
                 h.ports
                     .iter()
@@ -370,5 +434,6 @@ pub async fn run(client: Client, cfg: AgentConfig) -> ! {
         applied = Some(desired.revision);
         m.applied_revision.set(desired.revision);
         m.revision_lag.set(0);
+        last = Some(desired);
     }
 }

@@ -10,6 +10,7 @@ pub mod filter;
 pub mod frames;
 pub mod guard;
 pub mod link;
+pub mod link_events;
 pub mod netns;
 pub mod nft;
 pub mod qos;

@@ -613,6 +613,22 @@ pub enum NicCmd {
         #[arg(long)]
         remove: bool,
     },
+    /// How the hypervisor plugs the NIC: the tap device it makes (named
+    /// `t` and the part of the NIC ID after the last `-`), the NIC's MAC
+    /// and the overlay's MTU, as libvirt's `<interface type='ethernet'>`
+    /// (--libvirt) or QEMU's arguments (--qemu); both when neither is
+    /// asked. The host agent adopts the tap the moment it appears, and
+    /// answers the guest's DHCP.
+    HypervisorConfig {
+        nic: String,
+        #[arg(long)]
+        libvirt: bool,
+        #[arg(long)]
+        qemu: bool,
+        /// The overlay's MTU: the underlay's less 50 (VXLAN).
+        #[arg(long, default_value_t = 1450)]
+        mtu: u16,
+    },
 }
 
 /// The guest a configuration is rendered for.

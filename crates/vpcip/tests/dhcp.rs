@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use vpcip_lab::cloud;
 use vpcip_lab::eventually;
+use vpcip_model::desired;
 use vpcip_model::*;
 
 use common::*;
@@ -428,5 +429,113 @@ async fn guests_get_their_addresses_by_dhcp_and_rogues_are_dropped() {
         heard(&rogue),
         None,
         "a VM's DHCP request reached another VM"
+    );
+}
+
+/// A hypervisor's tap, made as libvirt's `<interface type='ethernet'>`
+/// makes it (the name `vpcip nic hypervisor-config` prints, the NIC's MAC
+/// on the guest side, up): the host agent adopts it into the subnet, at
+/// the overlay's MTU, guarded; when it goes, the NIC shows as not plugged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hypervisors_tap_is_adopted_and_forgotten() {
+    let lab = Lab::up("vdt").await;
+    let vpc = lab.vpc("v1", "10.0.0.0/16").await;
+    let sa = lab.subnet(&vpc, "v1-a", "10.0.1.0/24").await;
+    let server: Server = lab
+        .op
+        .post(
+            "/v1/servers",
+            &CreateServer {
+                name: "guest".into(),
+                subnet: sa.id.clone(),
+                host: Some("h1".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let nic: Nic = lab.op.show("nics", &server.nic_ids[0]).await.unwrap();
+    // What the hypervisor is told.
+    let out = cli(&lab, &["nic", "hypervisor-config", &nic.id, "--libvirt"]);
+    let xml = String::from_utf8_lossy(&out.stdout).into_owned();
+    let port = desired::port_ifname(&nic.id);
+    assert!(out.status.success(), "{xml}");
+    assert!(xml.contains("<interface type='ethernet'>"), "{xml}");
+    assert!(xml.contains(&format!("<target dev='{port}'/>")), "{xml}");
+    assert!(
+        xml.contains(&format!("<mac address='{}'/>", nic.mac)),
+        "{xml}"
+    );
+    assert!(xml.contains("<mtu size='1450'/>"), "{xml}");
+    let out = cli(&lab, &["nic", "hypervisor-config", &nic.id, "--qemu"]);
+    let qemu = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        qemu.contains(&format!(
+            "-netdev tap,id=n0,ifname={port},script=no,downscript=no"
+        )) && qemu.contains(&format!("mac={}", nic.mac))
+            && qemu.contains("host_mtu=1450"),
+        "{qemu}"
+    );
+
+    let host = lab.ns("h1");
+    let ip = |args: &[&str]| {
+        std::process::Command::new("ip")
+            .args(["-n", &host])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert!(
+        ip(&["tuntap", "add", "dev", &port, "mode", "tap"])
+            .status
+            .success()
+    );
+    assert!(ip(&["link", "set", &port, "up"]).status.success());
+    let adopted = || {
+        let l = String::from_utf8_lossy(&ip(&["-d", "link", "show", &port]).stdout).into_owned();
+        l.contains("mtu 1450") && l.contains(" master ")
+    };
+    assert!(
+        eventually(Duration::from_secs(5), adopted),
+        "{}",
+        String::from_utf8_lossy(&ip(&["-d", "link", "show", &port]).stdout)
+    );
+    let shown = |lab: &Lab| {
+        let out = cli(lab, &["nic", "show", &nic.id]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(
+        eventually(Duration::from_secs(5), || shown(&lab)
+            .contains(&format!("yes: h1's agent found {port}"))),
+        "{}",
+        shown(&lab)
+    );
+    // Guarded from the start: the port is among the guards' VM ports.
+    let guards = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &host,
+            "nft",
+            "list",
+            "set",
+            "bridge",
+            "vpcip_spoof",
+            "ports",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&guards.stdout).contains(&port),
+        "{}",
+        String::from_utf8_lossy(&guards.stdout)
+    );
+    // The VM stops: its tap goes, and the NIC shows as not plugged.
+    assert!(ip(&["link", "del", &port]).status.success());
+    assert!(
+        eventually(Duration::from_secs(5), || !shown(&lab)
+            .contains("yes: h1's agent found")),
+        "{}",
+        shown(&lab)
     );
 }

@@ -77,6 +77,23 @@ pub(super) async fn nic(ctx: &Ctx, c: NicCmd) -> anyhow::Result<()> {
             let nic: Nic = ctx.client.patch(&format!("/v1/nics/{id}"), &req).await?;
             print_one(&nic, ctx.output)
         }
+        NicCmd::HypervisorConfig {
+            nic,
+            libvirt,
+            qemu,
+            mtu,
+        } => {
+            let nic: Nic = ctx.client.show("nics", &nic).await?;
+            let port = vpcip_model::desired::port_ifname(&nic.id);
+            let both = !libvirt && !qemu;
+            if libvirt || both {
+                print!("{}", libvirt_interface(&port, &nic.mac, mtu));
+            }
+            if qemu || both {
+                println!("{}", qemu_netdev(&port, &nic.mac, mtu));
+            }
+            Ok(())
+        }
         NicCmd::GuestConfig { nic, guest, remove } => {
             nic_guest_config(ctx, &nic, guest, remove).await
         }
@@ -90,6 +107,22 @@ pub(super) async fn nic(ctx: &Ctx, c: NicCmd) -> anyhow::Result<()> {
             .map(drop),
         NicCmd::Delete(k) => ctx.delete("nics", &k.id).await,
     }
+}
+
+/// libvirt's element for a NIC whose tap libvirt makes under the name
+/// the host agent waits for (`virsh attach-device DOMAIN FILE`, or in the
+/// domain's `<devices>`).
+fn libvirt_interface(port: &str, mac: &str, mtu: u16) -> String {
+    format!(
+        "<interface type='ethernet'>\n  <mac address='{mac}'/>\n  <target dev='{port}'/>\n  <model type='virtio'/>\n  <mtu size='{mtu}'/>\n</interface>\n"
+    )
+}
+
+/// QEMU's arguments for the same NIC (QEMU makes the tap; no scripts).
+fn qemu_netdev(port: &str, mac: &str, mtu: u16) -> String {
+    format!(
+        "-netdev tap,id=n0,ifname={port},script=no,downscript=no -device virtio-net-pci,netdev=n0,mac={mac},host_mtu={mtu}"
+    )
 }
 
 /// `vpcip nic guest-config`: the guest side of a (secondary) NIC.
