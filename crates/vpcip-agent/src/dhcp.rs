@@ -21,6 +21,8 @@ use dhcproto::{Decodable, Decoder, Encodable, Encoder};
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use vpcip_model::desired::DhcpLease;
 
+use crate::metrics::{AgentMetrics, KindLabels};
+
 /// What one port's requests are answered with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortLease {
@@ -141,6 +143,15 @@ pub fn answer(req: &Request<'_>, port: &PortLease) -> Outcome {
     Outcome::Reply { kind, frame }
 }
 
+fn kind_name(kind: MessageType) -> &'static str {
+    match kind {
+        MessageType::Offer => "offer",
+        MessageType::Ack => "ack",
+        MessageType::Nak => "nak",
+        _ => "other",
+    }
+}
+
 /// The MAC the answers come from: a locally administered one made from the
 /// server's (the subnet gateway's) address, as NICs' MACs are.
 fn server_mac(server: Ipv4Addr) -> [u8; 6] {
@@ -204,15 +215,15 @@ fn reply_message(req: &Message, kind: MessageType, inform: bool, port: &PortLeas
 /// Starts the DHCP server of the host whose namespace is `node`: a thread
 /// that listens for the requests the port guards copy and answers them
 /// from `leases`. A failure to listen is logged and retried every second.
-pub fn spawn(node: PathBuf, leases: Leases) {
+pub fn spawn(node: PathBuf, leases: Leases, metrics: Arc<AgentMetrics>) {
     std::thread::Builder::new()
         .name("dhcp".into())
-        .spawn(move || serve(&node, &leases))
+        .spawn(move || serve(&node, &leases, &metrics))
         .map(drop)
         .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the DHCP server"));
 }
 
-fn serve(node: &std::path::Path, leases: &Leases) {
+fn serve(node: &std::path::Path, leases: &Leases, metrics: &AgentMetrics) {
     use vpcip_sys::frames::{FrameSender, LogListener};
     let group = vpcip_sys::spoof::DHCP_LOG_GROUP;
     let mut senders: BTreeMap<String, FrameSender> = BTreeMap::new();
@@ -234,6 +245,7 @@ fn serve(node: &std::path::Path, leases: &Leases) {
                     break;
                 }
             };
+            let arrived = std::time::Instant::now();
             for pkt in logged {
                 let Some(port) = listener.ifname(pkt.indev) else {
                     continue;
@@ -267,6 +279,15 @@ fn serve(node: &std::path::Path, leases: &Leases) {
                             tracing::warn!(port, error = %e, "DHCP: answer not sent");
                             senders.remove(&port);
                         } else {
+                            metrics
+                                .dhcp_answer_seconds
+                                .observe(arrived.elapsed().as_secs_f64());
+                            metrics
+                                .dhcp_answers
+                                .get_or_create(&KindLabels {
+                                    kind: kind_name(kind),
+                                })
+                                .inc();
                             tracing::info!(port, ?kind, ip = %lease.lease.ip, "DHCP answered");
                         }
                     }

@@ -275,7 +275,7 @@ pub async fn run(client: Client, cfg: AgentConfig) -> ! {
     let ports_seen = Arc::new(tokio::sync::Notify::new());
     let port_names: PortNames = PortNames::default();
     if cfg.role == AgentRole::Host {
-        dhcp::spawn(cfg.node_netns.clone(), leases.clone());
+        dhcp::spawn(cfg.node_netns.clone(), leases.clone(), cfg.metrics.clone());
         watch_ports(
             cfg.node_netns.clone(),
             port_names.clone(),

@@ -6,7 +6,11 @@
 //!   revision applied last and the newest one received;
 //! - `vpcip_agent_revision_lag`: revisions behind when the newest arrived;
 //! - `vpcip_agent_nic_dropped_packets{nic, direction}` (host agents):
-//!   packets each NIC's security groups dropped, `in` or `out`.
+//!   packets each NIC's security groups dropped, `in` or `out`;
+//! - `vpcip_agent_dhcp_answers_total{kind}` and
+//!   `vpcip_agent_dhcp_answer_duration_seconds` (host agents): DHCP answers
+//!   sent (offer, ack, nak), and the time from a request's arrival to its
+//!   answer.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -22,8 +26,17 @@ pub struct NicLabels {
     pub direction: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
+}
+
 pub struct AgentMetrics {
     pub nic_dropped_packets: Family<NicLabels, Gauge>,
+    /// DHCP answers sent, by kind (offer, ack, nak).
+    pub dhcp_answers: Family<KindLabels, Counter>,
+    /// From a request's arrival at the agent to its answer sent.
+    pub dhcp_answer_seconds: Histogram,
     pub registry: Registry,
     pub reconcile_seconds: Histogram,
     pub reconcile_errors: Counter,
@@ -40,6 +53,11 @@ impl Default for AgentMetrics {
             prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 15),
         );
         let m = AgentMetrics {
+            dhcp_answers: Family::default(),
+            // 10 µs to about 160 ms.
+            dhcp_answer_seconds: Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(0.000_01, 2.0, 15),
+            ),
             reconcile_seconds,
             reconcile_errors: Counter::default(),
             applied_revision: Gauge::default(),
@@ -52,6 +70,17 @@ impl Default for AgentMetrics {
             "nic_dropped_packets",
             "Packets a NIC's security groups dropped",
             m.nic_dropped_packets.clone(),
+        );
+        registry.register(
+            "dhcp_answers",
+            "DHCP answers the host agent sent to its guests",
+            m.dhcp_answers.clone(),
+        );
+        registry.register_with_unit(
+            "dhcp_answer_duration",
+            "From a guest's DHCP request reaching the host agent to the answer sent",
+            prometheus_client::registry::Unit::Seconds,
+            m.dhcp_answer_seconds.clone(),
         );
         registry.register_with_unit(
             "reconcile_duration",

@@ -11,6 +11,7 @@
 mod bind;
 mod cps;
 mod dataplane;
+mod dhcp;
 mod failover;
 mod isolation;
 mod secgroups;
@@ -446,6 +447,9 @@ async fn main() -> anyhow::Result<()> {
             "secgroups" | "secgroups-latency" | "all"
         ) {
             secgroups::change_latency(args.binds).await?;
+        }
+        if matches!(args.what.as_str(), "dhcp" | "all") {
+            dhcp::dhcp(args.runs.max(50)).await?;
         }
         if matches!(args.what.as_str(), "failover" | "all") {
             failover::failover(args.runs, &args.adverts, &dir).await?;

@@ -364,7 +364,7 @@ pub fn secgroups(rules: u32, nics: u32, repeats: usize) -> anyhow::Result<()> {
 }
 
 /// p-th quantile (p in [0, 1]) of sorted samples.
-fn quantile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn quantile(sorted: &[f64], p: f64) -> f64 {
     // p in [0, 1]: the index is within the samples.
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
