@@ -8,6 +8,7 @@
 //! the hypervisors, not an agent; the agents themselves use netlink only).
 
 pub mod cloud;
+pub mod qemu;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
