@@ -47,9 +47,51 @@ pub struct Guest {
     pub console: PathBuf,
 }
 
-/// Boots guest `name` on `host`: its NIC's tap is `port` with `mac`;
-/// `append` goes on the kernel command line (`vpcip.peer=IP`: the guest
-/// fetches that peer's page). The console is written under `dir`.
+/// What a guest boots with besides its NIC.
+#[derive(Default)]
+pub struct Boot<'a> {
+    /// On the kernel command line (`vpcip.peer=IP`: the guest fetches
+    /// that peer's page).
+    pub append: &'a str,
+    /// Files the guest finds at boot (path in the guest, contents): an
+    /// archive appended to the initramfs (`/etc/keepalived/keepalived.conf`
+    /// starts keepalived).
+    pub files: &'a [(&'a str, String)],
+}
+
+/// The image's initramfs with `files` appended as a second archive (the
+/// kernel unpacks each in turn), written under `dir`.
+fn initrd_with(image: &GuestImage, name: &str, files: &[(&str, String)], dir: &Path) -> PathBuf {
+    if files.is_empty() {
+        return image.initrd.clone();
+    }
+    let tree = dir.join(format!("{name}.files"));
+    for (path, contents) in files {
+        let at = tree.join(path.trim_start_matches('/'));
+        std::fs::create_dir_all(at.parent().unwrap_or(&tree)).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&at, contents).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let out = dir.join(format!("{name}.initrd"));
+    std::fs::copy(&image.initrd, &out).unwrap_or_else(|e| panic!("{e}"));
+    let extra = Command::new("sh")
+        .arg("-c")
+        .arg("find . | cpio -o -H newc --quiet | gzip -1")
+        .current_dir(&tree)
+        .output()
+        .unwrap_or_else(|e| panic!("cpio (.ci/run installs it): {e}"));
+    assert!(extra.status.success(), "cannot archive {}", tree.display());
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&out)
+        .and_then(|mut f| f.write_all(&extra.stdout))
+        .unwrap_or_else(|e| panic!("{e}"));
+    out
+}
+
+/// Boots guest `name` on `host`: its NIC's tap is `port` with `mac`. The
+/// console and the QEMU log are written under `dir`.
+#[allow(clippy::too_many_arguments)]
 pub fn boot(
     w: &mut World,
     image: &GuestImage,
@@ -57,17 +99,19 @@ pub fn boot(
     name: &str,
     port: &str,
     mac: &str,
-    append: &str,
+    with: &Boot<'_>,
     dir: &Path,
 ) -> Guest {
     let console = dir.join(format!("{name}.console"));
+    let initrd = initrd_with(image, name, with.files, dir);
+    let append = with.append;
     let child = Command::new("ip")
         .args(["netns", "exec", &w.ns(host), "qemu-system-x86_64"])
         .args(["-m", "192", "-nodefaults", "-display", "none", "-no-reboot"])
         .arg("-kernel")
         .arg(&image.kernel)
         .arg("-initrd")
-        .arg(&image.initrd)
+        .arg(&initrd)
         .args(["-append", &format!("console=ttyS0 panic=-1 quiet {append}")])
         .arg("-serial")
         .arg(format!("file:{}", console.display()))
@@ -84,7 +128,9 @@ pub fn boot(
                 .map_or_else(|_| Stdio::null(), Stdio::from),
         )
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start qemu-system-x86_64 (.ci/run installs qemu-system-x86): {e}"));
+        .unwrap_or_else(|e| {
+            panic!("cannot start qemu-system-x86_64 (.ci/run installs qemu-system-x86): {e}")
+        });
     Guest {
         process: w.adopt(child),
         console,
@@ -104,10 +150,7 @@ impl Guest {
             if let Some(line) = std::fs::read(&self.console).ok().and_then(|b| {
                 String::from_utf8_lossy(&b)
                     .lines()
-                    .find(|l| {
-                        l.strip_prefix("VPCIP ")
-                            .is_some_and(|r| r.starts_with(key))
-                    })
+                    .find(|l| l.strip_prefix("VPCIP ").is_some_and(|r| r.starts_with(key)))
                     .map(str::to_string)
             }) {
                 return Some(fields(&line));

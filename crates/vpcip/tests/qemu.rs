@@ -55,7 +55,10 @@ async fn qemu_guests_get_dhcp_reach_each_other_and_serve_through_an_eip() {
             name,
             &port_ifname(&nic.id),
             &nic.mac,
-            &format!("vpcip.peer={}", peer.ip),
+            &qemu::Boot {
+                append: &format!("vpcip.peer={}", peer.ip),
+                ..Default::default()
+            },
             &dir,
         ));
     }
@@ -65,7 +68,11 @@ async fn qemu_guests_get_dhcp_reach_each_other_and_serve_through_an_eip() {
         };
         assert_eq!(lease["ip"], nic.ip.to_string(), "{name}");
         assert_eq!(lease["mask"], "24");
-        let gw = if *name == "g1" { "10.0.1.1" } else { "10.0.2.1" };
+        let gw = if *name == "g1" {
+            "10.0.1.1"
+        } else {
+            "10.0.2.1"
+        };
         assert_eq!(lease["router"], gw);
         assert_eq!(lease["mtu"], "1450");
         assert_eq!(lease["hostname"], *name);
@@ -76,7 +83,10 @@ async fn qemu_guests_get_dhcp_reach_each_other_and_serve_through_an_eip() {
     // segments as large as the overlay's MTU allows.
     for (g, (name, _, _, _)) in guests.iter().zip(&made) {
         let Some(got) = g.wait_for("peer=", Duration::from_secs(120)) else {
-            panic!("{name} did not fetch its peer's page:\n{}", g.console_text());
+            panic!(
+                "{name} did not fetch its peer's page:\n{}",
+                g.console_text()
+            );
         };
         assert_eq!(got["lines"], "1600", "{name}: {got:?}");
     }
@@ -89,4 +99,97 @@ async fn qemu_guests_get_dhcp_reach_each_other_and_serve_through_an_eip() {
         page.is_some()
     });
     assert_eq!(page.as_deref(), Some("hello from g1\n"));
+}
+
+/// Two guests running keepalived with the configuration `vpcip vip
+/// guest-config --keepalived` renders for each NIC share a VIP with an
+/// EIP: the outside client reaches the master; the master guest is
+/// killed (QEMU ends, its tap goes) and the EIP follows to the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qemu_guests_running_keepalived_share_a_vip_with_an_eip() {
+    let image = qemu::guest_image().unwrap_or_else(|e| panic!("{e}"));
+    let mut lab = Lab::up("vqk").await;
+    let vpc = lab.vpc("v1", "10.0.0.0/16").await;
+    let sa = lab.subnet(&vpc, "v1-a", "10.0.1.0/24").await;
+    let mut made = Vec::new();
+    for (name, host) in [("k1", "h1"), ("k2", "h2")] {
+        let server: Server = lab
+            .op
+            .post(
+                "/v1/servers",
+                &CreateServer {
+                    name: name.into(),
+                    subnet: sa.id.clone(),
+                    host: Some(host.into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let nic: Nic = lab.op.show("nics", &server.nic_ids[0]).await.unwrap();
+        made.push((name, host, nic));
+    }
+    let (vip, eip) = lab
+        .vip_with_eip("vip-1", &sa, &[&made[0].2, &made[1].2])
+        .await;
+    let dir = cloud::state_dir(&lab.w);
+    let mut guests = Vec::new();
+    for (name, host, nic) in &made {
+        let conf = cli(
+            &lab,
+            &[
+                "vip",
+                "guest-config",
+                &vip.id,
+                "--nic",
+                &nic.id,
+                "--keepalived",
+            ],
+        );
+        assert!(conf.status.success());
+        let files = [(
+            "/etc/keepalived/keepalived.conf",
+            String::from_utf8_lossy(&conf.stdout).into_owned(),
+        )];
+        guests.push(qemu::boot(
+            &mut lab.w,
+            &image,
+            host,
+            name,
+            &port_ifname(&nic.id),
+            &nic.mac,
+            &qemu::Boot {
+                files: &files,
+                ..Default::default()
+            },
+            &dir,
+        ));
+    }
+    for (g, (name, _, _)) in guests.iter().zip(&made) {
+        assert!(
+            g.wait_for("keepalived=started", BOOT).is_some(),
+            "{name}:\n{}",
+            g.console_text()
+        );
+    }
+    let to = at(eip.ip, 80);
+    let client = lab.ns("client");
+    let served_by = |want: &str, limit| {
+        let want = format!("hello from {want}\n");
+        let mut last = None;
+        let ok = vpcip_lab::eventually(limit, || {
+            last = http_get(&client, to);
+            last.as_deref() == Some(want.as_str())
+        });
+        (ok, last)
+    };
+    let (ok, last) = served_by("k1", Duration::from_secs(60));
+    assert!(
+        ok,
+        "the EIP on the VIP does not reach the master k1: {last:?}"
+    );
+    // k1 dies: QEMU is ended, as a crashed hypervisor process would be.
+    lab.w.kill(guests[0].process);
+    let (ok, last) = served_by("k2", Duration::from_secs(30));
+    assert!(ok, "the EIP did not follow the VIP to k2: {last:?}");
 }
