@@ -28,6 +28,21 @@ fn run(args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `GET /` from namespace `ns`: the body, if any.
+fn http_get(ns: &str, to: std::net::SocketAddr) -> Option<String> {
+    vpcip_sys::netns::in_netns(&vpcip_sys::netns::named(ns), move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect_timeout(&to, Duration::from_millis(300)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+        s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        out.split("\r\n\r\n").nth(1).map(str::to_string)
+    })
+    .ok()
+    .flatten()
+}
+
 /// `GET` of a plain-HTTP URL on loopback: the body.
 fn get(url: &str) -> anyhow::Result<String> {
     use std::io::{Read, Write};
@@ -238,6 +253,69 @@ pub async fn dhcp(n: usize) -> anyhow::Result<()> {
     report("DORA by udhcpc, answered by dnsmasq", "ms", theirs);
     let r = crate::median(ratios.clone());
     println!("dhcp host agent / dnsmasq, median of per-run ratios: {r:.2}");
+    // A real guest's boot, from QEMU's start to its page through an EIP.
+    let image = vpcip_lab::qemu::guest_image().map_err(|e| anyhow::anyhow!(e))?;
+    let dir = std::env::temp_dir().join(format!("vpcip-bench-guests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let mut boots = Vec::new();
+    for i in 0..5 {
+        let server: Server = op
+            .post(
+                "/v1/servers",
+                &CreateServer {
+                    name: format!("q{i}"),
+                    subnet: "sw".into(),
+                    host: Some(host.into()),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let nic: Nic = op.show("nics", &server.nic_ids[0]).await?;
+        let eip = op
+            .create_eip(&CreateEip {
+                bandwidth_mbps: 100,
+                bind: Some(BindEip {
+                    target: EipTarget::Server(server.id.clone()),
+                    mode: EipMode::Nat,
+                    allow_reassociation: false,
+                }),
+                ..Default::default()
+            })
+            .await?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let to = std::net::SocketAddr::new(eip.ip.into(), 80);
+        let client = w.ns("client");
+        let start = Instant::now();
+        let guest = vpcip_lab::qemu::boot(
+            &mut w,
+            &image,
+            host,
+            &format!("q{i}"),
+            &desired::port_ifname(&nic.id),
+            &nic.mac,
+            &vpcip_lab::qemu::Boot::default(),
+            &dir,
+        );
+        let want = format!("hello from q{i}");
+        loop {
+            let page = tokio::task::block_in_place(|| http_get(&client, to));
+            if page.is_some_and(|p| p.starts_with(&want)) {
+                break;
+            }
+            anyhow::ensure!(start.elapsed() < Duration::from_secs(120), "q{i} never served through its EIP");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        boots.push(start.elapsed().as_secs_f64());
+        w.kill(guest.process);
+        let _: Eip = op
+            .action("eips", &eip.id, "unbind", &serde_json::json!({}))
+            .await?;
+        op.remove("eips", &eip.id).await?;
+        op.remove("servers", &server.id).await?;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    report("QEMU guest (TCG) started -> its page through its EIP", "s", boots);
+
     // The host agent's own part: from a request's arrival to its answer.
     let url = cloud::agent_metrics_url(&w, host).ok_or_else(|| anyhow::anyhow!("no metrics"))?;
     let page = get(&url)?;
