@@ -219,7 +219,7 @@ fn watch_ports(node: std::path::PathBuf, names: PortNames, seen: Arc<tokio::sync
                 }
             };
             loop {
-                match events.next() {
+                match events.wait() {
                     Ok(changed) => {
                         let ours = names
                             .read()

@@ -390,6 +390,21 @@ async fn idempotent_creates_and_pages(s: Server) {
     let a = t.create_eip(&req).await.unwrap();
     let b = t.create_eip(&req).await.unwrap();
     assert_eq!(a.id, b.id);
+    // The same token with another request: 409, the token named (as AWS's
+    // IdempotentParameterMismatch); nothing made.
+    let (status, code, msg) = api_err(
+        t.create_eip(&CreateEip {
+            bandwidth_mbps: 3,
+            ..req.clone()
+        })
+        .await,
+    );
+    assert_eq!(
+        (status, code.as_str()),
+        (409, "idempotency_conflict"),
+        "{msg}"
+    );
+    assert!(msg.contains("\"once\"") && msg.contains(&a.id), "{msg}");
     for _ in 0..11 {
         t.create_eip(&CreateEip {
             bandwidth_mbps: 2,
@@ -405,8 +420,27 @@ async fn idempotent_creates_and_pages(s: Server) {
         .get(&format!("/v1/eips?limit=5&page_token={next}"))
         .await
         .unwrap();
-    assert!(page2.items.iter().all(|e| e.id > next));
+    assert_eq!(page2.items.len(), 5);
+    assert!(
+        page2
+            .items
+            .iter()
+            .all(|e| page.items.iter().all(|f| e.id > f.id))
+    );
     assert_eq!(t.list_all::<Eip>("eips", None).await.unwrap().len(), 12);
+    // Page tokens are opaque and checked: garbage, or an ID, is 400.
+    for garbage in ["garbage", page.items[0].id.as_str(), "p00", "pzz"] {
+        let (status, code, msg) = api_err(
+            t.get::<Page<Eip>>(&format!("/v1/eips?limit=5&page_token={garbage}"))
+                .await,
+        );
+        assert_eq!(
+            (status, code.as_str()),
+            (400, "invalid_argument"),
+            "{garbage}: {msg}"
+        );
+        assert!(msg.contains("page_token"), "{msg}");
+    }
     let (status, code, _) = api_err(t.get::<Page<Eip>>("/v1/eips?limit=100000").await);
     assert_eq!((status, code.as_str()), (400, "invalid_argument"));
 }
@@ -449,7 +483,224 @@ async fn race_over_http(s: Server) {
     assert_eq!((ips.len(), refused), (10, 22));
 }
 
+/// Issue 14's API items: an EIP by its address everywhere; parents by
+/// name, an unknown parent 404; what tenants see of the operator's; the
+/// visible EIP's server; duplicate groups, cross-VPC ENIs, tiny subnets
+/// and IPv6 refused with what is wrong.
+async fn names_addresses_and_what_tenants_see(s: Server) {
+    let t = seeds_world(&s, "acme").await;
+    let op = s.operator();
+    let vm: Server_ = t
+        .post(
+            "/v1/servers",
+            &CreateServer {
+                name: "vm-1".into(),
+                subnet: "sw1".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let eip = t
+        .create_eip(&CreateEip {
+            bandwidth_mbps: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let addr = eip.ip.to_string();
+    // By address: show, update, bind, unbind, release.
+    let shown: Eip = t.show("eips", &addr).await.unwrap();
+    assert_eq!(shown.id, eip.id);
+    let updated: Eip = t
+        .patch(
+            &format!("/v1/eips/{addr}"),
+            &UpdateEip {
+                bandwidth_mbps: Some(20),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.bandwidth_mbps, 20);
+    let bound: Eip = t
+        .action(
+            "eips",
+            &addr,
+            "bind",
+            &BindEip {
+                target: EipTarget::Server("vm-1".into()),
+                mode: EipMode::Nat,
+                allow_reassociation: false,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(bound.server_id.as_deref(), Some(vm.id.as_str()));
+    let _: Eip = t
+        .action("eips", &addr, "unbind", &serde_json::json!({}))
+        .await
+        .unwrap();
+    t.remove("eips", &addr).await.unwrap();
+    assert_eq!(api_err(t.show::<Eip>("eips", &addr).await).0, 404);
+
+    // Parents by name; an unknown parent is 404, not an empty list.
+    let by_name = t.list_all::<Subnet>("subnets", Some("vpc1")).await.unwrap();
+    assert_eq!(
+        by_name.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        ["sw1"]
+    );
+    let (status, code, msg) = api_err(t.list_all::<Subnet>("subnets", Some("no-such-vpc")).await);
+    assert_eq!((status, code.as_str()), (404, "not_found"), "{msg}");
+
+    // The operator's own VPC and subnet are not the tenants'; zones, the
+    // default VPC and the EIP segments are shared.
+    let _: Vpc = op
+        .post(
+            "/v1/vpcs",
+            &CreateVpc {
+                name: "ops-net".into(),
+                cidr: "172.16.0.0/16".parse().unwrap(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    op.create_subnet(&CreateSubnet {
+        name: "ops-sub".into(),
+        vpc: Some("ops-net".into()),
+        zone: Some("z1".into()),
+        cidr: Some("172.16.0.0/24".parse().unwrap()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let vpcs: Vec<String> = t
+        .list_all::<Vpc>("vpcs", None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.name)
+        .collect();
+    assert!(
+        vpcs.contains(&"vpc1".to_string()) && vpcs.contains(&"default".to_string()),
+        "{vpcs:?}"
+    );
+    assert!(!vpcs.contains(&"ops-net".to_string()), "{vpcs:?}");
+    let subnets: Vec<String> = t
+        .list_all::<Subnet>("subnets", None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert!(subnets.contains(&"eip-seg".to_string()), "{subnets:?}");
+    assert!(!subnets.contains(&"ops-sub".to_string()), "{subnets:?}");
+    assert_eq!(api_err(t.show::<Vpc>("vpcs", "ops-net").await).0, 404);
+    assert_eq!(api_err(t.show::<Subnet>("subnets", "ops-sub").await).0, 404);
+
+    // The visible EIP recipe fills the EIP's server.
+    let visible: VisibleEip = t
+        .post(
+            "/v1/eips/visible",
+            &CreateVisibleEip {
+                bandwidth_mbps: 5,
+                server: vm.id.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(visible.eip.server_id.as_deref(), Some(vm.id.as_str()));
+    let again: Eip = t.show("eips", &visible.eip.id).await.unwrap();
+    assert_eq!(again.server_id.as_deref(), Some(vm.id.as_str()));
+
+    // The same group twice in a NIC's list.
+    let nic: Nic = t.show("nics", &vm.nic_ids[0]).await.unwrap();
+    let sg = nic.security_group_ids[0].clone();
+    let (status, code, msg) = api_err(
+        t.patch::<_, Nic>(
+            &format!("/v1/nics/{}", nic.id),
+            &UpdateNic {
+                security_groups: Some(vec![sg.clone(), sg.clone()]),
+                source_dest_check: None,
+            },
+        )
+        .await,
+    );
+    assert_eq!((status, code.as_str()), (400, "invalid_argument"), "{msg}");
+    assert!(msg.contains("given twice"), "{msg}");
+    // An ENI of another VPC cannot join vm-1.
+    let _: Vpc = t
+        .post(
+            "/v1/vpcs",
+            &CreateVpc {
+                name: "vpc2".into(),
+                cidr: "10.9.0.0/16".parse().unwrap(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    t.create_subnet(&CreateSubnet {
+        name: "sw9".into(),
+        vpc: Some("vpc2".into()),
+        zone: Some("z1".into()),
+        cidr: Some("10.9.0.0/24".parse().unwrap()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let eni: Nic = t
+        .post(
+            "/v1/nics",
+            &CreateNic {
+                name: "eni-9".into(),
+                subnet: "sw9".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let (status, code, msg) = api_err(
+        t.action::<_, Nic>(
+            "nics",
+            &eni.id,
+            "attach",
+            &AttachNic {
+                server: vm.id.clone(),
+            },
+        )
+        .await,
+    );
+    assert_eq!((status, code.as_str()), (400, "invalid_argument"), "{msg}");
+    assert!(msg.contains("a server's NICs share its VPC"), "{msg}");
+    // A /31 guest subnet; an IPv6 block.
+    let (status, _, msg) = api_err(
+        t.create_subnet(&CreateSubnet {
+            name: "tiny".into(),
+            vpc: Some("vpc1".into()),
+            zone: Some("z1".into()),
+            cidr: Some("10.0.9.0/31".parse().unwrap()),
+            ..Default::default()
+        })
+        .await,
+    );
+    assert_eq!(status, 400, "{msg}");
+    assert!(msg.contains("/30 or larger"), "{msg}");
+    let (status, _, msg) = api_err(
+        t.post::<_, Vpc>(
+            "/v1/vpcs",
+            &serde_json::json!({"name": "v6", "cidr": "2001:db8::/32"}),
+        )
+        .await,
+    );
+    assert_eq!(status, 400, "{msg}");
+    assert!(msg.contains("IPv4 only"), "{msg}");
+}
+
 on_both!(
+    names_addresses_and_what_tenants_see,
     seeds_procedure_over_http,
     bad_input_is_4xx,
     tenants_are_isolated,

@@ -302,7 +302,10 @@ pub async fn dhcp(n: usize) -> anyhow::Result<()> {
             if page.is_some_and(|p| p.starts_with(&want)) {
                 break;
             }
-            anyhow::ensure!(start.elapsed() < Duration::from_secs(120), "q{i} never served through its EIP");
+            anyhow::ensure!(
+                start.elapsed() < Duration::from_secs(120),
+                "q{i} never served through its EIP"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         boots.push(start.elapsed().as_secs_f64());
@@ -314,7 +317,11 @@ pub async fn dhcp(n: usize) -> anyhow::Result<()> {
         op.remove("servers", &server.id).await?;
     }
     let _ = std::fs::remove_dir_all(&dir);
-    report("QEMU guest (TCG) started -> its page through its EIP", "s", boots);
+    report(
+        "QEMU guest (TCG) started -> its page through its EIP",
+        "s",
+        boots,
+    );
 
     // The host agent's own part: from a request's arrival to its answer.
     let url = cloud::agent_metrics_url(&w, host).ok_or_else(|| anyhow::anyhow!("no metrics"))?;

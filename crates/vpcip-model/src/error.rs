@@ -26,6 +26,14 @@ pub enum RuleError {
     NotFound { kind: &'static str, id: String },
     #[error("{kind} name {name:?} is already taken")]
     NameTaken { kind: &'static str, name: String },
+    #[error(
+        "client_token {token:?} was used for a different request ({kind} {id}): use a new token for a new request"
+    )]
+    IdempotencyConflict {
+        token: String,
+        kind: &'static str,
+        id: String,
+    },
     #[error("{kind} {id} is in use: {reason}")]
     InUse {
         kind: &'static str,
@@ -283,6 +291,7 @@ impl RuleError {
             InvalidArgument { .. } => "invalid_argument",
             NotFound { .. } => "not_found",
             NameTaken { .. } => "name_taken",
+            IdempotencyConflict { .. } => "idempotency_conflict",
             InUse { .. } => "resource_in_use",
             Forbidden { .. } => "forbidden",
             VpcCidrOverlap { .. } => "vpc_cidr_overlap",

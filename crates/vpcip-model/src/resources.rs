@@ -587,11 +587,50 @@ pub struct CreateZone {
     pub name: String,
 }
 
+/// Request fields that hold IPv4 blocks: an IPv6 one is refused with what
+/// vpcip speaks, not a parser's "invalid IP address syntax".
+pub mod v4 {
+    use ipnet::Ipv4Net;
+    use serde::{Deserialize, Deserializer, de::Error};
+
+    fn parse<E: Error>(s: &str) -> Result<Ipv4Net, E> {
+        s.parse().map_err(|_| {
+            if s.contains(':') {
+                E::custom(format!(
+                    "{s:?} is an IPv6 block: vpcip speaks IPv4 only, for now"
+                ))
+            } else {
+                E::custom(format!(
+                    "{s:?} is not an IPv4 block (write it as 10.0.0.0/16)"
+                ))
+            }
+        })
+    }
+
+    pub fn net<'de, D: Deserializer<'de>>(d: D) -> Result<Ipv4Net, D::Error> {
+        parse(&String::deserialize(d)?)
+    }
+
+    pub fn opt_net<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Ipv4Net>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|s| parse(&s))
+            .transpose()
+    }
+
+    pub fn nets<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Ipv4Net>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|s| parse(s))
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateHostNetwork {
     pub name: String,
     #[schema(value_type = String)]
+    #[serde(deserialize_with = "v4::net")]
     pub cidr: Ipv4Net,
 }
 
@@ -608,8 +647,9 @@ pub struct CreateGateway {
 pub struct CreateVpc {
     pub name: String,
     #[schema(value_type = String)]
+    #[serde(deserialize_with = "v4::net")]
     pub cidr: Ipv4Net,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "v4::nets")]
     #[schema(value_type = Vec<String>)]
     pub secondary_cidrs: Vec<Ipv4Net>,
     /// Operators may create a VPC for a tenant.
@@ -623,6 +663,7 @@ pub struct CreateVpc {
 #[serde(deny_unknown_fields)]
 pub struct VpcCidrChange {
     #[schema(value_type = String)]
+    #[serde(deserialize_with = "v4::net")]
     pub cidr: Ipv4Net,
 }
 
@@ -640,7 +681,7 @@ pub struct CreateSubnet {
     pub zone: Option<String>,
     #[serde(default)]
     pub kind: SubnetKind,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "v4::opt_net")]
     #[schema(value_type = Option<String>)]
     pub cidr: Option<Ipv4Net>,
     #[serde(default)]

@@ -247,6 +247,14 @@ pub fn plan_subnet(
             ));
         }
     };
+    if req.kind == SubnetKind::Guest && cidr.prefix_len() > 30 {
+        return Err(RuleError::invalid(
+            "cidr",
+            format!(
+                "{cidr}: a guest subnet needs a network, a gateway, a VM and a broadcast address: /30 or larger"
+            ),
+        ));
+    }
     let hosts = usable(&cidr);
     let gateway = match (req.gateway, req.kind) {
         (Some(g), _) => {
@@ -563,7 +571,13 @@ pub fn check_security_groups(
             count: groups.len(),
         });
     }
-    for g in groups {
+    for (i, g) in groups.iter().enumerate() {
+        if groups[..i].iter().any(|o| o.id == g.id) {
+            return Err(RuleError::invalid(
+                "security_groups",
+                format!("{} is given twice", label(&g.name, &g.id)),
+            ));
+        }
         if g.vpc_id != nic_vpc.id {
             return Err(RuleError::SecurityGroupWrongVpc {
                 group: label(&g.name, &g.id).into(),
@@ -614,12 +628,26 @@ pub fn check_attach(
     nic_zone: &Zone,
     server: &Server,
     server_zone: &Zone,
+    server_vpc: Option<&str>,
 ) -> Result<(), RuleError> {
     if let Some(s) = &nic.server_id {
         return Err(RuleError::NicAttached {
             nic: label(&nic.name, &nic.id).into(),
             server: s.clone(),
         });
+    }
+    if let Some(vpc) = server_vpc
+        && vpc != nic.vpc_id
+    {
+        return Err(RuleError::invalid(
+            "server",
+            format!(
+                "ENI {} is in VPC {}, server {} in VPC {vpc}: a server's NICs share its VPC",
+                label(&nic.name, &nic.id),
+                nic.vpc_id,
+                label(&server.name, &server.id)
+            ),
+        ));
     }
     if nic_zone.id != server_zone.id {
         return Err(RuleError::ZoneMismatch {

@@ -80,6 +80,14 @@ impl Row {
         }
     }
 
+    /// A text column that may be NULL.
+    pub fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        match self.0.get(i) {
+            Some(Val::Null) => Ok(None),
+            _ => self.text(i).map(Some),
+        }
+    }
+
     pub fn int(&self, i: usize) -> Result<i64, StoreError> {
         match self.0.get(i) {
             Some(Val::Int(n)) => Ok(*n),

@@ -39,7 +39,7 @@ impl LinkEvents {
     /// The names of the links the next datagram says were added, changed
     /// or removed (blocks until one comes; an overrun of the socket's
     /// buffer reads as an event of no name: look at everything).
-    pub fn next(&mut self) -> Result<Vec<String>, SysError> {
+    pub fn wait(&mut self) -> Result<Vec<String>, SysError> {
         let n = match self.sock.recv(&mut &mut self.buf[..], 0) {
             Ok(n) => n,
             Err(e) if e.raw_os_error() == Some(nix::libc::ENOBUFS) => {

@@ -496,13 +496,23 @@ fn eni_attaches_only_in_the_same_zone() {
         host: None,
     };
     let mut eni = nic("eni-2", "s", None);
-    let (c, m) = err_of(check_attach(&eni, &zone("z2"), &server, &zone("z1")));
+    let (c, m) = err_of(check_attach(&eni, &zone("z2"), &server, &zone("z1"), None));
     assert_eq!(c, "zone_mismatch");
     assert_eq!(m, "ENI eni-2 is in zone z2, server vm-1 is in zone z1");
-    assert!(check_attach(&eni, &zone("z1"), &server, &zone("z1")).is_ok());
+    assert!(check_attach(&eni, &zone("z1"), &server, &zone("z1"), None).is_ok());
+    assert!(check_attach(&eni, &zone("z1"), &server, &zone("z1"), Some(&eni.vpc_id)).is_ok());
+    let (c, m) = err_of(check_attach(
+        &eni,
+        &zone("z1"),
+        &server,
+        &zone("z1"),
+        Some("vpc-other"),
+    ));
+    assert_eq!(c, "invalid_argument");
+    assert!(m.contains("a server's NICs share its VPC"), "{m}");
     eni.server_id = Some("vm-9".into());
     assert_eq!(
-        err_of(check_attach(&eni, &zone("z1"), &server, &zone("z1"))).0,
+        err_of(check_attach(&eni, &zone("z1"), &server, &zone("z1"), None)).0,
         "nic_attached"
     );
     assert_eq!(check_detach(&eni).unwrap(), "vm-9");

@@ -119,4 +119,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
         packets_in BIGINT NOT NULL,
         packets_out BIGINT NOT NULL
     )",
+    // What a client token's request was (a digest of its body): the same
+    // token with another body is refused (NULL for tokens made before).
+    "ALTER TABLE client_tokens ADD COLUMN request TEXT",
 ];

@@ -33,6 +33,7 @@ mod tx;
 use migrations::MIGRATIONS;
 pub(crate) use resource::from_doc;
 pub use resource::{Resource, new_id, now};
+pub(crate) use scope::SHARED;
 pub use scope::Scope;
 
 /// The store's database, SQLite or PostgreSQL.

@@ -28,14 +28,13 @@ impl Scope {
         }
     }
 
-    pub fn sees(&self, kind: Kind, tenant: &str) -> bool {
+    /// Whether the scope sees a resource of `tenant`; `shared`: the row is
+    /// one every tenant sees ([`SHARED`]: zones, the default VPC and its
+    /// EIP segments), not the operator's own VPCs and subnets.
+    pub fn sees(&self, tenant: &str, shared: bool) -> bool {
         match self {
             Scope::Operator => true,
-            Scope::Tenant(t) => {
-                t == tenant
-                    || (tenant == SYSTEM_TENANT
-                        && matches!(kind, Kind::Zone | Kind::Vpc | Kind::Subnet))
-            }
+            Scope::Tenant(t) => t == tenant || (tenant == SYSTEM_TENANT && shared),
             Scope::Agent(_) => false,
         }
     }
@@ -58,3 +57,7 @@ impl Scope {
         }
     }
 }
+
+/// SQL over `resources`: whether a row is shared with every tenant: a zone,
+/// the built-in default VPC, a subnet of it (the EIP segments).
+pub(crate) const SHARED: &str = "(tenant = 'system' AND (kind = 'zone' OR (kind = 'vpc' AND name = 'default') OR (kind = 'subnet' AND parent IN (SELECT d.id FROM resources d WHERE d.kind = 'vpc' AND d.tenant = 'system' AND d.name = 'default'))))";

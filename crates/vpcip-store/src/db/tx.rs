@@ -216,13 +216,13 @@ impl Tx {
             .sql
             .query_opt(
                 &format!(
-                    "SELECT tenant, id, doc FROM resources WHERE id = $1 AND kind = $2{suffix}"
+                    "SELECT tenant, id, doc, CASE WHEN {SHARED} THEN 1 ELSE 0 END FROM resources WHERE id = $1 AND kind = $2{suffix}"
                 ),
                 &[key.into(), R::KIND.key().into()],
             )
             .await?;
         if let Some(row) = &by_id
-            && scope.sees(R::KIND, &row.text(0)?)
+            && scope.sees(&row.text(0)?, row.int(3)? == 1)
         {
             return from_doc(&row.text(2)?);
         }
@@ -230,11 +230,42 @@ impl Tx {
             .sql
             .query(
                 &format!(
-                    "SELECT tenant, id, doc FROM resources WHERE kind = $1 AND name = $2{suffix}"
+                    "SELECT tenant, id, doc, CASE WHEN {SHARED} THEN 1 ELSE 0 END FROM resources WHERE kind = $1 AND name = $2{suffix}"
                 ),
                 &[R::KIND.key().into(), key.into()],
             )
             .await?;
+        if rows.is_empty()
+            && R::KIND == Kind::Eip
+            && let Ok(ip) = key.parse::<std::net::Ipv4Addr>()
+        {
+            // An EIP by its address: the owner of that address in its
+            // segment.
+            let owners = self
+                .sql
+                .query(
+                    "SELECT owner_id FROM ip_allocations WHERE addr = $1",
+                    &[u32::from(ip).into()],
+                )
+                .await?;
+            for o in owners {
+                let id = o.text(0)?;
+                let row = self
+                    .sql
+                    .query_opt(
+                        &format!(
+                            "SELECT tenant, id, doc, CASE WHEN {SHARED} THEN 1 ELSE 0 END FROM resources WHERE id = $1 AND kind = $2{suffix}"
+                        ),
+                        &[id.as_str().into(), R::KIND.key().into()],
+                    )
+                    .await?;
+                if let Some(row) = row
+                    && scope.sees(&row.text(0)?, row.int(3)? == 1)
+                {
+                    return from_doc(&row.text(2)?);
+                }
+            }
+        }
         pick(scope, R::KIND, key, &rows)
     }
 
@@ -276,18 +307,28 @@ impl Tx {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Page<R>, StoreError> {
-        let shared = matches!(R::KIND, Kind::Zone | Kind::Vpc | Kind::Subnet);
+        // Page tokens are opaque: `p` and the hex of the last ID given.
+        let after = match after {
+            None => String::new(),
+            Some(t) => t
+                .strip_prefix('p')
+                .and_then(|h| hex::decode(h).ok())
+                .and_then(|b| String::from_utf8(b).ok())
+                .filter(|id| id.starts_with(&format!("{}-", R::KIND.prefix())))
+                .ok_or_else(|| {
+                    RuleError::invalid(
+                        "page_token",
+                        format!("{t:?} is not a page token of this list (give next_page_token as it came)"),
+                    )
+                })?,
+        };
         let mut sql = String::from("SELECT doc FROM resources WHERE kind = $1 AND id > $2");
-        let mut args: Vec<Val> = vec![R::KIND.key().into(), after.unwrap_or("").into()];
+        let mut args: Vec<Val> = vec![R::KIND.key().into(), after.as_str().into()];
         match scope {
             Scope::Operator => {}
             Scope::Tenant(t) => {
                 args.push(t.into());
-                sql += if shared {
-                    " AND (tenant = $3 OR tenant = 'system')"
-                } else {
-                    " AND tenant = $3"
-                };
+                sql += &format!(" AND (tenant = $3 OR {SHARED})");
             }
             Scope::Agent(_) => {
                 return Err(RuleError::Forbidden {
@@ -297,14 +338,35 @@ impl Tx {
             }
         }
         if let Some(p) = parent {
-            args.push(p.into());
-            sql += &format!(" AND parent = ${}", args.len());
+            // The parent by ID or name, among what the scope sees.
+            let rows = self
+                .sql
+                .query(
+                    &format!(
+                        "SELECT id, tenant, CASE WHEN {SHARED} THEN 1 ELSE 0 END FROM resources WHERE id = $1 OR name = $1"
+                    ),
+                    &[p.into()],
+                )
+                .await?;
+            let mut ids = Vec::new();
+            for r in &rows {
+                if scope.sees(&r.text(1)?, r.int(2)? == 1) {
+                    ids.push(r.text(0)?);
+                }
+            }
+            if ids.is_empty() {
+                return Err(RuleError::not_found("parent", p).into());
+            }
+            let first = args.len() + 1;
+            let marks: Vec<String> = (0..ids.len()).map(|i| format!("${}", first + i)).collect();
+            args.extend(ids.into_iter().map(Val::from));
+            sql += &format!(" AND parent IN ({})", marks.join(", "));
         }
         sql += &format!(" ORDER BY id LIMIT {}", u64::from(limit) + 1);
         let mut items: Vec<R> = self.docs(&sql, &args).await?;
         let next_page_token = if items.len() > limit as usize {
             items.truncate(limit as usize);
-            items.last().map(|r| r.id().to_string())
+            items.last().map(|r| format!("p{}", hex::encode(r.id())))
         } else {
             None
         };
@@ -320,10 +382,13 @@ impl Tx {
     /// token made, or a new ID with the token claimed for it. The token row
     /// is written first, so a concurrent duplicate waits on it and then
     /// replays instead of creating twice.
+    /// The same token with another request (another body) is refused,
+    /// as AWS's IdempotentParameterMismatch: 409 `idempotency_conflict`.
     pub async fn claim<R: Resource>(
         &mut self,
         tenant: &str,
         token: Option<&str>,
+        request: &impl serde::Serialize,
     ) -> Result<Claim<R>, StoreError> {
         let id = new_id(R::KIND);
         let Some(token) = token else {
@@ -332,20 +397,35 @@ impl Tx {
         if token.is_empty() || token.len() > 128 {
             return Err(RuleError::invalid("client_token", "must be 1 to 128 characters").into());
         }
+        let digest = request_digest(request);
         let prior = self
             .sql
             .query_opt(
-                "SELECT resource_id FROM client_tokens WHERE tenant = $1 AND token = $2",
+                "SELECT resource_id, request FROM client_tokens WHERE tenant = $1 AND token = $2",
                 &[tenant.into(), token.into()],
             )
             .await?;
         if let Some(row) = prior {
-            return Ok(Claim::Existing(self.get(&row.text(0)?, false).await?));
+            let made = row.text(0)?;
+            if row.opt_text(1)?.is_some_and(|d| d != digest) {
+                return Err(RuleError::IdempotencyConflict {
+                    token: token.to_string(),
+                    kind: R::KIND.as_str(),
+                    id: made,
+                }
+                .into());
+            }
+            return Ok(Claim::Existing(self.get(&made, false).await?));
         }
         let res = self
             .write(
-                "INSERT INTO client_tokens (tenant, token, resource_id) VALUES ($1, $2, $3)",
-                &[tenant.into(), token.into(), id.as_str().into()],
+                "INSERT INTO client_tokens (tenant, token, resource_id, request) VALUES ($1, $2, $3, $4)",
+                &[
+                    tenant.into(),
+                    token.into(),
+                    id.as_str().into(),
+                    digest.as_str().into(),
+                ],
             )
             .await;
         match res {
@@ -390,7 +470,7 @@ fn pick<R: Resource>(scope: &Scope, kind: Kind, key: &str, rows: &[Row]) -> Resu
     let mut by_name = Vec::new();
     for row in rows {
         let tenant = row.text(0)?;
-        if scope.sees(kind, &tenant) {
+        if scope.sees(&tenant, row.int(3)? == 1) {
             by_name.push((tenant, row));
         }
     }
@@ -416,4 +496,15 @@ fn pick<R: Resource>(scope: &Scope, kind: Kind, key: &str, rows: &[Row]) -> Resu
         )
         .into()),
     }
+}
+
+/// A request's digest, its client token left out: what makes two creates
+/// with one token the same request.
+fn request_digest(request: &impl serde::Serialize) -> String {
+    use sha2::{Digest, Sha256};
+    let mut v = serde_json::to_value(request).unwrap_or_default();
+    if let Some(map) = v.as_object_mut() {
+        map.remove("client_token");
+    }
+    hex::encode(Sha256::digest(v.to_string().as_bytes()))
 }

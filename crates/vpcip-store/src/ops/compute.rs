@@ -155,7 +155,7 @@ impl Store {
         self.retry(|| async {
             let mut tx = self.db.begin().await?;
             let id = match tx
-                .claim::<Server>(scope.tenant(), req.client_token.as_deref())
+                .claim::<Server>(scope.tenant(), req.client_token.as_deref(), req)
                 .await?
             {
                 Claim::Existing(s) => return Ok(s),
@@ -242,7 +242,7 @@ impl Store {
         self.retry(|| async {
             let mut tx = self.db.begin().await?;
             let id = match tx
-                .claim::<Nic>(scope.tenant(), req.client_token.as_deref())
+                .claim::<Nic>(scope.tenant(), req.client_token.as_deref(), req)
                 .await?
             {
                 Claim::Existing(n) => return Ok(n),
@@ -310,7 +310,17 @@ impl Store {
             must_own(scope, &server.tenant, "this server")?;
             let nic_zone: Zone = tx.get(&nic.zone_id, false).await?;
             let server_zone: Zone = tx.get(&server.zone_id, false).await?;
-            rules::check_attach(&nic, &nic_zone, &server, &server_zone)?;
+            let primary: Option<Nic> = match server.nic_ids.first() {
+                Some(id) => Some(tx.get(id, false).await?),
+                None => None,
+            };
+            rules::check_attach(
+                &nic,
+                &nic_zone,
+                &server,
+                &server_zone,
+                primary.as_ref().map(|p| p.vpc_id.as_str()),
+            )?;
             nic.server_id = Some(server.id.clone());
             server.nic_ids.push(nic.id.clone());
             tx.update(&nic).await?;

@@ -277,7 +277,7 @@ impl Store {
         self.retry(|| async {
             let mut tx = self.db.begin().await?;
             let id = match tx
-                .claim::<Eip>(scope.tenant(), req.client_token.as_deref())
+                .claim::<Eip>(scope.tenant(), req.client_token.as_deref(), req)
                 .await?
             {
                 Claim::Existing(e) => return Ok(e),
@@ -435,7 +435,7 @@ impl Store {
         self.retry(|| async {
             let mut tx = self.db.begin().await?;
             let out = match tx
-                .claim::<Eip>(scope.tenant(), req.client_token.as_deref())
+                .claim::<Eip>(scope.tenant(), req.client_token.as_deref(), req)
                 .await?
             {
                 Claim::Existing(eip) => {
@@ -590,6 +590,9 @@ impl Store {
                 },
             )
             .await?;
+            // (The ENI is the server's now: the EIP shows it, as a bind to
+            // an attached NIC does.)
+            eip.server_id = Some(server.id.clone());
             tx.update(&eip).await?;
             let subnet: Subnet = tx.get(&nic.subnet_id, false).await?;
             Ok(VisibleEip {

@@ -52,7 +52,7 @@ impl Store {
         self.retry(|| async {
             let mut tx = self.db.begin().await?;
             let id = match tx
-                .claim::<Vpc>(&tenant, req.client_token.as_deref())
+                .claim::<Vpc>(&tenant, req.client_token.as_deref(), req)
                 .await?
             {
                 Claim::Existing(v) => return Ok(v),
@@ -184,7 +184,7 @@ impl Store {
     ) -> Result<SubnetCreated, StoreError> {
         self.retry(|| async {
             let mut tx = self.db.begin().await?;
-            let id = match tx.claim::<Subnet>(scope.tenant(), req.client_token.as_deref()).await? {
+            let id = match tx.claim::<Subnet>(scope.tenant(), req.client_token.as_deref(), req).await? {
                 Claim::Existing(s) => {
                     let routes = eip_routes(&mut tx, &s).await?;
                     return Ok(SubnetCreated {

@@ -85,7 +85,7 @@ impl Store {
         self.retry(|| async {
             let mut tx = self.db.begin().await?;
             let id = match tx
-                .claim::<SecurityGroup>(scope.tenant(), req.client_token.as_deref())
+                .claim::<SecurityGroup>(scope.tenant(), req.client_token.as_deref(), req)
                 .await?
             {
                 Claim::Existing(g) => return Ok(g),

@@ -35,7 +35,7 @@ impl Store {
         self.retry(|| async {
             let mut tx = self.db.begin().await?;
             let id = match tx
-                .claim::<Vip>(scope.tenant(), req.client_token.as_deref())
+                .claim::<Vip>(scope.tenant(), req.client_token.as_deref(), req)
                 .await?
             {
                 Claim::Existing(v) => return Ok(v),
