@@ -202,6 +202,27 @@ async fn report_nic_drops(
     }
 }
 
+/// Sends the agent's last report again every
+/// [`vpcip_model::desired::AGENT_HEARTBEAT_SECONDS`].
+async fn heartbeat(
+    client: Client,
+    id: String,
+    last: tokio::sync::watch::Receiver<Option<AgentReport>>,
+) {
+    let period = Duration::from_secs(vpcip_model::desired::AGENT_HEARTBEAT_SECONDS);
+    loop {
+        tokio::time::sleep(period).await;
+        let report = last.borrow().clone();
+        if let Some(r) = report
+            && let Err(e) = client
+                .post::<_, ()>(&format!("/v1/agents/{id}/report"), &r)
+                .await
+        {
+            tracing::debug!(error = %e, "heartbeat not delivered");
+        }
+    }
+}
+
 /// The names of the host's VM ports, as the last desired state gave them.
 type PortNames = Arc<std::sync::RwLock<std::collections::BTreeSet<String>>>;
 
@@ -270,6 +291,10 @@ pub async fn run(client: Client, cfg: AgentConfig) -> ! {
     tracing::info!(id = %agent.id, role = cfg.role.as_str(), "agent registered");
     let (routers_tx, routers_rx) = tokio::sync::watch::channel(Vec::new());
     let (ports_tx, ports_rx) = tokio::sync::watch::channel(Vec::new());
+    // The last report, sent again every few seconds while nothing changes:
+    // the controller tells a dead agent from an idle one.
+    let (report_tx, report_rx) = tokio::sync::watch::channel::<Option<AgentReport>>(None);
+    tokio::spawn(heartbeat(client.clone(), agent.id.clone(), report_rx));
     let leases = dhcp::Leases::default();
     // A port of ours appeared or went: pass again now.
     let ports_seen = Arc::new(tokio::sync::Notify::new());
@@ -431,6 +456,7 @@ pub async fn run(client: Client, cfg: AgentConfig) -> ! {
         {
             tracing::warn!(error = %e, "cannot report to the controller");
         }
+        let _ = report_tx.send(Some(report));
         applied = Some(desired.revision);
         m.applied_revision.set(desired.revision);
         m.revision_lag.set(0);

@@ -37,11 +37,13 @@ async fn authenticate(parts: &mut Parts, app: &App) -> Result<Caller, ApiError> 
         .headers
         .get(AUTHORIZATION)
         .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <token>"))?;
+    // The scheme is case-insensitive (RFC 7235).
     let token = header
         .to_str()
         .ok()
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(|h| h.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
         .filter(|t| !t.is_empty())
         .ok_or_else(|| ApiError::unauthorized("Authorization must be: Bearer <token>"))?;
     let hash = token_hash(token);

@@ -38,6 +38,7 @@ impl<T: DeserializeOwned> FromRequest<App> for Body<T> {
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Items per page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// The `next_page_token` of the previous page.
     pub page_token: Option<String>,
@@ -527,6 +528,15 @@ pub async fn healthz() -> Response {
 
 pub async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such route")
+}
+
+/// A route that exists, asked with a method it does not serve.
+pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not served on {}", uri.path()),
+    )
 }
 
 // ---- agents ----

@@ -164,6 +164,7 @@ pub fn router(app: App) -> Router {
             metrics::track,
         ))
         .fallback(not_found)
+        .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(app)
 }

@@ -244,6 +244,26 @@ type Server_ = vpcip_model::Server;
 async fn bad_input_is_4xx(s: Server) {
     let t = seeds_world(&s, "acme").await;
     let http = reqwest::Client::new();
+    // A method a route does not serve: 405 with the JSON error.
+    let r = http
+        .put(format!("{}/v1/eips", s.url()))
+        .bearer_auth(OPERATOR)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
+    // The scheme of Authorization is case-insensitive (RFC 7235).
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let r = http
+            .get(format!("{}/v1/zones", s.url()))
+            .header("authorization", format!("{scheme} {OPERATOR}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{scheme}");
+    }
     let post = |path: &str, body: &'static str| {
         http.post(format!("{}{path}", s.url()))
             .bearer_auth(OPERATOR)

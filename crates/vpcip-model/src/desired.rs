@@ -106,12 +106,25 @@ pub struct CountedTraffic {
     pub traffic: EipTraffic,
 }
 
-/// An agent is healthy when it reported within this many seconds.
-pub const AGENT_HEALTH_SECONDS: i64 = 30;
+/// An agent is healthy when it reported within this many seconds (agents
+/// report at least every [`AGENT_HEARTBEAT_SECONDS`]).
+pub const AGENT_HEALTH_SECONDS: i64 = 15;
+/// How often an agent reports when nothing changes.
+pub const AGENT_HEARTBEAT_SECONDS: u64 = 5;
 
 impl Agent {
     pub fn healthy(&self, now: i64) -> bool {
-        now - self.last_seen <= AGENT_HEALTH_SECONDS && self.error.is_none()
+        self.last_seen > 0 && now - self.last_seen <= AGENT_HEALTH_SECONDS && self.error.is_none()
+    }
+
+    /// What `vpcip status` and `gateway list` say of it.
+    pub fn health(&self, now: i64) -> String {
+        match (&self.error, self.healthy(now)) {
+            (Some(e), _) => format!("error: {e}"),
+            (None, true) => "healthy".into(),
+            (None, false) if self.last_seen <= 0 => "registered, not reported yet".into(),
+            (None, false) => format!("silent for {}s", now - self.last_seen),
+        }
     }
 }
 
@@ -896,6 +909,26 @@ impl World<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_agent_is_healthy_while_it_reports() {
+        let mut a = Agent {
+            id: "agent-1".into(),
+            name: "h1".into(),
+            role: AgentRole::Host,
+            underlay_ip: Ipv4Addr::new(192, 0, 2, 11),
+            applied_revision: 0,
+            last_seen: 0,
+            error: None,
+            missing_ports: vec![],
+        };
+        assert_eq!(a.health(1_000), "registered, not reported yet");
+        a.last_seen = 990;
+        assert_eq!(a.health(1_000), "healthy");
+        assert_eq!(a.health(990 + AGENT_HEALTH_SECONDS + 1), "silent for 16s");
+        a.error = Some("setns failed".into());
+        assert_eq!(a.health(1_000), "error: setns failed");
+    }
 
     #[test]
     fn classes_follow_the_low_bits_and_probe_past_collisions() {

@@ -815,6 +815,7 @@ pub struct CreateEip {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub ip: Option<Ipv4Addr>,
+    #[schema(minimum = 1, maximum = 100000)]
     pub bandwidth_mbps: u32,
     /// Bind at once (the vendor manuals' `server-create-eip`).
     #[serde(default)]
@@ -843,6 +844,7 @@ pub struct BindEip {
 pub struct UpdateEip {
     /// A new bandwidth limit, Mbit/s.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 100000)]
     pub bandwidth_mbps: Option<u32>,
     /// The NAT helpers, all of them (an empty list removes them).
     #[serde(default)]
@@ -863,6 +865,7 @@ pub struct CreateVisibleEip {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub ip: Option<Ipv4Addr>,
+    #[schema(minimum = 1, maximum = 100000)]
     pub bandwidth_mbps: u32,
     pub server: String,
     /// Name of the ENI to create; `eni-<EIP>` when absent.

@@ -35,6 +35,22 @@ pub fn api_url(s: &str) -> Result<String, String> {
     }
 }
 
+/// A token as given (`--token`, `VPCIP_TOKEN`): surrounding whitespace (the
+/// newline of a file it was read from) dropped; anything else a header
+/// cannot carry refused by name.
+pub fn api_token(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err("the token is empty".into());
+    }
+    if let Some(c) = t.chars().find(|c| !c.is_ascii_graphic()) {
+        return Err(format!(
+            "the token holds {c:?}, which no token has: check --token or VPCIP_TOKEN"
+        ));
+    }
+    Ok(t.to_string())
+}
+
 #[derive(Args, Clone)]
 pub struct Global {
     /// The controller's API.
@@ -47,7 +63,13 @@ pub struct Global {
     )]
     pub url: String,
     /// Bearer token (the operator's, or a tenant's).
-    #[arg(long, global = true, env = "VPCIP_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "VPCIP_TOKEN",
+        hide_env_values = true,
+        value_parser = api_token
+    )]
     pub token: Option<String>,
     /// Output: a table for people, JSON for scripts.
     #[arg(short = 'o', long, global = true, value_enum, default_value = "table")]

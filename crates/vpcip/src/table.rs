@@ -56,11 +56,7 @@ fn health(a: &vpcip_model::desired::Agent) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0);
-    match (&a.error, a.healthy(now)) {
-        (Some(e), _) => format!("error: {e}"),
-        (None, true) => "healthy".into(),
-        (None, false) => format!("silent for {}s", now - a.last_seen),
-    }
+    a.health(now)
 }
 
 /// A gateway's default SNAT address, or why VMs without an EIP reach

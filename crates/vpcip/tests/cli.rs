@@ -110,6 +110,24 @@ fn the_url_may_omit_its_scheme_and_a_missing_token_is_named() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("--token or set VPCIP_TOKEN"), "{err}");
+    // A token read from a file keeps its newline: it works; a token with
+    // a character no token has is named.
+    let o = Command::new(env!("CARGO_BIN_EXE_vpcip"))
+        .args(["zone", "list"])
+        .env("VPCIP_URL", &s.url)
+        .env("VPCIP_TOKEN", format!("{OPERATOR}\n"))
+        .output()
+        .unwrap();
+    ok(&o);
+    let o = Command::new(env!("CARGO_BIN_EXE_vpcip"))
+        .args(["zone", "list"])
+        .env("VPCIP_URL", &s.url)
+        .env("VPCIP_TOKEN", format!("{OPERATOR}\tx"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("which no token has"), "{err}");
 }
 
 #[test]
