@@ -78,6 +78,11 @@ impl<K: GatewayKernel> GatewayReconciler<K> {
             .observe(self.underlay)
             .map_err(|e| format!("observe: {e}"))?;
         let plan = plan_gateway(state, &observed, self.underlay);
+        for (label, changes) in &plan.groups {
+            for c in changes {
+                tracing::debug!(group = %label, change = ?c, "gateway change");
+            }
+        }
         let mut summary = Summary::default();
         let mut errors = Vec::new();
         // The node's ends of routers that failed: what needs them waits.

@@ -46,6 +46,9 @@ impl<K: HostKernel> HostReconciler<K> {
             .underlay_mtu
             .saturating_sub(vpcip_dataplane::links::VXLAN_OVERHEAD);
         let plan = plan_host(state, &observed, self.underlay);
+        for c in &plan.changes {
+            tracing::debug!(change = ?c, "host change");
+        }
         self.kernel.apply(&plan.changes)?;
         Ok(Summary {
             changed: plan.changes.len(),

@@ -422,6 +422,11 @@ pub async fn run(client: Client, cfg: AgentConfig) -> ! {
         }
         pending = result.as_ref().is_ok_and(|s| s.pending);
         m.reconcile_seconds.observe(started.elapsed().as_secs_f64());
+        m.passes.inc();
+        if let Ok(s) = &result {
+            m.changes
+                .inc_by(u64::try_from(s.changed).unwrap_or(u64::MAX));
+        }
         if result.is_err() {
             m.reconcile_errors.inc();
         }

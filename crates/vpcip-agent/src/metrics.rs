@@ -2,6 +2,8 @@
 //!
 //! - `vpcip_agent_reconcile_duration_seconds` (histogram): one pass;
 //! - `vpcip_agent_reconcile_errors_total`: passes that failed;
+//! - `vpcip_agent_passes_total`, `vpcip_agent_changes_total`: passes made
+//!   and the kernel changes they made (an idle pass makes none);
 //! - `vpcip_agent_applied_revision`, `vpcip_agent_desired_revision`: the
 //!   revision applied last and the newest one received;
 //! - `vpcip_agent_revision_lag`: revisions behind when the newest arrived;
@@ -40,6 +42,10 @@ pub struct AgentMetrics {
     pub registry: Registry,
     pub reconcile_seconds: Histogram,
     pub reconcile_errors: Counter,
+    /// Passes made, and the kernel changes they made: an idle pass adds
+    /// one to the first and nothing to the second.
+    pub passes: Counter,
+    pub changes: Counter,
     pub applied_revision: Gauge,
     pub desired_revision: Gauge,
     pub revision_lag: Gauge,
@@ -60,6 +66,8 @@ impl Default for AgentMetrics {
             ),
             reconcile_seconds,
             reconcile_errors: Counter::default(),
+            passes: Counter::default(),
+            changes: Counter::default(),
             applied_revision: Gauge::default(),
             desired_revision: Gauge::default(),
             revision_lag: Gauge::default(),
@@ -87,6 +95,12 @@ impl Default for AgentMetrics {
             "Time one reconcile pass took",
             prometheus_client::registry::Unit::Seconds,
             m.reconcile_seconds.clone(),
+        );
+        registry.register("passes", "Reconcile passes made", m.passes.clone());
+        registry.register(
+            "changes",
+            "Kernel changes the passes made (none in an idle pass)",
+            m.changes.clone(),
         );
         registry.register(
             "reconcile_errors",

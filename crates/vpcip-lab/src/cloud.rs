@@ -179,7 +179,11 @@ pub fn start_agent(
         .arg(dir.join(format!("agent-{node}")))
         .env("VPCIP_URL", url)
         .env("VPCIP_TOKEN", token)
-        .env("RUST_LOG", "info")
+        // (VPCIP_LAB_LOG=debug shows each change a pass makes.)
+        .env(
+            "RUST_LOG",
+            std::env::var("VPCIP_LAB_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .stdout(Stdio::null())
         .stderr(log.map(Stdio::from).unwrap_or(Stdio::null()))
         .spawn()

@@ -449,8 +449,12 @@ impl Net {
                 .attributes
                 .iter()
                 .any(|a| matches!(a, NeighbourAttribute::LinkLayerAddress(l) if l.iter().all(|b| *b == 0)));
+            // (In a bridge-family dump the destination comes as raw bytes.)
             let dst = m.attributes.iter().find_map(|a| match a {
                 NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(*ip),
+                NeighbourAttribute::Destination(NeighbourAddress::Other(b)) => {
+                    <[u8; 4]>::try_from(b.as_slice()).ok().map(Ipv4Addr::from)
+                }
                 _ => None,
             });
             if let (true, Some(ip)) = (zero, dst) {

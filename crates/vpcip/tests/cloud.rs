@@ -2394,3 +2394,74 @@ async fn a_nic_whose_port_is_missing_is_shown() {
         "{text}"
     );
 }
+
+/// An agent that has done its work changes nothing after: passes go on
+/// (once a second here) and make no kernel change, and an agent restarted
+/// over a kernel that is already right makes none in its first pass either
+/// (its metrics count passes and changes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_pass_and_a_restart_change_nothing() {
+    let mut lab = Lab::up("vci").await;
+    let v1 = lab.vpc("v1", "10.0.0.0/16").await;
+    let sa = lab.subnet(&v1, "v1-a", "10.0.1.0/24").await;
+    let sb = lab.subnet(&v1, "v1-b", "10.0.2.0/24").await;
+    let (x, xn) = lab.vm("x", &sa, "h1").await;
+    let (_, yn) = lab.vm("y", &sb, "h2").await;
+    let (_, zn) = lab.vm("z", &sa, "h2").await;
+    let eip = lab.eip_for(&x).await;
+    let _ = lab.vip_with_eip("vip-1", &sa, &[&xn, &zn]).await;
+    assert!(eventually(Duration::from_secs(15), || lab.pings("x", yn.ip)));
+    assert!(eventually(Duration::from_secs(15), || lab.pings("client", eip.ip)));
+    let read_in = |w: &vpcip_lab::World, node: &str| {
+        let url = cloud::agent_metrics_url(w, node).unwrap();
+        let page = scrape(&url);
+        (
+            sample(&page, "vpcip_agent_passes_total", &[]).unwrap_or(-1.0),
+            sample(&page, "vpcip_agent_changes_total", &[]).unwrap_or(-1.0),
+        )
+    };
+    let read = |node: &str| read_in(&lab.w, node);
+    // Settled: a pass that changed nothing, on every node.
+    let nodes = [cloud::GATEWAY, "h1", "h2"];
+    for node in nodes {
+        let mut last = read(node);
+        let settled = eventually(Duration::from_secs(15), || {
+            let now = read(node);
+            let quiet = now.0 > last.0 && now.1 == last.1;
+            last = now;
+            quiet
+        });
+        assert!(
+            settled,
+            "{node}'s agent never passes without changing something"
+        );
+    }
+    // Idle: three more passes each, no change.
+    let before: Vec<_> = nodes.iter().map(|n| read(n)).collect();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    for (node, (passes, changes)) in nodes.iter().zip(before) {
+        let (p, c) = read(node);
+        assert!(p >= passes + 2.0, "{node}: {passes} -> {p} passes");
+        assert_eq!(c, changes, "{node}'s idle passes changed the kernel");
+    }
+    // Restarted over a kernel that is right: its first pass changes
+    // nothing.
+    for (i, (role, node, ip)) in cloud::AGENTS.iter().enumerate().take(2) {
+        lab.w.kill(lab.agents[i]);
+        let index = cloud::start_agent(&mut lab.w, bin(), &lab.url, OPERATOR, role, node, ip, 1);
+        lab.agents[i] = index;
+        if i == 0 {
+            lab.gateway_agent = index;
+        }
+        assert!(
+            eventually(Duration::from_secs(15), || read_in(&lab.w, node).0 >= 2.0),
+            "{node}'s restarted agent made no pass"
+        );
+        assert_eq!(
+            read_in(&lab.w, node).1,
+            0.0,
+            "{node}'s restarted agent changed the kernel"
+        );
+    }
+    assert!(lab.pings("client", eip.ip));
+}

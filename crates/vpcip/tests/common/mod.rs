@@ -37,6 +37,9 @@ pub struct Lab {
     pub op: Client,
     pub url: String,
     pub gateway_agent: usize,
+    /// The agents' processes, in the order of `cloud::AGENTS` (gateway,
+    /// h1, h2) as started.
+    pub agents: Vec<usize>,
 }
 
 impl Drop for Lab {
@@ -60,7 +63,8 @@ impl Lab {
         let mut w = World::new(tag);
         cloud::physical(&mut w, &[SEGMENT]);
         let url = cloud::start_controller_with(&mut w, bin(), free_port(), OPERATOR, config);
-        let gateway_agent = cloud::start_agents(&mut w, bin(), &url, OPERATOR, 1)[0];
+        let agents = cloud::start_agents(&mut w, bin(), &url, OPERATOR, 1);
+        let gateway_agent = agents[0];
         let op = Client::new(&url, Some(OPERATOR));
         assert_eq!(
             op.wait_for_agents(cloud::AGENTS.len(), Duration::from_secs(10))
@@ -85,6 +89,7 @@ impl Lab {
             op,
             url,
             gateway_agent,
+            agents,
         }
     }
 
