@@ -519,11 +519,25 @@ pub struct Health {
     pub status: String,
 }
 
-#[utoipa::path(get, path = "/healthz", tag = "platform", responses((status = 200, body = Health)))]
-pub async fn healthz() -> Response {
-    ok(Health {
-        status: "ok".into(),
-    })
+/// Whether this controller can serve: its database answers. 503 when it
+/// does not, so that a load balancer sends the traffic elsewhere.
+#[utoipa::path(get, path = "/healthz", tag = "platform", responses(
+    (status = 200, body = Health),
+    (status = 503, body = Health, description = "the database does not answer"),
+))]
+pub async fn healthz(State(app): State<App>) -> Response {
+    match app.store.ping().await {
+        Ok(()) => ok(Health {
+            status: "ok".into(),
+        }),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(Health {
+                status: format!("database unavailable: {e}"),
+            }),
+        )
+            .into_response(),
+    }
 }
 
 pub async fn not_found() -> ApiError {

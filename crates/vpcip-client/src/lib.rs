@@ -14,7 +14,10 @@ pub enum ClientError {
         code: String,
         message: String,
     },
-    #[error("cannot reach the vpcip API at {url}: {source}")]
+    #[error(
+        "cannot reach the vpcip API at {url}: {source}{}",
+        transport_hint(url, source)
+    )]
     Transport {
         url: String,
         #[source]
@@ -22,6 +25,24 @@ pub enum ClientError {
     },
     #[error("unexpected answer from {url}: {detail}")]
     Protocol { url: String, detail: String },
+}
+
+/// What a transport error most likely means, when it can be told.
+fn transport_hint(url: &str, e: &reqwest::Error) -> String {
+    let mut chain = String::new();
+    let mut cur: Option<&dyn std::error::Error> = Some(e);
+    while let Some(c) = cur {
+        chain.push_str(&c.to_string());
+        chain.push(' ');
+        cur = c.source();
+    }
+    if url.starts_with("http://") && chain.contains("invalid HTTP version") {
+        " (the server speaks TLS here: use https://)".into()
+    } else if url.starts_with("https://") && chain.contains("UnknownIssuer") {
+        " (the server's certificate is not trusted: set VPCIP_CA_CERT to its CA's PEM file)".into()
+    } else {
+        String::new()
+    }
 }
 
 impl ClientError {
@@ -70,11 +91,19 @@ impl Client {
             .pool_max_idle_per_host(64)
             .connect_timeout(std::time::Duration::from_secs(10))
             .timeout(std::time::Duration::from_secs(120));
-        if let Some(ca) = std::env::var_os("VPCIP_CA_CERT")
-            .and_then(|p| std::fs::read(p).ok())
-            .and_then(|pem| reqwest::Certificate::from_pem(&pem).ok())
-        {
-            builder = builder.add_root_certificate(ca);
+        if let Some(path) = std::env::var_os("VPCIP_CA_CERT").filter(|p| !p.is_empty()) {
+            let shown = std::path::Path::new(&path).display().to_string();
+            match std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|pem| reqwest::Certificate::from_pem(&pem).map_err(|e| e.to_string()))
+            {
+                Ok(ca) => builder = builder.add_root_certificate(ca),
+                // Said where it is seen: the client has no other way to
+                // tell why the server will not be trusted.
+                Err(e) => eprintln!(
+                    "warning: VPCIP_CA_CERT={shown} is not a readable PEM certificate ({e}): the server's certificate will not be trusted"
+                ),
+            }
         }
         Client {
             base: base.trim_end_matches('/').to_string(),

@@ -61,6 +61,11 @@ impl Store {
         }
     }
 
+    /// Whether the database answers (the controller's health).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.db.revision().await.map(drop)
+    }
+
     /// Connects (`sqlite://PATH` or `postgres://…`), migrates, and makes
     /// sure the built-in `default` VPC exists.
     pub async fn open(url: &str) -> Result<Self, StoreError> {

@@ -471,14 +471,30 @@ async fn up(name: &str) -> anyhow::Result<()> {
     };
     println!();
     println!("The lab is up. Try:");
-    println!("  {me} lab exec{lab} client -- curl -s http://{}/", eip.ip);
+    // Only what runs here: the observers come from Debian's packages.
+    let has = |tool: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+    };
+    if has("curl") {
+        println!("  {me} lab exec{lab} client -- curl -s http://{}/", eip.ip);
+    } else {
+        println!(
+            "  (apt-get install curl, then: {me} lab exec{lab} client -- curl -s http://{}/)",
+            eip.ip
+        );
+    }
     println!(
         "  VPCIP_URL={url} VPCIP_TOKEN={} {me} eip list",
         state.tenant_token
     );
     println!("  VPCIP_URL={url} VPCIP_TOKEN={operator_token} {me} host list");
     println!("  {me} lab exec{lab} gw -- ip route show proto 240");
-    println!("  {me} lab exec{lab} vpc1-router -- nft list table ip vpcip_nat");
+    if has("nft") {
+        println!("  {me} lab exec{lab} vpc1-router -- nft list table ip vpcip_nat");
+    } else {
+        println!("  (apt-get install nftables to read the routers' NAT tables with nft)");
+    }
     println!("  {me} lab exec{lab} h1 -- bridge fdb show");
     println!(
         "  nodes: {}",

@@ -405,3 +405,47 @@ fn http_get_local(port: u16, path: &str) -> String {
     c.read_to_string(&mut out).unwrap();
     out
 }
+
+/// Before any gateway has reported, `vpcip status` cannot say what the
+/// data plane holds: it says so (exit 3), not "none differs"; an agent that
+/// registered and never reported is not "silent for 1796059297s".
+#[test]
+fn status_says_unknown_before_a_gateway_reports() {
+    let s = start();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_vpcip"))
+            .args(args)
+            .env("VPCIP_URL", &s.url)
+            .env("VPCIP_TOKEN", OPERATOR)
+            .output()
+            .unwrap()
+    };
+    ok(&run(&[
+        "host-network",
+        "create",
+        "underlay",
+        "192.0.2.0/24",
+    ]));
+    // An agent registers (as `vpcip agent` does first), and reports nothing.
+    let body = r#"{"name":"gw","role":"gateway","underlay_ip":"192.0.2.2"}"#;
+    let reg = Command::new("curl")
+        .args(["-sf", "-X", "POST", "-H", "content-type: application/json"])
+        .args(["-H", &format!("authorization: Bearer {OPERATOR}")])
+        .args(["-d", body, &format!("{}/v1/agents", s.url)])
+        .output()
+        .unwrap();
+    assert!(
+        reg.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reg.stderr)
+    );
+    let o = run(&["status"]);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(3), "{text}");
+    assert!(text.contains("unknown: no gateway has reported"), "{text}");
+    assert!(!text.contains("none differs"), "{text}");
+    assert!(text.contains("no report yet"), "{text}");
+    let o = run(&["gateway", "list"]);
+    let text = ok(&o);
+    assert!(!text.contains("silent for"), "{text}");
+}

@@ -144,20 +144,27 @@ fn the_api_and_the_agents_stream_run_over_tls() {
         String::from_utf8_lossy(&out.stderr),
         std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
     );
-    // Without it, or in plain HTTP: nothing.
+    // Without it, or in plain HTTP: nothing, and the error says what to
+    // do; a CA file that cannot be read is named.
     let out = cli(&https, None, &["zone", "list"]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("set VPCIP_CA_CERT"), "{err}");
     let out = cli(
         &format!("http://127.0.0.1:{port}"),
         Some(&ca),
         &["zone", "list"],
     );
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!out.status.success());
+    assert!(err.contains("use https://"), "{err}");
+    let out = cli(&https, Some(&dir.join("no-such-ca.pem")), &["zone", "list"]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success());
+    assert!(
+        err.contains("no-such-ca.pem is not a readable PEM certificate"),
+        "{err}"
+    );
 
     // A host agent (working on a namespace of its own) registers and
     // applies the desired state over TLS.

@@ -7,7 +7,13 @@ pub(super) async fn status(ctx: &Ctx) -> anyhow::Result<()> {
     use vpcip_model::desired::SystemStatus;
     let s: SystemStatus = ctx.client.get("/v1/status").await?;
     let unhealthy = s.agents.iter().filter(|a| !a.healthy).count();
+    // What the gateways hold is known once one of them has reported.
+    let known = s
+        .agents
+        .iter()
+        .any(|a| a.agent.role == vpcip_model::desired::AgentRole::Gateway && a.agent.last_seen > 0);
     let bad = unhealthy > 0
+        || !known
         || !s.differing.is_empty()
         || !s.missing_ports.is_empty()
         || s.agents.is_empty();
@@ -19,9 +25,13 @@ pub(super) async fn status(ctx: &Ctx) -> anyhow::Result<()> {
             println!("agents       none registered");
         }
         for a in &s.agents {
-            let ago = s.now - a.agent.last_seen;
+            let ago = if a.agent.last_seen > 0 {
+                format!("last report {} s ago", s.now - a.agent.last_seen)
+            } else {
+                "no report yet".into()
+            };
             println!(
-                "{:<12} {:<14} {:<9} applied {} (lag {}), last report {} s ago{}",
+                "{:<12} {:<14} {:<9} applied {} (lag {}), {}{}",
                 a.agent.role.as_str(),
                 a.agent.name,
                 if a.healthy { "healthy" } else { "UNHEALTHY" },
@@ -39,7 +49,9 @@ pub(super) async fn status(ctx: &Ctx) -> anyhow::Result<()> {
             "EIPs         {} bound, {} in the gateways' data plane",
             s.bound_eips, s.programmed_eips
         );
-        if s.differing.is_empty() {
+        if !known {
+            println!("             unknown: no gateway has reported its data plane yet");
+        } else if s.differing.is_empty() {
             println!("             none differs from the desired state");
         }
         for d in &s.differing {
