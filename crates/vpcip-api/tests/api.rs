@@ -634,6 +634,34 @@ async fn names_addresses_and_what_tenants_see(s: Server) {
     assert_eq!(visible.eip.server_id.as_deref(), Some(vm.id.as_str()));
     let again: Eip = t.show("eips", &visible.eip.id).await.unwrap();
     assert_eq!(again.server_id.as_deref(), Some(vm.id.as_str()));
+    // Releasing it says what unbinding says: delete the NIC.
+    let (status, code, msg) = api_err(t.remove("eips", &visible.eip.id).await);
+    assert_eq!((status, code.as_str()), (409, "resource_in_use"), "{msg}");
+    assert!(msg.contains("delete the NIC"), "{msg}");
+    let (_, _, unbind) = api_err(
+        t.action::<_, Eip>("eips", &visible.eip.id, "unbind", &serde_json::json!({}))
+            .await,
+    );
+    assert!(unbind.contains("delete the NIC"), "{unbind}");
+    // A NAT binding names the NIC by its name.
+    let nat = t
+        .create_eip(&CreateEip {
+            bandwidth_mbps: 5,
+            bind: Some(BindEip {
+                target: EipTarget::Server("vm-1".into()),
+                mode: EipMode::Nat,
+                allow_reassociation: false,
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (_, _, msg) = api_err(t.remove("eips", &nat.id).await);
+    let primary: Nic = t.show("nics", &vm.nic_ids[0]).await.unwrap();
+    assert!(
+        msg.contains(&format!("NIC {}", primary.name)) && msg.contains("unbind it first"),
+        "{msg}"
+    );
 
     // The same group twice in a NIC's list.
     let nic: Nic = t.show("nics", &vm.nic_ids[0]).await.unwrap();

@@ -687,6 +687,8 @@ pub struct VipBindContext {
     pub server_vip_count: usize,
     /// The NIC's server's NICs that are in the VIP's subnet (the NIC included).
     pub server_nics_in_subnet: usize,
+    /// The NIC's server's name, for the warnings (its ID when empty).
+    pub server_name: Option<String>,
 }
 
 /// Binding a VIP to a NIC: hard limits are errors, the vendor manuals'
@@ -736,7 +738,7 @@ pub fn check_vip_bind(
     servers.dedup();
     Ok(vip_warnings(
         &vip_label,
-        nic.server_id.as_deref(),
+        ctx.server_name.as_deref().or(nic.server_id.as_deref()),
         ctx.server_vip_count + 1,
         servers.len(),
         ctx.server_nics_in_subnet,

@@ -571,6 +571,16 @@ fn vip_recommendations_warn() {
         w[0].message,
         "server vm-1 now holds 9 VIPs (recommended at most 8)"
     );
+    // Named by its name when the store gives it.
+    let named = VipBindContext {
+        server_name: Some("web-1".into()),
+        ..ctx.clone()
+    };
+    let w = check_vip_bind(&v, &n, &named).unwrap();
+    assert_eq!(
+        w[0].message,
+        "server web-1 now holds 9 VIPs (recommended at most 8)"
+    );
     assert!(
         check_vip_bind(
             &v,

@@ -404,11 +404,27 @@ impl Store {
             let mut tx = self.db.begin().await?;
             let eip: Eip = tx.find(scope, key, true).await?;
             must_own(scope, &eip.tenant, "this EIP")?;
+            // Said as unbinding says it: a visible EIP is its NIC's (or
+            // VIP's) address, freed by deleting that; a NAT binding is
+            // undone by unbinding.
+            rules::check_eip_unbind(&eip)?;
             if let Some(t) = eip.nic_id.as_ref().or(eip.vip_id.as_ref()) {
+                let what = match (&eip.nic_id, &eip.vip_id) {
+                    (Some(n), _) => tx
+                        .get::<Nic>(n, false)
+                        .await
+                        .map(|n| format!("NIC {}", n.label()))
+                        .unwrap_or_else(|_| format!("NIC {t}")),
+                    _ => tx
+                        .get::<Vip>(t, false)
+                        .await
+                        .map(|v| format!("VIP {}", v.label()))
+                        .unwrap_or_else(|_| format!("VIP {t}")),
+                };
                 return Err(RuleError::InUse {
                     kind: "EIP",
                     id: eip.ip.to_string(),
-                    reason: format!("it is bound to {t}; unbind it first"),
+                    reason: format!("it is bound to {what}; unbind it first"),
                 }
                 .into());
             }

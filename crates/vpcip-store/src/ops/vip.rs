@@ -93,10 +93,12 @@ impl Store {
             for id in &vip.nic_ids {
                 vip_nics.push(tx.get::<Nic>(id, false).await?);
             }
+            let mut server_name = None;
             let (server_vip_count, server_nics_in_subnet) = match &nic.server_id {
                 None => (0, 1),
                 Some(s) => {
                     let server: Server = tx.get(s, false).await?;
+                    server_name = Some(server.name.clone());
                     let mut vips = BTreeSet::new();
                     let mut in_subnet = 0;
                     for id in &server.nic_ids {
@@ -112,6 +114,7 @@ impl Store {
                 nic_vip_count: nic.vip_ids.len(),
                 server_vip_count,
                 server_nics_in_subnet,
+                server_name,
             };
             let warnings = rules::check_vip_bind(&vip, &nic, &ctx)?;
             tx.exec(
