@@ -13,7 +13,14 @@
 //! chain postrouting { type nat hook postrouting priority 100;
 //!                     ip saddr 169.254.0.0/16 oifname != "vr*" snat to ip saddr map @default_snat
 //!                     ip saddr 169.254.0.0/16 oifname != "vr*" drop }
+//! set untracked { type inet_service; elements = { 4789 } }
+//! chain raw    { type filter hook prerouting priority -300; udp dport @untracked notrack }
+//! chain rawout { type filter hook output priority -300; udp dport @untracked notrack }
 //! ```
+//!
+//! The tunnel's own packets (VXLAN to and from the hosts) are not tracked:
+//! each inner flow would otherwise leave an unreplied entry of its own in
+//! the node's conntrack table.
 //!
 //! The mark selects the router: one policy rule and one routing table per
 //! VPC router (`fwmark N lookup 10000+N`), not a route per EIP, so binding
@@ -48,6 +55,27 @@ pub const GATEWAY_TABLE: &str = "vpcip_gw";
 /// the gateway node from: router link address → the gateway's default
 /// SNAT address.
 pub const DEFAULT_SNAT_MAP: &str = "default_snat";
+
+/// UDP ports the node does not track (VXLAN's); the set the table's
+/// current shape adds last.
+const UNTRACKED: &str = "untracked";
+const VXLAN_PORT: u16 = 4789;
+
+/// `udp dport @untracked notrack`.
+fn untracked() -> Vec<Expr> {
+    use crate::expr::{TRANSPORT_HEADER, cmp, lookup, meta, payload};
+    vec![
+        meta(MetaKey::L4Proto, Register::Reg1),
+        cmp(Register::Reg1, Operator::Equal, vec![17]),
+        payload(TRANSPORT_HEADER, 2, 2, Register::Reg1),
+        lookup(UNTRACKED, 5, Register::Reg1, 0),
+        Expressions::Other {
+            expression_type: "notrack".into(),
+            attributes: vec![],
+        }
+        .into(),
+    ]
+}
 
 /// The gateway node's default SNAT, second stage: what the routers
 /// masqueraded to their link addresses leaves the node from its default
@@ -205,7 +233,7 @@ pub(crate) fn counter_of(elem: &[u8]) -> Option<(u64, u64)> {
 impl NatTable {
     /// Whether the gateway node's table is there, of the current shape.
     pub fn has_gateway_table(&mut self) -> Result<bool, SysError> {
-        self.has_set(NetfilterProtoFamily::IPv4, GATEWAY_TABLE, DEFAULT_SNAT_MAP)
+        self.has_set(NetfilterProtoFamily::IPv4, GATEWAY_TABLE, UNTRACKED)
     }
 
     /// Makes the gateway node's table (see the module) unless it is there
@@ -263,12 +291,25 @@ impl NatTable {
         for r in gateway_default_snat(links, prefix_len, router_ifprefix, 4) {
             body.push(rule_in(GATEWAY_TABLE, "postrouting", r));
         }
+        body.push(crate::sets::new_set(
+            GATEWAY_TABLE,
+            UNTRACKED,
+            5,
+            SetFlags::empty(),
+            13, // inet_service
+            2,
+        ));
+        body.push(filter_chain("raw", InetHookNumber::PreRouting, -300));
+        body.push(filter_chain("rawout", InetHookNumber::LocalOut, -300));
+        body.push(rule_in(GATEWAY_TABLE, "raw", untracked()));
+        body.push(rule_in(GATEWAY_TABLE, "rawout", untracked()));
+        let ports = std::iter::once((VXLAN_PORT.to_be_bytes().to_vec(), false)).collect();
         self.ensure_table(
             NetfilterProtoFamily::IPv4,
             GATEWAY_TABLE,
-            DEFAULT_SNAT_MAP,
+            UNTRACKED,
             body,
-            &Vec::new(),
+            &vec![(UNTRACKED, ports)],
         )
     }
 

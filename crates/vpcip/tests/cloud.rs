@@ -2412,6 +2412,13 @@ async fn an_idle_pass_and_a_restart_change_nothing() {
     let _ = lab.vip_with_eip("vip-1", &sa, &[&xn, &zn]).await;
     assert!(eventually(Duration::from_secs(15), || lab.pings("x", yn.ip)));
     assert!(eventually(Duration::from_secs(15), || lab.pings("client", eip.ip)));
+    // The tunnel's own packets are not tracked on the gateway node (each
+    // inner flow would leave an entry of its own).
+    let vxlan_flows = lab.w.exec(
+        cloud::GATEWAY,
+        &["conntrack", "-L", "-p", "udp", "--dport", "4789"],
+    );
+    assert_eq!(vxlan_flows.trim(), "", "VXLAN tracked on the gateway node");
     let read_in = |w: &vpcip_lab::World, node: &str| {
         let url = cloud::agent_metrics_url(w, node).unwrap();
         let page = scrape(&url);
