@@ -117,6 +117,12 @@ impl ServerProcess {
     async fn start(db: &str) -> anyhow::Result<Self> {
         let exe = std::env::current_exe()?.with_file_name("vpcip");
         let port = 20000 + (rand_u32() % 20000) as u16;
+        // The benchmarks make more than a tenant's default quotas allow.
+        let config = std::env::temp_dir().join(format!("vpcip-bench-{port}.toml"));
+        std::fs::write(
+            &config,
+            "[quotas]\nvpcs = 100000\nnics = 10000000\nvips = 1000000\neips = 10000000\n",
+        )?;
         let child = Command::new(&exe)
             .args([
                 "server",
@@ -125,6 +131,8 @@ impl ServerProcess {
                 "--db",
                 db,
             ])
+            .arg("--config")
+            .arg(&config)
             .env("VPCIP_OPERATOR_TOKEN", OPERATOR)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())

@@ -120,7 +120,8 @@ pub struct ServerArgs {
     #[arg(long, env = "VPCIP_DB")]
     pub db: Option<String>,
     /// A TOML file with `listen`, `db`, `operator_token`, `tls_cert`,
-    /// `tls_key`, `[quotas]` and `[isolation]`; flags and the environment
+    /// `tls_key`, `[quotas]`, `[isolation]`, `[security_groups]` and `[dhcp]`;
+    /// flags and the environment
     /// (VPCIP_OPERATOR_TOKEN) take precedence.
     #[arg(long, env = "VPCIP_CONFIG")]
     pub config: Option<std::path::PathBuf>,

@@ -611,6 +611,30 @@ async fn eip_counters_move_with_traffic_and_check_route_finds_a_missing_route() 
         "{text}"
     );
     p.join().unwrap();
+    // A tenant cannot read the physical routes (they name the gateways'
+    // underlay addresses): it is told whom to ask, not left with nothing.
+    let tok: Token = lab
+        .op
+        .post(
+            "/v1/tokens",
+            &CreateToken {
+                tenant: sx.tenant.clone(),
+                description: "check-route".into(),
+                agent: false,
+                agent_role: None,
+            },
+        )
+        .await
+        .unwrap();
+    let missing = std::process::Command::new(bin())
+        .args(["eip", "check-route", &ip, "--wait", "1"])
+        .env("VPCIP_URL", &lab.url)
+        .env("VPCIP_TOKEN", tok.secret.unwrap())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&missing.stdout).into_owned();
+    assert_eq!(missing.status.code(), Some(3), "{text}");
+    assert!(text.contains("ask the operator"), "{text}");
 }
 
 /// Runs in VM `vm`, line by line, the Linux commands (`ip`, `sysctl`)

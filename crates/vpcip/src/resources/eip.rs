@@ -69,21 +69,28 @@ pub(super) async fn check_route(ctx: &Ctx, key: &str, wait: u64) -> anyhow::Resu
         );
         return Ok(());
     }
-    let routes: Vec<PhysicalRoute> = ctx
+    // The routes name the gateways' underlay addresses: the operator's to
+    // read. A tenant is told whom to ask rather than nothing.
+    let hint = match ctx
         .client
-        .get("/v1/physical-routes")
+        .get::<Vec<PhysicalRoute>>("/v1/physical-routes")
         .await
-        .unwrap_or_default();
-    let hint = routes
-        .iter()
-        .find(|r| r.prefix.contains(&eip.ip))
-        .map(|r| {
-            format!(
-                ": the physical network needs the route {} via {} (gateway {})",
-                r.prefix, r.next_hop, r.gateway
-            )
-        })
-        .unwrap_or_default();
+    {
+        Ok(routes) => routes
+            .iter()
+            .find(|r| r.prefix.contains(&eip.ip))
+            .map(|r| {
+                format!(
+                    ": the physical network needs the route {} via {} (gateway {})",
+                    r.prefix, r.next_hop, r.gateway
+                )
+            })
+            .unwrap_or_default(),
+        Err(e) if matches!(e.status(), Some(401 | 403)) => {
+            ": ask the operator to check the physical network's route to the EIP segment (`vpcip route list` needs the operator's token)".into()
+        }
+        Err(e) => format!(" (the route the physical network needs could not be read: {e})"),
+    };
     println!(
         "NOT REACHED: no packet for {} reached {gateway} in {} s (was traffic sent?){hint}",
         eip.ip,
