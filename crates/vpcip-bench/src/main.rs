@@ -31,7 +31,7 @@ use vpcip_store::{Scope, Store};
 struct Args {
     /// What to run: api, ipam, dataplane, bind, cps, failover, shaping,
     /// isolation, secgroups (secgroups-latency: its control-plane part
-    /// only) or all.
+    /// only), dhcp (taps, DHCP, a QEMU guest's boot) or all.
     #[arg(default_value = "all")]
     what: String,
     /// Repeats of each measurement (the median is reported).

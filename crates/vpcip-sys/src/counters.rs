@@ -251,7 +251,7 @@ impl NatTable {
         let mut body = vec![
             counted_set(EIP_IN, 1),
             counted_set(EIP_OUT, 2),
-            NfTablesMessage::NewSet(SetMessage {
+            crate::sets::with_host_order_data(NfTablesMessage::NewSet(SetMessage {
                 attributes: vec![
                     SetAttribute::Table(GATEWAY_TABLE.into()),
                     SetAttribute::Name(EIP_ROUTER.into()),
@@ -262,7 +262,7 @@ impl NatTable {
                     SetAttribute::DataLen(4),
                     SetAttribute::Id(3),
                 ],
-            }),
+            })),
             NfTablesMessage::NewSet(SetMessage {
                 attributes: vec![
                     SetAttribute::Table(GATEWAY_TABLE.into()),

@@ -28,7 +28,7 @@ use crate::expr::{
     Expr, NETWORK_HEADER, TRANSPORT_HEADER, accept, cmp, ct, drop, lookup, mask, meta, payload, ret,
 };
 use crate::nft::{NatTable, attrs, filter_chain_in, rule_in};
-use crate::sets::with_host_order_keys;
+use crate::sets::{with_host_order_data, with_host_order_keys};
 
 pub const SG_TABLE: &str = "vpcip_sg";
 pub const SGMARK_TABLE: &str = "vpcip_sgmark";
@@ -254,7 +254,7 @@ fn clear_ports() -> Vec<Expr> {
 /// path (an LVS director forwarding to a backend on another host, which
 /// answers the client directly) sees one direction of the connection only.
 fn forward_rules() -> Vec<NfTablesMessage> {
-    let r = |e: Vec<Expr>| rule_in(SG_TABLE, "fwd", e);
+    let r = |e: Vec<Expr>| rule_in(SG_TABLE, "forward", e);
     let mut established = vec![
         ct(CT_STATE, Register::Reg1),
         mask(
@@ -278,7 +278,7 @@ fn forward_rules() -> Vec<NfTablesMessage> {
 /// The ip table's fixed part (set IDs 1–5).
 fn ip_body() -> Vec<NfTablesMessage> {
     let counted = |name: &str, id: u32| {
-        set_msg(
+        with_host_order_keys(set_msg(
             SG_TABLE,
             name,
             id,
@@ -294,10 +294,10 @@ fn ip_body() -> Vec<NfTablesMessage> {
                     .into(),
                 ]),
             ],
-        )
+        ))
     };
     let vmap = |name: &str, id: u32| {
-        set_msg(
+        with_host_order_keys(set_msg(
             SG_TABLE,
             name,
             id,
@@ -307,10 +307,10 @@ fn ip_body() -> Vec<NfTablesMessage> {
                 SetAttribute::KeyLen(4),
                 SetAttribute::DataType(NFT_DATA_VERDICT),
             ],
-        )
+        ))
     };
     let mut msgs = table_msgs();
-    msgs.push(with_host_order_keys(set_msg(
+    msgs.push(with_host_order_data(with_host_order_keys(set_msg(
         SG_TABLE,
         ZONE,
         1,
@@ -318,10 +318,13 @@ fn ip_body() -> Vec<NfTablesMessage> {
             SetAttribute::Flags(SetFlags::Map),
             SetAttribute::KeyType(TYPE_IFNAME),
             SetAttribute::KeyLen(16),
-            SetAttribute::DataType(0), // integer (ct zone)
-            SetAttribute::DataLen(2),
+            // A zone, as a 32-bit host-order value (`ct zone set` takes its
+            // low 16 bits), typed mark so that `nft list` shows it and
+            // `nft -f` takes the listing back.
+            SetAttribute::DataType(TYPE_MARK),
+            SetAttribute::DataLen(4),
         ],
-    )));
+    ))));
     msgs.push(vmap(INGRESS, 2));
     msgs.push(vmap(EGRESS, 3));
     msgs.push(counted(DROPS_IN, 4));
@@ -338,7 +341,12 @@ fn ip_body() -> Vec<NfTablesMessage> {
         InetHookNumber::PreRouting,
         0,
     ));
-    msgs.push(filter_chain_in(SG_TABLE, "fwd", InetHookNumber::Forward, 0));
+    msgs.push(filter_chain_in(
+        SG_TABLE,
+        "forward",
+        InetHookNumber::Forward,
+        0,
+    ));
     // ct zone set iifname map @zone
     let ct_set = Expressions::Other {
         expression_type: "ct".into(),
@@ -414,7 +422,7 @@ fn bridge_body() -> Vec<NfTablesMessage> {
         NfTablesMessage::NewTable(t()),
         NfTablesMessage::DeleteTable(t()),
         NfTablesMessage::NewTable(t()),
-        with_host_order_keys(set_msg(
+        with_host_order_data(with_host_order_keys(set_msg(
             SGMARK_TABLE,
             PORT_MARK,
             1,
@@ -425,18 +433,18 @@ fn bridge_body() -> Vec<NfTablesMessage> {
                 SetAttribute::DataType(TYPE_MARK),
                 SetAttribute::DataLen(4),
             ],
-        )),
+        ))),
     ];
     msgs.push(filter_chain_in(
         SGMARK_TABLE,
-        "fwd",
+        "forward",
         InetHookNumber::Forward,
         -350,
     ));
     let set_from_map = |from: MetaKey, to: MetaKey| {
         rule_in(
             SGMARK_TABLE,
-            "fwd",
+            "forward",
             vec![
                 meta(from, Register::Reg1),
                 Expressions::Lookup(vec![
@@ -450,7 +458,7 @@ fn bridge_body() -> Vec<NfTablesMessage> {
             ],
         )
     };
-    msgs.push(rule_in(SGMARK_TABLE, "fwd", clear_ports()));
+    msgs.push(rule_in(SGMARK_TABLE, "forward", clear_ports()));
     msgs.push(set_from_map(MetaKey::Iifname, MetaKey::Mark));
     msgs.push(set_from_map(MetaKey::Oifname, MetaKey::Priority));
     msgs
@@ -552,11 +560,22 @@ impl NatTable {
                 seen.marks.insert(ifname_of(k), u32::from_ne_bytes(v));
             }
         })?;
+        // (A zone map of an older shape held 16-bit values: made anew.)
+        let mut older = false;
         ok &= self.dump_set(ip, SG_TABLE, ZONE, |k, v, _| {
-            if let Some(v) = v.and_then(|v| <[u8; 2]>::try_from(v.get(..2)?).ok()) {
-                seen.zones.insert(ifname_of(k), u16::from_ne_bytes(v));
+            match v.map(<[u8; 4]>::try_from) {
+                Some(Ok(v)) => {
+                    let z = u32::from_ne_bytes(v);
+                    seen.zones
+                        .insert(ifname_of(k), u16::try_from(z).unwrap_or(0));
+                }
+                Some(Err(_)) => older = true,
+                None => {}
             }
         })?;
+        if older {
+            return Ok(None);
+        }
         ok &= self.dump_set(ip, SG_TABLE, DROPS_IN, |k, _, _| {
             if let Ok(m) = <[u8; 4]>::try_from(k) {
                 seen.counted.insert(u32::from_ne_bytes(m));
@@ -666,7 +685,7 @@ impl NatTable {
             )))];
             if let Some(z) = zone {
                 e.push(SetElementAttribute::Data(DataAttribute::Value(
-                    z.to_ne_bytes().to_vec(),
+                    u32::from(z).to_ne_bytes().to_vec(),
                 )));
             }
             e

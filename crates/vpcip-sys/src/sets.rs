@@ -98,6 +98,26 @@ pub(crate) fn with_host_order_keys(mut set: NfTablesMessage) -> NfTablesMessage 
     set
 }
 
+/// `set`'s description for `nft list`: its data (a map's values: marks,
+/// zones) are in host byte order (nft's `NFTNL_UDATA_SET_DATABYTEORDER`);
+/// without it nft shows mark 1 as 0x01000000.
+pub(crate) fn with_host_order_data(mut set: NfTablesMessage) -> NfTablesMessage {
+    if let NfTablesMessage::NewSet(m) = &mut set {
+        // Appended to the keys' entry when there is one.
+        let entry = [0x01, 0x04, 0x01, 0x00, 0x00, 0x00];
+        if let Some(SetAttribute::UserData(u)) = m
+            .attributes
+            .iter_mut()
+            .find(|a| matches!(a, SetAttribute::UserData(_)))
+        {
+            u.extend_from_slice(&entry);
+        } else {
+            m.attributes.push(SetAttribute::UserData(entry.to_vec()));
+        }
+    }
+    set
+}
+
 /// A message removing every element of a set.
 fn flush(table: &str, set: &str) -> NfTablesMessage {
     NfTablesMessage::DeleteSetElement(SetElementMessage {

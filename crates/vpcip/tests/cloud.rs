@@ -2443,6 +2443,28 @@ async fn an_idle_pass_and_a_restart_change_nothing() {
         &["conntrack", "-L", "-p", "udp", "--dport", "4789"],
     );
     assert_eq!(vxlan_flows.trim(), "", "VXLAN tracked on the gateway node");
+    // What an operator debugging with nft sees is true: marks and zones as
+    // the numbers they are, interface names as names; the gateway node's
+    // listing loads back as it is (checked in a namespace of its own).
+    let listing = lab
+        .w
+        .exec("h1", &["nft", "list", "table", "ip", "vpcip_sg"]);
+    assert!(listing.contains("\"br"), "{listing}");
+    assert!(
+        !listing.contains("0x01000000") && !listing.contains("invalid type"),
+        "{listing}"
+    );
+    let gw_listing = lab.w.exec(cloud::GATEWAY, &["nft", "list", "ruleset"]);
+    let file = cloud::state_dir(&lab.w).join("gw.nft");
+    std::fs::write(&file, &gw_listing).unwrap();
+    lab.w.add_node("scratch");
+    let loaded = lab
+        .w
+        .try_exec("scratch", &["nft", "-c", "-f", &file.display().to_string()]);
+    assert!(
+        loaded.is_some(),
+        "the gateway node's nft listing does not load:\n{gw_listing}"
+    );
     let read_in = |w: &vpcip_lab::World, node: &str| {
         let url = cloud::agent_metrics_url(w, node).unwrap();
         let page = scrape(&url);
