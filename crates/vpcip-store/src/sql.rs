@@ -194,7 +194,7 @@ impl Pool {
     /// so it never has to upgrade a read lock).
     pub async fn begin(&self) -> Result<SqlTx, StoreError> {
         match self {
-            Pool::Pg(p) => Ok(SqlTx::Pg(Some(p.begin().await.map_err(pg_err)?))),
+            Pool::Pg(p) => Ok(SqlTx::Pg(Some(pg_begin(p).await?))),
             Pool::Lite { writer, .. } => {
                 let conn = writer.clone().lock_owned().await;
                 conn.execute_batch("BEGIN IMMEDIATE").map_err(lite_err)?;
@@ -206,7 +206,7 @@ impl Pool {
     /// A read-only transaction: one consistent snapshot.
     pub async fn begin_read(&self) -> Result<SqlTx, StoreError> {
         match self {
-            Pool::Pg(p) => Ok(SqlTx::Pg(Some(p.begin().await.map_err(pg_err)?))),
+            Pool::Pg(p) => Ok(SqlTx::Pg(Some(pg_begin(p).await?))),
             Pool::Lite { readers, next, .. } => {
                 let free = readers.iter().find_map(|r| r.clone().try_lock_owned().ok());
                 let conn = match free {
@@ -389,6 +389,37 @@ fn pg<'a>(
 ) -> Result<&'a mut sqlx::Transaction<'static, Postgres>, StoreError> {
     tx.as_mut()
         .ok_or_else(|| StoreError::Corrupt("transaction used after commit".into()))
+}
+
+/// A transaction on a pooled connection. A connection the server has
+/// closed meanwhile (PostgreSQL restarted, the backend terminated) fails
+/// its `BEGIN`; sqlx then drops it, and the next one is tried: a database
+/// restart costs no client request, whatever the number of stale
+/// connections in the pool (connections are not pinged before use: that
+/// would cost every transaction a round trip).
+async fn pg_begin(p: &PgPool) -> Result<sqlx::Transaction<'static, Postgres>, StoreError> {
+    let mut tries = 0u32;
+    loop {
+        match p.begin().await {
+            Ok(t) => return Ok(t),
+            Err(e) if broken_connection(&e) && tries <= p.options().get_max_connections() => {
+                tries += 1;
+            }
+            Err(e) => return Err(pg_err(e)),
+        }
+    }
+}
+
+/// The connection is gone, not the statement wrong: I/O errors, protocol
+/// errors, and PostgreSQL's admin shutdown and connection exception codes.
+fn broken_connection(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("57P0") || c.starts_with("08")),
+        _ => false,
+    }
 }
 
 fn pg_err(e: sqlx::Error) -> StoreError {

@@ -2274,3 +2274,73 @@ async fn the_last_gateway_waits_for_a_bind_in_progress() {
     let e = delete.await.unwrap().unwrap_err();
     assert_eq!(code(e), "last_gateway");
 }
+
+/// PostgreSQL restarted under a running controller (here: every backend
+/// of the store's connections terminated, as a restart does): the pool's
+/// connections are all stale, and no request fails for it.
+#[cfg(feature = "pg-tests")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_database_restart_costs_no_request() {
+    let db = common::postgres().await;
+    let s = &db.store;
+    seeds_world(s).await;
+    // Several connections in the pool: concurrent reads.
+    let read = || s.list::<Vpc>(&OP, None, None, None);
+    let all = tokio::join!(
+        read(),
+        read(),
+        read(),
+        read(),
+        read(),
+        read(),
+        read(),
+        read()
+    );
+    for r in [all.0, all.1, all.2, all.3, all.4, all.5, all.6, all.7] {
+        r.unwrap();
+    }
+    // From outside the store, as a restart would: its backends end.
+    let admin = sqlx::PgPool::connect(&vpcip_store::testing::pg_admin_url())
+        .await
+        .unwrap();
+    let name: String = {
+        let mut tx = s.db().begin_read().await.unwrap();
+        let rows = tx.rows("SELECT current_database()", &[]).await.unwrap();
+        tx.commit().await.unwrap();
+        rows[0].text(0).unwrap()
+    };
+    let killed: Vec<(bool,)> =
+        sqlx::query_as("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+            .bind(&name)
+            .fetch_all(&admin)
+            .await
+            .unwrap();
+    assert!(killed.len() >= 2, "only {} backends to end", killed.len());
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // Every request after it succeeds: reads and a write.
+    let all = tokio::join!(
+        read(),
+        read(),
+        read(),
+        read(),
+        read(),
+        read(),
+        read(),
+        read()
+    );
+    for r in [all.0, all.1, all.2, all.3, all.4, all.5, all.6, all.7] {
+        r.expect("a read failed on a connection the restart closed");
+    }
+    s.ping().await.unwrap();
+    let _: Zone = s
+        .create_zone(&OP, &CreateZone { name: "z9".into() })
+        .await
+        .expect("a write failed on a connection the restart closed");
+    // A database that is gone: the store's health (the controller's
+    // /healthz) says so.
+    sqlx::query(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    assert!(s.ping().await.is_err(), "ping answers without a database");
+}
