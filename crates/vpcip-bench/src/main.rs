@@ -457,7 +457,7 @@ async fn main() -> anyhow::Result<()> {
             secgroups::change_latency(args.binds).await?;
         }
         if matches!(args.what.as_str(), "dhcp" | "all") {
-            dhcp::dhcp(args.runs.max(50)).await?;
+            dhcp::dhcp(args.binds).await?;
         }
         if matches!(args.what.as_str(), "failover" | "all") {
             failover::failover(args.runs, &args.adverts, &dir).await?;
