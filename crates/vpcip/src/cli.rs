@@ -18,6 +18,7 @@ pub struct Cli {
     /// Log format of the long-running commands.
     #[arg(long, global = true, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// The command and its arguments.
     #[command(subcommand)]
     pub command: Command,
 }
@@ -247,27 +248,34 @@ pub enum LabCmd {
     /// Build the world, start a controller and a gateway agent, and run the
     /// tour (an EIP carrying HTTP from an outside client to a VM).
     Up {
+        /// The lab's name (several labs may run side by side).
         #[arg(long, default_value = "demo")]
         name: String,
     },
     /// Stop the lab's processes and remove its namespaces (also after a crash).
     Down {
+        /// The lab's name (several labs may run side by side).
         #[arg(long, default_value = "demo")]
         name: String,
     },
     /// Run a command inside a lab node (client, router, vm-1).
     Exec {
+        /// The lab's name (several labs may run side by side).
         #[arg(long, default_value = "demo")]
         name: String,
+        /// The node (namespace) of the lab: client, phy, gw, h1, h2, or a VM.
         node: String,
+        /// The command and its arguments.
         #[arg(last = true)]
         command: Vec<String>,
     },
     /// The lab VM's web server (started by `lab up`).
     #[command(hide = true)]
     Httpd {
+        /// The network namespace to serve in.
         #[arg(long)]
         netns: String,
+        /// The TCP port to listen on.
         #[arg(long, default_value_t = 80)]
         port: u16,
     },
@@ -290,6 +298,7 @@ impl From<Role> for vpcip_model::desired::AgentRole {
 
 #[derive(Args)]
 pub struct AgentArgs {
+    /// gateway (carries EIPs and VPC routers) or host (runs VMs).
     #[arg(long, value_enum)]
     pub role: Role,
     /// The node's name (registering again with the same name is a restart).
@@ -381,28 +390,50 @@ pub struct Key {
 
 #[derive(Subcommand)]
 pub enum ZoneCmd {
+    /// List the zones you may see.
     List,
+    /// Show one zone, by ID or name.
     Show(Key),
-    Create { name: String },
+    /// Create a zone (an availability zone: where servers and their
+    /// subnets live).
+    Create {
+        /// Its name.
+        name: String,
+    },
+    /// Delete a zone, by ID or name.
     Delete(Key),
 }
 
 #[derive(Subcommand)]
 pub enum HostNetworkCmd {
+    /// List the host networks you may see.
     List,
+    /// Show one host network, by ID or name.
     Show(Key),
-    Create { name: String, cidr: Ipv4Net },
+    /// Register a host network: the underlay the agents and gateways
+    /// have their addresses in.
+    Create {
+        /// Its name.
+        name: String,
+        /// Its IPv4 block, e.g. 192.0.2.0/24.
+        cidr: Ipv4Net,
+    },
+    /// Delete a host network, by ID or name.
     Delete(Key),
 }
 
 #[derive(Subcommand)]
 pub enum GatewayCmd {
+    /// List the gateways you may see.
     List,
+    /// Show one gateway, by ID or name.
     Show(Key),
     /// Register a gateway by its underlay address (the EIP routes' next hop):
     /// a free address of a registered host network.
     Register {
+        /// Its name (unique among the tenant's).
         name: String,
+        /// Its address on the underlay (a registered host network).
         #[arg(long)]
         address: Ipv4Addr,
     },
@@ -419,20 +450,27 @@ pub enum GatewayCmd {
 
 #[derive(Subcommand)]
 pub enum HostCmd {
+    /// List the hosts you may see.
     List,
 }
 
 #[derive(Subcommand)]
 pub enum RouteCmd {
+    /// List the physical routes you may see.
     List,
 }
 
 #[derive(Subcommand)]
 pub enum VpcCmd {
+    /// List the VPCs you may see.
     List,
+    /// Show one VPC, by ID or name.
     Show(Key),
+    /// Create a VPC.
     Create {
+        /// Its name (unique among the tenant's).
         name: String,
+        /// An IPv4 block, e.g. 10.0.0.0/16.
         #[arg(long)]
         cidr: Ipv4Net,
         /// Secondary CIDR blocks.
@@ -441,18 +479,24 @@ pub enum VpcCmd {
         /// Operator: create it for this tenant.
         #[arg(long)]
         tenant: Option<String>,
+        /// Makes the create idempotent: the same token and request return what the first made.
         #[arg(long)]
         client_token: Option<String>,
     },
+    /// Delete a VPC, by ID or name.
     Delete(Key),
     /// Add a secondary CIDR block.
     AddCidr {
+        /// The VPC (ID or name).
         vpc: String,
+        /// An IPv4 block, e.g. 10.0.0.0/16.
         cidr: Ipv4Net,
     },
     /// Remove a secondary CIDR block that holds no subnet.
     RemoveCidr {
+        /// The VPC (ID or name).
         vpc: String,
+        /// An IPv4 block, e.g. 10.0.0.0/16.
         cidr: Ipv4Net,
     },
 }
@@ -465,18 +509,24 @@ pub enum SubnetType {
 
 #[derive(Subcommand)]
 pub enum SubnetCmd {
+    /// List the subnets you may see.
     List(ListArgs),
+    /// Show one subnet, by ID or name.
     Show(Key),
     /// Create a subnet: by --cidr, or the vendor manuals' way by --range and --prefix-len.
     Create {
+        /// Its name (unique among the tenant's).
         name: String,
         /// VPC (an EIP subnet goes to the default VPC).
         #[arg(long)]
         vpc: Option<String>,
+        /// The zone (ID or name).
         #[arg(long)]
         zone: Option<String>,
+        /// guest: VMs' subnet; eip: an EIP segment (in the default VPC).
         #[arg(long = "type", value_enum, default_value = "guest")]
         kind: SubnetType,
+        /// An IPv4 block, e.g. 10.0.0.0/16.
         #[arg(long)]
         cidr: Option<Ipv4Net>,
         /// Allocation range, e.g. 192.168.202.1-192.168.202.254.
@@ -485,6 +535,7 @@ pub enum SubnetCmd {
         /// Mask length of the range, e.g. 24.
         #[arg(long)]
         prefix_len: Option<u8>,
+        /// The subnet's gateway address (default: its first host address).
         #[arg(long)]
         gateway: Option<Ipv4Addr>,
         /// A DNS server its VMs learn by DHCP (repeat, at most 5; default:
@@ -495,24 +546,30 @@ pub enum SubnetCmd {
         /// e.g. 10.9.0.0/16,10.0.1.5 (repeat, at most 20).
         #[arg(long = "host-route")]
         host_routes: Vec<vpcip_model::HostRoute>,
+        /// Makes the create idempotent: the same token and request return what the first made.
         #[arg(long)]
         client_token: Option<String>,
     },
     /// Change what its VMs learn by DHCP (at their next renewal): the
     /// lists given replace the old ones.
     Update {
+        /// The subnet (ID or name).
         subnet: String,
+        /// A DNS server its VMs learn by DHCP (repeat, at most 5).
         #[arg(long = "dns-server")]
         dns_servers: Vec<Ipv4Addr>,
         /// Hand out no DNS servers of the subnet's own (the server's
         /// defaults then).
         #[arg(long, conflicts_with = "dns_servers")]
         no_dns_servers: bool,
+        /// A route its VMs learn by DHCP, DESTINATION,NEXT_HOP (repeat, at most 20).
         #[arg(long = "host-route")]
         host_routes: Vec<vpcip_model::HostRoute>,
+        /// Hand out no host routes.
         #[arg(long, conflicts_with = "host_routes")]
         no_host_routes: bool,
     },
+    /// Delete a subnet, by ID or name.
     Delete(Key),
 }
 
@@ -524,12 +581,18 @@ pub enum SgType {
 
 #[derive(Subcommand)]
 pub enum SgCmd {
+    /// List the security groups you may see.
     List(ListArgs),
+    /// Show one security group, by ID or name.
     Show(Key),
+    /// Create a security group.
     Create {
+        /// Its name (unique among the tenant's).
         name: String,
+        /// The VPC (ID or name).
         #[arg(long)]
         vpc: String,
+        /// basic: members reach each other; advanced: no implicit access between members.
         #[arg(long = "type", value_enum, default_value = "basic")]
         kind: SgType,
         /// A rule: DIRECTION:PROTOCOL[:PORTS]:REMOTE, e.g.
@@ -540,6 +603,7 @@ pub enum SgCmd {
         #[arg(long)]
         managed: bool,
     },
+    /// Delete a security group, by ID or name.
     Delete(Key),
     /// Add or remove rules; hosts filter with them at once.
     #[command(subcommand)]
@@ -551,24 +615,36 @@ pub enum SgRuleCmd {
     /// Add rules: DIRECTION:PROTOCOL[:PORTS]:REMOTE each, e.g.
     /// ingress:tcp:22:198.51.100.0/24 or ingress:all:sg-web.
     Add {
+        /// The security group (ID or name).
         group: String,
+        /// A rule: DIRECTION:PROTOCOL[:PORTS]:REMOTE, e.g. ingress:tcp:80:0.0.0.0/0 (repeat for several).
         #[arg(required = true)]
         rules: Vec<String>,
     },
     /// Remove one rule, by its ID (sgr-…) or as written. Connections it
     /// let in are cut.
-    Remove { group: String, rule: String },
+    Remove {
+        /// The security group (ID or name).
+        group: String,
+        /// The rule, by its ID (sgr-…) or as written.
+        rule: String,
+    },
 }
 
 #[derive(Subcommand)]
 pub enum VmCmd {
+    /// List the servers (VMs) you may see.
     List,
+    /// Show one server (VM), by ID or name.
     Show(Key),
+    /// Create a server (VM).
     Create {
+        /// Its name (unique among the tenant's).
         name: String,
         /// Subnet of the primary NIC.
         #[arg(long)]
         subnet: String,
+        /// The zone (ID or name).
         #[arg(long)]
         zone: Option<String>,
         /// Primary private IP (auto-assigned when absent).
@@ -580,9 +656,11 @@ pub enum VmCmd {
         /// The host to run on (operators; the least loaded host when absent).
         #[arg(long)]
         host: Option<String>,
+        /// Makes the create idempotent: the same token and request return what the first made.
         #[arg(long)]
         client_token: Option<String>,
     },
+    /// Delete a server (VM), by ID or name.
     Delete(Key),
     /// The server's NICs, primary first.
     Nics(Key),
@@ -590,38 +668,52 @@ pub enum VmCmd {
 
 #[derive(Subcommand)]
 pub enum NicCmd {
+    /// List the NICs you may see.
     List(ListArgs),
+    /// Show one NIC, by ID or name.
     Show(Key),
     /// Create a secondary ENI (attach it with `nic attach`).
     Create {
+        /// Its name (unique among the tenant's).
         name: String,
+        /// The subnet (ID or name).
         #[arg(long)]
         subnet: String,
         /// Primary private IP: a free address in the subnet's range.
         #[arg(long)]
         ip: Option<Ipv4Addr>,
+        /// A security group (ID or name); repeat for several (1 to 5).
         #[arg(long = "sg")]
         security_groups: Vec<String>,
         /// Turn the source/destination check off (LVS-DR backends).
         #[arg(long)]
         no_source_dest_check: bool,
+        /// Makes the create idempotent: the same token and request return what the first made.
         #[arg(long)]
         client_token: Option<String>,
     },
     /// Change security groups or the source/destination check.
     Update {
+        /// ID or name.
         id: String,
+        /// A security group (ID or name); repeat for several (1 to 5).
         #[arg(long = "sg")]
         security_groups: Vec<String>,
+        /// on: the NIC sends only from its own addresses (the default); off: from any (routers, NAT VMs).
         #[arg(long)]
         source_dest_check: Option<OnOff>,
     },
+    /// Attach an ENI to a server (the guest sees a new NIC).
     Attach {
+        /// ID or name.
         id: String,
+        /// The server (ID or name).
         #[arg(long)]
         server: String,
     },
+    /// Detach an ENI from its server.
     Detach(Key),
+    /// Delete a NIC, by ID or name.
     Delete(Key),
     /// What to run (or write) in the guest to bring the NIC up, as the
     /// seeds' "configure a secondary ENI" asks: address, and for a
@@ -629,6 +721,7 @@ pub enum NicCmd {
     /// through the NIC they came in on (also for its subnet's VIPs and a
     /// visible EIP); --remove takes it down.
     GuestConfig {
+        /// The NIC (ID or name).
         nic: String,
         #[command(flatten)]
         guest: GuestArgs,
@@ -643,9 +736,12 @@ pub enum NicCmd {
     /// asked. The host agent adopts the tap the moment it appears, and
     /// answers the guest's DHCP.
     HypervisorConfig {
+        /// The NIC (ID or name).
         nic: String,
+        /// Only the libvirt <interface> element.
         #[arg(long)]
         libvirt: bool,
+        /// Only QEMU's arguments.
         #[arg(long)]
         qemu: bool,
         /// The overlay's MTU: the underlay's less 50 (VXLAN).
@@ -657,6 +753,7 @@ pub enum NicCmd {
 /// The guest a configuration is rendered for.
 #[derive(Args)]
 pub struct GuestArgs {
+    /// The guest's operating system (which tools its commands use).
     #[arg(long, value_enum, default_value = "centos")]
     pub os: Os,
     /// The interface inside the guest [default: by the NIC's place on its
@@ -676,33 +773,47 @@ pub enum OnOff {
 
 #[derive(Subcommand)]
 pub enum VipCmd {
+    /// List the VIPs you may see.
     List(ListArgs),
+    /// Show one VIP, by ID or name.
     Show(Key),
+    /// Create a VIP.
     Create {
+        /// Its name (unique among the tenant's).
         name: String,
+        /// The subnet (ID or name).
         #[arg(long)]
         subnet: String,
         /// The address (assigned automatically when absent).
         #[arg(long)]
         ip: Option<Ipv4Addr>,
+        /// Makes the create idempotent: the same token and request return what the first made.
         #[arg(long)]
         client_token: Option<String>,
     },
+    /// Bind it (to a NIC, a server or a VIP).
     Bind {
+        /// ID or name.
         id: String,
+        /// The NIC (ID or name).
         #[arg(long)]
         nic: String,
     },
+    /// Unbind it.
     Unbind {
+        /// ID or name.
         id: String,
+        /// The NIC (ID or name).
         #[arg(long)]
         nic: String,
     },
+    /// Delete a VIP, by ID or name.
     Delete(Key),
     /// What to run (or write) in a guest to add the VIP to one of its NICs,
     /// or remove it, as the vendor manuals do it; --keepalived prints the
     /// keepalived.conf for that NIC instead.
     GuestConfig {
+        /// The VIP (ID or name).
         vip: String,
         /// The NIC (ID or name); it should be one the VIP is bound to.
         #[arg(long)]
@@ -775,16 +886,20 @@ pub struct TargetArgs {
 
 #[derive(Subcommand)]
 pub enum EipCmd {
+    /// List the EIPs you may see.
     List(ListArgs),
+    /// Show one EIP, by ID, name or address.
     Show(Key),
     /// Allocate an EIP, and bind it at once when a target is given
     /// (`eip create --bandwidth 10 --server vm-1`). With --visible and
     /// --server: the "EIP visible on the NIC" recipe in one call.
     Create {
+        /// Bandwidth limit, Mbit/s (1 to 100000), both directions.
         #[arg(long)]
         bandwidth: u32,
         #[command(flatten)]
         target: TargetArgs,
+        /// nat: the gateway translates the EIP to the private address; visible: the EIP is the NIC's own address.
         #[arg(long, value_enum, default_value = "nat")]
         mode: Mode,
         /// Build the visible-EIP recipe: secondary CIDR, subnet, ENI whose
@@ -801,27 +916,36 @@ pub enum EipCmd {
         /// EIP segment to allocate from.
         #[arg(long)]
         subnet: Option<String>,
+        /// A chosen address of the segment (default: the lowest free).
         #[arg(long)]
         ip: Option<Ipv4Addr>,
+        /// Its name (unique among the tenant's).
         #[arg(long)]
         name: Option<String>,
+        /// Makes the create idempotent: the same token and request return what the first made.
         #[arg(long)]
         client_token: Option<String>,
     },
+    /// Bind it (to a NIC, a server or a VIP).
     Bind {
+        /// ID or name.
         id: String,
         #[command(flatten)]
         target: TargetArgs,
+        /// nat: the gateway translates the EIP to the private address; visible: the EIP is the NIC's own address.
         #[arg(long, value_enum, default_value = "nat")]
         mode: Mode,
         /// Move the EIP from its current target.
         #[arg(long)]
         allow_reassociation: bool,
     },
+    /// Unbind it.
     Unbind(Key),
     /// Change the bandwidth limit (live) or the NAT helpers.
     Update {
+        /// ID or name.
         id: String,
+        /// Bandwidth limit, Mbit/s (1 to 100000), both directions.
         #[arg(long)]
         bandwidth: Option<u32>,
         /// The NAT helpers, all of them: --alg ftp,sip; --alg none removes
@@ -829,6 +953,7 @@ pub enum EipCmd {
         #[arg(long = "alg", value_delimiter = ',')]
         algs: Option<Vec<String>>,
     },
+    /// Release it: its address returns to the segment (unbind it first).
     Release(Key),
     /// Does the physical network route this EIP to the gateway? Watches
     /// the gateway's counter for the EIP while you send it traffic from
@@ -844,6 +969,7 @@ pub enum EipCmd {
 
 #[derive(Subcommand)]
 pub enum TokenCmd {
+    /// List the API tokens you may see.
     List,
     /// A tenant's token (--tenant), or an agent's (--agent NAME --role):
     /// it registers, watches and reports as that one agent, with that
@@ -852,6 +978,7 @@ pub enum TokenCmd {
         /// The tenant the token acts for.
         #[arg(long, required_unless_present = "agent", conflicts_with = "agent")]
         tenant: Option<String>,
+        /// What the token is for (shown in `token list`).
         #[arg(long, default_value = "")]
         description: String,
         /// A token for the agent NAME (its `vpcip agent --name`).
@@ -861,5 +988,43 @@ pub enum TokenCmd {
         #[arg(long, value_enum, requires = "agent")]
         role: Option<Role>,
     },
+    /// Delete a API token, by ID or name.
     Delete(Key),
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every command and verb says what it does, and every flag and
+    /// argument what it takes (as the route-coverage test walks the API).
+    #[test]
+    fn every_command_and_flag_is_explained() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for sub in cmd.get_subcommands() {
+                let p = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                    missing.push(format!("{p}: no description"));
+                }
+                for a in sub.get_arguments() {
+                    let id = a.get_id().as_str();
+                    if a.is_global_set() || matches!(id, "help" | "version") {
+                        continue;
+                    }
+                    if a.get_help().is_none() && a.get_long_help().is_none() {
+                        missing.push(format!("{p} {id}: no help"));
+                    }
+                }
+                walk(sub, &p, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "vpcip", &mut missing);
+        assert!(
+            missing.is_empty(),
+            "{} without help:\n{}",
+            missing.len(),
+            missing.join("\n")
+        );
+    }
 }
