@@ -716,7 +716,7 @@ pub enum NicCmd {
     /// Delete a NIC, by ID or name.
     Delete(Key),
     /// What to run (or write) in the guest to bring the NIC up, as the
-    /// seeds' "configure a secondary ENI" asks: address, and for a
+    /// vendor manuals' "configure a secondary ENI" asks: address, and for a
     /// secondary ENI the source-based routing that sends replies out
     /// through the NIC they came in on (also for its subnet's VIPs and a
     /// visible EIP); --remove takes it down.
@@ -830,7 +830,7 @@ pub enum VipCmd {
         /// The `vpcip vrrp` command equivalent to --keepalived.
         #[arg(long, conflicts_with = "keepalived")]
         vrrp: bool,
-        /// The seeds' HA load-balancing cluster, for a director (one of the
+        /// The vendor manuals' HA load-balancing cluster, for a director (one of the
         /// NICs the VIP is bound to): an nftables ruleset that forwards the
         /// VIP's --port traffic to the --backend NICs by direct routing
         /// (LVS-DR without IPVS); run it beside --keepalived or --vrrp.
