@@ -14,17 +14,29 @@ pub enum ClientError {
         code: String,
         message: String,
     },
+    /// (Said once: the deepest cause, not reqwest's chain, which repeats
+    /// the URL.)
     #[error(
-        "cannot reach the vpcip API at {url}: {source}{}",
-        transport_hint(url, source)
+        "cannot reach the vpcip API at {url}: {}{}",
+        root_cause(cause),
+        transport_hint(url, cause)
     )]
-    Transport {
-        url: String,
-        #[source]
-        source: reqwest::Error,
-    },
+    Transport { url: String, cause: reqwest::Error },
     #[error("unexpected answer from {url}: {detail}")]
     Protocol { url: String, detail: String },
+}
+
+/// The innermost error of `e`'s chain (e.g. "Connection refused (os error
+/// 111)"), or its own text when it has none.
+fn root_cause(e: &reqwest::Error) -> String {
+    let mut cur: &dyn std::error::Error = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    if e.is_timeout() {
+        return "no answer in time".into();
+    }
+    cur.to_string()
 }
 
 /// What a transport error most likely means, when it can be told.
@@ -134,18 +146,15 @@ impl Client {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req.send().await.map_err(|source| ClientError::Transport {
+        let resp = req.send().await.map_err(|cause| ClientError::Transport {
             url: url.clone(),
-            source,
+            cause,
         })?;
         let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|source| ClientError::Transport {
-                url: url.clone(),
-                source,
-            })?;
+        let bytes = resp.bytes().await.map_err(|cause| ClientError::Transport {
+            url: url.clone(),
+            cause,
+        })?;
         if !status.is_success() {
             #[derive(serde::Deserialize)]
             struct Body {

@@ -128,6 +128,16 @@ fn the_url_may_omit_its_scheme_and_a_missing_token_is_named() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("which no token has"), "{err}");
+    // A server that is not there is said once, with its cause.
+    let o = Command::new(env!("CARGO_BIN_EXE_vpcip"))
+        .args(["--url", "http://127.0.0.1:1", "zone", "list"])
+        .env("VPCIP_TOKEN", OPERATOR)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err.matches("127.0.0.1:1/").count(), 1, "{err}");
+    assert_eq!(err.matches("Connection refused").count(), 1, "{err}");
 }
 
 #[test]
