@@ -294,6 +294,25 @@ fn cli_session() {
             .contains("only the platform operator may create zones")
     );
 
+    // `vm delete` says what went with the server and what stays.
+    ok(&t(&["nic", "create", "eni-1", "--subnet", "sw1"]));
+    ok(&t(&["nic", "attach", "eni-1", "--server", "vm-1"]));
+    ok(&t(&["vip", "create", "vip-1", "--subnet", "sw1"]));
+    let vm: serde_json::Value =
+        serde_json::from_str(&ok(&t(&["vm", "show", "vm-1", "-o", "json"]))).unwrap();
+    let primary = vm["nic_ids"][0].as_str().unwrap().to_string();
+    ok(&t(&["vip", "bind", "vip-1", "--nic", &primary]));
+    let said = ok(&t(&["vm", "delete", "vm-1"]));
+    for line in [
+        "deleted vm-1",
+        "deleted its primary NIC",
+        "unbound EIP 192.168.202.1 (still allocated",
+        "unbound VIP vip-1",
+        "detached ENI eni-1",
+    ] {
+        assert!(said.contains(line), "{line}: {said}");
+    }
+
     // Unknown token, then no server at all.
     let anon = cli(&s, "vpcip_forged", &["eip", "list"]);
     assert_eq!(anon.status.code(), Some(2));

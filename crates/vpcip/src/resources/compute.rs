@@ -29,7 +29,7 @@ pub(super) async fn vm(ctx: &Ctx, c: VmCmd) -> anyhow::Result<()> {
             )
             .await
             .map(drop),
-        VmCmd::Delete(k) => ctx.delete("servers", &k.id).await,
+        VmCmd::Delete(k) => vm_delete(ctx, &k.id).await,
         VmCmd::Nics(k) => {
             let nics: Vec<Nic> = ctx
                 .client
@@ -123,6 +123,50 @@ fn qemu_netdev(port: &str, mac: &str, mtu: u16) -> String {
     format!(
         "-netdev tap,id=n0,ifname={port},script=no,downscript=no -device virtio-net-pci,netdev=n0,mac={mac},host_mtu={mtu}"
     )
+}
+
+/// `vpcip vm delete`: deletes the server and says what went with it (its
+/// primary NIC and address, the EIP and VIPs unbound from it) and what
+/// stays (its ENIs, detached; the EIP, allocated).
+async fn vm_delete(ctx: &Ctx, key: &str) -> anyhow::Result<()> {
+    let server: Server = ctx.client.show("servers", key).await?;
+    let nics: Vec<Nic> = ctx
+        .client
+        .get(&format!("/v1/servers/{}/nics", server.id))
+        .await?;
+    let eips: Vec<Eip> = ctx.client.list_all("eips", None).await?;
+    let vips: Vec<Vip> = ctx.client.list_all("vips", None).await?;
+    ctx.client.remove("servers", &server.id).await?;
+    if ctx.output != Output::Table {
+        return Ok(());
+    }
+    println!("deleted {} ({})", server.name, server.id);
+    for n in &nics {
+        if n.primary {
+            println!(
+                "  deleted its primary NIC {} ({}), {} is free again",
+                n.name, n.id, n.ip
+            );
+            for e in eips
+                .iter()
+                .filter(|e| e.nic_id.as_deref() == Some(n.id.as_str()))
+            {
+                println!(
+                    "  unbound EIP {} (still allocated: `vpcip eip release {}` frees it)",
+                    e.ip, e.ip
+                );
+            }
+            for v in vips.iter().filter(|v| n.vip_ids.contains(&v.id)) {
+                println!("  unbound VIP {} ({}) from it", v.name, v.ip);
+            }
+        } else {
+            println!(
+                "  detached ENI {} ({}, {}): it stays; attach it elsewhere or delete it",
+                n.name, n.id, n.ip
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `vpcip nic guest-config`: the guest side of a (secondary) NIC.
