@@ -233,6 +233,7 @@ impl Tabular for Vip {
 impl Tabular for Eip {
     const HEADER: &'static [&'static str] = &[
         "ID",
+        "NAME",
         "IP",
         "BANDWIDTH",
         "MODE",
@@ -240,6 +241,7 @@ impl Tabular for Eip {
         "SERVER",
         "PRIVATE IP",
         "ALGS",
+        "TENANT",
     ];
     fn row(&self) -> Vec<String> {
         let bound = match (&self.nic_id, &self.vip_id) {
@@ -249,6 +251,11 @@ impl Tabular for Eip {
         };
         vec![
             self.id.clone(),
+            if self.name.is_empty() {
+                "-".into()
+            } else {
+                self.name.clone()
+            },
             self.ip.to_string(),
             if self.bandwidth_mbps >= vpcip_model::rules::MAX_BANDWIDTH_MBPS {
                 "unlimited".into()
@@ -268,6 +275,7 @@ impl Tabular for Eip {
                     .collect::<Vec<_>>()
                     .join(",")
             },
+            self.tenant.clone(),
         ]
     }
 }
