@@ -107,6 +107,12 @@ pub enum Command {
     /// A VRRPv3 speaker for guests (RFC 5798), interoperating with
     /// keepalived: holds the VIPs on the interface while master.
     Vrrp(VrrpArgs),
+    /// The shell's completion script, on standard output: e.g. `vpcip
+    /// completion bash > /etc/bash_completion.d/vpcip`.
+    Completion {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     #[command(flatten)]
     Resource(Resource),
 }

@@ -47,6 +47,16 @@ fn main() -> ExitCode {
                 init_logging(&cli.log_format);
                 allinone::run(args).await
             }
+            Command::Completion { shell } => {
+                use clap::CommandFactory;
+                use std::io::Write;
+                // Made whole first: a closed pipe is an error, not a panic.
+                let mut script = Vec::new();
+                clap_complete::generate(shell, &mut cli::Cli::command(), "vpcip", &mut script);
+                std::io::stdout()
+                    .write_all(&script)
+                    .map_err(|e| anyhow::anyhow!("write the completion script: {e}"))
+            }
             Command::Resource(cmd) => resources::run(cmd, &cli.global).await,
         }
     });
@@ -92,9 +102,11 @@ async fn serve(args: cli::ServerArgs, log_format: &cli::LogFormat) -> anyhow::Re
         .ok()
         .filter(|t| !t.is_empty())
         .or(config.operator_token);
+    // Without it nothing could ever make a zone, a segment or a token: a
+    // server that can never be administered does not start.
     if operator_token.is_none() {
-        tracing::warn!(
-            "no operator token (VPCIP_OPERATOR_TOKEN or operator_token in the config file): no operator access to the API"
+        anyhow::bail!(
+            "no operator token: set VPCIP_OPERATOR_TOKEN or operator_token in the config file (without it nothing could create zones, EIP segments or tokens)"
         );
     }
     let infra_allow = config

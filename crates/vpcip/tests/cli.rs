@@ -478,3 +478,40 @@ fn status_says_unknown_before_a_gateway_reports() {
     let text = ok(&o);
     assert!(!text.contains("silent for"), "{text}");
 }
+
+/// Shell completion scripts; a server that could never be administered
+/// (no operator token) does not start.
+#[test]
+fn completion_scripts_and_a_server_without_an_operator_token() {
+    for (shell, marker) in [
+        ("bash", "_vpcip()"),
+        ("zsh", "#compdef vpcip"),
+        ("fish", "complete -c vpcip"),
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_vpcip"))
+            .args(["completion", shell])
+            .output()
+            .unwrap();
+        let script = ok(&o);
+        assert!(
+            script.contains(marker) && script.contains("hypervisor-config"),
+            "{shell}"
+        );
+    }
+    let dir = std::env::temp_dir().join(format!("vpcip-notoken-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_vpcip"))
+        .args(["server", "--listen", "127.0.0.1:0", "--db"])
+        .arg(format!("sqlite://{}/vpcip.db", dir.display()))
+        .env_remove("VPCIP_OPERATOR_TOKEN")
+        .env_remove("VPCIP_CONFIG")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("no operator token: set VPCIP_OPERATOR_TOKEN"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
