@@ -82,7 +82,8 @@ fn no_content() -> Response {
 macro_rules! read_routes {
     ($list:ident, $show:ident, $ty:ty, $page:ty, $path:literal, $item_path:literal, $tag:literal) => {
         #[utoipa::path(get, path = $path, tag = $tag, params(ListParams),
-            responses((status = 200, body = $page), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+            responses((status = 200, body = $page), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+                (status = 404, body = ErrorBody, description = "the parent named is not there")),
             security(("bearer" = [])))]
         pub async fn $list(State(app): State<App>, Caller(scope): Caller, Params(p): Params) -> ApiResult<Response> {
             let page = app
