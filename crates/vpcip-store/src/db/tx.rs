@@ -212,19 +212,8 @@ impl Tx {
         lock: bool,
     ) -> Result<R, StoreError> {
         let suffix = if lock { self.lock_suffix() } else { "" };
-        let by_id = self
-            .sql
-            .query_opt(
-                &format!(
-                    "SELECT tenant, id, doc, CASE WHEN {SHARED} THEN 1 ELSE 0 END FROM resources WHERE id = $1 AND kind = $2{suffix}"
-                ),
-                &[key.into(), R::KIND.key().into()],
-            )
-            .await?;
-        if let Some(row) = &by_id
-            && scope.sees(&row.text(0)?, row.int(3)? == 1)
-        {
-            return from_doc(&row.text(2)?);
+        if let Some(r) = self.visible_by_id::<R>(scope, key, suffix).await? {
+            return Ok(r);
         }
         let rows = self
             .sql
@@ -249,24 +238,37 @@ impl Tx {
                 )
                 .await?;
             for o in owners {
-                let id = o.text(0)?;
-                let row = self
-                    .sql
-                    .query_opt(
-                        &format!(
-                            "SELECT tenant, id, doc, CASE WHEN {SHARED} THEN 1 ELSE 0 END FROM resources WHERE id = $1 AND kind = $2{suffix}"
-                        ),
-                        &[id.as_str().into(), R::KIND.key().into()],
-                    )
-                    .await?;
-                if let Some(row) = row
-                    && scope.sees(&row.text(0)?, row.int(3)? == 1)
-                {
-                    return from_doc(&row.text(2)?);
+                if let Some(r) = self.visible_by_id::<R>(scope, &o.text(0)?, suffix).await? {
+                    return Ok(r);
                 }
             }
         }
         pick(scope, R::KIND, key, &rows)
+    }
+
+    /// The resource of kind `R` with ID `id`, if `scope` sees it (`suffix`:
+    /// the row lock, if any).
+    async fn visible_by_id<R: Resource>(
+        &mut self,
+        scope: &Scope,
+        id: &str,
+        suffix: &str,
+    ) -> Result<Option<R>, StoreError> {
+        let row = self
+            .sql
+            .query_opt(
+                &format!(
+                    "SELECT tenant, doc, CASE WHEN {SHARED} THEN 1 ELSE 0 END FROM resources WHERE id = $1 AND kind = $2{suffix}"
+                ),
+                &[id.into(), R::KIND.key().into()],
+            )
+            .await?;
+        match row {
+            Some(row) if scope.sees(&row.text(0)?, row.int(2)? == 1) => {
+                from_doc(&row.text(1)?).map(Some)
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Gets a resource by ID, whoever owns it (for internal references).
