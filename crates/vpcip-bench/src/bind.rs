@@ -7,29 +7,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use vpcip_client::Client;
 use vpcip_lab::cloud;
-use vpcip_lab::{Conn, World, echo_server, eventually};
+use vpcip_lab::{Conn, echo_server, eventually};
 use vpcip_model::*;
 
-use crate::OPERATOR;
-
 pub async fn bind_latency(binds: usize, _dir: &std::path::Path) -> anyhow::Result<()> {
-    let mut w = World::new("vpbb");
-    cloud::physical(&mut w, &["203.0.113.0/24"]);
-    let exe = std::env::current_exe()?.with_file_name("vpcip");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let url = cloud::start_controller(&mut w, &exe, port, OPERATOR);
-    let agents = cloud::start_agents(&mut w, &exe, &url, OPERATOR, 10);
-    let op = Client::new(&url, Some(OPERATOR));
-    let registered = op
-        .wait_for_agents(agents.len(), Duration::from_secs(10))
-        .await;
-    if registered != agents.len() {
-        bail!("only {registered} agents registered");
-    }
+    let crate::LabCloud { mut w, op, .. } = crate::lab_cloud("vpbb", "203.0.113.0/24").await?;
     crate::bench_world(&op, "203.0.113.0/24", "10.0.0.0/16", "10.0.0.0/24").await?;
     let vm: vpcip_model::Server = op
         .post(

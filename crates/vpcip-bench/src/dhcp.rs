@@ -12,8 +12,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use vpcip_client::Client;
-use vpcip_lab::{World, cloud};
+use vpcip_lab::cloud;
 use vpcip_model::*;
 
 use crate::secgroups::quantile;
@@ -26,36 +25,6 @@ fn run(args: &[&str]) -> anyhow::Result<()> {
         String::from_utf8_lossy(&out.stderr)
     );
     Ok(())
-}
-
-/// `GET /` from namespace `ns`: the body, if any.
-fn http_get(ns: &str, to: std::net::SocketAddr) -> Option<String> {
-    vpcip_sys::netns::in_netns(&vpcip_sys::netns::named(ns), move || {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect_timeout(&to, Duration::from_millis(300)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
-        s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).ok()?;
-        out.split("\r\n\r\n").nth(1).map(str::to_string)
-    })
-    .ok()
-    .flatten()
-}
-
-/// `GET` of a plain-HTTP URL on loopback: the body.
-fn get(url: &str) -> anyhow::Result<String> {
-    use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").unwrap_or(url);
-    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let mut s = std::net::TcpStream::connect(host)?;
-    write!(s, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    Ok(out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default())
 }
 
 fn report(what: &str, unit: &str, mut samples: Vec<f64>) -> f64 {
@@ -95,22 +64,7 @@ pub async fn dhcp(n: usize) -> anyhow::Result<()> {
             "{tool} is needed (apt-get install busybox-static dnsmasq-base)"
         );
     }
-    let mut w = World::new("vbdh");
-    cloud::physical(&mut w, &["203.0.113.0/24"]);
-    let exe = std::env::current_exe()?.with_file_name("vpcip");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let url = cloud::start_controller(&mut w, &exe, port, crate::OPERATOR);
-    let agents = cloud::start_agents(&mut w, &exe, &url, crate::OPERATOR, 10);
-    let op = Client::new(&url, Some(crate::OPERATOR));
-    if op
-        .wait_for_agents(agents.len(), Duration::from_secs(10))
-        .await
-        != agents.len()
-    {
-        anyhow::bail!("the agents did not register");
-    }
+    let crate::LabCloud { mut w, op, .. } = crate::lab_cloud("vbdh", "203.0.113.0/24").await?;
     crate::bench_world(&op, "203.0.113.0/24", "10.0.0.0/16", "10.0.0.0/24").await?;
     let host = cloud::HOSTS[0];
     let host_ns = w.ns(host);
@@ -298,7 +252,7 @@ pub async fn dhcp(n: usize) -> anyhow::Result<()> {
         );
         let want = format!("hello from q{i}");
         loop {
-            let page = tokio::task::block_in_place(|| http_get(&client, to));
+            let page = tokio::task::block_in_place(|| vpcip_lab::http_get(&client, to));
             if page.is_some_and(|p| p.starts_with(&want)) {
                 break;
             }
@@ -325,7 +279,7 @@ pub async fn dhcp(n: usize) -> anyhow::Result<()> {
 
     // The host agent's own part: from a request's arrival to its answer.
     let url = cloud::agent_metrics_url(&w, host).ok_or_else(|| anyhow::anyhow!("no metrics"))?;
-    let page = get(&url)?;
+    let page = vpcip_lab::scrape(&url);
     for line in page
         .lines()
         .filter(|l| l.starts_with("vpcip_agent_dhcp_answer"))

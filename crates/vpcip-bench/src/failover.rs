@@ -13,7 +13,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use vpcip_client::Client;
 use vpcip_lab::cloud::{self, VmNic};
 use vpcip_lab::{World, eventually};
 use vpcip_model::*;
@@ -230,22 +229,8 @@ fn kill(pids: &[u32]) {
 }
 
 pub async fn failover(runs: usize, adverts: &[u16], dir: &Path) -> anyhow::Result<()> {
-    let mut w = World::new("vpbf");
-    cloud::physical(&mut w, &["203.0.113.0/24"]);
+    let crate::LabCloud { mut w, op, url, .. } = crate::lab_cloud("vpbf", "203.0.113.0/24").await?;
     let exe = std::env::current_exe()?.with_file_name("vpcip");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let url = cloud::start_controller(&mut w, &exe, port, OPERATOR);
-    cloud::start_agents(&mut w, &exe, &url, OPERATOR, 10);
-    let op = Client::new(&url, Some(OPERATOR));
-    if op
-        .wait_for_agents(cloud::AGENTS.len(), Duration::from_secs(10))
-        .await
-        != cloud::AGENTS.len()
-    {
-        bail!("the agents did not register");
-    }
     crate::bench_world(&op, "203.0.113.0/24", "10.0.0.0/16", "10.0.1.0/24").await?;
     let subnet: Subnet = op.show("subnets", "sw").await?;
     let mut nics = Vec::new();

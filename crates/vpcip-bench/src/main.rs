@@ -158,6 +158,46 @@ impl Drop for ServerProcess {
     }
 }
 
+/// The lab's whole cloud as the benchmarks use it: the physical world with
+/// `segment` routed to the gateway, a real `vpcip server` and the three
+/// agents as processes (resync 10 s), all registered.
+pub(crate) struct LabCloud {
+    pub w: vpcip_lab::World,
+    pub op: Client,
+    /// The controller's API.
+    pub url: String,
+    /// The controller's and the agents' processes among the world's.
+    pub controller: usize,
+    pub agents: Vec<usize>,
+}
+
+pub(crate) async fn lab_cloud(tag: &str, segment: &str) -> anyhow::Result<LabCloud> {
+    use vpcip_lab::cloud;
+    let mut w = vpcip_lab::World::new(tag);
+    cloud::physical(&mut w, &[segment]);
+    let exe = std::env::current_exe()?.with_file_name("vpcip");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let url = cloud::start_controller(&mut w, &exe, port, OPERATOR);
+    let controller = w.processes() - 1;
+    let agents = cloud::start_agents(&mut w, &exe, &url, OPERATOR, 10);
+    let op = Client::new(&url, Some(OPERATOR));
+    let registered = op
+        .wait_for_agents(agents.len(), Duration::from_secs(10))
+        .await;
+    if registered != agents.len() {
+        bail!("only {registered} of {} agents registered", agents.len());
+    }
+    Ok(LabCloud {
+        w,
+        op,
+        url,
+        controller,
+        agents,
+    })
+}
+
 /// Through the API: zone `z1`, an EIP segment `seg`, and tenant `bench`'s
 /// VPC `v` with one subnet `sw` in `z1` (the benchmarks' common world).
 pub(crate) async fn bench_world(

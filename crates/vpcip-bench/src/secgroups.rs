@@ -390,27 +390,11 @@ fn report(what: &str, mut samples: Vec<f64>) {
 /// and taken out again. `n` changes of each kind.
 pub async fn change_latency(n: usize) -> anyhow::Result<()> {
     use std::net::SocketAddr;
-    use vpcip_client::Client;
     use vpcip_lab::cloud;
     use vpcip_lab::{Conn, echo_server, eventually};
     use vpcip_model::*;
 
-    let mut w = World::new("vbsl");
-    cloud::physical(&mut w, &["203.0.113.0/24"]);
-    let exe = std::env::current_exe()?.with_file_name("vpcip");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let url = cloud::start_controller(&mut w, &exe, port, crate::OPERATOR);
-    let agents = cloud::start_agents(&mut w, &exe, &url, crate::OPERATOR, 10);
-    let op = Client::new(&url, Some(crate::OPERATOR));
-    if op
-        .wait_for_agents(agents.len(), Duration::from_secs(10))
-        .await
-        != agents.len()
-    {
-        anyhow::bail!("the agents did not register");
-    }
+    let crate::LabCloud { mut w, op, .. } = crate::lab_cloud("vbsl", "203.0.113.0/24").await?;
     let vpc = crate::bench_world(&op, "203.0.113.0/24", "10.0.0.0/16", "10.0.0.0/24").await?;
     let group = |name: &str, rules: Vec<SgRule>| CreateSecurityGroup {
         name: name.into(),

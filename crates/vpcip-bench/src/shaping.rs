@@ -18,13 +18,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use vpcip_client::Client;
 use vpcip_lab::World;
 use vpcip_lab::cloud::{self, VmNic};
 use vpcip_model::desired::{NatEntry, Shaping, assign_classes};
 use vpcip_model::*;
-
-use crate::OPERATOR;
 
 /// `n` bindings (10.128/9 → 10.1/16, inside the world only), each limited
 /// to 10 Mbit/s when `limited`.
@@ -149,24 +146,16 @@ pub(crate) fn iperf(w: &World, from: &str, to: Ipv4Addr, secs: u32) -> anyhow::R
 }
 
 async fn throughput(n: u32, repeats: usize) -> anyhow::Result<()> {
-    let mut w = World::new("vpq");
     let segment = "10.200.0.0/16";
-    cloud::physical(&mut w, &[segment]);
-    let exe = std::env::current_exe()?.with_file_name("vpcip");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let url = cloud::start_controller(&mut w, &exe, port, OPERATOR);
-    let mut control = vec![w.processes() - 1];
-    control.extend(cloud::start_agents(&mut w, &exe, &url, OPERATOR, 10));
-    let op = Client::new(&url, Some(OPERATOR));
-    if op
-        .wait_for_agents(cloud::AGENTS.len(), Duration::from_secs(10))
-        .await
-        != cloud::AGENTS.len()
-    {
-        bail!("the agents did not register");
-    }
+    let crate::LabCloud {
+        mut w,
+        op,
+        controller,
+        agents,
+        ..
+    } = crate::lab_cloud("vpq", segment).await?;
+    let mut control = vec![controller];
+    control.extend(agents);
     let vpc = crate::bench_world(&op, segment, "10.0.0.0/16", "10.0.0.0/16").await?;
     let subnet: Subnet = op.show("subnets", "sw").await?;
     let server: Server = op

@@ -396,3 +396,35 @@ pub fn client_router_vm(w: &mut World, router: &str, eip_segment: &str) {
     w.exec("vm", &["ip", "route", "add", "default", "via", "10.0.0.1"]);
     w.exec(router, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
 }
+
+/// `GET /` from namespace `ns` to `to`: the body of the answer (the lab's
+/// web servers say who they are), or None.
+pub fn http_get(ns: &str, to: SocketAddr) -> Option<String> {
+    in_netns(&named(ns), move || {
+        let mut s = TcpStream::connect_timeout(&to, Duration::from_millis(300)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+        s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        out.split("\r\n\r\n").nth(1).map(str::to_string)
+    })
+    .ok()
+    .flatten()
+}
+
+/// A plain-HTTP page on loopback (`http://HOST:PORT/PATH`, a metrics
+/// page): the whole answer, headers included, or empty.
+pub fn scrape(url: &str) -> String {
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let Ok(mut c) = TcpStream::connect(host) else {
+        return String::new();
+    };
+    let _ = write!(
+        c,
+        "GET /{path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    );
+    let mut out = String::new();
+    let _ = c.read_to_string(&mut out);
+    out
+}

@@ -63,18 +63,10 @@ const VXLAN_PORT: u16 = 4789;
 
 /// `udp dport @untracked notrack`.
 fn untracked() -> Vec<Expr> {
-    use crate::expr::{TRANSPORT_HEADER, cmp, lookup, meta, payload};
-    vec![
-        meta(MetaKey::L4Proto, Register::Reg1),
-        cmp(Register::Reg1, Operator::Equal, vec![17]),
-        payload(TRANSPORT_HEADER, 2, 2, Register::Reg1),
-        lookup(UNTRACKED, 5, Register::Reg1, 0),
-        Expressions::Other {
-            expression_type: "notrack".into(),
-            attributes: vec![],
-        }
-        .into(),
-    ]
+    let mut e = crate::expr::udp_port(2);
+    e.push(crate::expr::lookup(UNTRACKED, 5, Register::Reg1, 0));
+    e.push(crate::expr::notrack());
+    e
 }
 
 /// The gateway node's default SNAT, second stage: what the routers

@@ -116,6 +116,36 @@ pub(crate) fn log_group(group: u16) -> Expr {
     .into()
 }
 
+/// UDP's port at `offset` in the transport header (0: source, 2:
+/// destination) into `Reg1`: `meta l4proto udp`, then the port.
+pub(crate) fn udp_port(offset: u32) -> Vec<Expr> {
+    vec![
+        meta(MetaKey::L4Proto, Register::Reg1),
+        cmp(Register::Reg1, Operator::Equal, vec![17]),
+        payload(TRANSPORT_HEADER, offset, 2, Register::Reg1),
+    ]
+}
+
+/// `udp sport|dport == port` (see [`udp_port`]).
+pub(crate) fn udp_port_is(offset: u32, port: u16) -> Vec<Expr> {
+    let mut e = udp_port(offset);
+    e.push(cmp(
+        Register::Reg1,
+        Operator::Equal,
+        port.to_be_bytes().to_vec(),
+    ));
+    e
+}
+
+/// `notrack`: conntrack leaves the packet alone.
+pub(crate) fn notrack() -> Expr {
+    Expressions::Other {
+        expression_type: "notrack".into(),
+        attributes: vec![],
+    }
+    .into()
+}
+
 /// Back to the chain that jumped here.
 pub(crate) fn ret() -> Expr {
     verdict((-5i32).cast_unsigned()) // NFT_RETURN

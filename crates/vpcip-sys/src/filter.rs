@@ -358,31 +358,13 @@ fn ip_body() -> Vec<NfTablesMessage> {
     // The tunnel's own packets (VXLAN, UDP 4789, to and from the host, not
     // bridged) are not tracked: conntrack would see every packet twice,
     // outer and inner.
-    let vxlan = || {
-        vec![
-            meta(MetaKey::L4Proto, Register::Reg1),
-            cmp(Register::Reg1, Operator::Equal, vec![17]),
-            payload(TRANSPORT_HEADER, 2, 2, Register::Reg1),
-            cmp(
-                Register::Reg1,
-                Operator::Equal,
-                4789u16.to_be_bytes().to_vec(),
-            ),
-        ]
-    };
-    let notrack = || -> Expr {
-        Expressions::Other {
-            expression_type: "notrack".into(),
-            attributes: vec![],
-        }
-        .into()
-    };
+    let vxlan = || crate::expr::udp_port_is(2, 4789);
     let mut e = vec![
         meta(MetaKey::Iifname, Register::Reg1),
         lookup(ZONE, 1, Register::Reg1, crate::expr::NOT_IN),
     ];
     e.extend(vxlan());
-    e.push(notrack());
+    e.push(crate::expr::notrack());
     msgs.push(rule_in(SG_TABLE, "raw", e));
     msgs.push(filter_chain_in(
         SG_TABLE,
@@ -391,7 +373,7 @@ fn ip_body() -> Vec<NfTablesMessage> {
         -300,
     ));
     let mut e = vxlan();
-    e.push(notrack());
+    e.push(crate::expr::notrack());
     msgs.push(rule_in(SG_TABLE, "rawout", e));
     msgs.push(rule_in(
         SG_TABLE,

@@ -45,8 +45,7 @@ pub use vpcip_dataplane::isolation::PortGuards as Guards;
 
 use crate::SysError;
 use crate::expr::{
-    Expr, LINK_HEADER, NETWORK_HEADER, NOT_IN, TRANSPORT_HEADER, accept, cmp, drop, log_group,
-    lookup, meta, payload,
+    Expr, LINK_HEADER, NETWORK_HEADER, NOT_IN, accept, cmp, drop, log_group, lookup, meta, payload,
 };
 use crate::nft::NatTable;
 use crate::sets::{SetContents, new_set, with_host_order_keys};
@@ -136,18 +135,7 @@ fn rules() -> Vec<NfTablesMessage> {
     // a VM port (the tunnel's side) leaves after one, the ether type is
     // compared before a lookup that needs it.
     // `udp <sport|dport> 67`.
-    let udp_port = |offset: u32| {
-        vec![
-            meta(MetaKey::L4Proto, Register::Reg1),
-            cmp(Register::Reg1, Operator::Equal, vec![17]),
-            payload(TRANSPORT_HEADER, offset, 2, Register::Reg1),
-            cmp(
-                Register::Reg1,
-                Operator::Equal,
-                67u16.to_be_bytes().to_vec(),
-            ),
-        ]
-    };
+    let udp_port = |offset: u32| crate::expr::udp_port_is(offset, 67);
     vec![
         rule("prerouting", with(member(PORTS, 1, NOT_IN), vec![accept()])),
         // DHCP: requests to the host agent only, no server answers.

@@ -1213,30 +1213,7 @@ async fn vpcip_vrrp_tracks_an_interface_and_guest_check_finds_two_nics_in_a_subn
             .any(|l| l.starts_with("OK") && l.ends_with(" no two NICs in one subnet")),
         "{text}"
     );
-    let eni: Nic = lab
-        .op
-        .post(
-            "/v1/nics",
-            &CreateNic {
-                name: "a-second".into(),
-                subnet: sa.id.clone(),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    let _: Nic = lab
-        .op
-        .action(
-            "nics",
-            &eni.id,
-            "attach",
-            &AttachNic {
-                server: server_a.id.clone(),
-            },
-        )
-        .await
-        .unwrap();
+    let eni = lab.attached_eni("a-second", &sa, &server_a, &[]).await;
     cloud::plug_nic(
         &mut lab.w,
         "a",

@@ -71,37 +71,43 @@ impl Guest {
         self.dir.join(format!("{vm}-{ifname}.log"))
     }
 
+    /// busybox's udhcpc in `vm` on `ifname`, recording into its log,
+    /// asking for the MTU and classless routes too; `extra`: its mode.
+    fn udhcpc(&self, lab: &Lab, vm: &str, ifname: &str, extra: &[&str]) -> std::process::Command {
+        let mut c = std::process::Command::new("ip");
+        c.args([
+            "netns",
+            "exec",
+            &lab.ns(vm),
+            "busybox",
+            "udhcpc",
+            "-i",
+            ifname,
+        ])
+        .args([
+            "-f",
+            "-t",
+            "4",
+            "-T",
+            "1",
+            "-O",
+            "mtu",
+            "-O",
+            "staticroutes",
+        ])
+        .args(extra)
+        .arg("-s")
+        .arg(&self.script)
+        .env("LOG", self.log(vm, ifname))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+        c
+    }
+
     /// udhcpc in `vm` on `ifname` until it holds a lease (or gives up
     /// after four tries a second apart); whether it got one.
     fn lease_once(&self, lab: &Lab, vm: &str, ifname: &str) -> bool {
-        std::process::Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &lab.ns(vm),
-                "busybox",
-                "udhcpc",
-                "-i",
-                ifname,
-            ])
-            .args([
-                "-f",
-                "-q",
-                "-n",
-                "-t",
-                "4",
-                "-T",
-                "1",
-                "-O",
-                "mtu",
-                "-O",
-                "staticroutes",
-            ])
-            .arg("-s")
-            .arg(&self.script)
-            .env("LOG", self.log(vm, ifname))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+        self.udhcpc(lab, vm, ifname, &["-q", "-n"])
             .status()
             .unwrap()
             .success()
@@ -109,34 +115,7 @@ impl Guest {
 
     /// udhcpc left running in `vm` on `ifname`: its PID.
     fn keep(&self, lab: &mut Lab, vm: &str, ifname: &str) -> (usize, i32) {
-        let child = std::process::Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &lab.ns(vm),
-                "busybox",
-                "udhcpc",
-                "-i",
-                ifname,
-            ])
-            .args([
-                "-f",
-                "-t",
-                "4",
-                "-T",
-                "1",
-                "-O",
-                "mtu",
-                "-O",
-                "staticroutes",
-            ])
-            .arg("-s")
-            .arg(&self.script)
-            .env("LOG", self.log(vm, ifname))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let child = self.udhcpc(lab, vm, ifname, &[]).spawn().unwrap();
         let pid = i32::try_from(child.id()).unwrap();
         (lab.w.adopt(child), pid)
     }
@@ -340,30 +319,7 @@ async fn guests_get_their_addresses_by_dhcp_and_rogues_are_dropped() {
     assert_eq!(got["dns"], "198.51.100.53");
 
     // A secondary ENI gets its address, and no default route.
-    let eni: Nic = lab
-        .op
-        .post(
-            "/v1/nics",
-            &CreateNic {
-                name: "a-second".into(),
-                subnet: sb.id.clone(),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    let _: Nic = lab
-        .op
-        .action(
-            "nics",
-            &eni.id,
-            "attach",
-            &AttachNic {
-                server: server_a.id.clone(),
-            },
-        )
-        .await
-        .unwrap();
+    let eni = lab.attached_eni("a-second", &sb, &server_a, &[]).await;
     cloud::attach_nic(&mut lab.w, "a", "h1", "eth1", &eni.id, &eni.mac);
     assert!(
         g.lease_once(&lab, "a", "eth1"),

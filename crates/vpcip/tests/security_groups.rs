@@ -400,31 +400,9 @@ async fn vrrp_hairpin_and_enis_under_advanced_groups() {
         &["ingress:tcp:8080:10.0.2.0/24", "egress:all:0.0.0.0/0"],
     )
     .await;
-    let eni: Nic = lab
-        .op
-        .post(
-            "/v1/nics",
-            &CreateNic {
-                name: "b-second".into(),
-                subnet: sb.id.clone(),
-                security_groups: vec![web.id.clone()],
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    let _: Nic = lab
-        .op
-        .action(
-            "nics",
-            &eni.id,
-            "attach",
-            &AttachNic {
-                server: server_b.id.clone(),
-            },
-        )
-        .await
-        .unwrap();
+    let eni = lab
+        .attached_eni("b-second", &sb, &server_b, std::slice::from_ref(&web.id))
+        .await;
     vpcip_lab::cloud::plug_nic(
         &mut lab.w,
         "b",

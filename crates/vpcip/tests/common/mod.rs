@@ -221,6 +221,42 @@ impl Lab {
         (vip, eip)
     }
 
+    /// A secondary ENI `name` in `subnet` (in `groups`, or the VPC's
+    /// default group), attached to `server` through the API (the guest's
+    /// side is plugged by the test).
+    pub async fn attached_eni(
+        &self,
+        name: &str,
+        subnet: &Subnet,
+        server: &Server,
+        groups: &[String],
+    ) -> Nic {
+        let eni: Nic = self
+            .op
+            .post(
+                "/v1/nics",
+                &CreateNic {
+                    name: name.into(),
+                    subnet: subnet.id.clone(),
+                    security_groups: groups.to_vec(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        self.op
+            .action(
+                "nics",
+                &eni.id,
+                "attach",
+                &AttachNic {
+                    server: server.id.clone(),
+                },
+            )
+            .await
+            .unwrap()
+    }
+
     /// The lab's web server in VM `vm` on port 80 (it answers with the VM's
     /// namespace).
     pub fn httpd(&mut self, vm: &str) {
@@ -274,20 +310,8 @@ pub fn at(ip: Ipv4Addr, port: u16) -> SocketAddr {
 
 pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
 
-/// `GET /` from a node: the lab web server's answer ("hello from <netns> …").
-pub fn http_get(ns: &str, to: SocketAddr) -> Option<String> {
-    vpcip_sys::netns::in_netns(&vpcip_sys::netns::named(ns), move || {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect_timeout(&to, Duration::from_millis(300)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
-        s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).ok()?;
-        out.split("\r\n\r\n").nth(1).map(str::to_string)
-    })
-    .ok()
-    .flatten()
-}
+#[allow(unused_imports)] // each test binary uses its part
+pub use vpcip_lab::{http_get, scrape};
 
 /// The CLI against the lab's controller, as the operator; its output.
 pub fn cli(lab: &Lab, args: &[&str]) -> std::process::Output {
@@ -297,23 +321,6 @@ pub fn cli(lab: &Lab, args: &[&str]) -> std::process::Output {
         .env("VPCIP_TOKEN", OPERATOR)
         .output()
         .unwrap()
-}
-
-/// A metrics page (no token): its text, or empty.
-pub fn scrape(url: &str) -> String {
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest.split_once('/').unwrap();
-    use std::io::{Read, Write};
-    let Ok(mut c) = std::net::TcpStream::connect(host) else {
-        return String::new();
-    };
-    let _ = write!(
-        c,
-        "GET /{path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    );
-    let mut out = String::new();
-    let _ = c.read_to_string(&mut out);
-    out
 }
 
 /// The value of one sample on a metrics page: the line that starts with
