@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-use vpcip_dataplane::gateway::{GatewayChange, plan_gateway};
+use vpcip_dataplane::gateway::{GatewayChange, Roles, plan_gateway_with};
 use vpcip_model::desired::{GatewayState, router_ifname};
 use vpcip_sys::SysError;
 use vpcip_sys::link::Net;
@@ -73,11 +73,22 @@ impl<K: GatewayKernel> GatewayReconciler<K> {
     /// (the node, its guard, each router, …) is tried; the errors are
     /// reported together.
     pub fn reconcile(&mut self, state: &GatewayState) -> Result<Summary, String> {
+        self.reconcile_with(state, None)
+    }
+
+    /// [`GatewayReconciler::reconcile`] knowing who carries what in the
+    /// cluster (None: the elections have not settled; what depends on them
+    /// stays as it is).
+    pub fn reconcile_with(
+        &mut self,
+        state: &GatewayState,
+        roles: Option<&Roles>,
+    ) -> Result<Summary, String> {
         let observed = self
             .kernel
             .observe(self.underlay)
             .map_err(|e| format!("observe: {e}"))?;
-        let plan = plan_gateway(state, &observed, self.underlay);
+        let plan = plan_gateway_with(state, &observed, self.underlay, roles);
         for (label, changes) in &plan.groups {
             for c in changes {
                 tracing::debug!(group = %label, change = ?c, "gateway change");

@@ -5,6 +5,8 @@
 //! what is already right. When the controller is unreachable the data plane
 //! keeps its last state.
 
+pub mod bgp;
+pub mod cluster;
 pub mod dhcp;
 pub mod gateway;
 pub mod host;
@@ -36,6 +38,62 @@ pub struct AgentConfig {
     pub state_dir: std::path::PathBuf,
     /// Where the reconcile loop records its metrics.
     pub metrics: std::sync::Arc<metrics::AgentMetrics>,
+    /// Gateway agents: the local BIRD that speaks BGP for the node.
+    pub bird: Option<bgp::Bird>,
+}
+
+/// What the BGP task last learnt: the sessions, or why there are none.
+type BgpStatus = Arc<std::sync::Mutex<(Vec<vpcip_model::desired::BgpSession>, Option<String>)>>;
+
+/// Keeps the local BIRD's configuration as the desired state says and
+/// reads its sessions every second.
+async fn run_bgp(
+    bird: Option<bgp::Bird>,
+    underlay: Ipv4Addr,
+    want: tokio::sync::watch::Receiver<Option<vpcip_model::BgpConfig>>,
+    status: BgpStatus,
+    metrics: Arc<metrics::AgentMetrics>,
+) {
+    loop {
+        let bgp = want.borrow().clone();
+        let bird = bird.clone();
+        let got = tokio::task::spawn_blocking(move || -> (Vec<_>, Option<String>) {
+            let (Some(bird), Some(bgp)) = (bird, bgp) else {
+                return (vec![], None);
+            };
+            let text = bgp::render(underlay, &bgp);
+            if let Err(e) = bird.ensure(&text) {
+                return (vec![], Some(e));
+            }
+            let peers: Vec<Ipv4Addr> = bgp.peers.iter().map(|p| p.ip).collect();
+            match bird.sessions(&peers) {
+                Ok(s) => (s, None),
+                Err(e) => (vec![], Some(e)),
+            }
+        })
+        .await;
+        if let Ok((sessions, error)) = got {
+            metrics.bgp_up.clear();
+            metrics.bgp_announced.clear();
+            for s in &sessions {
+                let l = metrics::PeerLabels {
+                    peer: s.peer.to_string(),
+                };
+                metrics
+                    .bgp_up
+                    .get_or_create(&l)
+                    .set(i64::from(s.state == "established"));
+                metrics
+                    .bgp_announced
+                    .get_or_create(&l)
+                    .set(i64::try_from(s.exported).unwrap_or(i64::MAX));
+            }
+            if let Ok(mut st) = status.lock() {
+                *st = (sessions, error);
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 async fn register(client: &Client, cfg: &AgentConfig) -> Agent {
@@ -65,6 +123,8 @@ pub struct RouterView {
     pub vpc_id: String,
     pub vips: Vec<Ipv4Addr>,
     pub classes: Vec<(u16, Ipv4Addr)>,
+    /// The slot it is placed on.
+    pub slot: u8,
 }
 
 /// How often a gateway reports its per-EIP counters (those that changed).
@@ -78,6 +138,7 @@ async fn report_counters(
     agent_id: String,
     node: std::path::PathBuf,
     routers: tokio::sync::watch::Receiver<Vec<RouterView>>,
+    cluster: Option<cluster::Cluster>,
 ) {
     let mut sent: std::collections::BTreeMap<Ipv4Addr, EipTraffic> = Default::default();
     let mut sent_holders: Option<Vec<VipHolder>> = None;
@@ -88,8 +149,20 @@ async fn report_counters(
         let node = node.clone();
         let started = std::time::Instant::now();
         let views = routers.borrow().clone();
+        // The VIP holders as the gateway carrying each VPC sees them (a
+        // standby's router may have seen no advert lately).
+        let standby = cluster
+            .as_ref()
+            .and_then(cluster::Cluster::roles)
+            .map(|r| r.backup)
+            .unwrap_or_default();
         let read = tokio::task::spawn_blocking(move || {
-            gateway::read_counters(&node, &views).map(|c| (c, gateway::read_vip_holders(&views)))
+            let carried: Vec<RouterView> = views
+                .iter()
+                .filter(|v| !standby.contains(&v.slot))
+                .cloned()
+                .collect();
+            gateway::read_counters(&node, &views).map(|c| (c, gateway::read_vip_holders(&carried)))
         })
         .await;
         // Reading counters costs more with many EIPs (the kernel's set
@@ -314,12 +387,27 @@ pub async fn run(client: Client, cfg: AgentConfig) -> ! {
             cfg.metrics.clone(),
         ));
     }
+    let (bgp_tx, bgp_rx) = tokio::sync::watch::channel(None);
+    let bgp_status = BgpStatus::default();
+    let cluster = (cfg.role == AgentRole::Gateway)
+        .then(|| cluster::Cluster::spawn(cfg.node_netns.clone(), cfg.underlay_ip));
+    let roles_changed = cluster
+        .as_ref()
+        .map_or_else(|| Arc::new(tokio::sync::Notify::new()), |c| c.changed.clone());
     if cfg.role == AgentRole::Gateway {
         tokio::spawn(report_counters(
             client.clone(),
             agent.id.clone(),
             cfg.node_netns.clone(),
             routers_rx,
+            cluster.clone(),
+        ));
+        tokio::spawn(run_bgp(
+            cfg.bird.clone(),
+            cfg.underlay_ip,
+            bgp_rx,
+            bgp_status.clone(),
+            cfg.metrics.clone(),
         ));
     }
     let mut gateway =
@@ -344,6 +432,8 @@ pub async fn run(client: Client, cfg: AgentConfig) -> ! {
         let fetched = tokio::select! {
             got = client.get::<Desired>(&path) => Some(got),
             () = ports_seen.notified(), if last.is_some() => None,
+            // A gateway election changed who carries what.
+            () = roles_changed.notified(), if last.is_some() => None,
         };
         let desired: Desired = match fetched {
             Some(Ok(d)) => d,
@@ -364,6 +454,7 @@ pub async fn run(client: Client, cfg: AgentConfig) -> ! {
             .set(applied.map_or(0, |a| (desired.revision - a).max(0)));
         let started = std::time::Instant::now();
         if let Some(g) = &desired.gateway {
+            let _ = bgp_tx.send(g.cluster.bgp.clone());
             let list: Vec<RouterView> = g
                 .routers
                 .iter()
@@ -373,6 +464,7 @@ pub async fn run(client: Client, cfg: AgentConfig) -> ! {
                         &r.vpc_id,
                     )),
                     vpc_id: r.vpc_id.clone(),
+                    slot: r.slot,
                     vips: r.vips.clone(),
                     classes: r
                         .nat
@@ -397,9 +489,13 @@ pub async fn run(client: Client, cfg: AgentConfig) -> ! {
         // The pass talks to the kernel synchronously: off the async
         // runtime (in `vpcip allinone` that is the server's own).
         let role = cfg.role;
+        let roles = cluster.as_ref().and_then(cluster::Cluster::roles);
+        let pass_roles = roles.clone();
         let pass = tokio::task::spawn_blocking(move || {
             let result = match (role, &desired.gateway, &desired.host) {
-                (AgentRole::Gateway, Some(state), _) => gateway.reconcile(state),
+                (AgentRole::Gateway, Some(state), _) => {
+                    gateway.reconcile_with(state, pass_roles.as_ref())
+                }
                 (AgentRole::Host, _, Some(state)) => {
                     host.reconcile(state).map_err(|e| e.to_string())
                 }
@@ -421,6 +517,38 @@ pub async fn run(client: Client, cfg: AgentConfig) -> ! {
             }
         }
         pending = result.as_ref().is_ok_and(|s| s.pending);
+        let mut cluster_report = None;
+        if let (Some(c), Some(g)) = (&cluster, &desired.gateway) {
+            // The elections start after the first pass that made the
+            // data plane, and follow the desired state.
+            if result.is_ok() {
+                c.update(g);
+            }
+            let carrying = c.carrying();
+            m.carrying.clear();
+            for slot in &carrying {
+                m.carrying
+                    .get_or_create(&metrics::SlotLabels { slot: *slot })
+                    .set(1);
+            }
+            let (bgp, mut bgp_error) = bgp_status.lock().map(|s| s.clone()).unwrap_or_default();
+            if g.cluster.bgp.is_some() && cfg.bird.is_none() {
+                bgp_error = Some(
+                    "BGP is configured for this gateway, but its agent runs without --bird-socket and --bird-config".into(),
+                );
+            }
+            if let Some(e) = c.error() {
+                bgp_error = Some(e);
+            }
+            cluster_report = Some(vpcip_model::desired::ClusterReport {
+                carrying,
+                bgp,
+                bgp_error,
+                announced: roles
+                    .as_ref()
+                    .map_or(0, |r| vpcip_dataplane::gateway::announced(g, r).len()),
+            });
+        }
         m.reconcile_seconds.observe(started.elapsed().as_secs_f64());
         m.passes.inc();
         if let Ok(s) = &result {
@@ -454,6 +582,7 @@ pub async fn run(client: Client, cfg: AgentConfig) -> ! {
                 .as_ref()
                 .map(|s| s.missing_ports.clone())
                 .unwrap_or_default(),
+            cluster: cluster_report,
         };
         if let Err(e) = client
             .post::<_, ()>(&format!("/v1/agents/{}/report", agent.id), &report)

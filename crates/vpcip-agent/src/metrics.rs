@@ -13,6 +13,11 @@
 //!   `vpcip_agent_dhcp_answer_duration_seconds` (host agents): DHCP answers
 //!   sent (offer, ack, nak), and the time from a request's arrival to its
 //!   answer.
+//! - `vpcip_agent_gateway_carrying{slot}` (gateway agents): 1 for each
+//!   slot whose VPCs this gateway carries now;
+//! - `vpcip_agent_bgp_session_up{peer}`, `vpcip_agent_bgp_routes_announced{peer}`
+//!   (gateway agents with BGP): each session established or not, and the
+//!   routes announced on it.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -29,11 +34,24 @@ pub struct NicLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SlotLabels {
+    pub slot: u8,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerLabels {
+    pub peer: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
     pub kind: &'static str,
 }
 
 pub struct AgentMetrics {
+    pub carrying: Family<SlotLabels, Gauge>,
+    pub bgp_up: Family<PeerLabels, Gauge>,
+    pub bgp_announced: Family<PeerLabels, Gauge>,
     pub nic_dropped_packets: Family<NicLabels, Gauge>,
     /// DHCP answers sent, by kind (offer, ack, nak).
     pub dhcp_answers: Family<KindLabels, Counter>,
@@ -59,6 +77,9 @@ impl Default for AgentMetrics {
             prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 15),
         );
         let m = AgentMetrics {
+            carrying: Family::default(),
+            bgp_up: Family::default(),
+            bgp_announced: Family::default(),
             dhcp_answers: Family::default(),
             // 10 µs to about 160 ms.
             dhcp_answer_seconds: Histogram::new(
@@ -78,6 +99,21 @@ impl Default for AgentMetrics {
             "nic_dropped_packets",
             "Packets a NIC's security groups dropped",
             m.nic_dropped_packets.clone(),
+        );
+        registry.register(
+            "gateway_carrying",
+            "1 for each slot whose VPCs this gateway carries now",
+            m.carrying.clone(),
+        );
+        registry.register(
+            "bgp_session_up",
+            "1 when the BGP session to the peer is established",
+            m.bgp_up.clone(),
+        );
+        registry.register(
+            "bgp_routes_announced",
+            "Routes announced to the BGP peer",
+            m.bgp_announced.clone(),
         );
         registry.register(
             "dhcp_answers",

@@ -404,6 +404,15 @@ action_route!(
     |app, scope, id, body| app.store.remove_vpc_cidr(&scope, &id, body.cidr)
 );
 action_route!(
+    update_gateway,
+    patch,
+    "/v1/gateways/{id}",
+    "platform",
+    UpdateGateway,
+    Gateway,
+    |app, scope, id, body| app.store.update_gateway(&scope, &id, &body)
+);
+action_route!(
     update_subnet,
     patch,
     "/v1/subnets/{id}",

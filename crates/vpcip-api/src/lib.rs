@@ -46,7 +46,7 @@ impl App {
         healthz, physical_routes, list_tokens, create_token, delete_token,
         list_zones, show_zone, create_zone, delete_zone,
         list_host_networks, show_host_network, create_host_network, delete_host_network,
-        list_gateways, show_gateway, create_gateway, delete_gateway,
+        list_gateways, show_gateway, create_gateway, delete_gateway, update_gateway,
         list_vpcs, show_vpc, create_vpc, delete_vpc, add_vpc_cidr, remove_vpc_cidr,
         list_subnets, show_subnet, create_subnet, delete_subnet, update_subnet,
         list_security_groups, show_security_group, create_security_group, delete_security_group,
@@ -106,7 +106,7 @@ pub fn router(app: App) -> Router {
         .route("/v1/gateways", get(list_gateways).post(create_gateway))
         .route(
             "/v1/gateways/{id}",
-            get(show_gateway).delete(delete_gateway),
+            get(show_gateway).delete(delete_gateway).patch(update_gateway),
         )
         .route("/v1/vpcs", get(list_vpcs).post(create_vpc))
         .route("/v1/vpcs/{id}", get(show_vpc).delete(delete_vpc))

@@ -154,6 +154,7 @@ pub fn plan_host(want: &HostState, have: &HostObserved, underlay: Ipv4Addr) -> H
             addrs: Some(&no_addrs),
             flood: Some(&flood),
             max_mtu: None,
+            mac: None,
         };
         changes.extend(
             converge_link(&br, link(&br), LinkWant::default())

@@ -18,6 +18,15 @@ pub fn vxlan_ifname(vni: u32) -> String {
     format!("vx{vni}")
 }
 
+/// The MAC of a subnet's router (its gateway address) on every gateway
+/// node: the same everywhere, so that a VM's ARP entry stays right
+/// whichever gateway carries its VPC (locally administered, the VNI in the
+/// low 24 bits).
+pub fn router_mac(vni: u32) -> [u8; 6] {
+    let [_, a, b, c] = vni.to_be_bytes();
+    [0x02, 0x76, 0x70, a, b, c]
+}
+
 /// The name of an L2 domain's bridge on a host.
 pub fn bridge_ifname(vni: u32) -> String {
     format!("br{vni}")
@@ -39,6 +48,8 @@ pub struct LinkState {
     pub master: Option<String>,
     pub up: bool,
     pub mtu: Option<u32>,
+    /// Its MAC address.
+    pub mac: Option<[u8; 6]>,
     /// IPv6 is on (the node could send its own router solicitations and
     /// neighbour discovery on it).
     pub ipv6: bool,
@@ -69,6 +80,10 @@ pub enum LinkChange {
     SetMtu {
         name: String,
         mtu: u32,
+    },
+    SetMac {
+        name: String,
+        mac: [u8; 6],
     },
     Ipv6Off {
         name: String,
@@ -105,6 +120,7 @@ impl LinkChange {
             | LinkChange::AddVxlan { name, .. }
             | LinkChange::SetMaster { name, .. }
             | LinkChange::SetMtu { name, .. }
+            | LinkChange::SetMac { name, .. }
             | LinkChange::Ipv6Off { name }
             | LinkChange::SetUp { name }
             | LinkChange::AddAddr { name, .. }
@@ -141,6 +157,7 @@ impl LinkChange {
                 match self {
                     LinkChange::SetMaster { master, .. } => l.master = Some(master.clone()),
                     LinkChange::SetMtu { mtu, .. } => l.mtu = Some(*mtu),
+                    LinkChange::SetMac { mac, .. } => l.mac = Some(*mac),
                     LinkChange::Ipv6Off { .. } => l.ipv6 = false,
                     LinkChange::SetUp { .. } => l.up = true,
                     LinkChange::AddAddr { addr, .. } => {
@@ -184,6 +201,8 @@ pub struct LinkWant<'a> {
     pub flood: Option<&'a BTreeSet<Ipv4Addr>>,
     /// An MTU above this is lowered to it.
     pub max_mtu: Option<u32>,
+    /// Exactly this MAC address.
+    pub mac: Option<[u8; 6]>,
 }
 
 /// The changes that make `name` (as observed in `have`, or about to be
@@ -212,6 +231,11 @@ pub fn converge_link(name: &str, have: Option<&LinkState>, want: LinkWant<'_>) -
             name: name(),
             mtu: max,
         });
+    }
+    if let Some(mac) = want.mac
+        && have.mac != Some(mac)
+    {
+        out.push(LinkChange::SetMac { name: name(), mac });
     }
     if let Some(addrs) = want.addrs {
         for a in have.addrs.difference(addrs) {

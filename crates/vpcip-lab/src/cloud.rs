@@ -38,12 +38,99 @@ pub const AGENTS: [(&str, &str, &str); 3] = [
 /// The MTU of a VM's NIC: the underlay's 1500 less VXLAN's 50.
 pub const VM_MTU: &str = "1450";
 
+/// A gateway cluster's nodes and their underlay addresses.
+pub const CLUSTER_GATEWAYS: [(&str, &str); 2] = [("gw1", "192.0.2.21"), ("gw2", "192.0.2.22")];
+/// The cluster's agents: (role, node, underlay address).
+pub const CLUSTER_AGENTS: [(&str, &str, &str); 4] = [
+    ("gateway", CLUSTER_GATEWAYS[0].0, CLUSTER_GATEWAYS[0].1),
+    ("gateway", CLUSTER_GATEWAYS[1].0, CLUSTER_GATEWAYS[1].1),
+    ("host", HOSTS[0], HOST_UNDERLAY[0]),
+    ("host", HOSTS[1], HOST_UNDERLAY[1]),
+];
+/// The physical router's AS and the gateways' (BGP).
+pub const PHYSICAL_AS: u32 = 64512;
+pub const GATEWAY_AS: u32 = 64513;
+/// The physical router's address on the underlay: the gateways' BGP peer.
+pub const PHYSICAL_UNDERLAY: &str = "192.0.2.1";
+
 /// Builds the physical network: the outside client, the physical router with
 /// the static route for each EIP segment, the gateway node and the hosts on
 /// the underlay.
 pub fn physical(w: &mut World, eip_segments: &[&str]) {
-    for n in [PHYSICAL_ROUTER, CLIENT, GATEWAY, HOSTS[0], HOSTS[1]] {
+    underlay(w, &AGENTS);
+    for seg in eip_segments {
+        w.exec(
+            PHYSICAL_ROUTER,
+            &["ip", "route", "add", seg, "via", GATEWAY_UNDERLAY],
+        );
+    }
+}
+
+/// The physical network of a gateway cluster: as [`physical`] with the
+/// two gateway nodes of [`CLUSTER_GATEWAYS`] and no static route: the
+/// physical router runs BIRD and learns the EIPs from the gateways by BGP
+/// (with BFD, 100 ms × 3); each gateway node runs a BIRD its agent
+/// configures ([`bird_paths`]).
+pub fn cluster(w: &mut World) {
+    underlay(w, &CLUSTER_AGENTS);
+    let mut phy = format!(
+        "router id {PHYSICAL_UNDERLAY};\n\
+         protocol device {{}}\n\
+         protocol kernel {{ ipv4 {{ import none; export all; }}; merge paths on; }}\n\
+         protocol bfd {{ interface \"*\" {{ min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }}; }}\n\
+         template bgp gateways {{ local {PHYSICAL_UNDERLAY} as {PHYSICAL_AS}; bfd on; graceful restart on; connect delay time 1; ipv4 {{ import all; export none; }}; }}\n"
+    );
+    for (node, ip) in CLUSTER_GATEWAYS {
+        // (`gw` is a keyword of BIRD's: the protocols are node_<name>.)
+        phy.push_str(&format!(
+            "protocol bgp node_{node} from gateways {{ neighbor {ip} as {GATEWAY_AS}; }}\n"
+        ));
+        start_bird(w, node, &format!("router id {ip};\nprotocol device {{}}\n"));
+    }
+    start_bird(w, PHYSICAL_ROUTER, &phy);
+}
+
+/// Where node `node`'s BIRD keeps its configuration and control socket.
+pub fn bird_paths(w: &World, node: &str) -> (PathBuf, PathBuf) {
+    let dir = state_dir(w);
+    (
+        dir.join(format!("bird-{node}.conf")),
+        dir.join(format!("bird-{node}.sock")),
+    )
+}
+
+/// Starts BIRD in `node` with `config`, in the foreground as one of the
+/// world's processes; returns its index among them.
+pub fn start_bird(w: &mut World, node: &str, config: &str) -> usize {
+    let _ = std::fs::create_dir_all(state_dir(w));
+    let (conf, sock) = bird_paths(w, node);
+    std::fs::write(&conf, config).unwrap_or_else(|e| panic!("write {}: {e}", conf.display()));
+    let log = std::fs::File::create(state_dir(w).join(format!("bird-{node}.log"))).ok();
+    let child = Command::new("ip")
+        .args(["netns", "exec", &w.ns(node), "bird", "-f", "-c"])
+        .arg(&conf)
+        .arg("-s")
+        .arg(&sock)
+        .stdout(Stdio::null())
+        .stderr(log.map(Stdio::from).unwrap_or(Stdio::null()))
+        .spawn()
+        .unwrap_or_else(|e| panic!("start bird in {node}: {e} (is bird2 installed?)"));
+    let i = w.adopt(child);
+    let up = crate::eventually(std::time::Duration::from_secs(5), || {
+        std::os::unix::net::UnixStream::connect(&sock).is_ok()
+    });
+    assert!(up, "BIRD did not start in {node} (see {})", state_dir(w).display());
+    i
+}
+
+/// The nodes of the physical network and the underlay between them: the
+/// client, the physical router, and `agents`' nodes on the underlay bridge.
+fn underlay(w: &mut World, agents: &[(&str, &str, &str)]) {
+    for n in [PHYSICAL_ROUTER, CLIENT] {
         w.add_node(n);
+    }
+    for (_, node, _) in agents {
+        w.add_node(node);
     }
     w.link(
         CLIENT,
@@ -62,7 +149,7 @@ pub fn physical(w: &mut World, eip_segments: &[&str]) {
     w.exec(phy, &["ip", "addr", "add", "192.0.2.1/24", "dev", "ul"]);
     w.exec(phy, &["ip", "link", "set", "ul", "up"]);
     w.exec(phy, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-    for (_, node, ip) in AGENTS {
+    for (role, node, ip) in agents {
         let port = format!("u-{node}");
         let (nn, np) = (w.ns(node), w.ns(phy));
         crate::run(
@@ -78,13 +165,12 @@ pub fn physical(w: &mut World, eip_segments: &[&str]) {
             &["ip", "addr", "add", &format!("{ip}/24"), "dev", "phy0"],
         );
         w.exec(node, &["ip", "link", "set", "phy0", "up"]);
-    }
-    w.exec(
-        GATEWAY,
-        &["ip", "route", "add", "default", "via", "192.0.2.1"],
-    );
-    for seg in eip_segments {
-        w.exec(phy, &["ip", "route", "add", seg, "via", GATEWAY_UNDERLAY]);
+        if *role == "gateway" {
+            w.exec(
+                node,
+                &["ip", "route", "add", "default", "via", PHYSICAL_UNDERLAY],
+            );
+        }
     }
 }
 
@@ -175,6 +261,7 @@ pub fn start_agent(
         ])
         .args(["--netns", &w.ns(node), "--netns-prefix", &w.prefix])
         .args(["--resync", &resync_secs.to_string()])
+        .args(bird_args(w, role, node))
         .arg("--state-dir")
         .arg(dir.join(format!("agent-{node}")))
         .env("VPCIP_URL", url)
@@ -189,6 +276,20 @@ pub fn start_agent(
         .spawn()
         .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
     w.adopt(child)
+}
+
+/// A gateway agent's BIRD, when its node runs one ([`cluster`]).
+fn bird_args(w: &World, role: &str, node: &str) -> Vec<std::ffi::OsString> {
+    let (conf, sock) = bird_paths(w, node);
+    if role != "gateway" || !conf.exists() {
+        return vec![];
+    }
+    vec![
+        "--bird-socket".into(),
+        sock.into(),
+        "--bird-config".into(),
+        conf.into(),
+    ]
 }
 
 /// Where agent `node` of the world serves its metrics.
@@ -207,6 +308,19 @@ pub fn start_agents(
     token: &str,
     resync_secs: u64,
 ) -> Vec<usize> {
+    start_agents_of(w, bin, url, token, resync_secs, &AGENTS)
+}
+
+/// Starts `agents` (e.g. [`CLUSTER_AGENTS`]); returns their indexes among
+/// the world's processes, in that order.
+pub fn start_agents_of(
+    w: &mut World,
+    bin: &Path,
+    url: &str,
+    token: &str,
+    resync_secs: u64,
+    agents: &[(&str, &str, &str)],
+) -> Vec<usize> {
     let cli = |args: &[&str]| {
         let mut cmd = Command::new(bin);
         let out = cmd
@@ -219,7 +333,7 @@ pub fn start_agents(
         let made = cli(&["host-network", "create", "underlay", UNDERLAY]);
         assert!(made, "cannot register host network {UNDERLAY} at {url}");
     }
-    AGENTS
+    agents
         .iter()
         .map(|(role, node, ip)| start_agent(w, bin, url, token, role, node, ip, resync_secs))
         .collect()

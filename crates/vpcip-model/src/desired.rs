@@ -47,6 +47,10 @@ pub struct Agent {
     /// reported.
     #[serde(default)]
     pub missing_ports: Vec<String>,
+    /// Gateway agents: what they carry and their BGP sessions, as last
+    /// reported.
+    #[serde(default)]
+    pub cluster: Option<ClusterReport>,
 }
 
 /// The system at a glance (`GET /v1/status`, `vpcip status`).
@@ -146,6 +150,44 @@ pub struct AgentReport {
     /// Host agents: the NIC IDs whose port is not there yet.
     #[serde(default)]
     pub missing_ports: Vec<String>,
+    /// Gateway agents: the slots they carry and their BGP sessions.
+    #[serde(default)]
+    pub cluster: Option<ClusterReport>,
+}
+
+/// A gateway's part in the cluster, as its agent reports it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq, Default)]
+pub struct ClusterReport {
+    /// The slots (VRRP router IDs) whose VPCs this gateway carries now:
+    /// their traffic passes here and it announces their EIPs.
+    pub carrying: Vec<u8>,
+    /// Its BGP sessions, as its BGP daemon tells them.
+    #[serde(default)]
+    pub bgp: Vec<BgpSession>,
+    /// Why BGP does not run as configured (the daemon unreachable, its
+    /// configuration refused); None when it does or none is configured.
+    #[serde(default)]
+    pub bgp_error: Option<String>,
+    /// Routes announced (the EIP segments, and the /32s of what it
+    /// carries).
+    #[serde(default)]
+    pub announced: usize,
+}
+
+/// One BGP session of a gateway.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct BgpSession {
+    #[schema(value_type = String)]
+    pub peer: Ipv4Addr,
+    /// `established`, or the state it is stuck in (`idle`, `connect`,
+    /// `active`, `opensent`, `openconfirm`, `down`).
+    pub state: String,
+    /// The daemon's last word on it (an error, "BFD session down"…).
+    pub info: String,
+    /// Routes the peer sent (they are refused: a gateway learns nothing).
+    pub received: u64,
+    /// Routes announced to the peer.
+    pub exported: u64,
 }
 
 /// One EIP's traffic as a gateway node counted it (since the EIP was last
@@ -330,6 +372,9 @@ pub struct VpcRouter {
     /// The router's number: its link to the gateway node is
     /// [`router_link`]`(index)`.
     pub index: u32,
+    /// The slot it is placed on ([`Cluster::slots`]).
+    #[serde(default)]
+    pub slot: u8,
     pub subnets: Vec<RouterSubnet>,
     /// The EIPs bound in this VPC, NAT and visible mode (the latter as
     /// identity entries); the gateway node routes each to this router.
@@ -368,8 +413,121 @@ pub struct GatewayState {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub snat_ip: Option<Ipv4Addr>,
+    /// The gateway cluster: who carries what, where the others are, BGP.
+    #[serde(default)]
+    pub cluster: Cluster,
 }
 
+/// VRRP among the gateways: advertisement interval, centiseconds (three
+/// missed adverts and a dead gateway's VPCs move: ~0.16 s).
+pub const GATEWAY_ADVERT_CS: u16 = 5;
+
+/// The gateway cluster as one gateway sees it. Every gateway holds every
+/// VPC router with the same maps (a 1:1 NAT is a bijection: any of them
+/// translates an established flow mid-stream); the VPCs placed on a slot
+/// pass through the gateway that wins that slot's VRRP election, which
+/// also announces their EIPs.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq, Default)]
+pub struct Cluster {
+    /// This gateway's own slot (its VRRP router ID).
+    pub slot: u8,
+    /// Drained: it wins no election while another gateway lives, and
+    /// announces nothing.
+    pub drained: bool,
+    /// VRRP advertisement interval among the gateways, centiseconds.
+    pub advert_cs: u16,
+    /// The other gateways' underlay addresses: where its adverts go.
+    #[schema(value_type = Vec<String>)]
+    pub peers: Vec<Ipv4Addr>,
+    /// Every slot of the cluster.
+    pub slots: Vec<Slot>,
+    /// Its BGP sessions; None: static routes.
+    pub bgp: Option<crate::BgpConfig>,
+}
+
+impl Cluster {
+    pub fn slot(&self, vrid: u8) -> Option<&Slot> {
+        self.slots.iter().find(|s| s.vrid == vrid)
+    }
+}
+
+/// One slot: a gateway's share of the VPCs.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct Slot {
+    pub vrid: u8,
+    /// The gateway it is placed on.
+    pub owner: String,
+    /// This gateway's VRRP priority for it: 250 for its owner, one of
+    /// 101 to 200 for the others (distinct: one backup wins), 1 when
+    /// drained.
+    pub priority: u8,
+    /// The owner's default SNAT address: the slot's VPCs leave from it
+    /// whichever gateway carries them, so their connections survive a
+    /// move when the VM speaks first.
+    #[schema(value_type = Option<String>)]
+    pub snat_ip: Option<Ipv4Addr>,
+}
+
+/// FNV-1a: a hash that never changes between releases (placements and
+/// priorities must not move when the controller is upgraded).
+fn stable_hash(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.bytes().chain([0]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// Each gateway's slot: its own, or (gateways registered before clusters,
+/// slot 0) the lowest free ones in ID order.
+pub fn gateway_slots(gateways: &[Gateway]) -> BTreeMap<&str, u8> {
+    let mut taken: BTreeSet<u8> = gateways.iter().map(|g| g.slot).filter(|s| *s > 0).collect();
+    let mut out: BTreeMap<&str, u8> = gateways
+        .iter()
+        .filter(|g| g.slot > 0)
+        .map(|g| (g.id.as_str(), g.slot))
+        .collect();
+    let mut unnumbered: Vec<&Gateway> = gateways.iter().filter(|g| g.slot == 0).collect();
+    unnumbered.sort_by(|a, b| a.id.cmp(&b.id));
+    for g in unnumbered {
+        if let Some(free) = (1..=255u8).find(|s| !taken.contains(s)) {
+            taken.insert(free);
+            out.insert(g.id.as_str(), free);
+        }
+    }
+    out
+}
+
+/// The slot VPC `vpc_id` is placed on: rendezvous hashing over the
+/// gateways, so adding or removing one moves only its share.
+pub fn placement(vpc_id: &str, gateways: &[Gateway], slots: &BTreeMap<&str, u8>) -> Option<u8> {
+    gateways
+        .iter()
+        .filter_map(|g| Some((stable_hash(&[vpc_id, &g.id]), *slots.get(g.id.as_str())?)))
+        .max()
+        .map(|(_, s)| s)
+}
+
+/// Gateway `me`'s VRRP priority for the slot owned by `owner`.
+fn slot_priority(me: &Gateway, owner: &Gateway, vrid: u8, gateways: &[Gateway]) -> u8 {
+    if me.drained {
+        return 1;
+    }
+    if me.id == owner.id {
+        return 250;
+    }
+    let v = vrid.to_string();
+    let mut others: Vec<&Gateway> = gateways
+        .iter()
+        .filter(|g| g.id != owner.id && !g.drained)
+        .collect();
+    others.sort_by_key(|g| (std::cmp::Reverse(stable_hash(&[&v, &g.id])), g.id.clone()));
+    let rank = others.iter().position(|g| g.id == me.id).unwrap_or(0);
+    200u8.saturating_sub(u8::try_from(rank.min(99)).unwrap_or(99))
+}
 /// One infrastructure service VMs may reach: `udp 192.0.2.53 53`.
 #[derive(
     Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq, PartialOrd, Ord, Hash,
@@ -713,6 +871,8 @@ impl World<'_> {
     pub fn gateway(&self, agent: &Agent) -> GatewayState {
         let me = agent.underlay_ip;
         let vteps = self.vteps();
+        let slots = gateway_slots(self.gateways);
+        let cluster = self.cluster(agent, &slots);
         let routers = self
             .vpcs
             .iter()
@@ -769,6 +929,7 @@ impl World<'_> {
                 VpcRouter {
                     vpc_id: v.id.clone(),
                     index: v.router_index,
+                    slot: placement(&v.id, self.gateways, &slots).unwrap_or(0),
                     vips,
                     subnets: self
                         .subnets
@@ -819,6 +980,43 @@ impl World<'_> {
                 .iter()
                 .find(|g| g.name == agent.name)
                 .and_then(|g| g.snat_ip),
+            cluster,
+        }
+    }
+
+    /// The cluster as gateway agent `agent` must know it.
+    fn cluster(&self, agent: &Agent, slots: &BTreeMap<&str, u8>) -> Cluster {
+        let Some(me) = self.gateways.iter().find(|g| g.name == agent.name) else {
+            return Cluster::default();
+        };
+        let mut peers: Vec<Ipv4Addr> = self
+            .gateways
+            .iter()
+            .filter(|g| g.id != me.id)
+            .map(|g| g.underlay_ip)
+            .collect();
+        peers.sort();
+        let mut out: Vec<Slot> = self
+            .gateways
+            .iter()
+            .filter_map(|owner| {
+                let vrid = *slots.get(owner.id.as_str())?;
+                Some(Slot {
+                    vrid,
+                    owner: owner.name.clone(),
+                    priority: slot_priority(me, owner, vrid, self.gateways),
+                    snat_ip: owner.snat_ip,
+                })
+            })
+            .collect();
+        out.sort_by_key(|s| s.vrid);
+        Cluster {
+            slot: slots.get(me.id.as_str()).copied().unwrap_or(0),
+            drained: me.drained,
+            advert_cs: GATEWAY_ADVERT_CS,
+            peers,
+            slots: out,
+            bgp: me.bgp.clone(),
         }
     }
 
@@ -1080,6 +1278,9 @@ mod tests {
                 name: "gw".into(),
                 underlay_ip: "192.0.2.2".parse().unwrap(),
                 snat_ip: Some("203.0.113.254".parse().unwrap()),
+                slot: 0,
+                drained: false,
+                bgp: None,
             }],
             security_groups: &[],
             dhcp: &DhcpDefaults::default(),

@@ -105,6 +105,54 @@ pub struct Gateway {
     #[serde(default)]
     #[schema(value_type = Option<String>, example = "203.0.113.254")]
     pub snat_ip: Option<Ipv4Addr>,
+    /// Its number in the gateway cluster (1 to 255): the VRRP router ID
+    /// under which the gateways elect who carries the VPCs placed on it
+    /// (it, while it lives and is not drained). 0 on gateways registered
+    /// before clusters: numbered in ID order after the others.
+    #[serde(default)]
+    pub slot: u8,
+    /// Drained for maintenance: it carries no VPC and announces nothing
+    /// while another gateway lives; its agent keeps its data plane ready.
+    #[serde(default)]
+    pub drained: bool,
+    /// Its BGP sessions to the physical routers, which it announces the
+    /// EIPs it carries to; None: static routes (`vpcip route list`).
+    #[serde(default)]
+    pub bgp: Option<BgpConfig>,
+}
+
+/// A gateway's BGP: its AS and its peers (the physical routers).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct BgpConfig {
+    #[schema(example = 64513)]
+    pub local_as: u32,
+    pub peers: Vec<BgpPeer>,
+    /// BFD on every session (100 ms × 3): a dead gateway's routes are
+    /// withdrawn in about 0.3 s instead of the hold time.
+    #[serde(default = "yes")]
+    pub bfd: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A field that is there, null or not (absent is None by `default`).
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+/// One BGP peer of a gateway.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq, PartialOrd, Ord)]
+pub struct BgpPeer {
+    #[schema(value_type = String, example = "192.0.2.1")]
+    pub ip: Ipv4Addr,
+    #[schema(example = 64512)]
+    pub peer_as: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
@@ -640,6 +688,18 @@ pub struct CreateGateway {
     pub name: String,
     #[schema(value_type = String)]
     pub underlay_ip: Ipv4Addr,
+}
+
+/// Changes to a gateway (absent fields stay as they are).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateGateway {
+    /// Its BGP (null: none, back to static routes).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<BgpConfig>)]
+    pub bgp: Option<Option<BgpConfig>>,
+    /// Drained: another gateway carries its VPCs (`vpcip gateway drain`).
+    pub drained: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, Default)]

@@ -11,7 +11,8 @@ use crate::resources::*;
 
 mod agents;
 pub use agents::{
-    AgentIdentity, UnderlayClaim, check_gateway_delete, check_host_network_delete, check_underlay,
+    AgentIdentity, UnderlayClaim, check_bgp, check_drain, check_gateway_delete,
+    check_host_network_delete, check_underlay,
 };
 
 /// A NIC holds at most this many VIPs; a VIP is bound to at most this many NICs.

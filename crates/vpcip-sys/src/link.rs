@@ -53,6 +53,8 @@ pub struct Link {
     /// The carrier is on (IFF_LOWER_UP): the other end of the wire is up.
     pub carrier: bool,
     pub mtu: Option<u32>,
+    /// Its hardware address, when it has an Ethernet one.
+    pub mac: Option<[u8; 6]>,
 }
 
 pub use vpcip_dataplane::routing::MAIN_TABLE;
@@ -592,12 +594,14 @@ fn link_of(m: &LinkMessage) -> Link {
         up: m.header.flags.contains(LinkFlags::Up),
         carrier: m.header.flags.contains(LinkFlags::LowerUp),
         mtu: None,
+        mac: None,
     };
     for a in &m.attributes {
         match a {
             LinkAttribute::IfName(n) => l.name = n.clone(),
             LinkAttribute::Controller(i) => l.master = Some(*i),
             LinkAttribute::Mtu(v) => l.mtu = Some(*v),
+            LinkAttribute::Address(a) => l.mac = <[u8; 6]>::try_from(a.as_slice()).ok(),
             LinkAttribute::LinkInfo(infos) => {
                 for i in infos {
                     if let LinkInfo::Kind(k) = i {

@@ -137,6 +137,7 @@ pub async fn run(args: AllinoneArgs) -> anyhow::Result<()> {
             node_netns: "/proc/self/ns/net".into(),
             resync,
             state_dir: args.state_dir.join(format!("agent-{}", args.name)),
+            bird: None,
         };
         let client = vpcip_client::Client::new(&url, Some(&token));
         tokio::spawn(vpcip_agent::run(client, cfg));
@@ -150,6 +151,7 @@ pub async fn run(args: AllinoneArgs) -> anyhow::Result<()> {
         node_netns: host_ns,
         resync,
         state_dir: args.state_dir.join(format!("agent-{}-host", args.name)),
+        bird: None,
     };
     let client = vpcip_client::Client::new(&url, Some(&token));
     tokio::spawn(vpcip_agent::run(client, cfg));

@@ -331,6 +331,14 @@ pub struct AgentArgs {
     /// 127.0.0.1:9697).
     #[arg(long)]
     pub metrics_listen: Option<String>,
+    /// Gateways: the control socket of the node's BIRD 2 (`bird -s`),
+    /// which speaks BGP for it (`vpcip gateway update --bgp-peer`).
+    #[arg(long, requires = "bird_config", value_name = "PATH")]
+    pub bird_socket: Option<std::path::PathBuf>,
+    /// Gateways: the configuration file that BIRD was started with (`bird
+    /// -c`): the agent writes it and reloads BIRD.
+    #[arg(long, requires = "bird_socket", value_name = "PATH")]
+    pub bird_config: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -451,6 +459,43 @@ pub enum GatewayCmd {
         /// unreachable.
         #[arg(long)]
         force: bool,
+    },
+    /// Set a gateway's BGP sessions to the physical routers, which it then
+    /// announces the EIPs it carries to (BFD on unless --no-bfd).
+    Update {
+        /// ID or name.
+        id: String,
+        /// A BGP peer (a physical router); repeat for several.
+        #[arg(long = "bgp-peer", value_name = "IP", requires = "peer_as")]
+        bgp_peer: Vec<Ipv4Addr>,
+        /// The peers' AS: one for all, or one per --bgp-peer in order.
+        #[arg(long = "peer-as", value_name = "AS")]
+        peer_as: Vec<u32>,
+        /// The gateway's own AS.
+        #[arg(long = "local-as", value_name = "AS", requires = "bgp_peer")]
+        local_as: Option<u32>,
+        /// No BFD on the sessions: a dead gateway is noticed only at the
+        /// hold time (90 s and more) instead of about 0.3 s.
+        #[arg(long, requires = "bgp_peer")]
+        no_bfd: bool,
+        /// Remove its BGP: back to static routes (`vpcip route list`).
+        #[arg(long, conflicts_with_all = ["bgp_peer", "local_as"])]
+        no_bgp: bool,
+    },
+    /// Move every VPC a gateway carries to the others without losing a
+    /// packet (it announces nothing more), so that it can be stopped; waits
+    /// until it carries nothing.
+    Drain {
+        /// ID or name.
+        id: String,
+        /// How long to wait for the others to take over, in seconds.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
+    /// Bring a drained gateway back: it takes its share again.
+    Undrain {
+        /// ID or name.
+        id: String,
     },
 }
 

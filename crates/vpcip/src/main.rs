@@ -169,6 +169,13 @@ async fn agent(
             .clone()
             .unwrap_or_else(|| format!("/run/vpcip/agent-{}", args.name).into()),
         metrics: Default::default(),
+        bird: match (&args.bird_socket, &args.bird_config) {
+            (Some(socket), Some(config)) => Some(vpcip_agent::bgp::Bird {
+                socket: socket.clone(),
+                config: config.clone(),
+            }),
+            _ => None,
+        },
     };
     if let Some(listen) = &args.metrics_listen {
         let listener = tokio::net::TcpListener::bind(listen)

@@ -72,15 +72,41 @@ impl Tabular for GatewayHealth {
         "NAME",
         "UNDERLAY IP",
         "DEFAULT SNAT",
+        "SLOT",
+        "CARRIES",
+        "BGP",
         "AGENT",
         "APPLIED REVISION",
     ];
     fn row(&self) -> Vec<String> {
+        let g = &self.gateway;
+        let report = self.agent.as_ref().and_then(|a| a.cluster.as_ref());
+        let slot = if g.drained {
+            format!("{} (drained)", g.slot)
+        } else {
+            g.slot.to_string()
+        };
+        let carries = match report {
+            Some(c) if c.carrying.is_empty() => "nothing".into(),
+            Some(c) => format!(
+                "slot{} {}",
+                if c.carrying.len() > 1 { "s" } else { "" },
+                c.carrying
+                    .iter()
+                    .map(u8::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            None => "-".into(),
+        };
         vec![
-            self.gateway.id.clone(),
-            self.gateway.name.clone(),
-            self.gateway.underlay_ip.to_string(),
-            snat(&self.gateway),
+            g.id.clone(),
+            g.name.clone(),
+            g.underlay_ip.to_string(),
+            snat(g),
+            slot,
+            carries,
+            bgp(g, report),
             self.agent
                 .as_ref()
                 .map_or_else(|| "no agent".into(), health),
@@ -89,6 +115,30 @@ impl Tabular for GatewayHealth {
                 .map_or_else(|| "-".into(), |a| a.applied_revision.to_string()),
         ]
     }
+}
+
+/// A gateway's BGP sessions as its agent reported them: `static` without
+/// BGP; each peer's state and the routes announced to it.
+fn bgp(g: &Gateway, report: Option<&vpcip_model::desired::ClusterReport>) -> String {
+    let Some(cfg) = &g.bgp else {
+        return "static".into();
+    };
+    if let Some(e) = report.and_then(|r| r.bgp_error.as_deref()) {
+        return format!("error: {e}");
+    }
+    let sessions = report.map(|r| r.bgp.as_slice()).unwrap_or_default();
+    cfg.peers
+        .iter()
+        .map(|p| match sessions.iter().find(|s| s.peer == p.ip) {
+            Some(s) if s.state == "established" => {
+                format!("{} established, {} routes", p.ip, s.exported)
+            }
+            Some(s) if s.info.is_empty() => format!("{} {}", p.ip, s.state),
+            Some(s) => format!("{} {} ({})", p.ip, s.state, s.info),
+            None => format!("{} not reported yet", p.ip),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl Tabular for vpcip_model::desired::Agent {

@@ -17,7 +17,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use vpcip_sys::link::Net;
 use vpcip_sys::netns::in_netns;
 use vpcip_vrrp::machine::{Action, Config, Machine, State};
-use vpcip_vrrp::packet::{Advert, ChecksumMode, GROUP, IPPROTO_VRRP};
+use vpcip_vrrp::packet::{Advert, ChecksumMode, GROUP, IPPROTO_VRRP, garp_frame, parse_ip};
 
 use crate::cli::{Checksum, VrrpArgs};
 
@@ -76,20 +76,6 @@ fn vrrp_socket(ifname: &str, primary: Ipv4Addr) -> anyhow::Result<Socket> {
     Ok(s)
 }
 
-/// A gratuitous ARP request announcing `ip` at `mac`.
-fn garp_frame(mac: [u8; 6], ip: Ipv4Addr) -> Vec<u8> {
-    let mut f = Vec::with_capacity(60);
-    f.extend_from_slice(&[0xff; 6]);
-    f.extend_from_slice(&mac);
-    f.extend_from_slice(&[0x08, 0x06]); // ARP
-    f.extend_from_slice(&[0, 1, 0x08, 0, 6, 4, 0, 1]); // Ethernet, IPv4, request
-    f.extend_from_slice(&mac);
-    f.extend_from_slice(&ip.octets());
-    f.extend_from_slice(&[0; 6]);
-    f.extend_from_slice(&ip.octets());
-    f.resize(60, 0);
-    f
-}
 
 /// A packet socket on the interface, opened once, for gratuitous ARP.
 fn garp_sender(ifname: &str) -> anyhow::Result<Box<dyn pnet_datalink::DataLinkSender>> {
@@ -305,12 +291,3 @@ pub fn run(args: VrrpArgs) -> anyhow::Result<()> {
     act(&m, acts)
 }
 
-/// (source, TTL, payload) of an IPv4 packet.
-fn parse_ip(pkt: &[u8]) -> Option<(Ipv4Addr, u8, &[u8])> {
-    let ihl = usize::from(pkt.first()? & 0x0f) * 4;
-    if pkt.len() < ihl || ihl < 20 || pkt[9] != IPPROTO_VRRP {
-        return None;
-    }
-    let src = Ipv4Addr::new(pkt[12], pkt[13], pkt[14], pkt[15]);
-    Some((src, pkt[8], &pkt[ihl..]))
-}

@@ -119,6 +119,7 @@ pub(crate) fn observe_links(net: &Net, underlay: Ipv4Addr) -> Result<NsLinks, Ke
                 master: l.master.and_then(|m| names.get(&m)).cloned(),
                 up: l.up,
                 mtu: l.mtu,
+                mac: l.mac,
                 ipv6: ipv6_enabled(&l.name).map_err(KernelError::sys("read IPv6 of", &l.name))?,
                 addrs: a.into_iter().collect(),
                 flood,
@@ -169,6 +170,7 @@ pub(crate) fn apply_link(
             net.set_master(i, m).map_err(err)?;
         }
         LinkChange::SetMtu { mtu, .. } => net.set_mtu(index(links, name)?, *mtu).map_err(err)?,
+        LinkChange::SetMac { mac, .. } => net.set_mac(index(links, name)?, *mac).map_err(err)?,
         LinkChange::SetUp { .. } => net.set_up(index(links, name)?).map_err(err)?,
         LinkChange::AddAddr { addr, .. } => {
             net.add_addr(index(links, name)?, *addr).map_err(err)?
@@ -198,6 +200,7 @@ fn link_op(c: &LinkChange) -> &'static str {
         LinkChange::AddVxlan { .. } => "add VXLAN device",
         LinkChange::SetMaster { .. } => "set master of",
         LinkChange::SetMtu { .. } => "set MTU of",
+        LinkChange::SetMac { .. } => "set the MAC of",
         LinkChange::Ipv6Off { .. } => "turn IPv6 off on",
         LinkChange::SetUp { .. } => "bring up",
         LinkChange::AddAddr { .. } => "add address to",

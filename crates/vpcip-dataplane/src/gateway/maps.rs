@@ -85,15 +85,18 @@ pub fn node_maps(state: &GatewayState) -> NodeMaps {
         counted: steer.keys().copied().collect(),
         steer,
         classes: class_map(state.routers.iter().flat_map(|r| r.nat.iter())),
+        // Each router leaves from its slot's address (the same whichever
+        // gateway carries it), or this gateway's own outside a cluster.
         default_snat: state
-            .snat_ip
-            .map(|to| {
-                state
-                    .routers
-                    .iter()
-                    .map(|r| (router_link(r.index).1, to))
-                    .collect()
+            .routers
+            .iter()
+            .filter_map(|r| {
+                let to = match state.cluster.slot(r.slot) {
+                    Some(s) => s.snat_ip,
+                    None => state.snat_ip,
+                };
+                Some((router_link(r.index).1, to?))
             })
-            .unwrap_or_default(),
+            .collect(),
     }
 }

@@ -34,6 +34,19 @@ pub const UPLINK: &str = "up0";
 pub const ROUTER_TABLES: u32 = 10000;
 /// The priority of the node's steering rules (before `main` at 32766).
 pub const RULE_PRIORITY: u32 = 1000;
+/// The node's table of what it announces by BGP (never looked up: the
+/// BGP daemon learns it and announces each route with the node as next
+/// hop).
+pub const EXPORT_TABLE: u32 = 9999;
+
+/// Which slots this gateway wins the election of now (it carries their
+/// VPCs) and which another gateway wins (`backup`); a slot in neither has
+/// no election running yet.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Roles {
+    pub master: BTreeSet<u8>,
+    pub backup: BTreeSet<u8>,
+}
 
 /// EIP → bandwidth class id (`1:<class>` as a priority).
 pub type ClassMap = BTreeMap<Ipv4Addr, u32>;
@@ -91,6 +104,10 @@ pub struct RouterObserved {
     /// Links that take gratuitous ARP at once (`arp_accept` 1,
     /// `locktime` 0).
     pub arp_ready: BTreeSet<String>,
+    /// Links that answer no ARP request (`arp_ignore` 8): the subnets of a
+    /// VPC another gateway carries, so that the hosts keep sending to
+    /// that one.
+    pub arp_silent: BTreeSet<String>,
 }
 
 /// What the gateway node and its routers hold.
@@ -157,6 +174,13 @@ pub enum GatewayChange {
         vpc: String,
         link: String,
     },
+    /// A router's subnet link answers ARP (`silent` false: this gateway
+    /// carries the VPC) or not.
+    ArpSilent {
+        vpc: String,
+        link: String,
+        silent: bool,
+    },
     Route {
         ns: Ns,
         add: bool,
@@ -209,10 +233,23 @@ impl GatewayPlan {
 }
 
 /// The gateway's plan; `underlay` is the node's VXLAN endpoint address.
+/// What depends on the cluster's elections (ARP answers, announcements)
+/// is left as it is.
 pub fn plan_gateway(
     want: &GatewayState,
     have: &GatewayObserved,
     underlay: Ipv4Addr,
+) -> GatewayPlan {
+    plan_gateway_with(want, have, underlay, None)
+}
+
+/// [`plan_gateway`] knowing the elections' outcome: `roles` None while
+/// they have not settled (what depends on them stays as it is).
+pub fn plan_gateway_with(
+    want: &GatewayState,
+    have: &GatewayObserved,
+    underlay: Ipv4Addr,
+    roles: Option<&Roles>,
 ) -> GatewayPlan {
     let mut groups = Vec::new();
     let mut node = Vec::new();
@@ -239,7 +276,7 @@ pub fn plan_gateway(
     // selves went with them.
     let mut remade = BTreeSet::new();
     for r in &want.routers {
-        let g = plan_router(r, have, underlay, vx_mtu);
+        let g = plan_router(r, have, underlay, vx_mtu, roles);
         if g.contains(&GatewayChange::AddRouterLink {
             vpc: r.vpc_id.clone(),
         }) {
@@ -249,7 +286,7 @@ pub fn plan_gateway(
     }
     groups.push((
         "gateway routes".to_string(),
-        plan_node_routing(want, have, &remade),
+        plan_node_routing(want, have, &remade, roles),
     ));
     let maps = node_maps(want);
     let m = if maps != have.node_maps {
@@ -281,6 +318,7 @@ fn plan_node_routing(
     want: &GatewayState,
     have: &GatewayObserved,
     remade: &BTreeSet<String>,
+    roles: Option<&Roles>,
 ) -> Vec<GatewayChange> {
     let mut rules = BTreeSet::new();
     let mut routes = BTreeSet::new();
@@ -308,6 +346,16 @@ fn plan_node_routing(
             kind: RouteType::Unreachable,
         });
     }
+    match roles {
+        Some(roles) => routes.extend(announced(want, roles)),
+        None => routes.extend(
+            have.node
+                .routes
+                .iter()
+                .filter(|r| r.table == EXPORT_TABLE)
+                .cloned(),
+        ),
+    }
     let mut out = Vec::new();
     let mut observed = have.node.routes.clone();
     observed.retain(|r| r.dev.as_ref().is_none_or(|d| !remade.contains(d)));
@@ -332,6 +380,43 @@ fn plan_node_routing(
         d.add
             .into_iter()
             .map(|rule| GatewayChange::Rule { add: true, rule }),
+    );
+    out
+}
+
+/// What the gateway announces by BGP (routes of [`EXPORT_TABLE`]): none
+/// without BGP; the EIP segments unless drained (while it carries
+/// nothing); the EIPs and default SNAT addresses of the slots it carries,
+/// as /32s, which draw their traffic to it.
+pub fn announced(want: &GatewayState, roles: &Roles) -> BTreeSet<RouteSpec> {
+    let c = &want.cluster;
+    if c.bgp.is_none() {
+        return BTreeSet::new();
+    }
+    let route = |dst: Ipv4Net| RouteSpec {
+        table: EXPORT_TABLE,
+        dst,
+        via: None,
+        dev: None,
+        kind: RouteType::Unreachable,
+    };
+    let mut out = BTreeSet::new();
+    if !c.drained || !roles.master.is_empty() {
+        out.extend(want.eip_segments.iter().copied().map(route));
+    }
+    let carried = |slot: u8| roles.master.contains(&slot);
+    out.extend(
+        want.routers
+            .iter()
+            .filter(|r| carried(r.slot))
+            .flat_map(|r| r.nat.iter().map(|e| route(Ipv4Net::from(e.eip)))),
+    );
+    out.extend(
+        c.slots
+            .iter()
+            .filter(|s| carried(s.vrid))
+            .filter_map(|s| s.snat_ip)
+            .map(|ip| route(Ipv4Net::from(ip))),
     );
     out
 }

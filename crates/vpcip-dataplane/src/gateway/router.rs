@@ -7,9 +7,10 @@ use ipnet::Ipv4Net;
 use vpcip_model::desired::{VpcRouter, router_ifname, router_link};
 
 use super::{
-    GatewayChange, GatewayObserved, Ns, RouterObserved, UPLINK, forget, rate_bytes, router_maps,
+    GatewayChange, GatewayObserved, Ns, Roles, RouterObserved, UPLINK, forget, rate_bytes,
+    router_maps,
 };
-use crate::links::{LinkChange, LinkState, LinkWant, converge_link, vxlan_ifname};
+use crate::links::{LinkChange, LinkState, LinkWant, converge_link, router_mac, vxlan_ifname};
 use crate::routing::{Htb, MAIN_TABLE, RouteSpec, RouteType, diff, plan_htb};
 
 /// One router: its namespace and link, its subnets' VXLAN devices, its
@@ -19,6 +20,7 @@ pub(super) fn plan_router(
     have: &GatewayObserved,
     underlay: Ipv4Addr,
     vx_mtu: u32,
+    roles: Option<&Roles>,
 ) -> Vec<GatewayChange> {
     let vpc = || r.vpc_id.clone();
     let in_router = || Ns::Router(r.vpc_id.clone());
@@ -107,14 +109,27 @@ pub(super) fn plan_router(
         let vx = LinkWant {
             addrs: Some(&addrs),
             flood: Some(&flood),
+            mac: Some(router_mac(s.l2.vni)),
             ..Default::default()
         };
         out.extend(converge_link(&name, rlink(&name), vx).into_iter().map(link));
         if !router.arp_ready.contains(&name) {
             out.push(GatewayChange::ArpReady {
                 vpc: vpc(),
-                link: name,
+                link: name.clone(),
             });
+        }
+        // Another gateway carries the VPC: its subnets' hosts must keep
+        // resolving the router to that one.
+        if let Some(roles) = roles {
+            let silent = roles.backup.contains(&r.slot);
+            if router.arp_silent.contains(&name) != silent {
+                out.push(GatewayChange::ArpSilent {
+                    vpc: vpc(),
+                    link: name,
+                    silent,
+                });
+            }
         }
     }
     let default = RouteSpec {

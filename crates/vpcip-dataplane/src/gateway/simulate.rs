@@ -91,6 +91,15 @@ impl GatewayChange {
                     r.arp_ready.insert(link.clone());
                 }
             }
+            GatewayChange::ArpSilent { vpc, link, silent } => {
+                if let Some(r) = gw.routers.get_mut(vpc) {
+                    if *silent {
+                        r.arp_silent.insert(link.clone());
+                    } else {
+                        r.arp_silent.remove(link);
+                    }
+                }
+            }
             GatewayChange::Route { ns, add, route } => {
                 if let Some(n) = ns_of(gw, ns) {
                     if *add {

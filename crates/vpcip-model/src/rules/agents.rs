@@ -10,7 +10,7 @@ use ipnet::Ipv4Net;
 use super::label;
 use crate::desired::{Agent, AgentRole};
 use crate::error::RuleError;
-use crate::resources::{Gateway, HostNetwork, Subnet};
+use crate::resources::{BgpConfig, Gateway, HostNetwork, Subnet};
 
 /// Whom an agent token acts for: one agent, by name and role, fixed when
 /// the operator made the token.
@@ -247,6 +247,68 @@ pub fn check_gateway_delete(
     Ok(())
 }
 
+/// A gateway has at most this many BGP peers.
+pub const MAX_BGP_PEERS: usize = 16;
+
+/// A gateway's BGP: an AS number that can be used (1 to 4294967294, not
+/// AS_TRANS 23456), one to [`MAX_BGP_PEERS`] peers, each a unicast
+/// address with a usable AS, none twice.
+pub fn check_bgp(bgp: &BgpConfig) -> Result<(), RuleError> {
+    let usable_as = |field: &str, asn: u32| {
+        if asn == 0 || asn == 23456 || asn == u32::MAX {
+            return Err(RuleError::invalid(
+                field,
+                format!(
+                    "AS {asn} cannot be used: an AS number is 1 to 4294967294, and not 23456 (AS_TRANS)"
+                ),
+            ));
+        }
+        Ok(())
+    };
+    usable_as("local_as", bgp.local_as)?;
+    if bgp.peers.is_empty() || bgp.peers.len() > MAX_BGP_PEERS {
+        return Err(RuleError::invalid(
+            "peers",
+            format!(
+                "a gateway has 1 to {MAX_BGP_PEERS} BGP peers, {} given",
+                bgp.peers.len()
+            ),
+        ));
+    }
+    for (i, p) in bgp.peers.iter().enumerate() {
+        let ip = p.ip;
+        if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() || ip.is_loopback() {
+            return Err(RuleError::invalid(
+                "peers",
+                format!("peer {ip} is not a unicast address a BGP session can reach"),
+            ));
+        }
+        usable_as("peer_as", p.peer_as)?;
+        if bgp.peers[..i].iter().any(|q| q.ip == ip) {
+            return Err(RuleError::invalid(
+                "peers",
+                format!("peer {ip} is given twice"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether gateway `gw` may be drained: not when no other undrained
+/// gateway would be left to carry its VPCs.
+pub fn check_drain(gw: &Gateway, gateways: &[Gateway]) -> Result<(), RuleError> {
+    if gateways.iter().any(|g| g.id != gw.id && !g.drained) {
+        return Ok(());
+    }
+    Err(RuleError::invalid(
+        "drained",
+        format!(
+            "gateway {} is the only undrained gateway: no other would carry its VPCs (register another first)",
+            label(&gw.name, &gw.id)
+        ),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,6 +332,9 @@ mod tests {
             name: name.into(),
             underlay_ip: ip(addr),
             snat_ip: None,
+            slot: 0,
+            drained: false,
+            bgp: None,
         }
     }
 

@@ -358,6 +358,9 @@ fn physical_route_per_gateway() {
         name: "allinone".into(),
         underlay_ip: ip("192.168.201.20"),
         snat_ip: None,
+        slot: 0,
+        drained: false,
+        bgp: None,
     };
     let r = physical_routes(&seg, &[gw]);
     assert_eq!(r.len(), 1);

@@ -122,4 +122,20 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // What a client token's request was (a digest of its body): the same
     // token with another body is refused (NULL for tokens made before).
     "ALTER TABLE client_tokens ADD COLUMN request TEXT",
+    // Gateway agents: what they carry and their BGP sessions (JSON).
+    "ALTER TABLE agent_status ADD COLUMN cluster TEXT",
+    // Every gateway counts the EIPs it passes: one row per EIP and
+    // gateway (an EIP's traffic is their sum).
+    "CREATE TABLE eip_traffic (
+        ip BIGINT NOT NULL,
+        agent_id TEXT NOT NULL,
+        packets_in BIGINT NOT NULL,
+        bytes_in BIGINT NOT NULL,
+        packets_out BIGINT NOT NULL,
+        bytes_out BIGINT NOT NULL,
+        drops_in BIGINT NOT NULL,
+        drops_out BIGINT NOT NULL,
+        PRIMARY KEY (ip, agent_id)
+    )",
+    "INSERT INTO eip_traffic SELECT ip, agent_id, packets_in, bytes_in, packets_out, bytes_out, drops_in, drops_out FROM eip_counters",
 ];

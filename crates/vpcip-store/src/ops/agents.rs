@@ -5,7 +5,7 @@ use vpcip_model::rules::{self, UnderlayClaim};
 use vpcip_model::*;
 
 use crate::db::{Resource, Scope, Tx, new_id, now};
-use crate::ops::infra::{assign_snat, check_underlay};
+use crate::ops::infra::{check_underlay, insert_gateway};
 use crate::sql::Val;
 use crate::{Store, StoreError};
 
@@ -89,6 +89,7 @@ impl Store {
                         last_seen: 0,
                         error: None,
                         missing_ports: vec![],
+                        cluster: None,
                     };
                     tx.insert(&a).await?;
                     a
@@ -102,14 +103,7 @@ impl Store {
                     }
                     Ok(_) => {}
                     Err(StoreError::Rule(RuleError::NotFound { .. })) => {
-                        let mut g = Gateway {
-                            id: new_id(Kind::Gateway),
-                            name: req.name.clone(),
-                            underlay_ip: req.underlay_ip,
-                            snat_ip: None,
-                        };
-                        assign_snat(&mut tx, &mut g, None).await?;
-                        tx.insert(&g).await?;
+                        insert_gateway(&mut tx, &req.name, req.underlay_ip).await?;
                     }
                     Err(e) => return Err(e),
                 }
@@ -141,22 +135,40 @@ impl Store {
             .collect();
         let missing = serde_json::to_string(&missing)
             .map_err(|e| StoreError::Corrupt(format!("missing ports: {e}")))?;
-        let args: [Val; 5] = [
+        // At most 64 BGP sessions and 255 slots, their words cut short.
+        let cluster = report.cluster.as_ref().map(|c| {
+            let cut = |t: &str| t.chars().take(200).collect::<String>();
+            let mut c = c.clone();
+            c.carrying.truncate(255);
+            c.bgp.truncate(64);
+            for b in &mut c.bgp {
+                b.state = cut(&b.state);
+                b.info = cut(&b.info);
+            }
+            c.bgp_error = c.bgp_error.as_deref().map(cut);
+            c
+        });
+        let cluster = cluster
+            .map(|c| serde_json::to_string(&c))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("cluster report: {e}")))?;
+        let args: [Val; 6] = [
             agent.id().into(),
             report.applied_revision.into(),
             now().into(),
             error.into(),
             missing.into(),
+            cluster.into(),
         ];
         let n = tx
             .write_quiet(
-                "UPDATE agent_status SET applied_revision = $2, last_seen = $3, error = $4, missing = $5 WHERE agent_id = $1",
+                "UPDATE agent_status SET applied_revision = $2, last_seen = $3, error = $4, missing = $5, cluster = $6 WHERE agent_id = $1",
                 &args,
             )
             .await?;
         if n == 0 {
             tx.write_quiet(
-                "INSERT INTO agent_status (agent_id, applied_revision, last_seen, error, missing) VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO agent_status (agent_id, applied_revision, last_seen, error, missing, cluster) VALUES ($1, $2, $3, $4, $5, $6)",
                 &args,
             )
             .await?;
@@ -225,8 +237,8 @@ impl Store {
         for c in &report.counters {
             let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
             tx.write_quiet(
-                "INSERT INTO eip_counters (ip, agent_id, packets_in, bytes_in, packets_out, bytes_out, drops_in, drops_out) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (ip) DO UPDATE SET agent_id = excluded.agent_id, \
+                "INSERT INTO eip_traffic (ip, agent_id, packets_in, bytes_in, packets_out, bytes_out, drops_in, drops_out) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (ip, agent_id) DO UPDATE SET \
                  packets_in = excluded.packets_in, bytes_in = excluded.bytes_in, \
                  packets_out = excluded.packets_out, bytes_out = excluded.bytes_out, \
                  drops_in = excluded.drops_in, drops_out = excluded.drops_out",
@@ -297,7 +309,7 @@ impl Store {
         let rows = tx
             .rows(
                 "SELECT c.agent_id, c.packets_in, c.bytes_in, c.packets_out, c.bytes_out, r.at, c.drops_in, c.drops_out \
-                 FROM eip_counters c LEFT JOIN counter_reports r ON r.agent_id = c.agent_id WHERE c.ip = $1",
+                 FROM eip_traffic c LEFT JOIN counter_reports r ON r.agent_id = c.agent_id WHERE c.ip = $1",
                 &[u32::from(eip.ip).into()],
             )
             .await?;
@@ -307,17 +319,25 @@ impl Store {
             gateway: None,
             as_of: 0,
         };
-        if let Some(r) = rows.first() {
+        // Every gateway that passed it counted its share: the sum, and
+        // the gateway that counted most lately.
+        let mut names = Vec::new();
+        for r in &rows {
             let agent: Agent = tx.get(&r.text(0)?, false).await?;
             let n = |v: i64| u64::try_from(v).unwrap_or(0);
-            out.gateway = Some(agent.name);
-            out.traffic.packets_in = n(r.int(1)?);
-            out.traffic.bytes_in = n(r.int(2)?);
-            out.traffic.packets_out = n(r.int(3)?);
-            out.traffic.bytes_out = n(r.int(4)?);
-            out.as_of = r.int(5).unwrap_or(0);
-            out.traffic.drops_in = n(r.int(6)?);
-            out.traffic.drops_out = n(r.int(7)?);
+            let t = &mut out.traffic;
+            t.packets_in += n(r.int(1)?);
+            t.bytes_in += n(r.int(2)?);
+            t.packets_out += n(r.int(3)?);
+            t.bytes_out += n(r.int(4)?);
+            t.drops_in += n(r.int(6)?);
+            t.drops_out += n(r.int(7)?);
+            out.as_of = out.as_of.max(r.int(5).unwrap_or(0));
+            names.push(agent.name);
+        }
+        names.sort();
+        if !names.is_empty() {
+            out.gateway = Some(names.join(", "));
         }
         tx.commit().await?;
         Ok(out)
@@ -394,7 +414,7 @@ impl Store {
         let mut agents: Vec<Agent> = tx.all().await?;
         let rows = tx
             .rows(
-                "SELECT agent_id, applied_revision, last_seen, error, missing FROM agent_status",
+                "SELECT agent_id, applied_revision, last_seen, error, missing, cluster FROM agent_status",
                 &[],
             )
             .await?;
@@ -410,6 +430,7 @@ impl Store {
                     .ok()
                     .and_then(|m| serde_json::from_str(&m).ok())
                     .unwrap_or_default();
+                a.cluster = r.text(5).ok().and_then(|c| serde_json::from_str(&c).ok());
             }
         }
         Ok(agents)
@@ -422,7 +443,7 @@ impl Store {
         let rows = tx
             .rows(
                 "SELECT ip, agent_id, packets_in, bytes_in, packets_out, bytes_out, drops_in, drops_out \
-                 FROM eip_counters ORDER BY ip",
+                 FROM eip_traffic ORDER BY ip, agent_id",
                 &[],
             )
             .await?;

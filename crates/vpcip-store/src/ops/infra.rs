@@ -82,6 +82,34 @@ pub(crate) async fn assign_snat(
 
 /// Gives `gw`'s default SNAT address back to its EIP segment (the caller
 /// holds [`lock_underlay`] and writes `gw`).
+/// Registers gateway `name` at `underlay` (checked by the caller): the
+/// lowest free slot of the cluster, and a default SNAT address.
+pub(crate) async fn insert_gateway(
+    tx: &mut Tx,
+    name: &str,
+    underlay: std::net::Ipv4Addr,
+) -> Result<Gateway, StoreError> {
+    let gateways: Vec<Gateway> = tx.all().await?;
+    let taken = vpcip_model::desired::gateway_slots(&gateways);
+    let slot = (1..=255u8)
+        .find(|s| !taken.values().any(|t| t == s))
+        .ok_or_else(|| {
+            RuleError::invalid("name", "a cluster has at most 255 gateways: delete one first")
+        })?;
+    let mut gw = Gateway {
+        id: new_id(Kind::Gateway),
+        name: name.to_string(),
+        underlay_ip: underlay,
+        snat_ip: None,
+        slot,
+        drained: false,
+        bgp: None,
+    };
+    assign_snat(tx, &mut gw, None).await?;
+    tx.insert(&gw).await?;
+    Ok(gw)
+}
+
 pub(crate) async fn release_snat(tx: &mut Tx, gw: &mut Gateway) -> Result<(), StoreError> {
     let Some(ip) = gw.snat_ip.take() else {
         return Ok(());
@@ -249,12 +277,6 @@ impl Store {
         scope.require_operator("register gateways")?;
         rules::validate_name("name", &req.name)?;
         self.retry(|| async {
-            let mut gw = Gateway {
-                id: new_id(Kind::Gateway),
-                name: req.name.clone(),
-                underlay_ip: req.underlay_ip,
-                snat_ip: None,
-            };
             let mut tx = self.db.begin().await?;
             // Its own agent (a gateway agent of this name) may hold the
             // address already.
@@ -272,8 +294,39 @@ impl Store {
                 },
             )
             .await?;
-            assign_snat(&mut tx, &mut gw, None).await?;
-            tx.insert(&gw).await?;
+            let gw = insert_gateway(&mut tx, &req.name, req.underlay_ip).await?;
+            tx.commit().await?;
+            Ok(gw)
+        })
+        .await
+    }
+
+    /// Changes a gateway's BGP or drains it (`drained`: another gateway
+    /// carries its VPCs; refused for the only gateway left undrained).
+    pub async fn update_gateway(
+        &self,
+        scope: &Scope,
+        key: &str,
+        req: &UpdateGateway,
+    ) -> Result<Gateway, StoreError> {
+        scope.require_operator("change gateways")?;
+        if let Some(Some(bgp)) = &req.bgp {
+            rules::check_bgp(bgp)?;
+        }
+        self.retry(|| async {
+            let mut tx = self.db.begin().await?;
+            let mut gw: Gateway = tx.find(scope, key, true).await?;
+            if let Some(bgp) = &req.bgp {
+                gw.bgp = bgp.clone();
+            }
+            if let Some(drained) = req.drained {
+                if drained && !gw.drained {
+                    let gateways: Vec<Gateway> = tx.all().await?;
+                    rules::check_drain(&gw, &gateways)?;
+                }
+                gw.drained = drained;
+            }
+            tx.update(&gw).await?;
             tx.commit().await?;
             Ok(gw)
         })

@@ -61,6 +61,100 @@ pub(super) async fn gateway(ctx: &Ctx, c: GatewayCmd) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        GatewayCmd::Update {
+            id,
+            bgp_peer,
+            peer_as,
+            local_as,
+            no_bfd,
+            no_bgp,
+        } => {
+            let bgp = if no_bgp {
+                Some(None)
+            } else if bgp_peer.is_empty() {
+                anyhow::bail!("say what to change: --bgp-peer IP --peer-as AS --local-as AS, or --no-bgp");
+            } else {
+                let Some(local_as) = local_as else {
+                    anyhow::bail!("--local-as is needed with --bgp-peer: the gateway's own AS");
+                };
+                Some(Some(BgpConfig {
+                    local_as,
+                    peers: bgp_peers(&bgp_peer, &peer_as)?,
+                    bfd: !no_bfd,
+                }))
+            };
+            let req = UpdateGateway { bgp, drained: None };
+            ctx.update::<_, Gateway>("gateways", &id, &req).await.map(drop)
+        }
+        GatewayCmd::Drain { id, timeout } => drain(ctx, &id, timeout).await,
+        GatewayCmd::Undrain { id } => {
+            let req = UpdateGateway {
+                bgp: None,
+                drained: Some(false),
+            };
+            ctx.update::<_, Gateway>("gateways", &id, &req).await.map(drop)
+        }
+    }
+}
+
+/// Pairs each BGP peer with its AS: one AS for all, or one per peer.
+fn bgp_peers(ips: &[Ipv4Addr], ases: &[u32]) -> anyhow::Result<Vec<BgpPeer>> {
+    match ases {
+        [one] => Ok(ips.iter().map(|&ip| BgpPeer { ip, peer_as: *one }).collect()),
+        many if many.len() == ips.len() => Ok(ips
+            .iter()
+            .zip(many)
+            .map(|(&ip, &peer_as)| BgpPeer { ip, peer_as })
+            .collect()),
+        _ => anyhow::bail!(
+            "{} --peer-as for {} --bgp-peer: give one AS for all peers, or one per peer",
+            ases.len(),
+            ips.len()
+        ),
+    }
+}
+
+/// Drains gateway `id`, then waits until its agent carries nothing and
+/// announces nothing (the others have taken its VPCs over).
+async fn drain(ctx: &Ctx, id: &str, timeout: u64) -> anyhow::Result<()> {
+    let req = UpdateGateway {
+        bgp: None,
+        drained: Some(true),
+    };
+    let gw: Gateway = ctx.client.patch(&format!("/v1/gateways/{id}"), &req).await?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout);
+    loop {
+        let agents: Vec<Agent> = ctx.client.get("/v1/agents").await?;
+        let agent = agents
+            .iter()
+            .find(|a| a.name == gw.name && a.role == AgentRole::Gateway);
+        let idle = match agent.and_then(|a| a.cluster.as_ref()) {
+            Some(c) => c.carrying.is_empty() && c.announced == 0,
+            // No agent (or one that never reported): nothing passes there.
+            None => agent.is_none_or(|a| a.last_seen == 0),
+        };
+        if idle {
+            if ctx.output == Output::Table {
+                println!(
+                    "drained {}: it carries no VPC and announces nothing; it can be stopped (`vpcip gateway undrain {}` brings it back)",
+                    gw.name, gw.name
+                );
+            } else {
+                print_one(&gw, ctx.output)?;
+            }
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            let carrying = agent
+                .and_then(|a| a.cluster.as_ref())
+                .map(|c| format!("slots {:?}, {} routes announced", c.carrying, c.announced))
+                .unwrap_or_default();
+            anyhow::bail!(
+                "gateway {} is drained but still carries traffic after {timeout}s ({carrying}): is another gateway's agent healthy? (`vpcip gateway list`)",
+                gw.name
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
 

@@ -49,6 +49,20 @@ impl Ctx {
         Ok(item)
     }
 
+    async fn update<B: Serialize, T: DeserializeOwned + Serialize>(
+        &self,
+        collection: &str,
+        id: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
+        let item: T = self
+            .client
+            .patch(&format!("/v1/{collection}/{id}"), body)
+            .await?;
+        print_one(&item, self.output)?;
+        Ok(item)
+    }
+
     async fn delete(&self, collection: &str, id: &str) -> anyhow::Result<()> {
         self.client.remove(collection, id).await?;
         if self.output == Output::Table {

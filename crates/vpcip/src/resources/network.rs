@@ -90,11 +90,9 @@ pub(super) async fn subnet(ctx: &Ctx, c: SubnetCmd) -> anyhow::Result<()> {
                 dns_servers: (no_dns_servers || !dns_servers.is_empty()).then_some(dns_servers),
                 host_routes: (no_host_routes || !host_routes.is_empty()).then_some(host_routes),
             };
-            let s: Subnet = ctx
-                .client
-                .patch(&format!("/v1/subnets/{subnet}"), &req)
-                .await?;
-            print_one(&s, ctx.output)
+            ctx.update::<_, Subnet>("subnets", &subnet, &req)
+                .await
+                .map(drop)
         }
         SubnetCmd::Delete(k) => ctx.delete("subnets", &k.id).await,
     }

@@ -48,6 +48,7 @@ pub(super) fn place(c: &GatewayChange) -> Place {
         | GatewayChange::AddHtb { ns, .. }
         | GatewayChange::HtbClass { ns, .. } => of(ns),
         GatewayChange::ArpReady { vpc, .. }
+        | GatewayChange::ArpSilent { vpc, .. }
         | GatewayChange::MakeRouterTables { vpc }
         | GatewayChange::RouterMaps { vpc, .. } => Place::Router(vpc.clone()),
     }
@@ -371,6 +372,12 @@ pub(super) fn apply_in_router(
                     .map_err(KernelError::sys("set arp_accept of", link))?;
                 ipv4_sysctl(&format!("neigh/{link}/locktime"), "0")
                     .map_err(KernelError::sys("set locktime of", link))?;
+            }
+            GatewayChange::ArpSilent { link, silent, .. } => {
+                // 8: answer no request; 0: the kernel's default.
+                let v = if *silent { "8" } else { "0" };
+                ipv4_sysctl(&format!("conf/{link}/arp_ignore"), v)
+                    .map_err(KernelError::sys("set arp_ignore of", link))?;
             }
             GatewayChange::MakeRouterTables { .. } => {
                 let t = ss.nft()?;

@@ -224,8 +224,14 @@ fn observe_router(seen: Option<RouterSeen>) -> Result<(RouterObserved, RouterSee
     let routes = observe_routes(&net, &names)?;
     let htb = observe_htb(&net, &names, |n| n == UPLINK)?;
     let mut arp_ready = BTreeSet::new();
+    let mut arp_silent = BTreeSet::new();
     for (name, l) in &links {
         if l.kind.as_deref() == Some("vxlan") {
+            if ipv4_sysctl_is(&format!("conf/{name}/arp_ignore"), "8")
+                .map_err(KernelError::sys("read arp_ignore of", name))?
+            {
+                arp_silent.insert(name.clone());
+            }
             let e = KernelError::sys("read ARP settings of", name);
             let accept = ipv4_sysctl_is(&format!("conf/{name}/arp_accept"), "1");
             let lock = ipv4_sysctl_is(&format!("neigh/{name}/locktime"), "0");
@@ -253,6 +259,7 @@ fn observe_router(seen: Option<RouterSeen>) -> Result<(RouterObserved, RouterSee
         tables,
         maps: maps.clone(),
         arp_ready,
+        arp_silent,
     };
     Ok((
         observed,
