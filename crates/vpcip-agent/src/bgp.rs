@@ -99,8 +99,7 @@ fn command(socket: &Path, cmd: &str) -> Result<Vec<(u16, String)>, String> {
         let l = line.trim_end_matches('\n');
         // "dddd-text" continues, "dddd text" ends, " text" continues the
         // last code.
-        let (c, sep, text) = match (l.get(..4).and_then(|d| d.parse::<u16>().ok()), l.get(4..5))
-        {
+        let (c, sep, text) = match (l.get(..4).and_then(|d| d.parse::<u16>().ok()), l.get(4..5)) {
             (Some(c), Some(sep)) => (c, sep, l.get(5..).unwrap_or("")),
             _ => (code, "-", l.strip_prefix(' ').unwrap_or(l)),
         };
@@ -145,10 +144,7 @@ impl Bird {
     pub fn sessions(&self, peers: &[Ipv4Addr]) -> Result<Vec<BgpSession>, String> {
         let reply = command(&self.socket, "show protocols all")?;
         let text: Vec<&str> = reply.iter().map(|(_, t)| t.as_str()).collect();
-        Ok(peers
-            .iter()
-            .map(|p| parse_session(*p, &text))
-            .collect())
+        Ok(peers.iter().map(|p| parse_session(*p, &text)).collect())
     }
 }
 

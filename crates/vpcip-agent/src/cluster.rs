@@ -185,7 +185,10 @@ impl Cluster {
     }
 
     fn fail(&self, e: &str) {
-        tracing::warn!(error = e, "the gateway elections stopped; again in a second");
+        tracing::warn!(
+            error = e,
+            "the gateway elections stopped; again in a second"
+        );
         self.set_error(Some(e.to_string()));
         if let Ok(mut s) = self.shared.lock() {
             s.states.clear();

@@ -53,6 +53,7 @@ async fn run_bgp(
     want: tokio::sync::watch::Receiver<Option<vpcip_model::BgpConfig>>,
     status: BgpStatus,
     metrics: Arc<metrics::AgentMetrics>,
+    changed: Arc<tokio::sync::Notify>,
 ) {
     loop {
         let bgp = want.borrow().clone();
@@ -89,6 +90,13 @@ async fn run_bgp(
                     .set(i64::try_from(s.exported).unwrap_or(i64::MAX));
             }
             if let Ok(mut st) = status.lock() {
+                // A session came up or went down: report it now.
+                let states = |s: &[vpcip_model::desired::BgpSession]| -> Vec<(Ipv4Addr, String)> {
+                    s.iter().map(|b| (b.peer, b.state.clone())).collect()
+                };
+                if states(&st.0) != states(&sessions) || st.1 != error {
+                    changed.notify_one();
+                }
                 *st = (sessions, error);
             }
         }
@@ -281,11 +289,24 @@ async fn heartbeat(
     client: Client,
     id: String,
     last: tokio::sync::watch::Receiver<Option<AgentReport>>,
+    cluster: Option<(cluster::Cluster, BgpStatus)>,
 ) {
     let period = Duration::from_secs(vpcip_model::desired::AGENT_HEARTBEAT_SECONDS);
     loop {
         tokio::time::sleep(period).await;
-        let report = last.borrow().clone();
+        let mut report = last.borrow().clone();
+        // What the cluster does now, not at the last pass.
+        if let (Some(r), Some((c, bgp))) = (report.as_mut(), &cluster)
+            && let Some(cr) = r.cluster.as_mut()
+        {
+            cr.carrying = c.carrying();
+            if let Ok(b) = bgp.lock() {
+                cr.bgp = b.0.clone();
+                if cr.bgp_error.is_none() || b.1.is_some() {
+                    cr.bgp_error = b.1.clone();
+                }
+            }
+        }
         if let Some(r) = report
             && let Err(e) = client
                 .post::<_, ()>(&format!("/v1/agents/{id}/report"), &r)
@@ -367,7 +388,16 @@ pub async fn run(client: Client, cfg: AgentConfig) -> ! {
     // The last report, sent again every few seconds while nothing changes:
     // the controller tells a dead agent from an idle one.
     let (report_tx, report_rx) = tokio::sync::watch::channel::<Option<AgentReport>>(None);
-    tokio::spawn(heartbeat(client.clone(), agent.id.clone(), report_rx));
+    let (bgp_tx, bgp_rx) = tokio::sync::watch::channel(None);
+    let bgp_status = BgpStatus::default();
+    let cluster = (cfg.role == AgentRole::Gateway)
+        .then(|| cluster::Cluster::spawn(cfg.node_netns.clone(), cfg.underlay_ip));
+    tokio::spawn(heartbeat(
+        client.clone(),
+        agent.id.clone(),
+        report_rx,
+        cluster.clone().map(|c| (c, bgp_status.clone())),
+    ));
     let leases = dhcp::Leases::default();
     // A port of ours appeared or went: pass again now.
     let ports_seen = Arc::new(tokio::sync::Notify::new());
@@ -387,13 +417,10 @@ pub async fn run(client: Client, cfg: AgentConfig) -> ! {
             cfg.metrics.clone(),
         ));
     }
-    let (bgp_tx, bgp_rx) = tokio::sync::watch::channel(None);
-    let bgp_status = BgpStatus::default();
-    let cluster = (cfg.role == AgentRole::Gateway)
-        .then(|| cluster::Cluster::spawn(cfg.node_netns.clone(), cfg.underlay_ip));
-    let roles_changed = cluster
-        .as_ref()
-        .map_or_else(|| Arc::new(tokio::sync::Notify::new()), |c| c.changed.clone());
+    let roles_changed = cluster.as_ref().map_or_else(
+        || Arc::new(tokio::sync::Notify::new()),
+        |c| c.changed.clone(),
+    );
     if cfg.role == AgentRole::Gateway {
         tokio::spawn(report_counters(
             client.clone(),
@@ -408,6 +435,7 @@ pub async fn run(client: Client, cfg: AgentConfig) -> ! {
             bgp_rx,
             bgp_status.clone(),
             cfg.metrics.clone(),
+            roles_changed.clone(),
         ));
     }
     let mut gateway =

@@ -106,7 +106,9 @@ pub fn router(app: App) -> Router {
         .route("/v1/gateways", get(list_gateways).post(create_gateway))
         .route(
             "/v1/gateways/{id}",
-            get(show_gateway).delete(delete_gateway).patch(update_gateway),
+            get(show_gateway)
+                .delete(delete_gateway)
+                .patch(update_gateway),
         )
         .route("/v1/vpcs", get(list_vpcs).post(create_vpc))
         .route("/v1/vpcs/{id}", get(show_vpc).delete(delete_vpc))

@@ -71,7 +71,9 @@ pub fn physical(w: &mut World, eip_segments: &[&str]) {
 /// physical router runs BIRD and learns the EIPs from the gateways by BGP
 /// (with BFD, 100 ms × 3); each gateway node runs a BIRD its agent
 /// configures ([`bird_paths`]).
-pub fn cluster(w: &mut World) {
+/// Returns the BIRDs' indexes among the world's processes: the gateways'
+/// in order, then the physical router's.
+pub fn cluster(w: &mut World) -> Vec<usize> {
     underlay(w, &CLUSTER_AGENTS);
     let mut phy = format!(
         "router id {PHYSICAL_UNDERLAY};\n\
@@ -80,14 +82,20 @@ pub fn cluster(w: &mut World) {
          protocol bfd {{ interface \"*\" {{ min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }}; }}\n\
          template bgp gateways {{ local {PHYSICAL_UNDERLAY} as {PHYSICAL_AS}; bfd on; graceful restart on; connect delay time 1; ipv4 {{ import all; export none; }}; }}\n"
     );
+    let mut birds = Vec::new();
     for (node, ip) in CLUSTER_GATEWAYS {
         // (`gw` is a keyword of BIRD's: the protocols are node_<name>.)
         phy.push_str(&format!(
             "protocol bgp node_{node} from gateways {{ neighbor {ip} as {GATEWAY_AS}; }}\n"
         ));
-        start_bird(w, node, &format!("router id {ip};\nprotocol device {{}}\n"));
+        birds.push(start_bird(
+            w,
+            node,
+            &format!("router id {ip};\nprotocol device {{}}\n"),
+        ));
     }
-    start_bird(w, PHYSICAL_ROUTER, &phy);
+    birds.push(start_bird(w, PHYSICAL_ROUTER, &phy));
+    birds
 }
 
 /// Where node `node`'s BIRD keeps its configuration and control socket.
@@ -119,7 +127,11 @@ pub fn start_bird(w: &mut World, node: &str, config: &str) -> usize {
     let up = crate::eventually(std::time::Duration::from_secs(5), || {
         std::os::unix::net::UnixStream::connect(&sock).is_ok()
     });
-    assert!(up, "BIRD did not start in {node} (see {})", state_dir(w).display());
+    assert!(
+        up,
+        "BIRD did not start in {node} (see {})",
+        state_dir(w).display()
+    );
     i
 }
 
@@ -259,7 +271,12 @@ pub fn start_agent(
             "--metrics-listen",
             &metrics,
         ])
-        .args(["--netns", &w.ns(node), "--netns-prefix", &w.prefix])
+        .args([
+            "--netns",
+            &w.ns(node),
+            "--netns-prefix",
+            &netns_prefix(w, node),
+        ])
         .args(["--resync", &resync_secs.to_string()])
         .args(bird_args(w, role, node))
         .arg("--state-dir")
@@ -276,6 +293,16 @@ pub fn start_agent(
         .spawn()
         .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
     w.adopt(child)
+}
+
+/// What agent `node` names its namespaces after: the world's prefix, and
+/// a cluster's gateway its own name too (each holds every VPC router).
+pub fn netns_prefix(w: &World, node: &str) -> String {
+    if CLUSTER_GATEWAYS.iter().any(|(n, _)| *n == node) {
+        format!("{}{node}-", w.prefix)
+    } else {
+        w.prefix.clone()
+    }
 }
 
 /// A gateway agent's BIRD, when its node runs one ([`cluster`]).

@@ -695,10 +695,15 @@ pub struct CreateGateway {
 #[serde(deny_unknown_fields)]
 pub struct UpdateGateway {
     /// Its BGP (null: none, back to static routes).
-    #[serde(default, deserialize_with = "present")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<BgpConfig>)]
     pub bgp: Option<Option<BgpConfig>>,
     /// Drained: another gateway carries its VPCs (`vpcip gateway drain`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub drained: Option<bool>,
 }
 

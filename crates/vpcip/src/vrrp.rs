@@ -76,7 +76,6 @@ fn vrrp_socket(ifname: &str, primary: Ipv4Addr) -> anyhow::Result<Socket> {
     Ok(s)
 }
 
-
 /// A packet socket on the interface, opened once, for gratuitous ARP.
 fn garp_sender(ifname: &str) -> anyhow::Result<Box<dyn pnet_datalink::DataLinkSender>> {
     let iface = pnet_datalink::interfaces()
@@ -290,4 +289,3 @@ pub fn run(args: VrrpArgs) -> anyhow::Result<()> {
     let acts = m.stop();
     act(&m, acts)
 }
-

@@ -94,7 +94,10 @@ pub(crate) async fn insert_gateway(
     let slot = (1..=255u8)
         .find(|s| !taken.values().any(|t| t == s))
         .ok_or_else(|| {
-            RuleError::invalid("name", "a cluster has at most 255 gateways: delete one first")
+            RuleError::invalid(
+                "name",
+                "a cluster has at most 255 gateways: delete one first",
+            )
         })?;
     let mut gw = Gateway {
         id: new_id(Kind::Gateway),

@@ -72,7 +72,9 @@ pub(super) async fn gateway(ctx: &Ctx, c: GatewayCmd) -> anyhow::Result<()> {
             let bgp = if no_bgp {
                 Some(None)
             } else if bgp_peer.is_empty() {
-                anyhow::bail!("say what to change: --bgp-peer IP --peer-as AS --local-as AS, or --no-bgp");
+                anyhow::bail!(
+                    "say what to change: --bgp-peer IP --peer-as AS --local-as AS, or --no-bgp"
+                );
             } else {
                 let Some(local_as) = local_as else {
                     anyhow::bail!("--local-as is needed with --bgp-peer: the gateway's own AS");
@@ -84,7 +86,9 @@ pub(super) async fn gateway(ctx: &Ctx, c: GatewayCmd) -> anyhow::Result<()> {
                 }))
             };
             let req = UpdateGateway { bgp, drained: None };
-            ctx.update::<_, Gateway>("gateways", &id, &req).await.map(drop)
+            ctx.update::<_, Gateway>("gateways", &id, &req)
+                .await
+                .map(drop)
         }
         GatewayCmd::Drain { id, timeout } => drain(ctx, &id, timeout).await,
         GatewayCmd::Undrain { id } => {
@@ -92,7 +96,9 @@ pub(super) async fn gateway(ctx: &Ctx, c: GatewayCmd) -> anyhow::Result<()> {
                 bgp: None,
                 drained: Some(false),
             };
-            ctx.update::<_, Gateway>("gateways", &id, &req).await.map(drop)
+            ctx.update::<_, Gateway>("gateways", &id, &req)
+                .await
+                .map(drop)
         }
     }
 }
@@ -100,7 +106,10 @@ pub(super) async fn gateway(ctx: &Ctx, c: GatewayCmd) -> anyhow::Result<()> {
 /// Pairs each BGP peer with its AS: one AS for all, or one per peer.
 fn bgp_peers(ips: &[Ipv4Addr], ases: &[u32]) -> anyhow::Result<Vec<BgpPeer>> {
     match ases {
-        [one] => Ok(ips.iter().map(|&ip| BgpPeer { ip, peer_as: *one }).collect()),
+        [one] => Ok(ips
+            .iter()
+            .map(|&ip| BgpPeer { ip, peer_as: *one })
+            .collect()),
         many if many.len() == ips.len() => Ok(ips
             .iter()
             .zip(many)
@@ -121,7 +130,10 @@ async fn drain(ctx: &Ctx, id: &str, timeout: u64) -> anyhow::Result<()> {
         bgp: None,
         drained: Some(true),
     };
-    let gw: Gateway = ctx.client.patch(&format!("/v1/gateways/{id}"), &req).await?;
+    let gw: Gateway = ctx
+        .client
+        .patch(&format!("/v1/gateways/{id}"), &req)
+        .await?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout);
     loop {
         let agents: Vec<Agent> = ctx.client.get("/v1/agents").await?;

@@ -38,8 +38,10 @@ pub struct Lab {
     pub url: String,
     pub gateway_agent: usize,
     /// The agents' processes, in the order of `cloud::AGENTS` (gateway,
-    /// h1, h2) as started.
+    /// h1, h2) as started, or of `cloud::CLUSTER_AGENTS`.
     pub agents: Vec<usize>,
+    /// A cluster's BIRDs: gw1's, gw2's, phy's.
+    pub birds: Vec<usize>,
 }
 
 impl Drop for Lab {
@@ -62,14 +64,49 @@ impl Lab {
     pub async fn up_with(tag: &str, config: &str) -> Lab {
         let mut w = World::new(tag);
         cloud::physical(&mut w, &[SEGMENT]);
+        Lab::start(w, config, &cloud::AGENTS, vec![]).await
+    }
+
+    /// A gateway cluster (`cloud::cluster`): gw1 and gw2, BGP to phy's
+    /// BIRD configured on both, two hosts, a zone and the EIP segment.
+    pub async fn up_cluster(tag: &str) -> Lab {
+        let mut w = World::new(tag);
+        let birds = cloud::cluster(&mut w);
+        let lab = Lab::start(w, "", &cloud::CLUSTER_AGENTS, birds).await;
+        for (gw, _) in cloud::CLUSTER_GATEWAYS {
+            let out = cli(
+                &lab,
+                &[
+                    "gateway",
+                    "update",
+                    gw,
+                    "--bgp-peer",
+                    cloud::PHYSICAL_UNDERLAY,
+                    "--peer-as",
+                    &cloud::PHYSICAL_AS.to_string(),
+                    "--local-as",
+                    &cloud::GATEWAY_AS.to_string(),
+                ],
+            );
+            assert!(out.status.success(), "{out:?}");
+        }
+        lab
+    }
+
+    async fn start(
+        mut w: World,
+        config: &str,
+        agents_of: &[(&str, &str, &str)],
+        birds: Vec<usize>,
+    ) -> Lab {
         let url = cloud::start_controller_with(&mut w, bin(), free_port(), OPERATOR, config);
-        let agents = cloud::start_agents(&mut w, bin(), &url, OPERATOR, 1);
+        let agents = cloud::start_agents_of(&mut w, bin(), &url, OPERATOR, 1, agents_of);
         let gateway_agent = agents[0];
         let op = Client::new(&url, Some(OPERATOR));
         assert_eq!(
-            op.wait_for_agents(cloud::AGENTS.len(), Duration::from_secs(10))
+            op.wait_for_agents(agents_of.len(), Duration::from_secs(20))
                 .await,
-            cloud::AGENTS.len(),
+            agents_of.len(),
             "the agents did not register"
         );
         let _: Zone = op
@@ -90,6 +127,7 @@ impl Lab {
             url,
             gateway_agent,
             agents,
+            birds,
         }
     }
 

@@ -10,7 +10,7 @@ use vpcip_dataplane::links::vxlan_ifname;
 use vpcip_dataplane::nat::plan_nat;
 use vpcip_dataplane::routing::{ClassChange, RouteSpec, RouteType};
 use vpcip_model::desired::{ROUTER_IFPREFIX, router_ifname, router_links_block};
-use vpcip_sys::link::{Link, Net, RTPROT_VPCIP, Route, RouteKind, ipv4_sysctl};
+use vpcip_sys::link::{Link, Net, RTPROT_VPCIP, Route, RouteKind, ipv4_sysctl, net_sysctl};
 use vpcip_sys::netns::{create_named, delete_named};
 use vpcip_sys::nft::NatTable;
 use vpcip_sys::qos::EipIs;
@@ -151,6 +151,8 @@ fn apply_common(
     match c {
         GatewayChange::Forwarding(_) => {
             ipv4_sysctl("ip_forward", "1").map_err(KernelError::sys("turn on", "ip_forward"))?;
+            net_sysctl(super::TCP_LIBERAL, "1")
+                .map_err(KernelError::sys("turn on", "nf_conntrack_tcp_be_liberal"))?;
         }
         GatewayChange::Link { change, .. } => apply_link(net, links, change)?,
         GatewayChange::Route { add, route, .. } => {

@@ -18,7 +18,7 @@ use vpcip_dataplane::isolation::InfraGuard;
 use vpcip_dataplane::routing::{RouteSpec, RouteType};
 use vpcip_model::desired::ROUTER_IFPREFIX;
 use vpcip_sys::guard::GuardRole;
-use vpcip_sys::link::{Net, RTPROT_VPCIP, RouteKind, ipv4_sysctl_is};
+use vpcip_sys::link::{Net, RTPROT_VPCIP, RouteKind, ipv4_sysctl_is, net_sysctl_is};
 use vpcip_sys::netns::{list_named, named};
 use vpcip_sys::nft::NatTable;
 
@@ -170,9 +170,18 @@ fn observe_htb(
     Ok(out)
 }
 
+/// Forwarding on, and conntrack liberal with TCP windows: a connection
+/// that passed through another gateway for a while comes back with
+/// sequence numbers this one has not seen, and must still be translated.
 fn forwarding() -> Result<bool, KernelError> {
-    ipv4_sysctl_is("ip_forward", "1").map_err(KernelError::sys("read", "ip_forward"))
+    Ok(
+        ipv4_sysctl_is("ip_forward", "1").map_err(KernelError::sys("read", "ip_forward"))?
+            && net_sysctl_is(TCP_LIBERAL, "1")
+                .map_err(KernelError::sys("read", "nf_conntrack_tcp_be_liberal"))?,
+    )
 }
+
+pub(super) const TCP_LIBERAL: &str = "netfilter/nf_conntrack_tcp_be_liberal";
 
 /// The node's maps, each table's only if it is there (a missing one holds
 /// nothing); whether all are there.

@@ -1,0 +1,220 @@
+//! A gateway cluster in the lab: two gateways (gw1, gw2) announcing the
+//! EIPs by BGP to a real BIRD on the physical router, elections between
+//! them, a planned drain and a gateway's death, with real packets.
+
+#![cfg(feature = "root-tests")]
+#![allow(clippy::unwrap_used)] // tests panic on the unexpected, by design
+
+mod common;
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use common::*;
+use vpcip_lab::cloud::{self, CLUSTER_GATEWAYS};
+use vpcip_lab::{Conn, echo_server, eventually};
+use vpcip_model::desired::Agent;
+
+/// The gateway phy's route to `ip` goes through, by name; None without a
+/// route learnt by BGP.
+fn next_hop(lab: &Lab, ip: Ipv4Addr) -> Option<&'static str> {
+    let r = lab.w.exec(
+        cloud::PHYSICAL_ROUTER,
+        &["ip", "route", "show", &ip.to_string()],
+    );
+    if !r.contains("proto bird") {
+        return None;
+    }
+    CLUSTER_GATEWAYS
+        .iter()
+        .find(|(_, u)| r.contains(&format!("via {u} ")))
+        .map(|(n, _)| *n)
+}
+
+/// Pings `to` from the client `count` times every 10 ms in the background;
+/// the handle answers (sent, received).
+fn probe(lab: &Lab, to: Ipv4Addr, count: u32) -> std::thread::JoinHandle<(u32, u32)> {
+    let ns = lab.ns("client");
+    std::thread::spawn(move || {
+        let out = std::process::Command::new("ip")
+            .args([
+                "netns", "exec", &ns, "ping", "-n", "-q", "-i", "0.01", "-W", "1",
+            ])
+            .args(["-c", &count.to_string(), &to.to_string()])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        // "300 packets transmitted, 300 received, 0% packet loss"
+        let stats = text
+            .lines()
+            .find(|l| l.contains("transmitted"))
+            .unwrap_or_default();
+        let num = |word: &str| {
+            stats
+                .split(',')
+                .find(|p| p.contains(word))
+                .and_then(|p| p.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        };
+        (num("transmitted"), num("received"))
+    })
+}
+
+/// Asks on `conn` every 20 ms for `run`; every answer must come (none is
+/// lost for good and the connection is never reset); returns the longest
+/// wait for one.
+fn keep_asking(conn: &mut Conn, run: Duration, what: &str) -> Duration {
+    let started = Instant::now();
+    let mut longest = Duration::ZERO;
+    let mut n = 0u32;
+    while started.elapsed() < run {
+        n += 1;
+        let asked = Instant::now();
+        let line = format!("{what}-{n}");
+        let got = conn.ask(&line);
+        assert_eq!(
+            got,
+            Some(format!("{CLIENT} {line}")),
+            "the connection through the EIP broke during {what} (question {n})"
+        );
+        longest = longest.max(asked.elapsed());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    longest
+}
+
+async fn gateway_agent(lab: &Lab, name: &str) -> Agent {
+    let agents: Vec<Agent> = lab.op.get("/v1/agents").await.unwrap();
+    agents.into_iter().find(|a| a.name == name).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eips_announced_by_bgp_survive_a_drain_and_a_gateway_death() {
+    let mut lab = Lab::up_cluster("clu").await;
+    let v = lab.vpc("v1", "10.0.0.0/16").await;
+    let s = lab.subnet(&v, "v1-a", "10.0.1.0/24").await;
+    let (web, _) = lab.vm("web", &s, "h1").await;
+    let (_plain, _) = lab.vm("plain", &s, "h2").await;
+    let eip = lab.eip_for(&web).await.ip;
+    echo_server(&lab.ns("web"), 8080, Duration::from_secs(300));
+
+    // The physical router learns the EIP by BGP from the gateway carrying
+    // the VPC, and the client reaches it.
+    assert!(
+        eventually(Duration::from_secs(20), || next_hop(&lab, eip).is_some()),
+        "phy learnt no route to {eip}: {}",
+        lab.w.exec(cloud::PHYSICAL_ROUTER, &["ip", "route"])
+    );
+    let carrier = next_hop(&lab, eip).unwrap();
+    let other = CLUSTER_GATEWAYS
+        .iter()
+        .map(|(n, _)| *n)
+        .find(|n| *n != carrier)
+        .unwrap();
+    let segment = lab
+        .w
+        .exec(cloud::PHYSICAL_ROUTER, &["ip", "route", "show", SEGMENT]);
+    assert!(
+        segment.contains("proto bird"),
+        "the segment is announced too: {segment}"
+    );
+    let mut conn = None;
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            conn = Conn::open(&lab.ns("client"), at(eip, 8080), Duration::from_secs(1));
+            conn.as_mut()
+                .and_then(|c| c.ask("hello"))
+                .is_some_and(|a| a == format!("{CLIENT} hello"))
+        }),
+        "the client does not reach {eip}"
+    );
+    let mut conn = conn.unwrap();
+    // The gateways show who carries what and their sessions.
+    let list = || String::from_utf8(cli(&lab, &["gateway", "list"]).stdout).unwrap();
+    let established = format!("{} established", cloud::PHYSICAL_UNDERLAY);
+    assert!(
+        eventually(Duration::from_secs(5), || list()
+            .matches(&established)
+            .count()
+            == 2),
+        "{}",
+        list()
+    );
+    let report = gateway_agent(&lab, carrier).await.cluster.unwrap();
+    assert!(!report.carrying.is_empty(), "{report:?}");
+    assert!(
+        report.bgp.iter().all(|b| b.state == "established"),
+        "{report:?}"
+    );
+
+    // Planned drain: not one probe lost, the connection carries on, and
+    // the drained gateway announces nothing.
+    let pings = probe(&lab, eip, 400);
+    std::thread::sleep(Duration::from_millis(300));
+    let out = cli(&lab, &["gateway", "drain", carrier]);
+    assert!(out.status.success(), "{out:?}");
+    keep_asking(&mut conn, Duration::from_secs(2), "drain");
+    let (sent, received) = pings.join().unwrap();
+    assert_eq!((sent, received), (400, 400), "probes lost during the drain");
+    assert_eq!(
+        next_hop(&lab, eip),
+        Some(other),
+        "the other gateway carries it"
+    );
+    let drained = gateway_agent(&lab, carrier).await.cluster.unwrap();
+    assert!(
+        drained.carrying.is_empty() && drained.announced == 0,
+        "{drained:?}"
+    );
+    // Undrained: it takes its share back, again without a loss.
+    let pings = probe(&lab, eip, 400);
+    std::thread::sleep(Duration::from_millis(300));
+    let out = cli(&lab, &["gateway", "undrain", carrier]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        eventually(Duration::from_secs(15), || next_hop(&lab, eip)
+            == Some(carrier)),
+        "{carrier} did not take its share back"
+    );
+    keep_asking(&mut conn, Duration::from_secs(1), "undrain");
+    let (sent, received) = pings.join().unwrap();
+    assert_eq!(
+        (sent, received),
+        (400, 400),
+        "probes lost during the undrain"
+    );
+
+    // The carrier dies: agent and BIRD killed, its underlay link down.
+    // The established connection carries on through the other gateway.
+    let i = CLUSTER_GATEWAYS
+        .iter()
+        .position(|(n, _)| *n == carrier)
+        .unwrap();
+    let pings = probe(&lab, eip, 300);
+    std::thread::sleep(Duration::from_millis(300));
+    lab.w.kill(lab.agents[i]);
+    lab.w.kill(lab.birds[i]);
+    lab.w.exec(carrier, &["ip", "link", "set", "phy0", "down"]);
+    let longest = keep_asking(&mut conn, Duration::from_secs(3), "failover");
+    let (sent, received) = pings.join().unwrap();
+    eprintln!(
+        "failover: longest answer {longest:?}, {} of {sent} probes lost",
+        sent - received
+    );
+    assert_eq!(next_hop(&lab, eip), Some(other));
+    // New connections: to the EIP, and out by default SNAT.
+    assert!(
+        eventually(Duration::from_secs(5), || vpcip_lab::ask_once(
+            &lab.ns("client"),
+            at(eip, 8080),
+            "new"
+        )
+        .is_some()),
+        "no new connection to {eip} after the failover"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || lab.pings("plain", CLIENT_IP)),
+        "default SNAT does not work after the failover"
+    );
+}
