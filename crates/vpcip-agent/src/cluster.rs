@@ -222,8 +222,8 @@ impl Cluster {
                 }
             }
             for (&vrid, &priority) in &view.slots {
-                if !machines.contains_key(&vrid) {
-                    let mut m = Machine::new(Config {
+                if let std::collections::btree_map::Entry::Vacant(e) = machines.entry(vrid) {
+                    let m = e.insert(Machine::new(Config {
                         vrid,
                         priority,
                         advert_cs: view.advert_cs,
@@ -231,9 +231,8 @@ impl Cluster {
                         preempt_delay: Duration::ZERO,
                         addrs: vec![me],
                         primary_ip: me,
-                    });
+                    }));
                     acts.extend(m.start(now).into_iter().map(|a| (vrid, a)));
-                    machines.insert(vrid, m);
                 }
             }
             if let Ok(mut s) = self.shared.lock()

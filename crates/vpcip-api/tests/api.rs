@@ -907,6 +907,9 @@ async fn every_route_checks_its_caller(s: Server) {
             ("PATCH", "/v1/eips/{id}") => json!({"bandwidth_mbps": 2}),
             ("POST", "/v1/eips/{id}/bind") => json!({"target": {"kind": "nic", "id": nic.id}}),
             ("POST", "/v1/gateways") => json!({"name": "gw-2", "underlay_ip": "192.168.201.22"}),
+            ("PATCH", "/v1/gateways/{id}") => {
+                json!({"bgp": {"local_as": 64513, "peers": [{"ip": "192.168.201.1", "peer_as": 64512}]}})
+            }
             ("POST", "/v1/host-networks") => json!({"name": "hn-2", "cidr": "192.168.210.0/24"}),
             ("POST", "/v1/nics") => json!({"name": "eni-x", "subnet": subnet.id}),
             ("PATCH", "/v1/nics/{id}") => json!({"source_dest_check": false}),
@@ -1103,6 +1106,7 @@ async fn agent_tokens_serve_the_agent_routes_only(s: Server) {
                 applied_revision: desired.revision,
                 error: None,
                 missing_ports: vec![],
+                cluster: None,
             },
         )
         .await
@@ -1206,6 +1210,7 @@ async fn an_agent_token_acts_for_its_agent_only(s: Server) {
         applied_revision: desired.revision,
         error: None,
         missing_ports: vec![],
+        cluster: None,
     };
     let _: () = gw1
         .post(&format!("/v1/agents/{}/report", me.id), &report)
@@ -1272,6 +1277,7 @@ async fn an_agent_token_acts_for_its_agent_only(s: Server) {
         applied_revision: 1,
         error: Some("forged".into()),
         missing_ports: vec![],
+        cluster: None,
     };
     for key in [h1.id.as_str(), "h1", "agent-nonexistent"] {
         let want = if key == "h1" || key == h1.id {
@@ -1783,3 +1789,68 @@ async fn input_limits_each_have_a_clear_error(s: Server) {
 }
 
 on_both!(input_limits_each_have_a_clear_error);
+
+/// A gateway's BGP and drain through the API: bad BGP named by its rule,
+/// the last undrained gateway refused, absent fields untouched.
+async fn gateways_take_bgp_and_drain(s: Server) {
+    use serde_json::json;
+    let t = seeds_world(&s, "acme").await;
+    let op = s.operator();
+    for (name, ip) in [("gw-a", "192.168.201.31"), ("gw-b", "192.168.201.32")] {
+        let _: Gateway = op
+            .post(
+                "/v1/gateways",
+                &CreateGateway {
+                    name: name.into(),
+                    underlay_ip: ip.parse().unwrap(),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let bgp =
+        json!({"bgp": {"local_as": 64513, "peers": [{"ip": "192.168.201.1", "peer_as": 64512}]}});
+    let gw: Gateway = op.patch("/v1/gateways/gw-a", &bgp).await.unwrap();
+    let cfg = gw.bgp.clone().unwrap();
+    assert_eq!((cfg.local_as, cfg.peers.len(), cfg.bfd), (64513, 1, true));
+    assert!(gw.slot > 0);
+    // Drained: the BGP stays.
+    let gw: Gateway = op
+        .patch("/v1/gateways/gw-a", &json!({"drained": true}))
+        .await
+        .unwrap();
+    assert!(gw.drained);
+    assert_eq!(gw.bgp, Some(cfg));
+    // gw-b is now the last undrained one (the fixture's gateway aside).
+    let gws: Vec<Gateway> = op.list_all("gateways", None).await.unwrap();
+    for g in gws.iter().filter(|g| g.name != "gw-b" && g.name != "gw-a") {
+        let _: Gateway = op
+            .patch(&format!("/v1/gateways/{}", g.id), &json!({"drained": true}))
+            .await
+            .unwrap();
+    }
+    let (status, code, msg) = api_err(
+        op.patch::<_, Gateway>("/v1/gateways/gw-b", &json!({"drained": true}))
+            .await,
+    );
+    assert_eq!((status, code.as_str()), (400, "invalid_argument"), "{msg}");
+    assert!(msg.contains("only undrained gateway"), "{msg}");
+    let bad =
+        json!({"bgp": {"local_as": 23456, "peers": [{"ip": "192.168.201.1", "peer_as": 64512}]}});
+    let (status, _, msg) = api_err(op.patch::<_, Gateway>("/v1/gateways/gw-b", &bad).await);
+    assert_eq!(status, 400);
+    assert!(msg.contains("AS_TRANS"), "{msg}");
+    // null removes it.
+    let gw: Gateway = op
+        .patch("/v1/gateways/gw-a", &json!({"bgp": null}))
+        .await
+        .unwrap();
+    assert_eq!(gw.bgp, None);
+    // Tenants may not.
+    assert!(
+        t.patch::<_, Gateway>("/v1/gateways/gw-a", &bgp)
+            .await
+            .is_err()
+    );
+}
+on_both!(gateways_take_bgp_and_drain);

@@ -82,6 +82,7 @@ pub(crate) fn one_router(
 ) -> vpcip_model::desired::GatewayState {
     vpcip_model::desired::GatewayState {
         routers: vec![vpcip_model::desired::VpcRouter {
+            slot: 0,
             vpc_id: "vpc-bench00001".into(),
             index: 1,
             subnets: vec![],

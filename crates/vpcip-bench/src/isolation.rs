@@ -218,6 +218,7 @@ fn guard(w: &World, g: Guards) -> anyhow::Result<()> {
                 .collect();
             let state = GatewayState {
                 routers: vec![VpcRouter {
+                    slot: 0,
                     vpc_id: "vpc-bench".into(),
                     index: 1,
                     subnets,

@@ -13,6 +13,7 @@ mod cps;
 mod dataplane;
 mod dhcp;
 mod failover;
+mod gateways;
 mod isolation;
 mod secgroups;
 mod shaping;
@@ -29,7 +30,7 @@ use vpcip_store::{Scope, Store};
 
 #[derive(Parser)]
 struct Args {
-    /// What to run: api, ipam, dataplane, bind, cps, failover, shaping,
+    /// What to run: api, ipam, dataplane, bind, cps, failover, gateways, shaping,
     /// isolation, secgroups (secgroups-latency: its control-plane part
     /// only), dhcp (taps, DHCP, a QEMU guest's boot) or all.
     #[arg(default_value = "all")]
@@ -169,22 +170,56 @@ pub(crate) struct LabCloud {
     /// The controller's and the agents' processes among the world's.
     pub controller: usize,
     pub agents: Vec<usize>,
+    /// A cluster's BIRDs (gw1's, gw2's, phy's); empty otherwise.
+    pub birds: Vec<usize>,
 }
 
 pub(crate) async fn lab_cloud(tag: &str, segment: &str) -> anyhow::Result<LabCloud> {
+    let mut w = vpcip_lab::World::new(tag);
+    vpcip_lab::cloud::physical(&mut w, &[segment]);
+    start_cloud(w, &vpcip_lab::cloud::AGENTS, vec![]).await
+}
+
+/// [`lab_cloud`] as a gateway cluster: gw1 and gw2 with BIRD, BGP to the
+/// physical router's BIRD configured on both.
+pub(crate) async fn lab_cluster(tag: &str, _segment: &str) -> anyhow::Result<LabCloud> {
     use vpcip_lab::cloud;
     let mut w = vpcip_lab::World::new(tag);
-    cloud::physical(&mut w, &[segment]);
+    let birds = cloud::cluster(&mut w);
+    let lab = start_cloud(w, &cloud::CLUSTER_AGENTS, birds).await?;
+    for (gw, _) in cloud::CLUSTER_GATEWAYS {
+        let req = UpdateGateway {
+            bgp: Some(Some(BgpConfig {
+                local_as: cloud::GATEWAY_AS,
+                peers: vec![BgpPeer {
+                    ip: cloud::PHYSICAL_UNDERLAY.parse()?,
+                    peer_as: cloud::PHYSICAL_AS,
+                }],
+                bfd: true,
+            })),
+            drained: None,
+        };
+        let _: Gateway = lab.op.patch(&format!("/v1/gateways/{gw}"), &req).await?;
+    }
+    Ok(lab)
+}
+
+async fn start_cloud(
+    mut w: vpcip_lab::World,
+    agents_of: &[(&str, &str, &str)],
+    birds: Vec<usize>,
+) -> anyhow::Result<LabCloud> {
+    use vpcip_lab::cloud;
     let exe = std::env::current_exe()?.with_file_name("vpcip");
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
     let url = cloud::start_controller(&mut w, &exe, port, OPERATOR);
     let controller = w.processes() - 1;
-    let agents = cloud::start_agents(&mut w, &exe, &url, OPERATOR, 10);
+    let agents = cloud::start_agents_of(&mut w, &exe, &url, OPERATOR, 10, agents_of);
     let op = Client::new(&url, Some(OPERATOR));
     let registered = op
-        .wait_for_agents(agents.len(), Duration::from_secs(10))
+        .wait_for_agents(agents.len(), Duration::from_secs(20))
         .await;
     if registered != agents.len() {
         bail!("only {registered} of {} agents registered", agents.len());
@@ -195,6 +230,7 @@ pub(crate) async fn lab_cloud(tag: &str, segment: &str) -> anyhow::Result<LabClo
         url,
         controller,
         agents,
+        birds,
     })
 }
 
@@ -498,6 +534,9 @@ async fn main() -> anyhow::Result<()> {
         }
         if matches!(args.what.as_str(), "dhcp" | "all") {
             dhcp::dhcp(args.binds).await?;
+        }
+        if matches!(args.what.as_str(), "gateways" | "all") {
+            gateways::gateways(args.runs, &dir).await?;
         }
         if matches!(args.what.as_str(), "failover" | "all") {
             failover::failover(args.runs, &args.adverts, &dir).await?;

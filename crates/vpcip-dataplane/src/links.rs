@@ -293,6 +293,7 @@ mod tests {
             addrs: Some(&addrs),
             flood: Some(&flood),
             max_mtu: None,
+            mac: None,
         };
         let mut links = Links::new();
         let first = converge_link("vx1", None, want);

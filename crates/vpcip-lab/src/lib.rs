@@ -184,7 +184,8 @@ impl Drop for World {
     }
 }
 
-fn run(cmd: &str, args: &[&str]) -> String {
+/// Runs `cmd` and panics with its output when it fails; its stdout.
+pub fn run(cmd: &str, args: &[&str]) -> String {
     let out = Command::new(cmd)
         .args(args)
         .output()

@@ -1119,6 +1119,7 @@ mod tests {
             last_seen: 0,
             error: None,
             missing_ports: vec![],
+            cluster: None,
         };
         assert_eq!(a.health(1_000), "registered, not reported yet");
         a.last_seen = 990;
@@ -1126,6 +1127,77 @@ mod tests {
         assert_eq!(a.health(990 + AGENT_HEALTH_SECONDS + 1), "silent for 16s");
         a.error = Some("setns failed".into());
         assert_eq!(a.health(1_000), "error: setns failed");
+    }
+
+    fn gateway(name: &str, slot: u8, drained: bool) -> Gateway {
+        Gateway {
+            id: format!("gw-{name}"),
+            name: name.into(),
+            underlay_ip: Ipv4Addr::new(192, 0, 2, 20 + slot),
+            snat_ip: Some(Ipv4Addr::new(203, 0, 113, 250 + slot)),
+            slot,
+            drained,
+            bgp: None,
+        }
+    }
+
+    #[test]
+    fn slots_are_kept_and_the_unnumbered_get_the_lowest_free() {
+        let gws = [
+            gateway("a", 2, false),
+            gateway("b", 0, false),
+            gateway("c", 0, false),
+        ];
+        let s = gateway_slots(&gws);
+        assert_eq!((s["gw-a"], s["gw-b"], s["gw-c"]), (2, 1, 3));
+    }
+
+    #[test]
+    fn placement_spreads_vpcs_and_moves_only_the_share_of_a_new_gateway() {
+        let two = [gateway("a", 1, false), gateway("b", 2, false)];
+        let three = [
+            gateway("a", 1, false),
+            gateway("b", 2, false),
+            gateway("c", 3, false),
+        ];
+        let (s2, s3) = (gateway_slots(&two), gateway_slots(&three));
+        let vpcs: Vec<String> = (0..300).map(|i| format!("vpc-{i:05}")).collect();
+        let on = |v: &str, g: &[Gateway], s: &BTreeMap<&str, u8>| placement(v, g, s).unwrap();
+        let per_slot = |slot| vpcs.iter().filter(|v| on(v, &two, &s2) == slot).count();
+        assert!(
+            per_slot(1) > 100 && per_slot(2) > 100,
+            "{} / {}",
+            per_slot(1),
+            per_slot(2)
+        );
+        for v in &vpcs {
+            let before = on(v, &two, &s2);
+            let after = on(v, &three, &s3);
+            assert!(
+                after == before || after == 3,
+                "{v} moved from {before} to {after}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_owner_wins_its_slot_one_backup_is_next_and_a_drained_gateway_last() {
+        let gws = [
+            gateway("a", 1, false),
+            gateway("b", 2, false),
+            gateway("c", 3, true),
+        ];
+        let (a, b, c) = (&gws[0], &gws[1], &gws[2]);
+        assert_eq!(slot_priority(a, a, 1, &gws), 250);
+        assert_eq!(
+            slot_priority(b, a, 1, &gws),
+            200,
+            "the only undrained other"
+        );
+        assert_eq!(slot_priority(c, a, 1, &gws), 1, "drained");
+        assert_eq!(slot_priority(c, c, 3, &gws), 1, "drained, even for its own");
+        let p = [slot_priority(a, c, 3, &gws), slot_priority(b, c, 3, &gws)];
+        assert!(p.contains(&200) && p.contains(&199), "{p:?}: distinct");
     }
 
     #[test]
@@ -1219,6 +1291,7 @@ mod tests {
             last_seen: 0,
             error: None,
             missing_ports: vec![],
+            cluster: None,
         }
     }
 

@@ -1994,6 +1994,7 @@ async fn agents_act_for_themselves_and_claim_free_addresses(s: &Store) {
         applied_revision: 1,
         error: None,
         missing_ports: vec![],
+        cluster: None,
     };
     s.report_agent(&gw1, &me.id, &report).await.unwrap();
     // A host agent's missing ports show in the status until they appear.

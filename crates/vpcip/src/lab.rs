@@ -139,48 +139,55 @@ async fn up(name: &str) -> anyhow::Result<()> {
     }
 
     step(
-        "physical network: router phy (static route 203.0.113.0/24 → gateway 192.0.2.2), client 198.51.100.10, gateway node gw 192.0.2.2, hosts h1 192.0.2.11 and h2 192.0.2.12",
+        "physical network: router phy 192.0.2.1 running BIRD (BGP AS 64512, BFD), client 198.51.100.10, gateway nodes gw1 192.0.2.21 and gw2 192.0.2.22 each running BIRD, hosts h1 192.0.2.11 and h2 192.0.2.12",
     );
     let mut w = World::with_prefix(&prefix);
-    cloud::physical(&mut w, &["203.0.113.0/24"]);
-    for n in [
-        cloud::CLIENT,
-        cloud::PHYSICAL_ROUTER,
-        cloud::GATEWAY,
-        cloud::HOSTS[0],
-        cloud::HOSTS[1],
-    ] {
+    let birds = cloud::cluster(&mut w);
+    state.pids.extend(birds.iter().filter_map(|&i| w.pid(i)));
+    for n in [cloud::CLIENT, cloud::PHYSICAL_ROUTER]
+        .into_iter()
+        .chain(cloud::CLUSTER_AGENTS.iter().map(|a| a.1))
+    {
         state.nodes.push((n.into(), w.ns(n)));
     }
     save(&state)?;
 
-    step("agents: vpcip agent --role gateway on gw, --role host on h1 and h2 (netlink only)");
+    step(
+        "agents: vpcip agent --role gateway on gw1 and gw2 (driving their BIRD), --role host on h1 and h2 (netlink only)",
+    );
     let underlay = CreateHostNetwork {
         name: "underlay".into(),
         cidr: cloud::UNDERLAY.parse()?,
     };
     let _: HostNetwork = op.post("/v1/host-networks", &underlay).await?;
-    let agents = cloud::AGENTS;
+    let agents = cloud::CLUSTER_AGENTS;
     for (role, node, ip) in agents {
         let ns = w.ns(node);
+        let (bird_conf, bird_sock) = cloud::bird_paths(&w, node);
+        let (bird_conf, bird_sock) = (
+            bird_conf.display().to_string(),
+            bird_sock.display().to_string(),
+        );
+        let mut args = vec![
+            "agent",
+            "--role",
+            role,
+            "--name",
+            node,
+            "--underlay-ip",
+            ip,
+            "--netns",
+            &ns,
+        ];
+        let netns_prefix = cloud::netns_prefix(&w, node);
+        let state_dir = dir.join(format!("agent-{node}")).display().to_string();
+        args.extend(["--netns-prefix", &netns_prefix, "--resync", "5"]);
+        args.extend(["--state-dir", &state_dir]);
+        if role == "gateway" {
+            args.extend(["--bird-socket", &bird_sock, "--bird-config", &bird_conf]);
+        }
         state.pids.push(spawn_detached(
-            &[
-                "agent",
-                "--role",
-                role,
-                "--name",
-                node,
-                "--underlay-ip",
-                ip,
-                "--netns",
-                &ns,
-                "--netns-prefix",
-                &prefix,
-                "--resync",
-                "5",
-                "--state-dir",
-                &dir.join(format!("agent-{node}")).display().to_string(),
-            ],
+            &args,
             &dir.join(format!("agent-{node}.log")),
             &[("VPCIP_URL", &url), ("VPCIP_TOKEN", &operator_token)],
         )?);
@@ -195,6 +202,27 @@ async fn up(name: &str) -> anyhow::Result<()> {
             agents.len(),
             dir.display()
         );
+    }
+
+    step(&format!(
+        "operator: vpcip gateway update gw1|gw2 --bgp-peer {} --peer-as {} --local-as {} (BFD on)",
+        cloud::PHYSICAL_UNDERLAY,
+        cloud::PHYSICAL_AS,
+        cloud::GATEWAY_AS
+    ));
+    for (gw, _) in cloud::CLUSTER_GATEWAYS {
+        let req = UpdateGateway {
+            bgp: Some(Some(BgpConfig {
+                local_as: cloud::GATEWAY_AS,
+                peers: vec![BgpPeer {
+                    ip: cloud::PHYSICAL_UNDERLAY.parse()?,
+                    peer_as: cloud::PHYSICAL_AS,
+                }],
+                bfd: true,
+            })),
+            drained: None,
+        };
+        let _: Gateway = op.patch(&format!("/v1/gateways/{gw}"), &req).await?;
     }
 
     step("operator: zone z1, EIP segment 203.0.113.0/24, a token for tenant acme");
@@ -260,9 +288,12 @@ async fn up(name: &str) -> anyhow::Result<()> {
             .subnet;
         subnets.push(s);
     }
-    state
-        .nodes
-        .push(("vpc1-router".into(), format!("{prefix}vpcr-{}", vpc.id)));
+    for (gw, _) in cloud::CLUSTER_GATEWAYS {
+        state.nodes.push((
+            format!("vpc1-router-{gw}"),
+            format!("{}vpcr-{}", cloud::netns_prefix(&w, gw), vpc.id),
+        ));
+    }
     let mut vms = Vec::new();
     for (name, subnet, host) in [
         ("web-1", &subnets[0], None),
@@ -343,6 +374,23 @@ async fn up(name: &str) -> anyhow::Result<()> {
         })
         .await?;
     println!("    EIP {} → {web_ip} (web-1)", eip.ip);
+    let phy_ns = w_ns(&prefix, cloud::PHYSICAL_ROUTER);
+    let mut learnt = None;
+    for _ in 0..100 {
+        learnt = route_on(&phy_ns, eip.ip);
+        if learnt.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    match learnt {
+        Some(r) => println!("    phy learnt by BGP: {r}"),
+        None => bail!(
+            "phy learnt no route to {} by BGP; see {}",
+            eip.ip,
+            dir.display()
+        ),
+    }
 
     step(&format!("outside client: GET http://{}/", eip.ip));
     let client_ns = w_ns(&prefix, cloud::CLIENT);
@@ -489,9 +537,16 @@ async fn up(name: &str) -> anyhow::Result<()> {
         state.tenant_token
     );
     println!("  VPCIP_URL={url} VPCIP_TOKEN={operator_token} {me} host list");
-    println!("  {me} lab exec{lab} gw -- ip route show proto 240");
+    println!("  {me} lab exec{lab} phy -- ip route show proto bird   # the EIPs, learnt by BGP");
+    println!(
+        "  VPCIP_URL={url} VPCIP_TOKEN={operator_token} {me} gateway list   # who carries what, BGP sessions"
+    );
+    println!(
+        "  VPCIP_URL={url} VPCIP_TOKEN={operator_token} {me} gateway drain gw1   # then undrain"
+    );
+    println!("  {me} lab exec{lab} gw1 -- ip route show table 9999   # what gw1 announces");
     if has("nft") {
-        println!("  {me} lab exec{lab} vpc1-router -- nft list table ip vpcip_nat");
+        println!("  {me} lab exec{lab} vpc1-router-gw1 -- nft list table ip vpcip_nat");
     } else {
         println!("  (apt-get install nftables to read the routers' NAT tables with nft)");
     }
@@ -507,6 +562,16 @@ async fn up(name: &str) -> anyhow::Result<()> {
     );
     println!("  {me} lab down{lab}");
     Ok(())
+}
+
+/// Node `ns`'s route to `ip` when it was learnt by BGP.
+fn route_on(ns: &str, ip: std::net::Ipv4Addr) -> Option<String> {
+    let out = Command::new("ip")
+        .args(["-n", ns, "route", "show", &ip.to_string()])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    text.contains("proto bird").then_some(text)
 }
 
 fn w_ns(prefix: &str, node: &str) -> String {
@@ -552,6 +617,8 @@ fn down(name: &str) -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_millis(200));
     let removed = World::remove_all(&prefix);
     let _ = std::fs::remove_dir_all(state_dir(name));
+    // The BIRDs' configurations and sockets.
+    let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("{prefix}state")));
     println!("lab {name} is down ({removed} namespaces removed)");
     Ok(())
 }

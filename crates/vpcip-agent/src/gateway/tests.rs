@@ -62,6 +62,7 @@ fn ip(s: &str) -> Ipv4Addr {
 
 fn router(vpc: &str, index: u32, eip: &str, private: &str) -> VpcRouter {
     VpcRouter {
+        slot: 0,
         vpc_id: vpc.into(),
         index,
         subnets: vec![RouterSubnet {
@@ -95,6 +96,7 @@ fn desired() -> GatewayState {
         infrastructure: vec!["192.0.2.0/24".parse().unwrap()],
         infra_allow: vec![],
         snat_ip: Some(ip("203.0.113.254")),
+        cluster: Default::default(),
     }
 }
 

@@ -16,6 +16,7 @@ fn ip(s: &str) -> Ipv4Addr {
 
 fn router(vpc: &str, index: u32, vnis: &[u32], eips: &[(&str, &str, Option<u32>)]) -> VpcRouter {
     VpcRouter {
+        slot: 0,
         vpc_id: vpc.into(),
         index,
         subnets: vnis
@@ -56,6 +57,7 @@ fn state(routers: Vec<VpcRouter>) -> GatewayState {
         infrastructure: vec!["192.0.2.0/24".parse().unwrap()],
         infra_allow: vec![],
         snat_ip: Some(ip("203.0.113.254")),
+        cluster: Default::default(),
     }
 }
 
@@ -243,4 +245,124 @@ proptest! {
         let again = plan_gateway(&want, &gw, ME);
         prop_assert!(again.is_empty(), "{:?}", again);
     }
+}
+
+/// `want` with two slots (this gateway owns 1, vpc-a is placed on 2) and
+/// BGP.
+fn clustered(mut want: GatewayState) -> GatewayState {
+    use vpcip_model::desired::{Cluster, Slot};
+    for r in &mut want.routers {
+        r.slot = 2;
+    }
+    let slot = |vrid, owner: &str, priority, snat| Slot {
+        vrid,
+        owner: owner.into(),
+        priority,
+        snat_ip: Some(ip(snat)),
+    };
+    want.cluster = Cluster {
+        slot: 1,
+        drained: false,
+        advert_cs: 5,
+        peers: vec![ip("192.0.2.3")],
+        slots: vec![
+            slot(1, "gw1", 250, "203.0.113.251"),
+            slot(2, "gw2", 200, "203.0.113.252"),
+        ],
+        bgp: Some(vpcip_model::BgpConfig {
+            local_as: 64513,
+            peers: vec![vpcip_model::BgpPeer {
+                ip: ip("192.0.2.1"),
+                peer_as: 64512,
+            }],
+            bfd: true,
+        }),
+    };
+    want
+}
+
+fn converge_with(want: &GatewayState, gw: &mut GatewayObserved, roles: Option<&Roles>) {
+    let plan = plan_gateway_with(want, gw, ME, roles);
+    for (_, g) in &plan.groups {
+        for c in g {
+            c.simulate(gw);
+        }
+    }
+    assert_eq!(
+        plan_gateway_with(want, gw, ME, roles),
+        GatewayPlan::default(),
+        "a second pass changes nothing"
+    );
+}
+
+fn exported(gw: &GatewayObserved) -> BTreeSet<Ipv4Net> {
+    gw.node
+        .routes
+        .iter()
+        .filter(|r| r.table == EXPORT_TABLE)
+        .map(|r| r.dst)
+        .collect()
+}
+
+#[test]
+fn the_winner_of_a_slot_announces_its_eips_and_answers_arp_the_others_keep_quiet() {
+    let want = clustered(state(vec![router(
+        "vpc-a",
+        1,
+        &[10],
+        &[("203.0.113.5", "10.0.10.5", None)],
+    )]));
+    let mut gw = bare_node();
+    // Before the elections settle: the routers are built, the same MAC
+    // on every gateway, and nothing announced or silenced.
+    converge_with(&want, &mut gw, None);
+    assert_eq!(
+        gw.routers["vpc-a"].ns.links["vx10"].mac,
+        Some([0x02, 0x76, 0x70, 0, 0, 10])
+    );
+    assert!(exported(&gw).is_empty());
+    assert!(gw.routers["vpc-a"].arp_silent.is_empty());
+    // Another gateway carries slot 2: only the segment is announced, and
+    // vpc-a's router answers no ARP.
+    let standby = Roles {
+        master: [1].into(),
+        backup: [2].into(),
+    };
+    converge_with(&want, &mut gw, Some(&standby));
+    assert_eq!(
+        exported(&gw),
+        [
+            "203.0.113.0/24".parse().unwrap(),
+            "203.0.113.251/32".parse().unwrap()
+        ]
+        .into()
+    );
+    assert_eq!(gw.routers["vpc-a"].arp_silent, ["vx10".to_string()].into());
+    // It wins slot 2: the EIP and the slot's default SNAT address too,
+    // and the router answers ARP again.
+    let carrier = Roles {
+        master: [1, 2].into(),
+        backup: BTreeSet::new(),
+    };
+    converge_with(&want, &mut gw, Some(&carrier));
+    assert!(exported(&gw).contains(&"203.0.113.5/32".parse().unwrap()));
+    assert!(exported(&gw).contains(&"203.0.113.252/32".parse().unwrap()));
+    assert!(gw.routers["vpc-a"].arp_silent.is_empty());
+    // The default SNAT leaves from the slot owner's address.
+    let link = vpcip_model::desired::router_link(1).1;
+    assert_eq!(gw.node_maps.default_snat[&link], ip("203.0.113.252"));
+    // Drained and carrying nothing: nothing announced at all.
+    let mut drained = want.clone();
+    drained.cluster.drained = true;
+    let none = Roles {
+        master: BTreeSet::new(),
+        backup: [1, 2].into(),
+    };
+    converge_with(&drained, &mut gw, Some(&none));
+    assert!(exported(&gw).is_empty());
+    // Without BGP nothing is announced either.
+    let mut no_bgp = want.clone();
+    no_bgp.cluster.bgp = None;
+    converge_with(&no_bgp, &mut gw, Some(&carrier));
+    assert!(exported(&gw).is_empty());
 }

@@ -338,6 +338,36 @@ mod tests {
         }
     }
 
+    #[test]
+    fn bgp_needs_usable_as_numbers_and_one_to_sixteen_distinct_peers() {
+        let peer = |ip: &str, peer_as| crate::BgpPeer {
+            ip: self::ip(ip),
+            peer_as,
+        };
+        let bgp = |local_as, peers| BgpConfig {
+            local_as,
+            peers,
+            bfd: true,
+        };
+        assert!(check_bgp(&bgp(64513, vec![peer("192.0.2.1", 64512)])).is_ok());
+        let msg = |b: &BgpConfig| check_bgp(b).unwrap_err().to_string();
+        assert!(msg(&bgp(0, vec![peer("192.0.2.1", 64512)])).contains("AS 0 cannot be used"));
+        assert!(msg(&bgp(64513, vec![peer("192.0.2.1", 23456)])).contains("AS_TRANS"));
+        assert!(msg(&bgp(64513, vec![])).contains("1 to 16 BGP peers, 0 given"));
+        assert!(msg(&bgp(64513, vec![peer("224.0.0.5", 1)])).contains("not a unicast address"));
+        let twice = vec![peer("192.0.2.1", 1), peer("192.0.2.1", 2)];
+        assert!(msg(&bgp(64513, twice)).contains("given twice"));
+    }
+
+    #[test]
+    fn the_last_undrained_gateway_cannot_be_drained() {
+        let (a, mut b) = (gw("a", "192.0.2.21"), gw("b", "192.0.2.22"));
+        assert!(check_drain(&a, &[a.clone(), b.clone()]).is_ok());
+        b.drained = true;
+        let e = check_drain(&a, &[a.clone(), b]).unwrap_err().to_string();
+        assert!(e.contains("only undrained gateway"), "{e}");
+    }
+
     fn agent(name: &str, role: AgentRole, addr: &str) -> Agent {
         Agent {
             id: format!("agent-{name}"),
@@ -348,6 +378,7 @@ mod tests {
             last_seen: 0,
             error: None,
             missing_ports: vec![],
+            cluster: None,
         }
     }
 
