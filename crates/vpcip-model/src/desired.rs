@@ -71,6 +71,89 @@ pub struct SystemStatus {
     /// host agent looks for it every second).
     #[serde(default)]
     pub missing_ports: Vec<MissingPort>,
+    /// What is wrong with the gateways' BGP ([`bgp_problems`]).
+    #[serde(default)]
+    pub bgp: Vec<BgpProblem>,
+}
+
+/// Something wrong with a gateway's BGP.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct BgpProblem {
+    pub gateway: String,
+    /// The peer it concerns, when one.
+    #[schema(value_type = Option<String>)]
+    pub peer: Option<Ipv4Addr>,
+    pub problem: String,
+}
+
+/// What is wrong with the gateways' BGP, from their configuration and
+/// their agents' last reports: a daemon that cannot be driven, a session
+/// not established (a peer that never came up, or is down now), a peer
+/// that announces routes to the gateway (refused: a gateway learns
+/// nothing), a gateway with BGP and no session up (nothing announced from
+/// it).
+pub fn bgp_problems(gateways: &[Gateway], agents: &[Agent]) -> Vec<BgpProblem> {
+    let mut out = Vec::new();
+    for g in gateways {
+        let Some(cfg) = &g.bgp else { continue };
+        let problem = |peer, problem: String| BgpProblem {
+            gateway: g.name.clone(),
+            peer,
+            problem,
+        };
+        let report = agents
+            .iter()
+            .find(|a| a.name == g.name && a.role == AgentRole::Gateway)
+            .and_then(|a| a.cluster.as_ref());
+        let Some(report) = report else {
+            out.push(problem(
+                None,
+                "its agent has not reported its BGP sessions".into(),
+            ));
+            continue;
+        };
+        if let Some(e) = &report.bgp_error {
+            out.push(problem(None, e.clone()));
+            continue;
+        }
+        let mut up = 0;
+        for p in &cfg.peers {
+            match report.bgp.iter().find(|s| s.peer == p.ip) {
+                Some(s) if s.state == "established" => {
+                    up += 1;
+                    if s.received > 0 {
+                        out.push(problem(
+                            Some(p.ip),
+                            format!(
+                                "the peer announces {} routes to the gateway (refused: a gateway learns nothing from the physical network)",
+                                s.received
+                            ),
+                        ));
+                    }
+                }
+                Some(s) => out.push(problem(
+                    Some(p.ip),
+                    format!(
+                        "session {}{}",
+                        s.state,
+                        if s.info.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({})", s.info)
+                        }
+                    ),
+                )),
+                None => out.push(problem(Some(p.ip), "no session reported".into())),
+            }
+        }
+        if up == 0 && !cfg.peers.is_empty() {
+            out.push(problem(
+                None,
+                "no BGP session is up: nothing is announced from this gateway".into(),
+            ));
+        }
+    }
+    out
 }
 
 /// A NIC whose port is missing on its host.
@@ -1139,6 +1222,57 @@ mod tests {
             drained,
             bgp: None,
         }
+    }
+
+    #[test]
+    fn bgp_problems_name_the_gateway_the_peer_and_what_is_wrong() {
+        let mut g = gateway("a", 1, false);
+        g.bgp = Some(crate::BgpConfig {
+            local_as: 64513,
+            peers: vec![
+                crate::BgpPeer {
+                    ip: Ipv4Addr::new(192, 0, 2, 1),
+                    peer_as: 64512,
+                },
+                crate::BgpPeer {
+                    ip: Ipv4Addr::new(192, 0, 2, 9),
+                    peer_as: 64512,
+                },
+            ],
+            bfd: true,
+        });
+        let mut a = agent("a", AgentRole::Gateway, "192.0.2.21");
+        let session = |last: u8, state: &str, info: &str, received| BgpSession {
+            peer: Ipv4Addr::new(192, 0, 2, last),
+            state: state.into(),
+            info: info.into(),
+            received,
+            exported: 3,
+        };
+        a.cluster = Some(ClusterReport {
+            carrying: vec![1],
+            bgp: vec![
+                session(1, "established", "", 2),
+                session(9, "active", "Socket: Connection refused", 0),
+            ],
+            bgp_error: None,
+            announced: 3,
+        });
+        let p = bgp_problems(std::slice::from_ref(&g), std::slice::from_ref(&a));
+        let text: Vec<String> = p.iter().map(|p| p.problem.clone()).collect();
+        assert_eq!(p.len(), 2, "{text:?}");
+        assert!(text[0].contains("announces 2 routes"), "{text:?}");
+        assert_eq!(text[1], "session active (Socket: Connection refused)");
+        // None up: said too.
+        a.cluster.as_mut().unwrap().bgp[0].state = "idle".into();
+        let p = bgp_problems(std::slice::from_ref(&g), std::slice::from_ref(&a));
+        assert!(
+            p.iter()
+                .any(|p| p.problem.starts_with("no BGP session is up"))
+        );
+        // Without BGP, nothing to say.
+        g.bgp = None;
+        assert!(bgp_problems(&[g], &[a]).is_empty());
     }
 
     #[test]

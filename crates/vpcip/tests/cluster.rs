@@ -218,3 +218,89 @@ async fn eips_announced_by_bgp_survive_a_drain_and_a_gateway_death() {
         "default SNAT does not work after the failover"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bgp_faults_are_reported_and_break_nothing() {
+    let mut lab = Lab::up_cluster("clf").await;
+    let v = lab.vpc("v1", "10.0.0.0/16").await;
+    let s = lab.subnet(&v, "v1-a", "10.0.1.0/24").await;
+    let (web, _) = lab.vm("web", &s, "h1").await;
+    let eip = lab.eip_for(&web).await.ip;
+    echo_server(&lab.ns("web"), 8080, Duration::from_secs(120));
+    let reaches = |lab: &Lab| {
+        eventually(Duration::from_secs(10), || {
+            vpcip_lab::ask_once(&lab.ns("client"), at(eip, 8080), "x").is_some()
+        })
+    };
+    assert!(reaches(&lab), "the client does not reach {eip}");
+    let status = |lab: &Lab| {
+        let out = cli(lab, &["status"]);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    // A peer that never comes up (nothing at 192.0.2.9), beside the good one.
+    let phy = cloud::PHYSICAL_UNDERLAY;
+    let out = cli(
+        &lab,
+        &[
+            "gateway",
+            "update",
+            "gw1",
+            "--bgp-peer",
+            phy,
+            "--bgp-peer",
+            "192.0.2.9",
+            "--peer-as",
+            "64512",
+            "--local-as",
+            "64513",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    // A gateway whose only peer is not there: no session at all.
+    let out = cli(
+        &lab,
+        &[
+            "gateway",
+            "update",
+            "gw2",
+            "--bgp-peer",
+            "192.0.2.77",
+            "--peer-as",
+            "64512",
+            "--local-as",
+            "64513",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    // The physical router announces a route back to the gateways.
+    let (conf, sock) = cloud::bird_paths(&lab.w, cloud::PHYSICAL_ROUTER);
+    let text = std::fs::read_to_string(&conf)
+        .unwrap()
+        .replace("export none;", "export where proto = \"back\";")
+        + "protocol static back { ipv4; route 198.18.0.0/15 unreachable; }\n";
+    std::fs::write(&conf, text).unwrap();
+    let reload = std::process::Command::new("birdc")
+        .arg("-s")
+        .arg(&sock)
+        .arg("configure")
+        .output()
+        .unwrap();
+    assert!(reload.status.success(), "{reload:?}");
+    let said = eventually(Duration::from_secs(20), || {
+        let (code, text) = status(&lab);
+        code == Some(3)
+            && text.contains("BGP          gw1, peer 192.0.2.9: session")
+            && text.contains("BGP          gw2: no BGP session is up")
+            && text.contains("BGP          gw1, peer 192.0.2.1: the peer announces 1 routes")
+    });
+    assert!(said, "{}", status(&lab).1);
+    // Nothing else broke: the EIP still answers, gw1 learnt nothing.
+    assert!(reaches(&lab), "the EIP broke");
+    let routes = lab.w.exec("gw1", &["ip", "route", "show", "table", "all"]);
+    assert!(!routes.contains("198.18."), "{routes}");
+    let list = String::from_utf8(cli(&lab, &["gateway", "list"]).stdout).unwrap();
+    assert!(list.contains("192.0.2.9 "), "{list}");
+}

@@ -484,6 +484,7 @@ impl Store {
             .ok_or_else(|| StoreError::Corrupt("no revision row".into()))?
             .int(0)?;
         let eips: Vec<Eip> = tx.all().await?;
+        let gateways: Vec<Gateway> = tx.all().await?;
         let programmed_rows = tx.rows("SELECT DISTINCT ip FROM gateway_eips", &[]).await?;
         let reported = tx
             .count("SELECT COUNT(*) FROM counter_reports", &[])
@@ -532,6 +533,7 @@ impl Store {
             })
             .collect();
         missing_ports.sort_by(|a, b| (&a.host, &a.nic_id).cmp(&(&b.host, &b.nic_id)));
+        let bgp = desired::bgp_problems(&gateways, &agents);
         let now = now();
         Ok(desired::SystemStatus {
             revision,
@@ -548,6 +550,7 @@ impl Store {
             programmed_eips: programmed.len(),
             differing,
             missing_ports,
+            bgp,
         })
     }
 

@@ -16,6 +16,7 @@ pub(super) async fn status(ctx: &Ctx) -> anyhow::Result<()> {
         || !known
         || !s.differing.is_empty()
         || !s.missing_ports.is_empty()
+        || !s.bgp.is_empty()
         || s.agents.is_empty();
     if ctx.output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&s)?);
@@ -64,6 +65,14 @@ pub(super) async fn status(ctx: &Ctx) -> anyhow::Result<()> {
                 "DIFFERS      {} ({}): {what}",
                 d.eip,
                 d.eip_id.as_deref().unwrap_or("no EIP")
+            );
+        }
+        for b in &s.bgp {
+            println!(
+                "BGP          {}{}: {}",
+                b.gateway,
+                b.peer.map(|p| format!(", peer {p}")).unwrap_or_default(),
+                b.problem
             );
         }
         for m in &s.missing_ports {
