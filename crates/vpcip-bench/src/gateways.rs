@@ -133,7 +133,7 @@ fn next_hop(w: &World, ip: Ipv4Addr) -> Option<usize> {
         .position(|(_, u)| r.contains(&format!("via {u} ")))
 }
 
-pub async fn gateways(runs: usize, dir: &Path) -> anyhow::Result<()> {
+pub async fn gateways(runs: usize, announced: u32, dir: &Path) -> anyhow::Result<()> {
     let segment = "203.0.113.0/24";
     let crate::LabCloud {
         mut w,
@@ -285,7 +285,7 @@ pub async fn gateways(runs: usize, dir: &Path) -> anyhow::Result<()> {
             crate::fmt_runs(&gaps, 0)
         );
     }
-    announce_many(100_000)?;
+    announce_many(announced)?;
     Ok(())
 }
 

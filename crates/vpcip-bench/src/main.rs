@@ -47,7 +47,8 @@ struct Args {
     /// Binds measured by the bind-to-first-packet benchmark.
     #[arg(long, default_value_t = 100)]
     binds: usize,
-    /// EIP bindings in the data-plane programming benchmark.
+    /// EIP bindings in the data-plane programming benchmark (and EIPs
+    /// announced from empty in the gateway cluster's).
     #[arg(long, default_value_t = 100_000)]
     bindings: u32,
     /// Limited EIPs in the shaping benchmark.
@@ -536,7 +537,7 @@ async fn main() -> anyhow::Result<()> {
             dhcp::dhcp(args.binds).await?;
         }
         if matches!(args.what.as_str(), "gateways" | "all") {
-            gateways::gateways(args.runs, &dir).await?;
+            gateways::gateways(args.runs, args.bindings, &dir).await?;
         }
         if matches!(args.what.as_str(), "failover" | "all") {
             failover::failover(args.runs, &args.adverts, &dir).await?;

@@ -369,11 +369,32 @@ pub struct EipCounters {
     pub eip_id: String,
     #[serde(flatten)]
     pub traffic: EipTraffic,
-    /// The gateway that counted, when one has.
+    /// The gateways that counted (the sum is shown), when one has.
     pub gateway: Option<String>,
     /// Unix seconds of that gateway's latest counters report: the counts
     /// are current as of then.
     pub as_of: i64,
+    /// The gateway its traffic passes through now (the one carrying its
+    /// VPC, [`carrier`]), when it is bound and a gateway reported carrying
+    /// it.
+    #[serde(default)]
+    pub carried_by: Option<String>,
+}
+
+/// The gateway that carries VPC `vpc_id` now: the one whose agent last
+/// reported winning the election of the VPC's slot.
+pub fn carrier(vpc_id: &str, gateways: &[Gateway], agents: &[Agent]) -> Option<String> {
+    let slots = gateway_slots(gateways);
+    let slot = placement(vpc_id, gateways, &slots)?;
+    agents
+        .iter()
+        .filter(|a| a.role == AgentRole::Gateway)
+        .find(|a| {
+            a.cluster
+                .as_ref()
+                .is_some_and(|c| c.carrying.contains(&slot))
+        })
+        .map(|a| a.name.clone())
 }
 
 /// One EIP's 1:1 NAT on a VPC router. A visible-mode EIP is an identity

@@ -637,25 +637,6 @@ async fn eip_counters_move_with_traffic_and_check_route_finds_a_missing_route() 
     assert!(text.contains("ask the operator"), "{text}");
 }
 
-/// Runs in VM `vm`, line by line, the Linux commands (`ip`, `sysctl`)
-/// `vpcip <args> --os linux` renders (the guest tooling, for real).
-fn guest_config(lab: &Lab, vm: &str, args: &[&str]) {
-    let mut all = args.to_vec();
-    all.extend(["--os", "linux"]);
-    let out = cli(lab, &all);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success() && !text.is_empty(),
-        "vpcip {all:?}: {text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    for line in text.lines() {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        assert!(["ip", "sysctl"].contains(&words[0]), "{text}");
-        lab.w.exec(vm, &words);
-    }
-}
-
 #[derive(Clone, Copy, Debug)]
 enum Speaker {
     Keepalived,

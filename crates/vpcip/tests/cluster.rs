@@ -14,6 +14,7 @@ use common::*;
 use vpcip_lab::cloud::{self, CLUSTER_GATEWAYS};
 use vpcip_lab::{Conn, echo_server, eventually};
 use vpcip_model::desired::Agent;
+use vpcip_model::{CreateVisibleEip, VisibleEip};
 
 /// The gateway phy's route to `ip` goes through, by name; None without a
 /// route learnt by BGP.
@@ -98,6 +99,24 @@ async fn eips_announced_by_bgp_survive_a_drain_and_a_gateway_death() {
     let (_plain, _) = lab.vm("plain", &s, "h2").await;
     let eip = lab.eip_for(&web).await.ip;
     echo_server(&lab.ns("web"), 8080, Duration::from_secs(300));
+    // A visible EIP too: the vendor manuals' recipe on server vis.
+    let (vis, _) = lab.vm("vis", &s, "h2").await;
+    let out: VisibleEip = lab
+        .op
+        .post(
+            "/v1/eips/visible",
+            &CreateVisibleEip {
+                bandwidth_mbps: 5,
+                server: vis.id.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let visible = out.eip.ip;
+    cloud::attach_nic(&mut lab.w, "vis", "h2", "eth1", &out.nic.id, &out.nic.mac);
+    guest_config(&lab, "vis", &["nic", "guest-config", &out.nic.id]);
+    echo_server(&lab.ns("vis"), 8081, Duration::from_secs(300));
 
     // The physical router learns the EIP by BGP from the gateway carrying
     // the VPC, and the client reaches it.
@@ -130,6 +149,43 @@ async fn eips_announced_by_bgp_survive_a_drain_and_a_gateway_death() {
         "the client does not reach {eip}"
     );
     let mut conn = conn.unwrap();
+    let mut vconn = None;
+    assert!(
+        eventually(Duration::from_secs(15), || {
+            vconn = Conn::open(&lab.ns("client"), at(visible, 8081), Duration::from_secs(1));
+            vconn
+                .as_mut()
+                .and_then(|c| c.ask("hello"))
+                .is_some_and(|a| a == format!("{CLIENT} hello"))
+        }),
+        "the client does not reach the visible EIP {visible}"
+    );
+    let mut vconn = vconn.unwrap();
+    // Both directions of an EIP pass through one gateway at a time, so its
+    // bandwidth limit (shaped where it passes) is never doubled: only the
+    // carrier counts the EIP's packets.
+    let counted = |gw: &str| -> u64 {
+        let set = lab
+            .w
+            .exec(gw, &["nft", "list", "set", "ip", "vpcip_gw", "eip_in"]);
+        set.split(&format!("{eip} counter packets "))
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let before = (counted("gw1"), counted("gw2"));
+    for i in 0..20 {
+        assert!(conn.ask(&format!("count-{i}")).is_some());
+    }
+    let after = (counted("gw1"), counted("gw2"));
+    let grew = (after.0 - before.0, after.1 - before.1);
+    let on_carrier = if carrier == "gw1" { grew.0 } else { grew.1 };
+    let on_other = if carrier == "gw1" { grew.1 } else { grew.0 };
+    assert!(
+        on_carrier >= 20 && on_other == 0,
+        "counted by gw1/gw2: {grew:?}"
+    );
     // The gateways show who carries what and their sessions.
     let list = || String::from_utf8(cli(&lab, &["gateway", "list"]).stdout).unwrap();
     let established = format!("{} established", cloud::PHYSICAL_UNDERLAY);
@@ -140,6 +196,11 @@ async fn eips_announced_by_bgp_survive_a_drain_and_a_gateway_death() {
             == 2),
         "{}",
         list()
+    );
+    let shown = String::from_utf8(cli(&lab, &["eip", "show", &eip.to_string()]).stdout).unwrap();
+    assert!(
+        shown.contains(&format!("carried by:  {carrier}")),
+        "{shown}"
     );
     let report = gateway_agent(&lab, carrier).await.cluster.unwrap();
     assert!(!report.carrying.is_empty(), "{report:?}");
@@ -155,6 +216,7 @@ async fn eips_announced_by_bgp_survive_a_drain_and_a_gateway_death() {
     let out = cli(&lab, &["gateway", "drain", carrier]);
     assert!(out.status.success(), "{out:?}");
     keep_asking(&mut conn, Duration::from_secs(2), "drain");
+    keep_asking(&mut vconn, Duration::from_millis(500), "drain (visible)");
     let (sent, received) = pings.join().unwrap();
     assert_eq!((sent, received), (400, 400), "probes lost during the drain");
     assert_eq!(
@@ -178,6 +240,7 @@ async fn eips_announced_by_bgp_survive_a_drain_and_a_gateway_death() {
         "{carrier} did not take its share back"
     );
     keep_asking(&mut conn, Duration::from_secs(1), "undrain");
+    keep_asking(&mut vconn, Duration::from_millis(500), "undrain (visible)");
     let (sent, received) = pings.join().unwrap();
     assert_eq!(
         (sent, received),
@@ -196,7 +259,14 @@ async fn eips_announced_by_bgp_survive_a_drain_and_a_gateway_death() {
     lab.w.kill(lab.agents[i]);
     lab.w.kill(lab.birds[i]);
     lab.w.exec(carrier, &["ip", "link", "set", "phy0", "down"]);
+    // The visible EIP's connection, asked at the same time.
+    let mut v = vconn;
+    let visible_side = std::thread::spawn(move || {
+        keep_asking(&mut v, Duration::from_secs(3), "failover (visible)")
+    });
     let longest = keep_asking(&mut conn, Duration::from_secs(3), "failover");
+    let longest_visible = visible_side.join().unwrap();
+    eprintln!("failover: the visible EIP's longest answer {longest_visible:?}");
     let (sent, received) = pings.join().unwrap();
     eprintln!(
         "failover: longest answer {longest:?}, {} of {sent} probes lost",

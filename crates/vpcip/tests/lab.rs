@@ -57,26 +57,33 @@ fn lab_up_exec_down() {
     assert!(out.contains("vpcip vrrp --interface eth0"), "{out}");
     // A second `up` of the same lab is refused.
     assert!(!vpcip(&["lab", "up", "--name", &name]).status.success());
-    // exec in the VPC router: the NAT maps hold the EIP.
-    let nft = vpcip(&[
-        "lab",
-        "exec",
-        "--name",
-        &name,
-        "vpc1-router",
-        "--",
-        "nft",
-        "list",
-        "map",
-        "ip",
-        "vpcip_nat",
-        "eip_dnat",
-    ]);
+    // The physical router learnt the EIP by BGP from a gateway.
     assert!(
-        String::from_utf8_lossy(&nft.stdout).contains("203.0.113.1 : 10.0.1.2"),
-        "{}",
-        String::from_utf8_lossy(&nft.stdout)
+        out.contains("phy learnt by BGP: 203.0.113.1 via 192.0.2.2"),
+        "{out}"
     );
+    // exec in the VPC router, on both gateways: the NAT maps hold the EIP.
+    for router in ["vpc1-router-gw1", "vpc1-router-gw2"] {
+        let nft = vpcip(&[
+            "lab",
+            "exec",
+            "--name",
+            &name,
+            router,
+            "--",
+            "nft",
+            "list",
+            "map",
+            "ip",
+            "vpcip_nat",
+            "eip_dnat",
+        ]);
+        assert!(
+            String::from_utf8_lossy(&nft.stdout).contains("203.0.113.1 : 10.0.1.2"),
+            "{router}: {}",
+            String::from_utf8_lossy(&nft.stdout)
+        );
+    }
     // The tour crossed hosts: web-1 and app-1 run on different hosts.
     assert!(
         out.contains("hypervisor on h1") && out.contains("hypervisor on h2"),

@@ -318,6 +318,7 @@ impl Store {
             traffic: desired::EipTraffic::none(eip.ip),
             gateway: None,
             as_of: 0,
+            carried_by: None,
         };
         // Every gateway that passed it counted its share: the sum, and
         // the gateway that counted most lately.
@@ -339,7 +340,12 @@ impl Store {
         if !names.is_empty() {
             out.gateway = Some(names.join(", "));
         }
+        let gateways: Vec<Gateway> = tx.all().await?;
         tx.commit().await?;
+        if let (Some(vpc), true) = (&eip.vpc_id, eip.private_ip.is_some()) {
+            let agents = self.agents(&Scope::Operator).await?;
+            out.carried_by = desired::carrier(vpc, &gateways, &agents);
+        }
         Ok(out)
     }
 

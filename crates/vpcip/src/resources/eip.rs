@@ -141,7 +141,7 @@ pub(super) async fn eip(ctx: &Ctx, c: EipCmd) -> anyhow::Result<()> {
                     print_one(&eip, ctx.output)?;
                     let t = &counters.traffic;
                     println!(
-                        "traffic in:  {} packets, {} bytes\ntraffic out: {} packets, {} bytes\nlimiter:     {} Mbit/s, dropped {} packets in, {} out\ncounted by:  {}",
+                        "traffic in:  {} packets, {} bytes\ntraffic out: {} packets, {} bytes\nlimiter:     {} Mbit/s, dropped {} packets in, {} out\ncounted by:  {}\ncarried by:  {}",
                         t.packets_in,
                         t.bytes_in,
                         t.packets_out,
@@ -152,7 +152,11 @@ pub(super) async fn eip(ctx: &Ctx, c: EipCmd) -> anyhow::Result<()> {
                         counters
                             .gateway
                             .as_deref()
-                            .unwrap_or("- (not bound, or not counted yet)")
+                            .unwrap_or("- (not bound, or not counted yet)"),
+                        counters
+                            .carried_by
+                            .as_deref()
+                            .unwrap_or("- (not bound, or no gateway reported carrying it)")
                     );
                 }
             }
