@@ -61,6 +61,8 @@ pub fn render(router_id: Ipv4Addr, bgp: &BgpConfig) -> String {
              \x20 bfd {bfd};\n\
              \x20 graceful restart on;\n\
              \x20 connect delay time 1;\n\
+             \x20 # After a failure, try again within seconds, not minutes.\n\
+             \x20 error wait time 1, 30;\n\
              \x20 # A gateway learns nothing from the physical network.\n\
              \x20 ipv4 {{ import none; export where proto = \"vpcip_announce\"; next hop self; }};\n\
              }}\n",

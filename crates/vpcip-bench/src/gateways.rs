@@ -139,8 +139,8 @@ pub async fn gateways(runs: usize, announced: u32, dir: &Path) -> anyhow::Result
         mut w,
         op,
         url,
-        agents,
-        birds,
+        mut agents,
+        mut birds,
         ..
     } = crate::lab_cluster("vpgw", segment).await?;
     let exe = std::env::current_exe()?.with_file_name("vpcip");
@@ -231,7 +231,6 @@ pub async fn gateways(runs: usize, announced: u32, dir: &Path) -> anyhow::Result
             bail!("run {run}: {gw} did not take its share back");
         }
         // The restarted processes replace the dead ones.
-        let (mut agents, mut birds) = (agents.clone(), birds.clone());
         agents[i] = a;
         birds[i] = b;
         // Drain and undrain.
@@ -263,8 +262,6 @@ pub async fn gateways(runs: usize, announced: u32, dir: &Path) -> anyhow::Result
         others.0 += lost(ret);
         others.1 += lost(drain);
         others.2 += lost(undrain);
-        // Next run kills whichever carries it then (the same, back).
-        let _ = (&mut agents, &mut birds);
     }
     println!(
         "\nvpcip, the carrier dies: gap median {:.0} ms over {runs} runs ({}); probes lost on return {}, drain {}, undrain {} (all runs)",
@@ -357,6 +354,9 @@ async fn bind_to_route(
             bail!("{} never reached the physical router", eip.ip);
         }
         times.push(ms(answered.elapsed()));
+        let _: Eip = op
+            .action("eips", &eip.id, "unbind", &serde_json::json!({}))
+            .await?;
         op.remove("eips", &eip.id).await?;
     }
     times.sort_by(f64::total_cmp);

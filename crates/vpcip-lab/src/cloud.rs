@@ -80,7 +80,7 @@ pub fn cluster(w: &mut World) -> Vec<usize> {
          protocol device {{}}\n\
          protocol kernel {{ ipv4 {{ import none; export all; }}; merge paths on; }}\n\
          protocol bfd {{ interface \"*\" {{ min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }}; }}\n\
-         template bgp gateways {{ local {PHYSICAL_UNDERLAY} as {PHYSICAL_AS}; bfd on; graceful restart on; connect delay time 1; ipv4 {{ import all; export none; }}; }}\n"
+         template bgp gateways {{ local {PHYSICAL_UNDERLAY} as {PHYSICAL_AS}; bfd on; graceful restart on; connect delay time 1; error wait time 1, 5; error forget time 10; ipv4 {{ import all; export none; }}; }}\n"
     );
     let mut birds = Vec::new();
     for (node, ip) in CLUSTER_GATEWAYS {

@@ -248,12 +248,71 @@ async fn eips_announced_by_bgp_survive_a_drain_and_a_gateway_death() {
         "probes lost during the undrain"
     );
 
-    // The carrier dies: agent and BIRD killed, its underlay link down.
-    // The established connection carries on through the other gateway.
+    // The carrier's agent restarts (SIGKILL, then started again): the
+    // other gateway wins its elections meanwhile, both keep forwarding,
+    // and the restarted agent takes its share back — without a loss.
     let i = CLUSTER_GATEWAYS
         .iter()
         .position(|(n, _)| *n == carrier)
         .unwrap();
+    let pings = probe(&lab, eip, 500);
+    std::thread::sleep(Duration::from_millis(300));
+    lab.w.kill(lab.agents[i]);
+    std::thread::sleep(Duration::from_millis(1000));
+    lab.agents[i] = cloud::start_agent(
+        &mut lab.w,
+        bin(),
+        &lab.url,
+        OPERATOR,
+        "gateway",
+        carrier,
+        CLUSTER_GATEWAYS[i].1,
+        1,
+    );
+    keep_asking(&mut conn, Duration::from_secs(2), "agent restart");
+    let (sent, received) = pings.join().unwrap();
+    assert_eq!(
+        (sent, received),
+        (500, 500),
+        "probes lost during the agent's restart"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || next_hop(&lab, eip)
+            == Some(carrier)),
+        "{carrier} did not take its share back after its agent's restart"
+    );
+    // Its BIRD restarts gracefully (`birdc graceful restart`, then started
+    // again with the agent's configuration): the connection carries on.
+    let pings = probe(&lab, eip, 500);
+    std::thread::sleep(Duration::from_millis(300));
+    let (conf, sock) = cloud::bird_paths(&lab.w, carrier);
+    let stop = std::process::Command::new("birdc")
+        .arg("-s")
+        .arg(&sock)
+        .args(["graceful", "restart"])
+        .output()
+        .unwrap();
+    assert!(stop.status.success(), "{stop:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    let text = std::fs::read_to_string(&conf).unwrap();
+    lab.birds[i] = cloud::start_bird(&mut lab.w, carrier, &text);
+    keep_asking(&mut conn, Duration::from_secs(2), "BIRD restart");
+    let (sent, received) = pings.join().unwrap();
+    // (0 lost here in every run; a probe or two of slack for a loaded
+    // machine.)
+    assert!(
+        sent == 500 && sent - received <= 2,
+        "BIRD's graceful restart: {} of {sent} probes lost",
+        sent - received
+    );
+    assert!(
+        eventually(Duration::from_secs(15), || next_hop(&lab, eip)
+            == Some(carrier)),
+        "{carrier} did not announce again after its BIRD's restart"
+    );
+
+    // The carrier dies: agent and BIRD killed, its underlay link down.
+    // The established connection carries on through the other gateway.
     let pings = probe(&lab, eip, 300);
     std::thread::sleep(Duration::from_millis(300));
     lab.w.kill(lab.agents[i]);
