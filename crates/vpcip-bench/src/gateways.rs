@@ -133,7 +133,7 @@ fn next_hop(w: &World, ip: Ipv4Addr) -> Option<usize> {
         .position(|(_, u)| r.contains(&format!("via {u} ")))
 }
 
-pub async fn gateways(runs: usize, announced: u32, dir: &Path) -> anyhow::Result<()> {
+pub async fn gateways(runs: usize, binds: usize, announced: u32, dir: &Path) -> anyhow::Result<()> {
     let segment = "203.0.113.0/24";
     let crate::LabCloud {
         mut w,
@@ -271,7 +271,7 @@ pub async fn gateways(runs: usize, announced: u32, dir: &Path) -> anyhow::Result
         others.1,
         others.2
     );
-    bind_to_route(&w, &op, &exe, &url, runs.max(5) * 4).await?;
+    bind_to_route(&w, &op, binds).await?;
     drop(w);
     for cs in [200u16, 10] {
         let gaps = keepalived_pair(runs, cs, dir)?;
@@ -304,13 +304,7 @@ fn cli(exe: &Path, url: &str, args: &[&str]) -> anyhow::Result<String> {
 
 /// A new EIP bound to a server → its /32 at the physical router (learnt by
 /// BGP), from the API's answer; `n` binds.
-async fn bind_to_route(
-    w: &World,
-    op: &vpcip_client::Client,
-    _exe: &Path,
-    _url: &str,
-    n: usize,
-) -> anyhow::Result<()> {
+async fn bind_to_route(w: &World, op: &vpcip_client::Client, n: usize) -> anyhow::Result<()> {
     let subnet: Subnet = op.show("subnets", "sw").await?;
     let server: Server = op
         .post(
@@ -358,6 +352,25 @@ async fn bind_to_route(
             .action("eips", &eip.id, "unbind", &serde_json::json!({}))
             .await?;
         op.remove("eips", &eip.id).await?;
+        // The next bind may take the same address: its route must be gone
+        // first, or the next measure would find the old one.
+        let gone = in_netns(&phy, || -> anyhow::Result<bool> {
+            let net = vpcip_sys::link::Net::open()?;
+            let end = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < end {
+                if !net.routes()?.iter().any(|r| r.dst == dst) {
+                    return Ok(true);
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Ok(false)
+        })??;
+        if !gone {
+            bail!(
+                "the route to {} stayed at the physical router after its release",
+                eip.ip
+            );
+        }
     }
     times.sort_by(f64::total_cmp);
     let p = |q: f64| crate::secgroups::quantile(&times, q);

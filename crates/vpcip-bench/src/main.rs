@@ -44,7 +44,8 @@ struct Args {
     /// Addresses taken in the IPAM benchmark's full pool.
     #[arg(long, default_value_t = 1_000_000)]
     taken: u32,
-    /// Binds measured by the bind-to-first-packet benchmark.
+    /// Binds measured by the bind-to-first-packet benchmark (and the
+    /// gateway cluster's bind → route at the physical router).
     #[arg(long, default_value_t = 100)]
     binds: usize,
     /// EIP bindings in the data-plane programming benchmark (and EIPs
@@ -537,7 +538,7 @@ async fn main() -> anyhow::Result<()> {
             dhcp::dhcp(args.binds).await?;
         }
         if matches!(args.what.as_str(), "gateways" | "all") {
-            gateways::gateways(args.runs, args.bindings, &dir).await?;
+            gateways::gateways(args.runs, args.binds, args.bindings, &dir).await?;
         }
         if matches!(args.what.as_str(), "failover" | "all") {
             failover::failover(args.runs, &args.adverts, &dir).await?;

@@ -69,6 +69,39 @@ pub(super) async fn check_route(ctx: &Ctx, key: &str, wait: u64) -> anyhow::Resu
         );
         return Ok(());
     }
+    // Announced by BGP: the sessions are what to look at.
+    if let Ok(gateways) = ctx.client.list_all::<Gateway>("gateways", None).await
+        && gateways.iter().any(|g| g.bgp.is_some())
+    {
+        let status: Option<vpcip_model::desired::SystemStatus> =
+            ctx.client.get("/v1/status").await.ok();
+        let problems: Vec<String> = status
+            .map(|s| {
+                s.bgp
+                    .iter()
+                    .map(|b| {
+                        format!(
+                            "{}{}: {}",
+                            b.gateway,
+                            b.peer.map(|p| format!(", peer {p}")).unwrap_or_default(),
+                            b.problem
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        println!(
+            "NOT REACHED: no packet for {} reached {gateway} in {} s (was traffic sent?): the gateways announce the EIPs by BGP; {}",
+            eip.ip,
+            after.as_of - before.as_of,
+            if problems.is_empty() {
+                "every session is established: does the physical router prefer another route to it? (`vpcip gateway list`)".to_string()
+            } else {
+                format!("BGP problems: {}", problems.join("; "))
+            }
+        );
+        std::process::exit(3)
+    }
     // The routes name the gateways' underlay addresses: the operator's to
     // read. A tenant is told whom to ask rather than nothing.
     let hint = match ctx
