@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use vpcip_client::Client;
@@ -1357,52 +1356,6 @@ async fn an_lvs_direct_routing_cluster_behind_a_vip() {
         Some(format!("{CLIENT} after")),
         "the established connection did not survive the director failover"
     );
-}
-
-/// iperf3 from the outside client to `to` (the EIP) for `secs` seconds:
-/// TCP, or UDP offered at 20 Mbit/s; `reverse` sends from the VM instead.
-/// Returns iperf3's JSON report.
-fn iperf3(
-    lab: &Lab,
-    to: Ipv4Addr,
-    port: u16,
-    udp: bool,
-    reverse: bool,
-    secs: u32,
-) -> serde_json::Value {
-    let mut args = vec![
-        "iperf3".to_string(),
-        "-c".into(),
-        to.to_string(),
-        "-p".into(),
-        port.to_string(),
-        "-t".into(),
-        secs.to_string(),
-        "-i".into(),
-        "1".into(),
-        "-J".into(),
-        "--connect-timeout".into(),
-        "3000".into(),
-    ];
-    if udp {
-        args.extend(["-u", "-b", "20M", "-l", "1200"].map(String::from));
-    }
-    if reverse {
-        args.push("-R".into());
-    }
-    let words: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = lab.w.exec("client", &words);
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("iperf3 said {out}: {e}"))
-}
-
-/// Mbit/s the receiving end measured over the whole run.
-fn received_mbps(report: &serde_json::Value) -> f64 {
-    let end = &report["end"];
-    let bps = end["sum_received"]["bits_per_second"]
-        .as_f64()
-        .or_else(|| end["sum"]["bits_per_second"].as_f64())
-        .unwrap_or_else(|| panic!("no receiver rate: iperf3 said {}", report["error"]));
-    bps / 1e6
 }
 
 /// Per-EIP bandwidth, shaped on the gateway both ways: iperf3 through a

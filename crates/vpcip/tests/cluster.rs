@@ -433,3 +433,57 @@ async fn bgp_faults_are_reported_and_break_nothing() {
     let list = String::from_utf8(cli(&lab, &["gateway", "list"]).stdout).unwrap();
     assert!(list.contains("192.0.2.9 "), "{list}");
 }
+
+/// An EIP's bandwidth limit holds across the cluster: both directions of
+/// its traffic pass one gateway at a time (shaped there), also while it is
+/// drained mid-transfer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eips_limit_holds_across_the_cluster() {
+    let mut lab = Lab::up_cluster("clb").await;
+    let v = lab.vpc("v1", "10.0.0.0/16").await;
+    let s = lab.subnet(&v, "v1-a", "10.0.1.0/24").await;
+    let (x, _) = lab.vm("x", &s, "h1").await;
+    let eip = lab.eip_for(&x).await; // 10 Mbit/s
+    assert_eq!(eip.bandwidth_mbps, 10);
+    let child = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.ns("x"), "iperf3", "-s", "-p", "5201"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    lab.w.adopt(child);
+    assert!(
+        eventually(Duration::from_secs(20), || next_hop(&lab, eip.ip).is_some()
+            && lab.pings("client", eip.ip)),
+        "the EIP never answered"
+    );
+    for reverse in [false, true] {
+        let mbps = received_mbps(&iperf3(&lab, eip.ip, 5201, false, reverse, 4));
+        assert!(
+            (8.0..=10.5).contains(&mbps),
+            "{mbps:.1} Mbit/s through a 10 Mbit/s EIP (reverse {reverse})"
+        );
+    }
+    // Drained mid-transfer: the other gateway takes over; the transfer's
+    // rate over its whole run stays within the limit.
+    let carrier = next_hop(&lab, eip.ip).unwrap();
+    let (client, to) = (lab.ns("client"), eip.ip.to_string());
+    let transfer = std::thread::spawn(move || {
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &client, "iperf3", "-c", &to, "-p", "5201"])
+            .args(["-t", "6", "-J", "-R", "--connect-timeout", "3000"])
+            .output()
+            .unwrap()
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let out = cli(&lab, &["gateway", "drain", carrier]);
+    assert!(out.status.success(), "{out:?}");
+    let out = transfer.join().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mbps = received_mbps(&report);
+    assert!(
+        (7.0..=10.5).contains(&mbps),
+        "{mbps:.1} Mbit/s through a 10 Mbit/s EIP while its gateway was drained"
+    );
+    assert_ne!(next_hop(&lab, eip.ip), Some(carrier));
+}
