@@ -76,6 +76,32 @@ pub fn render(router_id: Ipv4Addr, bgp: &BgpConfig) -> String {
     c
 }
 
+/// Counts each session's drops (established → anything else) over the
+/// last [`vpcip_model::desired::BGP_FLAP_WINDOW_SECONDS`].
+#[derive(Debug, Default)]
+pub struct Flaps {
+    last: std::collections::BTreeMap<Ipv4Addr, String>,
+    drops: std::collections::BTreeMap<Ipv4Addr, std::collections::VecDeque<std::time::Instant>>,
+}
+
+impl Flaps {
+    /// Notes what `sessions` say now and fills in their drops.
+    pub fn observe(&mut self, sessions: &mut [BgpSession], now: std::time::Instant) {
+        let window = Duration::from_secs(vpcip_model::desired::BGP_FLAP_WINDOW_SECONDS);
+        for s in sessions.iter_mut() {
+            let was = self.last.insert(s.peer, s.state.clone());
+            let d = self.drops.entry(s.peer).or_default();
+            if was.as_deref() == Some("established") && s.state != "established" {
+                d.push_back(now);
+            }
+            while d.front().is_some_and(|t| now.duration_since(*t) > window) {
+                d.pop_front();
+            }
+            s.drops = u32::try_from(d.len()).unwrap_or(u32::MAX);
+        }
+    }
+}
+
 /// One command on BIRD's control socket: the reply's lines (code, text).
 fn command(socket: &Path, cmd: &str) -> Result<Vec<(u16, String)>, String> {
     let s = UnixStream::connect(socket)
@@ -159,6 +185,7 @@ fn parse_session(peer: Ipv4Addr, lines: &[&str]) -> BgpSession {
         info: "not in BIRD's configuration yet".into(),
         received: 0,
         exported: 0,
+        drops: 0,
     };
     let Some(start) = lines
         .iter()
@@ -233,6 +260,40 @@ vpcip_192_0_2_9 BGP        ---        start  07:58:12.204  Active        Socket:
         assert_eq!(down.info, "Socket: Connection refused");
         let none = parse_session("192.0.2.7".parse().unwrap(), &lines);
         assert_eq!(none.state, "down");
+    }
+
+    #[test]
+    fn drops_are_counted_over_the_window() {
+        let peer: Ipv4Addr = "192.0.2.1".parse().unwrap();
+        let at = |state: &str| BgpSession {
+            peer,
+            state: state.into(),
+            info: String::new(),
+            received: 0,
+            exported: 0,
+            drops: 0,
+        };
+        let mut f = Flaps::default();
+        let t0 = std::time::Instant::now();
+        let mut seen = 0;
+        for (i, state) in [
+            "established",
+            "active",
+            "established",
+            "idle",
+            "established",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let mut s = [at(state)];
+            f.observe(&mut s, t0 + Duration::from_secs(i as u64));
+            seen = s[0].drops;
+        }
+        assert_eq!(seen, 2);
+        let mut s = [at("established")];
+        f.observe(&mut s, t0 + Duration::from_secs(700));
+        assert_eq!(s[0].drops, 0, "older than the window");
     }
 
     #[test]

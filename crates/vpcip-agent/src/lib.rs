@@ -55,8 +55,10 @@ async fn run_bgp(
     metrics: Arc<metrics::AgentMetrics>,
     changed: Arc<tokio::sync::Notify>,
 ) {
+    let flaps = Arc::new(std::sync::Mutex::new(bgp::Flaps::default()));
     loop {
         let bgp = want.borrow().clone();
+        let flaps = flaps.clone();
         let bird = bird.clone();
         let got = tokio::task::spawn_blocking(move || -> (Vec<_>, Option<String>) {
             let (Some(bird), Some(bgp)) = (bird, bgp) else {
@@ -68,7 +70,12 @@ async fn run_bgp(
             }
             let peers: Vec<Ipv4Addr> = bgp.peers.iter().map(|p| p.ip).collect();
             match bird.sessions(&peers) {
-                Ok(s) => (s, None),
+                Ok(mut s) => {
+                    if let Ok(mut f) = flaps.lock() {
+                        f.observe(&mut s, std::time::Instant::now());
+                    }
+                    (s, None)
+                }
                 Err(e) => (vec![], Some(e)),
             }
         })

@@ -121,6 +121,16 @@ pub fn bgp_problems(gateways: &[Gateway], agents: &[Agent]) -> Vec<BgpProblem> {
             match report.bgp.iter().find(|s| s.peer == p.ip) {
                 Some(s) if s.state == "established" => {
                     up += 1;
+                    if s.drops >= BGP_FLAPPING_DROPS {
+                        out.push(problem(
+                            Some(p.ip),
+                            format!(
+                                "flapping: the session went down {} times in the last {} minutes",
+                                s.drops,
+                                BGP_FLAP_WINDOW_SECONDS / 60
+                            ),
+                        ));
+                    }
                     if s.received > 0 {
                         out.push(problem(
                             Some(p.ip),
@@ -271,7 +281,16 @@ pub struct BgpSession {
     pub received: u64,
     /// Routes announced to the peer.
     pub exported: u64,
+    /// Times the session left `established` in the last
+    /// [`BGP_FLAP_WINDOW_SECONDS`] (as the agent saw it, every second).
+    #[serde(default)]
+    pub drops: u32,
 }
+
+/// The window a flapping session's drops are counted over.
+pub const BGP_FLAP_WINDOW_SECONDS: u64 = 600;
+/// A session that dropped this often in the window is flapping.
+pub const BGP_FLAPPING_DROPS: u32 = 3;
 
 /// One EIP's traffic as a gateway node counted it (since the EIP was last
 /// bound there).
@@ -1269,6 +1288,7 @@ mod tests {
             info: info.into(),
             received,
             exported: 3,
+            drops: 0,
         };
         a.cluster = Some(ClusterReport {
             carrying: vec![1],

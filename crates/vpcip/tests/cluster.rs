@@ -432,6 +432,38 @@ async fn bgp_faults_are_reported_and_break_nothing() {
     assert!(!routes.contains("198.18."), "{routes}");
     let list = String::from_utf8(cli(&lab, &["gateway", "list"]).stdout).unwrap();
     assert!(list.contains("192.0.2.9 "), "{list}");
+    // A flapping session: phy drops gw1's three times.
+    let birdc = |args: &[&str]| {
+        let out = std::process::Command::new("birdc")
+            .arg("-s")
+            .arg(&sock)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+    let established = |lab: &Lab| {
+        let (_, text) = status(lab);
+        !text.contains("BGP          gw1, peer 192.0.2.1: session")
+    };
+    for _ in 0..3 {
+        birdc(&["disable", "node_gw1"]);
+        std::thread::sleep(Duration::from_millis(1500));
+        birdc(&["enable", "node_gw1"]);
+        assert!(
+            eventually(Duration::from_secs(15), || established(&lab)),
+            "{}",
+            status(&lab).1
+        );
+    }
+    assert!(
+        eventually(Duration::from_secs(10), || status(&lab).1.contains(
+            "BGP          gw1, peer 192.0.2.1: flapping: the session went down 3 times"
+        )),
+        "{}",
+        status(&lab).1
+    );
+    assert!(reaches(&lab), "the EIP broke");
 }
 
 /// An EIP's bandwidth limit holds across the cluster: both directions of
