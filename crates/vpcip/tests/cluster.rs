@@ -464,6 +464,47 @@ async fn bgp_faults_are_reported_and_break_nothing() {
         status(&lab).1
     );
     assert!(reaches(&lab), "the EIP broke");
+
+    // check-route, summing what both gateways count: OK while the client
+    // pings; once phy drops both sessions (and with them the routes), NOT
+    // REACHED naming the BGP problems.
+    let ip = eip.to_string();
+    let pinger = |ns: String, ip: String| {
+        std::thread::spawn(move || {
+            let _ = std::process::Command::new("ip")
+                .args([
+                    "netns", "exec", &ns, "ping", "-q", "-c", "40", "-i", "0.1", "-w", "6", &ip,
+                ])
+                .output();
+        })
+    };
+    let p = pinger(lab.ns("client"), ip.clone());
+    let ok = cli(&lab, &["eip", "check-route", &ip, "--wait", "2"]);
+    let text = String::from_utf8_lossy(&ok.stdout).into_owned();
+    assert!(ok.status.success() && text.starts_with("OK:"), "{text}");
+    p.join().unwrap();
+    birdc(&["disable", "node_gw1"]);
+    birdc(&["disable", "node_gw2"]);
+    assert!(
+        eventually(Duration::from_secs(10), || !lab
+            .w
+            .exec(cloud::PHYSICAL_ROUTER, &["ip", "route"])
+            .lines()
+            .any(|l| l.contains("proto bird") && !l.contains("198.18."))),
+        "phy kept routes"
+    );
+    // The gateways report every 2 s: let the first pings' counts arrive
+    // before the next baseline (check-route counts from the latest report).
+    std::thread::sleep(Duration::from_secs(5));
+    let p = pinger(lab.ns("client"), ip.clone());
+    let missing = cli(&lab, &["eip", "check-route", &ip, "--wait", "2"]);
+    let text = String::from_utf8_lossy(&missing.stdout).into_owned();
+    assert_eq!(missing.status.code(), Some(3), "{text}");
+    assert!(
+        text.contains("NOT REACHED") && text.contains("announce the EIPs by BGP"),
+        "{text}"
+    );
+    p.join().unwrap();
 }
 
 /// An EIP's bandwidth limit holds across the cluster: both directions of
