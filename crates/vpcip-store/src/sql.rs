@@ -206,7 +206,13 @@ impl Pool {
     /// A read-only transaction: one consistent snapshot.
     pub async fn begin_read(&self) -> Result<SqlTx, StoreError> {
         match self {
-            Pool::Pg(p) => Ok(SqlTx::Pg(Some(pg_begin(p).await?))),
+            // PostgreSQL's default (READ COMMITTED) takes a snapshot per
+            // statement: a reader of several tables could see a write
+            // committed between its statements (an EIP's binding row
+            // without its document). REPEATABLE READ keeps one.
+            Pool::Pg(p) => Ok(SqlTx::Pg(Some(
+                pg_begin_with(p, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?,
+            ))),
             Pool::Lite { readers, next, .. } => {
                 let free = readers.iter().find_map(|r| r.clone().try_lock_owned().ok());
                 let conn = match free {
@@ -398,9 +404,16 @@ fn pg<'a>(
 /// connections in the pool (connections are not pinged before use: that
 /// would cost every transaction a round trip).
 async fn pg_begin(p: &PgPool) -> Result<sqlx::Transaction<'static, Postgres>, StoreError> {
+    pg_begin_with(p, "BEGIN").await
+}
+
+async fn pg_begin_with(
+    p: &PgPool,
+    begin: &'static str,
+) -> Result<sqlx::Transaction<'static, Postgres>, StoreError> {
     let mut tries = 0u32;
     loop {
-        match p.begin().await {
+        match p.begin_with(begin).await {
             Ok(t) => return Ok(t),
             Err(e) if broken_connection(&e) && tries <= p.options().get_max_connections() => {
                 tries += 1;

@@ -2345,3 +2345,40 @@ async fn a_database_restart_costs_no_request() {
         .unwrap();
     assert!(s.ping().await.is_err(), "ping answers without a database");
 }
+
+/// A read transaction is one snapshot: what commits while it reads is not
+/// seen half (on PostgreSQL the default, READ COMMITTED, took a snapshot per
+/// statement, so a reader of several tables could see an EIP's binding row
+/// and not its document; the crash test caught it).
+async fn a_reader_sees_one_snapshot(s: &Store) {
+    seeds_world(s).await;
+    async fn count(tx: &mut vpcip_store::Tx) -> i64 {
+        tx.rows("SELECT COUNT(*) FROM resources WHERE kind = 'eip'", &[])
+            .await
+            .unwrap()[0]
+            .int(0)
+            .unwrap()
+    }
+    let mut reader = s.db().begin_read().await.unwrap();
+    let before = count(&mut reader).await;
+    s.create_eip(
+        &tenant("t1"),
+        &CreateEip {
+            bandwidth_mbps: 5,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        count(&mut reader).await,
+        before,
+        "the reader saw a later write"
+    );
+    reader.commit().await.unwrap();
+    let mut after = s.db().begin_read().await.unwrap();
+    assert_eq!(count(&mut after).await, before + 1);
+    after.commit().await.unwrap();
+}
+
+on_both!(a_reader_sees_one_snapshot);

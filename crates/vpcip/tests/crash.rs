@@ -6,21 +6,26 @@
 //! straight from the database (`vpcip_store::testing::invariants`: no
 //! address allocated twice or lost, no binding to something deleted, no
 //! limit or quota exceeded), and every acknowledged creation is still
-//! there unless a later release or delete of it was sent. Real agents
-//! (the lab's gateway and hosts, in namespaces) run throughout; at the end
-//! the gateway's data plane holds exactly the bound EIPs (`GET
-//! /v1/status`: no EIP differs, no agent lags). On SQLite and on
-//! PostgreSQL.
+//! there unless a later release or delete of it was sent. Each client acts
+//! only on its own EIPs, NICs and VIPs, so what it was told last about an
+//! EIP is what the store must hold: every acknowledged bind, rebind, unbind
+//! and release is checked at the end (an operation whose answer was lost in
+//! a kill leaves that EIP unknown until the next acknowledged one). Real
+//! agents (the lab's gateway and hosts, in namespaces) run throughout; at
+//! the end each VPC router's NAT maps on the gateway node hold exactly the
+//! store's bindings (EIP → private address, and back), read from the
+//! kernel. On SQLite and on PostgreSQL.
 
 #![allow(clippy::unwrap_used)] // tests panic on the unexpected, by design
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use vpcip_client::Client;
+use vpcip_client::{Client, ClientError};
 use vpcip_model::*;
 
 const OPERATOR: &str = "crash-test-operator";
@@ -83,10 +88,25 @@ struct Ledger {
     created: BTreeSet<String>,
     /// Those whose release or deletion was sent (acknowledged or not).
     removal_sent: BTreeSet<String>,
+    /// Each EIP's state as its client was last told it.
+    eips: BTreeMap<String, Told>,
+    /// Acknowledged binds, rebinds, unbinds and releases.
+    acknowledged_changes: usize,
+}
+
+/// An EIP's state as its (only) client knows it.
+#[derive(Clone, Debug, PartialEq)]
+enum Told {
+    /// Bound to this NIC or VIP ID, or unbound.
+    Bound(Option<String>),
+    /// Released.
+    Released,
+    /// The last change's answer was lost (the server was killed).
+    Unknown,
 }
 
 fn rng(seed: &AtomicU64) -> u64 {
-    // xorshift, one state for all clients: enough for picking operations.
+    // xorshift, one state per client: enough for picking operations.
     let mut x = seed.load(Ordering::Relaxed);
     x ^= x << 13;
     x ^= x >> 7;
@@ -95,8 +115,41 @@ fn rng(seed: &AtomicU64) -> u64 {
     x
 }
 
-async fn one_op(c: &Client, ledger: &Mutex<Ledger>, seed: &AtomicU64, nics: &[String]) {
+/// What one client owns: it alone acts on these, one operation at a time.
+struct Own {
+    c: Client,
+    nics: Vec<String>,
+    eips: Vec<String>,
+    vips: Vec<String>,
+}
+
+/// What an answer says of the change: made, refused (a 4xx: nothing
+/// changed), or unknown (no answer, or a 5xx).
+fn outcome<T>(r: &Result<T, ClientError>) -> Option<bool> {
+    match r {
+        Ok(_) => Some(true),
+        Err(e) if e.status().is_some_and(|s| (400..500).contains(&s)) => Some(false),
+        Err(_) => None,
+    }
+}
+
+fn told(ledger: &Mutex<Ledger>, eip: &str, done: Option<bool>, then: Told) {
+    let mut l = ledger.lock().unwrap();
+    match done {
+        Some(true) => {
+            l.acknowledged_changes += 1;
+            l.eips.insert(eip.to_string(), then);
+        }
+        Some(false) => {}
+        None => {
+            l.eips.insert(eip.to_string(), Told::Unknown);
+        }
+    }
+}
+
+async fn one_op(o: &mut Own, ledger: &Mutex<Ledger>, seed: &AtomicU64) {
     let pick = |n: usize| usize::try_from(rng(seed) % n.max(1) as u64).unwrap();
+    let c = o.c.clone();
     match rng(seed) % 8 {
         0 | 1 => {
             if let Ok(e) = c
@@ -106,32 +159,30 @@ async fn one_op(c: &Client, ledger: &Mutex<Ledger>, seed: &AtomicU64, nics: &[St
                 })
                 .await
             {
-                ledger.lock().unwrap().created.insert(e.id);
+                let mut l = ledger.lock().unwrap();
+                l.created.insert(e.id.clone());
+                l.eips.insert(e.id.clone(), Told::Bound(None));
+                o.eips.push(e.id);
             }
         }
         2 | 3 => {
-            // Bind (or move) one of this tenant's EIPs to a NIC or VIP.
-            let Ok(eips) = c.list_all::<Eip>("eips", None).await else {
-                return;
-            };
-            if eips.is_empty() {
+            // Bind (or move) one of this client's EIPs to a NIC or VIP.
+            if o.eips.is_empty() {
                 return;
             }
-            let eip = &eips[pick(eips.len())];
+            let eip = o.eips[pick(o.eips.len())].clone();
             let target = if rng(seed).is_multiple_of(3) {
-                let Ok(vips) = c.list_all::<Vip>("vips", None).await else {
-                    return;
-                };
-                if vips.is_empty() {
+                if o.vips.is_empty() {
                     return;
                 }
-                EipTarget::Vip(vips[pick(vips.len())].id.clone())
+                EipTarget::Vip(o.vips[pick(o.vips.len())].clone())
             } else {
-                EipTarget::Nic(nics[pick(nics.len())].clone())
+                EipTarget::Nic(o.nics[pick(o.nics.len())].clone())
             };
-            let _ = c
+            let (EipTarget::Vip(to) | EipTarget::Nic(to) | EipTarget::Server(to)) = target.clone();
+            let r = c
                 .bind_eip(
-                    &eip.id,
+                    &eip,
                     &BindEip {
                         target,
                         mode: EipMode::Nat,
@@ -139,19 +190,26 @@ async fn one_op(c: &Client, ledger: &Mutex<Ledger>, seed: &AtomicU64, nics: &[St
                     },
                 )
                 .await;
+            told(ledger, &eip, outcome(&r), Told::Bound(Some(to)));
         }
         4 => {
-            let Ok(eips) = c.list_all::<Eip>("eips", None).await else {
+            if o.eips.is_empty() {
                 return;
-            };
-            if let Some(e) = eips.get(pick(eips.len())) {
-                if e.nic_id.is_some() || e.vip_id.is_some() {
-                    let _ = c
-                        .action::<_, Eip>("eips", &e.id, "unbind", &serde_json::json!({}))
-                        .await;
-                } else {
-                    ledger.lock().unwrap().removal_sent.insert(e.id.clone());
-                    let _ = c.remove("eips", &e.id).await;
+            }
+            let i = pick(o.eips.len());
+            let eip = o.eips[i].clone();
+            if rng(seed).is_multiple_of(2) {
+                let r = c
+                    .action::<_, Eip>("eips", &eip, "unbind", &serde_json::json!({}))
+                    .await;
+                told(ledger, &eip, outcome(&r), Told::Bound(None));
+            } else {
+                ledger.lock().unwrap().removal_sent.insert(eip.clone());
+                let r = c.remove("eips", &eip).await;
+                let done = outcome(&r);
+                told(ledger, &eip, done, Told::Released);
+                if done == Some(true) {
+                    o.eips.remove(i);
                 }
             }
         }
@@ -168,45 +226,75 @@ async fn one_op(c: &Client, ledger: &Mutex<Ledger>, seed: &AtomicU64, nics: &[St
                 )
                 .await
             {
-                ledger.lock().unwrap().created.insert(v.id);
+                ledger.lock().unwrap().created.insert(v.id.clone());
+                o.vips.push(v.id);
             }
         }
         6 => {
-            let Ok(vips) = c.list_all::<Vip>("vips", None).await else {
+            if o.vips.is_empty() {
+                return;
+            }
+            let vip = o.vips[pick(o.vips.len())].clone();
+            let Ok(v) = c.show::<Vip>("vips", &vip).await else {
                 return;
             };
-            if let Some(v) = vips.get(pick(vips.len())) {
-                let nic = nics[pick(nics.len())].clone();
-                let verb = if v.nic_ids.contains(&nic) {
-                    "unbind"
-                } else {
-                    "bind"
-                };
-                let _ = c
-                    .action::<_, serde_json::Value>("vips", &v.id, verb, &VipNic { nic })
-                    .await;
-            }
+            let nic = o.nics[pick(o.nics.len())].clone();
+            let verb = if v.nic_ids.contains(&nic) {
+                "unbind"
+            } else {
+                "bind"
+            };
+            let _ = c
+                .action::<_, serde_json::Value>("vips", &v.id, verb, &VipNic { nic })
+                .await;
         }
         _ => {
-            let Ok(vips) = c.list_all::<Vip>("vips", None).await else {
+            // Empty one of this client's VIPs and delete it.
+            if o.vips.is_empty() {
+                return;
+            }
+            let i = pick(o.vips.len());
+            let Ok(v) = c.show::<Vip>("vips", &o.vips[i]).await else {
                 return;
             };
-            if let Some(v) = vips.get(pick(vips.len())) {
-                for nic in &v.nic_ids {
-                    let _ = c
-                        .action::<_, Vip>("vips", &v.id, "unbind", &VipNic { nic: nic.clone() })
-                        .await;
-                }
-                if let Some(e) = &v.eip_id {
-                    let _ = c
-                        .action::<_, Eip>("eips", e, "unbind", &serde_json::json!({}))
-                        .await;
-                }
-                ledger.lock().unwrap().removal_sent.insert(v.id.clone());
-                let _ = c.remove("vips", &v.id).await;
+            for nic in &v.nic_ids {
+                let _ = c
+                    .action::<_, Vip>("vips", &v.id, "unbind", &VipNic { nic: nic.clone() })
+                    .await;
+            }
+            if let Some(e) = &v.eip_id {
+                let r = c
+                    .action::<_, Eip>("eips", e, "unbind", &serde_json::json!({}))
+                    .await;
+                told(ledger, e, outcome(&r), Told::Bound(None));
+            }
+            ledger.lock().unwrap().removal_sent.insert(v.id.clone());
+            if c.remove("vips", &v.id).await.is_ok() {
+                o.vips.remove(i);
             }
         }
     }
+}
+
+/// Each VPC router's NAT maps on the gateway node, as the kernel holds
+/// them: VPC ID → (EIP → private, private → EIP).
+fn gateway_maps(
+    w: &vpcip_lab::World,
+    vpcs: &[String],
+) -> BTreeMap<String, (BTreeMap<Ipv4Addr, Ipv4Addr>, BTreeMap<Ipv4Addr, Ipv4Addr>)> {
+    let prefix = vpcip_lab::cloud::netns_prefix(w, "gw");
+    vpcs.iter()
+        .map(|vpc| {
+            let ns = vpcip_sys::netns::named(&vpcip_agent::gateway::router_netns(&prefix, vpc));
+            let maps = vpcip_sys::netns::in_netns(&ns, || {
+                let mut t = vpcip_sys::nft::NatTable::open()?;
+                t.read_settled()
+            })
+            .and_then(|r| r)
+            .unwrap_or_default();
+            (vpc.clone(), maps)
+        })
+        .collect()
 }
 
 async fn crash_safety(db: &str, check: vpcip_store::Store) {
@@ -255,6 +343,7 @@ async fn crash_safety(db: &str, check: vpcip_store::Store) {
     .await
     .unwrap();
     let mut tenants = Vec::new();
+    let mut vpcs = Vec::new();
     for t in ["t0", "t1", "t2", "t3"] {
         let tok: Token = op
             .post(
@@ -269,7 +358,7 @@ async fn crash_safety(db: &str, check: vpcip_store::Store) {
             .await
             .unwrap();
         let c = Client::new(&url, tok.secret.as_deref());
-        let _: Vpc = c
+        let vpc: Vpc = c
             .post(
                 "/v1/vpcs",
                 &CreateVpc {
@@ -280,6 +369,7 @@ async fn crash_safety(db: &str, check: vpcip_store::Store) {
             )
             .await
             .unwrap();
+        vpcs.push(vpc.id);
         c.create_subnet(&CreateSubnet {
             name: "sw1".into(),
             vpc: Some("vpc1".into()),
@@ -289,13 +379,19 @@ async fn crash_safety(db: &str, check: vpcip_store::Store) {
         })
         .await
         .unwrap();
+        tenants.push(c);
+    }
+    // Each client owns two servers' NICs of its tenant.
+    let mut owners = Vec::new();
+    for i in 0..CLIENTS {
+        let c = tenants[i % tenants.len()].clone();
         let mut nics = Vec::new();
-        for i in 0..3 {
+        for j in 0..2 {
             let s: vpcip_model::Server = c
                 .post(
                     "/v1/servers",
                     &CreateServer {
-                        name: format!("vm-{i}"),
+                        name: format!("vm-{i}-{j}"),
                         subnet: "sw1".into(),
                         ..Default::default()
                     },
@@ -304,20 +400,24 @@ async fn crash_safety(db: &str, check: vpcip_store::Store) {
                 .unwrap();
             nics.push(s.nic_ids[0].clone());
         }
-        tenants.push((c, nics));
+        owners.push(Own {
+            c,
+            nics,
+            eips: Vec::new(),
+            vips: Vec::new(),
+        });
     }
 
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let stop = Arc::new(AtomicBool::new(false));
     let ops = Arc::new(AtomicU64::new(0));
     let mut clients = Vec::new();
-    for i in 0..CLIENTS {
-        let (c, nics) = tenants[i % tenants.len()].clone();
+    for (i, mut own) in owners.into_iter().enumerate() {
         let (ledger, stop, ops) = (ledger.clone(), stop.clone(), ops.clone());
         clients.push(tokio::spawn(async move {
             let seed = AtomicU64::new(0x9e37_79b9_7f4a_7c15 ^ ((i as u64 + 1) * 0x1000_0001));
             while !stop.load(Ordering::Relaxed) {
-                one_op(&c, &ledger, &seed, &nics).await;
+                one_op(&mut own, &ledger, &seed).await;
                 ops.fetch_add(1, Ordering::Relaxed);
             }
         }));
@@ -357,40 +457,82 @@ async fn crash_safety(db: &str, check: vpcip_store::Store) {
         lost.is_empty(),
         "acknowledged, never removed, gone: {lost:?}"
     );
-    // The agents converge on what the store holds: the gateway's data plane
-    // has exactly the bound EIPs, and no agent lags.
+    // Every acknowledged bind, rebind, unbind and release holds (as the
+    // restarted server shows every tenant's EIPs to the operator).
     ctl.start();
-    let mut last = None;
+    let eips: BTreeMap<String, Eip> = op
+        .list_all::<Eip>("eips", None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.id.clone(), e))
+        .collect();
+    let mut checked = 0;
+    for (id, t) in &ledger.eips {
+        let held = eips.get(id).map(|e| e.nic_id.clone().or(e.vip_id.clone()));
+        let ok = match t {
+            Told::Unknown => continue,
+            Told::Released => held.is_none(),
+            Told::Bound(target) => held.as_ref() == Some(target),
+        };
+        assert!(
+            ok,
+            "EIP {id}: its client was told {t:?}; the store holds {held:?}"
+        );
+        checked += 1;
+    }
+    // The agents converge on what the store holds: each VPC router's NAT
+    // maps on the gateway node hold exactly the bound EIPs, both ways.
+    let mut want: BTreeMap<String, BTreeMap<Ipv4Addr, Ipv4Addr>> =
+        vpcs.iter().map(|v| (v.clone(), BTreeMap::new())).collect();
+    for e in eips.values() {
+        if let (Some(vpc), Some(private)) = (&e.vpc_id, e.private_ip) {
+            assert_eq!(e.mode, EipMode::Nat, "{e:?}");
+            want.get_mut(vpc).unwrap().insert(e.ip, private);
+        }
+    }
+    let bound: usize = want.values().map(BTreeMap::len).sum();
+    let mut seen = BTreeMap::new();
+    let mut status = None;
     let mut converged = false;
     for _ in 0..100 {
+        seen = gateway_maps(&world, &vpcs);
+        converged = seen.iter().all(|(vpc, (dnat, snat))| {
+            let w = &want[vpc];
+            dnat == w && *snat == w.iter().map(|(e, p)| (*p, *e)).collect()
+        });
+        // And the agents say so: no EIP differs, none lags.
         if let Ok(st) = op
             .get::<vpcip_model::desired::SystemStatus>("/v1/status")
             .await
         {
-            let done = st.differing.is_empty()
+            converged &= st.differing.is_empty()
                 && st.agents.iter().all(|a| a.lag == 0)
                 && st.programmed_eips == st.bound_eips;
-            last = Some(st);
-            if done {
-                converged = true;
-                break;
-            }
+            status = Some(st);
+        }
+        if converged {
+            break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(converged, "the agents did not converge: {last:#?}");
-    let bound = last.map_or(0, |s| s.bound_eips);
+    assert!(
+        converged,
+        "the gateway's NAT maps or status differ from the store's bindings:\nwant {want:#?}\nsee (dnat, snat) {seen:#?}\nstatus {status:#?}"
+    );
     ctl.kill();
     let n = ops.load(Ordering::Relaxed);
     assert!(
-        n > 500 && ledger.created.len() > 50,
-        "too little happened: {n} operations, {} created",
-        ledger.created.len()
+        n > 500 && ledger.created.len() > 50 && ledger.acknowledged_changes > 100 && bound > 0,
+        "too little happened: {n} operations, {} created, {} binds/unbinds/releases acknowledged, {bound} bound at the end",
+        ledger.created.len(),
+        ledger.acknowledged_changes
     );
     eprintln!(
-        "{n} operations, {} acknowledged creations, {} removals sent, {KILLS} kills survived, nothing lost; the gateway converged on {bound} bound EIPs",
+        "{n} operations, {} acknowledged creations, {} removals sent, {} acknowledged binds/unbinds/releases ({checked} EIPs checked), {KILLS} kills survived, nothing lost; the gateway's NAT maps hold the {bound} bindings",
         ledger.created.len(),
-        ledger.removal_sent.len()
+        ledger.removal_sent.len(),
+        ledger.acknowledged_changes
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
