@@ -276,12 +276,11 @@ async fn one_op(o: &mut Own, ledger: &Mutex<Ledger>, seed: &AtomicU64) {
     }
 }
 
+type NatMap = BTreeMap<Ipv4Addr, Ipv4Addr>;
+
 /// Each VPC router's NAT maps on the gateway node, as the kernel holds
 /// them: VPC ID → (EIP → private, private → EIP).
-fn gateway_maps(
-    w: &vpcip_lab::World,
-    vpcs: &[String],
-) -> BTreeMap<String, (BTreeMap<Ipv4Addr, Ipv4Addr>, BTreeMap<Ipv4Addr, Ipv4Addr>)> {
+fn gateway_maps(w: &vpcip_lab::World, vpcs: &[String]) -> BTreeMap<String, (NatMap, NatMap)> {
     let prefix = vpcip_lab::cloud::netns_prefix(w, "gw");
     vpcs.iter()
         .map(|vpc| {
