@@ -33,6 +33,11 @@ use crate::sets::{with_host_order_data, with_host_order_keys};
 pub const SG_TABLE: &str = "vpcip_sg";
 pub const SGMARK_TABLE: &str = "vpcip_sgmark";
 const PORT_MARK: &str = "port_mark";
+/// The same numbers as `port_mark`, typed as the packet's priority (nft
+/// refuses one map for both `meta mark set` and `meta priority set`).
+/// Made last in the bridge table: its presence says the table is of the
+/// current shape.
+const PORT_PRIO: &str = "port_prio";
 const ZONE: &str = "zone";
 const INGRESS: &str = "ingress";
 const EGRESS: &str = "egress";
@@ -42,6 +47,41 @@ const DROPS_OUT: &str = "drops_out";
 const IFNAMSIZ: usize = 16;
 const TYPE_IFNAME: u32 = 41;
 const TYPE_MARK: u32 = 19;
+const TYPE_INTEGER: u32 = 4;
+const TYPE_CLASSID: u32 = 23;
+
+/// The zone map's description for `nft list` (`typeof iifname : ct zone`),
+/// as nft 1.0.6 writes it on x86-64: keys and data in host byte order,
+/// keyed by `meta iifname`, valued `ct zone`. With it the listing shows
+/// names and zones, and `nft -f` takes `ct zone set iifname map @zone` back.
+const ZONE_TYPEOF: [u8; 56] = [
+    0x00, 0x04, 0x01, 0x00, 0x00, 0x00, 0x01, 0x04, 0x01, 0x00, 0x00, 0x00, 0x03, 0x0e, 0x00, 0x04,
+    0x09, 0x00, 0x00, 0x00, 0x01, 0x06, 0x00, 0x04, 0x06, 0x00, 0x00, 0x00, 0x04, 0x14, 0x00, 0x04,
+    0x0c, 0x00, 0x00, 0x00, 0x01, 0x0c, 0x00, 0x04, 0x11, 0x00, 0x00, 0x00, 0x01, 0x04, 0xff, 0xff,
+    0xff, 0xff, 0x06, 0x04, 0x00, 0x00, 0x00, 0x00,
+];
+
+/// `port_prio`'s (`typeof oifname : meta priority`).
+const PORT_PRIO_TYPEOF: [u8; 50] = [
+    0x00, 0x04, 0x01, 0x00, 0x00, 0x00, 0x01, 0x04, 0x01, 0x00, 0x00, 0x00, 0x03, 0x0e, 0x00, 0x04,
+    0x09, 0x00, 0x00, 0x00, 0x01, 0x06, 0x00, 0x04, 0x07, 0x00, 0x00, 0x00, 0x04, 0x0e, 0x00, 0x04,
+    0x09, 0x00, 0x00, 0x00, 0x01, 0x06, 0x00, 0x04, 0x02, 0x00, 0x00, 0x00, 0x06, 0x04, 0x00, 0x00,
+    0x00, 0x00,
+];
+
+/// `drops_in`'s (`typeof meta priority`): counted by the port a packet goes to.
+const PRIORITY_KEY_TYPEOF: [u8; 22] = [
+    0x00, 0x04, 0x01, 0x00, 0x00, 0x00, 0x03, 0x0e, 0x00, 0x04, 0x09, 0x00, 0x00, 0x00, 0x01, 0x06,
+    0x00, 0x04, 0x02, 0x00, 0x00, 0x00,
+];
+
+/// The ingress verdict map's (`typeof meta priority : verdict`), likewise:
+/// nft type-checks `meta priority vmap @ingress` against the key.
+const INGRESS_TYPEOF: [u8; 44] = [
+    0x00, 0x04, 0x01, 0x00, 0x00, 0x00, 0x01, 0x04, 0x00, 0x00, 0x00, 0x00, 0x03, 0x0e, 0x00, 0x04,
+    0x09, 0x00, 0x00, 0x00, 0x01, 0x06, 0x00, 0x04, 0x02, 0x00, 0x00, 0x00, 0x04, 0x08, 0x00, 0x04,
+    0x01, 0x00, 0x00, 0x00, 0x01, 0x00, 0x06, 0x04, 0x00, 0x00, 0x00, 0x00,
+];
 /// `inet_proto . inet_service . ipv4_addr`, packed 6 bits each.
 const TYPE_RULE: u32 = (12 << 12) | (13 << 6) | 7;
 const NFT_DATA_VERDICT: u32 = 0xffff_ff00;
@@ -277,14 +317,14 @@ fn forward_rules() -> Vec<NfTablesMessage> {
 
 /// The ip table's fixed part (set IDs 1–5).
 fn ip_body() -> Vec<NfTablesMessage> {
-    let counted = |name: &str, id: u32| {
-        with_host_order_keys(set_msg(
+    let counted = |name: &str, id: u32, key_type: u32| {
+        set_msg(
             SG_TABLE,
             name,
             id,
             vec![
                 SetAttribute::Flags(SetFlags::Expression),
-                SetAttribute::KeyType(TYPE_MARK),
+                SetAttribute::KeyType(key_type),
                 SetAttribute::KeyLen(4),
                 SetAttribute::ListExpressions(vec![
                     Expressions::Other {
@@ -294,23 +334,23 @@ fn ip_body() -> Vec<NfTablesMessage> {
                     .into(),
                 ]),
             ],
-        ))
+        )
     };
-    let vmap = |name: &str, id: u32| {
-        with_host_order_keys(set_msg(
+    let vmap = |name: &str, id: u32, key_type: u32| {
+        set_msg(
             SG_TABLE,
             name,
             id,
             vec![
                 SetAttribute::Flags(SetFlags::Map),
-                SetAttribute::KeyType(TYPE_MARK),
+                SetAttribute::KeyType(key_type),
                 SetAttribute::KeyLen(4),
                 SetAttribute::DataType(NFT_DATA_VERDICT),
             ],
-        ))
+        )
     };
     let mut msgs = table_msgs();
-    msgs.push(with_host_order_data(with_host_order_keys(set_msg(
+    msgs.push(set_msg(
         SG_TABLE,
         ZONE,
         1,
@@ -318,17 +358,28 @@ fn ip_body() -> Vec<NfTablesMessage> {
             SetAttribute::Flags(SetFlags::Map),
             SetAttribute::KeyType(TYPE_IFNAME),
             SetAttribute::KeyLen(16),
-            // A zone, as a 32-bit host-order value (`ct zone set` takes its
-            // low 16 bits), typed mark so that `nft list` shows it and
-            // `nft -f` takes the listing back.
-            SetAttribute::DataType(TYPE_MARK),
-            SetAttribute::DataLen(4),
+            // A zone: 16 bits in host byte order, as `ct zone` takes it.
+            SetAttribute::DataType(TYPE_INTEGER),
+            SetAttribute::DataLen(2),
+            SetAttribute::UserData(ZONE_TYPEOF.to_vec()),
         ],
-    ))));
-    msgs.push(vmap(INGRESS, 2));
-    msgs.push(vmap(EGRESS, 3));
-    msgs.push(counted(DROPS_IN, 4));
-    msgs.push(counted(DROPS_OUT, 5));
+    ));
+    // Keyed by the port number the bridge put in the packet's priority:
+    // typed as nft types `meta priority` (classid) so the listing reloads.
+    let mut ingress = vmap(INGRESS, 2, TYPE_CLASSID);
+    if let NfTablesMessage::NewSet(m) = &mut ingress {
+        m.attributes
+            .push(SetAttribute::UserData(INGRESS_TYPEOF.to_vec()));
+    }
+    msgs.push(ingress);
+    msgs.push(with_host_order_keys(vmap(EGRESS, 3, TYPE_MARK)));
+    let mut drops_in = counted(DROPS_IN, 4, TYPE_CLASSID);
+    if let NfTablesMessage::NewSet(m) = &mut drops_in {
+        m.attributes
+            .push(SetAttribute::UserData(PRIORITY_KEY_TYPEOF.to_vec()));
+    }
+    msgs.push(drops_in);
+    msgs.push(with_host_order_keys(counted(DROPS_OUT, 5, TYPE_MARK)));
     msgs.push(filter_chain_in(
         SG_TABLE,
         "raw",
@@ -394,8 +445,9 @@ fn ip_body() -> Vec<NfTablesMessage> {
     msgs
 }
 
-/// The bridge table, whole: `meta mark set 0; meta mark set
-/// iifname|oifname map @port_mark` at the start of prerouting and forward.
+/// The bridge table, whole: `meta mark set 0; meta mark set iifname map
+/// @port_mark; meta priority set oifname map @port_prio` at the start of
+/// forward.
 fn bridge_body() -> Vec<NfTablesMessage> {
     let t = || TableMessage {
         attributes: vec![TableAttribute::Name(SGMARK_TABLE.into())],
@@ -416,6 +468,19 @@ fn bridge_body() -> Vec<NfTablesMessage> {
                 SetAttribute::DataLen(4),
             ],
         ))),
+        set_msg(
+            SGMARK_TABLE,
+            PORT_PRIO,
+            2,
+            vec![
+                SetAttribute::Flags(SetFlags::Map),
+                SetAttribute::KeyType(TYPE_IFNAME),
+                SetAttribute::KeyLen(16),
+                SetAttribute::DataType(TYPE_CLASSID),
+                SetAttribute::DataLen(4),
+                SetAttribute::UserData(PORT_PRIO_TYPEOF.to_vec()),
+            ],
+        ),
     ];
     msgs.push(filter_chain_in(
         SGMARK_TABLE,
@@ -423,15 +488,15 @@ fn bridge_body() -> Vec<NfTablesMessage> {
         InetHookNumber::Forward,
         -350,
     ));
-    let set_from_map = |from: MetaKey, to: MetaKey| {
+    let set_from_map = |from: MetaKey, map: &str, id: u32, to: MetaKey| {
         rule_in(
             SGMARK_TABLE,
             "forward",
             vec![
                 meta(from, Register::Reg1),
                 Expressions::Lookup(vec![
-                    Lookup::Set(PORT_MARK.into()),
-                    Lookup::SetId(1),
+                    Lookup::Set(map.into()),
+                    Lookup::SetId(id),
                     Lookup::SourceRegister(Register::Reg1),
                     Lookup::DestinationRegister(Register::Reg1),
                 ])
@@ -441,8 +506,13 @@ fn bridge_body() -> Vec<NfTablesMessage> {
         )
     };
     msgs.push(rule_in(SGMARK_TABLE, "forward", clear_ports()));
-    msgs.push(set_from_map(MetaKey::Iifname, MetaKey::Mark));
-    msgs.push(set_from_map(MetaKey::Oifname, MetaKey::Priority));
+    msgs.push(set_from_map(MetaKey::Iifname, PORT_MARK, 1, MetaKey::Mark));
+    msgs.push(set_from_map(
+        MetaKey::Oifname,
+        PORT_PRIO,
+        2,
+        MetaKey::Priority,
+    ));
     msgs
 }
 
@@ -532,7 +602,7 @@ impl NatTable {
         let ip = NetfilterProtoFamily::IPv4;
         let bridge = NetfilterProtoFamily::Bridge;
         if !self.has_set(ip, SG_TABLE, DROPS_OUT)?
-            || !self.has_set(bridge, SGMARK_TABLE, PORT_MARK)?
+            || !self.has_set(bridge, SGMARK_TABLE, PORT_PRIO)?
         {
             return Ok(None);
         }
@@ -542,14 +612,24 @@ impl NatTable {
                 seen.marks.insert(ifname_of(k), u32::from_ne_bytes(v));
             }
         })?;
-        // (A zone map of an older shape held 16-bit values: made anew.)
+        // The two port maps hold the same numbers; if they do not, the
+        // table is made anew.
+        let mut prios = BTreeMap::new();
+        ok &= self.dump_set(bridge, SGMARK_TABLE, PORT_PRIO, |k, v, _| {
+            if let Some(v) = v.and_then(|v| <[u8; 4]>::try_from(v).ok()) {
+                prios.insert(ifname_of(k), u32::from_ne_bytes(v));
+            }
+        })?;
+        if ok && prios != seen.marks {
+            return Ok(None);
+        }
+        // (A zone map of an older shape held 32-bit values typed mark,
+        // which `nft -f` refused: made anew.)
         let mut older = false;
         ok &= self.dump_set(ip, SG_TABLE, ZONE, |k, v, _| {
-            match v.map(<[u8; 4]>::try_from) {
+            match v.map(<[u8; 2]>::try_from) {
                 Some(Ok(v)) => {
-                    let z = u32::from_ne_bytes(v);
-                    seen.zones
-                        .insert(ifname_of(k), u16::try_from(z).unwrap_or(0));
+                    seen.zones.insert(ifname_of(k), u16::from_ne_bytes(v));
                 }
                 Some(Err(_)) => older = true,
                 None => {}
@@ -667,7 +747,7 @@ impl NatTable {
             )))];
             if let Some(z) = zone {
                 e.push(SetElementAttribute::Data(DataAttribute::Value(
-                    u32::from(z).to_ne_bytes().to_vec(),
+                    z.to_ne_bytes().to_vec(),
                 )));
             }
             e
@@ -833,11 +913,13 @@ fn mark_changes(
         .map(|(p, m)| elem(p, Some(*m)))
         .collect();
     let mut msgs = Vec::new();
-    if !gone.is_empty() {
-        msgs.extend(elements_msg(SGMARK_TABLE, PORT_MARK, false, gone));
-    }
-    if !new.is_empty() {
-        msgs.extend(elements_msg(SGMARK_TABLE, PORT_MARK, true, new));
+    for map in [PORT_MARK, PORT_PRIO] {
+        if !gone.is_empty() {
+            msgs.extend(elements_msg(SGMARK_TABLE, map, false, gone.clone()));
+        }
+        if !new.is_empty() {
+            msgs.extend(elements_msg(SGMARK_TABLE, map, true, new.clone()));
+        }
     }
     msgs
 }

@@ -2356,7 +2356,8 @@ async fn an_idle_pass_and_a_restart_change_nothing() {
     assert_eq!(vxlan_flows.trim(), "", "VXLAN tracked on the gateway node");
     // What an operator debugging with nft sees is true: marks and zones as
     // the numbers they are, interface names as names; the gateway node's
-    // listing loads back as it is (checked in a namespace of its own).
+    // and a host's listings load back as they are (checked in a namespace
+    // of its own).
     let listing = lab
         .w
         .exec("h1", &["nft", "list", "table", "ip", "vpcip_sg"]);
@@ -2375,6 +2376,21 @@ async fn an_idle_pass_and_a_restart_change_nothing() {
     assert!(
         loaded.is_some(),
         "the gateway node's nft listing does not load:\n{gw_listing}"
+    );
+    // And a host's (port guards, security groups' bridge marks, zones and
+    // verdict maps).
+    let h1_listing = lab.w.exec("h1", &["nft", "list", "ruleset"]);
+    let file = cloud::state_dir(&lab.w).join("h1.nft");
+    std::fs::write(&file, &h1_listing).unwrap();
+    let loaded = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.ns("scratch"), "nft", "-c", "-f"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        loaded.status.success(),
+        "h1's nft listing does not load: {}\n{h1_listing}",
+        String::from_utf8_lossy(&loaded.stderr)
     );
     let read_in = |w: &vpcip_lab::World, node: &str| {
         let url = cloud::agent_metrics_url(w, node).unwrap();
