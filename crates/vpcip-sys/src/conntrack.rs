@@ -205,9 +205,7 @@ fn forget_once(hit: &dyn Fn(&[u8]) -> bool) -> Result<Forgotten, SysError> {
     let mut count = 0;
     let mut seen = 0;
     'dump: loop {
-        let (data, _) = sock
-            .recv_from_full()
-            .map_err(SysError::io("receive conntrack dump"))?;
+        let data = crate::nft::recv_dump(&sock, "receive conntrack dump")?;
         let mut i = 0;
         while i + 16 <= data.len() {
             let len = u32::from_ne_bytes([data[i], data[i + 1], data[i + 2], data[i + 3]]) as usize;

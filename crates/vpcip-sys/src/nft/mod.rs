@@ -44,6 +44,7 @@ pub(crate) use elements::{put_attr, put_str};
 pub(crate) use nat::map_nat;
 pub(crate) use parse::attrs;
 pub(crate) use rules::{Expr, filter_chain_in, meta_set_from_map, nat_chain_in, rule_in};
+pub(crate) use socket::recv_dump;
 /// The router's uplink (towards the gateway and the physical network):
 /// outbound NAT happens only there.
 pub use vpcip_dataplane::gateway::UPLINK;
