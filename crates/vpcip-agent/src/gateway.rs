@@ -158,14 +158,30 @@ pub fn read_vip_holders(routers: &[crate::RouterView]) -> Vec<vpcip_model::desir
     out
 }
 
-/// The node's per-EIP counters, with the packets each EIP's bandwidth
-/// limit dropped (its HTB class's drops on the router link's two ends).
+/// The EIPs the node steers (those programmed here), as last read, with
+/// the node's nftables generation then: read again only when it moved.
+#[derive(Debug, Default)]
+pub struct Steered {
+    generation: Option<u32>,
+    pub eips: Vec<Ipv4Addr>,
+}
+
+/// The node's per-EIP counters (of the EIPs that have seen a packet), with
+/// the packets each EIP's bandwidth limit dropped (its HTB class's drops on
+/// the router link's two ends); and `steered` brought up to date.
 pub fn read_counters(
     node: &Path,
     routers: &[crate::RouterView],
+    steered: &mut Steered,
 ) -> Result<Vec<vpcip_model::desired::EipTraffic>, String> {
     let counts = in_netns(node, || -> Result<_, SysError> {
-        NatTable::open()?.read_counters()
+        let mut t = NatTable::open()?;
+        let generation = t.generation()?;
+        if steered.generation != Some(generation) {
+            steered.eips = t.read_steering()?.into_keys().collect();
+            steered.generation = Some(generation);
+        }
+        t.read_counters()
     })
     .and_then(|r| r)
     .map_err(|e| e.to_string())?;

@@ -158,6 +158,7 @@ async fn report_counters(
     let mut sent: std::collections::BTreeMap<Ipv4Addr, EipTraffic> = Default::default();
     let mut sent_holders: Option<Vec<VipHolder>> = None;
     let mut sent_programmed: Option<Vec<Ipv4Addr>> = None;
+    let steered = std::sync::Arc::new(std::sync::Mutex::new(gateway::Steered::default()));
     let mut period = COUNTERS_PERIOD;
     loop {
         tokio::time::sleep(period).await;
@@ -171,19 +172,24 @@ async fn report_counters(
             .and_then(cluster::Cluster::roles)
             .map(|r| r.backup)
             .unwrap_or_default();
+        let steer = steered.clone();
         let read = tokio::task::spawn_blocking(move || {
             let carried: Vec<RouterView> = views
                 .iter()
                 .filter(|v| !standby.contains(&v.slot))
                 .cloned()
                 .collect();
-            gateway::read_counters(&node, &views).map(|c| (c, gateway::read_vip_holders(&carried)))
+            let mut steered = steer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            gateway::read_counters(&node, &views, &mut steered)
+                .map(|c| (c, gateway::read_vip_holders(&carried), steered.eips.clone()))
         })
         .await;
         // Reading counters costs more with many EIPs (the kernel's set
         // dumps are quadratic): spend at most a tenth of the time on it.
         period = COUNTERS_PERIOD.max(started.elapsed() * 10);
-        let (now, holders) = match read {
+        let (now, holders, programmed) = match read {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "cannot read the counters yet");
@@ -196,7 +202,6 @@ async fn report_counters(
             .filter(|c| sent.get(&c.eip) != Some(c))
             .copied()
             .collect();
-        let programmed: Vec<Ipv4Addr> = now.iter().map(|c| c.eip).collect();
         let report = CountersReport {
             counters: changed,
             vip_holders: (sent_holders.as_ref() != Some(&holders)).then(|| holders.clone()),

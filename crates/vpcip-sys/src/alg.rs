@@ -287,6 +287,7 @@ impl NatTable {
                 table: ALG_TABLE,
                 set,
                 add: *add,
+                missing_ok: false,
                 keys,
             })
             .collect();

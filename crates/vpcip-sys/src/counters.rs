@@ -5,10 +5,10 @@
 //! ```text
 //! map eip_router { type ipv4_addr : mark }                 # EIP → its VPC router's number
 //! chain steer { type filter hook prerouting priority mangle; meta mark set ip daddr map @eip_router }
-//! set eip_in  { type ipv4_addr; counter }   # one element per bound EIP
-//! set eip_out { type ipv4_addr; counter }
-//! chain count_in    { type filter hook prerouting priority -300; ip daddr @eip_in }
-//! chain count_out   { type filter hook postrouting priority 300; ip saddr @eip_out }
+//! set eip_in  { type ipv4_addr; size 262144; flags dynamic; counter }   # made by the packets
+//! set eip_out { type ipv4_addr; size 262144; flags dynamic; counter }
+//! chain count_in    { type filter hook prerouting priority -300; ip daddr @eip_router update @eip_in { ip daddr } }
+//! chain count_out   { type filter hook postrouting priority 300; ip saddr @eip_router update @eip_out { ip saddr } }
 //! map default_snat { type ipv4_addr : ipv4_addr }        # router link address → the gateway's default SNAT address
 //! chain postrouting { type nat hook postrouting priority 100;
 //!                     ip saddr 169.254.0.0/16 oifname != "vr*" snat to ip saddr map @default_snat
@@ -28,17 +28,23 @@
 //!
 //! Every packet between the physical network and an EIP crosses the node,
 //! so these counters are also the answer to "does the physical network
-//! route this EIP to the gateway?". A lookup that matches bumps the
-//! element's counter; the rules are fixed whatever the number of EIPs.
+//! route this EIP to the gateway?". An EIP's counter element is made by
+//! its first packet (the `update` statement; the agent never writes one),
+//! so binding 100,000 EIPs writes no counter at all, and an EIP without an
+//! element has sent and received nothing. The agent removes an EIP's
+//! elements when it is no longer bound here (a removal of an element that
+//! is not there is no error). The rules are fixed whatever the number of
+//! EIPs; a gateway counts at most [`COUNTED_MAX`] EIPs.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
+use netlink_packet_core::DefaultNla;
 use netlink_packet_core::NLM_F_CREATE;
 use netlink_packet_netfilter::NetfilterProtoFamily;
 use netlink_packet_netfilter::nftables::{
     Expressions, InetHookNumber, Lookup, MetaKey, NfTablesMessage, Operator, Payload, Register,
-    SetAttribute, SetFlags, SetMessage,
+    SetAttribute, SetDescription, SetFlags, SetMessage,
 };
 
 use crate::SysError;
@@ -123,15 +129,23 @@ pub struct Count {
     pub bytes_out: u64,
 }
 
+/// The EIPs a gateway node counts at most (each counter set's size: the
+/// kernel sizes its hash table for it, 4 MB each).
+pub const COUNTED_MAX: u32 = 262_144;
+
 fn counted_set(name: &str, id: u32) -> NfTablesMessage {
     NfTablesMessage::NewSet(SetMessage {
         attributes: vec![
             SetAttribute::Table(GATEWAY_TABLE.into()),
             SetAttribute::Name(name.into()),
-            SetAttribute::Flags(SetFlags::Expression),
+            // Filled by the packet path (`update`).
+            SetAttribute::Flags(SetFlags::Eval | SetFlags::Expression),
             SetAttribute::KeyType(7), // ipv4_addr
             SetAttribute::KeyLen(4),
             SetAttribute::Id(id),
+            SetAttribute::Description(vec![SetDescription::Size(COUNTED_MAX)]),
+            // Keys in network byte order (as nft writes it).
+            SetAttribute::UserData(vec![0x00, 0x04, 0x02, 0x00, 0x00, 0x00]),
             SetAttribute::ListExpressions(vec![
                 Expressions::Other {
                     expression_type: "counter".into(),
@@ -143,21 +157,39 @@ fn counted_set(name: &str, id: u32) -> NfTablesMessage {
     })
 }
 
-/// `ip daddr @set` (offset 16) / `ip saddr @set` (offset 12).
+/// `ip daddr @eip_router update @set { ip daddr }` (offset 16) / the same
+/// with `ip saddr` (offset 12): a bound EIP's packet bumps its counter,
+/// whose element the first packet makes.
 fn count(set: &str, id: u32, offset: u32) -> Vec<Expr> {
-    vec![
+    let address = || {
         Expressions::Payload(vec![
             Payload::DestinationRegister(Register::Reg1),
             Payload::Base(1),
             Payload::Offset(offset),
             Payload::Len(4),
         ])
-        .into(),
+        .into()
+    };
+    let be = |v: u32| v.to_be_bytes().to_vec();
+    let mut name = set.as_bytes().to_vec();
+    name.push(0);
+    vec![
+        address(),
         Expressions::Lookup(vec![
-            Lookup::Set(set.into()),
-            Lookup::SetId(id),
+            Lookup::Set(EIP_ROUTER.into()),
+            Lookup::SetId(3),
             Lookup::SourceRegister(Register::Reg1),
         ])
+        .into(),
+        Expressions::Other {
+            expression_type: "dynset".into(),
+            attributes: vec![
+                DefaultNla::new(1, name),                          // NFTA_DYNSET_SET_NAME
+                DefaultNla::new(2, be(id)),                        // NFTA_DYNSET_SET_ID
+                DefaultNla::new(3, be(1)),                         // NFTA_DYNSET_OP: update
+                DefaultNla::new(4, be(u32::from(Register::Reg1))), // NFTA_DYNSET_SREG_KEY
+            ],
+        }
         .into(),
     ]
 }
@@ -223,9 +255,14 @@ pub(crate) fn counter_of(elem: &[u8]) -> Option<(u64, u64)> {
 }
 
 impl NatTable {
-    /// Whether the gateway node's table is there, of the current shape.
+    /// Whether the gateway node's table is there, of the current shape
+    /// (with the VXLAN port untracked, and counters the packets make).
     pub fn has_gateway_table(&mut self) -> Result<bool, SysError> {
-        self.has_set(NetfilterProtoFamily::IPv4, GATEWAY_TABLE, UNTRACKED)
+        let ip = NetfilterProtoFamily::IPv4;
+        Ok(self.has_set(ip, GATEWAY_TABLE, UNTRACKED)?
+            && self
+                .set_flags(ip, GATEWAY_TABLE, EIP_IN)?
+                .is_some_and(|f| f & SetFlags::Eval.bits() != 0))
     }
 
     /// Makes the gateway node's table (see the module) unless it is there
@@ -295,14 +332,17 @@ impl NatTable {
         body.push(filter_chain("rawout", InetHookNumber::LocalOut, -300));
         body.push(rule_in(GATEWAY_TABLE, "raw", untracked()));
         body.push(rule_in(GATEWAY_TABLE, "rawout", untracked()));
+        if self.has_gateway_table()? {
+            return Ok(false);
+        }
         let ports = std::iter::once((VXLAN_PORT.to_be_bytes().to_vec(), false)).collect();
-        self.ensure_table(
+        self.make_table(
             NetfilterProtoFamily::IPv4,
             GATEWAY_TABLE,
-            UNTRACKED,
             body,
             &vec![(UNTRACKED, ports)],
-        )
+        )?;
+        Ok(true)
     }
 
     /// The default SNAT map: router link address → the address its
@@ -386,28 +426,24 @@ impl NatTable {
         self.apply_u32_map(GATEWAY_TABLE, EIP_ROUTER, have, want)
     }
 
-    /// Starts counting `add` and stops counting `remove`, in one
-    /// transaction.
-    pub fn apply_counted(&mut self, add: &[Ipv4Addr], remove: &[Ipv4Addr]) -> Result<(), SysError> {
-        if add.is_empty() && remove.is_empty() {
+    /// Stops counting `remove` (EIPs no longer bound here): their elements
+    /// go, whether or not a packet made them.
+    pub fn apply_counted(&mut self, remove: &[Ipv4Addr]) -> Result<(), SysError> {
+        if remove.is_empty() {
             return Ok(());
         }
-        let change = |set, add, keys| KeyChange {
+        let change = |set| KeyChange {
             table: GATEWAY_TABLE,
             set,
-            add,
-            keys,
+            add: false,
+            missing_ok: true,
+            keys: remove,
         };
         self.transact_in(
             NetfilterProtoFamily::IPv4,
             vec![],
             &[],
-            &[
-                change(EIP_IN, false, remove),
-                change(EIP_OUT, false, remove),
-                change(EIP_IN, true, add),
-                change(EIP_OUT, true, add),
-            ],
+            &[change(EIP_IN), change(EIP_OUT)],
             NLM_F_CREATE,
         )
     }

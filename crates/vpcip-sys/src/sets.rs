@@ -167,6 +167,19 @@ impl NatTable {
         if self.has_set(family, table, marker)? {
             return Ok(false);
         }
+        self.make_table(family, table, body, contents)?;
+        Ok(true)
+    }
+
+    /// Makes `table` anew from `body` and `contents`, in one transaction
+    /// (an older one goes in it).
+    pub(crate) fn make_table(
+        &mut self,
+        family: NetfilterProtoFamily,
+        table: &str,
+        body: Vec<NfTablesMessage>,
+        contents: &SetContents,
+    ) -> Result<(), SysError> {
         let t = || TableMessage {
             attributes: vec![TableAttribute::Name(table.into())],
         };
@@ -179,8 +192,7 @@ impl NatTable {
         for (set, want) in contents {
             msgs.extend(converge_elements(table, set, &BTreeSet::new(), want).0);
         }
-        self.transact_in(family, msgs, &[], &[], NLM_F_CREATE)?;
-        Ok(true)
+        self.transact_in(family, msgs, &[], &[], NLM_F_CREATE)
     }
 
     /// Makes each set of `table` hold what `contents` gives, from what the

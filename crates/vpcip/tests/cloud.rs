@@ -634,6 +634,58 @@ async fn eip_counters_move_with_traffic_and_check_route_finds_a_missing_route() 
     let text = String::from_utf8_lossy(&missing.stdout).into_owned();
     assert_eq!(missing.status.code(), Some(3), "{text}");
     assert!(text.contains("ask the operator"), "{text}");
+
+    // An EIP's counters are made by its packets, not by the agent: bound
+    // and programmed (steered), it has no counter element until its first
+    // packet; unbound, its elements go, though the agent never read them.
+    lab.w.exec(
+        cloud::PHYSICAL_ROUTER,
+        &[
+            "ip",
+            "route",
+            "add",
+            SEGMENT,
+            "via",
+            cloud::GATEWAY_UNDERLAY,
+        ],
+    );
+    let (sy, _) = lab.vm("y", &sa, "h2").await;
+    let quiet = lab.eip_for(&sy).await;
+    let listed = |set: &str| {
+        let kind = if set == "eip_router" { "map" } else { "set" };
+        lab.w.exec(
+            cloud::GATEWAY,
+            &["nft", "list", kind, "ip", "vpcip_gw", set],
+        )
+    };
+    let steered = || listed("eip_router").contains(&format!("{} :", quiet.ip));
+    let counted = || {
+        let ip = format!("{} counter", quiet.ip);
+        (
+            listed("eip_in").contains(&ip),
+            listed("eip_out").contains(&ip),
+        )
+    };
+    assert!(
+        eventually(Duration::from_secs(10), steered),
+        "{}",
+        listed("eip_router")
+    );
+    assert_eq!(counted(), (false, false), "counted before any packet");
+    assert!(eventually(Duration::from_secs(15), || lab.pings("client", quiet.ip)));
+    assert_eq!(counted(), (true, true), "not counted after pings");
+    let _: Eip = lab
+        .op
+        .action("eips", &quiet.id, "unbind", &serde_json::json!({}))
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || !steered()
+            && counted() == (false, false)),
+        "{}{}",
+        listed("eip_in"),
+        listed("eip_out")
+    );
 }
 
 #[derive(Clone, Copy, Debug)]

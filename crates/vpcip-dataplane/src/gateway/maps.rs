@@ -82,7 +82,8 @@ pub fn node_maps(state: &GatewayState) -> NodeMaps {
         .flat_map(|r| r.nat.iter().map(move |e| (e.eip, r.index)))
         .collect();
     NodeMaps {
-        counted: steer.keys().copied().collect(),
+        // Made by the packets, not by the plan (see `plan_gateway`).
+        counted: BTreeSet::new(),
         steer,
         classes: class_map(state.routers.iter().flat_map(|r| r.nat.iter())),
         // Each router leaves from its slot's address (the same whichever

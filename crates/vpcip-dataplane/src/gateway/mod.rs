@@ -76,7 +76,8 @@ pub struct NsObserved {
 pub struct NodeMaps {
     /// EIP → its router's number (the packet's mark).
     pub steer: BTreeMap<Ipv4Addr, u32>,
-    /// The EIPs counted.
+    /// The EIPs counted: those whose packets made a counter element (the
+    /// kernel does; the plan only removes those no longer bound here).
     pub counted: BTreeSet<Ipv4Addr>,
     /// EIP (as destination) → class id.
     pub classes: ClassMap,
@@ -288,7 +289,16 @@ pub fn plan_gateway_with(
         "gateway routes".to_string(),
         plan_node_routing(want, have, &remade, roles),
     ));
-    let maps = node_maps(want);
+    let mut maps = node_maps(want);
+    // The packets make the counters: what is counted stays counted while
+    // its EIP is bound here, and nothing is added.
+    maps.counted = have
+        .node_maps
+        .counted
+        .iter()
+        .filter(|ip| maps.steer.contains_key(ip))
+        .copied()
+        .collect();
     let m = if maps != have.node_maps {
         vec![GatewayChange::NodeMaps {
             have: have.node_maps.clone(),

@@ -95,17 +95,21 @@ pub struct KeyChange<'a> {
     pub table: &'a str,
     pub set: &'a str,
     pub add: bool,
+    /// A removal of a key that may be missing (DESTROYSETELEM: the kernel
+    /// does not refuse the batch for it), as in sets the packet path fills.
+    pub missing_ok: bool,
     pub keys: &'a [Ipv4Addr],
 }
 
-/// NEWSETELEM / DELSETELEM messages for keys without data, like
-/// [`encode_elements`].
+/// NEWSETELEM / DELSETELEM (or DESTROYSETELEM) messages for keys without
+/// data, like [`encode_elements`].
 pub fn encode_keys(buf: &mut Vec<u8>, seq: &mut u32, change: &KeyChange<'_>, flags: u16) {
+    const NFT_MSG_DESTROYSETELEM: u8 = 30;
     let msg_type = (NFNL_SUBSYS_NFTABLES << 8)
-        | u16::from(if change.add {
-            NFT_MSG_NEWSETELEM
-        } else {
-            NFT_MSG_DELSETELEM
+        | u16::from(match (change.add, change.missing_ok) {
+            (true, _) => NFT_MSG_NEWSETELEM,
+            (false, false) => NFT_MSG_DELSETELEM,
+            (false, true) => NFT_MSG_DESTROYSETELEM,
         });
     for chunk in change.keys.chunks(ELEMENTS_PER_MESSAGE) {
         *seq = seq.wrapping_add(1);

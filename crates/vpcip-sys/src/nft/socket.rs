@@ -161,6 +161,18 @@ impl NatTable {
         table: &str,
         set: &str,
     ) -> Result<bool, SysError> {
+        Ok(self.set_flags(family, table, set)?.is_some())
+    }
+
+    /// The flags of `table`'s set `set` (NFT_SET_*), None when it is not
+    /// there.
+    pub fn set_flags(
+        &mut self,
+        family: NetfilterProtoFamily,
+        table: &str,
+        set: &str,
+    ) -> Result<Option<u32>, SysError> {
+        const NFTA_SET_FLAGS: u16 = 3;
         let m = nft_message(
             family,
             NfTablesMessage::GetSet(SetMessage {
@@ -172,7 +184,7 @@ impl NatTable {
             NLM_F_ACK,
         );
         self.send_one(m, "send nftables request")?;
-        let mut found = false;
+        let mut flags = None;
         loop {
             let (data, _) = self
                 .sock
@@ -182,15 +194,20 @@ impl NatTable {
                 if ty == 2 {
                     let err = u32_at(payload, 0).unwrap_or(0).cast_signed();
                     return match -err {
-                        0 => Ok(found),
-                        2 => Ok(false), // ENOENT: no such table or set
+                        0 => Ok(flags),
+                        2 => Ok(None), // ENOENT: no such table or set
                         errno => Err(SysError::Kernel {
                             what: "nftables set lookup",
                             errno,
                         }),
                     };
                 }
-                found = true;
+                flags = Some(
+                    attrs(payload.get(4..).unwrap_or_default())
+                        .find(|(t, _)| *t == NFTA_SET_FLAGS)
+                        .and_then(|(_, v)| <[u8; 4]>::try_from(v).ok())
+                        .map_or(0, u32::from_be_bytes),
+                );
             }
         }
     }

@@ -277,11 +277,18 @@ pub(super) fn apply_in_node(
                 let t = ss.nft()?;
                 t.apply_steering(&have.steer, &want.steer)
                     .map_err(KernelError::sys("change", "map eip_router"))?;
-                let add: Vec<Ipv4Addr> = want.counted.difference(&have.counted).copied().collect();
-                let remove: Vec<Ipv4Addr> =
-                    have.counted.difference(&want.counted).copied().collect();
-                t.apply_counted(&add, &remove)
-                    .map_err(KernelError::sys("change", "sets eip_in, eip_out"))?;
+                // The counters of EIPs no longer bound here go: those known
+                // and those packets made since they were last read.
+                let remove: Vec<Ipv4Addr> = have
+                    .counted
+                    .difference(&want.counted)
+                    .chain(have.steer.keys().filter(|ip| !want.steer.contains_key(ip)))
+                    .copied()
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                t.apply_counted(&remove)
+                    .map_err(KernelError::sys("remove from", "sets eip_in, eip_out"))?;
                 t.apply_classes(&have.classes, &want.classes)
                     .map_err(KernelError::sys("change", "map eip_class"))?;
                 t.apply_default_snat(&have.default_snat, &want.default_snat)
