@@ -48,6 +48,8 @@ pub fn router_maps(router: &VpcRouter) -> RouterMaps {
         dnat,
         classes: class_map(router.nat.iter()),
         algs: alg_sets(router),
+        // From what the maps have (see `nat_capacity`): set by the plan.
+        capacity: 0,
     }
 }
 

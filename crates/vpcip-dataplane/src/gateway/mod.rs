@@ -90,6 +90,10 @@ pub struct NodeMaps {
 pub struct RouterMaps {
     pub dnat: NatMap,
     pub snat: NatMap,
+    /// How many bindings the NAT maps hold at most (0: no limit, as a
+    /// table of an older shape has); see [`nat_capacity`].
+    #[serde(default)]
+    pub capacity: u32,
     /// EIP (as source) → class id.
     pub classes: ClassMap,
     pub algs: AlgSets,
@@ -205,7 +209,8 @@ pub enum GatewayChange {
     MakeRouterTables {
         vpc: String,
     },
-    /// The router's maps from `have` to `want`; then the connections of
+    /// The router's maps from `have` to `want` (the NAT table made anew,
+    /// filled, when their capacities differ); then the connections of
     /// `forget` (EIPs whose mapping or helpers changed) are forgotten, so
     /// that the change holds for them too.
     RouterMaps {
@@ -440,3 +445,21 @@ use router::plan_router;
 
 #[cfg(test)]
 mod tests;
+
+/// The fewest bindings a router's NAT maps are made for.
+pub const NAT_CAPACITY_MIN: u32 = 1024;
+
+/// The capacity a router's NAT maps need for `n` bindings, given that they
+/// have `have`: kept while it suffices, else twice `n` (a power of two),
+/// so that a router growing by one binding at a time is remade only when it
+/// doubles.
+pub fn nat_capacity(have: u32, n: usize) -> u32 {
+    let n = u32::try_from(n).unwrap_or(u32::MAX);
+    if have > 0 && n <= have {
+        return have;
+    }
+    n.saturating_mul(2)
+        .max(NAT_CAPACITY_MIN)
+        .checked_next_power_of_two()
+        .unwrap_or(u32::MAX)
+}

@@ -154,7 +154,8 @@ pub(super) fn plan_router(
     if !router.tables {
         out.push(GatewayChange::MakeRouterTables { vpc: vpc() });
     }
-    let maps = router_maps(r);
+    let mut maps = router_maps(r);
+    maps.capacity = super::nat_capacity(router.maps.capacity, maps.dnat.len());
     if maps != router.maps {
         out.push(GatewayChange::RouterMaps {
             vpc: vpc(),

@@ -366,3 +366,19 @@ fn the_winner_of_a_slot_announces_its_eips_and_answers_arp_the_others_keep_quiet
     converge_with(&no_bgp, &mut gw, Some(&carrier));
     assert!(exported(&gw).is_empty());
 }
+
+#[test]
+fn nat_maps_are_sized_and_grow_by_doubling() {
+    use super::{NAT_CAPACITY_MIN, nat_capacity};
+    // A new router's maps: room for twice its bindings, at least the
+    // minimum, a power of two.
+    assert_eq!(nat_capacity(0, 0), NAT_CAPACITY_MIN);
+    assert_eq!(nat_capacity(0, 100_000), 262_144);
+    // Kept while the bindings fit, even when they shrink.
+    assert_eq!(nat_capacity(262_144, 262_144), 262_144);
+    assert_eq!(nat_capacity(262_144, 3), 262_144);
+    // One more than fits: twice as many.
+    assert_eq!(nat_capacity(1024, 1025), 4096);
+    // An older, unsized table (0) is sized.
+    assert_eq!(nat_capacity(0, 10), NAT_CAPACITY_MIN);
+}

@@ -101,18 +101,29 @@ pub(super) fn nat_chain(name: &str, hook: InetHookNumber, priority: i32) -> NfTa
 }
 
 pub(super) fn map(name: &str, id: u32) -> NfTablesMessage {
-    NfTablesMessage::NewSet(SetMessage {
-        attributes: vec![
-            SetAttribute::Table(TABLE.into()),
-            SetAttribute::Name(name.into()),
-            SetAttribute::Flags(SetFlags::Map),
-            SetAttribute::KeyType(TYPE_IPV4_ADDR),
-            SetAttribute::KeyLen(4),
-            SetAttribute::DataType(TYPE_IPV4_ADDR),
-            SetAttribute::DataLen(4),
-            SetAttribute::Id(id),
-        ],
-    })
+    sized_map(name, id, 0)
+}
+
+/// A NAT map holding at most `capacity` elements (0: no limit). Given a
+/// size, the kernel keeps the map in a hash table of fixed size, which
+/// takes 100,000 elements in about half the time of the resizable one.
+fn sized_map(name: &str, id: u32, capacity: u32) -> NfTablesMessage {
+    let mut attributes = vec![
+        SetAttribute::Table(TABLE.into()),
+        SetAttribute::Name(name.into()),
+        SetAttribute::Flags(SetFlags::Map),
+        SetAttribute::KeyType(TYPE_IPV4_ADDR),
+        SetAttribute::KeyLen(4),
+        SetAttribute::DataType(TYPE_IPV4_ADDR),
+        SetAttribute::DataLen(4),
+        SetAttribute::Id(id),
+    ];
+    if capacity > 0 {
+        attributes.push(SetAttribute::Description(vec![
+            netlink_packet_netfilter::nftables::SetDescription::Size(capacity),
+        ]));
+    }
+    NfTablesMessage::NewSet(SetMessage { attributes })
 }
 
 impl NatTable {
@@ -143,6 +154,47 @@ impl NatTable {
             NLM_F_CREATE,
         )?;
         Ok(true)
+    }
+
+    /// How many bindings the maps hold at most (0: no limit, or no table).
+    pub fn capacity(&mut self) -> Result<u32, SysError> {
+        Ok(self
+            .set_info(NetfilterProtoFamily::IPv4, TABLE, DNAT_MAP)?
+            .map_or(0, |(_, size)| size))
+    }
+
+    /// Makes the table anew with maps for `capacity` bindings holding
+    /// `dnat` (EIP → private) and its reverse, in one transaction: the old
+    /// table goes in it, so no packet sees the maps half made.
+    pub fn remake(&mut self, capacity: u32, dnat: &NatMap) -> Result<(), SysError> {
+        let t = || TableMessage {
+            attributes: vec![TableAttribute::Name(TABLE.into())],
+        };
+        let msgs: Vec<NfTablesMessage> = [
+            NfTablesMessage::NewTable(t()),
+            NfTablesMessage::DeleteTable(t()),
+            NfTablesMessage::NewTable(t()),
+            sized_map(DNAT_MAP, 1, capacity),
+            sized_map(SNAT_MAP, 2, capacity),
+            nat_chain("prerouting", InetHookNumber::PreRouting, -100),
+            nat_chain("postrouting", InetHookNumber::PostRouting, 100),
+        ]
+        .into_iter()
+        .chain(nat_rules())
+        .collect();
+        let forward: Vec<(Ipv4Addr, Ipv4Addr)> = dnat.iter().map(|(e, p)| (*e, *p)).collect();
+        let back: Vec<(Ipv4Addr, Ipv4Addr)> = dnat.iter().map(|(e, p)| (*p, *e)).collect();
+        let change = |map, pairs| ElementChange {
+            table: TABLE,
+            map,
+            add: true,
+            pairs,
+        };
+        self.transact_with(
+            msgs,
+            &[change(DNAT_MAP, &forward), change(SNAT_MAP, &back)],
+            NLM_F_CREATE,
+        )
     }
 
     /// Applies a plan to both maps in one transaction: all of it, or

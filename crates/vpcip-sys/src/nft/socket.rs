@@ -172,7 +172,21 @@ impl NatTable {
         table: &str,
         set: &str,
     ) -> Result<Option<u32>, SysError> {
+        Ok(self.set_info(family, table, set)?.map(|(flags, _)| flags))
+    }
+
+    /// The flags and the size given at its making (0: none) of `table`'s
+    /// set `set`, None when it is not there.
+    pub fn set_info(
+        &mut self,
+        family: NetfilterProtoFamily,
+        table: &str,
+        set: &str,
+    ) -> Result<Option<(u32, u32)>, SysError> {
         const NFTA_SET_FLAGS: u16 = 3;
+        const NFTA_SET_DESC: u16 = 9;
+        const NFTA_SET_DESC_SIZE: u16 = 1;
+        let be32 = |v: &[u8]| <[u8; 4]>::try_from(v).ok().map(u32::from_be_bytes);
         let m = nft_message(
             family,
             NfTablesMessage::GetSet(SetMessage {
@@ -202,12 +216,20 @@ impl NatTable {
                         }),
                     };
                 }
-                flags = Some(
-                    attrs(payload.get(4..).unwrap_or_default())
-                        .find(|(t, _)| *t == NFTA_SET_FLAGS)
-                        .and_then(|(_, v)| <[u8; 4]>::try_from(v).ok())
-                        .map_or(0, u32::from_be_bytes),
-                );
+                let (mut f, mut size) = (0, 0);
+                for (t, v) in attrs(payload.get(4..).unwrap_or_default()) {
+                    match t & 0x7fff {
+                        NFTA_SET_FLAGS => f = be32(v).unwrap_or(0),
+                        NFTA_SET_DESC => {
+                            size = attrs(v)
+                                .find(|(t, _)| *t & 0x7fff == NFTA_SET_DESC_SIZE)
+                                .and_then(|(_, v)| be32(v))
+                                .unwrap_or(0);
+                        }
+                        _ => {}
+                    }
+                }
+                flags = Some((f, size));
             }
         }
     }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use vpcip_dataplane::gateway::{GatewayChange, Ns, RouterMaps, UPLINK, forget};
 use vpcip_dataplane::links::vxlan_ifname;
-use vpcip_dataplane::nat::plan_nat;
+use vpcip_dataplane::nat::{NatPlan, plan_nat};
 use vpcip_dataplane::routing::{ClassChange, RouteSpec, RouteType};
 use vpcip_model::desired::{ROUTER_IFPREFIX, router_ifname, router_links_block};
 use vpcip_sys::link::{Link, Net, RTPROT_VPCIP, Route, RouteKind, ipv4_sysctl, net_sysctl};
@@ -409,7 +409,13 @@ pub(super) fn apply_in_router(
                 let t = ss.nft()?;
                 let mut plan = plan_nat(&want.dnat, &have.dnat, &have.snat);
                 let mut gone = planned.clone();
-                if !plan.is_empty() {
+                if want.capacity != have.capacity {
+                    // Made anew for more bindings, filled in the same
+                    // transaction.
+                    t.remake(want.capacity, &want.dnat)
+                        .map_err(KernelError::sys("make anew", "ip vpcip_nat"))?;
+                    plan = NatPlan::default();
+                } else if !plan.is_empty() {
                     // Something to change: make sure the read was not a
                     // partial dump (see NatTable::read).
                     let (dnat, snat) = t

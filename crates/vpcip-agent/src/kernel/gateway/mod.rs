@@ -214,6 +214,7 @@ fn read_router_maps(nft: &mut NatTable) -> Result<(bool, RouterMaps), KernelErro
     let mut maps = RouterMaps::default();
     if nat {
         (maps.dnat, maps.snat) = nft.read().map_err(e("maps eip_dnat, eip_snat"))?;
+        maps.capacity = nft.capacity().map_err(e("map eip_dnat"))?;
     }
     if qos {
         maps.classes = nft.read_classes().map_err(e("map eip_class"))?;
