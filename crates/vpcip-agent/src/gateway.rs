@@ -158,28 +158,36 @@ pub fn read_vip_holders(routers: &[crate::RouterView]) -> Vec<vpcip_model::desir
     out
 }
 
-/// The EIPs the node steers (those programmed here), as last read, with
-/// the node's nftables generation then: read again only when it moved.
+/// What the counter reader keeps between readings: the EIPs the node
+/// steers (those programmed here) with the node's nftables generation when
+/// they were read (read again only when it moved), and each EIP's counts
+/// and limiter drops as last read.
 #[derive(Debug, Default)]
-pub struct Steered {
+pub struct CounterReading {
     generation: Option<u32>,
-    pub eips: Vec<Ipv4Addr>,
+    pub steered: Vec<Ipv4Addr>,
+    last: BTreeMap<Ipv4Addr, vpcip_sys::counters::Count>,
+    drops: BTreeMap<Ipv4Addr, (u64, u64)>,
 }
 
 /// The node's per-EIP counters (of the EIPs that have seen a packet), with
 /// the packets each EIP's bandwidth limit dropped (its HTB class's drops on
-/// the router link's two ends); and `steered` brought up to date.
+/// the router link's two ends); `reading` brought up to date.
+///
+/// A limiter drops only what passes the node, so a router's classes are
+/// read again only when the counters of one of its limited EIPs moved (a
+/// gateway with 10,000 idle limited EIPs reads no class).
 pub fn read_counters(
     node: &Path,
     routers: &[crate::RouterView],
-    steered: &mut Steered,
+    reading: &mut CounterReading,
 ) -> Result<Vec<vpcip_model::desired::EipTraffic>, String> {
     let counts = in_netns(node, || -> Result<_, SysError> {
         let mut t = NatTable::open()?;
         let generation = t.generation()?;
-        if steered.generation != Some(generation) {
-            steered.eips = t.read_steering()?.into_keys().collect();
-            steered.generation = Some(generation);
+        if reading.generation != Some(generation) {
+            reading.steered = t.read_steering()?.into_keys().collect();
+            reading.generation = Some(generation);
         }
         t.read_counters()
     })
@@ -190,6 +198,18 @@ pub fn read_counters(
         .iter()
         .filter(|r| !r.classes.is_empty() && r.netns.exists())
     {
+        let moved = r
+            .classes
+            .iter()
+            .any(|(_, eip)| counts.get(eip) != reading.last.get(eip));
+        if !moved {
+            for (_, eip) in &r.classes {
+                if let Some(d) = reading.drops.get(eip) {
+                    drops.insert(*eip, *d);
+                }
+            }
+            continue;
+        }
         let vr = router_ifname(&r.vpc_id);
         let class_drops = |ns: &Path, ifname: &str| {
             on(ns, |net| match net.link(ifname)? {
@@ -206,6 +226,8 @@ pub fn read_counters(
             d.1 = outbound.get(class).map_or(0, |c| c.drops);
         }
     }
+    reading.last.clone_from(&counts);
+    reading.drops.clone_from(&drops);
     Ok(counts
         .into_iter()
         .map(|(eip, c)| {

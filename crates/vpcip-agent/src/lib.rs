@@ -158,7 +158,7 @@ async fn report_counters(
     let mut sent: std::collections::BTreeMap<Ipv4Addr, EipTraffic> = Default::default();
     let mut sent_holders: Option<Vec<VipHolder>> = None;
     let mut sent_programmed: Option<Vec<Ipv4Addr>> = None;
-    let steered = std::sync::Arc::new(std::sync::Mutex::new(gateway::Steered::default()));
+    let reading = std::sync::Arc::new(std::sync::Mutex::new(gateway::CounterReading::default()));
     let mut period = COUNTERS_PERIOD;
     loop {
         tokio::time::sleep(period).await;
@@ -172,22 +172,27 @@ async fn report_counters(
             .and_then(cluster::Cluster::roles)
             .map(|r| r.backup)
             .unwrap_or_default();
-        let steer = steered.clone();
+        let reading = reading.clone();
         let read = tokio::task::spawn_blocking(move || {
             let carried: Vec<RouterView> = views
                 .iter()
                 .filter(|v| !standby.contains(&v.slot))
                 .cloned()
                 .collect();
-            let mut steered = steer
+            let mut reading = reading
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            gateway::read_counters(&node, &views, &mut steered)
-                .map(|c| (c, gateway::read_vip_holders(&carried), steered.eips.clone()))
+            gateway::read_counters(&node, &views, &mut reading).map(|c| {
+                (
+                    c,
+                    gateway::read_vip_holders(&carried),
+                    reading.steered.clone(),
+                )
+            })
         })
         .await;
-        // Reading counters costs more with many EIPs (the kernel's set
-        // dumps are quadratic): spend at most a tenth of the time on it.
+        // Reading counters costs more with many active EIPs: spend at most
+        // a tenth of the time on it.
         period = COUNTERS_PERIOD.max(started.elapsed() * 10);
         let (now, holders, programmed) = match read {
             Ok(Ok(c)) => c,
