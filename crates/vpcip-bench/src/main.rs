@@ -124,7 +124,7 @@ impl ServerProcess {
         let config = std::env::temp_dir().join(format!("vpcip-bench-{port}.toml"));
         std::fs::write(
             &config,
-            "[quotas]\nvpcs = 100000\nnics = 10000000\nvips = 1000000\neips = 10000000\n",
+            HIGH_QUOTAS,
         )?;
         let child = Command::new(&exe)
             .args([
@@ -176,6 +176,9 @@ pub(crate) struct LabCloud {
     pub birds: Vec<usize>,
 }
 
+/// A server configuration with quotas no benchmark reaches.
+const HIGH_QUOTAS: &str = "[quotas]\nvpcs = 100000\nnics = 10000000\nvips = 1000000\neips = 10000000\n";
+
 pub(crate) async fn lab_cloud(tag: &str, segment: &str) -> anyhow::Result<LabCloud> {
     let mut w = vpcip_lab::World::new(tag);
     vpcip_lab::cloud::physical(&mut w, &[segment]);
@@ -216,7 +219,8 @@ async fn start_cloud(
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    let url = cloud::start_controller(&mut w, &exe, port, OPERATOR);
+    // The benchmarks make more than a tenant's default quotas allow.
+    let url = cloud::start_controller_with(&mut w, &exe, port, OPERATOR, HIGH_QUOTAS);
     let controller = w.processes() - 1;
     let agents = cloud::start_agents_of(&mut w, &exe, &url, OPERATOR, 10, agents_of);
     let op = Client::new(&url, Some(OPERATOR));
