@@ -122,10 +122,7 @@ impl ServerProcess {
         let port = 20000 + (rand_u32() % 20000) as u16;
         // The benchmarks make more than a tenant's default quotas allow.
         let config = std::env::temp_dir().join(format!("vpcip-bench-{port}.toml"));
-        std::fs::write(
-            &config,
-            HIGH_QUOTAS,
-        )?;
+        std::fs::write(&config, HIGH_QUOTAS)?;
         let child = Command::new(&exe)
             .args([
                 "server",
@@ -177,7 +174,8 @@ pub(crate) struct LabCloud {
 }
 
 /// A server configuration with quotas no benchmark reaches.
-const HIGH_QUOTAS: &str = "[quotas]\nvpcs = 100000\nnics = 10000000\nvips = 1000000\neips = 10000000\n";
+const HIGH_QUOTAS: &str =
+    "[quotas]\nvpcs = 100000\nnics = 10000000\nvips = 1000000\neips = 10000000\n";
 
 pub(crate) async fn lab_cloud(tag: &str, segment: &str) -> anyhow::Result<LabCloud> {
     let mut w = vpcip_lab::World::new(tag);

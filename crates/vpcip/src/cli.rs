@@ -75,6 +75,10 @@ pub struct Global {
     /// Output: a table for people, JSON for scripts.
     #[arg(short = 'o', long, global = true, value_enum, default_value = "table")]
     pub output: Output,
+    /// Print only this field of what the command shows or makes, one value
+    /// per line, for scripts: `--field id`, `--field ip`, `--field secret`.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub field: Option<String>,
 }
 
 #[derive(ValueEnum, Clone, Copy, PartialEq, Eq)]

@@ -371,7 +371,35 @@ pub fn render_table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// The field `--field` asks for, when it does (set once, at start).
+pub static FIELD: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// `v`'s field `name` as a line: a string bare, anything else as JSON.
+fn field_of(v: &Value, name: &str) -> anyhow::Result<String> {
+    match v.get(name) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(Value::Null) => Ok(String::new()),
+        Some(other) => Ok(other.to_string()),
+        None => {
+            let fields: Vec<&str> = match v {
+                Value::Object(m) => m.keys().map(String::as_str).collect(),
+                _ => vec![],
+            };
+            anyhow::bail!(
+                "--field {name}: no such field here; the fields are {}",
+                fields.join(", ")
+            )
+        }
+    }
+}
+
 pub fn print_list<T: Tabular + Serialize>(items: &[T], output: Output) -> anyhow::Result<()> {
+    if let Some(name) = FIELD.get() {
+        for item in items {
+            println!("{}", field_of(&serde_json::to_value(item)?, name)?);
+        }
+        return Ok(());
+    }
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(items)?),
         Output::Table => {
@@ -385,6 +413,10 @@ pub fn print_list<T: Tabular + Serialize>(items: &[T], output: Output) -> anyhow
 /// One resource: its fields, one per line (JSON with `-o json`).
 pub fn print_one<T: Serialize>(item: &T, output: Output) -> anyhow::Result<()> {
     let v = serde_json::to_value(item)?;
+    if let Some(name) = FIELD.get() {
+        println!("{}", field_of(&v, name)?);
+        return Ok(());
+    }
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&v)?),
         Output::Table => print!("{}", render_fields(&v)),

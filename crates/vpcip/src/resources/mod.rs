@@ -101,6 +101,9 @@ mod vip;
 use vip::guest_names;
 
 pub async fn run(cmd: Resource, global: &Global) -> anyhow::Result<()> {
+    if let Some(f) = &global.field {
+        let _ = crate::table::FIELD.set(f.clone());
+    }
     let ctx = Ctx {
         client: Client::new(&global.url, global.token.as_deref()),
         output: global.output,
