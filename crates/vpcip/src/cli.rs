@@ -23,6 +23,38 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Where the API client's flags stand in every command's help (clap shows
+/// global flags everywhere; those that are not clients refuse them).
+const CLIENT_HEADING: &str = "API client options (for the commands that call the API)";
+
+/// The commands that are not clients of the API: the API client's flags
+/// mean nothing to them.
+const NOT_CLIENTS: [&str; 6] = ["server", "allinone", "vrrp", "guest", "lab", "completion"];
+
+/// An API client's flag given to a command that is not a client of the API
+/// (`vpcip server --token …`), as (command, flag): refused, not ignored.
+pub fn misplaced_client_flag(args: &[String]) -> Option<(String, String)> {
+    let command = args
+        .iter()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .filter(|c| NOT_CLIENTS.contains(&c.as_str()))?;
+    // Stop at `--`: what follows is not vpcip's (`lab exec … -- cmd -o x`).
+    let flag = args
+        .iter()
+        .skip(1)
+        .take_while(|a| a.as_str() != "--")
+        .find(|a| {
+            let name = a.split('=').next().unwrap_or_default();
+            matches!(name, "--url" | "--token" | "--output" | "-o" | "--field")
+                || (a.starts_with("-o") && !a.starts_with("--"))
+        })?;
+    Some((
+        command.clone(),
+        flag.split('=').next().unwrap_or_default().to_string(),
+    ))
+}
+
 /// The API's URL: `http://` is assumed when no scheme is given
 /// (`127.0.0.1:9696`); a scheme other than http or https is refused.
 pub fn api_url(s: &str) -> Result<String, String> {
@@ -58,6 +90,7 @@ pub struct Global {
     #[arg(
         long,
         global = true,
+        help_heading = CLIENT_HEADING,
         env = "VPCIP_URL",
         default_value = "http://127.0.0.1:9696",
         value_parser = api_url
@@ -67,17 +100,25 @@ pub struct Global {
     #[arg(
         long,
         global = true,
+        help_heading = CLIENT_HEADING,
         env = "VPCIP_TOKEN",
         hide_env_values = true,
         value_parser = api_token
     )]
     pub token: Option<String>,
     /// Output: a table for people, JSON for scripts.
-    #[arg(short = 'o', long, global = true, value_enum, default_value = "table")]
+    #[arg(
+        short = 'o',
+        long,
+        global = true,
+        help_heading = CLIENT_HEADING,
+        value_enum,
+        default_value = "table"
+    )]
     pub output: Output,
     /// Print only this field of what the command shows or makes, one value
     /// per line, for scripts: `--field id`, `--field ip`, `--field secret`.
-    #[arg(long, global = true, value_name = "NAME")]
+    #[arg(long, global = true, help_heading = CLIENT_HEADING, value_name = "NAME")]
     pub field: Option<String>,
 }
 
@@ -1050,6 +1091,23 @@ pub enum TokenCmd {
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
+
+    #[test]
+    fn client_options_given_to_a_command_that_is_not_a_client_are_named() {
+        let m = |line: &str| {
+            let args: Vec<String> = line.split(' ').map(String::from).collect();
+            super::misplaced_client_flag(&args)
+        };
+        let pair = |c: &str, f: &str| Some((c.to_string(), f.to_string()));
+        assert_eq!(m("vpcip server --token x"), pair("server", "--token"));
+        assert_eq!(m("vpcip --url=http://a server"), pair("server", "--url"));
+        assert_eq!(m("vpcip lab up -o json"), pair("lab", "-o"));
+        assert_eq!(m("vpcip allinone --field id"), pair("allinone", "--field"));
+        // A client takes them; what follows `--` is another program's.
+        assert_eq!(m("vpcip eip list -o json --token x"), None);
+        assert_eq!(m("vpcip lab exec web-1 -- curl -o page http://x/"), None);
+        assert_eq!(m("vpcip server --listen 127.0.0.1:9696"), None);
+    }
 
     /// Every command and verb says what it does, and every flag and
     /// argument what it takes (as the route-coverage test walks the API).

@@ -17,6 +17,18 @@ use clap::Parser;
 use cli::{Cli, Command};
 
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some((command, flag)) = cli::misplaced_client_flag(&args) {
+        eprintln!(
+            "error: {flag} is an option of the API's clients; `vpcip {command}` does not take it{}",
+            if command == "server" || command == "allinone" {
+                " (the operator's token is VPCIP_OPERATOR_TOKEN or operator_token in the config file)"
+            } else {
+                ""
+            }
+        );
+        return ExitCode::from(2);
+    }
     let cli = Cli::parse();
     let no_token = cli.global.token.is_none();
     let rt = match tokio::runtime::Builder::new_multi_thread()
