@@ -231,6 +231,26 @@ fn cli_session() {
     let list: serde_json::Value =
         serde_json::from_str(&ok(&t(&["eip", "list", "-o", "json"]))).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 1);
+    // Tables name what they refer to; IDs stay in the ID column and in
+    // JSON; --field prints one value per line.
+    assert!(table.contains("nic vm-1-eth0  vm-1"), "{table}");
+    let vms = ok(&t(&["vm", "list"]));
+    assert!(vms.contains("vm-1  acme    z1"), "{vms}");
+    assert!(!vms.contains("zone-"), "{vms}");
+    let nics = ok(&t(&["nic", "list"]));
+    assert!(nics.contains("vm-1-eth0  sw1     10.0.0.2"), "{nics}");
+    assert!(!nics.contains("subnet-"), "{nics}");
+    assert_eq!(ok(&t(&["eip", "list", "--field", "ip"])), "192.168.202.1\n");
+    assert_eq!(
+        ok(&t(&["vm", "show", "vm-1", "--field", "id"])).trim(),
+        list[0]["server_id"].as_str().unwrap()
+    );
+    let nope = t(&["vm", "show", "vm-1", "--field", "colour"]);
+    assert_eq!(nope.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&nope.stderr).contains("--field colour: no such field here"),
+        "{nope:?}"
+    );
 
     // The underlay (issue 11): a gateway's address must be a free address
     // of a host network; what the bound EIP needs is not deleted unforced.

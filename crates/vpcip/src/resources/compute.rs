@@ -35,7 +35,7 @@ pub(super) async fn vm(ctx: &Ctx, c: VmCmd) -> anyhow::Result<()> {
                 .client
                 .get(&format!("/v1/servers/{}/nics", k.id))
                 .await?;
-            print_list(&nics, ctx.output)
+            ctx.print_named(&nics).await
         }
     }
 }

@@ -20,6 +20,25 @@ struct Ctx {
     output: Output,
 }
 
+/// The collections whose IDs a table names, by ID prefix.
+const NAMED: [(&str, &str); 8] = [
+    ("zone", "zones"),
+    ("vpc", "vpcs"),
+    ("subnet", "subnets"),
+    ("sg", "security-groups"),
+    ("vm", "servers"),
+    ("eni", "nics"),
+    ("vip", "vips"),
+    ("eip", "eips"),
+];
+
+/// The ID prefix of `word` when it is a resource ID (`subnet-c2yvwvpvc8`).
+fn id_prefix(word: &str) -> Option<&'static str> {
+    let (prefix, rest) = word.rsplit_once('-')?;
+    let known = NAMED.iter().find(|(p, _)| *p == prefix)?.0;
+    (rest.len() == 10 && rest.bytes().all(|b| b.is_ascii_alphanumeric())).then_some(known)
+}
+
 impl Ctx {
     async fn list<T: DeserializeOwned + Serialize + Tabular>(
         &self,
@@ -27,7 +46,69 @@ impl Ctx {
         parent: Option<&str>,
     ) -> anyhow::Result<()> {
         let items: Vec<T> = self.client.list_all(collection, parent).await?;
-        print_list(&items, self.output)
+        self.print_named(&items).await
+    }
+
+    /// A list as a table whose cells name what they refer to (a subnet by
+    /// its name, an EIP by its address) rather than by ID; the ID column
+    /// stays. JSON and `--field` print the records as they are.
+    async fn print_named<T: Serialize + Tabular>(&self, items: &[T]) -> anyhow::Result<()> {
+        if self.output != Output::Table || crate::table::FIELD.get().is_some() {
+            return print_list(items, self.output);
+        }
+        let mut rows: Vec<Vec<String>> = items.iter().map(Tabular::row).collect();
+        let words = |cell: &String| {
+            cell.split([' ', ','])
+                .filter_map(id_prefix)
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        let wanted: std::collections::BTreeSet<String> = rows
+            .iter()
+            .flat_map(|r| r.iter().skip(1).flat_map(words))
+            .collect();
+        let mut names: std::collections::HashMap<String, String> = Default::default();
+        for (prefix, collection) in NAMED {
+            if !wanted.contains(prefix) {
+                continue;
+            }
+            // What cannot be read (another tenant's, say) keeps its ID.
+            let Ok(all) = self
+                .client
+                .list_all::<serde_json::Value>(collection, None)
+                .await
+            else {
+                continue;
+            };
+            for v in all {
+                let id = v["id"].as_str().unwrap_or_default().to_string();
+                let name = match (prefix, v["name"].as_str()) {
+                    ("eip", _) => v["ip"].as_str(),
+                    (_, Some(n)) if !n.is_empty() => Some(n),
+                    _ => None,
+                };
+                if let Some(n) = name {
+                    names.insert(id, n.to_string());
+                }
+            }
+        }
+        for row in &mut rows {
+            for cell in row.iter_mut().skip(1) {
+                let named: String = cell
+                    .split_inclusive([' ', ','])
+                    .map(|w| {
+                        let bare = w.trim_end_matches([' ', ',']);
+                        match names.get(bare) {
+                            Some(n) => format!("{n}{}", &w[bare.len()..]),
+                            None => w.to_string(),
+                        }
+                    })
+                    .collect();
+                *cell = named;
+            }
+        }
+        print!("{}", crate::table::render_table(T::HEADER, &rows));
+        Ok(())
     }
 
     async fn show<T: DeserializeOwned + Serialize>(
