@@ -55,6 +55,49 @@ pub fn misplaced_client_flag(args: &[String]) -> Option<(String, String)> {
     ))
 }
 
+/// The API's field names in its messages, and the CLI flags that set them.
+const FLAGS_OF_FIELDS: [(&str, &str); 9] = [
+    ("allow_reassociation", "--allow-reassociation"),
+    ("bandwidth_mbps", "--bandwidth"),
+    ("source_dest_check", "--source-dest-check"),
+    ("security_groups", "--sg"),
+    ("client_token", "--client-token"),
+    ("page_token", "--page-token"),
+    ("prefix_len", "--prefix-len"),
+    ("secondary_cidrs", "add-cidr"),
+    ("nic_id", "--nic"),
+];
+
+/// An API message as a CLI user reads it: the API's field names (which a
+/// script of the API sees) said as the flags that set them.
+pub fn in_flags(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    'scan: while !rest.is_empty() {
+        for (field, flag) in FLAGS_OF_FIELDS {
+            if let Some(after) = rest.strip_prefix(field) {
+                let before_ok = !out
+                    .chars()
+                    .last()
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+                let after_ok = !after
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+                if before_ok && after_ok {
+                    out.push_str(flag);
+                    rest = after;
+                    continue 'scan;
+                }
+            }
+        }
+        let c = rest.chars().next().unwrap_or_default();
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
 /// The API's URL: `http://` is assumed when no scheme is given
 /// (`127.0.0.1:9696`); a scheme other than http or https is refused.
 pub fn api_url(s: &str) -> Result<String, String> {
@@ -1091,6 +1134,25 @@ pub enum TokenCmd {
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
+
+    #[test]
+    fn api_field_names_are_said_as_flags() {
+        assert_eq!(
+            super::in_flags(
+                "EIP 192.168.202.7 is already bound to NIC eni-nic-1; pass allow_reassociation to move it"
+            ),
+            "EIP 192.168.202.7 is already bound to NIC eni-nic-1; pass --allow-reassociation to move it"
+        );
+        assert_eq!(
+            super::in_flags("invalid bandwidth_mbps: 0 is outside 1..=100000 (invalid_argument)"),
+            "invalid --bandwidth: 0 is outside 1..=100000 (invalid_argument)"
+        );
+        // Only whole words.
+        assert_eq!(
+            super::in_flags("my_bandwidth_mbps_x"),
+            "my_bandwidth_mbps_x"
+        );
+    }
 
     #[test]
     fn client_options_given_to_a_command_that_is_not_a_client_are_named() {

@@ -75,7 +75,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", cli::in_flags(&format!("{e:#}")));
             let status = e
                 .downcast_ref::<vpcip_client::ClientError>()
                 .and_then(|c| c.status());

@@ -245,6 +245,15 @@ fn cli_session() {
         ok(&t(&["vm", "show", "vm-1", "--field", "id"])).trim(),
         list[0]["server_id"].as_str().unwrap()
     );
+    // Refusals say the CLI's flags, not the API's field names.
+    ok(&t(&["vm", "create", "vm-2", "--subnet", "sw1"]));
+    let moved = t(&["eip", "bind", "192.168.202.1", "--server", "vm-2"]);
+    assert_eq!(moved.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&moved.stderr);
+    assert!(
+        err.contains("pass --allow-reassociation to move it"),
+        "{err}"
+    );
     let nope = t(&["vm", "show", "vm-1", "--field", "colour"]);
     assert_eq!(nope.status.code(), Some(1));
     assert!(
