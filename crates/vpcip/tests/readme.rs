@@ -4,7 +4,8 @@
 //! in a network namespace of its own (so the tour's controller on
 //! 127.0.0.1:9696 is its own) and a fresh directory, with `vpcip` on the
 //! PATH. A command that fails, or a block that no longer matches the CLI,
-//! fails the test.
+//! fails the test. And `scripts/demo`, the README's first look at the
+//! control plane, exits 0 and leaves nothing behind.
 
 #![allow(clippy::unwrap_used)] // tests panic on the unexpected, by design
 
@@ -106,4 +107,34 @@ fn the_readme_tour_runs_as_written() {
 fn the_tour_extraction_skips_what_runs_in_a_guest() {
     let readme = "## A tour of the CLI\n\ntext\n\n```sh\nvpcip a\n```\n\n<!-- tour: not run (inside a guest) -->\n```sh\nvpcip b\n```\n\n```\noutput\n```\n\n```toml\nx = 1\n```\n\n```sh\nvpcip c\n```\n\n## API\n";
     assert_eq!(tour(readme), ["vpcip a", "vpcip c"]);
+}
+
+#[test]
+fn the_demo_script_runs_and_cleans_up() {
+    let leftovers = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir("/tmp")
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.to_string_lossy().starts_with("/tmp/vpcip-demo."))
+            .collect()
+    };
+    let before = leftovers();
+    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/demo"))
+        .env("VPCIP_BIN", env!("CARGO_BIN_EXE_vpcip"))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "scripts/demo failed:\n{text}");
+    // Its steps show (headers without colours off a terminal), ENIs included.
+    assert!(
+        text.contains("$ vpcip nic attach eni-2 --server vm-1"),
+        "{text}"
+    );
+    assert!(!text.contains('\u{1b}'), "colours off a terminal:\n{text}");
+    assert_eq!(leftovers(), before, "scripts/demo left its directory");
 }
