@@ -167,7 +167,14 @@ pub async fn run(args: AllinoneArgs) -> anyhow::Result<()> {
         "  host {}-host: make each VM's port in namespace {host_ns_name}, named t<NIC ID tail> (`vpcip nic list` shows NICs)",
         args.name
     );
-    tokio::signal::ctrl_c().await?;
+    // SIGINT, or SIGTERM as systemd sends it: the data plane stays as it
+    // is (its namespaces are the system's, see vpcip_sys::netns), as after
+    // a crash; the next start takes it over.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
     println!("stopping; the data plane keeps its state");
     Ok(())
 }

@@ -2,7 +2,9 @@
 //! controller with SQLite, the gateway agent and the host agent in one
 //! process. Driven with the CLI as an operator would: a VPC, a server, an
 //! EIP; a VM plugged in the host namespace answers the outside client
-//! through the EIP.
+//! through the EIP. Started with `ip netns exec` (a mount namespace of its
+//! own), its namespaces are the system's; stopped with SIGTERM, forwarding
+//! goes on; started again, it takes over.
 
 #![allow(clippy::unwrap_used)] // tests panic on the unexpected, by design
 
@@ -15,19 +17,19 @@ use vpcip_lab::{World, ask_once, echo_server, eventually};
 
 const TOKEN: &str = "allinone-test-operator";
 
-struct Node<'a> {
-    w: &'a World,
+struct Node {
+    ns: String,
     url: String,
 }
 
-impl Node<'_> {
+impl Node {
     /// `vpcip -o json ARGS` run on the node; the parsed answer.
     fn cli(&self, args: &[&str]) -> serde_json::Value {
         let out = Command::new("ip")
             .args([
                 "netns",
                 "exec",
-                &self.w.ns("node"),
+                &self.ns,
                 env!("CARGO_BIN_EXE_vpcip"),
                 "-o",
                 "json",
@@ -47,8 +49,28 @@ impl Node<'_> {
     }
 }
 
+/// Whether the node's API answers `host list` with `host` in it.
+fn node_answers(w: &World, url: &str, host: &str) -> bool {
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &w.ns("node"),
+            env!("CARGO_BIN_EXE_vpcip"),
+            "-o",
+            "json",
+            "host",
+            "list",
+        ])
+        .env("VPCIP_URL", url)
+        .env("VPCIP_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).contains(host)
+}
+
 #[test]
-fn allinone_serves_an_eip_from_one_node() {
+fn allinone_serves_an_eip_from_one_node_and_survives_its_stop() {
     let mut w = World::new("vai");
     w.add_node("node");
     w.add_node("client");
@@ -68,57 +90,49 @@ fn allinone_serves_an_eip_from_one_node() {
     let dir = std::env::temp_dir().join(format!("{}state", w.prefix));
     std::fs::create_dir_all(&dir).unwrap();
     let port = 19000 + (std::process::id() % 1000) as u16;
-    let log = std::fs::File::create(dir.join("allinone.log")).unwrap();
-    // nsenter enters the node's network namespace only: allinone makes
-    // named namespaces, whose mounts must be seen outside (`ip netns exec`
-    // would give it a mount namespace of its own).
-    let child = Command::new("nsenter")
-        .arg(format!("--net=/run/netns/{}", w.ns("node")))
-        .args([env!("CARGO_BIN_EXE_vpcip"), "allinone"])
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .arg("--db")
-        .arg(format!("sqlite://{}/vpcip.db", dir.display()))
-        .args([
-            "--underlay-ip",
-            "192.0.2.2",
-            "--name",
-            "aio",
-            "--resync",
-            "1",
-        ])
-        .args(["--netns-prefix", &w.prefix])
-        .arg("--state-dir")
-        .arg(&dir)
-        .env("VPCIP_OPERATOR_TOKEN", TOKEN)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    w.adopt(child);
+    // As an operator starts it by hand: `ip netns exec`, which gives it a
+    // mount namespace of its own. The namespaces it makes must still be
+    // the system's (seen by `ip netns` outside, outliving it).
+    let start = |w: &mut World| -> usize {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("allinone.log"))
+            .unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &w.ns("node")])
+            .args([env!("CARGO_BIN_EXE_vpcip"), "allinone"])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .arg("--db")
+            .arg(format!("sqlite://{}/vpcip.db", dir.display()))
+            .args([
+                "--underlay-ip",
+                "192.0.2.2",
+                "--name",
+                "aio",
+                "--resync",
+                "1",
+            ])
+            .args(["--netns-prefix", &w.prefix])
+            .arg("--state-dir")
+            .arg(&dir)
+            .env("VPCIP_OPERATOR_TOKEN", TOKEN)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        w.adopt(child)
+    };
+    let first = start(&mut w);
     let node = Node {
-        w: &w,
+        ns: w.ns("node"),
         url: format!("http://127.0.0.1:{port}"),
     };
     // Both agents register: the gateway and the host.
     assert!(
-        eventually(Duration::from_secs(10), || {
-            let out = Command::new("ip")
-                .args([
-                    "netns",
-                    "exec",
-                    &w.ns("node"),
-                    env!("CARGO_BIN_EXE_vpcip"),
-                    "-o",
-                    "json",
-                    "host",
-                    "list",
-                ])
-                .env("VPCIP_URL", &node.url)
-                .env("VPCIP_TOKEN", TOKEN)
-                .output()
-                .unwrap();
-            String::from_utf8_lossy(&out.stdout).contains("aio-host")
-        }),
+        eventually(Duration::from_secs(10), || node_answers(
+            &w, &node.url, "aio-host"
+        )),
         "the allinone agents did not register (see {})",
         dir.display()
     );
@@ -198,6 +212,39 @@ fn allinone_serves_an_eip_from_one_node() {
         "the EIP of the allinone node did not answer (see {})",
         dir.display()
     );
+    // Its namespaces are seen outside its mount namespace.
+    let host_ns = format!("{}host", w.prefix);
+    let listed = || vpcip_lab::run("ip", &["netns", "list"]);
+    assert!(listed().contains(&host_ns), "{}", listed());
+
+    // SIGTERM, as systemd stops it: forwarding goes on untouched (the VM's
+    // port, the router and the NAT are where they were).
+    let pid = nix::unistd::Pid::from_raw(w.pid(first).unwrap().cast_signed());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    w.kill(first); // reaps it (it has ended)
+    assert!(listed().contains(&host_ns), "{}", listed());
+    assert_eq!(
+        ask_once(&w.ns("client"), to, "stopped"),
+        Some("192.0.2.100 stopped".into()),
+        "forwarding stopped with allinone"
+    );
+    // Started again (another mount namespace): it takes the data plane over
+    // and goes on serving.
+    start(&mut w);
+    assert!(
+        eventually(Duration::from_secs(15), || node_answers(
+            &w, &node.url, "aio-host"
+        )),
+        "allinone did not come back (see {})",
+        dir.display()
+    );
+    let again = node.cli(&["vm", "create", "web2", "--subnet", "sw1"]);
+    assert_eq!(again["host"], "aio-host", "{again}");
+    assert_eq!(
+        ask_once(&w.ns("client"), to, "again"),
+        Some("192.0.2.100 again".into())
+    );
+    drop(node);
     drop(w);
     let _ = std::fs::remove_dir_all(&dir);
 }
