@@ -41,7 +41,7 @@ pub fn named(name: &str) -> std::path::PathBuf {
 /// a bind mount of one is), not an empty file left behind.
 fn is_namespace(path: &Path) -> bool {
     const NSFS_MAGIC: i64 = 0x6e73_6673;
-    nix::sys::statfs::statfs(path).is_ok_and(|s| i64::from(s.filesystem_type().0) == NSFS_MAGIC)
+    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 == NSFS_MAGIC)
 }
 
 /// The inode of a process's mount namespace, when it can be read.
