@@ -485,6 +485,24 @@ pub struct ListArgs {
 }
 
 #[derive(Args)]
+pub struct EipListArgs {
+    #[command(flatten)]
+    pub list: ListArgs,
+    /// Only the EIP of this name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Only the EIPs bound to this server (ID or name).
+    #[arg(long)]
+    pub server: Option<String>,
+    /// Only the EIP bound to this VIP (ID or name).
+    #[arg(long)]
+    pub vip: Option<String>,
+    /// Only the EIPs bound to nothing.
+    #[arg(long, conflicts_with_all = ["server", "vip"])]
+    pub unbound: bool,
+}
+
+#[derive(Args)]
 pub struct Key {
     /// ID or name.
     pub id: String,
@@ -591,6 +609,8 @@ pub enum GatewayCmd {
 pub enum HostCmd {
     /// List the hosts you may see.
     List,
+    /// Show one host (its agent): health, revision, address; by ID or name.
+    Show(Key),
 }
 
 #[derive(Subcommand)]
@@ -824,8 +844,12 @@ pub enum NicCmd {
         /// A security group (ID or name); repeat for several (1 to 5).
         #[arg(long = "sg")]
         security_groups: Vec<String>,
-        /// Turn the source/destination check off (LVS-DR backends).
+        /// on: the NIC sends only from its own addresses (the default);
+        /// off: from any (LVS-DR backends, routers), as `nic update` takes it.
         #[arg(long)]
+        source_dest_check: Option<OnOff>,
+        /// The same as `--source-dest-check off` (kept for scripts).
+        #[arg(long, hide = true, conflicts_with = "source_dest_check")]
         no_source_dest_check: bool,
         /// Makes the create idempotent: the same token and request return what the first made.
         #[arg(long)]
@@ -904,7 +928,7 @@ pub struct GuestArgs {
     pub connection: Option<String>,
 }
 
-#[derive(ValueEnum, Clone, Copy)]
+#[derive(ValueEnum, Clone, Copy, PartialEq, Eq)]
 pub enum OnOff {
     On,
     Off,
@@ -1025,8 +1049,8 @@ pub struct TargetArgs {
 
 #[derive(Subcommand)]
 pub enum EipCmd {
-    /// List the EIPs you may see.
-    List(ListArgs),
+    /// List the EIPs you may see (all, or those --name, --server, --vip say).
+    List(EipListArgs),
     /// Show one EIP, by ID, name or address.
     Show(Key),
     /// Allocate an EIP, and bind it at once when a target is given

@@ -245,6 +245,31 @@ fn cli_session() {
         ok(&t(&["vm", "show", "vm-1", "--field", "id"])).trim(),
         list[0]["server_id"].as_str().unwrap()
     );
+    // Lists filter as a user asks.
+    assert_eq!(
+        ok(&t(&["eip", "list", "--server", "vm-1", "--field", "ip"])),
+        "192.168.202.1\n"
+    );
+    assert_eq!(ok(&t(&["eip", "list", "--unbound", "--field", "ip"])), "");
+    // One vocabulary: `nic create` takes the check as `nic update` does.
+    let eni: serde_json::Value = serde_json::from_str(&ok(&t(&[
+        "nic",
+        "create",
+        "eni-x",
+        "--subnet",
+        "sw1",
+        "--source-dest-check",
+        "off",
+        "-o",
+        "json",
+    ])))
+    .unwrap();
+    assert_eq!(eni["source_dest_check"], false, "{eni}");
+    let no_host = op(&["host", "show", "h9"]);
+    assert!(
+        String::from_utf8_lossy(&no_host.stderr).contains("no host h9"),
+        "{no_host:?}"
+    );
     // Refusals say the CLI's flags, not the API's field names.
     ok(&t(&["vm", "create", "vm-2", "--subnet", "sw1"]));
     let moved = t(&["eip", "bind", "192.168.202.1", "--server", "vm-2"]);

@@ -49,6 +49,7 @@ pub(super) async fn nic(ctx: &Ctx, c: NicCmd) -> anyhow::Result<()> {
             subnet,
             ip,
             security_groups,
+            source_dest_check,
             no_source_dest_check,
             client_token,
         } => ctx
@@ -59,7 +60,9 @@ pub(super) async fn nic(ctx: &Ctx, c: NicCmd) -> anyhow::Result<()> {
                     subnet,
                     ip,
                     security_groups,
-                    source_dest_check: Some(!no_source_dest_check),
+                    source_dest_check: Some(
+                        !no_source_dest_check && source_dest_check != Some(OnOff::Off),
+                    ),
                     client_token,
                 },
             )

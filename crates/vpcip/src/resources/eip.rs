@@ -157,7 +157,27 @@ pub(super) fn now_secs() -> i64 {
 
 pub(super) async fn eip(ctx: &Ctx, c: EipCmd) -> anyhow::Result<()> {
     match c {
-        EipCmd::List(l) => ctx.list::<Eip>("eips", l.parent.as_deref()).await,
+        EipCmd::List(l) => {
+            let mut eips: Vec<Eip> = ctx
+                .client
+                .list_all("eips", l.list.parent.as_deref())
+                .await?;
+            if let Some(name) = &l.name {
+                eips.retain(|e| &e.name == name);
+            }
+            if let Some(key) = &l.server {
+                let server: Server = ctx.client.show("servers", key).await?;
+                eips.retain(|e| e.server_id.as_deref() == Some(server.id.as_str()));
+            }
+            if let Some(key) = &l.vip {
+                let vip: Vip = ctx.client.show("vips", key).await?;
+                eips.retain(|e| e.vip_id.as_deref() == Some(vip.id.as_str()));
+            }
+            if l.unbound {
+                eips.retain(|e| e.nic_id.is_none() && e.vip_id.is_none());
+            }
+            ctx.print_named(&eips).await
+        }
         EipCmd::Show(k) => {
             let eip = find_eip(ctx, &k.id).await?;
             let counters: EipCounters = ctx

@@ -202,6 +202,14 @@ pub async fn run(cmd: Resource, global: &Global) -> anyhow::Result<()> {
                 .collect();
             print_list(&hosts, ctx.output)
         }
+        Resource::Host(HostCmd::Show(k)) => {
+            let agents: Vec<Agent> = ctx.client.get("/v1/agents").await?;
+            let host = agents
+                .into_iter()
+                .find(|a| a.role == AgentRole::Host && (a.id == k.id || a.name == k.id))
+                .with_context(|| format!("no host {} that you can see (vpcip host list)", k.id))?;
+            print_one(&host, ctx.output)
+        }
         Resource::Route(RouteCmd::List) => {
             let routes: Vec<PhysicalRoute> = ctx.client.get("/v1/physical-routes").await?;
             print_list(&routes, ctx.output)
