@@ -419,18 +419,47 @@ pub fn print_one<T: Serialize>(item: &T, output: Output) -> anyhow::Result<()> {
     }
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&v)?),
-        Output::Table => print!("{}", render_fields(&v)),
+        Output::Table => print!("{}", render_fields(&in_order(item)?)),
     }
     Ok(())
 }
 
+/// A record's fields in the order its type declares them (an `id`, a
+/// `name`, then what matters most), where a JSON value would sort them.
+fn in_order<T: Serialize>(item: &T) -> anyhow::Result<Value> {
+    let text = serde_json::to_string(item)?;
+    Ok(
+        match serde_json::from_str::<indexmap::IndexMap<String, Value>>(&text) {
+            Ok(fields) => Value::Array(
+                fields
+                    .into_iter()
+                    .map(|(k, v)| Value::Array(vec![Value::String(k), v]))
+                    .collect(),
+            ),
+            Err(_) => serde_json::from_str(&text)?,
+        },
+    )
+}
+
+/// One record's fields, one per line: from an object (sorted), or from
+/// `[name, value]` pairs in their order (see `in_order`).
 pub fn render_fields(v: &Value) -> String {
-    let Value::Object(map) = v else {
-        return format!("{v}\n");
+    let pairs: Vec<(String, &Value)> = match v {
+        Value::Object(map) => map.iter().map(|(k, v)| (k.clone(), v)).collect(),
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|p| match p {
+                Value::Array(kv) if kv.len() == 2 => {
+                    Some((kv[0].as_str().unwrap_or_default().to_string(), &kv[1]))
+                }
+                _ => None,
+            })
+            .collect(),
+        other => return format!("{other}\n"),
     };
-    let width = map.keys().map(String::len).max().unwrap_or(0);
+    let width = pairs.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     let mut out = String::new();
-    for (k, val) in map {
+    for (k, val) in pairs {
         let shown = match val {
             Value::Null => "-".to_string(),
             Value::String(s) => s.clone(),
@@ -457,6 +486,27 @@ mod tests {
     fn tables_align() {
         let t = render_table(&["A", "LONGER"], &[vec!["xyz".into(), "1".into()]]);
         assert_eq!(t, "A    LONGER\nxyz  1\n");
+    }
+
+    #[test]
+    fn shown_fields_keep_their_declared_order() {
+        #[derive(Serialize)]
+        struct R {
+            id: &'static str,
+            name: &'static str,
+            bandwidth: u32,
+            allowed: Vec<&'static str>,
+        }
+        let r = R {
+            id: "eip-1",
+            name: "web",
+            bandwidth: 10,
+            allowed: vec![],
+        };
+        assert_eq!(
+            render_fields(&in_order(&r).unwrap()),
+            "id         eip-1\nname       web\nbandwidth  10\nallowed    -\n"
+        );
     }
 
     #[test]
