@@ -265,6 +265,25 @@ fn cli_session() {
     ])))
     .unwrap();
     assert_eq!(eni["source_dest_check"], false, "{eni}");
+    // guest-config honours -o json: what it is for, and the text.
+    let conf: serde_json::Value = serde_json::from_str(&ok(&t(&[
+        "nic",
+        "guest-config",
+        "eni-x",
+        "--os",
+        "ubuntu",
+        "--ifname",
+        "eth1",
+        "-o",
+        "json",
+    ])))
+    .unwrap();
+    assert_eq!(conf["interface"], "eth1", "{conf}");
+    assert_eq!(conf["format"], "ubuntu", "{conf}");
+    assert!(
+        conf["config"].as_str().unwrap().contains("netplan"),
+        "{conf}"
+    );
     let no_host = op(&["host", "show", "h9"]);
     assert!(
         String::from_utf8_lossy(&no_host.stderr).contains("no host h9"),

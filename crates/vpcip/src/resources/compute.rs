@@ -190,8 +190,14 @@ pub(super) async fn nic_guest_config(
         gateway: subnet.gateway,
         device,
     };
-    print!("{}", vpcip_model::guest::nic_config(os, &me, remove));
-    Ok(())
+    let text = vpcip_model::guest::nic_config(os, &me, remove);
+    ctx.print_config(
+        &nic.name,
+        &nic.name,
+        &ifname,
+        &format!("{os:?}").to_lowercase(),
+        &text,
+    )
 }
 
 /// A NIC as `nic show` prints it: with the port the hypervisor must make

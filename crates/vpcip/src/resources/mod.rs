@@ -49,6 +49,41 @@ impl Ctx {
         self.print_named(&items).await
     }
 
+    /// What a guest needs (`nic|vip guest-config`): the text to run or
+    /// write as it is, or with `-o json` (and `--field`) a record: what it is
+    /// for, the NIC and interface, the format, and the text.
+    fn print_config(
+        &self,
+        target: &str,
+        nic: &str,
+        interface: &str,
+        format: &str,
+        text: &str,
+    ) -> anyhow::Result<()> {
+        if self.output == Output::Table && crate::table::FIELD.get().is_none() {
+            print!("{text}");
+            return Ok(());
+        }
+        #[derive(Serialize)]
+        struct GuestConfig<'a> {
+            target: &'a str,
+            nic: &'a str,
+            interface: &'a str,
+            format: &'a str,
+            config: &'a str,
+        }
+        print_one(
+            &GuestConfig {
+                target,
+                nic,
+                interface,
+                format,
+                config: text,
+            },
+            self.output,
+        )
+    }
+
     /// A list as a table whose cells name what they refer to (a subnet by
     /// its name, an EIP by its address) rather than by ID; the ID column
     /// stays. JSON and `--field` print the records as they are.

@@ -138,27 +138,32 @@ pub(super) async fn guest_config(ctx: &Ctx, c: VipCmd) -> anyhow::Result<()> {
         } else {
             ports
         };
-        print!("{}", guest::lvs_director_nft(vip.ip, &ifname, &ports, &ips));
+        let text = guest::lvs_director_nft(vip.ip, &ifname, &ports, &ips);
+        ctx.print_config(&vip.name, &nic.name, &ifname, "lvs-director", &text)?;
     } else if lvs_backend {
         check_off(&nic, "a backend answers from the VIP");
-        print!("{}", guest::lvs_backend(vip.ip, &ifname, remove));
+        let text = guest::lvs_backend(vip.ip, &ifname, remove);
+        ctx.print_config(&vip.name, &nic.name, &ifname, "lvs-backend", &text)?;
     } else if vrrp {
-        print!(
-            "{}",
-            guest::vrrp_command(&vip.name, vip.ip, subnet.cidr, &me, &params)
-        );
+        let text = guest::vrrp_command(&vip.name, vip.ip, subnet.cidr, &me, &params);
+        ctx.print_config(&vip.name, &nic.name, &ifname, "vrrp", &text)?;
     } else if keepalived {
         let mut peers = Vec::new();
         for id in vip.nic_ids.iter().filter(|n| **n != nic.id) {
             let peer: Nic = ctx.client.show("nics", id).await?;
             peers.push(peer.ip);
         }
-        print!(
-            "{}",
-            guest::keepalived_conf(&vip.name, vip.ip, subnet.cidr, &me, &peers, &params)
-        );
+        let text = guest::keepalived_conf(&vip.name, vip.ip, subnet.cidr, &me, &peers, &params);
+        ctx.print_config(&vip.name, &nic.name, &ifname, "keepalived", &text)?;
     } else {
-        print!("{}", guest::vip_config(os, &me, vip.ip, remove));
+        let text = guest::vip_config(os, &me, vip.ip, remove);
+        ctx.print_config(
+            &vip.name,
+            &nic.name,
+            &ifname,
+            &format!("{os:?}").to_lowercase(),
+            &text,
+        )?;
     }
     Ok(())
 }
