@@ -46,8 +46,10 @@ pub fn misplaced_client_flag(args: &[String]) -> Option<(String, String)> {
         .take_while(|a| a.as_str() != "--")
         .find(|a| {
             let name = a.split('=').next().unwrap_or_default();
-            matches!(name, "--url" | "--token" | "--output" | "-o" | "--field")
-                || (a.starts_with("-o") && !a.starts_with("--"))
+            matches!(
+                name,
+                "--url" | "--token" | "--output" | "-o" | "--field" | "--columns"
+            ) || (a.starts_with("-o") && !a.starts_with("--"))
         })?;
     Some((
         command.clone(),
@@ -149,7 +151,7 @@ pub struct Global {
         value_parser = api_token
     )]
     pub token: Option<String>,
-    /// Output: a table for people, JSON for scripts.
+    /// Output: a table for people, JSON or YAML for scripts.
     #[arg(
         short = 'o',
         long,
@@ -163,12 +165,17 @@ pub struct Global {
     /// per line, for scripts: `--field id`, `--field ip`, `--field secret`.
     #[arg(long, global = true, help_heading = CLIENT_HEADING, value_name = "NAME")]
     pub field: Option<String>,
+    /// A table's columns, by their headings, in this order: `--columns
+    /// NAME,IP,"BOUND TO"` (any case).
+    #[arg(long, global = true, help_heading = CLIENT_HEADING, value_delimiter = ',')]
+    pub columns: Vec<String>,
 }
 
 #[derive(ValueEnum, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
     Table,
     Json,
+    Yaml,
 }
 
 #[derive(ValueEnum, Clone, Copy)]
@@ -549,7 +556,8 @@ pub enum GatewayCmd {
     /// Show one gateway, by ID or name.
     Show(Key),
     /// Register a gateway by its underlay address (the EIP routes' next hop):
-    /// a free address of a registered host network.
+    /// a free address of a registered host network (`gateway create` too).
+    #[command(visible_alias = "create")]
     Register {
         /// Its name (unique among the tenant's).
         name: String,
@@ -683,7 +691,13 @@ pub enum SubnetCmd {
         #[arg(long)]
         zone: Option<String>,
         /// guest: VMs' subnet; eip: an EIP segment (in the default VPC).
-        #[arg(long = "type", value_enum, default_value = "guest")]
+        /// Stored as the subnet's `kind` (`--kind` too).
+        #[arg(
+            long = "type",
+            visible_alias = "kind",
+            value_enum,
+            default_value = "guest"
+        )]
         kind: SubnetType,
         /// An IPv4 block, e.g. 10.0.0.0/16.
         #[arg(long)]
@@ -751,8 +765,14 @@ pub enum SgCmd {
         /// The VPC (ID or name).
         #[arg(long)]
         vpc: String,
-        /// basic: members reach each other; advanced: no implicit access between members.
-        #[arg(long = "type", value_enum, default_value = "basic")]
+        /// basic: members reach each other; advanced: no implicit access
+        /// between members. Stored as the group's `kind` (`--kind` too).
+        #[arg(
+            long = "type",
+            visible_alias = "kind",
+            value_enum,
+            default_value = "basic"
+        )]
         kind: SgType,
         /// A rule: DIRECTION:PROTOCOL[:PORTS]:REMOTE, e.g.
         /// ingress:tcp:80-443:0.0.0.0/0 or ingress:all:sg-web.

@@ -393,6 +393,112 @@ fn field_of(v: &Value, name: &str) -> anyhow::Result<String> {
     }
 }
 
+/// The columns `--columns` asks for, when it does (set once, at start).
+pub static COLUMNS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+/// `v` as YAML: maps and lists in block style, strings double-quoted with
+/// JSON's escapes (which YAML's double-quoted scalars take), numbers,
+/// booleans and `null` as they are. Keys are identifiers, written bare.
+pub fn to_yaml(v: &Value) -> String {
+    fn scalar(v: &Value) -> String {
+        match v {
+            Value::String(s) => Value::String(s.clone()).to_string(),
+            other => other.to_string(),
+        }
+    }
+    fn emit(v: &Value, indent: usize, out: &mut String) {
+        let pad = " ".repeat(indent);
+        match v {
+            Value::Object(m) if !m.is_empty() => {
+                for (k, val) in m {
+                    match val {
+                        Value::Object(c) if !c.is_empty() => {
+                            out.push_str(&format!("{pad}{k}:\n"));
+                            emit(val, indent + 2, out);
+                        }
+                        Value::Array(a) if !a.is_empty() => {
+                            out.push_str(&format!("{pad}{k}:\n"));
+                            emit(val, indent, out);
+                        }
+                        _ => out.push_str(&format!("{pad}{k}: {}\n", inline(val))),
+                    }
+                }
+            }
+            Value::Array(a) if !a.is_empty() => {
+                for item in a {
+                    match item {
+                        Value::Object(c) if !c.is_empty() => {
+                            // The first key on the dash's line.
+                            let mut inner = String::new();
+                            emit(item, indent + 2, &mut inner);
+                            out.push_str(&format!("{pad}- {}", &inner[indent + 2..]));
+                        }
+                        Value::Array(c) if !c.is_empty() => {
+                            out.push_str(&format!("{pad}-\n"));
+                            emit(item, indent + 2, out);
+                        }
+                        _ => out.push_str(&format!("{pad}- {}\n", inline(item))),
+                    }
+                }
+            }
+            other => out.push_str(&format!("{pad}{}\n", inline(other))),
+        }
+    }
+    fn inline(v: &Value) -> String {
+        match v {
+            Value::Object(_) => "{}".into(),
+            Value::Array(_) => "[]".into(),
+            other => scalar(other),
+        }
+    }
+    let mut out = String::new();
+    emit(v, 0, &mut out);
+    out
+}
+
+/// A record or a list for scripts: JSON (pretty) or YAML.
+pub fn print_value(v: &Value, output: Output) -> anyhow::Result<()> {
+    match output {
+        Output::Yaml => print!("{}", to_yaml(v)),
+        _ => println!("{}", serde_json::to_string_pretty(v)?),
+    }
+    Ok(())
+}
+
+/// `rows` under `header`, reduced to the columns `--columns` names (by
+/// heading, any case), in its order; all when it names none.
+pub fn select_columns(
+    header: &[&str],
+    rows: Vec<Vec<String>>,
+) -> anyhow::Result<(Vec<String>, Vec<Vec<String>>)> {
+    let Some(wanted) = COLUMNS.get().filter(|c| !c.is_empty()) else {
+        return Ok((header.iter().map(|h| (*h).to_string()).collect(), rows));
+    };
+    let mut idx = Vec::new();
+    for w in wanted {
+        let i = header
+            .iter()
+            .position(|h| h.eq_ignore_ascii_case(w.trim()))
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--columns {w}: no such column here; the columns are {}",
+                    header.join(", ")
+                )
+            })?;
+        idx.push(i);
+    }
+    let head = idx.iter().map(|i| header[*i].to_string()).collect();
+    let rows = rows
+        .into_iter()
+        .map(|r| {
+            idx.iter()
+                .map(|i| r.get(*i).cloned().unwrap_or_default())
+                .collect()
+        })
+        .collect();
+    Ok((head, rows))
+}
+
 pub fn print_list<T: Tabular + Serialize>(items: &[T], output: Output) -> anyhow::Result<()> {
     if let Some(name) = FIELD.get() {
         for item in items {
@@ -401,10 +507,12 @@ pub fn print_list<T: Tabular + Serialize>(items: &[T], output: Output) -> anyhow
         return Ok(());
     }
     match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(items)?),
+        Output::Json | Output::Yaml => print_value(&serde_json::to_value(items)?, output)?,
         Output::Table => {
             let rows: Vec<Vec<String>> = items.iter().map(Tabular::row).collect();
-            print!("{}", render_table(T::HEADER, &rows));
+            let (head, rows) = select_columns(T::HEADER, rows)?;
+            let head: Vec<&str> = head.iter().map(String::as_str).collect();
+            print!("{}", render_table(&head, &rows));
         }
     }
     Ok(())
@@ -418,7 +526,7 @@ pub fn print_one<T: Serialize>(item: &T, output: Output) -> anyhow::Result<()> {
         return Ok(());
     }
     match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&v)?),
+        Output::Json | Output::Yaml => print_value(&v, output)?,
         Output::Table => print!("{}", render_fields(&in_order(item)?)),
     }
     Ok(())
@@ -486,6 +594,28 @@ mod tests {
     fn tables_align() {
         let t = render_table(&["A", "LONGER"], &[vec!["xyz".into(), "1".into()]]);
         assert_eq!(t, "A    LONGER\nxyz  1\n");
+    }
+
+    #[test]
+    fn yaml_is_block_style_with_quoted_strings() {
+        let v = serde_json::json!([
+            {"id": "eip-1", "ip": "203.0.113.1", "nic_id": null, "algs": ["ftp", "sip"],
+             "traffic": {"packets_in": 3}, "tags": [], "note": "a: \"b\"\n"}
+        ]);
+        assert_eq!(
+            to_yaml(&v),
+            "- algs:\n  - \"ftp\"\n  - \"sip\"\n  id: \"eip-1\"\n  ip: \"203.0.113.1\"\n  nic_id: null\n  note: \"a: \\\"b\\\"\\n\"\n  tags: []\n  traffic:\n    packets_in: 3\n"
+        );
+    }
+
+    #[test]
+    fn columns_are_chosen_by_heading() {
+        let rows = vec![vec!["eip-1".into(), "web".into(), "203.0.113.1".into()]];
+        let _ = COLUMNS.set(vec!["ip".into(), "ID".into()]);
+        let (head, rows) = select_columns(&["ID", "NAME", "IP"], rows).unwrap();
+        assert_eq!(head, ["IP", "ID"]);
+        assert_eq!(rows, [["203.0.113.1", "eip-1"]]);
+        assert!(select_columns(&["ID"], vec![]).is_err());
     }
 
     #[test]

@@ -251,6 +251,14 @@ fn cli_session() {
         "192.168.202.1\n"
     );
     assert_eq!(ok(&t(&["eip", "list", "--unbound", "--field", "ip"])), "");
+    // Columns by heading; YAML for scripts.
+    let cols = ok(&t(&["eip", "list", "--columns", "ip,bound to"]));
+    assert_eq!(
+        cols, "IP             BOUND TO\n192.168.202.1  nic vm-1-eth0\n",
+        "{cols}"
+    );
+    let yaml = ok(&t(&["vm", "show", "vm-1", "-o", "yaml"]));
+    assert!(yaml.contains("name: \"vm-1\"\n"), "{yaml}");
     // One vocabulary: `nic create` takes the check as `nic update` does.
     let eni: serde_json::Value = serde_json::from_str(&ok(&t(&[
         "nic",

@@ -185,10 +185,10 @@ pub(super) async fn eip(ctx: &Ctx, c: EipCmd) -> anyhow::Result<()> {
                 .get(&format!("/v1/eips/{}/counters", eip.id))
                 .await?;
             match ctx.output {
-                Output::Json => {
+                Output::Json | Output::Yaml => {
                     let mut v = serde_json::to_value(&eip)?;
                     v["counters"] = serde_json::to_value(&counters)?;
-                    println!("{}", serde_json::to_string_pretty(&v)?);
+                    crate::table::print_value(&v, ctx.output)?;
                 }
                 Output::Table => {
                     print_one(&eip, ctx.output)?;
@@ -248,7 +248,7 @@ pub(super) async fn eip(ctx: &Ctx, c: EipCmd) -> anyhow::Result<()> {
                     client_token,
                 };
                 let out: VisibleEip = ctx.client.post("/v1/eips/visible", &req).await?;
-                if ctx.output == Output::Json {
+                if ctx.output != Output::Table {
                     return print_one(&out, ctx.output);
                 }
                 print_one(&out.eip, ctx.output)?;

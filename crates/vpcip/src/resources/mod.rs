@@ -142,7 +142,9 @@ impl Ctx {
                 *cell = named;
             }
         }
-        print!("{}", crate::table::render_table(T::HEADER, &rows));
+        let (head, rows) = crate::table::select_columns(T::HEADER, rows)?;
+        let head: Vec<&str> = head.iter().map(String::as_str).collect();
+        print!("{}", crate::table::render_table(&head, &rows));
         Ok(())
     }
 
@@ -220,6 +222,7 @@ pub async fn run(cmd: Resource, global: &Global) -> anyhow::Result<()> {
     if let Some(f) = &global.field {
         let _ = crate::table::FIELD.set(f.clone());
     }
+    let _ = crate::table::COLUMNS.set(global.columns.clone());
     let ctx = Ctx {
         client: Client::new(&global.url, global.token.as_deref()),
         output: global.output,

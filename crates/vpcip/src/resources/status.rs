@@ -18,8 +18,8 @@ pub(super) async fn status(ctx: &Ctx) -> anyhow::Result<()> {
         || !s.missing_ports.is_empty()
         || !s.bgp.is_empty()
         || s.agents.is_empty();
-    if ctx.output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
+    if ctx.output != Output::Table {
+        crate::table::print_value(&serde_json::to_value(&s)?, ctx.output)?;
     } else {
         println!("controller   revision {}", s.revision);
         if s.agents.is_empty() {

@@ -13,10 +13,10 @@ pub(super) async fn vip(ctx: &Ctx, c: VipCmd) -> anyhow::Result<()> {
                 .get(&format!("/v1/vips/{}/holder", vip.id))
                 .await?;
             match ctx.output {
-                Output::Json => {
+                Output::Json | Output::Yaml => {
                     let mut v = serde_json::to_value(&vip)?;
                     v["holder"] = serde_json::to_value(&holding)?;
-                    println!("{}", serde_json::to_string_pretty(&v)?);
+                    crate::table::print_value(&v, ctx.output)?;
                 }
                 Output::Table => {
                     print_one(&vip, ctx.output)?;
