@@ -491,6 +491,22 @@ pub struct ListArgs {
     pub parent: Option<String>,
 }
 
+/// A list of what lives in a VPC: all, or one VPC's.
+#[derive(Args)]
+pub struct VpcListArgs {
+    /// Only those of this VPC (ID or name).
+    #[arg(long = "vpc", visible_alias = "parent")]
+    pub parent: Option<String>,
+}
+
+/// A list of what lives in a subnet: all, or one subnet's.
+#[derive(Args)]
+pub struct SubnetListArgs {
+    /// Only those of this subnet (ID or name).
+    #[arg(long = "subnet", visible_alias = "parent")]
+    pub parent: Option<String>,
+}
+
 #[derive(Args)]
 pub struct EipListArgs {
     #[command(flatten)]
@@ -677,7 +693,7 @@ pub enum SubnetType {
 #[derive(Subcommand)]
 pub enum SubnetCmd {
     /// List the subnets you may see.
-    List(ListArgs),
+    List(VpcListArgs),
     /// Show one subnet, by ID or name.
     Show(Key),
     /// Create a subnet: by --cidr, or the vendor manuals' way by --range and --prefix-len.
@@ -755,7 +771,7 @@ pub enum SgType {
 #[derive(Subcommand)]
 pub enum SgCmd {
     /// List the security groups you may see.
-    List(ListArgs),
+    List(VpcListArgs),
     /// Show one security group, by ID or name.
     Show(Key),
     /// Create a security group.
@@ -848,7 +864,7 @@ pub enum VmCmd {
 #[derive(Subcommand)]
 pub enum NicCmd {
     /// List the NICs you may see.
-    List(ListArgs),
+    List(SubnetListArgs),
     /// Show one NIC, by ID or name.
     Show(Key),
     /// Create a secondary ENI (attach it with `nic attach`).
@@ -957,7 +973,7 @@ pub enum OnOff {
 #[derive(Subcommand)]
 pub enum VipCmd {
     /// List the VIPs you may see.
-    List(ListArgs),
+    List(SubnetListArgs),
     /// Show one VIP, by ID or name.
     Show(Key),
     /// Create a VIP.

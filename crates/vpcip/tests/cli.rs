@@ -245,7 +245,11 @@ fn cli_session() {
         ok(&t(&["vm", "show", "vm-1", "--field", "id"])).trim(),
         list[0]["server_id"].as_str().unwrap()
     );
-    // Lists filter as a user asks.
+    // Lists filter as a user asks, with the words creates use.
+    let subnets = ok(&t(&["subnet", "list", "--vpc", "vpc1", "--field", "name"]));
+    assert_eq!(subnets, "sw1\n");
+    let nics = ok(&t(&["nic", "list", "--subnet", "sw1", "--field", "name"]));
+    assert!(nics.contains("vm-1-eth0\n"), "{nics}");
     assert_eq!(
         ok(&t(&["eip", "list", "--server", "vm-1", "--field", "ip"])),
         "192.168.202.1\n"
