@@ -197,8 +197,42 @@ impl NatTable {
             }),
             NLM_F_ACK,
         );
+        let mut info = None;
+        let errno = self.request(m, |_, payload| {
+            let (mut f, mut size) = (0, 0);
+            for (t, v) in attrs(payload.get(4..).unwrap_or_default()) {
+                match t {
+                    NFTA_SET_FLAGS => f = be32(v).unwrap_or(0),
+                    NFTA_SET_DESC => {
+                        size = attrs(v)
+                            .find(|(t, _)| *t == NFTA_SET_DESC_SIZE)
+                            .and_then(|(_, v)| be32(v))
+                            .unwrap_or(0);
+                    }
+                    _ => {}
+                }
+            }
+            info = Some((f, size));
+        })?;
+        match errno {
+            0 => Ok(info),
+            2 => Ok(None), // ENOENT: no such table or set
+            errno => Err(SysError::Kernel {
+                what: "nftables set lookup",
+                errno,
+            }),
+        }
+    }
+
+    /// Sends one request (asking for an acknowledgement) and gives each
+    /// message of the answer — its type and payload — to `each`, until the
+    /// acknowledgement; returns the errno the kernel answered (0: done).
+    fn request(
+        &mut self,
+        m: NetlinkMessage<NetfilterMessage>,
+        mut each: impl FnMut(u16, &[u8]),
+    ) -> Result<i32, SysError> {
         self.send_one(m, "send nftables request")?;
-        let mut flags = None;
         loop {
             let (data, _) = self
                 .sock
@@ -206,30 +240,10 @@ impl NatTable {
                 .map_err(SysError::io("receive nftables reply"))?;
             for Received { ty, payload, .. } in messages(&data)? {
                 if ty == 2 {
-                    let err = u32_at(payload, 0).unwrap_or(0).cast_signed();
-                    return match -err {
-                        0 => Ok(flags),
-                        2 => Ok(None), // ENOENT: no such table or set
-                        errno => Err(SysError::Kernel {
-                            what: "nftables set lookup",
-                            errno,
-                        }),
-                    };
+                    // NLMSG_ERROR: an acknowledgement, or a refusal.
+                    return Ok(-u32_at(payload, 0).unwrap_or(0).cast_signed());
                 }
-                let (mut f, mut size) = (0, 0);
-                for (t, v) in attrs(payload.get(4..).unwrap_or_default()) {
-                    match t & 0x7fff {
-                        NFTA_SET_FLAGS => f = be32(v).unwrap_or(0),
-                        NFTA_SET_DESC => {
-                            size = attrs(v)
-                                .find(|(t, _)| *t & 0x7fff == NFTA_SET_DESC_SIZE)
-                                .and_then(|(_, v)| be32(v))
-                                .unwrap_or(0);
-                        }
-                        _ => {}
-                    }
-                }
-                flags = Some((f, size));
+                each(ty, payload);
             }
         }
     }
@@ -244,31 +258,22 @@ impl NatTable {
             NfTablesMessage::GetGen(GenMessage { attributes: vec![] }),
             NLM_F_ACK,
         );
-        self.send_one(m, "send nftables request")?;
         let mut gen_id = None;
-        loop {
-            let (data, _) = self
-                .sock
-                .recv_from_full()
-                .map_err(SysError::io("receive nftables reply"))?;
-            for Received { ty, payload, .. } in messages(&data)? {
-                if ty == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN {
-                    gen_id = attrs(payload.get(4..).unwrap_or_default())
-                        .find(|(t, _)| *t == 1) // NFTA_GEN_ID
-                        .and_then(|(_, v)| <[u8; 4]>::try_from(v).ok())
-                        .map(u32::from_be_bytes);
-                } else if ty == 2 {
-                    let err = u32_at(payload, 0).unwrap_or(0).cast_signed();
-                    if err != 0 {
-                        return Err(SysError::Kernel {
-                            what: "nftables generation",
-                            errno: -err,
-                        });
-                    }
-                    return gen_id.ok_or(SysError::Parse("no generation in the answer"));
-                }
+        let errno = self.request(m, |ty, payload| {
+            if ty == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN {
+                gen_id = attrs(payload.get(4..).unwrap_or_default())
+                    .find(|(t, _)| *t == 1) // NFTA_GEN_ID
+                    .and_then(|(_, v)| <[u8; 4]>::try_from(v).ok())
+                    .map(u32::from_be_bytes);
             }
+        })?;
+        if errno != 0 {
+            return Err(SysError::Kernel {
+                what: "nftables generation",
+                errno,
+            });
         }
+        gen_id.ok_or(SysError::Parse("no generation in the answer"))
     }
 
     /// One dump of a set or map, each element's key, data and whole
