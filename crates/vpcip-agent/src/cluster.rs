@@ -185,10 +185,21 @@ impl Cluster {
     }
 
     fn fail(&self, e: &str) {
-        tracing::warn!(
-            error = e,
-            "the gateway elections stopped; again in a second"
-        );
+        // Said once while it lasts (the agent's report carries it to
+        // `vpcip status` all along); the retries every second at debug.
+        let repeated = self
+            .shared
+            .lock()
+            .ok()
+            .is_some_and(|s| s.error.as_deref() == Some(e));
+        if repeated {
+            tracing::debug!(error = e, "the gateway elections are still stopped");
+        } else {
+            tracing::warn!(
+                error = e,
+                "the gateway elections stopped; trying again every second"
+            );
+        }
         self.set_error(Some(e.to_string()));
         if let Ok(mut s) = self.shared.lock() {
             s.states.clear();
