@@ -1,0 +1,31 @@
+//! Desired data-plane state: what each agent must make of the kernel,
+//! computed from the resources by pure functions. Agents receive it whole
+//! (level-triggered), so a restarted or drifted agent converges by diffing.
+//!
+//! - [`status`]: agents, their reports, and the system at a glance;
+//! - [`gateway`]: a gateway's routers, NAT, shaping and its cluster;
+//! - [`host`]: a host's ports, L2 domains and DHCP leases;
+//! - [`world`]: what each agent gets, computed from the resources.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::filter;
+use crate::resources::*;
+
+mod gateway;
+mod host;
+mod status;
+mod world;
+
+pub use gateway::*;
+pub use host::*;
+pub use status::*;
+pub use world::*;
+
+#[cfg(test)]
+mod tests;
