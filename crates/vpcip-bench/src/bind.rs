@@ -14,31 +14,7 @@ use vpcip_model::*;
 pub async fn bind_latency(binds: usize, _dir: &std::path::Path) -> anyhow::Result<()> {
     let crate::LabCloud { mut w, op, .. } = crate::lab_cloud("vpbb", "203.0.113.0/24").await?;
     crate::bench_world(&op, "203.0.113.0/24", "10.0.0.0/16", "10.0.0.0/24").await?;
-    let vm: vpcip_model::Server = op
-        .post(
-            "/v1/servers",
-            &CreateServer {
-                name: "vm-1".into(),
-                subnet: "sw".into(),
-                host: Some(cloud::HOSTS[0].into()),
-                ..Default::default()
-            },
-        )
-        .await?;
-    let nic: Nic = op.show("nics", &vm.nic_ids[0]).await?;
-    let subnet: Subnet = op.show("subnets", &nic.subnet_id).await?;
-    cloud::plug_vm(
-        &mut w,
-        "vm",
-        cloud::HOSTS[0],
-        &cloud::VmNic {
-            nic_id: &nic.id,
-            mac: &nic.mac,
-            ip: nic.ip,
-            prefix_len: subnet.cidr.prefix_len(),
-            gateway: subnet.gateway,
-        },
-    );
+    let (vm, _) = crate::bench_vm(&mut w, &op, "vm", cloud::HOSTS[0], vec![]).await?;
     let bind = BindEip {
         target: EipTarget::Server(vm.id.clone()),
         mode: EipMode::Nat,

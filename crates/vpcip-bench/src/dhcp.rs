@@ -225,17 +225,7 @@ pub async fn dhcp(n: usize) -> anyhow::Result<()> {
             )
             .await?;
         let nic: Nic = op.show("nics", &server.nic_ids[0]).await?;
-        let eip = op
-            .create_eip(&CreateEip {
-                bandwidth_mbps: 100,
-                bind: Some(BindEip {
-                    target: EipTarget::Server(server.id.clone()),
-                    mode: EipMode::Nat,
-                    allow_reassociation: false,
-                }),
-                ..Default::default()
-            })
-            .await?;
+        let eip = op.eip_for_server(&server.id, 100).await?;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let to = std::net::SocketAddr::new(eip.ip.into(), 80);
         let client = w.ns("client");

@@ -13,12 +13,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use vpcip_lab::cloud::{self, VmNic};
+use vpcip_lab::cloud;
 use vpcip_lab::{World, eventually};
 use vpcip_model::*;
 use vpcip_sys::netns::{in_netns, named};
-
-use crate::OPERATOR;
 
 const PORT: u16 = 7777;
 
@@ -123,19 +121,7 @@ struct Lab {
 
 impl Lab {
     fn cli(&self, args: &[&str]) -> anyhow::Result<String> {
-        let out = Command::new(&self.exe)
-            .args(args)
-            .env("VPCIP_URL", &self.url)
-            .env("VPCIP_TOKEN", OPERATOR)
-            .output()?;
-        if !out.status.success() {
-            bail!(
-                "vpcip {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        crate::vpcip_cli(&self.exe, &self.url, args)
     }
 
     /// Starts VM `vm`'s speaker; returns the PIDs to kill.
@@ -239,30 +225,7 @@ pub async fn failover(runs: usize, adverts: &[u16], dir: &Path) -> anyhow::Resul
         ("b", cloud::HOSTS[1]),
         ("c", cloud::HOSTS[1]),
     ] {
-        let server: vpcip_model::Server = op
-            .post(
-                "/v1/servers",
-                &CreateServer {
-                    name: vm.into(),
-                    subnet: "sw".into(),
-                    host: Some(host.into()),
-                    ..Default::default()
-                },
-            )
-            .await?;
-        let nic: Nic = op.show("nics", &server.nic_ids[0]).await?;
-        cloud::plug_vm(
-            &mut w,
-            vm,
-            host,
-            &VmNic {
-                nic_id: &nic.id,
-                mac: &nic.mac,
-                ip: nic.ip,
-                prefix_len: subnet.cidr.prefix_len(),
-                gateway: subnet.gateway,
-            },
-        );
+        let (_, nic) = crate::bench_vm(&mut w, &op, vm, host, vec![]).await?;
         nics.push(nic);
     }
     // The subnet client takes gratuitous ARP at once, as the routers do.

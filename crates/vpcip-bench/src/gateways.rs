@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use vpcip_lab::cloud::{self, CLUSTER_GATEWAYS, VmNic};
+use vpcip_lab::cloud::{self, CLUSTER_GATEWAYS};
 use vpcip_lab::{World, eventually};
 use vpcip_model::*;
 use vpcip_sys::netns::{in_netns, named};
@@ -50,36 +50,32 @@ fn probe(ns: &str, to: SocketAddr, run: Duration) -> std::thread::JoinHandle<See
                 };
             };
             let _ = s.set_read_timeout(Some(Duration::from_millis(2)));
+            // The probes answered (the echo ends with the probe's number)
+            // until `deadline`.
+            let mut buf = [0u8; 128];
+            let mut answers_until =
+                |deadline: Instant, got: &mut std::collections::BTreeSet<u32>| {
+                    while Instant::now() < deadline {
+                        if let Ok((n, _)) = s.recv_from(&mut buf)
+                            && let Some(n) = String::from_utf8_lossy(&buf[..n])
+                                .split_whitespace()
+                                .last()
+                                .and_then(|w| w.parse::<u32>().ok())
+                        {
+                            got.insert(n);
+                        }
+                    }
+                };
             let started = Instant::now();
             let mut seq = 0u32;
-            let mut buf = [0u8; 128];
             while started.elapsed() < run {
                 let slot = started + PERIOD * seq;
                 let _ = s.send_to(seq.to_string().as_bytes(), to);
                 seq += 1;
-                while Instant::now() < slot + PERIOD {
-                    if let Ok((n, _)) = s.recv_from(&mut buf)
-                        && let Some(n) = String::from_utf8_lossy(&buf[..n])
-                            .split_whitespace()
-                            .last()
-                            .and_then(|w| w.parse::<u32>().ok())
-                    {
-                        got.insert(n);
-                    }
-                }
+                answers_until(slot + PERIOD, &mut got);
             }
             // Late answers.
-            let end = Instant::now() + Duration::from_millis(300);
-            while Instant::now() < end {
-                if let Ok((n, _)) = s.recv_from(&mut buf)
-                    && let Some(n) = String::from_utf8_lossy(&buf[..n])
-                        .split_whitespace()
-                        .last()
-                        .and_then(|w| w.parse::<u32>().ok())
-                {
-                    got.insert(n);
-                }
-            }
+            answers_until(Instant::now() + Duration::from_millis(300), &mut got);
             let mut longest = 0u32;
             let mut run_len = 0u32;
             for i in 0..seq {
@@ -145,44 +141,10 @@ pub async fn gateways(runs: usize, binds: usize, announced: u32, dir: &Path) -> 
     } = crate::lab_cluster("vpgw", segment).await?;
     let exe = std::env::current_exe()?.with_file_name("vpcip");
     crate::bench_world(&op, segment, "10.0.0.0/16", "10.0.1.0/24").await?;
-    let subnet: Subnet = op.show("subnets", "sw").await?;
-    let server: Server = op
-        .post(
-            "/v1/servers",
-            &CreateServer {
-                name: "web".into(),
-                subnet: subnet.id.clone(),
-                host: Some(cloud::HOSTS[0].into()),
-                ..Default::default()
-            },
-        )
-        .await?;
-    let nic: Nic = op.show("nics", &server.nic_ids[0]).await?;
-    cloud::plug_vm(
-        &mut w,
-        "web",
-        cloud::HOSTS[0],
-        &VmNic {
-            nic_id: &nic.id,
-            mac: &nic.mac,
-            ip: nic.ip,
-            prefix_len: 24,
-            gateway: subnet.gateway,
-        },
-    );
+    let (server, _) = crate::bench_vm(&mut w, &op, "web", cloud::HOSTS[0], vec![]).await?;
     let limit = Duration::from_secs(3600);
     vpcip_lab::udp_echo_server(&w.ns("web"), PORT, limit);
-    let eip = op
-        .create_eip(&CreateEip {
-            bandwidth_mbps: 100,
-            bind: Some(BindEip {
-                target: EipTarget::Server(server.id.clone()),
-                mode: EipMode::Nat,
-                allow_reassociation: false,
-            }),
-            ..Default::default()
-        })
-        .await?;
+    let eip = op.eip_for_server(&server.id, 100).await?;
     let to = SocketAddr::new(eip.ip.into(), PORT);
     let client = w.ns(cloud::CLIENT);
     if !eventually(Duration::from_secs(30), || {
@@ -236,11 +198,11 @@ pub async fn gateways(runs: usize, binds: usize, announced: u32, dir: &Path) -> 
         // Drain and undrain.
         let p = probe(&client, to, Duration::from_secs(4));
         std::thread::sleep(Duration::from_millis(500));
-        cli(&exe, &url, &["gateway", "drain", gw])?;
+        crate::vpcip_cli(&exe, &url, &["gateway", "drain", gw])?;
         let drain = p.join().map_err(|_| anyhow::anyhow!("probe panicked"))?;
         let p = probe(&client, to, Duration::from_secs(4));
         std::thread::sleep(Duration::from_millis(500));
-        cli(&exe, &url, &["gateway", "undrain", gw])?;
+        crate::vpcip_cli(&exe, &url, &["gateway", "undrain", gw])?;
         if !eventually(Duration::from_secs(5), || next_hop(&w, eip.ip) == Some(i)) {
             bail!("run {run}: {gw} did not come back after undrain");
         }
@@ -286,22 +248,6 @@ pub async fn gateways(runs: usize, binds: usize, announced: u32, dir: &Path) -> 
     Ok(())
 }
 
-fn cli(exe: &Path, url: &str, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new(exe)
-        .args(args)
-        .env("VPCIP_URL", url)
-        .env("VPCIP_TOKEN", OPERATOR)
-        .output()?;
-    if !out.status.success() {
-        bail!(
-            "vpcip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 /// A new EIP bound to a server → its /32 at the physical router (learnt by
 /// BGP), from the API's answer; `n` binds.
 async fn bind_to_route(w: &World, op: &vpcip_client::Client, n: usize) -> anyhow::Result<()> {
@@ -320,17 +266,7 @@ async fn bind_to_route(w: &World, op: &vpcip_client::Client, n: usize) -> anyhow
     let phy = named(&w.ns(cloud::PHYSICAL_ROUTER));
     let mut times = Vec::new();
     for _ in 0..n {
-        let eip = op
-            .create_eip(&CreateEip {
-                bandwidth_mbps: 10,
-                bind: Some(BindEip {
-                    target: EipTarget::Server(server.id.clone()),
-                    mode: EipMode::Nat,
-                    allow_reassociation: false,
-                }),
-                ..Default::default()
-            })
-            .await?;
+        let eip = op.eip_for_server(&server.id, 10).await?;
         let answered = Instant::now();
         let dst = vpcip_model::ipam::net_of(eip.ip, 32)?;
         let seen = in_netns(&phy, || -> anyhow::Result<bool> {
@@ -540,14 +476,7 @@ fn announce_many(n: u32) -> anyhow::Result<()> {
     let mut w = World::new("vpan");
     cloud::physical(&mut w, &[]);
     let gw_ip: Ipv4Addr = cloud::GATEWAY_UNDERLAY.parse()?;
-    let bgp = BgpConfig {
-        local_as: cloud::GATEWAY_AS,
-        peers: vec![BgpPeer {
-            ip: cloud::PHYSICAL_UNDERLAY.parse()?,
-            peer_as: cloud::PHYSICAL_AS,
-        }],
-        bfd: true,
-    };
+    let bgp = cloud::gateway_bgp();
     cloud::start_bird(
         &mut w,
         cloud::GATEWAY,

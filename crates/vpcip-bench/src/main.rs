@@ -103,6 +103,63 @@ async fn fresh_url(backend: &str, dir: &std::path::Path) -> anyhow::Result<Strin
     }
 }
 
+/// `vpcip ARGS` as the operator against the API at `url`; its output, or
+/// an error with what it said.
+pub(crate) fn vpcip_cli(exe: &std::path::Path, url: &str, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(exe)
+        .args(args)
+        .env("VPCIP_URL", url)
+        .env("VPCIP_TOKEN", OPERATOR)
+        .output()?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "vpcip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Server `name` in the bench world's subnet `sw`, on `host`, in the
+/// security groups given (the VPC's default when none), and its VM plugged
+/// as the hypervisor would: the server and its primary NIC.
+pub(crate) async fn bench_vm(
+    w: &mut vpcip_lab::World,
+    op: &Client,
+    name: &str,
+    host: &str,
+    security_groups: Vec<String>,
+) -> anyhow::Result<(Server, Nic)> {
+    let server: Server = op
+        .post(
+            "/v1/servers",
+            &CreateServer {
+                name: name.into(),
+                subnet: "sw".into(),
+                host: Some(host.into()),
+                security_groups,
+                ..Default::default()
+            },
+        )
+        .await?;
+    let nic: Nic = op.show("nics", &server.nic_ids[0]).await?;
+    let subnet: Subnet = op.show("subnets", &nic.subnet_id).await?;
+    vpcip_lab::cloud::plug_vm(
+        w,
+        name,
+        host,
+        &vpcip_lab::cloud::VmNic {
+            nic_id: &nic.id,
+            mac: &nic.mac,
+            ip: nic.ip,
+            prefix_len: subnet.cidr.prefix_len(),
+            gateway: subnet.gateway,
+        },
+    );
+    Ok((server, nic))
+}
+
 pub(crate) fn rand_u32() -> u32 {
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -192,14 +249,7 @@ pub(crate) async fn lab_cluster(tag: &str, _segment: &str) -> anyhow::Result<Lab
     let lab = start_cloud(w, &cloud::CLUSTER_AGENTS, birds).await?;
     for (gw, _) in cloud::CLUSTER_GATEWAYS {
         let req = UpdateGateway {
-            bgp: Some(Some(BgpConfig {
-                local_as: cloud::GATEWAY_AS,
-                peers: vec![BgpPeer {
-                    ip: cloud::PHYSICAL_UNDERLAY.parse()?,
-                    peer_as: cloud::PHYSICAL_AS,
-                }],
-                bfd: true,
-            })),
+            bgp: Some(Some(cloud::gateway_bgp())),
             drained: None,
         };
         let _: Gateway = lab.op.patch(&format!("/v1/gateways/{gw}"), &req).await?;
@@ -342,17 +392,7 @@ async fn api_bench(
                 tasks.push(tokio::spawn(async move {
                     let mut ids = vec![];
                     for server in chunk {
-                        let e = c
-                            .create_eip(&CreateEip {
-                                bandwidth_mbps: 10,
-                                bind: Some(BindEip {
-                                    target: EipTarget::Server(server),
-                                    mode: EipMode::Nat,
-                                    allow_reassociation: false,
-                                }),
-                                ..Default::default()
-                            })
-                            .await?;
+                        let e = c.eip_for_server(&server, 10).await?;
                         ids.push(e.id);
                     }
                     Ok::<_, vpcip_client::ClientError>(ids)

@@ -429,47 +429,11 @@ pub async fn change_latency(n: usize) -> anyhow::Result<()> {
         ("web", cloud::HOSTS[0], &web_sg),
         ("peer", cloud::HOSTS[1], &others),
     ] {
-        let vm: Server = op
-            .post(
-                "/v1/servers",
-                &CreateServer {
-                    name: name.into(),
-                    subnet: "sw".into(),
-                    host: Some(host.into()),
-                    security_groups: vec![sg.id.clone()],
-                    ..Default::default()
-                },
-            )
-            .await?;
-        let nic: Nic = op.show("nics", &vm.nic_ids[0]).await?;
-        let subnet: Subnet = op.show("subnets", &nic.subnet_id).await?;
-        cloud::plug_vm(
-            &mut w,
-            name,
-            host,
-            &cloud::VmNic {
-                nic_id: &nic.id,
-                mac: &nic.mac,
-                ip: nic.ip,
-                prefix_len: subnet.cidr.prefix_len(),
-                gateway: subnet.gateway,
-            },
-        );
-        plugged.push((vm, nic));
+        plugged.push(crate::bench_vm(&mut w, &op, name, host, vec![sg.id.clone()]).await?);
     }
     let (web, web_nic) = &plugged[0];
     let peer_nic = &plugged[1].1;
-    let eip = op
-        .create_eip(&CreateEip {
-            bandwidth_mbps: 100,
-            bind: Some(BindEip {
-                target: EipTarget::Server(web.id.clone()),
-                mode: EipMode::Nat,
-                allow_reassociation: false,
-            }),
-            ..Default::default()
-        })
-        .await?;
+    let eip = op.eip_for_server(&web.id, 100).await?;
     let _echo = echo_server(&w.ns("web"), 8080, Duration::from_secs(900));
     let (client, peer) = (w.ns("client"), w.ns("peer"));
     let via_eip = SocketAddr::new(eip.ip.into(), 8080);

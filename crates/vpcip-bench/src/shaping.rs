@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use vpcip_lab::World;
-use vpcip_lab::cloud::{self, VmNic};
+use vpcip_lab::cloud;
 use vpcip_model::desired::{NatEntry, Shaping, assign_classes};
 use vpcip_model::*;
 
@@ -157,41 +157,9 @@ async fn throughput(n: u32, repeats: usize) -> anyhow::Result<()> {
     let mut control = vec![controller];
     control.extend(agents);
     let vpc = crate::bench_world(&op, segment, "10.0.0.0/16", "10.0.0.0/16").await?;
-    let subnet: Subnet = op.show("subnets", "sw").await?;
-    let server: Server = op
-        .post(
-            "/v1/servers",
-            &CreateServer {
-                name: "x".into(),
-                subnet: "sw".into(),
-                host: Some(cloud::HOSTS[0].into()),
-                ..Default::default()
-            },
-        )
-        .await?;
-    let nic: Nic = op.show("nics", &server.nic_ids[0]).await?;
-    cloud::plug_vm(
-        &mut w,
-        "x",
-        cloud::HOSTS[0],
-        &VmNic {
-            nic_id: &nic.id,
-            mac: &nic.mac,
-            ip: nic.ip,
-            prefix_len: subnet.cidr.prefix_len(),
-            gateway: subnet.gateway,
-        },
-    );
+    let (server, _) = crate::bench_vm(&mut w, &op, "x", cloud::HOSTS[0], vec![]).await?;
     let free = op
-        .create_eip(&CreateEip {
-            bandwidth_mbps: vpcip_model::rules::MAX_BANDWIDTH_MBPS,
-            bind: Some(BindEip {
-                target: EipTarget::Server(server.id.clone()),
-                mode: EipMode::Nat,
-                allow_reassociation: false,
-            }),
-            ..Default::default()
-        })
+        .eip_for_server(&server.id, vpcip_model::rules::MAX_BANDWIDTH_MBPS)
         .await?;
     let child = Command::new("ip")
         .args(["netns", "exec", &w.ns("x"), "iperf3", "-s"])

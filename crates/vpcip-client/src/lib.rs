@@ -347,6 +347,21 @@ impl Client {
         self.show("vips", vip).await
     }
 
+    /// A new EIP of `mbps` Mbit/s bound to server `server` (its primary
+    /// NIC) in NAT mode: the manuals' "create a server with an EIP".
+    pub async fn eip_for_server(&self, server: &str, mbps: u32) -> Result<Eip, ClientError> {
+        self.create_eip(&CreateEip {
+            bandwidth_mbps: mbps,
+            bind: Some(BindEip {
+                target: EipTarget::Server(server.to_string()),
+                mode: EipMode::Nat,
+                allow_reassociation: false,
+            }),
+            ..Default::default()
+        })
+        .await
+    }
+
     /// A new EIP of `mbps` Mbit/s bound to VIP `vip` in NAT mode.
     pub async fn eip_for_vip(&self, vip: &str, mbps: u32) -> Result<Eip, ClientError> {
         self.create_eip(&CreateEip {

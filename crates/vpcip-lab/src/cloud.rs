@@ -53,6 +53,20 @@ pub const GATEWAY_AS: u32 = 64513;
 /// The physical router's address on the underlay: the gateways' BGP peer.
 pub const PHYSICAL_UNDERLAY: &str = "192.0.2.1";
 
+/// A gateway's BGP in the lab: the physical router as its one peer, BFD on
+/// (`vpcip gateway update GW --bgp-peer 192.0.2.1 --peer-as 64512
+/// --local-as 64513`).
+pub fn gateway_bgp() -> vpcip_model::BgpConfig {
+    vpcip_model::BgpConfig {
+        local_as: GATEWAY_AS,
+        peers: vec![vpcip_model::BgpPeer {
+            ip: Ipv4Addr::new(192, 0, 2, 1),
+            peer_as: PHYSICAL_AS,
+        }],
+        bfd: true,
+    }
+}
+
 /// Builds the physical network: the outside client, the physical router with
 /// the static route for each EIP segment, the gateway node and the hosts on
 /// the underlay.
@@ -260,27 +274,8 @@ pub fn start_agent(
     let metrics = format!("127.0.0.1:{port}");
     let _ = std::fs::write(dir.join(format!("agent-{node}.metrics")), &metrics);
     let child = Command::new(bin)
-        .args([
-            "agent",
-            "--role",
-            role,
-            "--name",
-            node,
-            "--underlay-ip",
-            underlay,
-            "--metrics-listen",
-            &metrics,
-        ])
-        .args([
-            "--netns",
-            &w.ns(node),
-            "--netns-prefix",
-            &netns_prefix(w, node),
-        ])
-        .args(["--resync", &resync_secs.to_string()])
-        .args(bird_args(w, role, node))
-        .arg("--state-dir")
-        .arg(dir.join(format!("agent-{node}")))
+        .args(agent_args(w, role, node, underlay, resync_secs, &dir))
+        .args(["--metrics-listen", &metrics])
         .env("VPCIP_URL", url)
         .env("VPCIP_TOKEN", token)
         // (VPCIP_LAB_LOG=debug shows each change a pass makes.)
@@ -303,6 +298,41 @@ pub fn netns_prefix(w: &World, node: &str) -> String {
     } else {
         w.prefix.clone()
     }
+}
+
+/// `vpcip agent …` for node `node` of the world (its namespace, the names
+/// of the namespaces it makes, its BIRD when it runs one, its state in
+/// `dir`/agent-NODE): what the tests start and what `vpcip lab up` starts.
+pub fn agent_args(
+    w: &World,
+    role: &str,
+    node: &str,
+    underlay: &str,
+    resync_secs: u64,
+    dir: &Path,
+) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = [
+        "agent",
+        "--role",
+        role,
+        "--name",
+        node,
+        "--underlay-ip",
+        underlay,
+        "--netns",
+        &w.ns(node),
+        "--netns-prefix",
+        &netns_prefix(w, node),
+        "--resync",
+        &resync_secs.to_string(),
+    ]
+    .iter()
+    .map(Into::into)
+    .collect();
+    args.extend(bird_args(w, role, node));
+    args.push("--state-dir".into());
+    args.push(dir.join(format!("agent-{node}")).into());
+    args
 }
 
 /// A gateway agent's BIRD, when its node runs one ([`cluster`]).
@@ -424,4 +454,13 @@ pub fn attach_nic(w: &mut World, vm: &str, host: &str, ifname: &str, nic_id: &st
         vm,
         &["ip", "link", "set", ifname, "address", mac, "mtu", VM_MTU],
     );
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_gateways_peer_is_the_physical_router() {
+        let bgp = super::gateway_bgp();
+        assert_eq!(bgp.peers[0].ip.to_string(), super::PHYSICAL_UNDERLAY);
+    }
 }

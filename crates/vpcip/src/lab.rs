@@ -66,8 +66,8 @@ pub async fn run(cmd: LabCmd) -> anyhow::Result<()> {
     }
 }
 
-fn spawn_detached(
-    args: &[&str],
+fn spawn_detached<A: AsRef<std::ffi::OsStr>>(
+    args: &[A],
     log: &std::path::Path,
     envs: &[(&str, &str)],
 ) -> anyhow::Result<u32> {
@@ -162,30 +162,7 @@ async fn up(name: &str) -> anyhow::Result<()> {
     let _: HostNetwork = op.post("/v1/host-networks", &underlay).await?;
     let agents = cloud::CLUSTER_AGENTS;
     for (role, node, ip) in agents {
-        let ns = w.ns(node);
-        let (bird_conf, bird_sock) = cloud::bird_paths(&w, node);
-        let (bird_conf, bird_sock) = (
-            bird_conf.display().to_string(),
-            bird_sock.display().to_string(),
-        );
-        let mut args = vec![
-            "agent",
-            "--role",
-            role,
-            "--name",
-            node,
-            "--underlay-ip",
-            ip,
-            "--netns",
-            &ns,
-        ];
-        let netns_prefix = cloud::netns_prefix(&w, node);
-        let state_dir = dir.join(format!("agent-{node}")).display().to_string();
-        args.extend(["--netns-prefix", &netns_prefix, "--resync", "5"]);
-        args.extend(["--state-dir", &state_dir]);
-        if role == "gateway" {
-            args.extend(["--bird-socket", &bird_sock, "--bird-config", &bird_conf]);
-        }
+        let args = cloud::agent_args(&w, role, node, ip, 5, &dir);
         state.pids.push(spawn_detached(
             &args,
             &dir.join(format!("agent-{node}.log")),
@@ -212,14 +189,7 @@ async fn up(name: &str) -> anyhow::Result<()> {
     ));
     for (gw, _) in cloud::CLUSTER_GATEWAYS {
         let req = UpdateGateway {
-            bgp: Some(Some(BgpConfig {
-                local_as: cloud::GATEWAY_AS,
-                peers: vec![BgpPeer {
-                    ip: cloud::PHYSICAL_UNDERLAY.parse()?,
-                    peer_as: cloud::PHYSICAL_AS,
-                }],
-                bfd: true,
-            })),
+            bgp: Some(Some(cloud::gateway_bgp())),
             drained: None,
         };
         let _: Gateway = op.patch(&format!("/v1/gateways/{gw}"), &req).await?;
@@ -362,17 +332,7 @@ async fn up(name: &str) -> anyhow::Result<()> {
     }
 
     step("tenant acme: vpcip eip create --bandwidth 10 --server web-1");
-    let eip = t
-        .create_eip(&CreateEip {
-            bandwidth_mbps: 10,
-            bind: Some(BindEip {
-                target: EipTarget::Server("web-1".into()),
-                mode: EipMode::Nat,
-                allow_reassociation: false,
-            }),
-            ..Default::default()
-        })
-        .await?;
+    let eip = t.eip_for_server("web-1", 10).await?;
     println!("    EIP {} → {web_ip} (web-1)", eip.ip);
     let phy_ns = w_ns(&prefix, cloud::PHYSICAL_ROUTER);
     let mut learnt = None;

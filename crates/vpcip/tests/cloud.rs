@@ -313,18 +313,7 @@ async fn visible_eip_is_routed_untranslated_to_its_eni() {
     let nat = lab.eip_for(&other).await;
     // The seeds' recipe in one call: secondary CIDR, subnet, ENI whose IP
     // is the EIP, bound in visible mode, attached to the server.
-    let out: VisibleEip = lab
-        .op
-        .post(
-            "/v1/eips/visible",
-            &CreateVisibleEip {
-                bandwidth_mbps: 5,
-                server: server.id.clone(),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let out = lab.visible_eip_for(&server).await;
     let eip = out.eip.ip;
     let gw = out.subnet.gateway.unwrap();
     assert_ne!(gw, nat.ip);
@@ -1025,18 +1014,7 @@ async fn a_visible_eip_on_a_vip_follows_the_master() {
     let mut enis = Vec::new();
     for (vm, host) in [("a", "h1"), ("b", "h2")] {
         let (server, _) = lab.vm(vm, &sa, host).await;
-        let out: VisibleEip = lab
-            .op
-            .post(
-                "/v1/eips/visible",
-                &CreateVisibleEip {
-                    bandwidth_mbps: 5,
-                    server: server.id.clone(),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
+        let out = lab.visible_eip_for(&server).await;
         cloud::attach_nic(&mut lab.w, vm, host, "eth1", &out.nic.id, &out.nic.mac);
         guest_config(&lab, vm, &["nic", "guest-config", &out.nic.id]);
         lab.httpd(vm);
@@ -1432,19 +1410,7 @@ async fn eip_bandwidth_is_shaped_both_ways_and_changes_live() {
     let eip_for = |server: &Server, mbps: u32| {
         let op = lab.op.clone();
         let id = server.id.clone();
-        async move {
-            op.create_eip(&CreateEip {
-                bandwidth_mbps: mbps,
-                bind: Some(BindEip {
-                    target: EipTarget::Server(id),
-                    mode: EipMode::Nat,
-                    allow_reassociation: false,
-                }),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-        }
+        async move { op.eip_for_server(&id, mbps).await.unwrap() }
     };
     let limited = eip_for(&x, 10).await;
     let free = eip_for(&y, vpcip_model::rules::MAX_BANDWIDTH_MBPS).await;

@@ -14,7 +14,6 @@ use common::*;
 use vpcip_lab::cloud::{self, CLUSTER_GATEWAYS};
 use vpcip_lab::{Conn, echo_server, eventually};
 use vpcip_model::desired::Agent;
-use vpcip_model::{CreateVisibleEip, VisibleEip};
 
 /// The gateway phy's route to `ip` goes through, by name; None without a
 /// route learnt by BGP.
@@ -101,18 +100,7 @@ async fn eips_announced_by_bgp_survive_a_drain_and_a_gateway_death() {
     echo_server(&lab.ns("web"), 8080, Duration::from_secs(300));
     // A visible EIP too: the vendor manuals' recipe on server vis.
     let (vis, _) = lab.vm("vis", &s, "h2").await;
-    let out: VisibleEip = lab
-        .op
-        .post(
-            "/v1/eips/visible",
-            &CreateVisibleEip {
-                bandwidth_mbps: 5,
-                server: vis.id.clone(),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let out = lab.visible_eip_for(&vis).await;
     let visible = out.eip.ip;
     cloud::attach_nic(&mut lab.w, "vis", "h2", "eth1", &out.nic.id, &out.nic.mac);
     guest_config(&lab, "vis", &["nic", "guest-config", &out.nic.id]);

@@ -222,19 +222,25 @@ impl Lab {
             .unwrap_or_else(|| panic!("gateway {} has no default SNAT address", gw.name))
     }
 
-    pub async fn eip_for(&self, server: &Server) -> Eip {
+    /// The vendor manuals' "EIP visible on the NIC" recipe in one call for
+    /// `server` (5 Mbit/s): secondary CIDR, subnet, an ENI whose address is
+    /// the EIP, bound in visible mode and attached.
+    pub async fn visible_eip_for(&self, server: &Server) -> VisibleEip {
         self.op
-            .create_eip(&CreateEip {
-                bandwidth_mbps: 10,
-                bind: Some(BindEip {
-                    target: EipTarget::Server(server.id.clone()),
-                    mode: EipMode::Nat,
-                    allow_reassociation: false,
-                }),
-                ..Default::default()
-            })
+            .post(
+                "/v1/eips/visible",
+                &CreateVisibleEip {
+                    bandwidth_mbps: 5,
+                    server: server.id.clone(),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap()
+    }
+
+    pub async fn eip_for(&self, server: &Server) -> Eip {
+        self.op.eip_for_server(&server.id, 10).await.unwrap()
     }
 
     /// VIP 10.0.1.100 of `subnet`, bound to `nics` in that order, with an
