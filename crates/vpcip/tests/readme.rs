@@ -45,6 +45,15 @@ fn tour(readme: &str) -> Vec<String> {
     out
 }
 
+/// What a command wrote, standard output then standard error.
+fn said(out: &std::process::Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// The namespace, removed however the test ends.
 struct Ns(String);
 
@@ -88,11 +97,7 @@ fn the_readme_tour_runs_as_written() {
         .current_dir(&dir)
         .output()
         .unwrap();
-    let log = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let log = said(&out);
     assert!(out.status.success(), "the README's tour failed:\n{log}");
     // What the tour says it shows, it shows.
     assert!(
@@ -124,11 +129,7 @@ fn the_demo_script_runs_and_cleans_up() {
         .env("VPCIP_BIN", env!("CARGO_BIN_EXE_vpcip"))
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = said(&out);
     assert!(out.status.success(), "scripts/demo failed:\n{text}");
     // Its steps show (headers without colours off a terminal), ENIs included.
     assert!(
