@@ -226,11 +226,9 @@ pub fn read_counters(
             d.1 = outbound.get(class).map_or(0, |c| c.drops);
         }
     }
-    reading.last.clone_from(&counts);
-    reading.drops.clone_from(&drops);
-    Ok(counts
-        .into_iter()
-        .map(|(eip, c)| {
+    let traffic = counts
+        .iter()
+        .map(|(&eip, c)| {
             let (drops_in, drops_out) = drops.get(&eip).copied().unwrap_or_default();
             vpcip_model::desired::EipTraffic {
                 eip,
@@ -242,5 +240,9 @@ pub fn read_counters(
                 drops_out,
             }
         })
-        .collect())
+        .collect();
+    // Kept for the next reading, as they are (no copy).
+    reading.last = counts;
+    reading.drops = drops;
+    Ok(traffic)
 }
