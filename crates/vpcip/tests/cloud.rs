@@ -675,6 +675,21 @@ async fn eip_counters_move_with_traffic_and_check_route_finds_a_missing_route() 
         listed("eip_in"),
         listed("eip_out")
     );
+    // Traffic from outside to an address bound to nothing (the unbound
+    // EIP, and one never allocated) makes no counter: the packet path adds
+    // only what the steering map holds, so no one can fill the sets.
+    for to in [quiet.ip, "203.0.113.200".parse().unwrap()] {
+        let _ = lab.w.try_exec(
+            cloud::CLIENT,
+            &["ping", "-c", "3", "-i", "0.2", "-W", "1", &to.to_string()],
+        );
+    }
+    assert_eq!(counted(), (false, false), "{}", listed("eip_in"));
+    assert!(
+        !listed("eip_in").contains("203.0.113.200"),
+        "{}",
+        listed("eip_in")
+    );
 }
 
 #[derive(Clone, Copy, Debug)]
