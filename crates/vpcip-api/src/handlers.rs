@@ -80,7 +80,7 @@ fn no_content() -> Response {
 
 /// `list_*` and `show_*` for a resource kind.
 macro_rules! read_routes {
-    ($list:ident, $show:ident, $ty:ty, $page:ty, $path:literal, $item_path:literal, $tag:literal) => {
+    ($list:ident, $show:ident, $ty:ty, $page:ty, $path:expr, $item_path:expr, $tag:literal) => {
         #[utoipa::path(get, path = $path, tag = $tag, params(ListParams),
             responses((status = 200, body = $page), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
                 (status = 404, body = ErrorBody, description = "the parent named is not there")),
@@ -107,8 +107,8 @@ read_routes!(
     show_zone,
     Zone,
     Page<Zone>,
-    "/v1/zones",
-    "/v1/zones/{id}",
+    paths::ZONES,
+    paths::ZONE,
     "zones"
 );
 read_routes!(
@@ -116,8 +116,8 @@ read_routes!(
     show_host_network,
     HostNetwork,
     Page<HostNetwork>,
-    "/v1/host-networks",
-    "/v1/host-networks/{id}",
+    paths::HOST_NETWORKS,
+    paths::HOST_NETWORK,
     "platform"
 );
 read_routes!(
@@ -125,8 +125,8 @@ read_routes!(
     show_gateway,
     Gateway,
     Page<Gateway>,
-    "/v1/gateways",
-    "/v1/gateways/{id}",
+    paths::GATEWAYS,
+    paths::GATEWAY,
     "platform"
 );
 read_routes!(
@@ -134,8 +134,8 @@ read_routes!(
     show_vpc,
     Vpc,
     Page<Vpc>,
-    "/v1/vpcs",
-    "/v1/vpcs/{id}",
+    paths::VPCS,
+    paths::VPC,
     "vpcs"
 );
 read_routes!(
@@ -143,8 +143,8 @@ read_routes!(
     show_subnet,
     Subnet,
     Page<Subnet>,
-    "/v1/subnets",
-    "/v1/subnets/{id}",
+    paths::SUBNETS,
+    paths::SUBNET,
     "subnets"
 );
 read_routes!(
@@ -152,8 +152,8 @@ read_routes!(
     show_security_group,
     SecurityGroup,
     Page<SecurityGroup>,
-    "/v1/security-groups",
-    "/v1/security-groups/{id}",
+    paths::SECURITY_GROUPS,
+    paths::SECURITY_GROUP,
     "security-groups"
 );
 read_routes!(
@@ -161,8 +161,8 @@ read_routes!(
     show_server,
     Server,
     Page<Server>,
-    "/v1/servers",
-    "/v1/servers/{id}",
+    paths::SERVERS,
+    paths::SERVER,
     "servers"
 );
 read_routes!(
@@ -170,8 +170,8 @@ read_routes!(
     show_nic,
     Nic,
     Page<Nic>,
-    "/v1/nics",
-    "/v1/nics/{id}",
+    paths::NICS,
+    paths::NIC,
     "nics"
 );
 read_routes!(
@@ -179,8 +179,8 @@ read_routes!(
     show_vip,
     Vip,
     Page<Vip>,
-    "/v1/vips",
-    "/v1/vips/{id}",
+    paths::VIPS,
+    paths::VIP,
     "vips"
 );
 read_routes!(
@@ -188,14 +188,14 @@ read_routes!(
     show_eip,
     Eip,
     Page<Eip>,
-    "/v1/eips",
-    "/v1/eips/{id}",
+    paths::EIPS,
+    paths::EIP,
     "eips"
 );
 
 /// `delete_*` for a resource kind, through the store's own delete.
 macro_rules! delete_route {
-    ($(#[$doc:meta])* $name:ident, $store_fn:ident, $item_path:literal, $tag:literal) => {
+    ($(#[$doc:meta])* $name:ident, $store_fn:ident, $item_path:expr, $tag:literal) => {
         $(#[$doc])*
         #[utoipa::path(delete, path = $item_path, tag = $tag, params(("id" = String, Path, description = "ID or name")),
             responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
@@ -208,7 +208,7 @@ macro_rules! delete_route {
     };
 }
 
-delete_route!(delete_zone, delete_zone, "/v1/zones/{id}", "zones");
+delete_route!(delete_zone, delete_zone, paths::ZONE, "zones");
 delete_route!(
     /// Deletes a host network.
     ///
@@ -216,7 +216,7 @@ delete_route!(
     /// agent's underlay address lies in it and in no other host network.
     delete_host_network,
     delete_host_network,
-    "/v1/host-networks/{id}",
+    paths::HOST_NETWORK,
     "platform"
 );
 
@@ -232,7 +232,7 @@ pub struct DeleteGatewayParams {
 ///
 /// The last gateway while EIPs are bound is refused (409 `last_gateway`)
 /// unless `force=true`: the EIPs would be routed to no one.
-#[utoipa::path(delete, path = "/v1/gateways/{id}", tag = "platform",
+#[utoipa::path(delete, path = paths::GATEWAY, tag = "platform",
     params(("id" = String, Path, description = "ID or name"), DeleteGatewayParams),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody),
@@ -263,23 +263,23 @@ impl<T: DeserializeOwned + Send> FromRequestParts<App> for Query<T> {
             .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
     }
 }
-delete_route!(delete_vpc, delete_vpc, "/v1/vpcs/{id}", "vpcs");
-delete_route!(delete_subnet, delete_subnet, "/v1/subnets/{id}", "subnets");
+delete_route!(delete_vpc, delete_vpc, paths::VPC, "vpcs");
+delete_route!(delete_subnet, delete_subnet, paths::SUBNET, "subnets");
 delete_route!(
     delete_security_group,
     delete_security_group,
-    "/v1/security-groups/{id}",
+    paths::SECURITY_GROUP,
     "security-groups"
 );
-delete_route!(delete_server, delete_server, "/v1/servers/{id}", "servers");
-delete_route!(delete_nic, delete_nic, "/v1/nics/{id}", "nics");
-delete_route!(delete_vip, delete_vip, "/v1/vips/{id}", "vips");
-delete_route!(release_eip, release_eip, "/v1/eips/{id}", "eips");
-delete_route!(delete_token, delete_token, "/v1/tokens/{id}", "platform");
+delete_route!(delete_server, delete_server, paths::SERVER, "servers");
+delete_route!(delete_nic, delete_nic, paths::NIC, "nics");
+delete_route!(delete_vip, delete_vip, paths::VIP, "vips");
+delete_route!(release_eip, release_eip, paths::EIP, "eips");
+delete_route!(delete_token, delete_token, paths::TOKEN, "platform");
 
 /// `create_*` for a resource kind: one body in, the resource out (201).
 macro_rules! create_route {
-    ($(#[$doc:meta])* $name:ident, $store_fn:ident, $req:ty, $resp:ty, $path:literal, $tag:literal) => {
+    ($(#[$doc:meta])* $name:ident, $store_fn:ident, $req:ty, $resp:ty, $path:expr, $tag:literal) => {
         $(#[$doc])*
         #[utoipa::path(post, path = $path, tag = $tag, request_body = $req,
             responses((status = 201, body = $resp), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -296,7 +296,7 @@ create_route!(
     create_zone,
     CreateZone,
     Zone,
-    "/v1/zones",
+    paths::ZONES,
     "zones"
 );
 create_route!(
@@ -304,7 +304,7 @@ create_route!(
     create_host_network,
     CreateHostNetwork,
     HostNetwork,
-    "/v1/host-networks",
+    paths::HOST_NETWORKS,
     "platform"
 );
 create_route!(
@@ -318,16 +318,16 @@ create_route!(
     create_gateway,
     CreateGateway,
     Gateway,
-    "/v1/gateways",
+    paths::GATEWAYS,
     "platform"
 );
-create_route!(create_vpc, create_vpc, CreateVpc, Vpc, "/v1/vpcs", "vpcs");
+create_route!(create_vpc, create_vpc, CreateVpc, Vpc, paths::VPCS, "vpcs");
 create_route!(
     create_subnet,
     create_subnet,
     CreateSubnet,
     SubnetCreated,
-    "/v1/subnets",
+    paths::SUBNETS,
     "subnets"
 );
 create_route!(
@@ -335,7 +335,7 @@ create_route!(
     create_security_group,
     CreateSecurityGroup,
     SecurityGroup,
-    "/v1/security-groups",
+    paths::SECURITY_GROUPS,
     "security-groups"
 );
 create_route!(
@@ -343,18 +343,18 @@ create_route!(
     create_server,
     CreateServer,
     Server,
-    "/v1/servers",
+    paths::SERVERS,
     "servers"
 );
-create_route!(create_nic, create_nic, CreateNic, Nic, "/v1/nics", "nics");
-create_route!(create_vip, create_vip, CreateVip, Vip, "/v1/vips", "vips");
-create_route!(create_eip, create_eip, CreateEip, Eip, "/v1/eips", "eips");
+create_route!(create_nic, create_nic, CreateNic, Nic, paths::NICS, "nics");
+create_route!(create_vip, create_vip, CreateVip, Vip, paths::VIPS, "vips");
+create_route!(create_eip, create_eip, CreateEip, Eip, paths::EIPS, "eips");
 create_route!(
     create_visible_eip,
     create_visible_eip,
     CreateVisibleEip,
     VisibleEip,
-    "/v1/eips/visible",
+    paths::EIPS_VISIBLE,
     "eips"
 );
 create_route!(
@@ -367,13 +367,13 @@ create_route!(
     create_token,
     CreateToken,
     Token,
-    "/v1/tokens",
+    paths::TOKENS,
     "platform"
 );
 
 /// An action on one resource: `POST {path}` with a body, the resource out.
 macro_rules! action_route {
-    ($name:ident, $method:ident, $path:literal, $tag:literal, $req:ty, $resp:ty, |$app:ident, $scope:ident, $id:ident, $body:ident| $call:expr) => {
+    ($name:ident, $method:ident, $path:expr, $tag:literal, $req:ty, $resp:ty, |$app:ident, $scope:ident, $id:ident, $body:ident| $call:expr) => {
         #[utoipa::path($method, path = $path, tag = $tag, request_body = $req,
             params(("id" = String, Path, description = "ID or name")),
             responses((status = 200, body = $resp), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -388,7 +388,7 @@ macro_rules! action_route {
 action_route!(
     add_vpc_cidr,
     post,
-    "/v1/vpcs/{id}/add-cidr",
+    paths::VPC_ADD_CIDR,
     "vpcs",
     VpcCidrChange,
     Vpc,
@@ -397,7 +397,7 @@ action_route!(
 action_route!(
     remove_vpc_cidr,
     post,
-    "/v1/vpcs/{id}/remove-cidr",
+    paths::VPC_REMOVE_CIDR,
     "vpcs",
     VpcCidrChange,
     Vpc,
@@ -406,7 +406,7 @@ action_route!(
 action_route!(
     update_gateway,
     patch,
-    "/v1/gateways/{id}",
+    paths::GATEWAY,
     "platform",
     UpdateGateway,
     Gateway,
@@ -415,7 +415,7 @@ action_route!(
 action_route!(
     update_subnet,
     patch,
-    "/v1/subnets/{id}",
+    paths::SUBNET,
     "subnets",
     UpdateSubnet,
     Subnet,
@@ -424,7 +424,7 @@ action_route!(
 action_route!(
     update_nic,
     patch,
-    "/v1/nics/{id}",
+    paths::NIC,
     "nics",
     UpdateNic,
     Nic,
@@ -433,7 +433,7 @@ action_route!(
 action_route!(
     attach_nic,
     post,
-    "/v1/nics/{id}/attach",
+    paths::NIC_ATTACH,
     "nics",
     AttachNic,
     Nic,
@@ -442,7 +442,7 @@ action_route!(
 action_route!(
     bind_vip,
     post,
-    "/v1/vips/{id}/bind",
+    paths::VIP_BIND,
     "vips",
     VipNic,
     WithWarnings<Vip>,
@@ -451,7 +451,7 @@ action_route!(
 action_route!(
     unbind_vip,
     post,
-    "/v1/vips/{id}/unbind",
+    paths::VIP_UNBIND,
     "vips",
     VipNic,
     Vip,
@@ -460,7 +460,7 @@ action_route!(
 action_route!(
     bind_eip,
     post,
-    "/v1/eips/{id}/bind",
+    paths::EIP_BIND,
     "eips",
     BindEip,
     Eip,
@@ -469,14 +469,14 @@ action_route!(
 action_route!(
     update_eip,
     patch,
-    "/v1/eips/{id}",
+    paths::EIP,
     "eips",
     UpdateEip,
     Eip,
     |app, scope, id, body| app.store.update_eip(&scope, &id, &body)
 );
 
-#[utoipa::path(post, path = "/v1/nics/{id}/detach", tag = "nics", params(("id" = String, Path, description = "ID or name")),
+#[utoipa::path(post, path = paths::NIC_DETACH, tag = "nics", params(("id" = String, Path, description = "ID or name")),
     responses((status = 200, body = Nic), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -488,7 +488,7 @@ pub async fn detach_nic(
     Ok(ok(app.store.detach_nic(&scope, &id).await?))
 }
 
-#[utoipa::path(post, path = "/v1/eips/{id}/unbind", tag = "eips", params(("id" = String, Path, description = "ID or name")),
+#[utoipa::path(post, path = paths::EIP_UNBIND, tag = "eips", params(("id" = String, Path, description = "ID or name")),
     responses((status = 200, body = Eip), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn unbind_eip(
@@ -499,7 +499,7 @@ pub async fn unbind_eip(
     Ok(ok(app.store.unbind_eip(&scope, &id).await?))
 }
 
-#[utoipa::path(get, path = "/v1/servers/{id}/nics", tag = "servers", params(("id" = String, Path, description = "ID or name")),
+#[utoipa::path(get, path = paths::SERVER_NICS, tag = "servers", params(("id" = String, Path, description = "ID or name")),
     responses((status = 200, body = Vec<Nic>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn server_nics(
@@ -510,14 +510,14 @@ pub async fn server_nics(
     Ok(ok(app.store.server_nics(&scope, &id).await?))
 }
 
-#[utoipa::path(get, path = "/v1/physical-routes", tag = "platform",
+#[utoipa::path(get, path = paths::PHYSICAL_ROUTES, tag = "platform",
     responses((status = 200, body = Vec<PhysicalRoute>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn physical_routes(State(app): State<App>, Caller(scope): Caller) -> ApiResult<Response> {
     Ok(ok(app.store.physical_routes(&scope).await?))
 }
 
-#[utoipa::path(get, path = "/v1/tokens", tag = "platform",
+#[utoipa::path(get, path = paths::TOKENS, tag = "platform",
     responses((status = 200, body = Vec<Token>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list_tokens(State(app): State<App>, Caller(scope): Caller) -> ApiResult<Response> {
@@ -531,7 +531,7 @@ pub struct Health {
 
 /// Whether this controller can serve: its database answers. 503 when it
 /// does not, so that a load balancer sends the traffic elsewhere.
-#[utoipa::path(get, path = "/healthz", tag = "platform", responses(
+#[utoipa::path(get, path = paths::HEALTHZ, tag = "platform", responses(
     (status = 200, body = Health),
     (status = 503, body = Health, description = "the database does not answer"),
 ))]
@@ -581,7 +581,7 @@ pub struct WatchParams {
 /// host network, outside the EIP segments (400 `underlay_*`, 409
 /// `underlay_in_use`). An agent token registers its own agent only, with
 /// its role (403 `agent_identity`).
-#[utoipa::path(post, path = "/v1/agents", tag = "agents", request_body = vpcip_model::desired::RegisterAgent,
+#[utoipa::path(post, path = paths::AGENTS, tag = "agents", request_body = vpcip_model::desired::RegisterAgent,
     responses((status = 201, body = vpcip_model::desired::Agent),
         (status = 400, body = ErrorBody, description = "a bad underlay address: `underlay_reserved`, `underlay_in_eip_segment`, `underlay_outside_host_networks`"),
         (status = 401, body = ErrorBody),
@@ -597,7 +597,7 @@ pub async fn register_agent(
 }
 
 /// Every agent with its last report (operator).
-#[utoipa::path(get, path = "/v1/agents", tag = "agents",
+#[utoipa::path(get, path = paths::AGENTS, tag = "agents",
     responses((status = 200, body = Vec<vpcip_model::desired::Agent>), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody, description = "not the operator's token (agent tokens included)")),
     security(("bearer" = [])))]
@@ -608,7 +608,7 @@ pub async fn list_agents(State(app): State<App>, Caller(scope): Caller) -> ApiRe
 /// An agent's reconcile result: the revision it applied and its error.
 ///
 /// An agent token reports for its own agent only (403 `agent_identity`).
-#[utoipa::path(post, path = "/v1/agents/{id}/report", tag = "agents", request_body = vpcip_model::desired::AgentReport,
+#[utoipa::path(post, path = paths::AGENT_REPORT, tag = "agents", request_body = vpcip_model::desired::AgentReport,
     params(("id" = String, Path, description = "ID or name")),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody, description = "a tenant's token, or an agent token for another agent (`agent_identity`)"),
@@ -628,7 +628,7 @@ pub async fn report_agent(
 ///
 /// Only gateway agents report them (400 for a host agent); an agent token
 /// reports for its own agent only (403 `agent_identity`).
-#[utoipa::path(post, path = "/v1/agents/{id}/counters", tag = "agents", request_body = vpcip_model::desired::CountersReport,
+#[utoipa::path(post, path = paths::AGENT_COUNTERS, tag = "agents", request_body = vpcip_model::desired::CountersReport,
     params(("id" = String, Path, description = "ID or name")),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody, description = "a tenant's token, or an agent token for another agent (`agent_identity`)"),
@@ -646,7 +646,7 @@ pub async fn report_counters(
 
 /// An EIP's packets and bytes in both directions, as its gateway counted
 /// them.
-#[utoipa::path(get, path = "/v1/eips/{id}/counters", tag = "eips",
+#[utoipa::path(get, path = paths::EIP_COUNTERS, tag = "eips",
     params(("id" = String, Path, description = "ID or name")),
     responses((status = 200, body = vpcip_model::desired::EipCounters), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -660,7 +660,7 @@ pub async fn eip_counters(
 
 /// Which NIC holds the VIP now, learned from the data plane (the router's
 /// neighbour table: whoever answered ARP or sent gratuitous ARP for it).
-#[utoipa::path(get, path = "/v1/vips/{id}/holder", tag = "vips",
+#[utoipa::path(get, path = paths::VIP_HOLDER, tag = "vips",
     params(("id" = String, Path, description = "ID or name")),
     responses((status = 200, body = vpcip_model::desired::VipHolding), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -677,7 +677,7 @@ pub async fn vip_holder(
 /// anything converges on the next answer.
 ///
 /// An agent token reads its own agent's only (403 `agent_identity`).
-#[utoipa::path(get, path = "/v1/agents/{id}/desired", tag = "agents",
+#[utoipa::path(get, path = paths::AGENT_DESIRED, tag = "agents",
     params(("id" = String, Path, description = "ID or name"), WatchParams),
     responses((status = 200, body = vpcip_model::desired::Desired), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody, description = "a tenant's token, or an agent token for another agent (`agent_identity`)"),
@@ -726,7 +726,7 @@ pub async fn metrics_page(State(app): State<App>) -> Response {
 
 /// The system at a glance: the revision, each agent's health and lag, and
 /// the EIPs whose data plane differs from the desired state (operator).
-#[utoipa::path(get, path = "/v1/status", tag = "agents",
+#[utoipa::path(get, path = paths::STATUS, tag = "agents",
     responses((status = 200, body = vpcip_model::desired::SystemStatus), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn system_status(State(app): State<App>, Caller(scope): Caller) -> ApiResult<Response> {

@@ -10,7 +10,7 @@ pub mod tls;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{MethodFilter, MethodRouter, get};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use vpcip_store::{Store, token_hash};
@@ -39,28 +39,101 @@ impl App {
     }
 }
 
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "vpcip", description = "Elastic IPs and Virtual IPs for private clouds."),
-    paths(
-        healthz, physical_routes, list_tokens, create_token, delete_token,
-        list_zones, show_zone, create_zone, delete_zone,
-        list_host_networks, show_host_network, create_host_network, delete_host_network,
-        list_gateways, show_gateway, create_gateway, delete_gateway, update_gateway,
-        list_vpcs, show_vpc, create_vpc, delete_vpc, add_vpc_cidr, remove_vpc_cidr,
-        list_subnets, show_subnet, create_subnet, delete_subnet, update_subnet,
-        list_security_groups, show_security_group, create_security_group, delete_security_group,
-        add_sg_rules, remove_sg_rule, nic_drops,
-        list_servers, show_server, create_server, delete_server, server_nics,
-        list_nics, show_nic, create_nic, delete_nic, update_nic, attach_nic, detach_nic,
-        list_vips, show_vip, create_vip, delete_vip, bind_vip, unbind_vip,
-        list_eips, show_eip, create_eip, create_visible_eip, release_eip, bind_eip, unbind_eip, update_eip,
-        register_agent, list_agents, report_agent, report_counters, eip_counters, vip_holder, watch_desired,
-        system_status,
-    ),
-    modifiers(&BearerAuth),
-)]
-pub struct ApiDoc;
+/// Every operation of the API, each named once: its path and method are
+/// those of its handler's OpenAPI annotation, so the router built from this
+/// list (`router`) and the document (`ApiDoc`) cannot disagree.
+macro_rules! operations {
+    ($($handler:ident),* $(,)?) => {
+        #[derive(OpenApi)]
+        #[openapi(
+            info(title = "vpcip", description = "Elastic IPs and Virtual IPs for private clouds."),
+            paths($($handler),*),
+            modifiers(&BearerAuth),
+        )]
+        pub struct ApiDoc;
+
+        /// Each operation's handler by its operation ID (the handler's name).
+        fn handlers() -> Vec<(&'static str, AddHandler)> {
+            vec![$((stringify!($handler), |r, m| r.on(m, $handler))),*]
+        }
+    };
+}
+
+/// Adds a handler to a path's router for one method.
+type AddHandler = fn(MethodRouter<App>, MethodFilter) -> MethodRouter<App>;
+
+operations!(
+    healthz,
+    physical_routes,
+    list_tokens,
+    create_token,
+    delete_token,
+    list_zones,
+    show_zone,
+    create_zone,
+    delete_zone,
+    list_host_networks,
+    show_host_network,
+    create_host_network,
+    delete_host_network,
+    list_gateways,
+    show_gateway,
+    create_gateway,
+    delete_gateway,
+    update_gateway,
+    list_vpcs,
+    show_vpc,
+    create_vpc,
+    delete_vpc,
+    add_vpc_cidr,
+    remove_vpc_cidr,
+    list_subnets,
+    show_subnet,
+    create_subnet,
+    delete_subnet,
+    update_subnet,
+    list_security_groups,
+    show_security_group,
+    create_security_group,
+    delete_security_group,
+    add_sg_rules,
+    remove_sg_rule,
+    nic_drops,
+    list_servers,
+    show_server,
+    create_server,
+    delete_server,
+    server_nics,
+    list_nics,
+    show_nic,
+    create_nic,
+    delete_nic,
+    update_nic,
+    attach_nic,
+    detach_nic,
+    list_vips,
+    show_vip,
+    create_vip,
+    delete_vip,
+    bind_vip,
+    unbind_vip,
+    list_eips,
+    show_eip,
+    create_eip,
+    create_visible_eip,
+    release_eip,
+    bind_eip,
+    unbind_eip,
+    update_eip,
+    register_agent,
+    list_agents,
+    report_agent,
+    report_counters,
+    eip_counters,
+    vip_holder,
+    watch_desired,
+    system_status,
+);
 
 struct BearerAuth;
 
@@ -79,88 +152,44 @@ pub fn openapi_json() -> String {
     ApiDoc::openapi().to_pretty_json().unwrap_or_default() + "\n"
 }
 
+/// The router of every operation `ApiDoc` documents, at its documented
+/// path and method.
+fn operation_routes() -> Router<App> {
+    let handlers: std::collections::HashMap<&str, AddHandler> = handlers().into_iter().collect();
+    let mut router = Router::new();
+    for (path, item) in ApiDoc::openapi().paths.paths {
+        let mut methods = MethodRouter::new();
+        for (filter, operation) in [
+            (MethodFilter::GET, &item.get),
+            (MethodFilter::POST, &item.post),
+            (MethodFilter::PUT, &item.put),
+            (MethodFilter::PATCH, &item.patch),
+            (MethodFilter::DELETE, &item.delete),
+        ] {
+            let Some(operation) = operation else { continue };
+            let id = operation.operation_id.as_deref().unwrap_or_default();
+            // Every documented operation comes from `operations!`, which
+            // names its handler: a miss is a bug in this file, caught by
+            // the router test.
+            if let Some(add) = handlers.get(id) {
+                methods = add(methods, filter);
+            }
+        }
+        router = router.route(&path, methods);
+    }
+    router
+}
+
 pub fn router(app: App) -> Router {
     let doc = openapi_json();
     let metrics = app.metrics.clone();
     Router::new()
-        .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_page))
-        .route("/v1/status", get(system_status))
         .route(
             "/openapi.json",
             get(move || async move { ([("content-type", "application/json")], doc) }),
         )
-        .route("/v1/physical-routes", get(physical_routes))
-        .route("/v1/tokens", get(list_tokens).post(create_token))
-        .route("/v1/tokens/{id}", axum::routing::delete(delete_token))
-        .route("/v1/zones", get(list_zones).post(create_zone))
-        .route("/v1/zones/{id}", get(show_zone).delete(delete_zone))
-        .route(
-            "/v1/host-networks",
-            get(list_host_networks).post(create_host_network),
-        )
-        .route(
-            "/v1/host-networks/{id}",
-            get(show_host_network).delete(delete_host_network),
-        )
-        .route("/v1/gateways", get(list_gateways).post(create_gateway))
-        .route(
-            "/v1/gateways/{id}",
-            get(show_gateway)
-                .delete(delete_gateway)
-                .patch(update_gateway),
-        )
-        .route("/v1/vpcs", get(list_vpcs).post(create_vpc))
-        .route("/v1/vpcs/{id}", get(show_vpc).delete(delete_vpc))
-        .route("/v1/vpcs/{id}/add-cidr", post(add_vpc_cidr))
-        .route("/v1/vpcs/{id}/remove-cidr", post(remove_vpc_cidr))
-        .route("/v1/subnets", get(list_subnets).post(create_subnet))
-        .route(
-            "/v1/subnets/{id}",
-            get(show_subnet).delete(delete_subnet).patch(update_subnet),
-        )
-        .route(
-            "/v1/security-groups",
-            get(list_security_groups).post(create_security_group),
-        )
-        .route(
-            "/v1/security-groups/{id}",
-            get(show_security_group).delete(delete_security_group),
-        )
-        .route("/v1/security-groups/{id}/rules", post(add_sg_rules))
-        .route("/v1/nics/{id}/drops", get(nic_drops))
-        .route(
-            "/v1/security-groups/{id}/rules/{rule}",
-            axum::routing::delete(remove_sg_rule),
-        )
-        .route("/v1/servers", get(list_servers).post(create_server))
-        .route("/v1/servers/{id}", get(show_server).delete(delete_server))
-        .route("/v1/servers/{id}/nics", get(server_nics))
-        .route("/v1/nics", get(list_nics).post(create_nic))
-        .route(
-            "/v1/nics/{id}",
-            get(show_nic).delete(delete_nic).patch(update_nic),
-        )
-        .route("/v1/nics/{id}/attach", post(attach_nic))
-        .route("/v1/nics/{id}/detach", post(detach_nic))
-        .route("/v1/vips", get(list_vips).post(create_vip))
-        .route("/v1/vips/{id}", get(show_vip).delete(delete_vip))
-        .route("/v1/vips/{id}/bind", post(bind_vip))
-        .route("/v1/vips/{id}/unbind", post(unbind_vip))
-        .route("/v1/eips", get(list_eips).post(create_eip))
-        .route("/v1/eips/visible", post(create_visible_eip))
-        .route(
-            "/v1/eips/{id}",
-            get(show_eip).delete(release_eip).patch(update_eip),
-        )
-        .route("/v1/eips/{id}/bind", post(bind_eip))
-        .route("/v1/eips/{id}/unbind", post(unbind_eip))
-        .route("/v1/agents", get(list_agents).post(register_agent))
-        .route("/v1/agents/{id}/report", post(report_agent))
-        .route("/v1/agents/{id}/counters", post(report_counters))
-        .route("/v1/eips/{id}/counters", get(eip_counters))
-        .route("/v1/vips/{id}/holder", get(vip_holder))
-        .route("/v1/agents/{id}/desired", get(watch_desired))
+        .merge(operation_routes())
         .route_layer(axum::middleware::from_fn_with_state(
             metrics,
             metrics::track,
@@ -192,4 +221,27 @@ pub async fn serve(
     axum::serve(listener, router(app))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_documented_operation_has_its_handler() {
+        let handlers: std::collections::HashSet<&str> =
+            handlers().into_iter().map(|(id, _)| id).collect();
+        let mut documented = 0;
+        for item in ApiDoc::openapi().paths.paths.values() {
+            for op in [&item.get, &item.post, &item.put, &item.patch, &item.delete]
+                .into_iter()
+                .flatten()
+            {
+                let id = op.operation_id.as_deref().unwrap_or_default();
+                assert!(handlers.contains(id), "{id} has no handler");
+                documented += 1;
+            }
+        }
+        assert_eq!(documented, handlers.len());
+    }
 }

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use vpcip_model::SecurityGroup;
 use vpcip_model::SgRule;
+use vpcip_model::paths;
 
 use crate::App;
 use crate::auth::Caller;
@@ -26,7 +27,7 @@ pub struct AddSgRules {
 /// a protocol without ports, a range that can never match, a prefix with
 /// host bits, a remote group outside the group's VPC, a rule the group
 /// already has) and the group's rule limit holds (400 `sg_rule_limit`).
-#[utoipa::path(post, path = "/v1/security-groups/{id}/rules", tag = "security-groups",
+#[utoipa::path(post, path = paths::SECURITY_GROUP_RULES, tag = "security-groups",
     request_body = AddSgRules,
     params(("id" = String, Path, description = "ID or name")),
     responses((status = 200, body = SecurityGroup), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -47,7 +48,7 @@ pub async fn add_sg_rules(
 /// Connections the rule let in are cut at once: the hosts forget the
 /// tracked connections of the group's NICs that the remaining rules do
 /// not allow.
-#[utoipa::path(delete, path = "/v1/security-groups/{id}/rules/{rule}", tag = "security-groups",
+#[utoipa::path(delete, path = paths::SECURITY_GROUP_RULE, tag = "security-groups",
     params(("id" = String, Path, description = "ID or name"), ("rule" = String, Path, description = "rule ID or the rule as written")),
     responses((status = 200, body = SecurityGroup), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
@@ -62,7 +63,7 @@ pub async fn remove_sg_rule(
 
 /// Packets the NIC's security groups dropped (in: its ingress rules, out:
 /// its egress rules), as its host agent last reported them.
-#[utoipa::path(get, path = "/v1/nics/{id}/drops", tag = "nics",
+#[utoipa::path(get, path = paths::NIC_DROPS, tag = "nics",
     params(("id" = String, Path, description = "ID or name")),
     responses((status = 200, body = vpcip_model::desired::NicDrops), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]

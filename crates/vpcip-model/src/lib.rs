@@ -8,6 +8,7 @@ pub mod error;
 pub mod filter;
 pub mod guest;
 pub mod ipam;
+pub mod paths;
 pub mod resources;
 pub mod rules;
 
