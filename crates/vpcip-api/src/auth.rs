@@ -57,7 +57,7 @@ async fn authenticate(parts: &mut Parts, app: &App) -> Result<Caller, ApiError> 
     match app.store.authenticate(token).await? {
         // An agent's token acts for its own agent on the agent routes
         // (register, watch, report) and nowhere else.
-        Some(Scope::Agent(a)) if parts.uri.path().starts_with("/v1/agents") => {
+        Some(Scope::Agent(a)) if parts.uri.path().starts_with(vpcip_model::paths::AGENTS) => {
             Ok(Caller(Scope::Agent(a)))
         }
         Some(Scope::Agent(_)) => Err(ApiError::new(

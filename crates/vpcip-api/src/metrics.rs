@@ -108,7 +108,7 @@ pub(crate) async fn track(
         };
         // The agents' own reports come every few seconds: not audited at
         // info.
-        if route.starts_with("/v1/agents/{id}/") {
+        if route.starts_with(vpcip_model::paths::AGENTS) && route != vpcip_model::paths::AGENTS {
             tracing::debug!(target: "vpcip::audit", %method, %route, resource = %path, %tenant, status, result, "api mutation");
         } else {
             tracing::info!(target: "vpcip::audit", %method, %route, resource = %path, %tenant, status, result, "api mutation");

@@ -83,12 +83,12 @@ fn api_err(r: Result<impl std::fmt::Debug, ClientError>) -> (u16, String, String
 async fn seeds_world(s: &Server, tenant: &str) -> Client {
     let op = s.operator();
     let _: Zone = op
-        .post("/v1/zones", &CreateZone { name: "z1".into() })
+        .post(paths::ZONES, &CreateZone { name: "z1".into() })
         .await
         .unwrap();
     let _: HostNetwork = op
         .post(
-            "/v1/host-networks",
+            paths::HOST_NETWORKS,
             &CreateHostNetwork {
                 name: "underlay".into(),
                 cidr: "192.168.201.0/24".parse().unwrap(),
@@ -98,7 +98,7 @@ async fn seeds_world(s: &Server, tenant: &str) -> Client {
         .unwrap();
     let _: Gateway = op
         .post(
-            "/v1/gateways",
+            paths::GATEWAYS,
             &CreateGateway {
                 name: "allinone".into(),
                 underlay_ip: "192.168.201.20".parse().unwrap(),
@@ -123,7 +123,7 @@ async fn seeds_world(s: &Server, tenant: &str) -> Client {
     );
     let tok: Token = op
         .post(
-            "/v1/tokens",
+            paths::TOKENS,
             &CreateToken {
                 tenant: tenant.into(),
                 description: "test".into(),
@@ -136,7 +136,7 @@ async fn seeds_world(s: &Server, tenant: &str) -> Client {
     let t = Client::new(&s.url(), tok.secret.as_deref());
     let _: Vpc = t
         .post(
-            "/v1/vpcs",
+            paths::VPCS,
             &CreateVpc {
                 name: "vpc1".into(),
                 cidr: "10.0.0.0/8".parse().unwrap(),
@@ -163,7 +163,7 @@ async fn seeds_procedure_over_http(s: Server) {
     let t = seeds_world(&s, "acme").await;
     let _: Server_ = t
         .post(
-            "/v1/servers",
+            paths::SERVERS,
             &CreateServer {
                 name: "vm-1".into(),
                 subnet: "sw1".into(),
@@ -188,9 +188,8 @@ async fn seeds_procedure_over_http(s: Server) {
     // The rule errors come back with their code, message and a 4xx.
     let (status, code, message) = api_err(
         t.action::<_, Eip>(
-            "eips",
+            paths::EIP_BIND,
             &eip.id,
-            "bind",
             &BindEip {
                 target: EipTarget::Server("vm-1".into()),
                 mode: EipMode::Visible,
@@ -201,18 +200,18 @@ async fn seeds_procedure_over_http(s: Server) {
     );
     assert_eq!((status, code.as_str()), (400, "visible_address_mismatch"));
     assert!(message.contains("10.0.0.2"), "{message}");
-    let (status, code, _) = api_err(t.show::<Eip>("eips", "eip-nonexistent").await);
+    let (status, code, _) = api_err(t.show::<Eip>("eip-nonexistent").await);
     assert_eq!((status, code.as_str()), (404, "not_found"));
-    let (status, code, _) = api_err(t.remove("eips", &eip.id).await);
+    let (status, code, _) = api_err(t.remove::<vpcip_model::Eip>(&eip.id).await);
     assert_eq!((status, code.as_str()), (409, "resource_in_use"));
     // Unbind, change bandwidth, release.
     let _: Eip = t
-        .action("eips", &eip.id, "unbind", &serde_json::json!({}))
+        .action(paths::EIP_UNBIND, &eip.id, &serde_json::json!({}))
         .await
         .unwrap();
     let e: Eip = t
         .patch(
-            &format!("/v1/eips/{}", eip.id),
+            &paths::at(paths::EIP, &[&eip.id]),
             &UpdateEip {
                 bandwidth_mbps: Some(20),
                 ..Default::default()
@@ -221,11 +220,11 @@ async fn seeds_procedure_over_http(s: Server) {
         .await
         .unwrap();
     assert_eq!(e.bandwidth_mbps, 20);
-    t.remove("eips", &eip.id).await.unwrap();
+    t.remove::<vpcip_model::Eip>(&eip.id).await.unwrap();
     // The one-call visible recipe.
     let v: VisibleEip = t
         .post(
-            "/v1/eips/visible",
+            paths::EIPS_VISIBLE,
             &CreateVisibleEip {
                 bandwidth_mbps: 5,
                 server: "vm-1".into(),
@@ -272,15 +271,15 @@ async fn bad_input_is_4xx(s: Server) {
             .send()
     };
     for (path, body) in [
-        ("/v1/eips", "{"),
-        ("/v1/eips", "{\"bandwidth_mbps\": -1}"),
-        ("/v1/eips", "{\"bandwidth_mbps\": 5, \"surprise\": true}"),
+        (paths::EIPS, "{"),
+        (paths::EIPS, "{\"bandwidth_mbps\": -1}"),
+        (paths::EIPS, "{\"bandwidth_mbps\": 5, \"surprise\": true}"),
         (
-            "/v1/subnets",
+            paths::SUBNETS,
             "{\"name\": \"x\", \"cidr\": \"10.0.0.0/33\"}",
         ),
-        ("/v1/vpcs", "[]"),
-        ("/v1/zones", "{\"name\": \"\"}"),
+        (paths::VPCS, "[]"),
+        (paths::ZONES, "{\"name\": \"\"}"),
     ] {
         let r = post(path, body).await.unwrap();
         assert!(
@@ -317,7 +316,7 @@ async fn bad_input_is_4xx(s: Server) {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     // A tenant asking for an operator action: 403 with the rule.
     let (status, code, message) = api_err(
-        t.post::<_, Zone>("/v1/zones", &CreateZone { name: "z9".into() })
+        t.post::<_, Zone>(paths::ZONES, &CreateZone { name: "z9".into() })
             .await,
     );
     assert_eq!((status, code.as_str()), (403, "forbidden"));
@@ -329,7 +328,7 @@ async fn tenants_are_isolated(s: Server) {
     let op = s.operator();
     let tok: Token = op
         .post(
-            "/v1/tokens",
+            paths::TOKENS,
             &CreateToken {
                 tenant: "globex".into(),
                 description: String::new(),
@@ -342,7 +341,7 @@ async fn tenants_are_isolated(s: Server) {
     let b = Client::new(&s.url(), tok.secret.as_deref());
     let vm: Server_ = a
         .post(
-            "/v1/servers",
+            paths::SERVERS,
             &CreateServer {
                 name: "vm-1".into(),
                 subnet: "sw1".into(),
@@ -360,44 +359,34 @@ async fn tenants_are_isolated(s: Server) {
         .unwrap();
     // No token and bad tokens: 401.
     let anon = Client::new(&s.url(), None);
-    assert_eq!(api_err(anon.show::<Eip>("eips", &eip.id).await).0, 401);
+    assert_eq!(api_err(anon.show::<Eip>(&eip.id).await).0, 401);
     assert_eq!(
-        api_err(
-            a.with_token("vpcip_forged")
-                .show::<Eip>("eips", &eip.id)
-                .await
-        )
-        .0,
+        api_err(a.with_token("vpcip_forged").show::<Eip>(&eip.id).await).0,
         401
     );
     // Another tenant: 404 for what exists, and nothing in its lists.
-    assert_eq!(api_err(b.show::<Eip>("eips", &eip.id).await).0, 404);
-    assert_eq!(api_err(b.show::<Server_>("servers", &vm.id).await).0, 404);
-    assert_eq!(api_err(b.remove("servers", &vm.id).await).0, 404);
+    assert_eq!(api_err(b.show::<Eip>(&eip.id).await).0, 404);
+    assert_eq!(api_err(b.show::<Server_>(&vm.id).await).0, 404);
+    assert_eq!(
+        api_err(b.remove::<vpcip_model::Server>(&vm.id).await).0,
+        404
+    );
     assert_eq!(
         api_err(
-            b.action::<_, Eip>("eips", &eip.id, "unbind", &serde_json::json!({}))
+            b.action::<_, Eip>(paths::EIP_UNBIND, &eip.id, &serde_json::json!({}))
                 .await
         )
         .0,
         404
     );
-    assert!(b.list_all::<Eip>("eips", None).await.unwrap().is_empty());
-    assert!(
-        b.list_all::<Server_>("servers", None)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(b.list::<Eip>(None).await.unwrap().is_empty());
+    assert!(b.list::<Server_>(None).await.unwrap().is_empty());
     // The operator sees both tenants' resources.
-    assert_eq!(
-        op.show::<Eip>("eips", &eip.id).await.unwrap().tenant,
-        "acme"
-    );
+    assert_eq!(op.show::<Eip>(&eip.id).await.unwrap().tenant, "acme");
     // Healthz and the OpenAPI document need no token.
     let _: serde_json::Value = anon.get("/healthz").await.unwrap();
     let doc: serde_json::Value = anon.get("/openapi.json").await.unwrap();
-    assert!(doc["paths"]["/v1/eips"].is_object());
+    assert!(doc["paths"][paths::EIPS].is_object());
 }
 
 async fn idempotent_creates_and_pages(s: Server) {
@@ -437,7 +426,10 @@ async fn idempotent_creates_and_pages(s: Server) {
     assert_eq!(page.items.len(), 5);
     let next = page.next_page_token.unwrap();
     let page2: Page<Eip> = t
-        .get(&format!("/v1/eips?limit=5&page_token={next}"))
+        .get(&format!(
+            "{}?limit=5&page_token={next}",
+            paths::at(paths::EIPS, &[])
+        ))
         .await
         .unwrap();
     assert_eq!(page2.items.len(), 5);
@@ -447,12 +439,15 @@ async fn idempotent_creates_and_pages(s: Server) {
             .iter()
             .all(|e| page.items.iter().all(|f| e.id > f.id))
     );
-    assert_eq!(t.list_all::<Eip>("eips", None).await.unwrap().len(), 12);
+    assert_eq!(t.list::<Eip>(None).await.unwrap().len(), 12);
     // Page tokens are opaque and checked: garbage, or an ID, is 400.
     for garbage in ["garbage", page.items[0].id.as_str(), "p00", "pzz"] {
         let (status, code, msg) = api_err(
-            t.get::<Page<Eip>>(&format!("/v1/eips?limit=5&page_token={garbage}"))
-                .await,
+            t.get::<Page<Eip>>(&format!(
+                "{}?limit=5&page_token={garbage}",
+                paths::at(paths::EIPS, &[])
+            ))
+            .await,
         );
         assert_eq!(
             (status, code.as_str()),
@@ -512,7 +507,7 @@ async fn names_addresses_and_what_tenants_see(s: Server) {
     let op = s.operator();
     let vm: Server_ = t
         .post(
-            "/v1/servers",
+            paths::SERVERS,
             &CreateServer {
                 name: "vm-1".into(),
                 subnet: "sw1".into(),
@@ -530,11 +525,11 @@ async fn names_addresses_and_what_tenants_see(s: Server) {
         .unwrap();
     let addr = eip.ip.to_string();
     // By address: show, update, bind, unbind, release.
-    let shown: Eip = t.show("eips", &addr).await.unwrap();
+    let shown: Eip = t.show(&addr).await.unwrap();
     assert_eq!(shown.id, eip.id);
     let updated: Eip = t
         .patch(
-            &format!("/v1/eips/{addr}"),
+            &paths::at(paths::EIP, &[&addr]),
             &UpdateEip {
                 bandwidth_mbps: Some(20),
                 ..Default::default()
@@ -545,9 +540,8 @@ async fn names_addresses_and_what_tenants_see(s: Server) {
     assert_eq!(updated.bandwidth_mbps, 20);
     let bound: Eip = t
         .action(
-            "eips",
+            paths::EIP_BIND,
             &addr,
-            "bind",
             &BindEip {
                 target: EipTarget::Server("vm-1".into()),
                 mode: EipMode::Nat,
@@ -558,26 +552,26 @@ async fn names_addresses_and_what_tenants_see(s: Server) {
         .unwrap();
     assert_eq!(bound.server_id.as_deref(), Some(vm.id.as_str()));
     let _: Eip = t
-        .action("eips", &addr, "unbind", &serde_json::json!({}))
+        .action(paths::EIP_UNBIND, &addr, &serde_json::json!({}))
         .await
         .unwrap();
-    t.remove("eips", &addr).await.unwrap();
-    assert_eq!(api_err(t.show::<Eip>("eips", &addr).await).0, 404);
+    t.remove::<vpcip_model::Eip>(&addr).await.unwrap();
+    assert_eq!(api_err(t.show::<Eip>(&addr).await).0, 404);
 
     // Parents by name; an unknown parent is 404, not an empty list.
-    let by_name = t.list_all::<Subnet>("subnets", Some("vpc1")).await.unwrap();
+    let by_name = t.list::<Subnet>(Some("vpc1")).await.unwrap();
     assert_eq!(
         by_name.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
         ["sw1"]
     );
-    let (status, code, msg) = api_err(t.list_all::<Subnet>("subnets", Some("no-such-vpc")).await);
+    let (status, code, msg) = api_err(t.list::<Subnet>(Some("no-such-vpc")).await);
     assert_eq!((status, code.as_str()), (404, "not_found"), "{msg}");
 
     // The operator's own VPC and subnet are not the tenants'; zones, the
     // default VPC and the EIP segments are shared.
     let _: Vpc = op
         .post(
-            "/v1/vpcs",
+            paths::VPCS,
             &CreateVpc {
                 name: "ops-net".into(),
                 cidr: "172.16.0.0/16".parse().unwrap(),
@@ -596,7 +590,7 @@ async fn names_addresses_and_what_tenants_see(s: Server) {
     .await
     .unwrap();
     let vpcs: Vec<String> = t
-        .list_all::<Vpc>("vpcs", None)
+        .list::<Vpc>(None)
         .await
         .unwrap()
         .into_iter()
@@ -608,7 +602,7 @@ async fn names_addresses_and_what_tenants_see(s: Server) {
     );
     assert!(!vpcs.contains(&"ops-net".to_string()), "{vpcs:?}");
     let subnets: Vec<String> = t
-        .list_all::<Subnet>("subnets", None)
+        .list::<Subnet>(None)
         .await
         .unwrap()
         .into_iter()
@@ -616,13 +610,13 @@ async fn names_addresses_and_what_tenants_see(s: Server) {
         .collect();
     assert!(subnets.contains(&"eip-seg".to_string()), "{subnets:?}");
     assert!(!subnets.contains(&"ops-sub".to_string()), "{subnets:?}");
-    assert_eq!(api_err(t.show::<Vpc>("vpcs", "ops-net").await).0, 404);
-    assert_eq!(api_err(t.show::<Subnet>("subnets", "ops-sub").await).0, 404);
+    assert_eq!(api_err(t.show::<Vpc>("ops-net").await).0, 404);
+    assert_eq!(api_err(t.show::<Subnet>("ops-sub").await).0, 404);
 
     // The visible EIP recipe fills the EIP's server.
     let visible: VisibleEip = t
         .post(
-            "/v1/eips/visible",
+            paths::EIPS_VISIBLE,
             &CreateVisibleEip {
                 bandwidth_mbps: 5,
                 server: vm.id.clone(),
@@ -632,14 +626,14 @@ async fn names_addresses_and_what_tenants_see(s: Server) {
         .await
         .unwrap();
     assert_eq!(visible.eip.server_id.as_deref(), Some(vm.id.as_str()));
-    let again: Eip = t.show("eips", &visible.eip.id).await.unwrap();
+    let again: Eip = t.show(&visible.eip.id).await.unwrap();
     assert_eq!(again.server_id.as_deref(), Some(vm.id.as_str()));
     // Releasing it says what unbinding says: delete the NIC.
-    let (status, code, msg) = api_err(t.remove("eips", &visible.eip.id).await);
+    let (status, code, msg) = api_err(t.remove::<vpcip_model::Eip>(&visible.eip.id).await);
     assert_eq!((status, code.as_str()), (409, "resource_in_use"), "{msg}");
     assert!(msg.contains("delete the NIC"), "{msg}");
     let (_, _, unbind) = api_err(
-        t.action::<_, Eip>("eips", &visible.eip.id, "unbind", &serde_json::json!({}))
+        t.action::<_, Eip>(paths::EIP_UNBIND, &visible.eip.id, &serde_json::json!({}))
             .await,
     );
     assert!(unbind.contains("delete the NIC"), "{unbind}");
@@ -656,19 +650,19 @@ async fn names_addresses_and_what_tenants_see(s: Server) {
         })
         .await
         .unwrap();
-    let (_, _, msg) = api_err(t.remove("eips", &nat.id).await);
-    let primary: Nic = t.show("nics", &vm.nic_ids[0]).await.unwrap();
+    let (_, _, msg) = api_err(t.remove::<vpcip_model::Eip>(&nat.id).await);
+    let primary: Nic = t.show(&vm.nic_ids[0]).await.unwrap();
     assert!(
         msg.contains(&format!("NIC {}", primary.name)) && msg.contains("unbind it first"),
         "{msg}"
     );
 
     // The same group twice in a NIC's list.
-    let nic: Nic = t.show("nics", &vm.nic_ids[0]).await.unwrap();
+    let nic: Nic = t.show(&vm.nic_ids[0]).await.unwrap();
     let sg = nic.security_group_ids[0].clone();
     let (status, code, msg) = api_err(
         t.patch::<_, Nic>(
-            &format!("/v1/nics/{}", nic.id),
+            &paths::at(paths::NIC, &[&nic.id]),
             &UpdateNic {
                 security_groups: Some(vec![sg.clone(), sg.clone()]),
                 source_dest_check: None,
@@ -681,7 +675,7 @@ async fn names_addresses_and_what_tenants_see(s: Server) {
     // An ENI of another VPC cannot join vm-1.
     let _: Vpc = t
         .post(
-            "/v1/vpcs",
+            paths::VPCS,
             &CreateVpc {
                 name: "vpc2".into(),
                 cidr: "10.9.0.0/16".parse().unwrap(),
@@ -701,7 +695,7 @@ async fn names_addresses_and_what_tenants_see(s: Server) {
     .unwrap();
     let eni: Nic = t
         .post(
-            "/v1/nics",
+            paths::NICS,
             &CreateNic {
                 name: "eni-9".into(),
                 subnet: "sw9".into(),
@@ -712,9 +706,8 @@ async fn names_addresses_and_what_tenants_see(s: Server) {
         .unwrap();
     let (status, code, msg) = api_err(
         t.action::<_, Nic>(
-            "nics",
+            paths::NIC_ATTACH,
             &eni.id,
-            "attach",
             &AttachNic {
                 server: vm.id.clone(),
             },
@@ -738,7 +731,7 @@ async fn names_addresses_and_what_tenants_see(s: Server) {
     assert!(msg.contains("/30 or larger"), "{msg}");
     let (status, _, msg) = api_err(
         t.post::<_, Vpc>(
-            "/v1/vpcs",
+            paths::VPCS,
             &serde_json::json!({"name": "v6", "cidr": "2001:db8::/32"}),
         )
         .await,
@@ -796,7 +789,7 @@ async fn every_route_checks_its_caller(s: Server) {
     let op = s.operator();
     let tok: Token = op
         .post(
-            "/v1/tokens",
+            paths::TOKENS,
             &CreateToken {
                 tenant: "globex".into(),
                 description: String::new(),
@@ -810,7 +803,7 @@ async fn every_route_checks_its_caller(s: Server) {
     // acme's resources, one of each kind.
     let acme_token: Token = op
         .post(
-            "/v1/tokens",
+            paths::TOKENS,
             &CreateToken {
                 tenant: "acme".into(),
                 description: "second".into(),
@@ -820,11 +813,11 @@ async fn every_route_checks_its_caller(s: Server) {
         )
         .await
         .unwrap();
-    let vpc: Vpc = acme.show("vpcs", "vpc1").await.unwrap();
-    let subnet: Subnet = acme.show("subnets", "sw1").await.unwrap();
+    let vpc: Vpc = acme.show("vpc1").await.unwrap();
+    let subnet: Subnet = acme.show("sw1").await.unwrap();
     let vm: Server_ = acme
         .post(
-            "/v1/servers",
+            paths::SERVERS,
             &CreateServer {
                 name: "vm-1".into(),
                 subnet: "sw1".into(),
@@ -833,10 +826,10 @@ async fn every_route_checks_its_caller(s: Server) {
         )
         .await
         .unwrap();
-    let nic: Nic = acme.show("nics", &vm.nic_ids[0]).await.unwrap();
+    let nic: Nic = acme.show(&vm.nic_ids[0]).await.unwrap();
     let vip: Vip = acme
         .post(
-            "/v1/vips",
+            paths::VIPS,
             &CreateVip {
                 name: "vip-1".into(),
                 subnet: "sw1".into(),
@@ -853,14 +846,14 @@ async fn every_route_checks_its_caller(s: Server) {
         })
         .await
         .unwrap();
-    let sgs: Vec<SecurityGroup> = acme.list_all("security-groups", None).await.unwrap();
+    let sgs: Vec<SecurityGroup> = acme.list(None).await.unwrap();
     let sg = sgs.iter().find(|g| g.tenant == "acme").unwrap().clone();
-    let zone: Zone = op.show("zones", "z1").await.unwrap();
-    let hn: HostNetwork = op.show("host-networks", "underlay").await.unwrap();
-    let gw: Gateway = op.show("gateways", "allinone").await.unwrap();
+    let zone: Zone = op.show("z1").await.unwrap();
+    let hn: HostNetwork = op.show("underlay").await.unwrap();
+    let gw: Gateway = op.show("allinone").await.unwrap();
     let agent: vpcip_model::desired::Agent = op
         .post(
-            "/v1/agents",
+            paths::AGENTS,
             &vpcip_model::desired::RegisterAgent {
                 name: "allinone".into(),
                 role: vpcip_model::desired::AgentRole::Gateway,
@@ -895,42 +888,42 @@ async fn every_route_checks_its_caller(s: Server) {
     // where it refers to any).
     let body_of = |method: &str, path: &str| -> Option<Value> {
         Some(match (method, path) {
-            ("POST", "/v1/agents") => {
+            ("POST", paths::AGENTS) => {
                 json!({"name": "gw-x", "role": "gateway", "underlay_ip": "192.168.201.21"})
             }
             ("POST", "/v1/agents/{id}/counters") => json!({"counters": []}),
             ("POST", "/v1/agents/{id}/report") => json!({"applied_revision": 1, "error": null}),
-            ("POST", "/v1/eips") => {
+            ("POST", paths::EIPS) => {
                 json!({"bandwidth_mbps": 1, "bind": {"target": {"kind": "server", "id": vm.id}}})
             }
-            ("POST", "/v1/eips/visible") => json!({"bandwidth_mbps": 1, "server": vm.id}),
+            ("POST", paths::EIPS_VISIBLE) => json!({"bandwidth_mbps": 1, "server": vm.id}),
             ("PATCH", "/v1/eips/{id}") => json!({"bandwidth_mbps": 2}),
             ("POST", "/v1/eips/{id}/bind") => json!({"target": {"kind": "nic", "id": nic.id}}),
-            ("POST", "/v1/gateways") => json!({"name": "gw-2", "underlay_ip": "192.168.201.22"}),
+            ("POST", paths::GATEWAYS) => json!({"name": "gw-2", "underlay_ip": "192.168.201.22"}),
             ("PATCH", "/v1/gateways/{id}") => {
                 json!({"bgp": {"local_as": 64513, "peers": [{"ip": "192.168.201.1", "peer_as": 64512}]}})
             }
-            ("POST", "/v1/host-networks") => json!({"name": "hn-2", "cidr": "192.168.210.0/24"}),
-            ("POST", "/v1/nics") => json!({"name": "eni-x", "subnet": subnet.id}),
+            ("POST", paths::HOST_NETWORKS) => json!({"name": "hn-2", "cidr": "192.168.210.0/24"}),
+            ("POST", paths::NICS) => json!({"name": "eni-x", "subnet": subnet.id}),
             ("PATCH", "/v1/nics/{id}") => json!({"source_dest_check": false}),
             ("PATCH", "/v1/subnets/{id}") => json!({"dns_servers": ["192.0.2.53"]}),
             ("POST", "/v1/nics/{id}/attach") => json!({"server": vm.id}),
-            ("POST", "/v1/security-groups") => json!({"name": "sg-x", "vpc": vpc.id}),
+            ("POST", paths::SECURITY_GROUPS) => json!({"name": "sg-x", "vpc": vpc.id}),
             ("POST", "/v1/security-groups/{id}/rules") => json!({"rules": [{
                 "direction": "ingress", "protocol": "tcp", "port_min": 22, "port_max": 22,
                 "remote_cidr": "192.0.2.0/24"}]}),
-            ("POST", "/v1/servers") => json!({"name": "vm-x", "subnet": subnet.id}),
-            ("POST", "/v1/subnets") => {
+            ("POST", paths::SERVERS) => json!({"name": "vm-x", "subnet": subnet.id}),
+            ("POST", paths::SUBNETS) => {
                 json!({"name": "sw-x", "vpc": vpc.id, "zone": zone.id, "cidr": "10.0.9.0/24"})
             }
-            ("POST", "/v1/tokens") => json!({"tenant": "acme"}),
-            ("POST", "/v1/vips") => json!({"name": "vip-x", "subnet": subnet.id}),
+            ("POST", paths::TOKENS) => json!({"tenant": "acme"}),
+            ("POST", paths::VIPS) => json!({"name": "vip-x", "subnet": subnet.id}),
             ("POST", "/v1/vips/{id}/bind" | "/v1/vips/{id}/unbind") => json!({"nic": nic.id}),
-            ("POST", "/v1/vpcs") => json!({"name": "vpc-x", "cidr": "172.16.0.0/16"}),
+            ("POST", paths::VPCS) => json!({"name": "vpc-x", "cidr": "172.16.0.0/16"}),
             ("POST", "/v1/vpcs/{id}/add-cidr" | "/v1/vpcs/{id}/remove-cidr") => {
                 json!({"cidr": "172.20.0.0/16"})
             }
-            ("POST", "/v1/zones") => json!({"name": "z-x"}),
+            ("POST", paths::ZONES) => json!({"name": "z-x"}),
             _ => return None,
         })
     };
@@ -1001,7 +994,7 @@ async fn every_route_checks_its_caller(s: Server) {
             // Another tenant.
             let (status, text) = call(&method, &url, Some(&globex), body.as_ref()).await;
             let platform_read =
-                method == "GET" && matches!(path.as_str(), "/v1/zones" | "/v1/zones/{id}");
+                method == "GET" && matches!(path.as_str(), paths::ZONES | "/v1/zones/{id}");
             match (with_id, tenant_owned) {
                 _ if platform_read => assert_eq!(status, 200, "{what}, another tenant: {text}"),
                 (true, true) => assert_eq!(status, 404, "{what}, another tenant: {text}"),
@@ -1034,7 +1027,7 @@ async fn every_route_checks_its_caller(s: Server) {
                 // Creating in a tenant collection: only with acme's
                 // resources named is there anything to refuse.
                 (false, true) => {
-                    if path == "/v1/vpcs" {
+                    if path == paths::VPCS {
                         assert_eq!(status, 201, "{what}, another tenant: {text}");
                     } else {
                         assert_eq!(status, 404, "{what}, another tenant naming acme's: {text}");
@@ -1072,7 +1065,7 @@ async fn agent_tokens_serve_the_agent_routes_only(s: Server) {
     let op = s.operator();
     let tok: Token = op
         .post(
-            "/v1/tokens",
+            paths::TOKENS,
             &CreateToken {
                 tenant: "gw-1".into(),
                 description: "the gateway's agent".into(),
@@ -1086,7 +1079,7 @@ async fn agent_tokens_serve_the_agent_routes_only(s: Server) {
     let agent = Client::new(&s.url(), tok.secret.as_deref());
     let me: vpcip_model::desired::Agent = agent
         .post(
-            "/v1/agents",
+            paths::AGENTS,
             &vpcip_model::desired::RegisterAgent {
                 name: "gw-1".into(),
                 role: vpcip_model::desired::AgentRole::Gateway,
@@ -1096,12 +1089,12 @@ async fn agent_tokens_serve_the_agent_routes_only(s: Server) {
         .await
         .unwrap();
     let desired: vpcip_model::desired::Desired = agent
-        .get(&format!("/v1/agents/{}/desired", me.id))
+        .get(&paths::at(paths::AGENT_DESIRED, &[&me.id]))
         .await
         .unwrap();
     let _: () = agent
         .post(
-            &format!("/v1/agents/{}/report", me.id),
+            &paths::at(paths::AGENT_REPORT, &[&me.id]),
             &vpcip_model::desired::AgentReport {
                 applied_revision: desired.revision,
                 error: None,
@@ -1112,13 +1105,13 @@ async fn agent_tokens_serve_the_agent_routes_only(s: Server) {
         .await
         .unwrap();
     // Nothing else.
-    let (status, code, message) = api_err(agent.list_all::<Eip>("eips", None).await);
+    let (status, code, message) = api_err(agent.list::<Eip>(None).await);
     assert_eq!((status, code.as_str()), (403, "forbidden"), "{message}");
     assert!(message.contains("agent routes"), "{message}");
     assert_eq!(
         api_err(
             agent
-                .post::<_, Zone>("/v1/zones", &CreateZone { name: "z9".into() })
+                .post::<_, Zone>(paths::ZONES, &CreateZone { name: "z9".into() })
                 .await
         )
         .0,
@@ -1128,13 +1121,13 @@ async fn agent_tokens_serve_the_agent_routes_only(s: Server) {
     assert_eq!(
         api_err(
             tenant
-                .get::<vpcip_model::desired::Desired>(&format!("/v1/agents/{}/desired", me.id))
+                .get::<vpcip_model::desired::Desired>(&paths::at(paths::AGENT_DESIRED, &[&me.id]))
                 .await
         )
         .0,
         403
     );
-    let listed: Vec<Token> = op.get("/v1/tokens").await.unwrap();
+    let listed: Vec<Token> = op.get(paths::TOKENS).await.unwrap();
     assert!(listed.iter().any(|t| t.id == tok.id && t.agent));
 }
 
@@ -1147,7 +1140,7 @@ async fn agent_token(s: &Server, name: &str, role: AgentRole) -> Client {
     let tok: Token = s
         .operator()
         .post(
-            "/v1/tokens",
+            paths::TOKENS,
             &CreateToken {
                 tenant: name.into(),
                 description: format!("agent {name}"),
@@ -1179,7 +1172,7 @@ async fn an_agent_token_acts_for_its_agent_only(s: Server) {
     let _tenant = seeds_world(&s, "acme").await;
     let op = s.operator();
     let h1: Agent = op
-        .post("/v1/agents", &reg("h1", AgentRole::Host, "192.168.201.11"))
+        .post(paths::AGENTS, &reg("h1", AgentRole::Host, "192.168.201.11"))
         .await
         .unwrap();
     let gw1 = agent_token(&s, "gw1", AgentRole::Gateway).await;
@@ -1187,21 +1180,24 @@ async fn an_agent_token_acts_for_its_agent_only(s: Server) {
     // Its own flows: register (again, as after a restart), watch, report.
     let me: Agent = gw1
         .post(
-            "/v1/agents",
+            paths::AGENTS,
             &reg("gw1", AgentRole::Gateway, "192.168.201.21"),
         )
         .await
         .unwrap();
     let again: Agent = gw1
         .post(
-            "/v1/agents",
+            paths::AGENTS,
             &reg("gw1", AgentRole::Gateway, "192.168.201.21"),
         )
         .await
         .unwrap();
     assert_eq!(again.id, me.id);
     let desired: Desired = gw1
-        .get(&format!("/v1/agents/{}/desired?after=0&wait=0", me.id))
+        .get(&format!(
+            "{}?after=0&wait=0",
+            paths::at(paths::AGENT_DESIRED, &[&me.id])
+        ))
         .await
         .unwrap();
     assert!(desired.gateway.is_some());
@@ -1213,12 +1209,12 @@ async fn an_agent_token_acts_for_its_agent_only(s: Server) {
         cluster: None,
     };
     let _: () = gw1
-        .post(&format!("/v1/agents/{}/report", me.id), &report)
+        .post(&paths::at(paths::AGENT_REPORT, &[&me.id]), &report)
         .await
         .unwrap();
     let _: () = gw1
         .post(
-            &format!("/v1/agents/{}/counters", me.id),
+            &paths::at(paths::AGENT_COUNTERS, &[&me.id]),
             &serde_json::json!({"counters": [], "vip_holders": []}),
         )
         .await
@@ -1227,7 +1223,7 @@ async fn an_agent_token_acts_for_its_agent_only(s: Server) {
     // Another agent's registration: refused, and it is no next hop.
     let (status, code, message) = api_err(
         gw1.post::<_, Agent>(
-            "/v1/agents",
+            paths::AGENTS,
             &reg("other-gw", AgentRole::Gateway, "192.168.201.22"),
         )
         .await,
@@ -1241,7 +1237,7 @@ async fn an_agent_token_acts_for_its_agent_only(s: Server) {
         message,
         "this agent token acts for agent gw1 (gateway) only, not other-gw (gateway)"
     );
-    let routes: Vec<PhysicalRoute> = op.get("/v1/physical-routes").await.unwrap();
+    let routes: Vec<PhysicalRoute> = op.get(paths::PHYSICAL_ROUTES).await.unwrap();
     let hops: BTreeSet<String> = routes.iter().map(|r| r.gateway.clone()).collect();
     assert_eq!(
         hops,
@@ -1254,7 +1250,7 @@ async fn an_agent_token_acts_for_its_agent_only(s: Server) {
         ("allinone", "192.168.201.20", "allinone (host)"),
     ] {
         let (status, code, message) = api_err(
-            gw1.post::<_, Agent>("/v1/agents", &reg(name, AgentRole::Host, addr))
+            gw1.post::<_, Agent>(paths::AGENTS, &reg(name, AgentRole::Host, addr))
                 .await,
         );
         assert_eq!((status, code.as_str()), (403, "agent_identity"));
@@ -1263,7 +1259,7 @@ async fn an_agent_token_acts_for_its_agent_only(s: Server) {
             format!("this agent token acts for agent gw1 (gateway) only, not {requested}")
         );
     }
-    let agents: Vec<Agent> = op.get("/v1/agents").await.unwrap();
+    let agents: Vec<Agent> = op.get(paths::AGENTS).await.unwrap();
     let mine = agents.iter().find(|a| a.name == "gw1").unwrap();
     assert_eq!(
         (mine.role, mine.underlay_ip.to_string().as_str()),
@@ -1286,7 +1282,7 @@ async fn an_agent_token_acts_for_its_agent_only(s: Server) {
             format!("this agent token acts for agent gw1 (gateway) only, not {key}")
         };
         let (status, code, message) = api_err(
-            gw1.post::<_, ()>(&format!("/v1/agents/{key}/report"), &bad)
+            gw1.post::<_, ()>(&paths::at(paths::AGENT_REPORT, &[&key]), &bad)
                 .await,
         );
         assert_eq!(
@@ -1295,26 +1291,29 @@ async fn an_agent_token_acts_for_its_agent_only(s: Server) {
         );
         let (status, code, _) = api_err(
             gw1.post::<_, ()>(
-                &format!("/v1/agents/{key}/counters"),
+                &paths::at(paths::AGENT_COUNTERS, &[&key]),
                 &serde_json::json!({"counters": []}),
             )
             .await,
         );
         assert_eq!((status, code.as_str()), (403, "agent_identity"), "{key}");
         let (status, code, _) = api_err(
-            gw1.get::<Desired>(&format!("/v1/agents/{key}/desired?wait=0"))
-                .await,
+            gw1.get::<Desired>(&format!(
+                "{}?wait=0",
+                paths::at(paths::AGENT_DESIRED, &[&key])
+            ))
+            .await,
         );
         assert_eq!((status, code.as_str()), (403, "agent_identity"), "{key}");
     }
-    let status: vpcip_model::desired::SystemStatus = op.get("/v1/status").await.unwrap();
+    let status: vpcip_model::desired::SystemStatus = op.get(paths::STATUS).await.unwrap();
     let h1_now = status.agents.iter().find(|a| a.agent.name == "h1").unwrap();
     assert_eq!(h1_now.agent.error, None, "the forged report never landed");
     // Nor does it list the agents or read the status.
-    let (status, code, _) = api_err(gw1.get::<Vec<Agent>>("/v1/agents").await);
+    let (status, code, _) = api_err(gw1.get::<Vec<Agent>>(paths::AGENTS).await);
     assert_eq!((status, code.as_str()), (403, "forbidden"));
     assert_eq!(
-        api_err(gw1.get::<serde_json::Value>("/v1/status").await).0,
+        api_err(gw1.get::<serde_json::Value>(paths::STATUS).await).0,
         403
     );
 
@@ -1322,13 +1321,13 @@ async fn an_agent_token_acts_for_its_agent_only(s: Server) {
     // gateways').
     let h1_token = agent_token(&s, "h1", AgentRole::Host).await;
     let _: Agent = h1_token
-        .post("/v1/agents", &reg("h1", AgentRole::Host, "192.168.201.11"))
+        .post(paths::AGENTS, &reg("h1", AgentRole::Host, "192.168.201.11"))
         .await
         .unwrap();
     let (status, code, message) = api_err(
         h1_token
             .post::<_, Agent>(
-                "/v1/agents",
+                paths::AGENTS,
                 &reg("h1", AgentRole::Gateway, "192.168.201.11"),
             )
             .await,
@@ -1341,7 +1340,7 @@ async fn an_agent_token_acts_for_its_agent_only(s: Server) {
     let (status, code, message) = api_err(
         h1_token
             .post::<_, ()>(
-                &format!("/v1/agents/{}/counters", h1.id),
+                &paths::at(paths::AGENT_COUNTERS, &[&h1.id]),
                 &serde_json::json!({"counters": [], "vip_holders": []}),
             )
             .await,
@@ -1354,7 +1353,10 @@ async fn an_agent_token_acts_for_its_agent_only(s: Server) {
     assert_eq!(
         api_err(
             h1_token
-                .get::<Desired>(&format!("/v1/agents/{}/desired?wait=0", me.id))
+                .get::<Desired>(&format!(
+                    "{}?wait=0",
+                    paths::at(paths::AGENT_DESIRED, &[&me.id])
+                ))
                 .await
         )
         .0,
@@ -1368,7 +1370,7 @@ async fn an_agent_token_acts_for_its_agent_only(s: Server) {
     ] {
         let (status, code, message) = api_err(
             op.post::<_, Token>(
-                "/v1/tokens",
+                paths::TOKENS,
                 &CreateToken {
                     tenant: "gw9".into(),
                     description: String::new(),
@@ -1384,7 +1386,7 @@ async fn an_agent_token_acts_for_its_agent_only(s: Server) {
             "{message}"
         );
     }
-    let listed: Vec<Token> = op.get("/v1/tokens").await.unwrap();
+    let listed: Vec<Token> = op.get(paths::TOKENS).await.unwrap();
     assert!(
         listed
             .iter()
@@ -1394,16 +1396,16 @@ async fn an_agent_token_acts_for_its_agent_only(s: Server) {
     // The operator's token still does everything.
     let _: Agent = op
         .post(
-            "/v1/agents",
+            paths::AGENTS,
             &reg("other-gw", AgentRole::Gateway, "192.168.201.22"),
         )
         .await
         .unwrap();
     let _: () = op
-        .post(&format!("/v1/agents/{}/report", h1.id), &bad)
+        .post(&paths::at(paths::AGENT_REPORT, &[&h1.id]), &bad)
         .await
         .unwrap();
-    let status: vpcip_model::desired::SystemStatus = op.get("/v1/status").await.unwrap();
+    let status: vpcip_model::desired::SystemStatus = op.get(paths::STATUS).await.unwrap();
     let h1_now = status.agents.iter().find(|a| a.agent.name == "h1").unwrap();
     assert_eq!(h1_now.agent.error.as_deref(), Some("forged"));
 }
@@ -1417,7 +1419,7 @@ async fn underlay_addresses_are_validated(s: Server) {
     let op = s.operator();
     let gw1 = agent_token(&s, "gw1", AgentRole::Gateway).await;
     let _: Agent = op
-        .post("/v1/agents", &reg("h1", AgentRole::Host, "192.168.201.11"))
+        .post(paths::AGENTS, &reg("h1", AgentRole::Host, "192.168.201.11"))
         .await
         .unwrap();
     let cases = [
@@ -1485,7 +1487,7 @@ async fn underlay_addresses_are_validated(s: Server) {
     for (addr, want_status, want_code, want_message) in cases {
         let by_operator = op
             .post::<_, Gateway>(
-                "/v1/gateways",
+                paths::GATEWAYS,
                 &CreateGateway {
                     name: "gw-x".into(),
                     underlay_ip: addr.parse().unwrap(),
@@ -1493,10 +1495,10 @@ async fn underlay_addresses_are_validated(s: Server) {
             )
             .await;
         let by_token = gw1
-            .post::<_, Agent>("/v1/agents", &reg("gw1", AgentRole::Gateway, addr))
+            .post::<_, Agent>(paths::AGENTS, &reg("gw1", AgentRole::Gateway, addr))
             .await;
         let host_by_operator = op
-            .post::<_, Agent>("/v1/agents", &reg("h2", AgentRole::Host, addr))
+            .post::<_, Agent>(paths::AGENTS, &reg("h2", AgentRole::Host, addr))
             .await;
         for (who, r) in [
             ("gateway register", api_err(by_operator)),
@@ -1511,40 +1513,40 @@ async fn underlay_addresses_are_validated(s: Server) {
         }
     }
     // Nothing of it was registered.
-    let gateways: Vec<Gateway> = op.list_all("gateways", None).await.unwrap();
+    let gateways: Vec<Gateway> = op.list(None).await.unwrap();
     assert_eq!(gateways.len(), 1, "{gateways:?}");
-    let routes: Vec<PhysicalRoute> = op.get("/v1/physical-routes").await.unwrap();
+    let routes: Vec<PhysicalRoute> = op.get(paths::PHYSICAL_ROUTES).await.unwrap();
     assert!(routes.iter().all(|r| r.gateway == "allinone"), "{routes:?}");
     // Good addresses; the same agent again with its own; its gateway
     // moving to a free one; a gateway the operator registered taken up
     // by its own agent at its address.
     let me: Agent = gw1
         .post(
-            "/v1/agents",
+            paths::AGENTS,
             &reg("gw1", AgentRole::Gateway, "192.168.201.21"),
         )
         .await
         .unwrap();
     let _: Agent = gw1
         .post(
-            "/v1/agents",
+            paths::AGENTS,
             &reg("gw1", AgentRole::Gateway, "192.168.201.21"),
         )
         .await
         .unwrap();
     let moved: Agent = gw1
         .post(
-            "/v1/agents",
+            paths::AGENTS,
             &reg("gw1", AgentRole::Gateway, "192.168.201.24"),
         )
         .await
         .unwrap();
     assert_eq!(moved.id, me.id);
-    let g: Gateway = op.show("gateways", "gw1").await.unwrap();
+    let g: Gateway = op.show("gw1").await.unwrap();
     assert_eq!(g.underlay_ip.to_string(), "192.168.201.24");
     let _: Agent = op
         .post(
-            "/v1/agents",
+            paths::AGENTS,
             &reg("allinone", AgentRole::Gateway, "192.168.201.20"),
         )
         .await
@@ -1552,7 +1554,7 @@ async fn underlay_addresses_are_validated(s: Server) {
     // The address gw1 left is free again.
     let _: Gateway = op
         .post(
-            "/v1/gateways",
+            paths::GATEWAYS,
             &CreateGateway {
                 name: "gw-x".into(),
                 underlay_ip: "192.168.201.21".parse().unwrap(),
@@ -1570,7 +1572,7 @@ async fn deletes_that_strand_the_underlay_are_refused(s: Server) {
     let tenant = seeds_world(&s, "acme").await;
     let op = s.operator();
     // The host network holds the gateway "allinone".
-    let (status, code, message) = api_err(op.remove("host-networks", "underlay").await);
+    let (status, code, message) = api_err(op.remove::<vpcip_model::HostNetwork>("underlay").await);
     assert_eq!((status, code.as_str()), (409, "resource_in_use"));
     assert_eq!(
         message,
@@ -1579,7 +1581,7 @@ async fn deletes_that_strand_the_underlay_are_refused(s: Server) {
     // An unused one goes.
     let _: HostNetwork = op
         .post(
-            "/v1/host-networks",
+            paths::HOST_NETWORKS,
             &CreateHostNetwork {
                 name: "spare".into(),
                 cidr: "10.20.0.0/24".parse().unwrap(),
@@ -1587,11 +1589,13 @@ async fn deletes_that_strand_the_underlay_are_refused(s: Server) {
         )
         .await
         .unwrap();
-    op.remove("host-networks", "spare").await.unwrap();
+    op.remove::<vpcip_model::HostNetwork>("spare")
+        .await
+        .unwrap();
     // A host agent in a network of its own keeps that one.
     let _: HostNetwork = op
         .post(
-            "/v1/host-networks",
+            paths::HOST_NETWORKS,
             &CreateHostNetwork {
                 name: "rack2".into(),
                 cidr: "10.30.0.0/24".parse().unwrap(),
@@ -1600,10 +1604,10 @@ async fn deletes_that_strand_the_underlay_are_refused(s: Server) {
         .await
         .unwrap();
     let _: Agent = op
-        .post("/v1/agents", &reg("h2", AgentRole::Host, "10.30.0.12"))
+        .post(paths::AGENTS, &reg("h2", AgentRole::Host, "10.30.0.12"))
         .await
         .unwrap();
-    let (status, _, message) = api_err(op.remove("host-networks", "rack2").await);
+    let (status, _, message) = api_err(op.remove::<vpcip_model::HostNetwork>("rack2").await);
     assert_eq!(status, 409);
     assert!(
         message.contains("the underlay address of agent h2 (host, 10.30.0.12) lies in it"),
@@ -1613,7 +1617,7 @@ async fn deletes_that_strand_the_underlay_are_refused(s: Server) {
     // The last gateway with an EIP bound.
     let _: Server_ = tenant
         .post(
-            "/v1/servers",
+            paths::SERVERS,
             &CreateServer {
                 name: "vm-1".into(),
                 subnet: "sw1".into(),
@@ -1647,7 +1651,7 @@ async fn deletes_that_strand_the_underlay_are_refused(s: Server) {
     // Not the last: a second gateway takes the routes.
     let _: Gateway = op
         .post(
-            "/v1/gateways",
+            paths::GATEWAYS,
             &CreateGateway {
                 name: "gw2".into(),
                 underlay_ip: "192.168.201.22".parse().unwrap(),
@@ -1656,7 +1660,7 @@ async fn deletes_that_strand_the_underlay_are_refused(s: Server) {
         .await
         .unwrap();
     op.delete_gateway("allinone", false).await.unwrap();
-    let routes: Vec<PhysicalRoute> = op.get("/v1/physical-routes").await.unwrap();
+    let routes: Vec<PhysicalRoute> = op.get(paths::PHYSICAL_ROUTES).await.unwrap();
     assert_eq!(
         routes
             .iter()
@@ -1670,12 +1674,12 @@ async fn deletes_that_strand_the_underlay_are_refused(s: Server) {
     );
     // Unbound, the last one goes without force; forced, even while bound.
     let _: Eip = tenant
-        .action("eips", &eip.id, "unbind", &serde_json::json!({}))
+        .action(paths::EIP_UNBIND, &eip.id, &serde_json::json!({}))
         .await
         .unwrap();
     let _: Gateway = op
         .post(
-            "/v1/gateways",
+            paths::GATEWAYS,
             &CreateGateway {
                 name: "gw3".into(),
                 underlay_ip: "192.168.201.23".parse().unwrap(),
@@ -1696,10 +1700,12 @@ async fn deletes_that_strand_the_underlay_are_refused(s: Server) {
         .await
         .unwrap();
     op.delete_gateway("gw3", true).await.unwrap();
-    let routes: Vec<PhysicalRoute> = op.get("/v1/physical-routes").await.unwrap();
+    let routes: Vec<PhysicalRoute> = op.get(paths::PHYSICAL_ROUTES).await.unwrap();
     assert!(routes.is_empty(), "{routes:?}");
     // With no node left in it, the host network goes too.
-    op.remove("host-networks", "underlay").await.unwrap();
+    op.remove::<vpcip_model::HostNetwork>("underlay")
+        .await
+        .unwrap();
 }
 
 on_both!(
@@ -1731,20 +1737,20 @@ async fn input_limits_each_have_a_clear_error(s: Server) {
     // Names: 1 to 64 plain characters.
     let long = "n".repeat(65);
     let (status, code, message) = api_err(
-        op.post::<_, Zone>("/v1/zones", &CreateZone { name: long.clone() })
+        op.post::<_, Zone>(paths::ZONES, &CreateZone { name: long.clone() })
             .await,
     );
     assert_eq!((status, code.as_str()), (400, "invalid_argument"));
     assert!(message.contains("must be 1 to 64 characters"), "{message}");
     let (_, _, message) = api_err(
-        op.post::<_, Zone>("/v1/zones", &CreateZone { name: "a b".into() })
+        op.post::<_, Zone>(paths::ZONES, &CreateZone { name: "a b".into() })
             .await,
     );
     assert!(message.contains("only letters, digits"), "{message}");
     // Descriptions: 256 characters.
     let (status, _, message) = api_err(
         op.post::<_, Token>(
-            "/v1/tokens",
+            paths::TOKENS,
             &CreateToken {
                 tenant: "acme".into(),
                 description: "d".repeat(300),
@@ -1760,7 +1766,7 @@ async fn input_limits_each_have_a_clear_error(s: Server) {
     for i in 2..=100 {
         let _: Vpc = t
             .post(
-                "/v1/vpcs",
+                paths::VPCS,
                 &CreateVpc {
                     name: format!("vpc{i}"),
                     cidr: "172.16.0.0/16".parse().unwrap(),
@@ -1772,7 +1778,7 @@ async fn input_limits_each_have_a_clear_error(s: Server) {
     }
     let (status, code, message) = api_err(
         t.post::<_, Vpc>(
-            "/v1/vpcs",
+            paths::VPCS,
             &CreateVpc {
                 name: "vpc101".into(),
                 cidr: "172.16.0.0/16".parse().unwrap(),
@@ -1799,7 +1805,7 @@ async fn gateways_take_bgp_and_drain(s: Server) {
     for (name, ip) in [("gw-a", "192.168.201.31"), ("gw-b", "192.168.201.32")] {
         let _: Gateway = op
             .post(
-                "/v1/gateways",
+                paths::GATEWAYS,
                 &CreateGateway {
                     name: name.into(),
                     underlay_ip: ip.parse().unwrap(),
@@ -1822,10 +1828,13 @@ async fn gateways_take_bgp_and_drain(s: Server) {
     assert!(gw.drained);
     assert_eq!(gw.bgp, Some(cfg));
     // gw-b is now the last undrained one (the fixture's gateway aside).
-    let gws: Vec<Gateway> = op.list_all("gateways", None).await.unwrap();
+    let gws: Vec<Gateway> = op.list(None).await.unwrap();
     for g in gws.iter().filter(|g| g.name != "gw-b" && g.name != "gw-a") {
         let _: Gateway = op
-            .patch(&format!("/v1/gateways/{}", g.id), &json!({"drained": true}))
+            .patch(
+                &paths::at(paths::GATEWAY, &[&g.id]),
+                &json!({"drained": true}),
+            )
             .await
             .unwrap();
     }

@@ -43,7 +43,7 @@ pub async fn bind_latency(binds: usize, _dir: &std::path::Path) -> anyhow::Resul
         bail!("the EIP never answered before the runs");
     }
     let _: Eip = op
-        .action("eips", &eip.id, "unbind", &serde_json::json!({}))
+        .action(paths::EIP_UNBIND, &eip.id, &serde_json::json!({}))
         .await?;
 
     let client = w.ns("client");
@@ -68,7 +68,7 @@ pub async fn bind_latency(binds: usize, _dir: &std::path::Path) -> anyhow::Resul
         }
         samples.push(start.elapsed().as_secs_f64() * 1000.0);
         let _: Eip = op
-            .action("eips", &eip.id, "unbind", &serde_json::json!({}))
+            .action(paths::EIP_UNBIND, &eip.id, &serde_json::json!({}))
             .await?;
         if !eventually(Duration::from_secs(5), || {
             !reaches(Duration::from_millis(20))

@@ -78,7 +78,7 @@ pub async fn dhcp(n: usize) -> anyhow::Result<()> {
     for i in 0..n {
         let server: Server = op
             .post(
-                "/v1/servers",
+                paths::SERVERS,
                 &CreateServer {
                     name: format!("tap-{i}"),
                     subnet: "sw".into(),
@@ -92,7 +92,7 @@ pub async fn dhcp(n: usize) -> anyhow::Result<()> {
         // hypervisor makes it.
         let known = Instant::now();
         loop {
-            let s: desired::SystemStatus = op.get("/v1/status").await?;
+            let s: desired::SystemStatus = op.get(paths::STATUS).await?;
             if s.missing_ports
                 .iter()
                 .any(|m| m.nic_id == server.nic_ids[0])
@@ -127,7 +127,7 @@ pub async fn dhcp(n: usize) -> anyhow::Result<()> {
         }
         plug.push(start.elapsed().as_secs_f64() * 1e3);
         run(&["ip", "-n", &host_ns, "link", "del", &port])?;
-        op.remove("servers", &server.id).await?;
+        op.remove::<vpcip_model::Server>(&server.id).await?;
     }
     report(
         "tap made (ip tuntap add; ip link set up) -> in its bridge at MTU 1450",
@@ -140,7 +140,7 @@ pub async fn dhcp(n: usize) -> anyhow::Result<()> {
     // dnsmasq on a veth in the same run.
     let server: Server = op
         .post(
-            "/v1/servers",
+            paths::SERVERS,
             &CreateServer {
                 name: "guest".into(),
                 subnet: "sw".into(),
@@ -149,7 +149,7 @@ pub async fn dhcp(n: usize) -> anyhow::Result<()> {
             },
         )
         .await?;
-    let nic: Nic = op.show("nics", &server.nic_ids[0]).await?;
+    let nic: Nic = op.show(&server.nic_ids[0]).await?;
     w.add_node("guest");
     cloud::attach_nic(&mut w, "guest", host, "eth0", &nic.id, &nic.mac);
     w.exec("guest", &["ip", "link", "set", "eth0", "up"]);
@@ -215,7 +215,7 @@ pub async fn dhcp(n: usize) -> anyhow::Result<()> {
     for i in 0..5 {
         let server: Server = op
             .post(
-                "/v1/servers",
+                paths::SERVERS,
                 &CreateServer {
                     name: format!("q{i}"),
                     subnet: "sw".into(),
@@ -224,7 +224,7 @@ pub async fn dhcp(n: usize) -> anyhow::Result<()> {
                 },
             )
             .await?;
-        let nic: Nic = op.show("nics", &server.nic_ids[0]).await?;
+        let nic: Nic = op.show(&server.nic_ids[0]).await?;
         let eip = op.eip_for_server(&server.id, 100).await?;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let to = std::net::SocketAddr::new(eip.ip.into(), 80);
@@ -255,10 +255,10 @@ pub async fn dhcp(n: usize) -> anyhow::Result<()> {
         boots.push(start.elapsed().as_secs_f64());
         w.kill(guest.process);
         let _: Eip = op
-            .action("eips", &eip.id, "unbind", &serde_json::json!({}))
+            .action(paths::EIP_UNBIND, &eip.id, &serde_json::json!({}))
             .await?;
-        op.remove("eips", &eip.id).await?;
-        op.remove("servers", &server.id).await?;
+        op.remove::<vpcip_model::Eip>(&eip.id).await?;
+        op.remove::<vpcip_model::Server>(&server.id).await?;
     }
     let _ = std::fs::remove_dir_all(&dir);
     report(

@@ -218,7 +218,7 @@ pub async fn failover(runs: usize, adverts: &[u16], dir: &Path) -> anyhow::Resul
     let crate::LabCloud { mut w, op, url, .. } = crate::lab_cloud("vpbf", "203.0.113.0/24").await?;
     let exe = std::env::current_exe()?.with_file_name("vpcip");
     crate::bench_world(&op, "203.0.113.0/24", "10.0.0.0/16", "10.0.1.0/24").await?;
-    let subnet: Subnet = op.show("subnets", "sw").await?;
+    let subnet: Subnet = op.show("sw").await?;
     let mut nics = Vec::new();
     for (vm, host) in [
         ("a", cloud::HOSTS[0]),
@@ -233,7 +233,7 @@ pub async fn failover(runs: usize, adverts: &[u16], dir: &Path) -> anyhow::Resul
     w.exec("c", &["sysctl", "-qw", "net.ipv4.neigh.eth0.locktime=0"]);
     let vip: Vip = op
         .post(
-            "/v1/vips",
+            paths::VIPS,
             &CreateVip {
                 name: "vip".into(),
                 subnet: "sw".into(),

@@ -251,10 +251,10 @@ pub async fn gateways(runs: usize, binds: usize, announced: u32, dir: &Path) -> 
 /// A new EIP bound to a server → its /32 at the physical router (learnt by
 /// BGP), from the API's answer; `n` binds.
 async fn bind_to_route(w: &World, op: &vpcip_client::Client, n: usize) -> anyhow::Result<()> {
-    let subnet: Subnet = op.show("subnets", "sw").await?;
+    let subnet: Subnet = op.show("sw").await?;
     let server: Server = op
         .post(
-            "/v1/servers",
+            paths::SERVERS,
             &CreateServer {
                 name: "bindee".into(),
                 subnet: subnet.id.clone(),
@@ -285,9 +285,9 @@ async fn bind_to_route(w: &World, op: &vpcip_client::Client, n: usize) -> anyhow
         }
         times.push(ms(answered.elapsed()));
         let _: Eip = op
-            .action("eips", &eip.id, "unbind", &serde_json::json!({}))
+            .action(paths::EIP_UNBIND, &eip.id, &serde_json::json!({}))
             .await?;
-        op.remove("eips", &eip.id).await?;
+        op.remove::<vpcip_model::Eip>(&eip.id).await?;
         // The next bind may take the same address: its route must be gone
         // first, or the next measure would find the old one.
         let gone = in_netns(&phy, || -> anyhow::Result<bool> {

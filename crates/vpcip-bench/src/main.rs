@@ -133,7 +133,7 @@ pub(crate) async fn bench_vm(
 ) -> anyhow::Result<(Server, Nic)> {
     let server: Server = op
         .post(
-            "/v1/servers",
+            paths::SERVERS,
             &CreateServer {
                 name: name.into(),
                 subnet: "sw".into(),
@@ -143,8 +143,8 @@ pub(crate) async fn bench_vm(
             },
         )
         .await?;
-    let nic: Nic = op.show("nics", &server.nic_ids[0]).await?;
-    let subnet: Subnet = op.show("subnets", &nic.subnet_id).await?;
+    let nic: Nic = op.show(&server.nic_ids[0]).await?;
+    let subnet: Subnet = op.show(&nic.subnet_id).await?;
     vpcip_lab::cloud::plug_vm(
         w,
         name,
@@ -252,7 +252,10 @@ pub(crate) async fn lab_cluster(tag: &str, _segment: &str) -> anyhow::Result<Lab
             bgp: Some(Some(cloud::gateway_bgp())),
             drained: None,
         };
-        let _: Gateway = lab.op.patch(&format!("/v1/gateways/{gw}"), &req).await?;
+        let _: Gateway = lab
+            .op
+            .patch(&paths::at(paths::GATEWAY, &[&gw]), &req)
+            .await?;
     }
     Ok(lab)
 }
@@ -297,7 +300,7 @@ pub(crate) async fn bench_world(
     subnet_cidr: &str,
 ) -> anyhow::Result<Vpc> {
     let _: Zone = op
-        .post("/v1/zones", &CreateZone { name: "z1".into() })
+        .post(paths::ZONES, &CreateZone { name: "z1".into() })
         .await?;
     op.create_subnet(&CreateSubnet {
         name: "seg".into(),
@@ -308,7 +311,7 @@ pub(crate) async fn bench_world(
     .await?;
     let vpc: Vpc = op
         .post(
-            "/v1/vpcs",
+            paths::VPCS,
             &CreateVpc {
                 name: "v".into(),
                 cidr: vpc_cidr.parse()?,
@@ -352,7 +355,7 @@ async fn api_bench(
     bench_world(&op, "100.64.0.0/16", "10.0.0.0/8", "10.0.0.0/16").await?;
     let tok: Token = op
         .post(
-            "/v1/tokens",
+            paths::TOKENS,
             &CreateToken {
                 tenant: "bench".into(),
                 description: "bench".into(),
@@ -367,7 +370,7 @@ async fn api_bench(
     for i in 0..args.ops {
         let s: vpcip_model::Server = tenant
             .post(
-                "/v1/servers",
+                paths::SERVERS,
                 &CreateServer {
                     name: format!("vm-{i}"),
                     subnet: "sw".into(),
@@ -407,9 +410,9 @@ async fn api_bench(
             // Not timed: unbind and release, so the next run starts alike.
             for id in eips {
                 let _: Eip = tenant
-                    .action("eips", &id, "unbind", &serde_json::json!({}))
+                    .action(paths::EIP_UNBIND, &id, &serde_json::json!({}))
                     .await?;
-                tenant.remove("eips", &id).await?;
+                tenant.remove::<vpcip_model::Eip>(&id).await?;
             }
         }
         let m = median(rates.clone());

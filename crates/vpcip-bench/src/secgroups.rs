@@ -408,19 +408,19 @@ pub async fn change_latency(n: usize) -> anyhow::Result<()> {
     let egress = parse("egress:all:0.0.0.0/0")?;
     let clients: SecurityGroup = op
         .post(
-            "/v1/security-groups",
+            paths::SECURITY_GROUPS,
             &group("clients", vec![egress.clone()]),
         )
         .await?;
     let others: SecurityGroup = op
         .post(
-            "/v1/security-groups",
+            paths::SECURITY_GROUPS,
             &group("others", vec![egress.clone()]),
         )
         .await?;
     let web_sg: SecurityGroup = op
         .post(
-            "/v1/security-groups",
+            paths::SECURITY_GROUPS,
             &group("web", vec![egress, parse("ingress:tcp:8080:clients")?]),
         )
         .await?;
@@ -483,12 +483,12 @@ pub async fn change_latency(n: usize) -> anyhow::Result<()> {
         removed.push(until(&client, via_eip, false, start)?);
         let start = Instant::now();
         let _: Nic = op
-            .patch(&format!("/v1/nics/{}", peer_nic.id), &member(&clients))
+            .patch(&paths::at(paths::NIC, &[&peer_nic.id]), &member(&clients))
             .await?;
         joined.push(until(&peer, direct, true, start)?);
         let start = Instant::now();
         let _: Nic = op
-            .patch(&format!("/v1/nics/{}", peer_nic.id), &member(&others))
+            .patch(&paths::at(paths::NIC, &[&peer_nic.id]), &member(&others))
             .await?;
         left.push(until(&peer, direct, false, start)?);
     }

@@ -218,7 +218,7 @@ async fn throughput(n: u32, repeats: usize) -> anyhow::Result<()> {
             let _permit = sem.acquire().await;
             let vip: Vip = op
                 .post(
-                    "/v1/vips",
+                    paths::VIPS,
                     &CreateVip {
                         name: format!("vip-{i}"),
                         subnet: "sw".into(),

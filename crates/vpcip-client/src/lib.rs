@@ -3,6 +3,7 @@
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use vpcip_model::paths::{self, Collection};
 use vpcip_model::*;
 
 #[derive(Debug, thiserror::Error)]
@@ -77,18 +78,6 @@ pub struct Client {
     base: String,
     token: Option<String>,
     http: reqwest::Client,
-}
-
-/// Path segments are IDs or names: escape what a URL would misread.
-fn seg(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 impl Client {
@@ -213,23 +202,32 @@ impl Client {
         self.call::<(), ()>(Method::DELETE, path, None).await
     }
 
-    /// Every item of a list, following the pages.
-    pub async fn list_all<T: DeserializeOwned>(
+    /// Every item of collection `T`, following the pages; only those in
+    /// `parent` (an ID or name) when given.
+    pub async fn list<T: Collection + DeserializeOwned>(
         &self,
-        collection: &str,
+        parent: Option<&str>,
+    ) -> Result<Vec<T>, ClientError> {
+        self.list_at(T::PATH, parent).await
+    }
+
+    /// Every item of the collection at `path`, following the pages.
+    pub async fn list_at<T: DeserializeOwned>(
+        &self,
+        path: &str,
         parent: Option<&str>,
     ) -> Result<Vec<T>, ClientError> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let mut path = format!("/v1/{collection}?limit=1000");
+            let mut page_path = format!("{path}?limit=1000");
             if let Some(p) = parent {
-                path += &format!("&parent={}", seg(p));
+                page_path += &format!("&parent={}", paths::segment(p));
             }
             if let Some(t) = &token {
-                path += &format!("&page_token={}", seg(t));
+                page_path += &format!("&page_token={}", paths::segment(t));
             }
-            let page: Page<T> = self.get(&path).await?;
+            let page: Page<T> = self.get(&page_path).await?;
             out.extend(page.items);
             match page.next_page_token {
                 Some(t) => token = Some(t),
@@ -238,45 +236,60 @@ impl Client {
         }
     }
 
-    pub async fn show<T: DeserializeOwned>(
-        &self,
-        collection: &str,
-        id: &str,
-    ) -> Result<T, ClientError> {
-        self.get(&format!("/v1/{collection}/{}", seg(id))).await
+    /// One item of collection `T`, by ID or name.
+    pub async fn show<T: Collection + DeserializeOwned>(&self, id: &str) -> Result<T, ClientError> {
+        self.get(&paths::item::<T>(id)).await
     }
 
-    pub async fn remove(&self, collection: &str, id: &str) -> Result<(), ClientError> {
-        self.delete(&format!("/v1/{collection}/{}", seg(id))).await
+    /// Creates an item of collection `T`; the API's answer.
+    pub async fn create<T: Collection, B: Serialize, R: DeserializeOwned>(
+        &self,
+        body: &B,
+    ) -> Result<R, ClientError> {
+        self.post(T::PATH, body).await
+    }
+
+    /// Changes an item of collection `T`; the item after.
+    pub async fn update<T: Collection + DeserializeOwned, B: Serialize>(
+        &self,
+        id: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.patch(&paths::item::<T>(id), body).await
+    }
+
+    /// Deletes an item of collection `T`.
+    pub async fn remove<T: Collection>(&self, id: &str) -> Result<(), ClientError> {
+        self.delete(&paths::item::<T>(id)).await
     }
 
     /// Deletes a gateway; `force` deletes the last one even while EIPs are
     /// bound (refused otherwise: they would be routed to no one).
     pub async fn delete_gateway(&self, id: &str, force: bool) -> Result<(), ClientError> {
         let query = if force { "?force=true" } else { "" };
-        self.delete(&format!("/v1/gateways/{}{query}", seg(id)))
+        self.delete(&format!("{}{query}", paths::item::<Gateway>(id)))
             .await
     }
 
+    /// A `POST` to an action of one item: `template` (a `paths` constant
+    /// such as `paths::EIP_BIND`) with `id` filled in.
     pub async fn action<B: Serialize, T: DeserializeOwned>(
         &self,
-        collection: &str,
+        template: &str,
         id: &str,
-        action: &str,
         body: &B,
     ) -> Result<T, ClientError> {
-        self.post(&format!("/v1/{collection}/{}/{action}", seg(id)), body)
-            .await
+        self.post(&paths::at(template, &[id]), body).await
     }
 
     // Typed helpers for the common calls.
 
     pub async fn create_eip(&self, req: &CreateEip) -> Result<Eip, ClientError> {
-        self.post("/v1/eips", req).await
+        self.create::<Eip, _, _>(req).await
     }
 
     pub async fn bind_eip(&self, eip: &str, req: &BindEip) -> Result<Eip, ClientError> {
-        self.action("eips", eip, "bind", req).await
+        self.action(paths::EIP_BIND, eip, req).await
     }
 
     /// Adds rules to a security group (by ID or name); the group after.
@@ -290,7 +303,7 @@ impl Client {
             rules: &'a [SgRule],
         }
         self.post(
-            &format!("/v1/security-groups/{}/rules", seg(group)),
+            &paths::at(paths::SECURITY_GROUP_RULES, &[group]),
             &Add { rules },
         )
         .await
@@ -304,7 +317,7 @@ impl Client {
     ) -> Result<SecurityGroup, ClientError> {
         self.call::<(), SecurityGroup>(
             Method::DELETE,
-            &format!("/v1/security-groups/{}/rules/{}", seg(group), seg(rule)),
+            &paths::at(paths::SECURITY_GROUP_RULE, &[group, rule]),
             None,
         )
         .await
@@ -312,7 +325,7 @@ impl Client {
 
     /// The default security group of a VPC (`<vpc name>-default`).
     pub async fn default_sg(&self, vpc: &Vpc) -> Result<SecurityGroup, ClientError> {
-        let groups: Vec<SecurityGroup> = self.list_all("security-groups", None).await?;
+        let groups: Vec<SecurityGroup> = self.list(None).await?;
         let name = format!("{}-default", vpc.name);
         groups
             .into_iter()
@@ -325,7 +338,7 @@ impl Client {
     }
 
     pub async fn create_subnet(&self, req: &CreateSubnet) -> Result<SubnetCreated, ClientError> {
-        self.post("/v1/subnets", req).await
+        self.create::<Subnet, _, _>(req).await
     }
 
     /// Binds VIP `vip` to each NIC in turn (the first bound is the
@@ -335,16 +348,15 @@ impl Client {
         for nic in nics {
             let _: WithWarnings<Vip> = self
                 .action(
-                    "vips",
+                    paths::VIP_BIND,
                     vip,
-                    "bind",
                     &VipNic {
                         nic: nic.to_string(),
                     },
                 )
                 .await?;
         }
-        self.show("vips", vip).await
+        self.show(vip).await
     }
 
     /// A new EIP of `mbps` Mbit/s bound to server `server` (its primary
@@ -382,7 +394,7 @@ impl Client {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let registered = self
-                .get::<Vec<vpcip_model::desired::Agent>>("/v1/agents")
+                .get::<Vec<vpcip_model::desired::Agent>>(paths::AGENTS)
                 .await
                 .map_or(0, |a| a.len());
             if registered >= n || tokio::time::Instant::now() >= deadline {
@@ -390,14 +402,5 @@ impl Client {
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn segments_are_escaped() {
-        assert_eq!(super::seg("vm-1"), "vm-1");
-        assert_eq!(super::seg("a/b c"), "a%2Fb%20c");
     }
 }

@@ -159,7 +159,7 @@ async fn up(name: &str) -> anyhow::Result<()> {
         name: "underlay".into(),
         cidr: cloud::UNDERLAY.parse()?,
     };
-    let _: HostNetwork = op.post("/v1/host-networks", &underlay).await?;
+    let _: HostNetwork = op.post(paths::HOST_NETWORKS, &underlay).await?;
     let agents = cloud::CLUSTER_AGENTS;
     for (role, node, ip) in agents {
         let args = cloud::agent_args(&w, role, node, ip, 5, &dir);
@@ -192,12 +192,12 @@ async fn up(name: &str) -> anyhow::Result<()> {
             bgp: Some(Some(cloud::gateway_bgp())),
             drained: None,
         };
-        let _: Gateway = op.patch(&format!("/v1/gateways/{gw}"), &req).await?;
+        let _: Gateway = op.patch(&paths::at(paths::GATEWAY, &[&gw]), &req).await?;
     }
 
     step("operator: zone z1, EIP segment 203.0.113.0/24, a token for tenant acme");
     let _: Zone = op
-        .post("/v1/zones", &CreateZone { name: "z1".into() })
+        .post(paths::ZONES, &CreateZone { name: "z1".into() })
         .await?;
     op.create_subnet(&CreateSubnet {
         name: "eip-seg".into(),
@@ -209,7 +209,7 @@ async fn up(name: &str) -> anyhow::Result<()> {
     .await?;
     let tok: Token = op
         .post(
-            "/v1/tokens",
+            paths::TOKENS,
             &CreateToken {
                 tenant: "acme".into(),
                 description: "lab".into(),
@@ -227,7 +227,7 @@ async fn up(name: &str) -> anyhow::Result<()> {
     );
     let vpc: Vpc = t
         .post(
-            "/v1/vpcs",
+            paths::VPCS,
             &CreateVpc {
                 name: "vpc1".into(),
                 cidr: "10.0.0.0/16".parse()?,
@@ -276,7 +276,7 @@ async fn up(name: &str) -> anyhow::Result<()> {
         let by = if host.is_some() { &op } else { &t };
         let server: vpcip_model::Server = by
             .post(
-                "/v1/servers",
+                paths::SERVERS,
                 &CreateServer {
                     name: name.into(),
                     subnet: subnet.id.clone(),
@@ -285,7 +285,7 @@ async fn up(name: &str) -> anyhow::Result<()> {
                 },
             )
             .await?;
-        let nic: Nic = t.show("nics", &server.nic_ids[0]).await?;
+        let nic: Nic = t.show(&server.nic_ids[0]).await?;
         let host = server
             .host
             .clone()
@@ -365,7 +365,7 @@ async fn up(name: &str) -> anyhow::Result<()> {
     );
     let vip: Vip = t
         .post(
-            "/v1/vips",
+            paths::VIPS,
             &CreateVip {
                 name: "vip-1".into(),
                 subnet: "sw1".into(),

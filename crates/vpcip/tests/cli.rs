@@ -6,6 +6,7 @@
 
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
+use vpcip_model::paths;
 
 const OPERATOR: &str = "cli-test-operator";
 
@@ -474,14 +475,14 @@ fn mutations_are_logged_as_json_and_requests_timed() {
                 && f["tenant"] == tenant
         })
     };
-    assert!(find("/v1/zones", "POST", "ok", "operator"), "{log}");
-    assert!(find("/v1/zones", "POST", "refused", "operator"), "{log}");
+    assert!(find(paths::ZONES, "POST", "ok", "operator"), "{log}");
+    assert!(find(paths::ZONES, "POST", "refused", "operator"), "{log}");
     assert!(find("/v1/zones/{id}", "DELETE", "refused", "acme"), "{log}");
     let created = audit
         .iter()
-        .find(|v| v["fields"]["route"] == "/v1/zones")
+        .find(|v| v["fields"]["route"] == paths::ZONES)
         .unwrap();
-    assert_eq!(created["fields"]["resource"], "/v1/zones", "{created}");
+    assert_eq!(created["fields"]["resource"], paths::ZONES, "{created}");
     assert_eq!(created["fields"]["status"], 201, "{created}");
 
     // /metrics without a token.

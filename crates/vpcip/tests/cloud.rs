@@ -179,7 +179,7 @@ async fn eip_nat_carries_tcp_udp_icmp_and_follows_rebinds() {
     );
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(conn.ask("after restart"), from_client("after restart"));
-    let agents: Vec<Agent> = lab.op.get("/v1/agents").await.unwrap();
+    let agents: Vec<Agent> = lab.op.get(paths::AGENTS).await.unwrap();
     for a in &agents {
         assert!(a.error.is_none(), "{}: {:?}", a.name, a.error);
     }
@@ -259,7 +259,7 @@ async fn eip_nat_carries_tcp_udp_icmp_and_follows_rebinds() {
     assert_eq!(established.ask("x"), from_client("x"));
     let _: Eip = lab
         .op
-        .action("eips", &eip.id, "unbind", &serde_json::json!({}))
+        .action(paths::EIP_UNBIND, &eip.id, &serde_json::json!({}))
         .await
         .unwrap();
     assert!(
@@ -272,9 +272,8 @@ async fn eip_nat_carries_tcp_udp_icmp_and_follows_rebinds() {
     let _: Eip = lab
         .op
         .action(
-            "eips",
+            paths::EIP_BIND,
             &eip.id,
-            "bind",
             &BindEip {
                 target: EipTarget::Nic(z.id.clone()),
                 mode: EipMode::Nat,
@@ -439,7 +438,7 @@ async fn a_vm_cannot_send_from_an_address_it_does_not_own() {
     let _: Nic = lab
         .op
         .patch(
-            &format!("/v1/nics/{}", a.id),
+            &paths::at(paths::NIC, &[&a.id]),
             &UpdateNic {
                 source_dest_check: Some(false),
                 ..Default::default()
@@ -459,7 +458,7 @@ async fn a_vm_cannot_send_from_an_address_it_does_not_own() {
     let _: Nic = lab
         .op
         .patch(
-            &format!("/v1/nics/{}", a.id),
+            &paths::at(paths::NIC, &[&a.id]),
             &UpdateNic {
                 source_dest_check: Some(true),
                 ..Default::default()
@@ -489,7 +488,7 @@ async fn eip_counters_move_with_traffic_and_check_route_finds_a_missing_route() 
     // that much both ways.
     let before: EipCounters = lab
         .op
-        .get(&format!("/v1/eips/{}/counters", eip.id))
+        .get(&paths::at(paths::EIP_COUNTERS, &[&eip.id]))
         .await
         .unwrap();
     lab.w.exec(
@@ -500,7 +499,7 @@ async fn eip_counters_move_with_traffic_and_check_route_finds_a_missing_route() 
     for _ in 0..50 {
         after = lab
             .op
-            .get(&format!("/v1/eips/{}/counters", eip.id))
+            .get(&paths::at(paths::EIP_COUNTERS, &[&eip.id]))
             .await
             .unwrap();
         if after.traffic.packets_in >= before.traffic.packets_in + 10 {
@@ -604,7 +603,7 @@ async fn eip_counters_move_with_traffic_and_check_route_finds_a_missing_route() 
     let tok: Token = lab
         .op
         .post(
-            "/v1/tokens",
+            paths::TOKENS,
             &CreateToken {
                 tenant: sx.tenant.clone(),
                 description: "check-route".into(),
@@ -665,7 +664,7 @@ async fn eip_counters_move_with_traffic_and_check_route_finds_a_missing_route() 
     assert_eq!(counted(), (true, true), "not counted after pings");
     let _: Eip = lab
         .op
-        .action("eips", &quiet.id, "unbind", &serde_json::json!({}))
+        .action(paths::EIP_UNBIND, &quiet.id, &serde_json::json!({}))
         .await
         .unwrap();
     assert!(
@@ -802,7 +801,7 @@ async fn vip_pair(tag: &str, kind_a: Speaker, kind_b: Speaker) {
         let op = lab.op.clone();
         let id = vip.id.clone();
         async move {
-            let h: VipHolding = op.get(&format!("/v1/vips/{id}/holder")).await.unwrap();
+            let h: VipHolding = op.get(&paths::at(paths::VIP_HOLDER, &[&id])).await.unwrap();
             (h.nic_id.unwrap_or_default(), h.bound)
         }
     };
@@ -1042,7 +1041,7 @@ async fn a_visible_eip_on_a_vip_follows_the_master() {
     let token: Token = lab
         .op
         .post(
-            "/v1/tokens",
+            paths::TOKENS,
             &CreateToken {
                 tenant: "acme".into(),
                 description: "the VIP test's tenant".into(),
@@ -1062,7 +1061,7 @@ async fn a_visible_eip_on_a_vip_follows_the_master() {
         .unwrap();
     let vip: Vip = acme
         .post(
-            "/v1/vips",
+            paths::VIPS,
             &CreateVip {
                 name: "vip-v".into(),
                 subnet: enis[0].subnet.id.clone(),
@@ -1281,7 +1280,7 @@ async fn an_lvs_direct_routing_cluster_behind_a_vip() {
         let nic: Nic = lab
             .op
             .patch(
-                &format!("/v1/nics/{}", nic.id),
+                &paths::at(paths::NIC, &[&nic.id]),
                 &UpdateNic {
                     source_dest_check: Some(false),
                     ..Default::default()
@@ -2265,7 +2264,7 @@ async fn the_data_plane_rides_out_faults_and_leaves_foreign_state_alone() {
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
     let _: Eip = lab
         .op
-        .action("eips", &third.id, "unbind", &serde_json::json!({}))
+        .action(paths::EIP_UNBIND, &third.id, &serde_json::json!({}))
         .await
         .unwrap();
     assert!(
@@ -2287,7 +2286,7 @@ async fn a_nic_whose_port_is_missing_is_shown() {
     let server: Server = lab
         .op
         .post(
-            "/v1/servers",
+            paths::SERVERS,
             &CreateServer {
                 name: "unplugged".into(),
                 subnet: sw.id.clone(),
@@ -2297,11 +2296,11 @@ async fn a_nic_whose_port_is_missing_is_shown() {
         )
         .await
         .unwrap();
-    let nic: Nic = lab.op.show("nics", &server.nic_ids[0]).await.unwrap();
+    let nic: Nic = lab.op.show(&server.nic_ids[0]).await.unwrap();
     let port = port_ifname(&nic.id);
     let mut missing = false;
     for _ in 0..40 {
-        let s: SystemStatus = lab.op.get("/v1/status").await.unwrap();
+        let s: SystemStatus = lab.op.get(paths::STATUS).await.unwrap();
         missing = s
             .missing_ports
             .iter()
@@ -2348,7 +2347,7 @@ async fn a_nic_whose_port_is_missing_is_shown() {
     );
     let mut gone = false;
     for _ in 0..40 {
-        let s: SystemStatus = lab.op.get("/v1/status").await.unwrap();
+        let s: SystemStatus = lab.op.get(paths::STATUS).await.unwrap();
         gone = s.missing_ports.is_empty();
         if gone {
             break;

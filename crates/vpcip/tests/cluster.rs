@@ -9,6 +9,7 @@ mod common;
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
+use vpcip_model::paths;
 
 use common::*;
 use vpcip_lab::cloud::{self, CLUSTER_GATEWAYS};
@@ -85,7 +86,7 @@ fn keep_asking(conn: &mut Conn, run: Duration, what: &str) -> Duration {
 }
 
 async fn gateway_agent(lab: &Lab, name: &str) -> Agent {
-    let agents: Vec<Agent> = lab.op.get("/v1/agents").await.unwrap();
+    let agents: Vec<Agent> = lab.op.get(paths::AGENTS).await.unwrap();
     agents.into_iter().find(|a| a.name == name).unwrap()
 }
 

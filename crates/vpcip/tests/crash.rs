@@ -200,12 +200,12 @@ async fn one_op(o: &mut Own, ledger: &Mutex<Ledger>, seed: &AtomicU64) {
             let eip = o.eips[i].clone();
             if rng(seed).is_multiple_of(2) {
                 let r = c
-                    .action::<_, Eip>("eips", &eip, "unbind", &serde_json::json!({}))
+                    .action::<_, Eip>(paths::EIP_UNBIND, &eip, &serde_json::json!({}))
                     .await;
                 told(ledger, &eip, outcome(&r), Told::Bound(None));
             } else {
                 ledger.lock().unwrap().removal_sent.insert(eip.clone());
-                let r = c.remove("eips", &eip).await;
+                let r = c.remove::<vpcip_model::Eip>(&eip).await;
                 let done = outcome(&r);
                 told(ledger, &eip, done, Told::Released);
                 if done == Some(true) {
@@ -216,7 +216,7 @@ async fn one_op(o: &mut Own, ledger: &Mutex<Ledger>, seed: &AtomicU64) {
         5 => {
             if let Ok(v) = c
                 .post::<_, Vip>(
-                    "/v1/vips",
+                    paths::VIPS,
                     &CreateVip {
                         name: format!("vip-{}", rng(seed) % 1_000_000),
                         subnet: "sw1".into(),
@@ -235,17 +235,17 @@ async fn one_op(o: &mut Own, ledger: &Mutex<Ledger>, seed: &AtomicU64) {
                 return;
             }
             let vip = o.vips[pick(o.vips.len())].clone();
-            let Ok(v) = c.show::<Vip>("vips", &vip).await else {
+            let Ok(v) = c.show::<Vip>(&vip).await else {
                 return;
             };
             let nic = o.nics[pick(o.nics.len())].clone();
             let verb = if v.nic_ids.contains(&nic) {
-                "unbind"
+                paths::VIP_UNBIND
             } else {
-                "bind"
+                paths::VIP_BIND
             };
             let _ = c
-                .action::<_, serde_json::Value>("vips", &v.id, verb, &VipNic { nic })
+                .action::<_, serde_json::Value>(verb, &v.id, &VipNic { nic })
                 .await;
         }
         _ => {
@@ -254,22 +254,22 @@ async fn one_op(o: &mut Own, ledger: &Mutex<Ledger>, seed: &AtomicU64) {
                 return;
             }
             let i = pick(o.vips.len());
-            let Ok(v) = c.show::<Vip>("vips", &o.vips[i]).await else {
+            let Ok(v) = c.show::<Vip>(&o.vips[i]).await else {
                 return;
             };
             for nic in &v.nic_ids {
                 let _ = c
-                    .action::<_, Vip>("vips", &v.id, "unbind", &VipNic { nic: nic.clone() })
+                    .action::<_, Vip>(paths::VIP_UNBIND, &v.id, &VipNic { nic: nic.clone() })
                     .await;
             }
             if let Some(e) = &v.eip_id {
                 let r = c
-                    .action::<_, Eip>("eips", e, "unbind", &serde_json::json!({}))
+                    .action::<_, Eip>(paths::EIP_UNBIND, e, &serde_json::json!({}))
                     .await;
                 told(ledger, e, outcome(&r), Told::Bound(None));
             }
             ledger.lock().unwrap().removal_sent.insert(v.id.clone());
-            if c.remove("vips", &v.id).await.is_ok() {
+            if c.remove::<vpcip_model::Vip>(&v.id).await.is_ok() {
                 o.vips.remove(i);
             }
         }
@@ -329,7 +329,7 @@ async fn crash_safety(db: &str, check: vpcip_store::Store) {
         vpcip_lab::cloud::AGENTS.len()
     );
     let _: Zone = op
-        .post("/v1/zones", &CreateZone { name: "z1".into() })
+        .post(paths::ZONES, &CreateZone { name: "z1".into() })
         .await
         .unwrap();
     // A small segment, so that the clients contend for its addresses.
@@ -346,7 +346,7 @@ async fn crash_safety(db: &str, check: vpcip_store::Store) {
     for t in ["t0", "t1", "t2", "t3"] {
         let tok: Token = op
             .post(
-                "/v1/tokens",
+                paths::TOKENS,
                 &CreateToken {
                     tenant: t.into(),
                     description: "crash".into(),
@@ -359,7 +359,7 @@ async fn crash_safety(db: &str, check: vpcip_store::Store) {
         let c = Client::new(&url, tok.secret.as_deref());
         let vpc: Vpc = c
             .post(
-                "/v1/vpcs",
+                paths::VPCS,
                 &CreateVpc {
                     name: "vpc1".into(),
                     cidr: "10.0.0.0/16".parse().unwrap(),
@@ -388,7 +388,7 @@ async fn crash_safety(db: &str, check: vpcip_store::Store) {
         for j in 0..2 {
             let s: vpcip_model::Server = c
                 .post(
-                    "/v1/servers",
+                    paths::SERVERS,
                     &CreateServer {
                         name: format!("vm-{i}-{j}"),
                         subnet: "sw1".into(),
@@ -460,7 +460,7 @@ async fn crash_safety(db: &str, check: vpcip_store::Store) {
     // restarted server shows every tenant's EIPs to the operator).
     ctl.start();
     let eips: BTreeMap<String, Eip> = op
-        .list_all::<Eip>("eips", None)
+        .list::<Eip>(None)
         .await
         .unwrap()
         .into_iter()
@@ -502,7 +502,7 @@ async fn crash_safety(db: &str, check: vpcip_store::Store) {
         });
         // And the agents say so: no EIP differs, none lags.
         if let Ok(st) = op
-            .get::<vpcip_model::desired::SystemStatus>("/v1/status")
+            .get::<vpcip_model::desired::SystemStatus>(paths::STATUS)
             .await
         {
             converged &= st.differing.is_empty()

@@ -159,7 +159,7 @@ async fn bare_vm(lab: &mut Lab, name: &str, subnet: &Subnet, host: &str) -> (Ser
     let server: Server = lab
         .op
         .post(
-            "/v1/servers",
+            paths::SERVERS,
             &CreateServer {
                 name: name.into(),
                 subnet: subnet.id.clone(),
@@ -169,7 +169,7 @@ async fn bare_vm(lab: &mut Lab, name: &str, subnet: &Subnet, host: &str) -> (Ser
         )
         .await
         .unwrap();
-    let nic: Nic = lab.op.show("nics", &server.nic_ids[0]).await.unwrap();
+    let nic: Nic = lab.op.show(&server.nic_ids[0]).await.unwrap();
     lab.w.add_node(name);
     cloud::attach_nic(&mut lab.w, name, host, "eth0", &nic.id, &nic.mac);
     lab.w
@@ -301,7 +301,7 @@ async fn guests_get_their_addresses_by_dhcp_and_rogues_are_dropped() {
     let _: Subnet = lab
         .op
         .patch(
-            &format!("/v1/subnets/{}", sa.id),
+            &paths::at(paths::SUBNET, &[&sa.id]),
             &UpdateSubnet {
                 dns_servers: Some(vec!["198.51.100.53".parse().unwrap()]),
                 host_routes: None,
@@ -400,7 +400,7 @@ async fn a_hypervisors_tap_is_adopted_and_forgotten() {
     let server: Server = lab
         .op
         .post(
-            "/v1/servers",
+            paths::SERVERS,
             &CreateServer {
                 name: "guest".into(),
                 subnet: sa.id.clone(),
@@ -410,7 +410,7 @@ async fn a_hypervisors_tap_is_adopted_and_forgotten() {
         )
         .await
         .unwrap();
-    let nic: Nic = lab.op.show("nics", &server.nic_ids[0]).await.unwrap();
+    let nic: Nic = lab.op.show(&server.nic_ids[0]).await.unwrap();
     // What the hypervisor is told.
     let out = cli(&lab, &["nic", "hypervisor-config", &nic.id, "--libvirt"]);
     let xml = String::from_utf8_lossy(&out.stdout).into_owned();

@@ -38,12 +38,12 @@ fn mac_text(m: &[u8; 6]) -> String {
 
 /// Registers the lab's underlay as a host network (once).
 async fn host_network(lab: &Lab) {
-    let have: Vec<HostNetwork> = lab.op.list_all("host-networks", None).await.unwrap();
+    let have: Vec<HostNetwork> = lab.op.list(None).await.unwrap();
     if !have.iter().any(|h| h.cidr.to_string() == "192.0.2.0/24") {
         let _: HostNetwork = lab
             .op
             .post(
-                "/v1/host-networks",
+                paths::HOST_NETWORKS,
                 &CreateHostNetwork {
                     name: "underlay".into(),
                     cidr: "192.0.2.0/24".parse().unwrap(),
@@ -335,7 +335,7 @@ async fn without_a_default_snat_address_nothing_leaves() {
         "app-1 does not reach the outside with a default SNAT address"
     );
     lab.op.delete("/v1/subnets/seg").await.unwrap();
-    let gws: Vec<Gateway> = lab.op.list_all("gateways", None).await.unwrap();
+    let gws: Vec<Gateway> = lab.op.list(None).await.unwrap();
     assert_eq!(gws[0].snat_ip, None, "the segment took its address along");
     assert!(
         eventually(Duration::from_secs(10), || !lab.pings("app-1", CLIENT_IP)),
@@ -528,7 +528,7 @@ async fn a_vm_sends_only_from_its_own_mac() {
     let _: Nic = lab
         .op
         .patch(
-            &format!("/v1/nics/{}", web.id),
+            &paths::at(paths::NIC, &[&web.id]),
             &UpdateNic {
                 source_dest_check: Some(false),
                 ..Default::default()

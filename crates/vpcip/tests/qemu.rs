@@ -31,7 +31,7 @@ async fn qemu_guests_get_dhcp_reach_each_other_and_serve_through_an_eip() {
         let server: Server = lab
             .op
             .post(
-                "/v1/servers",
+                paths::SERVERS,
                 &CreateServer {
                     name: name.into(),
                     subnet: subnet.id.clone(),
@@ -41,7 +41,7 @@ async fn qemu_guests_get_dhcp_reach_each_other_and_serve_through_an_eip() {
             )
             .await
             .unwrap();
-        let nic: Nic = lab.op.show("nics", &server.nic_ids[0]).await.unwrap();
+        let nic: Nic = lab.op.show(&server.nic_ids[0]).await.unwrap();
         made.push((name, host, server, nic));
     }
     let dir = cloud::state_dir(&lab.w);
@@ -116,7 +116,7 @@ async fn qemu_guests_running_keepalived_share_a_vip_with_an_eip() {
         let server: Server = lab
             .op
             .post(
-                "/v1/servers",
+                paths::SERVERS,
                 &CreateServer {
                     name: name.into(),
                     subnet: sa.id.clone(),
@@ -126,7 +126,7 @@ async fn qemu_guests_running_keepalived_share_a_vip_with_an_eip() {
             )
             .await
             .unwrap();
-        let nic: Nic = lab.op.show("nics", &server.nic_ids[0]).await.unwrap();
+        let nic: Nic = lab.op.show(&server.nic_ids[0]).await.unwrap();
         made.push((name, host, nic));
     }
     let (vip, eip) = lab

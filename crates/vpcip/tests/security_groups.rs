@@ -36,7 +36,7 @@ async fn security_groups_filter_live_in_both_directions() {
     let iso: SecurityGroup = lab
         .op
         .post(
-            "/v1/security-groups",
+            paths::SECURITY_GROUPS,
             &CreateSecurityGroup {
                 name: "iso".into(),
                 vpc: vpc.id.clone(),
@@ -52,7 +52,7 @@ async fn security_groups_filter_live_in_both_directions() {
     let _: Nic = lab
         .op
         .patch(
-            &format!("/v1/nics/{}", lone.id),
+            &paths::at(paths::NIC, &[&lone.id]),
             &UpdateNic {
                 security_groups: Some(vec![iso.id.clone()]),
                 source_dest_check: None,
@@ -93,7 +93,7 @@ async fn security_groups_filter_live_in_both_directions() {
         eventually(Duration::from_secs(10), || {
             let drops: desired::NicDrops = tokio::task::block_in_place(|| {
                 tokio::runtime::Handle::current()
-                    .block_on(lab.op.get(&format!("/v1/nics/{}/drops", web.id)))
+                    .block_on(lab.op.get(&paths::at(paths::NIC_DROPS, &[&web.id])))
             })
             .unwrap();
             drops.packets_in > 0
@@ -186,7 +186,7 @@ async fn security_groups_filter_live_in_both_directions() {
     let ssh: SecurityGroup = lab
         .op
         .post(
-            "/v1/security-groups",
+            paths::SECURITY_GROUPS,
             &CreateSecurityGroup {
                 name: "ssh".into(),
                 vpc: vpc.id.clone(),
@@ -201,7 +201,7 @@ async fn security_groups_filter_live_in_both_directions() {
     let _: Nic = lab
         .op
         .patch(
-            &format!("/v1/nics/{}", web.id),
+            &paths::at(paths::NIC, &[&web.id]),
             &UpdateNic {
                 security_groups: Some(vec![ssh.id.clone()]),
                 source_dest_check: None,
@@ -234,7 +234,7 @@ async fn security_groups_filter_live_in_both_directions() {
         refusal.to_string().contains("ingress:icmp:8:0.0.0.0/0"),
         "{refusal}"
     );
-    let after: SecurityGroup = lab.op.show("security-groups", &ssh.id).await.unwrap();
+    let after: SecurityGroup = lab.op.show(&ssh.id).await.unwrap();
     assert_eq!(
         after.rules.len(),
         2,
@@ -252,7 +252,11 @@ async fn security_groups_filter_live_in_both_directions() {
         refusal.to_string().contains("not in the group's VPC"),
         "{refusal}"
     );
-    let refusal = lab.op.remove("security-groups", &ssh.id).await.unwrap_err();
+    let refusal = lab
+        .op
+        .remove::<vpcip_model::SecurityGroup>(&ssh.id)
+        .await
+        .unwrap_err();
     assert_eq!(refusal.code(), Some("resource_in_use"), "{refusal}");
 }
 
@@ -260,7 +264,7 @@ async fn security_groups_filter_live_in_both_directions() {
 async fn group(lab: &Lab, vpc: &Vpc, name: &str, kind: SgKind, written: &[&str]) -> SecurityGroup {
     lab.op
         .post(
-            "/v1/security-groups",
+            paths::SECURITY_GROUPS,
             &CreateSecurityGroup {
                 name: name.into(),
                 vpc: vpc.id.clone(),
@@ -279,7 +283,7 @@ async fn set_groups(lab: &Lab, nic: &Nic, groups: &[&SecurityGroup]) {
     let _: Nic = lab
         .op
         .patch(
-            &format!("/v1/nics/{}", nic.id),
+            &paths::at(paths::NIC, &[&nic.id]),
             &UpdateNic {
                 security_groups: Some(groups.iter().map(|g| g.id.clone()).collect()),
                 source_dest_check: None,

@@ -4,8 +4,8 @@ use super::*;
 
 pub(super) async fn vm(ctx: &Ctx, c: VmCmd) -> anyhow::Result<()> {
     match c {
-        VmCmd::List => ctx.list::<Server>("servers", None).await,
-        VmCmd::Show(k) => ctx.show::<Server>("servers", &k.id).await,
+        VmCmd::List => ctx.list::<Server>(None).await,
+        VmCmd::Show(k) => ctx.show::<Server>(&k.id).await,
         VmCmd::Create {
             name,
             subnet,
@@ -15,25 +15,22 @@ pub(super) async fn vm(ctx: &Ctx, c: VmCmd) -> anyhow::Result<()> {
             host,
             client_token,
         } => ctx
-            .create::<_, Server>(
-                "servers",
-                &CreateServer {
-                    name,
-                    subnet,
-                    zone,
-                    ip,
-                    security_groups,
-                    host,
-                    client_token,
-                },
-            )
+            .create::<_, Server>(&CreateServer {
+                name,
+                subnet,
+                zone,
+                ip,
+                security_groups,
+                host,
+                client_token,
+            })
             .await
             .map(drop),
         VmCmd::Delete(k) => vm_delete(ctx, &k.id).await,
         VmCmd::Nics(k) => {
             let nics: Vec<Nic> = ctx
                 .client
-                .get(&format!("/v1/servers/{}/nics", k.id))
+                .get(&paths::at(paths::SERVER_NICS, &[&k.id]))
                 .await?;
             ctx.print_named(&nics).await
         }
@@ -42,7 +39,7 @@ pub(super) async fn vm(ctx: &Ctx, c: VmCmd) -> anyhow::Result<()> {
 
 pub(super) async fn nic(ctx: &Ctx, c: NicCmd) -> anyhow::Result<()> {
     match c {
-        NicCmd::List(l) => ctx.list::<Nic>("nics", l.parent.as_deref()).await,
+        NicCmd::List(l) => ctx.list::<Nic>(l.parent.as_deref()).await,
         NicCmd::Show(k) => nic_show(ctx, &k.id).await,
         NicCmd::Create {
             name,
@@ -53,19 +50,16 @@ pub(super) async fn nic(ctx: &Ctx, c: NicCmd) -> anyhow::Result<()> {
             no_source_dest_check,
             client_token,
         } => ctx
-            .create::<_, Nic>(
-                "nics",
-                &CreateNic {
-                    name,
-                    subnet,
-                    ip,
-                    security_groups,
-                    source_dest_check: Some(
-                        !no_source_dest_check && source_dest_check != Some(OnOff::Off),
-                    ),
-                    client_token,
-                },
-            )
+            .create::<_, Nic>(&CreateNic {
+                name,
+                subnet,
+                ip,
+                security_groups,
+                source_dest_check: Some(
+                    !no_source_dest_check && source_dest_check != Some(OnOff::Off),
+                ),
+                client_token,
+            })
             .await
             .map(drop),
         NicCmd::Update {
@@ -77,7 +71,10 @@ pub(super) async fn nic(ctx: &Ctx, c: NicCmd) -> anyhow::Result<()> {
                 security_groups: (!security_groups.is_empty()).then_some(security_groups),
                 source_dest_check: source_dest_check.map(|f| matches!(f, OnOff::On)),
             };
-            let nic: Nic = ctx.client.patch(&format!("/v1/nics/{id}"), &req).await?;
+            let nic: Nic = ctx
+                .client
+                .patch(&paths::at(paths::NIC, &[&id]), &req)
+                .await?;
             print_one(&nic, ctx.output)
         }
         NicCmd::HypervisorConfig {
@@ -86,7 +83,7 @@ pub(super) async fn nic(ctx: &Ctx, c: NicCmd) -> anyhow::Result<()> {
             qemu,
             mtu,
         } => {
-            let nic: Nic = ctx.client.show("nics", &nic).await?;
+            let nic: Nic = ctx.client.show(&nic).await?;
             let port = vpcip_model::desired::port_ifname(&nic.id);
             let both = !libvirt && !qemu;
             if libvirt || both {
@@ -101,14 +98,14 @@ pub(super) async fn nic(ctx: &Ctx, c: NicCmd) -> anyhow::Result<()> {
             nic_guest_config(ctx, &nic, guest, remove).await
         }
         NicCmd::Attach { id, server } => ctx
-            .action::<_, Nic>("nics", &id, "attach", &AttachNic { server })
+            .action::<_, Nic>(paths::NIC_ATTACH, &id, &AttachNic { server })
             .await
             .map(drop),
         NicCmd::Detach(k) => ctx
-            .action::<_, Nic>("nics", &k.id, "detach", &serde_json::json!({}))
+            .action::<_, Nic>(paths::NIC_DETACH, &k.id, &serde_json::json!({}))
             .await
             .map(drop),
-        NicCmd::Delete(k) => ctx.delete("nics", &k.id).await,
+        NicCmd::Delete(k) => ctx.delete(paths::NIC, &k.id).await,
     }
 }
 
@@ -132,14 +129,14 @@ fn qemu_netdev(port: &str, mac: &str, mtu: u16) -> String {
 /// primary NIC and address, the EIP and VIPs unbound from it) and what
 /// stays (its ENIs, detached; the EIP, allocated).
 async fn vm_delete(ctx: &Ctx, key: &str) -> anyhow::Result<()> {
-    let server: Server = ctx.client.show("servers", key).await?;
+    let server: Server = ctx.client.show(key).await?;
     let nics: Vec<Nic> = ctx
         .client
-        .get(&format!("/v1/servers/{}/nics", server.id))
+        .get(&paths::at(paths::SERVER_NICS, &[&server.id]))
         .await?;
-    let eips: Vec<Eip> = ctx.client.list_all("eips", None).await?;
-    let vips: Vec<Vip> = ctx.client.list_all("vips", None).await?;
-    ctx.client.remove("servers", &server.id).await?;
+    let eips: Vec<Eip> = ctx.client.list(None).await?;
+    let vips: Vec<Vip> = ctx.client.list(None).await?;
+    ctx.client.remove::<vpcip_model::Server>(&server.id).await?;
     if ctx.output != Output::Table {
         return Ok(());
     }
@@ -179,8 +176,8 @@ pub(super) async fn nic_guest_config(
     args: GuestArgs,
     remove: bool,
 ) -> anyhow::Result<()> {
-    let nic: Nic = ctx.client.show("nics", key).await?;
-    let subnet: Subnet = ctx.client.show("subnets", &nic.subnet_id).await?;
+    let nic: Nic = ctx.client.show(key).await?;
+    let subnet: Subnet = ctx.client.show(&nic.subnet_id).await?;
     let (os, ifname, connection, device) = guest_names(ctx, &nic, args).await?;
     let me = vpcip_model::guest::GuestNic {
         ifname: &ifname,
@@ -219,17 +216,17 @@ struct NicShow {
 /// `vpcip nic show`.
 pub(super) async fn nic_show(ctx: &Ctx, key: &str) -> anyhow::Result<()> {
     use vpcip_model::desired::{SystemStatus, port_ifname};
-    let nic: Nic = ctx.client.show("nics", key).await?;
+    let nic: Nic = ctx.client.show(key).await?;
     let port = port_ifname(&nic.id);
     let server: Option<Server> = match &nic.server_id {
-        Some(id) => Some(ctx.client.show("servers", id).await?),
+        Some(id) => Some(ctx.client.show(id).await?),
         None => None,
     };
     let host = server.as_ref().and_then(|s| s.host.clone());
     let plugged = match (&server, &host) {
         (None, _) => "no: not attached to a server".to_string(),
         (Some(_), None) => "no: its server is not placed on a host".to_string(),
-        (Some(_), Some(h)) => match ctx.client.get::<SystemStatus>("/v1/status").await {
+        (Some(_), Some(h)) => match ctx.client.get::<SystemStatus>(paths::STATUS).await {
             Ok(s) if s.missing_ports.iter().any(|m| m.nic_id == nic.id) => {
                 format!("no: the hypervisor has not made {port} on {h}")
             }
@@ -242,7 +239,7 @@ pub(super) async fn nic_show(ctx: &Ctx, key: &str) -> anyhow::Result<()> {
     };
     let drops: vpcip_model::desired::NicDrops = ctx
         .client
-        .get(&format!("/v1/nics/{}/drops", nic.id))
+        .get(&paths::at(paths::NIC_DROPS, &[&nic.id]))
         .await?;
     print_one(
         &NicShow {

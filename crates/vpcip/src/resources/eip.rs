@@ -5,13 +5,13 @@ use super::*;
 /// An EIP by address, ID or name.
 pub(super) async fn find_eip(ctx: &Ctx, key: &str) -> anyhow::Result<Eip> {
     if let Ok(ip) = key.parse::<Ipv4Addr>() {
-        let all: Vec<Eip> = ctx.client.list_all("eips", None).await?;
+        let all: Vec<Eip> = ctx.client.list(None).await?;
         return all
             .into_iter()
             .find(|e| e.ip == ip)
             .with_context(|| format!("no EIP {ip} that you can see"));
     }
-    Ok(ctx.client.show("eips", key).await?)
+    Ok(ctx.client.show(key).await?)
 }
 
 /// The seeds' "ping the EIP from outside and tcpdump on the gateway", made
@@ -26,7 +26,7 @@ pub(super) async fn check_route(ctx: &Ctx, key: &str, wait: u64) -> anyhow::Resu
             eip.ip
         );
     }
-    let path = format!("/v1/eips/{}/counters", eip.id);
+    let path = paths::at(paths::EIP_COUNTERS, &[&eip.id]);
     let no_report = || {
         anyhow::anyhow!(
             "the gateway has not reported counters for {} lately: is its agent running? (vpcip gateway list)",
@@ -70,11 +70,11 @@ pub(super) async fn check_route(ctx: &Ctx, key: &str, wait: u64) -> anyhow::Resu
         return Ok(());
     }
     // Announced by BGP: the sessions are what to look at.
-    if let Ok(gateways) = ctx.client.list_all::<Gateway>("gateways", None).await
+    if let Ok(gateways) = ctx.client.list::<Gateway>(None).await
         && gateways.iter().any(|g| g.bgp.is_some())
     {
         let status: Option<vpcip_model::desired::SystemStatus> =
-            ctx.client.get("/v1/status").await.ok();
+            ctx.client.get(paths::STATUS).await.ok();
         let problems: Vec<String> = status
             .map(|s| {
                 s.bgp
@@ -106,7 +106,7 @@ pub(super) async fn check_route(ctx: &Ctx, key: &str, wait: u64) -> anyhow::Resu
     // read. A tenant is told whom to ask rather than nothing.
     let hint = match ctx
         .client
-        .get::<Vec<PhysicalRoute>>("/v1/physical-routes")
+        .get::<Vec<PhysicalRoute>>(paths::PHYSICAL_ROUTES)
         .await
     {
         Ok(routes) => routes
@@ -158,19 +158,16 @@ pub(super) fn now_secs() -> i64 {
 pub(super) async fn eip(ctx: &Ctx, c: EipCmd) -> anyhow::Result<()> {
     match c {
         EipCmd::List(l) => {
-            let mut eips: Vec<Eip> = ctx
-                .client
-                .list_all("eips", l.list.parent.as_deref())
-                .await?;
+            let mut eips: Vec<Eip> = ctx.client.list(l.list.parent.as_deref()).await?;
             if let Some(name) = &l.name {
                 eips.retain(|e| &e.name == name);
             }
             if let Some(key) = &l.server {
-                let server: Server = ctx.client.show("servers", key).await?;
+                let server: Server = ctx.client.show(key).await?;
                 eips.retain(|e| e.server_id.as_deref() == Some(server.id.as_str()));
             }
             if let Some(key) = &l.vip {
-                let vip: Vip = ctx.client.show("vips", key).await?;
+                let vip: Vip = ctx.client.show(key).await?;
                 eips.retain(|e| e.vip_id.as_deref() == Some(vip.id.as_str()));
             }
             if l.unbound {
@@ -182,7 +179,7 @@ pub(super) async fn eip(ctx: &Ctx, c: EipCmd) -> anyhow::Result<()> {
             let eip = find_eip(ctx, &k.id).await?;
             let counters: EipCounters = ctx
                 .client
-                .get(&format!("/v1/eips/{}/counters", eip.id))
+                .get(&paths::at(paths::EIP_COUNTERS, &[&eip.id]))
                 .await?;
             match ctx.output {
                 Output::Json | Output::Yaml => {
@@ -247,7 +244,7 @@ pub(super) async fn eip(ctx: &Ctx, c: EipCmd) -> anyhow::Result<()> {
                     security_groups: vec![],
                     client_token,
                 };
-                let out: VisibleEip = ctx.client.post("/v1/eips/visible", &req).await?;
+                let out: VisibleEip = ctx.client.post(paths::EIPS_VISIBLE, &req).await?;
                 if ctx.output != Output::Table {
                     return print_one(&out, ctx.output);
                 }
@@ -301,7 +298,7 @@ pub(super) async fn eip(ctx: &Ctx, c: EipCmd) -> anyhow::Result<()> {
             print_one(&e, ctx.output)
         }
         EipCmd::Unbind(k) => ctx
-            .action::<_, Eip>("eips", &k.id, "unbind", &serde_json::json!({}))
+            .action::<_, Eip>(paths::EIP_UNBIND, &k.id, &serde_json::json!({}))
             .await
             .map(drop),
         EipCmd::Update {
@@ -322,7 +319,7 @@ pub(super) async fn eip(ctx: &Ctx, c: EipCmd) -> anyhow::Result<()> {
             let e: Eip = ctx
                 .client
                 .patch(
-                    &format!("/v1/eips/{id}"),
+                    &paths::at(paths::EIP, &[&id]),
                     &UpdateEip {
                         bandwidth_mbps: bandwidth,
                         algs,
@@ -331,7 +328,7 @@ pub(super) async fn eip(ctx: &Ctx, c: EipCmd) -> anyhow::Result<()> {
                 .await?;
             print_one(&e, ctx.output)
         }
-        EipCmd::Release(k) => ctx.delete("eips", &k.id).await,
+        EipCmd::Release(k) => ctx.delete(paths::EIP, &k.id).await,
     }
 }
 

@@ -4,33 +4,30 @@ use super::*;
 
 pub(super) async fn zone(ctx: &Ctx, c: ZoneCmd) -> anyhow::Result<()> {
     match c {
-        ZoneCmd::List => ctx.list::<Zone>("zones", None).await,
-        ZoneCmd::Show(k) => ctx.show::<Zone>("zones", &k.id).await,
-        ZoneCmd::Create { name } => ctx
-            .create::<_, Zone>("zones", &CreateZone { name })
-            .await
-            .map(drop),
-        ZoneCmd::Delete(k) => ctx.delete("zones", &k.id).await,
+        ZoneCmd::List => ctx.list::<Zone>(None).await,
+        ZoneCmd::Show(k) => ctx.show::<Zone>(&k.id).await,
+        ZoneCmd::Create { name } => ctx.create::<_, Zone>(&CreateZone { name }).await.map(drop),
+        ZoneCmd::Delete(k) => ctx.delete(paths::ZONE, &k.id).await,
     }
 }
 
 pub(super) async fn host_network(ctx: &Ctx, c: HostNetworkCmd) -> anyhow::Result<()> {
     match c {
-        HostNetworkCmd::List => ctx.list::<HostNetwork>("host-networks", None).await,
-        HostNetworkCmd::Show(k) => ctx.show::<HostNetwork>("host-networks", &k.id).await,
+        HostNetworkCmd::List => ctx.list::<HostNetwork>(None).await,
+        HostNetworkCmd::Show(k) => ctx.show::<HostNetwork>(&k.id).await,
         HostNetworkCmd::Create { name, cidr } => ctx
-            .create::<_, HostNetwork>("host-networks", &CreateHostNetwork { name, cidr })
+            .create::<_, HostNetwork>(&CreateHostNetwork { name, cidr })
             .await
             .map(drop),
-        HostNetworkCmd::Delete(k) => ctx.delete("host-networks", &k.id).await,
+        HostNetworkCmd::Delete(k) => ctx.delete(paths::HOST_NETWORK, &k.id).await,
     }
 }
 
 pub(super) async fn gateway(ctx: &Ctx, c: GatewayCmd) -> anyhow::Result<()> {
     match c {
         GatewayCmd::List => {
-            let gateways: Vec<Gateway> = ctx.client.list_all("gateways", None).await?;
-            let agents: Vec<Agent> = ctx.client.get("/v1/agents").await?;
+            let gateways: Vec<Gateway> = ctx.client.list(None).await?;
+            let agents: Vec<Agent> = ctx.client.get(paths::AGENTS).await?;
             let rows: Vec<GatewayHealth> = gateways
                 .into_iter()
                 .map(|g| GatewayHealth {
@@ -43,15 +40,12 @@ pub(super) async fn gateway(ctx: &Ctx, c: GatewayCmd) -> anyhow::Result<()> {
                 .collect();
             print_list(&rows, ctx.output)
         }
-        GatewayCmd::Show(k) => ctx.show::<Gateway>("gateways", &k.id).await,
+        GatewayCmd::Show(k) => ctx.show::<Gateway>(&k.id).await,
         GatewayCmd::Register { name, address } => ctx
-            .create::<_, Gateway>(
-                "gateways",
-                &CreateGateway {
-                    name,
-                    underlay_ip: address,
-                },
-            )
+            .create::<_, Gateway>(&CreateGateway {
+                name,
+                underlay_ip: address,
+            })
             .await
             .map(drop),
         GatewayCmd::Delete { id, force } => {
@@ -86,9 +80,7 @@ pub(super) async fn gateway(ctx: &Ctx, c: GatewayCmd) -> anyhow::Result<()> {
                 }))
             };
             let req = UpdateGateway { bgp, drained: None };
-            ctx.update::<_, Gateway>("gateways", &id, &req)
-                .await
-                .map(drop)
+            ctx.update::<_, Gateway>(&id, &req).await.map(drop)
         }
         GatewayCmd::Drain { id, timeout } => drain(ctx, &id, timeout).await,
         GatewayCmd::Undrain { id } => {
@@ -96,9 +88,7 @@ pub(super) async fn gateway(ctx: &Ctx, c: GatewayCmd) -> anyhow::Result<()> {
                 bgp: None,
                 drained: Some(false),
             };
-            ctx.update::<_, Gateway>("gateways", &id, &req)
-                .await
-                .map(drop)
+            ctx.update::<_, Gateway>(&id, &req).await.map(drop)
         }
     }
 }
@@ -132,11 +122,11 @@ async fn drain(ctx: &Ctx, id: &str, timeout: u64) -> anyhow::Result<()> {
     };
     let gw: Gateway = ctx
         .client
-        .patch(&format!("/v1/gateways/{id}"), &req)
+        .patch(&paths::at(paths::GATEWAY, &[&id]), &req)
         .await?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout);
     loop {
-        let agents: Vec<Agent> = ctx.client.get("/v1/agents").await?;
+        let agents: Vec<Agent> = ctx.client.get(paths::AGENTS).await?;
         let agent = agents
             .iter()
             .find(|a| a.name == gw.name && a.role == AgentRole::Gateway);
@@ -173,7 +163,7 @@ async fn drain(ctx: &Ctx, id: &str, timeout: u64) -> anyhow::Result<()> {
 pub(super) async fn token(ctx: &Ctx, c: TokenCmd) -> anyhow::Result<()> {
     match c {
         TokenCmd::List => {
-            let tokens: Vec<Token> = ctx.client.get("/v1/tokens").await?;
+            let tokens: Vec<Token> = ctx.client.get(paths::TOKENS).await?;
             print_list(&tokens, ctx.output)
         }
         TokenCmd::Create {
@@ -185,7 +175,7 @@ pub(super) async fn token(ctx: &Ctx, c: TokenCmd) -> anyhow::Result<()> {
             let t: Token = ctx
                 .client
                 .post(
-                    "/v1/tokens",
+                    paths::TOKENS,
                     &CreateToken {
                         agent: agent.is_some(),
                         tenant: agent.or(tenant).unwrap_or_default(),
@@ -200,6 +190,6 @@ pub(super) async fn token(ctx: &Ctx, c: TokenCmd) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        TokenCmd::Delete(k) => ctx.delete("tokens", &k.id).await,
+        TokenCmd::Delete(k) => ctx.delete(paths::TOKEN, &k.id).await,
     }
 }

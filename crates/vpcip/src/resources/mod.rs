@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use vpcip_client::Client;
+use vpcip_model::paths::{self, Collection};
 use vpcip_model::*;
 
 use crate::cli::*;
@@ -22,14 +23,14 @@ struct Ctx {
 
 /// The collections whose IDs a table names, by ID prefix.
 const NAMED: [(&str, &str); 8] = [
-    ("zone", "zones"),
-    ("vpc", "vpcs"),
-    ("subnet", "subnets"),
-    ("sg", "security-groups"),
-    ("vm", "servers"),
-    ("eni", "nics"),
-    ("vip", "vips"),
-    ("eip", "eips"),
+    ("zone", paths::ZONES),
+    ("vpc", paths::VPCS),
+    ("subnet", paths::SUBNETS),
+    ("sg", paths::SECURITY_GROUPS),
+    ("vm", paths::SERVERS),
+    ("eni", paths::NICS),
+    ("vip", paths::VIPS),
+    ("eip", paths::EIPS),
 ];
 
 /// The ID prefix of `word` when it is a resource ID (`subnet-c2yvwvpvc8`).
@@ -40,12 +41,11 @@ fn id_prefix(word: &str) -> Option<&'static str> {
 }
 
 impl Ctx {
-    async fn list<T: DeserializeOwned + Serialize + Tabular>(
+    async fn list<T: Collection + DeserializeOwned + Serialize + Tabular>(
         &self,
-        collection: &str,
         parent: Option<&str>,
     ) -> anyhow::Result<()> {
-        let items: Vec<T> = self.client.list_all(collection, parent).await?;
+        let items: Vec<T> = self.client.list(parent).await?;
         self.print_named(&items).await
     }
 
@@ -110,7 +110,7 @@ impl Ctx {
             // What cannot be read (another tenant's, say) keeps its ID.
             let Ok(all) = self
                 .client
-                .list_all::<serde_json::Value>(collection, None)
+                .list_at::<serde_json::Value>(collection, None)
                 .await
             else {
                 continue;
@@ -148,41 +148,36 @@ impl Ctx {
         Ok(())
     }
 
-    async fn show<T: DeserializeOwned + Serialize>(
+    async fn show<T: Collection + DeserializeOwned + Serialize>(
         &self,
-        collection: &str,
         id: &str,
     ) -> anyhow::Result<()> {
-        let item: T = self.client.show(collection, id).await?;
+        let item: T = self.client.show(id).await?;
         print_one(&item, self.output)
     }
 
-    async fn create<B: Serialize, T: DeserializeOwned + Serialize>(
+    async fn create<B: Serialize, T: Collection + DeserializeOwned + Serialize>(
         &self,
-        collection: &str,
         body: &B,
     ) -> anyhow::Result<T> {
-        let item: T = self.client.post(&format!("/v1/{collection}"), body).await?;
+        let item: T = self.client.create::<T, _, _>(body).await?;
         print_one(&item, self.output)?;
         Ok(item)
     }
 
-    async fn update<B: Serialize, T: DeserializeOwned + Serialize>(
+    async fn update<B: Serialize, T: Collection + DeserializeOwned + Serialize>(
         &self,
-        collection: &str,
         id: &str,
         body: &B,
     ) -> anyhow::Result<T> {
-        let item: T = self
-            .client
-            .patch(&format!("/v1/{collection}/{id}"), body)
-            .await?;
+        let item: T = self.client.update(id, body).await?;
         print_one(&item, self.output)?;
         Ok(item)
     }
 
-    async fn delete(&self, collection: &str, id: &str) -> anyhow::Result<()> {
-        self.client.remove(collection, id).await?;
+    /// Deletes the item at `template` (a `paths` constant) with `id`.
+    async fn delete(&self, template: &str, id: &str) -> anyhow::Result<()> {
+        self.client.delete(&paths::at(template, &[id])).await?;
         if self.output == Output::Table {
             println!("deleted {id}");
         }
@@ -191,12 +186,11 @@ impl Ctx {
 
     async fn action<B: Serialize, T: DeserializeOwned + Serialize>(
         &self,
-        collection: &str,
+        template: &str,
         id: &str,
-        action: &str,
         body: &B,
     ) -> anyhow::Result<T> {
-        let item: T = self.client.action(collection, id, action, body).await?;
+        let item: T = self.client.action(template, id, body).await?;
         print_one(&item, self.output)?;
         Ok(item)
     }
@@ -233,7 +227,7 @@ pub async fn run(cmd: Resource, global: &Global) -> anyhow::Result<()> {
         Resource::HostNetwork(c) => infra::host_network(ctx, c).await,
         Resource::Gateway(c) => infra::gateway(ctx, c).await,
         Resource::Host(HostCmd::List) => {
-            let agents: Vec<Agent> = ctx.client.get("/v1/agents").await?;
+            let agents: Vec<Agent> = ctx.client.get(paths::AGENTS).await?;
             let hosts: Vec<Agent> = agents
                 .into_iter()
                 .filter(|a| a.role == AgentRole::Host)
@@ -241,7 +235,7 @@ pub async fn run(cmd: Resource, global: &Global) -> anyhow::Result<()> {
             print_list(&hosts, ctx.output)
         }
         Resource::Host(HostCmd::Show(k)) => {
-            let agents: Vec<Agent> = ctx.client.get("/v1/agents").await?;
+            let agents: Vec<Agent> = ctx.client.get(paths::AGENTS).await?;
             let host = agents
                 .into_iter()
                 .find(|a| a.role == AgentRole::Host && (a.id == k.id || a.name == k.id))
@@ -249,7 +243,7 @@ pub async fn run(cmd: Resource, global: &Global) -> anyhow::Result<()> {
             print_one(&host, ctx.output)
         }
         Resource::Route(RouteCmd::List) => {
-            let routes: Vec<PhysicalRoute> = ctx.client.get("/v1/physical-routes").await?;
+            let routes: Vec<PhysicalRoute> = ctx.client.get(paths::PHYSICAL_ROUTES).await?;
             print_list(&routes, ctx.output)
         }
         Resource::Vpc(c) => network::vpc(ctx, c).await,

@@ -4,8 +4,8 @@ use super::*;
 
 pub(super) async fn vpc(ctx: &Ctx, c: VpcCmd) -> anyhow::Result<()> {
     match c {
-        VpcCmd::List => ctx.list::<Vpc>("vpcs", None).await,
-        VpcCmd::Show(k) => ctx.show::<Vpc>("vpcs", &k.id).await,
+        VpcCmd::List => ctx.list::<Vpc>(None).await,
+        VpcCmd::Show(k) => ctx.show::<Vpc>(&k.id).await,
         VpcCmd::Create {
             name,
             cidr,
@@ -13,25 +13,22 @@ pub(super) async fn vpc(ctx: &Ctx, c: VpcCmd) -> anyhow::Result<()> {
             tenant,
             client_token,
         } => ctx
-            .create::<_, Vpc>(
-                "vpcs",
-                &CreateVpc {
-                    name,
-                    cidr,
-                    secondary_cidrs: secondary,
-                    tenant,
-                    client_token,
-                },
-            )
+            .create::<_, Vpc>(&CreateVpc {
+                name,
+                cidr,
+                secondary_cidrs: secondary,
+                tenant,
+                client_token,
+            })
             .await
             .map(drop),
-        VpcCmd::Delete(k) => ctx.delete("vpcs", &k.id).await,
+        VpcCmd::Delete(k) => ctx.delete(paths::VPC, &k.id).await,
         VpcCmd::AddCidr { vpc, cidr } => ctx
-            .action::<_, Vpc>("vpcs", &vpc, "add-cidr", &VpcCidrChange { cidr })
+            .action::<_, Vpc>(paths::VPC_ADD_CIDR, &vpc, &VpcCidrChange { cidr })
             .await
             .map(drop),
         VpcCmd::RemoveCidr { vpc, cidr } => ctx
-            .action::<_, Vpc>("vpcs", &vpc, "remove-cidr", &VpcCidrChange { cidr })
+            .action::<_, Vpc>(paths::VPC_REMOVE_CIDR, &vpc, &VpcCidrChange { cidr })
             .await
             .map(drop),
     }
@@ -39,8 +36,8 @@ pub(super) async fn vpc(ctx: &Ctx, c: VpcCmd) -> anyhow::Result<()> {
 
 pub(super) async fn subnet(ctx: &Ctx, c: SubnetCmd) -> anyhow::Result<()> {
     match c {
-        SubnetCmd::List(l) => ctx.list::<Subnet>("subnets", l.parent.as_deref()).await,
-        SubnetCmd::Show(k) => ctx.show::<Subnet>("subnets", &k.id).await,
+        SubnetCmd::List(l) => ctx.list::<Subnet>(l.parent.as_deref()).await,
+        SubnetCmd::Show(k) => ctx.show::<Subnet>(&k.id).await,
         SubnetCmd::Create {
             name,
             vpc,
@@ -90,22 +87,17 @@ pub(super) async fn subnet(ctx: &Ctx, c: SubnetCmd) -> anyhow::Result<()> {
                 dns_servers: (no_dns_servers || !dns_servers.is_empty()).then_some(dns_servers),
                 host_routes: (no_host_routes || !host_routes.is_empty()).then_some(host_routes),
             };
-            ctx.update::<_, Subnet>("subnets", &subnet, &req)
-                .await
-                .map(drop)
+            ctx.update::<_, Subnet>(&subnet, &req).await.map(drop)
         }
-        SubnetCmd::Delete(k) => ctx.delete("subnets", &k.id).await,
+        SubnetCmd::Delete(k) => ctx.delete(paths::SUBNET, &k.id).await,
     }
 }
 
 pub(super) async fn security_group(ctx: &Ctx, c: SgCmd) -> anyhow::Result<()> {
     match c {
-        SgCmd::List(l) => {
-            ctx.list::<SecurityGroup>("security-groups", l.parent.as_deref())
-                .await
-        }
+        SgCmd::List(l) => ctx.list::<SecurityGroup>(l.parent.as_deref()).await,
         SgCmd::Show(k) => {
-            let sg: SecurityGroup = ctx.client.show("security-groups", &k.id).await?;
+            let sg: SecurityGroup = ctx.client.show(&k.id).await?;
             if ctx.output != Output::Table {
                 return crate::table::print_one(&sg, ctx.output);
             }
@@ -120,7 +112,7 @@ pub(super) async fn security_group(ctx: &Ctx, c: SgCmd) -> anyhow::Result<()> {
             for r in &sg.rules {
                 println!("  {:<16} {r}", r.id);
             }
-            let nics: Vec<Nic> = ctx.client.list_all("nics", None).await?;
+            let nics: Vec<Nic> = ctx.client.list(None).await?;
             let users: Vec<String> = nics
                 .iter()
                 .filter(|n| n.security_group_ids.contains(&sg.id))
@@ -166,11 +158,9 @@ pub(super) async fn security_group(ctx: &Ctx, c: SgCmd) -> anyhow::Result<()> {
                 managed,
                 client_token: None,
             };
-            ctx.create::<_, SecurityGroup>("security-groups", &req)
-                .await
-                .map(drop)
+            ctx.create::<_, SecurityGroup>(&req).await.map(drop)
         }
-        SgCmd::Delete(k) => ctx.delete("security-groups", &k.id).await,
+        SgCmd::Delete(k) => ctx.delete(paths::SECURITY_GROUP, &k.id).await,
     }
 }
 

@@ -5,7 +5,7 @@ use super::*;
 /// `vpcip status`.
 pub(super) async fn status(ctx: &Ctx) -> anyhow::Result<()> {
     use vpcip_model::desired::SystemStatus;
-    let s: SystemStatus = ctx.client.get("/v1/status").await?;
+    let s: SystemStatus = ctx.client.get(paths::STATUS).await?;
     let unhealthy = s.agents.iter().filter(|a| !a.healthy).count();
     // What the gateways hold is known once one of them has reported.
     let known = s

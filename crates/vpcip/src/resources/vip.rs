@@ -5,12 +5,12 @@ use super::*;
 pub(super) async fn vip(ctx: &Ctx, c: VipCmd) -> anyhow::Result<()> {
     match c {
         c @ VipCmd::GuestConfig { .. } => guest_config(ctx, c).await,
-        VipCmd::List(l) => ctx.list::<Vip>("vips", l.parent.as_deref()).await,
+        VipCmd::List(l) => ctx.list::<Vip>(l.parent.as_deref()).await,
         VipCmd::Show(k) => {
-            let vip: Vip = ctx.client.show("vips", &k.id).await?;
+            let vip: Vip = ctx.client.show(&k.id).await?;
             let holding: VipHolding = ctx
                 .client
-                .get(&format!("/v1/vips/{}/holder", vip.id))
+                .get(&paths::at(paths::VIP_HOLDER, &[&vip.id]))
                 .await?;
             match ctx.output {
                 Output::Json | Output::Yaml => {
@@ -39,27 +39,24 @@ pub(super) async fn vip(ctx: &Ctx, c: VipCmd) -> anyhow::Result<()> {
             ip,
             client_token,
         } => ctx
-            .create::<_, Vip>(
-                "vips",
-                &CreateVip {
-                    name,
-                    subnet,
-                    ip,
-                    client_token,
-                },
-            )
+            .create::<_, Vip>(&CreateVip {
+                name,
+                subnet,
+                ip,
+                client_token,
+            })
             .await
             .map(drop),
         VipCmd::Bind { id, nic } => {
-            let r: WithWarnings<Vip> = ctx.action("vips", &id, "bind", &VipNic { nic }).await?;
+            let r: WithWarnings<Vip> = ctx.action(paths::VIP_BIND, &id, &VipNic { nic }).await?;
             ctx.warn(&r.warnings);
             Ok(())
         }
         VipCmd::Unbind { id, nic } => ctx
-            .action::<_, Vip>("vips", &id, "unbind", &VipNic { nic })
+            .action::<_, Vip>(paths::VIP_UNBIND, &id, &VipNic { nic })
             .await
             .map(drop),
-        VipCmd::Delete(k) => ctx.delete("vips", &k.id).await,
+        VipCmd::Delete(k) => ctx.delete(paths::VIP, &k.id).await,
     }
 }
 
@@ -83,9 +80,9 @@ pub(super) async fn guest_config(ctx: &Ctx, c: VipCmd) -> anyhow::Result<()> {
         return Ok(());
     };
     use vpcip_model::guest;
-    let vip: Vip = ctx.client.show("vips", &vip).await?;
-    let nic: Nic = ctx.client.show("nics", &nic).await?;
-    let subnet: Subnet = ctx.client.show("subnets", &nic.subnet_id).await?;
+    let vip: Vip = ctx.client.show(&vip).await?;
+    let nic: Nic = ctx.client.show(&nic).await?;
+    let subnet: Subnet = ctx.client.show(&nic.subnet_id).await?;
     if !vip.nic_ids.contains(&nic.id) && !lvs_backend {
         eprintln!(
             "warning: VIP {} is not bound to NIC {}: the data plane drops what it sends from the VIP (vpcip vip bind {} --nic {})",
@@ -118,7 +115,7 @@ pub(super) async fn guest_config(ctx: &Ctx, c: VipCmd) -> anyhow::Result<()> {
         check_off(&nic, "a director forwards the clients' packets");
         let mut ips = Vec::new();
         for key in &backends {
-            let b: Nic = ctx.client.show("nics", key).await?;
+            let b: Nic = ctx.client.show(key).await?;
             if b.subnet_id != nic.subnet_id {
                 bail!(
                     "backend {} is in subnet {}, the director in {}: direct routing reaches only its own subnet",
@@ -150,7 +147,7 @@ pub(super) async fn guest_config(ctx: &Ctx, c: VipCmd) -> anyhow::Result<()> {
     } else if keepalived {
         let mut peers = Vec::new();
         for id in vip.nic_ids.iter().filter(|n| **n != nic.id) {
-            let peer: Nic = ctx.client.show("nics", id).await?;
+            let peer: Nic = ctx.client.show(id).await?;
             peers.push(peer.ip);
         }
         let text = guest::keepalived_conf(&vip.name, vip.ip, subnet.cidr, &me, &peers, &params);
@@ -184,7 +181,7 @@ pub(super) async fn guest_names(
     };
     let device = match &nic.server_id {
         Some(id) => {
-            let server: Server = ctx.client.show("servers", id).await?;
+            let server: Server = ctx.client.show(id).await?;
             server
                 .nic_ids
                 .iter()

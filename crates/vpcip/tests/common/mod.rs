@@ -110,7 +110,7 @@ impl Lab {
             "the agents did not register"
         );
         let _: Zone = op
-            .post("/v1/zones", &CreateZone { name: "z1".into() })
+            .post(paths::ZONES, &CreateZone { name: "z1".into() })
             .await
             .unwrap();
         op.create_subnet(&CreateSubnet {
@@ -155,7 +155,7 @@ impl Lab {
     pub async fn closed_vpc(&self, name: &str, cidr: &str) -> Vpc {
         self.op
             .post(
-                "/v1/vpcs",
+                paths::VPCS,
                 &CreateVpc {
                     name: name.into(),
                     cidr: cidr.parse().unwrap(),
@@ -186,7 +186,7 @@ impl Lab {
         let server: Server = self
             .op
             .post(
-                "/v1/servers",
+                paths::SERVERS,
                 &CreateServer {
                     name: name.into(),
                     subnet: subnet.id.clone(),
@@ -197,7 +197,7 @@ impl Lab {
             .await
             .unwrap();
         assert_eq!(server.host.as_deref(), Some(host));
-        let nic: Nic = self.op.show("nics", &server.nic_ids[0]).await.unwrap();
+        let nic: Nic = self.op.show(&server.nic_ids[0]).await.unwrap();
         cloud::plug_vm(
             &mut self.w,
             name,
@@ -216,7 +216,7 @@ impl Lab {
     /// The gateway's default SNAT address, as the API shows it (`vpcip
     /// gateway list`): where VMs without an EIP come from outside.
     pub async fn snat_ip(&self) -> Ipv4Addr {
-        let gws: Vec<Gateway> = self.op.list_all("gateways", None).await.unwrap();
+        let gws: Vec<Gateway> = self.op.list(None).await.unwrap();
         let gw = gws.iter().find(|g| g.name == cloud::GATEWAY).unwrap();
         gw.snat_ip
             .unwrap_or_else(|| panic!("gateway {} has no default SNAT address", gw.name))
@@ -228,7 +228,7 @@ impl Lab {
     pub async fn visible_eip_for(&self, server: &Server) -> VisibleEip {
         self.op
             .post(
-                "/v1/eips/visible",
+                paths::EIPS_VISIBLE,
                 &CreateVisibleEip {
                     bandwidth_mbps: 5,
                     server: server.id.clone(),
@@ -249,7 +249,7 @@ impl Lab {
         let vip: Vip = self
             .op
             .post(
-                "/v1/vips",
+                paths::VIPS,
                 &CreateVip {
                     name: name.into(),
                     subnet: subnet.id.clone(),
@@ -278,7 +278,7 @@ impl Lab {
         let eni: Nic = self
             .op
             .post(
-                "/v1/nics",
+                paths::NICS,
                 &CreateNic {
                     name: name.into(),
                     subnet: subnet.id.clone(),
@@ -290,9 +290,8 @@ impl Lab {
             .unwrap();
         self.op
             .action(
-                "nics",
+                paths::NIC_ATTACH,
                 &eni.id,
-                "attach",
                 &AttachNic {
                     server: server.id.clone(),
                 },
