@@ -13,14 +13,23 @@ pub mod host;
 pub mod kernel;
 pub mod metrics;
 
+mod bgp_task;
+mod ports;
+mod reports;
+
+pub use reports::{COUNTERS_PERIOD, RouterView};
+
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
+use vpcip_model::paths;
 
 use vpcip_client::Client;
-use vpcip_model::desired::{
-    Agent, AgentReport, AgentRole, CountersReport, Desired, EipTraffic, RegisterAgent, VipHolder,
-};
+use vpcip_model::desired::{Agent, AgentReport, AgentRole, Desired, RegisterAgent};
+
+use bgp_task::{BgpStatus, run_bgp};
+use ports::{PortNames, dhcp_leases, watch_ports};
+use reports::{heartbeat, report_counters, report_nic_drops};
 
 pub struct AgentConfig {
     pub name: String,
@@ -41,76 +50,6 @@ pub struct AgentConfig {
     /// Gateway agents: the local BIRD that speaks BGP for the node.
     pub bird: Option<bgp::Bird>,
 }
-
-/// What the BGP task last learnt: the sessions, or why there are none.
-type BgpStatus = Arc<std::sync::Mutex<(Vec<vpcip_model::desired::BgpSession>, Option<String>)>>;
-
-/// Keeps the local BIRD's configuration as the desired state says and
-/// reads its sessions every second.
-async fn run_bgp(
-    bird: Option<bgp::Bird>,
-    underlay: Ipv4Addr,
-    want: tokio::sync::watch::Receiver<Option<vpcip_model::BgpConfig>>,
-    status: BgpStatus,
-    metrics: Arc<metrics::AgentMetrics>,
-    changed: Arc<tokio::sync::Notify>,
-) {
-    let flaps = Arc::new(std::sync::Mutex::new(bgp::Flaps::default()));
-    loop {
-        let bgp = want.borrow().clone();
-        let flaps = flaps.clone();
-        let bird = bird.clone();
-        let got = tokio::task::spawn_blocking(move || -> (Vec<_>, Option<String>) {
-            let (Some(bird), Some(bgp)) = (bird, bgp) else {
-                return (vec![], None);
-            };
-            let text = bgp::render(underlay, &bgp);
-            if let Err(e) = bird.ensure(&text) {
-                return (vec![], Some(e));
-            }
-            let peers: Vec<Ipv4Addr> = bgp.peers.iter().map(|p| p.ip).collect();
-            match bird.sessions(&peers) {
-                Ok(mut s) => {
-                    if let Ok(mut f) = flaps.lock() {
-                        f.observe(&mut s, std::time::Instant::now());
-                    }
-                    (s, None)
-                }
-                Err(e) => (vec![], Some(e)),
-            }
-        })
-        .await;
-        if let Ok((sessions, error)) = got {
-            metrics.bgp_up.clear();
-            metrics.bgp_announced.clear();
-            for s in &sessions {
-                let l = metrics::PeerLabels {
-                    peer: s.peer.to_string(),
-                };
-                metrics
-                    .bgp_up
-                    .get_or_create(&l)
-                    .set(i64::from(s.state == "established"));
-                metrics
-                    .bgp_announced
-                    .get_or_create(&l)
-                    .set(i64::try_from(s.exported).unwrap_or(i64::MAX));
-            }
-            if let Ok(mut st) = status.lock() {
-                // A session came up or went down: report it now.
-                let states = |s: &[vpcip_model::desired::BgpSession]| -> Vec<(Ipv4Addr, String)> {
-                    s.iter().map(|b| (b.peer, b.state.clone())).collect()
-                };
-                if states(&st.0) != states(&sessions) || st.1 != error {
-                    changed.notify_one();
-                }
-                *st = (sessions, error);
-            }
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
 async fn register(client: &Client, cfg: &AgentConfig) -> Agent {
     let req = RegisterAgent {
         name: cfg.name.clone(),
@@ -119,7 +58,7 @@ async fn register(client: &Client, cfg: &AgentConfig) -> Agent {
     };
     let mut delay = Duration::from_millis(100);
     loop {
-        match client.post::<_, Agent>("/v1/agents", &req).await {
+        match client.post::<_, Agent>(paths::AGENTS, &req).await {
             Ok(a) => return a,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot register with the controller; retrying");
@@ -129,273 +68,6 @@ async fn register(client: &Client, cfg: &AgentConfig) -> Agent {
         }
     }
 }
-
-/// What the counters reader needs of a router: its namespace, its VPC, the
-/// VPC's VIPs and each limited EIP's bandwidth class.
-#[derive(Clone)]
-pub struct RouterView {
-    pub netns: std::path::PathBuf,
-    pub vpc_id: String,
-    pub vips: Vec<Ipv4Addr>,
-    pub classes: Vec<(u16, Ipv4Addr)>,
-    /// The slot it is placed on.
-    pub slot: u8,
-}
-
-/// How often a gateway reports its per-EIP counters (those that changed).
-pub const COUNTERS_PERIOD: Duration = Duration::from_secs(2);
-
-/// Reads the node's per-EIP counters every [`COUNTERS_PERIOD`] (or less
-/// often when reading them takes long) and reports those that changed (all
-/// of them after a failed report).
-async fn report_counters(
-    client: Client,
-    agent_id: String,
-    node: std::path::PathBuf,
-    routers: tokio::sync::watch::Receiver<Vec<RouterView>>,
-    cluster: Option<cluster::Cluster>,
-) {
-    let mut sent: std::collections::BTreeMap<Ipv4Addr, EipTraffic> = Default::default();
-    let mut sent_holders: Option<Vec<VipHolder>> = None;
-    let mut sent_programmed: Option<Vec<Ipv4Addr>> = None;
-    let reading = std::sync::Arc::new(std::sync::Mutex::new(gateway::CounterReading::default()));
-    let mut period = COUNTERS_PERIOD;
-    loop {
-        tokio::time::sleep(period).await;
-        let node = node.clone();
-        let started = std::time::Instant::now();
-        let views = routers.borrow().clone();
-        // The VIP holders as the gateway carrying each VPC sees them (a
-        // standby's router may have seen no advert lately).
-        let standby = cluster
-            .as_ref()
-            .and_then(cluster::Cluster::roles)
-            .map(|r| r.backup)
-            .unwrap_or_default();
-        let reading = reading.clone();
-        let read = tokio::task::spawn_blocking(move || {
-            let carried: Vec<RouterView> = views
-                .iter()
-                .filter(|v| !standby.contains(&v.slot))
-                .cloned()
-                .collect();
-            let mut reading = reading
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            gateway::read_counters(&node, &views, &mut reading).map(|c| {
-                (
-                    c,
-                    gateway::read_vip_holders(&carried),
-                    reading.steered.clone(),
-                )
-            })
-        })
-        .await;
-        // Reading counters costs more with many active EIPs: spend at most
-        // a tenth of the time on it.
-        period = COUNTERS_PERIOD.max(started.elapsed() * 10);
-        let (now, holders, programmed) = match read {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "cannot read the counters yet");
-                continue;
-            }
-            Err(_) => continue,
-        };
-        let changed: Vec<EipTraffic> = now
-            .iter()
-            .filter(|c| sent.get(&c.eip) != Some(c))
-            .copied()
-            .collect();
-        let report = CountersReport {
-            counters: changed,
-            vip_holders: (sent_holders.as_ref() != Some(&holders)).then(|| holders.clone()),
-            programmed: (sent_programmed.as_ref() != Some(&programmed)).then(|| programmed.clone()),
-            nic_drops: vec![],
-        };
-        match client
-            .post::<_, ()>(&format!("/v1/agents/{agent_id}/counters"), &report)
-            .await
-        {
-            Ok(()) => {
-                sent = now.into_iter().map(|c| (c.eip, c)).collect();
-                sent_holders = Some(holders);
-                sent_programmed = Some(programmed);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot report counters");
-                sent.clear();
-                sent_holders = None;
-                sent_programmed = None;
-            }
-        }
-    }
-}
-
-/// Reads the packets each NIC's security groups dropped every
-/// [`COUNTERS_PERIOD`], reports those that changed (all after a failed
-/// report) and keeps them in the agent's metrics. `ports`: each VM port's
-/// NIC, from the desired state.
-async fn report_nic_drops(
-    client: Client,
-    agent_id: String,
-    node: std::path::PathBuf,
-    ports: tokio::sync::watch::Receiver<Vec<(String, String)>>,
-    metrics: std::sync::Arc<metrics::AgentMetrics>,
-) {
-    let mut sent: std::collections::BTreeMap<String, vpcip_model::desired::NicDrops> =
-        Default::default();
-    loop {
-        tokio::time::sleep(COUNTERS_PERIOD).await;
-        let node = node.clone();
-        let read = tokio::task::spawn_blocking(move || kernel::host::read_port_drops(&node)).await;
-        let Ok(Ok(by_port)) = read else {
-            continue;
-        };
-        let nics: std::collections::BTreeMap<String, String> =
-            ports.borrow().iter().cloned().collect();
-        let now: Vec<vpcip_model::desired::NicDrops> = by_port
-            .iter()
-            .filter_map(|(port, d)| {
-                nics.get(port).map(|nic| vpcip_model::desired::NicDrops {
-                    nic_id: nic.clone(),
-                    packets_in: d.packets_in,
-                    packets_out: d.packets_out,
-                })
-            })
-            .collect();
-        for d in &now {
-            for (direction, v) in [("in", d.packets_in), ("out", d.packets_out)] {
-                metrics
-                    .nic_dropped_packets
-                    .get_or_create(&metrics::NicLabels {
-                        nic: d.nic_id.clone(),
-                        direction,
-                    })
-                    .set(i64::try_from(v).unwrap_or(i64::MAX));
-            }
-        }
-        let changed: Vec<_> = now
-            .iter()
-            .filter(|d| sent.get(&d.nic_id) != Some(*d))
-            .cloned()
-            .collect();
-        if changed.is_empty() {
-            continue;
-        }
-        let report = CountersReport {
-            nic_drops: changed,
-            ..Default::default()
-        };
-        match client
-            .post::<_, ()>(&format!("/v1/agents/{agent_id}/counters"), &report)
-            .await
-        {
-            Ok(()) => sent = now.into_iter().map(|d| (d.nic_id.clone(), d)).collect(),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot report NIC drops");
-                sent.clear();
-            }
-        }
-    }
-}
-
-/// Sends the agent's last report again every
-/// [`vpcip_model::desired::AGENT_HEARTBEAT_SECONDS`].
-async fn heartbeat(
-    client: Client,
-    id: String,
-    last: tokio::sync::watch::Receiver<Option<AgentReport>>,
-    cluster: Option<(cluster::Cluster, BgpStatus)>,
-) {
-    let period = Duration::from_secs(vpcip_model::desired::AGENT_HEARTBEAT_SECONDS);
-    loop {
-        tokio::time::sleep(period).await;
-        let mut report = last.borrow().clone();
-        // What the cluster does now, not at the last pass.
-        if let (Some(r), Some((c, bgp))) = (report.as_mut(), &cluster)
-            && let Some(cr) = r.cluster.as_mut()
-        {
-            cr.carrying = c.carrying();
-            if let Ok(b) = bgp.lock() {
-                cr.bgp = b.0.clone();
-                if cr.bgp_error.is_none() || b.1.is_some() {
-                    cr.bgp_error = b.1.clone();
-                }
-            }
-        }
-        if let Some(r) = report
-            && let Err(e) = client
-                .post::<_, ()>(&format!("/v1/agents/{id}/report"), &r)
-                .await
-        {
-            tracing::debug!(error = %e, "heartbeat not delivered");
-        }
-    }
-}
-
-/// The names of the host's VM ports, as the last desired state gave them.
-type PortNames = Arc<std::sync::RwLock<std::collections::BTreeSet<String>>>;
-
-/// Watches the host's links: when one of its VM ports is made or goes (a
-/// hypervisor's tap), `seen` wakes the loop for a pass at once.
-fn watch_ports(node: std::path::PathBuf, names: PortNames, seen: Arc<tokio::sync::Notify>) {
-    let watch = move || {
-        loop {
-            let mut events = match vpcip_sys::link_events::LinkEvents::open(&node) {
-                Ok(e) => e,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot watch the host's links; again in a second");
-                    std::thread::sleep(Duration::from_secs(1));
-                    continue;
-                }
-            };
-            loop {
-                match events.wait() {
-                    Ok(changed) => {
-                        let ours = names
-                            .read()
-                            .is_ok_and(|n| changed.iter().any(|c| c.is_empty() || n.contains(c)));
-                        if ours {
-                            seen.notify_one();
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "watching the host's links failed; again");
-                        break;
-                    }
-                }
-            }
-        }
-    };
-    if let Err(e) = std::thread::Builder::new()
-        .name("links".into())
-        .spawn(watch)
-    {
-        tracing::error!(error = %e, "cannot watch the host's links");
-    }
-}
-
-/// What the host's DHCP server answers, by port.
-fn dhcp_leases(
-    h: &vpcip_model::desired::HostState,
-    mtu: u16,
-) -> std::collections::BTreeMap<String, dhcp::PortLease> {
-    h.ports
-        .iter()
-        .filter_map(|p| {
-            Some((
-                p.ifname.clone(),
-                dhcp::PortLease {
-                    mac: vpcip_dataplane::isolation::parse_mac(&p.mac)?,
-                    lease: p.dhcp.clone()?,
-                    mtu,
-                },
-            ))
-        })
-        .collect()
-}
-
 /// Runs the agent until the process ends.
 pub async fn run(client: Client, cfg: AgentConfig) -> ! {
     let agent = register(&client, &cfg).await;
@@ -471,8 +143,11 @@ pub async fn run(client: Client, cfg: AgentConfig) -> ! {
             cfg.resync.as_secs().max(1)
         };
         let path = match applied {
-            Some(r) => format!("/v1/agents/{}/desired?after={r}&wait={wait}", agent.id),
-            None => format!("/v1/agents/{}/desired", agent.id),
+            Some(r) => format!(
+                "{}?after={r}&wait={wait}",
+                paths::at(paths::AGENT_DESIRED, &[&agent.id])
+            ),
+            None => paths::at(paths::AGENT_DESIRED, &[&agent.id]),
         };
         let fetched = tokio::select! {
             got = client.get::<Desired>(&path) => Some(got),
@@ -630,7 +305,7 @@ pub async fn run(client: Client, cfg: AgentConfig) -> ! {
             cluster: cluster_report,
         };
         if let Err(e) = client
-            .post::<_, ()>(&format!("/v1/agents/{}/report", agent.id), &report)
+            .post::<_, ()>(&paths::at(paths::AGENT_REPORT, &[&agent.id]), &report)
             .await
         {
             tracing::warn!(error = %e, "cannot report to the controller");

@@ -1282,7 +1282,7 @@ async fn an_agent_token_acts_for_its_agent_only(s: Server) {
             format!("this agent token acts for agent gw1 (gateway) only, not {key}")
         };
         let (status, code, message) = api_err(
-            gw1.post::<_, ()>(&paths::at(paths::AGENT_REPORT, &[&key]), &bad)
+            gw1.post::<_, ()>(&paths::at(paths::AGENT_REPORT, &[key]), &bad)
                 .await,
         );
         assert_eq!(
@@ -1291,7 +1291,7 @@ async fn an_agent_token_acts_for_its_agent_only(s: Server) {
         );
         let (status, code, _) = api_err(
             gw1.post::<_, ()>(
-                &paths::at(paths::AGENT_COUNTERS, &[&key]),
+                &paths::at(paths::AGENT_COUNTERS, &[key]),
                 &serde_json::json!({"counters": []}),
             )
             .await,
@@ -1300,7 +1300,7 @@ async fn an_agent_token_acts_for_its_agent_only(s: Server) {
         let (status, code, _) = api_err(
             gw1.get::<Desired>(&format!(
                 "{}?wait=0",
-                paths::at(paths::AGENT_DESIRED, &[&key])
+                paths::at(paths::AGENT_DESIRED, &[key])
             ))
             .await,
         );

@@ -254,7 +254,7 @@ pub(crate) async fn lab_cluster(tag: &str, _segment: &str) -> anyhow::Result<Lab
         };
         let _: Gateway = lab
             .op
-            .patch(&paths::at(paths::GATEWAY, &[&gw]), &req)
+            .patch(&paths::at(paths::GATEWAY, &[gw]), &req)
             .await?;
     }
     Ok(lab)

@@ -2,7 +2,7 @@
 //! carries, which conntrack zone each bridge's traffic is tracked in, the
 //! elements of each group's sets, and one chain per port and direction.
 //!
-//! The kernel side (`vpcip-sys/src/filter.rs`) is two tables:
+//! The kernel side (`vpcip-sys/src/filter/`) is two tables:
 //!
 //! ```text
 //! table bridge vpcip_sgmark {

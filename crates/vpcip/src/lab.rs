@@ -192,7 +192,7 @@ async fn up(name: &str) -> anyhow::Result<()> {
             bgp: Some(Some(cloud::gateway_bgp())),
             drained: None,
         };
-        let _: Gateway = op.patch(&paths::at(paths::GATEWAY, &[&gw]), &req).await?;
+        let _: Gateway = op.patch(&paths::at(paths::GATEWAY, &[gw]), &req).await?;
     }
 
     step("operator: zone z1, EIP segment 203.0.113.0/24, a token for tenant acme");

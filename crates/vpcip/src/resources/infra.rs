@@ -122,7 +122,7 @@ async fn drain(ctx: &Ctx, id: &str, timeout: u64) -> anyhow::Result<()> {
     };
     let gw: Gateway = ctx
         .client
-        .patch(&paths::at(paths::GATEWAY, &[&id]), &req)
+        .patch(&paths::at(paths::GATEWAY, &[id]), &req)
         .await?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout);
     loop {

@@ -1,0 +1,87 @@
+//! A host's security-group filter in nftables, over netlink: the tables
+//! `bridge vpcip_sgmark` (which VM port a frame comes from or goes to, as
+//! the packet's mark) and `ip vpcip_sg` (conntrack zones, each port's
+//! chains, each group's sets). The layout and the reasons are in
+//! `vpcip_dataplane::filter`; this module writes and reads it.
+//!
+//! Bridged IPv4 reaches the `ip` hooks through br_netfilter
+//! (`net.bridge.bridge-nf-call-iptables = 1` in the host's namespace), so
+//! conntrack sees it: this kernel has no conntrack in the bridge family.
+
+mod change;
+mod elements;
+mod read;
+mod tables;
+
+pub const SG_TABLE: &str = "vpcip_sg";
+pub const SGMARK_TABLE: &str = "vpcip_sgmark";
+const PORT_MARK: &str = "port_mark";
+/// The same numbers as `port_mark`, typed as the packet's priority (nft
+/// refuses one map for both `meta mark set` and `meta priority set`).
+/// Made last in the bridge table: its presence says the table is of the
+/// current shape.
+const PORT_PRIO: &str = "port_prio";
+const ZONE: &str = "zone";
+const INGRESS: &str = "ingress";
+const EGRESS: &str = "egress";
+const DROPS_IN: &str = "drops_in";
+/// Made last: its presence says the table is of the current shape.
+const DROPS_OUT: &str = "drops_out";
+const IFNAMSIZ: usize = 16;
+const TYPE_IFNAME: u32 = 41;
+const TYPE_MARK: u32 = 19;
+const TYPE_INTEGER: u32 = 4;
+const TYPE_CLASSID: u32 = 23;
+
+/// The zone map's description for `nft list` (`typeof iifname : ct zone`),
+/// as nft 1.0.6 writes it on x86-64: keys and data in host byte order,
+/// keyed by `meta iifname`, valued `ct zone`. With it the listing shows
+/// names and zones, and `nft -f` takes `ct zone set iifname map @zone` back.
+const ZONE_TYPEOF: [u8; 56] = [
+    0x00, 0x04, 0x01, 0x00, 0x00, 0x00, 0x01, 0x04, 0x01, 0x00, 0x00, 0x00, 0x03, 0x0e, 0x00, 0x04,
+    0x09, 0x00, 0x00, 0x00, 0x01, 0x06, 0x00, 0x04, 0x06, 0x00, 0x00, 0x00, 0x04, 0x14, 0x00, 0x04,
+    0x0c, 0x00, 0x00, 0x00, 0x01, 0x0c, 0x00, 0x04, 0x11, 0x00, 0x00, 0x00, 0x01, 0x04, 0xff, 0xff,
+    0xff, 0xff, 0x06, 0x04, 0x00, 0x00, 0x00, 0x00,
+];
+
+/// `port_prio`'s (`typeof oifname : meta priority`).
+const PORT_PRIO_TYPEOF: [u8; 50] = [
+    0x00, 0x04, 0x01, 0x00, 0x00, 0x00, 0x01, 0x04, 0x01, 0x00, 0x00, 0x00, 0x03, 0x0e, 0x00, 0x04,
+    0x09, 0x00, 0x00, 0x00, 0x01, 0x06, 0x00, 0x04, 0x07, 0x00, 0x00, 0x00, 0x04, 0x0e, 0x00, 0x04,
+    0x09, 0x00, 0x00, 0x00, 0x01, 0x06, 0x00, 0x04, 0x02, 0x00, 0x00, 0x00, 0x06, 0x04, 0x00, 0x00,
+    0x00, 0x00,
+];
+
+/// `drops_in`'s (`typeof meta priority`): counted by the port a packet goes to.
+const PRIORITY_KEY_TYPEOF: [u8; 22] = [
+    0x00, 0x04, 0x01, 0x00, 0x00, 0x00, 0x03, 0x0e, 0x00, 0x04, 0x09, 0x00, 0x00, 0x00, 0x01, 0x06,
+    0x00, 0x04, 0x02, 0x00, 0x00, 0x00,
+];
+
+/// The ingress verdict map's (`typeof meta priority : verdict`), likewise:
+/// nft type-checks `meta priority vmap @ingress` against the key.
+const INGRESS_TYPEOF: [u8; 44] = [
+    0x00, 0x04, 0x01, 0x00, 0x00, 0x00, 0x01, 0x04, 0x00, 0x00, 0x00, 0x00, 0x03, 0x0e, 0x00, 0x04,
+    0x09, 0x00, 0x00, 0x00, 0x01, 0x06, 0x00, 0x04, 0x02, 0x00, 0x00, 0x00, 0x04, 0x08, 0x00, 0x04,
+    0x01, 0x00, 0x00, 0x00, 0x01, 0x00, 0x06, 0x04, 0x00, 0x00, 0x00, 0x00,
+];
+/// `inet_proto . inet_service . ipv4_addr`, packed 6 bits each.
+const TYPE_RULE: u32 = (12 << 12) | (13 << 6) | 7;
+const NFT_DATA_VERDICT: u32 = 0xffff_ff00;
+/// `ct` keys and `ct state` bits.
+const CT_STATE: u32 = 0;
+const CT_ZONE: u32 = 17;
+const CT_ESTABLISHED_RELATED: u32 = 2 | 4;
+/// Element attributes read back.
+const NFTA_SET_ELEM_KEY_END: u16 = 10;
+const NFTA_DATA_VALUE: u16 = 1;
+
+/// One drop counter per port and direction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Drops {
+    pub packets_in: u64,
+    pub packets_out: u64,
+}
+
+#[cfg(test)]
+mod tests;
