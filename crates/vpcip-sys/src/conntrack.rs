@@ -11,6 +11,7 @@ use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
 use vpcip_dataplane::filter::Flow;
 
 use crate::SysError;
+use crate::nft::parse::{Received, messages, raw_attrs as attrs};
 
 const NFNL_SUBSYS_CTNETLINK: u16 = 1;
 const IPCTNL_MSG_CT_GET: u16 = 1;
@@ -41,25 +42,6 @@ fn header(buf: &mut Vec<u8>, ty: u16, flags: u16, seq: u32) -> usize {
 fn finish(buf: &mut [u8], start: usize) {
     let len = u32::try_from(buf.len() - start).unwrap_or(u32::MAX);
     buf[start..start + 4].copy_from_slice(&len.to_ne_bytes());
-}
-
-fn u16_at(b: &[u8], i: usize) -> Option<u16> {
-    b.get(i..i + 2).map(|s| u16::from_ne_bytes([s[0], s[1]]))
-}
-
-/// Raw attributes: (type without flags, whole attribute bytes, value).
-fn attrs(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8], &[u8])> {
-    std::iter::from_fn(move || {
-        let len = u16_at(b, 0)? as usize;
-        let ty = u16_at(b, 2)? & 0x3fff;
-        if len < 4 || len > b.len() {
-            return None;
-        }
-        let whole = &b[..len];
-        let value = &b[4..len];
-        b = &b[((len + 3) & !3).min(b.len())..];
-        Some((ty, whole, value))
-    })
 }
 
 /// (source, destination) of a tuple attribute's value.
@@ -206,15 +188,10 @@ fn forget_once(hit: &dyn Fn(&[u8]) -> bool) -> Result<Forgotten, SysError> {
     let mut seen = 0;
     'dump: loop {
         let data = crate::nft::recv_dump(&sock, "receive conntrack dump")?;
-        let mut i = 0;
-        while i + 16 <= data.len() {
-            let len = u32::from_ne_bytes([data[i], data[i + 1], data[i + 2], data[i + 3]]) as usize;
-            if len < 16 || i + len > data.len() {
-                return Err(SysError::Parse("truncated conntrack message"));
-            }
-            let ty = u16_at(&data, i + 4).unwrap_or(0);
-            let body = &data[i + 16..i + len];
-            i += (len + 3) & !3;
+        for Received {
+            ty, payload: body, ..
+        } in messages(&data)?
+        {
             match ty {
                 NLMSG_DONE => break 'dump,
                 NLMSG_ERROR => {

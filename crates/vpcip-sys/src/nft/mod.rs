@@ -30,7 +30,7 @@ use crate::expr;
 mod elements;
 mod maps;
 mod nat;
-mod parse;
+pub(crate) mod parse;
 mod rules;
 mod socket;
 

@@ -22,14 +22,14 @@ pub(super) fn u32_at(b: &[u8], i: usize) -> Option<u32> {
 }
 
 /// One netlink message of a received datagram.
-pub(super) struct Received<'a> {
-    pub(super) ty: u16,
-    pub(super) flags: u16,
-    pub(super) payload: &'a [u8],
+pub(crate) struct Received<'a> {
+    pub(crate) ty: u16,
+    pub(crate) flags: u16,
+    pub(crate) payload: &'a [u8],
 }
 
 /// The netlink messages of a datagram.
-pub(super) fn messages(data: &[u8]) -> Result<Vec<Received<'_>>, SysError> {
+pub(crate) fn messages(data: &[u8]) -> Result<Vec<Received<'_>>, SysError> {
     let mut out = Vec::new();
     let mut i = 0;
     while i + 16 <= data.len() {
@@ -64,16 +64,24 @@ pub(super) fn acks(data: &[u8]) -> Result<Vec<(u32, i32)>, SysError> {
 }
 
 /// Attributes of a netlink attribute stream: (type without flags, value).
-pub(crate) fn attrs(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+pub(crate) fn attrs(b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    raw_attrs(b).map(|(ty, _, value)| (ty, value))
+}
+
+/// Attributes of a netlink attribute stream with their own bytes: (type
+/// without flags, the whole attribute, value). The one attribute parser of
+/// the crate (nftables and conntrack answers).
+pub(crate) fn raw_attrs(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8], &[u8])> {
     std::iter::from_fn(move || {
         let len = u16_at(b, 0)? as usize;
         let ty = u16_at(b, 2)? & 0x3fff;
         if len < 4 || len > b.len() {
             return None;
         }
+        let whole = &b[..len];
         let value = &b[4..len];
         b = &b[((len + 3) & !3).min(b.len())..];
-        Some((ty, value))
+        Some((ty, whole, value))
     })
 }
 
