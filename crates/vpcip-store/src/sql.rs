@@ -9,17 +9,25 @@
 //! statements in line, a few µs each, on connections guarded by async
 //! mutexes. Both speak the same SQL: `$N` placeholders are rewritten to
 //! SQLite's `?N`.
+//!
+//! `sqlite.rs` and `postgres.rs` hold each back end's connections,
+//! conversions and errors; this file the executor both sit behind.
 
-use std::path::PathBuf;
+mod postgres;
+mod sqlite;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
-use sqlx::{Column, Postgres, Row as _, TypeInfo};
+use sqlx::Postgres;
+use sqlx::postgres::{PgPool, PgPoolOptions};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use crate::error::{DbError, DbErrorKind, StoreError};
+use crate::error::StoreError;
+pub use postgres::create_pg_database;
+use postgres::{bind_pg, from_pg, pg, pg_begin, pg_begin_with, pg_err};
+use sqlite::{from_lite, lite_err, lite_sql, open_lite, sqlite_path, to_lite};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -127,33 +135,6 @@ impl std::fmt::Debug for Pool {
     }
 }
 
-fn sqlite_path(url: &str) -> Result<PathBuf, StoreError> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .unwrap_or(url);
-    let path = rest.split('?').next().unwrap_or(rest);
-    if path.is_empty() || path.contains(":memory:") {
-        return Err(StoreError::Config(format!(
-            "SQLite URL {url:?} needs a file path (sqlite://PATH)"
-        )));
-    }
-    Ok(PathBuf::from(path))
-}
-
-fn open_lite(path: &PathBuf) -> Result<Lite, StoreError> {
-    let conn = Lite::open(path).map_err(lite_err)?;
-    conn.busy_timeout(Duration::from_secs(10))
-        .map_err(lite_err)?;
-    // WAL: readers see a snapshot and never block the writer; NORMAL sync is
-    // durable across application crashes (a power loss may drop the last
-    // commits, never corrupt).
-    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
-        .map_err(lite_err)?;
-    conn.set_prepared_statement_cache_capacity(128);
-    Ok(conn)
-}
-
 impl Pool {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         if url.starts_with("sqlite:") {
@@ -248,67 +229,6 @@ impl Drop for SqlTx {
     }
 }
 
-/// `$1` → `?1`: the same SQL text for both back ends.
-fn lite_sql(sql: &str) -> String {
-    sql.replace('$', "?")
-}
-
-fn to_lite(v: &Val) -> rusqlite::types::Value {
-    match v {
-        Val::Null => rusqlite::types::Value::Null,
-        Val::Int(i) => rusqlite::types::Value::Integer(*i),
-        Val::Text(s) => rusqlite::types::Value::Text(s.clone()),
-    }
-}
-
-fn from_lite(v: rusqlite::types::ValueRef<'_>) -> Val {
-    use rusqlite::types::ValueRef;
-    match v {
-        ValueRef::Null => Val::Null,
-        ValueRef::Integer(i) => Val::Int(i),
-        // vpcip stores no reals (a float's `as` saturates; never UB).
-        #[allow(clippy::cast_possible_truncation)]
-        ValueRef::Real(f) => Val::Int(f as i64),
-        ValueRef::Text(t) | ValueRef::Blob(t) => Val::Text(String::from_utf8_lossy(t).into_owned()),
-    }
-}
-
-fn bind_pg<'q>(
-    mut q: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
-    args: &[Val],
-) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
-    for a in args {
-        q = match a {
-            Val::Null => q.bind(None::<String>),
-            Val::Int(i) => q.bind(*i),
-            Val::Text(s) => q.bind(s.clone()),
-        };
-    }
-    q
-}
-
-fn from_pg(row: &PgRow) -> Result<Row, StoreError> {
-    let mut out = Vec::with_capacity(row.len());
-    for (i, col) in row.columns().iter().enumerate() {
-        let v = match col.type_info().name() {
-            "INT8" => row
-                .try_get::<Option<i64>, _>(i)
-                .map_err(pg_err)?
-                .map(Val::Int),
-            "INT4" => row
-                .try_get::<Option<i32>, _>(i)
-                .map_err(pg_err)?
-                .map(|n| Val::Int(i64::from(n))),
-            _ => row
-                .try_get::<Option<String>, _>(i)
-                .map_err(pg_err)?
-                .map(Val::Text),
-        };
-        out.push(v.unwrap_or(Val::Null));
-    }
-    Ok(Row(out))
-}
-
 impl SqlTx {
     pub async fn query(&mut self, sql: &str, args: &[Val]) -> Result<Vec<Row>, StoreError> {
         match self {
@@ -388,109 +308,4 @@ impl SqlTx {
             },
         }
     }
-}
-
-fn pg<'a>(
-    tx: &'a mut Option<sqlx::Transaction<'static, Postgres>>,
-) -> Result<&'a mut sqlx::Transaction<'static, Postgres>, StoreError> {
-    tx.as_mut()
-        .ok_or_else(|| StoreError::Corrupt("transaction used after commit".into()))
-}
-
-/// A transaction on a pooled connection. A connection the server has
-/// closed meanwhile (PostgreSQL restarted, the backend terminated) fails
-/// its `BEGIN`; sqlx then drops it, and the next one is tried: a database
-/// restart costs no client request, whatever the number of stale
-/// connections in the pool (connections are not pinged before use: that
-/// would cost every transaction a round trip).
-async fn pg_begin(p: &PgPool) -> Result<sqlx::Transaction<'static, Postgres>, StoreError> {
-    pg_begin_with(p, "BEGIN").await
-}
-
-async fn pg_begin_with(
-    p: &PgPool,
-    begin: &'static str,
-) -> Result<sqlx::Transaction<'static, Postgres>, StoreError> {
-    let mut tries = 0u32;
-    loop {
-        match p.begin_with(begin).await {
-            Ok(t) => return Ok(t),
-            Err(e) if broken_connection(&e) && tries <= p.options().get_max_connections() => {
-                tries += 1;
-            }
-            Err(e) => return Err(pg_err(e)),
-        }
-    }
-}
-
-/// The connection is gone, not the statement wrong: I/O errors, protocol
-/// errors, and PostgreSQL's admin shutdown and connection exception codes.
-fn broken_connection(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) => true,
-        sqlx::Error::Database(d) => d
-            .code()
-            .is_some_and(|c| c.starts_with("57P0") || c.starts_with("08")),
-        _ => false,
-    }
-}
-
-fn pg_err(e: sqlx::Error) -> StoreError {
-    let kind = match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => DbErrorKind::Unique,
-        sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("40001" | "40P01")) => {
-            DbErrorKind::Retryable
-        }
-        _ => DbErrorKind::Other,
-    };
-    StoreError::Db(DbError {
-        kind,
-        message: e.to_string(),
-    })
-}
-
-fn lite_err(e: rusqlite::Error) -> StoreError {
-    use rusqlite::ffi;
-    let kind = match &e {
-        rusqlite::Error::SqliteFailure(f, _)
-            if f.extended_code == ffi::SQLITE_CONSTRAINT_UNIQUE
-                || f.extended_code == ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
-        {
-            DbErrorKind::Unique
-        }
-        rusqlite::Error::SqliteFailure(f, _)
-            if matches!(
-                f.code,
-                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-            ) =>
-        {
-            DbErrorKind::Retryable
-        }
-        _ => DbErrorKind::Other,
-    };
-    StoreError::Db(DbError {
-        kind,
-        message: e.to_string(),
-    })
-}
-
-/// Creates a fresh database `name` on the PostgreSQL server of `admin_url`
-/// and returns its URL (tests and benchmarks).
-pub async fn create_pg_database(admin_url: &str, name: &str) -> Result<String, StoreError> {
-    use sqlx::Connection;
-    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(StoreError::Config(format!("bad database name {name:?}")));
-    }
-    let mut conn = sqlx::PgConnection::connect(admin_url)
-        .await
-        .map_err(pg_err)?;
-    sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .map_err(pg_err)?;
-    let base = admin_url
-        .rsplit_once('/')
-        .map(|(b, _)| b)
-        .ok_or_else(|| StoreError::Config(format!("bad PostgreSQL URL {admin_url:?}")))?;
-    Ok(format!("{base}/{name}"))
 }

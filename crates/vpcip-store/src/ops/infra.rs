@@ -1,15 +1,23 @@
 //! Platform resources the operator owns: zones, host (underlay) networks,
 //! gateways, the default VPC, and API tokens.
+//!
+//! `gateways.rs` holds the gateways' operations, `tokens.rs` the API
+//! tokens'; this file the default VPC, zones, host networks and the
+//! underlay and SNAT bookkeeping the gateways' operations share.
+
+mod gateways;
+mod tokens;
+
+pub use tokens::token_hash;
 
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
-use sha2::{Digest, Sha256};
-use vpcip_model::desired::{Agent, AgentRole};
-use vpcip_model::rules::{self, AgentIdentity, UnderlayClaim, label};
+use vpcip_model::desired::Agent;
+use vpcip_model::rules::{self, UnderlayClaim, label};
 use vpcip_model::*;
 
-use crate::db::{Scope, Tx, new_id, now};
+use crate::db::{Scope, Tx, new_id};
 use crate::{Store, StoreError};
 
 /// Locks the default VPC's row: what reads the host networks, the EIP
@@ -80,8 +88,6 @@ pub(crate) async fn assign_snat(
     Ok(())
 }
 
-/// Gives `gw`'s default SNAT address back to its EIP segment (the caller
-/// holds [`lock_underlay`] and writes `gw`).
 /// Registers gateway `name` at `underlay` (checked by the caller): the
 /// lowest free slot of the cluster, and a default SNAT address.
 pub(crate) async fn insert_gateway(
@@ -113,6 +119,8 @@ pub(crate) async fn insert_gateway(
     Ok(gw)
 }
 
+/// Gives `gw`'s default SNAT address back to its EIP segment (the caller
+/// holds [`lock_underlay`] and writes `gw`).
 pub(crate) async fn release_snat(tx: &mut Tx, gw: &mut Gateway) -> Result<(), StoreError> {
     let Some(ip) = gw.snat_ip.take() else {
         return Ok(());
@@ -269,258 +277,4 @@ impl Store {
         })
         .await
     }
-
-    /// Registers a gateway by its underlay address, which must be a free
-    /// unicast address of a host network (see [`rules::check_underlay`]).
-    pub async fn create_gateway(
-        &self,
-        scope: &Scope,
-        req: &CreateGateway,
-    ) -> Result<Gateway, StoreError> {
-        scope.require_operator("register gateways")?;
-        rules::validate_name("name", &req.name)?;
-        self.retry(|| async {
-            let mut tx = self.db.begin().await?;
-            // Its own agent (a gateway agent of this name) may hold the
-            // address already.
-            let own_agent = match tx.find::<Agent>(scope, &req.name, false).await {
-                Ok(a) if a.role == AgentRole::Gateway => Some(a.name),
-                Ok(_) | Err(StoreError::Rule(RuleError::NotFound { .. })) => None,
-                Err(e) => return Err(e),
-            };
-            check_underlay(
-                &mut tx,
-                req.underlay_ip,
-                UnderlayClaim {
-                    agent: own_agent.as_deref(),
-                    gateway: Some(&req.name),
-                },
-            )
-            .await?;
-            let gw = insert_gateway(&mut tx, &req.name, req.underlay_ip).await?;
-            tx.commit().await?;
-            Ok(gw)
-        })
-        .await
-    }
-
-    /// Changes a gateway's BGP or drains it (`drained`: another gateway
-    /// carries its VPCs; refused for the only gateway left undrained).
-    pub async fn update_gateway(
-        &self,
-        scope: &Scope,
-        key: &str,
-        req: &UpdateGateway,
-    ) -> Result<Gateway, StoreError> {
-        scope.require_operator("change gateways")?;
-        if let Some(Some(bgp)) = &req.bgp {
-            rules::check_bgp(bgp)?;
-        }
-        self.retry(|| async {
-            let mut tx = self.db.begin().await?;
-            let mut gw: Gateway = tx.find(scope, key, true).await?;
-            if let Some(bgp) = &req.bgp {
-                gw.bgp = bgp.clone();
-            }
-            if let Some(drained) = req.drained {
-                if drained && !gw.drained {
-                    let gateways: Vec<Gateway> = tx.all().await?;
-                    rules::check_drain(&gw, &gateways)?;
-                }
-                gw.drained = drained;
-            }
-            tx.update(&gw).await?;
-            tx.commit().await?;
-            Ok(gw)
-        })
-        .await
-    }
-
-    /// Deletes a gateway; the last one while EIPs are bound only when
-    /// `force`d (the EIPs are then routed to no one).
-    pub async fn delete_gateway(
-        &self,
-        scope: &Scope,
-        key: &str,
-        force: bool,
-    ) -> Result<(), StoreError> {
-        scope.require_operator("delete gateways")?;
-        self.retry(|| async {
-            let mut tx = self.db.begin().await?;
-            lock_underlay(&mut tx).await?;
-            let mut gw: Gateway = tx.find(scope, key, true).await?;
-            let gateways: Vec<Gateway> = tx.all().await?;
-            // Serialized with every bind (it locks its EIP's row) and every
-            // EIP made (it allocates under its segment's row lock): no bind
-            // slips in between the count and the delete.
-            eip_segments(&mut tx).await?;
-            tx.lock_kind(Kind::Eip).await?;
-            let eips: Vec<Eip> = tx.all().await?;
-            let bound = eips
-                .iter()
-                .filter(|e| e.nic_id.is_some() || e.vip_id.is_some())
-                .count();
-            rules::check_gateway_delete(&gw, &gateways, bound, force)?;
-            release_snat(&mut tx, &mut gw).await?;
-            tx.delete(&gw).await?;
-            tx.commit().await
-        })
-        .await
-    }
-
-    /// The static routes the physical network needs, for every EIP segment.
-    pub async fn physical_routes(&self, scope: &Scope) -> Result<Vec<PhysicalRoute>, StoreError> {
-        scope.require_operator("read the physical routes")?;
-        let mut tx = self.db.begin_read().await?;
-        let gateways: Vec<Gateway> = tx.all().await?;
-        let subnets: Vec<Subnet> = tx.all().await?;
-        tx.commit().await?;
-        Ok(subnets
-            .iter()
-            .filter(|s| s.kind == SubnetKind::Eip)
-            .flat_map(|s| rules::physical_routes(s, &gateways))
-            .collect())
-    }
-
-    // ---- API tokens ----
-
-    pub async fn create_token(
-        &self,
-        scope: &Scope,
-        req: &CreateToken,
-    ) -> Result<Token, StoreError> {
-        scope.require_operator("create tokens")?;
-        rules::validate_tenant(&req.tenant)?;
-        if req.tenant == SYSTEM_TENANT {
-            return Err(
-                RuleError::invalid("tenant", "\"system\" is the platform's own tenant").into(),
-            );
-        }
-        if req.description.len() > 256 {
-            return Err(RuleError::invalid("description", "at most 256 characters").into());
-        }
-        match (req.agent, req.agent_role) {
-            (true, None) => {
-                return Err(RuleError::invalid(
-                    "agent_role",
-                    format!(
-                        "an agent token acts for one agent: give the role (gateway or host) of agent {}",
-                        req.tenant
-                    ),
-                )
-                .into());
-            }
-            (false, Some(r)) => {
-                return Err(RuleError::invalid(
-                    "agent_role",
-                    format!(
-                        "{} is the role of an agent token's agent: set agent to make one",
-                        r.as_str()
-                    ),
-                )
-                .into());
-            }
-            _ => {}
-        }
-        let secret = format!("vpcip_{}", hex::encode(rand::random::<[u8; 24]>()));
-        let id = format!("tok-{}", &hex::encode(rand::random::<[u8; 5]>()));
-        let mut tx = self.db.begin().await?;
-        tx.write(
-                "INSERT INTO api_tokens (id, hash, tenant, description, created_at, agent, agent_role) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                &[
-                    id.as_str().into(),
-                    token_hash(&secret).into(),
-                    req.tenant.as_str().into(),
-                    req.description.as_str().into(),
-                    now().into(),
-                    i64::from(req.agent).into(),
-                    req.agent_role.map(|r| r.as_str().to_string()).into(),
-                ],
-            )
-            .await?;
-        tx.commit().await?;
-        Ok(Token {
-            id,
-            tenant: req.tenant.clone(),
-            description: req.description.clone(),
-            agent: req.agent,
-            agent_role: req.agent_role,
-            secret: Some(secret),
-        })
-    }
-
-    pub async fn list_tokens(&self, scope: &Scope) -> Result<Vec<Token>, StoreError> {
-        scope.require_operator("list tokens")?;
-        let mut tx = self.db.begin_read().await?;
-        let rows = tx
-            .rows(
-                "SELECT id, tenant, description, agent, agent_role FROM api_tokens ORDER BY id",
-                &[],
-            )
-            .await?;
-        tx.commit().await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Token {
-                    id: r.text(0)?,
-                    tenant: r.text(1)?,
-                    description: r.text(2)?,
-                    agent: r.int(3)? != 0,
-                    agent_role: r.text(4).ok().and_then(|s| parse_role(&s)),
-                    secret: None,
-                })
-            })
-            .collect()
-    }
-
-    pub async fn delete_token(&self, scope: &Scope, id: &str) -> Result<(), StoreError> {
-        scope.require_operator("revoke tokens")?;
-        let mut tx = self.db.begin().await?;
-        if tx
-            .exec("DELETE FROM api_tokens WHERE id = $1", &[id])
-            .await?
-            == 0
-        {
-            return Err(RuleError::not_found("token", id).into());
-        }
-        tx.commit().await
-    }
-
-    /// Whom a bearer token acts for, if it is a token: its tenant, or its
-    /// agent. An agent token made before agent tokens named their role is
-    /// refused.
-    pub async fn authenticate(&self, secret: &str) -> Result<Option<Scope>, StoreError> {
-        let mut tx = self.db.begin_read().await?;
-        let rows = tx
-            .rows(
-                "SELECT tenant, agent, agent_role FROM api_tokens WHERE hash = $1",
-                &[token_hash(secret).into()],
-            )
-            .await?;
-        tx.commit().await?;
-        let Some(r) = rows.first() else {
-            return Ok(None);
-        };
-        let name = r.text(0)?;
-        if r.int(1)? == 0 {
-            return Ok(Some(Scope::Tenant(name)));
-        }
-        match r.text(2).ok().and_then(|s| parse_role(&s)) {
-            Some(role) => Ok(Some(Scope::Agent(AgentIdentity { name, role }))),
-            None => Err(RuleError::AgentTokenWithoutRole { agent: name }.into()),
-        }
-    }
-}
-
-fn parse_role(s: &str) -> Option<AgentRole> {
-    match s {
-        "gateway" => Some(AgentRole::Gateway),
-        "host" => Some(AgentRole::Host),
-        _ => None,
-    }
-}
-
-/// Tokens are stored as their SHA-256: a leaked database reveals no token.
-pub fn token_hash(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
 }

@@ -1,89 +1,20 @@
-//! `vpcip lab`: a small cloud in network namespaces on this machine (see
-//! `vpcip_lab::cloud` for its picture): a physical router with the static
-//! route for the EIP segment, an outside client, a gateway node and two
-//! hosts; a real controller, gateway agent and host agents as processes; the
-//! lab plays the hypervisor and plugs VMs. A tour creates a VPC, subnets,
-//! servers and an EIP through the API and fetches a page from a VM through
-//! the EIP. Everything carries the lab's prefix; `lab down` ends the lab's
-//! processes by PID and removes its namespaces, also after a crash.
+//! `vpcip lab up`: the lab built step by step, and the tour through it.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::net::{SocketAddr, TcpListener};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use serde::{Deserialize, Serialize};
 use vpcip_client::Client;
 use vpcip_lab::World;
 use vpcip_lab::cloud;
 use vpcip_model::guest;
 use vpcip_model::*;
 
-use crate::cli::LabCmd;
+use super::net::{http_get, poll_get, route_on, w_ns};
+use super::{LabState, prefix_of, print_hints, spawn_detached, state_dir, step};
 
-#[derive(Serialize, Deserialize)]
-struct LabState {
-    prefix: String,
-    url: String,
-    operator_token: String,
-    tenant_token: String,
-    pids: Vec<u32>,
-    /// Node name → namespace.
-    nodes: Vec<(String, String)>,
-}
-
-fn state_dir(name: &str) -> PathBuf {
-    PathBuf::from("/run/vpcip-lab").join(name)
-}
-
-fn load(name: &str) -> anyhow::Result<LabState> {
-    let path = state_dir(name).join("state.json");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("no lab {name:?} is up ({} missing)", path.display()))?;
-    Ok(serde_json::from_str(&text)?)
-}
-
-fn prefix_of(name: &str) -> String {
-    format!("vl-{name}-")
-}
-
-fn step(msg: &str) {
-    println!("\x1b[1m==> {msg}\x1b[0m");
-}
-
-pub async fn run(cmd: LabCmd) -> anyhow::Result<()> {
-    match cmd {
-        LabCmd::Up { name } => up(&name).await,
-        LabCmd::Down { name } => down(&name),
-        LabCmd::Exec {
-            name,
-            node,
-            command,
-        } => exec(&name, &node, &command),
-        LabCmd::Httpd { netns, port } => httpd(&netns, port),
-    }
-}
-
-fn spawn_detached<A: AsRef<std::ffi::OsStr>>(
-    args: &[A],
-    log: &std::path::Path,
-    envs: &[(&str, &str)],
-) -> anyhow::Result<u32> {
-    let exe = std::env::current_exe()?;
-    let out = std::fs::File::create(log)?;
-    let err = out.try_clone()?;
-    let mut cmd = Command::new(exe);
-    cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let child = cmd.spawn()?;
-    Ok(child.id())
-}
-
-async fn up(name: &str) -> anyhow::Result<()> {
+pub(super) async fn up(name: &str) -> anyhow::Result<()> {
     if !nix::unistd::geteuid().is_root() {
         bail!("vpcip lab builds network namespaces: run it as root");
     }
@@ -469,179 +400,6 @@ async fn up(name: &str) -> anyhow::Result<()> {
     }
     println!("    {}", body.unwrap_or_default().trim());
 
-    let me = std::env::current_exe()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| "vpcip".into());
-    let lab = if name == "demo" {
-        String::new()
-    } else {
-        format!(" --name {name}")
-    };
-    println!();
-    println!("The lab is up. Try:");
-    // Only what runs here: the observers come from Debian's packages.
-    let has = |tool: &str| {
-        std::env::var_os("PATH")
-            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-    };
-    if has("curl") {
-        println!("  {me} lab exec{lab} client -- curl -s http://{}/", eip.ip);
-    } else {
-        println!(
-            "  (apt-get install curl, then: {me} lab exec{lab} client -- curl -s http://{}/)",
-            eip.ip
-        );
-    }
-    println!(
-        "  VPCIP_URL={url} VPCIP_TOKEN={} {me} eip list",
-        state.tenant_token
-    );
-    println!("  VPCIP_URL={url} VPCIP_TOKEN={operator_token} {me} host list");
-    println!("  {me} lab exec{lab} phy -- ip route show proto bird   # the EIPs, learnt by BGP");
-    println!(
-        "  VPCIP_URL={url} VPCIP_TOKEN={operator_token} {me} gateway list   # who carries what, BGP sessions"
-    );
-    println!(
-        "  VPCIP_URL={url} VPCIP_TOKEN={operator_token} {me} gateway drain gw1   # then undrain"
-    );
-    println!("  {me} lab exec{lab} gw1 -- ip route show table 9999   # what gw1 announces");
-    if has("nft") {
-        println!("  {me} lab exec{lab} vpc1-router-gw1 -- nft list table ip vpcip_nat");
-    } else {
-        println!("  (apt-get install nftables to read the routers' NAT tables with nft)");
-    }
-    println!("  {me} lab exec{lab} h1 -- bridge fdb show");
-    println!(
-        "  nodes: {}",
-        state
-            .nodes
-            .iter()
-            .map(|(n, _)| n.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    println!("  {me} lab down{lab}");
-    Ok(())
-}
-
-/// Node `ns`'s route to `ip` when it was learnt by BGP.
-fn route_on(ns: &str, ip: std::net::Ipv4Addr) -> Option<String> {
-    let out = Command::new("ip")
-        .args(["-n", ns, "route", "show", &ip.to_string()])
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    text.contains("proto bird").then_some(text)
-}
-
-fn w_ns(prefix: &str, node: &str) -> String {
-    format!("{prefix}{node}")
-}
-
-/// GETs `/` from namespace `ns` until it answers (10 s at most).
-async fn poll_get(ns: &str, to: SocketAddr) -> Option<String> {
-    for _ in 0..100 {
-        if let Some(body) = http_get(ns, to) {
-            return Some(body);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    None
-}
-
-fn http_get(ns: &str, to: SocketAddr) -> Option<String> {
-    vpcip_sys::netns::in_netns(&vpcip_sys::netns::named(ns), move || {
-        let mut s = TcpStream::connect_timeout(&to, Duration::from_millis(300)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        s.write_all(format!("GET / HTTP/1.0\r\nHost: {}\r\n\r\n", to.ip()).as_bytes())
-            .ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).ok()?;
-        out.split("\r\n\r\n").nth(1).map(str::to_string)
-    })
-    .ok()
-    .flatten()
-}
-
-fn down(name: &str) -> anyhow::Result<()> {
-    let prefix = prefix_of(name);
-    if let Ok(state) = load(name) {
-        for pid in state.pids {
-            // Only the lab's own processes, by the PIDs it recorded.
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid.cast_signed()),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-        }
-    }
-    std::thread::sleep(Duration::from_millis(200));
-    let removed = World::remove_all(&prefix);
-    let _ = std::fs::remove_dir_all(state_dir(name));
-    // The BIRDs' configurations and sockets.
-    let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("{prefix}state")));
-    println!("lab {name} is down ({removed} namespaces removed)");
-    Ok(())
-}
-
-fn exec(name: &str, node: &str, command: &[String]) -> anyhow::Result<()> {
-    let state = load(name)?;
-    let ns = state
-        .nodes
-        .iter()
-        .find(|(n, _)| n == node)
-        .map(|(_, ns)| ns.clone())
-        .with_context(|| {
-            format!(
-                "no node {node:?} in lab {name}; nodes: {}",
-                state
-                    .nodes
-                    .iter()
-                    .map(|(n, _)| n.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })?;
-    if command.is_empty() {
-        bail!("give a command: vpcip lab exec {node} -- COMMAND");
-    }
-    let status = Command::new("ip")
-        .args(["netns", "exec", &ns])
-        .args(command)
-        .status()?;
-    if !status.success() {
-        std::process::exit(status.code().unwrap_or(1));
-    }
-    Ok(())
-}
-
-/// The lab VM's web server: answers every request with who it is and who
-/// asked.
-fn httpd(netns: &str, port: u16) -> anyhow::Result<()> {
-    let listener = vpcip_sys::netns::in_netns(&vpcip_sys::netns::named(netns), move || {
-        TcpListener::bind(("0.0.0.0", port))
-    })??;
-    let host = netns.to_string();
-    for conn in listener.incoming() {
-        let Ok(mut s) = conn else { continue };
-        let peer = s
-            .peer_addr()
-            .map(|p| p.ip().to_string())
-            .unwrap_or_default();
-        let local = s
-            .local_addr()
-            .map(|p| p.ip().to_string())
-            .unwrap_or_default();
-        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-        let mut buf = [0u8; 2048];
-        let _ = s.read(&mut buf);
-        let body = format!("hello from {host} ({local}); you are {peer}\n");
-        let _ = s.write_all(
-            format!(
-                "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            )
-            .as_bytes(),
-        );
-    }
+    print_hints(name, &url, &operator_token, &state, &eip);
     Ok(())
 }

@@ -1,0 +1,283 @@
+//! What the agents report of the data plane: the gateways' EIP counters,
+//! programmed EIPs and VIP holders, the hosts' NIC drops; and their reads.
+
+use vpcip_model::desired::{self, Agent, AgentRole};
+use vpcip_model::*;
+
+use super::agent_for;
+use crate::db::{Resource, Scope, now};
+use crate::{Store, StoreError};
+
+impl Store {
+    /// Records a gateway's counters (those that changed since its last
+    /// report) and the time of the report.
+    pub async fn report_counters(
+        &self,
+        scope: &Scope,
+        key: &str,
+        report: &desired::CountersReport,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.db.begin().await?;
+        let agent = agent_for(&mut tx, scope, key, "report counters").await?;
+        let host_only = report.counters.is_empty()
+            && report.vip_holders.is_none()
+            && report.programmed.is_none();
+        if agent.role == AgentRole::Host && host_only {
+            for d in &report.nic_drops {
+                // Only the NICs of servers placed on this host.
+                let Ok(nic) = tx.get::<Nic>(&d.nic_id, false).await else {
+                    continue;
+                };
+                let here = match &nic.server_id {
+                    Some(s) => tx
+                        .get::<Server>(s, false)
+                        .await
+                        .is_ok_and(|s| s.host.as_deref() == Some(agent.name.as_str())),
+                    None => false,
+                };
+                if !here {
+                    continue;
+                }
+                let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+                tx.write_quiet(
+                    "INSERT INTO nic_drops (nic_id, agent_id, packets_in, packets_out) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (nic_id) DO UPDATE SET agent_id = excluded.agent_id, \
+                     packets_in = excluded.packets_in, packets_out = excluded.packets_out",
+                    &[
+                        d.nic_id.as_str().into(),
+                        agent.id().into(),
+                        n(d.packets_in).into(),
+                        n(d.packets_out).into(),
+                    ],
+                )
+                .await?;
+            }
+            return tx.commit().await;
+        }
+        if agent.role != AgentRole::Gateway {
+            // A host's report would overwrite the gateways' counters and
+            // VIP holders.
+            return Err(RuleError::invalid(
+                "agent",
+                format!(
+                    "{} is a {} agent: only gateway agents report EIP counters and VIP holders (hosts report NIC drops only)",
+                    agent.name,
+                    agent.role.as_str()
+                ),
+            )
+            .into());
+        }
+        for c in &report.counters {
+            let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            tx.write_quiet(
+                "INSERT INTO eip_traffic (ip, agent_id, packets_in, bytes_in, packets_out, bytes_out, drops_in, drops_out) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (ip, agent_id) DO UPDATE SET \
+                 packets_in = excluded.packets_in, bytes_in = excluded.bytes_in, \
+                 packets_out = excluded.packets_out, bytes_out = excluded.bytes_out, \
+                 drops_in = excluded.drops_in, drops_out = excluded.drops_out",
+                &[
+                    u32::from(c.eip).into(),
+                    agent.id().into(),
+                    n(c.packets_in).into(),
+                    n(c.bytes_in).into(),
+                    n(c.packets_out).into(),
+                    n(c.bytes_out).into(),
+                    n(c.drops_in).into(),
+                    n(c.drops_out).into(),
+                ],
+            )
+            .await?;
+        }
+        if let Some(eips) = &report.programmed {
+            tx.write_quiet(
+                "DELETE FROM gateway_eips WHERE agent_id = $1",
+                &[agent.id().into()],
+            )
+            .await?;
+            for ip in eips {
+                tx.write_quiet(
+                    "INSERT INTO gateway_eips (agent_id, ip) VALUES ($1, $2)",
+                    &[agent.id().into(), u32::from(*ip).into()],
+                )
+                .await?;
+            }
+        }
+        if let Some(holders) = &report.vip_holders {
+            tx.write_quiet(
+                "DELETE FROM vip_holders WHERE agent_id = $1",
+                &[agent.id().into()],
+            )
+            .await?;
+            for h in holders {
+                tx.write_quiet(
+                    "INSERT INTO vip_holders (vpc_id, ip, mac, agent_id) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (vpc_id, ip) DO UPDATE SET mac = excluded.mac, agent_id = excluded.agent_id",
+                    &[
+                        h.vpc_id.as_str().into(),
+                        u32::from(h.ip).into(),
+                        h.mac.to_ascii_lowercase().into(),
+                        agent.id().into(),
+                    ],
+                )
+                .await?;
+            }
+        }
+        tx.write_quiet(
+            "INSERT INTO counter_reports (agent_id, at) VALUES ($1, $2) \
+             ON CONFLICT (agent_id) DO UPDATE SET at = excluded.at",
+            &[agent.id().into(), now().into()],
+        )
+        .await?;
+        tx.commit().await
+    }
+
+    /// An EIP's counters, as its owner (or an operator) sees them.
+    pub async fn eip_counters(
+        &self,
+        scope: &Scope,
+        key: &str,
+    ) -> Result<desired::EipCounters, StoreError> {
+        let mut tx = self.db.begin_read().await?;
+        let eip: Eip = tx.find(scope, key, false).await?;
+        let rows = tx
+            .rows(
+                "SELECT c.agent_id, c.packets_in, c.bytes_in, c.packets_out, c.bytes_out, r.at, c.drops_in, c.drops_out \
+                 FROM eip_traffic c LEFT JOIN counter_reports r ON r.agent_id = c.agent_id WHERE c.ip = $1",
+                &[u32::from(eip.ip).into()],
+            )
+            .await?;
+        let mut out = desired::EipCounters {
+            eip_id: eip.id.clone(),
+            traffic: desired::EipTraffic::none(eip.ip),
+            gateway: None,
+            as_of: 0,
+            carried_by: None,
+        };
+        // Every gateway that passed it counted its share: the sum, and
+        // the gateway that counted most lately.
+        let mut names = Vec::new();
+        for r in &rows {
+            let agent: Agent = tx.get(&r.text(0)?, false).await?;
+            let n = |v: i64| u64::try_from(v).unwrap_or(0);
+            let t = &mut out.traffic;
+            t.packets_in += n(r.int(1)?);
+            t.bytes_in += n(r.int(2)?);
+            t.packets_out += n(r.int(3)?);
+            t.bytes_out += n(r.int(4)?);
+            t.drops_in += n(r.int(6)?);
+            t.drops_out += n(r.int(7)?);
+            out.as_of = out.as_of.max(r.int(5).unwrap_or(0));
+            names.push(agent.name);
+        }
+        names.sort();
+        if !names.is_empty() {
+            out.gateway = Some(names.join(", "));
+        }
+        let gateways: Vec<Gateway> = tx.all().await?;
+        tx.commit().await?;
+        if let (Some(vpc), true) = (&eip.vpc_id, eip.private_ip.is_some()) {
+            let agents = self.agents(&Scope::Operator).await?;
+            out.carried_by = desired::carrier(vpc, &gateways, &agents);
+        }
+        Ok(out)
+    }
+
+    /// Packets a NIC's security groups dropped, as its host last reported
+    /// (zeros before any report).
+    pub async fn nic_drops(
+        &self,
+        scope: &Scope,
+        key: &str,
+    ) -> Result<desired::NicDrops, StoreError> {
+        let mut tx = self.db.begin_read().await?;
+        let nic: Nic = tx.find(scope, key, false).await?;
+        let rows = tx
+            .rows(
+                "SELECT packets_in, packets_out FROM nic_drops WHERE nic_id = $1",
+                &[nic.id.as_str().into()],
+            )
+            .await?;
+        let mut out = desired::NicDrops {
+            nic_id: nic.id.clone(),
+            ..Default::default()
+        };
+        if let Some(r) = rows.first() {
+            out.packets_in = u64::try_from(r.int(0)?).unwrap_or(0);
+            out.packets_out = u64::try_from(r.int(1)?).unwrap_or(0);
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Which NIC holds a VIP now, as its gateway's router resolves it.
+    pub async fn vip_holding(
+        &self,
+        scope: &Scope,
+        key: &str,
+    ) -> Result<desired::VipHolding, StoreError> {
+        let mut tx = self.db.begin_read().await?;
+        let vip: Vip = tx.find(scope, key, false).await?;
+        let rows = tx
+            .rows(
+                "SELECT h.mac, r.at FROM vip_holders h LEFT JOIN counter_reports r ON r.agent_id = h.agent_id \
+                 WHERE h.vpc_id = $1 AND h.ip = $2",
+                &[vip.vpc_id.as_str().into(), u32::from(vip.ip).into()],
+            )
+            .await?;
+        let mut out = desired::VipHolding {
+            vip_id: vip.id.clone(),
+            ip: vip.ip,
+            nic_id: None,
+            mac: None,
+            bound: false,
+            as_of: 0,
+        };
+        if let Some(r) = rows.first() {
+            let mac = r.text(0)?;
+            out.as_of = r.int(1).unwrap_or(0);
+            let nics: Vec<Nic> = tx.children(&vip.subnet_id).await?;
+            if let Some(n) = nics.iter().find(|n| n.mac.eq_ignore_ascii_case(&mac)) {
+                out.nic_id = Some(n.id.clone());
+                out.bound = vip.nic_ids.contains(&n.id);
+            }
+            out.mac = Some(mac);
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Every EIP's counters with the gateway that counted them.
+    pub async fn counted_traffic(&self) -> Result<Vec<desired::CountedTraffic>, StoreError> {
+        let mut tx = self.db.begin_read().await?;
+        let agents: Vec<Agent> = tx.all().await?;
+        let rows = tx
+            .rows(
+                "SELECT ip, agent_id, packets_in, bytes_in, packets_out, bytes_out, drops_in, drops_out \
+                 FROM eip_traffic ORDER BY ip, agent_id",
+                &[],
+            )
+            .await?;
+        tx.commit().await?;
+        let n = |v: i64| u64::try_from(v).unwrap_or(0);
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let agent = r.text(1)?;
+            out.push(desired::CountedTraffic {
+                gateway: agents
+                    .iter()
+                    .find(|a| a.id == agent)
+                    .map_or(agent, |a| a.name.clone()),
+                traffic: desired::EipTraffic {
+                    eip: std::net::Ipv4Addr::from(r.u32(0)?),
+                    packets_in: n(r.int(2)?),
+                    bytes_in: n(r.int(3)?),
+                    packets_out: n(r.int(4)?),
+                    bytes_out: n(r.int(5)?),
+                    drops_in: n(r.int(6)?),
+                    drops_out: n(r.int(7)?),
+                },
+            });
+        }
+        Ok(out)
+    }
+}

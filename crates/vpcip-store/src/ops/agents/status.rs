@@ -1,0 +1,92 @@
+//! The system at a glance, for the operator.
+
+use vpcip_model::desired::{self, AgentRole};
+use vpcip_model::*;
+
+use crate::db::{Scope, now};
+use crate::{Store, StoreError};
+
+impl Store {
+    /// The system at a glance: the revision, each agent's health and lag,
+    /// and the EIPs whose data plane (as the gateways last reported it)
+    /// differs from the bindings.
+    pub async fn status(&self, scope: &Scope) -> Result<desired::SystemStatus, StoreError> {
+        let agents = self.agents(scope).await?;
+        let mut tx = self.db.begin_read().await?;
+        let revision = tx
+            .rows("SELECT value FROM revision WHERE id = 1", &[])
+            .await?
+            .first()
+            .ok_or_else(|| StoreError::Corrupt("no revision row".into()))?
+            .int(0)?;
+        let eips: Vec<Eip> = tx.all().await?;
+        let gateways: Vec<Gateway> = tx.all().await?;
+        let programmed_rows = tx.rows("SELECT DISTINCT ip FROM gateway_eips", &[]).await?;
+        let reported = tx
+            .count("SELECT COUNT(*) FROM counter_reports", &[])
+            .await?;
+        tx.commit().await?;
+        let mut programmed = std::collections::BTreeSet::new();
+        for r in programmed_rows {
+            programmed.insert(std::net::Ipv4Addr::from(r.u32(0)?));
+        }
+        let bound: std::collections::BTreeMap<std::net::Ipv4Addr, &Eip> = eips
+            .iter()
+            .filter(|e| e.private_ip.is_some())
+            .map(|e| (e.ip, e))
+            .collect();
+        let mut differing = Vec::new();
+        // Until a gateway has reported, nothing is known of the data plane.
+        if reported > 0 {
+            for (ip, e) in &bound {
+                if !programmed.contains(ip) {
+                    differing.push(desired::EipDrift {
+                        eip: *ip,
+                        eip_id: Some(e.id.clone()),
+                        problem: "not_programmed".into(),
+                    });
+                }
+            }
+            for ip in &programmed {
+                if !bound.contains_key(ip) {
+                    differing.push(desired::EipDrift {
+                        eip: *ip,
+                        eip_id: eips.iter().find(|e| e.ip == *ip).map(|e| e.id.clone()),
+                        problem: "not_bound".into(),
+                    });
+                }
+            }
+        }
+        let mut missing_ports: Vec<desired::MissingPort> = agents
+            .iter()
+            .filter(|a| a.role == AgentRole::Host)
+            .flat_map(|a| {
+                a.missing_ports.iter().map(|nic| desired::MissingPort {
+                    nic_id: nic.clone(),
+                    port: desired::port_ifname(nic),
+                    host: a.name.clone(),
+                })
+            })
+            .collect();
+        missing_ports.sort_by(|a, b| (&a.host, &a.nic_id).cmp(&(&b.host, &b.nic_id)));
+        let bgp = desired::bgp_problems(&gateways, &agents);
+        let now = now();
+        Ok(desired::SystemStatus {
+            revision,
+            now,
+            agents: agents
+                .into_iter()
+                .map(|a| desired::AgentStatus {
+                    lag: (revision - a.applied_revision).max(0),
+                    healthy: a.healthy(now),
+                    agent: a,
+                })
+                .collect(),
+            bound_eips: bound.len(),
+            programmed_eips: programmed.len(),
+            differing,
+            missing_ports,
+            bgp,
+        })
+    }
+}

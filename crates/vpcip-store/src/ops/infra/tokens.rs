@@ -1,0 +1,151 @@
+//! API tokens: a tenant's or an agent's, stored as their SHA-256.
+
+use sha2::{Digest, Sha256};
+use vpcip_model::desired::AgentRole;
+use vpcip_model::rules::{self, AgentIdentity};
+use vpcip_model::*;
+
+use crate::db::{Scope, now};
+use crate::{Store, StoreError};
+
+impl Store {
+    pub async fn create_token(
+        &self,
+        scope: &Scope,
+        req: &CreateToken,
+    ) -> Result<Token, StoreError> {
+        scope.require_operator("create tokens")?;
+        rules::validate_tenant(&req.tenant)?;
+        if req.tenant == SYSTEM_TENANT {
+            return Err(
+                RuleError::invalid("tenant", "\"system\" is the platform's own tenant").into(),
+            );
+        }
+        if req.description.len() > 256 {
+            return Err(RuleError::invalid("description", "at most 256 characters").into());
+        }
+        match (req.agent, req.agent_role) {
+            (true, None) => {
+                return Err(RuleError::invalid(
+                    "agent_role",
+                    format!(
+                        "an agent token acts for one agent: give the role (gateway or host) of agent {}",
+                        req.tenant
+                    ),
+                )
+                .into());
+            }
+            (false, Some(r)) => {
+                return Err(RuleError::invalid(
+                    "agent_role",
+                    format!(
+                        "{} is the role of an agent token's agent: set agent to make one",
+                        r.as_str()
+                    ),
+                )
+                .into());
+            }
+            _ => {}
+        }
+        let secret = format!("vpcip_{}", hex::encode(rand::random::<[u8; 24]>()));
+        let id = format!("tok-{}", &hex::encode(rand::random::<[u8; 5]>()));
+        let mut tx = self.db.begin().await?;
+        tx.write(
+                "INSERT INTO api_tokens (id, hash, tenant, description, created_at, agent, agent_role) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    id.as_str().into(),
+                    token_hash(&secret).into(),
+                    req.tenant.as_str().into(),
+                    req.description.as_str().into(),
+                    now().into(),
+                    i64::from(req.agent).into(),
+                    req.agent_role.map(|r| r.as_str().to_string()).into(),
+                ],
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(Token {
+            id,
+            tenant: req.tenant.clone(),
+            description: req.description.clone(),
+            agent: req.agent,
+            agent_role: req.agent_role,
+            secret: Some(secret),
+        })
+    }
+
+    pub async fn list_tokens(&self, scope: &Scope) -> Result<Vec<Token>, StoreError> {
+        scope.require_operator("list tokens")?;
+        let mut tx = self.db.begin_read().await?;
+        let rows = tx
+            .rows(
+                "SELECT id, tenant, description, agent, agent_role FROM api_tokens ORDER BY id",
+                &[],
+            )
+            .await?;
+        tx.commit().await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Token {
+                    id: r.text(0)?,
+                    tenant: r.text(1)?,
+                    description: r.text(2)?,
+                    agent: r.int(3)? != 0,
+                    agent_role: r.text(4).ok().and_then(|s| parse_role(&s)),
+                    secret: None,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn delete_token(&self, scope: &Scope, id: &str) -> Result<(), StoreError> {
+        scope.require_operator("revoke tokens")?;
+        let mut tx = self.db.begin().await?;
+        if tx
+            .exec("DELETE FROM api_tokens WHERE id = $1", &[id])
+            .await?
+            == 0
+        {
+            return Err(RuleError::not_found("token", id).into());
+        }
+        tx.commit().await
+    }
+
+    /// Whom a bearer token acts for, if it is a token: its tenant, or its
+    /// agent. An agent token made before agent tokens named their role is
+    /// refused.
+    pub async fn authenticate(&self, secret: &str) -> Result<Option<Scope>, StoreError> {
+        let mut tx = self.db.begin_read().await?;
+        let rows = tx
+            .rows(
+                "SELECT tenant, agent, agent_role FROM api_tokens WHERE hash = $1",
+                &[token_hash(secret).into()],
+            )
+            .await?;
+        tx.commit().await?;
+        let Some(r) = rows.first() else {
+            return Ok(None);
+        };
+        let name = r.text(0)?;
+        if r.int(1)? == 0 {
+            return Ok(Some(Scope::Tenant(name)));
+        }
+        match r.text(2).ok().and_then(|s| parse_role(&s)) {
+            Some(role) => Ok(Some(Scope::Agent(AgentIdentity { name, role }))),
+            None => Err(RuleError::AgentTokenWithoutRole { agent: name }.into()),
+        }
+    }
+}
+
+fn parse_role(s: &str) -> Option<AgentRole> {
+    match s {
+        "gateway" => Some(AgentRole::Gateway),
+        "host" => Some(AgentRole::Host),
+        _ => None,
+    }
+}
+
+/// Tokens are stored as their SHA-256: a leaked database reveals no token.
+pub fn token_hash(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}

@@ -1,0 +1,126 @@
+//! PostgreSQL through sqlx: values in and out, transactions that survive
+//! a restarted server, errors, and fresh databases for tests.
+
+use sqlx::postgres::{PgPool, PgRow};
+use sqlx::{Column, Postgres, Row as _, TypeInfo};
+
+use super::{Row, Val};
+use crate::error::{DbError, DbErrorKind, StoreError};
+
+pub(super) fn bind_pg<'q>(
+    mut q: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    args: &[Val],
+) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+    for a in args {
+        q = match a {
+            Val::Null => q.bind(None::<String>),
+            Val::Int(i) => q.bind(*i),
+            Val::Text(s) => q.bind(s.clone()),
+        };
+    }
+    q
+}
+
+pub(super) fn from_pg(row: &PgRow) -> Result<Row, StoreError> {
+    let mut out = Vec::with_capacity(row.len());
+    for (i, col) in row.columns().iter().enumerate() {
+        let v = match col.type_info().name() {
+            "INT8" => row
+                .try_get::<Option<i64>, _>(i)
+                .map_err(pg_err)?
+                .map(Val::Int),
+            "INT4" => row
+                .try_get::<Option<i32>, _>(i)
+                .map_err(pg_err)?
+                .map(|n| Val::Int(i64::from(n))),
+            _ => row
+                .try_get::<Option<String>, _>(i)
+                .map_err(pg_err)?
+                .map(Val::Text),
+        };
+        out.push(v.unwrap_or(Val::Null));
+    }
+    Ok(Row(out))
+}
+
+pub(super) fn pg<'a>(
+    tx: &'a mut Option<sqlx::Transaction<'static, Postgres>>,
+) -> Result<&'a mut sqlx::Transaction<'static, Postgres>, StoreError> {
+    tx.as_mut()
+        .ok_or_else(|| StoreError::Corrupt("transaction used after commit".into()))
+}
+
+/// A transaction on a pooled connection. A connection the server has
+/// closed meanwhile (PostgreSQL restarted, the backend terminated) fails
+/// its `BEGIN`; sqlx then drops it, and the next one is tried: a database
+/// restart costs no client request, whatever the number of stale
+/// connections in the pool (connections are not pinged before use: that
+/// would cost every transaction a round trip).
+pub(super) async fn pg_begin(
+    p: &PgPool,
+) -> Result<sqlx::Transaction<'static, Postgres>, StoreError> {
+    pg_begin_with(p, "BEGIN").await
+}
+
+pub(super) async fn pg_begin_with(
+    p: &PgPool,
+    begin: &'static str,
+) -> Result<sqlx::Transaction<'static, Postgres>, StoreError> {
+    let mut tries = 0u32;
+    loop {
+        match p.begin_with(begin).await {
+            Ok(t) => return Ok(t),
+            Err(e) if broken_connection(&e) && tries <= p.options().get_max_connections() => {
+                tries += 1;
+            }
+            Err(e) => return Err(pg_err(e)),
+        }
+    }
+}
+
+/// The connection is gone, not the statement wrong: I/O errors, protocol
+/// errors, and PostgreSQL's admin shutdown and connection exception codes.
+fn broken_connection(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("57P0") || c.starts_with("08")),
+        _ => false,
+    }
+}
+
+pub(super) fn pg_err(e: sqlx::Error) -> StoreError {
+    let kind = match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => DbErrorKind::Unique,
+        sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("40001" | "40P01")) => {
+            DbErrorKind::Retryable
+        }
+        _ => DbErrorKind::Other,
+    };
+    StoreError::Db(DbError {
+        kind,
+        message: e.to_string(),
+    })
+}
+
+/// Creates a fresh database `name` on the PostgreSQL server of `admin_url`
+/// and returns its URL (tests and benchmarks).
+pub async fn create_pg_database(admin_url: &str, name: &str) -> Result<String, StoreError> {
+    use sqlx::Connection;
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(StoreError::Config(format!("bad database name {name:?}")));
+    }
+    let mut conn = sqlx::PgConnection::connect(admin_url)
+        .await
+        .map_err(pg_err)?;
+    sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .map_err(pg_err)?;
+    let base = admin_url
+        .rsplit_once('/')
+        .map(|(b, _)| b)
+        .ok_or_else(|| StoreError::Config(format!("bad PostgreSQL URL {admin_url:?}")))?;
+    Ok(format!("{base}/{name}"))
+}
