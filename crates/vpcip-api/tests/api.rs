@@ -184,7 +184,7 @@ async fn seeds_procedure_over_http(s: Server) {
         })
         .await
         .unwrap();
-    assert_eq!(eip.private_ip.unwrap().to_string(), "10.0.0.2");
+    assert_eq!(eip.private_ip().unwrap().to_string(), "10.0.0.2");
     // The rule errors come back with their code, message and a 4xx.
     let (status, code, message) = api_err(
         t.action::<_, Eip>(
@@ -550,7 +550,7 @@ async fn names_addresses_and_what_tenants_see(s: Server) {
         )
         .await
         .unwrap();
-    assert_eq!(bound.server_id.as_deref(), Some(vm.id.as_str()));
+    assert_eq!(bound.server_id(), Some(vm.id.as_str()));
     let _: Eip = t
         .action(paths::EIP_UNBIND, &addr, &serde_json::json!({}))
         .await
@@ -625,9 +625,9 @@ async fn names_addresses_and_what_tenants_see(s: Server) {
         )
         .await
         .unwrap();
-    assert_eq!(visible.eip.server_id.as_deref(), Some(vm.id.as_str()));
+    assert_eq!(visible.eip.server_id(), Some(vm.id.as_str()));
     let again: Eip = t.show(&visible.eip.id).await.unwrap();
-    assert_eq!(again.server_id.as_deref(), Some(vm.id.as_str()));
+    assert_eq!(again.server_id(), Some(vm.id.as_str()));
     // Releasing it says what unbinding says: delete the NIC.
     let (status, code, msg) = api_err(t.remove::<vpcip_model::Eip>(&visible.eip.id).await);
     assert_eq!((status, code.as_str()), (409, "resource_in_use"), "{msg}");

@@ -221,10 +221,10 @@ pub async fn invariants(store: &Store) -> Result<Vec<String>, crate::StoreError>
         let (target, eip) = (r.text(0)?, r.text(1)?);
         match eips.iter().find(|e| e.id == eip) {
             None => bad.push(format!("a binding names EIP {eip}, which does not exist")),
-            Some(e) if e.nic_id.as_deref().or(e.vip_id.as_deref()) != Some(target.as_str()) => bad
+            Some(e) if e.nic_id().or(e.vip_id()) != Some(target.as_str()) => bad
                 .push(format!(
                     "EIP {eip} is bound to {target} by the binding but to {:?} by itself",
-                    e.nic_id.as_deref().or(e.vip_id.as_deref())
+                    e.nic_id().or(e.vip_id())
                 )),
             _ => {}
         }
@@ -236,7 +236,7 @@ pub async fn invariants(store: &Store) -> Result<Vec<String>, crate::StoreError>
         bound.insert(eip, target);
     }
     for e in &eips {
-        if (e.nic_id.is_some() || e.vip_id.is_some()) && !bound.contains_key(&e.id) {
+        if (e.nic_id().is_some() || e.vip_id().is_some()) && !bound.contains_key(&e.id) {
             bad.push(format!("EIP {} says it is bound but has no binding", e.id));
         }
     }

@@ -292,28 +292,34 @@ async fn check(s: &Store) {
     // EIPs: one per target, one target each, consistent with the target.
     let mut targets = BTreeSet::new();
     for e in &eips {
-        match (&e.nic_id, &e.vip_id) {
-            (Some(n), None) => {
-                assert!(targets.insert(n.clone()), "two EIPs on {n}");
-                let nic = nic_by_id[n.as_str()];
-                assert_eq!(e.private_ip, Some(nic.ip));
-                assert_eq!(e.server_id, nic.server_id);
+        match &e.binding {
+            EipBinding::Nic {
+                nic_id,
+                server_id,
+                private_ip,
+                ..
+            } => {
+                assert!(targets.insert(nic_id.clone()), "two EIPs on {nic_id}");
+                let nic = nic_by_id[nic_id.as_str()];
+                assert_eq!(*private_ip, nic.ip);
+                assert_eq!(*server_id, nic.server_id);
             }
-            (None, Some(v)) => {
-                assert!(targets.insert(v.clone()), "two EIPs on {v}");
-                let vip = vips.iter().find(|x| x.id == *v).unwrap();
+            EipBinding::Vip {
+                vip_id, private_ip, ..
+            } => {
+                assert!(targets.insert(vip_id.clone()), "two EIPs on {vip_id}");
+                let vip = vips.iter().find(|x| x.id == *vip_id).unwrap();
                 assert_eq!(vip.eip_id.as_deref(), Some(e.id.as_str()));
-                assert_eq!(e.private_ip, Some(vip.ip));
+                assert_eq!(*private_ip, vip.ip);
             }
-            (None, None) => assert!(e.private_ip.is_none()),
-            (Some(_), Some(_)) => panic!("EIP {} bound twice", e.id),
+            EipBinding::Unbound => {}
         }
     }
     for v in &vips {
         if let Some(e) = &v.eip_id {
             assert!(
                 eips.iter()
-                    .any(|x| x.id == *e && x.vip_id.as_deref() == Some(v.id.as_str()))
+                    .any(|x| x.id == *e && x.vip_id() == Some(v.id.as_str()))
             );
         }
     }

@@ -56,9 +56,9 @@ async fn seeds_eip_lifecycle(s: &Store) {
         .await
         .unwrap();
     assert_eq!(eip.ip, ip("192.168.202.1"));
-    assert_eq!(eip.nic_id.as_deref(), Some(nic.id.as_str()));
-    assert_eq!(eip.server_id.as_deref(), Some(vm1.id.as_str()));
-    assert_eq!(eip.private_ip, Some(nic.ip));
+    assert_eq!(eip.nic_id(), Some(nic.id.as_str()));
+    assert_eq!(eip.server_id(), Some(vm1.id.as_str()));
+    assert_eq!(eip.private_ip(), Some(nic.ip));
 
     // A second EIP cannot take the same target.
     let e2 = s
@@ -102,7 +102,7 @@ async fn seeds_eip_lifecycle(s: &Store) {
         "eip_bound"
     );
     let moved = s.bind_eip(&t1, &eip.id, &to_vm2(true)).await.unwrap();
-    assert_eq!(moved.server_id.as_deref(), Some(vm2.id.as_str()));
+    assert_eq!(moved.server_id(), Some(vm2.id.as_str()));
     // The old target is free again: e2 can take it.
     s.bind_eip(
         &t1,
@@ -151,7 +151,7 @@ async fn seeds_eip_lifecycle(s: &Store) {
         "resource_in_use"
     );
     let unbound = s.unbind_eip(&t1, &eip.id).await.unwrap();
-    assert!(unbound.nic_id.is_none() && unbound.private_ip.is_none());
+    assert!(unbound.nic_id().is_none() && unbound.private_ip().is_none());
     assert_eq!(
         code(s.unbind_eip(&t1, &eip.id).await.unwrap_err()),
         "eip_not_bound"
@@ -997,11 +997,11 @@ async fn deleting_a_server_unbinds_and_releases(s: &Store) {
         )
         .await
         .unwrap();
-    assert_eq!(eni_eip.server_id.as_deref(), Some(vm.id.as_str()));
+    assert_eq!(eni_eip.server_id(), Some(vm.id.as_str()));
     assert_eq!(s.show::<Subnet>(&t1, &sw1.id).await.unwrap().used, 3);
     s.delete_server(&t1, "vm-1").await.unwrap();
     let eip = s.show::<Eip>(&t1, &eip.id).await.unwrap();
-    assert!(eip.nic_id.is_none(), "EIP stays allocated, unbound");
+    assert!(eip.nic_id().is_none(), "EIP stays allocated, unbound");
     let eni = s.show::<Nic>(&t1, &eni.id).await.unwrap();
     assert!(
         eni.server_id.is_none(),
@@ -1011,7 +1011,7 @@ async fn deleting_a_server_unbinds_and_releases(s: &Store) {
         s.show::<Eip>(&t1, &eni_eip.id)
             .await
             .unwrap()
-            .server_id
+            .server_id()
             .is_none()
     );
     assert!(
@@ -1123,7 +1123,7 @@ async fn visible_recipe_step_by_step(s: &Store) {
     let eni = eni_at("eni-v", Some(eip.ip)).await.unwrap();
     let now = s.show::<Eip>(&t1, &eip.id).await.unwrap();
     assert_eq!(
-        (now.nic_id.as_deref(), now.mode),
+        (now.nic_id(), now.mode()),
         (Some(eni.id.as_str()), EipMode::Visible)
     );
     assert_eq!(
@@ -1147,12 +1147,16 @@ async fn visible_recipe_step_by_step(s: &Store) {
         )
         .await
         .unwrap();
-    assert_eq!(bound.mode, EipMode::Visible);
-    assert_eq!(bound.private_ip, Some(eip.ip));
+    assert_eq!(bound.mode(), EipMode::Visible);
+    assert_eq!(bound.private_ip(), Some(eip.ip));
     s.attach_nic(&t1, &eni.id, "vm-1").await.unwrap();
     assert_eq!(
-        s.show::<Eip>(&t1, &eip.id).await.unwrap().server_id,
-        s.show::<Server>(&t1, "vm-1").await.ok().map(|v| v.id)
+        s.show::<Eip>(&t1, &eip.id).await.unwrap().server_id(),
+        s.show::<Server>(&t1, "vm-1")
+            .await
+            .ok()
+            .map(|v| v.id)
+            .as_deref()
     );
     // A VIP in vSwitch 2 (shared by ENIs there) sits on an EIP the same
     // way, which reaches it in visible mode.
@@ -1182,7 +1186,7 @@ async fn visible_recipe_step_by_step(s: &Store) {
     assert_eq!(vip.eip_id.as_deref(), Some(for_vip.id.as_str()));
     let e = s.show::<Eip>(&t1, &for_vip.id).await.unwrap();
     assert_eq!(
-        (e.vip_id.as_deref(), e.mode, e.private_ip),
+        (e.vip_id(), e.mode(), e.private_ip()),
         (Some(vip.id.as_str()), EipMode::Visible, Some(for_vip.ip))
     );
     // Deleting the VIP frees its EIP, which can then be released.
@@ -1191,7 +1195,7 @@ async fn visible_recipe_step_by_step(s: &Store) {
         s.show::<Eip>(&t1, &for_vip.id)
             .await
             .unwrap()
-            .vip_id
+            .vip_id()
             .is_none()
     );
     s.release_eip(&t1, &for_vip.id).await.unwrap();
@@ -1241,8 +1245,8 @@ async fn visible_recipe_in_one_call(s: &Store) {
         .unwrap_err();
     assert_eq!(code(err), "address_in_use");
     assert_eq!(out.nic.server_id.as_deref(), Some(vm.id.as_str()));
-    assert_eq!(out.eip.mode, EipMode::Visible);
-    assert_eq!(out.eip.nic_id.as_deref(), Some(out.nic.id.as_str()));
+    assert_eq!(out.eip.mode(), EipMode::Visible);
+    assert_eq!(out.eip.nic_id(), Some(out.nic.id.as_str()));
     assert_eq!(s.server_nics(&t1, "vm-1").await.unwrap().len(), 2);
     // Replay with the same token returns the same resources.
     let again = s
@@ -2268,8 +2272,13 @@ async fn the_last_gateway_waits_for_a_bind_in_progress() {
         !delete.is_finished(),
         "the delete did not wait for the bind"
     );
-    held.nic_id = Some("nic-held".into());
-    held.private_ip = Some(ip("10.0.0.9"));
+    held.binding = EipBinding::Nic {
+        nic_id: "nic-held".into(),
+        server_id: None,
+        vpc_id: "vpc-held".into(),
+        private_ip: ip("10.0.0.9"),
+        mode: EipMode::Nat,
+    };
     tx.update(&held).await.unwrap();
     tx.commit().await.unwrap();
     let e = delete.await.unwrap().unwrap_err();

@@ -468,7 +468,7 @@ async fn crash_safety(db: &str, check: vpcip_store::Store) {
         .collect();
     let mut checked = 0;
     for (id, t) in &ledger.eips {
-        let held = eips.get(id).map(|e| e.nic_id.clone().or(e.vip_id.clone()));
+        let held = eips.get(id).map(|e| e.target_id().map(str::to_string));
         let ok = match t {
             Told::Unknown => continue,
             Told::Released => held.is_none(),
@@ -485,8 +485,8 @@ async fn crash_safety(db: &str, check: vpcip_store::Store) {
     let mut want: BTreeMap<String, BTreeMap<Ipv4Addr, Ipv4Addr>> =
         vpcs.iter().map(|v| (v.clone(), BTreeMap::new())).collect();
     for e in eips.values() {
-        if let (Some(vpc), Some(private)) = (&e.vpc_id, e.private_ip) {
-            assert_eq!(e.mode, EipMode::Nat, "{e:?}");
+        if let (Some(vpc), Some(private)) = (e.vpc_id(), e.private_ip()) {
+            assert_eq!(e.mode(), EipMode::Nat, "{e:?}");
             want.get_mut(vpc).unwrap().insert(e.ip, private);
         }
     }

@@ -194,12 +194,16 @@ fn eip(ip: &str, vpc: Option<&str>, private: Option<&str>, mode: EipMode) -> Eip
         subnet_id: "seg".into(),
         ip: ip.parse().unwrap(),
         bandwidth_mbps: 1,
-        mode,
-        nic_id: None,
-        vip_id: None,
-        server_id: None,
-        private_ip: private.map(|p| p.parse().unwrap()),
-        vpc_id: vpc.map(Into::into),
+        binding: match (vpc, private) {
+            (Some(vpc), Some(private)) => EipBinding::Nic {
+                nic_id: format!("nic-{private}"),
+                server_id: None,
+                vpc_id: vpc.into(),
+                private_ip: private.parse().unwrap(),
+                mode,
+            },
+            _ => EipBinding::Unbound,
+        },
         algs: vec![],
     }
 }

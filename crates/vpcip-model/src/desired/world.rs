@@ -137,12 +137,12 @@ impl World<'_> {
             .iter()
             .filter(|v| !v.is_default)
             .map(|v| {
-                let bound = |e: &&Eip| e.vpc_id.as_deref() == Some(v.id.as_str());
+                let bound = |e: &&Eip| e.vpc_id() == Some(v.id.as_str());
                 let mut bound_here: Vec<&Eip> = self
                     .eips
                     .iter()
                     .filter(bound)
-                    .filter(|e| e.private_ip.is_some())
+                    .filter(|e| e.private_ip().is_some())
                     .collect();
                 bound_here.sort_by_key(|e| e.ip);
                 let limited: Vec<Ipv4Addr> = bound_here
@@ -158,9 +158,9 @@ impl World<'_> {
                 let nat: Vec<NatEntry> = bound_here
                     .iter()
                     .filter_map(|e| {
-                        e.private_ip.map(|p| NatEntry {
+                        e.private_ip().map(|p| NatEntry {
                             eip: e.ip,
-                            private_ip: if e.mode == EipMode::Visible { e.ip } else { p },
+                            private_ip: if e.mode() == EipMode::Visible { e.ip } else { p },
                             eip_id: e.id.clone(),
                             shaping: classes.get(&e.ip).map(|&class| Shaping {
                                 class,
@@ -174,7 +174,7 @@ impl World<'_> {
                     .eips
                     .iter()
                     .filter(bound)
-                    .filter(|e| e.mode == EipMode::Visible && e.private_ip.is_some())
+                    .filter(|e| e.mode() == EipMode::Visible && e.private_ip().is_some())
                     .map(|e| e.ip)
                     .collect();
                 visible.sort();

@@ -160,16 +160,16 @@ pub fn check_eip_bind(
     mode: EipMode,
     allow_reassociation: bool,
 ) -> Result<(), RuleError> {
-    let current = eip.nic_id.as_deref().or(eip.vip_id.as_deref());
+    let current = eip.nic_id().or(eip.vip_id());
     if let Some(cur) = current {
-        if cur == target.id() && eip.mode == mode {
+        if cur == target.id() && eip.mode() == mode {
             // Binding again to the same target is a no-op, not an error.
             return Ok(());
         }
         if !allow_reassociation {
             return Err(RuleError::EipBound {
                 eip: eip.ip,
-                target_kind: if eip.vip_id.is_some() { "VIP" } else { "NIC" },
+                target_kind: if eip.vip_id().is_some() { "VIP" } else { "NIC" },
                 target: cur.to_string(),
             });
         }
@@ -199,10 +199,10 @@ pub fn check_eip_bind(
 /// subnet carved from the EIP segment): it stays bound until that NIC or
 /// VIP is deleted, or the address could be handed out again while in use.
 pub fn check_eip_unbind(eip: &Eip) -> Result<(), RuleError> {
-    if eip.mode == EipMode::Visible
-        && let Some(t) = eip.nic_id.as_deref().or(eip.vip_id.as_deref())
+    if eip.mode() == EipMode::Visible
+        && let Some(t) = eip.nic_id().or(eip.vip_id())
     {
-        let kind = if eip.vip_id.is_some() { "VIP" } else { "NIC" };
+        let kind = if eip.vip_id().is_some() { "VIP" } else { "NIC" };
         return Err(RuleError::InUse {
             kind: "EIP",
             id: eip.ip.to_string(),

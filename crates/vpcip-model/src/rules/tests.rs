@@ -94,12 +94,7 @@ fn eip(addr: &str) -> Eip {
         subnet_id: "subnet-eip".into(),
         ip: ip(addr),
         bandwidth_mbps: 10,
-        mode: EipMode::Nat,
-        nic_id: None,
-        vip_id: None,
-        server_id: None,
-        private_ip: None,
-        vpc_id: None,
+        binding: EipBinding::Unbound,
         algs: vec![],
     }
 }
@@ -619,7 +614,13 @@ fn eip_bind_rules() {
     assert_eq!(c, "target_has_eip");
     assert_eq!(m, "VIP vip-1 already has EIP 192.168.202.9");
     // Rebinding needs the explicit flag.
-    e.nic_id = Some("eni-nic-1".into());
+    e.binding = EipBinding::Nic {
+        nic_id: "eni-nic-1".into(),
+        server_id: None,
+        vpc_id: "vpc-1".into(),
+        private_ip: ip("10.0.0.9"),
+        mode: EipMode::Nat,
+    };
     let t2 = ResolvedTarget::Nic(nic("nic-2", "s1", None));
     let (c, m) = err_of(check_eip_bind(&e, &t2, None, EipMode::Nat, false));
     assert_eq!(c, "eip_bound");

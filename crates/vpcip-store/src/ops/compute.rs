@@ -44,7 +44,7 @@ pub(crate) async fn make_nic(
     if let Some(ip) = spec.ip {
         rules::check_chosen_address(&subnet, ip)?;
     }
-    let visible = super::eip::visible_subnet_eip(tx, &subnet, spec.ip).await?;
+    let visible = super::binding::visible_subnet_eip(tx, &subnet, spec.ip).await?;
     let ip = tx.allocate(&mut subnet, &id, spec.ip).await?;
     tx.update(&subnet).await?;
     let nic = Nic {
@@ -64,7 +64,7 @@ pub(crate) async fn make_nic(
     };
     tx.insert(&nic).await?;
     if let Some(eip) = visible {
-        super::eip::bind_visible(tx, &eip, EipTarget::Nic(nic.id.clone())).await?;
+        super::binding::bind_visible(tx, &eip, EipTarget::Nic(nic.id.clone())).await?;
     }
     Ok(nic)
 }
@@ -90,22 +90,6 @@ async fn resolve_groups(
         out.push(tx.find::<SecurityGroup>(scope, k, false).await?);
     }
     Ok(out)
-}
-
-/// Keeps an EIP bound to `nic` in step with the NIC's server.
-pub(crate) async fn refresh_eip_of(tx: &mut Tx, nic: &Nic) -> Result<(), StoreError> {
-    let ids = tx
-        .strings(
-            "SELECT eip_id FROM eip_bindings WHERE target_id = $1",
-            &nic.id,
-        )
-        .await?;
-    for id in ids {
-        let mut eip: Eip = tx.get(&id, true).await?;
-        eip.server_id = nic.server_id.clone();
-        tx.update(&eip).await?;
-    }
-    Ok(())
 }
 
 /// The host a new server runs on: the one asked for (operators only; it
@@ -218,9 +202,9 @@ impl Store {
             for nic_id in &server.nic_ids {
                 let mut nic: Nic = tx.get(nic_id, true).await?;
                 if nic.primary {
-                    super::eip::unbind_target(&mut tx, &nic.id).await?;
+                    super::binding::unbind_target(&mut tx, &nic.id).await?;
                     for vip in nic.vip_ids.clone() {
-                        super::vip::unbind_pair(&mut tx, &vip, &mut nic).await?;
+                        super::binding::unbind_vip(&mut tx, &vip, &mut nic).await?;
                     }
                     let mut subnet: Subnet = tx.get(&nic.subnet_id, true).await?;
                     tx.release(&mut subnet, nic.ip).await?;
@@ -229,7 +213,7 @@ impl Store {
                 } else {
                     nic.server_id = None;
                     tx.update(&nic).await?;
-                    refresh_eip_of(&mut tx, &nic).await?;
+                    super::binding::follow_server(&mut tx, &nic).await?;
                 }
             }
             tx.delete(&server).await?;
@@ -325,7 +309,7 @@ impl Store {
             server.nic_ids.push(nic.id.clone());
             tx.update(&nic).await?;
             tx.update(&server).await?;
-            refresh_eip_of(&mut tx, &nic).await?;
+            super::binding::follow_server(&mut tx, &nic).await?;
             tx.commit().await?;
             Ok(nic)
         })
@@ -343,7 +327,7 @@ impl Store {
             nic.server_id = None;
             tx.update(&nic).await?;
             tx.update(&server).await?;
-            refresh_eip_of(&mut tx, &nic).await?;
+            super::binding::follow_server(&mut tx, &nic).await?;
             tx.commit().await?;
             Ok(nic)
         })
@@ -386,7 +370,7 @@ impl Store {
                     )));
                 }
                 // A visible EIP is the NIC's own address: it goes with it.
-                super::eip::unbind_target(&mut tx, &nic.id).await?;
+                super::binding::unbind_target(&mut tx, &nic.id).await?;
             }
             let mut subnet: Subnet = tx.get(&nic.subnet_id, true).await?;
             tx.release(&mut subnet, nic.ip).await?;

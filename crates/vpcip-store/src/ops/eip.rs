@@ -6,6 +6,7 @@ use vpcip_model::ipam::usable;
 use vpcip_model::rules::{self, ResolvedTarget};
 use vpcip_model::*;
 
+use super::binding::{bind_eip, clear_eip, follow_server, resolve_target};
 use super::compute::{NicSpec, make_nic};
 use super::network::{default_sg_name, insert_subnet, must_own};
 use crate::db::{Claim, Resource, Scope, Tx, new_id};
@@ -17,201 +18,6 @@ fn dedup(algs: &[Alg]) -> Vec<Alg> {
     v.sort();
     v.dedup();
     v
-}
-
-/// Unbinds whatever EIP is bound to `target_id` (a NIC or VIP), keeping the
-/// EIP allocated.
-pub(crate) async fn unbind_target(tx: &mut Tx, target_id: &str) -> Result<(), StoreError> {
-    let ids = tx
-        .strings(
-            "SELECT eip_id FROM eip_bindings WHERE target_id = $1",
-            target_id,
-        )
-        .await?;
-    for id in ids {
-        let mut eip: Eip = tx.get(&id, true).await?;
-        clear_binding(tx, &mut eip).await?;
-        tx.update(&eip).await?;
-    }
-    Ok(())
-}
-
-async fn clear_binding(tx: &mut Tx, eip: &mut Eip) -> Result<(), StoreError> {
-    tx.exec("DELETE FROM eip_bindings WHERE eip_id = $1", &[&eip.id])
-        .await?;
-    if let Some(v) = eip.vip_id.take() {
-        let mut vip: Vip = tx.get(&v, true).await?;
-        vip.eip_id = None;
-        tx.update(&vip).await?;
-    }
-    eip.nic_id = None;
-    eip.server_id = None;
-    eip.private_ip = None;
-    eip.vpc_id = None;
-    eip.mode = EipMode::Nat;
-    Ok(())
-}
-
-/// A guest subnet carved from an EIP segment (the vendor manuals' visible-mode
-/// subnet: a secondary VPC block equal to the EIP's) holds public
-/// addresses, which the segment hands out as EIPs. So a NIC or VIP made
-/// there must take the address of an EIP of the subnet's tenant that is
-/// bound to nothing (the recipe's "the ENI's primary IP is the EIP"); the
-/// caller binds that EIP to it in visible mode in the same transaction, so
-/// the address can be neither released nor handed out again while the NIC
-/// or VIP has it. Returns that EIP, or None for an ordinary subnet.
-pub(crate) async fn visible_subnet_eip(
-    tx: &mut Tx,
-    subnet: &Subnet,
-    want: Option<std::net::Ipv4Addr>,
-) -> Result<Option<Eip>, StoreError> {
-    let default: Vpc = tx.find(&Scope::Operator, DEFAULT_VPC_NAME, false).await?;
-    let segments: Vec<Subnet> = tx.children(&default.id).await?;
-    let Some(segment) = segments.into_iter().find(|s| {
-        s.kind == SubnetKind::Eip
-            && (s.cidr.contains(&subnet.cidr.network()) || subnet.cidr.contains(&s.cidr.network()))
-    }) else {
-        return Ok(None);
-    };
-    let refuse = |reason: String| -> StoreError {
-        RuleError::VisibleSubnetAddress {
-            subnet: subnet.label().to_string(),
-            segment: segment.cidr,
-            reason,
-        }
-        .into()
-    };
-    let Some(ip) = want else {
-        return Err(refuse(
-            "no address was given; allocate an EIP and give its address".into(),
-        ));
-    };
-    let owner = tx
-        .rows(
-            "SELECT owner_id FROM ip_allocations WHERE subnet_id = $1 AND addr = $2",
-            &[segment.id.as_str().into(), u32::from(ip).into()],
-        )
-        .await?;
-    let eip: Option<Eip> = match owner.first() {
-        Some(r) => tx.get::<Eip>(&r.text(0)?, true).await.ok(),
-        None => None,
-    };
-    match eip {
-        Some(e) if e.tenant == subnet.tenant && e.nic_id.is_none() && e.vip_id.is_none() => {
-            Ok(Some(e))
-        }
-        Some(e) if e.tenant == subnet.tenant => Err(refuse(format!(
-            "EIP {ip} is bound to {}",
-            e.nic_id.or(e.vip_id).unwrap_or_default()
-        ))),
-        _ => Err(refuse(format!("{ip} is not an EIP you hold"))),
-    }
-}
-
-/// Binds `eip` to the NIC or VIP just made on its address in a visible
-/// subnet (see [`visible_subnet_eip`]).
-pub(crate) async fn bind_visible(
-    tx: &mut Tx,
-    eip: &Eip,
-    target: EipTarget,
-) -> Result<(), StoreError> {
-    let mut eip: Eip = tx.get(&eip.id, true).await?;
-    bind_in(
-        tx,
-        &Scope::Tenant(eip.tenant.clone()),
-        &mut eip,
-        &BindEip {
-            target,
-            mode: EipMode::Visible,
-            allow_reassociation: false,
-        },
-    )
-    .await?;
-    tx.update(&eip).await
-}
-
-async fn resolve_target(
-    tx: &mut Tx,
-    scope: &Scope,
-    target: &EipTarget,
-) -> Result<ResolvedTarget, StoreError> {
-    Ok(match target {
-        EipTarget::Server(key) => {
-            let server: Server = tx.find(scope, key, false).await?;
-            let primary = server
-                .nic_ids
-                .first()
-                .ok_or_else(|| RuleError::ServerWithoutNic {
-                    server: server.label().to_string(),
-                })?;
-            ResolvedTarget::Nic(tx.get(primary, true).await?)
-        }
-        EipTarget::Nic(key) => ResolvedTarget::Nic(tx.find(scope, key, true).await?),
-        EipTarget::Vip(key) => ResolvedTarget::Vip(tx.find(scope, key, true).await?),
-    })
-}
-
-/// Binds `eip` (row locked) to `target` inside `tx`.
-async fn bind_in(
-    tx: &mut Tx,
-    scope: &Scope,
-    eip: &mut Eip,
-    req: &BindEip,
-) -> Result<(), StoreError> {
-    let target = resolve_target(tx, scope, &req.target).await?;
-    let target_tenant = match &target {
-        ResolvedTarget::Nic(n) => &n.tenant,
-        ResolvedTarget::Vip(v) => &v.tenant,
-    };
-    if *target_tenant != eip.tenant {
-        // Another tenant's NIC is as good as absent.
-        return Err(RuleError::not_found(target.kind(), target.label()).into());
-    }
-    let holder = tx
-        .strings(
-            "SELECT eip_id FROM eip_bindings WHERE target_id = $1",
-            target.id(),
-        )
-        .await?;
-    let target_eip = match holder.first() {
-        Some(id) if *id != eip.id => Some(tx.get::<Eip>(id, false).await?),
-        _ => None,
-    };
-    rules::check_eip_bind(
-        eip,
-        &target,
-        target_eip.as_ref(),
-        req.mode,
-        req.allow_reassociation,
-    )?;
-    let current = eip.nic_id.as_deref().or(eip.vip_id.as_deref());
-    if current == Some(target.id()) && eip.mode == req.mode {
-        return Ok(());
-    }
-    if current.is_some() {
-        clear_binding(tx, eip).await?;
-    }
-    tx.exec(
-        "INSERT INTO eip_bindings (target_id, eip_id, mode) VALUES ($1, $2, $3)",
-        &[target.id(), &eip.id, req.mode.as_str()],
-    )
-    .await?;
-    eip.mode = req.mode;
-    eip.private_ip = Some(target.ip());
-    match target {
-        ResolvedTarget::Nic(n) => {
-            eip.nic_id = Some(n.id.clone());
-            eip.server_id = n.server_id.clone();
-            eip.vpc_id = Some(n.vpc_id.clone());
-        }
-        ResolvedTarget::Vip(mut v) => {
-            eip.vip_id = Some(v.id.clone());
-            eip.vpc_id = Some(v.vpc_id.clone());
-            v.eip_id = Some(eip.id.clone());
-            tx.update(&v).await?;
-        }
-    }
-    Ok(())
 }
 
 /// Allocates an address for a new EIP: from the named segment, the segment
@@ -315,16 +121,11 @@ impl Store {
             subnet_id: subnet.id.clone(),
             ip,
             bandwidth_mbps: req.bandwidth_mbps,
-            mode: EipMode::Nat,
-            nic_id: None,
-            vip_id: None,
-            server_id: None,
-            private_ip: None,
-            vpc_id: None,
+            binding: EipBinding::Unbound,
             algs: dedup(&req.algs),
         };
         if let Some(b) = &req.bind {
-            bind_in(tx, scope, &mut eip, b).await?;
+            bind_eip(tx, scope, &mut eip, b).await?;
         }
         tx.insert(&eip).await?;
         Ok(eip)
@@ -340,7 +141,7 @@ impl Store {
             let mut tx = self.db.begin().await?;
             let mut eip: Eip = tx.find(scope, key, true).await?;
             must_own(scope, &eip.tenant, "this EIP")?;
-            bind_in(&mut tx, scope, &mut eip, req).await?;
+            bind_eip(&mut tx, scope, &mut eip, req).await?;
             tx.update(&eip).await?;
             tx.commit().await?;
             Ok(eip)
@@ -353,11 +154,11 @@ impl Store {
             let mut tx = self.db.begin().await?;
             let mut eip: Eip = tx.find(scope, key, true).await?;
             must_own(scope, &eip.tenant, "this EIP")?;
-            if eip.nic_id.is_none() && eip.vip_id.is_none() {
+            if !eip.is_bound() {
                 return Err(RuleError::EipNotBound { eip: eip.ip }.into());
             }
             rules::check_eip_unbind(&eip)?;
-            clear_binding(&mut tx, &mut eip).await?;
+            clear_eip(&mut tx, &mut eip).await?;
             tx.update(&eip).await?;
             tx.commit().await?;
             Ok(eip)
@@ -408,8 +209,8 @@ impl Store {
             // VIP's) address, freed by deleting that; a NAT binding is
             // undone by unbinding.
             rules::check_eip_unbind(&eip)?;
-            if let Some(t) = eip.nic_id.as_ref().or(eip.vip_id.as_ref()) {
-                let what = match (&eip.nic_id, &eip.vip_id) {
+            if let Some(t) = eip.nic_id().as_ref().or(eip.vip_id().as_ref()) {
+                let what = match (&eip.nic_id(), &eip.vip_id()) {
                     (Some(n), _) => tx
                         .get::<Nic>(n, false)
                         .await
@@ -455,9 +256,7 @@ impl Store {
                 .await?
             {
                 Claim::Existing(eip) => {
-                    let nic: Nic = tx
-                        .get(eip.nic_id.as_deref().unwrap_or_default(), false)
-                        .await?;
+                    let nic: Nic = tx.get(eip.nic_id().unwrap_or_default(), false).await?;
                     VisibleEip {
                         vpc: tx.get(&nic.vpc_id, false).await?,
                         subnet: tx.get(&nic.subnet_id, false).await?,
@@ -589,27 +388,17 @@ impl Store {
                 },
             )
             .await?;
-            // Steps 4 and 5: bind in visible mode, attach to the server.
+            // Step 5: attach to the server (step 4, the visible bind, is
+            // `make_nic`'s).
             nic.server_id = Some(server.id.clone());
             server.nic_ids.push(nic.id.clone());
             tx.update(&nic).await?;
             tx.update(&server).await?;
-            let mut eip: Eip = tx.get(&eip.id, true).await?;
-            bind_in(
-                tx,
-                &eip_scope,
-                &mut eip,
-                &BindEip {
-                    target: EipTarget::Nic(nic.id.clone()),
-                    mode: EipMode::Visible,
-                    allow_reassociation: false,
-                },
-            )
-            .await?;
-            // (The ENI is the server's now: the EIP shows it, as a bind to
-            // an attached NIC does.)
-            eip.server_id = Some(server.id.clone());
-            tx.update(&eip).await?;
+            // (`make_nic` bound the EIP to the ENI in visible mode, as it
+            // does for any NIC made on a visible subnet's address; the ENI
+            // is the server's now, and its binding follows.)
+            follow_server(tx, &nic).await?;
+            let eip: Eip = tx.get(&eip.id, false).await?;
             let subnet: Subnet = tx.get(&nic.subnet_id, false).await?;
             Ok(VisibleEip {
                 eip,

@@ -2,6 +2,7 @@
 //! what a rule of `vpcip_model::rules` needs, asks it, and writes.
 
 mod agents;
+mod binding;
 mod compute;
 mod eip;
 mod infra;

@@ -6,28 +6,8 @@ use vpcip_model::rules::{self, VipBindContext};
 use vpcip_model::*;
 
 use super::network::must_own;
-use crate::db::{Claim, Resource, Scope, Tx};
+use crate::db::{Claim, Resource, Scope};
 use crate::{Store, StoreError};
-
-/// Removes the binding of `vip_id` to `nic` (both rows are locked by the
-/// caller or here), keeping both documents in step with `vip_bindings`.
-pub(crate) async fn unbind_pair(
-    tx: &mut Tx,
-    vip_id: &str,
-    nic: &mut Nic,
-) -> Result<(), StoreError> {
-    let mut vip: Vip = tx.get(vip_id, true).await?;
-    tx.exec(
-        "DELETE FROM vip_bindings WHERE vip_id = $1 AND nic_id = $2",
-        &[&vip.id, &nic.id],
-    )
-    .await?;
-    vip.nic_ids.retain(|n| *n != nic.id);
-    nic.vip_ids.retain(|v| *v != vip.id);
-    tx.update(&vip).await?;
-    tx.update(nic).await?;
-    Ok(())
-}
 
 impl Store {
     pub async fn create_vip(&self, scope: &Scope, req: &CreateVip) -> Result<Vip, StoreError> {
@@ -49,7 +29,7 @@ impl Store {
             if let Some(ip) = req.ip {
                 rules::check_chosen_address(&subnet, ip)?;
             }
-            let visible = super::eip::visible_subnet_eip(&mut tx, &subnet, req.ip).await?;
+            let visible = super::binding::visible_subnet_eip(&mut tx, &subnet, req.ip).await?;
             let ip = tx.allocate(&mut subnet, &id, req.ip).await?;
             tx.update(&subnet).await?;
             let vip = Vip {
@@ -65,7 +45,8 @@ impl Store {
             tx.insert(&vip).await?;
             let vip = match visible {
                 Some(eip) => {
-                    super::eip::bind_visible(&mut tx, &eip, EipTarget::Vip(vip.id.clone())).await?;
+                    super::binding::bind_visible(&mut tx, &eip, EipTarget::Vip(vip.id.clone()))
+                        .await?;
                     tx.get(&vip.id, false).await?
                 }
                 None => vip,
@@ -117,15 +98,7 @@ impl Store {
                 server_name,
             };
             let warnings = rules::check_vip_bind(&vip, &nic, &ctx)?;
-            tx.exec(
-                "INSERT INTO vip_bindings (vip_id, nic_id) VALUES ($1, $2)",
-                &[&vip.id, &nic.id],
-            )
-            .await?;
-            vip.nic_ids.push(nic.id.clone());
-            nic.vip_ids.push(vip.id.clone());
-            tx.update(&vip).await?;
-            tx.update(&nic).await?;
+            super::binding::bind_vip(&mut tx, &mut vip, &mut nic).await?;
             tx.commit().await?;
             Ok(WithWarnings {
                 item: vip,
@@ -153,7 +126,7 @@ impl Store {
                 }
                 .into());
             }
-            unbind_pair(&mut tx, &vip.id, &mut nic).await?;
+            super::binding::unbind_vip(&mut tx, &vip.id, &mut nic).await?;
             let vip: Vip = tx.get(&vip.id, false).await?;
             tx.commit().await?;
             Ok(vip)
@@ -175,7 +148,7 @@ impl Store {
                 Some(format!("it is bound to NIC {n}; unbind it first"))
             } else {
                 eip.as_ref()
-                    .filter(|e| e.mode != EipMode::Visible)
+                    .filter(|e| e.mode() != EipMode::Visible)
                     .map(|e| format!("EIP {} is bound to it; unbind it first", e.ip))
             };
             if let Some(reason) = reason {
@@ -188,7 +161,7 @@ impl Store {
             }
             if eip.is_some() {
                 // A visible EIP is the VIP's own address: it goes with it.
-                super::eip::unbind_target(&mut tx, &vip.id).await?;
+                super::binding::unbind_target(&mut tx, &vip.id).await?;
             }
             let mut subnet: Subnet = tx.get(&vip.subnet_id, true).await?;
             tx.release(&mut subnet, vip.ip).await?;

@@ -149,7 +149,7 @@ async fn vm_delete(ctx: &Ctx, key: &str) -> anyhow::Result<()> {
             );
             for e in eips
                 .iter()
-                .filter(|e| e.nic_id.as_deref() == Some(n.id.as_str()))
+                .filter(|e| e.nic_id() == Some(n.id.as_str()))
             {
                 println!(
                     "  unbound EIP {} (still allocated: `vpcip eip release {}` frees it)",

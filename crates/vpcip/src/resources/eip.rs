@@ -20,7 +20,7 @@ pub(super) async fn find_eip(ctx: &Ctx, key: &str) -> anyhow::Result<Eip> {
 /// network routes the EIP to the gateway.
 pub(super) async fn check_route(ctx: &Ctx, key: &str, wait: u64) -> anyhow::Result<()> {
     let eip = find_eip(ctx, key).await?;
-    if eip.private_ip.is_none() {
+    if eip.private_ip().is_none() {
         bail!(
             "EIP {} is not bound: the gateway counts only bound EIPs; bind it, then check",
             eip.ip
@@ -164,14 +164,14 @@ pub(super) async fn eip(ctx: &Ctx, c: EipCmd) -> anyhow::Result<()> {
             }
             if let Some(key) = &l.server {
                 let server: Server = ctx.client.show(key).await?;
-                eips.retain(|e| e.server_id.as_deref() == Some(server.id.as_str()));
+                eips.retain(|e| e.server_id() == Some(server.id.as_str()));
             }
             if let Some(key) = &l.vip {
                 let vip: Vip = ctx.client.show(key).await?;
-                eips.retain(|e| e.vip_id.as_deref() == Some(vip.id.as_str()));
+                eips.retain(|e| e.vip_id() == Some(vip.id.as_str()));
             }
             if l.unbound {
-                eips.retain(|e| e.nic_id.is_none() && e.vip_id.is_none());
+                eips.retain(|e| e.nic_id().is_none() && e.vip_id().is_none());
             }
             ctx.print_named(&eips).await
         }

@@ -287,7 +287,7 @@ impl Tabular for Eip {
         "TENANT",
     ];
     fn row(&self) -> Vec<String> {
-        let bound = match (&self.nic_id, &self.vip_id) {
+        let bound = match (&self.nic_id(), &self.vip_id()) {
             (Some(n), _) => format!("nic {n}"),
             (_, Some(v)) => format!("vip {v}"),
             _ => "-".into(),
@@ -305,10 +305,10 @@ impl Tabular for Eip {
             } else {
                 format!("{} Mbit/s", self.bandwidth_mbps)
             },
-            self.mode.as_str().into(),
+            self.mode().as_str().into(),
             bound,
-            opt(&self.server_id),
-            opt(&self.private_ip),
+            opt(&self.server_id()),
+            opt(&self.private_ip()),
             if self.algs.is_empty() {
                 "-".into()
             } else {

@@ -175,7 +175,7 @@ impl Store {
         }
         let gateways: Vec<Gateway> = tx.all().await?;
         tx.commit().await?;
-        if let (Some(vpc), true) = (&eip.vpc_id, eip.private_ip.is_some()) {
+        if let (Some(vpc), true) = (&eip.vpc_id(), eip.private_ip().is_some()) {
             let agents = self.agents(&Scope::Operator).await?;
             out.carried_by = desired::carrier(vpc, &gateways, &agents);
         }

@@ -32,7 +32,7 @@ impl Store {
         }
         let bound: std::collections::BTreeMap<std::net::Ipv4Addr, &Eip> = eips
             .iter()
-            .filter(|e| e.private_ip.is_some())
+            .filter(|e| e.private_ip().is_some())
             .map(|e| (e.ip, e))
             .collect();
         let mut differing = Vec::new();

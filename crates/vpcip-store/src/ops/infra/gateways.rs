@@ -98,7 +98,7 @@ impl Store {
             let eips: Vec<Eip> = tx.all().await?;
             let bound = eips
                 .iter()
-                .filter(|e| e.nic_id.is_some() || e.vip_id.is_some())
+                .filter(|e| e.nic_id().is_some() || e.vip_id().is_some())
                 .count();
             rules::check_gateway_delete(&gw, &gateways, bound, force)?;
             release_snat(&mut tx, &mut gw).await?;
