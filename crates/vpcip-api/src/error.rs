@@ -65,9 +65,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Rule(r) => r.into(),
             StoreError::Retry | StoreError::Db(_) => {
-                crate::metrics::STORE_UNAVAILABLE
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::error!(error = ?e, "store error");
+                crate::metrics::count_store_error(&e);
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "store_unavailable",
@@ -75,8 +73,7 @@ impl From<StoreError> for ApiError {
                 )
             }
             StoreError::Corrupt(_) | StoreError::Config(_) => {
-                crate::metrics::STORE_INTERNAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::error!(error = %e, "store inconsistency");
+                crate::metrics::count_store_error(&e);
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",

@@ -38,6 +38,22 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 pub(crate) static STORE_UNAVAILABLE: AtomicU64 = AtomicU64::new(0);
 pub(crate) static STORE_INTERNAL: AtomicU64 = AtomicU64::new(0);
 
+/// Counts (and logs) a store failure that is not a rule's refusal.
+pub(crate) fn count_store_error(e: &vpcip_store::StoreError) {
+    use vpcip_store::StoreError;
+    match e {
+        StoreError::Rule(_) => {}
+        StoreError::Retry | StoreError::Db(_) => {
+            STORE_UNAVAILABLE.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = ?e, "store error");
+        }
+        StoreError::Corrupt(_) | StoreError::Config(_) => {
+            STORE_INTERNAL.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, "store inconsistency");
+        }
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     method: String,
@@ -238,12 +254,12 @@ pub(crate) async fn render(app: &crate::App) -> String {
     let (agents, revision) = match status {
         Ok(s) => (s.agents, s.revision),
         Err(e) => {
-            let _ = crate::error::ApiError::from(e);
+            count_store_error(&e);
             (vec![], 0)
         }
     };
     let traffic = traffic.unwrap_or_else(|e| {
-        let _ = crate::error::ApiError::from(e);
+        count_store_error(&e);
         vec![]
     });
     let mut registry = Registry::default();

@@ -98,7 +98,7 @@ pub struct Token {
     /// (Absent on agent tokens made before tokens were bound to one agent:
     /// those are refused.)
     #[serde(default)]
-    pub agent_role: Option<crate::desired::AgentRole>,
+    pub agent_role: Option<AgentRole>,
     /// Only in the answer to a create: the secret is stored hashed.
     pub secret: Option<String>,
 }

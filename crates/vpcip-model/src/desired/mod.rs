@@ -27,5 +27,8 @@ pub use host::*;
 pub use status::*;
 pub use world::*;
 
+// (Named here too, where the agents' types are.)
+pub use crate::resources::AgentRole;
+
 #[cfg(test)]
 mod tests;

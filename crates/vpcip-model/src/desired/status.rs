@@ -2,22 +2,6 @@
 
 use super::*;
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum AgentRole {
-    Gateway,
-    Host,
-}
-
-impl AgentRole {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AgentRole::Gateway => "gateway",
-            AgentRole::Host => "host",
-        }
-    }
-}
-
 /// An agent as the controller knows it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
 pub struct Agent {

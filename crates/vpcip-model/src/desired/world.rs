@@ -160,7 +160,11 @@ impl World<'_> {
                     .filter_map(|e| {
                         e.private_ip().map(|p| NatEntry {
                             eip: e.ip,
-                            private_ip: if e.mode() == EipMode::Visible { e.ip } else { p },
+                            private_ip: if e.mode() == EipMode::Visible {
+                                e.ip
+                            } else {
+                                p
+                            },
                             eip_id: e.id.clone(),
                             shaping: classes.get(&e.ip).map(|&class| Shaping {
                                 class,

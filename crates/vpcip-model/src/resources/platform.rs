@@ -77,3 +77,21 @@ pub struct BgpPeer {
     #[schema(example = 64512)]
     pub peer_as: u32,
 }
+
+/// What an agent does: a gateway (VPC routers, NAT, EIPs) or a host (VM
+/// ports).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentRole {
+    Gateway,
+    Host,
+}
+
+impl AgentRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentRole::Gateway => "gateway",
+            AgentRole::Host => "host",
+        }
+    }
+}

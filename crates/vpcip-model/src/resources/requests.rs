@@ -343,7 +343,7 @@ pub struct CreateToken {
     /// An agent token's role (`gateway` or `host`): the token registers,
     /// watches and reports as the agent `tenant` with this role only.
     #[serde(default)]
-    pub agent_role: Option<crate::desired::AgentRole>,
+    pub agent_role: Option<AgentRole>,
 }
 
 /// A field that is there, null or not (absent is None by `default`).

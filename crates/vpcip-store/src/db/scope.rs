@@ -47,6 +47,18 @@ impl Scope {
         }
     }
 
+    /// Changing something the caller does not own: the platform's shared
+    /// resources are visible to tenants but only the operator changes them.
+    pub fn must_own(&self, tenant: &str, what: &str) -> Result<(), RuleError> {
+        if self.owns(tenant) {
+            Ok(())
+        } else {
+            Err(RuleError::Forbidden {
+                action: format!("change {what}"),
+            })
+        }
+    }
+
     pub fn require_operator(&self, action: &str) -> Result<(), RuleError> {
         if self.is_operator() {
             Ok(())

@@ -7,7 +7,7 @@ use vpcip_model::desired::{Agent, AgentRole};
 use vpcip_model::rules;
 use vpcip_model::*;
 
-use super::network::{default_sg_name, must_own};
+use super::network::default_sg_name;
 use crate::db::{Claim, Resource, Scope, Tx, new_id};
 use crate::{Store, StoreError};
 
@@ -146,7 +146,7 @@ impl Store {
                 Claim::New(id) => id,
             };
             let subnet: Subnet = tx.find(scope, &req.subnet, false).await?;
-            must_own(scope, &subnet.tenant, "this subnet")?;
+            scope.must_own(&subnet.tenant, "this subnet")?;
             let subnet_zone: Zone = match &subnet.zone_id {
                 Some(z) => tx.get(z, false).await?,
                 None => {
@@ -198,7 +198,7 @@ impl Store {
         self.retry(|| async {
             let mut tx = self.db.begin().await?;
             let server: Server = tx.find(scope, key, true).await?;
-            must_own(scope, &server.tenant, "this server")?;
+            scope.must_own(&server.tenant, "this server")?;
             for nic_id in &server.nic_ids {
                 let mut nic: Nic = tx.get(nic_id, true).await?;
                 if nic.primary {
@@ -233,7 +233,7 @@ impl Store {
                 Claim::New(id) => id,
             };
             let subnet: Subnet = tx.find(scope, &req.subnet, false).await?;
-            must_own(scope, &subnet.tenant, "this subnet")?;
+            scope.must_own(&subnet.tenant, "this subnet")?;
             let nic = make_nic(
                 &mut tx,
                 scope,
@@ -263,7 +263,7 @@ impl Store {
         self.retry(|| async {
             let mut tx = self.db.begin().await?;
             let mut nic: Nic = tx.find(scope, key, true).await?;
-            must_own(scope, &nic.tenant, "this NIC")?;
+            scope.must_own(&nic.tenant, "this NIC")?;
             if let Some(keys) = &req.security_groups {
                 let vpc: Vpc = tx.get(&nic.vpc_id, false).await?;
                 let groups = resolve_groups(&mut tx, scope, &vpc, keys).await?;
@@ -289,9 +289,9 @@ impl Store {
         self.retry(|| async {
             let mut tx = self.db.begin().await?;
             let mut nic: Nic = tx.find(scope, key, true).await?;
-            must_own(scope, &nic.tenant, "this NIC")?;
+            scope.must_own(&nic.tenant, "this NIC")?;
             let mut server: Server = tx.find(scope, server_key, true).await?;
-            must_own(scope, &server.tenant, "this server")?;
+            scope.must_own(&server.tenant, "this server")?;
             let nic_zone: Zone = tx.get(&nic.zone_id, false).await?;
             let server_zone: Zone = tx.get(&server.zone_id, false).await?;
             let primary: Option<Nic> = match server.nic_ids.first() {
@@ -320,7 +320,7 @@ impl Store {
         self.retry(|| async {
             let mut tx = self.db.begin().await?;
             let mut nic: Nic = tx.find(scope, key, true).await?;
-            must_own(scope, &nic.tenant, "this NIC")?;
+            scope.must_own(&nic.tenant, "this NIC")?;
             let server_id = rules::check_detach(&nic)?.to_string();
             let mut server: Server = tx.get(&server_id, true).await?;
             server.nic_ids.retain(|n| *n != nic.id);
@@ -339,7 +339,7 @@ impl Store {
         self.retry(|| async {
             let mut tx = self.db.begin().await?;
             let nic: Nic = tx.find(scope, key, true).await?;
-            must_own(scope, &nic.tenant, "this NIC")?;
+            scope.must_own(&nic.tenant, "this NIC")?;
             let in_use = |reason: String| -> StoreError {
                 RuleError::InUse {
                     kind: "NIC",

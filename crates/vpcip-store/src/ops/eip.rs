@@ -8,7 +8,7 @@ use vpcip_model::*;
 
 use super::binding::{bind_eip, clear_eip, follow_server, resolve_target};
 use super::compute::{NicSpec, make_nic};
-use super::network::{default_sg_name, insert_subnet, must_own};
+use super::network::{default_sg_name, insert_subnet};
 use crate::db::{Claim, Resource, Scope, Tx, new_id};
 use crate::{Store, StoreError};
 
@@ -140,7 +140,7 @@ impl Store {
         self.retry(|| async {
             let mut tx = self.db.begin().await?;
             let mut eip: Eip = tx.find(scope, key, true).await?;
-            must_own(scope, &eip.tenant, "this EIP")?;
+            scope.must_own(&eip.tenant, "this EIP")?;
             bind_eip(&mut tx, scope, &mut eip, req).await?;
             tx.update(&eip).await?;
             tx.commit().await?;
@@ -153,7 +153,7 @@ impl Store {
         self.retry(|| async {
             let mut tx = self.db.begin().await?;
             let mut eip: Eip = tx.find(scope, key, true).await?;
-            must_own(scope, &eip.tenant, "this EIP")?;
+            scope.must_own(&eip.tenant, "this EIP")?;
             if !eip.is_bound() {
                 return Err(RuleError::EipNotBound { eip: eip.ip }.into());
             }
@@ -185,7 +185,7 @@ impl Store {
         self.retry(|| async {
             let mut tx = self.db.begin().await?;
             let mut eip: Eip = tx.find(scope, key, true).await?;
-            must_own(scope, &eip.tenant, "this EIP")?;
+            scope.must_own(&eip.tenant, "this EIP")?;
             if let Some(b) = req.bandwidth_mbps {
                 eip.bandwidth_mbps = b;
             }
@@ -204,7 +204,7 @@ impl Store {
         self.retry(|| async {
             let mut tx = self.db.begin().await?;
             let eip: Eip = tx.find(scope, key, true).await?;
-            must_own(scope, &eip.tenant, "this EIP")?;
+            scope.must_own(&eip.tenant, "this EIP")?;
             // Said as unbinding says it: a visible EIP is its NIC's (or
             // VIP's) address, freed by deleting that; a NAT binding is
             // undone by unbinding.
@@ -281,7 +281,7 @@ impl Store {
     ) -> Result<VisibleEip, StoreError> {
         {
             let mut server: Server = tx.find(scope, &req.server, true).await?;
-            must_own(scope, &server.tenant, "this server")?;
+            scope.must_own(&server.tenant, "this server")?;
             let primary: Nic = match server.nic_ids.first() {
                 Some(id) => tx.get(id, false).await?,
                 None => {

@@ -32,19 +32,6 @@ fn owner_tenant(scope: &Scope, requested: Option<&str>) -> Result<String, StoreE
     }
 }
 
-/// Changing something the caller does not own: the platform's shared
-/// resources are visible to tenants but only the operator changes them.
-pub(crate) fn must_own(scope: &Scope, tenant: &str, what: &str) -> Result<(), StoreError> {
-    if scope.owns(tenant) {
-        Ok(())
-    } else {
-        Err(RuleError::Forbidden {
-            action: format!("change {what}"),
-        }
-        .into())
-    }
-}
-
 impl Store {
     pub async fn create_vpc(&self, scope: &Scope, req: &CreateVpc) -> Result<Vpc, StoreError> {
         let tenant = owner_tenant(scope, req.tenant.as_deref())?;
@@ -121,7 +108,7 @@ impl Store {
         self.retry(|| async {
             let mut tx = self.db.begin().await?;
             let mut vpc: Vpc = tx.find(scope, key, true).await?;
-            must_own(scope, &vpc.tenant, "this VPC")?;
+            scope.must_own(&vpc.tenant, "this VPC")?;
             rules::check_vpc_cidr_add(&vpc, &cidr)?;
             vpc.secondary_cidrs.push(cidr);
             tx.update(&vpc).await?;
@@ -140,7 +127,7 @@ impl Store {
         self.retry(|| async {
             let mut tx = self.db.begin().await?;
             let mut vpc: Vpc = tx.find(scope, key, true).await?;
-            must_own(scope, &vpc.tenant, "this VPC")?;
+            scope.must_own(&vpc.tenant, "this VPC")?;
             let subnets: Vec<Subnet> = tx.children(&vpc.id).await?;
             rules::check_vpc_cidr_remove(&vpc, &cidr, &subnets)?;
             vpc.secondary_cidrs.retain(|b| *b != cidr);
@@ -158,7 +145,7 @@ impl Store {
             if vpc.is_default {
                 return Err(RuleError::DefaultVpc { action: "deleted" }.into());
             }
-            must_own(scope, &vpc.tenant, "this VPC")?;
+            scope.must_own(&vpc.tenant, "this VPC")?;
             let subnets: Vec<Subnet> = tx.children(&vpc.id).await?;
             if let Some(s) = subnets.first() {
                 return Err(RuleError::InUse {
@@ -204,7 +191,7 @@ impl Store {
             };
             // The VPC row lock serializes sibling-overlap checks.
             let vpc: Vpc = tx.find(scope, vpc_key, true).await?;
-            must_own(scope, &vpc.tenant, "this VPC")?;
+            scope.must_own(&vpc.tenant, "this VPC")?;
             let zone = match (&req.zone, req.kind) {
                 (Some(z), _) => Some(tx.find::<Zone>(scope, z, false).await?),
                 (None, SubnetKind::Eip) => None,
@@ -252,7 +239,7 @@ impl Store {
                 tx.find::<Vpc>(&Scope::Operator, DEFAULT_VPC_NAME, true).await?;
             }
             let subnet: Subnet = tx.get(&found.id, true).await?;
-            must_own(scope, &subnet.tenant, "this subnet")?;
+            scope.must_own(&subnet.tenant, "this subnet")?;
             if subnet.kind == SubnetKind::Eip {
                 reassign_snat(&mut tx, Some(&subnet)).await?;
             }
@@ -301,7 +288,7 @@ impl Store {
         self.retry(|| async {
             let mut tx = self.db.begin().await?;
             let mut subnet: Subnet = tx.find(scope, key, true).await?;
-            must_own(scope, &subnet.tenant, "this subnet")?;
+            scope.must_own(&subnet.tenant, "this subnet")?;
             if let Some(dns) = &req.dns_servers {
                 subnet.dns_servers = dns.clone();
             }

@@ -8,7 +8,6 @@ use vpcip_model::rules::{self, label};
 use vpcip_model::*;
 
 use crate::db::{Claim, Resource, Scope, Tx};
-use crate::ops::network::must_own;
 use crate::{Store, StoreError};
 
 /// A rule's ID: `sgr-` and ten random characters.
@@ -92,7 +91,7 @@ impl Store {
                 Claim::New(id) => id,
             };
             let vpc: Vpc = tx.find(scope, &req.vpc, false).await?;
-            must_own(scope, &vpc.tenant, "this VPC")?;
+            scope.must_own(&vpc.tenant, "this VPC")?;
             let rules = resolve_rules(&mut tx, scope, &vpc, &req.name, &id, &req.rules).await?;
             rules::check_sg_rules(&req.name, &rules, self.max_sg_rules)?;
             let sg = SecurityGroup {
@@ -124,7 +123,7 @@ impl Store {
         self.retry(|| async {
             let mut tx = self.db.begin().await?;
             let mut sg: SecurityGroup = tx.find(scope, key, true).await?;
-            must_own(scope, &sg.tenant, "this security group")?;
+            scope.must_own(&sg.tenant, "this security group")?;
             let vpc: Vpc = tx.get(&sg.vpc_id, false).await?;
             let new = resolve_rules(&mut tx, scope, &vpc, &sg.name, &sg.id, add).await?;
             sg.rules.extend(new);
@@ -146,7 +145,7 @@ impl Store {
         self.retry(|| async {
             let mut tx = self.db.begin().await?;
             let mut sg: SecurityGroup = tx.find(scope, key, true).await?;
-            must_own(scope, &sg.tenant, "this security group")?;
+            scope.must_own(&sg.tenant, "this security group")?;
             let written: Option<SgRule> = rule.parse().ok();
             let pos = sg.rules.iter().position(|r| {
                 r.id == rule
@@ -177,7 +176,7 @@ impl Store {
         self.retry(|| async {
             let mut tx = self.db.begin().await?;
             let sg: SecurityGroup = tx.find(scope, key, true).await?;
-            must_own(scope, &sg.tenant, "this security group")?;
+            scope.must_own(&sg.tenant, "this security group")?;
             let user = tx
                 .strings(
                     "SELECT id FROM resources WHERE kind = 'eni' AND doc LIKE '%\"' || $1 || '\"%' LIMIT 1",

@@ -5,7 +5,6 @@ use std::collections::BTreeSet;
 use vpcip_model::rules::{self, VipBindContext};
 use vpcip_model::*;
 
-use super::network::must_own;
 use crate::db::{Claim, Resource, Scope};
 use crate::{Store, StoreError};
 
@@ -22,7 +21,7 @@ impl Store {
                 Claim::New(id) => id,
             };
             let found: Subnet = tx.find(scope, &req.subnet, false).await?;
-            must_own(scope, &found.tenant, "this subnet")?;
+            scope.must_own(&found.tenant, "this subnet")?;
             rules::need_subnet_kind(&found, SubnetKind::Guest)?;
             tx.check_quota(&found.tenant, Kind::Vip).await?;
             let mut subnet: Subnet = tx.get(&found.id, true).await?;
@@ -67,9 +66,9 @@ impl Store {
             let mut tx = self.db.begin().await?;
             // Lock order: VIP, then NIC (unbind takes the same order).
             let mut vip: Vip = tx.find(scope, key, true).await?;
-            must_own(scope, &vip.tenant, "this VIP")?;
+            scope.must_own(&vip.tenant, "this VIP")?;
             let mut nic: Nic = tx.find(scope, nic_key, true).await?;
-            must_own(scope, &nic.tenant, "this NIC")?;
+            scope.must_own(&nic.tenant, "this NIC")?;
             let mut vip_nics = Vec::with_capacity(vip.nic_ids.len());
             for id in &vip.nic_ids {
                 vip_nics.push(tx.get::<Nic>(id, false).await?);
@@ -117,7 +116,7 @@ impl Store {
         self.retry(|| async {
             let mut tx = self.db.begin().await?;
             let vip: Vip = tx.find(scope, key, true).await?;
-            must_own(scope, &vip.tenant, "this VIP")?;
+            scope.must_own(&vip.tenant, "this VIP")?;
             let mut nic: Nic = tx.find(scope, nic_key, true).await?;
             if !vip.nic_ids.contains(&nic.id) {
                 return Err(RuleError::VipNotBound {
@@ -139,7 +138,7 @@ impl Store {
         self.retry(|| async {
             let mut tx = self.db.begin().await?;
             let vip: Vip = tx.find(scope, key, true).await?;
-            must_own(scope, &vip.tenant, "this VIP")?;
+            scope.must_own(&vip.tenant, "this VIP")?;
             let eip = match &vip.eip_id {
                 Some(e) => Some(tx.get::<Eip>(e, true).await?),
                 None => None,
