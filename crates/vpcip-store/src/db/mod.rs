@@ -105,13 +105,9 @@ impl Db {
     /// The store's revision: bumped by every committed write.
     pub async fn revision(&self) -> Result<i64, StoreError> {
         let mut tx = self.begin_read().await?;
-        let rows = tx
-            .rows("SELECT value FROM revision WHERE id = 1", &[])
-            .await?;
+        let revision = tx.revision().await?;
         tx.commit().await?;
-        rows.first()
-            .ok_or_else(|| StoreError::Corrupt("no revision row".into()))?
-            .int(0)
+        Ok(revision)
     }
 
     /// A read-only transaction (one consistent snapshot).

@@ -224,12 +224,7 @@ impl Store {
     pub async fn desired(&self, scope: &Scope, key: &str) -> Result<Desired, StoreError> {
         let mut tx = self.db.begin_read().await?;
         let agent = agent_for(&mut tx, scope, key, "read desired state").await?;
-        let revision = tx
-            .rows("SELECT value FROM revision WHERE id = 1", &[])
-            .await?
-            .first()
-            .ok_or_else(|| StoreError::Corrupt("no revision row".into()))?
-            .int(0)?;
+        let revision = tx.revision().await?;
         let vpcs: Vec<Vpc> = tx.all().await?;
         let subnets: Vec<Subnet> = tx.all().await?;
         let eips: Vec<Eip> = tx.all().await?;

@@ -4,6 +4,15 @@
 use super::*;
 
 impl Tx {
+    /// The store's revision as this transaction sees it.
+    pub async fn revision(&mut self) -> Result<i64, StoreError> {
+        self.rows("SELECT value FROM revision WHERE id = 1", &[])
+            .await?
+            .first()
+            .ok_or_else(|| StoreError::Corrupt("no revision row".into()))?
+            .int(0)
+    }
+
     /// Finds a resource by ID or name as `scope` sees it, and locks its row
     /// for the rest of the transaction when `lock` is set. Two indexed look-ups
     /// (ID, then name) rather than one `OR`, which no planner indexes well.

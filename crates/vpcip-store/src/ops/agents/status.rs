@@ -13,12 +13,7 @@ impl Store {
     pub async fn status(&self, scope: &Scope) -> Result<desired::SystemStatus, StoreError> {
         let agents = self.agents(scope).await?;
         let mut tx = self.db.begin_read().await?;
-        let revision = tx
-            .rows("SELECT value FROM revision WHERE id = 1", &[])
-            .await?
-            .first()
-            .ok_or_else(|| StoreError::Corrupt("no revision row".into()))?
-            .int(0)?;
+        let revision = tx.revision().await?;
         let eips: Vec<Eip> = tx.all().await?;
         let gateways: Vec<Gateway> = tx.all().await?;
         let programmed_rows = tx.rows("SELECT DISTINCT ip FROM gateway_eips", &[]).await?;
