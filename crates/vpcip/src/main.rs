@@ -18,6 +18,10 @@ use cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
+    if let Some(help) = cli::help_without_client_flags(&args) {
+        print!("{help}");
+        return ExitCode::SUCCESS;
+    }
     if let Some((command, flag)) = cli::misplaced_client_flag(&args) {
         eprintln!(
             "error: {flag} is an option of the API's clients; `vpcip {command}` does not take it{}",

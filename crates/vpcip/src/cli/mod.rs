@@ -23,8 +23,8 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Where the API client's flags stand in every command's help (clap shows
-/// global flags everywhere; those that are not clients refuse them).
+/// Where the API client's flags stand in the clients' help (the commands
+/// that are not clients neither show nor take them).
 const CLIENT_HEADING: &str = "API client options (for the commands that call the API)";
 
 /// The commands that are not clients of the API: the API client's flags
@@ -55,6 +55,48 @@ pub fn misplaced_client_flag(args: &[String]) -> Option<(String, String)> {
         command.clone(),
         flag.split('=').next().unwrap_or_default().to_string(),
     ))
+}
+
+/// The help of a command that is not a client of the API (`vpcip server
+/// --help`, `vpcip lab up -h`), without the API client's flags, which clap
+/// would show there as they are global; None for other command lines.
+pub fn help_without_client_flags(args: &[String]) -> Option<String> {
+    use clap::CommandFactory;
+    let words: Vec<&str> = args
+        .iter()
+        .skip(1)
+        .take_while(|a| a.as_str() != "--")
+        .map(String::as_str)
+        .collect();
+    if !words.iter().any(|a| matches!(*a, "-h" | "--help")) {
+        return None;
+    }
+    let path: Vec<&str> = words
+        .iter()
+        .copied()
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    if !NOT_CLIENTS.contains(path.first()?) {
+        return None;
+    }
+    let mut cmd = Cli::command();
+    cmd.build();
+    let mut sub = &cmd;
+    for word in &path {
+        match sub.find_subcommand(word) {
+            Some(s) => sub = s,
+            None => break,
+        }
+    }
+    let client = ["url", "token", "output", "field", "columns"];
+    let mut shown = sub.clone().mut_args(|a| {
+        if client.contains(&a.get_id().as_str()) {
+            a.hide(true)
+        } else {
+            a
+        }
+    });
+    Some(shown.render_help().to_string())
 }
 
 /// The API's field names in its messages, and the CLI flags that set them.

@@ -36,6 +36,48 @@ fn client_options_given_to_a_command_that_is_not_a_client_are_named() {
     assert_eq!(m("vpcip server --listen 127.0.0.1:9696"), None);
 }
 
+#[test]
+fn commands_that_are_not_clients_show_no_client_options() {
+    let help = |line: &str| {
+        let args: Vec<String> = line.split(' ').map(String::from).collect();
+        super::help_without_client_flags(&args)
+    };
+    for line in [
+        "vpcip server --help",
+        "vpcip allinone -h",
+        "vpcip lab up --help",
+        "vpcip vrrp --help",
+    ] {
+        let text = help(line).unwrap_or_else(|| panic!("{line}: no help"));
+        assert!(text.contains("Usage: vpcip "), "{line}: {text}");
+        for flag in [
+            "--url",
+            "--token",
+            "--output",
+            "--field",
+            "--columns",
+            super::CLIENT_HEADING,
+        ] {
+            assert!(!text.contains(flag), "{line} shows {flag}:\n{text}");
+        }
+    }
+    // The server's own options are there.
+    assert!(help("vpcip server --help").unwrap().contains("--listen"));
+    // Clients keep clap's help, with the client options.
+    assert_eq!(help("vpcip eip list --help"), None);
+    assert_eq!(help("vpcip server --listen 127.0.0.1:1"), None);
+    assert_eq!(help("vpcip lab exec web-1 -- ls --help"), None);
+    let mut cmd = super::Cli::command();
+    cmd.build();
+    let eip = cmd
+        .find_subcommand("eip")
+        .unwrap()
+        .clone()
+        .render_help()
+        .to_string();
+    assert!(eip.contains("--token"), "{eip}");
+}
+
 /// Every command and verb says what it does, and every flag and
 /// argument what it takes (as the route-coverage test walks the API).
 #[test]

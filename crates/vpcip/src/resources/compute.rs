@@ -147,10 +147,7 @@ async fn vm_delete(ctx: &Ctx, key: &str) -> anyhow::Result<()> {
                 "  deleted its primary NIC {} ({}), {} is free again",
                 n.name, n.id, n.ip
             );
-            for e in eips
-                .iter()
-                .filter(|e| e.nic_id() == Some(n.id.as_str()))
-            {
+            for e in eips.iter().filter(|e| e.nic_id() == Some(n.id.as_str())) {
                 println!(
                     "  unbound EIP {} (still allocated: `vpcip eip release {}` frees it)",
                     e.ip, e.ip
