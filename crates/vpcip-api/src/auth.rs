@@ -46,15 +46,7 @@ async fn authenticate(parts: &mut Parts, app: &App) -> Result<Caller, ApiError> 
         .map(|(_, t)| t.trim())
         .filter(|t| !t.is_empty())
         .ok_or_else(|| ApiError::unauthorized("Authorization must be: Bearer <token>"))?;
-    let hash = token_hash(token);
-    if app
-        .operator_token_hash
-        .as_deref()
-        .is_some_and(|h| constant_time_eq(h.as_bytes(), hash.as_bytes()))
-    {
-        return Ok(Caller(Scope::Operator));
-    }
-    match app.store.authenticate(token).await? {
+    match token_scope(app, token).await? {
         // An agent's token acts for its own agent on the agent routes
         // (register, watch, report) and nowhere else.
         Some(Scope::Agent(a)) if parts.uri.path().starts_with(vpcip_model::paths::AGENTS) => {
@@ -71,6 +63,20 @@ async fn authenticate(parts: &mut Parts, app: &App) -> Result<Caller, ApiError> 
         Some(scope) => Ok(Caller(scope)),
         None => Err(ApiError::unauthorized("unknown token")),
     }
+}
+
+/// Whose token `token` is: the operator's, a tenant's or an agent's; None
+/// for a token vpcip never issued.
+pub(crate) async fn token_scope(app: &App, token: &str) -> Result<Option<Scope>, ApiError> {
+    let hash = token_hash(token);
+    if app
+        .operator_token_hash
+        .as_deref()
+        .is_some_and(|h| constant_time_eq(h.as_bytes(), hash.as_bytes()))
+    {
+        return Ok(Some(Scope::Operator));
+    }
+    Ok(app.store.authenticate(token).await?)
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod error;
 pub mod handlers;
 pub mod metrics;
+mod openstack;
 pub mod security_groups;
 pub mod tls;
 
@@ -27,6 +28,8 @@ pub struct App {
     /// SHA-256 of the operator's token; no operator access when absent.
     pub operator_token_hash: Option<String>,
     pub metrics: std::sync::Arc<metrics::ApiMetrics>,
+    /// Served over TLS (the OpenStack catalog's endpoints say https).
+    pub tls: bool,
 }
 
 impl App {
@@ -35,6 +38,7 @@ impl App {
             store,
             operator_token_hash: operator_token.filter(|t| !t.is_empty()).map(token_hash),
             metrics: Default::default(),
+            tls: false,
         }
     }
 }
@@ -190,6 +194,7 @@ pub fn router(app: App) -> Router {
             get(move || async move { ([("content-type", "application/json")], doc) }),
         )
         .merge(operation_routes())
+        .merge(openstack::router())
         .route_layer(axum::middleware::from_fn_with_state(
             metrics,
             metrics::track,
@@ -207,6 +212,7 @@ pub async fn serve_tls(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     config: std::sync::Arc<tokio_rustls::rustls::ServerConfig>,
 ) -> std::io::Result<()> {
+    let app = App { tls: true, ..app };
     axum::serve(tls::TlsListener::new(listener, config)?, router(app))
         .with_graceful_shutdown(shutdown)
         .await

@@ -221,11 +221,10 @@ pub async fn invariants(store: &Store) -> Result<Vec<String>, crate::StoreError>
         let (target, eip) = (r.text(0)?, r.text(1)?);
         match eips.iter().find(|e| e.id == eip) {
             None => bad.push(format!("a binding names EIP {eip}, which does not exist")),
-            Some(e) if e.nic_id().or(e.vip_id()) != Some(target.as_str()) => bad
-                .push(format!(
-                    "EIP {eip} is bound to {target} by the binding but to {:?} by itself",
-                    e.nic_id().or(e.vip_id())
-                )),
+            Some(e) if e.nic_id().or(e.vip_id()) != Some(target.as_str()) => bad.push(format!(
+                "EIP {eip} is bound to {target} by the binding but to {:?} by itself",
+                e.nic_id().or(e.vip_id())
+            )),
             _ => {}
         }
         if !ids.contains(&target) {

@@ -4,83 +4,12 @@
 
 #![allow(clippy::unwrap_used)] // tests panic on the unexpected, by design
 
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::time::Duration;
 use vpcip_model::paths;
 
-const OPERATOR: &str = "cli-test-operator";
-
-struct Server {
-    child: Child,
-    url: String,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn start() -> Server {
-    start_with(&[])
-}
-
-/// A server with extra global arguments (e.g. `--log-format json`); its
-/// log goes to `server.log` in its directory.
-fn start_with(extra: &[&str]) -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dir = std::env::temp_dir().join(format!("vpcip-cli-{}-{port}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let log = std::fs::File::create(dir.join("server.log")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_vpcip"))
-        .args(extra)
-        .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--db"])
-        .arg(format!("sqlite://{}/vpcip.db", dir.display()))
-        .env("VPCIP_OPERATOR_TOKEN", OPERATOR)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let s = Server {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-        dir,
-    };
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return s;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("vpcip server did not start");
-}
-
-fn cli(s: &Server, token: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vpcip"))
-        .args(args)
-        .env("VPCIP_URL", &s.url)
-        .env("VPCIP_TOKEN", token)
-        .output()
-        .unwrap()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+mod support;
+use support::{OPERATOR, cli, ok, start, start_with};
 
 #[test]
 fn the_url_may_omit_its_scheme_and_a_missing_token_is_named() {

@@ -201,16 +201,30 @@ impl Store {
 
     /// Releases an unbound EIP: its address returns to the segment.
     pub async fn release_eip(&self, scope: &Scope, key: &str) -> Result<(), StoreError> {
+        self.release(scope, key, false).await
+    }
+
+    /// Releases an EIP, unbinding it first if it is bound in NAT mode, in
+    /// one transaction (Neutron's floating IP delete does both).
+    pub async fn unbind_and_release_eip(&self, scope: &Scope, key: &str) -> Result<(), StoreError> {
+        self.release(scope, key, true).await
+    }
+
+    async fn release(&self, scope: &Scope, key: &str, unbind: bool) -> Result<(), StoreError> {
         self.retry(|| async {
             let mut tx = self.db.begin().await?;
-            let eip: Eip = tx.find(scope, key, true).await?;
+            let mut eip: Eip = tx.find(scope, key, true).await?;
             scope.must_own(&eip.tenant, "this EIP")?;
+            if unbind && eip.is_bound() {
+                rules::check_eip_unbind(&eip)?;
+                clear_eip(&mut tx, &mut eip).await?;
+            }
             // Said as unbinding says it: a visible EIP is its NIC's (or
             // VIP's) address, freed by deleting that; a NAT binding is
             // undone by unbinding.
             rules::check_eip_unbind(&eip)?;
-            if let Some(t) = eip.nic_id().as_ref().or(eip.vip_id().as_ref()) {
-                let what = match (&eip.nic_id(), &eip.vip_id()) {
+            if let Some(t) = eip.target_id() {
+                let what = match (eip.nic_id(), eip.vip_id()) {
                     (Some(n), _) => tx
                         .get::<Nic>(n, false)
                         .await

@@ -3,7 +3,7 @@
 use vpcip_model::desired::{self, AgentRole};
 use vpcip_model::*;
 
-use crate::db::{Scope, now};
+use crate::db::{Resource, Scope, now};
 use crate::{Store, StoreError};
 
 impl Store {
@@ -83,5 +83,35 @@ impl Store {
             missing_ports,
             bgp,
         })
+    }
+}
+
+impl Store {
+    /// The EIPs some gateway last reported programmed (its NAT maps and
+    /// steering hold them): what "ACTIVE" means to the OpenStack facade.
+    pub async fn programmed_eips(
+        &self,
+    ) -> Result<std::collections::BTreeSet<std::net::Ipv4Addr>, StoreError> {
+        let mut tx = self.db.begin_read().await?;
+        let rows = tx.rows("SELECT DISTINCT ip FROM gateway_eips", &[]).await?;
+        tx.commit().await?;
+        rows.iter()
+            .map(|r| r.u32(0).map(std::net::Ipv4Addr::from))
+            .collect()
+    }
+
+    /// When each resource of kind `R` was created (Unix seconds), by ID.
+    pub async fn created_times<R: Resource>(
+        &self,
+    ) -> Result<std::collections::HashMap<String, i64>, StoreError> {
+        let mut tx = self.db.begin_read().await?;
+        let rows = tx
+            .rows(
+                "SELECT id, created_at FROM resources WHERE kind = $1",
+                &[R::KIND.key().into()],
+            )
+            .await?;
+        tx.commit().await?;
+        rows.iter().map(|r| Ok((r.text(0)?, r.int(1)?))).collect()
     }
 }

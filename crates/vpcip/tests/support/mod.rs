@@ -1,0 +1,83 @@
+//! A real `vpcip server` process for the tests that drive it from
+//! outside (the CLI's tests, the OpenStack clients' tests), with SQLite in
+//! a directory of its own, removed with it.
+
+#![allow(dead_code)] // each test binary uses its part
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+/// The operator's token of the servers started here.
+pub const OPERATOR: &str = "cli-test-operator";
+
+pub struct Server {
+    child: Child,
+    pub url: String,
+    pub dir: std::path::PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn start() -> Server {
+    start_with(&[])
+}
+
+/// A server with extra global arguments (e.g. `--log-format json`); its
+/// log goes to `server.log` in its directory.
+pub fn start_with(extra: &[&str]) -> Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = std::env::temp_dir().join(format!("vpcip-cli-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = std::fs::File::create(dir.join("server.log")).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_vpcip"))
+        .args(extra)
+        .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--db"])
+        .arg(format!("sqlite://{}/vpcip.db", dir.display()))
+        .env("VPCIP_OPERATOR_TOKEN", OPERATOR)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let s = Server {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        dir,
+    };
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("vpcip server did not start");
+}
+
+pub fn cli(s: &Server, token: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vpcip"))
+        .args(args)
+        .env("VPCIP_URL", &s.url)
+        .env("VPCIP_TOKEN", token)
+        .output()
+        .unwrap()
+}
+
+pub fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
