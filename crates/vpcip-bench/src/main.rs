@@ -22,6 +22,7 @@ mod failover;
 mod gateways;
 mod ipam;
 mod isolation;
+mod openstack;
 mod secgroups;
 mod shaping;
 mod world;
@@ -36,7 +37,7 @@ pub(crate) use world::{LabCloud, bench_vm, bench_world, lab_cloud, lab_cluster};
 
 #[derive(Parser)]
 struct Args {
-    /// What to run: api, ipam, dataplane, bind, cps, failover, gateways, shaping,
+    /// What to run: api, openstack (the Neutron facade beside the API), ipam, dataplane, bind, cps, failover, gateways, shaping,
     /// isolation, secgroups (secgroups-latency: its control-plane part
     /// only), dhcp (taps, DHCP, a QEMU guest's boot) or all.
     #[arg(default_value = "all")]
@@ -175,6 +176,11 @@ async fn main() -> anyhow::Result<()> {
         if matches!(args.what.as_str(), "api" | "all") {
             for b in &backends {
                 api_bench(b, &args, &dir).await?;
+            }
+        }
+        if matches!(args.what.as_str(), "openstack" | "all") {
+            for b in &backends {
+                openstack::openstack_bench(b, &args, &dir).await?;
             }
         }
         anyhow::Ok(())

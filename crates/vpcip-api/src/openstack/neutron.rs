@@ -225,12 +225,27 @@ struct FipContext {
 }
 
 impl FipContext {
+    /// For a list: every programmed EIP and creation time.
     async fn read(app: &App) -> Result<Self, OsError> {
         let err = |e| OsError::neutron(api(e), "FloatingIP");
         Ok(FipContext {
             programmed: app.store.programmed_eips().await.map_err(err)?,
             created: app.store.created_times::<Eip>().await.map_err(err)?,
         })
+    }
+
+    /// For one EIP: its own facts only.
+    async fn of(app: &App, e: &Eip) -> Result<Value, OsError> {
+        let (programmed, created) = app
+            .store
+            .eip_facts(e)
+            .await
+            .map_err(|err| OsError::neutron(api(err), "FloatingIP"))?;
+        let ctx = FipContext {
+            programmed: programmed.then_some(e.ip).into_iter().collect(),
+            created: created.map(|t| (e.id.clone(), t)).into_iter().collect(),
+        };
+        Ok(ctx.fip(e))
     }
 
     fn fip(&self, e: &Eip) -> Value {
@@ -296,7 +311,7 @@ async fn show_fip(State(app): State<App>, headers: HeaderMap, Path(id): Path<Str
         .show(&c.0, &id)
         .await
         .map_err(|e| OsError::neutron(api(e), "FloatingIP"))?;
-    Ok(one("floatingip", FipContext::read(&app).await?.fip(&e)))
+    Ok(one("floatingip", FipContext::of(&app, &e).await?))
 }
 
 #[derive(Deserialize)]
@@ -384,26 +399,14 @@ async fn create_fip(
 ) -> Answer {
     let c = caller(&app, &headers, "FloatingIP").await?;
     let req: NewFip = body(&bytes)?;
-    let network: Subnet = app
-        .store
-        .show(&c.0, &req.floating_network_id)
-        .await
-        .map_err(|e| OsError::neutron(api(e), "Network"))?;
-    if network.kind != SubnetKind::Eip {
-        return Err(OsError::neutron(
-            ApiError::bad_request(
-                "invalid_argument",
-                format!(
-                    "Bad floatingip request: Network {} is not a valid external network.",
-                    network.id
-                ),
-            ),
-            "FloatingIP",
-        ));
-    }
     let bind = match &req.port_id {
         Some(p) => Some(BindEip {
-            target: port_target(&app, &c, p, req.fixed_ip_address).await?,
+            target: match req.fixed_ip_address {
+                Some(_) => port_target(&app, &c, p, req.fixed_ip_address).await?,
+                // The store resolves and checks the port in the same
+                // transaction as the allocation.
+                None => EipTarget::Nic(p.clone()),
+            },
             mode: EipMode::Nat,
             allow_reassociation: false,
         }),
@@ -415,7 +418,8 @@ async fn create_fip(
             &c.0,
             &CreateEip {
                 name: req.description.filter(|d| !d.is_empty()),
-                subnet: Some(network.id),
+                // The store checks it is an EIP segment ("external").
+                subnet: Some(req.floating_network_id),
                 ip: req.floating_ip_address,
                 bandwidth_mbps: FLOATING_IP_MBPS,
                 bind,
@@ -425,7 +429,7 @@ async fn create_fip(
         )
         .await
         .map_err(|e| OsError::neutron(api(e), "FloatingIP"))?;
-    let fip = FipContext::read(&app).await?.fip(&eip);
+    let fip = FipContext::of(&app, &eip).await?;
     Ok((StatusCode::CREATED, one("floatingip", fip)).into_response())
 }
 
@@ -470,7 +474,7 @@ async fn update_fip(
         }
         _ => {}
     }
-    Ok(one("floatingip", FipContext::read(&app).await?.fip(&eip)))
+    Ok(one("floatingip", FipContext::of(&app, &eip).await?))
 }
 
 async fn delete_fip(State(app): State<App>, headers: HeaderMap, Path(id): Path<String>) -> Answer {

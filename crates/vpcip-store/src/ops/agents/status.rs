@@ -100,6 +100,31 @@ impl Store {
             .collect()
     }
 
+    /// Of one EIP: whether some gateway reported it programmed, and when
+    /// it was created (Unix seconds), in one read.
+    pub async fn eip_facts(&self, eip: &Eip) -> Result<(bool, Option<i64>), StoreError> {
+        let mut tx = self.db.begin_read().await?;
+        let programmed = !tx
+            .rows(
+                "SELECT 1 FROM gateway_eips WHERE ip = $1",
+                &[u32::from(eip.ip).into()],
+            )
+            .await?
+            .is_empty();
+        let created = tx
+            .rows(
+                "SELECT created_at FROM resources WHERE id = $1",
+                &[eip.id.as_str().into()],
+            )
+            .await?;
+        tx.commit().await?;
+        let created = match created.first() {
+            Some(r) => Some(r.int(0)?),
+            None => None,
+        };
+        Ok((programmed, created))
+    }
+
     /// When each resource of kind `R` was created (Unix seconds), by ID.
     pub async fn created_times<R: Resource>(
         &self,

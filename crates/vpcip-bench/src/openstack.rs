@@ -1,0 +1,126 @@
+//! `openstack`: a floating IP created and associated in one call through
+//! the Neutron facade (`POST /v2.0/floatingips` with `port_id`, as
+//! `openstack floating ip create --port` does), beside the same through
+//! vpcip's own API (`POST /v1/eips` with `bind`), runs interleaved.
+
+use std::time::Instant;
+
+use anyhow::Context;
+use vpcip_client::Client;
+use vpcip_model::*;
+
+use crate::world::{ServerProcess, bench_world, fresh_url};
+use crate::{Args, OPERATOR, fmt_runs, median};
+
+pub(crate) async fn openstack_bench(
+    backend: &str,
+    args: &Args,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    let db = fresh_url(backend, dir).await?;
+    let server = ServerProcess::start(&db).await?;
+    let op = Client::new(&server.url, Some(OPERATOR));
+    bench_world(&op, "100.64.0.0/16", "10.0.0.0/8", "10.0.0.0/16").await?;
+    let tok: Token = op
+        .post(
+            paths::TOKENS,
+            &CreateToken {
+                tenant: "bench".into(),
+                description: "bench".into(),
+                agent: false,
+                agent_role: None,
+            },
+        )
+        .await?;
+    let secret = tok.secret.context("token secret")?;
+    let tenant = op.with_token(&secret);
+    let segment: Subnet = tenant.show("seg").await?;
+    let mut nics = Vec::with_capacity(args.ops);
+    for i in 0..args.ops {
+        let s: vpcip_model::Server = tenant
+            .create::<vpcip_model::Server, _, _>(&CreateServer {
+                name: format!("vm-{i}"),
+                subnet: "sw".into(),
+                ..Default::default()
+            })
+            .await?;
+        nics.push(s.nic_ids[0].clone());
+    }
+    let http = reqwest::Client::new();
+    for clients in [1usize, 8] {
+        let (mut native, mut neutron) = (vec![], vec![]);
+        for _ in 0..args.repeats {
+            for facade in [false, true] {
+                let chunks: Vec<Vec<String>> = nics
+                    .chunks(nics.len().div_ceil(clients))
+                    .map(<[String]>::to_vec)
+                    .collect();
+                let start = Instant::now();
+                let mut tasks = vec![];
+                for chunk in chunks {
+                    let (c, http, url, secret, seg) = (
+                        tenant.clone(),
+                        http.clone(),
+                        server.url.clone(),
+                        secret.clone(),
+                        segment.id.clone(),
+                    );
+                    tasks.push(tokio::spawn(async move {
+                        let mut ids = vec![];
+                        for nic in chunk {
+                            ids.push(if facade {
+                                let r = http
+                                    .post(format!("{url}/v2.0/floatingips"))
+                                    .header("x-auth-token", &secret)
+                                    .json(&serde_json::json!({"floatingip": {
+                                        "floating_network_id": seg, "port_id": nic}}))
+                                    .send()
+                                    .await?
+                                    .error_for_status()?;
+                                let v: serde_json::Value = r.json().await?;
+                                v["floatingip"]["id"]
+                                    .as_str()
+                                    .unwrap_or_default()
+                                    .to_string()
+                            } else {
+                                c.create_eip(&CreateEip {
+                                    bandwidth_mbps: 10,
+                                    bind: Some(BindEip {
+                                        target: EipTarget::Nic(nic),
+                                        mode: EipMode::Nat,
+                                        allow_reassociation: false,
+                                    }),
+                                    ..Default::default()
+                                })
+                                .await?
+                                .id
+                            });
+                        }
+                        anyhow::Ok(ids)
+                    }));
+                }
+                let mut eips = vec![];
+                for t in tasks {
+                    eips.extend(t.await??);
+                }
+                let rate = eips.len() as f64 / start.elapsed().as_secs_f64();
+                if facade { &mut neutron } else { &mut native }.push(rate);
+                // Not timed: unbind and release, so the next run starts alike.
+                for id in eips {
+                    let _: Eip = tenant
+                        .action(paths::EIP_UNBIND, &id, &serde_json::json!({}))
+                        .await?;
+                    tenant.remove::<Eip>(&id).await?;
+                }
+            }
+        }
+        let (a, b) = (median(native.clone()), median(neutron.clone()));
+        println!(
+            "openstack {backend:8} clients={clients}  vpcip API {a:6.0} ops/s (runs: {})  Neutron facade {b:6.0} ops/s (runs: {})  ratio {:.2}",
+            fmt_runs(&native, 0),
+            fmt_runs(&neutron, 0),
+            b / a
+        );
+    }
+    Ok(())
+}
