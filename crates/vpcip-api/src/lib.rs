@@ -2,6 +2,7 @@
 //! tenants, an OpenAPI document at `/openapi.json`.
 
 pub mod auth;
+mod ec2;
 pub mod error;
 pub mod handlers;
 pub mod metrics;

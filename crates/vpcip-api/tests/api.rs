@@ -129,6 +129,7 @@ async fn seeds_world(s: &Server, tenant: &str) -> Client {
                 description: "test".into(),
                 agent: false,
                 agent_role: None,
+                ec2: false,
             },
         )
         .await
@@ -334,6 +335,7 @@ async fn tenants_are_isolated(s: Server) {
                 description: String::new(),
                 agent: false,
                 agent_role: None,
+                ec2: false,
             },
         )
         .await
@@ -795,6 +797,7 @@ async fn every_route_checks_its_caller(s: Server) {
                 description: String::new(),
                 agent: false,
                 agent_role: None,
+                ec2: false,
             },
         )
         .await
@@ -809,6 +812,7 @@ async fn every_route_checks_its_caller(s: Server) {
                 description: "second".into(),
                 agent: false,
                 agent_role: None,
+                ec2: false,
             },
         )
         .await
@@ -1071,6 +1075,7 @@ async fn agent_tokens_serve_the_agent_routes_only(s: Server) {
                 description: "the gateway's agent".into(),
                 agent: true,
                 agent_role: Some(vpcip_model::desired::AgentRole::Gateway),
+                ec2: false,
             },
         )
         .await
@@ -1146,6 +1151,7 @@ async fn agent_token(s: &Server, name: &str, role: AgentRole) -> Client {
                 description: format!("agent {name}"),
                 agent: true,
                 agent_role: Some(role),
+                ec2: false,
             },
         )
         .await
@@ -1376,6 +1382,7 @@ async fn an_agent_token_acts_for_its_agent_only(s: Server) {
                     description: String::new(),
                     agent,
                     agent_role: role,
+                    ec2: false,
                 },
             )
             .await,
@@ -1756,6 +1763,7 @@ async fn input_limits_each_have_a_clear_error(s: Server) {
                 description: "d".repeat(300),
                 agent: false,
                 agent_role: None,
+                ec2: false,
             },
         )
         .await,

@@ -26,6 +26,7 @@ pub(crate) async fn api_bench(
                 description: "bench".into(),
                 agent: false,
                 agent_role: None,
+                ec2: false,
             },
         )
         .await?;

@@ -29,6 +29,7 @@ pub(crate) async fn openstack_bench(
                 description: "bench".into(),
                 agent: false,
                 agent_role: None,
+                ec2: false,
             },
         )
         .await?;

@@ -101,6 +101,14 @@ pub struct Token {
     pub agent_role: Option<AgentRole>,
     /// Only in the answer to a create: the secret is stored hashed.
     pub secret: Option<String>,
+    /// An EC2 credential too: its ID is the access key.
+    #[serde(default)]
+    pub ec2: bool,
+    /// Only in the answer to a create: the EC2 secret access key. vpcip
+    /// keeps it (a signature can only be checked with it), apart from the
+    /// token's own secret, which stays hashed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ec2_secret: Option<String>,
 }
 
 /// A page of a list.

@@ -2120,6 +2120,7 @@ async fn agent_tokens_without_a_role_are_refused() {
                 description: String::new(),
                 agent: true,
                 agent_role: Some(AgentRole::Gateway),
+                ec2: false,
             },
         )
         .await
@@ -2164,6 +2165,7 @@ async fn tokens_are_stored_hashed() {
                 description: "ci".into(),
                 agent: false,
                 agent_role: None,
+                ec2: false,
             },
         )
         .await
@@ -2191,6 +2193,7 @@ async fn tokens_are_stored_hashed() {
                     description: String::new(),
                     agent: false,
                     agent_role: None,
+                    ec2: false,
                 }
             )
             .await

@@ -609,6 +609,7 @@ async fn eip_counters_move_with_traffic_and_check_route_finds_a_missing_route() 
                 description: "check-route".into(),
                 agent: false,
                 agent_role: None,
+                ec2: false,
             },
         )
         .await
@@ -1047,6 +1048,7 @@ async fn a_visible_eip_on_a_vip_follows_the_master() {
                 description: "the VIP test's tenant".into(),
                 agent: false,
                 agent_role: None,
+                ec2: false,
             },
         )
         .await

@@ -352,6 +352,7 @@ async fn crash_safety(db: &str, check: vpcip_store::Store) {
                     description: "crash".into(),
                     agent: false,
                     agent_role: None,
+                    ec2: false,
                 },
             )
             .await

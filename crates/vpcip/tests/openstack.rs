@@ -1,9 +1,9 @@
-//! The OpenStack clients, unmodified from PyPI (`openstack` and
-//! openstacksdk, pinned by scripts/openstack-clients), against a real
-//! `vpcip server`: Keystone tokens from vpcip tokens, Neutron floating IPs
-//! that are vpcip's EIPs (each step checked through vpcip's own API), and
-//! what a user must not get: a wrong password, another tenant's floating
-//! IP, an address in use.
+//! The OpenStack and AWS clients, unmodified from PyPI (`openstack`,
+//! openstacksdk and `aws`, pinned by scripts/openstack-clients), against a
+//! real `vpcip server`: Keystone tokens from vpcip tokens, Neutron floating
+//! IPs and EC2 addresses that are vpcip's EIPs (each step checked through
+//! vpcip's own API), and what a user must not get: a wrong password or
+//! signature, another tenant's floating IP or address, an address in use.
 
 #![allow(clippy::unwrap_used)] // tests panic on the unexpected, by design
 
@@ -328,6 +328,7 @@ print(json.dumps(out), flush=True)
     let id = first["created"][0].as_str().unwrap().to_string();
     // Midway, vpcip's own API shows the binding the SDK made.
     let e = eip(&w, &w.acme, &id);
+    assert_eq!(first["associated"][0], nic_id(&w, "vm1-eth0").as_str());
     assert_eq!(e["nic_id"], first["associated"][0]);
     assert_eq!(e["private_ip"], first["associated"][1]);
     assert_eq!(first["found"], id.as_str());
@@ -338,6 +339,162 @@ print(json.dumps(out), flush=True)
     assert!(child.wait().unwrap().success());
     assert!(last["disassociated"].is_null(), "{last}");
     assert_eq!(last["after_delete"], "NotFound");
+    assert_eq!(
+        cli(&w.server, &w.acme, &["eip", "show", &id]).status.code(),
+        Some(2)
+    );
+}
+
+/// `aws ec2 ARGS` with `access_key`/`secret` against the server.
+fn aws(w: &World, access_key: &str, secret: &str, args: &[&str]) -> Output {
+    Command::new(venv().join("bin/aws"))
+        .args(["--endpoint-url", &w.server.url, "--output", "json", "ec2"])
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", access_key)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("HOME", &w.server.dir)
+        .output()
+        .unwrap()
+}
+
+/// An EC2 credential of `tenant`: (access key, secret access key).
+fn ec2_credential(w: &World, tenant: &str) -> (String, String) {
+    let t = json_of(&cli(
+        &w.server,
+        OPERATOR,
+        &["token", "create", "--tenant", tenant, "--ec2", "-o", "json"],
+    ));
+    (eip_field(&t, "id"), eip_field(&t, "ec2_secret"))
+}
+
+#[test]
+fn the_aws_cli_allocates_associates_and_releases_eips() {
+    let w = world();
+    let (key, secret) = ec2_credential(&w, "acme");
+    let ec2 = |args: &[&str]| aws(&w, &key, &secret, args);
+    let server = |name: &str| {
+        eip_field(
+            &json_of(&cli(
+                &w.server,
+                &w.acme,
+                &["vm", "show", name, "-o", "json"],
+            )),
+            "id",
+        )
+    };
+    let (vm1, vm2) = (server("vm1"), server("vm2"));
+
+    let a = json_of(&ec2(&["allocate-address", "--domain", "vpc"]));
+    let (id, ip) = (eip_field(&a, "AllocationId"), eip_field(&a, "PublicIp"));
+    assert_eq!(eip(&w, &w.acme, &id)["ip"], ip.as_str());
+
+    let assoc = json_of(&ec2(&[
+        "associate-address",
+        "--allocation-id",
+        &id,
+        "--instance-id",
+        &vm1,
+    ]));
+    assert!(
+        eip_field(&assoc, "AssociationId").starts_with("eipassoc-"),
+        "{assoc}"
+    );
+    assert_eq!(
+        eip(&w, &w.acme, &id)["nic_id"],
+        nic_id(&w, "vm1-eth0").as_str()
+    );
+    // Moving needs AllowReassociation, as in EC2.
+    let err = failed(&ec2(&[
+        "associate-address",
+        "--allocation-id",
+        &id,
+        "--instance-id",
+        &vm2,
+    ]));
+    assert!(err.contains("Resource.AlreadyAssociated"), "{err}");
+    assert_eq!(eip(&w, &w.acme, &id)["server_id"], vm1.as_str());
+    let eni = nic_id(&w, "vm2-eth0");
+    ok(&ec2(&[
+        "associate-address",
+        "--allocation-id",
+        &id,
+        "--network-interface-id",
+        &eni,
+        "--allow-reassociation",
+    ]));
+    assert_eq!(eip(&w, &w.acme, &id)["nic_id"], eni.as_str());
+
+    let d = json_of(&ec2(&[
+        "describe-addresses",
+        "--filters",
+        &format!("Name=network-interface-id,Values={eni}"),
+    ]));
+    let addrs = d["Addresses"].as_array().unwrap();
+    assert_eq!(addrs.len(), 1, "{d}");
+    assert_eq!(addrs[0]["InstanceId"], vm2.as_str());
+    assert_eq!(
+        addrs[0]["PrivateIpAddress"],
+        eip(&w, &w.acme, &id)["private_ip"]
+    );
+    let err = failed(&ec2(&[
+        "describe-addresses",
+        "--allocation-ids",
+        "eip-nonesuch00",
+    ]));
+    assert!(err.contains("InvalidAllocationID.NotFound"), "{err}");
+    let err = failed(&ec2(&["release-address", "--allocation-id", &id]));
+    assert!(err.contains("InvalidIPAddress.InUse"), "{err}");
+
+    // Another tenant's credential sees and touches nothing of it.
+    let (okey, osecret) = ec2_credential(&w, "other");
+    let theirs = json_of(&aws(&w, &okey, &osecret, &["describe-addresses"]));
+    assert_eq!(theirs["Addresses"], serde_json::json!([]));
+    let association = eip_field(&addrs[0], "AssociationId");
+    let err = failed(&aws(
+        &w,
+        &okey,
+        &osecret,
+        &["disassociate-address", "--association-id", &association],
+    ));
+    assert!(err.contains("InvalidAssociationID.NotFound"), "{err}");
+    let err = failed(&aws(
+        &w,
+        &okey,
+        &osecret,
+        &["release-address", "--allocation-id", &id],
+    ));
+    assert!(err.contains("InvalidAllocationID.NotFound"), "{err}");
+    assert_eq!(eip(&w, &w.acme, &id)["nic_id"], eni.as_str());
+
+    // Signatures: a wrong secret, an unknown key, a token that is no EC2
+    // credential.
+    let err = failed(&aws(&w, &key, "not-the-secret", &["describe-addresses"]));
+    assert!(err.contains("SignatureDoesNotMatch"), "{err}");
+    let err = failed(&aws(&w, "tok-nonesuch", &secret, &["describe-addresses"]));
+    assert!(err.contains("AuthFailure"), "{err}");
+    let plain = json_of(&cli(
+        &w.server,
+        OPERATOR,
+        &["token", "create", "--tenant", "acme", "-o", "json"],
+    ));
+    let err = failed(&aws(
+        &w,
+        &eip_field(&plain, "id"),
+        &eip_field(&plain, "secret"),
+        &["describe-addresses"],
+    ));
+    assert!(err.contains("AuthFailure"), "{err}");
+
+    ok(&ec2(&[
+        "disassociate-address",
+        "--association-id",
+        &association,
+    ]));
+    assert!(eip(&w, &w.acme, &id)["nic_id"].is_null());
+    ok(&ec2(&["release-address", "--allocation-id", &id]));
     assert_eq!(
         cli(&w.server, &w.acme, &["eip", "show", &id]).status.code(),
         Some(2)

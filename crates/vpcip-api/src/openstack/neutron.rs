@@ -23,11 +23,12 @@ use crate::error::ApiError;
 
 /// The bandwidth of a floating IP made through Neutron, which has no such
 /// field: change it with `vpcip eip update --bandwidth`.
-pub const FLOATING_IP_MBPS: u32 = 1000;
+pub const FLOATING_IP_MBPS: u32 = crate::ec2::ADDRESS_MBPS;
 
 pub(super) fn routes() -> Router<App> {
     Router::new()
-        .route("/", get(versions))
+        // The root: Neutron's versions; EC2's actions are POSTed there.
+        .route("/", get(versions).post(crate::ec2::handle))
         .route("/v2.0", get(resources))
         .route("/v2.0/", get(resources))
         .route("/v2.0/networks", get(list_networks))

@@ -344,6 +344,10 @@ pub struct CreateToken {
     /// watches and reports as the agent `tenant` with this role only.
     #[serde(default)]
     pub agent_role: Option<AgentRole>,
+    /// Also an EC2 credential (a tenant's token only): the access key is
+    /// the token's ID, the secret access key `ec2_secret` in the answer.
+    #[serde(default)]
+    pub ec2: bool,
 }
 
 /// A field that is there, null or not (absent is None by `default`).

@@ -138,4 +138,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (ip, agent_id)
     )",
     "INSERT INTO eip_traffic SELECT ip, agent_id, packets_in, bytes_in, packets_out, bytes_out, drops_in, drops_out FROM eip_counters",
+    // A token that is also an EC2 credential: its secret access key
+    // (SigV4 needs it to check a signature; the bearer secret stays hashed).
+    "ALTER TABLE api_tokens ADD COLUMN ec2_secret TEXT",
 ];

@@ -229,6 +229,11 @@ pub enum TokenCmd {
         /// The agent's role: the token registers it with this role only.
         #[arg(long, value_enum, requires = "agent")]
         role: Option<Role>,
+        /// Also an EC2 credential for `aws ec2 … --endpoint-url`: the
+        /// access key is the token's ID, the secret access key is printed
+        /// once as `ec2_secret`.
+        #[arg(long, conflicts_with = "agent")]
+        ec2: bool,
     },
     /// Delete a API token, by ID or name.
     Delete(Key),

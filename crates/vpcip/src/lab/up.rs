@@ -146,6 +146,7 @@ pub(super) async fn up(name: &str) -> anyhow::Result<()> {
                 description: "lab".into(),
                 agent: false,
                 agent_role: None,
+                ec2: false,
             },
         )
         .await?;

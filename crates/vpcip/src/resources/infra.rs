@@ -171,6 +171,7 @@ pub(super) async fn token(ctx: &Ctx, c: TokenCmd) -> anyhow::Result<()> {
             description,
             agent,
             role,
+            ec2,
         } => {
             let t: Token = ctx
                 .client
@@ -181,12 +182,18 @@ pub(super) async fn token(ctx: &Ctx, c: TokenCmd) -> anyhow::Result<()> {
                         tenant: agent.or(tenant).unwrap_or_default(),
                         description,
                         agent_role: role.map(AgentRole::from),
+                        ec2,
                     },
                 )
                 .await?;
             print_one(&t, ctx.output)?;
             if ctx.output == Output::Table {
                 eprintln!("The secret is shown once; vpcip keeps only its hash.");
+                if t.ec2 {
+                    eprintln!(
+                        "EC2: the access key is the token's ID, the secret access key ec2_secret (shown once too; vpcip keeps it to check signatures)."
+                    );
+                }
             }
             Ok(())
         }

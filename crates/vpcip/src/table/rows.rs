@@ -324,7 +324,7 @@ impl Tabular for Eip {
 }
 
 impl Tabular for Token {
-    const HEADER: &'static [&'static str] = &["ID", "TENANT", "AGENT", "DESCRIPTION"];
+    const HEADER: &'static [&'static str] = &["ID", "TENANT", "AGENT", "EC2", "DESCRIPTION"];
     fn row(&self) -> Vec<String> {
         vec![
             self.id.clone(),
@@ -334,6 +334,7 @@ impl Tabular for Token {
                 (true, Some(r)) => format!("{} ({})", self.tenant, r.as_str()),
                 (true, None) => "no role: refused".into(),
             },
+            if self.ec2 { "yes".into() } else { "-".into() },
             self.description.clone(),
         ]
     }

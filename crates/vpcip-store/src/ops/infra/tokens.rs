@@ -47,11 +47,19 @@ impl Store {
             }
             _ => {}
         }
+        if req.ec2 && req.agent {
+            return Err(RuleError::invalid(
+                "ec2",
+                format!("agent {}'s token serves the agent routes only: an EC2 credential is a tenant's", req.tenant),
+            )
+            .into());
+        }
         let secret = format!("vpcip_{}", hex::encode(rand::random::<[u8; 24]>()));
+        let ec2_secret = req.ec2.then(|| hex::encode(rand::random::<[u8; 20]>()));
         let id = format!("tok-{}", &hex::encode(rand::random::<[u8; 5]>()));
         let mut tx = self.db.begin().await?;
         tx.write(
-                "INSERT INTO api_tokens (id, hash, tenant, description, created_at, agent, agent_role) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO api_tokens (id, hash, tenant, description, created_at, agent, agent_role, ec2_secret) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 &[
                     id.as_str().into(),
                     token_hash(&secret).into(),
@@ -60,6 +68,7 @@ impl Store {
                     now().into(),
                     i64::from(req.agent).into(),
                     req.agent_role.map(|r| r.as_str().to_string()).into(),
+                    ec2_secret.clone().into(),
                 ],
             )
             .await?;
@@ -71,6 +80,8 @@ impl Store {
             agent: req.agent,
             agent_role: req.agent_role,
             secret: Some(secret),
+            ec2: req.ec2,
+            ec2_secret,
         })
     }
 
@@ -79,7 +90,7 @@ impl Store {
         let mut tx = self.db.begin_read().await?;
         let rows = tx
             .rows(
-                "SELECT id, tenant, description, agent, agent_role FROM api_tokens ORDER BY id",
+                "SELECT id, tenant, description, agent, agent_role, CASE WHEN ec2_secret IS NULL THEN 0 ELSE 1 END FROM api_tokens ORDER BY id",
                 &[],
             )
             .await?;
@@ -93,6 +104,8 @@ impl Store {
                     agent: r.int(3)? != 0,
                     agent_role: r.text(4).ok().and_then(|s| parse_role(&s)),
                     secret: None,
+                    ec2: r.int(5)? != 0,
+                    ec2_secret: None,
                 })
             })
             .collect()
@@ -133,6 +146,28 @@ impl Store {
         match r.text(2).ok().and_then(|s| parse_role(&s)) {
             Some(role) => Ok(Some(Scope::Agent(AgentIdentity { name, role }))),
             None => Err(RuleError::AgentTokenWithoutRole { agent: name }.into()),
+        }
+    }
+}
+
+impl Store {
+    /// The EC2 credential whose access key is `access_key` (a tenant
+    /// token's ID): its secret access key and the tenant it acts for.
+    pub async fn ec2_credential(
+        &self,
+        access_key: &str,
+    ) -> Result<Option<(String, Scope)>, StoreError> {
+        let mut tx = self.db.begin_read().await?;
+        let rows = tx
+            .rows(
+                "SELECT ec2_secret, tenant FROM api_tokens WHERE id = $1 AND agent = 0 AND ec2_secret IS NOT NULL",
+                &[access_key.into()],
+            )
+            .await?;
+        tx.commit().await?;
+        match rows.first() {
+            Some(r) => Ok(Some((r.text(0)?, Scope::Tenant(r.text(1)?)))),
+            None => Ok(None),
         }
     }
 }
