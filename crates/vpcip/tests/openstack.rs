@@ -13,7 +13,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 mod support;
-use support::{OPERATOR, Server, cli, ok, start};
+use support::{OPERATOR, Server, cli, ok, start, start_configured};
 
 /// The virtualenv holding the clients; the tier fails, loudly, without it.
 fn venv() -> PathBuf {
@@ -38,7 +38,10 @@ struct World {
 }
 
 fn world() -> World {
-    let server = start();
+    world_of(start())
+}
+
+fn world_of(server: Server) -> World {
     let op = |args: &[&str]| ok(&cli(&server, OPERATOR, args));
     op(&["zone", "create", "z1"]);
     op(&["host-network", "create", "underlay", "192.168.201.0/24"]);
@@ -499,4 +502,38 @@ fn the_aws_cli_allocates_associates_and_releases_eips() {
         cli(&w.server, &w.acme, &["eip", "show", &id]).status.code(),
         Some(2)
     );
+}
+
+/// The tenant's quota holds through both facades as through vpcip's API.
+#[test]
+fn quotas_hold_through_both_facades() {
+    let w = world_of(start_configured("[quotas]\neips = 2\n"));
+    ok(&cli(
+        &w.server,
+        &w.acme,
+        &["eip", "create", "--bandwidth", "1"],
+    ));
+    ok(&openstack(
+        &w,
+        "acme",
+        &w.acme,
+        &["floating", "ip", "create", "public"],
+    ));
+    let err = failed(&openstack(
+        &w,
+        "acme",
+        &w.acme,
+        &["floating", "ip", "create", "public"],
+    ));
+    assert!(err.contains("quota") || err.contains("limit"), "{err}");
+    let (key, secret) = ec2_credential(&w, "acme");
+    let err = failed(&aws(
+        &w,
+        &key,
+        &secret,
+        &["allocate-address", "--domain", "vpc"],
+    ));
+    assert!(err.contains("AddressLimitExceeded"), "{err}");
+    let listed = json_of(&cli(&w.server, &w.acme, &["eip", "list", "-o", "json"]));
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
 }

@@ -31,6 +31,15 @@ pub fn start() -> Server {
 /// A server with extra global arguments (e.g. `--log-format json`); its
 /// log goes to `server.log` in its directory.
 pub fn start_with(extra: &[&str]) -> Server {
+    start_full(extra, None)
+}
+
+/// A server reading `config` as its configuration file (`--config`).
+pub fn start_configured(config: &str) -> Server {
+    start_full(&[], Some(config))
+}
+
+fn start_full(extra: &[&str], config: Option<&str>) -> Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -39,10 +48,16 @@ pub fn start_with(extra: &[&str]) -> Server {
     let dir = std::env::temp_dir().join(format!("vpcip-cli-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let log = std::fs::File::create(dir.join("server.log")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_vpcip"))
-        .args(extra)
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vpcip"));
+    cmd.args(extra)
         .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--db"])
-        .arg(format!("sqlite://{}/vpcip.db", dir.display()))
+        .arg(format!("sqlite://{}/vpcip.db", dir.display()));
+    if let Some(c) = config {
+        let path = dir.join("vpcip.toml");
+        std::fs::write(&path, c).unwrap();
+        cmd.arg("--config").arg(path);
+    }
+    let child = cmd
         .env("VPCIP_OPERATOR_TOKEN", OPERATOR)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
