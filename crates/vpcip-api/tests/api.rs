@@ -1871,3 +1871,84 @@ async fn gateways_take_bgp_and_drain(s: Server) {
     );
 }
 on_both!(gateways_take_bgp_and_drain);
+
+/// The OpenStack and EC2 facades take only what vpcip issued, and answer
+/// a refusal in their own service's shape: no token, a token vpcip never
+/// issued, an agent's token (it serves the agent routes only), a
+/// malformed signature.
+async fn the_facades_check_their_callers(s: Server) {
+    let http = reqwest::Client::new();
+    let op = s.operator();
+    let agent: Token = op
+        .post(
+            paths::TOKENS,
+            &CreateToken {
+                tenant: "gw9".into(),
+                description: String::new(),
+                agent: true,
+                agent_role: Some(vpcip_model::desired::AgentRole::Gateway),
+                ec2: false,
+            },
+        )
+        .await
+        .unwrap();
+    let agent_secret = agent.secret.unwrap();
+    for path in [
+        "/v2.0/floatingips",
+        "/v2.0/networks",
+        "/v2.0/ports",
+        "/compute/v2.1/servers",
+    ] {
+        for token in [
+            None,
+            Some("vpcip_never-issued"),
+            Some(agent_secret.as_str()),
+        ] {
+            let mut req = http.get(format!("{}{path}", s.url()));
+            if let Some(t) = token {
+                req = req.header("x-auth-token", t);
+            }
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), 401, "{path} with {token:?}");
+            let body: serde_json::Value = r.json().await.unwrap();
+            if path.starts_with("/v2.0") {
+                assert!(body["NeutronError"]["message"].is_string(), "{body}");
+            } else {
+                assert_eq!(body["unauthorized"]["code"], 401, "{body}");
+            }
+        }
+    }
+    // Keystone: the agent's token is no user's password.
+    let r = http
+        .post(format!("{}/v3/auth/tokens", s.url()))
+        .json(
+            &serde_json::json!({"auth": {"identity": {"methods": ["password"],
+            "password": {"user": {"name": "gw9", "password": agent_secret}}}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], 401, "{body}");
+    // EC2: unsigned, and signed with a scheme it does not take.
+    for auth in [
+        None,
+        Some("AWS AKID:sig"),
+        Some("AWS4-HMAC-SHA256 Credential=x"),
+    ] {
+        let mut req = http
+            .post(format!("{}/", s.url()))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("Action=DescribeAddresses&Version=2016-11-15");
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 401, "{auth:?}");
+        let text = r.text().await.unwrap();
+        assert!(text.contains("<Code>AuthFailure</Code>"), "{text}");
+    }
+}
+
+on_both!(the_facades_check_their_callers);
