@@ -2,35 +2,18 @@
 
 use std::time::Instant;
 
-use anyhow::Context;
-use vpcip_client::Client;
 use vpcip_model::*;
 
-use crate::world::{ServerProcess, bench_world, fresh_url};
-use crate::{Args, OPERATOR, fmt_runs, median};
+use crate::world::tenant_bench_server;
+use crate::{Args, fmt_runs, median};
 
 pub(crate) async fn api_bench(
     backend: &str,
     args: &Args,
     dir: &std::path::Path,
 ) -> anyhow::Result<Vec<(usize, f64, Vec<f64>)>> {
-    let db = fresh_url(backend, dir).await?;
-    let server = ServerProcess::start(&db).await?;
-    let op = Client::new(&server.url, Some(OPERATOR));
-    bench_world(&op, "100.64.0.0/16", "10.0.0.0/8", "10.0.0.0/16").await?;
-    let tok: Token = op
-        .post(
-            paths::TOKENS,
-            &CreateToken {
-                tenant: "bench".into(),
-                description: "bench".into(),
-                agent: false,
-                agent_role: None,
-                ec2: false,
-            },
-        )
-        .await?;
-    let tenant = op.with_token(tok.secret.as_deref().context("token secret")?);
+    // (The server lives until the end of the benchmark.)
+    let (_server, tenant, _) = tenant_bench_server(backend, dir).await?;
     // One server per operation: each EIP needs its own target.
     let mut servers = Vec::with_capacity(args.ops);
     for i in 0..args.ops {

@@ -243,3 +243,30 @@ pub(crate) async fn bench_world(
     op.add_sg_rules(&sg.id, &open).await?;
     Ok(vpc)
 }
+
+/// A real server on a fresh store of `backend` with the bench world, and
+/// a token of tenant `bench`: the server, the tenant's client and the
+/// token's secret.
+pub(crate) async fn tenant_bench_server(
+    backend: &str,
+    dir: &std::path::Path,
+) -> anyhow::Result<(ServerProcess, Client, String)> {
+    let db = fresh_url(backend, dir).await?;
+    let server = ServerProcess::start(&db).await?;
+    let op = Client::new(&server.url, Some(crate::OPERATOR));
+    bench_world(&op, "100.64.0.0/16", "10.0.0.0/8", "10.0.0.0/16").await?;
+    let tok: Token = op
+        .post(
+            paths::TOKENS,
+            &CreateToken {
+                tenant: "bench".into(),
+                description: "bench".into(),
+                agent: false,
+                agent_role: None,
+                ec2: false,
+            },
+        )
+        .await?;
+    let secret = tok.secret.context("token secret")?;
+    Ok((server, op.with_token(&secret), secret))
+}

@@ -102,19 +102,9 @@ pub(crate) struct Signed<'a> {
     pub body: &'a [u8],
 }
 
-/// RFC 3986 encoding as SigV4 wants it (unreserved characters kept).
-fn uri_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(char::from(b));
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
+/// RFC 3986 encoding as SigV4 wants it (unreserved characters kept): a
+/// path segment's.
+use vpcip_model::paths::segment as uri_encode;
 
 fn canonical_query(query: &str) -> String {
     let mut pairs: Vec<(String, String)> =
