@@ -42,9 +42,9 @@ impl Store {
     }
 
     /// Waits until the store's revision is past `after` or `wait` has
-    /// passed; returns the revision then. Commits of this process wake the
-    /// wait at once; other controllers' (on the same PostgreSQL) are seen
-    /// by checking the revision every second.
+    /// passed; returns the revision then. Every commit wakes the wait at
+    /// once: this process's directly, other controllers' (on the same
+    /// PostgreSQL) through LISTEN/NOTIFY. Nothing polls.
     pub async fn wait_for_revision(&self, after: i64, wait: Duration) -> Result<i64, StoreError> {
         let deadline = tokio::time::Instant::now() + wait;
         let mut changes = self.db.subscribe();
@@ -55,7 +55,6 @@ impl Store {
             }
             tokio::select! {
                 _ = changes.changed() => {}
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 _ = tokio::time::sleep_until(deadline) => {}
             }
         }

@@ -26,7 +26,8 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::error::StoreError;
 pub use postgres::create_pg_database;
-use postgres::{bind_pg, from_pg, pg, pg_begin, pg_begin_with, pg_err};
+pub(crate) use postgres::pg_err;
+use postgres::{bind_pg, from_pg, pg, pg_begin, pg_begin_with};
 use sqlite::{from_lite, lite_err, lite_sql, open_lite, sqlite_path, to_lite};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

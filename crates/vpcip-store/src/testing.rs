@@ -6,6 +6,9 @@ use crate::Store;
 
 pub struct TestDb {
     pub store: Store,
+    /// Where it is (`sqlite://…` or `postgres://…`): another store may open
+    /// it too, as another controller would.
+    pub url: String,
     path: Option<std::path::PathBuf>,
 }
 
@@ -29,11 +32,11 @@ pub fn unique(prefix: &str) -> String {
 
 pub async fn sqlite() -> TestDb {
     let path = std::env::temp_dir().join(format!("{}.db", unique("vpcip-test-")));
-    let store = Store::open(&format!("sqlite://{}", path.display()))
-        .await
-        .expect("open sqlite");
+    let url = format!("sqlite://{}", path.display());
+    let store = Store::open(&url).await.expect("open sqlite");
     TestDb {
         store,
+        url,
         path: Some(path),
     }
 }
@@ -50,7 +53,11 @@ pub async fn postgres() -> TestDb {
         .await
         .expect("create a database on the test PostgreSQL");
     let store = Store::open(&url).await.expect("open postgres");
-    TestDb { store, path: None }
+    TestDb {
+        store,
+        url,
+        path: None,
+    }
 }
 
 /// The token hashes as stored (to check that no secret is).

@@ -2394,3 +2394,51 @@ async fn a_reader_sees_one_snapshot(s: &Store) {
 }
 
 on_both!(a_reader_sees_one_snapshot);
+
+/// Several controllers on one PostgreSQL: a commit on one wakes the
+/// watchers of the others at once (LISTEN/NOTIFY), not at their deadline
+/// (nothing polls); reads then see it.
+#[cfg(feature = "pg-tests")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_commit_on_one_controller_wakes_the_watchers_of_the_others() {
+    let a = vpcip_store::testing::postgres().await;
+    let b = Store::open(&a.url).await.unwrap();
+    let before = b.db().revision().await.unwrap();
+    for round in 0..3 {
+        let waiter = {
+            let b = b.clone();
+            let after = before + round;
+            tokio::spawn(async move {
+                b.wait_for_revision(after, std::time::Duration::from_secs(60))
+                    .await
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(!waiter.is_finished(), "the watcher returned with no commit");
+        let _: Vpc = a
+            .store
+            .create_vpc(
+                &OP,
+                &CreateVpc {
+                    name: format!("v{round}"),
+                    cidr: "10.0.0.0/8".parse().unwrap(),
+                    tenant: Some("acme".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        // Woken by the other controller's commit: far within the 60 s
+        // deadline it would otherwise wait for.
+        let now = tokio::time::timeout(std::time::Duration::from_secs(20), waiter)
+            .await
+            .expect("the other controller's commit did not wake the watcher")
+            .unwrap()
+            .unwrap();
+        assert!(now > before + round, "woken at revision {now}");
+        assert_eq!(
+            b.show::<Vpc>(&OP, &format!("v{round}")).await.unwrap().name,
+            format!("v{round}")
+        );
+    }
+}

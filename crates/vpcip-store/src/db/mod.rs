@@ -41,11 +41,69 @@ pub use scope::Scope;
 pub struct Db {
     pool: Pool,
     pub backend: Backend,
-    /// Told after every commit that wrote (in this process; other
-    /// controllers' commits are seen by polling the revision).
+    /// Told after every commit that wrote: in this process directly, and,
+    /// on PostgreSQL, from every controller sharing the database (its
+    /// revision's trigger NOTIFYs `vpcip_revision`, which each controller
+    /// LISTENs to).
     changes: std::sync::Arc<tokio::sync::watch::Sender<()>>,
     /// Per-tenant limits, checked in the transaction that creates.
     pub quotas: vpcip_model::rules::Quotas,
+}
+
+/// The revision's trigger (made again at every start: the function and
+/// the trigger are replaced, not added).
+const NOTIFY_REVISION: &str = "
+CREATE OR REPLACE FUNCTION vpcip_notify_revision() RETURNS trigger AS $$
+BEGIN
+    PERFORM pg_notify('vpcip_revision', NEW.value::text);
+    RETURN NULL;
+END
+$$ LANGUAGE plpgsql;
+DROP TRIGGER IF EXISTS revision_notify ON revision;
+CREATE TRIGGER revision_notify AFTER UPDATE ON revision
+    FOR EACH ROW EXECUTE FUNCTION vpcip_notify_revision();
+";
+
+/// Wakes this process's waiters on every other controller's commit: a
+/// task LISTENing to `vpcip_revision` for as long as the process runs. A
+/// lost connection is made again (sqlx's listener does), and the waiters
+/// are woken then too, since notifications sent meanwhile are lost.
+async fn listen(
+    pool: sqlx::PgPool,
+    changes: std::sync::Arc<tokio::sync::watch::Sender<()>>,
+) -> Result<(), StoreError> {
+    let mut listener = sqlx::postgres::PgListener::connect_with(&pool)
+        .await
+        .map_err(crate::sql::pg_err)?;
+    listener
+        .listen("vpcip_revision")
+        .await
+        .map_err(crate::sql::pg_err)?;
+    tokio::spawn(async move {
+        let mut failing = false;
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(_)) => {
+                    failing = false;
+                    changes.send_replace(());
+                }
+                // The connection was lost and is made again on the next
+                // call: what was sent meanwhile is unknown.
+                Ok(None) => {
+                    changes.send_replace(());
+                }
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(error = %e, "listening to other controllers' commits failed; retrying");
+                        failing = true;
+                    }
+                    changes.send_replace(());
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
+        }
+    });
+    Ok(())
 }
 
 impl Db {
@@ -58,6 +116,9 @@ impl Db {
             quotas: Default::default(),
         };
         db.migrate().await?;
+        if let Pool::Pg(pool) = &db.pool {
+            listen(pool.clone(), db.changes.clone()).await?;
+        }
         Ok(db)
     }
 
@@ -83,6 +144,12 @@ impl Db {
                     &[Val::Int(i64::try_from(i).unwrap_or(i64::MAX))],
                 )
                 .await?;
+        }
+        if self.backend == Backend::Postgres {
+            // Every change of the revision tells every controller
+            // (LISTEN vpcip_revision), in the committing transaction: the
+            // notification leaves with the commit, and costs no round trip.
+            tx.sql.batch(NOTIFY_REVISION).await?;
         }
         tx.commit().await
     }

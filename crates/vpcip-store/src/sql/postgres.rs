@@ -90,7 +90,7 @@ fn broken_connection(e: &sqlx::Error) -> bool {
     }
 }
 
-pub(super) fn pg_err(e: sqlx::Error) -> StoreError {
+pub(crate) fn pg_err(e: sqlx::Error) -> StoreError {
     let kind = match &e {
         sqlx::Error::Database(d) if d.is_unique_violation() => DbErrorKind::Unique,
         sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("40001" | "40P01")) => {
