@@ -1952,3 +1952,57 @@ async fn the_facades_check_their_callers(s: Server) {
 }
 
 on_both!(the_facades_check_their_callers);
+
+/// A client given several controllers (comma-separated URLs) uses the one
+/// that answers and moves to the next when one cannot be reached, as the
+/// agents do when a controller dies; an API refusal is not a reason to
+/// move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_fails_over_between_controllers() {
+    let db = vpcip_store::testing::sqlite().await;
+    let serve = |store: vpcip_store::Store| async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(vpcip_api::serve(
+            listener,
+            App::new(store, Some(OPERATOR)),
+            async {
+                let _ = rx.await;
+            },
+        ));
+        (format!("http://{addr}"), tx, task)
+    };
+    let (a, stop_a, task_a) = serve(db.store.clone()).await;
+    let (b, _stop_b, _task_b) = serve(db.store.clone()).await;
+    // A port nothing listens on, first: the client goes on to a.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let c = Client::new(&format!("{dead},{a},{b}"), Some(OPERATOR));
+    let _: Zone = c
+        .post(paths::ZONES, &CreateZone { name: "z1".into() })
+        .await
+        .unwrap();
+    // A refusal is an answer: no other controller is asked.
+    let (status, code, _) = api_err(
+        c.post::<_, Zone>(paths::ZONES, &CreateZone { name: "z1".into() })
+            .await,
+    );
+    assert_eq!((status, code.as_str()), (409, "name_taken"));
+    // Controller a goes away: b answers, with what a wrote.
+    stop_a.send(()).unwrap();
+    task_a.await.unwrap().unwrap();
+    let zones: Vec<Zone> = c.list(None).await.unwrap();
+    assert_eq!(zones.len(), 1);
+    let _: Zone = c
+        .post(paths::ZONES, &CreateZone { name: "z2".into() })
+        .await
+        .unwrap();
+    assert_eq!(c.list::<Zone>(None).await.unwrap().len(), 2);
+    // None left: the error names the last one tried.
+    let gone = Client::new(&dead, Some(OPERATOR));
+    let e = gone.list::<Zone>(None).await.unwrap_err();
+    assert!(e.to_string().contains("cannot reach"), "{e}");
+}

@@ -75,13 +75,20 @@ impl ClientError {
 
 #[derive(Clone, Debug)]
 pub struct Client {
-    base: String,
+    /// The controllers, any of which serves the whole API (several share
+    /// one PostgreSQL): requests go to the one that last answered, and to
+    /// the next when it cannot be reached.
+    bases: std::sync::Arc<Vec<String>>,
+    current: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     token: Option<String>,
     http: reqwest::Client,
 }
 
 impl Client {
-    /// A client of the API at `base` (`http://` or `https://`). Over
+    /// A client of the API at `base` (`http://` or `https://`), or at
+    /// any of several controllers given comma-separated
+    /// (`http://c1:9696,http://c2:9696`): a request that cannot reach one
+    /// (the connection is refused or cannot be made) goes to the next. Over
     /// HTTPS it trusts the CA certificate (PEM) the file named by
     /// `VPCIP_CA_CERT` holds — the operator's, which signed the
     /// controller's certificate — and nothing else.
@@ -107,7 +114,13 @@ impl Client {
             }
         }
         Client {
-            base: base.trim_end_matches('/').to_string(),
+            bases: std::sync::Arc::new(
+                base.split(',')
+                    .map(|b| b.trim().trim_end_matches('/').to_string())
+                    .filter(|b| !b.is_empty())
+                    .collect(),
+            ),
+            current: Default::default(),
             token: token.map(str::to_string),
             http: builder.build().unwrap_or_default(),
         }
@@ -127,18 +140,32 @@ impl Client {
         path: &str,
         body: Option<&B>,
     ) -> Result<T, ClientError> {
-        let url = format!("{}{path}", self.base);
-        let mut req = self.http.request(method, &url);
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let resp = req.send().await.map_err(|cause| ClientError::Transport {
-            url: url.clone(),
-            cause,
-        })?;
+        use std::sync::atomic::Ordering;
+        let n = self.bases.len().max(1);
+        let first = self.current.load(Ordering::Relaxed);
+        let mut tried = 0;
+        let (url, resp) = loop {
+            let i = (first + tried) % n;
+            let base = self.bases.get(i).map_or("", String::as_str);
+            let url = format!("{base}{path}");
+            let mut req = self.http.request(method.clone(), &url);
+            if let Some(t) = &self.token {
+                req = req.bearer_auth(t);
+            }
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            match req.send().await {
+                Ok(resp) => {
+                    self.current.store(i, Ordering::Relaxed);
+                    break (url, resp);
+                }
+                // Never reached that controller: the request was not
+                // made, so another may take it.
+                Err(cause) if cause.is_connect() && tried + 1 < n => tried += 1,
+                Err(cause) => return Err(ClientError::Transport { url, cause }),
+            }
+        };
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(|cause| ClientError::Transport {
             url: url.clone(),

@@ -145,6 +145,14 @@ pub fn in_flags(message: &str) -> String {
 /// The API's URL: `http://` is assumed when no scheme is given
 /// (`127.0.0.1:9696`); a scheme other than http or https is refused.
 pub fn api_url(s: &str) -> Result<String, String> {
+    // Several controllers, comma-separated: each one checked.
+    if s.contains(',') {
+        return s
+            .split(',')
+            .map(api_url)
+            .collect::<Result<Vec<_>, _>>()
+            .map(|v| v.join(","));
+    }
     match s.split_once("://") {
         Some(("http" | "https", rest)) if !rest.is_empty() => Ok(s.to_string()),
         Some((scheme, _)) => Err(format!(
@@ -173,7 +181,9 @@ pub fn api_token(s: &str) -> Result<String, String> {
 
 #[derive(Args, Clone)]
 pub struct Global {
-    /// The controller's API.
+    /// The controller's API; several controllers sharing one PostgreSQL
+    /// comma-separated (`http://c1:9696,http://c2:9696`): a request that
+    /// cannot reach one goes to the next (agents fail over so).
     #[arg(
         long,
         global = true,
