@@ -1,7 +1,7 @@
 //! Bind to first packet: the time from an EIP bind request to the API until
 //! a new TCP connection from the outside client reaches the VM through it,
 //! in the lab's whole cloud (physical router, gateway node, two hosts, real
-//! `vpcip server` and agents as processes). p50 and p99 over N binds.
+//! `vpcip controller` and agents as processes). p50 and p99 over N binds.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -1,5 +1,5 @@
 //! Plugging and DHCP, as a guest's boot sees them, in the lab's whole cloud
-//! (real `vpcip server` and agents):
+//! (real `vpcip controller` and agents):
 //!
 //! - a hypervisor's tap made for a NIC (`ip tuntap add`, up) until the host
 //!   agent has it in the subnet's bridge at the overlay's MTU (its guards

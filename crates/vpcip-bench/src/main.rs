@@ -2,7 +2,7 @@
 //!
 //! - `api`: EIP allocate+bind operations per second through the HTTP API
 //!   (`POST /v1/eips` with a server target), 1, 8 and 32 concurrent clients,
-//!   against a real `vpcip server` process on SQLite and on PostgreSQL.
+//!   against a real `vpcip controller` process on SQLite and on PostgreSQL.
 //! - `ipam`: the cost of one EIP allocation from a /8 segment with 1,000,000
 //!   addresses taken (scattered: one free range per gap) against an empty /8,
 //!   measured side by side in one run, through the store, on both back ends;

@@ -1,4 +1,4 @@
-//! What the benchmarks share: a fresh database, the `vpcip server` under
+//! What the benchmarks share: a fresh database, the `vpcip controller` under
 //! test, the lab's whole cloud, and the common world made through the API.
 
 use std::process::{Child, Command, Stdio};
@@ -67,7 +67,7 @@ pub(crate) async fn bench_vm(
     Ok((server, nic))
 }
 
-/// The `vpcip server` process under test, ended by PID on drop.
+/// The `vpcip controller` process under test, ended by PID on drop.
 pub(crate) struct ServerProcess {
     child: Child,
     pub(crate) url: String,
@@ -82,7 +82,7 @@ impl ServerProcess {
         std::fs::write(&config, HIGH_QUOTAS)?;
         let child = Command::new(&exe)
             .args([
-                "server",
+                "controller",
                 "--listen",
                 &format!("127.0.0.1:{port}"),
                 "--db",
@@ -104,7 +104,7 @@ impl ServerProcess {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        bail!("vpcip server did not come up on {url}")
+        bail!("vpcip controller did not come up on {url}")
     }
 }
 
@@ -116,7 +116,7 @@ impl Drop for ServerProcess {
 }
 
 /// The lab's whole cloud as the benchmarks use it: the physical world with
-/// `segment` routed to the gateway, a real `vpcip server` and the three
+/// `segment` routed to the gateway, a real `vpcip controller` and the three
 /// agents as processes (resync 10 s), all registered.
 pub(crate) struct LabCloud {
     pub w: vpcip_lab::World,

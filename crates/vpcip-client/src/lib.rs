@@ -142,6 +142,10 @@ impl Client {
     ) -> Result<T, ClientError> {
         use std::sync::atomic::Ordering;
         let n = self.bases.len().max(1);
+        let idempotent = matches!(
+            method,
+            Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
+        );
         let first = self.current.load(Ordering::Relaxed);
         let mut tried = 0;
         let (url, resp) = loop {
@@ -160,9 +164,17 @@ impl Client {
                     self.current.store(i, Ordering::Relaxed);
                     break (url, resp);
                 }
-                // Never reached that controller: the request was not
-                // made, so another may take it.
-                Err(cause) if cause.is_connect() && tried + 1 < n => tried += 1,
+                // Never reached that controller (the request was not
+                // made), or a request that may be made twice (a read, a
+                // put, a delete) failed on the way: another controller
+                // may take it. (A POST that may have been made is not
+                // sent again.)
+                Err(cause)
+                    if tried + 1 < n
+                        && (cause.is_connect() || idempotent && !cause.is_decode()) =>
+                {
+                    tried += 1;
+                }
                 Err(cause) => return Err(ClientError::Transport { url, cause }),
             }
         };

@@ -205,7 +205,7 @@ pub fn state_dir(w: &World) -> PathBuf {
     std::env::temp_dir().join(format!("{}state", w.prefix))
 }
 
-/// Starts `vpcip server` on loopback `port` with a SQLite database in the
+/// Starts `vpcip controller` on loopback `port` with a SQLite database in the
 /// world's state directory; returns its URL once it answers.
 pub fn start_controller(w: &mut World, bin: &Path, port: u16, token: &str) -> String {
     start_controller_with(w, bin, port, token, "")
@@ -226,7 +226,7 @@ pub fn start_controller_with(
     std::fs::write(&config_file, config)
         .unwrap_or_else(|e| panic!("write {}: {e}", config_file.display()));
     let child = Command::new(bin)
-        .arg("server")
+        .arg("controller")
         .arg("--config")
         .arg(&config_file)
         .args(["--listen", &format!("127.0.0.1:{port}"), "--db"])

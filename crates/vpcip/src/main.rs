@@ -1,4 +1,4 @@
-//! The one vpcip binary: the controller (`vpcip server`) and the CLI client
+//! The one vpcip binary: the controller (`vpcip controller`) and the CLI client
 //! of its API (`vpcip <resource> <verb>`).
 
 mod allinone;
@@ -25,7 +25,7 @@ fn main() -> ExitCode {
     if let Some((command, flag)) = cli::misplaced_client_flag(&args) {
         eprintln!(
             "error: {flag} is an option of the API's clients; `vpcip {command}` does not take it{}",
-            if command == "server" || command == "allinone" {
+            if command == "controller" || command == "allinone" {
                 " (the operator's token is VPCIP_OPERATOR_TOKEN or operator_token in the config file)"
             } else {
                 ""
@@ -148,11 +148,11 @@ async fn serve(args: cli::ServerArgs, log_format: &cli::LogFormat) -> anyhow::Re
     ) {
         (Some(cert), Some(key)) => {
             let tls = vpcip_api::tls::server_config(&cert, &key)?;
-            tracing::info!(listen = %listener.local_addr()?, db = %redact(&db), cert = %cert.display(), "vpcip server up (TLS)");
+            tracing::info!(listen = %listener.local_addr()?, db = %redact(&db), cert = %cert.display(), "vpcip controller up (TLS)");
             vpcip_api::serve_tls(listener, app, shutdown, tls).await?;
         }
         (None, None) => {
-            tracing::info!(listen = %listener.local_addr()?, db = %redact(&db), "vpcip server up");
+            tracing::info!(listen = %listener.local_addr()?, db = %redact(&db), "vpcip controller up");
             vpcip_api::serve(listener, app, shutdown).await?;
         }
         _ => anyhow::bail!("TLS needs both a certificate and its key (tls_cert and tls_key)"),

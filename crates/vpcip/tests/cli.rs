@@ -1,4 +1,4 @@
-//! The CLI against a real `vpcip server` process: VPCIP_URL and VPCIP_TOKEN,
+//! The CLI against a real `vpcip controller` process: VPCIP_URL and VPCIP_TOKEN,
 //! tables for people, `-o json` for scripts, exit code 2 with the API's
 //! message when the API refuses, 1 when it cannot be reached.
 
@@ -346,6 +346,7 @@ fn cli_session() {
         .output()
         .unwrap());
     for c in [
+        "controller",
         "server",
         "agent",
         "lab",
@@ -357,7 +358,6 @@ fn cli_session() {
         "vpc",
         "subnet",
         "sg",
-        "vm",
         "nic",
         "vip",
         "eip",
@@ -516,7 +516,7 @@ fn completion_scripts_and_a_server_without_an_operator_token() {
     let dir = std::env::temp_dir().join(format!("vpcip-notoken-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_vpcip"))
-        .args(["server", "--listen", "127.0.0.1:0", "--db"])
+        .args(["controller", "--listen", "127.0.0.1:0", "--db"])
         .arg(format!("sqlite://{}/vpcip.db", dir.display()))
         .env_remove("VPCIP_OPERATOR_TOKEN")
         .env_remove("VPCIP_CONFIG")

@@ -1,6 +1,6 @@
 //! End to end in a whole small cloud: a physical router with the static
 //! route for the EIP segment, an outside client, a gateway node and two
-//! hosts as namespaces; a real `vpcip server` and real `vpcip agent`s
+//! hosts as namespaces; a real `vpcip controller` and real `vpcip agent`s
 //! (gateway, two hosts) as processes; VMs as namespaces plugged into the
 //! hosts. Everything the agents make (router namespaces, veths, VXLAN
 //! devices, bridges, addresses, routes, FDB entries, NAT maps) they make

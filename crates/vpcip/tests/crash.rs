@@ -1,6 +1,6 @@
 //! Crash safety: 32 clients of four tenants drive random EIP and VIP
 //! operations (allocate, bind, rebind, unbind, release; VIP create, bind,
-//! unbind, delete) against a real `vpcip server` process while it is
+//! unbind, delete) against a real `vpcip controller` process while it is
 //! killed with SIGKILL at random moments, 20 times, and started again on
 //! the same database. While it is down, the store's invariants are checked
 //! straight from the database (`vpcip_store::testing::invariants`: no
@@ -47,7 +47,11 @@ impl Controller {
             .open(&self.log)
             .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_vpcip"))
-            .args(["server", "--listen", &format!("127.0.0.1:{}", self.port)])
+            .args([
+                "controller",
+                "--listen",
+                &format!("127.0.0.1:{}", self.port),
+            ])
             .args(["--db", &self.db])
             .env("VPCIP_OPERATOR_TOKEN", OPERATOR)
             .stdout(Stdio::null())
@@ -61,7 +65,7 @@ impl Controller {
             }
             std::thread::sleep(Duration::from_millis(25));
         }
-        panic!("vpcip server did not come up");
+        panic!("vpcip controller did not come up");
     }
 
     fn kill(&mut self) {

@@ -1,6 +1,6 @@
 //! The OpenStack and AWS clients, unmodified from PyPI (`openstack`,
 //! openstacksdk and `aws`, pinned by scripts/openstack-clients), against a
-//! real `vpcip server`: Keystone tokens from vpcip tokens, Neutron floating
+//! real `vpcip controller`: Keystone tokens from vpcip tokens, Neutron floating
 //! IPs and EC2 addresses that are vpcip's EIPs (each step checked through
 //! vpcip's own API), and what a user must not get: a wrong password or
 //! signature, another tenant's floating IP or address, an address in use.

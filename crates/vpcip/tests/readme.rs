@@ -69,7 +69,7 @@ fn the_readme_tour_runs_as_written() {
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
     let lines = tour(&readme);
     assert!(
-        lines.len() > 40 && lines.iter().any(|l| l.starts_with("vpcip server")),
+        lines.len() > 40 && lines.iter().any(|l| l.starts_with("vpcip controller")),
         "the tour extracted is too short: {lines:#?}"
     );
     let tag = vpcip_store::testing::unique("vrm");

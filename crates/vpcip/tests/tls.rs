@@ -1,4 +1,4 @@
-//! The API over TLS: a `vpcip server` with an operator-supplied certificate
+//! The API over TLS: a `vpcip controller` with an operator-supplied certificate
 //! (made here with openssl: a CA and a server certificate for 127.0.0.1),
 //! the CLI trusting that CA through VPCIP_CA_CERT, and a host agent whose
 //! registration and desired-state stream go over TLS, with an agent's token
@@ -116,7 +116,12 @@ fn the_api_and_the_agents_stream_run_over_tls() {
         .unwrap()
         .port();
     let server = Command::new(env!("CARGO_BIN_EXE_vpcip"))
-        .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--db"])
+        .args([
+            "controller",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--db",
+        ])
         .arg(format!("sqlite://{}/vpcip.db", dir.display()))
         .arg("--tls-cert")
         .arg(dir.join("server.pem"))

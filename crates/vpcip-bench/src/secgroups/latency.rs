@@ -18,7 +18,7 @@ fn report(what: &str, mut samples: Vec<f64>) {
 }
 
 /// From the API's answer to the packet allowed or refused, in the lab's
-/// whole cloud (real `vpcip server` and agents): a rule for the outside
+/// whole cloud (real `vpcip controller` and agents): a rule for the outside
 /// client added to and removed from the group of a VM with an EIP; a VM
 /// of another host made a member of the group a rule names (remote group)
 /// and taken out again. `n` changes of each kind.

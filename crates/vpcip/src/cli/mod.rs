@@ -1,4 +1,4 @@
-//! The command line: `vpcip server`, and `vpcip <resource> <verb>` for every
+//! The command line: `vpcip controller`, and `vpcip <resource> <verb>` for every
 //! resource of the API.
 
 use std::net::Ipv4Addr;
@@ -29,10 +29,17 @@ const CLIENT_HEADING: &str = "API client options (for the commands that call the
 
 /// The commands that are not clients of the API: the API client's flags
 /// mean nothing to them.
-const NOT_CLIENTS: [&str; 6] = ["server", "allinone", "vrrp", "guest", "lab", "completion"];
+const NOT_CLIENTS: [&str; 6] = [
+    "controller",
+    "allinone",
+    "vrrp",
+    "guest",
+    "lab",
+    "completion",
+];
 
 /// An API client's flag given to a command that is not a client of the API
-/// (`vpcip server --token …`), as (command, flag): refused, not ignored.
+/// (`vpcip controller --token …`), as (command, flag): refused, not ignored.
 pub fn misplaced_client_flag(args: &[String]) -> Option<(String, String)> {
     let command = args
         .iter()
@@ -57,7 +64,7 @@ pub fn misplaced_client_flag(args: &[String]) -> Option<(String, String)> {
     ))
 }
 
-/// The help of a command that is not a client of the API (`vpcip server
+/// The help of a command that is not a client of the API (`vpcip controller
 /// --help`, `vpcip lab up -h`), without the API client's flags, which clap
 /// would show there as they are global; None for other command lines.
 pub fn help_without_client_flags(args: &[String]) -> Option<String> {
@@ -239,6 +246,7 @@ pub enum LogFormat {
 #[derive(Subcommand)]
 pub enum Command {
     /// Run the controller: REST API and store.
+    #[command(name = "controller")]
     Server(ServerArgs),
     /// Run a gateway or host agent: watch the controller, program the kernel.
     Agent(AgentArgs),

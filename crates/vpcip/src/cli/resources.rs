@@ -33,8 +33,8 @@ pub enum Resource {
     /// Security groups.
     #[command(subcommand, name = "sg")]
     SecurityGroup(SgCmd),
-    /// Servers (VMs, ECS instances).
-    #[command(subcommand, name = "vm", alias = "ecs")]
+    /// Servers (VMs, ECS instances); `vm` is the same command.
+    #[command(subcommand, name = "server", visible_alias = "vm", alias = "ecs")]
     Vm(VmCmd),
     /// NICs and secondary ENIs.
     #[command(subcommand, alias = "eni")]

@@ -26,14 +26,20 @@ fn client_options_given_to_a_command_that_is_not_a_client_are_named() {
         super::misplaced_client_flag(&args)
     };
     let pair = |c: &str, f: &str| Some((c.to_string(), f.to_string()));
-    assert_eq!(m("vpcip server --token x"), pair("server", "--token"));
-    assert_eq!(m("vpcip --url=http://a server"), pair("server", "--url"));
+    assert_eq!(
+        m("vpcip controller --token x"),
+        pair("controller", "--token")
+    );
+    assert_eq!(
+        m("vpcip --url=http://a controller"),
+        pair("controller", "--url")
+    );
     assert_eq!(m("vpcip lab up -o json"), pair("lab", "-o"));
     assert_eq!(m("vpcip allinone --field id"), pair("allinone", "--field"));
     // A client takes them; what follows `--` is another program's.
     assert_eq!(m("vpcip eip list -o json --token x"), None);
     assert_eq!(m("vpcip lab exec web-1 -- curl -o page http://x/"), None);
-    assert_eq!(m("vpcip server --listen 127.0.0.1:9696"), None);
+    assert_eq!(m("vpcip controller --listen 127.0.0.1:9696"), None);
 }
 
 #[test]
@@ -43,7 +49,7 @@ fn commands_that_are_not_clients_show_no_client_options() {
         super::help_without_client_flags(&args)
     };
     for line in [
-        "vpcip server --help",
+        "vpcip controller --help",
         "vpcip allinone -h",
         "vpcip lab up --help",
         "vpcip vrrp --help",
@@ -62,10 +68,14 @@ fn commands_that_are_not_clients_show_no_client_options() {
         }
     }
     // The server's own options are there.
-    assert!(help("vpcip server --help").unwrap().contains("--listen"));
+    assert!(
+        help("vpcip controller --help")
+            .unwrap()
+            .contains("--listen")
+    );
     // Clients keep clap's help, with the client options.
     assert_eq!(help("vpcip eip list --help"), None);
-    assert_eq!(help("vpcip server --listen 127.0.0.1:1"), None);
+    assert_eq!(help("vpcip controller --listen 127.0.0.1:1"), None);
     assert_eq!(help("vpcip lab exec web-1 -- ls --help"), None);
     let mut cmd = super::Cli::command();
     cmd.build();

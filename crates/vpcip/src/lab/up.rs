@@ -42,13 +42,13 @@ pub(super) async fn up(name: &str) -> anyhow::Result<()> {
     };
 
     step(&format!(
-        "controller: vpcip server on {url}, SQLite in {}",
+        "controller: vpcip controller on {url}, SQLite in {}",
         dir.display()
     ));
     let db = format!("sqlite://{}/vpcip.db", dir.display());
     let listen = format!("127.0.0.1:{port}");
     state.pids.push(spawn_detached(
-        &["server", "--listen", &listen, "--db", &db],
+        &["controller", "--listen", &listen, "--db", &db],
         &dir.join("server.log"),
         &[("VPCIP_OPERATOR_TOKEN", &operator_token)],
     )?);

@@ -125,7 +125,7 @@ fn qemu_netdev(port: &str, mac: &str, mtu: u16) -> String {
     )
 }
 
-/// `vpcip vm delete`: deletes the server and says what went with it (its
+/// `vpcip server delete`: deletes the server and says what went with it (its
 /// primary NIC and address, the EIP and VIPs unbound from it) and what
 /// stays (its ENIs, detached; the EIP, allocated).
 async fn vm_delete(ctx: &Ctx, key: &str) -> anyhow::Result<()> {

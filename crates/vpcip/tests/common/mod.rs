@@ -1,6 +1,6 @@
 //! The whole small cloud the end-to-end tests share: a physical router
 //! with the static route for the EIP segment, an outside client, a gateway
-//! node and two hosts as namespaces; a real `vpcip server` and real `vpcip
+//! node and two hosts as namespaces; a real `vpcip controller` and real `vpcip
 //! agent`s (gateway, two hosts) as processes; VMs as namespaces plugged into
 //! the hosts.
 

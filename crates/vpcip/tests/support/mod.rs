@@ -1,4 +1,4 @@
-//! A real `vpcip server` process for the tests that drive it from
+//! A real `vpcip controller` process for the tests that drive it from
 //! outside (the CLI's tests, the OpenStack clients' tests), with SQLite in
 //! a directory of its own, removed with it.
 
@@ -50,7 +50,12 @@ fn start_full(extra: &[&str], config: Option<&str>) -> Server {
     let log = std::fs::File::create(dir.join("server.log")).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vpcip"));
     cmd.args(extra)
-        .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--db"])
+        .args([
+            "controller",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--db",
+        ])
         .arg(format!("sqlite://{}/vpcip.db", dir.display()));
     if let Some(c) = config {
         let path = dir.join("vpcip.toml");
@@ -75,7 +80,7 @@ fn start_full(extra: &[&str], config: Option<&str>) -> Server {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("vpcip server did not start");
+    panic!("vpcip controller did not start");
 }
 
 pub fn cli(s: &Server, token: &str, args: &[&str]) -> Output {
