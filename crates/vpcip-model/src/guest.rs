@@ -103,7 +103,7 @@ pub fn vip_config(os: GuestOs, nic: &GuestNic<'_>, vip: Ipv4Addr, remove: bool) 
 }
 
 /// What to run (or write) in a guest to bring up one of its NICs, as the
-/// seeds' "configure a secondary ENI" asks, or take it down. A secondary
+/// vendor manuals' "configure a secondary ENI" asks, or take it down. A secondary
 /// NIC gets source-based routing: a table of its own (its subnet, and a
 /// default route through its subnet's router) and a rule sending
 /// everything from its subnet there, so replies leave through the NIC they

@@ -16,6 +16,12 @@ use clap::Parser;
 
 use cli::{Cli, Command};
 
+/// The exit code of a usage error (sysexits' EX_USAGE). The others: 0 done,
+/// 1 a failure (the API cannot be reached, an internal error), 2 refused by
+/// the API (a rule, bad input, not found), 3 `status` or `check-route`
+/// found something wrong.
+const USAGE: u8 = 64;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if let Some(help) = cli::help_without_client_flags(&args) {
@@ -31,9 +37,18 @@ fn main() -> ExitCode {
                 ""
             }
         );
-        return ExitCode::from(2);
+        return ExitCode::from(USAGE);
     }
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Help and version are answers (exit 0); anything else is a usage
+        // error, with an exit code of its own (64, sysexits' EX_USAGE):
+        // distinct from an API refusal (2) and a failure (1).
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { USAGE } else { 0 });
+        }
+    };
     let no_token = cli.global.token.is_none();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

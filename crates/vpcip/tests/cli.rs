@@ -56,8 +56,32 @@ fn the_url_may_omit_its_scheme_and_a_missing_token_is_named() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(o.status.code(), Some(64), "{err}");
     assert!(err.contains("which no token has"), "{err}");
+    // Usage errors have their own exit code (64), apart from refusals (2)
+    // and failures (1); help is an answer (0).
+    for args in [
+        &["zone", "frobnicate"][..],
+        &["controller", "--token", "x"],
+        &["eip", "create"],
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_vpcip"))
+            .args(args)
+            .env("VPCIP_URL", &s.url)
+            .output()
+            .unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(64),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_vpcip"))
+        .args(["eip", "--help"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
     // A server that is not there is said once, with its cause.
     let o = Command::new(env!("CARGO_BIN_EXE_vpcip"))
         .args(["--url", "http://127.0.0.1:1", "zone", "list"])

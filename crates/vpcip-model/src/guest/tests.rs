@@ -11,7 +11,7 @@ fn nic() -> GuestNic<'static> {
     }
 }
 
-/// The seeds' secondary ENI: eth1 in another subnet.
+/// The vendor manuals' secondary ENI: eth1 in another subnet.
 fn eni() -> GuestNic<'static> {
     GuestNic {
         ifname: "eth1",

@@ -295,7 +295,7 @@ pub struct UpdateEip {
     pub algs: Option<Vec<Alg>>,
 }
 
-/// The seeds' "EIP visible on the NIC" recipe in one call: allocate an EIP,
+/// The vendor manuals' "EIP visible on the NIC" recipe in one call: allocate an EIP,
 /// add its block as a secondary CIDR of the VPC, create a subnet in it, an
 /// ENI whose primary IP is the EIP, bind in visible mode, and attach the ENI
 /// to the server.

@@ -78,7 +78,7 @@ pub fn check_vip_bind(
     ))
 }
 
-/// The seeds' recommendations, after a bind: VIPs on the server, servers on
+/// The vendor manuals' recommendations, after a bind: VIPs on the server, servers on
 /// the VIP, and several NICs of one server in the VIP's subnet.
 pub fn vip_warnings(
     vip: &str,

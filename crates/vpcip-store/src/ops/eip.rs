@@ -252,7 +252,7 @@ impl Store {
         .await
     }
 
-    /// The seeds' "expose an EIP on a NIC" recipe, all steps in one
+    /// The vendor manuals' "expose an EIP on a NIC" recipe, all steps in one
     /// transaction: allocate the EIP; add its segment as a secondary CIDR
     /// block of the server's VPC (unless a block already holds it); make (or
     /// reuse) a subnet there in the server's zone; make an ENI whose primary
