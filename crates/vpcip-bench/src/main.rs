@@ -15,6 +15,7 @@
 
 mod api;
 mod bind;
+mod controllers;
 mod cps;
 mod dataplane;
 mod dhcp;
@@ -37,7 +38,7 @@ pub(crate) use world::{LabCloud, bench_vm, bench_world, lab_cloud, lab_cluster};
 
 #[derive(Parser)]
 struct Args {
-    /// What to run: api, openstack (the Neutron facade beside the API), ipam, dataplane, bind, cps, failover, gateways, shaping,
+    /// What to run: api, openstack (the Neutron facade beside the API), controllers (three on one PostgreSQL: a bind on one seen by an agent watching another), ipam, dataplane, bind, cps, failover, gateways, shaping,
     /// isolation, secgroups (secgroups-latency: its control-plane part
     /// only), dhcp (taps, DHCP, a QEMU guest's boot) or all.
     #[arg(default_value = "all")]
@@ -177,6 +178,9 @@ async fn main() -> anyhow::Result<()> {
             for b in &backends {
                 api_bench(b, &args, &dir).await?;
             }
+        }
+        if matches!(args.what.as_str(), "controllers" | "all") && backends.contains(&"postgres") {
+            controllers::controllers(args.binds, &dir).await?;
         }
         if matches!(args.what.as_str(), "openstack" | "all") {
             for b in &backends {
