@@ -12,8 +12,8 @@ use vpcip_client::Client;
 use vpcip_model::desired::{AgentRole, Desired, RegisterAgent};
 use vpcip_model::*;
 
-use crate::world::{ServerProcess, bench_world, fresh_url};
 use crate::secgroups::quantile;
+use crate::world::{ServerProcess, bench_world, fresh_url};
 use crate::{OPERATOR, fmt_runs};
 
 /// A gateway agent's long poll on `client`, from registration on: sends
