@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use vpcip_model::*;
 
-use crate::world::tenant_bench_server;
+use crate::world::{bench_servers, tenant_bench_server};
 use crate::{Args, fmt_runs, median};
 
 pub(crate) async fn api_bench(
@@ -15,20 +15,11 @@ pub(crate) async fn api_bench(
     // (The server lives until the end of the benchmark.)
     let (_server, tenant, _) = tenant_bench_server(backend, dir).await?;
     // One server per operation: each EIP needs its own target.
-    let mut servers = Vec::with_capacity(args.ops);
-    for i in 0..args.ops {
-        let s: vpcip_model::Server = tenant
-            .post(
-                paths::SERVERS,
-                &CreateServer {
-                    name: format!("vm-{i}"),
-                    subnet: "sw".into(),
-                    ..Default::default()
-                },
-            )
-            .await?;
-        servers.push(s.id);
-    }
+    let servers: Vec<String> = bench_servers(&tenant, args.ops)
+        .await?
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
     let mut out = vec![];
     for clients in [1usize, 8, 32] {
         let mut rates = vec![];

@@ -13,7 +13,7 @@ use vpcip_model::desired::{AgentRole, Desired, RegisterAgent};
 use vpcip_model::*;
 
 use crate::secgroups::quantile;
-use crate::world::{ServerProcess, bench_world, fresh_url};
+use crate::world::{ServerProcess, bench_servers, bench_world, fresh_url};
 use crate::{OPERATOR, fmt_runs};
 
 /// A gateway agent's long poll on `client`, from registration on: sends
@@ -82,17 +82,11 @@ pub(crate) async fn controllers(binds: usize, dir: &std::path::Path) -> anyhow::
             },
         )
         .await?;
-    let mut servers = Vec::with_capacity(2 * binds);
-    for i in 0..2 * binds {
-        let s: vpcip_model::Server = tenant
-            .create::<vpcip_model::Server, _, _>(&CreateServer {
-                name: format!("vm-{i}"),
-                subnet: "sw".into(),
-                ..Default::default()
-            })
-            .await?;
-        servers.push(s.id);
-    }
+    let servers: Vec<String> = bench_servers(&tenant, 2 * binds)
+        .await?
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
     let mut results = vec![];
     // The watcher on another controller, then on the binding one.
     for (label, watched) in [

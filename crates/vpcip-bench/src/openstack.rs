@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use vpcip_model::*;
 
-use crate::world::tenant_bench_server;
+use crate::world::{bench_servers, tenant_bench_server};
 use crate::{Args, fmt_runs, median};
 
 pub(crate) async fn openstack_bench(
@@ -17,17 +17,11 @@ pub(crate) async fn openstack_bench(
 ) -> anyhow::Result<()> {
     let (server, tenant, secret) = tenant_bench_server(backend, dir).await?;
     let segment: Subnet = tenant.show("seg").await?;
-    let mut nics = Vec::with_capacity(args.ops);
-    for i in 0..args.ops {
-        let s: vpcip_model::Server = tenant
-            .create::<vpcip_model::Server, _, _>(&CreateServer {
-                name: format!("vm-{i}"),
-                subnet: "sw".into(),
-                ..Default::default()
-            })
-            .await?;
-        nics.push(s.nic_ids[0].clone());
-    }
+    let nics: Vec<String> = bench_servers(&tenant, args.ops)
+        .await?
+        .into_iter()
+        .map(|s| s.nic_ids[0].clone())
+        .collect();
     let http = reqwest::Client::new();
     for clients in [1usize, 8] {
         let (mut native, mut neutron) = (vec![], vec![]);

@@ -270,3 +270,21 @@ pub(crate) async fn tenant_bench_server(
     let secret = tok.secret.context("token secret")?;
     Ok((server, op.with_token(&secret), secret))
 }
+
+/// `n` servers `vm-0`… in the bench world's subnet `sw`, through
+/// `tenant`: one EIP target each.
+pub(crate) async fn bench_servers(tenant: &Client, n: usize) -> anyhow::Result<Vec<Server>> {
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        out.push(
+            tenant
+                .create::<Server, _, _>(&CreateServer {
+                    name: format!("vm-{i}"),
+                    subnet: "sw".into(),
+                    ..Default::default()
+                })
+                .await?,
+        );
+    }
+    Ok(out)
+}

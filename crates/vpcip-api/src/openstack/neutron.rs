@@ -127,20 +127,6 @@ async fn list_networks(State(app): State<App>, headers: HeaderMap, uri: Uri) -> 
     Ok(one("networks", Value::Array(items)))
 }
 
-async fn show_network(
-    State(app): State<App>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Answer {
-    let c = caller(&app, &headers, "Network").await?;
-    let s: Subnet = app
-        .store
-        .show(&c.0, &id)
-        .await
-        .map_err(|e| OsError::neutron(api(e), "Network"))?;
-    Ok(one("network", network(&s)))
-}
-
 async fn list_subnets(State(app): State<App>, headers: HeaderMap, uri: Uri) -> Answer {
     let c = caller(&app, &headers, "Subnet").await?;
     let q = query_pairs(uri.query());
@@ -158,16 +144,6 @@ async fn list_subnets(State(app): State<App>, headers: HeaderMap, uri: Uri) -> A
         .map(subnet)
         .collect();
     Ok(one("subnets", Value::Array(items)))
-}
-
-async fn show_subnet(State(app): State<App>, headers: HeaderMap, Path(id): Path<String>) -> Answer {
-    let c = caller(&app, &headers, "Subnet").await?;
-    let s: Subnet = app
-        .store
-        .show(&c.0, &id)
-        .await
-        .map_err(|e| OsError::neutron(api(e), "Subnet"))?;
-    Ok(one("subnet", subnet(&s)))
 }
 
 // ---- ports (NICs) ----
@@ -206,14 +182,39 @@ async fn list_ports(State(app): State<App>, headers: HeaderMap, uri: Uri) -> Ans
     Ok(one("ports", Value::Array(items)))
 }
 
-async fn show_port(State(app): State<App>, headers: HeaderMap, Path(id): Path<String>) -> Answer {
-    let c = caller(&app, &headers, "Port").await?;
-    let n: Nic = app
+/// One item by ID or name, as `render` shows it; `kind` names it in a
+/// 404 (`NetworkNotFound`).
+async fn show_one<R: vpcip_store::Resource>(
+    app: &App,
+    headers: &HeaderMap,
+    id: &str,
+    kind: &str,
+    key: &str,
+    render: fn(&R) -> Value,
+) -> Answer {
+    let c = caller(app, headers, kind).await?;
+    let item: R = app
         .store
-        .show(&c.0, &id)
+        .show(&c.0, id)
         .await
-        .map_err(|e| OsError::neutron(api(e), "Port"))?;
-    Ok(one("port", port(&n)))
+        .map_err(|e| OsError::neutron(api(e), kind))?;
+    Ok(one(key, render(&item)))
+}
+
+async fn show_network(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Answer {
+    show_one::<Subnet>(&app, &headers, &id, "Network", "network", network).await
+}
+
+async fn show_subnet(State(app): State<App>, headers: HeaderMap, Path(id): Path<String>) -> Answer {
+    show_one::<Subnet>(&app, &headers, &id, "Subnet", "subnet", subnet).await
+}
+
+async fn show_port(State(app): State<App>, headers: HeaderMap, Path(id): Path<String>) -> Answer {
+    show_one::<Nic>(&app, &headers, &id, "Port", "port", port).await
 }
 
 // ---- floating IPs (EIPs) ----
