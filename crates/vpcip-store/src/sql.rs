@@ -185,6 +185,22 @@ impl Pool {
         }
     }
 
+    /// One read statement on its own (its own snapshot): on PostgreSQL one
+    /// round trip, where a read transaction takes three (BEGIN, the
+    /// statement, COMMIT).
+    pub async fn query_once(&self, sql: &str, args: &[Val]) -> Result<Vec<Row>, StoreError> {
+        match self {
+            Pool::Pg(p) => {
+                let rows = bind_pg(sqlx::query(sql), args)
+                    .fetch_all(p)
+                    .await
+                    .map_err(pg_err)?;
+                rows.iter().map(from_pg).collect()
+            }
+            Pool::Lite { .. } => self.begin_read().await?.query(sql, args).await,
+        }
+    }
+
     /// A read-only transaction: one consistent snapshot.
     pub async fn begin_read(&self) -> Result<SqlTx, StoreError> {
         match self {

@@ -177,6 +177,16 @@ impl Db {
         Ok(revision)
     }
 
+    /// One read statement on its own: one round trip on PostgreSQL (for
+    /// reads of one table, such as a token's lookup on every request).
+    pub(crate) async fn read_once(
+        &self,
+        sql: &str,
+        args: &[crate::sql::Val],
+    ) -> Result<Vec<crate::sql::Row>, StoreError> {
+        self.pool.query_once(sql, args).await
+    }
+
     /// A read-only transaction (one consistent snapshot).
     pub async fn begin_read(&self) -> Result<Tx, StoreError> {
         Ok(Tx {

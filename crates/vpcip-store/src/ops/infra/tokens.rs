@@ -128,14 +128,13 @@ impl Store {
     /// agent. An agent token made before agent tokens named their role is
     /// refused.
     pub async fn authenticate(&self, secret: &str) -> Result<Option<Scope>, StoreError> {
-        let mut tx = self.db.begin_read().await?;
-        let rows = tx
-            .rows(
+        let rows = self
+            .db
+            .read_once(
                 "SELECT tenant, agent, agent_role FROM api_tokens WHERE hash = $1",
                 &[token_hash(secret).into()],
             )
             .await?;
-        tx.commit().await?;
         let Some(r) = rows.first() else {
             return Ok(None);
         };
