@@ -154,3 +154,25 @@ pub async fn metrics_page(State(app): State<App>) -> Response {
     )
         .into_response()
 }
+
+/// Every item of kind `R` the scope sees, all pages (for the OpenStack and
+/// EC2 facades, whose lists are not paginated).
+pub(crate) async fn all<R: vpcip_store::Resource>(
+    app: &App,
+    scope: &vpcip_store::Scope,
+) -> Result<Vec<R>, ApiError> {
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = app
+            .store
+            .list::<R>(scope, None, token.as_deref(), Some(1000))
+            .await
+            .map_err(ApiError::from)?;
+        out.extend(page.items);
+        match page.next_page_token {
+            Some(t) => token = Some(t),
+            None => return Ok(out),
+        }
+    }
+}

@@ -176,7 +176,7 @@ pub(super) async fn release(app: &App, scope: &Scope, p: &Params) -> Result<Stri
 }
 
 pub(super) async fn describe(app: &App, scope: &Scope, p: &Params) -> Result<String, Ec2Error> {
-    let eips = crate::openstack::all::<Eip>(app, scope)
+    let eips = crate::handlers::all::<Eip>(app, scope)
         .await
         .map_err(|e| refusal(e, "InvalidAllocationID.NotFound"))?;
     let (ids, ips) = (p.list("AllocationId"), p.list("PublicIp"));

@@ -196,9 +196,7 @@ async fn authenticate(
         .iter()
         .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
         .collect();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = u64::try_from(vpcip_store::db::now()).unwrap_or(0);
     let signed = sigv4::Signed {
         method: method.as_str(),
         path: uri.path(),

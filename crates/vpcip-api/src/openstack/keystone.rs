@@ -162,9 +162,7 @@ async fn issue(
             format!("user {me} has no role on that project: its only project is {me}"),
         )));
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = u64::try_from(vpcip_store::db::now()).unwrap_or(0);
     let base = base_url(&app, &headers);
     let roles: &[&str] = if matches!(scope, Scope::Operator) {
         &["admin", "member", "reader"]

@@ -132,30 +132,11 @@ impl OsError {
     }
 }
 
+pub(crate) use crate::handlers::all;
+
 /// A store failure as the API would say it.
 pub(crate) fn api(e: StoreError) -> ApiError {
     ApiError::from(e)
-}
-
-/// Every item of kind `R` the scope sees, all pages.
-pub(crate) async fn all<R: vpcip_store::Resource>(
-    app: &App,
-    scope: &Scope,
-) -> Result<Vec<R>, ApiError> {
-    let mut out = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let page = app
-            .store
-            .list::<R>(scope, None, token.as_deref(), Some(1000))
-            .await
-            .map_err(api)?;
-        out.extend(page.items);
-        match page.next_page_token {
-            Some(t) => token = Some(t),
-            None => return Ok(out),
-        }
-    }
 }
 
 /// Unix seconds as RFC 3339 (`2026-12-01T10:00:00Z`).
@@ -165,42 +146,9 @@ pub(crate) fn rfc3339(unix: u64) -> String {
 }
 
 /// A query's filters, as the clients send them (`router%3Aexternal=True`,
-/// repeated `fields=`): each key's values.
+/// repeated `fields=`): each key's values, decoded as a form is.
 pub(crate) fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
-    query
-        .unwrap_or_default()
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' if i + 2 < b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("");
-                match u8::from_str_radix(hex, 16) {
-                    Ok(v) => {
-                        out.push(v);
-                        i += 3;
-                        continue;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    serde_urlencoded::from_str(query.unwrap_or_default()).unwrap_or_default()
 }
 
 /// A filter on a query: the items whose value under `key` is one of the

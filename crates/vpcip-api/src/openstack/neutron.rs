@@ -334,18 +334,9 @@ struct NewFip {
     description: Option<String>,
 }
 
-/// A field that is there, null or not (absent is None).
-fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    T::deserialize(d).map(Some)
-}
-
 #[derive(Deserialize)]
 struct FipChange {
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "vpcip_model::present")]
     port_id: Option<Option<String>>,
     #[serde(default)]
     fixed_ip_address: Option<std::net::Ipv4Addr>,

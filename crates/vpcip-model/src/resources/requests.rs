@@ -350,8 +350,9 @@ pub struct CreateToken {
     pub ec2: bool,
 }
 
-/// A field that is there, null or not (absent is None by `default`).
-fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+/// A field that is there, null or not (absent is None by `default`):
+/// `Option<Option<T>>` tells "set to null" from "not given".
+pub fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Deserialize<'de>,

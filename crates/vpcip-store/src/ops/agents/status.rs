@@ -6,6 +6,17 @@ use vpcip_model::*;
 use crate::db::{Resource, Scope, now};
 use crate::{Store, StoreError};
 
+/// The EIPs the gateways last reported programmed.
+const PROGRAMMED: &str = "SELECT DISTINCT ip FROM gateway_eips";
+
+fn programmed(
+    rows: &[crate::sql::Row],
+) -> Result<std::collections::BTreeSet<std::net::Ipv4Addr>, StoreError> {
+    rows.iter()
+        .map(|r| r.u32(0).map(std::net::Ipv4Addr::from))
+        .collect()
+}
+
 impl Store {
     /// The system at a glance: the revision, each agent's health and lag,
     /// and the EIPs whose data plane (as the gateways last reported it)
@@ -16,15 +27,11 @@ impl Store {
         let revision = tx.revision().await?;
         let eips: Vec<Eip> = tx.all().await?;
         let gateways: Vec<Gateway> = tx.all().await?;
-        let programmed_rows = tx.rows("SELECT DISTINCT ip FROM gateway_eips", &[]).await?;
+        let programmed = programmed(&tx.rows(PROGRAMMED, &[]).await?)?;
         let reported = tx
             .count("SELECT COUNT(*) FROM counter_reports", &[])
             .await?;
         tx.commit().await?;
-        let mut programmed = std::collections::BTreeSet::new();
-        for r in programmed_rows {
-            programmed.insert(std::net::Ipv4Addr::from(r.u32(0)?));
-        }
         let bound: std::collections::BTreeMap<std::net::Ipv4Addr, &Eip> = eips
             .iter()
             .filter(|e| e.private_ip().is_some())
@@ -84,20 +91,13 @@ impl Store {
             bgp,
         })
     }
-}
 
-impl Store {
     /// The EIPs some gateway last reported programmed (its NAT maps and
     /// steering hold them): what "ACTIVE" means to the OpenStack facade.
     pub async fn programmed_eips(
         &self,
     ) -> Result<std::collections::BTreeSet<std::net::Ipv4Addr>, StoreError> {
-        let mut tx = self.db.begin_read().await?;
-        let rows = tx.rows("SELECT DISTINCT ip FROM gateway_eips", &[]).await?;
-        tx.commit().await?;
-        rows.iter()
-            .map(|r| r.u32(0).map(std::net::Ipv4Addr::from))
-            .collect()
+        programmed(&self.db.read_once(PROGRAMMED, &[]).await?)
     }
 
     /// Of one EIP: whether some gateway reported it programmed, and when
@@ -129,14 +129,13 @@ impl Store {
     pub async fn created_times<R: Resource>(
         &self,
     ) -> Result<std::collections::HashMap<String, i64>, StoreError> {
-        let mut tx = self.db.begin_read().await?;
-        let rows = tx
-            .rows(
+        let rows = self
+            .db
+            .read_once(
                 "SELECT id, created_at FROM resources WHERE kind = $1",
                 &[R::KIND.key().into()],
             )
             .await?;
-        tx.commit().await?;
         rows.iter().map(|r| Ok((r.text(0)?, r.int(1)?))).collect()
     }
 }
