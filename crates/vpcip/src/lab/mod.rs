@@ -37,6 +37,17 @@ struct LabState {
     nodes: Vec<(String, String)>,
 }
 
+impl LabState {
+    /// The nodes' names, comma-separated (as `lab exec` takes them).
+    fn node_names(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 fn state_dir(name: &str) -> PathBuf {
     PathBuf::from("/run/vpcip-lab").join(name)
 }
@@ -130,15 +141,7 @@ fn print_hints(name: &str, url: &str, operator_token: &str, state: &LabState, ei
         println!("  (apt-get install nftables to read the routers' NAT tables with nft)");
     }
     println!("  {me} lab exec{lab} h1 -- bridge fdb show");
-    println!(
-        "  nodes: {}",
-        state
-            .nodes
-            .iter()
-            .map(|(n, _)| n.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    println!("  nodes: {}", state.node_names());
     println!("  {me} lab down{lab}");
 }
 
@@ -172,12 +175,7 @@ fn exec(name: &str, node: &str, command: &[String]) -> anyhow::Result<()> {
         .with_context(|| {
             format!(
                 "no node {node:?} in lab {name}; nodes: {}",
-                state
-                    .nodes
-                    .iter()
-                    .map(|(n, _)| n.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                state.node_names()
             )
         })?;
     if command.is_empty() {
