@@ -25,7 +25,9 @@ use std::time::Duration;
 use vpcip_model::paths;
 
 use vpcip_client::Client;
-use vpcip_model::desired::{Agent, AgentReport, AgentRole, Desired, RegisterAgent};
+use vpcip_model::desired::{
+    Agent, AgentReport, AgentRole, Desired, Entries, RegisterAgent, WatchBatch,
+};
 
 use bgp_task::{BgpStatus, run_bgp};
 use ports::{PortNames, dhcp_leases, watch_ports};
@@ -132,6 +134,8 @@ pub async fn run(client: Client, cfg: AgentConfig) -> ! {
             .remember_in(&cfg.state_dir);
     let mut host = host::HostReconciler::new(&cfg.node_netns, cfg.underlay_ip);
     let mut applied: Option<i64> = None;
+    let mut entries = Entries::default();
+    let mut have: Option<i64> = None;
     let mut pending = false;
     let mut last: Option<Desired> = None;
     loop {
@@ -142,15 +146,19 @@ pub async fn run(client: Client, cfg: AgentConfig) -> ! {
         } else {
             cfg.resync.as_secs().max(1)
         };
-        let path = match applied {
-            Some(r) => format!(
-                "{}?after={r}&wait={wait}",
-                paths::at(paths::AGENT_DESIRED, &[&agent.id])
-            ),
-            None => paths::at(paths::AGENT_DESIRED, &[&agent.id]),
+        // The watch: a snapshot first, then the entries that changed
+        // since the revision we have (resumed on any controller).
+        let watch = paths::at(paths::AGENT_WATCH, &[&agent.id]);
+        let path = match have {
+            Some(r) => format!("{watch}?revision={r}&wait={wait}"),
+            None => format!("{watch}?wait=0"),
         };
         let fetched = tokio::select! {
-            got = client.get::<Desired>(&path) => Some(got),
+            got = client.get::<WatchBatch>(&path) => Some(got.map(|batch| {
+                entries.apply(&batch);
+                have = Some(batch.revision);
+                entries.desired(batch.revision, batch.role)
+            })),
             () = ports_seen.notified(), if last.is_some() => None,
             // A gateway election changed who carries what.
             () = roles_changed.notified(), if last.is_some() => None,

@@ -72,6 +72,9 @@ impl From<StoreError> for ApiError {
                     "the store failed; retry",
                 )
             }
+            StoreError::Unavailable(why) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", why)
+            }
             StoreError::Corrupt(_) | StoreError::Config(_) => {
                 crate::metrics::count_store_error(&e);
                 ApiError::new(

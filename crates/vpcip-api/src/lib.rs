@@ -137,6 +137,7 @@ operations!(
     eip_counters,
     vip_holder,
     watch_desired,
+    watch_changes,
     system_status,
 );
 

@@ -42,7 +42,7 @@ pub(crate) static STORE_INTERNAL: AtomicU64 = AtomicU64::new(0);
 pub(crate) fn count_store_error(e: &vpcip_store::StoreError) {
     use vpcip_store::StoreError;
     match e {
-        StoreError::Rule(_) => {}
+        StoreError::Rule(_) | StoreError::Unavailable(_) => {}
         StoreError::Retry | StoreError::Db(_) => {
             STORE_UNAVAILABLE.fetch_add(1, Ordering::Relaxed);
             tracing::error!(error = ?e, "store error");

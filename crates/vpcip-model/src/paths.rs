@@ -55,6 +55,7 @@ pub const AGENTS: &str = "/v1/agents";
 pub const AGENT_REPORT: &str = "/v1/agents/{id}/report";
 pub const AGENT_COUNTERS: &str = "/v1/agents/{id}/counters";
 pub const AGENT_DESIRED: &str = "/v1/agents/{id}/desired";
+pub const AGENT_WATCH: &str = "/v1/agents/{id}/watch";
 
 /// A paginated collection of the API and the type of its items.
 pub trait Collection {

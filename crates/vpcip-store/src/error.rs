@@ -16,6 +16,9 @@ pub enum StoreError {
     /// A concurrent transaction won a race; the operation runs again.
     #[error("transaction lost a race")]
     Retry,
+    /// Not ready yet (the watch catching up after a start): retry.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,6 +8,7 @@ mod ops;
 pub mod sql;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod watch;
 pub use ops::token_hash;
 
 use std::future::Future;
@@ -32,6 +33,8 @@ pub struct Store {
     pub(crate) max_sg_rules: usize,
     /// What guests learn by DHCP unless their subnet says (`[dhcp]`).
     dhcp: vpcip_model::desired::DhcpDefaults,
+    /// The agents' watch, started on first use ([`Store::watch`]).
+    watch: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<watch::Watch>>>,
 }
 
 impl Store {
@@ -73,6 +76,7 @@ impl Store {
             infra_allow: Vec::new(),
             max_sg_rules: vpcip_model::rules::DEFAULT_MAX_SG_RULES,
             dhcp: vpcip_model::desired::DhcpDefaults::default(),
+            watch: Default::default(),
         };
         store.ensure_default_vpc().await?;
         Ok(store)

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
+use vpcip_model::desired;
 use vpcip_model::rules::{MAX_NICS_PER_VIP, MAX_VIPS_PER_NIC};
 use vpcip_model::*;
 use vpcip_store::{Scope, Store, StoreError};
@@ -360,6 +361,251 @@ proptest! {
                 }
                 check(s).await;
             }
+        });
+    }
+}
+
+/// What the watch adds to the operations: servers placed on and removed
+/// from hosts, NICs moved between groups, rules naming a remote group.
+#[derive(Debug, Clone)]
+enum WatchOp {
+    Base(Op),
+    Groups(usize, bool),
+    Rule(u16),
+    Server,
+    DeleteServer(usize),
+}
+
+fn watch_op() -> impl Strategy<Value = WatchOp> {
+    prop_oneof![
+        8 => op().prop_map(WatchOp::Base),
+        2 => (0usize..64, any::<bool>()).prop_map(|(n, web)| WatchOp::Groups(n, web)),
+        1 => (1u16..1000).prop_map(WatchOp::Rule),
+        1 => Just(WatchOp::Server),
+        1 => (0usize..64).prop_map(WatchOp::DeleteServer),
+    ]
+}
+
+/// Agents (a gateway, two hosts) before the world, so servers are placed.
+async fn agents(s: &Store) -> Vec<String> {
+    let op = Scope::Operator;
+    s.create_host_network(
+        &op,
+        &CreateHostNetwork {
+            name: "underlay".into(),
+            cidr: "192.168.201.0/24".parse().unwrap(),
+        },
+    )
+    .await
+    .unwrap();
+    let mut ids = Vec::new();
+    for (name, role, ip) in [
+        ("gw1", desired::AgentRole::Gateway, "192.168.201.21"),
+        ("h1", desired::AgentRole::Host, "192.168.201.11"),
+        ("h2", desired::AgentRole::Host, "192.168.201.12"),
+    ] {
+        let a = s
+            .register_agent(
+                &op,
+                &desired::RegisterAgent {
+                    name: name.into(),
+                    role,
+                    underlay_ip: ip.parse().unwrap(),
+                },
+            )
+            .await
+            .unwrap();
+        ids.push(a.id);
+    }
+    ids
+}
+
+/// A group "web" whose rule lets the default group's members in.
+async fn web_group(s: &Store) -> String {
+    let t = Scope::Tenant("t".into());
+    let default = s
+        .list::<SecurityGroup>(&t, None, None, Some(1000))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .next()
+        .unwrap();
+    s.create_security_group(
+        &t,
+        &CreateSecurityGroup {
+            name: "web".into(),
+            vpc: "v".into(),
+            kind: SgKind::Advanced,
+            rules: vec![format!("ingress:all:{}", default.id).parse().unwrap()],
+            managed: false,
+            client_token: None,
+        },
+    )
+    .await
+    .unwrap()
+    .id
+}
+
+async fn apply_watch(s: &Store, w: &World, web: &str, op: &WatchOp) -> Result<(), StoreError> {
+    let t = Scope::Tenant("t".into());
+    match op {
+        WatchOp::Base(op) => apply(s, w, op).await,
+        WatchOp::Groups(n, to_web) => {
+            let default = s
+                .list::<SecurityGroup>(&t, None, None, Some(1000))
+                .await?
+                .items
+                .into_iter()
+                .find(|g| g.id != web)
+                .unwrap();
+            let groups = if *to_web {
+                vec![web.to_string(), default.id]
+            } else {
+                vec![default.id]
+            };
+            s.update_nic(
+                &t,
+                &pick(&w.nics, *n).unwrap(),
+                &UpdateNic {
+                    security_groups: Some(groups),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map(drop)
+        }
+        WatchOp::Rule(port) => s
+            .add_sg_rules(
+                &t,
+                web,
+                &[format!("ingress:tcp:{port}:10.0.0.0/8").parse().unwrap()],
+            )
+            .await
+            .map(drop),
+        WatchOp::Server => s
+            .create_server(
+                &t,
+                &CreateServer {
+                    name: format!("extra{}", rand_suffix()),
+                    subnet: "sw".into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map(drop),
+        WatchOp::DeleteServer(i) => {
+            let servers = s.list::<Server>(&t, None, None, Some(1000)).await?.items;
+            match pick(&servers, *i) {
+                Some(sv) if sv.name.starts_with("extra") => s.delete_server(&t, &sv.id).await,
+                _ => Ok(()),
+            }
+        }
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// One agent's watchers: one follows every batch, one resumes every few
+/// operations (several revisions at once), one asks for a snapshot.
+#[derive(Default)]
+struct Watchers {
+    each: (desired::Entries, Option<i64>),
+    sometimes: (desired::Entries, Option<i64>),
+}
+
+async fn follow(s: &Store, agent: &str, w: &mut (desired::Entries, Option<i64>)) {
+    let watch = s
+        .watch_current(std::time::Duration::from_secs(20))
+        .await
+        .unwrap();
+    let batch = watch
+        .next(agent, w.1, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    w.0.apply(&batch);
+    w.1 = Some(batch.revision);
+}
+
+/// Random operations; after each, every agent's state from the watch
+/// (followed batch by batch, resumed now and then, and a fresh snapshot)
+/// equals the one computed from the store.
+async fn watch_matches_snapshots(s: &Store, ops: &[WatchOp]) {
+    let ids = agents(s).await;
+    let w = world(s).await;
+    let web = web_group(s).await;
+    // One bound EIP to start from: NAT entries from the first operation.
+    apply(s, &w, &Op::CreateEip).await.unwrap();
+    apply(s, &w, &Op::BindEipNic(0, 0, false)).await.unwrap();
+    let mut watchers: BTreeMap<String, Watchers> = BTreeMap::new();
+    let mut seen = BTreeSet::new();
+    for (i, op) in ops.iter().enumerate() {
+        match apply_watch(s, &w, &web, op).await {
+            Ok(()) | Err(StoreError::Rule(_)) => {}
+            Err(e) => panic!("{op:?}: not a rule refusal: {e:?}"),
+        }
+        for id in &ids {
+            let fresh = desired::Entries::of(&s.desired(&Scope::Operator, id).await.unwrap());
+            seen.extend(
+                fresh
+                    .map
+                    .keys()
+                    .map(|k| k.split('/').next().unwrap_or("").to_string()),
+            );
+            let ws = watchers.entry(id.clone()).or_default();
+            follow(s, id, &mut ws.each).await;
+            assert_eq!(
+                ws.each.0, fresh,
+                "after {op:?} (#{i}): agent {id} followed batch by batch"
+            );
+            if i % 5 == 4 {
+                follow(s, id, &mut ws.sometimes).await;
+                assert_eq!(
+                    ws.sometimes.0, fresh,
+                    "after {op:?} (#{i}): agent {id} resumed"
+                );
+            }
+            let mut snapshot = (desired::Entries::default(), None);
+            follow(s, id, &mut snapshot).await;
+            assert_eq!(
+                snapshot.0, fresh,
+                "after {op:?} (#{i}): agent {id}'s snapshot"
+            );
+        }
+    }
+    // Every kind of entry took part.
+    for kind in ["gateway", "router", "nat", "domain", "port", "group"] {
+        assert!(seen.contains(kind), "no {kind} entry in {seen:?}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_watch_always_equals_a_fresh_snapshot(ops in proptest::collection::vec(watch_op(), 20..80)) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let db = vpcip_store::testing::sqlite().await;
+            watch_matches_snapshots(&db.store, &ops).await;
+        });
+    }
+}
+
+#[cfg(feature = "pg-tests")]
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_watch_always_equals_a_fresh_snapshot_on_postgresql(ops in proptest::collection::vec(watch_op(), 20..60)) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let db = vpcip_store::testing::postgres().await;
+            watch_matches_snapshots(&db.store, &ops).await;
         });
     }
 }

@@ -146,6 +146,47 @@ pub async fn watch_desired(
     Ok(ok(app.store.desired(&scope, &id).await?))
 }
 
+/// What the watch resumes from.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ChangesParams {
+    /// The revision of the last batch the agent applied; absent (or too
+    /// old for the controller's history) for a snapshot.
+    pub revision: Option<i64>,
+    /// Seconds to wait for a change (0 to 60, default 30); an empty batch
+    /// at the current revision when the wait ends.
+    pub wait: Option<u64>,
+}
+
+/// The agent's desired state as keyed entries: a snapshot (`reset`) when
+/// `revision` is absent or older than the controller keeps, then only the
+/// entries that changed since `revision`, as soon as one of them does
+/// (long poll). Writes that do not concern this agent do not wake it. Any
+/// controller on the same database resumes any agent's revision.
+///
+/// An agent token reads its own agent's only (403 `agent_identity`).
+#[utoipa::path(get, path = paths::AGENT_WATCH, tag = "agents",
+    params(("id" = String, Path, description = "ID or name"), ChangesParams),
+    responses((status = 200, body = vpcip_model::desired::WatchBatch), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "a tenant's token, or an agent token for another agent (`agent_identity`)"),
+        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody, description = "the controller is still loading (`not_ready`)")),
+    security(("bearer" = [])))]
+pub async fn watch_changes(
+    State(app): State<App>,
+    Caller(scope): Caller,
+    Path(id): Path<String>,
+    query: Result<axum::extract::Query<ChangesParams>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Response> {
+    let q = query
+        .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?
+        .0;
+    let wait = std::time::Duration::from_secs(q.wait.unwrap_or(30).min(60));
+    Ok(ok(app
+        .store
+        .watch_agent(&scope, &id, q.revision, wait)
+        .await?))
+}
+
 /// Watch parameters whose rejections are API errors.
 pub struct WatchQuery(pub WatchParams);
 

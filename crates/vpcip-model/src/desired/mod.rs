@@ -5,7 +5,8 @@
 //! - [`status`]: agents, their reports, and the system at a glance;
 //! - [`gateway`]: a gateway's routers, NAT, shaping and its cluster;
 //! - [`host`]: a host's ports, L2 domains and DHCP leases;
-//! - [`world`]: what each agent gets, computed from the resources.
+//! - [`world`]: what each agent gets, computed from the resources;
+//! - [`entries`]: the same as keyed entries, and the watch's changes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -17,11 +18,13 @@ use utoipa::ToSchema;
 use crate::filter;
 use crate::resources::*;
 
+mod entries;
 mod gateway;
 mod host;
 mod status;
 mod world;
 
+pub use entries::*;
 pub use gateway::*;
 pub use host::*;
 pub use status::*;

@@ -132,7 +132,7 @@ impl World<'_> {
         let vteps = self.vteps();
         let slots = gateway_slots(self.gateways);
         let cluster = self.cluster(agent, &slots);
-        let routers = self
+        let mut routers: Vec<VpcRouter> = self
             .vpcs
             .iter()
             .filter(|v| !v.is_default)
@@ -216,6 +216,11 @@ impl World<'_> {
                 }
             })
             .collect();
+        routers.sort_by(|a, b| a.vpc_id.cmp(&b.vpc_id));
+        for r in &mut routers {
+            r.subnets
+                .sort_by(|a, b| a.l2.subnet_id.cmp(&b.l2.subnet_id));
+        }
         let mut eip_segments: Vec<Ipv4Net> = self
             .subnets
             .iter()

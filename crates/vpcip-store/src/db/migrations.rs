@@ -141,4 +141,16 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // A token that is also an EC2 credential: its secret access key
     // (SigV4 needs it to check a signature; the bearer secret stays hashed).
     "ALTER TABLE api_tokens ADD COLUMN ec2_secret TEXT",
+    // The change log the watch follows: each committed write's resources
+    // (their document, NULL once deleted) under the revision it made. Row
+    // 2 of `revision` is the log's floor: changes up to it are pruned, so
+    // a reader behind it loads the whole world again.
+    "CREATE TABLE changes (
+        rev BIGINT NOT NULL,
+        id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        doc TEXT,
+        PRIMARY KEY (rev, id)
+    )",
+    "INSERT INTO revision (id, value) SELECT 2, value FROM revision WHERE id = 1",
 ];

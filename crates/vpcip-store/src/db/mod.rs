@@ -159,6 +159,7 @@ impl Db {
             sql: self.pool.begin().await?,
             backend: self.backend,
             dirty: false,
+            log: Vec::new(),
             changes: Some(self.changes.clone()),
             quotas: self.quotas,
         })
@@ -193,6 +194,7 @@ impl Db {
             sql: self.pool.begin_read().await?,
             backend: self.backend,
             dirty: false,
+            log: Vec::new(),
             changes: None,
             quotas: self.quotas,
         })
@@ -211,6 +213,9 @@ pub struct Tx {
     /// Whether this transaction wrote anything (then commit bumps the
     /// revision).
     pub(super) dirty: bool,
+    /// The resources this transaction wrote (ID, kind, document or None
+    /// when deleted), for the change log.
+    pub(super) log: Vec<(String, &'static str, Option<String>)>,
     pub(super) changes: Option<std::sync::Arc<tokio::sync::watch::Sender<()>>>,
     pub(super) quotas: vpcip_model::rules::Quotas,
 }

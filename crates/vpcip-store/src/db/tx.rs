@@ -51,14 +51,53 @@ impl Tx {
     pub async fn commit(mut self) -> Result<(), StoreError> {
         let wrote = self.dirty;
         if wrote {
-            self.sql
-                .execute("UPDATE revision SET value = value + 1 WHERE id = 1", &[])
-                .await?;
+            self.bump_and_log().await?;
         }
         let changes = self.changes.take();
         self.sql.commit().await?;
         if let (true, Some(c)) = (wrote, changes) {
             c.send_replace(());
+        }
+        Ok(())
+    }
+
+    /// Bumps the revision and logs this transaction's resources under it
+    /// (the last write of each): one statement on PostgreSQL.
+    async fn bump_and_log(&mut self) -> Result<(), StoreError> {
+        let mut seen = std::collections::BTreeSet::new();
+        let log: Vec<serde_json::Value> = std::mem::take(&mut self.log)
+            .into_iter()
+            .rev()
+            .filter(|(id, _, _)| seen.insert(id.clone()))
+            .map(|(id, kind, doc)| serde_json::json!({"id": id, "kind": kind, "doc": doc}))
+            .collect();
+        let log = serde_json::Value::Array(log).to_string();
+        match self.backend {
+            Backend::Postgres => {
+                self.sql
+                    .execute(
+                        "WITH r AS (UPDATE revision SET value = value + 1 WHERE id = 1 RETURNING value)
+                         INSERT INTO changes (rev, id, kind, doc)
+                         SELECT r.value, x.id, x.kind, x.doc
+                         FROM r, json_to_recordset($1::json) AS x(id text, kind text, doc text)",
+                        &[log.into()],
+                    )
+                    .await?;
+            }
+            Backend::Sqlite => {
+                self.sql
+                    .execute("UPDATE revision SET value = value + 1 WHERE id = 1", &[])
+                    .await?;
+                self.sql
+                    .execute(
+                        "INSERT INTO changes (rev, id, kind, doc)
+                         SELECT (SELECT value FROM revision WHERE id = 1),
+                                j.value ->> 'id', j.value ->> 'kind', j.value ->> 'doc'
+                         FROM json_each($1) AS j",
+                        &[log.into()],
+                    )
+                    .await?;
+            }
         }
         Ok(())
     }
@@ -107,6 +146,7 @@ impl Tx {
 
     pub async fn insert<R: Resource>(&mut self, r: &R) -> Result<(), StoreError> {
         let doc = serde_json::to_string(r).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let logged = doc.clone();
         let res = self
             .write(
                 "INSERT INTO resources (id, kind, tenant, name, parent, attached, doc, created_at)
@@ -130,12 +170,18 @@ impl Tx {
             }
             .into()),
             Err(e) => Err(e),
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.log
+                    .push((r.id().to_string(), R::KIND.key(), Some(logged)));
+                Ok(())
+            }
         }
     }
 
     pub async fn update<R: Resource>(&mut self, r: &R) -> Result<(), StoreError> {
         let doc = serde_json::to_string(r).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.log
+            .push((r.id().to_string(), R::KIND.key(), Some(doc.clone())));
         self.write(
             "UPDATE resources SET doc = $1, attached = $2 WHERE id = $3 AND kind = $4",
             &[
@@ -150,6 +196,7 @@ impl Tx {
     }
 
     pub async fn delete<R: Resource>(&mut self, r: &R) -> Result<(), StoreError> {
+        self.log.push((r.id().to_string(), R::KIND.key(), None));
         self.write(
             "DELETE FROM resources WHERE id = $1 AND kind = $2",
             &[r.id().into(), R::KIND.key().into()],

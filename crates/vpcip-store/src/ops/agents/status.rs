@@ -79,7 +79,14 @@ impl Store {
             agents: agents
                 .into_iter()
                 .map(|a| desired::AgentStatus {
-                    lag: (revision - a.applied_revision).max(0),
+                    // Behind the last change of its own state (once the
+                    // watch runs), not behind writes that concern others.
+                    lag: (self
+                        .watch_running()
+                        .and_then(|w| w.latest(&a.id))
+                        .unwrap_or(revision)
+                        - a.applied_revision)
+                        .max(0),
                     healthy: a.healthy(now),
                     agent: a,
                 })
