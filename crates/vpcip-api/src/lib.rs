@@ -215,6 +215,9 @@ pub async fn serve_tls(
     config: std::sync::Arc<tokio_rustls::rustls::ServerConfig>,
 ) -> std::io::Result<()> {
     let app = App { tls: true, ..app };
+    // The watch follows the change log from the start: agents failing
+    // over from another controller resume their revision here.
+    app.store.watch();
     axum::serve(tls::TlsListener::new(listener, config)?, router(app))
         .with_graceful_shutdown(shutdown)
         .await
@@ -226,6 +229,7 @@ pub async fn serve(
     app: App,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    app.store.watch();
     axum::serve(listener, router(app))
         .with_graceful_shutdown(shutdown)
         .await

@@ -1953,6 +1953,28 @@ async fn the_facades_check_their_callers(s: Server) {
 
 on_both!(the_facades_check_their_callers);
 
+/// A controller serving `store` on loopback: its URL, what stops it, and
+/// its task.
+async fn controller(
+    store: vpcip_store::Store,
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(vpcip_api::serve(
+        listener,
+        App::new(store, Some(OPERATOR)),
+        async {
+            let _ = rx.await;
+        },
+    ));
+    (format!("http://{addr}"), tx, task)
+}
+
 /// A client given several controllers (comma-separated URLs) uses the one
 /// that answers and moves to the next when one cannot be reached, as the
 /// agents do when a controller dies; an API refusal is not a reason to
@@ -1960,21 +1982,8 @@ on_both!(the_facades_check_their_callers);
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_client_fails_over_between_controllers() {
     let db = vpcip_store::testing::sqlite().await;
-    let serve = |store: vpcip_store::Store| async move {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(vpcip_api::serve(
-            listener,
-            App::new(store, Some(OPERATOR)),
-            async {
-                let _ = rx.await;
-            },
-        ));
-        (format!("http://{addr}"), tx, task)
-    };
-    let (a, stop_a, task_a) = serve(db.store.clone()).await;
-    let (b, _stop_b, _task_b) = serve(db.store.clone()).await;
+    let (a, stop_a, task_a) = controller(db.store.clone()).await;
+    let (b, _stop_b, _task_b) = controller(db.store.clone()).await;
     // A port nothing listens on, first: the client goes on to a.
     let dead = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -2005,4 +2014,237 @@ async fn a_client_fails_over_between_controllers() {
     let gone = Client::new(&dead, Some(OPERATOR));
     let e = gone.list::<Zone>(None).await.unwrap_err();
     assert!(e.to_string().contains("cannot reach"), "{e}");
+}
+
+/// Issue 15: the watch sends a snapshot, then only the entries that
+/// changed, only to the agents a change concerns, resumable from a
+/// revision; what it adds up to is the desired state `/desired` computes.
+async fn the_watch_sends_changes_to_the_agents_concerned_only(s: Server) {
+    use vpcip_model::desired::{Agent, AgentRole, Desired, Entries, RegisterAgent, WatchBatch};
+    let t = seeds_world(&s, "acme").await;
+    let op = s.operator();
+    let mut agents = Vec::new();
+    for (name, role, ip) in [
+        ("allinone", AgentRole::Gateway, "192.168.201.20"),
+        ("h1", AgentRole::Host, "192.168.201.11"),
+        ("h2", AgentRole::Host, "192.168.201.12"),
+    ] {
+        let a: Agent = op
+            .post(
+                paths::AGENTS,
+                &RegisterAgent {
+                    name: name.into(),
+                    role,
+                    underlay_ip: ip.parse().unwrap(),
+                },
+            )
+            .await
+            .unwrap();
+        agents.push(a);
+    }
+    let vm: Server_ = t
+        .post(
+            paths::SERVERS,
+            &CreateServer {
+                name: "vm-1".into(),
+                subnet: "sw1".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let watch = |id: &str, since: Option<i64>, wait: u64| {
+        let base = paths::at(paths::AGENT_WATCH, &[id]);
+        match since {
+            Some(r) => format!("{base}?revision={r}&wait={wait}"),
+            None => format!("{base}?wait={wait}"),
+        }
+    };
+    // Snapshots first.
+    let mut have: Vec<(Entries, i64)> = Vec::new();
+    for a in &agents {
+        let b: WatchBatch = op.get(&watch(&a.id, None, 0)).await.unwrap();
+        assert!(b.reset, "the first answer is a snapshot");
+        assert_eq!(b.role, a.role);
+        let mut e = Entries::default();
+        e.apply(&b);
+        let fresh: Desired = op
+            .get(&paths::at(paths::AGENT_DESIRED, &[&a.id]))
+            .await
+            .unwrap();
+        assert_eq!(e, Entries::of(&fresh), "{}'s snapshot", a.name);
+        have.push((e, b.revision));
+    }
+    let host = vm.host.clone().unwrap();
+    assert!(
+        have[1..]
+            .iter()
+            .zip(&agents[1..])
+            .any(|((e, _), a)| a.name == host && e.map.keys().any(|k| k.starts_with("port/"))),
+        "vm-1's host has its port"
+    );
+
+    // A write that concerns no agent (an unbound EIP) wakes none: each
+    // long poll ends at its deadline with nothing.
+    let eip = t
+        .create_eip(&CreateEip {
+            bandwidth_mbps: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for (a, (_, r)) in agents.iter().zip(&have) {
+        let b: WatchBatch = op.get(&watch(&a.id, Some(*r), 1)).await.unwrap();
+        assert!(!b.reset && b.changes.is_empty(), "{}: {b:?}", a.name);
+    }
+
+    // Binding it: the gateway gets its NAT entry, and only that; the hosts
+    // get nothing.
+    let gw = &agents[0];
+    let poll = {
+        let op = op.clone();
+        let path = watch(&gw.id, Some(have[0].1), 30);
+        tokio::spawn(async move { op.get::<WatchBatch>(&path).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !poll.is_finished(),
+        "the gateway's watch waits for a change"
+    );
+    let bound = t
+        .bind_eip(
+            &eip.id,
+            &BindEip {
+                target: EipTarget::Server("vm-1".into()),
+                mode: EipMode::Nat,
+                allow_reassociation: false,
+            },
+        )
+        .await
+        .unwrap();
+    let b = poll.await.unwrap().unwrap();
+    assert!(!b.reset);
+    let keys: Vec<&str> = b.changes.iter().map(|c| c.key.as_str()).collect();
+    let nat_key = format!("nat/{}/{}", bound.vpc_id().unwrap(), bound.ip);
+    assert_eq!(keys, [nat_key.as_str()], "{b:?}");
+    let bytes = serde_json::to_vec(&b).unwrap().len();
+    assert!(bytes < 1024, "a bind sends {bytes} bytes to the gateway");
+    for (a, (_, r)) in agents.iter().zip(&have).skip(1) {
+        let b: WatchBatch = op.get(&watch(&a.id, Some(*r), 1)).await.unwrap();
+        assert!(b.changes.is_empty(), "{}: {b:?}", a.name);
+    }
+    // Resumed from the old revision, the same change; with the batch
+    // applied, the gateway has what /desired computes.
+    let again: WatchBatch = op.get(&watch(&gw.id, Some(have[0].1), 0)).await.unwrap();
+    assert_eq!(again.changes, b.changes);
+    have[0].0.apply(&b);
+    let fresh: Desired = op
+        .get(&paths::at(paths::AGENT_DESIRED, &[&gw.id]))
+        .await
+        .unwrap();
+    assert_eq!(have[0].0, Entries::of(&fresh));
+    // A revision older than the history: a snapshot.
+    let old: WatchBatch = op.get(&watch(&gw.id, Some(0), 0)).await.unwrap();
+    assert!(old.reset);
+
+    // Bad input and the wrong caller.
+    let (status, code, _) = api_err(
+        op.get::<WatchBatch>(&format!(
+            "{}?revision=soon",
+            paths::at(paths::AGENT_WATCH, &[&gw.id])
+        ))
+        .await,
+    );
+    assert_eq!((status, code.as_str()), (400, "invalid_query"));
+    let (status, _, _) = api_err(t.get::<WatchBatch>(&watch(&gw.id, None, 0)).await);
+    assert_eq!(status, 403);
+    let (status, _, _) = api_err(
+        op.get::<WatchBatch>(&watch("agent-nonexistent", None, 0))
+            .await,
+    );
+    assert_eq!(status, 404);
+}
+
+on_both!(the_watch_sends_changes_to_the_agents_concerned_only);
+
+/// Issue 15: two controllers on one PostgreSQL. An agent watching one is
+/// woken by a bind committed on the other, and resumes its revision on the
+/// other without a snapshot.
+#[cfg(feature = "pg-tests")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_agent_resumes_its_watch_on_another_controller() {
+    use vpcip_model::desired::{Agent, AgentRole, RegisterAgent, WatchBatch};
+    let db = vpcip_store::testing::postgres().await;
+    let other = vpcip_store::Store::open(&db.url).await.unwrap();
+    let (a, _stop_a, _task_a) = controller(db.store.clone()).await;
+    let (b, _stop_b, _task_b) = controller(other).await;
+    let s = Server::start(db).await;
+    let t = seeds_world(&s, "acme").await;
+    let on_a = Client::new(&a, Some(OPERATOR));
+    let on_b = Client::new(&b, Some(OPERATOR));
+    let gw: Agent = on_a
+        .post(
+            paths::AGENTS,
+            &RegisterAgent {
+                name: "allinone".into(),
+                role: AgentRole::Gateway,
+                underlay_ip: "192.168.201.20".parse().unwrap(),
+            },
+        )
+        .await
+        .unwrap();
+    let _: Server_ = t
+        .post(
+            paths::SERVERS,
+            &CreateServer {
+                name: "vm-1".into(),
+                subnet: "sw1".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let base = paths::at(paths::AGENT_WATCH, &[&gw.id]);
+    let first: WatchBatch = on_a.get(&format!("{base}?wait=0")).await.unwrap();
+    assert!(first.reset);
+    let poll = {
+        let on_a = on_a.clone();
+        let path = format!("{base}?revision={}&wait=30", first.revision);
+        tokio::spawn(async move { on_a.get::<WatchBatch>(&path).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!poll.is_finished());
+    // The bind lands through controller b.
+    let tb = Client::new(&b, t.token());
+    let eip = tb
+        .create_eip(&CreateEip {
+            bandwidth_mbps: 10,
+            bind: Some(BindEip {
+                target: EipTarget::Server("vm-1".into()),
+                mode: EipMode::Nat,
+                allow_reassociation: false,
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let woken = tokio::time::timeout(std::time::Duration::from_secs(20), poll)
+        .await
+        .expect("a's watcher woken by b's commit")
+        .unwrap()
+        .unwrap();
+    let nat_key = format!("nat/{}/{}", eip.vpc_id().unwrap(), eip.ip);
+    assert!(woken.changes.iter().any(|c| c.key == nat_key), "{woken:?}");
+    // The agent fails over to b with the revision it had from a.
+    let resumed: WatchBatch = on_b
+        .get(&format!("{base}?revision={}&wait=0", first.revision))
+        .await
+        .unwrap();
+    assert!(!resumed.reset, "b resumes a's revision");
+    assert_eq!(resumed.changes, woken.changes);
+    let later: WatchBatch = on_b
+        .get(&format!("{base}?revision={}&wait=0", woken.revision))
+        .await
+        .unwrap();
+    assert!(!later.reset && later.changes.is_empty(), "{later:?}");
 }

@@ -85,6 +85,11 @@ pub struct Client {
 }
 
 impl Client {
+    /// The bearer token it sends, if any.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
     /// A client of the API at `base` (`http://` or `https://`), or at
     /// any of several controllers given comma-separated
     /// (`http://c1:9696,http://c2:9696`): a request that cannot reach one
