@@ -1,6 +1,6 @@
 //! `controllers`: three `vpcip controller`s on one PostgreSQL. EIPs are
 //! bound through the first; a gateway agent (simulated: it speaks the
-//! real long-poll protocol, `GET /v1/agents/{id}/desired?after=REV`)
+//! real watch protocol, `GET /v1/agents/{id}/watch?revision=REV`)
 //! watches the third. Timed: from the bind's answer to the watcher's
 //! desired state holding the EIP. Beside it, the same with the watcher on
 //! the controller that took the bind (woken in-process): the baseline.
@@ -9,35 +9,33 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use vpcip_client::Client;
-use vpcip_model::desired::{AgentRole, Desired, RegisterAgent};
+use vpcip_model::desired::{AgentRole, RegisterAgent, WatchBatch};
 use vpcip_model::*;
 
 use crate::secgroups::quantile;
 use crate::world::{ServerProcess, bench_servers, bench_world, fresh_url};
 use crate::{OPERATOR, fmt_runs};
 
-/// A gateway agent's long poll on `client`, from registration on: sends
-/// every desired state it gets (its JSON) with the time it came.
+/// A gateway agent's watch on `client`, from registration on: sends every
+/// batch of changes it gets (its JSON) with the time it came.
 fn watch(
     client: Client,
     agent_id: String,
     tx: tokio::sync::mpsc::UnboundedSender<(Instant, String)>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut after: Option<i64> = None;
+        let mut have: Option<i64> = None;
+        let base = paths::at(paths::AGENT_WATCH, &[&agent_id]);
         loop {
-            let path = match after {
-                Some(r) => format!(
-                    "{}?after={r}&wait=30",
-                    paths::at(paths::AGENT_DESIRED, &[&agent_id])
-                ),
-                None => paths::at(paths::AGENT_DESIRED, &[&agent_id]),
+            let path = match have {
+                Some(r) => format!("{base}?revision={r}&wait=30"),
+                None => format!("{base}?wait=0"),
             };
-            let Ok(d) = client.get::<Desired>(&path).await else {
+            let Ok(b) = client.get::<WatchBatch>(&path).await else {
                 return;
             };
-            after = Some(d.revision);
-            let json = serde_json::to_string(&d).unwrap_or_default();
+            have = Some(b.revision);
+            let json = serde_json::to_string(&b).unwrap_or_default();
             if tx.send((Instant::now(), json)).is_err() {
                 return;
             }

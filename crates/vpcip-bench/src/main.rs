@@ -24,6 +24,7 @@ mod gateways;
 mod ipam;
 mod isolation;
 mod openstack;
+mod scale;
 mod secgroups;
 mod shaping;
 mod world;
@@ -38,7 +39,7 @@ pub(crate) use world::{LabCloud, bench_vm, bench_world, lab_cloud, lab_cluster};
 
 #[derive(Parser)]
 struct Args {
-    /// What to run: api, openstack (the Neutron facade beside the API), controllers (three on one PostgreSQL: a bind on one seen by an agent watching another), ipam, dataplane, bind, cps, failover, gateways, shaping,
+    /// What to run: scale (the control plane with 1,000 simulated agents), api, openstack (the Neutron facade beside the API), controllers (three on one PostgreSQL: a bind on one seen by an agent watching another), ipam, dataplane, bind, cps, failover, gateways, shaping,
     /// isolation, secgroups (secgroups-latency: its control-plane part
     /// only), dhcp (taps, DHCP, a QEMU guest's boot) or all.
     #[arg(default_value = "all")]
@@ -81,6 +82,22 @@ struct Args {
     /// NICs on the host in the security-group benchmark.
     #[arg(long, default_value_t = 10_000)]
     sg_nics: u32,
+    /// Host agents the `scale` simulator runs (two gateway agents too).
+    #[arg(long, default_value_t = 1000)]
+    hosts: usize,
+    /// VMs in the `scale` world (20 per VPC).
+    #[arg(long, default_value_t = 20_000)]
+    vms: usize,
+    /// NICs per VM in the `scale` world, each with a bound EIP.
+    #[arg(long, default_value_t = 5)]
+    nics_per_vm: usize,
+    /// Seconds of sustained binds in `scale` (0: none).
+    #[arg(long, default_value_t = 60)]
+    sustain: u64,
+    /// `scale`: the agents' former protocol (whole snapshots) measured
+    /// beside the watch on the same world.
+    #[arg(long)]
+    baseline: bool,
     /// Back ends: sqlite, postgres (needs VPCIP_TEST_PG_URL), or both.
     #[arg(long, default_value = "both")]
     backends: String,
@@ -178,6 +195,20 @@ async fn main() -> anyhow::Result<()> {
             for b in &backends {
                 api_bench(b, &args, &dir).await?;
             }
+        }
+        if matches!(args.what.as_str(), "scale" | "all") {
+            scale::scale(
+                &scale::Scale {
+                    hosts: args.hosts,
+                    vms: args.vms,
+                    nics_per_vm: args.nics_per_vm,
+                    binds: args.binds,
+                    sustain: args.sustain,
+                    baseline: args.baseline,
+                },
+                &dir,
+            )
+            .await?;
         }
         if matches!(args.what.as_str(), "controllers" | "all") && backends.contains(&"postgres") {
             controllers::controllers(args.binds, &dir).await?;

@@ -108,6 +108,14 @@ impl ServerProcess {
     }
 }
 
+impl ServerProcess {
+    /// The controller's process ID (its CPU time and memory are read from
+    /// /proc).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
