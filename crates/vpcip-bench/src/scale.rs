@@ -493,8 +493,8 @@ async fn timed_binds(
 pub(crate) async fn scale(s: &Scale, dir: &std::path::Path) -> anyhow::Result<()> {
     let db = fresh_url("sqlite", dir).await?;
     let mut ctl = ServerProcess::start(&db).await?;
-    let op = Client::new(&ctl.url, Some(OPERATOR));
-    let (t, agents, free) = build(&op, s).await?;
+    let mut op = Client::new(&ctl.url, Some(OPERATOR));
+    let (mut t, agents, free) = build(&op, s).await?;
     let protocols = if s.baseline {
         vec![Protocol::Watch, Protocol::Snapshot]
     } else {
@@ -556,9 +556,11 @@ pub(crate) async fn scale(s: &Scale, dir: &std::path::Path) -> anyhow::Result<()
             sims.iter_mut().for_each(SimAgent::stop);
             drop(ctl);
             ctl = ServerProcess::start(&db).await?;
+            op = Client::new(&ctl.url, Some(OPERATOR));
+            t = Client::new(&ctl.url, t.token());
             let cold = connect_all(
                 &mut sims,
-                &Client::new(&ctl.url, Some(OPERATOR)),
+                &op,
                 protocol,
                 &counters,
                 &seen,
