@@ -153,4 +153,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (rev, id)
     )",
     "INSERT INTO revision (id, value) SELECT 2, value FROM revision WHERE id = 1",
+    // Servers keep their host in `attached`: each host's load is one index
+    // range (placement), not a read of every server.
+    "CREATE INDEX resources_kind_attached ON resources (kind, attached)",
 ];

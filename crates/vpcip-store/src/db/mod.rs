@@ -145,6 +145,24 @@ impl Db {
                 )
                 .await?;
         }
+        // Servers stored before a server's host was kept in `attached`
+        // (hosts' loads are counted by it): filled in once.
+        let unfilled = tx
+            .rows(
+                "SELECT doc FROM resources WHERE kind = $1 AND attached IS NULL",
+                &[Kind::Server.key().into()],
+            )
+            .await?;
+        for row in unfilled {
+            let server: Server = from_doc(&row.text(0)?)?;
+            if let Some(host) = &server.host {
+                tx.write_quiet(
+                    "UPDATE resources SET attached = $1 WHERE id = $2",
+                    &[host.into(), server.id.into()],
+                )
+                .await?;
+            }
+        }
         if self.backend == Backend::Postgres {
             // Every change of the revision tells every controller
             // (LISTEN vpcip_revision), in the committing transaction: the

@@ -14,7 +14,8 @@ pub trait Resource: Serialize + DeserializeOwned + Send + Sync {
     fn parent(&self) -> Option<&str> {
         None
     }
-    /// The server a NIC is attached to.
+    /// What it is attached to: a NIC's server, a server's host (indexed
+    /// with the kind: a host's load is counted by it).
     fn attached(&self) -> Option<&str> {
         None
     }
@@ -63,9 +64,24 @@ resource!(Agent, Kind::Agent);
 resource!(Vpc, Kind::Vpc, tenant);
 resource!(Subnet, Kind::Subnet, tenant, parent = vpc_id);
 resource!(SecurityGroup, Kind::SecurityGroup, tenant, parent = vpc_id);
-resource!(Server, Kind::Server, tenant);
 resource!(Vip, Kind::Vip, tenant, parent = subnet_id);
 resource!(Eip, Kind::Eip, tenant, parent = subnet_id);
+
+impl Resource for Server {
+    const KIND: Kind = Kind::Server;
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn tenant(&self) -> &str {
+        &self.tenant
+    }
+    fn attached(&self) -> Option<&str> {
+        self.host.as_deref()
+    }
+}
 
 impl Resource for Nic {
     const KIND: Kind = Kind::Nic;

@@ -116,13 +116,18 @@ async fn place(
     if hosts.is_empty() {
         return Ok(None);
     }
-    let servers: Vec<Server> = tx.all().await?;
-    let load = |h: &Agent| {
-        servers
-            .iter()
-            .filter(|s| s.host.as_deref() == Some(h.name.as_str()))
-            .count()
-    };
+    // Servers per host, counted on the (kind, attached) index.
+    let mut loads: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+    for r in tx
+        .rows(
+            "SELECT attached, COUNT(*) FROM resources WHERE kind = $1 AND attached IS NOT NULL GROUP BY attached",
+            &[Kind::Server.key().into()],
+        )
+        .await?
+    {
+        loads.insert(r.text(0)?, r.int(1)?);
+    }
+    let load = |h: &Agent| loads.get(&h.name).copied().unwrap_or(0);
     Ok(hosts
         .iter()
         .min_by(|a, b| load(a).cmp(&load(b)).then(a.name.cmp(&b.name)))
