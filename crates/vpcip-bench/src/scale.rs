@@ -558,14 +558,7 @@ pub(crate) async fn scale(s: &Scale, dir: &std::path::Path) -> anyhow::Result<()
             ctl = ServerProcess::start(&db).await?;
             op = Client::new(&ctl.url, Some(OPERATOR));
             t = Client::new(&ctl.url, t.token());
-            let cold = connect_all(
-                &mut sims,
-                &op,
-                protocol,
-                &counters,
-                &seen,
-            )
-            .await?;
+            let cold = connect_all(&mut sims, &op, protocol, &counters, &seen).await?;
             let (_, mem) = usage(ctl.pid())?;
             println!(
                 "scale Watch: {} agents reconnect to a restarted controller {cold:.2} s; controller memory {mem:.0} MB",

@@ -131,7 +131,7 @@ pub async fn take_every_other(
 pub async fn invariants(store: &Store) -> Result<Vec<String>, crate::StoreError> {
     use std::collections::{BTreeMap, BTreeSet};
     use std::net::Ipv4Addr;
-    use vpcip_model::{Eip, Gateway, Nic, Subnet, SubnetKind, Vip};
+    use vpcip_model::{Eip, Gateway, Kind, Nic, Subnet, SubnetKind, Vip};
     let mut bad = Vec::new();
     let mut tx = store.db.begin_read().await?;
     let ids: BTreeSet<String> = tx
@@ -269,25 +269,47 @@ pub async fn invariants(store: &Store) -> Result<Vec<String>, crate::StoreError>
     }
     let quotas = store.db.quotas;
     for (kind, limit) in [
-        ("eip", quotas.eips),
-        ("vip", quotas.vips),
-        ("nic", quotas.nics),
-        ("vpc", quotas.vpcs),
+        (Kind::Eip, quotas.eips),
+        (Kind::Vip, quotas.vips),
+        (Kind::Nic, quotas.nics),
+        (Kind::Vpc, quotas.vpcs),
     ] {
         for r in tx
             .rows(
                 "SELECT tenant, COUNT(*) FROM resources WHERE kind = $1 GROUP BY tenant",
-                &[kind.into()],
+                &[kind.key().into()],
             )
             .await?
         {
             let (tenant, n) = (r.text(0)?, r.int(1)?);
             if tenant != vpcip_model::SYSTEM_TENANT && n > i64::from(limit) {
                 bad.push(format!(
-                    "tenant {tenant} has {n} {kind}s, over its quota {limit}"
+                    "tenant {tenant} has {n} {}s, over its quota {limit}",
+                    kind.key()
                 ));
             }
         }
+    }
+    // The counts quotas are checked against agree with the resources.
+    let counted: BTreeMap<(String, String), i64> = tx
+        .rows(
+            "SELECT tenant, kind, COUNT(*) FROM resources GROUP BY tenant, kind",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok(((r.text(0)?, r.text(1)?), r.int(2)?)))
+        .collect::<Result<_, crate::StoreError>>()?;
+    let kept: BTreeMap<(String, String), i64> = tx
+        .rows("SELECT tenant, kind, n FROM usage WHERE n <> 0", &[])
+        .await?
+        .iter()
+        .map(|r| Ok(((r.text(0)?, r.text(1)?), r.int(2)?)))
+        .collect::<Result<_, crate::StoreError>>()?;
+    if counted != kept {
+        bad.push(format!(
+            "the usage counts {kept:?} differ from the resources {counted:?}"
+        ));
     }
     tx.commit().await?;
     Ok(bad)

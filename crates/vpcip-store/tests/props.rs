@@ -360,6 +360,8 @@ proptest! {
                     Err(e) => panic!("{op:?}: not a rule refusal: {e:?}"),
                 }
                 check(s).await;
+                let broken = vpcip_store::testing::invariants(s).await.unwrap();
+                assert!(broken.is_empty(), "after {op:?}: {broken:?}");
             }
         });
     }

@@ -153,28 +153,29 @@ impl Entries {
     /// with one of `prefixes` (an empty prefix: all of them); what is only
     /// in `self` there is removed.
     pub fn diff_under(&self, new: &Entries, prefixes: &[String]) -> Vec<Change> {
-        let under = |m: &'_ BTreeMap<String, Entry>, p: &str| -> Vec<(String, Entry)> {
-            m.range(p.to_string()..)
-                .take_while(|(k, _)| k.starts_with(p))
-                .map(|(k, e)| (k.clone(), e.clone()))
-                .collect()
-        };
+        fn under<'a>(
+            m: &'a BTreeMap<String, Entry>,
+            p: &'a str,
+        ) -> impl Iterator<Item = (&'a String, &'a Entry)> + 'a {
+            m.range::<str, _>((std::ops::Bound::Included(p), std::ops::Bound::Unbounded))
+                .take_while(move |(k, _)| k.starts_with(p))
+        }
         let mut out = Vec::new();
         for p in prefixes {
             for (k, old) in under(&self.map, p) {
-                match new.map.get(&k) {
-                    Some(e) if *e == old => {}
+                match new.map.get(k) {
+                    Some(e) if e == old => {}
                     e => out.push(Change {
-                        key: k,
+                        key: k.clone(),
                         entry: e.cloned(),
                     }),
                 }
             }
             for (k, e) in under(&new.map, p) {
-                if !self.map.contains_key(&k) {
+                if !self.map.contains_key(k) {
                     out.push(Change {
-                        key: k,
-                        entry: Some(e),
+                        key: k.clone(),
+                        entry: Some(e.clone()),
                     });
                 }
             }

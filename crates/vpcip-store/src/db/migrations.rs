@@ -156,4 +156,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // Servers keep their host in `attached`: each host's load is one index
     // range (placement), not a read of every server.
     "CREATE INDEX resources_kind_attached ON resources (kind, attached)",
+    // Resources per tenant and kind, kept by every insert and delete: a
+    // quota is checked against one row, not a count of every resource.
+    "CREATE TABLE usage (
+        tenant TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        n BIGINT NOT NULL,
+        PRIMARY KEY (tenant, kind)
+    )",
+    "INSERT INTO usage (tenant, kind, n) SELECT tenant, kind, COUNT(*) FROM resources GROUP BY tenant, kind",
 ];

@@ -31,11 +31,15 @@ impl Tx {
                 .await?;
         }
         let count = self
-            .count(
-                "SELECT COUNT(*) FROM resources WHERE kind = $1 AND tenant = $2",
-                &[kind.key().into(), tenant.into()],
+            .rows(
+                "SELECT n FROM usage WHERE tenant = $1 AND kind = $2",
+                &[tenant.into(), kind.key().into()],
             )
-            .await?;
+            .await?
+            .first()
+            .map(|r| r.int(0))
+            .transpose()?
+            .map_or(0, |n| usize::try_from(n).unwrap_or(0));
         if count >= limit as usize {
             return Err(RuleError::QuotaExceeded {
                 tenant: tenant.to_string(),
@@ -59,6 +63,18 @@ impl Tx {
             c.send_replace(());
         }
         Ok(())
+    }
+
+    /// Adds `by` to the tenant's count of `kind` (what quotas are checked
+    /// against), in this transaction.
+    async fn count_usage(&mut self, tenant: &str, kind: Kind, by: i64) -> Result<(), StoreError> {
+        self.write(
+            "INSERT INTO usage (tenant, kind, n) VALUES ($1, $2, $3)
+             ON CONFLICT (tenant, kind) DO UPDATE SET n = usage.n + $3",
+            &[tenant.into(), kind.key().into(), by.into()],
+        )
+        .await
+        .map(drop)
     }
 
     /// Bumps the revision and logs this transaction's resources under it
@@ -173,7 +189,7 @@ impl Tx {
             Ok(_) => {
                 self.log
                     .push((r.id().to_string(), R::KIND.key(), Some(logged)));
-                Ok(())
+                self.count_usage(r.tenant(), R::KIND, 1).await
             }
         }
     }
@@ -197,11 +213,15 @@ impl Tx {
 
     pub async fn delete<R: Resource>(&mut self, r: &R) -> Result<(), StoreError> {
         self.log.push((r.id().to_string(), R::KIND.key(), None));
-        self.write(
-            "DELETE FROM resources WHERE id = $1 AND kind = $2",
-            &[r.id().into(), R::KIND.key().into()],
-        )
-        .await?;
+        let gone = self
+            .write(
+                "DELETE FROM resources WHERE id = $1 AND kind = $2",
+                &[r.id().into(), R::KIND.key().into()],
+            )
+            .await?;
+        if gone > 0 {
+            self.count_usage(r.tenant(), R::KIND, -1).await?;
+        }
         self.write(
             "DELETE FROM client_tokens WHERE resource_id = $1",
             &[r.id().into()],

@@ -49,6 +49,8 @@ struct View {
     history: VecDeque<(i64, Vec<Change>)>,
     /// The history holds every change after this revision.
     floor: i64,
+    /// Changes in the history.
+    kept: usize,
     /// The last revision that changed this agent's entries.
     latest: i64,
     notify: Arc<tokio::sync::Notify>,
@@ -106,6 +108,7 @@ impl Watch {
                         entries: Entries::default(),
                         history: VecDeque::new(),
                         floor: revision,
+                        kept: 0,
                         latest: revision,
                         notify: Arc::new(tokio::sync::Notify::new()),
                     }))
@@ -124,11 +127,17 @@ impl Watch {
             changes,
         };
         v.entries.apply(&batch);
+        v.kept += batch.changes.len();
         v.history.push_back((revision, batch.changes));
-        while v.history.len() > HISTORY {
-            if let Some((r, _)) = v.history.pop_front() {
-                v.floor = r;
-            }
+        // A history longer than a snapshot is worth less than the
+        // snapshot: an agent that far behind gets one.
+        let most = v.entries.map.len().max(8);
+        while v.history.len() > HISTORY || v.kept > most {
+            let Some((r, dropped)) = v.history.pop_front() else {
+                break;
+            };
+            v.kept -= dropped.len();
+            v.floor = r;
         }
         v.latest = revision;
         v.notify.notify_waiters();
@@ -310,11 +319,20 @@ impl Store {
     /// Computes what `dirty` touched for every concerned agent and updates
     /// their views at `revision`.
     fn recompute(&self, watch: &Watch, cache: &Cache, dirty: &Dirty, revision: i64) {
+        // The slice the gateways' changed part comes from, once for all of
+        // them: the whole world when everything changed.
+        let slice = if dirty.all {
+            Some(cache.whole())
+        } else {
+            (!dirty.routers.is_empty()).then(|| cache.routers(&dirty.routers))
+        };
         for agent in cache.agents.values() {
             match agent.role {
                 AgentRole::Gateway if dirty.all || !dirty.routers.is_empty() => {
                     let only = (!dirty.all).then_some(&dirty.routers);
-                    let state = cache.gateway(agent, only, &self.dhcp, &self.infra_allow);
+                    let Some(slice) = &slice else { continue };
+                    let mut state = slice.world(&self.dhcp).gateway(agent);
+                    state.infra_allow.clone_from(&self.infra_allow);
                     let new = Entries::of(&Desired {
                         revision,
                         gateway: Some(state),
@@ -356,6 +374,11 @@ impl Store {
                 let log = self.read_log(revision).await?;
                 if log.floor > revision {
                     // Behind the pruned log: everything again.
+                    tracing::warn!(
+                        revision,
+                        floor = log.floor,
+                        "the watch is behind the change log: loading the whole world again"
+                    );
                     let (revision, cache) = self.read_world().await?;
                     let all = Dirty {
                         all: true,
@@ -378,12 +401,21 @@ impl Store {
                 }
             }
             None => {
+                let started = std::time::Instant::now();
                 let (revision, cache) = self.read_world().await?;
+                let loaded = started.elapsed();
                 let all = Dirty {
                     all: true,
                     ..Dirty::default()
                 };
                 self.recompute(watch, &cache, &all, revision);
+                tracing::info!(
+                    revision,
+                    agents = cache.agents.len(),
+                    load_ms = loaded.as_millis(),
+                    compute_ms = (started.elapsed() - loaded).as_millis(),
+                    "the watch has every agent's desired state"
+                );
                 (revision, cache)
             }
         };

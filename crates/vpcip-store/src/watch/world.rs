@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::de::DeserializeOwned;
-use vpcip_model::desired::{self, Agent, AgentRole, DhcpDefaults, GatewayState, HostState};
+use vpcip_model::desired::{self, Agent, AgentRole, DhcpDefaults, HostState};
 use vpcip_model::*;
 
 use crate::StoreError;
@@ -380,52 +380,39 @@ impl Cache {
         Self::pick(&self.servers, &ids)
     }
 
-    /// Gateway `agent`'s state: whole, or (`only`) just the routers of
-    /// those VPCs (its settings are then left out: they did not change).
-    pub fn gateway(
-        &self,
-        agent: &Agent,
-        only: Option<&BTreeSet<String>>,
-        dhcp: &DhcpDefaults,
-        infra_allow: &[desired::InfraService],
-    ) -> GatewayState {
-        let mut state = match only {
-            None => self.whole().world(dhcp).gateway(agent),
-            Some(vpcs) => {
-                let subnet_ids: BTreeSet<String> = vpcs
-                    .iter()
-                    .flat_map(|v| members(&self.subnets_by_vpc, v).cloned())
-                    .collect();
-                let nic_ids: BTreeSet<String> = subnet_ids
-                    .iter()
-                    .flat_map(|s| members(&self.nics_by_subnet, s).cloned())
-                    .collect();
-                let eip_ids: BTreeSet<String> = vpcs
-                    .iter()
-                    .flat_map(|v| members(&self.eips_by_vpc, v).cloned())
-                    .collect();
-                let vip_ids: BTreeSet<String> = vpcs
-                    .iter()
-                    .flat_map(|v| members(&self.vips_by_vpc, v).cloned())
-                    .collect();
-                let servers = self.servers_of(&nic_ids);
-                let slice = Slice {
-                    vpcs: Self::pick(&self.vpcs, vpcs),
-                    subnets: Self::pick(&self.subnets, &subnet_ids),
-                    eips: Self::pick(&self.eips, &eip_ids),
-                    nics: Self::pick(&self.nics, &nic_ids),
-                    vips: Self::pick(&self.vips, &vip_ids),
-                    agents: self.agents_for(&servers),
-                    servers,
-                    host_networks: Vec::new(),
-                    gateways: self.gateways.values().cloned().collect(),
-                    groups: Vec::new(),
-                };
-                slice.world(dhcp).gateway(agent)
-            }
-        };
-        state.infra_allow = infra_allow.to_vec();
-        state
+    /// The slice of the world the routers of the VPCs `vpcs` are computed
+    /// from (on every gateway: the rest of a gateway's state computed from
+    /// it is left out by the caller, it did not change).
+    pub fn routers(&self, vpcs: &BTreeSet<String>) -> Slice {
+        let subnet_ids: BTreeSet<String> = vpcs
+            .iter()
+            .flat_map(|v| members(&self.subnets_by_vpc, v).cloned())
+            .collect();
+        let nic_ids: BTreeSet<String> = subnet_ids
+            .iter()
+            .flat_map(|s| members(&self.nics_by_subnet, s).cloned())
+            .collect();
+        let eip_ids: BTreeSet<String> = vpcs
+            .iter()
+            .flat_map(|v| members(&self.eips_by_vpc, v).cloned())
+            .collect();
+        let vip_ids: BTreeSet<String> = vpcs
+            .iter()
+            .flat_map(|v| members(&self.vips_by_vpc, v).cloned())
+            .collect();
+        let servers = self.servers_of(&nic_ids);
+        Slice {
+            vpcs: Self::pick(&self.vpcs, vpcs),
+            subnets: Self::pick(&self.subnets, &subnet_ids),
+            eips: Self::pick(&self.eips, &eip_ids),
+            nics: Self::pick(&self.nics, &nic_ids),
+            vips: Self::pick(&self.vips, &vip_ids),
+            agents: self.agents_for(&servers),
+            servers,
+            host_networks: Vec::new(),
+            gateways: self.gateways.values().cloned().collect(),
+            groups: Vec::new(),
+        }
     }
 
     /// Host `agent`'s whole state, from the slice of the world it depends
@@ -498,7 +485,7 @@ impl Cache {
     }
 
     /// The whole world (for the rare changes that concern everything).
-    fn whole(&self) -> Slice {
+    pub fn whole(&self) -> Slice {
         Slice {
             vpcs: self.vpcs.values().cloned().collect(),
             subnets: self.subnets.values().cloned().collect(),
@@ -515,7 +502,7 @@ impl Cache {
 }
 
 /// Owned resources a `desired::World` borrows.
-struct Slice {
+pub(crate) struct Slice {
     vpcs: Vec<Vpc>,
     subnets: Vec<Subnet>,
     eips: Vec<Eip>,
@@ -529,7 +516,7 @@ struct Slice {
 }
 
 impl Slice {
-    fn world<'a>(&'a self, dhcp: &'a DhcpDefaults) -> desired::World<'a> {
+    pub fn world<'a>(&'a self, dhcp: &'a DhcpDefaults) -> desired::World<'a> {
         desired::World {
             vpcs: &self.vpcs,
             subnets: &self.subnets,
