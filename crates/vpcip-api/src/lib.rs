@@ -187,7 +187,9 @@ fn operation_routes() -> Router<App> {
 }
 
 pub fn router(app: App) -> Router {
-    let doc = openapi_json();
+    // Shared, not copied: the router's services are cloned per connection,
+    // and a captured String (the document is ~240 KB) was copied with them.
+    let doc = axum::body::Bytes::from(openapi_json());
     let metrics = app.metrics.clone();
     Router::new()
         .route("/metrics", get(metrics_page))

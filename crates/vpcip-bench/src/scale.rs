@@ -516,8 +516,14 @@ pub(crate) async fn scale(s: &Scale, dir: &std::path::Path) -> anyhow::Result<()
                 task: None,
             })
             .collect();
+        let (_, mem_before) = usage(pid)?;
         let connect = connect_all(&mut sims, &op, protocol, &counters, &seen).await?;
         let (_, mem_connect) = usage(pid)?;
+        println!(
+            "scale {protocol:?}: the first answers, {:.0} bytes each on average",
+            counters.bytes.load(Ordering::Relaxed) as f64
+                / counters.answers.load(Ordering::Relaxed).max(1) as f64
+        );
         // Let the first reports land.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let nics = &free[round * half..(round + 1) * half];
@@ -532,7 +538,7 @@ pub(crate) async fn scale(s: &Scale, dir: &std::path::Path) -> anyhow::Result<()
         sorted.sort_by(f64::total_cmp);
         let n = lat.len().max(1) as f64;
         println!(
-            "scale {protocol:?}: {} agents connect at once {connect:.2} s; bind → gateway agent p50 {:.1} ms p99 {:.1} ms (first ten {}); controller CPU per bind {:.2} ms; bytes per bind over all agents {:.0}; controller memory {mem_connect:.0} MB after connecting, {mem:.0} MB",
+            "scale {protocol:?}: {} agents connect at once {connect:.2} s; bind → gateway agent p50 {:.1} ms p99 {:.1} ms (first ten {}); controller CPU per bind {:.2} ms; bytes per bind over all agents {:.0}; controller memory {mem_before:.0} MB before the agents connect, {mem_connect:.0} MB after, {mem:.0} MB after the binds",
             sims.len(),
             quantile(&sorted, 0.5),
             quantile(&sorted, 0.99),
@@ -556,6 +562,12 @@ pub(crate) async fn scale(s: &Scale, dir: &std::path::Path) -> anyhow::Result<()
             sims.iter_mut().for_each(SimAgent::stop);
             drop(ctl);
             ctl = ServerProcess::start(&db).await?;
+            // The watch loads as the controller starts: what it holds.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let (_, loaded) = usage(ctl.pid())?;
+            println!(
+                "scale Watch: a restarted controller holds {loaded:.0} MB before the agents connect"
+            );
             op = Client::new(&ctl.url, Some(OPERATOR));
             t = Client::new(&ctl.url, t.token());
             let cold = connect_all(&mut sims, &op, protocol, &counters, &seen).await?;
