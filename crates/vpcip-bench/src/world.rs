@@ -91,7 +91,7 @@ impl ServerProcess {
             .arg("--config")
             .arg(&config)
             .env("VPCIP_OPERATOR_TOKEN", OPERATOR)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "warn,vpcip_store::watch=info")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

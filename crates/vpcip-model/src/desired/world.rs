@@ -132,16 +132,33 @@ impl World<'_> {
         let vteps = self.vteps();
         let slots = gateway_slots(self.gateways);
         let cluster = self.cluster(agent, &slots);
+        // Each VPC's EIPs, subnets and VIPs, grouped once (not searched for
+        // every VPC).
+        let mut eips_of: BTreeMap<&str, Vec<&Eip>> = BTreeMap::new();
+        for e in self.eips {
+            if let Some(v) = e.vpc_id() {
+                eips_of.entry(v).or_default().push(e);
+            }
+        }
+        let mut subnets_of: BTreeMap<&str, Vec<&Subnet>> = BTreeMap::new();
+        for s in self.subnets {
+            subnets_of.entry(s.vpc_id.as_str()).or_default().push(s);
+        }
+        let mut vips_of: BTreeMap<&str, Vec<Ipv4Addr>> = BTreeMap::new();
+        for x in self.vips {
+            vips_of.entry(x.vpc_id.as_str()).or_default().push(x.ip);
+        }
+        let none_eips = Vec::new();
+        let none_subnets = Vec::new();
         let mut routers: Vec<VpcRouter> = self
             .vpcs
             .iter()
             .filter(|v| !v.is_default)
             .map(|v| {
-                let bound = |e: &&Eip| e.vpc_id() == Some(v.id.as_str());
-                let mut bound_here: Vec<&Eip> = self
-                    .eips
+                let in_vpc = eips_of.get(v.id.as_str()).unwrap_or(&none_eips);
+                let mut bound_here: Vec<&Eip> = in_vpc
                     .iter()
-                    .filter(bound)
+                    .copied()
                     .filter(|e| e.private_ip().is_some())
                     .collect();
                 bound_here.sort_by_key(|e| e.ip);
@@ -174,30 +191,25 @@ impl World<'_> {
                         })
                     })
                     .collect();
-                let mut visible: Vec<Ipv4Addr> = self
-                    .eips
+                let mut visible: Vec<Ipv4Addr> = in_vpc
                     .iter()
-                    .filter(bound)
                     .filter(|e| e.mode() == EipMode::Visible && e.private_ip().is_some())
                     .map(|e| e.ip)
                     .collect();
                 visible.sort();
-                let mut vips: Vec<Ipv4Addr> = self
-                    .vips
-                    .iter()
-                    .filter(|x| x.vpc_id == v.id)
-                    .map(|x| x.ip)
-                    .collect();
+                let mut vips: Vec<Ipv4Addr> =
+                    vips_of.get(v.id.as_str()).cloned().unwrap_or_default();
                 vips.sort();
                 VpcRouter {
                     vpc_id: v.id.clone(),
                     index: v.router_index,
                     slot: placement(&v.id, self.gateways, &slots).unwrap_or(0),
                     vips,
-                    subnets: self
-                        .subnets
+                    subnets: subnets_of
+                        .get(v.id.as_str())
+                        .unwrap_or(&none_subnets)
                         .iter()
-                        .filter(|s| s.vpc_id == v.id && s.kind == SubnetKind::Guest)
+                        .filter(|s| s.kind == SubnetKind::Guest)
                         .map(|s| RouterSubnet {
                             l2: L2Domain {
                                 subnet_id: s.id.clone(),

@@ -309,7 +309,10 @@ impl Store {
             .await?;
         tx.commit().await?;
         let mut cache = Cache::default();
-        let mut dirty = Dirty::default();
+        let mut dirty = Dirty {
+            all: true,
+            ..Dirty::default()
+        };
         for r in rows {
             cache.apply(&r.text(0)?, &r.text(1)?, Some(&r.text(2)?), &mut dirty)?;
         }

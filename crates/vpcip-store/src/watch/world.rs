@@ -123,6 +123,7 @@ impl Cache {
         doc: Option<&str>,
         dirty: &mut Dirty,
     ) -> Result<(), StoreError> {
+
         match WATCHED.iter().find(|k| k.key() == kind).copied() {
             Some(Kind::Vpc) => {
                 let new: Option<Vpc> = parse(doc)?;
@@ -319,6 +320,10 @@ impl Cache {
     /// A NIC came to or left a host: the VTEPs of its subnet change, on
     /// the gateways and on the hosts with a port in it.
     fn nic_placed(&self, nic: &str, dirty: &mut Dirty) {
+        if dirty.all {
+            // Everything is computed anyway (a load): no fan-out.
+            return;
+        }
         if let Some(n) = self.nics.get(nic) {
             dirty.routers.insert(n.vpc_id.clone());
             self.hosts_in_subnet(&n.subnet_id, dirty);
@@ -327,6 +332,10 @@ impl Cache {
 
     /// The hosts with a port in `subnet`.
     fn hosts_in_subnet(&self, subnet: &str, dirty: &mut Dirty) {
+        if dirty.all {
+            // Everything is computed anyway (a load): no fan-out.
+            return;
+        }
         for n in members(&self.nics_by_subnet, subnet) {
             dirty.hosts.extend(self.host_of_nic(n));
         }
@@ -334,6 +343,10 @@ impl Cache {
 
     /// The hosts with a port in group `group`.
     fn hosts_using(&self, group: &str, dirty: &mut Dirty) {
+        if dirty.all {
+            // Everything is computed anyway (a load): no fan-out.
+            return;
+        }
         for n in members(&self.nics_by_group, group) {
             dirty.hosts.extend(self.host_of_nic(n));
         }
@@ -342,6 +355,10 @@ impl Cache {
     /// Group `group`'s members changed: the hosts filtering with it
     /// (basic groups let members in) or with a group naming it as remote.
     fn group_members_changed(&self, group: &str, dirty: &mut Dirty) {
+        if dirty.all {
+            // Everything is computed anyway (a load): no fan-out.
+            return;
+        }
         self.hosts_using(group, dirty);
         for g in members(&self.referrers, group) {
             self.hosts_using(g, dirty);
@@ -350,6 +367,10 @@ impl Cache {
 
     /// The hosts of VIP `vip`'s NICs.
     fn vip_holders(&self, vip: &str, dirty: &mut Dirty) {
+        if dirty.all {
+            // Everything is computed anyway (a load): no fan-out.
+            return;
+        }
         if let Some(v) = self.vips.get(vip) {
             for n in &v.nic_ids {
                 dirty.hosts.extend(self.host_of_nic(n));
