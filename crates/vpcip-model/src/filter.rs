@@ -253,17 +253,22 @@ pub fn disjoint(elements: BTreeSet<FilterElement>) -> Vec<FilterElement> {
 /// The addresses a NIC takes VRRP from: the other NICs bound to one of its
 /// VIPs.
 pub fn vrrp_peers(nic: &Nic, nics: &[Nic], vips: &[Vip]) -> Vec<Ipv4Addr> {
-    let by_id: BTreeMap<&str, &Nic> = nics.iter().map(|n| (n.id.as_str(), n)).collect();
-    let mut out: BTreeSet<Ipv4Addr> = BTreeSet::new();
-    for v in vips.iter().filter(|v| v.nic_ids.contains(&nic.id)) {
-        for other in &v.nic_ids {
-            if *other != nic.id
-                && let Some(o) = by_id.get(other.as_str())
-            {
-                out.insert(o.ip);
-            }
-        }
+    // The other holders first: most NICs hold no VIP, and then nothing
+    // else is looked at (a host's every port asks).
+    let others: BTreeSet<&str> = vips
+        .iter()
+        .filter(|v| v.nic_ids.contains(&nic.id))
+        .flat_map(|v| v.nic_ids.iter().map(String::as_str))
+        .filter(|id| *id != nic.id)
+        .collect();
+    if others.is_empty() {
+        return Vec::new();
     }
+    let out: BTreeSet<Ipv4Addr> = nics
+        .iter()
+        .filter(|n| others.contains(n.id.as_str()))
+        .map(|n| n.ip)
+        .collect();
     out.into_iter().collect()
 }
 

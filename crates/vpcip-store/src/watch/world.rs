@@ -123,7 +123,6 @@ impl Cache {
         doc: Option<&str>,
         dirty: &mut Dirty,
     ) -> Result<(), StoreError> {
-
         match WATCHED.iter().find(|k| k.key() == kind).copied() {
             Some(Kind::Vpc) => {
                 let new: Option<Vpc> = parse(doc)?;
