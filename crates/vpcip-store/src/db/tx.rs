@@ -13,8 +13,8 @@ use super::*;
 impl Tx {
     /// Refuses a new resource of `kind` for `tenant` once the tenant has
     /// its quota of them. Creations for one tenant are serialized here (on
-    /// PostgreSQL by a transaction lock on the tenant; SQLite has one
-    /// writer), so racing creates cannot both pass the count.
+    /// its count's row lock; SQLite has one writer), so racing creates
+    /// cannot both pass the count.
     pub async fn check_quota(&mut self, tenant: &str, kind: Kind) -> Result<(), StoreError> {
         let Some(limit) = self.quotas.of(kind) else {
             return Ok(());
@@ -22,17 +22,13 @@ impl Tx {
         if tenant == SYSTEM_TENANT {
             return Ok(());
         }
-        if self.backend == Backend::Postgres {
-            self.sql
-                .execute(
-                    "SELECT pg_advisory_xact_lock(hashtext($1))",
-                    &[format!("quota:{tenant}:{}", kind.key()).into()],
-                )
-                .await?;
-        }
+        // The tenant's count row, locked until the transaction ends (made
+        // at 0 if it is the first): racing creates for one tenant queue
+        // here (SQLite has one writer anyway), so they cannot both pass.
         let count = self
-            .rows(
-                "SELECT n FROM usage WHERE tenant = $1 AND kind = $2",
+            .write_quiet_rows(
+                "INSERT INTO usage (tenant, kind, n) VALUES ($1, $2, 0)
+                 ON CONFLICT (tenant, kind) DO UPDATE SET n = usage.n RETURNING n",
                 &[tenant.into(), kind.key().into()],
             )
             .await?
@@ -116,6 +112,12 @@ impl Tx {
             }
         }
         Ok(())
+    }
+
+    /// A statement that writes and returns rows, without being a change of
+    /// desired state on its own.
+    async fn write_quiet_rows(&mut self, sql: &str, args: &[Val]) -> Result<Vec<Row>, StoreError> {
+        self.sql.query(sql, args).await
     }
 
     /// A write that is not a change of desired state (agents' reports): it
