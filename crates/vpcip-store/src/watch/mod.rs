@@ -20,6 +20,7 @@
 //! against the kernel: the watch feeds their desired state, the resync
 //! stays.
 
+mod slice;
 pub(crate) mod world;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};

@@ -7,12 +7,13 @@
 //! `vpcip_model::desired::World`, run on a slice: a gateway's routers from
 //! their VPCs' subnets, EIPs, VIPs and ports; a host's ports from its
 //! servers, the subnets they are in and the members of the groups they
-//! use. A change costs the size of what it concerns, not of the world.
+//! use (`slice.rs`). A change costs the size of what it concerns, not of
+//! the world.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::de::DeserializeOwned;
-use vpcip_model::desired::{self, Agent, AgentRole, DhcpDefaults, HostState};
+use vpcip_model::desired::Agent;
 use vpcip_model::*;
 
 use crate::StoreError;
@@ -67,35 +68,35 @@ fn unlink(index: &mut Index, key: &str, id: &str) {
     }
 }
 
-fn members<'a>(index: &'a Index, key: &str) -> impl Iterator<Item = &'a String> + 'a {
+pub(super) fn members<'a>(index: &'a Index, key: &str) -> impl Iterator<Item = &'a String> + 'a {
     index.get(key).into_iter().flatten()
 }
 
 /// Every resource desired states are made of, by ID, and the indexes.
 #[derive(Debug, Default)]
 pub(crate) struct Cache {
-    vpcs: BTreeMap<String, Vpc>,
-    subnets: BTreeMap<String, Subnet>,
-    eips: BTreeMap<String, Eip>,
-    servers: BTreeMap<String, Server>,
-    nics: BTreeMap<String, Nic>,
-    vips: BTreeMap<String, Vip>,
+    pub(super) vpcs: BTreeMap<String, Vpc>,
+    pub(super) subnets: BTreeMap<String, Subnet>,
+    pub(super) eips: BTreeMap<String, Eip>,
+    pub(super) servers: BTreeMap<String, Server>,
+    pub(super) nics: BTreeMap<String, Nic>,
+    pub(super) vips: BTreeMap<String, Vip>,
     pub agents: BTreeMap<String, Agent>,
-    host_networks: BTreeMap<String, HostNetwork>,
-    gateways: BTreeMap<String, Gateway>,
-    groups: BTreeMap<String, SecurityGroup>,
+    pub(super) host_networks: BTreeMap<String, HostNetwork>,
+    pub(super) gateways: BTreeMap<String, Gateway>,
+    pub(super) groups: BTreeMap<String, SecurityGroup>,
     /// Bound EIPs by VPC.
-    eips_by_vpc: Index,
-    subnets_by_vpc: Index,
-    nics_by_subnet: Index,
-    nics_by_group: Index,
+    pub(super) eips_by_vpc: Index,
+    pub(super) subnets_by_vpc: Index,
+    pub(super) nics_by_subnet: Index,
+    pub(super) nics_by_group: Index,
     /// Groups whose rules name a group as their remote, by that group.
-    referrers: Index,
-    vips_by_vpc: Index,
-    vips_by_nic: Index,
+    pub(super) referrers: Index,
+    pub(super) vips_by_vpc: Index,
+    pub(super) vips_by_nic: Index,
     /// The server each NIC is attached to (as the server lists it).
-    server_of_nic: HashMap<String, String>,
-    servers_by_host: Index,
+    pub(super) server_of_nic: HashMap<String, String>,
+    pub(super) servers_by_host: Index,
 }
 
 fn parse<R: DeserializeOwned>(doc: Option<&str>) -> Result<Option<R>, StoreError> {
@@ -374,181 +375,6 @@ impl Cache {
             for n in &v.nic_ids {
                 dirty.hosts.extend(self.host_of_nic(n));
             }
-        }
-    }
-
-    fn pick<R: Clone>(map: &BTreeMap<String, R>, ids: &BTreeSet<String>) -> Vec<R> {
-        ids.iter().filter_map(|id| map.get(id)).cloned().collect()
-    }
-
-    /// The agents a slice needs: every gateway's, and the host agents of
-    /// `servers`.
-    fn agents_for(&self, servers: &[Server]) -> Vec<Agent> {
-        let hosts: BTreeSet<&str> = servers.iter().filter_map(|s| s.host.as_deref()).collect();
-        self.agents
-            .values()
-            .filter(|a| a.role == AgentRole::Gateway || hosts.contains(a.name.as_str()))
-            .cloned()
-            .collect()
-    }
-
-    fn servers_of(&self, nics: &BTreeSet<String>) -> Vec<Server> {
-        let ids: BTreeSet<String> = nics
-            .iter()
-            .filter_map(|n| self.server_of_nic.get(n).cloned())
-            .collect();
-        Self::pick(&self.servers, &ids)
-    }
-
-    /// The slice of the world the routers of the VPCs `vpcs` are computed
-    /// from (on every gateway: the rest of a gateway's state computed from
-    /// it is left out by the caller, it did not change).
-    pub fn routers(&self, vpcs: &BTreeSet<String>) -> Slice {
-        let subnet_ids: BTreeSet<String> = vpcs
-            .iter()
-            .flat_map(|v| members(&self.subnets_by_vpc, v).cloned())
-            .collect();
-        let nic_ids: BTreeSet<String> = subnet_ids
-            .iter()
-            .flat_map(|s| members(&self.nics_by_subnet, s).cloned())
-            .collect();
-        let eip_ids: BTreeSet<String> = vpcs
-            .iter()
-            .flat_map(|v| members(&self.eips_by_vpc, v).cloned())
-            .collect();
-        let vip_ids: BTreeSet<String> = vpcs
-            .iter()
-            .flat_map(|v| members(&self.vips_by_vpc, v).cloned())
-            .collect();
-        let servers = self.servers_of(&nic_ids);
-        Slice {
-            vpcs: Self::pick(&self.vpcs, vpcs),
-            subnets: Self::pick(&self.subnets, &subnet_ids),
-            eips: Self::pick(&self.eips, &eip_ids),
-            nics: Self::pick(&self.nics, &nic_ids),
-            vips: Self::pick(&self.vips, &vip_ids),
-            agents: self.agents_for(&servers),
-            servers,
-            host_networks: Vec::new(),
-            gateways: self.gateways.values().cloned().collect(),
-            groups: Vec::new(),
-        }
-    }
-
-    /// Host `agent`'s whole state, from the slice of the world it depends
-    /// on.
-    pub fn host(&self, agent: &Agent, dhcp: &DhcpDefaults) -> HostState {
-        let server_ids: BTreeSet<String> = members(&self.servers_by_host, &agent.name)
-            .cloned()
-            .collect();
-        let mine: BTreeSet<String> = server_ids
-            .iter()
-            .filter_map(|s| self.servers.get(s))
-            .flat_map(|s| s.nic_ids.iter().cloned())
-            .filter(|n| self.nics.contains_key(n))
-            .collect();
-        let subnet_ids: BTreeSet<String> = mine
-            .iter()
-            .filter_map(|n| self.nics.get(n))
-            .map(|n| n.subnet_id.clone())
-            .collect();
-        let vpc_ids: BTreeSet<String> = mine
-            .iter()
-            .filter_map(|n| self.nics.get(n))
-            .map(|n| n.vpc_id.clone())
-            .collect();
-        let mut used: BTreeSet<String> = mine
-            .iter()
-            .filter_map(|n| self.nics.get(n))
-            .flat_map(|n| n.security_group_ids.iter().cloned())
-            .collect();
-        // The groups the used ones name as remotes: their members' addresses.
-        let remotes: BTreeSet<String> = used
-            .iter()
-            .filter_map(|g| self.groups.get(g))
-            .flat_map(|g| g.rules.iter().filter_map(|r| r.remote_group.clone()))
-            .collect();
-        used.extend(remotes);
-        let mut nic_ids = mine.clone();
-        for s in &subnet_ids {
-            nic_ids.extend(members(&self.nics_by_subnet, s).cloned());
-        }
-        for g in &used {
-            nic_ids.extend(members(&self.nics_by_group, g).cloned());
-        }
-        let vip_ids: BTreeSet<String> = nic_ids
-            .iter()
-            .flat_map(|n| members(&self.vips_by_nic, n).cloned())
-            .collect();
-        // The other holders of the VIPs (VRRP peers).
-        for v in vip_ids.iter().filter_map(|v| self.vips.get(v)) {
-            nic_ids.extend(v.nic_ids.iter().cloned());
-        }
-        let vip_ids: BTreeSet<String> = nic_ids
-            .iter()
-            .flat_map(|n| members(&self.vips_by_nic, n).cloned())
-            .collect();
-        let servers = self.servers_of(&nic_ids);
-        let slice = Slice {
-            vpcs: Self::pick(&self.vpcs, &vpc_ids),
-            subnets: Self::pick(&self.subnets, &subnet_ids),
-            eips: Vec::new(),
-            nics: Self::pick(&self.nics, &nic_ids),
-            vips: Self::pick(&self.vips, &vip_ids),
-            agents: self.agents_for(&servers),
-            servers,
-            host_networks: Vec::new(),
-            gateways: Vec::new(),
-            groups: Self::pick(&self.groups, &used),
-        };
-        slice.world(dhcp).host(agent)
-    }
-
-    /// The whole world (for the rare changes that concern everything).
-    pub fn whole(&self) -> Slice {
-        Slice {
-            vpcs: self.vpcs.values().cloned().collect(),
-            subnets: self.subnets.values().cloned().collect(),
-            eips: self.eips.values().cloned().collect(),
-            servers: self.servers.values().cloned().collect(),
-            nics: self.nics.values().cloned().collect(),
-            vips: self.vips.values().cloned().collect(),
-            agents: self.agents.values().cloned().collect(),
-            host_networks: self.host_networks.values().cloned().collect(),
-            gateways: self.gateways.values().cloned().collect(),
-            groups: self.groups.values().cloned().collect(),
-        }
-    }
-}
-
-/// Owned resources a `desired::World` borrows.
-pub(crate) struct Slice {
-    vpcs: Vec<Vpc>,
-    subnets: Vec<Subnet>,
-    eips: Vec<Eip>,
-    servers: Vec<Server>,
-    nics: Vec<Nic>,
-    vips: Vec<Vip>,
-    agents: Vec<Agent>,
-    host_networks: Vec<HostNetwork>,
-    gateways: Vec<Gateway>,
-    groups: Vec<SecurityGroup>,
-}
-
-impl Slice {
-    pub fn world<'a>(&'a self, dhcp: &'a DhcpDefaults) -> desired::World<'a> {
-        desired::World {
-            vpcs: &self.vpcs,
-            subnets: &self.subnets,
-            eips: &self.eips,
-            servers: &self.servers,
-            nics: &self.nics,
-            vips: &self.vips,
-            agents: &self.agents,
-            host_networks: &self.host_networks,
-            gateways: &self.gateways,
-            security_groups: &self.groups,
-            dhcp,
         }
     }
 }
