@@ -25,7 +25,8 @@ pub trait Resource: Serialize + DeserializeOwned + Send + Sync {
 }
 
 /// `impl Resource`: the platform's kinds (no tenant), and the tenants'
-/// kinds with the field that names their parent.
+/// kinds with the fields that name their parent and what they are
+/// attached to.
 macro_rules! resource {
     ($t:ty, $kind:expr) => {
         impl Resource for $t {
@@ -38,7 +39,7 @@ macro_rules! resource {
             }
         }
     };
-    ($t:ty, $kind:expr, tenant $(, parent = $parent:ident)?) => {
+    ($t:ty, $kind:expr, tenant $(, parent = $parent:ident)? $(, attached = $attached:ident)?) => {
         impl Resource for $t {
             const KIND: Kind = $kind;
             fn id(&self) -> &str {
@@ -53,6 +54,9 @@ macro_rules! resource {
             $(fn parent(&self) -> Option<&str> {
                 Some(&self.$parent)
             })?
+            $(fn attached(&self) -> Option<&str> {
+                self.$attached.as_deref()
+            })?
         }
     };
 }
@@ -64,43 +68,16 @@ resource!(Agent, Kind::Agent);
 resource!(Vpc, Kind::Vpc, tenant);
 resource!(Subnet, Kind::Subnet, tenant, parent = vpc_id);
 resource!(SecurityGroup, Kind::SecurityGroup, tenant, parent = vpc_id);
+resource!(Server, Kind::Server, tenant, attached = host);
+resource!(
+    Nic,
+    Kind::Nic,
+    tenant,
+    parent = subnet_id,
+    attached = server_id
+);
 resource!(Vip, Kind::Vip, tenant, parent = subnet_id);
 resource!(Eip, Kind::Eip, tenant, parent = subnet_id);
-
-impl Resource for Server {
-    const KIND: Kind = Kind::Server;
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn tenant(&self) -> &str {
-        &self.tenant
-    }
-    fn attached(&self) -> Option<&str> {
-        self.host.as_deref()
-    }
-}
-
-impl Resource for Nic {
-    const KIND: Kind = Kind::Nic;
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn tenant(&self) -> &str {
-        &self.tenant
-    }
-    fn parent(&self) -> Option<&str> {
-        Some(&self.subnet_id)
-    }
-    fn attached(&self) -> Option<&str> {
-        self.server_id.as_deref()
-    }
-}
 
 pub fn new_id(kind: Kind) -> String {
     const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
