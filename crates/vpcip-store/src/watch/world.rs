@@ -68,6 +68,21 @@ fn unlink(index: &mut Index, key: &str, id: &str) {
     }
 }
 
+/// Moves `id` in `index` from the keys `old` to the keys `new`.
+fn reindex<'a>(
+    index: &mut Index,
+    old: impl IntoIterator<Item = &'a str>,
+    new: impl IntoIterator<Item = &'a str>,
+    id: &str,
+) {
+    for k in old {
+        unlink(index, k, id);
+    }
+    for k in new {
+        link(index, k, id);
+    }
+}
+
 pub(super) fn members<'a>(index: &'a Index, key: &str) -> impl Iterator<Item = &'a String> + 'a {
     index.get(key).into_iter().flatten()
 }
@@ -130,21 +145,20 @@ impl Cache {
                 let old = swap(&mut self.vpcs, id, new.clone());
                 if old != new {
                     dirty.routers.insert(id.to_string());
-                    let subnets: Vec<String> = members(&self.subnets_by_vpc, id).cloned().collect();
-                    for s in subnets {
-                        self.hosts_in_subnet(&s, dirty);
+                    for s in members(&self.subnets_by_vpc, id) {
+                        self.hosts_in_subnet(s, dirty);
                     }
                 }
             }
             Some(Kind::Subnet) => {
                 let new: Option<Subnet> = parse(doc)?;
                 let old = swap(&mut self.subnets, id, new.clone());
-                if let Some(o) = &old {
-                    unlink(&mut self.subnets_by_vpc, &o.vpc_id, id);
-                }
-                if let Some(n) = &new {
-                    link(&mut self.subnets_by_vpc, &n.vpc_id, id);
-                }
+                reindex(
+                    &mut self.subnets_by_vpc,
+                    old.as_ref().map(|s| s.vpc_id.as_str()),
+                    new.as_ref().map(|s| s.vpc_id.as_str()),
+                    id,
+                );
                 // What the addresses in use count changes no agent's state.
                 let shape = |s: &Option<Subnet>| {
                     s.clone().map(|mut s| {
@@ -167,15 +181,12 @@ impl Cache {
             Some(Kind::Eip) => {
                 let new: Option<Eip> = parse(doc)?;
                 let old = swap(&mut self.eips, id, new.clone());
-                for (e, add) in [(&old, false), (&new, true)] {
-                    if let Some(vpc) = e.as_ref().and_then(|e| e.vpc_id()) {
-                        if add {
-                            link(&mut self.eips_by_vpc, vpc, id);
-                        } else {
-                            unlink(&mut self.eips_by_vpc, vpc, id);
-                        }
-                    }
-                }
+                reindex(
+                    &mut self.eips_by_vpc,
+                    old.as_ref().and_then(Eip::vpc_id),
+                    new.as_ref().and_then(Eip::vpc_id),
+                    id,
+                );
                 if old != new {
                     for e in [&old, &new].into_iter().flatten() {
                         if let Some(vpc) = e.vpc_id() {
@@ -196,14 +207,13 @@ impl Cache {
                             self.server_of_nic.remove(n);
                         }
                     }
-                    if let Some(h) = &s.host {
-                        if add {
-                            link(&mut self.servers_by_host, h, id);
-                        } else {
-                            unlink(&mut self.servers_by_host, h, id);
-                        }
-                    }
                 }
+                reindex(
+                    &mut self.servers_by_host,
+                    old.as_ref().and_then(|s| s.host.as_deref()),
+                    new.as_ref().and_then(|s| s.host.as_deref()),
+                    id,
+                );
                 let shape = |s: &Option<Server>| {
                     s.as_ref()
                         .map(|s| (s.host.clone(), s.nic_ids.clone(), s.name.clone()))
@@ -220,18 +230,18 @@ impl Cache {
             Some(Kind::Nic) => {
                 let new: Option<Nic> = parse(doc)?;
                 let old = swap(&mut self.nics, id, new.clone());
-                for (n, add) in [(&old, false), (&new, true)] {
-                    let Some(n) = n else { continue };
-                    let f = if add { link } else { unlink };
-                    f(&mut self.nics_by_subnet, &n.subnet_id, id);
-                    for g in &n.security_group_ids {
-                        f(&mut self.nics_by_group, g, id);
-                    }
+                fn subnet(n: &Option<Nic>) -> Option<&str> {
+                    n.as_ref().map(|n| n.subnet_id.as_str())
                 }
+                fn groups(n: &Option<Nic>) -> impl Iterator<Item = &str> {
+                    n.iter()
+                        .flat_map(|n| n.security_group_ids.iter().map(String::as_str))
+                }
+                reindex(&mut self.nics_by_subnet, subnet(&old), subnet(&new), id);
+                reindex(&mut self.nics_by_group, groups(&old), groups(&new), id);
                 if old != new {
                     dirty.hosts.extend(self.host_of_nic(id));
-                    let placement = |n: &Option<Nic>| n.as_ref().map(|n| n.subnet_id.clone());
-                    if placement(&old) != placement(&new) {
+                    if subnet(&old) != subnet(&new) {
                         for n in [&old, &new].into_iter().flatten() {
                             dirty.routers.insert(n.vpc_id.clone());
                             self.hosts_in_subnet(&n.subnet_id, dirty);
@@ -246,9 +256,8 @@ impl Cache {
                             }
                         }
                         // Its VIPs' other holders send VRRP to its address.
-                        let vips: Vec<String> = members(&self.vips_by_nic, id).cloned().collect();
-                        for v in vips {
-                            self.vip_holders(&v, dirty);
+                        for v in members(&self.vips_by_nic, id) {
+                            self.vip_holders(v, dirty);
                         }
                     }
                 }
@@ -256,22 +265,22 @@ impl Cache {
             Some(Kind::Vip) => {
                 let new: Option<Vip> = parse(doc)?;
                 let old = swap(&mut self.vips, id, new.clone());
-                for (v, add) in [(&old, false), (&new, true)] {
-                    let Some(v) = v else { continue };
-                    let f = if add { link } else { unlink };
-                    f(&mut self.vips_by_vpc, &v.vpc_id, id);
-                    for n in &v.nic_ids {
-                        f(&mut self.vips_by_nic, n, id);
-                    }
+                fn vpc(v: &Option<Vip>) -> Option<&str> {
+                    v.as_ref().map(|v| v.vpc_id.as_str())
                 }
+                fn nics(v: &Option<Vip>) -> impl Iterator<Item = &str> {
+                    v.iter().flat_map(|v| v.nic_ids.iter().map(String::as_str))
+                }
+                reindex(&mut self.vips_by_vpc, vpc(&old), vpc(&new), id);
+                reindex(&mut self.vips_by_nic, nics(&old), nics(&new), id);
                 if old != new {
                     for v in [&old, &new].into_iter().flatten() {
                         dirty.routers.insert(v.vpc_id.clone());
                         for n in &v.nic_ids {
                             dirty.hosts.extend(self.host_of_nic(n));
                             if let Some(nic) = self.nics.get(n) {
-                                for g in nic.security_group_ids.clone() {
-                                    self.group_members_changed(&g, dirty);
+                                for g in &nic.security_group_ids {
+                                    self.group_members_changed(g, dirty);
                                 }
                             }
                         }
@@ -281,15 +290,11 @@ impl Cache {
             Some(Kind::SecurityGroup) => {
                 let new: Option<SecurityGroup> = parse(doc)?;
                 let old = swap(&mut self.groups, id, new.clone());
-                for (g, add) in [(&old, false), (&new, true)] {
-                    let Some(g) = g else { continue };
-                    let f = if add { link } else { unlink };
-                    for r in &g.rules {
-                        if let Some(remote) = &r.remote_group {
-                            f(&mut self.referrers, remote, id);
-                        }
-                    }
+                fn remotes(g: &Option<SecurityGroup>) -> impl Iterator<Item = &str> {
+                    g.iter()
+                        .flat_map(|g| g.rules.iter().filter_map(|r| r.remote_group.as_deref()))
                 }
+                reindex(&mut self.referrers, remotes(&old), remotes(&new), id);
                 if old != new {
                     self.hosts_using(id, dirty);
                 }

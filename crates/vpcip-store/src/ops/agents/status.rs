@@ -73,6 +73,7 @@ impl Store {
         missing_ports.sort_by(|a, b| (&a.host, &a.nic_id).cmp(&(&b.host, &b.nic_id)));
         let bgp = desired::bgp_problems(&gateways, &agents);
         let now = now();
+        let watch = self.watch_running();
         Ok(desired::SystemStatus {
             revision,
             now,
@@ -81,8 +82,8 @@ impl Store {
                 .map(|a| desired::AgentStatus {
                     // Behind the last change of its own state (once the
                     // watch runs), not behind writes that concern others.
-                    lag: (self
-                        .watch_running()
+                    lag: (watch
+                        .as_ref()
                         .and_then(|w| w.latest(&a.id))
                         .unwrap_or(revision)
                         - a.applied_revision)
