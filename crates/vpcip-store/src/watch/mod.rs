@@ -323,18 +323,27 @@ impl Store {
     /// Computes what `dirty` touched for every concerned agent and updates
     /// their views at `revision`.
     fn recompute(&self, watch: &Watch, cache: &Cache, dirty: &Dirty, revision: i64) {
-        // The slice the gateways' changed part comes from, once for all of
-        // them: the whole world when everything changed.
-        let slice = if dirty.all {
-            Some(cache.whole())
+        // What the gateways' changed part is computed from, and the keys it
+        // covers, once for all of them: the whole world (every key) when
+        // everything changed.
+        let gateways = if dirty.all {
+            Some((cache.whole(), vec![String::new()]))
         } else {
-            (!dirty.routers.is_empty()).then(|| cache.routers(&dirty.routers))
+            (!dirty.routers.is_empty()).then(|| {
+                let keys = dirty
+                    .routers
+                    .iter()
+                    .flat_map(|v| [router_key(v), nat_prefix(v)])
+                    .collect();
+                (cache.routers(&dirty.routers), keys)
+            })
         };
         for agent in cache.agents.values() {
             match agent.role {
-                AgentRole::Gateway if dirty.all || !dirty.routers.is_empty() => {
-                    let only = (!dirty.all).then_some(&dirty.routers);
-                    let Some(slice) = &slice else { continue };
+                AgentRole::Gateway => {
+                    let Some((slice, prefixes)) = &gateways else {
+                        continue;
+                    };
                     let mut state = slice.world(&self.dhcp).gateway(agent);
                     state.infra_allow.clone_from(&self.infra_allow);
                     let new = Entries::of(&Desired {
@@ -342,14 +351,7 @@ impl Store {
                         gateway: Some(state),
                         host: None,
                     });
-                    let prefixes: Vec<String> = match only {
-                        None => vec![String::new()],
-                        Some(vpcs) => vpcs
-                            .iter()
-                            .flat_map(|v| [router_key(v), nat_prefix(v)])
-                            .collect(),
-                    };
-                    watch.update(agent, revision, &new, &prefixes);
+                    watch.update(agent, revision, &new, prefixes);
                 }
                 AgentRole::Host if dirty.all || dirty.hosts.contains(&agent.name) => {
                     let new = Entries::of(&Desired {
