@@ -1311,6 +1311,15 @@ async fn an_agent_token_acts_for_its_agent_only(s: Server) {
             .await,
         );
         assert_eq!((status, code.as_str()), (403, "agent_identity"), "{key}");
+        // Nor another agent's watch.
+        let (status, code, _) = api_err(
+            gw1.get::<vpcip_model::desired::WatchBatch>(&format!(
+                "{}?wait=0",
+                paths::at(paths::AGENT_WATCH, &[key])
+            ))
+            .await,
+        );
+        assert_eq!((status, code.as_str()), (403, "agent_identity"), "{key}");
     }
     let status: vpcip_model::desired::SystemStatus = op.get(paths::STATUS).await.unwrap();
     let h1_now = status.agents.iter().find(|a| a.agent.name == "h1").unwrap();
