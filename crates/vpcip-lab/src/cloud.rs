@@ -265,17 +265,13 @@ pub fn start_agent(
         .append(true)
         .open(dir.join(format!("agent-{node}.log")))
         .ok();
-    // Its metrics on a free loopback port, written down for the tests
-    // (see [`agent_metrics_url`]).
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0);
-    let metrics = format!("127.0.0.1:{port}");
-    let _ = std::fs::write(dir.join(format!("agent-{node}.metrics")), &metrics);
+    // Its metrics on a loopback port it picks itself and writes down in
+    // its state directory (see [`agent_metrics_url`]); one picked here
+    // could be taken by another process before the agent binds it.
+    let _ = std::fs::remove_file(agent_metrics_file(w, node));
     let child = Command::new(bin)
         .args(agent_args(w, role, node, underlay, resync_secs, &dir))
-        .args(["--metrics-listen", &metrics])
+        .args(["--metrics-listen", "127.0.0.1:0"])
         .env("VPCIP_URL", url)
         .env("VPCIP_TOKEN", token)
         // (VPCIP_LAB_LOG=debug shows each change a pass makes.)
@@ -287,7 +283,13 @@ pub fn start_agent(
         .stderr(log.map(Stdio::from).unwrap_or(Stdio::null()))
         .spawn()
         .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
-    w.adopt(child)
+    let index = w.adopt(child);
+    // Started once it listens (bounded: a failed agent says why in its log).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while agent_metrics_url(w, node).is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    index
 }
 
 /// What agent `node` names its namespaces after: the world's prefix, and
@@ -349,11 +351,24 @@ fn bird_args(w: &World, role: &str, node: &str) -> Vec<std::ffi::OsString> {
     ]
 }
 
+/// What agent `node` of the world has logged so far (for a test's
+/// failure message).
+pub fn agent_log(w: &World, node: &str) -> String {
+    std::fs::read_to_string(state_dir(w).join(format!("agent-{node}.log")))
+        .unwrap_or_else(|e| format!("(no log: {e})"))
+}
+
 /// Where agent `node` of the world serves its metrics.
 pub fn agent_metrics_url(w: &World, node: &str) -> Option<String> {
-    std::fs::read_to_string(state_dir(w).join(format!("agent-{node}.metrics")))
+    std::fs::read_to_string(agent_metrics_file(w, node))
         .ok()
         .map(|a| format!("http://{}/metrics", a.trim()))
+}
+
+fn agent_metrics_file(w: &World, node: &str) -> PathBuf {
+    state_dir(w)
+        .join(format!("agent-{node}"))
+        .join("metrics-listen")
 }
 
 /// Starts the three [`AGENTS`]; returns their indexes among the world's

@@ -2442,3 +2442,54 @@ async fn a_commit_on_one_controller_wakes_the_watchers_of_the_others() {
         );
     }
 }
+
+/// A request dropped while its transaction begins (a client that hangs up,
+/// an agent killed in its long poll) leaves no transaction open on the
+/// pooled connection. sqlx counts a transaction only once its BEGIN has
+/// answered, so a BEGIN cancelled in flight went back to the pool still
+/// open, and the next writer ran inside a stranger's READ ONLY snapshot
+/// ("cannot execute INSERT in a read-only transaction"; the crash test
+/// caught it).
+#[cfg(feature = "pg-tests")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_begin_cancelled_in_flight_leaves_no_transaction_behind() {
+    let db = common::postgres().await;
+    let s = &db.store;
+    for i in 0..600u32 {
+        // Dropped after 0 to 19 of its polls: before, during and after the
+        // BEGIN's round trip.
+        let yields = async {
+            for _ in 0..i % 20 {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = s.db().begin_read() => {}
+            _ = yields => {}
+        }
+    }
+    // Every connection of the pool at once (each held; 32 but the one
+    // that LISTENs): a writer's transaction is its own, read-write at
+    // PostgreSQL's default level.
+    let mut held = vec![];
+    for _ in 0..31 {
+        let mut tx = s.db().begin().await.unwrap();
+        let row = tx
+            .rows(
+                "SELECT current_setting('transaction_read_only'), \
+                 current_setting('transaction_isolation')",
+                &[],
+            )
+            .await
+            .unwrap()
+            .remove(0);
+        let mode = (row.text(0).unwrap(), row.text(1).unwrap());
+        assert_eq!(
+            mode,
+            ("off".to_string(), "read committed".to_string()),
+            "a writer's transaction began inside a cancelled reader's"
+        );
+        held.push(tx);
+    }
+}

@@ -212,7 +212,13 @@ async fn agent(
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("listen on {listen} for metrics"))?;
-        tracing::info!(listen = %listener.local_addr()?, "agent metrics at /metrics");
+        let bound = listener.local_addr()?;
+        tracing::info!(listen = %bound, "agent metrics at /metrics");
+        // Said where a supervisor (or the lab) finds it, port 0 included.
+        let file = cfg.state_dir.join("metrics-listen");
+        std::fs::create_dir_all(&cfg.state_dir)
+            .and_then(|()| std::fs::write(&file, bound.to_string()))
+            .with_context(|| format!("write {}", file.display()))?;
         let metrics = cfg.metrics.clone();
         let app = axum::Router::new().route(
             "/metrics",

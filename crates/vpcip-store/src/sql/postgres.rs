@@ -62,20 +62,32 @@ pub(super) async fn pg_begin(
     pg_begin_with(p, "BEGIN").await
 }
 
+///
+/// The BEGIN runs in a task of its own, so that it finishes even when the
+/// caller is dropped on the way (a client hanging up, an agent killed in
+/// its long poll): sqlx counts a transaction only once its BEGIN has
+/// answered, and one cancelled in flight went back to the pool still open,
+/// where the next writer ran inside it. Finished, the transaction is
+/// dropped as any other and rolled back.
 pub(super) async fn pg_begin_with(
     p: &PgPool,
     begin: &'static str,
 ) -> Result<sqlx::Transaction<'static, Postgres>, StoreError> {
-    let mut tries = 0u32;
-    loop {
-        match p.begin_with(begin).await {
-            Ok(t) => return Ok(t),
-            Err(e) if broken_connection(&e) && tries <= p.options().get_max_connections() => {
-                tries += 1;
+    let p = p.clone();
+    tokio::spawn(async move {
+        let mut tries = 0u32;
+        loop {
+            match p.begin_with(begin).await {
+                Ok(t) => return Ok(t),
+                Err(e) if broken_connection(&e) && tries <= p.options().get_max_connections() => {
+                    tries += 1;
+                }
+                Err(e) => return Err(pg_err(e)),
             }
-            Err(e) => return Err(pg_err(e)),
         }
-    }
+    })
+    .await
+    .map_err(|e| StoreError::Corrupt(format!("the task beginning a transaction failed: {e}")))?
 }
 
 /// The connection is gone, not the statement wrong: I/O errors, protocol

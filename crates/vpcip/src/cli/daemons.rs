@@ -214,7 +214,8 @@ pub struct AgentArgs {
     #[arg(long)]
     pub state_dir: Option<std::path::PathBuf>,
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g.
-    /// 127.0.0.1:9697).
+    /// 127.0.0.1:9697; port 0 takes a free port). The address listened on
+    /// is written to STATE_DIR/metrics-listen.
     #[arg(long)]
     pub metrics_listen: Option<String>,
     /// Gateways: the control socket of the node's BIRD 2 (`bird -s`),

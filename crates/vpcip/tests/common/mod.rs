@@ -103,12 +103,20 @@ impl Lab {
         let agents = cloud::start_agents_of(&mut w, bin(), &url, OPERATOR, 1, agents_of);
         let gateway_agent = agents[0];
         let op = Client::new(&url, Some(OPERATOR));
-        assert_eq!(
-            op.wait_for_agents(agents_of.len(), Duration::from_secs(20))
-                .await,
-            agents_of.len(),
-            "the agents did not register"
-        );
+        let registered = op
+            .wait_for_agents(agents_of.len(), Duration::from_secs(20))
+            .await;
+        if registered != agents_of.len() {
+            let logs: Vec<String> = agents_of
+                .iter()
+                .map(|(_, node, _)| format!("--- {node}:\n{}", cloud::agent_log(&w, node)))
+                .collect();
+            panic!(
+                "{registered} of {} agents registered in 20 s; their logs:\n{}",
+                agents_of.len(),
+                logs.join("\n")
+            );
+        }
         let _: Zone = op
             .post(paths::ZONES, &CreateZone { name: "z1".into() })
             .await
