@@ -180,6 +180,8 @@ impl Db {
             log: Vec::new(),
             changes: Some(self.changes.clone()),
             quotas: self.quotas,
+            usage: Default::default(),
+            limits: Default::default(),
         })
     }
 
@@ -215,6 +217,8 @@ impl Db {
             log: Vec::new(),
             changes: None,
             quotas: self.quotas,
+            usage: Default::default(),
+            limits: Default::default(),
         })
     }
 }
@@ -236,4 +240,10 @@ pub struct Tx {
     pub(super) log: Vec<(String, &'static str, Option<String>)>,
     pub(super) changes: Option<std::sync::Arc<tokio::sync::watch::Sender<()>>>,
     pub(super) quotas: vpcip_model::rules::Quotas,
+    /// What this transaction adds to each tenant's counts (tenant, kind
+    /// key), applied at commit.
+    pub(super) usage: std::collections::BTreeMap<(String, &'static str), i64>,
+    /// The counts checked against a quota at commit: (tenant, kind key) →
+    /// the kind's name and limit.
+    pub(super) limits: std::collections::BTreeMap<(String, &'static str), (&'static str, u32)>,
 }

@@ -11,46 +11,25 @@ mod read;
 use super::*;
 
 impl Tx {
-    /// Refuses a new resource of `kind` for `tenant` once the tenant has
-    /// its quota of them. Creations for one tenant are serialized here (on
-    /// its count's row lock; SQLite has one writer), so racing creates
-    /// cannot both pass the count.
-    pub async fn check_quota(&mut self, tenant: &str, kind: Kind) -> Result<(), StoreError> {
-        let Some(limit) = self.quotas.of(kind) else {
-            return Ok(());
-        };
-        if tenant == SYSTEM_TENANT {
-            return Ok(());
+    /// Refuses a new resource of `kind` for `tenant` beyond the tenant's
+    /// quota of them. Checked when the transaction commits, against the
+    /// tenant's count as this transaction leaves it: the count's row is
+    /// locked only from there to the commit (racing creates for one tenant
+    /// queue there, not for their whole transactions), and cannot both
+    /// pass.
+    pub fn check_quota(&mut self, tenant: &str, kind: Kind) {
+        if let Some(limit) = self.quotas.of(kind)
+            && tenant != SYSTEM_TENANT
+        {
+            self.limits
+                .insert((tenant.to_string(), kind.key()), (kind.as_str(), limit));
         }
-        // The tenant's count row, locked until the transaction ends (made
-        // at 0 if it is the first): racing creates for one tenant queue
-        // here (SQLite has one writer anyway), so they cannot both pass.
-        let count = self
-            .write_quiet_rows(
-                "INSERT INTO usage (tenant, kind, n) VALUES ($1, $2, 0)
-                 ON CONFLICT (tenant, kind) DO UPDATE SET n = usage.n RETURNING n",
-                &[tenant.into(), kind.key().into()],
-            )
-            .await?
-            .first()
-            .map(|r| r.int(0))
-            .transpose()?
-            .map_or(0, |n| usize::try_from(n).unwrap_or(0));
-        if count >= limit as usize {
-            return Err(RuleError::QuotaExceeded {
-                tenant: tenant.to_string(),
-                kind: kind.as_str(),
-                count,
-                limit,
-            }
-            .into());
-        }
-        Ok(())
     }
 
     pub async fn commit(mut self) -> Result<(), StoreError> {
         let wrote = self.dirty;
         if wrote {
+            self.count_and_check().await?;
             self.bump_and_log().await?;
         }
         let changes = self.changes.take();
@@ -61,16 +40,64 @@ impl Tx {
         Ok(())
     }
 
-    /// Adds `by` to the tenant's count of `kind` (what quotas are checked
-    /// against), in this transaction.
-    async fn count_usage(&mut self, tenant: &str, kind: Kind, by: i64) -> Result<(), StoreError> {
-        self.write(
-            "INSERT INTO usage (tenant, kind, n) VALUES ($1, $2, $3)
-             ON CONFLICT (tenant, kind) DO UPDATE SET n = usage.n + $3",
-            &[tenant.into(), kind.key().into(), by.into()],
-        )
-        .await
-        .map(drop)
+    /// Adds this transaction's creations and deletions to the tenants'
+    /// counts (what quotas are checked against; one statement on
+    /// PostgreSQL, rows taken in key order) and refuses a count beyond its
+    /// quota.
+    async fn count_and_check(&mut self) -> Result<(), StoreError> {
+        let usage = std::mem::take(&mut self.usage);
+        let deltas: Vec<serde_json::Value> = usage
+            .iter()
+            .filter(|(_, by)| **by != 0)
+            .map(|((tenant, kind), by)| serde_json::json!({"tenant": tenant, "kind": kind, "by": by}))
+            .collect();
+        if deltas.is_empty() {
+            return Ok(());
+        }
+        let counted = self
+            .sql
+            .query(
+                match self.backend {
+                    Backend::Postgres => {
+                        "INSERT INTO usage (tenant, kind, n)
+                         SELECT x.tenant, x.kind, x.by
+                         FROM json_to_recordset($1::json) AS x(tenant text, kind text, by bigint)
+                         ORDER BY x.tenant, x.kind
+                         ON CONFLICT (tenant, kind) DO UPDATE SET n = usage.n + excluded.n
+                         RETURNING tenant, kind, n"
+                    }
+                    Backend::Sqlite => {
+                        "INSERT INTO usage (tenant, kind, n)
+                         SELECT j.value ->> 'tenant', j.value ->> 'kind', j.value ->> 'by'
+                         FROM json_each($1) AS j WHERE true
+                         ON CONFLICT (tenant, kind) DO UPDATE SET n = usage.n + excluded.n
+                         RETURNING tenant, kind, n"
+                    }
+                },
+                &[serde_json::Value::Array(deltas).to_string().into()],
+            )
+            .await?;
+        for row in counted {
+            let (tenant, kind, n) = (row.text(0)?, row.text(1)?, row.int(2)?);
+            let Some(((_, key), (name, limit))) = self
+                .limits
+                .iter()
+                .find(|((t, k), _)| *t == tenant && *k == kind)
+            else {
+                continue;
+            };
+            let by = usage.get(&(tenant.clone(), *key)).copied().unwrap_or(0);
+            if by > 0 && n > i64::from(*limit) {
+                return Err(RuleError::QuotaExceeded {
+                    tenant,
+                    kind: name,
+                    count: usize::try_from(n - by).unwrap_or(0),
+                    limit: *limit,
+                }
+                .into());
+            }
+        }
+        Ok(())
     }
 
     /// Bumps the revision and logs this transaction's resources under it
@@ -114,10 +141,12 @@ impl Tx {
         Ok(())
     }
 
-    /// A statement that writes and returns rows, without being a change of
-    /// desired state on its own.
-    async fn write_quiet_rows(&mut self, sql: &str, args: &[Val]) -> Result<Vec<Row>, StoreError> {
-        self.sql.query(sql, args).await
+    /// Adds `by` to the tenant's count of `kind`, at commit.
+    fn add_usage(&mut self, tenant: &str, kind: Kind, by: i64) {
+        *self
+            .usage
+            .entry((tenant.to_string(), kind.key()))
+            .or_default() += by;
     }
 
     /// A write that is not a change of desired state (agents' reports): it
@@ -191,7 +220,8 @@ impl Tx {
             Ok(_) => {
                 self.log
                     .push((r.id().to_string(), R::KIND.key(), Some(logged)));
-                self.count_usage(r.tenant(), R::KIND, 1).await
+                self.add_usage(r.tenant(), R::KIND, 1);
+                Ok(())
             }
         }
     }
@@ -222,7 +252,7 @@ impl Tx {
             )
             .await?;
         if gone > 0 {
-            self.count_usage(r.tenant(), R::KIND, -1).await?;
+            self.add_usage(r.tenant(), R::KIND, -1);
         }
         self.write(
             "DELETE FROM client_tokens WHERE resource_id = $1",

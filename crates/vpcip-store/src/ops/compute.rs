@@ -38,7 +38,7 @@ pub(crate) async fn make_nic(
     let zone_id = spec.subnet.zone_id.clone().ok_or_else(|| {
         StoreError::Corrupt(format!("guest subnet {} has no zone", spec.subnet.id))
     })?;
-    tx.check_quota(&spec.subnet.tenant, Kind::Nic).await?;
+    tx.check_quota(&spec.subnet.tenant, Kind::Nic);
     let mut subnet: Subnet = tx.get(&spec.subnet.id, true).await?;
     let id = spec.id;
     if let Some(ip) = spec.ip {

@@ -111,7 +111,7 @@ impl Store {
             },
             _ => scope.tenant().to_string(),
         };
-        tx.check_quota(&tenant, Kind::Eip).await?;
+        tx.check_quota(&tenant, Kind::Eip);
         let (subnet, ip) =
             allocate_eip_address(tx, scope, &id, req.subnet.as_deref(), req.ip).await?;
         let mut eip = Eip {

@@ -45,7 +45,7 @@ impl Store {
                 Claim::Existing(v) => return Ok(v),
                 Claim::New(id) => id,
             };
-            tx.check_quota(&tenant, Kind::Vpc).await?;
+            tx.check_quota(&tenant, Kind::Vpc);
             let vpc = Vpc {
                 id,
                 tenant: tenant.clone(),

@@ -23,7 +23,7 @@ impl Store {
             let found: Subnet = tx.find(scope, &req.subnet, false).await?;
             scope.must_own(&found.tenant, "this subnet")?;
             rules::need_subnet_kind(&found, SubnetKind::Guest)?;
-            tx.check_quota(&found.tenant, Kind::Vip).await?;
+            tx.check_quota(&found.tenant, Kind::Vip);
             let mut subnet: Subnet = tx.get(&found.id, true).await?;
             if let Some(ip) = req.ip {
                 rules::check_chosen_address(&subnet, ip)?;
