@@ -2,6 +2,7 @@
 //! tenants, an OpenAPI document at `/openapi.json`.
 
 pub mod auth;
+pub mod console;
 mod ec2;
 pub mod error;
 pub mod handlers;
@@ -31,6 +32,8 @@ pub struct App {
     pub metrics: std::sync::Arc<metrics::ApiMetrics>,
     /// Served over TLS (the OpenStack catalog's endpoints say https).
     pub tls: bool,
+    /// The web console's sign-ins (this controller's memory).
+    pub sessions: std::sync::Arc<console::Sessions>,
 }
 
 impl App {
@@ -40,6 +43,7 @@ impl App {
             operator_token_hash: operator_token.filter(|t| !t.is_empty()).map(token_hash),
             metrics: Default::default(),
             tls: false,
+            sessions: Default::default(),
         }
     }
 }

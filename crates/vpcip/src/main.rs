@@ -157,6 +157,33 @@ async fn serve(args: cli::ServerArgs, log_format: &cli::LogFormat) -> anyhow::Re
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
+    let tls_files = (
+        args.tls_cert.clone().or(config.tls_cert.clone()),
+        args.tls_key.clone().or(config.tls_key.clone()),
+    );
+    if let Some(addr) = &args.console_listen {
+        let console = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listen on {addr} for the console"))?;
+        tracing::info!(listen = %console.local_addr()?, "web console at /ui");
+        let app = app.clone();
+        let tls = match &tls_files {
+            (Some(cert), Some(key)) => Some(vpcip_api::tls::server_config(cert, key)?),
+            _ => None,
+        };
+        tokio::spawn(async move {
+            let done = async {
+                let _ = tokio::signal::ctrl_c().await;
+            };
+            let served = match tls {
+                Some(tls) => vpcip_api::console::serve_tls(console, app, done, tls).await,
+                None => vpcip_api::console::serve(console, app, done).await,
+            };
+            if let Err(e) = served {
+                tracing::error!(error = %e, "the web console stopped");
+            }
+        });
+    }
     match (
         args.tls_cert.or(config.tls_cert),
         args.tls_key.or(config.tls_key),

@@ -8,6 +8,10 @@ pub struct ServerArgs {
     /// Address to listen on [default: 127.0.0.1:9696].
     #[arg(long, env = "VPCIP_LISTEN")]
     pub listen: Option<String>,
+    /// Serve the web console at http://ADDR/ui (a listener of its own; TLS
+    /// too when the API has it). No console when absent.
+    #[arg(long, env = "VPCIP_CONSOLE_LISTEN", value_name = "ADDR")]
+    pub console_listen: Option<String>,
     /// Store: sqlite://PATH (embedded default) or postgres://… (several
     /// controllers sharing state) [default: sqlite://./vpcip.db].
     #[arg(long, env = "VPCIP_DB")]

@@ -1,0 +1,383 @@
+//! EIP pages: the list (search, pages), allocate (and bind in one step),
+//! one EIP's page with bind/rebind, unbind, bandwidth and release.
+
+use askama::Template;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use vpcip_model::*;
+
+use super::session::SignedIn;
+use super::{CsrfOnly, Frame, api_refusal, message, render};
+use crate::App;
+
+/// EIPs on one page of the list.
+const PER_PAGE: usize = 50;
+
+/// One EIP as the pages show it.
+pub(crate) struct Row {
+    pub id: String,
+    pub name: String,
+    pub ip: String,
+    pub bandwidth_mbps: u32,
+    pub mode: String,
+    pub target: String,
+    pub vpc_id: String,
+}
+
+impl Row {
+    fn of(e: &Eip) -> Row {
+        let (mode, target, vpc_id) = match &e.binding {
+            EipBinding::Unbound => ("-".to_string(), "unbound".to_string(), String::new()),
+            EipBinding::Nic {
+                nic_id,
+                server_id,
+                vpc_id,
+                private_ip,
+                mode,
+            } => (
+                mode_name(*mode),
+                match server_id {
+                    Some(s) => format!("server {s} (NIC {nic_id}, {private_ip})"),
+                    None => format!("NIC {nic_id} ({private_ip})"),
+                },
+                vpc_id.clone(),
+            ),
+            EipBinding::Vip {
+                vip_id,
+                vpc_id,
+                private_ip,
+                mode,
+            } => (
+                mode_name(*mode),
+                format!("VIP {vip_id} ({private_ip})"),
+                vpc_id.clone(),
+            ),
+        };
+        Row {
+            id: e.id.clone(),
+            name: e.name.clone(),
+            ip: e.ip.to_string(),
+            bandwidth_mbps: e.bandwidth_mbps,
+            mode,
+            target,
+            vpc_id,
+        }
+    }
+
+    fn matches(&self, q: &str) -> bool {
+        [&self.id, &self.name, &self.ip, &self.target]
+            .iter()
+            .any(|f| f.to_lowercase().contains(q))
+    }
+}
+
+fn mode_name(m: EipMode) -> String {
+    serde_json::to_value(m)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+#[derive(Template)]
+#[template(path = "console/eips.html")]
+struct ListPage {
+    frame: Frame,
+    rows: Vec<Row>,
+    q: String,
+    page: usize,
+    pages: usize,
+    total: usize,
+    error: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct ListQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    page: usize,
+}
+
+async fn list_page(app: &App, s: &SignedIn, q: &ListQuery, error: Option<String>) -> Response {
+    let eips = match super::topology::all::<Eip>(app, &s.scope, None).await {
+        Ok(e) => e,
+        Err(e) => return api_refusal(e),
+    };
+    let needle = q.q.trim().to_lowercase();
+    let rows: Vec<Row> = eips
+        .iter()
+        .map(Row::of)
+        .filter(|r| needle.is_empty() || r.matches(&needle))
+        .collect();
+    let total = rows.len();
+    let pages = total.div_ceil(PER_PAGE).max(1);
+    let page = q.page.min(pages - 1);
+    let rows = rows
+        .into_iter()
+        .skip(page * PER_PAGE)
+        .take(PER_PAGE)
+        .collect();
+    let mut r = render(&ListPage {
+        frame: Frame::of(s),
+        rows,
+        q: q.q.clone(),
+        page,
+        pages,
+        total,
+        error: error.clone(),
+    });
+    if error.is_some() {
+        *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+    }
+    r
+}
+
+pub(crate) async fn list(
+    State(app): State<App>,
+    s: SignedIn,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    list_page(&app, &s, &q, None).await
+}
+
+#[derive(Deserialize)]
+pub(crate) struct AllocateForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    bandwidth_mbps: String,
+    /// `server`, `nic`, `vip`, or empty: allocate only.
+    #[serde(default)]
+    target_kind: String,
+    #[serde(default)]
+    target: String,
+    #[serde(default)]
+    mode: String,
+}
+
+fn target_of(kind: &str, id: &str) -> Result<Option<EipTarget>, String> {
+    let id = id.trim().to_string();
+    match (kind, id.is_empty()) {
+        ("" | "none", _) => Ok(None),
+        (_, true) => Err("bind: name the server, NIC or VIP to bind to (target)".into()),
+        ("server", _) => Ok(Some(EipTarget::Server(id))),
+        ("nic", _) => Ok(Some(EipTarget::Nic(id))),
+        ("vip", _) => Ok(Some(EipTarget::Vip(id))),
+        (other, _) => Err(format!(
+            "target_kind: {other:?} is none of server, nic, vip"
+        )),
+    }
+}
+
+fn mode_of(m: &str) -> Result<EipMode, String> {
+    serde_json::from_value(serde_json::Value::String(
+        if m.is_empty() { "nat" } else { m }.to_string(),
+    ))
+    .map_err(|_| format!("mode: {m:?} is neither nat nor visible"))
+}
+
+fn mbps_of(v: &str) -> Result<u32, String> {
+    v.trim()
+        .parse()
+        .map_err(|_| format!("bandwidth_mbps: {v:?} is not a whole number of Mbit/s"))
+}
+
+pub(crate) async fn allocate(
+    State(app): State<App>,
+    s: SignedIn,
+    Form(f): Form<AllocateForm>,
+) -> Response {
+    if let Err(r) = s.check(&f.csrf) {
+        return r;
+    }
+    let req = (|| {
+        let bind = target_of(&f.target_kind, &f.target)?
+            .map(|target| {
+                mode_of(&f.mode).map(|mode| BindEip {
+                    target,
+                    mode,
+                    allow_reassociation: false,
+                })
+            })
+            .transpose()?;
+        Ok::<_, String>(CreateEip {
+            name: Some(f.name.trim().to_string()).filter(|n| !n.is_empty()),
+            bandwidth_mbps: mbps_of(&f.bandwidth_mbps)?,
+            bind,
+            ..Default::default()
+        })
+    })();
+    let outcome = match req {
+        Ok(req) => app.store.create_eip(&s.scope, &req).await.map_err(message),
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(eip) => Redirect::to(&format!("/ui/eips/{}", eip.id)).into_response(),
+        Err(e) => list_page(&app, &s, &ListQuery::default(), Some(e)).await,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/eip.html")]
+struct EipPage {
+    frame: Frame,
+    row: Row,
+    traffic: Option<desired::EipCounters>,
+    /// The form a refusal belongs to, and the API's message.
+    error_in: String,
+    error: Option<String>,
+}
+
+async fn eip_page(app: &App, s: &SignedIn, id: &str, error: Option<(&str, String)>) -> Response {
+    let eip: Eip = match app.store.show(&s.scope, id).await {
+        Ok(e) => e,
+        Err(e) => return api_refusal(e),
+    };
+    let traffic = app.store.eip_counters(&s.scope, &eip.id).await.ok();
+    let failed = error.is_some();
+    let (error_in, error) = match error {
+        Some((form, e)) => (form.to_string(), Some(e)),
+        None => (String::new(), None),
+    };
+    let mut r = render(&EipPage {
+        frame: Frame::of(s),
+        row: Row::of(&eip),
+        traffic,
+        error_in,
+        error,
+    });
+    if failed {
+        *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+    }
+    r
+}
+
+pub(crate) async fn show(State(app): State<App>, s: SignedIn, Path(id): Path<String>) -> Response {
+    eip_page(&app, &s, &id, None).await
+}
+
+/// After an action: the EIP's page again, with the refusal next to its
+/// form if there was one.
+async fn after(app: &App, s: &SignedIn, id: &str, form: &str, r: Result<(), String>) -> Response {
+    match r {
+        Ok(()) => Redirect::to(&format!("/ui/eips/{id}")).into_response(),
+        Err(e) => eip_page(app, s, id, Some((form, e))).await,
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct BindForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    target_kind: String,
+    #[serde(default)]
+    target: String,
+    #[serde(default)]
+    mode: String,
+    /// A checkbox: present when ticked.
+    #[serde(default)]
+    allow_reassociation: Option<String>,
+}
+
+pub(crate) async fn bind(
+    State(app): State<App>,
+    s: SignedIn,
+    Path(id): Path<String>,
+    Form(f): Form<BindForm>,
+) -> Response {
+    if let Err(r) = s.check(&f.csrf) {
+        return r;
+    }
+    let req = target_of(&f.target_kind, &f.target).and_then(|t| {
+        let target = t.ok_or("target_kind: choose server, nic or vip")?;
+        Ok(BindEip {
+            target,
+            mode: mode_of(&f.mode)?,
+            allow_reassociation: f.allow_reassociation.is_some(),
+        })
+    });
+    let r = match req {
+        Ok(req) => app
+            .store
+            .bind_eip(&s.scope, &id, &req)
+            .await
+            .map(drop)
+            .map_err(message),
+        Err(e) => Err(e),
+    };
+    after(&app, &s, &id, "bind", r).await
+}
+
+pub(crate) async fn unbind(
+    State(app): State<App>,
+    s: SignedIn,
+    Path(id): Path<String>,
+    Form(f): Form<CsrfOnly>,
+) -> Response {
+    if let Err(r) = s.check(&f.csrf) {
+        return r;
+    }
+    let r = app
+        .store
+        .unbind_eip(&s.scope, &id)
+        .await
+        .map(drop)
+        .map_err(message);
+    after(&app, &s, &id, "unbind", r).await
+}
+
+#[derive(Deserialize)]
+pub(crate) struct UpdateForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    bandwidth_mbps: String,
+}
+
+pub(crate) async fn update(
+    State(app): State<App>,
+    s: SignedIn,
+    Path(id): Path<String>,
+    Form(f): Form<UpdateForm>,
+) -> Response {
+    if let Err(r) = s.check(&f.csrf) {
+        return r;
+    }
+    let r = match mbps_of(&f.bandwidth_mbps) {
+        Ok(mbps) => app
+            .store
+            .update_eip(
+                &s.scope,
+                &id,
+                &UpdateEip {
+                    bandwidth_mbps: Some(mbps),
+                    algs: None,
+                },
+            )
+            .await
+            .map(drop)
+            .map_err(message),
+        Err(e) => Err(e),
+    };
+    after(&app, &s, &id, "update", r).await
+}
+
+pub(crate) async fn release(
+    State(app): State<App>,
+    s: SignedIn,
+    Path(id): Path<String>,
+    Form(f): Form<CsrfOnly>,
+) -> Response {
+    if let Err(r) = s.check(&f.csrf) {
+        return r;
+    }
+    match app.store.release_eip(&s.scope, &id).await {
+        Ok(()) => Redirect::to("/ui/eips").into_response(),
+        Err(e) => eip_page(&app, &s, &id, Some(("release", message(e)))).await,
+    }
+}

@@ -1,0 +1,583 @@
+//! The web console over HTTP, as a browser without a script engine drives
+//! it: sign-in and its cookies, CSRF on every form, the EIP procedures
+//! checked through the API, refusals shown next to their form, tenants
+//! kept apart, the topology picture and the operator's status page. (The
+//! browser tests in `crates/vpcip/tests/console_browser.rs` drive the same
+//! pages in Chromium.)
+#![allow(clippy::unwrap_used)] // tests panic on the unexpected, by design
+
+use std::collections::HashMap;
+
+use reqwest::StatusCode;
+use reqwest::redirect::Policy;
+use vpcip_api::App;
+use vpcip_client::Client;
+use vpcip_model::*;
+
+const OPERATOR: &str = "op-secret";
+
+/// The API and the console of one store, each on its own listener.
+struct Controller {
+    api: String,
+    ui: String,
+    _db: vpcip_store::testing::TestDb,
+}
+
+async fn controller() -> Controller {
+    let db = vpcip_store::testing::sqlite().await;
+    let app = App::new(db.store.clone(), Some(OPERATOR));
+    let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ui = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (api_addr, ui_addr) = (api.local_addr().unwrap(), ui.local_addr().unwrap());
+    tokio::spawn(vpcip_api::serve(api, app.clone(), std::future::pending()));
+    tokio::spawn(vpcip_api::console::serve(ui, app, std::future::pending()));
+    Controller {
+        api: format!("http://{api_addr}"),
+        ui: format!("http://{ui_addr}"),
+        _db: db,
+    }
+}
+
+/// A browser: its cookies, no redirects followed (the tests look at them).
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    cookies: HashMap<String, String>,
+    /// The Set-Cookie headers last received.
+    set: Vec<String>,
+}
+
+struct Page {
+    status: StatusCode,
+    location: String,
+    body: String,
+}
+
+impl Browser {
+    fn new(base: &str) -> Browser {
+        Browser {
+            http: reqwest::Client::builder()
+                .redirect(Policy::none())
+                .build()
+                .unwrap(),
+            base: base.to_string(),
+            cookies: HashMap::new(),
+            set: vec![],
+        }
+    }
+
+    async fn send(&mut self, r: reqwest::RequestBuilder) -> Page {
+        let cookie: Vec<String> = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let r = r.header("cookie", cookie.join("; ")).send().await.unwrap();
+        self.set = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect();
+        for c in &self.set {
+            let (kv, _) = c.split_once(';').unwrap_or((c, ""));
+            let (k, v) = kv.split_once('=').unwrap();
+            if v.is_empty() {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.to_string(), v.to_string());
+            }
+        }
+        Page {
+            status: r.status(),
+            location: r
+                .headers()
+                .get("location")
+                .map(|l| l.to_str().unwrap().to_string())
+                .unwrap_or_default(),
+            body: r.text().await.unwrap(),
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let r = self.http.get(format!("{}{path}", self.base));
+        self.send(r).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let r = self.http.post(format!("{}{path}", self.base)).form(form);
+        self.send(r).await
+    }
+
+    /// Signs in with `token`; the CSRF token of the pages after.
+    async fn sign_in(&mut self, token: &str) -> String {
+        let login = self.get("/ui/login").await;
+        let csrf = csrf_of(&login.body);
+        let p = self
+            .post("/ui/login", &[("token", token), ("csrf", &csrf)])
+            .await;
+        assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+        csrf_of(&self.get("/ui/eips").await.body)
+    }
+}
+
+/// The CSRF token a page's forms carry.
+fn csrf_of(html: &str) -> String {
+    let at = html
+        .find("name=\"csrf\" value=\"")
+        .expect("a form with a CSRF token")
+        + 19;
+    html[at..at + 64].to_string()
+}
+
+/// The seeds' world: a zone, an EIP segment, and for tenant `t1` a VPC, a
+/// subnet and server `web-1`; returns the operator's client and t1's token.
+async fn world(c: &Controller) -> (Client, String) {
+    let op = Client::new(&c.api, Some(OPERATOR));
+    let _: Zone = op
+        .post(paths::ZONES, &CreateZone { name: "z1".into() })
+        .await
+        .unwrap();
+    op.create_subnet(&CreateSubnet {
+        name: "eip-seg".into(),
+        kind: SubnetKind::Eip,
+        cidr: Some("203.0.113.0/24".parse().unwrap()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let t1 = tenant_token(&op, "t1").await;
+    let t = Client::new(&c.api, Some(&t1));
+    let _: Vpc = t
+        .post(
+            paths::VPCS,
+            &CreateVpc {
+                name: "vpc1".into(),
+                cidr: "10.0.0.0/16".parse().unwrap(),
+                secondary_cidrs: vec![],
+                tenant: None,
+                client_token: None,
+            },
+        )
+        .await
+        .unwrap();
+    t.create_subnet(&CreateSubnet {
+        name: "sw1".into(),
+        vpc: Some("vpc1".into()),
+        zone: Some("z1".into()),
+        cidr: Some("10.0.0.0/24".parse().unwrap()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let _: Server = t
+        .post(
+            paths::SERVERS,
+            &CreateServer {
+                name: "web-1".into(),
+                subnet: "sw1".into(),
+                zone: None,
+                ip: None,
+                security_groups: vec![],
+                host: None,
+                client_token: None,
+            },
+        )
+        .await
+        .unwrap();
+    (op, t1)
+}
+
+async fn tenant_token(op: &Client, tenant: &str) -> String {
+    let tok: Token = op
+        .post(
+            paths::TOKENS,
+            &CreateToken {
+                tenant: tenant.into(),
+                description: "console test".into(),
+                agent: false,
+                agent_role: None,
+                ec2: false,
+            },
+        )
+        .await
+        .unwrap();
+    tok.secret.unwrap()
+}
+
+#[tokio::test]
+async fn signing_in_sets_a_strict_session_cookie_and_forms_need_their_csrf_token() {
+    let c = controller().await;
+    let (op, t1) = world(&c).await;
+    let mut b = Browser::new(&c.ui);
+    // Not signed in: every page sends to the sign-in page.
+    for path in ["/ui/eips", "/ui/vpcs", "/ui/status", "/ui/eips/eip-x"] {
+        let p = b.get(path).await;
+        assert_eq!(
+            (p.status, p.location.as_str()),
+            (StatusCode::SEE_OTHER, "/ui/login"),
+            "{path}"
+        );
+    }
+    // The sign-in form's own CSRF token is bound to a cookie.
+    let login = b.get("/ui/login").await;
+    let csrf = csrf_of(&login.body);
+    assert!(
+        b.set[0].contains("HttpOnly") && b.set[0].contains("SameSite=Strict"),
+        "{:?}",
+        b.set
+    );
+    let p = b.post("/ui/login", &[("token", t1.as_str())]).await;
+    assert_eq!(
+        p.status,
+        StatusCode::FORBIDDEN,
+        "sign-in without its CSRF token"
+    );
+    let mut other = Browser::new(&c.ui);
+    let p = other
+        .post("/ui/login", &[("token", t1.as_str()), ("csrf", &csrf)])
+        .await;
+    assert_eq!(
+        p.status,
+        StatusCode::FORBIDDEN,
+        "another browser's sign-in token"
+    );
+    let p = b
+        .post("/ui/login", &[("token", "not-a-token"), ("csrf", &csrf)])
+        .await;
+    assert_eq!(p.status, StatusCode::UNAUTHORIZED);
+    assert!(p.body.contains("unknown token"), "{}", p.body);
+    // Signed in: an HttpOnly, SameSite=Strict session cookie for /ui.
+    let csrf = b.sign_in(&t1).await;
+    assert!(
+        b.set.is_empty() || b.set.iter().all(|c| !c.starts_with("vpcip_session=;")),
+        "{:?}",
+        b.set
+    );
+    let session = b.cookies.get("vpcip_session").cloned().unwrap();
+    assert_eq!(session.len(), 64);
+    // A form posted without the session's CSRF token changes nothing.
+    for form in [
+        vec![("bandwidth_mbps", "5")],
+        vec![("bandwidth_mbps", "5"), ("csrf", "0".repeat(64).as_str())],
+    ] {
+        let p = b.post("/ui/eips", &form).await;
+        assert_eq!(p.status, StatusCode::FORBIDDEN, "{}", p.body);
+        assert!(p.body.contains("CSRF"), "{}", p.body);
+    }
+    let t = Client::new(&c.api, Some(&t1));
+    assert!(
+        t.list::<Eip>(None).await.unwrap().is_empty(),
+        "a form without its CSRF token made an EIP"
+    );
+    // An agent's token does not sign in.
+    let agent: Token = op
+        .post(
+            paths::TOKENS,
+            &CreateToken {
+                tenant: "h9".into(),
+                description: "agent".into(),
+                agent: true,
+                agent_role: Some(desired::AgentRole::Host),
+                ec2: false,
+            },
+        )
+        .await
+        .unwrap();
+    let mut a = Browser::new(&c.ui);
+    let login = a.get("/ui/login").await;
+    let p = a
+        .post(
+            "/ui/login",
+            &[
+                ("token", agent.secret.as_deref().unwrap()),
+                ("csrf", &csrf_of(&login.body)),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::UNAUTHORIZED, "{}", p.body);
+    // Signing out ends the session.
+    let p = b.post("/ui/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(p.location, "/ui/login");
+    b.cookies.insert("vpcip_session".into(), session.clone());
+    assert_eq!(
+        b.get("/ui/eips").await.location,
+        "/ui/login",
+        "a signed-out session still works"
+    );
+    // Deleting the token ends its sessions too.
+    let mut d = Browser::new(&c.ui);
+    d.sign_in(&t1).await;
+    let tokens: Vec<serde_json::Value> = op.get(paths::TOKENS).await.unwrap();
+    let id = tokens
+        .iter()
+        .find(|t| t["tenant"] == "t1")
+        .and_then(|t| t["id"].as_str())
+        .unwrap()
+        .to_string();
+    op.delete(&paths::TOKEN.replace("{id}", &id)).await.unwrap();
+    assert_eq!(
+        d.get("/ui/eips").await.location,
+        "/ui/login",
+        "a deleted token's session still works"
+    );
+}
+
+#[tokio::test]
+async fn a_tenant_allocates_binds_changes_unbinds_and_releases_an_eip_in_the_console() {
+    let c = controller().await;
+    let (op, t1) = world(&c).await;
+    let t = Client::new(&c.api, Some(&t1));
+    let mut b = Browser::new(&c.ui);
+    let csrf = b.sign_in(&t1).await;
+    // Allocate and bind in one step.
+    let p = b
+        .post(
+            "/ui/eips",
+            &[
+                ("csrf", &csrf),
+                ("name", "web"),
+                ("bandwidth_mbps", "10"),
+                ("target_kind", "server"),
+                ("target", "web-1"),
+                ("mode", "nat"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let eips = t.list::<Eip>(None).await.unwrap();
+    assert_eq!(eips.len(), 1);
+    let eip = &eips[0];
+    assert_eq!(p.location, format!("/ui/eips/{}", eip.id));
+    assert!(
+        matches!(
+            &eip.binding,
+            EipBinding::Nic {
+                server_id: Some(_),
+                mode: EipMode::Nat,
+                ..
+            }
+        ),
+        "{eip:?}"
+    );
+    // In the list, found by its address, not by a stranger's.
+    let list = b.get("/ui/eips").await;
+    assert!(
+        list.body.contains(&eip.ip.to_string()) && list.body.contains("server "),
+        "{}",
+        list.body
+    );
+    let found = b.get(&format!("/ui/eips?q={}", eip.ip)).await;
+    assert!(found.body.contains("1 EIP(s)"), "{}", found.body);
+    let none = b.get("/ui/eips?q=198.51.100.77").await;
+    assert!(none.body.contains("0 EIP(s)"), "{}", none.body);
+    // Its page; the bandwidth changed.
+    let path = format!("/ui/eips/{}", eip.id);
+    let page = b.get(&path).await;
+    assert!(page.body.contains("10 Mbit/s"), "{}", page.body);
+    let p = b
+        .post(
+            &format!("{path}/update"),
+            &[("csrf", &csrf), ("bandwidth_mbps", "20")],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let shown: Eip = t.get(&format!("/v1/eips/{}", eip.id)).await.unwrap();
+    assert_eq!(shown.bandwidth_mbps, 20);
+    // Refusals: the API's message, next to the form, nothing changed.
+    let p = b
+        .post(
+            &format!("{path}/update"),
+            &[("csrf", &csrf), ("bandwidth_mbps", "0")],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        p.body.contains("id=\"update-error\"") && p.body.contains("bandwidth"),
+        "{}",
+        p.body
+    );
+    let p = b
+        .post(
+            &format!("{path}/bind"),
+            &[
+                ("csrf", &csrf),
+                ("target_kind", "server"),
+                ("target", "no-such-server"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        p.body.contains("id=\"bind-error\"") && p.body.contains("no-such-server"),
+        "{}",
+        p.body
+    );
+    // Moving it to another server needs the explicit reassociation.
+    let _: Server = t
+        .post(
+            paths::SERVERS,
+            &CreateServer {
+                name: "web-2".into(),
+                subnet: "sw1".into(),
+                zone: None,
+                ip: None,
+                security_groups: vec![],
+                host: None,
+                client_token: None,
+            },
+        )
+        .await
+        .unwrap();
+    let p = b
+        .post(
+            &format!("{path}/bind"),
+            &[
+                ("csrf", &csrf),
+                ("target_kind", "server"),
+                ("target", "web-2"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", p.body);
+    assert!(
+        p.body.contains("id=\"bind-error\"") && p.body.contains("reassociation"),
+        "{}",
+        p.body
+    );
+    let p = b
+        .post(
+            &format!("{path}/bind"),
+            &[
+                ("csrf", &csrf),
+                ("target_kind", "server"),
+                ("target", "web-2"),
+                ("allow_reassociation", "true"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let moved: Eip = t.get(&format!("/v1/eips/{}", eip.id)).await.unwrap();
+    let web2: Server = t.get("/v1/servers/web-2").await.unwrap();
+    assert!(
+        matches!(&moved.binding, EipBinding::Nic { server_id: Some(s), .. } if *s == web2.id),
+        "{moved:?}"
+    );
+    // A second EIP, bound to web-1 again.
+    let second = t.eip_for_server("web-1", 5).await.unwrap();
+    let second_path = format!("/ui/eips/{}", second.id);
+    // Another tenant cannot see or touch it.
+    let t2 = tenant_token(&op, "t2").await;
+    let mut other = Browser::new(&c.ui);
+    let other_csrf = other.sign_in(&t2).await;
+    let p = other.get(&second_path).await;
+    assert_eq!(p.status, StatusCode::NOT_FOUND, "{}", p.body);
+    assert!(!p.body.contains(&second.ip.to_string()), "{}", p.body);
+    let p = other
+        .post(&format!("{second_path}/release"), &[("csrf", &other_csrf)])
+        .await;
+    assert_eq!(p.status, StatusCode::NOT_FOUND, "{}", p.body);
+    assert!(
+        !other
+            .get("/ui/eips")
+            .await
+            .body
+            .contains(&second.ip.to_string())
+    );
+    // Unbind, then release.
+    let p = b
+        .post(&format!("{second_path}/unbind"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let unbound: Eip = t.get(&format!("/v1/eips/{}", second.id)).await.unwrap();
+    assert!(!unbound.is_bound());
+    // A bound EIP is not released: the API's refusal, next to the form.
+    let p = b.post(&format!("{path}/release"), &[("csrf", &csrf)]).await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", p.body);
+    assert!(p.body.contains("id=\"release-error\""), "{}", p.body);
+    let p = b.post(&format!("{path}/unbind"), &[("csrf", &csrf)]).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    for e in [&eip.id, &second.id] {
+        let p = b
+            .post(&format!("/ui/eips/{e}/release"), &[("csrf", &csrf)])
+            .await;
+        assert_eq!(
+            (p.status, p.location.as_str()),
+            (StatusCode::SEE_OTHER, "/ui/eips")
+        );
+    }
+    assert!(t.list::<Eip>(None).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_topology_shows_nics_eips_and_vips_and_the_status_page_is_the_operators() {
+    let c = controller().await;
+    let (op, t1) = world(&c).await;
+    let t = Client::new(&c.api, Some(&t1));
+    let server: Server = t.get("/v1/servers/web-1").await.unwrap();
+    let nic = &server.nic_ids[0];
+    let vip: Vip = t
+        .post(
+            paths::VIPS,
+            &CreateVip {
+                name: "db-vip".into(),
+                subnet: "sw1".into(),
+                ip: None,
+                client_token: None,
+            },
+        )
+        .await
+        .unwrap();
+    let _: Vip = t
+        .action(paths::VIP_BIND, &vip.id, &VipNic { nic: nic.clone() })
+        .await
+        .unwrap();
+    let on_server = t.eip_for_server("web-1", 10).await.unwrap();
+    let on_vip = t.eip_for_vip("db-vip", 10).await.unwrap();
+    let vpc: Vpc = t.get("/v1/vpcs/vpc1").await.unwrap();
+    let mut b = Browser::new(&c.ui);
+    b.sign_in(&t1).await;
+    let list = b.get("/ui/vpcs").await;
+    assert!(
+        list.body.contains(&format!("/ui/vpcs/{}", vpc.id)),
+        "{}",
+        list.body
+    );
+    let page = b.get(&format!("/ui/vpcs/{}", vpc.id)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let svg = b
+        .get(&format!("/ui/vpcs/{}/topology.svg", vpc.id))
+        .await
+        .body;
+    for needle in [
+        format!("class=\"nic\" data-id=\"{nic}\""),
+        format!("class=\"eip\" data-id=\"{}\"", on_server.id),
+        format!("class=\"eip\" data-id=\"{}\"", on_vip.id),
+        format!("class=\"vip\" data-id=\"{}\"", vip.id),
+        "server web-1".to_string(),
+        "subnet sw1 10.0.0.0/24".to_string(),
+    ] {
+        assert!(
+            svg.contains(&needle),
+            "{needle} is not in the picture:\n{svg}"
+        );
+        assert!(page.body.contains(&needle), "{needle} is not on the page");
+    }
+    // No data plane reported: nobody holds the VIP yet.
+    assert!(svg.contains("data-holder=\"nobody yet\""), "{svg}");
+    // Another tenant: not found.
+    let t2 = tenant_token(&op, "t2").await;
+    let mut other = Browser::new(&c.ui);
+    other.sign_in(&t2).await;
+    let p = other
+        .get(&format!("/ui/vpcs/{}/topology.svg", vpc.id))
+        .await;
+    assert_eq!(p.status, StatusCode::NOT_FOUND);
+    // The status page: the operator's only.
+    assert_eq!(b.get("/ui/status").await.status, StatusCode::FORBIDDEN);
+    let mut o = Browser::new(&c.ui);
+    o.sign_in(OPERATOR).await;
+    let p = o.get("/ui/status").await;
+    assert_eq!(p.status, StatusCode::OK);
+    assert!(p.body.contains("id=\"agents\""), "{}", p.body);
+}
