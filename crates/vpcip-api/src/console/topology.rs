@@ -242,7 +242,7 @@ fn draw(s: &Seen) -> String {
                 .iter()
                 .filter(|e| matches!(&e.binding, EipBinding::Nic { nic_id, .. } if *nic_id == n.id))
             {
-                draw_eip(&mut out, e, x + 186, y + 8);
+                draw_eip(&mut out, e, x + 185, y + 8);
             }
             y += NIC_H + 12;
         }
@@ -274,7 +274,7 @@ fn draw(s: &Seen) -> String {
                 .iter()
                 .filter(|e| matches!(&e.binding, EipBinding::Vip { vip_id, .. } if *vip_id == v.id))
             {
-                draw_eip(&mut out, e, x + 186, y + 8);
+                draw_eip(&mut out, e, x + 185, y + 8);
             }
             y += NIC_H + 12;
         }
@@ -301,7 +301,7 @@ fn draw_eip(out: &mut String, e: &Eip, x: usize, y: usize) {
     };
     let _ = write!(
         out,
-        r##"<g class="eip" data-id="{id}"><rect x="{x}" y="{y}" width="98" height="40" rx="4" fill="{fill}" stroke="#444"/><text x="{tx}" y="{y1}">EIP {mode}</text><text x="{tx}" y="{y2}">{ip}</text></g>"##,
+        r##"<g class="eip" data-id="{id}"><rect x="{x}" y="{y}" width="88" height="40" rx="4" fill="{fill}" stroke="#444"/><text x="{tx}" y="{y1}">EIP {mode}</text><text x="{tx}" y="{y2}">{ip}</text></g>"##,
         id = esc(&e.id),
         tx = x + 6,
         y1 = y + 16,

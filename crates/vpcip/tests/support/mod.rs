@@ -31,15 +31,38 @@ pub fn start() -> Server {
 /// A server with extra global arguments (e.g. `--log-format json`); its
 /// log goes to `server.log` in its directory.
 pub fn start_with(extra: &[&str]) -> Server {
-    start_full(extra, None)
+    start_full(extra, None, &[])
+}
+
+/// A server with its web console on a loopback port it picks; the
+/// console's URL, read from its log.
+pub fn start_with_console() -> (Server, String) {
+    let s = start_full(&[], None, &[("VPCIP_CONSOLE_LISTEN", "127.0.0.1:0")]);
+    for _ in 0..100 {
+        let log = std::fs::read_to_string(s.dir.join("server.log")).unwrap_or_default();
+        if let Some(addr) = log
+            .lines()
+            .filter(|l| l.contains("web console at /ui"))
+            .find_map(|l| l.split("listen=").nth(1))
+            .and_then(|a| a.split_whitespace().next())
+        {
+            let url = format!("http://{addr}");
+            return (s, url);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "the console did not start: {}",
+        s.dir.join("server.log").display()
+    );
 }
 
 /// A server reading `config` as its configuration file (`--config`).
 pub fn start_configured(config: &str) -> Server {
-    start_full(&[], Some(config))
+    start_full(&[], Some(config), &[])
 }
 
-fn start_full(extra: &[&str], config: Option<&str>) -> Server {
+fn start_full(extra: &[&str], config: Option<&str>, env: &[(&str, &str)]) -> Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -63,6 +86,7 @@ fn start_full(extra: &[&str], config: Option<&str>) -> Server {
         cmd.arg("--config").arg(path);
     }
     let child = cmd
+        .envs(env.iter().copied())
         .env("VPCIP_OPERATOR_TOKEN", OPERATOR)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
