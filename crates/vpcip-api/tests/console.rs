@@ -581,3 +581,129 @@ async fn the_topology_shows_nics_eips_and_vips_and_the_status_page_is_the_operat
     assert_eq!(p.status, StatusCode::OK);
     assert!(p.body.contains("id=\"agents\""), "{}", p.body);
 }
+
+#[tokio::test]
+async fn a_tenant_makes_a_vip_binds_its_nics_and_reads_their_keepalived_conf_in_the_console() {
+    let c = controller().await;
+    let (_op, t1) = world(&c).await;
+    let t = Client::new(&c.api, Some(&t1));
+    let server: Server = t.get("/v1/servers/web-1").await.unwrap();
+    let nic: Nic = t
+        .get(&format!("/v1/nics/{}", server.nic_ids[0]))
+        .await
+        .unwrap();
+    let mut b = Browser::new(&c.ui);
+    let csrf = b.sign_in(&t1).await;
+    // Create, with the address chosen.
+    let p = b
+        .post(
+            "/ui/vips",
+            &[
+                ("csrf", &csrf),
+                ("name", "db-vip"),
+                ("subnet", "sw1"),
+                ("ip", "10.0.0.100"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let vip: Vip = t.get("/v1/vips/db-vip").await.unwrap();
+    assert_eq!(p.location, format!("/ui/vips/{}", vip.id));
+    assert_eq!(vip.ip.to_string(), "10.0.0.100");
+    // A refused create: the API's message next to the form.
+    let p = b
+        .post(
+            "/ui/vips",
+            &[
+                ("csrf", &csrf),
+                ("name", "bad"),
+                ("subnet", "sw1"),
+                ("ip", "10.9.9.9"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        p.body.contains("id=\"create-error\"") && p.body.contains("10.9.9.9"),
+        "{}",
+        p.body
+    );
+    // Bind the NIC; its keepalived.conf is on the page.
+    let path = format!("/ui/vips/{}", vip.id);
+    let p = b
+        .post(
+            &format!("{path}/bind"),
+            &[("csrf", &csrf), ("nic", &nic.name)],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let bound: Vip = t.get("/v1/vips/db-vip").await.unwrap();
+    assert_eq!(bound.nic_ids, vec![nic.id.clone()]);
+    let page = b.get(&path).await.body;
+    assert!(
+        page.contains("10.0.0.100") && page.contains("virtual_router_id"),
+        "{page}"
+    );
+    assert!(
+        page.contains("id=\"holder\">nobody the gateways have seen"),
+        "{page}"
+    );
+    // The 11th VIP on one NIC: refused, the rule and the values shown inline.
+    for i in 0..9 {
+        let v: Vip = t
+            .post(
+                paths::VIPS,
+                &CreateVip {
+                    name: format!("v{i}"),
+                    subnet: "sw1".into(),
+                    ip: None,
+                    client_token: None,
+                },
+            )
+            .await
+            .unwrap();
+        let _: Vip = t
+            .action(
+                paths::VIP_BIND,
+                &v.id,
+                &VipNic {
+                    nic: nic.id.clone(),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let p = b
+        .post(
+            "/ui/vips",
+            &[("csrf", &csrf), ("name", "eleventh"), ("subnet", "sw1")],
+        )
+        .await;
+    let eleventh = p.location.trim_start_matches("/ui/vips/").to_string();
+    let p = b
+        .post(
+            &format!("/ui/vips/{eleventh}/bind"),
+            &[("csrf", &csrf), ("nic", &nic.id)],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", p.body);
+    assert!(
+        p.body.contains("id=\"bind-error\"") && p.body.contains("10"),
+        "{}",
+        p.body
+    );
+    // Unbind and delete.
+    let p = b
+        .post(
+            &format!("{path}/unbind"),
+            &[("csrf", &csrf), ("nic", &nic.id)],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let p = b.post(&format!("{path}/delete"), &[("csrf", &csrf)]).await;
+    assert_eq!(
+        (p.status, p.location.as_str()),
+        (StatusCode::SEE_OTHER, "/ui/vips")
+    );
+    assert!(t.get::<Vip>("/v1/vips/db-vip").await.is_err());
+}

@@ -15,6 +15,7 @@
 
 mod api;
 mod bind;
+mod console;
 mod controllers;
 mod cps;
 mod dataplane;
@@ -40,7 +41,8 @@ pub(crate) use world::{LabCloud, bench_vm, bench_world, lab_cloud, lab_cluster};
 #[derive(Parser)]
 struct Args {
     /// What to run: scale (the control plane with 1,000 simulated agents), api, openstack (the Neutron facade beside the API), controllers (three on one PostgreSQL: a bind on one seen by an agent watching another), ipam, dataplane, bind, cps, failover, gateways, shaping,
-    /// isolation, secgroups (secgroups-latency: its control-plane part
+    /// isolation, console (the web console's render time with 10,000 EIPs),
+    /// secgroups (secgroups-latency: its control-plane part
     /// only), dhcp (taps, DHCP, a QEMU guest's boot) or all.
     #[arg(default_value = "all")]
     what: String,
@@ -212,6 +214,9 @@ async fn main() -> anyhow::Result<()> {
         }
         if matches!(args.what.as_str(), "controllers" | "all") && backends.contains(&"postgres") {
             controllers::controllers(args.binds, &dir).await?;
+        }
+        if matches!(args.what.as_str(), "console" | "all") {
+            console::console_bench(args.repeats, &dir).await?;
         }
         if matches!(args.what.as_str(), "openstack" | "all") {
             for b in &backends {

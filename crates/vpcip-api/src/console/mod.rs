@@ -14,6 +14,7 @@
 mod eips;
 mod session;
 mod topology;
+mod vips;
 
 use askama::Template;
 use axum::Router;
@@ -41,6 +42,11 @@ pub fn router(app: App) -> Router {
         .route("/ui/eips/{id}/unbind", post(eips::unbind))
         .route("/ui/eips/{id}/update", post(eips::update))
         .route("/ui/eips/{id}/release", post(eips::release))
+        .route("/ui/vips", get(vips::list).post(vips::create))
+        .route("/ui/vips/{id}", get(vips::show))
+        .route("/ui/vips/{id}/bind", post(vips::bind))
+        .route("/ui/vips/{id}/unbind", post(vips::unbind))
+        .route("/ui/vips/{id}/delete", post(vips::delete))
         .route("/ui/vpcs", get(topology::vpcs))
         .route("/ui/vpcs/{id}", get(topology::page))
         .route("/ui/vpcs/{id}/topology.svg", get(topology::svg))

@@ -1,0 +1,250 @@
+//! VIP pages: the list and create, one VIP's page with its NICs (bind,
+//! unbind), the NIC holding it now, its EIP, and each member's
+//! keepalived.conf to copy (what `vpcip vip guest-config --keepalived`
+//! prints).
+
+use askama::Template;
+use axum::extract::{Form, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use vpcip_model::*;
+
+use super::session::SignedIn;
+use super::topology::all;
+use super::{CsrfOnly, Frame, api_refusal, message, render};
+use crate::App;
+
+#[derive(Template)]
+#[template(path = "console/vips.html")]
+struct ListPage {
+    frame: Frame,
+    vips: Vec<Vip>,
+    error: Option<String>,
+}
+
+async fn list_page(app: &App, s: &SignedIn, error: Option<String>) -> Response {
+    let vips = match all::<Vip>(app, &s.scope, None).await {
+        Ok(v) => v,
+        Err(e) => return api_refusal(e),
+    };
+    let failed = error.is_some();
+    let mut r = render(&ListPage {
+        frame: Frame::of(s),
+        vips,
+        error,
+    });
+    if failed {
+        *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+    }
+    r
+}
+
+pub(crate) async fn list(State(app): State<App>, s: SignedIn) -> Response {
+    list_page(&app, &s, None).await
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CreateForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    subnet: String,
+    #[serde(default)]
+    ip: String,
+}
+
+pub(crate) async fn create(
+    State(app): State<App>,
+    s: SignedIn,
+    Form(f): Form<CreateForm>,
+) -> Response {
+    if let Err(r) = s.check(&f.csrf) {
+        return r;
+    }
+    let ip = match f.ip.trim() {
+        "" => Ok(None),
+        a => a
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("ip: {a:?} is not an IPv4 address")),
+    };
+    let made = match ip {
+        Ok(ip) => app
+            .store
+            .create_vip(
+                &s.scope,
+                &CreateVip {
+                    name: f.name.trim().to_string(),
+                    subnet: f.subnet.trim().to_string(),
+                    ip,
+                    client_token: None,
+                },
+            )
+            .await
+            .map_err(message),
+        Err(e) => Err(e),
+    };
+    match made {
+        Ok(v) => Redirect::to(&format!("/ui/vips/{}", v.id)).into_response(),
+        Err(e) => list_page(&app, &s, Some(e)).await,
+    }
+}
+
+/// One bound NIC as the VIP's page shows it.
+struct Member {
+    nic: Nic,
+    keepalived: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/vip.html")]
+struct VipPage {
+    frame: Frame,
+    vip: Vip,
+    members: Vec<Member>,
+    holder: Option<String>,
+    eip: Option<Eip>,
+    error_in: String,
+    error: Option<String>,
+}
+
+async fn vip_page(app: &App, s: &SignedIn, id: &str, error: Option<(&str, String)>) -> Response {
+    let vip: Vip = match app.store.show(&s.scope, id).await {
+        Ok(v) => v,
+        Err(e) => return api_refusal(e),
+    };
+    let subnet: Option<Subnet> = app.store.show(&s.scope, &vip.subnet_id).await.ok();
+    let mut nics = vec![];
+    for n in &vip.nic_ids {
+        if let Ok(nic) = app.store.show::<Nic>(&s.scope, n).await {
+            nics.push(nic);
+        }
+    }
+    let members = nics
+        .iter()
+        .enumerate()
+        .map(|(rank, nic)| Member {
+            nic: nic.clone(),
+            keepalived: subnet
+                .as_ref()
+                .map(|sub| keepalived(&vip, sub, nic, &nics, rank))
+                .unwrap_or_default(),
+        })
+        .collect();
+    let holder = app
+        .store
+        .vip_holding(&s.scope, &vip.id)
+        .await
+        .ok()
+        .and_then(|h| h.nic_id);
+    let eip = match &vip.eip_id {
+        Some(e) => app.store.show::<Eip>(&s.scope, e).await.ok(),
+        None => None,
+    };
+    let failed = error.is_some();
+    let (error_in, error) = match error {
+        Some((form, e)) => (form.to_string(), Some(e)),
+        None => (String::new(), None),
+    };
+    let mut r = render(&VipPage {
+        frame: Frame::of(s),
+        vip,
+        members,
+        holder,
+        eip,
+        error_in,
+        error,
+    });
+    if failed {
+        *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+    }
+    r
+}
+
+/// keepalived.conf for member `rank` (the NIC's interface named as the
+/// guest sees it when the NIC is its server's first: eth0; a secondary ENI
+/// gets its own name from `vpcip vip guest-config`).
+fn keepalived(vip: &Vip, subnet: &Subnet, nic: &Nic, all: &[Nic], rank: usize) -> String {
+    use vpcip_model::guest;
+    let ifname = if nic.primary { "eth0" } else { "eth1" };
+    let connection = format!("System {ifname}");
+    let me = guest::GuestNic {
+        ifname,
+        connection: &connection,
+        ip: nic.ip,
+        subnet: subnet.cidr,
+        gateway: subnet.gateway,
+        device: usize::from(!nic.primary),
+    };
+    let params = guest::VrrpParams {
+        rank,
+        vrid: guest::vrid_of(vip.ip),
+        advert_cs: 100,
+    };
+    let peers: Vec<std::net::Ipv4Addr> = all
+        .iter()
+        .filter(|n| n.id != nic.id)
+        .map(|n| n.ip)
+        .collect();
+    guest::keepalived_conf(&vip.name, vip.ip, subnet.cidr, &me, &peers, &params)
+}
+
+pub(crate) async fn show(State(app): State<App>, s: SignedIn, Path(id): Path<String>) -> Response {
+    vip_page(&app, &s, &id, None).await
+}
+
+#[derive(Deserialize)]
+pub(crate) struct NicForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    nic: String,
+}
+
+pub(crate) async fn bind(
+    State(app): State<App>,
+    s: SignedIn,
+    Path(id): Path<String>,
+    Form(f): Form<NicForm>,
+) -> Response {
+    if let Err(r) = s.check(&f.csrf) {
+        return r;
+    }
+    match app.store.bind_vip(&s.scope, &id, f.nic.trim()).await {
+        Ok(_) => Redirect::to(&format!("/ui/vips/{id}")).into_response(),
+        Err(e) => vip_page(&app, &s, &id, Some(("bind", message(e)))).await,
+    }
+}
+
+pub(crate) async fn unbind(
+    State(app): State<App>,
+    s: SignedIn,
+    Path(id): Path<String>,
+    Form(f): Form<NicForm>,
+) -> Response {
+    if let Err(r) = s.check(&f.csrf) {
+        return r;
+    }
+    match app.store.unbind_vip(&s.scope, &id, f.nic.trim()).await {
+        Ok(_) => Redirect::to(&format!("/ui/vips/{id}")).into_response(),
+        Err(e) => vip_page(&app, &s, &id, Some(("unbind", message(e)))).await,
+    }
+}
+
+pub(crate) async fn delete(
+    State(app): State<App>,
+    s: SignedIn,
+    Path(id): Path<String>,
+    Form(f): Form<CsrfOnly>,
+) -> Response {
+    if let Err(r) = s.check(&f.csrf) {
+        return r;
+    }
+    match app.store.delete_vip(&s.scope, &id).await {
+        Ok(()) => Redirect::to("/ui/vips").into_response(),
+        Err(e) => vip_page(&app, &s, &id, Some(("delete", message(e)))).await,
+    }
+}
