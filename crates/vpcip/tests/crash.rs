@@ -1,7 +1,8 @@
 //! Crash safety: 32 clients of four tenants drive random EIP and VIP
 //! operations (allocate, bind, rebind, unbind, release; VIP create, bind,
 //! unbind, delete) against a real `vpcip controller` process while it is
-//! killed with SIGKILL at random moments, 20 times, and started again on
+//! killed with SIGKILL at random moments, 20 times (more, up to 60, until
+//! enough has happened between the kills on a slow machine), and started again on
 //! the same database. While it is down, the store's invariants are checked
 //! straight from the database (`vpcip_store::testing::invariants`: no
 //! address allocated twice or lost, no binding to something deleted, no
@@ -415,24 +416,40 @@ async fn crash_safety(db: &str, check: vpcip_store::Store) {
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let stop = Arc::new(AtomicBool::new(false));
     let ops = Arc::new(AtomicU64::new(0));
+    // Whether the controller runs: while it is down the clients wait a
+    // little between tries, as clients do, instead of spinning on refused
+    // connections (which took the two cores from the restarting
+    // controller and PostgreSQL).
+    let up = Arc::new(AtomicBool::new(true));
     let mut clients = Vec::new();
     for (i, mut own) in owners.into_iter().enumerate() {
-        let (ledger, stop, ops) = (ledger.clone(), stop.clone(), ops.clone());
+        let (ledger, stop, ops, up) = (ledger.clone(), stop.clone(), ops.clone(), up.clone());
         clients.push(tokio::spawn(async move {
             let seed = AtomicU64::new(0x9e37_79b9_7f4a_7c15 ^ ((i as u64 + 1) * 0x1000_0001));
             while !stop.load(Ordering::Relaxed) {
+                if !up.load(Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
                 one_op(&mut own, &ledger, &seed).await;
                 ops.fetch_add(1, Ordering::Relaxed);
             }
         }));
     }
     let seed = AtomicU64::new(0x2545_f491_4f6c_dd1d);
-    for kill in 0..KILLS {
+    // At least KILLS kills, and on until enough has happened between them
+    // (a slow machine gets more, never more than 3 × KILLS).
+    let enough = |l: &Ledger| l.created.len() > 50 && l.acknowledged_changes > 100;
+    let mut kill = 0;
+    while kill < KILLS || (kill < 3 * KILLS && !enough(&ledger.lock().unwrap())) {
         tokio::time::sleep(Duration::from_millis(150 + rng(&seed) % 350)).await;
+        up.store(false, Ordering::Relaxed);
         ctl.kill();
+        kill += 1;
         let bad = vpcip_store::testing::invariants(&check).await.unwrap();
-        assert!(bad.is_empty(), "after kill {}: {bad:#?}", kill + 1);
+        assert!(bad.is_empty(), "after kill {kill}: {bad:#?}");
         ctl.start();
+        up.store(true, Ordering::Relaxed);
     }
     stop.store(true, Ordering::Relaxed);
     for c in clients {
@@ -533,7 +550,7 @@ async fn crash_safety(db: &str, check: vpcip_store::Store) {
         ledger.acknowledged_changes
     );
     eprintln!(
-        "{n} operations, {} acknowledged creations, {} removals sent, {} acknowledged binds/unbinds/releases ({checked} EIPs checked), {KILLS} kills survived, nothing lost; the gateway's NAT maps hold the {bound} bindings",
+        "{n} operations, {} acknowledged creations, {} removals sent, {} acknowledged binds/unbinds/releases ({checked} EIPs checked), {kill} kills survived, nothing lost; the gateway's NAT maps hold the {bound} bindings",
         ledger.created.len(),
         ledger.removal_sent.len(),
         ledger.acknowledged_changes
