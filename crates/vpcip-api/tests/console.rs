@@ -707,3 +707,114 @@ async fn a_tenant_makes_a_vip_binds_its_nics_and_reads_their_keepalived_conf_in_
     );
     assert!(t.get::<Vip>("/v1/vips/db-vip").await.is_err());
 }
+
+#[tokio::test]
+async fn the_operator_sees_segments_routes_quotas_and_tokens_and_makes_and_revokes_tokens() {
+    let c = controller().await;
+    let (op, t1) = world(&c).await;
+    // A tenant does not see the platform page.
+    let mut t = Browser::new(&c.ui);
+    t.sign_in(&t1).await;
+    assert_eq!(t.get("/ui/platform").await.status, StatusCode::FORBIDDEN);
+    let mut o = Browser::new(&c.ui);
+    let csrf = o.sign_in(OPERATOR).await;
+    let page = o.get("/ui/platform").await;
+    assert_eq!(page.status, StatusCode::OK);
+    for needle in ["eip-seg", "203.0.113.0/24", "id=\"quotas\"", "t1"] {
+        assert!(page.body.contains(needle), "{needle}:\n{}", page.body);
+    }
+    // A token made here works against the API; its secret is shown once.
+    let p = o
+        .post(
+            "/ui/platform/tokens",
+            &[
+                ("csrf", &csrf),
+                ("tenant", "t7"),
+                ("description", "from the console"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::OK, "{}", p.body);
+    let at = p.body.find("id=\"new-secret\"").expect("the secret shown");
+    let secret = p.body[at..]
+        .split("<code>")
+        .nth(1)
+        .and_then(|s| s.split("</code>").next())
+        .unwrap()
+        .to_string();
+    let t7 = Client::new(&c.api, Some(&secret));
+    assert!(t7.list::<Eip>(None).await.unwrap().is_empty());
+    assert!(
+        !o.get("/ui/platform").await.body.contains(&secret),
+        "the secret is shown again"
+    );
+    // A refused one: the API's message next to the form.
+    let p = o
+        .post(
+            "/ui/platform/tokens",
+            &[("csrf", &csrf), ("tenant", "system")],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        p.body.contains("id=\"token-error\"") && p.body.contains("system"),
+        "{}",
+        p.body
+    );
+    // Revoked: the API refuses it.
+    let tokens: Vec<serde_json::Value> = op.get(paths::TOKENS).await.unwrap();
+    let id = tokens
+        .iter()
+        .find(|t| t["tenant"] == "t7")
+        .and_then(|t| t["id"].as_str())
+        .unwrap()
+        .to_string();
+    let p = o
+        .post(
+            &format!("/ui/platform/tokens/{id}/delete"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    assert!(
+        t7.list::<Eip>(None).await.is_err(),
+        "a revoked token still works"
+    );
+}
+
+#[tokio::test]
+async fn the_eip_list_pages_and_counts_without_reading_every_eip() {
+    let c = controller().await;
+    let (_op, t1) = world(&c).await;
+    let t = Client::new(&c.api, Some(&t1));
+    let mut ips = vec![];
+    for _ in 0..60 {
+        ips.push(
+            t.create_eip(&CreateEip {
+                bandwidth_mbps: 1,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .ip,
+        );
+    }
+    let mut b = Browser::new(&c.ui);
+    b.sign_in(&t1).await;
+    let first = b.get("/ui/eips").await.body;
+    assert!(first.contains("60 EIP(s), page 1 of 2"), "{first}");
+    let second = b.get("/ui/eips?page=1").await.body;
+    assert!(second.contains("page 2 of 2"), "{second}");
+    let rows = |html: &str| html.matches("<tr data-id=").count();
+    assert_eq!((rows(&first), rows(&second)), (50, 10));
+    // Every EIP on exactly one of the two pages.
+    for ip in &ips {
+        let on = [&first, &second]
+            .iter()
+            .filter(|p| p.contains(&format!(">{ip}<")))
+            .count();
+        assert_eq!(on, 1, "{ip}");
+    }
+    // A page past the end shows the last.
+    assert!(b.get("/ui/eips?page=9").await.body.contains("page 2 of 2"));
+}

@@ -19,7 +19,15 @@ const REQUESTS: usize = 200;
 
 pub(crate) async fn console_bench(repeats: usize, dir: &std::path::Path) -> anyhow::Result<()> {
     let url = format!("sqlite://{}/console.db", dir.display());
-    let store = vpcip_store::Store::open(&url).await?;
+    // Quotas above the default 1,000 EIPs a tenant.
+    let store = vpcip_store::Store::open(&url)
+        .await?
+        .with_quotas(vpcip_model::rules::Quotas {
+            vpcs: 10,
+            nics: 20_000,
+            vips: 100,
+            eips: 20_000,
+        });
     let op = Scope::Operator;
     let t = Scope::Tenant("bench".into());
     store

@@ -82,6 +82,11 @@ impl Store {
         Ok(store)
     }
 
+    /// The per-tenant quotas this store enforces.
+    pub fn quotas(&self) -> vpcip_model::rules::Quotas {
+        self.db.quotas
+    }
+
     /// The same store with these per-tenant quotas.
     pub fn with_quotas(mut self, quotas: vpcip_model::rules::Quotas) -> Self {
         self.db.quotas = quotas;
@@ -133,6 +138,34 @@ impl Store {
         let r = tx.find::<R>(scope, key, false).await?;
         tx.commit().await?;
         Ok(r)
+    }
+
+    /// How many `R` `scope` sees (one indexed count: a console's list shows
+    /// its size without reading every document).
+    pub async fn count<R: Resource>(&self, scope: &Scope) -> Result<usize, StoreError> {
+        let mut tx = self.db.begin_read().await?;
+        let n = match scope {
+            Scope::Operator => {
+                tx.count(
+                    "SELECT COUNT(*) FROM resources WHERE kind = $1",
+                    &[R::KIND.key().into()],
+                )
+                .await?
+            }
+            Scope::Tenant(t) => {
+                tx.count(
+                    &format!(
+                        "SELECT COUNT(*) FROM resources WHERE kind = $1 AND (tenant = $2 OR {})",
+                        crate::db::SHARED
+                    ),
+                    &[R::KIND.key().into(), t.as_str().into()],
+                )
+                .await?
+            }
+            Scope::Agent(_) => 0,
+        };
+        tx.commit().await?;
+        Ok(n)
     }
 
     /// A page of what `scope` sees, optionally only the children of `parent`.

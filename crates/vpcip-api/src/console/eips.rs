@@ -14,6 +14,7 @@ use crate::App;
 
 /// EIPs on one page of the list.
 const PER_PAGE: usize = 50;
+const PER_PAGE_U32: u32 = 50;
 
 /// One EIP as the pages show it.
 pub(crate) struct Row {
@@ -101,24 +102,34 @@ pub(crate) struct ListQuery {
 }
 
 async fn list_page(app: &App, s: &SignedIn, q: &ListQuery, error: Option<String>) -> Response {
-    let eips = match super::topology::all::<Eip>(app, &s.scope, None).await {
-        Ok(e) => e,
+    let needle = q.q.trim().to_lowercase();
+    let found = if needle.is_empty() {
+        one_page(app, s, q.page).await
+    } else {
+        // A search reads them all (the store has no index of targets).
+        super::topology::all::<Eip>(app, &s.scope, None)
+            .await
+            .map(|eips| {
+                let rows: Vec<Row> = eips
+                    .iter()
+                    .map(Row::of)
+                    .filter(|r| r.matches(&needle))
+                    .collect();
+                let total = rows.len();
+                let page = q.page.min(total.div_ceil(PER_PAGE).max(1) - 1);
+                let rows = rows
+                    .into_iter()
+                    .skip(page * PER_PAGE)
+                    .take(PER_PAGE)
+                    .collect();
+                (rows, total, page)
+            })
+    };
+    let (rows, total, page) = match found {
+        Ok(f) => f,
         Err(e) => return api_refusal(e),
     };
-    let needle = q.q.trim().to_lowercase();
-    let rows: Vec<Row> = eips
-        .iter()
-        .map(Row::of)
-        .filter(|r| needle.is_empty() || r.matches(&needle))
-        .collect();
-    let total = rows.len();
     let pages = total.div_ceil(PER_PAGE).max(1);
-    let page = q.page.min(pages - 1);
-    let rows = rows
-        .into_iter()
-        .skip(page * PER_PAGE)
-        .take(PER_PAGE)
-        .collect();
     let mut r = render(&ListPage {
         frame: Frame::of(s),
         rows,
@@ -132,6 +143,33 @@ async fn list_page(app: &App, s: &SignedIn, q: &ListQuery, error: Option<String>
         *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
     }
     r
+}
+
+/// Page `page` of the list without a search: the count, then the store's
+/// pages of `PER_PAGE` followed to it (the first page reads 50 documents,
+/// not every EIP).
+async fn one_page(
+    app: &App,
+    s: &SignedIn,
+    page: usize,
+) -> Result<(Vec<Row>, usize, usize), crate::error::ApiError> {
+    let total = app.store.count::<Eip>(&s.scope).await?;
+    let page = page.min(total.div_ceil(PER_PAGE).max(1) - 1);
+    let mut token: Option<String> = None;
+    for at in 0..=page {
+        let got = app
+            .store
+            .list::<Eip>(&s.scope, None, token.as_deref(), Some(PER_PAGE_U32))
+            .await?;
+        if at == page {
+            return Ok((got.items.iter().map(Row::of).collect(), total, page));
+        }
+        match got.next_page_token {
+            Some(t) => token = Some(t),
+            None => break,
+        }
+    }
+    Ok((vec![], total, page))
 }
 
 pub(crate) async fn list(

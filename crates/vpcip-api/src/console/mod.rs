@@ -12,6 +12,7 @@
 //! and a post without it is refused.
 
 mod eips;
+mod platform;
 mod session;
 mod topology;
 mod vips;
@@ -51,6 +52,12 @@ pub fn router(app: App) -> Router {
         .route("/ui/vpcs/{id}", get(topology::page))
         .route("/ui/vpcs/{id}/topology.svg", get(topology::svg))
         .route("/ui/status", get(status))
+        .route("/ui/platform", get(platform::page))
+        .route("/ui/platform/tokens", post(platform::create_token))
+        .route(
+            "/ui/platform/tokens/{id}/delete",
+            post(platform::delete_token),
+        )
         .fallback(|| async { refusal(StatusCode::NOT_FOUND, "no such page") })
         .layer(axum::middleware::map_response(security_headers))
         .with_state(app)

@@ -1,0 +1,130 @@
+//! The operator's platform page: the EIP segments (addresses used of each)
+//! and the routes the physical network needs for them, the tokens (create,
+//! revoke; a new secret shown once) and the per-tenant quotas.
+
+use askama::Template;
+use axum::extract::{Form, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use vpcip_model::*;
+use vpcip_store::Scope;
+
+use super::session::SignedIn;
+use super::topology::all;
+use super::{CsrfOnly, Frame, api_refusal, message, refusal, render};
+use crate::App;
+
+#[derive(Template)]
+#[template(path = "console/platform.html")]
+struct PlatformPage {
+    frame: Frame,
+    segments: Vec<(Subnet, u64)>,
+    routes: Vec<PhysicalRoute>,
+    tokens: Vec<Token>,
+    quotas: vpcip_model::rules::Quotas,
+    /// A token just made: its secret, shown this once.
+    secret: Option<String>,
+    error: Option<String>,
+}
+
+async fn platform_page(
+    app: &App,
+    s: &SignedIn,
+    secret: Option<String>,
+    error: Option<String>,
+) -> Response {
+    if !matches!(s.scope, Scope::Operator) {
+        return refusal(StatusCode::FORBIDDEN, "the platform page is the operator's");
+    }
+    let read = async {
+        let segments = all::<Subnet>(app, &s.scope, None)
+            .await?
+            .into_iter()
+            .filter(|n| n.kind == SubnetKind::Eip)
+            .map(|n| {
+                let size = u64::from(u32::from(n.range_end))
+                    .saturating_sub(u64::from(u32::from(n.range_start)))
+                    + 1;
+                (n, size)
+            })
+            .collect();
+        let routes = app.store.physical_routes(&s.scope).await?;
+        let tokens = app.store.list_tokens(&s.scope).await?;
+        Ok::<_, crate::error::ApiError>((segments, routes, tokens))
+    };
+    let (segments, routes, tokens) = match read.await {
+        Ok(r) => r,
+        Err(e) => return api_refusal(e),
+    };
+    let failed = error.is_some();
+    let mut r = render(&PlatformPage {
+        frame: Frame::of(s),
+        segments,
+        routes,
+        tokens,
+        quotas: app.store.quotas(),
+        secret,
+        error,
+    });
+    if failed {
+        *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+    }
+    r
+}
+
+pub(crate) async fn page(State(app): State<App>, s: SignedIn) -> Response {
+    platform_page(&app, &s, None, None).await
+}
+
+#[derive(Deserialize)]
+pub(crate) struct TokenForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    tenant: String,
+    #[serde(default)]
+    description: String,
+}
+
+pub(crate) async fn create_token(
+    State(app): State<App>,
+    s: SignedIn,
+    Form(f): Form<TokenForm>,
+) -> Response {
+    if let Err(r) = s.check(&f.csrf) {
+        return r;
+    }
+    let made = app
+        .store
+        .create_token(
+            &s.scope,
+            &CreateToken {
+                tenant: f.tenant.trim().to_string(),
+                description: f.description.trim().to_string(),
+                agent: false,
+                agent_role: None,
+                ec2: false,
+            },
+        )
+        .await;
+    match made {
+        Ok(t) => platform_page(&app, &s, t.secret, None).await,
+        Err(e) => platform_page(&app, &s, None, Some(message(e))).await,
+    }
+}
+
+pub(crate) async fn delete_token(
+    State(app): State<App>,
+    s: SignedIn,
+    Path(id): Path<String>,
+    Form(f): Form<CsrfOnly>,
+) -> Response {
+    if let Err(r) = s.check(&f.csrf) {
+        return r;
+    }
+    match app.store.delete_token(&s.scope, &id).await {
+        Ok(()) => Redirect::to("/ui/platform").into_response(),
+        Err(e) => platform_page(&app, &s, None, Some(message(e))).await,
+    }
+}
