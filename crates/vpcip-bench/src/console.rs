@@ -11,13 +11,17 @@ use vpcip_store::Scope;
 
 use crate::{fmt_runs, median};
 
-/// EIPs of the tenant (the figure), and servers with an EIP each
-/// in the VPC the topology draws.
-const EIPS: usize = 10_000;
-const SERVERS: usize = 1_000;
+/// Requests of each page in each run.
 const REQUESTS: usize = 200;
 
-pub(crate) async fn console_bench(repeats: usize, dir: &std::path::Path) -> anyhow::Result<()> {
+/// `eips` EIPs for the tenant (10,000: the figure), a tenth of them
+/// bound to servers in the VPC the topology draws.
+pub(crate) async fn console_bench(
+    eips: usize,
+    repeats: usize,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    let (eip_count, servers) = (eips, eips / 10);
     let url = format!("sqlite://{}/console.db", dir.display());
     // Quotas above the default 1,000 EIPs a tenant.
     let store = vpcip_store::Store::open(&url)
@@ -69,8 +73,8 @@ pub(crate) async fn console_bench(repeats: usize, dir: &std::path::Path) -> anyh
         )
         .await?;
     let made = Instant::now();
-    for i in 0..EIPS {
-        let bind = if i < SERVERS {
+    for i in 0..eip_count {
+        let bind = if i < servers {
             let s = store
                 .create_server(
                     &t,
@@ -105,7 +109,7 @@ pub(crate) async fn console_bench(repeats: usize, dir: &std::path::Path) -> anyh
             .await?;
     }
     eprintln!(
-        "console: {EIPS} EIPs, {SERVERS} servers made in {:.1} s",
+        "console: {eip_count} EIPs, {servers} servers made in {:.1} s",
         made.elapsed().as_secs_f64()
     );
     // The tenant's token, signed in through the console's own form.

@@ -84,6 +84,10 @@ struct Args {
     /// NICs on the host in the security-group benchmark.
     #[arg(long, default_value_t = 10_000)]
     sg_nics: u32,
+    /// The tenant's EIPs in the console benchmark (a tenth bound to
+    /// servers in the VPC it draws).
+    #[arg(long, default_value_t = 10_000)]
+    console_eips: usize,
     /// Host agents the `scale` simulator runs (two gateway agents too).
     #[arg(long, default_value_t = 1000)]
     hosts: usize,
@@ -216,7 +220,7 @@ async fn main() -> anyhow::Result<()> {
             controllers::controllers(args.binds, &dir).await?;
         }
         if matches!(args.what.as_str(), "console" | "all") {
-            console::console_bench(args.repeats, &dir).await?;
+            console::console_bench(args.console_eips, args.repeats, &dir).await?;
         }
         if matches!(args.what.as_str(), "openstack" | "all") {
             for b in &backends {
