@@ -300,9 +300,11 @@ pub(crate) async fn show(State(app): State<App>, s: SignedIn, Path(id): Path<Str
 
 /// After an action: the EIP's page again, with the refusal next to its
 /// form if there was one.
-async fn after(app: &App, s: &SignedIn, id: &str, form: &str, r: Result<(), String>) -> Response {
+/// (The redirect names the EIP by the ID the store answered with, never by
+/// what the request said.)
+async fn after(app: &App, s: &SignedIn, id: &str, form: &str, r: Result<Eip, String>) -> Response {
     match r {
-        Ok(()) => Redirect::to(&format!("/ui/eips/{id}")).into_response(),
+        Ok(eip) => Redirect::to(&format!("/ui/eips/{}", eip.id)).into_response(),
         Err(e) => eip_page(app, s, id, Some((form, e))).await,
     }
 }
@@ -344,7 +346,6 @@ pub(crate) async fn bind(
             .store
             .bind_eip(&s.scope, &id, &req)
             .await
-            .map(drop)
             .map_err(message),
         Err(e) => Err(e),
     };
@@ -360,12 +361,7 @@ pub(crate) async fn unbind(
     if let Err(r) = s.check(&f.csrf) {
         return r;
     }
-    let r = app
-        .store
-        .unbind_eip(&s.scope, &id)
-        .await
-        .map(drop)
-        .map_err(message);
+    let r = app.store.unbind_eip(&s.scope, &id).await.map_err(message);
     after(&app, &s, &id, "unbind", r).await
 }
 
@@ -398,7 +394,6 @@ pub(crate) async fn update(
                 },
             )
             .await
-            .map(drop)
             .map_err(message),
         Err(e) => Err(e),
     };

@@ -214,7 +214,7 @@ pub(crate) async fn bind(
         return r;
     }
     match app.store.bind_vip(&s.scope, &id, f.nic.trim()).await {
-        Ok(_) => Redirect::to(&format!("/ui/vips/{id}")).into_response(),
+        Ok(v) => Redirect::to(&format!("/ui/vips/{}", v.item.id)).into_response(),
         Err(e) => vip_page(&app, &s, &id, Some(("bind", message(e)))).await,
     }
 }
@@ -229,7 +229,7 @@ pub(crate) async fn unbind(
         return r;
     }
     match app.store.unbind_vip(&s.scope, &id, f.nic.trim()).await {
-        Ok(_) => Redirect::to(&format!("/ui/vips/{id}")).into_response(),
+        Ok(v) => Redirect::to(&format!("/ui/vips/{}", v.id)).into_response(),
         Err(e) => vip_page(&app, &s, &id, Some(("unbind", message(e)))).await,
     }
 }
