@@ -700,6 +700,27 @@ async fn a_tenant_makes_a_vip_binds_its_nics_and_reads_their_keepalived_conf_in_
         )
         .await;
     assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    // Bound again as the server's 10th VIP: done, with the manuals'
+    // recommendation (at most 8 a server) shown as the API gives it.
+    let p = b
+        .post(
+            &format!("{path}/bind"),
+            &[("csrf", &csrf), ("nic", &nic.id)],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::OK, "{}", p.body);
+    assert!(
+        p.body.contains("id=\"bind-warning\"") && p.body.contains("server_vip_count"),
+        "{}",
+        p.body
+    );
+    let p = b
+        .post(
+            &format!("{path}/unbind"),
+            &[("csrf", &csrf), ("nic", &nic.id)],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
     let p = b.post(&format!("{path}/delete"), &[("csrf", &csrf)]).await;
     assert_eq!(
         (p.status, p.location.as_str()),

@@ -109,9 +109,22 @@ struct VipPage {
     eip: Option<Eip>,
     error_in: String,
     error: Option<String>,
+    /// The vendor manuals' recommendations a bind just went past (the
+    /// API's `warnings`).
+    warnings: Vec<String>,
 }
 
 async fn vip_page(app: &App, s: &SignedIn, id: &str, error: Option<(&str, String)>) -> Response {
+    vip_page_warned(app, s, id, error, vec![]).await
+}
+
+async fn vip_page_warned(
+    app: &App,
+    s: &SignedIn,
+    id: &str,
+    error: Option<(&str, String)>,
+    warnings: Vec<String>,
+) -> Response {
     let vip: Vip = match app.store.show(&s.scope, id).await {
         Ok(v) => v,
         Err(e) => return api_refusal(e),
@@ -157,6 +170,7 @@ async fn vip_page(app: &App, s: &SignedIn, id: &str, error: Option<(&str, String
         eip,
         error_in,
         error,
+        warnings,
     });
     if failed {
         *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
@@ -214,7 +228,17 @@ pub(crate) async fn bind(
         return r;
     }
     match app.store.bind_vip(&s.scope, &id, f.nic.trim()).await {
-        Ok(v) => Redirect::to(&format!("/ui/vips/{}", v.item.id)).into_response(),
+        Ok(v) if v.warnings.is_empty() => {
+            Redirect::to(&format!("/ui/vips/{}", v.item.id)).into_response()
+        }
+        Ok(v) => {
+            let warnings = v
+                .warnings
+                .iter()
+                .map(|w| format!("{} ({})", w.message, w.code))
+                .collect();
+            vip_page_warned(&app, &s, &v.item.id, None, warnings).await
+        }
         Err(e) => vip_page(&app, &s, &id, Some(("bind", message(e)))).await,
     }
 }
