@@ -232,6 +232,9 @@ pub fn start_controller_with(
         .args(["--listen", &format!("127.0.0.1:{port}"), "--db"])
         .arg(format!("sqlite://{}/vpcip.db", dir.display()))
         .env("VPCIP_OPERATOR_TOKEN", token)
+        // Its web console too, on a loopback port it picks (see
+        // [`console_url`]).
+        .env("VPCIP_CONSOLE_LISTEN", "127.0.0.1:0")
         .stdout(Stdio::null())
         .stderr(log.map(Stdio::from).unwrap_or(Stdio::null()))
         .spawn()
@@ -243,6 +246,17 @@ pub fn start_controller_with(
     });
     assert!(up, "the controller did not start (see {})", dir.display());
     url
+}
+
+/// Where the world's controller serves its web console (read from its log,
+/// which says the port it got).
+pub fn console_url(w: &World) -> Option<String> {
+    let log = std::fs::read_to_string(state_dir(w).join("server.log")).ok()?;
+    log.lines()
+        .filter(|l| l.contains("web console at /ui"))
+        .find_map(|l| l.split("listen=").nth(1))
+        .and_then(|a| a.split_whitespace().next())
+        .map(|a| format!("http://{a}"))
 }
 
 /// Starts `vpcip agent` for `node` (role `gateway` or `host`), working on

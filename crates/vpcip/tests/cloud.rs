@@ -815,6 +815,13 @@ async fn vip_pair(tag: &str, kind_a: Speaker, kind_b: Speaker) {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     assert!(now_a, "VIP holder: {:?}", holder(&lab).await);
+    // The console's picture of the VPC says so too.
+    let held_by = |nic: &str| format!("class=\"vip\" data-id=\"{}\" data-holder=\"{nic}\"", vip.id);
+    let svg = lab.console_topology(&v1.id).await;
+    assert!(
+        svg.contains(&held_by(&a.id)),
+        "the console's picture does not show a holding the VIP:\n{svg}"
+    );
     // a dies (keepalived killed, its NIC down): b takes the VIP, the EIP
     // follows.
     kill_speaker(&mut lab, kind_a, "a", 1, ka);
@@ -843,6 +850,11 @@ async fn vip_pair(tag: &str, kind_a: Speaker, kind_b: Speaker) {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     assert!(now_b, "VIP holder: {:?}", holder(&lab).await);
+    let svg = lab.console_topology(&v1.id).await;
+    assert!(
+        svg.contains(&held_by(&b.id)),
+        "the console's picture does not show the VIP moved to b:\n{svg}"
+    );
     // a comes back and preempts: the EIP follows it back.
     lab.w.exec("a", &["ip", "link", "set", "eth0", "up"]);
     lab.w.exec(
