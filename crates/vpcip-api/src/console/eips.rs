@@ -2,14 +2,13 @@
 //! one EIP's page with bind/rebind, unbind, bandwidth and release.
 
 use askama::Template;
-use axum::extract::{Form, Path, Query, State};
-use axum::http::StatusCode;
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use vpcip_model::*;
 
-use super::session::SignedIn;
-use super::{CsrfOnly, Frame, api_refusal, message, render};
+use super::session::{Posted, SignedIn};
+use super::{Button, Frame, api_refusal, message, render_refused};
 use crate::App;
 
 /// EIPs on one page of the list.
@@ -130,19 +129,19 @@ async fn list_page(app: &App, s: &SignedIn, q: &ListQuery, error: Option<String>
         Err(e) => return api_refusal(e),
     };
     let pages = total.div_ceil(PER_PAGE).max(1);
-    let mut r = render(&ListPage {
-        frame: Frame::of(s),
-        rows,
-        q: q.q.clone(),
-        page,
-        pages,
-        total,
-        error: error.clone(),
-    });
-    if error.is_some() {
-        *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-    }
-    r
+    let refused = error.is_some();
+    render_refused(
+        &ListPage {
+            frame: Frame::of(s),
+            rows,
+            q: q.q.clone(),
+            page,
+            pages,
+            total,
+            error,
+        },
+        refused,
+    )
 }
 
 /// Page `page` of the list without a search: the count, then the store's
@@ -182,8 +181,6 @@ pub(crate) async fn list(
 
 #[derive(Deserialize)]
 pub(crate) struct AllocateForm {
-    #[serde(default)]
-    csrf: String,
     #[serde(default)]
     name: String,
     #[serde(default)]
@@ -226,12 +223,8 @@ fn mbps_of(v: &str) -> Result<u32, String> {
 
 pub(crate) async fn allocate(
     State(app): State<App>,
-    s: SignedIn,
-    Form(f): Form<AllocateForm>,
+    Posted { signed: s, form: f }: Posted<AllocateForm>,
 ) -> Response {
-    if let Err(r) = s.check(&f.csrf) {
-        return r;
-    }
     let req = (|| {
         let bind = target_of(&f.target_kind, &f.target)?
             .map(|target| {
@@ -281,17 +274,16 @@ async fn eip_page(app: &App, s: &SignedIn, id: &str, error: Option<(&str, String
         Some((form, e)) => (form.to_string(), Some(e)),
         None => (String::new(), None),
     };
-    let mut r = render(&EipPage {
-        frame: Frame::of(s),
-        row: Row::of(&eip),
-        traffic,
-        error_in,
-        error,
-    });
-    if failed {
-        *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-    }
-    r
+    render_refused(
+        &EipPage {
+            frame: Frame::of(s),
+            row: Row::of(&eip),
+            traffic,
+            error_in,
+            error,
+        },
+        failed,
+    )
 }
 
 pub(crate) async fn show(State(app): State<App>, s: SignedIn, Path(id): Path<String>) -> Response {
@@ -312,8 +304,6 @@ async fn after(app: &App, s: &SignedIn, id: &str, form: &str, r: Result<Eip, Str
 #[derive(Deserialize)]
 pub(crate) struct BindForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     target_kind: String,
     #[serde(default)]
     target: String,
@@ -326,13 +316,9 @@ pub(crate) struct BindForm {
 
 pub(crate) async fn bind(
     State(app): State<App>,
-    s: SignedIn,
     Path(id): Path<String>,
-    Form(f): Form<BindForm>,
+    Posted { signed: s, form: f }: Posted<BindForm>,
 ) -> Response {
-    if let Err(r) = s.check(&f.csrf) {
-        return r;
-    }
     let req = target_of(&f.target_kind, &f.target).and_then(|t| {
         let target = t.ok_or("target_kind: choose server, nic or vip")?;
         Ok(BindEip {
@@ -354,13 +340,9 @@ pub(crate) async fn bind(
 
 pub(crate) async fn unbind(
     State(app): State<App>,
-    s: SignedIn,
     Path(id): Path<String>,
-    Form(f): Form<CsrfOnly>,
+    Posted { signed: s, .. }: Posted<Button>,
 ) -> Response {
-    if let Err(r) = s.check(&f.csrf) {
-        return r;
-    }
     let r = app.store.unbind_eip(&s.scope, &id).await.map_err(message);
     after(&app, &s, &id, "unbind", r).await
 }
@@ -368,20 +350,14 @@ pub(crate) async fn unbind(
 #[derive(Deserialize)]
 pub(crate) struct UpdateForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     bandwidth_mbps: String,
 }
 
 pub(crate) async fn update(
     State(app): State<App>,
-    s: SignedIn,
     Path(id): Path<String>,
-    Form(f): Form<UpdateForm>,
+    Posted { signed: s, form: f }: Posted<UpdateForm>,
 ) -> Response {
-    if let Err(r) = s.check(&f.csrf) {
-        return r;
-    }
     let r = match mbps_of(&f.bandwidth_mbps) {
         Ok(mbps) => app
             .store
@@ -402,13 +378,9 @@ pub(crate) async fn update(
 
 pub(crate) async fn release(
     State(app): State<App>,
-    s: SignedIn,
     Path(id): Path<String>,
-    Form(f): Form<CsrfOnly>,
+    Posted { signed: s, .. }: Posted<Button>,
 ) -> Response {
-    if let Err(r) = s.check(&f.csrf) {
-        return r;
-    }
     match app.store.release_eip(&s.scope, &id).await {
         Ok(()) => Redirect::to("/ui/eips").into_response(),
         Err(e) => eip_page(&app, &s, &id, Some(("release", message(e)))).await,

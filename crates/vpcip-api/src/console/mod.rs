@@ -29,7 +29,7 @@ use vpcip_store::Scope;
 use crate::App;
 use crate::error::ApiError;
 pub use session::Sessions;
-use session::{LOGIN_COOKIE, SESSION_COOKIE, SignedIn, cookie, random_token};
+use session::{LOGIN_COOKIE, Posted, SESSION_COOKIE, SignedIn, cookie, random_token};
 
 /// The console's routes, under `/ui`.
 pub fn router(app: App) -> Router {
@@ -140,6 +140,15 @@ pub(crate) fn render(t: &impl Template) -> Response {
     }
 }
 
+/// A page that may carry a refusal next to one of its forms: 422 then.
+pub(crate) fn render_refused(t: &impl Template, refused: bool) -> Response {
+    let mut r = render(t);
+    if refused {
+        *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+    }
+    r
+}
+
 #[derive(Template)]
 #[template(path = "console/refusal.html")]
 struct RefusalPage<'a> {
@@ -178,11 +187,20 @@ struct LoginPage {
 }
 
 async fn login_page() -> Response {
+    login_form(None)
+}
+
+/// The sign-in form with a fresh CSRF token bound to its cookie, and the
+/// reason the last try failed (then 401).
+fn login_form(error: Option<&str>) -> Response {
     let csrf = random_token();
     let mut r = render(&LoginPage {
         csrf: csrf.clone(),
-        error: None,
+        error: error.map(str::to_string),
     });
+    if error.is_some() {
+        *r.status_mut() = StatusCode::UNAUTHORIZED;
+    }
     set_cookie(&mut r, &cookie(LOGIN_COOKIE, &csrf, false, 600));
     r
 }
@@ -205,21 +223,12 @@ async fn login(State(app): State<App>, headers: HeaderMap, Form(f): Form<LoginFo
             "the sign-in form's CSRF token is missing or does not match (csrf)",
         );
     }
-    let again = |error: &str| {
-        let csrf = random_token();
-        let mut r = render(&LoginPage {
-            csrf: csrf.clone(),
-            error: Some(error.to_string()),
-        });
-        *r.status_mut() = StatusCode::UNAUTHORIZED;
-        set_cookie(&mut r, &cookie(LOGIN_COOKIE, &csrf, false, 600));
-        r
-    };
+    let again = |error: &str| login_form(Some(error));
     let token = f.token.trim();
     match crate::auth::token_scope(&app, token).await {
         Ok(Some(Scope::Agent(_))) => again("an agent's token cannot sign in to the console"),
-        Ok(Some(scope)) => {
-            let (id, _) = app.sessions.open(token, scope);
+        Ok(Some(_)) => {
+            let id = app.sessions.open(token);
             let mut r = Redirect::to("/ui/eips").into_response();
             set_cookie(
                 &mut r,
@@ -233,16 +242,11 @@ async fn login(State(app): State<App>, headers: HeaderMap, Form(f): Form<LoginFo
     }
 }
 
+/// A form with no field but its CSRF token (a button).
 #[derive(Deserialize)]
-pub(crate) struct CsrfOnly {
-    #[serde(default)]
-    pub csrf: String,
-}
+pub(crate) struct Button {}
 
-async fn logout(State(app): State<App>, s: SignedIn, Form(f): Form<CsrfOnly>) -> Response {
-    if let Err(r) = s.check(&f.csrf) {
-        return r;
-    }
+async fn logout(State(app): State<App>, Posted { signed: s, .. }: Posted<Button>) -> Response {
     app.sessions.close(&s.id);
     let mut r = Redirect::to("/ui/login").into_response();
     set_cookie(&mut r, &cookie(SESSION_COOKIE, "", app.tls, 0));

@@ -3,16 +3,16 @@
 //! revoke; a new secret shown once) and the per-tenant quotas.
 
 use askama::Template;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use vpcip_model::*;
 use vpcip_store::Scope;
 
-use super::session::SignedIn;
+use super::session::{Posted, SignedIn};
 use super::topology::all;
-use super::{CsrfOnly, Frame, api_refusal, message, refusal, render};
+use super::{Button, Frame, api_refusal, message, refusal, render_refused};
 use crate::App;
 
 #[derive(Template)]
@@ -58,19 +58,18 @@ async fn platform_page(
         Err(e) => return api_refusal(e),
     };
     let failed = error.is_some();
-    let mut r = render(&PlatformPage {
-        frame: Frame::of(s),
-        segments,
-        routes,
-        tokens,
-        quotas: app.store.quotas(),
-        secret,
-        error,
-    });
-    if failed {
-        *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-    }
-    r
+    render_refused(
+        &PlatformPage {
+            frame: Frame::of(s),
+            segments,
+            routes,
+            tokens,
+            quotas: app.store.quotas(),
+            secret,
+            error,
+        },
+        failed,
+    )
 }
 
 pub(crate) async fn page(State(app): State<App>, s: SignedIn) -> Response {
@@ -80,8 +79,6 @@ pub(crate) async fn page(State(app): State<App>, s: SignedIn) -> Response {
 #[derive(Deserialize)]
 pub(crate) struct TokenForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     tenant: String,
     #[serde(default)]
     description: String,
@@ -89,12 +86,8 @@ pub(crate) struct TokenForm {
 
 pub(crate) async fn create_token(
     State(app): State<App>,
-    s: SignedIn,
-    Form(f): Form<TokenForm>,
+    Posted { signed: s, form: f }: Posted<TokenForm>,
 ) -> Response {
-    if let Err(r) = s.check(&f.csrf) {
-        return r;
-    }
     let made = app
         .store
         .create_token(
@@ -116,13 +109,9 @@ pub(crate) async fn create_token(
 
 pub(crate) async fn delete_token(
     State(app): State<App>,
-    s: SignedIn,
     Path(id): Path<String>,
-    Form(f): Form<CsrfOnly>,
+    Posted { signed: s, .. }: Posted<Button>,
 ) -> Response {
-    if let Err(r) = s.check(&f.csrf) {
-        return r;
-    }
     match app.store.delete_token(&s.scope, &id).await {
         Ok(()) => Redirect::to("/ui/platform").into_response(),
         Err(e) => platform_page(&app, &s, None, Some(message(e))).await,

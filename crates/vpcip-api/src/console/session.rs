@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::extract::FromRequestParts;
+use axum::extract::{Form, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -33,9 +33,8 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    /// A new session for `token` (already checked to be `scope`'s): its ID
-    /// and CSRF token.
-    pub fn open(&self, token: &str, _scope: Scope) -> (String, String) {
+    /// A new session for `token` (already checked): its ID.
+    pub fn open(&self, token: &str) -> String {
         let id = random_token();
         let csrf = random_token();
         let now = Instant::now();
@@ -57,7 +56,7 @@ impl Sessions {
                 expires: now + Duration::from_secs(LIFETIME_SECS),
             },
         );
-        (id, csrf)
+        id
     }
 
     pub fn close(&self, id: &str) {
@@ -84,18 +83,41 @@ pub struct SignedIn {
     pub csrf: String,
 }
 
-impl SignedIn {
-    /// A form's CSRF token must be the session's.
-    #[allow(clippy::result_large_err)]
-    pub fn check(&self, csrf: &str) -> Result<(), Response> {
-        if same(&self.csrf, csrf) {
-            Ok(())
-        } else {
-            Err(super::refusal(
+/// A form posted by a signed-in browser, its CSRF token (the form's
+/// `csrf` field) checked against the session's before the handler runs:
+/// every console form but the sign-in goes through here.
+pub struct Posted<T> {
+    pub signed: SignedIn,
+    pub form: T,
+}
+
+#[derive(serde::Deserialize)]
+struct WithCsrf<T> {
+    #[serde(default)]
+    csrf: String,
+    #[serde(flatten)]
+    form: T,
+}
+
+impl<T: serde::de::DeserializeOwned + Send> FromRequest<App> for Posted<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, app: &App) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let signed = SignedIn::from_request_parts(&mut parts, app).await?;
+        let Form(posted) = Form::<WithCsrf<T>>::from_request(Request::from_parts(parts, body), app)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        if !same(&signed.csrf, &posted.csrf) {
+            return Err(super::refusal(
                 StatusCode::FORBIDDEN,
                 "the form's CSRF token is missing or is not this session's (csrf)",
-            ))
+            ));
         }
+        Ok(Posted {
+            signed,
+            form: posted.form,
+        })
     }
 }
 

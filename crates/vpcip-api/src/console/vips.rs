@@ -4,15 +4,14 @@
 //! prints).
 
 use askama::Template;
-use axum::extract::{Form, Path, State};
-use axum::http::StatusCode;
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use vpcip_model::*;
 
-use super::session::SignedIn;
+use super::session::{Posted, SignedIn};
 use super::topology::all;
-use super::{CsrfOnly, Frame, api_refusal, message, render};
+use super::{Button, Frame, api_refusal, message, render_refused};
 use crate::App;
 
 #[derive(Template)]
@@ -29,15 +28,14 @@ async fn list_page(app: &App, s: &SignedIn, error: Option<String>) -> Response {
         Err(e) => return api_refusal(e),
     };
     let failed = error.is_some();
-    let mut r = render(&ListPage {
-        frame: Frame::of(s),
-        vips,
-        error,
-    });
-    if failed {
-        *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-    }
-    r
+    render_refused(
+        &ListPage {
+            frame: Frame::of(s),
+            vips,
+            error,
+        },
+        failed,
+    )
 }
 
 pub(crate) async fn list(State(app): State<App>, s: SignedIn) -> Response {
@@ -46,8 +44,6 @@ pub(crate) async fn list(State(app): State<App>, s: SignedIn) -> Response {
 
 #[derive(Deserialize)]
 pub(crate) struct CreateForm {
-    #[serde(default)]
-    csrf: String,
     #[serde(default)]
     name: String,
     #[serde(default)]
@@ -58,12 +54,8 @@ pub(crate) struct CreateForm {
 
 pub(crate) async fn create(
     State(app): State<App>,
-    s: SignedIn,
-    Form(f): Form<CreateForm>,
+    Posted { signed: s, form: f }: Posted<CreateForm>,
 ) -> Response {
-    if let Err(r) = s.check(&f.csrf) {
-        return r;
-    }
     let ip = match f.ip.trim() {
         "" => Ok(None),
         a => a
@@ -162,20 +154,19 @@ async fn vip_page_warned(
         Some((form, e)) => (form.to_string(), Some(e)),
         None => (String::new(), None),
     };
-    let mut r = render(&VipPage {
-        frame: Frame::of(s),
-        vip,
-        members,
-        holder,
-        eip,
-        error_in,
-        error,
-        warnings,
-    });
-    if failed {
-        *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-    }
-    r
+    render_refused(
+        &VipPage {
+            frame: Frame::of(s),
+            vip,
+            members,
+            holder,
+            eip,
+            error_in,
+            error,
+            warnings,
+        },
+        failed,
+    )
 }
 
 /// keepalived.conf for member `rank` (the NIC's interface named as the
@@ -213,20 +204,14 @@ pub(crate) async fn show(State(app): State<App>, s: SignedIn, Path(id): Path<Str
 #[derive(Deserialize)]
 pub(crate) struct NicForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     nic: String,
 }
 
 pub(crate) async fn bind(
     State(app): State<App>,
-    s: SignedIn,
     Path(id): Path<String>,
-    Form(f): Form<NicForm>,
+    Posted { signed: s, form: f }: Posted<NicForm>,
 ) -> Response {
-    if let Err(r) = s.check(&f.csrf) {
-        return r;
-    }
     match app.store.bind_vip(&s.scope, &id, f.nic.trim()).await {
         Ok(v) if v.warnings.is_empty() => {
             Redirect::to(&format!("/ui/vips/{}", v.item.id)).into_response()
@@ -245,13 +230,9 @@ pub(crate) async fn bind(
 
 pub(crate) async fn unbind(
     State(app): State<App>,
-    s: SignedIn,
     Path(id): Path<String>,
-    Form(f): Form<NicForm>,
+    Posted { signed: s, form: f }: Posted<NicForm>,
 ) -> Response {
-    if let Err(r) = s.check(&f.csrf) {
-        return r;
-    }
     match app.store.unbind_vip(&s.scope, &id, f.nic.trim()).await {
         Ok(v) => Redirect::to(&format!("/ui/vips/{}", v.id)).into_response(),
         Err(e) => vip_page(&app, &s, &id, Some(("unbind", message(e)))).await,
@@ -260,13 +241,9 @@ pub(crate) async fn unbind(
 
 pub(crate) async fn delete(
     State(app): State<App>,
-    s: SignedIn,
     Path(id): Path<String>,
-    Form(f): Form<CsrfOnly>,
+    Posted { signed: s, .. }: Posted<Button>,
 ) -> Response {
-    if let Err(r) = s.check(&f.csrf) {
-        return r;
-    }
     match app.store.delete_vip(&s.scope, &id).await {
         Ok(()) => Redirect::to("/ui/vips").into_response(),
         Err(e) => vip_page(&app, &s, &id, Some(("delete", message(e)))).await,
