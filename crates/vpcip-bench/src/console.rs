@@ -135,19 +135,7 @@ pub(crate) async fn console_bench(
         app,
         std::future::pending(),
     ));
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()?;
-    let login = http.get(format!("{base}/ui/login")).send().await?;
-    let login_cookie = cookie(&login, "vpcip_login").unwrap_or_default();
-    let signed = http
-        .post(format!("{base}/ui/login"))
-        .header("cookie", format!("vpcip_login={login_cookie}"))
-        .form(&[("token", token.as_str()), ("csrf", login_cookie.as_str())])
-        .send()
-        .await?;
-    let session = cookie(&signed, "vpcip_session")
-        .ok_or_else(|| anyhow::anyhow!("the console did not sign the bench in"))?;
+    let console = vpcip_client::console::ConsoleSession::sign_in(&base, &token).await?;
     let pages = [
         ("EIP list, first page", "/ui/eips".to_string()),
         ("EIP list, a search", "/ui/eips?q=100.64.3.".to_string()),
@@ -161,13 +149,9 @@ pub(crate) async fn console_bench(
             let mut times = vec![];
             for _ in 0..REQUESTS {
                 let start = Instant::now();
-                let r = http
-                    .get(format!("{base}{path}"))
-                    .header("cookie", format!("vpcip_session={session}"))
-                    .send()
-                    .await?;
-                anyhow::ensure!(r.status() == 200, "{path}: {}", r.status());
-                bytes = r.bytes().await?.len();
+                let (status, body) = console.get(&path).await?;
+                anyhow::ensure!(status == 200, "{path}: {status}");
+                bytes = body.len();
                 times.push(start.elapsed().as_secs_f64() * 1000.0);
             }
             times.sort_by(f64::total_cmp);
@@ -182,14 +166,4 @@ pub(crate) async fn console_bench(
         );
     }
     Ok(())
-}
-
-fn cookie(r: &reqwest::Response, name: &str) -> Option<String> {
-    r.headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .filter_map(|c| c.split(';').next()?.split_once('='))
-        .find(|(k, v)| *k == name && !v.is_empty())
-        .map(|(_, v)| v.to_string())
 }

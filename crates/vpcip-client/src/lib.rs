@@ -1,5 +1,7 @@
 //! Typed HTTP client of the vpcip API, used by the CLI (and the agents).
 
+pub mod console;
+
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;

@@ -251,7 +251,12 @@ pub fn start_controller_with(
 /// Where the world's controller serves its web console (read from its log,
 /// which says the port it got).
 pub fn console_url(w: &World) -> Option<String> {
-    let log = std::fs::read_to_string(state_dir(w).join("server.log")).ok()?;
+    console_url_in(&std::fs::read_to_string(state_dir(w).join("server.log")).ok()?)
+}
+
+/// The console's URL as a controller's log says it (`web console at /ui
+/// listen=ADDR`).
+pub fn console_url_in(log: &str) -> Option<String> {
     log.lines()
         .filter(|l| l.contains("web console at /ui"))
         .find_map(|l| l.split("listen=").nth(1))

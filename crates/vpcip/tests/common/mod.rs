@@ -324,38 +324,15 @@ impl Lab {
     /// operator through the console's own sign-in.
     pub async fn console_topology(&self, vpc: &str) -> String {
         let ui = cloud::console_url(&self.w).expect("the lab controller's console");
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        let cookie = |r: &reqwest::Response, name: &str| {
-            r.headers()
-                .get_all("set-cookie")
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .filter_map(|c| c.split(';').next()?.split_once('='))
-                .find(|(k, v)| *k == name && !v.is_empty())
-                .map(|(_, v)| v.to_string())
-                .unwrap_or_default()
-        };
-        let login = http.get(format!("{ui}/ui/login")).send().await.unwrap();
-        let csrf = cookie(&login, "vpcip_login");
-        let signed = http
-            .post(format!("{ui}/ui/login"))
-            .header("cookie", format!("vpcip_login={csrf}"))
-            .form(&[("token", OPERATOR), ("csrf", csrf.as_str())])
-            .send()
+        let console = vpcip_client::console::ConsoleSession::sign_in(&ui, OPERATOR)
             .await
             .unwrap();
-        let session = cookie(&signed, "vpcip_session");
-        http.get(format!("{ui}/ui/vpcs/{vpc}/topology.svg"))
-            .header("cookie", format!("vpcip_session={session}"))
-            .send()
+        let (status, svg) = console
+            .get(&format!("/ui/vpcs/{vpc}/topology.svg"))
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+            .unwrap();
+        assert_eq!(status, 200, "{svg}");
+        svg
     }
 
     pub fn pings(&self, node: &str, to: Ipv4Addr) -> bool {

@@ -40,13 +40,7 @@ pub fn start_with_console() -> (Server, String) {
     let s = start_full(&[], None, &[("VPCIP_CONSOLE_LISTEN", "127.0.0.1:0")]);
     for _ in 0..100 {
         let log = std::fs::read_to_string(s.dir.join("server.log")).unwrap_or_default();
-        if let Some(addr) = log
-            .lines()
-            .filter(|l| l.contains("web console at /ui"))
-            .find_map(|l| l.split("listen=").nth(1))
-            .and_then(|a| a.split_whitespace().next())
-        {
-            let url = format!("http://{addr}");
+        if let Some(url) = vpcip_lab::cloud::console_url_in(&log) {
             return (s, url);
         }
         std::thread::sleep(Duration::from_millis(50));
