@@ -508,8 +508,22 @@ pub fn iperf3(
         args.push("-R".into());
     }
     let words: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = lab.w.exec("client", &words);
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("iperf3 said {out}: {e}"))
+    // The server takes one test at a time and may still be ending the
+    // last one (at 1 Mbit/s its queued data drains for a while): a busy
+    // server is asked again, at most 20 times over about 10 s.
+    for _ in 0..20 {
+        let out = lab.w.exec("client", &words);
+        let report: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("iperf3 said {out}: {e}"));
+        let busy = report["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("server is busy"));
+        if !busy {
+            return report;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    panic!("the iperf3 server at {to}:{port} stayed busy for 10 s")
 }
 
 /// Mbit/s the receiving end measured over the whole run.
