@@ -839,3 +839,357 @@ async fn the_eip_list_pages_and_counts_without_reading_every_eip() {
     // A page past the end shows the last.
     assert!(b.get("/ui/eips?page=9").await.body.contains("page 2 of 2"));
 }
+
+#[tokio::test]
+async fn a_tenant_builds_vpcs_subnets_groups_servers_and_enis_in_the_console() {
+    let c = controller().await;
+    let (op, t1) = world(&c).await;
+    let t = Client::new(&c.api, Some(&t1));
+    let mut b = Browser::new(&c.ui);
+    let csrf = b.sign_in(&t1).await;
+    // A VPC: refused with the field named, then made.
+    let p = b
+        .post(
+            "/ui/vpcs",
+            &[("csrf", &csrf), ("name", "vpc2"), ("cidr", "10.1.0.0/33")],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        p.body.contains("id=\"create-error\"") && p.body.contains("cidr: &#34;10.1.0.0/33&#34;"),
+        "{}",
+        p.body
+    );
+    let p = b
+        .post(
+            "/ui/vpcs",
+            &[("csrf", &csrf), ("name", "vpc2"), ("cidr", "10.1.0.0/16")],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let vpc: Vpc = t.get("/v1/vpcs/vpc2").await.unwrap();
+    let vpc_path = format!("/ui/vpcs/{}", vpc.id);
+    assert_eq!(p.location, vpc_path);
+    assert_eq!(vpc.cidr.to_string(), "10.1.0.0/16");
+    // A subnet outside the VPC: the API's rule and values next to the form.
+    let p = b
+        .post(
+            &format!("{vpc_path}/subnets"),
+            &[
+                ("csrf", &csrf),
+                ("name", "sw2"),
+                ("cidr", "10.2.0.0/24"),
+                ("zone", "z1"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        p.body.contains("id=\"subnet-error\"") && p.body.contains("10.2.0.0/24"),
+        "{}",
+        p.body
+    );
+    // As the vendor manuals write it: a range and a prefix length.
+    let p = b
+        .post(
+            &format!("{vpc_path}/subnets"),
+            &[
+                ("csrf", &csrf),
+                ("name", "sw2"),
+                ("cidr", "10.1.0.10-10.1.0.200"),
+                ("prefix_len", "24"),
+                ("zone", "z1"),
+                ("dns_servers", "192.0.2.53, 192.0.2.54"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let sw2: Subnet = t.get("/v1/subnets/sw2").await.unwrap();
+    assert_eq!(
+        (
+            sw2.cidr.to_string(),
+            sw2.range_start.to_string(),
+            sw2.range_end.to_string()
+        ),
+        (
+            "10.1.0.0/24".into(),
+            "10.1.0.10".into(),
+            "10.1.0.200".into()
+        )
+    );
+    assert_eq!(sw2.dns_servers.len(), 2);
+    let page = b.get(&vpc_path).await.body;
+    assert!(page.contains(&sw2.id) && page.contains("<svg"), "{page}");
+    // A security group with a rule; a rule that can never be right refused
+    // inline; one added, one removed.
+    let p = b
+        .post(
+            &format!("{vpc_path}/groups"),
+            &[
+                ("csrf", &csrf),
+                ("name", "web"),
+                ("kind", "basic"),
+                ("rules", "ingress:tcp:80:0.0.0.0/0"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let web: SecurityGroup = t.get("/v1/security-groups/web").await.unwrap();
+    let group_path = format!("/ui/groups/{}", web.id);
+    assert_eq!(p.location, group_path);
+    assert_eq!(web.rules.len(), 1);
+    let p = b
+        .post(
+            &format!("{group_path}/rules"),
+            &[("csrf", &csrf), ("rules", "ingress:icmp:22:0.0.0.0/0")],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        p.body.contains("id=\"add-error\"") && p.body.contains("icmp"),
+        "{}",
+        p.body
+    );
+    let p = b
+        .post(
+            &format!("{group_path}/rules"),
+            &[
+                ("csrf", &csrf),
+                (
+                    "rules",
+                    "ingress:tcp:22:10.0.0.0/8\negress:udp:53:192.0.2.0/24",
+                ),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let web: SecurityGroup = t.get("/v1/security-groups/web").await.unwrap();
+    assert_eq!(web.rules.len(), 3);
+    let p = b
+        .post(
+            &format!("{group_path}/rules/remove"),
+            &[("csrf", &csrf), ("rule", &web.rules[2].id)],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let web: SecurityGroup = t.get("/v1/security-groups/web").await.unwrap();
+    let written: Vec<String> = web.rules.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        written,
+        ["ingress:tcp:80:0.0.0.0/0", "ingress:tcp:22:10.0.0.0/8"]
+    );
+    assert!(
+        b.get(&group_path)
+            .await
+            .body
+            .contains("ingress:tcp:22:10.0.0.0/8")
+    );
+    // A server in the group, and an ENI with source/dest check off.
+    let p = b
+        .post(
+            "/ui/servers",
+            &[
+                ("csrf", &csrf),
+                ("name", "app-1"),
+                ("subnet", "sw2"),
+                ("security_groups", "web"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let app1: Server = t.get("/v1/servers/app-1").await.unwrap();
+    let server_path = format!("/ui/servers/{}", app1.id);
+    assert_eq!(p.location, server_path);
+    let primary: Nic = t
+        .get(&format!("/v1/nics/{}", app1.nic_ids[0]))
+        .await
+        .unwrap();
+    assert_eq!(primary.security_group_ids, vec![web.id.clone()]);
+    let p = b
+        .post(
+            "/ui/nics",
+            &[
+                ("csrf", &csrf),
+                ("name", "eni-a"),
+                ("subnet", "sw2"),
+                ("ip", "10.1.0.50"),
+                ("source_dest_check_off", "true"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let eni: Nic = t.get("/v1/nics/eni-a").await.unwrap();
+    assert!(!eni.source_dest_check && eni.server_id.is_none());
+    assert_eq!(eni.ip.to_string(), "10.1.0.50");
+    // Attached from the server's page; a second attach is refused inline.
+    let p = b
+        .post(
+            &format!("{server_path}/attach"),
+            &[("csrf", &csrf), ("nic", "eni-a")],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let eni: Nic = t.get("/v1/nics/eni-a").await.unwrap();
+    assert_eq!(eni.server_id.as_deref(), Some(app1.id.as_str()));
+    let p = b
+        .post(
+            &format!("{server_path}/attach"),
+            &[("csrf", &csrf), ("nic", "eni-a")],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", p.body);
+    assert!(p.body.contains("id=\"attach-error\""), "{}", p.body);
+    let page = b.get(&server_path).await.body;
+    assert!(
+        page.contains(&eni.id) && page.contains(&primary.id),
+        "{page}"
+    );
+    // The ENI's groups and check changed from its page; a group of another
+    // VPC refused inline, nothing changed.
+    let nic_path = format!("/ui/nics/{}", eni.id);
+    let p = b
+        .post(
+            &format!("{nic_path}/update"),
+            &[
+                ("csrf", &csrf),
+                ("security_groups", "web"),
+                ("source_dest_check", "true"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let eni: Nic = t.get("/v1/nics/eni-a").await.unwrap();
+    assert!(eni.source_dest_check);
+    assert_eq!(eni.security_group_ids, vec![web.id.clone()]);
+    let vpc1_default = t
+        .list::<SecurityGroup>(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|g| g.vpc_id != vpc.id)
+        .unwrap();
+    let p = b
+        .post(
+            &format!("{nic_path}/update"),
+            &[("csrf", &csrf), ("security_groups", &vpc1_default.id)],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", p.body);
+    assert!(
+        p.body.contains("id=\"update-error\"")
+            && p.body.contains(&vpc1_default.name)
+            && p.body.contains("security_group_wrong_vpc"),
+        "{}",
+        p.body
+    );
+    assert_eq!(t.get::<Nic>("/v1/nics/eni-a").await.unwrap(), eni);
+    let page = b.get(&nic_path).await.body;
+    assert!(
+        page.contains("id=\"nic-drops\">0 packets in, 0 out"),
+        "{page}"
+    );
+    // The group's page lists where it is used; deleting it is refused.
+    let page = b.get(&group_path).await.body;
+    assert!(
+        page.contains(&eni.id) && page.contains(&primary.id),
+        "{page}"
+    );
+    let p = b
+        .post(&format!("{group_path}/delete"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", p.body);
+    assert!(p.body.contains("id=\"delete-error\""), "{}", p.body);
+    // Another tenant: not found on every page and form, nothing changed.
+    let t2 = tenant_token(&op, "t2").await;
+    let mut other = Browser::new(&c.ui);
+    let other_csrf = other.sign_in(&t2).await;
+    for path in [&vpc_path, &group_path, &server_path, &nic_path] {
+        assert_eq!(
+            other.get(path).await.status,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    for (path, form) in [
+        (format!("{nic_path}/update"), vec![("security_groups", "")]),
+        (format!("{nic_path}/detach"), vec![]),
+        (format!("{server_path}/delete"), vec![]),
+        (
+            format!("{group_path}/rules"),
+            vec![("rules", "ingress:all:0.0.0.0/0")],
+        ),
+        (format!("{vpc_path}/delete"), vec![]),
+    ] {
+        let mut form = form;
+        form.push(("csrf", &other_csrf));
+        let p = other.post(&path, &form).await;
+        assert_eq!(p.status, StatusCode::NOT_FOUND, "{path}: {}", p.body);
+    }
+    assert_eq!(t.get::<Nic>("/v1/nics/eni-a").await.unwrap(), eni);
+    assert_eq!(
+        t.get::<SecurityGroup>("/v1/security-groups/web")
+            .await
+            .unwrap(),
+        web
+    );
+    // And none of t1's resources in t2's lists.
+    for list in ["/ui/vpcs", "/ui/servers", "/ui/nics", "/ui/groups"] {
+        let page = other.get(list).await.body;
+        assert!(
+            !page.contains(&vpc.id) && !page.contains(&app1.id) && !page.contains(&eni.id),
+            "{list}: {page}"
+        );
+    }
+    // A post without its CSRF token changes nothing.
+    let p = b.post(&format!("{nic_path}/detach"), &[]).await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN);
+    // Detach, delete the ENI, the server, the group, the subnet, the VPC.
+    let p = b
+        .post(&format!("{nic_path}/detach"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    assert!(
+        t.get::<Nic>("/v1/nics/eni-a")
+            .await
+            .unwrap()
+            .server_id
+            .is_none()
+    );
+    let p = b
+        .post(&format!("{nic_path}/delete"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(
+        (p.status, p.location.as_str()),
+        (StatusCode::SEE_OTHER, "/ui/nics")
+    );
+    let p = b
+        .post(&format!("{server_path}/delete"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(
+        (p.status, p.location.as_str()),
+        (StatusCode::SEE_OTHER, "/ui/servers")
+    );
+    let p = b
+        .post(&format!("{group_path}/delete"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(
+        (p.status, p.location.as_str()),
+        (StatusCode::SEE_OTHER, vpc_path.as_str())
+    );
+    let p = b
+        .post(
+            &format!("{vpc_path}/subnets/delete"),
+            &[("csrf", &csrf), ("key", &sw2.id)],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let p = b
+        .post(&format!("{vpc_path}/delete"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(
+        (p.status, p.location.as_str()),
+        (StatusCode::SEE_OTHER, "/ui/vpcs")
+    );
+    assert!(t.get::<Vpc>("/v1/vpcs/vpc2").await.is_err());
+    assert!(t.get::<Server>("/v1/servers/app-1").await.is_err());
+}

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use vpcip_model::*;
 
 use super::session::{Posted, SignedIn};
-use super::{Button, Frame, api_refusal, message, render_refused};
+use super::{Button, Frame, api_refusal, message, render_refused, split_error};
 use crate::App;
 
 /// EIPs on one page of the list.
@@ -270,10 +270,7 @@ async fn eip_page(app: &App, s: &SignedIn, id: &str, error: Option<(&str, String
     };
     let traffic = app.store.eip_counters(&s.scope, &eip.id).await.ok();
     let failed = error.is_some();
-    let (error_in, error) = match error {
-        Some((form, e)) => (form.to_string(), Some(e)),
-        None => (String::new(), None),
-    };
+    let (error_in, error) = split_error(error);
     render_refused(
         &EipPage {
             frame: Frame::of(s),

@@ -11,7 +11,9 @@
 //! carries the session's CSRF token (the sign-in form a cookie-bound one),
 //! and a post without it is refused.
 
+mod compute;
 mod eips;
+mod network;
 mod platform;
 mod session;
 mod topology;
@@ -48,9 +50,31 @@ pub fn router(app: App) -> Router {
         .route("/ui/vips/{id}/bind", post(vips::bind))
         .route("/ui/vips/{id}/unbind", post(vips::unbind))
         .route("/ui/vips/{id}/delete", post(vips::delete))
-        .route("/ui/vpcs", get(topology::vpcs))
-        .route("/ui/vpcs/{id}", get(topology::page))
+        .route("/ui/vpcs", get(network::vpcs).post(network::create_vpc))
+        .route("/ui/vpcs/{id}", get(network::vpc))
+        .route("/ui/vpcs/{id}/delete", post(network::delete_vpc))
+        .route("/ui/vpcs/{id}/subnets", post(network::create_subnet))
+        .route("/ui/vpcs/{id}/subnets/delete", post(network::delete_subnet))
+        .route("/ui/vpcs/{id}/groups", post(network::create_group))
         .route("/ui/vpcs/{id}/topology.svg", get(topology::svg))
+        .route("/ui/groups", get(network::groups))
+        .route("/ui/groups/{id}", get(network::group))
+        .route("/ui/groups/{id}/rules", post(network::add_rules))
+        .route("/ui/groups/{id}/rules/remove", post(network::remove_rule))
+        .route("/ui/groups/{id}/delete", post(network::delete_group))
+        .route(
+            "/ui/servers",
+            get(compute::servers).post(compute::create_server),
+        )
+        .route("/ui/servers/{id}", get(compute::server))
+        .route("/ui/servers/{id}/attach", post(compute::attach_to_server))
+        .route("/ui/servers/{id}/delete", post(compute::delete_server))
+        .route("/ui/nics", get(compute::nics).post(compute::create_nic))
+        .route("/ui/nics/{id}", get(compute::nic))
+        .route("/ui/nics/{id}/update", post(compute::update_nic))
+        .route("/ui/nics/{id}/attach", post(compute::attach_nic))
+        .route("/ui/nics/{id}/detach", post(compute::detach_nic))
+        .route("/ui/nics/{id}/delete", post(compute::delete_nic))
         .route("/ui/status", get(status))
         .route("/ui/platform", get(platform::page))
         .route("/ui/platform/tokens", post(platform::create_token))
@@ -171,6 +195,15 @@ pub(crate) fn refusal(status: StatusCode, message: &str) -> Response {
 pub(crate) fn api_refusal(e: impl Into<ApiError>) -> Response {
     let e = e.into();
     refusal(e.status, &format!("{} ({})", e.message, e.code))
+}
+
+/// A refusal to show next to one form of a page: the form's name (empty
+/// when none) and the message.
+pub(crate) fn split_error(error: Option<(&str, String)>) -> (String, Option<String>) {
+    match error {
+        Some((form, e)) => (form.to_string(), Some(e)),
+        None => (String::new(), None),
+    }
 }
 
 /// The API's message for a refused form (shown next to the form).

@@ -5,15 +5,14 @@
 
 use std::fmt::Write;
 
-use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use vpcip_model::*;
 use vpcip_store::{Resource, Scope};
 
+use super::api_refusal;
 use super::session::SignedIn;
-use super::{Frame, api_refusal, render};
 use crate::App;
 use crate::error::ApiError;
 
@@ -38,42 +37,6 @@ pub(crate) async fn all<R: Resource>(
     }
 }
 
-#[derive(Template)]
-#[template(path = "console/vpcs.html")]
-struct VpcsPage {
-    frame: Frame,
-    vpcs: Vec<Vpc>,
-}
-
-pub(crate) async fn vpcs(State(app): State<App>, s: SignedIn) -> Response {
-    match all::<Vpc>(&app, &s.scope, None).await {
-        Ok(vpcs) => render(&VpcsPage {
-            frame: Frame::of(&s),
-            vpcs,
-        }),
-        Err(e) => api_refusal(e),
-    }
-}
-
-#[derive(Template)]
-#[template(path = "console/topology.html")]
-struct TopologyPage {
-    frame: Frame,
-    vpc: Vpc,
-    svg: String,
-}
-
-pub(crate) async fn page(State(app): State<App>, s: SignedIn, Path(id): Path<String>) -> Response {
-    match picture(&app, &s.scope, &id).await {
-        Ok((vpc, svg)) => render(&TopologyPage {
-            frame: Frame::of(&s),
-            vpc,
-            svg,
-        }),
-        Err(e) => api_refusal(e),
-    }
-}
-
 pub(crate) async fn svg(State(app): State<App>, s: SignedIn, Path(id): Path<String>) -> Response {
     match picture(&app, &s.scope, &id).await {
         Ok((_, svg)) => ([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response(),
@@ -92,7 +55,7 @@ struct Seen {
     gateway: Option<String>,
 }
 
-async fn picture(app: &App, scope: &Scope, id: &str) -> Result<(Vpc, String), ApiError> {
+pub(crate) async fn picture(app: &App, scope: &Scope, id: &str) -> Result<(Vpc, String), ApiError> {
     let vpc: Vpc = app.store.show(scope, id).await?;
     let subnets: Vec<Subnet> = all::<Subnet>(app, scope, Some(&vpc.id)).await?;
     let nics: Vec<Nic> = all::<Nic>(app, scope, None)

@@ -11,7 +11,7 @@ use vpcip_model::*;
 
 use super::session::{Posted, SignedIn};
 use super::topology::all;
-use super::{Button, Frame, api_refusal, message, render_refused};
+use super::{Button, Frame, api_refusal, message, render_refused, split_error};
 use crate::App;
 
 #[derive(Template)]
@@ -150,10 +150,7 @@ async fn vip_page_warned(
         None => None,
     };
     let failed = error.is_some();
-    let (error_in, error) = match error {
-        Some((form, e)) => (form.to_string(), Some(e)),
-        None => (String::new(), None),
-    };
+    let (error_in, error) = split_error(error);
     render_refused(
         &VipPage {
             frame: Frame::of(s),
