@@ -139,6 +139,7 @@ operations!(
     report_agent,
     report_counters,
     eip_counters,
+    eip_traffic,
     vip_holder,
     watch_desired,
     watch_changes,

@@ -25,7 +25,9 @@ struct Controller {
 
 async fn controller() -> Controller {
     let db = vpcip_store::testing::sqlite().await;
-    let app = App::new(db.store.clone(), Some(OPERATOR));
+    // EIPs' traffic sampled every second (a minute by default), so a plot
+    // has points within the test.
+    let app = App::new(db.store.clone().with_traffic_sample_secs(1), Some(OPERATOR));
     let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let ui = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (api_addr, ui_addr) = (api.local_addr().unwrap(), ui.local_addr().unwrap());
@@ -1192,4 +1194,125 @@ async fn a_tenant_builds_vpcs_subnets_groups_servers_and_enis_in_the_console() {
     );
     assert!(t.get::<Vpc>("/v1/vpcs/vpc2").await.is_err());
     assert!(t.get::<Server>("/v1/servers/app-1").await.is_err());
+}
+
+#[tokio::test]
+async fn an_eips_traffic_is_plotted_from_its_gateways_counters() {
+    use vpcip_model::desired::{
+        Agent, AgentRole, CountersReport, EipTraffic, RegisterAgent, TrafficRate,
+    };
+    let c = controller().await;
+    let (op, t1) = world(&c).await;
+    let t = Client::new(&c.api, Some(&t1));
+    let eip: Eip = t
+        .post(
+            paths::EIPS,
+            &CreateEip {
+                bandwidth_mbps: 5,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let _: HostNetwork = op
+        .post(
+            paths::HOST_NETWORKS,
+            &CreateHostNetwork {
+                name: "underlay".into(),
+                cidr: "192.0.2.0/24".parse().unwrap(),
+            },
+        )
+        .await
+        .unwrap();
+    let gw: Token = op
+        .post(
+            paths::TOKENS,
+            &CreateToken {
+                tenant: "gw1".into(),
+                description: "gateway".into(),
+                agent: true,
+                agent_role: Some(AgentRole::Gateway),
+                ec2: false,
+            },
+        )
+        .await
+        .unwrap();
+    let gw = Client::new(&c.api, gw.secret.as_deref());
+    let me: Agent = gw
+        .post(
+            paths::AGENTS,
+            &RegisterAgent {
+                name: "gw1".into(),
+                role: AgentRole::Gateway,
+                underlay_ip: "192.0.2.21".parse().unwrap(),
+            },
+        )
+        .await
+        .unwrap();
+    let mut b = Browser::new(&c.ui);
+    b.sign_in(&t1).await;
+    let path = format!("/ui/eips/{}", eip.id);
+    let page = b.get(&path).await.body;
+    assert!(
+        page.contains("no traffic counted in the last hour") && page.contains("data-points=\"0\""),
+        "{page}"
+    );
+    // Three reports a second or more apart: two points, at 1 MB/s in.
+    for i in 0..3u64 {
+        let report = CountersReport {
+            counters: vec![EipTraffic {
+                packets_in: 1000 * i,
+                bytes_in: 1_000_000 * i,
+                packets_out: 500 * i,
+                bytes_out: 500_000 * i,
+                drops_in: 10 * i,
+                drops_out: 0,
+                eip: eip.ip,
+            }],
+            vip_holders: None,
+            programmed: None,
+            nic_drops: vec![],
+        };
+        let _: serde_json::Value = gw
+            .post(&paths::at(paths::AGENT_COUNTERS, &[&me.id]), &report)
+            .await
+            .unwrap_or(serde_json::Value::Null);
+        if i < 2 {
+            tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        }
+    }
+    let rates: Vec<TrafficRate> = t
+        .get(&paths::at(paths::EIP_TRAFFIC, &[&eip.id]))
+        .await
+        .unwrap();
+    assert_eq!(rates.len(), 2, "{rates:?}");
+    for r in &rates {
+        // 1,000,000 bytes over 1.1-2 s (whole seconds of report time).
+        assert!((4e6..=8e6).contains(&r.bits_in), "{rates:?}");
+        assert!((r.bits_out * 2.0 - r.bits_in).abs() < 1.0, "{rates:?}");
+        assert!(r.drops_in > 0.0 && r.drops_out == 0.0, "{rates:?}");
+    }
+    let page = b.get(&path).await.body;
+    assert!(
+        page.contains("data-points=\"2\"")
+            && page.contains("Bandwidth (Mbit/s)")
+            && page.matches("<polyline").count() == 6,
+        "{page}"
+    );
+    let svg = b.get(&format!("{path}/traffic.svg")).await;
+    assert_eq!(svg.status, StatusCode::OK);
+    assert!(svg.body.starts_with("<svg") && svg.body.contains("data-points=\"2\""));
+    // Another tenant's plot: not found, through the console and the API.
+    let t2 = tenant_token(&op, "t2").await;
+    let mut other = Browser::new(&c.ui);
+    other.sign_in(&t2).await;
+    let p = other.get(&format!("{path}/traffic.svg")).await;
+    assert_eq!(p.status, StatusCode::NOT_FOUND);
+    assert!(!p.body.contains("<svg"));
+    assert!(
+        Client::new(&c.api, Some(&t2))
+            .get::<Vec<TrafficRate>>(&paths::at(paths::EIP_TRAFFIC, &[&eip.id]))
+            .await
+            .is_err()
+    );
 }

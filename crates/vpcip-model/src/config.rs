@@ -1,6 +1,6 @@
 //! The server's configuration file (TOML): `listen`, `db`,
 //! `operator_token`, `tls_cert`, `tls_key`, `[quotas]`, `[isolation]`,
-//! `[security_groups]` and `[dhcp]`. Flags and the
+//! `[security_groups]`, `[dhcp]` and `[console]`. Flags and the
 //! environment take precedence over it; unknown keys are refused.
 
 use serde::Deserialize;
@@ -28,6 +28,29 @@ pub struct ServerConfig {
     /// what guests learn unless their subnet says.
     #[serde(default)]
     pub dhcp: crate::desired::DhcpDefaults,
+    /// `[console] traffic_sample_seconds = 60`: how often an EIP's traffic
+    /// is sampled for its plot (and `GET /v1/eips/{id}/traffic`).
+    #[serde(default)]
+    pub console: Console,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Console {
+    #[serde(default = "default_sample_seconds")]
+    pub traffic_sample_seconds: u32,
+}
+
+fn default_sample_seconds() -> u32 {
+    60
+}
+
+impl Default for Console {
+    fn default() -> Self {
+        Console {
+            traffic_sample_seconds: default_sample_seconds(),
+        }
+    }
 }
 
 #[derive(Deserialize, Debug)]

@@ -50,6 +50,7 @@ pub const EIP: &str = "/v1/eips/{id}";
 pub const EIP_BIND: &str = "/v1/eips/{id}/bind";
 pub const EIP_UNBIND: &str = "/v1/eips/{id}/unbind";
 pub const EIP_COUNTERS: &str = "/v1/eips/{id}/counters";
+pub const EIP_TRAFFIC: &str = "/v1/eips/{id}/traffic";
 
 pub const AGENTS: &str = "/v1/agents";
 pub const AGENT_REPORT: &str = "/v1/agents/{id}/report";

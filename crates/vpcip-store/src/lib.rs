@@ -22,6 +22,13 @@ use vpcip_model::Page;
 pub const MAX_PAGE: u32 = 1000;
 pub const DEFAULT_PAGE: u32 = 100;
 
+/// Seconds between two samples of an EIP's traffic history (a minute, as
+/// the clouds' consoles plot).
+pub const TRAFFIC_SAMPLE_SECS: i64 = 60;
+/// How long an EIP's traffic history is kept: an hour, and one sample
+/// before it (the first point's rate needs it).
+pub const TRAFFIC_HISTORY_SECS: i64 = 3600;
+
 #[derive(Clone, Debug)]
 pub struct Store {
     pub(crate) db: Db,
@@ -31,6 +38,8 @@ pub struct Store {
     /// Rules a security group holds at most (`[security_groups]
     /// max_rules`).
     pub(crate) max_sg_rules: usize,
+    /// Seconds between two samples of an EIP's traffic history.
+    pub(crate) traffic_sample_secs: i64,
     /// What guests learn by DHCP unless their subnet says (`[dhcp]`).
     dhcp: vpcip_model::desired::DhcpDefaults,
     /// The agents' watch, started on first use ([`Store::watch`]).
@@ -75,6 +84,7 @@ impl Store {
             db: Db::connect(url).await?,
             infra_allow: Vec::new(),
             max_sg_rules: vpcip_model::rules::DEFAULT_MAX_SG_RULES,
+            traffic_sample_secs: TRAFFIC_SAMPLE_SECS,
             dhcp: vpcip_model::desired::DhcpDefaults::default(),
             watch: Default::default(),
         };
@@ -103,6 +113,13 @@ impl Store {
     /// The same store allowing `max` rules per security group.
     pub fn with_max_sg_rules(mut self, max: usize) -> Self {
         self.max_sg_rules = max;
+        self
+    }
+
+    /// The same store sampling EIPs' traffic history every `secs` seconds
+    /// (at least 1; tests take short samples).
+    pub fn with_traffic_sample_secs(mut self, secs: u32) -> Self {
+        self.traffic_sample_secs = i64::from(secs.max(1));
         self
     }
 

@@ -2493,3 +2493,139 @@ async fn a_begin_cancelled_in_flight_leaves_no_transaction_behind() {
         held.push(tx);
     }
 }
+
+/// An EIP's traffic history: rates between a gateway's samples, a sample
+/// a slot, summed over gateways, a restarted agent's counts from zero;
+/// its owner's only; gone with the EIP.
+async fn eip_traffic_history_rates_and_ends_with_the_eip(s: &Store) {
+    use vpcip_model::desired::{self, CountersReport, EipTraffic, RegisterAgent};
+    use vpcip_model::rules::AgentIdentity;
+    let s = s.clone().with_traffic_sample_secs(1);
+    seeds_world(&s).await;
+    let t1 = tenant("t1");
+    let eip = s
+        .create_eip(
+            &t1,
+            &CreateEip {
+                bandwidth_mbps: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut gws = vec![];
+    for (name, ip) in [("gw1", "192.168.201.21"), ("gw2", "192.168.201.22")] {
+        let scope = Scope::Agent(AgentIdentity {
+            name: name.into(),
+            role: desired::AgentRole::Gateway,
+        });
+        let me = s
+            .register_agent(
+                &scope,
+                &RegisterAgent {
+                    name: name.into(),
+                    role: desired::AgentRole::Gateway,
+                    underlay_ip: ip.parse().unwrap(),
+                },
+            )
+            .await
+            .unwrap();
+        gws.push((scope, me.id));
+    }
+    let report = |packets: u64, bytes: u64| CountersReport {
+        counters: vec![EipTraffic {
+            packets_in: packets,
+            bytes_in: bytes,
+            packets_out: packets / 2,
+            bytes_out: bytes / 2,
+            drops_in: 0,
+            drops_out: packets / 10,
+            ..EipTraffic::none(eip.ip)
+        }],
+        vip_holders: None,
+        programmed: None,
+        nic_drops: vec![],
+    };
+    // gw1 counts 0, then 1,000 packets / 1,000,000 bytes, then its agent
+    // restarts and counts 500 / 250,000 again; gw2 counts alongside.
+    let mut times = vec![];
+    for (gw1, gw2) in [
+        ((0, 0), (0, 0)),
+        ((1000, 1_000_000), (100, 0)),
+        ((500, 250_000), (200, 0)),
+    ] {
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        times.push(at);
+        s.report_counters(&gws[0].0, &gws[0].1, &report(gw1.0, gw1.1))
+            .await
+            .unwrap();
+        s.report_counters(&gws[1].0, &gws[1].1, &report(gw2.0, gw2.1))
+            .await
+            .unwrap();
+        // The next report in the next slot (whole seconds).
+        let next = (at + 1) * 1000;
+        let now_ms = u64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis(),
+        )
+        .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(
+            next.saturating_sub(now_ms) + 20,
+        ))
+        .await;
+    }
+    let h = s.eip_traffic_history(&t1, &eip.id).await.unwrap();
+    assert_eq!(h.len(), 2, "{h:?}");
+    let secs = |i: usize| (times[i] - times[i - 1]) as f64;
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-6;
+    assert!(
+        close(h[0].packets_in, 1000.0 / secs(1) + 100.0 / secs(1)),
+        "{h:?}"
+    );
+    assert!(close(h[0].bits_in, 8_000_000.0 / secs(1)), "{h:?}");
+    assert!(close(h[0].bits_out, 4_000_000.0 / secs(1)), "{h:?}");
+    assert!(
+        close(h[0].drops_out, 100.0 / secs(1) + 10.0 / secs(1)),
+        "{h:?}"
+    );
+    // gw1 went back to 500: counted from zero, not as a negative rate.
+    assert!(
+        close(h[1].packets_in, 500.0 / secs(2) + 100.0 / secs(2)),
+        "{h:?}"
+    );
+    assert!(close(h[1].bits_in, 2_000_000.0 / secs(2)), "{h:?}");
+    assert!(h[0].at < h[1].at);
+    // Another tenant's: not found.
+    let e = s
+        .eip_traffic_history(&tenant("t2"), &eip.id)
+        .await
+        .unwrap_err();
+    assert_eq!(code(e), "not_found");
+    // Released: the next holder of the address starts from nothing.
+    s.release_eip(&t1, &eip.id).await.unwrap();
+    let again = s
+        .create_eip(
+            &tenant("t2"),
+            &CreateEip {
+                ip: Some(eip.ip),
+                bandwidth_mbps: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        s.eip_traffic_history(&tenant("t2"), &again.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let c = s.eip_counters(&tenant("t2"), &again.id).await.unwrap();
+    assert_eq!(c.traffic, EipTraffic::none(eip.ip));
+}
+on_both!(eip_traffic_history_rates_and_ends_with_the_eip);

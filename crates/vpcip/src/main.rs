@@ -149,6 +149,7 @@ async fn serve(args: cli::ServerArgs, log_format: &cli::LogFormat) -> anyhow::Re
         .with_quotas(config.quotas)
         .with_infra_allow(infra_allow)
         .with_max_sg_rules(config.security_groups.max_rules)
+        .with_traffic_sample_secs(config.console.traffic_sample_seconds)
         .with_dhcp(config.dhcp.checked()?);
     let app = vpcip_api::App::new(store, operator_token.as_deref());
     let listener = tokio::net::TcpListener::bind(&listen)

@@ -258,6 +258,8 @@ struct EipPage {
     frame: Frame,
     row: Row,
     traffic: Option<desired::EipCounters>,
+    /// Its traffic over the last hour (SVG).
+    plot: String,
     /// The form a refusal belongs to, and the API's message.
     error_in: String,
     error: Option<String>,
@@ -269,6 +271,10 @@ async fn eip_page(app: &App, s: &SignedIn, id: &str, error: Option<(&str, String
         Err(e) => return api_refusal(e),
     };
     let traffic = app.store.eip_counters(&s.scope, &eip.id).await.ok();
+    let plot = match traffic_plot(app, s, &eip.id).await {
+        Ok(p) => p,
+        Err(e) => return api_refusal(e),
+    };
     let failed = error.is_some();
     let (error_in, error) = split_error(error);
     render_refused(
@@ -276,11 +282,41 @@ async fn eip_page(app: &App, s: &SignedIn, id: &str, error: Option<(&str, String
             frame: Frame::of(s),
             row: Row::of(&eip),
             traffic,
+            plot,
             error_in,
             error,
         },
         failed,
     )
+}
+
+async fn traffic_plot(
+    app: &App,
+    s: &SignedIn,
+    id: &str,
+) -> Result<String, vpcip_store::StoreError> {
+    let points = app.store.eip_traffic_history(&s.scope, id).await?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(0))
+        .unwrap_or(0);
+    Ok(super::plot::traffic(
+        &points,
+        now,
+        vpcip_store::TRAFFIC_HISTORY_SECS,
+    ))
+}
+
+/// The traffic plot alone (the page fetches it again every ten seconds).
+pub(crate) async fn traffic_svg(
+    State(app): State<App>,
+    s: SignedIn,
+    Path(id): Path<String>,
+) -> Response {
+    match traffic_plot(&app, &s, &id).await {
+        Ok(svg) => ([(axum::http::header::CONTENT_TYPE, "image/svg+xml")], svg).into_response(),
+        Err(e) => api_refusal(e),
+    }
 }
 
 pub(crate) async fn show(State(app): State<App>, s: SignedIn, Path(id): Path<String>) -> Response {

@@ -15,6 +15,7 @@ mod compute;
 mod eips;
 mod network;
 mod platform;
+mod plot;
 mod session;
 mod topology;
 mod vips;
@@ -41,6 +42,7 @@ pub fn router(app: App) -> Router {
         .route("/ui/logout", post(logout))
         .route("/ui/eips", get(eips::list).post(eips::allocate))
         .route("/ui/eips/{id}", get(eips::show))
+        .route("/ui/eips/{id}/traffic.svg", get(eips::traffic_svg))
         .route("/ui/eips/{id}/bind", post(eips::bind))
         .route("/ui/eips/{id}/unbind", post(eips::unbind))
         .route("/ui/eips/{id}/update", post(eips::update))

@@ -92,6 +92,22 @@ pub async fn report_counters(
     Ok(no_content())
 }
 
+/// An EIP's traffic over the last hour, per second, one point a sample
+/// slot (a minute unless the controller says otherwise), from the
+/// counters its gateways reported: bits, packets and limiter drops in
+/// both directions.
+#[utoipa::path(get, path = paths::EIP_TRAFFIC, tag = "eips",
+    params(("id" = String, Path, description = "ID or name")),
+    responses((status = 200, body = Vec<vpcip_model::desired::TrafficRate>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn eip_traffic(
+    State(app): State<App>,
+    Caller(scope): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    Ok(ok(app.store.eip_traffic_history(&scope, &id).await?))
+}
+
 /// An EIP's packets and bytes in both directions, as its gateway counted
 /// them.
 #[utoipa::path(get, path = paths::EIP_COUNTERS, tag = "eips",

@@ -356,6 +356,59 @@ pub struct VipHolding {
     pub as_of: i64,
 }
 
+/// An EIP's traffic over one sample slot, per second.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct TrafficRate {
+    /// Unix seconds of the slot's latest sample.
+    pub at: i64,
+    pub bits_in: f64,
+    pub bits_out: f64,
+    pub packets_in: f64,
+    pub packets_out: f64,
+    /// Packets the bandwidth limit dropped.
+    pub drops_in: f64,
+    pub drops_out: f64,
+}
+
+impl TrafficRate {
+    /// Rates from cumulative samples `(gateway, slot, at, [packets_in,
+    /// bytes_in, packets_out, bytes_out, drops_in, drops_out])` sorted by
+    /// gateway then slot: each gateway's rate between its consecutive
+    /// samples, summed per slot over the gateways. A count that went back
+    /// (the gateway's agent restarted) counts from zero.
+    pub fn from_samples(samples: &[(String, i64, i64, [i64; 6])]) -> Vec<TrafficRate> {
+        let mut slots: std::collections::BTreeMap<i64, TrafficRate> = Default::default();
+        for pair in samples.windows(2) {
+            let ((ga, _, at_a, a), (gb, slot, at_b, b)) = (&pair[0], &pair[1]);
+            if ga != gb || at_b <= at_a {
+                continue;
+            }
+            let secs = (at_b - at_a) as f64;
+            let rate = |i: usize| {
+                let d = if b[i] >= a[i] { b[i] - a[i] } else { b[i] };
+                d as f64 / secs
+            };
+            let p = slots.entry(*slot).or_insert(TrafficRate {
+                at: *at_b,
+                bits_in: 0.0,
+                bits_out: 0.0,
+                packets_in: 0.0,
+                packets_out: 0.0,
+                drops_in: 0.0,
+                drops_out: 0.0,
+            });
+            p.at = p.at.max(*at_b);
+            p.packets_in += rate(0);
+            p.bits_in += rate(1) * 8.0;
+            p.packets_out += rate(2);
+            p.bits_out += rate(3) * 8.0;
+            p.drops_in += rate(4);
+            p.drops_out += rate(5);
+        }
+        slots.into_values().collect()
+    }
+}
+
 /// An EIP's counters as `vpcip eip show` gives them.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
 pub struct EipCounters {

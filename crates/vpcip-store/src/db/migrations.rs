@@ -165,4 +165,21 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (tenant, kind)
     )",
     "INSERT INTO usage (tenant, kind, n) SELECT tenant, kind, COUNT(*) FROM resources GROUP BY tenant, kind",
+    // An hour of each EIP's counters, as each gateway reported them: the
+    // latest report in each sample slot (`slot` = report time divided by
+    // the slot's length), for the console's traffic plots.
+    "CREATE TABLE eip_traffic_history (
+        ip BIGINT NOT NULL,
+        agent_id TEXT NOT NULL,
+        slot BIGINT NOT NULL,
+        at BIGINT NOT NULL,
+        packets_in BIGINT NOT NULL,
+        bytes_in BIGINT NOT NULL,
+        packets_out BIGINT NOT NULL,
+        bytes_out BIGINT NOT NULL,
+        drops_in BIGINT NOT NULL,
+        drops_out BIGINT NOT NULL,
+        PRIMARY KEY (ip, agent_id, slot)
+    )",
+    "CREATE INDEX eip_traffic_history_at ON eip_traffic_history (at)",
 ];

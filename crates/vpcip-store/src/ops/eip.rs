@@ -247,6 +247,15 @@ impl Store {
             tx.release(&mut subnet, eip.ip).await?;
             tx.update(&subnet).await?;
             tx.delete(&eip).await?;
+            // Its counters and their history go with it: whoever takes
+            // the address next starts from nothing.
+            for table in ["eip_traffic", "eip_traffic_history"] {
+                tx.write_quiet(
+                    &format!("DELETE FROM {table} WHERE ip = $1"),
+                    &[u32::from(eip.ip).into()],
+                )
+                .await?;
+            }
             tx.commit().await
         })
         .await

@@ -67,8 +67,37 @@ impl Store {
             )
             .into());
         }
+        let at = now();
+        let slot = at / self.traffic_sample_secs;
+        if !report.counters.is_empty() {
+            tx.write_quiet(
+                "DELETE FROM eip_traffic_history WHERE at < $1",
+                &[(at - crate::TRAFFIC_HISTORY_SECS - self.traffic_sample_secs).into()],
+            )
+            .await?;
+        }
         for c in &report.counters {
             let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            tx.write_quiet(
+                "INSERT INTO eip_traffic_history (ip, agent_id, slot, at, packets_in, bytes_in, packets_out, bytes_out, drops_in, drops_out) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (ip, agent_id, slot) DO UPDATE SET \
+                 at = excluded.at, packets_in = excluded.packets_in, bytes_in = excluded.bytes_in, \
+                 packets_out = excluded.packets_out, bytes_out = excluded.bytes_out, \
+                 drops_in = excluded.drops_in, drops_out = excluded.drops_out",
+                &[
+                    u32::from(c.eip).into(),
+                    agent.id().into(),
+                    slot.into(),
+                    at.into(),
+                    n(c.packets_in).into(),
+                    n(c.bytes_in).into(),
+                    n(c.packets_out).into(),
+                    n(c.bytes_out).into(),
+                    n(c.drops_in).into(),
+                    n(c.drops_out).into(),
+                ],
+            )
+            .await?;
             tx.write_quiet(
                 "INSERT INTO eip_traffic (ip, agent_id, packets_in, bytes_in, packets_out, bytes_out, drops_in, drops_out) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (ip, agent_id) DO UPDATE SET \
@@ -125,10 +154,41 @@ impl Store {
         tx.write_quiet(
             "INSERT INTO counter_reports (agent_id, at) VALUES ($1, $2) \
              ON CONFLICT (agent_id) DO UPDATE SET at = excluded.at",
-            &[agent.id().into(), now().into()],
+            &[agent.id().into(), at.into()],
         )
         .await?;
         tx.commit().await
+    }
+
+    /// An EIP's traffic over the last hour: rates per second between each
+    /// gateway's consecutive samples, summed over the gateways, one point
+    /// a sample slot (oldest first). A gateway's counters that went back
+    /// (its agent restarted) count from zero.
+    pub async fn eip_traffic_history(
+        &self,
+        scope: &Scope,
+        key: &str,
+    ) -> Result<Vec<desired::TrafficRate>, StoreError> {
+        let mut tx = self.db.begin_read().await?;
+        let eip: Eip = tx.find(scope, key, false).await?;
+        let since = now() - crate::TRAFFIC_HISTORY_SECS - self.traffic_sample_secs;
+        let rows = tx
+            .rows(
+                "SELECT agent_id, slot, at, packets_in, bytes_in, packets_out, bytes_out, drops_in, drops_out \
+                 FROM eip_traffic_history WHERE ip = $1 AND at >= $2 ORDER BY agent_id, slot",
+                &[u32::from(eip.ip).into(), since.into()],
+            )
+            .await?;
+        tx.commit().await?;
+        let mut samples = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let mut counts = [0i64; 6];
+            for (i, c) in counts.iter_mut().enumerate() {
+                *c = r.int(3 + i)?;
+            }
+            samples.push((r.text(0)?, r.int(1)?, r.int(2)?, counts));
+        }
+        Ok(desired::TrafficRate::from_samples(&samples))
     }
 
     /// An EIP's counters, as its owner (or an operator) sees them.
