@@ -1198,9 +1198,7 @@ async fn a_tenant_builds_vpcs_subnets_groups_servers_and_enis_in_the_console() {
 
 #[tokio::test]
 async fn an_eips_traffic_is_plotted_from_its_gateways_counters() {
-    use vpcip_model::desired::{
-        Agent, AgentRole, CountersReport, EipTraffic, RegisterAgent, TrafficRate,
-    };
+    use vpcip_model::desired::{CountersReport, EipTraffic, TrafficRate};
     let c = controller().await;
     let (op, t1) = world(&c).await;
     let t = Client::new(&c.api, Some(&t1));
@@ -1214,41 +1212,7 @@ async fn an_eips_traffic_is_plotted_from_its_gateways_counters() {
         )
         .await
         .unwrap();
-    let _: HostNetwork = op
-        .post(
-            paths::HOST_NETWORKS,
-            &CreateHostNetwork {
-                name: "underlay".into(),
-                cidr: "192.0.2.0/24".parse().unwrap(),
-            },
-        )
-        .await
-        .unwrap();
-    let gw: Token = op
-        .post(
-            paths::TOKENS,
-            &CreateToken {
-                tenant: "gw1".into(),
-                description: "gateway".into(),
-                agent: true,
-                agent_role: Some(AgentRole::Gateway),
-                ec2: false,
-            },
-        )
-        .await
-        .unwrap();
-    let gw = Client::new(&c.api, gw.secret.as_deref());
-    let me: Agent = gw
-        .post(
-            paths::AGENTS,
-            &RegisterAgent {
-                name: "gw1".into(),
-                role: AgentRole::Gateway,
-                underlay_ip: "192.0.2.21".parse().unwrap(),
-            },
-        )
-        .await
-        .unwrap();
+    let (gw, me) = gateway_agent(&c, &op).await;
     let mut b = Browser::new(&c.ui);
     b.sign_in(&t1).await;
     let path = format!("/ui/eips/{}", eip.id);
@@ -1314,5 +1278,117 @@ async fn an_eips_traffic_is_plotted_from_its_gateways_counters() {
             .get::<Vec<TrafficRate>>(&paths::at(paths::EIP_TRAFFIC, &[&eip.id]))
             .await
             .is_err()
+    );
+}
+
+/// A registered gateway agent (its host network made first): its client
+/// and record.
+async fn gateway_agent(c: &Controller, op: &Client) -> (Client, vpcip_model::desired::Agent) {
+    use vpcip_model::desired::{AgentRole, RegisterAgent};
+    let _: HostNetwork = op
+        .post(
+            paths::HOST_NETWORKS,
+            &CreateHostNetwork {
+                name: "underlay".into(),
+                cidr: "192.0.2.0/24".parse().unwrap(),
+            },
+        )
+        .await
+        .unwrap();
+    let gw: Token = op
+        .post(
+            paths::TOKENS,
+            &CreateToken {
+                tenant: "gw1".into(),
+                description: "gateway".into(),
+                agent: true,
+                agent_role: Some(AgentRole::Gateway),
+                ec2: false,
+            },
+        )
+        .await
+        .unwrap();
+    let gw = Client::new(&c.api, gw.secret.as_deref());
+    let me = gw
+        .post(
+            paths::AGENTS,
+            &RegisterAgent {
+                name: "gw1".into(),
+                role: AgentRole::Gateway,
+                underlay_ip: "192.0.2.21".parse().unwrap(),
+            },
+        )
+        .await
+        .unwrap();
+    (gw, me)
+}
+
+#[tokio::test]
+async fn the_platform_page_says_whether_each_segment_is_routed_to_the_gateways() {
+    use vpcip_model::desired::{CountersReport, EipTraffic};
+    let c = controller().await;
+    let (op, t1) = world(&c).await;
+    let t = Client::new(&c.api, Some(&t1));
+    let mut b = Browser::new(&c.ui);
+    b.sign_in(OPERATOR).await;
+    let verdict = |page: &str| {
+        let mark = "data-prefix=\"203.0.113.0/24\" data-verdict=\"";
+        let at = page
+            .find(mark)
+            .unwrap_or_else(|| panic!("no verdict: {page}"))
+            + mark.len();
+        page[at..].split('"').next().unwrap().to_string()
+    };
+    let page = b.get("/ui/platform").await.body;
+    assert_eq!(verdict(&page), "unknown", "{page}");
+    assert!(page.contains("no EIP of it is bound"), "{page}");
+    // Bound and held by a gateway, no packet in: not reached.
+    let eip: Eip = t
+        .post(
+            paths::EIPS,
+            &CreateEip {
+                bandwidth_mbps: 5,
+                bind: Some(BindEip {
+                    target: EipTarget::Server("web-1".into()),
+                    mode: EipMode::Nat,
+                    allow_reassociation: false,
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let (gw, me) = gateway_agent(&c, &op).await;
+    let report = |packets_in: u64| CountersReport {
+        counters: vec![EipTraffic {
+            packets_in,
+            ..EipTraffic::none(eip.ip)
+        }],
+        vip_holders: None,
+        programmed: Some(vec![eip.ip]),
+        nic_drops: vec![],
+    };
+    let counters = paths::at(paths::AGENT_COUNTERS, &[&me.id]);
+    let _ = gw.post::<_, serde_json::Value>(&counters, &report(0)).await;
+    let page = b.get("/ui/platform").await.body;
+    assert_eq!(verdict(&page), "bad", "{page}");
+    assert!(
+        page.contains("not reached: no packet has ever come in for its 1 bound EIPs"),
+        "{page}"
+    );
+    // Packets came in: routed, naming the EIP and the gateway.
+    let _ = gw.post::<_, serde_json::Value>(&counters, &report(3)).await;
+    let page = b.get("/ui/platform").await.body;
+    assert_eq!(verdict(&page), "ok", "{page}");
+    assert!(
+        page.contains(&format!("routed: packets for {} reached gw1", eip.ip)),
+        "{page}"
+    );
+    // Only the operator reads it.
+    let mut tenant = Browser::new(&c.ui);
+    tenant.sign_in(&t1).await;
+    assert_eq!(
+        tenant.get("/ui/platform").await.status,
+        StatusCode::FORBIDDEN
     );
 }

@@ -21,6 +21,11 @@ struct PlatformPage {
     frame: Frame,
     segments: Vec<(Subnet, u64)>,
     routes: Vec<PhysicalRoute>,
+    /// Each segment's route verdict: its prefix, `ok`/`bad`/`unknown`, and
+    /// why.
+    verdicts: Vec<(String, String, String)>,
+    /// Problems of the gateways' BGP sessions (when they announce).
+    bgp: Vec<String>,
     tokens: Vec<Token>,
     quotas: vpcip_model::rules::Quotas,
     /// A token just made: its secret, shown this once.
@@ -51,18 +56,50 @@ async fn platform_page(
             .collect();
         let routes = app.store.physical_routes(&s.scope).await?;
         let tokens = app.store.list_tokens(&s.scope).await?;
-        Ok::<_, crate::error::ApiError>((segments, routes, tokens))
+        let reach = app.store.segment_reach(&s.scope).await?;
+        let status = app.store.status(&s.scope).await?;
+        Ok::<_, crate::error::ApiError>((segments, routes, tokens, reach, status))
     };
-    let (segments, routes, tokens) = match read.await {
+    let (segments, routes, tokens, reach, status) = match read.await {
         Ok(r) => r,
         Err(e) => return api_refusal(e),
     };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(0))
+        .unwrap_or(0);
+    let verdicts = reach
+        .iter()
+        .map(|r| {
+            let (ok, why) = r.verdict(now);
+            let class = match ok {
+                Some(true) => "ok",
+                Some(false) => "bad",
+                None => "unknown",
+            };
+            (r.prefix.to_string(), class.to_string(), why)
+        })
+        .collect();
+    let bgp = status
+        .bgp
+        .iter()
+        .map(|b| {
+            format!(
+                "{}{}: {}",
+                b.gateway,
+                b.peer.map(|p| format!(", peer {p}")).unwrap_or_default(),
+                b.problem
+            )
+        })
+        .collect();
     let failed = error.is_some();
     render_refused(
         &PlatformPage {
             frame: Frame::of(s),
             segments,
             routes,
+            verdicts,
+            bgp,
             tokens,
             quotas: app.store.quotas(),
             secret,

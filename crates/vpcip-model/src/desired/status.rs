@@ -356,6 +356,71 @@ pub struct VipHolding {
     pub as_of: i64,
 }
 
+/// Whether an EIP segment's traffic reaches the gateways, from what they
+/// count all the time.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct SegmentReach {
+    pub subnet_id: String,
+    #[schema(value_type = String)]
+    pub prefix: ipnet::Ipv4Net,
+    /// Addresses of it the gateways' data planes hold (bound EIPs).
+    pub held: u64,
+    /// The latest packet a gateway counted coming in for one of them.
+    pub last_in: Option<PacketSeen>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct PacketSeen {
+    #[schema(value_type = String)]
+    pub eip: Ipv4Addr,
+    pub gateway: String,
+    /// Unix seconds of the report that counted it.
+    pub at: i64,
+}
+
+/// A packet counted within this long is recent evidence of the route.
+pub const ROUTE_EVIDENCE_SECS: i64 = 600;
+
+impl SegmentReach {
+    /// `vpcip eip check-route`'s verdict from the evidence at hand: routed
+    /// (`Some(true)`), not reached (`Some(false)`), or nothing to tell by
+    /// (`None`), and why.
+    pub fn verdict(&self, now: i64) -> (Option<bool>, String) {
+        match (&self.last_in, self.held) {
+            (Some(p), _) if now - p.at <= ROUTE_EVIDENCE_SECS => (
+                Some(true),
+                format!(
+                    "routed: packets for {} reached {} {} s ago",
+                    p.eip,
+                    p.gateway,
+                    (now - p.at).max(0)
+                ),
+            ),
+            (_, 0) => (
+                None,
+                "no EIP of it is bound: nothing to check yet".to_string(),
+            ),
+            (Some(p), held) => (
+                None,
+                format!(
+                    "no packet for its {held} bound EIPs in the last {} min (the last: for {} at {}, {} min ago); `vpcip eip check-route ADDRESS` while sending it traffic tells",
+                    ROUTE_EVIDENCE_SECS / 60,
+                    p.eip,
+                    p.gateway,
+                    (now - p.at) / 60
+                ),
+            ),
+            (None, held) => (
+                Some(false),
+                format!(
+                    "not reached: no packet has ever come in for its {held} bound EIPs; does the physical network route {} to the gateway? (`vpcip eip check-route ADDRESS` while sending it traffic)",
+                    self.prefix
+                ),
+            ),
+        }
+    }
+}
+
 /// An EIP's traffic over one sample slot, per second.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
 pub struct TrafficRate {
@@ -441,4 +506,38 @@ pub fn carrier(vpc_id: &str, gateways: &[Gateway], agents: &[Agent]) -> Option<S
                 .is_some_and(|c| c.carrying.contains(&slot))
         })
         .map(|a| a.name.clone())
+}
+
+#[cfg(test)]
+mod reach_tests {
+    use super::*;
+
+    #[test]
+    fn the_route_verdict_follows_the_evidence() {
+        let seen = |at| PacketSeen {
+            eip: "203.0.113.7".parse().unwrap(),
+            gateway: "gw1".into(),
+            at,
+        };
+        let reach = |held, last_in| SegmentReach {
+            subnet_id: "subnet-x".into(),
+            prefix: "203.0.113.0/24".parse().unwrap(),
+            held,
+            last_in,
+        };
+        let now = 100_000;
+        let (ok, why) = reach(3, Some(seen(now - 5))).verdict(now);
+        assert_eq!(ok, Some(true));
+        assert_eq!(why, "routed: packets for 203.0.113.7 reached gw1 5 s ago");
+        let (ok, why) = reach(3, None).verdict(now);
+        assert_eq!(ok, Some(false));
+        assert!(why.starts_with("not reached"), "{why}");
+        // Old evidence with EIPs still bound: cannot tell (no traffic, or
+        // the route went away).
+        let (ok, why) = reach(3, Some(seen(now - 3600))).verdict(now);
+        assert_eq!(ok, None);
+        assert!(why.contains("60 min ago"), "{why}");
+        let (ok, _) = reach(0, None).verdict(now);
+        assert_eq!(ok, None);
+    }
 }

@@ -182,4 +182,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (ip, agent_id, slot)
     )",
     "CREATE INDEX eip_traffic_history_at ON eip_traffic_history (at)",
+    // When a gateway last counted a packet coming in for the EIP: a
+    // segment whose EIPs receive packets is routed to the gateways.
+    "ALTER TABLE eip_traffic ADD COLUMN last_in_at BIGINT NOT NULL DEFAULT 0",
 ];

@@ -98,9 +98,13 @@ impl Store {
                 ],
             )
             .await?;
+            // `last_in_at`: now if packets came in since the last report
+            // (or ever, on the first), else unchanged.
+            let first_in = if c.packets_in > 0 { at } else { 0 };
             tx.write_quiet(
-                "INSERT INTO eip_traffic (ip, agent_id, packets_in, bytes_in, packets_out, bytes_out, drops_in, drops_out) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (ip, agent_id) DO UPDATE SET \
+                "INSERT INTO eip_traffic (ip, agent_id, packets_in, bytes_in, packets_out, bytes_out, drops_in, drops_out, last_in_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (ip, agent_id) DO UPDATE SET \
+                 last_in_at = CASE WHEN excluded.packets_in <> eip_traffic.packets_in THEN $10 ELSE eip_traffic.last_in_at END, \
                  packets_in = excluded.packets_in, bytes_in = excluded.bytes_in, \
                  packets_out = excluded.packets_out, bytes_out = excluded.bytes_out, \
                  drops_in = excluded.drops_in, drops_out = excluded.drops_out",
@@ -113,6 +117,8 @@ impl Store {
                     n(c.bytes_out).into(),
                     n(c.drops_in).into(),
                     n(c.drops_out).into(),
+                    first_in.into(),
+                    at.into(),
                 ],
             )
             .await?;
@@ -158,6 +164,56 @@ impl Store {
         )
         .await?;
         tx.commit().await
+    }
+
+    /// Whether each EIP segment's traffic reaches the gateways: how many of
+    /// its addresses the gateways hold, and the latest packet a gateway
+    /// counted coming in for one of them (`vpcip eip check-route`'s
+    /// evidence, gathered all the time). Operators only.
+    pub async fn segment_reach(
+        &self,
+        scope: &Scope,
+    ) -> Result<Vec<desired::SegmentReach>, StoreError> {
+        scope.require_operator("read whether the EIP segments are routed")?;
+        let mut tx = self.db.begin_read().await?;
+        let subnets: Vec<Subnet> = tx.all().await?;
+        let mut out = vec![];
+        for s in subnets.iter().filter(|s| s.kind == SubnetKind::Eip) {
+            let (lo, hi) = (u32::from(s.range_start), u32::from(s.range_end));
+            let held = tx
+                .count(
+                    "SELECT COUNT(DISTINCT ip) FROM gateway_eips WHERE ip >= $1 AND ip <= $2",
+                    &[lo.into(), hi.into()],
+                )
+                .await?;
+            let last = tx
+                .rows(
+                    "SELECT ip, agent_id, last_in_at FROM eip_traffic WHERE ip >= $1 AND ip <= $2 AND last_in_at > 0 \
+                     ORDER BY last_in_at DESC LIMIT 1",
+                    &[lo.into(), hi.into()],
+                )
+                .await?;
+            let last_in = match last.first() {
+                Some(r) => {
+                    let agent: Agent = tx.get(&r.text(1)?, false).await?;
+                    let ip = u32::try_from(r.int(0)?).unwrap_or(0);
+                    Some(desired::PacketSeen {
+                        eip: ip.into(),
+                        gateway: agent.name,
+                        at: r.int(2)?,
+                    })
+                }
+                None => None,
+            };
+            out.push(desired::SegmentReach {
+                subnet_id: s.id.clone(),
+                prefix: s.cidr,
+                held: held as u64,
+                last_in,
+            });
+        }
+        tx.commit().await?;
+        Ok(out)
     }
 
     /// An EIP's traffic over the last hour: rates per second between each
