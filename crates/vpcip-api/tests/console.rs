@@ -646,6 +646,14 @@ async fn a_tenant_makes_a_vip_binds_its_nics_and_reads_their_keepalived_conf_in_
         page.contains("10.0.0.100") && page.contains("virtual_router_id"),
         "{page}"
     );
+    // The VIP added by hand, per guest OS (`vpcip vip guest-config`).
+    for line in [
+        "nmcli connection modify &#34;System eth0&#34; +ipv4.addresses 10.0.0.100",
+        "netsh interface ipv4 add address name=&#34;Ethernet&#34; address=10.0.0.100",
+        "ip addr add 10.0.0.100/32 dev eth0",
+    ] {
+        assert!(page.contains(line), "{line} in {page}");
+    }
     assert!(
         page.contains("id=\"holder\">nobody the gateways have seen"),
         "{page}"

@@ -50,6 +50,26 @@ impl GuestNic<'_> {
     }
 }
 
+impl GuestOs {
+    /// Every OS the guest configuration is written for, with its name.
+    pub const ALL: [(GuestOs, &'static str); 4] = [
+        (GuestOs::Centos, "CentOS / RHEL (nmcli)"),
+        (GuestOs::Ubuntu, "Ubuntu (netplan)"),
+        (GuestOs::Windows, "Windows Server (netsh)"),
+        (GuestOs::Linux, "Any Linux (ip)"),
+    ];
+
+    /// The interface the guest gives the NIC at `device` on its server
+    /// (`eth0`, `eth1`; `Ethernet`, `Ethernet 2` on Windows).
+    pub fn ifname(self, device: usize) -> String {
+        match (self, device) {
+            (GuestOs::Windows, 0) => "Ethernet".into(),
+            (GuestOs::Windows, d) => format!("Ethernet {}", d + 1),
+            (_, d) => format!("eth{d}"),
+        }
+    }
+}
+
 /// The commands (or file) that add the VIP to the NIC, or remove it.
 pub fn vip_config(os: GuestOs, nic: &GuestNic<'_>, vip: Ipv4Addr, remove: bool) -> String {
     let mut out = String::new();

@@ -89,6 +89,8 @@ pub(crate) async fn create(
 struct Member {
     nic: Nic,
     keepalived: String,
+    /// The commands adding the VIP to the NIC, per guest OS.
+    commands: Vec<(String, String)>,
 }
 
 #[derive(Template)]
@@ -128,17 +130,32 @@ async fn vip_page_warned(
             nics.push(nic);
         }
     }
-    let members = nics
-        .iter()
-        .enumerate()
-        .map(|(rank, nic)| Member {
+    let mut members = vec![];
+    for (rank, nic) in nics.iter().enumerate() {
+        // The NIC's place on its server names its interface in the guest.
+        let device = match &nic.server_id {
+            Some(id) => app
+                .store
+                .show::<Server>(&s.scope, id)
+                .await
+                .ok()
+                .and_then(|sv| sv.nic_ids.iter().position(|n| *n == nic.id))
+                .unwrap_or(0),
+            None => 0,
+        };
+        let (keepalived, commands) = match &subnet {
+            Some(sub) => (
+                keepalived(&vip, sub, nic, &nics, rank, device),
+                guest_commands(&vip, sub, nic, device),
+            ),
+            None => (String::new(), vec![]),
+        };
+        members.push(Member {
             nic: nic.clone(),
-            keepalived: subnet
-                .as_ref()
-                .map(|sub| keepalived(&vip, sub, nic, &nics, rank))
-                .unwrap_or_default(),
-        })
-        .collect();
+            keepalived,
+            commands,
+        });
+    }
     let holder = app
         .store
         .vip_holding(&s.scope, &vip.id)
@@ -166,20 +183,51 @@ async fn vip_page_warned(
     )
 }
 
-/// keepalived.conf for member `rank` (the NIC's interface named as the
-/// guest sees it when the NIC is its server's first: eth0; a secondary ENI
-/// gets its own name from `vpcip vip guest-config`).
-fn keepalived(vip: &Vip, subnet: &Subnet, nic: &Nic, all: &[Nic], rank: usize) -> String {
+/// What `vpcip vip guest-config` prints for the NIC on each guest OS: the
+/// commands (or file) that add the VIP to it.
+fn guest_commands(vip: &Vip, subnet: &Subnet, nic: &Nic, device: usize) -> Vec<(String, String)> {
     use vpcip_model::guest;
-    let ifname = if nic.primary { "eth0" } else { "eth1" };
+    guest::GuestOs::ALL
+        .iter()
+        .map(|(os, label)| {
+            let ifname = os.ifname(device);
+            let connection = format!("System {ifname}");
+            let me = guest::GuestNic {
+                ifname: &ifname,
+                connection: &connection,
+                ip: nic.ip,
+                subnet: subnet.cidr,
+                gateway: subnet.gateway,
+                device,
+            };
+            (
+                label.to_string(),
+                guest::vip_config(*os, &me, vip.ip, false),
+            )
+        })
+        .collect()
+}
+
+/// keepalived.conf for member `rank`, the NIC at `device` on its server
+/// (`vpcip vip guest-config --keepalived`).
+fn keepalived(
+    vip: &Vip,
+    subnet: &Subnet,
+    nic: &Nic,
+    all: &[Nic],
+    rank: usize,
+    device: usize,
+) -> String {
+    use vpcip_model::guest;
+    let ifname = guest::GuestOs::Linux.ifname(device);
     let connection = format!("System {ifname}");
     let me = guest::GuestNic {
-        ifname,
+        ifname: &ifname,
         connection: &connection,
         ip: nic.ip,
         subnet: subnet.cidr,
         gateway: subnet.gateway,
-        device: usize::from(!nic.primary),
+        device,
     };
     let params = guest::VrrpParams {
         rank,

@@ -196,11 +196,7 @@ pub(super) async fn guest_names(
             0
         }
     };
-    let ifname = args.ifname.unwrap_or_else(|| match (os, device) {
-        (GuestOs::Windows, 0) => "Ethernet".into(),
-        (GuestOs::Windows, d) => format!("Ethernet {}", d + 1),
-        (_, d) => format!("eth{d}"),
-    });
+    let ifname = args.ifname.unwrap_or_else(|| os.ifname(device));
     let connection = args
         .connection
         .unwrap_or_else(|| format!("System {ifname}"));
