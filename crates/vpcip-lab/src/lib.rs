@@ -429,3 +429,24 @@ pub fn scrape(url: &str) -> String {
     let _ = c.read_to_string(&mut out);
     out
 }
+
+/// The virtualenv holding Playwright for the browser tests
+/// (`VPCIP_BROWSER_VENV`, made by scripts/browser-tools), with Debian's
+/// Chromium beside it; panics saying how to get them when either is
+/// missing (the tier fails, loudly, rather than skipping).
+pub fn browser_venv() -> std::path::PathBuf {
+    let v = std::env::var_os("VPCIP_BROWSER_VENV").expect(
+        "VPCIP_BROWSER_VENV is not set: run scripts/browser-tools (scripts/test does) and point it there",
+    );
+    let v = std::path::PathBuf::from(v);
+    assert!(
+        v.join("bin/python").exists(),
+        "{} has no bin/python: run scripts/browser-tools",
+        v.display()
+    );
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").exists(),
+        "no /usr/bin/chromium: run scripts/browser-tools"
+    );
+    v
+}

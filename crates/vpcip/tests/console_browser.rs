@@ -12,27 +12,9 @@ use std::process::Command;
 mod support;
 use support::{OPERATOR, cli, ok, start_with_console};
 
-/// The virtualenv holding Playwright; the tier fails, loudly, without it.
-fn venv() -> PathBuf {
-    let v = std::env::var_os("VPCIP_BROWSER_VENV").expect(
-        "VPCIP_BROWSER_VENV is not set: run scripts/browser-tools (scripts/test does) and point it there",
-    );
-    let v = PathBuf::from(v);
-    assert!(
-        v.join("bin/python").exists(),
-        "{} has no bin/python: run scripts/browser-tools",
-        v.display()
-    );
-    assert!(
-        std::path::Path::new("/usr/bin/chromium").exists(),
-        "no /usr/bin/chromium: run scripts/browser-tools"
-    );
-    v
-}
-
 #[test]
 fn a_tenant_manages_an_eip_in_the_console_in_chromium() {
-    let venv = venv();
+    let venv = vpcip_lab::browser_venv();
     let (server, ui) = start_with_console();
     let op = |args: &[&str]| ok(&cli(&server, OPERATOR, args));
     op(&["zone", "create", "z1"]);

@@ -535,3 +535,71 @@ pub fn received_mbps(report: &serde_json::Value) -> f64 {
         .unwrap_or_else(|| panic!("no receiver rate: iperf3 said {}", report["error"]));
     bps / 1e6
 }
+
+#[derive(Clone, Copy, Debug)]
+pub enum Speaker {
+    Keepalived,
+    Vpcip,
+}
+
+/// The VRRP speaker of VM `vm` for the VIP: keepalived with the rendered
+/// configuration, or `vpcip vrrp` as rendered (VRID from the VIP, priority
+/// 150 for the first NIC bound and 140 for the next, 1 s).
+pub fn speaker(lab: &mut Lab, kind: Speaker, vm: &str, run: u32, vip: &Vip, nic: &Nic) -> usize {
+    match kind {
+        Speaker::Keepalived => keepalived(lab, vm, run, &vip.id, &nic.id),
+        Speaker::Vpcip => vpcip_vrrp(lab, vm, run, vip, nic, &[]),
+    }
+}
+
+/// `vpcip vrrp` in VM `vm`: the command `vpcip vip guest-config --vrrp`
+/// renders for the NIC, with `extra` arguments (tracking, hooks); its
+/// output under the state directory (`vrrp-<vm>-<run>/`).
+pub fn vpcip_vrrp(
+    lab: &mut Lab,
+    vm: &str,
+    run: u32,
+    vip: &Vip,
+    nic: &Nic,
+    extra: &[String],
+) -> usize {
+    let dir = cloud::state_dir(&lab.w).join(format!("vrrp-{vm}-{run}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rendered = cli(
+        lab,
+        &["vip", "guest-config", &vip.id, "--nic", &nic.id, "--vrrp"],
+    );
+    assert!(rendered.status.success());
+    let line = String::from_utf8_lossy(&rendered.stdout).into_owned();
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(words[..2], ["vpcip", "vrrp"], "{line}");
+    let child = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.ns(vm)])
+        .arg(bin())
+        .args(&words[1..])
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stdout(std::fs::File::create(dir.join("vrrp.out")).unwrap())
+        .stderr(std::fs::File::create(dir.join("vrrp.log")).unwrap())
+        .spawn()
+        .unwrap();
+    lab.w.adopt(child)
+}
+
+/// Ends VM `vm`'s speaker with SIGKILL, as a crash would.
+pub fn kill_speaker(lab: &mut Lab, kind: Speaker, vm: &str, run: u32, index: usize) {
+    if let Speaker::Keepalived = kind {
+        // keepalived's VRRP child, by the PID file it wrote.
+        let pid = std::fs::read_to_string(
+            cloud::state_dir(&lab.w)
+                .join(format!("keepalived-{vm}-{run}"))
+                .join("vrrp.pid"),
+        )
+        .unwrap();
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid.trim().parse().unwrap()),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    lab.w.kill(index);
+}
