@@ -86,17 +86,8 @@ pub(crate) async fn picture(app: &App, scope: &Scope, id: &str) -> Result<(Vpc, 
             .and_then(|h| h.nic_id);
         vips.push((v, holder));
     }
-    // The gateway that reported carrying the VPC's traffic, as an EIP's
-    // counters say.
-    let mut gateway = None;
-    for e in &eips {
-        if let Ok(c) = app.store.eip_counters(scope, &e.id).await
-            && c.carried_by.is_some()
-        {
-            gateway = c.carried_by;
-            break;
-        }
-    }
+    // The gateway whose agent reported carrying the VPC.
+    let gateway = app.store.vpc_carrier(scope, &vpc.id).await?;
     let seen = Seen {
         vpc: vpc.clone(),
         subnets,

@@ -166,6 +166,18 @@ impl Store {
         tx.commit().await
     }
 
+    /// The gateway carrying VPC `key` now (the one whose agent last
+    /// reported winning the election of the VPC's slot), as its owner (or
+    /// an operator) sees it.
+    pub async fn vpc_carrier(&self, scope: &Scope, key: &str) -> Result<Option<String>, StoreError> {
+        let mut tx = self.db.begin_read().await?;
+        let vpc: Vpc = tx.find(scope, key, false).await?;
+        let gateways: Vec<Gateway> = tx.all().await?;
+        tx.commit().await?;
+        let agents = self.agents(&Scope::Operator).await?;
+        Ok(desired::carrier(&vpc.id, &gateways, &agents))
+    }
+
     /// Whether each EIP segment's traffic reaches the gateways: how many of
     /// its addresses the gateways hold, and the latest packet a gateway
     /// counted coming in for one of them (`vpcip eip check-route`'s
