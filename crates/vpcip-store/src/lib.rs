@@ -9,7 +9,7 @@ pub mod sql;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod watch;
-pub use ops::token_hash;
+pub use ops::{VpcContents, token_hash};
 
 use std::future::Future;
 use std::time::Duration;

@@ -2629,3 +2629,160 @@ async fn eip_traffic_history_rates_and_ends_with_the_eip(s: &Store) {
     assert_eq!(c.traffic, EipTraffic::none(eip.ip));
 }
 on_both!(eip_traffic_history_rates_and_ends_with_the_eip);
+
+/// The console's reads: a VPC's contents by its indexes (only that VPC's,
+/// only the scope's), and a text search (case aside, `%` and `_` as
+/// themselves, only the scope's).
+async fn views_read_one_vpc_and_search_within_the_scope(s: &Store) {
+    let (_, vpc, sw1, _) = seeds_world(s).await;
+    let t1 = tenant("t1");
+    let t2 = tenant("t2");
+    let web = server(s, &t1, "web", "sw1").await;
+    let db = server(s, &t1, "db", "sw1").await;
+    let eni = s
+        .create_nic(
+            &t1,
+            &CreateNic {
+                name: "eni-x".into(),
+                subnet: "sw1".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let vip = s
+        .create_vip(
+            &t1,
+            &CreateVip {
+                name: "vip-1".into(),
+                subnet: "sw1".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let bound = |target: EipTarget, name: &str| CreateEip {
+        name: Some(name.into()),
+        bandwidth_mbps: 10,
+        bind: Some(BindEip {
+            target,
+            mode: EipMode::Nat,
+            allow_reassociation: false,
+        }),
+        ..Default::default()
+    };
+    let e_web = s
+        .create_eip(&t1, &bound(EipTarget::Server(web.id.clone()), "Web-Front"))
+        .await
+        .unwrap();
+    let e_vip = s
+        .create_eip(&t1, &bound(EipTarget::Vip(vip.id.clone()), "for-vip"))
+        .await
+        .unwrap();
+    let unbound = s
+        .create_eip(
+            &t1,
+            &CreateEip {
+                name: Some("spare".into()),
+                bandwidth_mbps: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    // A second VPC of t1's, with a server and an EIP: not in vpc1's view.
+    s.create_vpc(
+        &t1,
+        &CreateVpc {
+            name: "vpc2".into(),
+            cidr: "172.16.0.0/16".parse().unwrap(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    s.create_subnet(
+        &t1,
+        &CreateSubnet {
+            name: "sw2".into(),
+            vpc: Some("vpc2".into()),
+            zone: Some("z1".into()),
+            cidr: Some("172.16.0.0/24".parse().unwrap()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let other = server(s, &t1, "other", "sw2").await;
+    let e_other = s
+        .create_eip(
+            &t1,
+            &bound(EipTarget::Server(other.id.clone()), "elsewhere"),
+        )
+        .await
+        .unwrap();
+    let (seen, c) = s.vpc_contents(&t1, &vpc.name).await.unwrap();
+    assert_eq!(seen.id, vpc.id);
+    let ids = |v: Vec<String>| v.into_iter().collect::<BTreeSet<_>>();
+    assert_eq!(
+        ids(c.subnets.iter().map(|x| x.id.clone()).collect()),
+        ids(vec![sw1.id.clone()])
+    );
+    assert_eq!(
+        ids(c.servers.iter().map(|x| x.id.clone()).collect()),
+        ids(vec![web.id.clone(), db.id.clone()])
+    );
+    assert_eq!(
+        ids(c.nics.iter().map(|x| x.id.clone()).collect()),
+        ids(vec![
+            web.nic_ids[0].clone(),
+            db.nic_ids[0].clone(),
+            eni.id.clone()
+        ])
+    );
+    assert_eq!(c.vips.len(), 1);
+    assert_eq!(
+        ids(c.eips.iter().map(|x| x.id.clone()).collect()),
+        ids(vec![e_web.id.clone(), e_vip.id.clone()])
+    );
+    assert_eq!(c.groups.len(), 1, "the VPC's default group");
+    // The operator sees the same VPC the same; another tenant not at all.
+    let (_, by_op) = s.vpc_contents(&OP, &vpc.id).await.unwrap();
+    assert_eq!(by_op.eips.len(), 2);
+    assert_eq!(
+        code(s.vpc_contents(&t2, &vpc.id).await.unwrap_err()),
+        "not_found"
+    );
+    // Search: by name case aside, by address prefix, by the server bound.
+    let found = |v: Vec<Eip>| ids(v.into_iter().map(|e| e.id).collect());
+    assert_eq!(
+        found(s.search::<Eip>(&t1, "web-front").await.unwrap()),
+        ids(vec![e_web.id.clone()])
+    );
+    assert_eq!(
+        found(s.search::<Eip>(&t1, "192.168.202.").await.unwrap()),
+        ids(vec![
+            e_web.id.clone(),
+            e_vip.id.clone(),
+            unbound.id.clone(),
+            e_other.id.clone()
+        ])
+    );
+    assert_eq!(
+        found(s.search::<Eip>(&t1, &other.id).await.unwrap()),
+        ids(vec![e_other.id.clone()])
+    );
+    // `%` and `_` are themselves, not patterns.
+    assert!(s.search::<Eip>(&t1, "%").await.unwrap().is_empty());
+    assert!(s.search::<Eip>(&t1, "web_front").await.unwrap().is_empty());
+    // Another tenant finds none of them; the operator all.
+    assert!(
+        s.search::<Eip>(&t2, "192.168.202.")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(s.search::<Eip>(&t2, "web-front").await.unwrap().is_empty());
+    assert_eq!(s.search::<Eip>(&OP, "192.168.202.").await.unwrap().len(), 4);
+}
+on_both!(views_read_one_vpc_and_search_within_the_scope);

@@ -105,9 +105,12 @@ async fn list_page(app: &App, s: &SignedIn, q: &ListQuery, error: Option<String>
     let found = if needle.is_empty() {
         one_page(app, s, q.page).await
     } else {
-        // A search reads them all (the store has no index of targets).
-        super::topology::all::<Eip>(app, &s.scope, None)
+        // The database picks the EIPs whose record holds the text; the
+        // page keeps those whose address, name, ID or target does.
+        app.store
+            .search::<Eip>(&s.scope, &needle)
             .await
+            .map_err(crate::error::ApiError::from)
             .map(|eips| {
                 let rows: Vec<Row> = eips
                     .iter()

@@ -103,16 +103,11 @@ async fn vpc_page(
     error: Option<(&str, String)>,
     warnings: Vec<String>,
 ) -> Response {
-    let (vpc, svg) = match picture(app, &s.scope, id).await {
+    let (vpc, contents, svg) = match picture(app, &s.scope, id).await {
         Ok(p) => p,
         Err(e) => return api_refusal(e),
     };
-    let subnets = all::<Subnet>(app, &s.scope, Some(&vpc.id)).await;
-    let groups = all::<SecurityGroup>(app, &s.scope, Some(&vpc.id)).await;
-    let (subnets, groups) = match (subnets, groups) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(e), _) | (_, Err(e)) => return api_refusal(e),
-    };
+    let (subnets, groups) = (contents.subnets, contents.groups);
     let refused = error.is_some();
     let (error_in, error) = split_error(error);
     render_refused(

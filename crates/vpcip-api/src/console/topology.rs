@@ -3,6 +3,7 @@
 //! visible), and its VIPs with the NIC holding each now. The page fetches
 //! the picture again every two seconds, so a VIP's move shows by itself.
 
+use std::collections::HashMap;
 use std::fmt::Write;
 
 use axum::extract::{Path, State};
@@ -39,45 +40,30 @@ pub(crate) async fn all<R: Resource>(
 
 pub(crate) async fn svg(State(app): State<App>, s: SignedIn, Path(id): Path<String>) -> Response {
     match picture(&app, &s.scope, &id).await {
-        Ok((_, svg)) => ([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response(),
+        Ok((_, _, svg)) => ([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response(),
         Err(e) => api_refusal(e),
     }
 }
 
 /// What the picture shows, read through `scope`.
-struct Seen {
+struct Seen<'a> {
     vpc: Vpc,
-    subnets: Vec<Subnet>,
-    nics: Vec<Nic>,
-    servers: Vec<Server>,
-    eips: Vec<Eip>,
+    subnets: &'a [Subnet],
+    nics: &'a [Nic],
+    servers: &'a [Server],
+    eips: &'a [Eip],
     vips: Vec<(Vip, Option<String>)>,
     gateway: Option<String>,
 }
 
-pub(crate) async fn picture(app: &App, scope: &Scope, id: &str) -> Result<(Vpc, String), ApiError> {
-    let vpc: Vpc = app.store.show(scope, id).await?;
-    let subnets: Vec<Subnet> = all::<Subnet>(app, scope, Some(&vpc.id)).await?;
-    let nics: Vec<Nic> = all::<Nic>(app, scope, None)
-        .await?
-        .into_iter()
-        .filter(|n| n.vpc_id == vpc.id)
-        .collect();
-    let servers: Vec<Server> = all::<Server>(app, scope, None)
-        .await?
-        .into_iter()
-        .filter(|s| nics.iter().any(|n| n.server_id.as_deref() == Some(&s.id)))
-        .collect();
-    let eips: Vec<Eip> = all::<Eip>(app, scope, None)
-        .await?
-        .into_iter()
-        .filter(|e| eip_vpc(e) == Some(&vpc.id))
-        .collect();
+pub(crate) async fn picture(
+    app: &App,
+    scope: &Scope,
+    id: &str,
+) -> Result<(Vpc, vpcip_store::VpcContents, String), ApiError> {
+    let (vpc, contents) = app.store.vpc_contents(scope, id).await?;
     let mut vips = vec![];
-    for v in all::<Vip>(app, scope, None).await? {
-        if v.vpc_id != vpc.id {
-            continue;
-        }
+    for v in contents.vips.iter().cloned() {
         let holder = app
             .store
             .vip_holding(scope, &v.id)
@@ -90,21 +76,15 @@ pub(crate) async fn picture(app: &App, scope: &Scope, id: &str) -> Result<(Vpc, 
     let gateway = app.store.vpc_carrier(scope, &vpc.id).await?;
     let seen = Seen {
         vpc: vpc.clone(),
-        subnets,
-        nics,
-        servers,
-        eips,
+        subnets: &contents.subnets,
+        nics: &contents.nics,
+        servers: &contents.servers,
+        eips: &contents.eips,
         vips,
         gateway,
     };
-    Ok((vpc, draw(&seen)))
-}
-
-fn eip_vpc(e: &Eip) -> Option<&String> {
-    match &e.binding {
-        EipBinding::Unbound => None,
-        EipBinding::Nic { vpc_id, .. } | EipBinding::Vip { vpc_id, .. } => Some(vpc_id),
-    }
+    let svg = draw(&seen);
+    Ok((vpc, contents, svg))
 }
 
 /// Text for SVG, escaped.
@@ -158,6 +138,14 @@ fn draw(s: &Seen) -> String {
         cidr = s.vpc.cidr
     );
     let mut nic_at = std::collections::HashMap::new();
+    // Lookups by ID (a VPC may hold thousands of NICs and EIPs).
+    let servers: HashMap<&str, &Server> = s.servers.iter().map(|v| (v.id.as_str(), v)).collect();
+    let mut eips_on: HashMap<&str, Vec<&Eip>> = HashMap::new();
+    for e in s.eips {
+        if let Some(t) = e.target_id() {
+            eips_on.entry(t).or_default().push(e);
+        }
+    }
     for (i, sub) in s.subnets.iter().enumerate() {
         let x = 20 + i * COLUMN;
         let cx = x + COLUMN / 2 - 10;
@@ -176,7 +164,7 @@ fn draw(s: &Seen) -> String {
             let server = n
                 .server_id
                 .as_ref()
-                .and_then(|id| s.servers.iter().find(|sv| &sv.id == id))
+                .and_then(|id| servers.get(id.as_str()))
                 .map(|sv| format!("server {}", sv.name))
                 .unwrap_or_else(|| "not attached".into());
             let _ = write!(
@@ -191,11 +179,7 @@ fn draw(s: &Seen) -> String {
                 ip = n.ip
             );
             nic_at.insert(n.id.clone(), (x + 180, y + NIC_H / 2));
-            for e in s
-                .eips
-                .iter()
-                .filter(|e| matches!(&e.binding, EipBinding::Nic { nic_id, .. } if *nic_id == n.id))
-            {
+            for e in eips_on.get(n.id.as_str()).into_iter().flatten() {
                 draw_eip(&mut out, e, x + 185, y + 8);
             }
             y += NIC_H + 12;
@@ -223,11 +207,7 @@ fn draw(s: &Seen) -> String {
                     cx = x + 250,
                 );
             }
-            for e in s
-                .eips
-                .iter()
-                .filter(|e| matches!(&e.binding, EipBinding::Vip { vip_id, .. } if *vip_id == v.id))
-            {
+            for e in eips_on.get(v.id.as_str()).into_iter().flatten() {
                 draw_eip(&mut out, e, x + 185, y + 8);
             }
             y += NIC_H + 12;

@@ -8,6 +8,9 @@ mod eip;
 mod infra;
 mod network;
 mod security_groups;
+mod views;
 mod vip;
+
+pub use views::VpcContents;
 
 pub use infra::token_hash;

@@ -169,7 +169,11 @@ impl Store {
     /// The gateway carrying VPC `key` now (the one whose agent last
     /// reported winning the election of the VPC's slot), as its owner (or
     /// an operator) sees it.
-    pub async fn vpc_carrier(&self, scope: &Scope, key: &str) -> Result<Option<String>, StoreError> {
+    pub async fn vpc_carrier(
+        &self,
+        scope: &Scope,
+        key: &str,
+    ) -> Result<Option<String>, StoreError> {
         let mut tx = self.db.begin_read().await?;
         let vpc: Vpc = tx.find(scope, key, false).await?;
         let gateways: Vec<Gateway> = tx.all().await?;
