@@ -2,7 +2,8 @@
 Playwright): run by console_browser.rs against a real `vpcip controller`.
 
 Environment: UI (the console's base URL), TENANT and OTHER (two tenants'
-tokens), OUT (where screenshots go). Exits non-zero on the first failed
+tokens), NIC (vm1's NIC, already holding 10 VIPs), OUT (where screenshots
+go). Exits non-zero on the first failed
 check, saying which.
 """
 
@@ -77,6 +78,19 @@ def main():
         page.fill("#bind-target", "no-such-server")
         page.click("#bind-button")
         expect(page.locator("#bind-error")).to_contain_text("no-such-server")
+
+        step("the 11th VIP on vm1's NIC is refused, the rule shown next to the form")
+        page.goto(f"{UI}/ui/vips")
+        page.fill("#vip-name", "eleventh")
+        page.fill("#vip-subnet", "sw1")
+        page.click("#vip-create")
+        expect(page.locator("h1")).to_contain_text("eleventh")
+        page.fill("#bind-nic", os.environ["NIC"])
+        page.click("#bind-button")
+        expect(page.locator("#bind-error")).to_contain_text("10")
+        expect(page.locator("#bind-error")).to_contain_text(os.environ["NIC"])
+        expect(page.locator("#members")).not_to_contain_text(os.environ["NIC"])
+        page.screenshot(path=f"{OUT}/vip-refused.png", full_page=True)
 
         step("change its bandwidth")
         page.goto(eip_url)
