@@ -87,8 +87,8 @@ def main():
         expect(page.locator("h1")).to_contain_text("eleventh")
         page.fill("#bind-nic", os.environ["NIC"])
         page.click("#bind-button")
-        expect(page.locator("#bind-error")).to_contain_text("10")
-        expect(page.locator("#bind-error")).to_contain_text(os.environ["NIC"])
+        expect(page.locator("#bind-error")).to_contain_text("already holds 10 VIPs (limit 10)")
+        expect(page.locator("#bind-error")).to_contain_text("nic_vip_limit")
         expect(page.locator("#members")).not_to_contain_text(os.environ["NIC"])
         page.screenshot(path=f"{OUT}/vip-refused.png", full_page=True)
 

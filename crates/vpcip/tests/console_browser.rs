@@ -47,6 +47,16 @@ fn a_tenant_manages_an_eip_in_the_console_in_chromium() {
         "10.0.0.0/24",
     ]);
     t(&["server", "create", "vm1", "--subnet", "sw1"]);
+    // vm1's NIC holds 10 VIPs, the most a NIC may: the browser's 11th is
+    // refused.
+    let nics: Vec<serde_json::Value> =
+        serde_json::from_str(&t(&["server", "nics", "vm1", "-o", "json"])).unwrap();
+    let nic = nics[0]["id"].as_str().unwrap().to_string();
+    for i in 0..10 {
+        let name = format!("v{i}");
+        t(&["vip", "create", &name, "--subnet", "sw1"]);
+        t(&["vip", "bind", &name, "--nic", &nic]);
+    }
     let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/console-artifacts");
     std::fs::create_dir_all(&out).unwrap();
     let run = Command::new(venv.join("bin/python"))
@@ -54,6 +64,7 @@ fn a_tenant_manages_an_eip_in_the_console_in_chromium() {
         .env("UI", &ui)
         .env("TENANT", &acme)
         .env("OTHER", &other)
+        .env("NIC", &nic)
         .env("OUT", &out)
         .env("HOME", &server.dir)
         .output()
@@ -70,7 +81,15 @@ fn a_tenant_manages_an_eip_in_the_console_in_chromium() {
     assert_eq!(listed.trim(), "[]", "the released EIP is still listed");
     let events = std::fs::read_to_string(server.dir.join("server.log")).unwrap();
     assert!(events.contains("web console at /ui"));
-    for shot in ["topology.png", "eip.png"] {
+    // The refused VIP exists, bound to nothing.
+    let eleventh = ok(&cli(
+        &server,
+        &acme,
+        &["vip", "show", "eleventh", "-o", "json"],
+    ));
+    let eleventh: serde_json::Value = serde_json::from_str(&eleventh).unwrap();
+    assert_eq!(eleventh["nic_ids"], serde_json::json!([]), "{eleventh}");
+    for shot in ["topology.png", "eip.png", "vip-refused.png"] {
         assert!(out.join(shot).exists(), "no screenshot {shot}");
     }
 }
