@@ -848,6 +848,42 @@ async fn the_eip_list_pages_and_counts_without_reading_every_eip() {
     }
     // A page past the end shows the last.
     assert!(b.get("/ui/eips?page=9").await.body.contains("page 2 of 2"));
+    // Every list pages and searches alike: 60 servers (web-1 and 59 more).
+    for i in 0..59 {
+        let _: Server = t
+            .post(
+                paths::SERVERS,
+                &CreateServer {
+                    name: format!("app-{i:02}"),
+                    subnet: "sw1".into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let first = b.get("/ui/servers").await.body;
+    assert!(first.contains("60 server(s), page 1 of 2"), "{first}");
+    assert_eq!(rows(&first), 50);
+    assert!(first.contains("id=\"next\""), "{first}");
+    let second = b.get("/ui/servers?page=1").await.body;
+    assert_eq!(rows(&second), 10);
+    let found = b.get("/ui/servers?q=APP-4").await.body;
+    assert!(found.contains("10 server(s)."), "{found}");
+    assert!(
+        found.contains("app-45") && !found.contains("web-1"),
+        "{found}"
+    );
+    let nics = b.get("/ui/nics?q=web-1").await.body;
+    assert!(nics.contains("1 NIC(s)."), "{nics}");
+    // The search's own characters are text, not patterns.
+    assert!(
+        b.get("/ui/servers?q=%25")
+            .await
+            .body
+            .contains("0 server(s).")
+    );
+    assert!(b.get("/ui/eips?q=_").await.body.contains("0 EIP(s)."));
 }
 
 #[tokio::test]
@@ -1270,6 +1306,12 @@ async fn an_eips_traffic_is_plotted_from_its_gateways_counters() {
             && page.contains("Bandwidth (Mbit/s)")
             && page.matches("<polyline").count() == 6,
         "{page}"
+    );
+    // The list shows each EIP's traffic in and out.
+    let listed = b.get("/ui/eips").await.body;
+    assert!(
+        listed.contains("<td class=\"traffic\">2.0 MB / 1.0 MB</td>"),
+        "{listed}"
     );
     let svg = b.get(&format!("{path}/traffic.svg")).await;
     assert_eq!(svg.status, StatusCode::OK);

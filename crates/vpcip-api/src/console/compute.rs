@@ -4,14 +4,14 @@
 //! its groups dropped, attach, detach, delete).
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use vpcip_model::*;
 
+use super::list::{self, ListQuery, Pager, holds};
 use super::network::{opt_addr, some, words};
 use super::session::{Posted, SignedIn};
-use super::topology::all;
 use super::{Button, Frame, api_refusal, message, render_refused, split_error};
 use crate::App;
 
@@ -20,12 +20,21 @@ use crate::App;
 struct ServersPage {
     frame: Frame,
     servers: Vec<Server>,
+    pager: Pager,
     error: Option<String>,
 }
 
-async fn servers_page(app: &App, s: &SignedIn, error: Option<String>) -> Response {
-    let servers = match all::<Server>(app, &s.scope, None).await {
-        Ok(v) => v,
+async fn servers_page(app: &App, s: &SignedIn, q: &ListQuery, error: Option<String>) -> Response {
+    let listed = list::page::<Server>(
+        app,
+        &s.scope,
+        q,
+        ("/ui/servers", "name, ID or host", "server(s)"),
+        |v, n| holds(&[&v.name, &v.id, v.host.as_deref().unwrap_or("")], n),
+    )
+    .await;
+    let (servers, pager) = match listed {
+        Ok(l) => l,
         Err(e) => return api_refusal(e),
     };
     let refused = error.is_some();
@@ -33,14 +42,19 @@ async fn servers_page(app: &App, s: &SignedIn, error: Option<String>) -> Respons
         &ServersPage {
             frame: Frame::of(s),
             servers,
+            pager,
             error,
         },
         refused,
     )
 }
 
-pub(crate) async fn servers(State(app): State<App>, s: SignedIn) -> Response {
-    servers_page(&app, &s, None).await
+pub(crate) async fn servers(
+    State(app): State<App>,
+    s: SignedIn,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    servers_page(&app, &s, &q, None).await
 }
 
 #[derive(Deserialize)]
@@ -82,7 +96,7 @@ pub(crate) async fn create_server(
     };
     match made {
         Ok(v) => Redirect::to(&format!("/ui/servers/{}", v.id)).into_response(),
-        Err(e) => servers_page(&app, &s, Some(e)).await,
+        Err(e) => servers_page(&app, &s, &ListQuery::default(), Some(e)).await,
     }
 }
 
@@ -165,12 +179,33 @@ pub(crate) async fn delete_server(
 struct NicsPage {
     frame: Frame,
     nics: Vec<Nic>,
+    pager: Pager,
     error: Option<String>,
 }
 
-async fn nics_page(app: &App, s: &SignedIn, error: Option<String>) -> Response {
-    let nics = match all::<Nic>(app, &s.scope, None).await {
-        Ok(v) => v,
+async fn nics_page(app: &App, s: &SignedIn, q: &ListQuery, error: Option<String>) -> Response {
+    let listed = list::page::<Nic>(
+        app,
+        &s.scope,
+        q,
+        ("/ui/nics", "address, name, ID, subnet or server", "NIC(s)"),
+        |n, needle| {
+            let ip = n.ip.to_string();
+            holds(
+                &[
+                    &n.name,
+                    &n.id,
+                    &ip,
+                    &n.subnet_id,
+                    n.server_id.as_deref().unwrap_or(""),
+                ],
+                needle,
+            )
+        },
+    )
+    .await;
+    let (nics, pager) = match listed {
+        Ok(l) => l,
         Err(e) => return api_refusal(e),
     };
     let refused = error.is_some();
@@ -178,14 +213,19 @@ async fn nics_page(app: &App, s: &SignedIn, error: Option<String>) -> Response {
         &NicsPage {
             frame: Frame::of(s),
             nics,
+            pager,
             error,
         },
         refused,
     )
 }
 
-pub(crate) async fn nics(State(app): State<App>, s: SignedIn) -> Response {
-    nics_page(&app, &s, None).await
+pub(crate) async fn nics(
+    State(app): State<App>,
+    s: SignedIn,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    nics_page(&app, &s, &q, None).await
 }
 
 #[derive(Deserialize)]
@@ -227,7 +267,7 @@ pub(crate) async fn create_nic(
     };
     match made {
         Ok(n) => Redirect::to(&format!("/ui/nics/{}", n.id)).into_response(),
-        Err(e) => nics_page(&app, &s, Some(e)).await,
+        Err(e) => nics_page(&app, &s, &ListQuery::default(), Some(e)).await,
     }
 }
 

@@ -7,13 +7,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use vpcip_model::*;
 
+use super::list::{self, ListQuery};
 use super::session::{Posted, SignedIn};
 use super::{Button, Frame, api_refusal, message, render_refused, split_error};
 use crate::App;
-
-/// EIPs on one page of the list.
-const PER_PAGE: usize = 50;
-const PER_PAGE_U32: u32 = 50;
 
 /// One EIP as the pages show it.
 pub(crate) struct Row {
@@ -84,94 +81,68 @@ fn mode_name(m: EipMode) -> String {
 #[template(path = "console/eips.html")]
 struct ListPage {
     frame: Frame,
-    rows: Vec<Row>,
-    q: String,
-    page: usize,
-    pages: usize,
-    total: usize,
+    /// Each EIP with its traffic in and out.
+    rows: Vec<(Row, String)>,
+    pager: list::Pager,
     error: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
-pub(crate) struct ListQuery {
-    #[serde(default)]
-    q: String,
-    #[serde(default)]
-    page: usize,
-}
-
 async fn list_page(app: &App, s: &SignedIn, q: &ListQuery, error: Option<String>) -> Response {
-    let needle = q.q.trim().to_lowercase();
-    let found = if needle.is_empty() {
-        one_page(app, s, q.page).await
-    } else {
-        // The database picks the EIPs whose record holds the text; the
-        // page keeps those whose address, name, ID or target does.
-        app.store
-            .search::<Eip>(&s.scope, &needle)
-            .await
-            .map_err(crate::error::ApiError::from)
-            .map(|eips| {
-                let rows: Vec<Row> = eips
-                    .iter()
-                    .map(Row::of)
-                    .filter(|r| r.matches(&needle))
-                    .collect();
-                let total = rows.len();
-                let page = q.page.min(total.div_ceil(PER_PAGE).max(1) - 1);
-                let rows = rows
-                    .into_iter()
-                    .skip(page * PER_PAGE)
-                    .take(PER_PAGE)
-                    .collect();
-                (rows, total, page)
-            })
-    };
-    let (rows, total, page) = match found {
-        Ok(f) => f,
+    let listed = list::page::<Eip>(
+        app,
+        &s.scope,
+        q,
+        ("/ui/eips", "address, name, ID or target", "EIP(s)"),
+        |e, needle| Row::of(e).matches(needle),
+    )
+    .await;
+    let (eips, pager) = match listed {
+        Ok(l) => l,
         Err(e) => return api_refusal(e),
     };
-    let pages = total.div_ceil(PER_PAGE).max(1);
+    // Each one's traffic, in one read for the page.
+    let traffic = app
+        .store
+        .eip_traffic_totals(&eips)
+        .await
+        .unwrap_or_default();
+    let rows = eips
+        .iter()
+        .map(|e| {
+            let t = traffic.get(&e.ip);
+            (
+                Row::of(e),
+                t.map(|t| format!("{} / {}", bytes(t.bytes_in), bytes(t.bytes_out)))
+                    .unwrap_or_else(|| "-".into()),
+            )
+        })
+        .collect();
     let refused = error.is_some();
     render_refused(
         &ListPage {
             frame: Frame::of(s),
             rows,
-            q: q.q.clone(),
-            page,
-            pages,
-            total,
+            pager,
             error,
         },
         refused,
     )
 }
 
-/// Page `page` of the list without a search: the count, then the store's
-/// pages of `PER_PAGE` followed to it (the first page reads 50 documents,
-/// not every EIP).
-async fn one_page(
-    app: &App,
-    s: &SignedIn,
-    page: usize,
-) -> Result<(Vec<Row>, usize, usize), crate::error::ApiError> {
-    let total = app.store.count::<Eip>(&s.scope).await?;
-    let page = page.min(total.div_ceil(PER_PAGE).max(1) - 1);
-    let mut token: Option<String> = None;
-    for at in 0..=page {
-        let got = app
-            .store
-            .list::<Eip>(&s.scope, None, token.as_deref(), Some(PER_PAGE_U32))
-            .await?;
-        if at == page {
-            return Ok((got.items.iter().map(Row::of).collect(), total, page));
-        }
-        match got.next_page_token {
-            Some(t) => token = Some(t),
-            None => break,
-        }
+/// A byte count as people read it (`1.5 MB`).
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1000.0 && unit + 1 < UNITS.len() {
+        v /= 1000.0;
+        unit += 1;
     }
-    Ok((vec![], total, page))
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
 }
 
 pub(crate) async fn list(

@@ -13,6 +13,7 @@
 
 mod compute;
 mod eips;
+mod list;
 mod network;
 mod platform;
 mod plot;

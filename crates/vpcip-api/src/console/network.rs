@@ -6,13 +6,14 @@
 use std::net::Ipv4Addr;
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use vpcip_model::*;
 
+use super::list::{self, ListQuery, Pager, holds};
 use super::session::{Posted, SignedIn};
-use super::topology::{all, picture};
+use super::topology::picture;
 use super::{Button, Frame, api_refusal, message, render_refused, split_error};
 use crate::App;
 
@@ -21,12 +22,21 @@ use crate::App;
 struct VpcsPage {
     frame: Frame,
     vpcs: Vec<Vpc>,
+    pager: Pager,
     error: Option<String>,
 }
 
-async fn vpcs_page(app: &App, s: &SignedIn, error: Option<String>) -> Response {
-    let vpcs = match all::<Vpc>(app, &s.scope, None).await {
-        Ok(v) => v,
+async fn vpcs_page(app: &App, s: &SignedIn, q: &ListQuery, error: Option<String>) -> Response {
+    let listed = list::page::<Vpc>(
+        app,
+        &s.scope,
+        q,
+        ("/ui/vpcs", "name, ID or CIDR", "VPC(s)"),
+        |v, n| holds(&[&v.name, &v.id, &v.cidr.to_string()], n),
+    )
+    .await;
+    let (vpcs, pager) = match listed {
+        Ok(l) => l,
         Err(e) => return api_refusal(e),
     };
     let refused = error.is_some();
@@ -34,14 +44,19 @@ async fn vpcs_page(app: &App, s: &SignedIn, error: Option<String>) -> Response {
         &VpcsPage {
             frame: Frame::of(s),
             vpcs,
+            pager,
             error,
         },
         refused,
     )
 }
 
-pub(crate) async fn vpcs(State(app): State<App>, s: SignedIn) -> Response {
-    vpcs_page(&app, &s, None).await
+pub(crate) async fn vpcs(
+    State(app): State<App>,
+    s: SignedIn,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    vpcs_page(&app, &s, &q, None).await
 }
 
 #[derive(Deserialize)]
@@ -77,7 +92,7 @@ pub(crate) async fn create_vpc(
     };
     match made {
         Ok(v) => Redirect::to(&format!("/ui/vpcs/{}", v.id)).into_response(),
-        Err(e) => vpcs_page(&app, &s, Some(e)).await,
+        Err(e) => vpcs_page(&app, &s, &ListQuery::default(), Some(e)).await,
     }
 }
 
@@ -297,14 +312,28 @@ pub(crate) async fn create_group(
 struct GroupsPage {
     frame: Frame,
     groups: Vec<SecurityGroup>,
+    pager: Pager,
 }
 
-pub(crate) async fn groups(State(app): State<App>, s: SignedIn) -> Response {
-    match all::<SecurityGroup>(&app, &s.scope, None).await {
-        Ok(groups) => render_refused(
+pub(crate) async fn groups(
+    State(app): State<App>,
+    s: SignedIn,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    let listed = list::page::<SecurityGroup>(
+        &app,
+        &s.scope,
+        &q,
+        ("/ui/groups", "name, ID or VPC", "group(s)"),
+        |g, n| holds(&[&g.name, &g.id, &g.vpc_id], n),
+    )
+    .await;
+    match listed {
+        Ok((groups, pager)) => render_refused(
             &GroupsPage {
                 frame: Frame::of(&s),
                 groups,
+                pager,
             },
             false,
         ),
@@ -330,7 +359,8 @@ async fn group_page(app: &App, s: &SignedIn, id: &str, error: Option<(&str, Stri
         Ok(g) => g,
         Err(e) => return api_refusal(e),
     };
-    let used_by = match all::<Nic>(app, &s.scope, None).await {
+    // A NIC's record holds its groups' IDs: the database finds them.
+    let used_by = match app.store.search::<Nic>(&s.scope, &group.id).await {
         Ok(nics) => nics
             .into_iter()
             .filter(|n| n.security_group_ids.contains(&group.id))

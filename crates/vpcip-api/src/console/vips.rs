@@ -4,13 +4,13 @@
 //! prints).
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use vpcip_model::*;
 
+use super::list::{self, ListQuery, Pager, holds};
 use super::session::{Posted, SignedIn};
-use super::topology::all;
 use super::{Button, Frame, api_refusal, message, render_refused, split_error};
 use crate::App;
 
@@ -19,12 +19,21 @@ use crate::App;
 struct ListPage {
     frame: Frame,
     vips: Vec<Vip>,
+    pager: Pager,
     error: Option<String>,
 }
 
-async fn list_page(app: &App, s: &SignedIn, error: Option<String>) -> Response {
-    let vips = match all::<Vip>(app, &s.scope, None).await {
-        Ok(v) => v,
+async fn list_page(app: &App, s: &SignedIn, q: &ListQuery, error: Option<String>) -> Response {
+    let listed = list::page::<Vip>(
+        app,
+        &s.scope,
+        q,
+        ("/ui/vips", "address, name or ID", "VIP(s)"),
+        |v, n| holds(&[&v.name, &v.id, &v.ip.to_string()], n),
+    )
+    .await;
+    let (vips, pager) = match listed {
+        Ok(l) => l,
         Err(e) => return api_refusal(e),
     };
     let failed = error.is_some();
@@ -32,14 +41,19 @@ async fn list_page(app: &App, s: &SignedIn, error: Option<String>) -> Response {
         &ListPage {
             frame: Frame::of(s),
             vips,
+            pager,
             error,
         },
         failed,
     )
 }
 
-pub(crate) async fn list(State(app): State<App>, s: SignedIn) -> Response {
-    list_page(&app, &s, None).await
+pub(crate) async fn list(
+    State(app): State<App>,
+    s: SignedIn,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    list_page(&app, &s, &q, None).await
 }
 
 #[derive(Deserialize)]
@@ -81,7 +95,7 @@ pub(crate) async fn create(
     };
     match made {
         Ok(v) => Redirect::to(&format!("/ui/vips/{}", v.id)).into_response(),
-        Err(e) => list_page(&app, &s, Some(e)).await,
+        Err(e) => list_page(&app, &s, &ListQuery::default(), Some(e)).await,
     }
 }
 

@@ -166,6 +166,51 @@ impl Store {
         tx.commit().await
     }
 
+    /// The traffic of each of `eips` (read by the caller through its
+    /// scope), summed over the gateways that counted it, in one read.
+    pub async fn eip_traffic_totals(
+        &self,
+        eips: &[Eip],
+    ) -> Result<std::collections::HashMap<std::net::Ipv4Addr, desired::EipTraffic>, StoreError>
+    {
+        let mut out = std::collections::HashMap::new();
+        if eips.is_empty() {
+            return Ok(out);
+        }
+        let marks: Vec<String> = (1..=eips.len()).map(|i| format!("${i}")).collect();
+        let args: Vec<crate::sql::Val> = eips.iter().map(|e| u32::from(e.ip).into()).collect();
+        let mut tx = self.db.begin_read().await?;
+        let rows = tx
+            .rows(
+                &format!(
+                    "SELECT ip, CAST(SUM(packets_in) AS BIGINT), CAST(SUM(bytes_in) AS BIGINT), CAST(SUM(packets_out) AS BIGINT), \
+                     CAST(SUM(bytes_out) AS BIGINT), CAST(SUM(drops_in) AS BIGINT), CAST(SUM(drops_out) AS BIGINT) \
+                     FROM eip_traffic WHERE ip IN ({}) GROUP BY ip",
+                    marks.join(", ")
+                ),
+                &args,
+            )
+            .await?;
+        tx.commit().await?;
+        for r in rows {
+            let n = |i: usize| r.int(i).map(|v| u64::try_from(v).unwrap_or(0));
+            let ip = std::net::Ipv4Addr::from(u32::try_from(r.int(0)?).unwrap_or(0));
+            out.insert(
+                ip,
+                desired::EipTraffic {
+                    eip: ip,
+                    packets_in: n(1)?,
+                    bytes_in: n(2)?,
+                    packets_out: n(3)?,
+                    bytes_out: n(4)?,
+                    drops_in: n(5)?,
+                    drops_out: n(6)?,
+                },
+            );
+        }
+        Ok(out)
+    }
+
     /// The gateway carrying VPC `key` now (the one whose agent last
     /// reported winning the election of the VPC's slot), as its owner (or
     /// an operator) sees it.
