@@ -303,7 +303,26 @@ impl World<'_> {
     /// A host's desired state: a port per NIC of the servers placed on it,
     /// and the L2 domains of their subnets.
     pub fn host(&self, agent: &Agent) -> HostState {
-        let vteps = self.vteps();
+        let vteps = self
+            .vteps()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        let members = filter::group_members(self.nics, self.vips);
+        self.host_with(agent, &vteps, &members)
+    }
+
+    /// [`World::host`] with each subnet's VTEPs and each group's member
+    /// addresses given: the world need then hold only the host's own NICs
+    /// and their VIPs' other NICs (the watch computes the two from its
+    /// indexes instead of copying every NIC of the host's subnets and
+    /// groups into the world).
+    pub fn host_with(
+        &self,
+        agent: &Agent,
+        vteps: &BTreeMap<String, BTreeSet<Ipv4Addr>>,
+        members: &BTreeMap<String, BTreeSet<Ipv4Addr>>,
+    ) -> HostState {
         let here: BTreeMap<&str, &Server> = self
             .servers
             .iter()
@@ -368,12 +387,11 @@ impl World<'_> {
             });
         }
         ports.sort_by(|a, b| a.nic_id.cmp(&b.nic_id));
-        let members = filter::group_members(self.nics, self.vips);
         let mut groups: Vec<filter::GroupFilter> = self
             .security_groups
             .iter()
             .filter(|g| used.contains(g.id.as_str()))
-            .map(|g| filter::compile_group(g, &members))
+            .map(|g| filter::compile_group(g, members))
             .collect();
         groups.sort_by(|a, b| a.id.cmp(&b.id));
         HostState {

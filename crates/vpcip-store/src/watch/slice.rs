@@ -3,6 +3,7 @@
 //! the rare changes that concern everything) the whole world.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
 
 use vpcip_model::desired::{self, Agent, AgentRole, DhcpDefaults, HostState};
 use vpcip_model::*;
@@ -68,8 +69,10 @@ impl Cache {
         }
     }
 
-    /// Host `agent`'s whole state, from the slice of the world it depends
-    /// on.
+    /// Host `agent`'s whole state: from its own NICs (and their VIPs'
+    /// other NICs, its VRRP peers), with its subnets' VTEPs and its
+    /// groups' member addresses read from the indexes (the thousands of
+    /// other NICs in its subnets and groups are looked up, not copied).
     pub fn host(&self, agent: &Agent, dhcp: &DhcpDefaults) -> HostState {
         let server_ids: BTreeSet<String> = members(&self.servers_by_host, &agent.name)
             .cloned()
@@ -102,25 +105,15 @@ impl Cache {
             .flat_map(|g| g.rules.iter().filter_map(|r| r.remote_group.clone()))
             .collect();
         used.extend(remotes);
+        // The VIPs on its NICs, and their other NICs (VRRP peers).
+        let vip_ids: BTreeSet<String> = mine
+            .iter()
+            .flat_map(|n| members(&self.vips_by_nic, n).cloned())
+            .collect();
         let mut nic_ids = mine.clone();
-        for s in &subnet_ids {
-            nic_ids.extend(members(&self.nics_by_subnet, s).cloned());
-        }
-        for g in &used {
-            nic_ids.extend(members(&self.nics_by_group, g).cloned());
-        }
-        let vip_ids: BTreeSet<String> = nic_ids
-            .iter()
-            .flat_map(|n| members(&self.vips_by_nic, n).cloned())
-            .collect();
-        // The other holders of the VIPs (VRRP peers).
         for v in vip_ids.iter().filter_map(|v| self.vips.get(v)) {
-            nic_ids.extend(v.nic_ids.iter().cloned());
+            nic_ids.extend(v.nic_ids.iter().filter(|n| self.nics.contains_key(*n)).cloned());
         }
-        let vip_ids: BTreeSet<String> = nic_ids
-            .iter()
-            .flat_map(|n| members(&self.vips_by_nic, n).cloned())
-            .collect();
         let servers = self.servers_of(&nic_ids);
         let slice = Slice {
             vpcs: Self::pick(&self.vpcs, &vpc_ids),
@@ -128,13 +121,84 @@ impl Cache {
             eips: Vec::new(),
             nics: Self::pick(&self.nics, &nic_ids),
             vips: Self::pick(&self.vips, &vip_ids),
-            agents: self.agents_for(&servers),
+            agents: Vec::new(),
             servers,
             host_networks: Vec::new(),
             gateways: Vec::new(),
             groups: Self::pick(&self.groups, &used),
         };
-        slice.world(dhcp).host(agent)
+        let vteps = self.vteps(&subnet_ids);
+        let members = self.group_addresses(&used);
+        slice.world(dhcp).host_with(agent, &vteps, &members)
+    }
+
+    /// Each guest subnet's VTEPs: every gateway's underlay address and
+    /// those of the hosts running a NIC of it.
+    fn vteps(&self, subnet_ids: &BTreeSet<String>) -> BTreeMap<String, BTreeSet<Ipv4Addr>> {
+        let gateways: BTreeSet<Ipv4Addr> = self
+            .agents
+            .values()
+            .filter(|a| a.role == AgentRole::Gateway)
+            .map(|a| a.underlay_ip)
+            .collect();
+        let mut hosts: BTreeMap<&str, Ipv4Addr> = BTreeMap::new();
+        let mut out = BTreeMap::new();
+        for id in subnet_ids {
+            let Some(subnet) = self.subnets.get(id) else {
+                continue;
+            };
+            if subnet.kind != SubnetKind::Guest {
+                continue;
+            }
+            let mut set = gateways.clone();
+            for n in members(&self.nics_by_subnet, id) {
+                let Some(host) = self
+                    .server_of_nic
+                    .get(n)
+                    .and_then(|s| self.servers.get(s))
+                    .and_then(|s| s.host.as_deref())
+                else {
+                    continue;
+                };
+                if hosts.is_empty() {
+                    hosts = self
+                        .agents
+                        .values()
+                        .filter(|a| a.role == AgentRole::Host)
+                        .map(|a| (a.name.as_str(), a.underlay_ip))
+                        .collect();
+                }
+                if let Some(ip) = hosts.get(host) {
+                    set.insert(*ip);
+                }
+            }
+            out.insert(id.clone(), set);
+        }
+        out
+    }
+
+    /// Each group's member addresses: its NICs' addresses and the VIPs
+    /// bound to them.
+    fn group_addresses(&self, groups: &BTreeSet<String>) -> BTreeMap<String, BTreeSet<Ipv4Addr>> {
+        let mut out = BTreeMap::new();
+        for g in groups {
+            let mut set = BTreeSet::new();
+            for n in members(&self.nics_by_group, g) {
+                let Some(nic) = self.nics.get(n) else {
+                    continue;
+                };
+                set.insert(nic.ip);
+                set.extend(
+                    members(&self.vips_by_nic, n)
+                        .filter_map(|v| self.vips.get(v))
+                        .map(|v| v.ip),
+                );
+            }
+            if !set.is_empty() {
+                out.insert(g.clone(), set);
+            }
+        }
+        out
     }
 
     /// The whole world (for the rare changes that concern everything).
