@@ -868,6 +868,18 @@ async fn the_eip_list_pages_and_counts_without_reading_every_eip() {
     assert!(first.contains("id=\"next\""), "{first}");
     let second = b.get("/ui/servers?page=1").await.body;
     assert_eq!(rows(&second), 10);
+    // The "next" link carries the store's token: the same second page.
+    let at = first.find("id=\"next\"").unwrap();
+    let href = first[..at].rsplit("href=\"").next().unwrap();
+    let href = href.split('"').next().unwrap().replace("&amp;", "&");
+    assert!(href.contains("&after="), "{href}");
+    let followed = b.get(&href).await.body;
+    assert_eq!(rows(&followed), 10, "{followed}");
+    assert!(followed.contains("page 2 of 2"));
+    for tr in second.split("<tr data-id=").skip(1) {
+        let id = tr.split('"').nth(1).unwrap();
+        assert!(followed.contains(id), "{id} not on the followed page");
+    }
     let found = b.get("/ui/servers?q=APP-4").await.body;
     assert!(found.contains("10 server(s)."), "{found}");
     assert!(
@@ -884,6 +896,9 @@ async fn the_eip_list_pages_and_counts_without_reading_every_eip() {
             .contains("0 server(s).")
     );
     assert!(b.get("/ui/eips?q=_").await.body.contains("0 EIP(s)."));
+    // A NUL in the search is no text (PostgreSQL refuses it in a string).
+    let nul = b.get("/ui/eips?q=%00").await;
+    assert_eq!(nul.status, StatusCode::OK, "{}", nul.body);
 }
 
 #[tokio::test]

@@ -2606,8 +2606,27 @@ async fn eip_traffic_history_rates_and_ends_with_the_eip(s: &Store) {
         .await
         .unwrap_err();
     assert_eq!(code(e), "not_found");
-    // Released: the next holder of the address starts from nothing.
+    // The platform's evidence of the route: the last packet in. An agent
+    // restarting with its counts at zero is no packet.
+    let last_in = |s: Store| async move {
+        s.segment_reach(&OP).await.unwrap()[0]
+            .last_in
+            .clone()
+            .unwrap()
+            .at
+    };
+    let before = last_in(s.clone()).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    s.report_counters(&gws[0].0, &gws[0].1, &report(0, 0))
+        .await
+        .unwrap();
+    assert_eq!(last_in(s.clone()).await, before);
+    // Released: the next holder of the address starts from nothing, also
+    // when a gateway's report was still on its way.
     s.release_eip(&t1, &eip.id).await.unwrap();
+    s.report_counters(&gws[0].0, &gws[0].1, &report(9000, 9_000_000))
+        .await
+        .unwrap();
     let again = s
         .create_eip(
             &tenant("t2"),

@@ -19,6 +19,10 @@ pub(crate) struct ListQuery {
     pub q: String,
     #[serde(default)]
     pub page: usize,
+    /// The store's token of the page before (the "next" link carries it:
+    /// going forward reads one page, not every page before it).
+    #[serde(default)]
+    pub after: Option<String>,
 }
 
 /// A list's search box and page links, as `pager.html` draws them.
@@ -33,6 +37,8 @@ pub(crate) struct Pager {
     pub page: usize,
     pub pages: usize,
     pub total: usize,
+    /// The store's token of the page after this one (no search).
+    pub next: Option<String>,
 }
 
 /// One page of the `R` `scope` sees: those whose shown fields hold the
@@ -45,12 +51,12 @@ pub(crate) async fn page<R: Resource>(
     shown: impl Fn(&R, &str) -> bool,
 ) -> Result<(Vec<R>, Pager), ApiError> {
     let needle = q.q.trim().to_lowercase();
-    let (items, total, page) = if needle.is_empty() {
-        unsearched(app, scope, q.page).await?
+    let (items, total, page, next) = if needle.is_empty() {
+        unsearched(app, scope, q).await?
     } else {
         let found: Vec<R> = app
             .store
-            .search::<R>(scope, &needle)
+            .search::<R>(scope, q.q.trim())
             .await?
             .into_iter()
             .filter(|r| shown(r, &needle))
@@ -62,7 +68,7 @@ pub(crate) async fn page<R: Resource>(
             .skip(page * PER_PAGE)
             .take(PER_PAGE)
             .collect();
-        (items, total, page)
+        (items, total, page, None)
     };
     Ok((
         items,
@@ -74,20 +80,29 @@ pub(crate) async fn page<R: Resource>(
             page,
             pages: total.div_ceil(PER_PAGE).max(1),
             total,
+            next,
         },
     ))
 }
 
-/// Page `page` without a search: the count, then the store's pages of
-/// `PER_PAGE` followed to it (the first page reads 50 records, not every
-/// one).
+/// A page without a search: the count, then the page after the token the
+/// link carried, or the store's pages of `PER_PAGE` followed to page
+/// `q.page` (a link typed by hand; the first page reads 50 records, not
+/// every one).
 async fn unsearched<R: Resource>(
     app: &App,
     scope: &Scope,
-    page: usize,
-) -> Result<(Vec<R>, usize, usize), ApiError> {
+    q: &ListQuery,
+) -> Result<(Vec<R>, usize, usize, Option<String>), ApiError> {
     let total = app.store.count::<R>(scope).await?;
-    let page = page.min(total.div_ceil(PER_PAGE).max(1) - 1);
+    let page = q.page.min(total.div_ceil(PER_PAGE).max(1) - 1);
+    if let Some(after) = q.after.as_deref().filter(|_| q.page > 0) {
+        let got = app
+            .store
+            .list::<R>(scope, None, Some(after), Some(PER_PAGE_U32))
+            .await?;
+        return Ok((got.items, total, q.page, got.next_page_token));
+    }
     let mut token: Option<String> = None;
     for at in 0..=page {
         let got = app
@@ -95,14 +110,14 @@ async fn unsearched<R: Resource>(
             .list::<R>(scope, None, token.as_deref(), Some(PER_PAGE_U32))
             .await?;
         if at == page {
-            return Ok((got.items, total, page));
+            return Ok((got.items, total, page, got.next_page_token));
         }
         match got.next_page_token {
             Some(t) => token = Some(t),
             None => break,
         }
     }
-    Ok((vec![], total, page))
+    Ok((vec![], total, page, None))
 }
 
 /// Whether any of `fields` holds `needle` (lower-cased), case aside.

@@ -254,8 +254,17 @@ pub(crate) async fn delete_subnet(
     Path(id): Path<String>,
     Posted { signed: s, form: f }: Posted<KeyForm>,
 ) -> Response {
-    match app.store.delete_subnet(&s.scope, f.key.trim()).await {
-        Ok(()) => Redirect::to(&format!("/ui/vpcs/{id}")).into_response(),
+    // Back to the subnet's own VPC (as the store names it).
+    let deleted = match app.store.show::<Subnet>(&s.scope, f.key.trim()).await {
+        Ok(sub) => app
+            .store
+            .delete_subnet(&s.scope, &sub.id)
+            .await
+            .map(|()| sub.vpc_id),
+        Err(e) => Err(e),
+    };
+    match deleted {
+        Ok(vpc) => Redirect::to(&format!("/ui/vpcs/{vpc}")).into_response(),
         Err(e) => vpc_page(&app, &s, &id, Some(("subnets", message(e))), vec![]).await,
     }
 }

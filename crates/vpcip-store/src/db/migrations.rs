@@ -185,4 +185,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // When a gateway last counted a packet coming in for the EIP: a
     // segment whose EIPs receive packets is routed to the gateways.
     "ALTER TABLE eip_traffic ADD COLUMN last_in_at BIGINT NOT NULL DEFAULT 0",
+    // Allocations by address: a gateway's counters are kept only for the
+    // addresses an EIP holds.
+    "CREATE INDEX ip_allocations_addr ON ip_allocations (addr)",
 ];

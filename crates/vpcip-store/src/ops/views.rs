@@ -114,7 +114,9 @@ impl Store {
         scope: &Scope,
         text: &str,
     ) -> Result<Vec<R>, StoreError> {
-        let needle = text.to_lowercase();
+        // The databases' LOWER folds ASCII letters only: the text's are
+        // folded alike, others kept as written. (A NUL is no text.)
+        let needle: String = text.to_ascii_lowercase().replace('\0', "");
         let escaped: String = needle
             .chars()
             .flat_map(|c| match c {

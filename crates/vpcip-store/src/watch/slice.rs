@@ -112,7 +112,12 @@ impl Cache {
             .collect();
         let mut nic_ids = mine.clone();
         for v in vip_ids.iter().filter_map(|v| self.vips.get(v)) {
-            nic_ids.extend(v.nic_ids.iter().filter(|n| self.nics.contains_key(*n)).cloned());
+            nic_ids.extend(
+                v.nic_ids
+                    .iter()
+                    .filter(|n| self.nics.contains_key(*n))
+                    .cloned(),
+            );
         }
         let servers = self.servers_of(&nic_ids);
         let slice = Slice {

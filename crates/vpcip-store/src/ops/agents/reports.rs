@@ -76,7 +76,34 @@ impl Store {
             )
             .await?;
         }
-        for c in &report.counters {
+        // Only the counters of addresses an EIP holds now: a report in
+        // flight as an EIP is released would bring its counts back for the
+        // address's next holder.
+        let held: std::collections::BTreeSet<i64> = if report.counters.is_empty() {
+            Default::default()
+        } else {
+            let marks: Vec<String> = (0..report.counters.len())
+                .map(|i| format!("${}", i + 2))
+                .collect();
+            let mut args: Vec<crate::sql::Val> = vec![format!("{}-%", Kind::Eip.prefix()).into()];
+            args.extend(report.counters.iter().map(|c| u32::from(c.eip).into()));
+            tx.rows(
+                &format!(
+                    "SELECT addr FROM ip_allocations WHERE owner_id LIKE $1 AND addr IN ({})",
+                    marks.join(", ")
+                ),
+                &args,
+            )
+            .await?
+            .iter()
+            .map(|r| r.int(0))
+            .collect::<Result<_, _>>()?
+        };
+        for c in report
+            .counters
+            .iter()
+            .filter(|c| held.contains(&i64::from(u32::from(c.eip))))
+        {
             let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
             tx.write_quiet(
                 "INSERT INTO eip_traffic_history (ip, agent_id, slot, at, packets_in, bytes_in, packets_out, bytes_out, drops_in, drops_out) \
@@ -99,12 +126,14 @@ impl Store {
             )
             .await?;
             // `last_in_at`: now if packets came in since the last report
-            // (or ever, on the first), else unchanged.
+            // (or ever, on the first), else unchanged. A count back at zero
+            // is a restarted agent's, not a packet.
             let first_in = if c.packets_in > 0 { at } else { 0 };
             tx.write_quiet(
                 "INSERT INTO eip_traffic (ip, agent_id, packets_in, bytes_in, packets_out, bytes_out, drops_in, drops_out, last_in_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (ip, agent_id) DO UPDATE SET \
-                 last_in_at = CASE WHEN excluded.packets_in <> eip_traffic.packets_in THEN $10 ELSE eip_traffic.last_in_at END, \
+                 last_in_at = CASE WHEN excluded.packets_in > eip_traffic.packets_in \
+                 OR (excluded.packets_in < eip_traffic.packets_in AND excluded.packets_in > 0) THEN $10 ELSE eip_traffic.last_in_at END, \
                  packets_in = excluded.packets_in, bytes_in = excluded.bytes_in, \
                  packets_out = excluded.packets_out, bytes_out = excluded.bytes_out, \
                  drops_in = excluded.drops_in, drops_out = excluded.drops_out",
