@@ -309,19 +309,21 @@ impl World<'_> {
             .map(|(k, v)| (k.to_string(), v))
             .collect();
         let members = filter::group_members(self.nics, self.vips);
-        self.host_with(agent, &vteps, &members)
+        self.host_with(agent, &vteps, &members, &mut BTreeMap::new())
     }
 
     /// [`World::host`] with each subnet's VTEPs and each group's member
     /// addresses given: the world need then hold only the host's own NICs
     /// and their VIPs' other NICs (the watch computes the two from its
     /// indexes instead of copying every NIC of the host's subnets and
-    /// groups into the world).
+    /// groups into the world). `compiled` holds groups already compiled
+    /// from the same members (hosts sharing a group compile it once).
     pub fn host_with(
         &self,
         agent: &Agent,
         vteps: &BTreeMap<String, BTreeSet<Ipv4Addr>>,
         members: &BTreeMap<String, BTreeSet<Ipv4Addr>>,
+        compiled: &mut BTreeMap<String, filter::GroupFilter>,
     ) -> HostState {
         let here: BTreeMap<&str, &Server> = self
             .servers
@@ -391,7 +393,12 @@ impl World<'_> {
             .security_groups
             .iter()
             .filter(|g| used.contains(g.id.as_str()))
-            .map(|g| filter::compile_group(g, members))
+            .map(|g| {
+                compiled
+                    .entry(g.id.clone())
+                    .or_insert_with(|| filter::compile_group(g, members))
+                    .clone()
+            })
             .collect();
         groups.sort_by(|a, b| a.id.cmp(&b.id));
         HostState {

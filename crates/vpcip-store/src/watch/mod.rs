@@ -338,6 +338,7 @@ impl Store {
                 (cache.routers(&dirty.routers), keys)
             })
         };
+        let mut memo = slice::HostMemo::default();
         for agent in cache.agents.values() {
             match agent.role {
                 AgentRole::Gateway => {
@@ -357,7 +358,7 @@ impl Store {
                     let new = Entries::of(&Desired {
                         revision,
                         gateway: None,
-                        host: Some(cache.host(agent, &self.dhcp)),
+                        host: Some(cache.host(agent, &self.dhcp, &mut memo)),
                     });
                     watch.update(agent, revision, &new, &[String::new()]);
                 }

@@ -73,7 +73,7 @@ impl Cache {
     /// other NICs, its VRRP peers), with its subnets' VTEPs and its
     /// groups' member addresses read from the indexes (the thousands of
     /// other NICs in its subnets and groups are looked up, not copied).
-    pub fn host(&self, agent: &Agent, dhcp: &DhcpDefaults) -> HostState {
+    pub fn host(&self, agent: &Agent, dhcp: &DhcpDefaults, memo: &mut HostMemo) -> HostState {
         let server_ids: BTreeSet<String> = members(&self.servers_by_host, &agent.name)
             .cloned()
             .collect();
@@ -132,78 +132,76 @@ impl Cache {
             gateways: Vec::new(),
             groups: Self::pick(&self.groups, &used),
         };
-        let vteps = self.vteps(&subnet_ids);
-        let members = self.group_addresses(&used);
-        slice.world(dhcp).host_with(agent, &vteps, &members)
+        let vteps = subnet_ids
+            .iter()
+            .filter_map(|s| Some((s.clone(), self.vteps(s, memo)?)))
+            .collect();
+        let members = used
+            .iter()
+            .filter_map(|g| Some((g.clone(), self.group_addresses(g, memo)?)))
+            .collect();
+        slice
+            .world(dhcp)
+            .host_with(agent, &vteps, &members, &mut memo.compiled)
     }
 
-    /// Each guest subnet's VTEPs: every gateway's underlay address and
-    /// those of the hosts running a NIC of it.
-    fn vteps(&self, subnet_ids: &BTreeSet<String>) -> BTreeMap<String, BTreeSet<Ipv4Addr>> {
-        let gateways: BTreeSet<Ipv4Addr> = self
-            .agents
-            .values()
-            .filter(|a| a.role == AgentRole::Gateway)
-            .map(|a| a.underlay_ip)
-            .collect();
-        let mut hosts: BTreeMap<&str, Ipv4Addr> = BTreeMap::new();
-        let mut out = BTreeMap::new();
-        for id in subnet_ids {
-            let Some(subnet) = self.subnets.get(id) else {
-                continue;
-            };
-            if subnet.kind != SubnetKind::Guest {
-                continue;
+    /// A guest subnet's VTEPs (none for another kind): every gateway's
+    /// underlay address and those of the hosts running a NIC of it.
+    fn vteps(&self, id: &str, memo: &mut HostMemo) -> Option<BTreeSet<Ipv4Addr>> {
+        if let Some(set) = memo.vteps.get(id) {
+            return set.clone();
+        }
+        let set = self.subnets.get(id).filter(|s| s.kind == SubnetKind::Guest).map(|_| {
+            if memo.underlays.is_empty() {
+                memo.underlays = self
+                    .agents
+                    .values()
+                    .map(|a| ((a.role == AgentRole::Gateway, a.name.clone()), a.underlay_ip))
+                    .collect();
             }
-            let mut set = gateways.clone();
+            let mut set: BTreeSet<Ipv4Addr> = memo
+                .underlays
+                .iter()
+                .filter(|((gateway, _), _)| *gateway)
+                .map(|(_, ip)| *ip)
+                .collect();
             for n in members(&self.nics_by_subnet, id) {
-                let Some(host) = self
+                let host = self
                     .server_of_nic
                     .get(n)
                     .and_then(|s| self.servers.get(s))
-                    .and_then(|s| s.host.as_deref())
-                else {
-                    continue;
-                };
-                if hosts.is_empty() {
-                    hosts = self
-                        .agents
-                        .values()
-                        .filter(|a| a.role == AgentRole::Host)
-                        .map(|a| (a.name.as_str(), a.underlay_ip))
-                        .collect();
-                }
-                if let Some(ip) = hosts.get(host) {
+                    .and_then(|s| s.host.clone());
+                if let Some(ip) = host.and_then(|h| memo.underlays.get(&(false, h))) {
                     set.insert(*ip);
                 }
             }
-            out.insert(id.clone(), set);
-        }
-        out
+            set
+        });
+        memo.vteps.insert(id.to_string(), set.clone());
+        set
     }
 
-    /// Each group's member addresses: its NICs' addresses and the VIPs
-    /// bound to them.
-    fn group_addresses(&self, groups: &BTreeSet<String>) -> BTreeMap<String, BTreeSet<Ipv4Addr>> {
-        let mut out = BTreeMap::new();
-        for g in groups {
-            let mut set = BTreeSet::new();
-            for n in members(&self.nics_by_group, g) {
-                let Some(nic) = self.nics.get(n) else {
-                    continue;
-                };
-                set.insert(nic.ip);
-                set.extend(
-                    members(&self.vips_by_nic, n)
-                        .filter_map(|v| self.vips.get(v))
-                        .map(|v| v.ip),
-                );
-            }
-            if !set.is_empty() {
-                out.insert(g.clone(), set);
-            }
+    /// A group's member addresses (none without members): its NICs'
+    /// addresses and the VIPs bound to them.
+    fn group_addresses(&self, g: &str, memo: &mut HostMemo) -> Option<BTreeSet<Ipv4Addr>> {
+        if let Some(set) = memo.members.get(g) {
+            return set.clone();
         }
-        out
+        let mut set = BTreeSet::new();
+        for n in members(&self.nics_by_group, g) {
+            let Some(nic) = self.nics.get(n) else {
+                continue;
+            };
+            set.insert(nic.ip);
+            set.extend(
+                members(&self.vips_by_nic, n)
+                    .filter_map(|v| self.vips.get(v))
+                    .map(|v| v.ip),
+            );
+        }
+        let set = (!set.is_empty()).then_some(set);
+        memo.members.insert(g.to_string(), set.clone());
+        set
     }
 
     /// The whole world (for the rare changes that concern everything).
@@ -221,6 +219,18 @@ impl Cache {
             groups: self.groups.values().cloned().collect(),
         }
     }
+}
+
+/// What hosts' states share, computed once in a pass over them (the
+/// cache does not change during one): each subnet's VTEPs, each group's
+/// member addresses and compiled filter, the agents' underlay addresses.
+#[derive(Default)]
+pub(crate) struct HostMemo {
+    vteps: std::collections::HashMap<String, Option<BTreeSet<Ipv4Addr>>>,
+    members: std::collections::HashMap<String, Option<BTreeSet<Ipv4Addr>>>,
+    compiled: BTreeMap<String, vpcip_model::filter::GroupFilter>,
+    /// By (is a gateway, name).
+    underlays: BTreeMap<(bool, String), Ipv4Addr>,
 }
 
 /// Owned resources a `desired::World` borrows.
