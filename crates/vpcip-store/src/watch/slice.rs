@@ -151,32 +151,41 @@ impl Cache {
         if let Some(set) = memo.vteps.get(id) {
             return set.clone();
         }
-        let set = self.subnets.get(id).filter(|s| s.kind == SubnetKind::Guest).map(|_| {
-            if memo.underlays.is_empty() {
-                memo.underlays = self
-                    .agents
-                    .values()
-                    .map(|a| ((a.role == AgentRole::Gateway, a.name.clone()), a.underlay_ip))
-                    .collect();
-            }
-            let mut set: BTreeSet<Ipv4Addr> = memo
-                .underlays
-                .iter()
-                .filter(|((gateway, _), _)| *gateway)
-                .map(|(_, ip)| *ip)
-                .collect();
-            for n in members(&self.nics_by_subnet, id) {
-                let host = self
-                    .server_of_nic
-                    .get(n)
-                    .and_then(|s| self.servers.get(s))
-                    .and_then(|s| s.host.clone());
-                if let Some(ip) = host.and_then(|h| memo.underlays.get(&(false, h))) {
-                    set.insert(*ip);
+        let set = self
+            .subnets
+            .get(id)
+            .filter(|s| s.kind == SubnetKind::Guest)
+            .map(|_| {
+                if memo.underlays.is_empty() {
+                    memo.underlays = self
+                        .agents
+                        .values()
+                        .map(|a| {
+                            (
+                                (a.role == AgentRole::Gateway, a.name.clone()),
+                                a.underlay_ip,
+                            )
+                        })
+                        .collect();
                 }
-            }
-            set
-        });
+                let mut set: BTreeSet<Ipv4Addr> = memo
+                    .underlays
+                    .iter()
+                    .filter(|((gateway, _), _)| *gateway)
+                    .map(|(_, ip)| *ip)
+                    .collect();
+                for n in members(&self.nics_by_subnet, id) {
+                    let host = self
+                        .server_of_nic
+                        .get(n)
+                        .and_then(|s| self.servers.get(s))
+                        .and_then(|s| s.host.clone());
+                    if let Some(ip) = host.and_then(|h| memo.underlays.get(&(false, h))) {
+                        set.insert(*ip);
+                    }
+                }
+                set
+            });
         memo.vteps.insert(id.to_string(), set.clone());
         set
     }
