@@ -41,8 +41,12 @@ pub struct Console {
     pub traffic_sample_seconds: u32,
 }
 
+/// Seconds between two samples of an EIP's traffic history unless the
+/// configuration says (a minute, as the clouds' consoles plot).
+pub const DEFAULT_TRAFFIC_SAMPLE_SECONDS: u32 = 60;
+
 fn default_sample_seconds() -> u32 {
-    60
+    DEFAULT_TRAFFIC_SAMPLE_SECONDS
 }
 
 impl Default for Console {

@@ -22,9 +22,6 @@ use vpcip_model::Page;
 pub const MAX_PAGE: u32 = 1000;
 pub const DEFAULT_PAGE: u32 = 100;
 
-/// Seconds between two samples of an EIP's traffic history (a minute, as
-/// the clouds' consoles plot).
-pub const TRAFFIC_SAMPLE_SECS: i64 = 60;
 /// How long an EIP's traffic history is kept: an hour, and one sample
 /// before it (the first point's rate needs it).
 pub const TRAFFIC_HISTORY_SECS: i64 = 3600;
@@ -84,7 +81,7 @@ impl Store {
             db: Db::connect(url).await?,
             infra_allow: Vec::new(),
             max_sg_rules: vpcip_model::rules::DEFAULT_MAX_SG_RULES,
-            traffic_sample_secs: TRAFFIC_SAMPLE_SECS,
+            traffic_sample_secs: i64::from(vpcip_model::config::DEFAULT_TRAFFIC_SAMPLE_SECONDS),
             dhcp: vpcip_model::desired::DhcpDefaults::default(),
             watch: Default::default(),
         };

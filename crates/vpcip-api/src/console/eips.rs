@@ -64,9 +64,7 @@ impl Row {
     }
 
     fn matches(&self, q: &str) -> bool {
-        [&self.id, &self.name, &self.ip, &self.target]
-            .iter()
-            .any(|f| f.to_lowercase().contains(q))
+        list::holds(&[&self.id, &self.name, &self.ip, &self.target], q)
     }
 }
 
@@ -270,13 +268,9 @@ async fn traffic_plot(
     id: &str,
 ) -> Result<String, vpcip_store::StoreError> {
     let points = app.store.eip_traffic_history(&s.scope, id).await?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(0))
-        .unwrap_or(0);
     Ok(super::plot::traffic(
         &points,
-        now,
+        vpcip_store::db::now(),
         vpcip_store::TRAFFIC_HISTORY_SECS,
     ))
 }

@@ -64,10 +64,7 @@ async fn platform_page(
         Ok(r) => r,
         Err(e) => return api_refusal(e),
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(0))
-        .unwrap_or(0);
+    let now = vpcip_store::db::now();
     let verdicts = reach
         .iter()
         .map(|r| {
