@@ -75,12 +75,27 @@ pub(crate) struct ServerProcess {
 
 impl ServerProcess {
     pub(crate) async fn start(db: &str) -> anyhow::Result<Self> {
+        // A port picked at random may be taken by the time the controller
+        // binds it (CI once lost a run that way): a controller that exits
+        // before answering is started again on another port.
+        let mut last = None;
+        for _ in 0..5 {
+            match Self::start_on(db, random_port()).await? {
+                Ok(server) => return Ok(server),
+                Err(exited) => last = Some(exited),
+            }
+        }
+        bail!("vpcip controller did not come up: {}", last.unwrap_or_default())
+    }
+
+    /// Starts a controller on `port`: the inner error says how it exited
+    /// before answering (tried again on another port).
+    async fn start_on(db: &str, port: u16) -> anyhow::Result<Result<Self, String>> {
         let exe = std::env::current_exe()?.with_file_name("vpcip");
-        let port = 20000 + (rand_u32() % 20000) as u16;
         // The benchmarks make more than a tenant's default quotas allow.
         let config = std::env::temp_dir().join(format!("vpcip-bench-{port}.toml"));
         std::fs::write(&config, HIGH_QUOTAS)?;
-        let child = Command::new(&exe)
+        let mut child = Command::new(&exe)
             .args([
                 "controller",
                 "--listen",
@@ -100,12 +115,23 @@ impl ServerProcess {
         let probe = Client::new(&url, None);
         for _ in 0..200 {
             if probe.get::<serde_json::Value>("/healthz").await.is_ok() {
-                return Ok(ServerProcess { child, url });
+                return Ok(Ok(ServerProcess { child, url }));
+            }
+            if let Some(status) = child.try_wait()? {
+                return Ok(Err(format!("on {url} it exited ({status})")));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let _ = child.kill();
+        let _ = child.wait();
         bail!("vpcip controller did not come up on {url}")
     }
+}
+
+/// A loopback port for a controller: below Linux's ephemeral range
+/// (32768–60999), where the benchmarks' own connections take theirs.
+fn random_port() -> u16 {
+    20000 + (rand_u32() % 12000) as u16
 }
 
 impl ServerProcess {
