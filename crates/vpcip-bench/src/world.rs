@@ -85,7 +85,10 @@ impl ServerProcess {
                 Err(exited) => last = Some(exited),
             }
         }
-        bail!("vpcip controller did not come up: {}", last.unwrap_or_default())
+        bail!(
+            "vpcip controller did not come up: {}",
+            last.unwrap_or_default()
+        )
     }
 
     /// Starts a controller on `port`: the inner error says how it exited

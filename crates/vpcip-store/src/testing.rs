@@ -122,7 +122,8 @@ pub async fn take_every_other(
 ///   EIP, NIC and VIP holds its own address in its subnet, and every
 ///   gateway its default SNAT address in an EIP segment;
 /// - a subnet's free ranges and allocated addresses cover its range
-///   exactly once (nothing both free and taken, nothing lost);
+///   exactly once (nothing both free and taken, nothing lost), and its
+///   count of addresses in use is the number allocated in it;
 /// - every EIP binding names an existing EIP and target, and agrees with
 ///   the EIP; every bound EIP has its binding;
 /// - VIP bindings name existing VIPs and NICs, within the limits (10 NICs
@@ -196,6 +197,17 @@ pub async fn invariants(store: &Store) -> Result<Vec<String>, crate::StoreError>
     for s in &subnets {
         let (lo, hi) = (u32::from(s.range_start), u32::from(s.range_end));
         let ranges = free.get(&s.id).cloned().unwrap_or_default();
+        if let Some((a, b)) = ranges.iter().find(|(a, b)| a > b) {
+            bad.push(format!("subnet {} has an empty free range {a}..{b}", s.id));
+            continue;
+        }
+        let held = alloc.keys().filter(|(sub, _)| *sub == s.id).count() as u64;
+        if s.used != held {
+            bad.push(format!(
+                "subnet {} says {} addresses are in use, {held} are allocated",
+                s.id, s.used
+            ));
+        }
         let free_count: u64 = ranges.iter().map(|(a, b)| u64::from(b - a) + 1).sum();
         let taken: Vec<u32> = alloc
             .keys()

@@ -544,7 +544,18 @@ async fn watch_matches_snapshots(s: &Store, ops: &[WatchOp]) {
     apply(s, &w, &Op::CreateEip).await.unwrap();
     apply(s, &w, &Op::BindEipNic(0, 0, false)).await.unwrap();
     let mut watchers: BTreeMap<String, Watchers> = BTreeMap::new();
+    // The kinds of entry the states had, from the start (a sequence may
+    // unbind the one EIP first and bind none).
     let mut seen = BTreeSet::new();
+    for id in &ids {
+        let start = desired::Entries::of(&s.desired(&Scope::Operator, id).await.unwrap());
+        seen.extend(
+            start
+                .map
+                .keys()
+                .map(|k| k.split('/').next().unwrap_or("").to_string()),
+        );
+    }
     for (i, op) in ops.iter().enumerate() {
         match apply_watch(s, &w, &web, op).await {
             Ok(()) | Err(StoreError::Rule(_)) => {}

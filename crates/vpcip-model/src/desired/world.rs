@@ -128,8 +128,24 @@ impl World<'_> {
     /// The gateway's desired state: one router per tenant VPC, with its
     /// guest subnets and the EIPs bound in it.
     pub fn gateway(&self, agent: &Agent) -> GatewayState {
+        let vteps = self
+            .vteps()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        self.gateway_with(agent, &vteps)
+    }
+
+    /// [`World::gateway`] with each guest subnet's VTEPs given: the world
+    /// need then hold no NIC or server (the watch reads the VTEPs from its
+    /// indexes instead of copying every NIC and server of a VPC to
+    /// compute its router again).
+    pub fn gateway_with(
+        &self,
+        agent: &Agent,
+        vteps: &BTreeMap<String, BTreeSet<Ipv4Addr>>,
+    ) -> GatewayState {
         let me = agent.underlay_ip;
-        let vteps = self.vteps();
         let slots = gateway_slots(self.gateways);
         let cluster = self.cluster(agent, &slots);
         // Each VPC's EIPs, subnets and VIPs, grouped once (not searched for
@@ -215,7 +231,7 @@ impl World<'_> {
                                 subnet_id: s.id.clone(),
                                 vni: s.vni,
                                 vteps: vteps
-                                    .get(s.id.as_str())
+                                    .get(&s.id)
                                     .map(|set| set.iter().copied().filter(|ip| *ip != me).collect())
                                     .unwrap_or_default(),
                             },

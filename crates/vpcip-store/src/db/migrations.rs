@@ -188,4 +188,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // Allocations by address: a gateway's counters are kept only for the
     // addresses an EIP holds.
     "CREATE INDEX ip_allocations_addr ON ip_allocations (addr)",
+    // Free ranges by their upper end, which taking a range's lowest
+    // address leaves alone: allocators waiting for the same range follow
+    // it by this key (PostgreSQL).
+    "CREATE UNIQUE INDEX ip_free_ranges_hi ON ip_free_ranges (subnet_id, hi)",
 ];

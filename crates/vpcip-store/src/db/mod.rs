@@ -25,6 +25,7 @@ pub use crate::sql::Backend;
 use crate::sql::{Pool, Row, SqlTx, Val};
 
 mod alloc;
+pub use alloc::PoolUse;
 mod migrations;
 mod resource;
 mod scope;
@@ -182,6 +183,7 @@ impl Db {
             quotas: self.quotas,
             usage: Default::default(),
             limits: Default::default(),
+            addresses_used: Default::default(),
         })
     }
 
@@ -219,6 +221,7 @@ impl Db {
             quotas: self.quotas,
             usage: Default::default(),
             limits: Default::default(),
+            addresses_used: Default::default(),
         })
     }
 }
@@ -246,4 +249,9 @@ pub struct Tx {
     /// The counts checked against a quota at commit: (tenant, kind key) →
     /// the kind's name and limit.
     pub(super) limits: std::collections::BTreeMap<(String, &'static str), (&'static str, u32)>,
+    /// What this transaction adds to each subnet's count of addresses in
+    /// use (subnet ID → change), written into the subnet's document at
+    /// commit: allocations in one subnet do not queue on its row for their
+    /// whole transactions.
+    pub(super) addresses_used: std::collections::BTreeMap<String, i64>,
 }

@@ -101,8 +101,35 @@ impl Tx {
     }
 
     /// Bumps the revision and logs this transaction's resources under it
-    /// (the last write of each): one statement on PostgreSQL.
+    /// (the last write of each), after adding its changes of addresses in
+    /// use to its subnets' documents (logged as they are then): one
+    /// statement on PostgreSQL, the subnets' rows before the revision's.
     async fn bump_and_log(&mut self) -> Result<(), StoreError> {
+        let used: Vec<serde_json::Value> = std::mem::take(&mut self.addresses_used)
+            .into_iter()
+            .filter(|(_, by)| *by != 0)
+            .map(|(id, by)| serde_json::json!({"id": id, "by": by}))
+            .collect();
+        let used = serde_json::Value::Array(used).to_string();
+        if self.backend == Backend::Sqlite {
+            let patched = self
+                .sql
+                .query(
+                    "UPDATE resources
+                     SET doc = json_set(doc, x.path, json_extract(doc, x.path) + x.by)
+                     FROM (SELECT j.value ->> 'id' AS id, j.value ->> 'by' AS by, $2 AS path FROM json_each($1) AS j) AS x
+                     WHERE resources.kind = 'subnet' AND resources.id = x.id
+                     RETURNING resources.id, resources.doc",
+                    // The path as a value: `$` in the statement marks its
+                    // parameters.
+                    &[used.as_str().into(), "$.used".into()],
+                )
+                .await?;
+            for row in patched {
+                self.log
+                    .push((row.text(0)?, Kind::Subnet.key(), Some(row.text(1)?)));
+            }
+        }
         let mut seen = std::collections::BTreeSet::new();
         let log: Vec<serde_json::Value> = std::mem::take(&mut self.log)
             .into_iter()
@@ -113,13 +140,28 @@ impl Tx {
         let log = serde_json::Value::Array(log).to_string();
         match self.backend {
             Backend::Postgres => {
+                // The revision's row is taken after the subnets' (its
+                // condition reads `p` first), as every transaction takes
+                // them: no deadlock.
                 self.sql
                     .execute(
-                        "WITH r AS (UPDATE revision SET value = value + 1 WHERE id = 1 RETURNING value)
+                        "WITH p AS (
+                             UPDATE resources AS s
+                             SET doc = jsonb_set(s.doc::jsonb, '{used}',
+                                 to_jsonb(((s.doc::jsonb) ->> 'used')::bigint + x.by))::text
+                             FROM json_to_recordset($2::json) AS x(id text, by bigint)
+                             WHERE s.kind = 'subnet' AND s.id = x.id
+                             RETURNING s.id, s.kind, s.doc),
+                         r AS (UPDATE revision SET value = value + 1
+                               WHERE id = 1 AND (SELECT COUNT(*) FROM p) >= 0
+                               RETURNING value)
                          INSERT INTO changes (rev, id, kind, doc)
                          SELECT r.value, x.id, x.kind, x.doc
-                         FROM r, json_to_recordset($1::json) AS x(id text, kind text, doc text)",
-                        &[log.into()],
+                         FROM r, json_to_recordset($1::json) AS x(id text, kind text, doc text)
+                         WHERE x.id NOT IN (SELECT id FROM p)
+                         UNION ALL
+                         SELECT r.value, p.id, p.kind, p.doc FROM r, p",
+                        &[log.into(), used.into()],
                     )
                     .await?;
             }
@@ -139,6 +181,15 @@ impl Tx {
             }
         }
         Ok(())
+    }
+
+    /// Adds `by` to the subnet's count of addresses in use, at commit.
+    pub(super) fn add_used(&mut self, subnet_id: &str, by: i64) {
+        self.dirty = true;
+        *self
+            .addresses_used
+            .entry(subnet_id.to_string())
+            .or_default() += by;
     }
 
     /// Adds `by` to the tenant's count of `kind`, at commit.
@@ -165,6 +216,16 @@ impl Tx {
         match self.backend {
             Backend::Postgres => " FOR UPDATE",
             // SQLite: the write transaction holds the one writer connection.
+            Backend::Sqlite => "",
+        }
+    }
+
+    /// The lock that keeps a row from being deleted (or locked for update)
+    /// until the transaction ends, and lets others take the same and
+    /// update its document: what allocators hold on their subnet.
+    pub(super) fn key_share_suffix(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => " FOR KEY SHARE",
             Backend::Sqlite => "",
         }
     }

@@ -43,7 +43,46 @@ pub(crate) async fn bind_eip(
     eip: &mut Eip,
     req: &BindEip,
 ) -> Result<(), StoreError> {
-    let target = resolve_target(tx, scope, &req.target).await?;
+    let target = prepare_bind(tx, scope, &req.target).await?;
+    finish_bind(tx, eip, target, req).await
+}
+
+/// A bind's target, locked, and the EIP it holds now, if any: what
+/// [`finish_bind`] checks and writes.
+pub(crate) struct BindTarget {
+    target: ResolvedTarget,
+    holder: Option<String>,
+}
+
+/// Looks up and locks the target of a bind, and which EIP holds it.
+pub(crate) async fn prepare_bind(
+    tx: &mut Tx,
+    scope: &Scope,
+    target: &EipTarget,
+) -> Result<BindTarget, StoreError> {
+    let target = resolve_target(tx, scope, target).await?;
+    let holder = tx
+        .strings(
+            "SELECT eip_id FROM eip_bindings WHERE target_id = $1",
+            target.id(),
+        )
+        .await?;
+    Ok(BindTarget {
+        target,
+        holder: holder.into_iter().next(),
+    })
+}
+
+/// Binds `eip` (its row locked or new; the caller writes its document) to
+/// the prepared target, after the rules allow it; a rebind clears the old
+/// binding first.
+pub(crate) async fn finish_bind(
+    tx: &mut Tx,
+    eip: &mut Eip,
+    prepared: BindTarget,
+    req: &BindEip,
+) -> Result<(), StoreError> {
+    let BindTarget { target, holder } = prepared;
     let target_tenant = match &target {
         ResolvedTarget::Nic(n) => &n.tenant,
         ResolvedTarget::Vip(v) => &v.tenant,
@@ -52,13 +91,7 @@ pub(crate) async fn bind_eip(
         // Another tenant's NIC is as good as absent.
         return Err(RuleError::not_found(target.kind(), target.label()).into());
     }
-    let holder = tx
-        .strings(
-            "SELECT eip_id FROM eip_bindings WHERE target_id = $1",
-            target.id(),
-        )
-        .await?;
-    let target_eip = match holder.first() {
+    let target_eip = match &holder {
         Some(id) if *id != eip.id => Some(tx.get::<Eip>(id, false).await?),
         _ => None,
     };

@@ -8,7 +8,7 @@ use vpcip_model::rules;
 use vpcip_model::*;
 
 use super::network::default_sg_name;
-use crate::db::{Claim, Resource, Scope, Tx, new_id};
+use crate::db::{Claim, PoolUse, Resource, Scope, Tx, new_id};
 use crate::{Store, StoreError};
 
 /// What a new NIC is made of; shared by servers, ENIs and the visible-EIP
@@ -39,14 +39,15 @@ pub(crate) async fn make_nic(
         StoreError::Corrupt(format!("guest subnet {} has no zone", spec.subnet.id))
     })?;
     tx.check_quota(&spec.subnet.tenant, Kind::Nic);
-    let mut subnet: Subnet = tx.get(&spec.subnet.id, true).await?;
+    let subnet = tx
+        .pool_subnet(&spec.subnet.id, PoolUse::for_address(spec.ip))
+        .await?;
     let id = spec.id;
     if let Some(ip) = spec.ip {
         rules::check_chosen_address(&subnet, ip)?;
     }
     let visible = super::binding::visible_subnet_eip(tx, &subnet, spec.ip).await?;
-    let ip = tx.allocate(&mut subnet, &id, spec.ip).await?;
-    tx.update(&subnet).await?;
+    let ip = tx.allocate(&subnet, &id, spec.ip).await?;
     let nic = Nic {
         id,
         tenant: subnet.tenant.clone(),
@@ -211,9 +212,8 @@ impl Store {
                     for vip in nic.vip_ids.clone() {
                         super::binding::unbind_vip(&mut tx, &vip, &mut nic).await?;
                     }
-                    let mut subnet: Subnet = tx.get(&nic.subnet_id, true).await?;
-                    tx.release(&mut subnet, nic.ip).await?;
-                    tx.update(&subnet).await?;
+                    let subnet = tx.pool_subnet(&nic.subnet_id, PoolUse::Rewrite).await?;
+                    tx.release(&subnet, nic.ip).await?;
                     tx.delete(&nic).await?;
                 } else {
                     nic.server_id = None;
@@ -377,9 +377,8 @@ impl Store {
                 // A visible EIP is the NIC's own address: it goes with it.
                 super::binding::unbind_target(&mut tx, &nic.id).await?;
             }
-            let mut subnet: Subnet = tx.get(&nic.subnet_id, true).await?;
-            tx.release(&mut subnet, nic.ip).await?;
-            tx.update(&subnet).await?;
+            let subnet = tx.pool_subnet(&nic.subnet_id, PoolUse::Rewrite).await?;
+            tx.release(&subnet, nic.ip).await?;
             tx.delete(&nic).await?;
             tx.commit().await
         })

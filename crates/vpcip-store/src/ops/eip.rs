@@ -6,10 +6,12 @@ use vpcip_model::ipam::usable;
 use vpcip_model::rules::{self, ResolvedTarget};
 use vpcip_model::*;
 
-use super::binding::{bind_eip, clear_eip, follow_server, resolve_target};
+use super::binding::{
+    bind_eip, clear_eip, finish_bind, follow_server, prepare_bind, resolve_target,
+};
 use super::compute::{NicSpec, make_nic};
 use super::network::{default_sg_name, insert_subnet};
-use crate::db::{Claim, Resource, Scope, Tx, new_id};
+use crate::db::{Claim, PoolUse, Resource, Scope, Tx, new_id};
 use crate::{Store, StoreError};
 
 /// The helpers, each once, in order.
@@ -56,15 +58,12 @@ async fn allocate_eip_address(
     }
     let mut last_err = None;
     for c in candidates {
-        let mut s: Subnet = tx.get(&c.id, true).await?;
+        let s = tx.pool_subnet(&c.id, PoolUse::for_address(ip)).await?;
         if let Some(a) = ip {
             rules::check_chosen_address(&s, a)?;
         }
-        match tx.allocate(&mut s, id, ip).await {
-            Ok(a) => {
-                tx.update(&s).await?;
-                return Ok((s, a));
-            }
+        match tx.allocate(&s, id, ip).await {
+            Ok(a) => return Ok((s, a)),
             Err(StoreError::Rule(e @ RuleError::AddressExhausted { .. })) => last_err = Some(e),
             Err(e) => return Err(e),
         }
@@ -112,6 +111,13 @@ impl Store {
             _ => scope.tenant().to_string(),
         };
         tx.check_quota(&tenant, Kind::Eip);
+        // The target is looked up and locked before the address is taken:
+        // allocations in a segment queue on its lowest free range from
+        // there to the commit, which is kept short.
+        let bind = match &req.bind {
+            Some(b) => Some((b, prepare_bind(tx, scope, &b.target).await?)),
+            None => None,
+        };
         let (subnet, ip) =
             allocate_eip_address(tx, scope, &id, req.subnet.as_deref(), req.ip).await?;
         let mut eip = Eip {
@@ -124,8 +130,8 @@ impl Store {
             binding: EipBinding::Unbound,
             algs: dedup(&req.algs),
         };
-        if let Some(b) = &req.bind {
-            bind_eip(tx, scope, &mut eip, b).await?;
+        if let Some((b, target)) = bind {
+            finish_bind(tx, &mut eip, target, b).await?;
         }
         tx.insert(&eip).await?;
         Ok(eip)
@@ -243,9 +249,8 @@ impl Store {
                 }
                 .into());
             }
-            let mut subnet: Subnet = tx.get(&eip.subnet_id, true).await?;
-            tx.release(&mut subnet, eip.ip).await?;
-            tx.update(&subnet).await?;
+            let subnet = tx.pool_subnet(&eip.subnet_id, PoolUse::Rewrite).await?;
+            tx.release(&subnet, eip.ip).await?;
             tx.delete(&eip).await?;
             // Its counters and their history go with it: whoever takes
             // the address next starts from nothing.
@@ -367,9 +372,8 @@ impl Store {
                     // the EIP segment too, so it is never handed out as an
                     // EIP (released when the subnet goes).
                     let subnet_id = new_id(Kind::Subnet);
-                    let mut seg: Subnet = tx.get(&segment.id, true).await?;
-                    let gateway = tx.allocate(&mut seg, &subnet_id, None).await?;
-                    tx.update(&seg).await?;
+                    let seg = tx.pool_subnet(&segment.id, PoolUse::Lowest).await?;
+                    let gateway = tx.allocate(&seg, &subnet_id, None).await?;
                     let zone: Zone = tx.get(&server.zone_id, false).await?;
                     let creq = CreateSubnet {
                         name: format!("visible-{}-{}", block.network(), block.prefix_len()),

@@ -75,12 +75,11 @@ pub(crate) async fn assign_snat(
     if gw.snat_ip.is_some() {
         return Ok(());
     }
-    for mut seg in eip_segments(tx).await? {
+    for seg in eip_segments(tx).await? {
         if except == Some(seg.id.as_str()) {
             continue;
         }
-        if let Some(ip) = tx.allocate_highest(&mut seg, &gw.id).await? {
-            tx.update(&seg).await?;
+        if let Some(ip) = tx.allocate_highest(&seg, &gw.id).await? {
             gw.snat_ip = Some(ip);
             break;
         }
@@ -125,13 +124,12 @@ pub(crate) async fn release_snat(tx: &mut Tx, gw: &mut Gateway) -> Result<(), St
     let Some(ip) = gw.snat_ip.take() else {
         return Ok(());
     };
-    if let Some(mut seg) = eip_segments(tx)
+    if let Some(seg) = eip_segments(tx)
         .await?
         .into_iter()
         .find(|s| s.cidr.contains(&ip))
     {
-        tx.release(&mut seg, ip).await?;
-        tx.update(&seg).await?;
+        tx.release(&seg, ip).await?;
     }
     Ok(())
 }
@@ -146,9 +144,8 @@ pub(crate) async fn reassign_snat(tx: &mut Tx, leaving: Option<&Subnet>) -> Resu
         if let (Some(seg), Some(ip)) = (leaving, gw.snat_ip)
             && seg.cidr.contains(&ip)
         {
-            let mut seg = tx.get::<Subnet>(&seg.id, true).await?;
-            tx.release(&mut seg, ip).await?;
-            tx.update(&seg).await?;
+            let seg = tx.get::<Subnet>(&seg.id, true).await?;
+            tx.release(&seg, ip).await?;
             gw.snat_ip = None;
         }
         assign_snat(tx, &mut gw, leaving.map(|l| l.id.as_str())).await?;

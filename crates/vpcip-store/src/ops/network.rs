@@ -6,7 +6,7 @@ use vpcip_model::desired;
 use vpcip_model::rules::{self, label};
 use vpcip_model::*;
 
-use crate::db::{Claim, Resource, Scope, Tx, new_id};
+use crate::db::{Claim, PoolUse, Resource, Scope, Tx, new_id};
 use crate::ops::infra::reassign_snat;
 use crate::ops::security_groups::new_rule_id;
 use crate::{Store, StoreError};
@@ -261,10 +261,9 @@ impl Store {
                 )
                 .await?;
             for r in held {
-                let mut other: Subnet = tx.get(&r.text(0)?, true).await?;
+                let other = tx.pool_subnet(&r.text(0)?, PoolUse::Rewrite).await?;
                 let addr = std::net::Ipv4Addr::from(r.u32(1)?);
-                tx.release(&mut other, addr).await?;
-                tx.update(&other).await?;
+                tx.release(&other, addr).await?;
             }
             tx.drop_pool(&subnet.id).await?;
             tx.delete(&subnet).await?;
@@ -339,8 +338,9 @@ pub(crate) async fn insert_subnet(
         subnet.vni = tx.take_number("vni", MAX_VNI, &subnet.id).await?;
     }
     tx.insert(&subnet).await?;
-    tx.open_pool(&mut subnet, &plan.reserved).await?;
-    tx.update(&subnet).await?;
+    tx.open_pool(&subnet, &plan.reserved).await?;
+    // The document counts them at commit; the answer now.
+    subnet.used = plan.reserved.len() as u64;
     Ok(subnet)
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use vpcip_model::rules::{self, VipBindContext};
 use vpcip_model::*;
 
-use crate::db::{Claim, Resource, Scope};
+use crate::db::{Claim, PoolUse, Resource, Scope};
 use crate::{Store, StoreError};
 
 impl Store {
@@ -24,13 +24,14 @@ impl Store {
             scope.must_own(&found.tenant, "this subnet")?;
             rules::need_subnet_kind(&found, SubnetKind::Guest)?;
             tx.check_quota(&found.tenant, Kind::Vip);
-            let mut subnet: Subnet = tx.get(&found.id, true).await?;
+            let subnet = tx
+                .pool_subnet(&found.id, PoolUse::for_address(req.ip))
+                .await?;
             if let Some(ip) = req.ip {
                 rules::check_chosen_address(&subnet, ip)?;
             }
             let visible = super::binding::visible_subnet_eip(&mut tx, &subnet, req.ip).await?;
-            let ip = tx.allocate(&mut subnet, &id, req.ip).await?;
-            tx.update(&subnet).await?;
+            let ip = tx.allocate(&subnet, &id, req.ip).await?;
             let vip = Vip {
                 id,
                 tenant: subnet.tenant.clone(),
@@ -162,9 +163,8 @@ impl Store {
                 // A visible EIP is the VIP's own address: it goes with it.
                 super::binding::unbind_target(&mut tx, &vip.id).await?;
             }
-            let mut subnet: Subnet = tx.get(&vip.subnet_id, true).await?;
-            tx.release(&mut subnet, vip.ip).await?;
-            tx.update(&subnet).await?;
+            let subnet = tx.pool_subnet(&vip.subnet_id, PoolUse::Rewrite).await?;
+            tx.release(&subnet, vip.ip).await?;
             tx.delete(&vip).await?;
             tx.commit().await
         })

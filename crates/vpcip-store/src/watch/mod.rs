@@ -326,8 +326,9 @@ impl Store {
         // What the gateways' changed part is computed from, and the keys it
         // covers, once for all of them: the whole world (every key) when
         // everything changed.
+        let mut memo = slice::HostMemo::default();
         let gateways = if dirty.all {
-            Some((cache.whole(), vec![String::new()]))
+            Some((cache.whole(), None, vec![String::new()]))
         } else {
             (!dirty.routers.is_empty()).then(|| {
                 let keys = dirty
@@ -335,17 +336,21 @@ impl Store {
                     .iter()
                     .flat_map(|v| [router_key(v), nat_prefix(v)])
                     .collect();
-                (cache.routers(&dirty.routers), keys)
+                let (slice, vteps) = cache.routers(&dirty.routers, &mut memo);
+                (slice, Some(vteps), keys)
             })
         };
-        let mut memo = slice::HostMemo::default();
         for agent in cache.agents.values() {
             match agent.role {
                 AgentRole::Gateway => {
-                    let Some((slice, prefixes)) = &gateways else {
+                    let Some((slice, vteps, prefixes)) = &gateways else {
                         continue;
                     };
-                    let mut state = slice.world(&self.dhcp).gateway(agent);
+                    let world = slice.world(&self.dhcp);
+                    let mut state = match vteps {
+                        Some(v) => world.gateway_with(agent, v),
+                        None => world.gateway(agent),
+                    };
                     state.infra_allow.clone_from(&self.infra_allow);
                     let new = Entries::of(&Desired {
                         revision,

@@ -15,17 +15,6 @@ impl Cache {
         ids.iter().filter_map(|id| map.get(id)).cloned().collect()
     }
 
-    /// The agents a slice needs: every gateway's, and the host agents of
-    /// `servers`.
-    fn agents_for(&self, servers: &[Server]) -> Vec<Agent> {
-        let hosts: BTreeSet<&str> = servers.iter().filter_map(|s| s.host.as_deref()).collect();
-        self.agents
-            .values()
-            .filter(|a| a.role == AgentRole::Gateway || hosts.contains(a.name.as_str()))
-            .cloned()
-            .collect()
-    }
-
     fn servers_of(&self, nics: &BTreeSet<String>) -> Vec<Server> {
         let ids: BTreeSet<String> = nics
             .iter()
@@ -36,15 +25,16 @@ impl Cache {
 
     /// The slice of the world the routers of the VPCs `vpcs` are computed
     /// from (on every gateway: the rest of a gateway's state computed from
-    /// it is left out by the caller, it did not change).
-    pub fn routers(&self, vpcs: &BTreeSet<String>) -> Slice {
+    /// it is left out by the caller, it did not change), and their guest
+    /// subnets' VTEPs, read from the indexes: no NIC or server is copied.
+    pub fn routers(
+        &self,
+        vpcs: &BTreeSet<String>,
+        memo: &mut HostMemo,
+    ) -> (Slice, BTreeMap<String, BTreeSet<Ipv4Addr>>) {
         let subnet_ids: BTreeSet<String> = vpcs
             .iter()
             .flat_map(|v| members(&self.subnets_by_vpc, v).cloned())
-            .collect();
-        let nic_ids: BTreeSet<String> = subnet_ids
-            .iter()
-            .flat_map(|s| members(&self.nics_by_subnet, s).cloned())
             .collect();
         let eip_ids: BTreeSet<String> = vpcs
             .iter()
@@ -54,19 +44,23 @@ impl Cache {
             .iter()
             .flat_map(|v| members(&self.vips_by_vpc, v).cloned())
             .collect();
-        let servers = self.servers_of(&nic_ids);
-        Slice {
+        let vteps = subnet_ids
+            .iter()
+            .filter_map(|s| Some((s.clone(), self.vteps(s, memo)?)))
+            .collect();
+        let slice = Slice {
             vpcs: Self::pick(&self.vpcs, vpcs),
             subnets: Self::pick(&self.subnets, &subnet_ids),
             eips: Self::pick(&self.eips, &eip_ids),
-            nics: Self::pick(&self.nics, &nic_ids),
+            nics: Vec::new(),
             vips: Self::pick(&self.vips, &vip_ids),
-            agents: self.agents_for(&servers),
-            servers,
+            agents: Vec::new(),
+            servers: Vec::new(),
             host_networks: Vec::new(),
             gateways: self.gateways.values().cloned().collect(),
             groups: Vec::new(),
-        }
+        };
+        (slice, vteps)
     }
 
     /// Host `agent`'s whole state: from its own NICs (and their VIPs'
