@@ -168,13 +168,9 @@ impl Cache {
                     .filter(|((gateway, _), _)| *gateway)
                     .map(|(_, ip)| *ip)
                     .collect();
-                for n in members(&self.nics_by_subnet, id) {
-                    let host = self
-                        .server_of_nic
-                        .get(n)
-                        .and_then(|s| self.servers.get(s))
-                        .and_then(|s| s.host.clone());
-                    if let Some(ip) = host.and_then(|h| memo.underlays.get(&(false, h))) {
+                let hosts = self.hosts_by_subnet.get(id).into_iter().flatten();
+                for (host, _) in hosts {
+                    if let Some(ip) = memo.underlays.get(&(false, host.clone())) {
                         set.insert(*ip);
                     }
                 }

@@ -112,6 +112,35 @@ pub(crate) struct Cache {
     /// The server each NIC is attached to (as the server lists it).
     pub(super) server_of_nic: HashMap<String, String>,
     pub(super) servers_by_host: Index,
+    /// Where each NIC on a host counts in the two indexes below.
+    placed: HashMap<String, Placed>,
+    /// The hosts with a port in a subnet (with how many), by subnet: a
+    /// subnet's VTEPs and the hosts one of its changes concerns, read
+    /// without going through its NICs.
+    pub(super) hosts_by_subnet: HashMap<String, BTreeMap<String, u32>>,
+    /// The hosts with a port in a group (with how many), by group.
+    hosts_by_group: HashMap<String, BTreeMap<String, u32>>,
+}
+
+/// A NIC on a host: the host, its subnet and groups.
+#[derive(Debug, Clone, PartialEq)]
+struct Placed {
+    host: String,
+    subnet: String,
+    groups: Vec<String>,
+}
+
+/// Adds `by` to `host`'s count under `key` (gone at zero).
+fn count(index: &mut HashMap<String, BTreeMap<String, u32>>, key: &str, host: &str, by: i32) {
+    let hosts = index.entry(key.to_string()).or_default();
+    let n = hosts.entry(host.to_string()).or_default();
+    *n = n.saturating_add_signed(by);
+    if *n == 0 {
+        hosts.remove(host);
+    }
+    if hosts.is_empty() {
+        index.remove(key);
+    }
 }
 
 fn parse<R: DeserializeOwned>(doc: Option<&str>) -> Result<Option<R>, StoreError> {
@@ -214,6 +243,11 @@ impl Cache {
                     new.as_ref().and_then(|s| s.host.as_deref()),
                     id,
                 );
+                for s in [&old, &new].into_iter().flatten() {
+                    for n in &s.nic_ids {
+                        self.place(n);
+                    }
+                }
                 let shape = |s: &Option<Server>| {
                     s.as_ref()
                         .map(|s| (s.host.clone(), s.nic_ids.clone(), s.name.clone()))
@@ -239,6 +273,7 @@ impl Cache {
                 }
                 reindex(&mut self.nics_by_subnet, subnet(&old), subnet(&new), id);
                 reindex(&mut self.nics_by_group, groups(&old), groups(&new), id);
+                self.place(id);
                 if old != new {
                     dirty.hosts.extend(self.host_of_nic(id));
                     if subnet(&old) != subnet(&new) {
@@ -322,6 +357,34 @@ impl Cache {
         server.host.clone()
     }
 
+    /// Counts NIC `nic` in the host indexes where it is now (its
+    /// server's host, its subnet and groups), and no longer where it was.
+    fn place(&mut self, nic: &str) {
+        let now = self.nics.get(nic).and_then(|n| {
+            Some(Placed {
+                host: self.host_of_nic(nic)?,
+                subnet: n.subnet_id.clone(),
+                groups: n.security_group_ids.clone(),
+            })
+        });
+        if self.placed.get(nic) == now.as_ref() {
+            return;
+        }
+        if let Some(b) = self.placed.remove(nic) {
+            count(&mut self.hosts_by_subnet, &b.subnet, &b.host, -1);
+            for g in &b.groups {
+                count(&mut self.hosts_by_group, g, &b.host, -1);
+            }
+        }
+        if let Some(p) = now {
+            count(&mut self.hosts_by_subnet, &p.subnet, &p.host, 1);
+            for g in &p.groups {
+                count(&mut self.hosts_by_group, g, &p.host, 1);
+            }
+            self.placed.insert(nic.to_string(), p);
+        }
+    }
+
     /// A NIC came to or left a host: the VTEPs of its subnet change, on
     /// the gateways and on the hosts with a port in it.
     fn nic_placed(&self, nic: &str, dirty: &mut Dirty) {
@@ -341,8 +404,8 @@ impl Cache {
             // Everything is computed anyway (a load): no fan-out.
             return;
         }
-        for n in members(&self.nics_by_subnet, subnet) {
-            dirty.hosts.extend(self.host_of_nic(n));
+        if let Some(hosts) = self.hosts_by_subnet.get(subnet) {
+            dirty.hosts.extend(hosts.keys().cloned());
         }
     }
 
@@ -352,8 +415,8 @@ impl Cache {
             // Everything is computed anyway (a load): no fan-out.
             return;
         }
-        for n in members(&self.nics_by_group, group) {
-            dirty.hosts.extend(self.host_of_nic(n));
+        if let Some(hosts) = self.hosts_by_group.get(group) {
+            dirty.hosts.extend(hosts.keys().cloned());
         }
     }
 
