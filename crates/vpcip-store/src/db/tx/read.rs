@@ -16,8 +16,8 @@ impl Tx {
     /// Finds a resource by ID or name as `scope` sees it, and locks its row
     /// for the rest of the transaction when `lock` is set. Two indexed
     /// look-ups (ID, then name) rather than one `OR`, which no planner
-    /// indexes well: in one statement (`UNION ALL`) when nothing is locked,
-    /// one after the other when the row is.
+    /// indexes well; a key that cannot be an ID (every ID is the kind's
+    /// prefix and a dash) is looked up by name alone.
     pub async fn find<R: Resource>(
         &mut self,
         scope: &Scope,
@@ -25,39 +25,21 @@ impl Tx {
         lock: bool,
     ) -> Result<R, StoreError> {
         let suffix = if lock { self.lock_suffix() } else { "" };
-        let rows = if lock {
-            if let Some(r) = self.visible_by_id::<R>(scope, key, suffix).await? {
-                return Ok(r);
-            }
-            self.sql
-                .query(
-                    &format!(
-                        "SELECT tenant, id, doc, CASE WHEN {SHARED} THEN 1 ELSE 0 END FROM resources WHERE kind = $1 AND name = $2{suffix}"
-                    ),
-                    &[R::KIND.key().into(), key.into()],
-                )
-                .await?
-        } else {
-            let rows = self
-                .sql
-                .query(
-                    &format!(
-                        "SELECT tenant, id, doc, CASE WHEN {SHARED} THEN 1 ELSE 0 END, 0 FROM resources WHERE id = $2 AND kind = $1
-                         UNION ALL
-                         SELECT tenant, id, doc, CASE WHEN {SHARED} THEN 1 ELSE 0 END, 1 FROM resources WHERE kind = $1 AND name = $2"
-                    ),
-                    &[R::KIND.key().into(), key.into()],
-                )
-                .await?;
-            let (by_id, by_name): (Vec<Row>, Vec<Row>) =
-                rows.into_iter().partition(|r| matches!(r.int(4), Ok(0)));
-            for row in &by_id {
-                if scope.sees(&row.text(0)?, row.int(3)? == 1) {
-                    return from_doc(&row.text(2)?);
-                }
-            }
-            by_name
-        };
+        let maybe_id = key
+            .strip_prefix(R::KIND.prefix())
+            .is_some_and(|rest| rest.starts_with('-'));
+        if maybe_id && let Some(r) = self.visible_by_id::<R>(scope, key, suffix).await? {
+            return Ok(r);
+        }
+        let rows = self
+            .sql
+            .query(
+                &format!(
+                    "SELECT tenant, id, doc, CASE WHEN {SHARED} THEN 1 ELSE 0 END FROM resources WHERE kind = $1 AND name = $2{suffix}"
+                ),
+                &[R::KIND.key().into(), key.into()],
+            )
+            .await?;
         if rows.is_empty()
             && R::KIND == Kind::Eip
             && let Ok(ip) = key.parse::<std::net::Ipv4Addr>()
