@@ -110,8 +110,9 @@ impl Tx {
             .filter(|(_, by)| *by != 0)
             .map(|(id, by)| serde_json::json!({"id": id, "by": by}))
             .collect();
+        let counted = !used.is_empty();
         let used = serde_json::Value::Array(used).to_string();
-        if self.backend == Backend::Sqlite {
+        if self.backend == Backend::Sqlite && counted {
             let patched = self
                 .sql
                 .query(
