@@ -1606,6 +1606,73 @@ async fn racing_allocations_and_releases_keep_the_pool_exact(s: &Store) {
     assert_eq!((eips.len(), addrs.len()), (kept, kept));
 }
 
+/// Eight clients take a whole pool of several runs (PostgreSQL: rows of
+/// 64 addresses each, taken side by side): every address exactly once,
+/// then `address_exhausted` for all; a released address in the middle is
+/// the next one taken.
+async fn racing_allocations_empty_a_pool_of_many_runs(s: &Store) {
+    s.create_subnet(
+        &OP,
+        &CreateSubnet {
+            name: "seg".into(),
+            kind: SubnetKind::Eip,
+            range: Some("198.51.100.1-198.51.100.254".into()),
+            prefix_len: Some(24),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let s = Arc::new(s.clone());
+    let mut tasks = vec![];
+    for i in 0..8u8 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let who = tenant(&format!("t{i}"));
+            let mut mine = vec![];
+            loop {
+                let req = CreateEip {
+                    bandwidth_mbps: 1,
+                    ..Default::default()
+                };
+                match s.create_eip(&who, &req).await {
+                    Ok(e) => mine.push(e),
+                    Err(StoreError::Rule(RuleError::AddressExhausted { .. })) => break mine,
+                    Err(e) => panic!("unexpected {e:?}"),
+                }
+            }
+        }));
+    }
+    let mut all = vec![];
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let addrs: BTreeSet<u32> = all.iter().map(|e| u32::from(e.ip)).collect();
+    let want: BTreeSet<u32> =
+        (u32::from(ip("198.51.100.1"))..=u32::from(ip("198.51.100.254"))).collect();
+    assert_eq!((all.len(), &addrs), (254, &want));
+    assert_eq!(
+        vpcip_store::testing::invariants(&s).await.unwrap(),
+        Vec::<String>::new()
+    );
+    let middle = all.iter().find(|e| e.ip == ip("198.51.100.64")).unwrap();
+    let owner = tenant(&middle.tenant);
+    s.release_eip(&owner, &middle.id).await.unwrap();
+    let again = s
+        .create_eip(
+            &owner,
+            &CreateEip {
+                bandwidth_mbps: 1,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.ip, ip("198.51.100.64"));
+    let seg: Subnet = s.show(&OP, "seg").await.unwrap();
+    assert_eq!(seg.used, 254);
+}
+
 async fn client_tokens_make_creates_idempotent(s: &Store) {
     seeds_world(s).await;
     let t1 = tenant("t1");
@@ -1828,7 +1895,9 @@ async fn store_ipam_matches_the_model(s: &Store) {
         &CreateSubnet {
             name: "seg".into(),
             kind: SubnetKind::Eip,
-            range: Some("198.51.100.10-198.51.100.60".into()),
+            // More than one run of a new pool (PostgreSQL keeps 64
+            // addresses a row): taking and giving back cross their ends.
+            range: Some("198.51.100.10-198.51.100.250".into()),
             prefix_len: Some(24),
             ..Default::default()
         },
@@ -1837,7 +1906,7 @@ async fn store_ipam_matches_the_model(s: &Store) {
     .unwrap();
     let range = AddrRange {
         first: u32::from(ip("198.51.100.10")),
-        last: u32::from(ip("198.51.100.60")),
+        last: u32::from(ip("198.51.100.250")),
     };
     let mut model = FreeRanges::new(range);
     let mut held: Vec<Eip> = vec![];
@@ -1854,7 +1923,7 @@ async fn store_ipam_matches_the_model(s: &Store) {
                 model.give_back(u32::from(e.ip));
             }
             1 => {
-                let want = Ipv4Addr::from(range.first + u32::try_from((seed >> 16) % 51).unwrap());
+                let want = Ipv4Addr::from(range.first + u32::try_from((seed >> 16) % 241).unwrap());
                 let r = s
                     .create_eip(
                         &t,
@@ -2033,6 +2102,7 @@ on_both!(
     visible_recipe_in_one_call,
     race_for_ten_addresses,
     racing_allocations_and_releases_keep_the_pool_exact,
+    racing_allocations_empty_a_pool_of_many_runs,
     client_tokens_make_creates_idempotent,
     tenants_see_only_their_own,
     lists_are_paged,

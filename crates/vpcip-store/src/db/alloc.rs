@@ -37,7 +37,30 @@ impl Tx {
         reserved: &[Ipv4Addr],
     ) -> Result<(), StoreError> {
         let r = AddrRange::new(subnet.range_start, subnet.range_end);
-        self.insert_range(&subnet.id, r).await?;
+        match self.backend {
+            // Kept as runs of addresses, one row each (at most ~4,096 rows
+            // a pool): concurrent allocations of the lowest address each
+            // take the lowest run no other holds (`allocate_lowest_pg`)
+            // instead of queueing on one row. Taking and giving back work
+            // on runs as on any free ranges.
+            Backend::Postgres => {
+                let size = u64::from(r.last - r.first) + 1;
+                let run = (size / 4096).max(64);
+                self.write(
+                    "INSERT INTO ip_free_ranges (subnet_id, lo, hi)
+                     SELECT $1, lo, LEAST(lo + $4 - 1, $3)
+                     FROM generate_series($2::bigint, $3::bigint, $4::bigint) AS lo",
+                    &[
+                        subnet.id.as_str().into(),
+                        r.first.into(),
+                        r.last.into(),
+                        i64::try_from(run).unwrap_or(i64::MAX).into(),
+                    ],
+                )
+                .await?;
+            }
+            Backend::Sqlite => self.insert_range(&subnet.id, r).await?,
+        }
         let id = subnet.id.clone();
         for a in reserved {
             self.allocate(subnet, &id, Some(*a)).await?;
@@ -181,10 +204,12 @@ impl Tx {
     }
 
     /// The lowest free address in one statement: the lowest free range
-    /// shrunk from below and the address recorded (a range of that address
-    /// alone is left empty, then deleted). The range is found by its upper
-    /// end, which taking its lowest address does not change: a transaction
-    /// that waited for another taking from the same range takes the next
+    /// that no other transaction is taking from, shrunk from below (or
+    /// deleted, for its last address), and the address recorded. Alone, that is the pool's lowest address; concurrent
+    /// allocations take the lowest of different ranges (a new pool is
+    /// kept as runs: `open_pool`) rather than queue. When every range is
+    /// held, the lowest is waited for, found by its upper end, which taking
+    /// its lowest address does not change: the waiter takes the next
     /// address of the range as the other left it; if the other took its
     /// last, the next range is tried.
     async fn allocate_lowest_pg(
@@ -192,30 +217,47 @@ impl Tx {
         subnet: &Subnet,
         owner: &str,
     ) -> Result<Ipv4Addr, StoreError> {
-        const SQL: &str = "WITH u AS (
+        // First the lowest run no other transaction holds; when every run
+        // is held (or none is left), the lowest, waiting for its holder. A
+        // range's last address deletes it (its `lo` moved up could be the
+        // next run's).
+        const SKIP: &str = "WITH c AS (
+                SELECT hi FROM ip_free_ranges WHERE subnet_id = $1
+                ORDER BY lo LIMIT 1 FOR UPDATE SKIP LOCKED),
+            u AS (
                 UPDATE ip_free_ranges SET lo = lo + 1
-                WHERE subnet_id = $1 AND hi = (
-                    SELECT hi FROM ip_free_ranges WHERE subnet_id = $1 ORDER BY lo LIMIT 1)
-                RETURNING lo - 1 AS addr, hi)
+                WHERE subnet_id = $1 AND hi = (SELECT hi FROM c) AND lo < hi
+                RETURNING lo - 1 AS addr),
+            d AS (
+                DELETE FROM ip_free_ranges
+                WHERE subnet_id = $1 AND hi = (SELECT hi FROM c) AND lo = hi
+                RETURNING lo AS addr)
             INSERT INTO ip_allocations (subnet_id, addr, owner_id)
-            SELECT $1, u.addr, $2 FROM u
-            RETURNING addr, (SELECT CASE WHEN u.addr >= u.hi THEN 1 ELSE 0 END FROM u)";
+            SELECT $1, a.addr, $2 FROM (SELECT addr FROM u UNION ALL SELECT addr FROM d) AS a
+            RETURNING addr";
+        const WAIT: &str = "WITH c AS (
+                SELECT hi FROM ip_free_ranges WHERE subnet_id = $1 ORDER BY lo LIMIT 1),
+            u AS (
+                UPDATE ip_free_ranges SET lo = lo + 1
+                WHERE subnet_id = $1 AND hi = (SELECT hi FROM c) AND lo < hi
+                RETURNING lo - 1 AS addr),
+            d AS (
+                DELETE FROM ip_free_ranges
+                WHERE subnet_id = $1 AND hi = (SELECT hi FROM c) AND lo = hi
+                RETURNING lo AS addr)
+            INSERT INTO ip_allocations (subnet_id, addr, owner_id)
+            SELECT $1, a.addr, $2 FROM (SELECT addr FROM u UNION ALL SELECT addr FROM d) AS a
+            RETURNING addr";
         self.dirty = true;
-        for _ in 0..16 {
+        for attempt in 0..16 {
+            let sql = if attempt == 0 { SKIP } else { WAIT };
             let res = self
                 .sql
-                .query_opt(SQL, &[subnet.id.as_str().into(), owner.into()])
+                .query_opt(sql, &[subnet.id.as_str().into(), owner.into()])
                 .await;
             match res {
                 Ok(Some(row)) => {
                     let addr = row.u32(0)?;
-                    if row.int(1)? != 0 {
-                        self.write(
-                            "DELETE FROM ip_free_ranges WHERE subnet_id = $1 AND hi = $2",
-                            &[subnet.id.as_str().into(), addr.into()],
-                        )
-                        .await?;
-                    }
                     self.add_used(&subnet.id, 1);
                     return Ok(Ipv4Addr::from(addr));
                 }

@@ -26,6 +26,8 @@ use crate::sql::{Pool, Row, SqlTx, Val};
 
 mod alloc;
 pub use alloc::PoolUse;
+mod conn;
+use conn::{Conn, NewRow};
 mod migrations;
 mod resource;
 mod scope;
@@ -175,7 +177,7 @@ impl Db {
 
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         Ok(Tx {
-            sql: self.pool.begin().await?,
+            sql: Conn::new(self.pool.begin().await?, self.backend),
             backend: self.backend,
             dirty: false,
             log: Vec::new(),
@@ -213,7 +215,7 @@ impl Db {
     /// A read-only transaction (one consistent snapshot).
     pub async fn begin_read(&self) -> Result<Tx, StoreError> {
         Ok(Tx {
-            sql: self.pool.begin_read().await?,
+            sql: Conn::new(self.pool.begin_read().await?, self.backend),
             backend: self.backend,
             dirty: false,
             log: Vec::new(),
@@ -233,7 +235,7 @@ pub enum Claim<R> {
 
 /// One transaction: every mutation of the store is exactly one of these.
 pub struct Tx {
-    pub(crate) sql: SqlTx,
+    pub(crate) sql: Conn,
     pub backend: Backend,
     /// Whether this transaction wrote anything (then commit bumps the
     /// revision).

@@ -29,8 +29,13 @@ impl Tx {
     pub async fn commit(mut self) -> Result<(), StoreError> {
         let wrote = self.dirty;
         if wrote {
-            self.count_and_check().await?;
-            self.bump_and_log().await?;
+            match self.backend {
+                Backend::Postgres => self.finish_pg().await?,
+                Backend::Sqlite => {
+                    self.count_and_check_sqlite().await?;
+                    self.bump_and_log_sqlite().await?;
+                }
+            }
         }
         let changes = self.changes.take();
         self.sql.commit().await?;
@@ -40,43 +45,19 @@ impl Tx {
         Ok(())
     }
 
-    /// Adds this transaction's creations and deletions to the tenants'
-    /// counts (what quotas are checked against; one statement on
-    /// PostgreSQL, rows taken in key order) and refuses a count beyond its
-    /// quota.
-    async fn count_and_check(&mut self) -> Result<(), StoreError> {
-        let usage = std::mem::take(&mut self.usage);
-        let deltas: Vec<serde_json::Value> = usage
+    /// This transaction's changes of the tenants' counts (what quotas are
+    /// checked against), as JSON rows.
+    fn usage_deltas(&self) -> Vec<serde_json::Value> {
+        self.usage
             .iter()
             .filter(|(_, by)| **by != 0)
             .map(|((tenant, kind), by)| serde_json::json!({"tenant": tenant, "kind": kind, "by": by}))
-            .collect();
-        if deltas.is_empty() {
-            return Ok(());
-        }
-        let counted = self
-            .sql
-            .query(
-                match self.backend {
-                    Backend::Postgres => {
-                        "INSERT INTO usage (tenant, kind, n)
-                         SELECT x.tenant, x.kind, x.by
-                         FROM json_to_recordset($1::json) AS x(tenant text, kind text, by bigint)
-                         ORDER BY x.tenant, x.kind
-                         ON CONFLICT (tenant, kind) DO UPDATE SET n = usage.n + excluded.n
-                         RETURNING tenant, kind, n"
-                    }
-                    Backend::Sqlite => {
-                        "INSERT INTO usage (tenant, kind, n)
-                         SELECT j.value ->> 'tenant', j.value ->> 'kind', j.value ->> 'by'
-                         FROM json_each($1) AS j WHERE true
-                         ON CONFLICT (tenant, kind) DO UPDATE SET n = usage.n + excluded.n
-                         RETURNING tenant, kind, n"
-                    }
-                },
-                &[serde_json::Value::Array(deltas).to_string().into()],
-            )
-            .await?;
+            .collect()
+    }
+
+    /// Refuses a count (tenant, kind, count as this transaction leaves
+    /// it) beyond its quota, for the kinds this transaction created.
+    fn check_counts(&self, counted: Vec<Row>) -> Result<(), StoreError> {
         for row in counted {
             let (tenant, kind, n) = (row.text(0)?, row.text(1)?, row.int(2)?);
             let Some(((_, key), (name, limit))) = self
@@ -86,7 +67,11 @@ impl Tx {
             else {
                 continue;
             };
-            let by = usage.get(&(tenant.clone(), *key)).copied().unwrap_or(0);
+            let by = self
+                .usage
+                .get(&(tenant.clone(), *key))
+                .copied()
+                .unwrap_or(0);
             if by > 0 && n > i64::from(*limit) {
                 return Err(RuleError::QuotaExceeded {
                     tenant,
@@ -100,19 +85,117 @@ impl Tx {
         Ok(())
     }
 
-    /// Bumps the revision and logs this transaction's resources under it
-    /// (the last write of each), after adding its changes of addresses in
-    /// use to its subnets' documents (logged as they are then): one
-    /// statement on PostgreSQL, the subnets' rows before the revision's.
-    async fn bump_and_log(&mut self) -> Result<(), StoreError> {
-        let used: Vec<serde_json::Value> = std::mem::take(&mut self.addresses_used)
+    /// The changes of subnets' counts of addresses in use, as JSON rows.
+    fn used_deltas(&mut self) -> Vec<serde_json::Value> {
+        std::mem::take(&mut self.addresses_used)
             .into_iter()
             .filter(|(_, by)| *by != 0)
             .map(|(id, by)| serde_json::json!({"id": id, "by": by}))
+            .collect()
+    }
+
+    /// The change log's rows: the last write of each resource.
+    fn log_rows(&mut self) -> String {
+        let mut seen = std::collections::BTreeSet::new();
+        let log: Vec<serde_json::Value> = std::mem::take(&mut self.log)
+            .into_iter()
+            .rev()
+            .filter(|(id, _, _)| seen.insert(id.clone()))
+            .map(|(id, kind, doc)| serde_json::json!({"id": id, "kind": kind, "doc": doc}))
             .collect();
-        let counted = !used.is_empty();
-        let used = serde_json::Value::Array(used).to_string();
-        if self.backend == Backend::Sqlite && counted {
+        serde_json::Value::Array(log).to_string()
+    }
+
+    /// PostgreSQL's end of a writing transaction, in one statement: the
+    /// insert still waiting (see `conn.rs`), the tenants' counts (rows
+    /// taken in key order, then checked against the quotas), the subnets'
+    /// counts of addresses in use, the revision's bump and the change log
+    /// — the rows locked in that order by every transaction: no deadlock,
+    /// and the hot ones (a tenant's count, a subnet, the revision) held
+    /// only from here to the commit.
+    async fn finish_pg(&mut self) -> Result<(), StoreError> {
+        let pending = self.sql.take_pending();
+        let inserted = serde_json::to_string(&pending.iter().collect::<Vec<_>>())
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let usage = serde_json::Value::Array(self.usage_deltas()).to_string();
+        let used = serde_json::Value::Array(self.used_deltas()).to_string();
+        let log = self.log_rows();
+        // Each step waits for the one before by reading it (`(SELECT
+        // COUNT(*) FROM …) >= 0`, evaluated once before its own rows).
+        let counted = self
+            .sql
+            .query(
+                "WITH i AS (
+                     INSERT INTO resources (id, kind, tenant, name, parent, attached, doc, created_at)
+                     SELECT x.id, x.kind, x.tenant, x.name, x.parent, x.attached, x.doc, x.created_at
+                     FROM json_to_recordset($3::json) AS x(id text, kind text, tenant text, name text,
+                         parent text, attached text, doc text, created_at bigint)
+                     RETURNING id),
+                 u AS (
+                     INSERT INTO usage (tenant, kind, n)
+                     SELECT x.tenant, x.kind, x.by
+                     FROM json_to_recordset($4::json) AS x(tenant text, kind text, by bigint)
+                     WHERE (SELECT COUNT(*) FROM i) >= 0
+                     ORDER BY x.tenant, x.kind
+                     ON CONFLICT (tenant, kind) DO UPDATE SET n = usage.n + excluded.n
+                     RETURNING tenant, kind, n),
+                 p AS (
+                     UPDATE resources AS s
+                     SET doc = jsonb_set(s.doc::jsonb, '{used}',
+                         to_jsonb(((s.doc::jsonb) ->> 'used')::bigint + x.by))::text
+                     FROM json_to_recordset($2::json) AS x(id text, by bigint)
+                     WHERE s.kind = 'subnet' AND s.id = x.id AND (SELECT COUNT(*) FROM u) >= 0
+                     RETURNING s.id, s.kind, s.doc),
+                 r AS (
+                     UPDATE revision SET value = value + 1
+                     WHERE id = 1 AND (SELECT COUNT(*) FROM p) >= 0
+                     RETURNING value),
+                 l AS (
+                     INSERT INTO changes (rev, id, kind, doc)
+                     SELECT r.value, x.id, x.kind, x.doc
+                     FROM r, json_to_recordset($1::json) AS x(id text, kind text, doc text)
+                     WHERE x.id NOT IN (SELECT id FROM p)
+                     UNION ALL
+                     SELECT r.value, p.id, p.kind, p.doc FROM r, p)
+                 SELECT tenant, kind, n FROM u",
+                &[log.into(), used.into(), inserted.into(), usage.into()],
+            )
+            .await;
+        let counted = match (counted, pending) {
+            (Err(e), Some(row)) => return Err(row.refusal(e)),
+            (res, _) => res?,
+        };
+        self.check_counts(counted)
+    }
+
+    /// SQLite: adds this transaction's creations and deletions to the
+    /// tenants' counts and refuses a count beyond its quota.
+    async fn count_and_check_sqlite(&mut self) -> Result<(), StoreError> {
+        let deltas = self.usage_deltas();
+        if deltas.is_empty() {
+            return Ok(());
+        }
+        let counted = self
+            .sql
+            .query(
+                "INSERT INTO usage (tenant, kind, n)
+                 SELECT j.value ->> 'tenant', j.value ->> 'kind', j.value ->> 'by'
+                 FROM json_each($1) AS j WHERE true
+                 ON CONFLICT (tenant, kind) DO UPDATE SET n = usage.n + excluded.n
+                 RETURNING tenant, kind, n",
+                &[serde_json::Value::Array(deltas).to_string().into()],
+            )
+            .await?;
+        self.check_counts(counted)
+    }
+
+    /// SQLite: adds this transaction's changes of addresses in use to its
+    /// subnets' documents (logged as they are then), bumps the revision
+    /// and logs this transaction's resources under it.
+    async fn bump_and_log_sqlite(&mut self) -> Result<(), StoreError> {
+        let used = self.used_deltas();
+        if !used.is_empty() {
+            let used = serde_json::Value::Array(used).to_string();
             let patched = self
                 .sql
                 .query(
@@ -131,56 +214,19 @@ impl Tx {
                     .push((row.text(0)?, Kind::Subnet.key(), Some(row.text(1)?)));
             }
         }
-        let mut seen = std::collections::BTreeSet::new();
-        let log: Vec<serde_json::Value> = std::mem::take(&mut self.log)
-            .into_iter()
-            .rev()
-            .filter(|(id, _, _)| seen.insert(id.clone()))
-            .map(|(id, kind, doc)| serde_json::json!({"id": id, "kind": kind, "doc": doc}))
-            .collect();
-        let log = serde_json::Value::Array(log).to_string();
-        match self.backend {
-            Backend::Postgres => {
-                // The revision's row is taken after the subnets' (its
-                // condition reads `p` first), as every transaction takes
-                // them: no deadlock.
-                self.sql
-                    .execute(
-                        "WITH p AS (
-                             UPDATE resources AS s
-                             SET doc = jsonb_set(s.doc::jsonb, '{used}',
-                                 to_jsonb(((s.doc::jsonb) ->> 'used')::bigint + x.by))::text
-                             FROM json_to_recordset($2::json) AS x(id text, by bigint)
-                             WHERE s.kind = 'subnet' AND s.id = x.id
-                             RETURNING s.id, s.kind, s.doc),
-                         r AS (UPDATE revision SET value = value + 1
-                               WHERE id = 1 AND (SELECT COUNT(*) FROM p) >= 0
-                               RETURNING value)
-                         INSERT INTO changes (rev, id, kind, doc)
-                         SELECT r.value, x.id, x.kind, x.doc
-                         FROM r, json_to_recordset($1::json) AS x(id text, kind text, doc text)
-                         WHERE x.id NOT IN (SELECT id FROM p)
-                         UNION ALL
-                         SELECT r.value, p.id, p.kind, p.doc FROM r, p",
-                        &[log.into(), used.into()],
-                    )
-                    .await?;
-            }
-            Backend::Sqlite => {
-                self.sql
-                    .execute("UPDATE revision SET value = value + 1 WHERE id = 1", &[])
-                    .await?;
-                self.sql
-                    .execute(
-                        "INSERT INTO changes (rev, id, kind, doc)
-                         SELECT (SELECT value FROM revision WHERE id = 1),
-                                j.value ->> 'id', j.value ->> 'kind', j.value ->> 'doc'
-                         FROM json_each($1) AS j",
-                        &[log.into()],
-                    )
-                    .await?;
-            }
-        }
+        let log = self.log_rows();
+        self.sql
+            .execute("UPDATE revision SET value = value + 1 WHERE id = 1", &[])
+            .await?;
+        self.sql
+            .execute(
+                "INSERT INTO changes (rev, id, kind, doc)
+                 SELECT (SELECT value FROM revision WHERE id = 1),
+                        j.value ->> 'id', j.value ->> 'kind', j.value ->> 'doc'
+                 FROM json_each($1) AS j",
+                &[log.into()],
+            )
+            .await?;
         Ok(())
     }
 
@@ -253,39 +299,17 @@ impl Tx {
         rows.iter().map(|r| from_doc(&r.text(0)?)).collect()
     }
 
+    /// Inserts a new resource (on PostgreSQL with the transaction's next
+    /// statement: see `conn.rs`); a name the tenant already uses for its
+    /// kind is refused, then or at the latest at commit.
     pub async fn insert<R: Resource>(&mut self, r: &R) -> Result<(), StoreError> {
         let doc = serde_json::to_string(r).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let logged = doc.clone();
-        let res = self
-            .write(
-                "INSERT INTO resources (id, kind, tenant, name, parent, attached, doc, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                &[
-                    r.id().into(),
-                    R::KIND.key().into(),
-                    r.tenant().into(),
-                    (!r.name().is_empty()).then(|| r.name()).into(),
-                    r.parent().into(),
-                    r.attached().into(),
-                    doc.into(),
-                    now().into(),
-                ],
-            )
-            .await;
-        match res {
-            Err(e) if e.is_unique_violation() => Err(RuleError::NameTaken {
-                kind: R::KIND.as_str(),
-                name: r.name().to_string(),
-            }
-            .into()),
-            Err(e) => Err(e),
-            Ok(_) => {
-                self.log
-                    .push((r.id().to_string(), R::KIND.key(), Some(logged)));
-                self.add_usage(r.tenant(), R::KIND, 1);
-                Ok(())
-            }
-        }
+        self.dirty = true;
+        self.sql.insert(NewRow::of(r, doc.clone())).await?;
+        self.log
+            .push((r.id().to_string(), R::KIND.key(), Some(doc)));
+        self.add_usage(r.tenant(), R::KIND, 1);
+        Ok(())
     }
 
     pub async fn update<R: Resource>(&mut self, r: &R) -> Result<(), StoreError> {

@@ -111,25 +111,36 @@ impl Store {
             _ => scope.tenant().to_string(),
         };
         tx.check_quota(&tenant, Kind::Eip);
-        // The target is looked up and locked before the address is taken:
-        // allocations in a segment queue on its lowest free range from
-        // there to the commit, which is kept short.
+        // The target is looked up, locked and bound before the address is
+        // taken: allocations in a segment queue on its lowest free range
+        // from there to the commit, which is kept short (the EIP's own
+        // insert rides in the commit's statement). A visible-mode bind
+        // checks the address: without a chosen one, it is taken first.
         let bind = match &req.bind {
             Some(b) => Some((b, prepare_bind(tx, scope, &b.target).await?)),
             None => None,
         };
-        let (subnet, ip) =
-            allocate_eip_address(tx, scope, &id, req.subnet.as_deref(), req.ip).await?;
         let mut eip = Eip {
             id,
             tenant,
             name: req.name.clone().unwrap_or_default(),
-            subnet_id: subnet.id.clone(),
-            ip,
+            subnet_id: String::new(),
+            ip: req.ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
             bandwidth_mbps: req.bandwidth_mbps,
             binding: EipBinding::Unbound,
             algs: dedup(&req.algs),
         };
+        let bind = match bind {
+            Some((b, target)) if b.mode == EipMode::Nat || req.ip.is_some() => {
+                finish_bind(tx, &mut eip, target, b).await?;
+                None
+            }
+            later => later,
+        };
+        let (subnet, ip) =
+            allocate_eip_address(tx, scope, &eip.id, req.subnet.as_deref(), req.ip).await?;
+        eip.subnet_id = subnet.id;
+        eip.ip = ip;
         if let Some((b, target)) = bind {
             finish_bind(tx, &mut eip, target, b).await?;
         }
