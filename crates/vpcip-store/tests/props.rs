@@ -376,6 +376,11 @@ enum WatchOp {
     Rule(u16),
     Server,
     DeleteServer(usize),
+    /// An EIP's bandwidth: limited (an HTB class on its router) or not.
+    Bandwidth(usize, bool),
+    /// An EIP from the second segment (its addresses' classes those of
+    /// the first's).
+    CreateEip2,
 }
 
 fn watch_op() -> impl Strategy<Value = WatchOp> {
@@ -385,6 +390,8 @@ fn watch_op() -> impl Strategy<Value = WatchOp> {
         1 => (1u16..1000).prop_map(WatchOp::Rule),
         1 => Just(WatchOp::Server),
         1 => (0usize..64).prop_map(WatchOp::DeleteServer),
+        2 => (0usize..64, any::<bool>()).prop_map(|(i, l)| WatchOp::Bandwidth(i, l)),
+        1 => Just(WatchOp::CreateEip2),
     ]
 }
 
@@ -496,6 +503,38 @@ async fn apply_watch(s: &Store, w: &World, web: &str, op: &WatchOp) -> Result<()
             )
             .await
             .map(drop),
+        WatchOp::CreateEip2 => s
+            .create_eip(
+                &t,
+                &CreateEip {
+                    bandwidth_mbps: 1,
+                    subnet: Some("seg2".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map(drop),
+        WatchOp::Bandwidth(i, limited) => {
+            let eips = s.list::<Eip>(&t, None, None, Some(1000)).await?.items;
+            match pick(&eips, *i) {
+                Some(e) => s
+                    .update_eip(
+                        &t,
+                        &e.id,
+                        &UpdateEip {
+                            bandwidth_mbps: Some(if *limited {
+                                5
+                            } else {
+                                vpcip_model::rules::MAX_BANDWIDTH_MBPS
+                            }),
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .map(drop),
+                None => Ok(()),
+            }
+        }
         WatchOp::DeleteServer(i) => {
             let servers = s.list::<Server>(&t, None, None, Some(1000)).await?.items;
             match pick(&servers, *i) {
@@ -540,6 +579,21 @@ async fn watch_matches_snapshots(s: &Store, ops: &[WatchOp]) {
     let ids = agents(s).await;
     let w = world(s).await;
     let web = web_group(s).await;
+    // A second segment whose addresses share their low 16 bits (their
+    // own HTB classes) with the first's: once both hold bound, limited
+    // EIPs of one VPC, classes are shared and one EIP's bind can move
+    // another's class.
+    s.create_subnet(
+        &Scope::Operator,
+        &CreateSubnet {
+            name: "seg2".into(),
+            kind: SubnetKind::Eip,
+            cidr: Some("172.16.100.0/28".parse().unwrap()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     // One bound EIP to start from: NAT entries from the first operation.
     apply(s, &w, &Op::CreateEip).await.unwrap();
     apply(s, &w, &Op::BindEipNic(0, 0, false)).await.unwrap();

@@ -54,7 +54,7 @@ impl Entry {
         match self {
             Entry::Gateway(_) => "gateway".into(),
             Entry::Router(r) => router_key(&r.vpc_id),
-            Entry::Nat(n) => format!("{}{}", nat_prefix(&n.vpc_id), n.nat.eip),
+            Entry::Nat(n) => nat_key(&n.vpc_id, n.nat.eip),
             Entry::Domain(d) => format!("domain/{}", d.vni),
             Entry::Port(p) => format!("port/{}", p.nic_id),
             Entry::Group(g) => format!("group/{}", g.id),
@@ -70,6 +70,11 @@ pub fn router_key(vpc_id: &str) -> String {
 /// What the keys of VPC `vpc_id`'s NAT entries start with.
 pub fn nat_prefix(vpc_id: &str) -> String {
     format!("nat/{vpc_id}/")
+}
+
+/// The key of the NAT entry of EIP `eip` on VPC `vpc_id`'s router.
+pub fn nat_key(vpc_id: &str, eip: Ipv4Addr) -> String {
+    format!("{}{eip}", nat_prefix(vpc_id))
 }
 
 /// One entry set (`entry`) or removed (`entry` absent) under `key`.

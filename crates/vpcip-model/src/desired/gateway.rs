@@ -43,7 +43,7 @@ pub fn assign_classes(eips: &[Ipv4Addr]) -> Vec<Option<u16>> {
             if free == 0 {
                 return None;
             }
-            let mut c = (u32::from(*ip) & 0xffff).clamp(1, LAST);
+            let mut c = u32::from(natural_class(*ip));
             while taken[c as usize] {
                 c = if c == LAST { 1 } else { c + 1 };
             }
@@ -52,6 +52,39 @@ pub fn assign_classes(eips: &[Ipv4Addr]) -> Vec<Option<u16>> {
             u16::try_from(c).ok()
         })
         .collect()
+}
+
+/// An EIP's own HTB class: its address's low 16 bits, kept within 1 to
+/// 0xfffe. Where no two limited EIPs of a router share theirs, each has
+/// its own ([`assign_classes`]).
+pub fn natural_class(ip: Ipv4Addr) -> u16 {
+    u16::try_from((u32::from(ip) & 0xffff).clamp(1, 0xfffe)).unwrap_or(1)
+}
+
+/// Whether EIP `e` is shaped on its router (a bandwidth below the line
+/// rate): it then takes an HTB class.
+pub fn is_limited(e: &Eip) -> bool {
+    e.bandwidth_mbps < crate::rules::MAX_BANDWIDTH_MBPS
+}
+
+/// The NAT entry of a bound EIP (None unbound), with its HTB class if it
+/// is limited.
+pub fn nat_entry(e: &Eip, class: Option<u16>) -> Option<NatEntry> {
+    let p = e.private_ip()?;
+    Some(NatEntry {
+        eip: e.ip,
+        private_ip: if e.mode() == EipMode::Visible {
+            e.ip
+        } else {
+            p
+        },
+        eip_id: e.id.clone(),
+        shaping: class.map(|class| Shaping {
+            class,
+            mbps: e.bandwidth_mbps,
+        }),
+        algs: e.algs.clone(),
+    })
 }
 
 /// A subnet's L2 domain: its VXLAN network identifier and the VTEPs (the

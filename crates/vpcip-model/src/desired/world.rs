@@ -180,7 +180,7 @@ impl World<'_> {
                 bound_here.sort_by_key(|e| e.ip);
                 let limited: Vec<Ipv4Addr> = bound_here
                     .iter()
-                    .filter(|e| e.bandwidth_mbps < crate::rules::MAX_BANDWIDTH_MBPS)
+                    .filter(|e| is_limited(e))
                     .map(|e| e.ip)
                     .collect();
                 let classes: BTreeMap<Ipv4Addr, u16> = limited
@@ -190,22 +190,7 @@ impl World<'_> {
                     .collect();
                 let nat: Vec<NatEntry> = bound_here
                     .iter()
-                    .filter_map(|e| {
-                        e.private_ip().map(|p| NatEntry {
-                            eip: e.ip,
-                            private_ip: if e.mode() == EipMode::Visible {
-                                e.ip
-                            } else {
-                                p
-                            },
-                            eip_id: e.id.clone(),
-                            shaping: classes.get(&e.ip).map(|&class| Shaping {
-                                class,
-                                mbps: e.bandwidth_mbps,
-                            }),
-                            algs: e.algs.clone(),
-                        })
-                    })
+                    .filter_map(|e| nat_entry(e, classes.get(&e.ip).copied()))
                     .collect();
                 let mut visible: Vec<Ipv4Addr> = in_vpc
                     .iter()

@@ -96,9 +96,16 @@ impl Watch {
     }
 
     /// Sets agent `agent`'s entries to `new` (over the keys under
-    /// `prefixes`; all with an empty prefix), recording the difference at
-    /// `revision`.
-    fn update(&self, agent: &Agent, revision: i64, new: &Entries, prefixes: &[String]) {
+    /// `prefixes`; all with an empty prefix) and applies `more` (keys
+    /// outside them), recording the difference at `revision`.
+    fn update(
+        &self,
+        agent: &Agent,
+        revision: i64,
+        new: &Entries,
+        prefixes: &[String],
+        more: &[Change],
+    ) {
         let view = {
             let mut views = lock(&self.views);
             views
@@ -117,7 +124,12 @@ impl Watch {
                 .clone()
         };
         let mut v = lock(&view);
-        let changes = v.entries.diff_under(new, prefixes);
+        let mut changes = v.entries.diff_under(new, prefixes);
+        changes.extend(
+            more.iter()
+                .filter(|c| v.entries.map.get(&c.key) != c.entry.as_ref())
+                .cloned(),
+        );
         if changes.is_empty() {
             return;
         }
@@ -327,7 +339,16 @@ impl Store {
         // covers, once for all of them: the whole world (every key) when
         // everything changed.
         let mut memo = slice::HostMemo::default();
-        let gateways = if dirty.all {
+        let serving = cache.agents.values().any(|a| a.role == AgentRole::Gateway);
+        // Single EIPs' NAT entries (their routers otherwise unchanged).
+        let nats = if serving {
+            cache.nat_changes(dirty)
+        } else {
+            Vec::new()
+        };
+        let gateways = if !serving {
+            None
+        } else if dirty.all {
             Some((cache.whole(), None, vec![String::new()]))
         } else {
             (!dirty.routers.is_empty()).then(|| {
@@ -344,6 +365,9 @@ impl Store {
             match agent.role {
                 AgentRole::Gateway => {
                     let Some((slice, vteps, prefixes)) = &gateways else {
+                        if !nats.is_empty() {
+                            watch.update(agent, revision, &Entries::default(), &[], &nats);
+                        }
                         continue;
                     };
                     let world = slice.world(&self.dhcp);
@@ -357,7 +381,7 @@ impl Store {
                         gateway: Some(state),
                         host: None,
                     });
-                    watch.update(agent, revision, &new, prefixes);
+                    watch.update(agent, revision, &new, prefixes, &nats);
                 }
                 AgentRole::Host if dirty.all || dirty.hosts.contains(&agent.name) => {
                     let new = Entries::of(&Desired {
@@ -365,7 +389,7 @@ impl Store {
                         gateway: None,
                         host: Some(cache.host(agent, &self.dhcp, &mut memo)),
                     });
-                    watch.update(agent, revision, &new, &[String::new()]);
+                    watch.update(agent, revision, &new, &[String::new()], &[]);
                 }
                 _ => {}
             }

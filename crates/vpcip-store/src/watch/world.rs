@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::de::DeserializeOwned;
-use vpcip_model::desired::Agent;
+use vpcip_model::desired::{self, Agent};
 use vpcip_model::*;
 
 use crate::StoreError;
@@ -42,11 +42,15 @@ pub(crate) struct Dirty {
     pub routers: BTreeSet<String>,
     /// Hosts (by name) whose whole state is computed again.
     pub hosts: BTreeSet<String>,
+    /// Single NAT entries of routers otherwise unchanged, on every
+    /// gateway: by VPC, each entry's key with the EIPs that may now hold
+    /// it (none: it is removed).
+    pub nats: BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
 }
 
 impl Dirty {
     pub fn is_empty(&self) -> bool {
-        !self.all && self.routers.is_empty() && self.hosts.is_empty()
+        !self.all && self.routers.is_empty() && self.hosts.is_empty() && self.nats.is_empty()
     }
 }
 
@@ -120,6 +124,12 @@ pub(crate) struct Cache {
     pub(super) hosts_by_subnet: HashMap<String, BTreeMap<String, u32>>,
     /// The hosts with a port in a group (with how many), by group.
     hosts_by_group: HashMap<String, BTreeMap<String, u32>>,
+    /// The bound, limited EIPs of each VPC by their own HTB class
+    /// ([`desired::natural_class`]), with how many share it; and the VPCs
+    /// where two or more do. Where none do, each has its own class, and a
+    /// bind, unbind or change of one is its NAT entry alone.
+    limited_classes: HashMap<String, HashMap<u16, u32>>,
+    shared_classes: HashMap<String, u32>,
 }
 
 /// A NIC on a host: the host, its subnet and groups.
@@ -217,9 +227,42 @@ impl Cache {
                     id,
                 );
                 if old != new {
-                    for e in [&old, &new].into_iter().flatten() {
-                        if let Some(vpc) = e.vpc_id() {
+                    let bound = || {
+                        [&old, &new]
+                            .into_iter()
+                            .flatten()
+                            .filter(|e| e.vpc_id().is_some())
+                    };
+                    let shared_before: BTreeSet<String> = bound()
+                        .filter_map(Eip::vpc_id)
+                        .filter(|v| self.shared_classes.contains_key(*v))
+                        .map(str::to_string)
+                        .collect();
+                    for (e, by) in [(&old, -1), (&new, 1)] {
+                        if let Some(e) = e
+                            && let Some(vpc) = e.vpc_id()
+                            && desired::is_limited(e)
+                        {
+                            self.count_class(vpc, e.ip, by);
+                        }
+                    }
+                    for e in bound() {
+                        let vpc = e.vpc_id().unwrap_or_default();
+                        // A visible EIP is in its router's own entry; where
+                        // classes are shared, one EIP's can move others'.
+                        if e.mode() == EipMode::Visible
+                            || shared_before.contains(vpc)
+                            || self.shared_classes.contains_key(vpc)
+                        {
                             dirty.routers.insert(vpc.to_string());
+                        } else {
+                            dirty
+                                .nats
+                                .entry(vpc.to_string())
+                                .or_default()
+                                .entry(desired::nat_key(vpc, e.ip))
+                                .or_default()
+                                .insert(id.to_string());
                         }
                     }
                 }
@@ -352,6 +395,68 @@ impl Cache {
     }
 
     /// The host a NIC's server is placed on.
+    /// Adds `by` to the count of VPC `vpc`'s bound, limited EIPs with
+    /// the class of `ip`.
+    fn count_class(&mut self, vpc: &str, ip: std::net::Ipv4Addr, by: i32) {
+        let class = desired::natural_class(ip);
+        let classes = self.limited_classes.entry(vpc.to_string()).or_default();
+        let n = classes.entry(class).or_default();
+        let before = *n;
+        *n = n.saturating_add_signed(by);
+        let after = *n;
+        if after == 0 {
+            classes.remove(&class);
+        }
+        if classes.is_empty() {
+            self.limited_classes.remove(vpc);
+        }
+        let shared = self.shared_classes.entry(vpc.to_string()).or_default();
+        match (before > 1, after > 1) {
+            (false, true) => *shared += 1,
+            (true, false) => *shared = shared.saturating_sub(1),
+            _ => {}
+        }
+        if *shared == 0 {
+            self.shared_classes.remove(vpc);
+        }
+    }
+
+    /// The NAT entries `dirty.nats` names (routers computed whole left
+    /// out), the same on every gateway: each key set from the EIP that
+    /// now holds it, or removed.
+    pub fn nat_changes(&self, dirty: &Dirty) -> Vec<desired::Change> {
+        let mut out = Vec::new();
+        for (vpc, keys) in &dirty.nats {
+            if dirty.all
+                || dirty.routers.contains(vpc)
+                || self.vpcs.get(vpc).is_none_or(|v| v.is_default)
+            {
+                continue;
+            }
+            for (key, ids) in keys {
+                let entry = ids
+                    .iter()
+                    .filter_map(|id| self.eips.get(id))
+                    .filter(|e| e.vpc_id() == Some(vpc) && desired::nat_key(vpc, e.ip) == *key)
+                    .find_map(|e| {
+                        let class = desired::is_limited(e).then(|| desired::natural_class(e.ip));
+                        desired::nat_entry(e, class)
+                    })
+                    .map(|nat| {
+                        desired::Entry::Nat(desired::RouterNat {
+                            vpc_id: vpc.clone(),
+                            nat,
+                        })
+                    });
+                out.push(desired::Change {
+                    key: key.clone(),
+                    entry,
+                });
+            }
+        }
+        out
+    }
+
     fn host_of_nic(&self, nic: &str) -> Option<String> {
         let server = self.servers.get(self.server_of_nic.get(nic)?)?;
         server.host.clone()
