@@ -103,10 +103,10 @@ impl Tx {
         from_doc(&row.text(0)?)
     }
 
-    /// Allocates an address in `subnet` (the caller holds its row from
-    /// [`Tx::pool_subnet`]: [`PoolUse::Lowest`] is enough for the lowest,
-    /// a chosen address needs [`PoolUse::Rewrite`]): `want`, or the
-    /// lowest free one. Costs one index look-up and two or three row
+    /// Allocates an address in `subnet`: `want` (the caller holds the
+    /// subnet's row from [`Tx::pool_subnet`] with [`PoolUse::Rewrite`]),
+    /// or the lowest free one (its statement holds the subnet, as
+    /// [`PoolUse::Lowest`] does). Costs one index look-up and two or three row
     /// writes, whatever the number of addresses taken (the lowest: one
     /// statement on PostgreSQL). The subnet's count of addresses in use
     /// changes at commit (`subnet.used` is left as read).
@@ -217,12 +217,16 @@ impl Tx {
         subnet: &Subnet,
         owner: &str,
     ) -> Result<Ipv4Addr, StoreError> {
+        // The subnet is held (FOR KEY SHARE: not deleted, nor its pool
+        // rewritten, until the commit) by the statement itself.
         // First the lowest run no other transaction holds; when every run
         // is held (or none is left), the lowest, waiting for its holder. A
         // range's last address deletes it (its `lo` moved up could be the
         // next run's).
-        const SKIP: &str = "WITH c AS (
-                SELECT hi FROM ip_free_ranges WHERE subnet_id = $1
+        const SKIP: &str = "WITH s AS (
+                SELECT id FROM resources WHERE id = $1 AND kind = 'subnet' FOR KEY SHARE),
+            c AS (
+                SELECT hi FROM ip_free_ranges WHERE subnet_id = (SELECT id FROM s)
                 ORDER BY lo LIMIT 1 FOR UPDATE SKIP LOCKED),
             u AS (
                 UPDATE ip_free_ranges SET lo = lo + 1
@@ -235,8 +239,11 @@ impl Tx {
             INSERT INTO ip_allocations (subnet_id, addr, owner_id)
             SELECT $1, a.addr, $2 FROM (SELECT addr FROM u UNION ALL SELECT addr FROM d) AS a
             RETURNING addr";
-        const WAIT: &str = "WITH c AS (
-                SELECT hi FROM ip_free_ranges WHERE subnet_id = $1 ORDER BY lo LIMIT 1),
+        const WAIT: &str = "WITH s AS (
+                SELECT id FROM resources WHERE id = $1 AND kind = 'subnet' FOR KEY SHARE),
+            c AS (
+                SELECT hi FROM ip_free_ranges WHERE subnet_id = (SELECT id FROM s)
+                ORDER BY lo LIMIT 1),
             u AS (
                 UPDATE ip_free_ranges SET lo = lo + 1
                 WHERE subnet_id = $1 AND hi = (SELECT hi FROM c) AND lo < hi

@@ -20,17 +20,22 @@ pub(crate) async fn resolve_target(
 ) -> Result<ResolvedTarget, StoreError> {
     Ok(match target {
         EipTarget::Server(key) => {
-            let server: Server = tx.find(scope, key, false).await?;
-            let primary = server
-                .nic_ids
-                .first()
-                .ok_or_else(|| RuleError::ServerWithoutNic {
-                    server: server.label().to_string(),
-                })?;
-            ResolvedTarget::Nic(tx.get(primary, true).await?)
+            let primary = primary_nic(tx, scope, key).await?;
+            ResolvedTarget::Nic(tx.get(&primary, true).await?)
         }
         EipTarget::Nic(key) => ResolvedTarget::Nic(tx.find(scope, key, true).await?),
         EipTarget::Vip(key) => ResolvedTarget::Vip(tx.find(scope, key, true).await?),
+    })
+}
+
+/// The ID of server `key`'s primary NIC.
+async fn primary_nic(tx: &mut Tx, scope: &Scope, key: &str) -> Result<String, StoreError> {
+    let server: Server = tx.find(scope, key, false).await?;
+    server.nic_ids.first().cloned().ok_or_else(|| {
+        RuleError::ServerWithoutNic {
+            server: server.label().to_string(),
+        }
+        .into()
     })
 }
 
@@ -60,6 +65,15 @@ pub(crate) async fn prepare_bind(
     scope: &Scope,
     target: &EipTarget,
 ) -> Result<BindTarget, StoreError> {
+    if let EipTarget::Server(key) = target {
+        // The NIC and its EIP in one statement.
+        let primary = primary_nic(tx, scope, key).await?;
+        let (nic, holder) = tx.get_target(&primary).await?;
+        return Ok(BindTarget {
+            target: ResolvedTarget::Nic(nic),
+            holder,
+        });
+    }
     let target = resolve_target(tx, scope, target).await?;
     let holder = tx
         .strings(
@@ -148,8 +162,7 @@ pub(crate) async fn visible_subnet_eip(
     subnet: &Subnet,
     want: Option<std::net::Ipv4Addr>,
 ) -> Result<Option<Eip>, StoreError> {
-    let default: Vpc = tx.find(&Scope::Operator, DEFAULT_VPC_NAME, false).await?;
-    let segments: Vec<Subnet> = tx.children(&default.id).await?;
+    let segments = tx.eip_segments().await?;
     let Some(segment) = segments.into_iter().find(|s| {
         s.kind == SubnetKind::Eip
             && (s.cidr.contains(&subnet.cidr.network()) || subnet.cidr.contains(&s.cidr.network()))

@@ -38,8 +38,7 @@ async fn allocate_eip_address(
             vec![s]
         }
         None => {
-            let default: Vpc = tx.find(&Scope::Operator, DEFAULT_VPC_NAME, false).await?;
-            let all: Vec<Subnet> = tx.children(&default.id).await?;
+            let all = tx.eip_segments().await?;
             all.into_iter()
                 .filter(|s| s.kind == SubnetKind::Eip)
                 .filter(|s| ip.is_none_or(|a| s.cidr.contains(&a)))
@@ -58,7 +57,12 @@ async fn allocate_eip_address(
     }
     let mut last_err = None;
     for c in candidates {
-        let s = tx.pool_subnet(&c.id, PoolUse::for_address(ip)).await?;
+        // The lowest address: the allocation's statement holds the
+        // segment itself.
+        let s = match ip {
+            None => c,
+            Some(_) => tx.pool_subnet(&c.id, PoolUse::Rewrite).await?,
+        };
         if let Some(a) = ip {
             rules::check_chosen_address(&s, a)?;
         }

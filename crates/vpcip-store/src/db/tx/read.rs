@@ -101,6 +101,46 @@ impl Tx {
         from_doc(&row.text(0)?)
     }
 
+    /// An EIP target's document, its row locked, and the EIP bound to it
+    /// (if any): one statement.
+    pub async fn get_target<R: Resource>(
+        &mut self,
+        id: &str,
+    ) -> Result<(R, Option<String>), StoreError> {
+        let sql = format!(
+            "SELECT r.doc, b.eip_id FROM resources AS r
+             LEFT JOIN eip_bindings AS b ON b.target_id = r.id
+             WHERE r.id = $1 AND r.kind = $2{}",
+            match self.backend {
+                Backend::Postgres => " FOR UPDATE OF r",
+                Backend::Sqlite => "",
+            }
+        );
+        let row = self
+            .sql
+            .query_opt(&sql, &[id.into(), R::KIND.key().into()])
+            .await?
+            .ok_or_else(|| RuleError::not_found(R::KIND.as_str(), id))?;
+        Ok((from_doc(&row.text(0)?)?, row.opt_text(1)?))
+    }
+
+    /// The EIP segments (the default VPC's subnets), in ID order: one
+    /// statement.
+    pub async fn eip_segments(&mut self) -> Result<Vec<Subnet>, StoreError> {
+        self.docs(
+            "SELECT doc FROM resources WHERE kind = $1 AND parent = (
+                 SELECT id FROM resources WHERE kind = $2 AND tenant = $3 AND name = $4)
+             ORDER BY id",
+            &[
+                Kind::Subnet.key().into(),
+                Kind::Vpc.key().into(),
+                SYSTEM_TENANT.into(),
+                DEFAULT_VPC_NAME.into(),
+            ],
+        )
+        .await
+    }
+
     pub async fn children<R: Resource>(&mut self, parent: &str) -> Result<Vec<R>, StoreError> {
         self.docs(
             "SELECT doc FROM resources WHERE kind = $1 AND parent = $2 ORDER BY id",
