@@ -1673,6 +1673,63 @@ async fn racing_allocations_empty_a_pool_of_many_runs(s: &Store) {
     assert_eq!(seg.used, 254);
 }
 
+/// Eight clients allocate and bind an EIP to one server at once: one gets
+/// it, the seven others `target_has_eip` (no server error), and nothing
+/// else is left allocated.
+async fn racing_binds_to_one_server_refuse_all_but_one(s: &Store) {
+    seeds_world(s).await;
+    let t1 = tenant("t1");
+    let server = s
+        .create_server(
+            &t1,
+            &CreateServer {
+                name: "one".into(),
+                subnet: "sw1".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let s = Arc::new(s.clone());
+    let mut tasks = vec![];
+    for _ in 0..8 {
+        let (s, t1, id) = (s.clone(), t1.clone(), server.id.clone());
+        tasks.push(tokio::spawn(async move {
+            s.create_eip(
+                &t1,
+                &CreateEip {
+                    bandwidth_mbps: 1,
+                    bind: Some(BindEip {
+                        target: EipTarget::Server(id),
+                        mode: EipMode::Nat,
+                        allow_reassociation: false,
+                    }),
+                    ..Default::default()
+                },
+            )
+            .await
+        }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(e) => assert_eq!(code(e), "target_has_eip"),
+        }
+    }
+    assert_eq!(won, 1);
+    let eips = s
+        .list::<Eip>(&t1, None, None, Some(100))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(eips.len(), 1);
+    assert_eq!(
+        vpcip_store::testing::invariants(&s).await.unwrap(),
+        Vec::<String>::new()
+    );
+}
+
 async fn client_tokens_make_creates_idempotent(s: &Store) {
     seeds_world(s).await;
     let t1 = tenant("t1");
@@ -2103,6 +2160,7 @@ on_both!(
     race_for_ten_addresses,
     racing_allocations_and_releases_keep_the_pool_exact,
     racing_allocations_empty_a_pool_of_many_runs,
+    racing_binds_to_one_server_refuse_all_but_one,
     client_tokens_make_creates_idempotent,
     tenants_see_only_their_own,
     lists_are_paged,

@@ -277,6 +277,18 @@ impl Tx {
                         )
                         .await?;
                     if left.is_none() {
+                        // Deleted while this waited for it?
+                        let exists = self
+                            .count(
+                                "SELECT COUNT(*) FROM resources WHERE id = $1 AND kind = $2",
+                                &[subnet.id.as_str().into(), Kind::Subnet.key().into()],
+                            )
+                            .await?;
+                        if exists == 0 {
+                            return Err(
+                                RuleError::not_found(Kind::Subnet.as_str(), &subnet.id).into()
+                            );
+                        }
                         return Err(RuleError::AddressExhausted {
                             subnet: label(&subnet.name, &subnet.id).to_string(),
                             start: subnet.range_start,

@@ -122,11 +122,20 @@ pub(crate) async fn finish_bind(
     if eip.is_bound() {
         clear_eip(tx, eip).await?;
     }
-    tx.exec(
-        "INSERT INTO eip_bindings (target_id, eip_id, mode) VALUES ($1, $2, $3)",
-        &[target.id(), &eip.id, req.mode.as_str()],
-    )
-    .await?;
+    let inserted = tx
+        .exec(
+            "INSERT INTO eip_bindings (target_id, eip_id, mode) VALUES ($1, $2, $3)",
+            &[target.id(), &eip.id, req.mode.as_str()],
+        )
+        .await;
+    match inserted {
+        // Another transaction bound the target after this one read who
+        // holds it (PostgreSQL: a server's NIC and its binding are read in
+        // one statement, whose join is not read again once the NIC's lock
+        // is granted): again, the holder is then seen and refused.
+        Err(e) if e.is_unique_violation() => return Err(StoreError::Retry),
+        other => other?,
+    };
     eip.binding = match target {
         ResolvedTarget::Nic(n) => EipBinding::Nic {
             private_ip: n.ip,
