@@ -1484,18 +1484,7 @@ async fn race_for_ten_addresses(s: &Store) {
     s.create_zone(&OP, &CreateZone { name: "z1".into() })
         .await
         .unwrap();
-    s.create_subnet(
-        &OP,
-        &CreateSubnet {
-            name: "seg".into(),
-            kind: SubnetKind::Eip,
-            range: Some("198.51.100.1-198.51.100.10".into()),
-            prefix_len: Some(24),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    range_segment(s, "198.51.100.1-198.51.100.10").await;
     let s = Arc::new(s.clone());
     let mut tasks = vec![];
     for i in 0..32 {
@@ -1537,18 +1526,7 @@ async fn racing_allocations_and_releases_keep_the_pool_exact(s: &Store) {
     s.create_zone(&OP, &CreateZone { name: "z1".into() })
         .await
         .unwrap();
-    s.create_subnet(
-        &OP,
-        &CreateSubnet {
-            name: "seg".into(),
-            kind: SubnetKind::Eip,
-            range: Some("198.51.100.1-198.51.100.16".into()),
-            prefix_len: Some(24),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    range_segment(s, "198.51.100.1-198.51.100.16").await;
     let s = Arc::new(s.clone());
     let mut tasks = vec![];
     for i in 0..8u8 {
@@ -1606,23 +1584,28 @@ async fn racing_allocations_and_releases_keep_the_pool_exact(s: &Store) {
     assert_eq!((eips.len(), addrs.len()), (kept, kept));
 }
 
-/// Eight clients take a whole pool of several runs (PostgreSQL: rows of
-/// 64 addresses each, taken side by side): every address exactly once,
-/// then `address_exhausted` for all; a released address in the middle is
-/// the next one taken.
-async fn racing_allocations_empty_a_pool_of_many_runs(s: &Store) {
+/// EIP segment "seg": the addresses `range` of 198.51.100.0/24.
+async fn range_segment(s: &Store, range: &str) {
     s.create_subnet(
         &OP,
         &CreateSubnet {
             name: "seg".into(),
             kind: SubnetKind::Eip,
-            range: Some("198.51.100.1-198.51.100.254".into()),
+            range: Some(range.into()),
             prefix_len: Some(24),
             ..Default::default()
         },
     )
     .await
     .unwrap();
+}
+
+/// Eight clients take a whole pool of several runs (PostgreSQL: rows of
+/// 64 addresses each, taken side by side): every address exactly once,
+/// then `address_exhausted` for all; a released address in the middle is
+/// the next one taken.
+async fn racing_allocations_empty_a_pool_of_many_runs(s: &Store) {
+    range_segment(s, "198.51.100.1-198.51.100.254").await;
     let s = Arc::new(s.clone());
     let mut tasks = vec![];
     for i in 0..8u8 {
@@ -1947,20 +1930,9 @@ async fn lists_are_paged(s: &Store) {
 /// A random allocate/release sequence through the database matches the
 /// model's free-range set address for address.
 async fn store_ipam_matches_the_model(s: &Store) {
-    s.create_subnet(
-        &OP,
-        &CreateSubnet {
-            name: "seg".into(),
-            kind: SubnetKind::Eip,
-            // More than one run of a new pool (PostgreSQL keeps 64
-            // addresses a row): taking and giving back cross their ends.
-            range: Some("198.51.100.10-198.51.100.250".into()),
-            prefix_len: Some(24),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    // More than one run of a new pool (PostgreSQL keeps 64
+    // addresses a row): taking and giving back cross their ends.
+    range_segment(s, "198.51.100.10-198.51.100.250").await;
     let range = AddrRange {
         first: u32::from(ip("198.51.100.10")),
         last: u32::from(ip("198.51.100.250")),

@@ -223,38 +223,32 @@ impl Tx {
         // is held (or none is left), the lowest, waiting for its holder. A
         // range's last address deletes it (its `lo` moved up could be the
         // next run's).
-        const SKIP: &str = "WITH s AS (
-                SELECT id FROM resources WHERE id = $1 AND kind = 'subnet' FOR KEY SHARE),
-            c AS (
-                SELECT hi FROM ip_free_ranges WHERE subnet_id = (SELECT id FROM s)
-                ORDER BY lo LIMIT 1 FOR UPDATE SKIP LOCKED),
-            u AS (
-                UPDATE ip_free_ranges SET lo = lo + 1
-                WHERE subnet_id = $1 AND hi = (SELECT hi FROM c) AND lo < hi
-                RETURNING lo - 1 AS addr),
-            d AS (
-                DELETE FROM ip_free_ranges
-                WHERE subnet_id = $1 AND hi = (SELECT hi FROM c) AND lo = hi
-                RETURNING lo AS addr)
-            INSERT INTO ip_allocations (subnet_id, addr, owner_id)
-            SELECT $1, a.addr, $2 FROM (SELECT addr FROM u UNION ALL SELECT addr FROM d) AS a
-            RETURNING addr";
-        const WAIT: &str = "WITH s AS (
-                SELECT id FROM resources WHERE id = $1 AND kind = 'subnet' FOR KEY SHARE),
-            c AS (
-                SELECT hi FROM ip_free_ranges WHERE subnet_id = (SELECT id FROM s)
-                ORDER BY lo LIMIT 1),
-            u AS (
-                UPDATE ip_free_ranges SET lo = lo + 1
-                WHERE subnet_id = $1 AND hi = (SELECT hi FROM c) AND lo < hi
-                RETURNING lo - 1 AS addr),
-            d AS (
-                DELETE FROM ip_free_ranges
-                WHERE subnet_id = $1 AND hi = (SELECT hi FROM c) AND lo = hi
-                RETURNING lo AS addr)
-            INSERT INTO ip_allocations (subnet_id, addr, owner_id)
-            SELECT $1, a.addr, $2 FROM (SELECT addr FROM u UNION ALL SELECT addr FROM d) AS a
-            RETURNING addr";
+        macro_rules! take_lowest {
+            ($pick:literal) => {
+                concat!(
+                    "WITH s AS (
+                        SELECT id FROM resources WHERE id = $1 AND kind = 'subnet' FOR KEY SHARE),
+                    c AS (
+                        SELECT hi FROM ip_free_ranges WHERE subnet_id = (SELECT id FROM s)
+                        ORDER BY lo LIMIT 1",
+                    $pick,
+                    "),
+                    u AS (
+                        UPDATE ip_free_ranges SET lo = lo + 1
+                        WHERE subnet_id = $1 AND hi = (SELECT hi FROM c) AND lo < hi
+                        RETURNING lo - 1 AS addr),
+                    d AS (
+                        DELETE FROM ip_free_ranges
+                        WHERE subnet_id = $1 AND hi = (SELECT hi FROM c) AND lo = hi
+                        RETURNING lo AS addr)
+                    INSERT INTO ip_allocations (subnet_id, addr, owner_id)
+                    SELECT $1, a.addr, $2 FROM (SELECT addr FROM u UNION ALL SELECT addr FROM d) AS a
+                    RETURNING addr"
+                )
+            };
+        }
+        const SKIP: &str = take_lowest!(" FOR UPDATE SKIP LOCKED");
+        const WAIT: &str = take_lowest!("");
         self.dirty = true;
         for attempt in 0..16 {
             let sql = if attempt == 0 { SKIP } else { WAIT };
