@@ -27,6 +27,9 @@ pub enum DbErrorKind {
     Unique,
     /// Serialization failure, deadlock, busy database: run again.
     Retryable,
+    /// PostgreSQL: counts beyond their quotas, checked in the commit's
+    /// statement (the message: a JSON array of `{tenant, kind, n}`).
+    OverQuota,
     Other,
 }
 

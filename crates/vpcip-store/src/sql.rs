@@ -26,8 +26,8 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::error::StoreError;
 pub use postgres::create_pg_database;
-pub(crate) use postgres::pg_err;
 use postgres::{bind_pg, from_pg, pg, pg_begin, pg_begin_with};
+pub(crate) use postgres::{pg_err, pg_literal};
 use sqlite::{from_lite, lite_err, lite_sql, open_lite, sqlite_path, to_lite};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,7 +77,7 @@ impl<T: Into<Val>> From<Option<T>> for Val {
 
 /// One result row, columns by position.
 #[derive(Debug, Clone)]
-pub struct Row(Vec<Val>);
+pub struct Row(pub(crate) Vec<Val>);
 
 impl Row {
     pub fn text(&self, i: usize) -> Result<String, StoreError> {
@@ -307,6 +307,28 @@ impl SqlTx {
             }
             SqlTx::Lite { conn, .. } => conn.execute_batch(sql).map_err(lite_err),
         }
+    }
+
+    /// PostgreSQL: `sql` (one statement, its values written in it) and
+    /// the commit in one message, so that the rows its writes lock are
+    /// released without waiting a round trip for the COMMIT. A new, empty
+    /// transaction ends the message: dropping it here queues its
+    /// ROLLBACK, which leaves with the test sqlx makes of every
+    /// connection returned to the pool (its transaction count stays
+    /// right, and no stray ROLLBACK is sent outside a transaction).
+    pub async fn commit_after(&mut self, sql: &str) -> Result<(), StoreError> {
+        let SqlTx::Pg(tx) = self else {
+            return Err(StoreError::Corrupt("commit_after on SQLite".into()));
+        };
+        let mut tx = tx
+            .take()
+            .ok_or_else(|| StoreError::Corrupt("transaction committed twice".into()))?;
+        let message: String = format!("{sql}; COMMIT; BEGIN");
+        let conn: &mut sqlx::PgConnection = &mut tx;
+        sqlx::Executor::execute(conn, message.as_str())
+            .await
+            .map_err(pg_err)?;
+        Ok(())
     }
 
     pub async fn commit(mut self) -> Result<(), StoreError> {

@@ -136,6 +136,13 @@ impl Conn {
         self.sql.batch(sql).await
     }
 
+    /// PostgreSQL: `sql` and the commit in one message (see
+    /// `SqlTx::commit_after`); the connection is done with after it.
+    pub async fn commit_after(&mut self, sql: &str) -> Result<(), StoreError> {
+        self.flush().await?;
+        self.sql.commit_after(sql).await
+    }
+
     pub async fn commit(mut self) -> Result<(), StoreError> {
         self.flush().await?;
         self.sql.commit().await

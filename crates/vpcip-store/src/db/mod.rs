@@ -67,6 +67,68 @@ CREATE TRIGGER revision_notify AFTER UPDATE ON revision
     FOR EACH ROW EXECUTE FUNCTION vpcip_notify_revision();
 ";
 
+/// PostgreSQL's end of every writing transaction (`Tx::commit_pg`), sent
+/// with the COMMIT in one message: $1 the change log's rows, $2 the
+/// subnets' changes of addresses in use, $3 the new resource still to
+/// insert, $4 the tenants' changes of counts, $5 the quotas those counts
+/// are held to. Each step waits for the one before by reading it
+/// (`(SELECT COUNT(*) FROM …) >= 0`, evaluated once before its own rows).
+/// Counts beyond their quotas are refused with SQLSTATE VP001, the
+/// message a JSON array of `{tenant, kind, n}`: the transaction then
+/// rolls back, and the COMMIT after it does not run.
+const FINISH: &str = "
+CREATE OR REPLACE FUNCTION vpcip_finish(json, json, json, json, json) RETURNS void AS $$
+DECLARE
+    over json;
+BEGIN
+    WITH i AS (
+         INSERT INTO resources (id, kind, tenant, name, parent, attached, doc, created_at)
+         SELECT x.id, x.kind, x.tenant, x.name, x.parent, x.attached, x.doc, x.created_at
+         FROM json_to_recordset($3) AS x(id text, kind text, tenant text, name text,
+             parent text, attached text, doc text, created_at bigint)
+         RETURNING id),
+     u AS (
+         INSERT INTO usage (tenant, kind, n)
+         SELECT x.tenant, x.kind, x.by
+         FROM json_to_recordset($4) AS x(tenant text, kind text, by bigint)
+         WHERE (SELECT COUNT(*) FROM i) >= 0
+         ORDER BY x.tenant, x.kind
+         ON CONFLICT (tenant, kind) DO UPDATE SET n = usage.n + excluded.n
+         RETURNING tenant, kind, n),
+     p AS (
+         UPDATE resources AS s
+         SET doc = jsonb_set(s.doc::jsonb, '{used}',
+             to_jsonb(((s.doc::jsonb) ->> 'used')::bigint + x.by))::text
+         FROM json_to_recordset($2) AS x(id text, by bigint)
+         WHERE s.kind = 'subnet' AND s.id = x.id AND (SELECT COUNT(*) FROM u) >= 0
+         RETURNING s.id, s.kind, s.doc),
+     r AS (
+         UPDATE revision SET value = value + 1
+         WHERE id = 1 AND (SELECT COUNT(*) FROM p) >= 0
+         RETURNING value),
+     l AS (
+         INSERT INTO changes (rev, id, kind, doc)
+         SELECT r.value, x.id, x.kind, x.doc
+         FROM r, json_to_recordset($1) AS x(id text, kind text, doc text)
+         WHERE x.id NOT IN (SELECT id FROM p)
+         UNION ALL
+         SELECT r.value, p.id, p.kind, p.doc FROM r, p
+         RETURNING rev)
+    SELECT json_agg(json_build_object('tenant', u.tenant, 'kind', u.kind, 'n', u.n))
+    INTO over
+    FROM u
+    JOIN json_to_recordset($4) AS d(tenant text, kind text, by bigint)
+        ON d.tenant = u.tenant AND d.kind = u.kind
+    JOIN json_to_recordset($5) AS q(tenant text, kind text, lim bigint)
+        ON q.tenant = u.tenant AND q.kind = u.kind
+    WHERE d.by > 0 AND u.n > q.lim AND (SELECT COUNT(*) FROM l) >= 0;
+    IF over IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'VP001', MESSAGE = over::text;
+    END IF;
+END
+$$ LANGUAGE plpgsql;
+";
+
 /// Wakes this process's waiters on every other controller's commit: a
 /// task LISTENing to `vpcip_revision` for as long as the process runs. A
 /// lost connection is made again (sqlx's listener does), and the waiters
@@ -171,6 +233,7 @@ impl Db {
             // (LISTEN vpcip_revision), in the committing transaction: the
             // notification leaves with the commit, and costs no round trip.
             tx.sql.batch(NOTIFY_REVISION).await?;
+            tx.sql.batch(FINISH).await?;
         }
         tx.commit().await
     }

@@ -9,6 +9,8 @@ mod claim;
 mod read;
 
 use super::*;
+use crate::error::{DbError, DbErrorKind};
+use crate::sql::pg_literal;
 
 impl Tx {
     /// Refuses a new resource of `kind` for `tenant` beyond the tenant's
@@ -30,7 +32,7 @@ impl Tx {
         let wrote = self.dirty;
         if wrote {
             match self.backend {
-                Backend::Postgres => self.finish_pg().await?,
+                Backend::Postgres => return self.commit_pg().await,
                 Backend::Sqlite => {
                     self.count_and_check_sqlite().await?;
                     self.bump_and_log_sqlite().await?;
@@ -106,66 +108,83 @@ impl Tx {
         serde_json::Value::Array(log).to_string()
     }
 
-    /// PostgreSQL's end of a writing transaction, in one statement: the
-    /// insert still waiting (see `conn.rs`), the tenants' counts (rows
-    /// taken in key order, then checked against the quotas), the subnets'
-    /// counts of addresses in use, the revision's bump and the change log
-    /// — the rows locked in that order by every transaction: no deadlock,
-    /// and the hot ones (a tenant's count, a subnet, the revision) held
-    /// only from here to the commit.
-    async fn finish_pg(&mut self) -> Result<(), StoreError> {
+    /// PostgreSQL's end of a writing transaction and its commit, in one
+    /// message (`vpcip_finish`, then COMMIT): the insert still waiting
+    /// (see `conn.rs`), the tenants' counts (rows taken in key order, and
+    /// refused beyond their quotas), the subnets' counts of addresses in
+    /// use, the revision's bump and the change log — the rows locked in
+    /// that order by every transaction, so no deadlock; and the hot ones
+    /// (a tenant's count, a subnet, the revision) held only while
+    /// PostgreSQL runs the message, not for a round trip to the COMMIT:
+    /// writers queue on them for microseconds.
+    async fn commit_pg(mut self) -> Result<(), StoreError> {
         let pending = self.sql.take_pending();
         let inserted = serde_json::to_string(&pending.iter().collect::<Vec<_>>())
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let usage = serde_json::Value::Array(self.usage_deltas()).to_string();
         let used = serde_json::Value::Array(self.used_deltas()).to_string();
         let log = self.log_rows();
-        // Each step waits for the one before by reading it (`(SELECT
-        // COUNT(*) FROM …) >= 0`, evaluated once before its own rows).
-        let counted = self
-            .sql
-            .query(
-                "WITH i AS (
-                     INSERT INTO resources (id, kind, tenant, name, parent, attached, doc, created_at)
-                     SELECT x.id, x.kind, x.tenant, x.name, x.parent, x.attached, x.doc, x.created_at
-                     FROM json_to_recordset($3::json) AS x(id text, kind text, tenant text, name text,
-                         parent text, attached text, doc text, created_at bigint)
-                     RETURNING id),
-                 u AS (
-                     INSERT INTO usage (tenant, kind, n)
-                     SELECT x.tenant, x.kind, x.by
-                     FROM json_to_recordset($4::json) AS x(tenant text, kind text, by bigint)
-                     WHERE (SELECT COUNT(*) FROM i) >= 0
-                     ORDER BY x.tenant, x.kind
-                     ON CONFLICT (tenant, kind) DO UPDATE SET n = usage.n + excluded.n
-                     RETURNING tenant, kind, n),
-                 p AS (
-                     UPDATE resources AS s
-                     SET doc = jsonb_set(s.doc::jsonb, '{used}',
-                         to_jsonb(((s.doc::jsonb) ->> 'used')::bigint + x.by))::text
-                     FROM json_to_recordset($2::json) AS x(id text, by bigint)
-                     WHERE s.kind = 'subnet' AND s.id = x.id AND (SELECT COUNT(*) FROM u) >= 0
-                     RETURNING s.id, s.kind, s.doc),
-                 r AS (
-                     UPDATE revision SET value = value + 1
-                     WHERE id = 1 AND (SELECT COUNT(*) FROM p) >= 0
-                     RETURNING value),
-                 l AS (
-                     INSERT INTO changes (rev, id, kind, doc)
-                     SELECT r.value, x.id, x.kind, x.doc
-                     FROM r, json_to_recordset($1::json) AS x(id text, kind text, doc text)
-                     WHERE x.id NOT IN (SELECT id FROM p)
-                     UNION ALL
-                     SELECT r.value, p.id, p.kind, p.doc FROM r, p)
-                 SELECT tenant, kind, n FROM u",
-                &[log.into(), used.into(), inserted.into(), usage.into()],
-            )
-            .await;
-        let counted = match (counted, pending) {
-            (Err(e), Some(row)) => return Err(row.refusal(e)),
-            (res, _) => res?,
+        let limits: Vec<serde_json::Value> = self
+            .limits
+            .iter()
+            .map(|((tenant, kind), (_, limit))| {
+                serde_json::json!({"tenant": tenant, "kind": kind, "lim": limit})
+            })
+            .collect();
+        let limits = serde_json::Value::Array(limits).to_string();
+        let call = format!(
+            "SELECT vpcip_finish({}, {}, {}, {}, {})",
+            pg_literal(&log),
+            pg_literal(&used),
+            pg_literal(&inserted),
+            pg_literal(&usage),
+            pg_literal(&limits)
+        );
+        let changes = self.changes.take();
+        match self.sql.commit_after(&call).await {
+            Ok(()) => {}
+            Err(StoreError::Db(DbError {
+                kind: DbErrorKind::OverQuota,
+                message,
+            })) => return Err(self.over_quota(&message)),
+            Err(e) => {
+                return Err(match pending {
+                    Some(row) => row.refusal(e),
+                    None => e,
+                });
+            }
+        }
+        if let Some(c) = changes {
+            c.send_replace(());
+        }
+        Ok(())
+    }
+
+    /// The refusal of the counts `vpcip_finish` found beyond their quotas
+    /// (`message`: a JSON array of `{tenant, kind, n}`).
+    fn over_quota(&self, message: &str) -> StoreError {
+        #[derive(serde::Deserialize)]
+        struct Over {
+            tenant: String,
+            kind: String,
+            n: i64,
+        }
+        let over: Vec<Over> = match serde_json::from_str(message) {
+            Ok(o) => o,
+            Err(e) => {
+                return StoreError::Corrupt(format!("vpcip_finish's refusal {message:?}: {e}"));
+            }
         };
-        self.check_counts(counted)
+        let rows = over
+            .into_iter()
+            .map(|o| Row(vec![Val::Text(o.tenant), Val::Text(o.kind), Val::Int(o.n)]))
+            .collect();
+        match self.check_counts(rows) {
+            Err(e) => e,
+            Ok(()) => StoreError::Corrupt(format!(
+                "vpcip_finish refused counts within their quotas: {message}"
+            )),
+        }
     }
 
     /// SQLite: adds this transaction's creations and deletions to the

@@ -102,8 +102,30 @@ fn broken_connection(e: &sqlx::Error) -> bool {
     }
 }
 
+/// `s` as a PostgreSQL literal, dollar-quoted with a tag it does not
+/// contain: nothing in it is read as SQL, whatever the server's
+/// `standard_conforming_strings`.
+pub(crate) fn pg_literal(s: &str) -> String {
+    let mut tag = "$v$".to_string();
+    let mut i = 0u32;
+    while s.contains(&tag) {
+        tag = format!("$v{i}$");
+        i += 1;
+    }
+    format!("{tag}{s}{tag}")
+}
+
+/// The SQLSTATE `vpcip_finish` raises a count beyond its quota with.
+const OVER_QUOTA: &str = "VP001";
+
 pub(crate) fn pg_err(e: sqlx::Error) -> StoreError {
     let kind = match &e {
+        sqlx::Error::Database(d) if d.code().as_deref() == Some(OVER_QUOTA) => {
+            return StoreError::Db(DbError {
+                kind: DbErrorKind::OverQuota,
+                message: d.message().to_string(),
+            });
+        }
         sqlx::Error::Database(d) if d.is_unique_violation() => DbErrorKind::Unique,
         sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("40001" | "40P01")) => {
             DbErrorKind::Retryable
