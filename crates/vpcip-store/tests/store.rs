@@ -2320,6 +2320,8 @@ async fn agent_tokens_without_a_role_are_refused() {
     .await
     .unwrap();
     tx.commit().await.unwrap();
+    // (Written behind the store's back: its cache of tokens forgotten.)
+    s.db().forget_tokens();
     let e = s.authenticate(&secret).await.unwrap_err();
     let message = e.to_string();
     assert_eq!(code(e), "agent_token_without_role");
@@ -2572,6 +2574,49 @@ async fn a_reader_sees_one_snapshot(s: &Store) {
 }
 
 on_both!(a_reader_sees_one_snapshot);
+
+/// Several controllers on one PostgreSQL: a token revoked on one is
+/// refused by the others as soon as they hear the revocation, though they
+/// had it in their caches of tokens (a fresh look-up would find it gone:
+/// the test waits for the notification, not for the cache's age limit).
+#[cfg(feature = "pg-tests")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_token_revoked_on_one_controller_is_refused_by_the_others() {
+    let a = vpcip_store::testing::postgres().await;
+    let b = Store::open(&a.url).await.unwrap();
+    let tok = a
+        .store
+        .create_token(
+            &OP,
+            &CreateToken {
+                tenant: "t1".into(),
+                description: String::new(),
+                agent: false,
+                agent_role: None,
+                ec2: false,
+            },
+        )
+        .await
+        .unwrap();
+    let secret = tok.secret.clone().unwrap();
+    // Known to both, and kept by both.
+    for s in [&a.store, &b] {
+        assert_eq!(s.authenticate(&secret).await.unwrap(), Some(tenant("t1")));
+    }
+    let kept = std::time::Instant::now();
+    a.store.delete_token(&OP, &tok.id).await.unwrap();
+    assert_eq!(a.store.authenticate(&secret).await.unwrap(), None);
+    // Refused before the kept entry would have aged out: the notification
+    // did it.
+    let deadline = kept + vpcip_store::TOKEN_CACHE_MAX_AGE - std::time::Duration::from_secs(1);
+    while b.authenticate(&secret).await.unwrap().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the other controller still takes the revoked token"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
 
 /// Several controllers on one PostgreSQL: a commit on one wakes the
 /// watchers of the others at once (LISTEN/NOTIFY), not at their deadline

@@ -29,6 +29,8 @@ pub use alloc::PoolUse;
 mod conn;
 use conn::{Conn, NewRow};
 mod migrations;
+mod tokens;
+pub(crate) const TOKEN_CACHE_MAX_AGE: std::time::Duration = tokens::TokenCache::MAX_AGE;
 mod resource;
 mod scope;
 mod tx;
@@ -51,6 +53,8 @@ pub struct Db {
     changes: std::sync::Arc<tokio::sync::watch::Sender<()>>,
     /// Per-tenant limits, checked in the transaction that creates.
     pub quotas: vpcip_model::rules::Quotas,
+    /// Bearer tokens already looked up (see `tokens.rs`).
+    pub(crate) tokens: std::sync::Arc<tokens::TokenCache>,
 }
 
 /// The revision's trigger (made again at every start: the function and
@@ -129,35 +133,51 @@ END
 $$ LANGUAGE plpgsql;
 ";
 
+/// The channel a token's revocation is told on (`Store::delete_token`).
+pub(crate) const TOKENS_CHANNEL: &str = "vpcip_tokens";
+
 /// Wakes this process's waiters on every other controller's commit: a
 /// task LISTENing to `vpcip_revision` for as long as the process runs. A
 /// lost connection is made again (sqlx's listener does), and the waiters
 /// are woken then too, since notifications sent meanwhile are lost.
+///
+/// It also hears token revocations (`vpcip_tokens`): the token cache is
+/// emptied on each, and keeps nothing from the moment the connection is
+/// found lost until a notification is heard again.
 async fn listen(
     pool: sqlx::PgPool,
     changes: std::sync::Arc<tokio::sync::watch::Sender<()>>,
+    tokens: std::sync::Arc<tokens::TokenCache>,
 ) -> Result<(), StoreError> {
     let mut listener = sqlx::postgres::PgListener::connect_with(&pool)
         .await
         .map_err(crate::sql::pg_err)?;
     listener
-        .listen("vpcip_revision")
+        .listen_all(["vpcip_revision", TOKENS_CHANNEL])
         .await
         .map_err(crate::sql::pg_err)?;
+    tokens.set_trusted(true);
     tokio::spawn(async move {
         let mut failing = false;
         loop {
             match listener.try_recv().await {
-                Ok(Some(_)) => {
+                Ok(Some(n)) => {
                     failing = false;
-                    changes.send_replace(());
+                    tokens.set_trusted(true);
+                    if n.channel() == TOKENS_CHANNEL {
+                        tokens.forget_all();
+                    } else {
+                        changes.send_replace(());
+                    }
                 }
                 // The connection was lost and is made again on the next
                 // call: what was sent meanwhile is unknown.
                 Ok(None) => {
+                    tokens.set_trusted(false);
                     changes.send_replace(());
                 }
                 Err(e) => {
+                    tokens.set_trusted(false);
                     if !failing {
                         tracing::warn!(error = %e, "listening to other controllers' commits failed; retrying");
                         failing = true;
@@ -174,15 +194,19 @@ async fn listen(
 impl Db {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let pool = Pool::connect(url).await?;
+        let backend_is_sqlite = pool.backend() == Backend::Sqlite;
         let db = Db {
             backend: pool.backend(),
             pool,
             changes: std::sync::Arc::new(tokio::sync::watch::channel(()).0),
             quotas: Default::default(),
+            // SQLite's one controller revokes its tokens itself;
+            // PostgreSQL's keep nothing until they listen to each other.
+            tokens: std::sync::Arc::new(tokens::TokenCache::new(backend_is_sqlite)),
         };
         db.migrate().await?;
         if let Pool::Pg(pool) = &db.pool {
-            listen(pool.clone(), db.changes.clone()).await?;
+            listen(pool.clone(), db.changes.clone(), db.tokens.clone()).await?;
         }
         Ok(db)
     }
@@ -257,12 +281,20 @@ impl Db {
         self.changes.subscribe()
     }
 
+    /// Forgets the tokens looked up (tests that change a token's row
+    /// behind the store's back).
+    #[cfg(feature = "testing")]
+    pub fn forget_tokens(&self) {
+        self.tokens.forget_all();
+    }
+
     /// The store's revision: bumped by every committed write.
     pub async fn revision(&self) -> Result<i64, StoreError> {
-        let mut tx = self.begin_read().await?;
-        let revision = tx.revision().await?;
-        tx.commit().await?;
-        Ok(revision)
+        self.read_once("SELECT value FROM revision WHERE id = 1", &[])
+            .await?
+            .first()
+            .ok_or_else(|| StoreError::Corrupt("no revision row".into()))?
+            .int(0)
     }
 
     /// One read statement on its own: one round trip on PostgreSQL (for

@@ -5,7 +5,7 @@ use vpcip_model::desired::AgentRole;
 use vpcip_model::rules::{self, AgentIdentity};
 use vpcip_model::*;
 
-use crate::db::{Scope, now};
+use crate::db::{Backend, Scope, now};
 use crate::{Store, StoreError};
 
 impl Store {
@@ -121,31 +121,53 @@ impl Store {
         {
             return Err(RuleError::not_found("token", id).into());
         }
-        tx.commit().await
+        if tx.backend == Backend::Postgres {
+            // Every other controller forgets its tokens when this commits.
+            tx.exec(
+                &format!("SELECT pg_notify('{}', '')", crate::db::TOKENS_CHANNEL),
+                &[],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        self.db.tokens.forget_all();
+        Ok(())
     }
 
     /// Whom a bearer token acts for, if it is a token: its tenant, or its
     /// agent. An agent token made before agent tokens named their role is
     /// refused.
+    /// Tokens found are kept a few seconds (`db/tokens.rs`: a revocation
+    /// empties every controller's cache).
     pub async fn authenticate(&self, secret: &str) -> Result<Option<Scope>, StoreError> {
+        let hash = token_hash(secret);
+        if let Some(scope) = self.db.tokens.get(&hash) {
+            return Ok(Some(scope));
+        }
+        let generation = self.db.tokens.generation();
         let rows = self
             .db
             .read_once(
                 "SELECT tenant, agent, agent_role FROM api_tokens WHERE hash = $1",
-                &[token_hash(secret).into()],
+                &[hash.as_str().into()],
             )
             .await?;
         let Some(r) = rows.first() else {
             return Ok(None);
         };
         let name = r.text(0)?;
-        if r.int(1)? == 0 {
-            return Ok(Some(Scope::Tenant(name)));
+        let scope = if r.int(1)? == 0 {
+            Scope::Tenant(name)
+        } else {
+            match r.text(2).ok().and_then(|s| parse_role(&s)) {
+                Some(role) => Scope::Agent(AgentIdentity { name, role }),
+                None => return Err(RuleError::AgentTokenWithoutRole { agent: name }.into()),
+            }
+        };
+        if let Some(g) = generation {
+            self.db.tokens.put(g, hash, scope.clone());
         }
-        match r.text(2).ok().and_then(|s| parse_role(&s)) {
-            Some(role) => Ok(Some(Scope::Agent(AgentIdentity { name, role }))),
-            None => Err(RuleError::AgentTokenWithoutRole { agent: name }.into()),
-        }
+        Ok(Some(scope))
     }
 }
 
