@@ -38,6 +38,8 @@ pub enum DbErrorKind {
 pub struct DbError {
     pub kind: DbErrorKind,
     pub message: String,
+    /// The constraint violated, when the database names it.
+    pub constraint: Option<String>,
 }
 
 impl StoreError {
@@ -52,6 +54,21 @@ impl StoreError {
                     ..
                 })
         )
+    }
+
+    /// A unique violation of one of `table`'s keys (named `<table>_…`,
+    /// as PostgreSQL names them).
+    pub fn violates(&self, table: &str) -> bool {
+        match self {
+            StoreError::Db(DbError {
+                kind: DbErrorKind::Unique,
+                constraint: Some(c),
+                ..
+            }) => c
+                .strip_prefix(table)
+                .is_some_and(|rest| rest.starts_with('_')),
+            _ => false,
+        }
     }
 
     pub fn is_unique_violation(&self) -> bool {

@@ -70,11 +70,37 @@ impl NewRow {
     }
 }
 
-/// The transaction's connection with at most one insert waiting.
+const INSERT_BINDING: &str =
+    "INSERT INTO eip_bindings (target_id, eip_id, mode) VALUES ($1, $2, $3)";
+
+/// An EIP's binding, to be inserted.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct NewBinding {
+    pub target_id: String,
+    pub eip_id: String,
+    pub mode: &'static str,
+}
+
+impl NewBinding {
+    /// The error its insert's unique violation means: another transaction
+    /// bound the target (or the EIP) after this one read who holds it —
+    /// run again, the holder is then seen and refused.
+    pub fn refusal(e: StoreError) -> StoreError {
+        if e.is_unique_violation() {
+            StoreError::Retry
+        } else {
+            e
+        }
+    }
+}
+
+/// The transaction's connection with at most one resource's insert and one
+/// binding's insert waiting.
 pub(crate) struct Conn {
     sql: SqlTx,
     backend: Backend,
     pending: Option<NewRow>,
+    binding: Option<NewBinding>,
 }
 
 impl Conn {
@@ -83,6 +109,7 @@ impl Conn {
             sql,
             backend,
             pending: None,
+            binding: None,
         }
     }
 
@@ -90,7 +117,9 @@ impl Conn {
     /// refusal — the name taken — is then that statement's error: the
     /// transaction is spoiled either way), on SQLite now.
     pub async fn insert(&mut self, row: NewRow) -> Result<(), StoreError> {
-        self.flush().await?;
+        if self.pending.is_some() {
+            self.flush().await?;
+        }
         match self.backend {
             Backend::Postgres => {
                 self.pending = Some(row);
@@ -103,15 +132,43 @@ impl Conn {
         }
     }
 
-    /// The insert still waiting, for the commit's statement to make.
-    pub fn take_pending(&mut self) -> Option<NewRow> {
-        self.pending.take()
+    /// Inserts an EIP's binding: on PostgreSQL when the next statement
+    /// runs, or in the commit's own (as [`Conn::insert`]); on SQLite now.
+    pub async fn insert_binding(&mut self, b: NewBinding) -> Result<(), StoreError> {
+        if self.binding.is_some() {
+            self.flush().await?;
+        }
+        match self.backend {
+            Backend::Postgres => {
+                self.binding = Some(b);
+                Ok(())
+            }
+            Backend::Sqlite => self.execute_binding(&b).await,
+        }
+    }
+
+    async fn execute_binding(&mut self, b: &NewBinding) -> Result<(), StoreError> {
+        let args = [
+            b.target_id.as_str().into(),
+            b.eip_id.as_str().into(),
+            b.mode.into(),
+        ];
+        let res = self.sql.execute(INSERT_BINDING, &args).await;
+        res.map(|_| ()).map_err(NewBinding::refusal)
+    }
+
+    /// The inserts still waiting, for the commit's statement to make.
+    pub fn take_pending(&mut self) -> (Option<NewRow>, Option<NewBinding>) {
+        (self.pending.take(), self.binding.take())
     }
 
     async fn flush(&mut self) -> Result<(), StoreError> {
         if let Some(row) = self.pending.take() {
             let res = self.sql.execute(INSERT, &row.args()).await;
             res.map_err(|e| row.refusal(e))?;
+        }
+        if let Some(b) = self.binding.take() {
+            self.execute_binding(&b).await?;
         }
         Ok(())
     }

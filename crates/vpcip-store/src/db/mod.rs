@@ -27,7 +27,7 @@ use crate::sql::{Pool, Row, SqlTx, Val};
 mod alloc;
 pub use alloc::PoolUse;
 mod conn;
-use conn::{Conn, NewRow};
+use conn::{Conn, NewBinding, NewRow};
 mod migrations;
 mod tokens;
 pub(crate) const TOKEN_CACHE_MAX_AGE: std::time::Duration = tokens::TokenCache::MAX_AGE;
@@ -75,21 +75,27 @@ CREATE TRIGGER revision_notify AFTER UPDATE ON revision
 /// with the COMMIT in one message: $1 the change log's rows, $2 the
 /// subnets' changes of addresses in use, $3 the new resource still to
 /// insert, $4 the tenants' changes of counts, $5 the quotas those counts
-/// are held to. Each step waits for the one before by reading it
+/// are held to, $6 the EIP binding still to insert. Each step waits for the one before by reading it
 /// (`(SELECT COUNT(*) FROM …) >= 0`, evaluated once before its own rows).
 /// Counts beyond their quotas are refused with SQLSTATE VP001, the
 /// message a JSON array of `{tenant, kind, n}`: the transaction then
 /// rolls back, and the COMMIT after it does not run.
 const FINISH: &str = "
-CREATE OR REPLACE FUNCTION vpcip_finish(json, json, json, json, json) RETURNS void AS $$
+CREATE OR REPLACE FUNCTION vpcip_finish(json, json, json, json, json, json) RETURNS void AS $$
 DECLARE
     over json;
 BEGIN
-    WITH i AS (
+    WITH b AS (
+         INSERT INTO eip_bindings (target_id, eip_id, mode)
+         SELECT x.target_id, x.eip_id, x.mode
+         FROM json_to_recordset($6) AS x(target_id text, eip_id text, mode text)
+         RETURNING target_id),
+     i AS (
          INSERT INTO resources (id, kind, tenant, name, parent, attached, doc, created_at)
          SELECT x.id, x.kind, x.tenant, x.name, x.parent, x.attached, x.doc, x.created_at
          FROM json_to_recordset($3) AS x(id text, kind text, tenant text, name text,
              parent text, attached text, doc text, created_at bigint)
+         WHERE (SELECT COUNT(*) FROM b) >= 0
          RETURNING id),
      u AS (
          INSERT INTO usage (tenant, kind, n)

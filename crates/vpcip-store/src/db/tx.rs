@@ -118,8 +118,10 @@ impl Tx {
     /// PostgreSQL runs the message, not for a round trip to the COMMIT:
     /// writers queue on them for microseconds.
     async fn commit_pg(mut self) -> Result<(), StoreError> {
-        let pending = self.sql.take_pending();
+        let (pending, binding) = self.sql.take_pending();
         let inserted = serde_json::to_string(&pending.iter().collect::<Vec<_>>())
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let bound = serde_json::to_string(&binding.iter().collect::<Vec<_>>())
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let usage = serde_json::Value::Array(self.usage_deltas()).to_string();
         let used = serde_json::Value::Array(self.used_deltas()).to_string();
@@ -133,12 +135,13 @@ impl Tx {
             .collect();
         let limits = serde_json::Value::Array(limits).to_string();
         let call = format!(
-            "SELECT vpcip_finish({}, {}, {}, {}, {})",
+            "SELECT vpcip_finish({}, {}, {}, {}, {}, {})",
             pg_literal(&log),
             pg_literal(&used),
             pg_literal(&inserted),
             pg_literal(&usage),
-            pg_literal(&limits)
+            pg_literal(&limits),
+            pg_literal(&bound)
         );
         let changes = self.changes.take();
         match self.sql.commit_after(&call).await {
@@ -146,11 +149,15 @@ impl Tx {
             Err(StoreError::Db(DbError {
                 kind: DbErrorKind::OverQuota,
                 message,
+                ..
             })) => return Err(self.over_quota(&message)),
+            // A unique key: the binding's (a target bound meanwhile) or
+            // the new resource's name.
             Err(e) => {
-                return Err(match pending {
-                    Some(row) => row.refusal(e),
-                    None => e,
+                return Err(match (pending, binding) {
+                    (_, Some(_)) if e.violates("eip_bindings") => NewBinding::refusal(e),
+                    (Some(row), _) => row.refusal(e),
+                    _ => e,
                 });
             }
         }
@@ -329,6 +336,25 @@ impl Tx {
             .push((r.id().to_string(), R::KIND.key(), Some(doc)));
         self.add_usage(r.tenant(), R::KIND, 1);
         Ok(())
+    }
+
+    /// Binds EIP `eip_id` to `target_id` (a NIC or a VIP) in `mode`; a
+    /// target or EIP bound meanwhile by another transaction runs this one
+    /// again ([`StoreError::Retry`]).
+    pub async fn insert_binding(
+        &mut self,
+        target_id: &str,
+        eip_id: &str,
+        mode: EipMode,
+    ) -> Result<(), StoreError> {
+        self.dirty = true;
+        self.sql
+            .insert_binding(NewBinding {
+                target_id: target_id.to_string(),
+                eip_id: eip_id.to_string(),
+                mode: mode.as_str(),
+            })
+            .await
     }
 
     pub async fn update<R: Resource>(&mut self, r: &R) -> Result<(), StoreError> {

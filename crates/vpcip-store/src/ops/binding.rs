@@ -10,7 +10,7 @@ use vpcip_model::rules::{self, ResolvedTarget};
 use vpcip_model::*;
 
 use crate::StoreError;
-use crate::db::{Resource, Scope, Tx};
+use crate::db::{Backend, Resource, Scope, Tx};
 
 /// The NIC or VIP an EIP target names, locked (a server: its primary NIC).
 pub(crate) async fn resolve_target(
@@ -66,7 +66,22 @@ pub(crate) async fn prepare_bind(
     target: &EipTarget,
 ) -> Result<BindTarget, StoreError> {
     if let EipTarget::Server(key) = target {
-        // The NIC and its EIP in one statement.
+        // PostgreSQL, a server by ID: the server, its NIC and the NIC's EIP
+        // in one statement (a server is never shared: its tenant alone
+        // says who sees it).
+        if tx.backend == Backend::Postgres
+            && key
+                .strip_prefix(Kind::Server.prefix())
+                .is_some_and(|rest| rest.starts_with('-'))
+            && let Some((tenant, nic, holder)) = tx.server_primary_nic(key).await?
+            && scope.sees(&tenant, false)
+        {
+            return Ok(BindTarget {
+                target: ResolvedTarget::Nic(nic),
+                holder,
+            });
+        }
+        // Else the NIC and its EIP in one statement.
         let primary = primary_nic(tx, scope, key).await?;
         let (nic, holder) = tx.get_target(&primary).await?;
         return Ok(BindTarget {
@@ -122,20 +137,13 @@ pub(crate) async fn finish_bind(
     if eip.is_bound() {
         clear_eip(tx, eip).await?;
     }
-    let inserted = tx
-        .exec(
-            "INSERT INTO eip_bindings (target_id, eip_id, mode) VALUES ($1, $2, $3)",
-            &[target.id(), &eip.id, req.mode.as_str()],
-        )
-        .await;
-    match inserted {
-        // Another transaction bound the target after this one read who
-        // holds it (PostgreSQL: a server's NIC and its binding are read in
-        // one statement, whose join is not read again once the NIC's lock
-        // is granted): again, the holder is then seen and refused.
-        Err(e) if e.is_unique_violation() => return Err(StoreError::Retry),
-        other => other?,
-    };
+    // Another transaction may have bound the target after this one read
+    // who holds it (PostgreSQL: a server's NIC and its binding are read in
+    // one statement, whose join is not read again once the NIC's lock is
+    // granted): the insert's unique key then runs the transaction again,
+    // and the holder is seen and refused. On PostgreSQL the insert waits
+    // for the next statement, or rides in the commit's.
+    tx.insert_binding(target.id(), &eip.id, req.mode).await?;
     eip.binding = match target {
         ResolvedTarget::Nic(n) => EipBinding::Nic {
             private_ip: n.ip,

@@ -115,11 +115,11 @@ impl Store {
             _ => scope.tenant().to_string(),
         };
         tx.check_quota(&tenant, Kind::Eip);
-        // The target is looked up, locked and bound before the address is
-        // taken: allocations in a segment queue on its lowest free range
-        // from there to the commit, which is kept short (the EIP's own
-        // insert rides in the commit's statement). A visible-mode bind
-        // checks the address: without a chosen one, it is taken first.
+        // The target is looked up and locked before the address is taken,
+        // and bound after: allocations in a segment queue on its lowest
+        // free range from there to the commit, which is kept short (on
+        // PostgreSQL the binding's and the EIP's inserts ride in the
+        // commit's message: the range is held for one round trip).
         let bind = match &req.bind {
             Some(b) => Some((b, prepare_bind(tx, scope, &b.target).await?)),
             None => None,
@@ -133,13 +133,6 @@ impl Store {
             bandwidth_mbps: req.bandwidth_mbps,
             binding: EipBinding::Unbound,
             algs: dedup(&req.algs),
-        };
-        let bind = match bind {
-            Some((b, target)) if b.mode == EipMode::Nat || req.ip.is_some() => {
-                finish_bind(tx, &mut eip, target, b).await?;
-                None
-            }
-            later => later,
         };
         let (subnet, ip) =
             allocate_eip_address(tx, scope, &eip.id, req.subnet.as_deref(), req.ip).await?;

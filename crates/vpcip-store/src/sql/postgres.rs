@@ -124,6 +124,7 @@ pub(crate) fn pg_err(e: sqlx::Error) -> StoreError {
             return StoreError::Db(DbError {
                 kind: DbErrorKind::OverQuota,
                 message: d.message().to_string(),
+                constraint: None,
             });
         }
         sqlx::Error::Database(d) if d.is_unique_violation() => DbErrorKind::Unique,
@@ -132,9 +133,14 @@ pub(crate) fn pg_err(e: sqlx::Error) -> StoreError {
         }
         _ => DbErrorKind::Other,
     };
+    let constraint = match &e {
+        sqlx::Error::Database(d) => d.constraint().map(str::to_string),
+        _ => None,
+    };
     StoreError::Db(DbError {
         kind,
         message: e.to_string(),
+        constraint,
     })
 }
 

@@ -81,5 +81,6 @@ pub(super) fn lite_err(e: rusqlite::Error) -> StoreError {
     StoreError::Db(DbError {
         kind,
         message: e.to_string(),
+        constraint: None,
     })
 }

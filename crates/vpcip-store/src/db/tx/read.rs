@@ -124,6 +124,29 @@ impl Tx {
         Ok((from_doc(&row.text(0)?)?, row.opt_text(1)?))
     }
 
+    /// PostgreSQL: server `id`'s tenant, its primary NIC (the NIC's row
+    /// locked) and the EIP bound to that NIC, in one statement. None when
+    /// there is no such server or it has no NIC: the caller looks again
+    /// step by step, for the refusal's reason.
+    pub async fn server_primary_nic(
+        &mut self,
+        id: &str,
+    ) -> Result<Option<(String, Nic, Option<String>)>, StoreError> {
+        let row = self
+            .sql
+            .query_opt(
+                "SELECT s.tenant, n.doc, b.eip_id FROM resources AS s
+                 JOIN resources AS n ON n.id = (s.doc::jsonb -> 'nic_ids' ->> 0) AND n.kind = $2
+                 LEFT JOIN eip_bindings AS b ON b.target_id = n.id
+                 WHERE s.id = $1 AND s.kind = $3
+                 FOR UPDATE OF n",
+                &[id.into(), Kind::Nic.key().into(), Kind::Server.key().into()],
+            )
+            .await?;
+        row.map(|r| Ok((r.text(0)?, from_doc(&r.text(1)?)?, r.opt_text(2)?)))
+            .transpose()
+    }
+
     /// The EIP segments (the default VPC's subnets), in ID order: one
     /// statement.
     pub async fn eip_segments(&mut self) -> Result<Vec<Subnet>, StoreError> {
