@@ -12,6 +12,9 @@ use crate::rules::Quotas;
 pub struct ServerConfig {
     pub listen: Option<String>,
     pub db: Option<String>,
+    /// PostgreSQL: connections each controller keeps at most (see
+    /// `vpcip controller --db-connections`).
+    pub db_connections: Option<u32>,
     pub operator_token: Option<String>,
     pub tls_cert: Option<std::path::PathBuf>,
     pub tls_key: Option<std::path::PathBuf>,

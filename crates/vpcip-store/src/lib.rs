@@ -79,8 +79,14 @@ impl Store {
     /// Connects (`sqlite://PATH` or `postgres://…`), migrates, and makes
     /// sure the built-in `default` VPC exists.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_with(url, None).await
+    }
+
+    /// [`Store::open`], on PostgreSQL with at most `connections`
+    /// connections (default [`sql::default_pg_connections`]).
+    pub async fn open_with(url: &str, connections: Option<u32>) -> Result<Self, StoreError> {
         let store = Store {
-            db: Db::connect(url).await?,
+            db: Db::connect(url, connections).await?,
             infra_allow: Vec::new(),
             max_sg_rules: vpcip_model::rules::DEFAULT_MAX_SG_RULES,
             traffic_sample_secs: i64::from(vpcip_model::config::DEFAULT_TRAFFIC_SAMPLE_SECONDS),

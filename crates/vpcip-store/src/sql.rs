@@ -136,8 +136,23 @@ impl std::fmt::Debug for Pool {
     }
 }
 
+/// PostgreSQL connections a controller keeps by default: twice this
+/// machine's cores, plus the one that listens to the other controllers
+/// (`LISTEN`, held for good). Every write ends on rows all writers share
+/// (the revision; a tenant's count; a segment's), held from its last
+/// statement to its commit: with more transactions running than cores,
+/// the one holding them waits for a CPU while the others wait for it
+/// (BENCHMARKS.md: allocate+bind with 8 clients ×1.4 against 32
+/// connections on 2 cores).
+pub fn default_pg_connections() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    u32::try_from(2 * cores + 1).unwrap_or(u32::MAX)
+}
+
 impl Pool {
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+    /// `connections`: PostgreSQL's at most (default
+    /// [`default_pg_connections`]).
+    pub async fn connect(url: &str, connections: Option<u32>) -> Result<Self, StoreError> {
         if url.starts_with("sqlite:") {
             let path = sqlite_path(url)?;
             let writer = open_lite(&path)?;
@@ -151,7 +166,7 @@ impl Pool {
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = PgPoolOptions::new()
-                .max_connections(32)
+                .max_connections(connections.unwrap_or_else(default_pg_connections).max(2))
                 .acquire_timeout(Duration::from_secs(60))
                 .test_before_acquire(false)
                 .connect(url)

@@ -144,7 +144,8 @@ async fn serve(args: cli::ServerArgs, log_format: &cli::LogFormat) -> anyhow::Re
         .isolation
         .services()
         .map_err(|e| anyhow::anyhow!("the configuration file's [isolation] allow: {e}"))?;
-    let store = vpcip_store::Store::open(&db)
+    let connections = args.db_connections.or(config.db_connections);
+    let store = vpcip_store::Store::open_with(&db, connections)
         .await?
         .with_quotas(config.quotas)
         .with_infra_allow(infra_allow)

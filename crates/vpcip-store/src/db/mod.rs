@@ -198,8 +198,8 @@ async fn listen(
 }
 
 impl Db {
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let pool = Pool::connect(url).await?;
+    pub async fn connect(url: &str, connections: Option<u32>) -> Result<Self, StoreError> {
+        let pool = Pool::connect(url, connections).await?;
         let backend_is_sqlite = pool.backend() == Backend::Sqlite;
         let db = Db {
             backend: pool.backend(),

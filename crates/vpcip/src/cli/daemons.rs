@@ -16,7 +16,15 @@ pub struct ServerArgs {
     /// controllers sharing state) [default: sqlite://./vpcip.db].
     #[arg(long, env = "VPCIP_DB")]
     pub db: Option<String>,
-    /// A TOML file with `listen`, `db`, `operator_token`, `tls_cert`,
+    /// PostgreSQL: connections this controller keeps at most, and so
+    /// transactions it runs at once (others queue for one). About twice
+    /// the database server's cores: more only make the transactions that
+    /// hold the hot rows (the revision, a tenant's count) wait behind
+    /// each other for the CPU [default: twice this machine's cores, plus
+    /// one].
+    #[arg(long, env = "VPCIP_DB_CONNECTIONS", value_name = "N")]
+    pub db_connections: Option<u32>,
+    /// A TOML file with `listen`, `db`, `db_connections`, `operator_token`, `tls_cert`,
     /// `tls_key`, `[quotas]`, `[isolation]`, `[security_groups]` and `[dhcp]`;
     /// flags and the environment
     /// (VPCIP_OPERATOR_TOKEN) take precedence.
