@@ -2692,11 +2692,11 @@ async fn a_begin_cancelled_in_flight_leaves_no_transaction_behind() {
             _ = yields => {}
         }
     }
-    // Every connection of the pool at once (each held; 32 but the one
+    // Every connection of the pool at once (each held; all but the one
     // that LISTENs): a writer's transaction is its own, read-write at
     // PostgreSQL's default level.
     let mut held = vec![];
-    for _ in 0..31 {
+    for _ in 1..vpcip_store::sql::default_pg_connections() {
         let mut tx = s.db().begin().await.unwrap();
         let row = tx
             .rows(
