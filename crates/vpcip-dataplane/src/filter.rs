@@ -24,8 +24,8 @@
 //!   map ingress { type mark : verdict }       # number → jump i<mark>_<hash>
 //!   map egress  { type mark : verdict }
 //!   chain raw { hook prerouting priority -300
-//!     iifname != @zone udp dport 4789 notrack   # the tunnel's own packets
-//!     ct zone set iifname map @zone }
+//!     ct zone set iifname map @zone accept      # a bridge's packets
+//!     udp dport 4789 notrack }                  # the tunnel's own packets
 //!   chain rawout { hook output priority -300; udp dport 4789 notrack }
 //!   chain fwd { hook forward priority 0
 //!     ct state established,related <clear> accept

@@ -63,6 +63,11 @@ impl NatTable {
             }
         })?;
         let chains = self.chain_names(ip, SG_TABLE)?;
+        // The fixed part of an older layout (an empty `pre` chain, the raw
+        // chain's two look-ups a packet): made anew.
+        if chains.iter().any(|c| c == "pre") {
+            return Ok(None);
+        }
         seen.chains = chains
             .iter()
             .filter(|c| parse_chain_name(c).is_some())

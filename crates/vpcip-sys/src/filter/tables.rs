@@ -156,12 +156,6 @@ pub(super) fn ip_body() -> Vec<NfTablesMessage> {
     ));
     msgs.push(filter_chain_in(
         SG_TABLE,
-        "pre",
-        InetHookNumber::PreRouting,
-        0,
-    ));
-    msgs.push(filter_chain_in(
-        SG_TABLE,
         "forward",
         InetHookNumber::Forward,
         0,
@@ -174,26 +168,7 @@ pub(super) fn ip_body() -> Vec<NfTablesMessage> {
             DefaultNla::new(4, u32::from(Register::Reg1).to_be_bytes().to_vec()), // NFTA_CT_SREG
         ],
     };
-    // The tunnel's own packets (VXLAN, UDP 4789, to and from the host, not
-    // bridged) are not tracked: conntrack would see every packet twice,
-    // outer and inner.
-    let vxlan = || crate::expr::udp_port_is(2, 4789);
-    let mut e = vec![
-        meta(MetaKey::Iifname, Register::Reg1),
-        lookup(ZONE, 1, Register::Reg1, crate::expr::NOT_IN),
-    ];
-    e.extend(vxlan());
-    e.push(crate::expr::notrack());
-    msgs.push(rule_in(SG_TABLE, "raw", e));
-    msgs.push(filter_chain_in(
-        SG_TABLE,
-        "rawout",
-        InetHookNumber::LocalOut,
-        -300,
-    ));
-    let mut e = vxlan();
-    e.push(crate::expr::notrack());
-    msgs.push(rule_in(SG_TABLE, "rawout", e));
+    // A bridge's packets: their zone, and done (one lookup a packet).
     msgs.push(rule_in(
         SG_TABLE,
         "raw",
@@ -207,8 +182,25 @@ pub(super) fn ip_body() -> Vec<NfTablesMessage> {
             ])
             .into(),
             ct_set.into(),
+            accept(),
         ],
     ));
+    // The tunnel's own packets (VXLAN, UDP 4789, to and from the host, not
+    // bridged) are not tracked: conntrack would see every packet twice,
+    // outer and inner.
+    let vxlan = || crate::expr::udp_port_is(2, 4789);
+    let mut e = vxlan();
+    e.push(crate::expr::notrack());
+    msgs.push(rule_in(SG_TABLE, "raw", e));
+    msgs.push(filter_chain_in(
+        SG_TABLE,
+        "rawout",
+        InetHookNumber::LocalOut,
+        -300,
+    ));
+    let mut e = vxlan();
+    e.push(crate::expr::notrack());
+    msgs.push(rule_in(SG_TABLE, "rawout", e));
     msgs.extend(forward_rules());
     msgs
 }
