@@ -102,17 +102,50 @@ fn broken_connection(e: &sqlx::Error) -> bool {
     }
 }
 
-/// `s` as a PostgreSQL literal, dollar-quoted with a tag it does not
-/// contain: nothing in it is read as SQL, whatever the server's
-/// `standard_conforming_strings`.
+/// `s` as a PostgreSQL literal, dollar-quoted with a tag that first
+/// occurs after it where it is closed (not in it, nor across its end, as
+/// `a$v` then `$v$` would): nothing in it is read as SQL, whatever the
+/// server's `standard_conforming_strings`.
 pub(crate) fn pg_literal(s: &str) -> String {
     let mut tag = "$v$".to_string();
     let mut i = 0u32;
-    while s.contains(&tag) {
+    while format!("{s}{tag}").find(&tag) != Some(s.len()) {
         tag = format!("$v{i}$");
         i += 1;
     }
     format!("{tag}{s}{tag}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pg_literal;
+
+    /// The literal's text, as PostgreSQL reads it: up to the first
+    /// occurrence of the opening tag.
+    fn read(lit: &str) -> &str {
+        let tag_end = lit[1..].find('$').map(|i| i + 2).unwrap();
+        let tag = &lit[..tag_end];
+        let body = &lit[tag_end..];
+        &body[..body.find(tag).unwrap()]
+    }
+
+    #[test]
+    fn a_literal_reads_back_whole_whatever_it_holds() {
+        for s in [
+            "",
+            "plain",
+            "it's",
+            "$v$",
+            "a$v",
+            "a$v$v",
+            "$v0$ and $v$",
+            "$",
+            "x$v1",
+            "\\'\"",
+        ] {
+            assert_eq!(read(&pg_literal(s)), s, "{s:?} → {}", pg_literal(s));
+        }
+    }
 }
 
 /// The SQLSTATE `vpcip_finish` raises a count beyond its quota with.
