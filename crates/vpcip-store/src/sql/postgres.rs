@@ -116,38 +116,6 @@ pub(crate) fn pg_literal(s: &str) -> String {
     format!("{tag}{s}{tag}")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::pg_literal;
-
-    /// The literal's text, as PostgreSQL reads it: up to the first
-    /// occurrence of the opening tag.
-    fn read(lit: &str) -> &str {
-        let tag_end = lit[1..].find('$').map(|i| i + 2).unwrap();
-        let tag = &lit[..tag_end];
-        let body = &lit[tag_end..];
-        &body[..body.find(tag).unwrap()]
-    }
-
-    #[test]
-    fn a_literal_reads_back_whole_whatever_it_holds() {
-        for s in [
-            "",
-            "plain",
-            "it's",
-            "$v$",
-            "a$v",
-            "a$v$v",
-            "$v0$ and $v$",
-            "$",
-            "x$v1",
-            "\\'\"",
-        ] {
-            assert_eq!(read(&pg_literal(s)), s, "{s:?} → {}", pg_literal(s));
-        }
-    }
-}
-
 /// The SQLSTATE `vpcip_finish` raises a count beyond its quota with.
 const OVER_QUOTA: &str = "VP001";
 
@@ -196,4 +164,36 @@ pub async fn create_pg_database(admin_url: &str, name: &str) -> Result<String, S
         .map(|(b, _)| b)
         .ok_or_else(|| StoreError::Config(format!("bad PostgreSQL URL {admin_url:?}")))?;
     Ok(format!("{base}/{name}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pg_literal;
+
+    /// The literal's text, as PostgreSQL reads it: up to the first
+    /// occurrence of the opening tag.
+    fn read(lit: &str) -> &str {
+        let tag_end = lit[1..].find('$').map(|i| i + 2).unwrap();
+        let tag = &lit[..tag_end];
+        let body = &lit[tag_end..];
+        &body[..body.find(tag).unwrap()]
+    }
+
+    #[test]
+    fn a_literal_reads_back_whole_whatever_it_holds() {
+        for s in [
+            "",
+            "plain",
+            "it's",
+            "$v$",
+            "a$v",
+            "a$v$v",
+            "$v0$ and $v$",
+            "$",
+            "x$v1",
+            "\\'\"",
+        ] {
+            assert_eq!(read(&pg_literal(s)), s, "{s:?} → {}", pg_literal(s));
+        }
+    }
 }
