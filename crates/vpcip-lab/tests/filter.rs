@@ -129,6 +129,22 @@ fn security_groups_filter_real_traffic_statefully_per_vpc() {
         want,
         "idle: nothing to do"
     );
+    // The fixed part of an older layout (an empty prerouting chain `pre`)
+    // reads as no filter, and is made anew without it.
+    w.exec(
+        "host",
+        &[
+            "nft",
+            "add chain ip vpcip_sg pre { type filter hook prerouting priority 0; }",
+        ],
+    );
+    assert_eq!(nft.read_filter().unwrap(), None, "an older layout is kept");
+    nft.make_filter(&want).unwrap();
+    assert_eq!(nft.read_filter().unwrap(), Some(want.seen()));
+    assert!(
+        !w.exec("host", &["nft", "list", "table", "ip", "vpcip_sg"])
+            .contains("chain pre ")
+    );
 
     let _servers: Vec<_> = ["b", "d"]
         .iter()
