@@ -58,6 +58,13 @@ impl Kind {
         }
     }
 
+    /// Whether `key` can be an ID of this kind (every ID is the kind's
+    /// prefix and a dash), rather than a name only.
+    pub fn may_be_id(self, key: &str) -> bool {
+        key.strip_prefix(self.prefix())
+            .is_some_and(|rest| rest.starts_with('-'))
+    }
+
     pub fn prefix(self) -> &'static str {
         match self {
             Kind::Zone => "zone",

@@ -17,7 +17,7 @@ use std::time::Duration;
 pub use db::{Backend, Db, Resource, Scope, Tx};
 pub use error::StoreError;
 /// How long a controller keeps a token it looked up, at most.
-pub const TOKEN_CACHE_MAX_AGE: std::time::Duration = db::TOKEN_CACHE_MAX_AGE;
+pub const TOKEN_CACHE_MAX_AGE: std::time::Duration = db::tokens::TokenCache::MAX_AGE;
 use vpcip_model::Page;
 
 /// Largest page a list returns.

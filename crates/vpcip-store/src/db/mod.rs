@@ -29,10 +29,9 @@ pub use alloc::PoolUse;
 mod conn;
 use conn::{Conn, NewBinding, NewRow};
 mod migrations;
-mod tokens;
-pub(crate) const TOKEN_CACHE_MAX_AGE: std::time::Duration = tokens::TokenCache::MAX_AGE;
 mod resource;
 mod scope;
+pub(crate) mod tokens;
 mod tx;
 
 use migrations::MIGRATIONS;
@@ -200,15 +199,15 @@ async fn listen(
 impl Db {
     pub async fn connect(url: &str, connections: Option<u32>) -> Result<Self, StoreError> {
         let pool = Pool::connect(url, connections).await?;
-        let backend_is_sqlite = pool.backend() == Backend::Sqlite;
+        let backend = pool.backend();
         let db = Db {
-            backend: pool.backend(),
+            backend,
             pool,
             changes: std::sync::Arc::new(tokio::sync::watch::channel(()).0),
             quotas: Default::default(),
             // SQLite's one controller revokes its tokens itself;
             // PostgreSQL's keep nothing until they listen to each other.
-            tokens: std::sync::Arc::new(tokens::TokenCache::new(backend_is_sqlite)),
+            tokens: std::sync::Arc::new(tokens::TokenCache::new(backend == Backend::Sqlite)),
         };
         db.migrate().await?;
         if let Pool::Pg(pool) = &db.pool {

@@ -30,17 +30,16 @@ impl Tx {
 
     pub async fn commit(mut self) -> Result<(), StoreError> {
         let wrote = self.dirty;
-        if wrote {
-            match self.backend {
-                Backend::Postgres => return self.commit_pg().await,
-                Backend::Sqlite => {
-                    self.count_and_check_sqlite().await?;
-                    self.bump_and_log_sqlite().await?;
-                }
-            }
-        }
         let changes = self.changes.take();
-        self.sql.commit().await?;
+        match (wrote, self.backend) {
+            (true, Backend::Postgres) => self.commit_pg().await?,
+            (true, Backend::Sqlite) => {
+                self.count_and_check_sqlite().await?;
+                self.bump_and_log_sqlite().await?;
+                self.sql.commit().await?;
+            }
+            (false, _) => self.sql.commit().await?,
+        }
         if let (true, Some(c)) = (wrote, changes) {
             c.send_replace(());
         }
@@ -117,7 +116,7 @@ impl Tx {
     /// (a tenant's count, a subnet, the revision) held only while
     /// PostgreSQL runs the message, not for a round trip to the COMMIT:
     /// writers queue on them for microseconds.
-    async fn commit_pg(mut self) -> Result<(), StoreError> {
+    async fn commit_pg(&mut self) -> Result<(), StoreError> {
         let (pending, binding) = self.sql.take_pending();
         let inserted = serde_json::to_string(&pending.iter().collect::<Vec<_>>())
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -143,28 +142,21 @@ impl Tx {
             pg_literal(&limits),
             pg_literal(&bound)
         );
-        let changes = self.changes.take();
         match self.sql.commit_after(&call).await {
-            Ok(()) => {}
+            Ok(()) => Ok(()),
             Err(StoreError::Db(DbError {
                 kind: DbErrorKind::OverQuota,
                 message,
                 ..
-            })) => return Err(self.over_quota(&message)),
+            })) => Err(self.over_quota(&message)),
             // A unique key: the binding's (a target bound meanwhile) or
             // the new resource's name.
-            Err(e) => {
-                return Err(match (pending, binding) {
-                    (_, Some(_)) if e.violates("eip_bindings") => NewBinding::refusal(e),
-                    (Some(row), _) => row.refusal(e),
-                    _ => e,
-                });
-            }
+            Err(e) => Err(match (pending, binding) {
+                (_, Some(_)) if e.violates("eip_bindings") => NewBinding::refusal(e),
+                (Some(row), _) => row.refusal(e),
+                _ => e,
+            }),
         }
-        if let Some(c) = changes {
-            c.send_replace(());
-        }
-        Ok(())
     }
 
     /// The refusal of the counts `vpcip_finish` found beyond their quotas

@@ -70,9 +70,7 @@ pub(crate) async fn prepare_bind(
         // in one statement (a server is never shared: its tenant alone
         // says who sees it).
         if tx.backend == Backend::Postgres
-            && key
-                .strip_prefix(Kind::Server.prefix())
-                .is_some_and(|rest| rest.starts_with('-'))
+            && Kind::Server.may_be_id(key)
             && let Some((tenant, nic, holder)) = tx.server_primary_nic(key).await?
             && scope.sees(&tenant, false)
         {

@@ -25,10 +25,9 @@ impl Tx {
         lock: bool,
     ) -> Result<R, StoreError> {
         let suffix = if lock { self.lock_suffix() } else { "" };
-        let maybe_id = key
-            .strip_prefix(R::KIND.prefix())
-            .is_some_and(|rest| rest.starts_with('-'));
-        if maybe_id && let Some(r) = self.visible_by_id::<R>(scope, key, suffix).await? {
+        if R::KIND.may_be_id(key)
+            && let Some(r) = self.visible_by_id::<R>(scope, key, suffix).await?
+        {
             return Ok(r);
         }
         let rows = self
@@ -195,7 +194,7 @@ impl Tx {
                 .strip_prefix('p')
                 .and_then(|h| hex::decode(h).ok())
                 .and_then(|b| String::from_utf8(b).ok())
-                .filter(|id| id.starts_with(&format!("{}-", R::KIND.prefix())))
+                .filter(|id| R::KIND.may_be_id(id))
                 .ok_or_else(|| {
                     RuleError::invalid(
                         "page_token",
