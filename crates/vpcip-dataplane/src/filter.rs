@@ -6,11 +6,12 @@
 //!
 //! ```text
 //! table bridge vpcip_sgmark {
-//!   map port_mark { type ifname : mark }      # VM port → its number
-//!   chain fwd { hook forward priority -350
-//!     meta mark set 0; meta priority set 0
+//!   map port_mark { type ifname : mark; elements = { <port> : <number>, * : 0 } }
+//!   map port_prio { typeof oifname : meta priority; … the same numbers }
+//!   chain ports { hook forward priority -350
 //!     meta mark set iifname map @port_mark        # the port it comes from
-//!     meta priority set oifname map @port_mark }  # the port it goes to
+//!     meta priority set oifname map @port_prio }  # the port it goes to
+//!                                                 # (`*`: not a VM port, 0)
 //! }
 //! table ip vpcip_sg {                         # reached through br_netfilter
 //!   map zone { type ifname : ct zone }        # bridge → its VPC's zone
@@ -27,7 +28,7 @@
 //!     ct zone set iifname map @zone accept      # a bridge's packets
 //!     udp dport 4789 notrack }                  # the tunnel's own packets
 //!   chain rawout { hook output priority -300; udp dport 4789 notrack }
-//!   chain fwd { hook forward priority 0
+//!   chain forward { hook forward priority 0
 //!     ct state established,related <clear> accept
 //!     meta mark vmap @egress                    # the sender's egress: returns when allowed
 //!     meta priority vmap @ingress               # the receiver's ingress

@@ -145,6 +145,23 @@ fn security_groups_filter_real_traffic_statefully_per_vpc() {
         !w.exec("host", &["nft", "list", "table", "ip", "vpcip_sg"])
             .contains("chain pre ")
     );
+    // Likewise a bridge table of the older layout (its chain `forward`,
+    // which cleared the numbers before the look-ups; now the maps' catch-all
+    // elements do).
+    w.exec(
+        "host",
+        &[
+            "nft",
+            "flush chain bridge vpcip_sgmark ports; delete chain bridge vpcip_sgmark ports; \
+             add chain bridge vpcip_sgmark forward { type filter hook forward priority -350; }",
+        ],
+    );
+    assert_eq!(nft.read_filter().unwrap(), None, "an older layout is kept");
+    nft.make_filter(&want).unwrap();
+    assert_eq!(nft.read_filter().unwrap(), Some(want.seen()));
+    let bridge = w.exec("host", &["nft", "list", "table", "bridge", "vpcip_sgmark"]);
+    assert!(!bridge.contains("chain forward "), "{bridge}");
+    assert!(bridge.contains("* : "), "catch-all elements: {bridge}");
 
     let _servers: Vec<_> = ["b", "d"]
         .iter()
@@ -158,6 +175,27 @@ fn security_groups_filter_real_traffic_statefully_per_vpc() {
     assert!(ask_once(&a, at(B, 8081), "x").is_some());
     assert_eq!(ask_once(&a, at(B, 8082), "x"), None, "no rule for 8082");
     assert!(!ping(&w, "a", B), "no rule lets ICMP into b");
+
+    // A hostile VM gives its packets the priority that is the number of a
+    // port whose ingress lets everything in (its own): b's ingress still
+    // judges what goes to b (the bridge chain sets both numbers of every
+    // frame, whatever it carries).
+    let forged = format!("0:{:x}", want.marks["ta"]);
+    w.exec(
+        "a",
+        &[
+            "nft",
+            &format!(
+                "add table ip hostile; \
+                 add chain ip hostile out {{ type filter hook output priority 0; }}; \
+                 add rule ip hostile out meta priority set {forged}"
+            ),
+        ],
+    );
+    assert_eq!(ask_once(&a, at(B, 8082), "x"), None, "a forged priority");
+    assert!(!ping(&w, "a", B), "a forged priority (ICMP)");
+    assert!(ask_once(&a, at(B, 8080), "x").is_some(), "allowed still");
+    w.exec("a", &["nft", "delete table ip hostile"]);
     assert!(ping(&w, "b", A), "b's egress allows ICMP; the reply passes");
     // VPC 2: same addresses, its own groups (everything open).
     assert!(ask_once(&c, at(B, 8082), "x").is_some());

@@ -21,6 +21,10 @@ const PORT_MARK: &str = "port_mark";
 /// Made last in the bridge table: its presence says the table is of the
 /// current shape.
 const PORT_PRIO: &str = "port_prio";
+/// The bridge table's chain. Named anew when its rules changed (it was
+/// `forward`, with a rule clearing both numbers before the look-ups): a
+/// table with the older chain is made anew.
+const PORTS_CHAIN: &str = "ports";
 const ZONE: &str = "zone";
 const INGRESS: &str = "ingress";
 const EGRESS: &str = "egress";

@@ -25,6 +25,15 @@ impl NatTable {
         {
             return Ok(None);
         }
+        // A bridge table of an older layout (its chain `forward`, a rule
+        // clearing the numbers, no catch-all elements): made anew.
+        if !self
+            .chain_names(bridge, SGMARK_TABLE)?
+            .iter()
+            .any(|c| c == PORTS_CHAIN)
+        {
+            return Ok(None);
+        }
         let mut seen = FilterSeen::default();
         let mut ok = self.dump_set(bridge, SGMARK_TABLE, PORT_MARK, |k, v, _| {
             if let Some(v) = v.and_then(|v| <[u8; 4]>::try_from(v).ok()) {

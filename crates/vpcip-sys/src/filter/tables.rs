@@ -6,13 +6,13 @@ use std::collections::BTreeMap;
 use netlink_packet_core::DefaultNla;
 use netlink_packet_netfilter::nftables::{
     ChainAttribute, ChainMessage, DataAttribute, Expressions, Immediate, InetHookNumber, Lookup,
-    Meta, MetaKey, NfTablesMessage, Operator, Register, SetAttribute, SetFlags, TableAttribute,
-    TableMessage,
+    Meta, MetaKey, NfTablesMessage, Operator, Register, SetAttribute, SetElementAttribute,
+    SetElementFlags, SetFlags, TableAttribute, TableMessage,
 };
 use vpcip_dataplane::filter::{ChainSpec, Way};
 use vpcip_model::filter::PROTO_VRRP;
 
-use super::elements::{set_msg, table_msgs};
+use super::elements::{elements_msg, set_msg, table_msgs};
 use super::*;
 use crate::expr::{
     Expr, NETWORK_HEADER, TRANSPORT_HEADER, accept, cmp, ct, drop, lookup, mask, meta, payload, ret,
@@ -205,9 +205,10 @@ pub(super) fn ip_body() -> Vec<NfTablesMessage> {
     msgs
 }
 
-/// The bridge table, whole: `meta mark set 0; meta mark set iifname map
-/// @port_mark; meta priority set oifname map @port_prio` at the start of
-/// forward.
+/// The bridge table, whole: `meta mark set iifname map @port_mark; meta
+/// priority set oifname map @port_prio` at the start of forward, each map
+/// with a catch-all element `* : 0` (not a VM port), so that every frame
+/// gets both numbers in two look-ups and no rule clears them first.
 pub(super) fn bridge_body() -> Vec<NfTablesMessage> {
     let t = || TableMessage {
         attributes: vec![TableAttribute::Name(SGMARK_TABLE.into())],
@@ -242,16 +243,27 @@ pub(super) fn bridge_body() -> Vec<NfTablesMessage> {
             ],
         ),
     ];
+    for map in [PORT_MARK, PORT_PRIO] {
+        msgs.extend(elements_msg(
+            SGMARK_TABLE,
+            map,
+            true,
+            vec![vec![
+                SetElementAttribute::Flags(SetElementFlags::CatchAll),
+                SetElementAttribute::Data(DataAttribute::Value(vec![0; 4])),
+            ]],
+        ));
+    }
     msgs.push(filter_chain_in(
         SGMARK_TABLE,
-        "forward",
+        PORTS_CHAIN,
         InetHookNumber::Forward,
         -350,
     ));
     let set_from_map = |from: MetaKey, map: &str, id: u32, to: MetaKey| {
         rule_in(
             SGMARK_TABLE,
-            "forward",
+            PORTS_CHAIN,
             vec![
                 meta(from, Register::Reg1),
                 Expressions::Lookup(vec![
@@ -265,7 +277,6 @@ pub(super) fn bridge_body() -> Vec<NfTablesMessage> {
             ],
         )
     };
-    msgs.push(rule_in(SGMARK_TABLE, "forward", clear_ports()));
     msgs.push(set_from_map(MetaKey::Iifname, PORT_MARK, 1, MetaKey::Mark));
     msgs.push(set_from_map(
         MetaKey::Oifname,
