@@ -111,9 +111,16 @@ struct Args {
 
 pub(crate) const OPERATOR: &str = "bench-operator-token";
 
+/// The median: of an even number of samples, the mean of the middle two
+/// (until session 17 the upper one, which read ratios high).
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    let n = v.len();
+    if n % 2 == 0 && n > 0 {
+        f64::midpoint(v[n / 2 - 1], v[n / 2])
+    } else {
+        v[n / 2]
+    }
 }
 
 /// `vpcip ARGS` as the operator against the API at `url`; its output, or
