@@ -116,7 +116,7 @@ pub(crate) const OPERATOR: &str = "bench-operator-token";
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    if n % 2 == 0 && n > 0 {
+    if n.is_multiple_of(2) && n > 0 {
         f64::midpoint(v[n / 2 - 1], v[n / 2])
     } else {
         v[n / 2]
