@@ -240,3 +240,13 @@ async fn main() -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_median_of_an_even_count_is_the_mean_of_the_middle_two() {
+        assert!((super::median(vec![0.9, 0.8, 1.0]) - 0.9).abs() < 1e-12);
+        assert!((super::median(vec![0.86, 0.95, 0.88, 0.90]) - 0.89).abs() < 1e-12);
+        assert!((super::median(vec![2.0]) - 2.0).abs() < 1e-12);
+    }
+}
