@@ -129,36 +129,26 @@ fn security_groups_filter_real_traffic_statefully_per_vpc() {
         want,
         "idle: nothing to do"
     );
-    // The fixed part of an older layout (an empty prerouting chain `pre`)
-    // reads as no filter, and is made anew without it.
-    w.exec(
-        "host",
-        &[
-            "nft",
-            "add chain ip vpcip_sg pre { type filter hook prerouting priority 0; }",
-        ],
-    );
-    assert_eq!(nft.read_filter().unwrap(), None, "an older layout is kept");
-    nft.make_filter(&want).unwrap();
-    assert_eq!(nft.read_filter().unwrap(), Some(want.seen()));
+    // A filter of an older layout (planted by `plant`) reads as no filter,
+    // and is made anew in the current one.
+    let mut remade_after = |plant: &str| {
+        w.exec("host", &["nft", plant]);
+        assert_eq!(nft.read_filter().unwrap(), None, "an older layout is kept");
+        nft.make_filter(&want).unwrap();
+        assert_eq!(nft.read_filter().unwrap(), Some(want.seen()));
+    };
+    // The ip table's fixed part with an empty prerouting chain `pre`.
+    remade_after("add chain ip vpcip_sg pre { type filter hook prerouting priority 0; }");
     assert!(
         !w.exec("host", &["nft", "list", "table", "ip", "vpcip_sg"])
             .contains("chain pre ")
     );
-    // Likewise a bridge table of the older layout (its chain `forward`,
-    // which cleared the numbers before the look-ups; now the maps' catch-all
-    // elements do).
-    w.exec(
-        "host",
-        &[
-            "nft",
-            "flush chain bridge vpcip_sgmark ports; delete chain bridge vpcip_sgmark ports; \
-             add chain bridge vpcip_sgmark forward { type filter hook forward priority -350; }",
-        ],
+    // A bridge table whose chain is `forward`, which cleared the numbers
+    // before the look-ups (now the maps' catch-all elements do).
+    remade_after(
+        "flush chain bridge vpcip_sgmark ports; delete chain bridge vpcip_sgmark ports; \
+         add chain bridge vpcip_sgmark forward { type filter hook forward priority -350; }",
     );
-    assert_eq!(nft.read_filter().unwrap(), None, "an older layout is kept");
-    nft.make_filter(&want).unwrap();
-    assert_eq!(nft.read_filter().unwrap(), Some(want.seen()));
     let bridge = w.exec("host", &["nft", "list", "table", "bridge", "vpcip_sgmark"]);
     assert!(!bridge.contains("chain forward "), "{bridge}");
     assert!(bridge.contains("* : "), "catch-all elements: {bridge}");

@@ -18,8 +18,8 @@ pub const SGMARK_TABLE: &str = "vpcip_sgmark";
 const PORT_MARK: &str = "port_mark";
 /// The same numbers as `port_mark`, typed as the packet's priority (nft
 /// refuses one map for both `meta mark set` and `meta priority set`).
-/// Made last in the bridge table: its presence says the table is of the
-/// current shape.
+/// Its presence says the bridge table is there (the table is made in one
+/// transaction); the chain `ports` says it is of the current shape.
 const PORT_PRIO: &str = "port_prio";
 /// The bridge table's chain. Named anew when its rules changed (it was
 /// `forward`, with a rule clearing both numbers before the look-ups): a
