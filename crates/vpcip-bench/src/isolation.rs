@@ -150,6 +150,27 @@ pub(crate) fn world(gro: bool) -> anyhow::Result<World> {
         );
         w.exec(vm, &["ip", "link", "set", "eth0", "up"]);
         w.exec(vm, &["ip", "route", "add", "default", "via", "10.0.1.1"]);
+        // The VM's port as the host agent makes it: no unknown unicast out
+        // of it, the VM's MAC pinned to it.
+        let mac = w.exec(vm, &["cat", "/sys/class/net/eth0/address"]);
+        w.exec(
+            host,
+            &["bridge", "link", "set", "dev", "t1", "flood", "off"],
+        );
+        w.exec(
+            host,
+            &[
+                "bridge",
+                "fdb",
+                "replace",
+                mac.trim(),
+                "dev",
+                "t1",
+                "master",
+                "static",
+                "sticky",
+            ],
+        );
     }
     // The EIP's NAT, as a router does it.
     let vm1: Ipv4Addr = VMS[0].2.parse()?;

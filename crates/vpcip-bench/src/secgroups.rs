@@ -22,7 +22,7 @@
 mod latency;
 mod rules;
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -77,12 +77,13 @@ fn bridge_nf(w: &World, node: &str, on: bool) {
 /// Puts `f` on h1 (and on h2 the same shape with vm2's port, so that the
 /// throughput runs cross two filters).
 fn apply(w: &World, f: Filter) -> anyhow::Result<()> {
-    for (host, ip) in [("h1", VM1), ("h2", VM2)] {
+    for (host, vm, ip) in [("h1", "vm1", VM1), ("h2", "vm2", VM2)] {
         match f {
             Filter::Off => bridge_nf(w, host, false),
             Filter::Vpcip { rules, nics } => {
                 bridge_nf(w, host, true);
-                let want = filter_for(&host_state(rules, nics, ip), None);
+                let mac = w.exec(vm, &["cat", "/sys/class/net/eth0/address"]);
+                let want = filter_for(&host_state(rules, nics, ip, mac.trim()), None);
                 in_netns(&named(&w.ns(host)), move || -> anyhow::Result<()> {
                     NatTable::open()?.make_filter(&want)?;
                     Ok(())
@@ -152,6 +153,14 @@ fn throughput_runs(
     for _ in 0..repeats {
         for (i, f) in variants.iter().enumerate() {
             apply(&w, *f)?;
+            // The filter filters: vm2 takes nothing on tcp/7 from vm1 (no
+            // rule lets it in), so vm1's connection goes unanswered where
+            // without a filter vm2's kernel refuses it at once.
+            let answered = answers(&w, "vm1", SocketAddr::new(to.into(), 7))?;
+            anyhow::ensure!(
+                answered == matches!(f, Filter::Off),
+                "{f:?}: vm2 answered on tcp/7: {answered}"
+            );
             out[i].push(crate::shaping::iperf(&w, "vm1", to, 2)?);
             remove(&w, *f);
         }
@@ -159,12 +168,24 @@ fn throughput_runs(
     Ok(out)
 }
 
+/// Whether `to` answers a TCP connection from `vm` (accepts or refuses it)
+/// within 300 ms.
+fn answers(w: &World, vm: &str, to: SocketAddr) -> anyhow::Result<bool> {
+    let r = in_netns(&named(&w.ns(vm)), move || {
+        std::net::TcpStream::connect_timeout(&to, Duration::from_millis(300))
+    })?;
+    Ok(match r {
+        Ok(_) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionRefused,
+    })
+}
+
 /// Seconds to program `nics` NICs × 20 rules into an empty host: vpcip's
 /// planner, vpcip's transactions, iptables-legacy-restore.
 fn program_run(nics: u32) -> anyhow::Result<(f64, f64, f64)> {
     let mut w = World::new("vbs");
     w.add_node("h");
-    let state = host_state(20, nics, VM1);
+    let state = host_state(20, nics, VM1, "02:00:0a:00:01:02");
     let started = Instant::now();
     let want = filter_for(&state, None);
     let plan = started.elapsed().as_secs_f64();

@@ -18,6 +18,7 @@ use std::net::Ipv4Addr;
 use vpcip_model::desired::HostState;
 
 use crate::filter::{FilterSeen, FilterWant, PortPolicy, filter_for, narrowed};
+use crate::isolation::parse_mac;
 use crate::isolation::{InfraGuard, PortGuards, host_guard, port_guards};
 use crate::links::{
     LinkChange, LinkState, LinkWant, Links, VXLAN_OVERHEAD, bridge_ifname, converge_link, vni_of,
@@ -155,6 +156,7 @@ pub fn plan_host(want: &HostState, have: &HostObserved, underlay: Ipv4Addr) -> H
             flood: Some(&flood),
             max_mtu: None,
             mac: None,
+            pin: None,
         };
         changes.extend(
             converge_link(&br, link(&br), LinkWant::default())
@@ -173,9 +175,14 @@ pub fn plan_host(want: &HostState, have: &HostObserved, underlay: Ipv4Addr) -> H
             continue;
         }
         let br = bridge_ifname(p.vni);
+        // The port's MAC pinned, no unknown unicast: a unicast frame leaves
+        // the port only when addressed to its MAC, which the filter's
+        // ingress map is keyed by. A MAC that does not parse pins the
+        // all-zero one: the port then takes no unicast at all.
         let port = LinkWant {
             master: Some(&br),
             max_mtu: Some(vx_mtu),
+            pin: Some(parse_mac(&p.mac).unwrap_or([0; 6])),
             ..Default::default()
         };
         changes.extend(

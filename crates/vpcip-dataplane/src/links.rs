@@ -56,6 +56,11 @@ pub struct LinkState {
     pub addrs: BTreeSet<Ipv4Net>,
     /// A VXLAN device's flood list: the VTEPs every unknown frame goes to.
     pub flood: BTreeSet<Ipv4Addr>,
+    /// A bridge port's unicast flooding (None: not a bridge port): whether
+    /// frames to MACs the bridge has not learned go out of it.
+    pub unicast_flood: Option<bool>,
+    /// The MACs pinned to it as a bridge port: static, sticky FDB entries.
+    pub pinned: BTreeSet<[u8; 6]>,
 }
 
 /// The links of a namespace, by name.
@@ -107,6 +112,19 @@ pub enum LinkChange {
         name: String,
         vtep: Ipv4Addr,
     },
+    /// A VM port takes no unknown unicast (`bridge link set dev NAME flood
+    /// off`) and its MAC is pinned to it (`bridge fdb replace MAC dev NAME
+    /// master static sticky`): the bridge sends a unicast frame out of it
+    /// only when the frame is addressed to that MAC.
+    PinMac {
+        name: String,
+        mac: [u8; 6],
+    },
+    /// A MAC pinned to the port that is not its MAC any more.
+    UnpinMac {
+        name: String,
+        mac: [u8; 6],
+    },
     DelLink {
         name: String,
     },
@@ -127,6 +145,8 @@ impl LinkChange {
             | LinkChange::DelAddr { name, .. }
             | LinkChange::FloodAdd { name, .. }
             | LinkChange::FloodDel { name, .. }
+            | LinkChange::PinMac { name, .. }
+            | LinkChange::UnpinMac { name, .. }
             | LinkChange::DelLink { name } => name,
         }
     }
@@ -155,7 +175,12 @@ impl LinkChange {
                     return;
                 };
                 match self {
-                    LinkChange::SetMaster { master, .. } => l.master = Some(master.clone()),
+                    LinkChange::SetMaster { master, .. } => {
+                        // A new bridge port: flooding on, nothing pinned.
+                        l.master = Some(master.clone());
+                        l.unicast_flood = Some(true);
+                        l.pinned.clear();
+                    }
                     LinkChange::SetMtu { mtu, .. } => l.mtu = Some(*mtu),
                     LinkChange::SetMac { mac, .. } => l.mac = Some(*mac),
                     LinkChange::Ipv6Off { .. } => l.ipv6 = false,
@@ -171,6 +196,15 @@ impl LinkChange {
                     }
                     LinkChange::FloodDel { vtep, .. } => {
                         l.flood.remove(vtep);
+                    }
+                    LinkChange::PinMac { mac, .. } => {
+                        l.unicast_flood = Some(false);
+                        if *mac != [0; 6] {
+                            l.pinned.insert(*mac);
+                        }
+                    }
+                    LinkChange::UnpinMac { mac, .. } => {
+                        l.pinned.remove(mac);
                     }
                     _ => {}
                 }
@@ -203,6 +237,9 @@ pub struct LinkWant<'a> {
     pub max_mtu: Option<u32>,
     /// Exactly this MAC address.
     pub mac: Option<[u8; 6]>,
+    /// A VM port: no unknown unicast, and exactly this MAC pinned to it
+    /// (with `master`).
+    pub pin: Option<[u8; 6]>,
 }
 
 /// The changes that make `name` (as observed in `have`, or about to be
@@ -236,6 +273,23 @@ pub fn converge_link(name: &str, have: Option<&LinkState>, want: LinkWant<'_>) -
         && have.mac != Some(mac)
     {
         out.push(LinkChange::SetMac { name: name(), mac });
+    }
+    if let Some(mac) = want.pin {
+        // Joining a bridge makes a new port: flooding on, nothing pinned.
+        let moved = want
+            .master
+            .is_some_and(|m| have.master.as_deref() != Some(m));
+        for m in have.pinned.iter().filter(|m| **m != mac && !moved) {
+            out.push(LinkChange::UnpinMac {
+                name: name(),
+                mac: *m,
+            });
+        }
+        // (The all-zero MAC pins nothing: flooding off only.)
+        let unpinned = mac != [0; 6] && !have.pinned.contains(&mac);
+        if moved || have.unicast_flood != Some(false) || unpinned {
+            out.push(LinkChange::PinMac { name: name(), mac });
+        }
     }
     if let Some(addrs) = want.addrs {
         for a in have.addrs.difference(addrs) {
@@ -285,6 +339,51 @@ mod tests {
     }
 
     #[test]
+    fn a_vm_port_is_pinned_after_it_joins_and_stale_pins_go() {
+        let mac = [0xfa, 0x16, 0x3e, 0, 0, 1];
+        let want = LinkWant {
+            master: Some("br1"),
+            pin: Some(mac),
+            ..Default::default()
+        };
+        let mut links = Links::new();
+        links.insert("t1".into(), new_link("veth", None));
+        let plan = converge_link("t1", links.get("t1"), want);
+        let join = plan
+            .iter()
+            .position(|c| matches!(c, LinkChange::SetMaster { .. }));
+        let pin = plan
+            .iter()
+            .position(|c| matches!(c, LinkChange::PinMac { .. }));
+        assert!(join < pin, "pinned in its bridge: {plan:?}");
+        for c in &plan {
+            c.simulate(&mut links);
+        }
+        assert_eq!(links["t1"].unicast_flood, Some(false));
+        assert!(converge_link("t1", links.get("t1"), want).is_empty());
+        // A MAC pinned by hand, or the NIC's old one, is unpinned.
+        let old = [0xfa, 0x16, 0x3e, 0, 0, 9];
+        links.get_mut("t1").unwrap().pinned.insert(old);
+        assert_eq!(
+            converge_link("t1", links.get("t1"), want),
+            vec![LinkChange::UnpinMac {
+                name: "t1".into(),
+                mac: old
+            }]
+        );
+        // Flooding turned back on by hand: turned off again.
+        links.get_mut("t1").unwrap().pinned.remove(&old);
+        links.get_mut("t1").unwrap().unicast_flood = Some(true);
+        assert_eq!(
+            converge_link("t1", links.get("t1"), want),
+            vec![LinkChange::PinMac {
+                name: "t1".into(),
+                mac
+            }]
+        );
+    }
+
+    #[test]
     fn a_converged_link_needs_nothing() {
         let flood: BTreeSet<Ipv4Addr> = [Ipv4Addr::new(192, 0, 2, 2)].into();
         let addrs = BTreeSet::new();
@@ -294,6 +393,7 @@ mod tests {
             flood: Some(&flood),
             max_mtu: None,
             mac: None,
+            pin: None,
         };
         let mut links = Links::new();
         let first = converge_link("vx1", None, want);

@@ -1,8 +1,9 @@
 //! The security-group filter (vpcip-sys) with real packets: a host with
 //! two VPCs' bridges whose VMs have the same addresses, programmed over
 //! netlink only from a planned filter; allowed and refused traffic,
-//! replies, a live rule removal that cuts what it allowed, and two VPCs'
-//! identical connections kept apart by conntrack zones.
+//! replies, a live rule removal that cuts what it allowed, two VPCs'
+//! identical connections kept apart by conntrack zones, broadcast judged by
+//! each receiving port, and no unknown unicast out of a VM port.
 
 #![allow(clippy::unwrap_used)] // tests panic on the unexpected, by design
 
@@ -13,6 +14,7 @@ use vpcip_dataplane::filter::{filter_for, narrowed};
 use vpcip_lab::{Conn, World, ask_once, echo_server};
 use vpcip_model::desired::{HostPort, HostState};
 use vpcip_model::filter::{FilterElement, GroupFilter, PROTO_ICMP, PROTO_TCP};
+use vpcip_sys::link::{Net, parse_mac, pinned_of};
 use vpcip_sys::netns::{in_netns, named};
 use vpcip_sys::nft::NatTable;
 
@@ -27,12 +29,17 @@ fn element(proto: u8, ports: (u16, u16), remote: &str) -> FilterElement {
     FilterElement::new((proto, proto), ports, remote.parse().unwrap())
 }
 
+/// VM `vm`'s MAC.
+fn mac(vm: &str) -> String {
+    format!("02:00:00:00:00:{:02x}", vm.as_bytes()[0])
+}
+
 fn port(ifname: &str, ip: &str, vni: u32, zone: u16, group: &str) -> HostPort {
     HostPort {
         nic_id: format!("nic-{ifname}"),
         ifname: ifname.into(),
         vni,
-        mac: String::new(),
+        mac: mac(&ifname[1..]),
         ips: vec![ip.parse().unwrap()],
         source_dest_check: true,
         security_groups: vec![group.into()],
@@ -81,6 +88,17 @@ fn world() -> World {
     let mut w = World::new("vft");
     for n in ["host", "a", "b", "c", "d"] {
         w.add_node(n);
+        // No IPv6 chatter (the port guards, not here, drop it): the
+        // ports' frame counters count what the tests send.
+        w.exec(
+            n,
+            &[
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.all.disable_ipv6=1",
+                "net.ipv6.conf.default.disable_ipv6=1",
+            ],
+        );
     }
     for (br, vms) in [("br10", ["a", "b"]), ("br20", ["c", "d"])] {
         w.exec("host", &["ip", "link", "add", br, "type", "bridge"]);
@@ -96,6 +114,7 @@ fn world() -> World {
                 ],
             );
             w.exec("host", &["ip", "link", "set", &port, "master", br, "up"]);
+            w.exec(vm, &["ip", "link", "set", "eth0", "address", &mac(vm)]);
             w.exec(
                 vm,
                 &["ip", "addr", "add", &format!("{ip}/24"), "dev", "eth0"],
@@ -107,7 +126,39 @@ fn world() -> World {
         "host",
         &["sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1"],
     );
+    // Each VM port as the host agent makes it: its MAC pinned, no
+    // unknown unicast out of it.
+    in_netns(&named(&w.ns("host")), || {
+        let net = Net::open().unwrap();
+        for vm in ["a", "b", "c", "d"] {
+            let index = net.link(&format!("t{vm}")).unwrap().unwrap().index;
+            net.unicast_flood_off(index).unwrap();
+            net.pin_mac(index, parse_mac(&mac(vm)).unwrap()).unwrap();
+        }
+        let fdb = net.fdb().unwrap();
+        let tb = net.link("tb").unwrap().unwrap();
+        assert_eq!(tb.unicast_flood, Some(false));
+        assert_eq!(
+            pinned_of(&fdb, tb.index),
+            vec![parse_mac(&mac("b")).unwrap()]
+        );
+    })
+    .unwrap();
     w
+}
+
+/// Frames the host sent out of a VM port so far.
+fn sent_out_of(w: &World, port: &str) -> u64 {
+    w.exec(
+        "host",
+        &[
+            "cat",
+            &format!("/sys/class/net/{port}/statistics/tx_packets"),
+        ],
+    )
+    .trim()
+    .parse()
+    .unwrap()
 }
 
 fn ping(w: &World, from: &str, to: &str) -> bool {
@@ -143,15 +194,17 @@ fn security_groups_filter_real_traffic_statefully_per_vpc() {
         !w.exec("host", &["nft", "list", "table", "ip", "vpcip_sg"])
             .contains("chain pre ")
     );
-    // A bridge table whose chain is `forward`, which cleared the numbers
-    // before the look-ups (now the maps' catch-all elements do).
+    // A bridge table whose chain is `ports`, which numbered every frame
+    // (now only multicast and broadcast are numbered, by the port they go
+    // to; unicast finds its ports by bridge and MAC).
     remade_after(
-        "flush chain bridge vpcip_sgmark ports; delete chain bridge vpcip_sgmark ports; \
-         add chain bridge vpcip_sgmark forward { type filter hook forward priority -350; }",
+        "flush chain bridge vpcip_sgmark multicast; \
+         delete chain bridge vpcip_sgmark multicast; \
+         add chain bridge vpcip_sgmark ports { type filter hook forward priority -350; }",
     );
     let bridge = w.exec("host", &["nft", "list", "table", "bridge", "vpcip_sgmark"]);
-    assert!(!bridge.contains("chain forward "), "{bridge}");
-    assert!(bridge.contains("* : "), "catch-all elements: {bridge}");
+    assert!(!bridge.contains("chain ports "), "{bridge}");
+    assert!(bridge.contains("* : "), "catch-all element: {bridge}");
 
     let _servers: Vec<_> = ["b", "d"]
         .iter()
@@ -186,6 +239,44 @@ fn security_groups_filter_real_traffic_statefully_per_vpc() {
     assert!(!ping(&w, "a", B), "a forged priority (ICMP)");
     assert!(ask_once(&a, at(B, 8080), "x").is_some(), "allowed still");
     w.exec("a", &["nft", "delete table ip hostile"]);
+
+    // a sends to b's address with a MAC no port has: the bridge floods it
+    // to the tunnel's side only, never out of a VM port, where no port's
+    // chain would judge it (b refuses ICMP from a).
+    let before = sent_out_of(&w, "tb");
+    w.exec(
+        "a",
+        &[
+            "ip",
+            "neigh",
+            "replace",
+            B,
+            "lladdr",
+            "02:00:00:00:00:99",
+            "dev",
+            "eth0",
+        ],
+    );
+    assert!(!ping(&w, "a", B));
+    assert!(!ping(&w, "a", B));
+    w.exec("a", &["ip", "neigh", "del", B, "dev", "eth0"]);
+    assert_eq!(
+        sent_out_of(&w, "tb"),
+        before,
+        "unknown unicast out of b's port"
+    );
+
+    // Broadcast goes to each port through that port's ingress: b's
+    // refuses ICMP from a, d's (VPC 2, "open") lets c's in.
+    let drops_before = nft.read_filter_drops().unwrap()[&want.marks["tb"]].packets_in;
+    let (tb_before, td_before) = (sent_out_of(&w, "tb"), sent_out_of(&w, "td"));
+    for vm in ["a", "c"] {
+        let _ = w.try_exec(vm, &["ping", "-b", "-c3", "-i0.2", "-W1", "10.0.0.255"]);
+    }
+    assert!(sent_out_of(&w, "tb") < tb_before + 3, "broadcast into b");
+    assert!(sent_out_of(&w, "td") >= td_before + 3, "broadcast into d");
+    let drops_after = nft.read_filter_drops().unwrap()[&want.marks["tb"]].packets_in;
+    assert!(drops_after >= drops_before + 3, "b's ingress counted them");
     assert!(ping(&w, "b", A), "b's egress allows ICMP; the reply passes");
     // VPC 2: same addresses, its own groups (everything open).
     assert!(ask_once(&c, at(B, 8082), "x").is_some());

@@ -15,7 +15,7 @@ use vpcip_dataplane::host::{HostChange, HostObserved};
 use vpcip_dataplane::links::{LinkChange, LinkState, Links};
 use vpcip_sys::SysError;
 use vpcip_sys::guard::{ipv6_enabled, ipv6_off};
-use vpcip_sys::link::{Link, Net};
+use vpcip_sys::link::{Link, Net, flood_of, pinned_of};
 use vpcip_sys::netns::in_netns;
 
 /// Why a pass could not observe or change the kernel.
@@ -99,16 +99,16 @@ pub(crate) fn observe_links(net: &Net, underlay: Ipv4Addr) -> Result<NsLinks, Ke
     let names: BTreeMap<u32, String> = links.iter().map(|l| (l.index, l.name.clone())).collect();
     let mut out = Links::new();
     let mut underlay_mtu = 1500;
+    // One dump of the FDB for every VXLAN device's flood list and every
+    // bridge port's pinned MACs.
+    let fdb = net.fdb().map_err(KernelError::sys("list", "fdb"))?;
     for l in &links {
         let a = addrs.get(&l.index).cloned().unwrap_or_default();
         if a.iter().any(|n| n.addr() == underlay) {
             underlay_mtu = l.mtu.unwrap_or(1500);
         }
         let flood = if l.kind.as_deref() == Some("vxlan") {
-            net.flood_list(l.index)
-                .map_err(KernelError::sys("read flood list of", &l.name))?
-                .into_iter()
-                .collect()
+            flood_of(&fdb, l.index).into_iter().collect()
         } else {
             Default::default()
         };
@@ -123,6 +123,8 @@ pub(crate) fn observe_links(net: &Net, underlay: Ipv4Addr) -> Result<NsLinks, Ke
                 ipv6: ipv6_enabled(&l.name).map_err(KernelError::sys("read IPv6 of", &l.name))?,
                 addrs: a.into_iter().collect(),
                 flood,
+                unicast_flood: l.unicast_flood,
+                pinned: pinned_of(&fdb, l.index).into_iter().collect(),
             },
         );
     }
@@ -184,6 +186,17 @@ pub(crate) fn apply_link(
         LinkChange::FloodDel { vtep, .. } => {
             net.flood_del(index(links, name)?, *vtep).map_err(err)?;
         }
+        LinkChange::PinMac { mac, .. } => {
+            let i = index(links, name)?;
+            net.unicast_flood_off(i)
+                .map_err(KernelError::sys(op, name))?;
+            if *mac != [0; 6] {
+                net.pin_mac(i, *mac).map_err(err)?;
+            }
+        }
+        LinkChange::UnpinMac { mac, .. } => {
+            net.unpin_mac(index(links, name)?, *mac).map_err(err)?;
+        }
     }
     if matches!(
         c,
@@ -207,6 +220,8 @@ fn link_op(c: &LinkChange) -> &'static str {
         LinkChange::DelAddr { .. } => "delete address of",
         LinkChange::FloodAdd { .. } => "add flood entry to",
         LinkChange::FloodDel { .. } => "delete flood entry of",
+        LinkChange::PinMac { .. } => "pin the MAC of",
+        LinkChange::UnpinMac { .. } => "unpin a MAC from",
         LinkChange::DelLink { .. } => "delete link",
     }
 }

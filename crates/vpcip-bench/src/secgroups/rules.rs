@@ -44,17 +44,17 @@ fn elements(n: u32) -> Vec<FilterElement> {
 /// A host's desired state: port `t1` (the real VM) in group `sg-vm` with
 /// `rules` rules, and `nics - 1` made-up ports in groups of 20 rules (20
 /// ports per group).
-pub(super) fn host_state(rules: u32, nics: u32, vm_ip: &str) -> HostState {
+pub(super) fn host_state(rules: u32, nics: u32, vm_ip: &str, vm_mac: &str) -> HostState {
     let all = FilterElement::new(
         (0, 255),
         (0, 65535),
         "0.0.0.0/0".parse().unwrap_or_default(),
     );
-    let port = |ifname: String, ip: Ipv4Addr, group: String| HostPort {
+    let port = |ifname: String, mac: String, ip: Ipv4Addr, group: String| HostPort {
         nic_id: ifname.clone(),
         ifname,
         vni: 100,
-        mac: String::new(),
+        mac,
         ips: vec![ip],
         source_dest_check: true,
         security_groups: vec![group],
@@ -64,6 +64,7 @@ pub(super) fn host_state(rules: u32, nics: u32, vm_ip: &str) -> HostState {
     };
     let mut ports = vec![port(
         "t1".into(),
+        vm_mac.into(),
         vm_ip.parse().unwrap_or(Ipv4Addr::UNSPECIFIED),
         "sg-vm".into(),
     )];
@@ -81,8 +82,10 @@ pub(super) fn host_state(rules: u32, nics: u32, vm_ip: &str) -> HostState {
         });
     }
     ports.extend((1..nics).map(|i| {
+        let [_, a, b, c] = i.to_be_bytes();
         port(
             format!("tf{i}"),
+            format!("02:00:00:{a:02x}:{b:02x}:{c:02x}"),
             Ipv4Addr::from(0x0a80_0000 + i),
             format!("sg-f{}", (i - 1) / 20),
         )

@@ -11,7 +11,7 @@ use netlink_packet_netfilter::nftables::{
 use vpcip_dataplane::filter::{FilterSeen, FilterWant, Way, parse_chain_name};
 
 use super::elements::{
-    delete_set, elements_msg, group_set, ifname_key, jump, mark_key, rule_element,
+    delete_set, elements_msg, group_set, ifname_key, jump, mark_key, port_mac_key, rule_element,
 };
 use super::tables::{bridge_body, ip_body, port_chain};
 use super::*;
@@ -23,7 +23,7 @@ impl NatTable {
     /// `want`.
     pub fn make_filter(&mut self, want: &FilterWant) -> Result<(), SysError> {
         let mut msgs = ip_body();
-        msgs.extend(self.filter_changes(&FilterSeen::default(), want, 6));
+        msgs.extend(self.filter_changes(&FilterSeen::default(), want, 7));
         self.transact_in(NetfilterProtoFamily::IPv4, msgs, &[], &[], NLM_F_CREATE)?;
         let mut msgs = bridge_body();
         msgs.extend(mark_changes(&BTreeMap::new(), &want.marks));
@@ -32,7 +32,7 @@ impl NatTable {
 
     /// Turns the filter from `have` into `want`: one transaction for the
     /// `ip` table (sets, chains and maps together, so that no packet sees
-    /// a port half changed), then one for the ports' marks.
+    /// a port half changed), then one for the ports' numbers.
     pub fn change_filter(&mut self, have: &FilterSeen, want: &FilterWant) -> Result<(), SysError> {
         let msgs = self.filter_changes(have, want, 1);
         if !msgs.is_empty() {
@@ -52,7 +52,7 @@ impl NatTable {
         first_id: u32,
     ) -> Vec<NfTablesMessage> {
         let mut msgs = Vec::new();
-        let mut next_id = first_id.max(6);
+        let mut next_id = first_id.max(7);
         let mut set_ids = BTreeMap::new();
         // Group sets: new ones made, elements of the others changed.
         for (name, elements) in &want.sets {
@@ -126,17 +126,30 @@ impl NatTable {
             .iter()
             .filter_map(|n| parse_chain_name(n).map(|k| (k, n)))
             .collect();
+        // (Multicast finds a port's ingress chain by its number, unicast
+        // both chains by its bridge and MAC.)
+        for ((way, mark), name) in &old_chains {
+            if *way == Way::Ingress && !want.chains.contains_key(*name) {
+                msgs.extend(elements_msg(
+                    SG_TABLE,
+                    MC_INGRESS,
+                    false,
+                    vec![vec![mark_key(*mark)]],
+                ));
+            }
+        }
         let map_of = |way: Way| match way {
             Way::Ingress => INGRESS,
             Way::Egress => EGRESS,
         };
-        for ((way, mark), name) in &old_chains {
-            if !want.chains.contains_key(*name) {
+        for ((way, bridge, mac), chain) in &have.by_mac {
+            let key = (*way, bridge.clone(), *mac);
+            if want.by_mac.get(&key) != Some(chain) {
                 msgs.extend(elements_msg(
                     SG_TABLE,
                     map_of(*way),
                     false,
-                    vec![vec![mark_key(*mark)]],
+                    vec![vec![port_mac_key(bridge, *mac)]],
                 ));
             }
         }
@@ -145,12 +158,25 @@ impl NatTable {
                 continue;
             }
             msgs.extend(port_chain(name, spec, &set_ids));
-            msgs.extend(elements_msg(
-                SG_TABLE,
-                map_of(spec.way),
-                true,
-                vec![vec![mark_key(spec.mark), jump(name)]],
-            ));
+            if spec.way == Way::Ingress {
+                msgs.extend(elements_msg(
+                    SG_TABLE,
+                    MC_INGRESS,
+                    true,
+                    vec![vec![mark_key(spec.mark), jump(name)]],
+                ));
+            }
+        }
+        for ((way, bridge, mac), chain) in &want.by_mac {
+            let key = (*way, bridge.clone(), *mac);
+            if have.by_mac.get(&key) != Some(chain) {
+                msgs.extend(elements_msg(
+                    SG_TABLE,
+                    map_of(*way),
+                    true,
+                    vec![vec![port_mac_key(bridge, *mac), jump(chain)]],
+                ));
+            }
         }
         for name in old_chains.values() {
             if !want.chains.contains_key(*name) {
@@ -203,13 +229,11 @@ fn mark_changes(
         .map(|(p, m)| elem(p, Some(*m)))
         .collect();
     let mut msgs = Vec::new();
-    for map in [PORT_MARK, PORT_PRIO] {
-        if !gone.is_empty() {
-            msgs.extend(elements_msg(SGMARK_TABLE, map, false, gone.clone()));
-        }
-        if !new.is_empty() {
-            msgs.extend(elements_msg(SGMARK_TABLE, map, true, new.clone()));
-        }
+    if !gone.is_empty() {
+        msgs.extend(elements_msg(SGMARK_TABLE, PORT_PRIO, false, gone));
+    }
+    if !new.is_empty() {
+        msgs.extend(elements_msg(SGMARK_TABLE, PORT_PRIO, true, new));
     }
     msgs
 }

@@ -163,6 +163,21 @@ pub(super) fn mark_key(mark: u32) -> SetElementAttribute {
     SetElementAttribute::Key(DataAttribute::Value(mark.to_ne_bytes().to_vec()))
 }
 
+/// A VM port's key in the `ingress` and `egress` maps: its bridge's name
+/// padded to 16 bytes, its MAC to 8.
+pub(super) fn port_mac_key(bridge: &str, mac: [u8; 6]) -> SetElementAttribute {
+    let mut k = ifname_key(bridge);
+    k.extend_from_slice(&mac);
+    k.extend_from_slice(&[0, 0]);
+    SetElementAttribute::Key(DataAttribute::Value(k))
+}
+
+/// The bridge and MAC of a `port_mac_key`.
+pub(super) fn port_mac_of(key: &[u8]) -> Option<(String, [u8; 6])> {
+    let mac = <[u8; 6]>::try_from(key.get(IFNAMSIZ..IFNAMSIZ + 6)?).ok()?;
+    Some((ifname_of(key), mac))
+}
+
 pub(super) fn jump(chain: &str) -> SetElementAttribute {
     SetElementAttribute::Data(DataAttribute::Verdict(vec![
         VerdictAttribute::Code(Verdict::Jump),

@@ -1,8 +1,9 @@
 //! A host's security-group filter in nftables, over netlink: the tables
-//! `bridge vpcip_sgmark` (which VM port a frame comes from or goes to, as
-//! the packet's mark) and `ip vpcip_sg` (conntrack zones, each port's
-//! chains, each group's sets). The layout and the reasons are in
-//! `vpcip_dataplane::filter`; this module writes and reads it.
+//! `bridge vpcip_sgmark` (which VM port a multicast or broadcast frame
+//! goes to, as the packet's priority) and `ip vpcip_sg` (conntrack zones,
+//! each port's chains, found by bridge and MAC, each group's sets). The
+//! layout and the reasons are in `vpcip_dataplane::filter`; this module
+//! writes and reads it.
 //!
 //! Bridged IPv4 reaches the `ip` hooks through br_netfilter
 //! (`net.bridge.bridge-nf-call-iptables = 1` in the host's namespace), so
@@ -15,27 +16,31 @@ mod tables;
 
 pub const SG_TABLE: &str = "vpcip_sg";
 pub const SGMARK_TABLE: &str = "vpcip_sgmark";
-const PORT_MARK: &str = "port_mark";
-/// The same numbers as `port_mark`, typed as the packet's priority (nft
-/// refuses one map for both `meta mark set` and `meta priority set`).
-/// Its presence says the bridge table is there (the table is made in one
-/// transaction); the chain `ports` says it is of the current shape.
+/// Port → its number, typed as the packet's priority; a catch-all `* : 0`
+/// for every other port.
 const PORT_PRIO: &str = "port_prio";
-/// The bridge table's chain. Named anew when its rules changed (it was
-/// `forward`, with a rule clearing both numbers before the look-ups): a
-/// table with the older chain is made anew.
-const PORTS_CHAIN: &str = "ports";
+/// The bridge table's chain. Its name tells the layout: the older ones
+/// (`forward`, `ports`) numbered every frame, in a map `port_mark` too.
+const MULTICAST_CHAIN: &str = "multicast";
 const ZONE: &str = "zone";
+/// `iifname . ether saddr` / `oifname . ether daddr` → a port's chain.
 const INGRESS: &str = "ingress";
 const EGRESS: &str = "egress";
 const DROPS_IN: &str = "drops_in";
-/// Made last: its presence says the table is of the current shape.
 const DROPS_OUT: &str = "drops_out";
+/// Port number → its ingress chain, for multicast and broadcast. Made
+/// last: its presence says the table is of the current shape.
+const MC_INGRESS: &str = "mc_ingress";
 const IFNAMSIZ: usize = 16;
 const TYPE_IFNAME: u32 = 41;
 const TYPE_MARK: u32 = 19;
 const TYPE_INTEGER: u32 = 4;
 const TYPE_CLASSID: u32 = 23;
+const TYPE_ETHER_ADDR: u32 = 9;
+/// `ifname . ether_addr`, packed 6 bits each.
+const TYPE_PORT_MAC: u32 = (TYPE_IFNAME << 6) | TYPE_ETHER_ADDR;
+/// Its key: the name padded to 16 bytes, the MAC to 8.
+const PORT_MAC_KEY_LEN: u32 = 24;
 
 /// The zone map's description for `nft list` (`typeof iifname : ct zone`),
 /// as nft 1.0.6 writes it on x86-64: keys and data in host byte order,
@@ -56,14 +61,9 @@ const PORT_PRIO_TYPEOF: [u8; 50] = [
     0x00, 0x00,
 ];
 
-/// `drops_in`'s (`typeof meta priority`): counted by the port a packet goes to.
-const PRIORITY_KEY_TYPEOF: [u8; 22] = [
-    0x00, 0x04, 0x01, 0x00, 0x00, 0x00, 0x03, 0x0e, 0x00, 0x04, 0x09, 0x00, 0x00, 0x00, 0x01, 0x06,
-    0x00, 0x04, 0x02, 0x00, 0x00, 0x00,
-];
-
-/// The ingress verdict map's (`typeof meta priority : verdict`), likewise:
-/// nft type-checks `meta priority vmap @ingress` against the key.
+/// The multicast ingress verdict map's (`typeof meta priority : verdict`),
+/// likewise: nft type-checks `meta priority vmap @mc_ingress` against the
+/// key.
 const INGRESS_TYPEOF: [u8; 44] = [
     0x00, 0x04, 0x01, 0x00, 0x00, 0x00, 0x01, 0x04, 0x00, 0x00, 0x00, 0x00, 0x03, 0x0e, 0x00, 0x04,
     0x09, 0x00, 0x00, 0x00, 0x01, 0x06, 0x00, 0x04, 0x02, 0x00, 0x00, 0x00, 0x04, 0x08, 0x00, 0x04,

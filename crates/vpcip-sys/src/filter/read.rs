@@ -5,10 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use netlink_packet_netfilter::NetfilterProtoFamily;
-use vpcip_dataplane::filter::{FilterSeen, parse_chain_name};
+use vpcip_dataplane::filter::{FilterSeen, Way, parse_chain_name};
 use vpcip_model::filter::FilterElement;
 
-use super::elements::{element_of, ifname_of};
+use super::elements::{element_of, ifname_of, port_mac_of};
 use super::*;
 use crate::SysError;
 use crate::counters::counter_of;
@@ -20,36 +20,32 @@ impl NatTable {
     pub fn read_filter(&mut self) -> Result<Option<FilterSeen>, SysError> {
         let ip = NetfilterProtoFamily::IPv4;
         let bridge = NetfilterProtoFamily::Bridge;
-        if !self.has_set(ip, SG_TABLE, DROPS_OUT)?
+        if !self.has_set(ip, SG_TABLE, MC_INGRESS)?
             || !self.has_set(bridge, SGMARK_TABLE, PORT_PRIO)?
         {
             return Ok(None);
         }
-        // A bridge table of an older layout (its chain `forward`, a rule
-        // clearing the numbers, no catch-all elements): made anew.
+        // A bridge table of an older layout (its chain `forward` or
+        // `ports`, numbering every frame): made anew.
         if !self
             .chain_names(bridge, SGMARK_TABLE)?
             .iter()
-            .any(|c| c == PORTS_CHAIN)
+            .any(|c| c == MULTICAST_CHAIN)
         {
             return Ok(None);
         }
         let mut seen = FilterSeen::default();
-        let mut ok = self.dump_set(bridge, SGMARK_TABLE, PORT_MARK, |k, v, _| {
+        let mut ok = self.dump_set(bridge, SGMARK_TABLE, PORT_PRIO, |k, v, _| {
             if let Some(v) = v.and_then(|v| <[u8; 4]>::try_from(v).ok()) {
                 seen.marks.insert(ifname_of(k), u32::from_ne_bytes(v));
             }
         })?;
-        // The two port maps hold the same numbers; if they do not, the
-        // table is made anew.
-        let mut prios = BTreeMap::new();
-        ok &= self.dump_set(bridge, SGMARK_TABLE, PORT_PRIO, |k, v, _| {
-            if let Some(v) = v.and_then(|v| <[u8; 4]>::try_from(v).ok()) {
-                prios.insert(ifname_of(k), u32::from_ne_bytes(v));
-            }
-        })?;
-        if ok && prios != seen.marks {
-            return Ok(None);
+        for (map, way) in [(INGRESS, Way::Ingress), (EGRESS, Way::Egress)] {
+            ok &= self.dump_set(ip, SG_TABLE, map, |k, _, raw| {
+                if let (Some((bridge, mac)), Some(chain)) = (port_mac_of(k), jump_of(raw)) {
+                    seen.by_mac.insert((way, bridge, mac), chain);
+                }
+            })?;
         }
         // (A zone map of an older shape held 32-bit values typed mark,
         // which `nft -f` refused: made anew.)
@@ -122,17 +118,20 @@ impl NatTable {
     /// Each VM port's dropped packets, by port name (none when the filter
     /// is not there).
     pub fn read_port_drops(&mut self) -> Result<BTreeMap<String, Drops>, SysError> {
-        if !self.has_set(NetfilterProtoFamily::Bridge, SGMARK_TABLE, PORT_MARK)? {
+        if !self.has_set(NetfilterProtoFamily::Bridge, SGMARK_TABLE, PORT_PRIO)? {
             return Ok(BTreeMap::new());
         }
         let mut marks = BTreeMap::new();
         self.dump_set(
             NetfilterProtoFamily::Bridge,
             SGMARK_TABLE,
-            PORT_MARK,
+            PORT_PRIO,
             |k, v, _| {
                 if let Some(v) = v.and_then(|v| <[u8; 4]>::try_from(v).ok()) {
-                    marks.insert(u32::from_ne_bytes(v), ifname_of(k));
+                    let m = u32::from_ne_bytes(v);
+                    if m > 0 {
+                        marks.insert(m, ifname_of(k));
+                    }
                 }
             },
         )?;
@@ -161,4 +160,18 @@ impl NatTable {
         }
         Ok(out)
     }
+}
+
+/// The chain a verdict map's element jumps to (from the element's
+/// attributes: `NFTA_SET_ELEM_DATA { NFTA_DATA_VERDICT { …,
+/// NFTA_VERDICT_CHAIN } }`).
+fn jump_of(element: &[u8]) -> Option<String> {
+    const NFTA_SET_ELEM_DATA: u16 = 2;
+    const NFTA_DATA_VERDICT: u16 = 2;
+    const NFTA_VERDICT_CHAIN: u16 = 2;
+    let (_, data) = attrs(element).find(|(t, _)| *t == NFTA_SET_ELEM_DATA)?;
+    let (_, verdict) = attrs(data).find(|(t, _)| *t == NFTA_DATA_VERDICT)?;
+    let (_, chain) = attrs(verdict).find(|(t, _)| *t == NFTA_VERDICT_CHAIN)?;
+    let end = chain.iter().position(|b| *b == 0).unwrap_or(chain.len());
+    Some(String::from_utf8_lossy(&chain[..end]).into_owned())
 }

@@ -15,10 +15,11 @@ use vpcip_model::filter::PROTO_VRRP;
 use super::elements::{elements_msg, set_msg, table_msgs};
 use super::*;
 use crate::expr::{
-    Expr, NETWORK_HEADER, TRANSPORT_HEADER, accept, cmp, ct, drop, lookup, mask, meta, payload, ret,
+    Expr, LINK_HEADER, NETWORK_HEADER, TRANSPORT_HEADER, accept, cmp, ct, drop, lookup, mask, meta,
+    payload, ret,
 };
 use crate::nft::{filter_chain_in, rule_in};
-use crate::sets::{with_host_order_data, with_host_order_keys};
+use crate::sets::with_host_order_keys;
 
 /// `meta <key> vmap @map`.
 fn vmap(key: MetaKey, map: &str, id: u32) -> Vec<Expr> {
@@ -34,56 +35,81 @@ fn vmap(key: MetaKey, map: &str, id: u32) -> Vec<Expr> {
     ]
 }
 
-/// `meta mark set 0 meta priority set 0`: the ports' numbers do not leave
-/// the filter.
-fn clear_ports() -> Vec<Expr> {
-    let zero = |key| {
-        [
-            Expressions::Immediate(vec![
-                Immediate::DestinationRegister(Register::Reg1),
-                Immediate::Data(DataAttribute::Value(vec![0; 4])),
-            ])
-            .into(),
-            Expressions::Meta(vec![Meta::Key(key), Meta::SourceRegister(Register::Reg1)]).into(),
-        ]
-    };
-    let mut e: Vec<Expr> = zero(MetaKey::Mark).into();
-    e.extend(zero(MetaKey::Priority));
-    e
+/// `<meta key> . ether <saddr|daddr> vmap @map`: a VM port found by its
+/// bridge and MAC (the MAC at `mac_offset` in the Ethernet header).
+fn port_mac_vmap(key: MetaKey, mac_offset: u32, map: &str, id: u32) -> Vec<Expr> {
+    vec![
+        // `meta iiftype ether`, the dependency nft writes before `ether
+        // saddr` in the ip family (and reads back as that).
+        meta(MetaKey::Iftype, Register::Reg1),
+        cmp(
+            Register::Reg1,
+            Operator::Equal,
+            ARPHRD_ETHER.to_ne_bytes().to_vec(),
+        ),
+        meta(key, Register::Reg32_00),
+        payload(LINK_HEADER, mac_offset, 6, Register::Reg32_04),
+        Expressions::Lookup(vec![
+            Lookup::Set(map.into()),
+            Lookup::SetId(id),
+            Lookup::SourceRegister(Register::Reg32_00),
+            Lookup::DestinationRegister(Register::Verdict),
+        ])
+        .into(),
+    ]
 }
 
-/// The forward chain's rules. The bridge table gave the packet its ports'
-/// numbers: the port it comes from as its mark, the port it goes to as
-/// its priority (0: not a VM port, the tunnel). Packets of a tracked
-/// connection pass; the others are judged by the egress chain of the port
-/// they come from (which returns when it allows them) and the ingress
-/// chain of the port they go to. Packets conntrack calls invalid are
-/// judged by the rules like new ones, not dropped: a host on an asymmetric
-/// path (an LVS director forwarding to a backend on another host, which
-/// answers the client directly) sees one direction of the connection only.
+/// Ethernet, as `meta iiftype` gives it.
+const ARPHRD_ETHER: u16 = 1;
+
+/// `ether daddr & 01:00:00:00:00:00 != 0`: a multicast or broadcast frame
+/// (the group bit of its destination).
+fn to_group() -> Vec<Expr> {
+    vec![
+        payload(LINK_HEADER, 0, 1, Register::Reg1),
+        mask(Register::Reg1, vec![1]),
+        cmp(Register::Reg1, Operator::NotEqual, vec![0]),
+    ]
+}
+
+/// The forward chain's rules. Packets of a tracked connection pass; the
+/// others are judged by the egress chain of the VM port they come from
+/// (which returns when it allows them) and the ingress chain of the port
+/// they go to. In the `ip` hooks the bridge is both the input and the
+/// output device, so a port is found by its bridge and its MAC: the
+/// sender's source MAC (the port guards pin each port's), the receiver's
+/// destination MAC (the bridge sends a unicast frame out of a VM port
+/// only when addressed to the MAC pinned there: no unknown unicast goes
+/// out of one). Multicast and broadcast go to several ports at once: the
+/// bridge table numbered them by the port they go to, as the packet's
+/// priority. Packets conntrack calls invalid are judged by the rules like
+/// new ones, not dropped: a host on an asymmetric path (an LVS director
+/// forwarding to a backend on another host, which answers the client
+/// directly) sees one direction of the connection only.
 fn forward_rules() -> Vec<NfTablesMessage> {
     let r = |e: Vec<Expr>| rule_in(SG_TABLE, "forward", e);
-    let mut established = vec![
+    let established = vec![
         ct(CT_STATE, Register::Reg1),
         mask(
             Register::Reg1,
             CT_ESTABLISHED_RELATED.to_ne_bytes().to_vec(),
         ),
         cmp(Register::Reg1, Operator::NotEqual, vec![0; 4]),
+        accept(),
     ];
-    established.extend(clear_ports());
-    established.push(accept());
-    let mut neither = clear_ports();
-    neither.push(accept());
+    let mut multicast = to_group();
+    multicast.extend(vmap(MetaKey::Priority, MC_INGRESS, 6));
     vec![
         r(established),
-        r(vmap(MetaKey::Mark, EGRESS, 3)),
-        r(vmap(MetaKey::Priority, INGRESS, 2)),
-        r(neither),
+        r(port_mac_vmap(MetaKey::Iifname, 6, EGRESS, 3)),
+        r(port_mac_vmap(MetaKey::Oifname, 0, INGRESS, 2)),
+        r(multicast),
+        // Neither side is a VM port.
+        r(vec![accept()]),
     ]
 }
 
-/// The ip table's fixed part (set IDs 1–5).
+/// The ip table's fixed part (set IDs 1–6).
 pub(super) fn ip_body() -> Vec<NfTablesMessage> {
     let counted = |name: &str, id: u32, key_type: u32| {
         set_msg(
@@ -132,22 +158,32 @@ pub(super) fn ip_body() -> Vec<NfTablesMessage> {
             SetAttribute::UserData(ZONE_TYPEOF.to_vec()),
         ],
     ));
-    // Keyed by the port number the bridge put in the packet's priority:
-    // typed as nft types `meta priority` (classid) so the listing reloads.
-    let mut ingress = vmap(INGRESS, 2, TYPE_CLASSID);
-    if let NfTablesMessage::NewSet(m) = &mut ingress {
+    let port_mac = |name: &str, id: u32| {
+        set_msg(
+            SG_TABLE,
+            name,
+            id,
+            vec![
+                SetAttribute::Flags(SetFlags::Map),
+                SetAttribute::KeyType(TYPE_PORT_MAC),
+                SetAttribute::KeyLen(PORT_MAC_KEY_LEN),
+                SetAttribute::DataType(NFT_DATA_VERDICT),
+            ],
+        )
+    };
+    msgs.push(port_mac(INGRESS, 2));
+    msgs.push(port_mac(EGRESS, 3));
+    msgs.push(with_host_order_keys(counted(DROPS_IN, 4, TYPE_MARK)));
+    msgs.push(with_host_order_keys(counted(DROPS_OUT, 5, TYPE_MARK)));
+    // Keyed by the port number the bridge put in a multicast packet's
+    // priority: typed as nft types `meta priority` (classid) so the
+    // listing reloads.
+    let mut mc = vmap(MC_INGRESS, 6, TYPE_CLASSID);
+    if let NfTablesMessage::NewSet(m) = &mut mc {
         m.attributes
             .push(SetAttribute::UserData(INGRESS_TYPEOF.to_vec()));
     }
-    msgs.push(ingress);
-    msgs.push(with_host_order_keys(vmap(EGRESS, 3, TYPE_MARK)));
-    let mut drops_in = counted(DROPS_IN, 4, TYPE_CLASSID);
-    if let NfTablesMessage::NewSet(m) = &mut drops_in {
-        m.attributes
-            .push(SetAttribute::UserData(PRIORITY_KEY_TYPEOF.to_vec()));
-    }
-    msgs.push(drops_in);
-    msgs.push(with_host_order_keys(counted(DROPS_OUT, 5, TYPE_MARK)));
+    msgs.push(mc);
     msgs.push(filter_chain_in(
         SG_TABLE,
         "raw",
@@ -205,10 +241,10 @@ pub(super) fn ip_body() -> Vec<NfTablesMessage> {
     msgs
 }
 
-/// The bridge table, whole: `meta mark set iifname map @port_mark; meta
-/// priority set oifname map @port_prio` at the start of forward, each map
-/// with a catch-all element `* : 0` (not a VM port), so that every frame
-/// gets both numbers in two look-ups and no rule clears them first.
+/// The bridge table, whole: a multicast or broadcast frame's priority set
+/// to the number of the port it goes to (`port_prio`, whose catch-all
+/// element `* : 0` stands for every other port); a unicast frame takes
+/// one test of its destination's group bit and nothing else.
 pub(super) fn bridge_body() -> Vec<NfTablesMessage> {
     let t = || TableMessage {
         attributes: vec![TableAttribute::Name(SGMARK_TABLE.into())],
@@ -217,22 +253,10 @@ pub(super) fn bridge_body() -> Vec<NfTablesMessage> {
         NfTablesMessage::NewTable(t()),
         NfTablesMessage::DeleteTable(t()),
         NfTablesMessage::NewTable(t()),
-        with_host_order_data(with_host_order_keys(set_msg(
-            SGMARK_TABLE,
-            PORT_MARK,
-            1,
-            vec![
-                SetAttribute::Flags(SetFlags::Map),
-                SetAttribute::KeyType(TYPE_IFNAME),
-                SetAttribute::KeyLen(16),
-                SetAttribute::DataType(TYPE_MARK),
-                SetAttribute::DataLen(4),
-            ],
-        ))),
         set_msg(
             SGMARK_TABLE,
             PORT_PRIO,
-            2,
+            1,
             vec![
                 SetAttribute::Flags(SetFlags::Map),
                 SetAttribute::KeyType(TYPE_IFNAME),
@@ -243,47 +267,38 @@ pub(super) fn bridge_body() -> Vec<NfTablesMessage> {
             ],
         ),
     ];
-    for map in [PORT_MARK, PORT_PRIO] {
-        msgs.extend(elements_msg(
-            SGMARK_TABLE,
-            map,
-            true,
-            vec![vec![
-                SetElementAttribute::Flags(SetElementFlags::CatchAll),
-                SetElementAttribute::Data(DataAttribute::Value(vec![0; 4])),
-            ]],
-        ));
-    }
+    msgs.extend(elements_msg(
+        SGMARK_TABLE,
+        PORT_PRIO,
+        true,
+        vec![vec![
+            SetElementAttribute::Flags(SetElementFlags::CatchAll),
+            SetElementAttribute::Data(DataAttribute::Value(vec![0; 4])),
+        ]],
+    ));
     msgs.push(filter_chain_in(
         SGMARK_TABLE,
-        PORTS_CHAIN,
+        MULTICAST_CHAIN,
         InetHookNumber::Forward,
         -350,
     ));
-    let set_from_map = |from: MetaKey, map: &str, id: u32, to: MetaKey| {
-        rule_in(
-            SGMARK_TABLE,
-            PORTS_CHAIN,
-            vec![
-                meta(from, Register::Reg1),
-                Expressions::Lookup(vec![
-                    Lookup::Set(map.into()),
-                    Lookup::SetId(id),
-                    Lookup::SourceRegister(Register::Reg1),
-                    Lookup::DestinationRegister(Register::Reg1),
-                ])
-                .into(),
-                Expressions::Meta(vec![Meta::Key(to), Meta::SourceRegister(Register::Reg1)]).into(),
-            ],
-        )
-    };
-    msgs.push(set_from_map(MetaKey::Iifname, PORT_MARK, 1, MetaKey::Mark));
-    msgs.push(set_from_map(
-        MetaKey::Oifname,
-        PORT_PRIO,
-        2,
-        MetaKey::Priority,
-    ));
+    let mut e = to_group();
+    e.extend([
+        meta(MetaKey::Oifname, Register::Reg1),
+        Expressions::Lookup(vec![
+            Lookup::Set(PORT_PRIO.into()),
+            Lookup::SetId(1),
+            Lookup::SourceRegister(Register::Reg1),
+            Lookup::DestinationRegister(Register::Reg1),
+        ])
+        .into(),
+        Expressions::Meta(vec![
+            Meta::Key(MetaKey::Priority),
+            Meta::SourceRegister(Register::Reg1),
+        ])
+        .into(),
+    ]);
+    msgs.push(rule_in(SGMARK_TABLE, MULTICAST_CHAIN, e));
     msgs
 }
 
@@ -309,11 +324,7 @@ pub(super) fn port_chain(
     let pass = || -> Vec<Expr> {
         match spec.way {
             Way::Egress => vec![ret()],
-            Way::Ingress => {
-                let mut e = clear_ports();
-                e.push(accept());
-                e
-            }
+            Way::Ingress => vec![accept()],
         }
     };
     for set in &spec.sets {
@@ -354,14 +365,27 @@ pub(super) fn port_chain(
         }
         Way::Egress => {}
     }
-    let (drops, id, key) = match spec.way {
-        Way::Ingress => (DROPS_IN, 4, MetaKey::Priority),
-        Way::Egress => (DROPS_OUT, 5, MetaKey::Mark),
+    // Counted by the port's number, then dropped: `meta mark set <n> meta
+    // mark @drops_<way>; drop` (the mark of a packet that goes no further).
+    let (drops, id) = match spec.way {
+        Way::Ingress => (DROPS_IN, 4),
+        Way::Egress => (DROPS_OUT, 5),
     };
     msgs.push(r(vec![
-        meta(key, Register::Reg1),
+        Expressions::Immediate(vec![
+            Immediate::DestinationRegister(Register::Reg1),
+            Immediate::Data(DataAttribute::Value(spec.mark.to_ne_bytes().to_vec())),
+        ])
+        .into(),
+        Expressions::Meta(vec![
+            Meta::Key(MetaKey::Mark),
+            Meta::SourceRegister(Register::Reg1),
+        ])
+        .into(),
+        meta(MetaKey::Mark, Register::Reg1),
         lookup(drops, id, Register::Reg1, 0),
     ]));
+    // (Its own rule: a missing counter never lets a packet through.)
     msgs.push(r(vec![drop()]));
     msgs
 }

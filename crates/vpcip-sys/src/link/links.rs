@@ -5,8 +5,10 @@ use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 
 use futures_util::TryStreamExt;
-use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
-use rtnetlink::{LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, LinkVxlan};
+use rtnetlink::packet_route::link::{
+    InfoBridgePort, InfoPortData, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
+use rtnetlink::{LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth, LinkVxlan};
 
 use super::{Link, Net, VXLAN_PORT, kernel};
 use crate::SysError;
@@ -106,6 +108,18 @@ impl Net {
         self.set("move link to namespace", msg)
     }
 
+    /// `bridge link set dev <index> flood off`: frames to MACs the bridge
+    /// has not learned do not go out of this port.
+    pub fn unicast_flood_off(&self, index: u32) -> Result<(), SysError> {
+        // (A port's settings go in RTM_NEWLINK: RTM_SETLINK ignores them.)
+        let msg = LinkBridgePort::new(index)
+            .append_info_data(InfoBridgePort::UnicastFlood(false))
+            .build();
+        self.rt
+            .block_on(self.handle.link().set_port(msg).execute())
+            .map_err(kernel("set bridge port flooding"))
+    }
+
     pub fn del_link(&self, index: u32) -> Result<(), SysError> {
         self.rt
             .block_on(self.handle.link().del(index).execute())
@@ -123,6 +137,7 @@ fn link_of(m: &LinkMessage) -> Link {
         carrier: m.header.flags.contains(LinkFlags::LowerUp),
         mtu: None,
         mac: None,
+        unicast_flood: None,
     };
     for a in &m.attributes {
         match a {
@@ -132,8 +147,16 @@ fn link_of(m: &LinkMessage) -> Link {
             LinkAttribute::Address(a) => l.mac = <[u8; 6]>::try_from(a.as_slice()).ok(),
             LinkAttribute::LinkInfo(infos) => {
                 for i in infos {
-                    if let LinkInfo::Kind(k) = i {
-                        l.kind = Some(k.to_string());
+                    match i {
+                        LinkInfo::Kind(k) => l.kind = Some(k.to_string()),
+                        LinkInfo::PortData(InfoPortData::BridgePort(port)) => {
+                            for p in port {
+                                if let InfoBridgePort::UnicastFlood(on) = p {
+                                    l.unicast_flood = Some(*on);
+                                }
+                            }
+                        }
+                        _ => {}
                     }
                 }
             }

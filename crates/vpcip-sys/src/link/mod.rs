@@ -21,6 +21,7 @@ mod routes;
 mod sysctl;
 
 pub use links::parse_mac;
+pub use neighbours::{flood_of, pinned_of};
 pub use sysctl::{ipv4_sysctl, ipv4_sysctl_is, net_sysctl, net_sysctl_is};
 
 /// The route protocol number vpcip's routes carry (`ip route` shows
@@ -45,6 +46,24 @@ pub struct Link {
     pub mtu: Option<u32>,
     /// Its hardware address, when it has an Ethernet one.
     pub mac: Option<[u8; 6]>,
+    /// A bridge port's unicast flooding (None: not a bridge port).
+    pub unicast_flood: Option<bool>,
+}
+
+/// One FDB entry, from a bridge-family neighbour dump.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FdbEntry {
+    /// The port or VXLAN device it is on.
+    pub ifindex: u32,
+    pub mac: [u8; 6],
+    /// A VXLAN entry's remote VTEP.
+    pub dst: Option<Ipv4Addr>,
+    /// In the bridge's table (`master`), not the device's own (`self`).
+    pub master: bool,
+    /// Added as static (`NUD_NOARP`): never aged out.
+    pub static_entry: bool,
+    /// Sticky: learning never moves it to another port.
+    pub sticky: bool,
 }
 
 pub use vpcip_dataplane::routing::MAIN_TABLE;

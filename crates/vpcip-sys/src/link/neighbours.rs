@@ -6,14 +6,15 @@ use std::net::Ipv4Addr;
 use futures_util::TryStreamExt;
 use futures_util::stream::StreamExt;
 use rtnetlink::packet_core::{
-    NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
+    NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkMessage,
+    NetlinkPayload,
 };
 use rtnetlink::packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 
-use super::{Net, kernel};
+use super::{FdbEntry, Net, kernel};
 use crate::SysError;
 
 impl Net {
@@ -59,9 +60,9 @@ impl Net {
         Ok(out)
     }
 
-    /// The remote VTEPs a VXLAN device floods to (its all-zero-MAC FDB
-    /// entries).
-    pub fn flood_list(&self, index: u32) -> Result<Vec<Ipv4Addr>, SysError> {
+    /// The whole FDB: every bridge-family neighbour entry of the
+    /// namespace, in one dump.
+    pub fn fdb(&self) -> Result<Vec<FdbEntry>, SysError> {
         let msgs: Vec<NeighbourMessage> = self
             .rt
             .block_on(
@@ -73,27 +74,100 @@ impl Net {
                     .try_collect(),
             )
             .map_err(kernel("list fdb"))?;
-        let mut out = Vec::new();
-        for m in msgs.iter().filter(|m| m.header.ifindex == index) {
-            let zero = m
-                .attributes
-                .iter()
-                .any(|a| matches!(a, NeighbourAttribute::LinkLayerAddress(l) if l.iter().all(|b| *b == 0)));
-            // (In a bridge-family dump the destination comes as raw bytes.)
-            let dst = m.attributes.iter().find_map(|a| match a {
-                NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(*ip),
-                NeighbourAttribute::Destination(NeighbourAddress::Other(b)) => {
-                    <[u8; 4]>::try_from(b.as_slice()).ok().map(Ipv4Addr::from)
+        Ok(msgs
+            .iter()
+            .filter_map(|m| {
+                let mac = m.attributes.iter().find_map(|a| match a {
+                    NeighbourAttribute::LinkLayerAddress(l) => {
+                        <[u8; 6]>::try_from(l.as_slice()).ok()
+                    }
+                    _ => None,
+                })?;
+                // (In a bridge-family dump the destination comes as raw bytes.)
+                let dst = m.attributes.iter().find_map(|a| match a {
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(*ip),
+                    NeighbourAttribute::Destination(NeighbourAddress::Other(b)) => {
+                        <[u8; 4]>::try_from(b.as_slice()).ok().map(Ipv4Addr::from)
+                    }
+                    _ => None,
+                });
+                Some(FdbEntry {
+                    ifindex: m.header.ifindex,
+                    mac,
+                    dst,
+                    // (A dump names the bridge, NDA_MASTER; NTF_MASTER is
+                    // a request's flag.)
+                    master: m
+                        .attributes
+                        .iter()
+                        .any(|a| matches!(a, NeighbourAttribute::Controller(_))),
+                    static_entry: m.header.state == NeighbourState::Noarp,
+                    sticky: m.header.flags.contains(NeighbourFlags::Sticky),
+                })
+            })
+            .collect())
+    }
+
+    /// The remote VTEPs a VXLAN device floods to (its all-zero-MAC FDB
+    /// entries).
+    pub fn flood_list(&self, index: u32) -> Result<Vec<Ipv4Addr>, SysError> {
+        Ok(flood_of(&self.fdb()?, index))
+    }
+
+    fn pin_msg(index: u32, mac: [u8; 6]) -> NeighbourMessage {
+        let mut m = NeighbourMessage::default();
+        m.header.family = AddressFamily::Bridge;
+        m.header.ifindex = index;
+        m.header.state = NeighbourState::Noarp;
+        m.header.flags = NeighbourFlags::Controller | NeighbourFlags::Sticky;
+        m.attributes
+            .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+        m
+    }
+
+    /// `bridge fdb replace MAC dev <index> master static sticky`: the
+    /// bridge sends frames to MAC out of this port only, whatever it learns.
+    pub fn pin_mac(&self, index: u32, mac: [u8; 6]) -> Result<(), SysError> {
+        let mut req =
+            NetlinkMessage::from(RouteNetlinkMessage::NewNeighbour(Self::pin_msg(index, mac)));
+        req.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
+        self.request("pin a MAC to a bridge port", req)
+    }
+
+    pub fn unpin_mac(&self, index: u32, mac: [u8; 6]) -> Result<(), SysError> {
+        self.rt
+            .block_on(
+                self.handle
+                    .neighbours()
+                    .del(Self::pin_msg(index, mac))
+                    .execute(),
+            )
+            .map_err(kernel("unpin a MAC from a bridge port"))
+    }
+
+    /// Sends one request and waits for its acknowledgement.
+    fn request(
+        &self,
+        what: &'static str,
+        req: NetlinkMessage<RouteNetlinkMessage>,
+    ) -> Result<(), SysError> {
+        let mut handle = self.handle.clone();
+        self.rt.block_on(async {
+            let mut resp = handle
+                .request(req)
+                .map_err(|_| SysError::Kernel { what, errno: 5 })?;
+            while let Some(m) = resp.next().await {
+                if let NetlinkPayload::Error(e) = m.payload
+                    && e.code.is_some()
+                {
+                    return Err(SysError::Kernel {
+                        what,
+                        errno: e.raw_code().abs(),
+                    });
                 }
-                _ => None,
-            });
-            if let (true, Some(ip)) = (zero, dst) {
-                out.push(ip);
             }
-        }
-        out.sort();
-        out.dedup();
-        Ok(out)
+            Ok(())
+        })
     }
 
     fn flood_msg(index: u32, vtep: Ipv4Addr) -> NeighbourMessage {
@@ -118,24 +192,7 @@ impl Net {
             index, vtep,
         )));
         req.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_APPEND;
-        let mut handle = self.handle.clone();
-        self.rt.block_on(async {
-            let mut resp = handle.request(req).map_err(|_| SysError::Kernel {
-                what: "add fdb entry",
-                errno: 5,
-            })?;
-            while let Some(m) = resp.next().await {
-                if let NetlinkPayload::Error(e) = m.payload
-                    && e.code.is_some()
-                {
-                    return Err(SysError::Kernel {
-                        what: "add fdb entry",
-                        errno: e.raw_code().abs(),
-                    });
-                }
-            }
-            Ok(())
-        })
+        self.request("add fdb entry", req)
     }
 
     pub fn flood_del(&self, index: u32, vtep: Ipv4Addr) -> Result<(), SysError> {
@@ -148,4 +205,26 @@ impl Net {
             )
             .map_err(kernel("delete fdb entry"))
     }
+}
+
+/// A VXLAN device's flood list in a dump of the FDB: its all-zero-MAC
+/// entries' VTEPs.
+pub fn flood_of(fdb: &[FdbEntry], index: u32) -> Vec<Ipv4Addr> {
+    let mut out: Vec<Ipv4Addr> = fdb
+        .iter()
+        .filter(|e| e.ifindex == index && e.mac == [0; 6])
+        .filter_map(|e| e.dst)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The MACs pinned to a bridge port in a dump of the FDB (static, sticky,
+/// in the bridge's table).
+pub fn pinned_of(fdb: &[FdbEntry], index: u32) -> Vec<[u8; 6]> {
+    fdb.iter()
+        .filter(|e| e.ifindex == index && e.master && e.static_entry && e.sticky)
+        .map(|e| e.mac)
+        .collect()
 }
