@@ -15,10 +15,7 @@ use std::collections::BTreeMap;
 
 use futures_util::StreamExt;
 use futures_util::stream;
-use rtnetlink::packet_core::{
-    DefaultNla, NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkMessage,
-    NetlinkPayload, Nla,
-};
+use rtnetlink::packet_core::{DefaultNla, NLM_F_CREATE, NLM_F_REPLACE, Nla};
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::packet_route::tc::{TcAttribute, TcHandle, TcMessage, TcOption, TcStats2};
 
@@ -132,32 +129,6 @@ fn rate_of(options: &[u8]) -> Option<u64> {
 }
 
 impl Net {
-    /// Sends one tc request and waits for its acknowledgement.
-    async fn tc_request(
-        &self,
-        msg: RouteNetlinkMessage,
-        flags: u16,
-        what: &'static str,
-    ) -> Result<(), SysError> {
-        let mut req = NetlinkMessage::from(msg);
-        req.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
-        let mut handle = self.handle.clone();
-        let mut resp = handle
-            .request(req)
-            .map_err(|_| SysError::Kernel { what, errno: 5 })?;
-        while let Some(m) = resp.next().await {
-            if let NetlinkPayload::Error(e) = m.payload
-                && e.code.is_some()
-            {
-                return Err(SysError::Kernel {
-                    what,
-                    errno: e.raw_code().abs(),
-                });
-            }
-        }
-        Ok(())
-    }
-
     /// Whether `index` has vpcip's HTB qdisc at its root.
     pub fn has_htb(&self, index: u32) -> Result<bool, SysError> {
         let qdiscs: Vec<TcMessage> = self.rt.block_on(async {
@@ -186,7 +157,7 @@ impl Net {
     pub fn add_htb(&self, index: u32) -> Result<(), SysError> {
         // HTB cannot be changed in place: an HTB already there goes first.
         if self.has_htb(index)? {
-            self.rt.block_on(self.tc_request(
+            self.rt.block_on(self.acked(
                 RouteNetlinkMessage::DelQueueDiscipline(header(index, handle(0), TcHandle::ROOT)),
                 0,
                 "remove the HTB qdisc",
@@ -203,7 +174,7 @@ impl Net {
         m.attributes.push(TcAttribute::Options(vec![TcOption::Other(
             DefaultNla::new(TCA_HTB_INIT, glob),
         )]));
-        self.rt.block_on(self.tc_request(
+        self.rt.block_on(self.acked(
             RouteNetlinkMessage::NewQueueDiscipline(m),
             NLM_F_CREATE | NLM_F_REPLACE,
             "add the HTB qdisc",
@@ -305,7 +276,7 @@ impl Net {
                     "remove an HTB class",
                 ),
             };
-            self.tc_request(msg, flags, what)
+            self.acked(msg, flags, what)
         });
         self.rt.block_on(async {
             let mut results = stream::iter(requests).buffer_unordered(IN_FLIGHT);

@@ -35,6 +35,17 @@ fn vmap(key: MetaKey, map: &str, id: u32) -> Vec<Expr> {
     ]
 }
 
+/// The key in register 1 looked up in a data map, its value into register 1.
+fn map_in_reg1(map: &str, id: u32) -> Expr {
+    Expressions::Lookup(vec![
+        Lookup::Set(map.into()),
+        Lookup::SetId(id),
+        Lookup::SourceRegister(Register::Reg1),
+        Lookup::DestinationRegister(Register::Reg1),
+    ])
+    .into()
+}
+
 /// `<meta key> . ether <saddr|daddr> vmap @map`: a VM port found by its
 /// bridge and MAC (the MAC at `mac_offset` in the Ethernet header).
 fn port_mac_vmap(key: MetaKey, mac_offset: u32, map: &str, id: u32) -> Vec<Expr> {
@@ -210,13 +221,7 @@ pub(super) fn ip_body() -> Vec<NfTablesMessage> {
         "raw",
         vec![
             meta(MetaKey::Iifname, Register::Reg1),
-            Expressions::Lookup(vec![
-                Lookup::Set(ZONE.into()),
-                Lookup::SetId(1),
-                Lookup::SourceRegister(Register::Reg1),
-                Lookup::DestinationRegister(Register::Reg1),
-            ])
-            .into(),
+            map_in_reg1(ZONE, 1),
             ct_set.into(),
             accept(),
         ],
@@ -285,13 +290,7 @@ pub(super) fn bridge_body() -> Vec<NfTablesMessage> {
     let mut e = to_group();
     e.extend([
         meta(MetaKey::Oifname, Register::Reg1),
-        Expressions::Lookup(vec![
-            Lookup::Set(PORT_PRIO.into()),
-            Lookup::SetId(1),
-            Lookup::SourceRegister(Register::Reg1),
-            Lookup::DestinationRegister(Register::Reg1),
-        ])
-        .into(),
+        map_in_reg1(PORT_PRIO, 1),
         Expressions::Meta(vec![
             Meta::Key(MetaKey::Priority),
             Meta::SourceRegister(Register::Reg1),

@@ -9,8 +9,11 @@
 
 use std::net::Ipv4Addr;
 
+use futures_util::StreamExt;
 use ipnet::Ipv4Net;
 use rtnetlink::Handle;
+use rtnetlink::packet_core::{NLM_F_ACK, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
+use rtnetlink::packet_route::RouteNetlinkMessage;
 
 use crate::SysError;
 
@@ -118,6 +121,35 @@ impl Net {
         };
         rt.spawn(conn);
         Ok(Net { rt, handle })
+    }
+}
+
+impl Net {
+    /// Sends one request with `flags` (beside request and ack) and waits
+    /// for its acknowledgement.
+    pub(crate) async fn acked(
+        &self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+        what: &'static str,
+    ) -> Result<(), SysError> {
+        let mut req = NetlinkMessage::from(msg);
+        req.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+        let mut handle = self.handle.clone();
+        let mut resp = handle
+            .request(req)
+            .map_err(|_| SysError::Kernel { what, errno: 5 })?;
+        while let Some(m) = resp.next().await {
+            if let NetlinkPayload::Error(e) = m.payload
+                && e.code.is_some()
+            {
+                return Err(SysError::Kernel {
+                    what,
+                    errno: e.raw_code().abs(),
+                });
+            }
+        }
+        Ok(())
     }
 }
 

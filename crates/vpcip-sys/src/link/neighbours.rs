@@ -4,11 +4,7 @@
 use std::net::Ipv4Addr;
 
 use futures_util::TryStreamExt;
-use futures_util::stream::StreamExt;
-use rtnetlink::packet_core::{
-    NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkMessage,
-    NetlinkPayload,
-};
+use rtnetlink::packet_core::{NLM_F_APPEND, NLM_F_CREATE, NLM_F_REPLACE};
 use rtnetlink::packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
@@ -108,12 +104,6 @@ impl Net {
             .collect())
     }
 
-    /// The remote VTEPs a VXLAN device floods to (its all-zero-MAC FDB
-    /// entries).
-    pub fn flood_list(&self, index: u32) -> Result<Vec<Ipv4Addr>, SysError> {
-        Ok(flood_of(&self.fdb()?, index))
-    }
-
     fn pin_msg(index: u32, mac: [u8; 6]) -> NeighbourMessage {
         let mut m = NeighbourMessage::default();
         m.header.family = AddressFamily::Bridge;
@@ -128,10 +118,11 @@ impl Net {
     /// `bridge fdb replace MAC dev <index> master static sticky`: the
     /// bridge sends frames to MAC out of this port only, whatever it learns.
     pub fn pin_mac(&self, index: u32, mac: [u8; 6]) -> Result<(), SysError> {
-        let mut req =
-            NetlinkMessage::from(RouteNetlinkMessage::NewNeighbour(Self::pin_msg(index, mac)));
-        req.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
-        self.request("pin a MAC to a bridge port", req)
+        self.rt.block_on(self.acked(
+            RouteNetlinkMessage::NewNeighbour(Self::pin_msg(index, mac)),
+            NLM_F_CREATE | NLM_F_REPLACE,
+            "pin a MAC to a bridge port",
+        ))
     }
 
     pub fn unpin_mac(&self, index: u32, mac: [u8; 6]) -> Result<(), SysError> {
@@ -143,31 +134,6 @@ impl Net {
                     .execute(),
             )
             .map_err(kernel("unpin a MAC from a bridge port"))
-    }
-
-    /// Sends one request and waits for its acknowledgement.
-    fn request(
-        &self,
-        what: &'static str,
-        req: NetlinkMessage<RouteNetlinkMessage>,
-    ) -> Result<(), SysError> {
-        let mut handle = self.handle.clone();
-        self.rt.block_on(async {
-            let mut resp = handle
-                .request(req)
-                .map_err(|_| SysError::Kernel { what, errno: 5 })?;
-            while let Some(m) = resp.next().await {
-                if let NetlinkPayload::Error(e) = m.payload
-                    && e.code.is_some()
-                {
-                    return Err(SysError::Kernel {
-                        what,
-                        errno: e.raw_code().abs(),
-                    });
-                }
-            }
-            Ok(())
-        })
     }
 
     fn flood_msg(index: u32, vtep: Ipv4Addr) -> NeighbourMessage {
@@ -188,11 +154,11 @@ impl Net {
     /// `bridge fdb append 00:00:00:00:00:00 dst VTEP dev DEV self`: one more
     /// VTEP to replicate floods to.
     pub fn flood_add(&self, index: u32, vtep: Ipv4Addr) -> Result<(), SysError> {
-        let mut req = NetlinkMessage::from(RouteNetlinkMessage::NewNeighbour(Self::flood_msg(
-            index, vtep,
-        )));
-        req.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_APPEND;
-        self.request("add fdb entry", req)
+        self.rt.block_on(self.acked(
+            RouteNetlinkMessage::NewNeighbour(Self::flood_msg(index, vtep)),
+            NLM_F_CREATE | NLM_F_APPEND,
+            "add fdb entry",
+        ))
     }
 
     pub fn flood_del(&self, index: u32, vtep: Ipv4Addr) -> Result<(), SysError> {
