@@ -26,8 +26,13 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use vpcip_dataplane::fastpath::fastpath_for;
 use vpcip_dataplane::filter::filter_for;
+use vpcip_dataplane::isolation::port_guards;
+use vpcip_dataplane::links::{LinkState, Links, vxlan_ifname};
 use vpcip_lab::World;
+use vpcip_sys::fastpath::FastPath;
+use vpcip_sys::link::Net;
 use vpcip_sys::netns::{in_netns, named};
 use vpcip_sys::nft::NatTable;
 
@@ -75,19 +80,40 @@ fn bridge_nf(w: &World, node: &str, on: bool) {
 }
 
 /// Puts `f` on h1 (and on h2 the same shape with vm2's port, so that the
-/// throughput runs cross two filters).
-fn apply(w: &World, f: Filter) -> anyhow::Result<()> {
+/// throughput runs cross two filters). vpcip's comes with its fast path,
+/// as the host agent programs it (returned: its packet counts).
+fn apply(w: &World, f: Filter) -> anyhow::Result<Vec<FastPath>> {
+    let mut fast = vec![];
     for (host, vm, ip) in [("h1", "vm1", VM1), ("h2", "vm2", VM2)] {
         match f {
             Filter::Off => bridge_nf(w, host, false),
             Filter::Vpcip { rules, nics } => {
                 bridge_nf(w, host, true);
                 let mac = w.exec(vm, &["cat", "/sys/class/net/eth0/address"]);
-                let want = filter_for(&host_state(rules, nics, ip, mac.trim()), None);
-                in_netns(&named(&w.ns(host)), move || -> anyhow::Result<()> {
-                    NatTable::open()?.make_filter(&want)?;
-                    Ok(())
-                })??;
+                let state = host_state(rules, nics, ip, mac.trim());
+                let want = filter_for(&state, None);
+                fast.push(in_netns(
+                    &named(&w.ns(host)),
+                    move || -> anyhow::Result<FastPath> {
+                        NatTable::open()?.make_filter(&want)?;
+                        let links = Net::open()?.links()?;
+                        let seen: Links = links
+                            .iter()
+                            .map(|l| {
+                                let s = LinkState {
+                                    mac: l.mac,
+                                    ..Default::default()
+                                };
+                                (l.name.clone(), s)
+                            })
+                            .collect();
+                        let index = links.iter().map(|l| (l.name.clone(), l.index)).collect();
+                        let guards = port_guards(&state, vxlan_ifname);
+                        let mut fast = FastPath::load()?;
+                        fast.apply(&fastpath_for(&state, &seen, &guards), &index)?;
+                        Ok(fast)
+                    },
+                )??);
             }
             Filter::Iptables { rules, nics } => {
                 bridge_nf(w, host, true);
@@ -95,7 +121,7 @@ fn apply(w: &World, f: Filter) -> anyhow::Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(fast)
 }
 
 /// Takes `f` off again. Only what `f` put there is touched: an iptables
@@ -108,6 +134,9 @@ fn remove(w: &World, f: Filter) {
             Filter::Vpcip { .. } => {
                 let _ = w.try_exec(host, &["nft", "delete", "table", "ip", "vpcip_sg"]);
                 let _ = w.try_exec(host, &["nft", "delete", "table", "bridge", "vpcip_sgmark"]);
+                for dev in ["t1", "vx100"] {
+                    let _ = w.try_exec(host, &["tc", "qdisc", "del", "dev", dev, "clsact"]);
+                }
             }
             Filter::Iptables { .. } => {
                 let _ = w.try_exec(host, &["iptables-legacy", "-F"]);
@@ -152,7 +181,7 @@ fn throughput_runs(
     let mut out = vec![Vec::new(); variants.len()];
     for _ in 0..repeats {
         for (i, f) in variants.iter().enumerate() {
-            apply(&w, *f)?;
+            let fast = apply(&w, *f)?;
             // The filter filters: vm2 takes nothing on tcp/7 from vm1 (no
             // rule lets it in), so vm1's connection goes unanswered where
             // without a filter vm2's kernel refuses it at once.
@@ -162,6 +191,11 @@ fn throughput_runs(
                 "{f:?}: vm2 answered on tcp/7: {answered}"
             );
             out[i].push(crate::shaping::iperf(&w, "vm1", to, 2)?);
+            // And its fast path took the connection's packets (on both
+            // hosts).
+            for (h, f) in fast.iter().enumerate() {
+                anyhow::ensure!(f.taken()? > 0, "host {}: the fast path took nothing", h + 1);
+            }
             remove(&w, *f);
         }
     }

@@ -10,13 +10,15 @@
 //! so a port is guarded before it is plugged: the port guards (each port
 //! sends only from its NIC's MAC and, with its source/destination check on,
 //! only from its addresses) and the infrastructure guard (VXLAN only from
-//! each segment's VTEPs).
+//! each segment's VTEPs). The established-flow fast path comes last, over
+//! the links as the plan leaves them (`fastpath.rs`).
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
 use vpcip_model::desired::HostState;
 
+use crate::fastpath::{FastPathSeen, FastPathWant, fastpath_for};
 use crate::filter::{FilterSeen, FilterWant, PortPolicy, filter_for, narrowed};
 use crate::isolation::parse_mac;
 use crate::isolation::{InfraGuard, PortGuards, host_guard, port_guards};
@@ -39,6 +41,8 @@ pub struct HostObserved {
     /// The security-group filter's tables; None when missing or of an
     /// older shape.
     pub filter: Option<FilterSeen>,
+    /// The established-flow fast path.
+    pub fastpath: FastPathSeen,
 }
 
 /// One change to a host.
@@ -65,6 +69,8 @@ pub enum HostChange {
     },
     /// Forget the tracked connections these ports' rules no longer allow.
     CutFlows(Vec<PortPolicy>),
+    /// Make the fast path hold this (loading it first when missing).
+    FastPath(FastPathWant),
     Link(LinkChange),
 }
 
@@ -83,6 +89,7 @@ impl HostChange {
                 host.filter = Some(want.seen());
             }
             HostChange::CutFlows(_) => {}
+            HostChange::FastPath(want) => host.fastpath = FastPathSeen::Have(want.clone()),
             HostChange::Link(c) => c.simulate(&mut host.links),
         }
     }
@@ -101,6 +108,7 @@ pub fn plan_host(want: &HostState, have: &HostObserved, underlay: Ipv4Addr) -> H
     let mut plan = HostPlan::default();
     let changes = &mut plan.changes;
     let guards = port_guards(want, vxlan_ifname);
+    let fast_guards = guards.clone();
     match &have.port_guards {
         None => changes.push(HostChange::MakePortGuards(guards)),
         Some(h) if *h != guards => changes.push(HostChange::PortGuards {
@@ -195,6 +203,19 @@ pub fn plan_host(want: &HostState, have: &HostObserved, underlay: Ipv4Addr) -> H
     for (name, l) in &have.links {
         if stale_domain_link(name, l, &domains) {
             changes.push(HostChange::Link(LinkChange::DelLink { name: name.clone() }));
+        }
+    }
+    // The fast path last, over the links as this plan leaves them.
+    if have.fastpath != FastPathSeen::Unavailable {
+        let mut after = have.links.clone();
+        for c in changes.iter() {
+            if let HostChange::Link(l) = c {
+                l.simulate(&mut after);
+            }
+        }
+        let fast = fastpath_for(want, &after, &fast_guards);
+        if have.fastpath != FastPathSeen::Have(fast.clone()) {
+            changes.push(HostChange::FastPath(fast));
         }
     }
     plan

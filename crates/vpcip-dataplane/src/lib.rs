@@ -3,6 +3,7 @@
 //! kernel; the agents observe the kernel, plan here and apply the changes
 //! through `vpcip-sys`.
 
+pub mod fastpath;
 pub mod filter;
 pub mod gateway;
 pub mod host;

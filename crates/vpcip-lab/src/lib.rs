@@ -338,6 +338,11 @@ impl Conn {
         })
     }
 
+    /// The connection's own address and port (its client's side).
+    pub fn local(&self) -> Option<SocketAddr> {
+        self.stream.local_addr().ok()
+    }
+
     /// Sends a line and returns the server's answer line.
     pub fn ask(&mut self, line: &str) -> Option<String> {
         self.stream.write_all(format!("{line}\n").as_bytes()).ok()?;

@@ -6,6 +6,7 @@ pub mod alg;
 pub mod conntrack;
 pub mod counters;
 mod expr;
+pub mod fastpath;
 pub mod filter;
 pub mod frames;
 pub mod guard;

@@ -3,9 +3,11 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+use vpcip_dataplane::fastpath::FastPathSeen;
 use vpcip_dataplane::filter::FilterSeen;
 use vpcip_dataplane::host::{HostChange, HostObserved};
 use vpcip_dataplane::isolation::{InfraGuard, PortGuards};
+use vpcip_sys::fastpath::FastPath;
 use vpcip_sys::guard::GuardRole;
 use vpcip_sys::link::Net;
 use vpcip_sys::nft::NatTable;
@@ -23,10 +25,20 @@ struct SeenGuards {
     filter: Option<FilterSeen>,
 }
 
+/// The established-flow fast path of this agent.
+enum Fast {
+    /// Loaded by the first change that wants it.
+    NotLoaded,
+    /// The kernel refused it (said once in the log): the filter alone.
+    Unavailable,
+    Loaded(Box<FastPath>),
+}
+
 /// The host kernel over netlink, in the node's network namespace.
 pub struct SysHost {
     node: PathBuf,
     seen: Option<SeenGuards>,
+    fast: Fast,
 }
 
 impl SysHost {
@@ -34,6 +46,15 @@ impl SysHost {
         SysHost {
             node: node.to_path_buf(),
             seen: None,
+            fast: Fast::NotLoaded,
+        }
+    }
+
+    /// Packets the fast path took around the bridge (None: not loaded).
+    pub fn fastpath_taken(&self) -> Option<u64> {
+        match &self.fast {
+            Fast::Loaded(f) => f.taken().ok(),
+            _ => None,
         }
     }
 }
@@ -41,13 +62,19 @@ impl SysHost {
 impl HostKernel for SysHost {
     fn observe(&mut self, underlay: Ipv4Addr) -> Result<HostObserved, KernelError> {
         let seen = self.seen.take();
+        let fast = &self.fast;
         let (observed, now) = in_ns(&self.node, move || {
             let net = Net::open().map_err(KernelError::sys("open", "rtnetlink"))?;
             let NsLinks {
                 links,
                 underlay_mtu,
-                ..
+                names,
             } = observe_links(&net, underlay)?;
+            let fastpath = match fast {
+                Fast::NotLoaded => FastPathSeen::Missing,
+                Fast::Unavailable => FastPathSeen::Unavailable,
+                Fast::Loaded(f) => FastPathSeen::Have(f.seen(&names)),
+            };
             let mut nft = NatTable::open().map_err(KernelError::sys("open", "nftables"))?;
             let generation = nft
                 .generation()
@@ -72,6 +99,7 @@ impl HostKernel for SysHost {
                 port_guards: ports.clone(),
                 infra_guard: infra.clone(),
                 filter: filter.clone(),
+                fastpath,
             };
             let seen = SeenGuards {
                 generation,
@@ -92,6 +120,7 @@ impl HostKernel for SysHost {
         }
         // What was seen of the guards is stale once they change.
         let seen = self.seen.take();
+        let fast = &mut self.fast;
         let now = in_ns(&self.node, move || {
             let net = Net::open().map_err(KernelError::sys("open", "rtnetlink"))?;
             let mut nft = NatTable::open().map_err(KernelError::sys("open", "nftables"))?;
@@ -149,6 +178,10 @@ impl HostKernel for SysHost {
                         }
                     }
                     HostChange::Link(l) => apply_link(&net, &mut links, l)?,
+                    HostChange::FastPath(want) => {
+                        links = net.links().map_err(KernelError::sys("list", "links"))?;
+                        apply_fastpath(fast, want, &links)?;
+                    }
                 }
             }
             // Our own writes moved the generation: what we wrote is what
@@ -163,6 +196,36 @@ impl HostKernel for SysHost {
         self.seen = now;
         Ok(())
     }
+}
+
+/// Loads the fast path when it is not yet (once: a kernel that refuses it
+/// is said so in the log and left to the filter alone) and makes it hold
+/// `want` over the namespace's `links`.
+fn apply_fastpath(
+    fast: &mut Fast,
+    want: &vpcip_dataplane::fastpath::FastPathWant,
+    links: &[vpcip_sys::link::Link],
+) -> Result<(), KernelError> {
+    if matches!(fast, Fast::NotLoaded) {
+        *fast = match FastPath::load() {
+            Ok(f) => Fast::Loaded(Box::new(f)),
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    "the established-flow fast path cannot load here (BPF, BTF, conntrack kfuncs?): the security groups' filter judges every packet"
+                );
+                Fast::Unavailable
+            }
+        };
+    }
+    if let Fast::Loaded(f) = fast {
+        let index = links.iter().map(|l| (l.name.clone(), l.index)).collect();
+        f.apply(want, &index).map_err(KernelError::sys(
+            "program",
+            "the established-flow fast path",
+        ))?;
+    }
+    Ok(())
 }
 
 /// Bridged IPv4 through the `ip` hooks (br_netfilter), in the current

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
-use vpcip_model::desired::{HostPort, HostState};
+use vpcip_model::desired::{HostPort, HostState, L2Domain};
 use vpcip_model::filter::{FilterElement, GroupFilter, PROTO_ICMP, PROTO_TCP};
 
 /// `n` rules of which the last lets the client's connections to vm1 in
@@ -90,8 +90,14 @@ pub(super) fn host_state(rules: u32, nics: u32, vm_ip: &str, vm_mac: &str) -> Ho
             format!("sg-f{}", (i - 1) / 20),
         )
     }));
+    // The world's one domain (its bridge `br100`, its tunnel `vx100`).
+    let domain = L2Domain {
+        subnet_id: "subnet-100".into(),
+        vni: 100,
+        vteps: vec![],
+    };
     HostState {
-        domains: vec![],
+        domains: vec![domain],
         ports,
         groups,
     }

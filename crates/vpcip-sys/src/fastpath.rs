@@ -1,0 +1,381 @@
+//! The established-flow fast path: the tc/BPF program of
+//! `bpf/fastpath.bpf.c` (embedded as built by `bpf/build`), loaded with
+//! libbpf, attached at tc ingress of a host's VM ports and tunnels, and its
+//! maps kept equal to a [`FastPathWant`].
+//!
+//! The program and its maps are this process's: nothing is pinned. A new
+//! host agent loads its own, fills it, and replaces the program on every
+//! link (one filter, handle [`HANDLE`], priority [`PRIORITY`], on the
+//! link's clsact ingress); the old one goes with its last link. Until
+//! then the old one keeps working with what it held.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::fd::AsFd;
+
+use libbpf_rs::{MapCore, MapFlags, Object, ObjectBuilder, TC_INGRESS, TcHookBuilder};
+pub use vpcip_dataplane::fastpath::{FastPathSeen, FastPathWant, FastPort};
+
+use crate::SysError;
+
+/// The program, as `bpf/build` made it from `bpf/fastpath.bpf.c`.
+pub const OBJECT: &[u8] = include_bytes!("../bpf/fastpath.bpf.o");
+/// The tc filter's handle and priority on each link's ingress.
+pub const HANDLE: u32 = 0x7670;
+pub const PRIORITY: u32 = 1;
+/// The sysctls the connection timeouts come from (seconds).
+const TCP_TIMEOUT: &str = "/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established";
+const UDP_TIMEOUT: &str = "/proc/sys/net/netfilter/nf_conntrack_udp_timeout_stream";
+/// Conntrack takes packets beyond the last window it saw (it does not see
+/// those the program takes around it).
+const BE_LIBERAL: &str = "/proc/sys/net/netfilter/nf_conntrack_tcp_be_liberal";
+const KIND_VM: u8 = 1;
+const KIND_TUNNEL: u8 = 2;
+
+type Entries = BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// The maps' contents, as bytes.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Contents {
+    ports: Entries,
+    allowed: Entries,
+    dests: Entries,
+}
+
+/// The program loaded, with what was written into it.
+pub struct FastPath {
+    obj: Object,
+    written: Contents,
+    /// The want last applied and the ifindex each name had then.
+    applied: FastPathWant,
+    index: BTreeMap<String, u32>,
+    /// Links the program was attached to, by ifindex.
+    attached: BTreeSet<u32>,
+}
+
+fn bpf(what: &'static str) -> impl FnOnce(libbpf_rs::Error) -> SysError {
+    move |e| SysError::Io(what, std::io::Error::other(e.to_string()))
+}
+
+fn read_secs(path: &str) -> Result<u32, SysError> {
+    let s = std::fs::read_to_string(path).map_err(SysError::io("read conntrack timeout"))?;
+    s.trim()
+        .parse::<u32>()
+        .map_err(|_| SysError::Parse("conntrack timeout"))
+}
+
+/// The maps' contents for `want`, over ifindexes `index`; names without an
+/// ifindex are left out.
+fn contents(want: &FastPathWant, index: &BTreeMap<String, u32>) -> Contents {
+    let mut c = Contents::default();
+    for (name, p) in &want.ports {
+        let (Some(i), Some(t)) = (index.get(name), index.get(&p.tunnel)) else {
+            continue;
+        };
+        let mut v = Vec::with_capacity(16);
+        v.extend_from_slice(&t.to_ne_bytes());
+        v.extend_from_slice(&p.zone.to_ne_bytes());
+        match p.vm {
+            Some((mac, guarded)) => {
+                v.extend_from_slice(&mac);
+                v.push(KIND_VM);
+                v.push(u8::from(guarded));
+            }
+            None => {
+                v.extend_from_slice(&[0; 6]);
+                v.push(KIND_TUNNEL);
+                v.push(0);
+            }
+        }
+        v.extend_from_slice(&[0; 2]);
+        c.ports.insert(i.to_ne_bytes().to_vec(), v);
+    }
+    for (name, addr) in &want.allowed {
+        if let Some(i) = index.get(name) {
+            let mut k = i.to_ne_bytes().to_vec();
+            k.extend_from_slice(&addr.octets());
+            c.allowed.insert(k, vec![1]);
+        }
+    }
+    for ((tunnel, mac), port) in &want.dests {
+        let Some(t) = index.get(tunnel) else { continue };
+        let out = match port {
+            Some(p) => match index.get(p) {
+                Some(i) => *i,
+                None => continue,
+            },
+            None => 0,
+        };
+        let mut k = t.to_ne_bytes().to_vec();
+        k.extend_from_slice(mac);
+        k.extend_from_slice(&[0; 2]);
+        c.dests.insert(k, out.to_ne_bytes().to_vec());
+    }
+    c
+}
+
+impl FastPath {
+    /// Loads the program (in any namespace: its maps are keyed by the
+    /// ifindexes of the namespace it is attached in). Fails where the
+    /// kernel lacks BPF, BTF or conntrack's kfuncs.
+    pub fn load() -> Result<FastPath, SysError> {
+        let obj = ObjectBuilder::default()
+            .open_memory(OBJECT)
+            .map_err(bpf("open the fast path's BPF object"))?
+            .load()
+            .map_err(bpf("load the fast path's BPF program"))?;
+        Ok(FastPath {
+            obj,
+            written: Contents::default(),
+            applied: FastPathWant::default(),
+            index: BTreeMap::new(),
+            attached: BTreeSet::new(),
+        })
+    }
+
+    fn map(&self, name: &str) -> Result<libbpf_rs::Map<'_>, SysError> {
+        self.obj
+            .maps()
+            .find(|m| m.name() == name)
+            .ok_or(SysError::Parse("a map of the fast path's object"))
+    }
+
+    /// What it holds, as the planner compares it: the last want applied,
+    /// less whatever names a link that is gone or made anew since
+    /// (`names`: the namespace's links now, by ifindex).
+    pub fn seen(&self, names: &BTreeMap<u32, String>) -> FastPathWant {
+        let same = |n: &String| {
+            self.index
+                .get(n)
+                .is_some_and(|i| names.get(i).is_some_and(|now| now == n))
+        };
+        let mut w = self.applied.clone();
+        w.ports.retain(|n, p| same(n) && same(&p.tunnel));
+        w.allowed.retain(|(n, _)| same(n));
+        w.dests
+            .retain(|(t, _), p| same(t) && p.as_ref().is_none_or(&same));
+        w
+    }
+
+    /// Makes the maps hold `want` and the program sit on each of its links,
+    /// in the current namespace (`index`: its links' ifindexes by name).
+    /// A port's entry goes in after what it points to and out before it;
+    /// the program is attached to a link once its entries are there.
+    pub fn apply(
+        &mut self,
+        want: &FastPathWant,
+        index: &BTreeMap<String, u32>,
+    ) -> Result<usize, SysError> {
+        std::fs::write(BE_LIBERAL, "1")
+            .map_err(SysError::io("write nf_conntrack_tcp_be_liberal"))?;
+        let conf = {
+            let mut v = read_secs(TCP_TIMEOUT)?
+                .saturating_mul(1000)
+                .to_ne_bytes()
+                .to_vec();
+            v.extend_from_slice(&read_secs(UDP_TIMEOUT)?.saturating_mul(1000).to_ne_bytes());
+            v
+        };
+        self.map("vp_conf")?
+            .update(&0u32.to_ne_bytes(), &conf, MapFlags::ANY)
+            .map_err(bpf("write the fast path's timeouts"))?;
+        let new = contents(want, index);
+        let mut n = 0;
+        let old = std::mem::take(&mut self.written);
+        let gone = |have: &Entries, want: &Entries| -> Vec<Vec<u8>> {
+            have.keys()
+                .filter(|k| !want.contains_key(*k))
+                .cloned()
+                .collect()
+        };
+        let changed = |have: &Entries, want: &Entries| -> Vec<(Vec<u8>, Vec<u8>)> {
+            want.iter()
+                .filter(|(k, v)| have.get(*k) != Some(*v))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        };
+        let ports = self.map("vp_ports")?;
+        for k in gone(&old.ports, &new.ports) {
+            ports.delete(&k).map_err(bpf("remove a fast path port"))?;
+            n += 1;
+        }
+        let allowed = self.map("vp_allowed")?;
+        let dests = self.map("vp_dests")?;
+        for (k, v) in changed(&old.allowed, &new.allowed) {
+            allowed
+                .update(&k, &v, MapFlags::ANY)
+                .map_err(bpf("add a fast path address"))?;
+            n += 1;
+        }
+        for (k, v) in changed(&old.dests, &new.dests) {
+            dests
+                .update(&k, &v, MapFlags::ANY)
+                .map_err(bpf("add a fast path destination"))?;
+            n += 1;
+        }
+        for k in gone(&old.allowed, &new.allowed) {
+            allowed
+                .delete(&k)
+                .map_err(bpf("remove a fast path address"))?;
+            n += 1;
+        }
+        for k in gone(&old.dests, &new.dests) {
+            dests
+                .delete(&k)
+                .map_err(bpf("remove a fast path destination"))?;
+            n += 1;
+        }
+        for (k, v) in changed(&old.ports, &new.ports) {
+            ports
+                .update(&k, &v, MapFlags::ANY)
+                .map_err(bpf("add a fast path port"))?;
+            n += 1;
+        }
+        self.written = new;
+        // On the links, then off those no longer in it (still there).
+        let links: BTreeSet<u32> = want
+            .ports
+            .keys()
+            .filter_map(|l| index.get(l).copied())
+            .collect();
+        let prog = self
+            .obj
+            .progs()
+            .next()
+            .ok_or(SysError::Parse("the fast path's program"))?;
+        let live: BTreeSet<u32> = index.values().copied().collect();
+        for i in &links {
+            if self.attached.contains(i) {
+                continue;
+            }
+            let mut hook = TcHookBuilder::new(prog.as_fd())
+                .ifindex(i32::try_from(*i).map_err(|_| SysError::Parse("ifindex"))?)
+                .replace(true)
+                .handle(HANDLE)
+                .priority(PRIORITY)
+                .hook(TC_INGRESS);
+            hook.create()
+                .map_err(bpf("make a clsact qdisc for the fast path"))?;
+            hook.attach().map_err(bpf("attach the fast path"))?;
+            n += 1;
+        }
+        for i in self.attached.difference(&links) {
+            if !live.contains(i) {
+                continue;
+            }
+            let mut hook = TcHookBuilder::new(prog.as_fd())
+                .ifindex(i32::try_from(*i).map_err(|_| SysError::Parse("ifindex"))?)
+                .handle(HANDLE)
+                .priority(PRIORITY)
+                .hook(TC_INGRESS);
+            match hook.detach() {
+                Ok(()) => n += 1,
+                // Gone with its link, or taken off by hand.
+                Err(e) if matches!(e.kind(), libbpf_rs::ErrorKind::NotFound) => {}
+                Err(e) => return Err(bpf("detach the fast path")(e)),
+            }
+        }
+        self.attached = links;
+        self.applied = want.clone();
+        self.index = want
+            .ports
+            .keys()
+            .chain(want.dests.values().flatten())
+            .chain(want.ports.values().map(|p| &p.tunnel))
+            .filter_map(|n| Some((n.clone(), *index.get(n)?)))
+            .collect();
+        Ok(n)
+    }
+
+    /// Packets taken around the bridge since it was loaded, all CPUs.
+    pub fn taken(&self) -> Result<u64, SysError> {
+        let per_cpu = self
+            .map("vp_taken")?
+            .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)
+            .map_err(bpf("read the fast path's count"))?
+            .unwrap_or_default();
+        Ok(per_cpu
+            .iter()
+            .filter_map(|v| Some(u64::from_ne_bytes(v.get(..8)?.try_into().ok()?)))
+            .sum())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn the_maps_bytes_are_the_programs_structs() {
+        let mut want = FastPathWant::default();
+        want.ports.insert(
+            "t1".into(),
+            FastPort {
+                tunnel: "vx10".into(),
+                zone: 0x0102,
+                vm: Some(([0xfa, 0x16, 0x3e, 0, 0, 1], true)),
+            },
+        );
+        want.ports.insert(
+            "vx10".into(),
+            FastPort {
+                tunnel: "vx10".into(),
+                zone: 0x0102,
+                vm: None,
+            },
+        );
+        // Not plugged: left out.
+        want.ports.insert(
+            "t9".into(),
+            FastPort {
+                tunnel: "vx10".into(),
+                zone: 1,
+                vm: Some(([0; 6], false)),
+            },
+        );
+        want.allowed
+            .insert(("t1".into(), Ipv4Addr::new(10, 0, 0, 1)));
+        want.dests.insert(
+            ("vx10".into(), [0xfa, 0x16, 0x3e, 0, 0, 1]),
+            Some("t1".into()),
+        );
+        want.dests.insert(("vx10".into(), [2, 0, 0, 0, 0, 1]), None);
+        let index = BTreeMap::from([("t1".to_string(), 5u32), ("vx10".to_string(), 3u32)]);
+        let c = contents(&want, &index);
+        let ne = |v: u32| v.to_ne_bytes().to_vec();
+        let port = |t: u32, zone: u16, mac: [u8; 6], kind: u8, guarded: u8| {
+            let mut v = ne(t);
+            v.extend_from_slice(&zone.to_ne_bytes());
+            v.extend_from_slice(&mac);
+            v.extend_from_slice(&[kind, guarded, 0, 0]);
+            v
+        };
+        assert_eq!(
+            c.ports,
+            Entries::from([
+                (
+                    ne(5),
+                    port(3, 0x0102, [0xfa, 0x16, 0x3e, 0, 0, 1], KIND_VM, 1)
+                ),
+                (ne(3), port(3, 0x0102, [0; 6], KIND_TUNNEL, 0)),
+            ])
+        );
+        assert!(c.ports.values().all(|v| v.len() == 16));
+        let mut src = ne(5);
+        src.extend_from_slice(&[10, 0, 0, 1]);
+        assert_eq!(c.allowed, Entries::from([(src, vec![1])]));
+        let dst = |mac: [u8; 6]| {
+            let mut k = ne(3);
+            k.extend_from_slice(&mac);
+            k.extend_from_slice(&[0, 0]);
+            k
+        };
+        assert_eq!(
+            c.dests,
+            Entries::from([
+                (dst([0xfa, 0x16, 0x3e, 0, 0, 1]), ne(5)),
+                (dst([2, 0, 0, 0, 0, 1]), ne(0)),
+            ])
+        );
+    }
+}
