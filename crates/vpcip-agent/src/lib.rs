@@ -93,6 +93,7 @@ pub async fn run(client: Client, cfg: AgentConfig) -> ! {
     // A port of ours appeared or went: pass again now.
     let ports_seen = Arc::new(tokio::sync::Notify::new());
     let port_names: PortNames = PortNames::default();
+    let mut host = host::HostReconciler::new(&cfg.node_netns, cfg.underlay_ip);
     if cfg.role == AgentRole::Host {
         dhcp::spawn(cfg.node_netns.clone(), leases.clone(), cfg.metrics.clone());
         watch_ports(
@@ -105,6 +106,7 @@ pub async fn run(client: Client, cfg: AgentConfig) -> ! {
             agent.id.clone(),
             cfg.node_netns.clone(),
             ports_rx,
+            host.kernel().fastpath_taken(),
             cfg.metrics.clone(),
         ));
     }
@@ -132,7 +134,6 @@ pub async fn run(client: Client, cfg: AgentConfig) -> ! {
     let mut gateway =
         gateway::GatewayReconciler::new(&cfg.netns_prefix, &cfg.node_netns, cfg.underlay_ip)
             .remember_in(&cfg.state_dir);
-    let mut host = host::HostReconciler::new(&cfg.node_netns, cfg.underlay_ip);
     let mut applied: Option<i64> = None;
     let mut entries = Entries::default();
     let mut have: Option<i64> = None;

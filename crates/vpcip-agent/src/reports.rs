@@ -122,12 +122,18 @@ pub(crate) async fn report_nic_drops(
     agent_id: String,
     node: std::path::PathBuf,
     ports: tokio::sync::watch::Receiver<Vec<(String, String)>>,
+    fastpath: vpcip_sys::fastpath::TakenCount,
     metrics: std::sync::Arc<metrics::AgentMetrics>,
 ) {
     let mut sent: std::collections::BTreeMap<String, vpcip_model::desired::NicDrops> =
         Default::default();
     loop {
         tokio::time::sleep(COUNTERS_PERIOD).await;
+        if let Some(n) = fastpath.read() {
+            metrics
+                .fastpath_packets
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
         let node = node.clone();
         let read = tokio::task::spawn_blocking(move || kernel::host::read_port_drops(&node)).await;
         let Ok(Ok(by_port)) = read else {

@@ -5,7 +5,9 @@
 //! bridge on both hosts; a hostile VM that forges packets of that
 //! connection (its victim's address with its own MAC, or the victim's MAC
 //! too) or of a connection nobody opened gets nothing taken around the
-//! bridge and nothing delivered; a connection cut by a rule's removal is
+//! bridge and nothing delivered; a VM of another VPC with the same
+//! addresses that sends the packets of VPC 1's connection gets nothing
+//! taken either (conntrack zones); a connection cut by a rule's removal is
 //! cut for the fast path too.
 
 #![allow(clippy::unwrap_used)] // tests panic on the unexpected, by design
@@ -36,23 +38,26 @@ fn mac(vm: &str) -> String {
     format!("02:00:00:00:00:{:02x}", vm.as_bytes()[0])
 }
 
-fn port(vm: &str, ip: &str, group: &str) -> HostPort {
+/// A VM's port in VPC 1 (VNI 10, zone 1) or VPC 2 (VNI 20, zone 2).
+fn port(vm: &str, ip: &str, vpc: u16, group: &str) -> HostPort {
     HostPort {
         nic_id: format!("nic-{vm}"),
         ifname: format!("t{vm}"),
-        vni: 10,
+        vni: u32::from(vpc) * 10,
         mac: mac(vm),
         ips: vec![ip.parse().unwrap()],
         source_dest_check: true,
         security_groups: vec![group.into()],
         vrrp_peers: vec![],
-        zone: 1,
+        zone: vpc,
         dhcp: None,
     }
 }
 
-/// h1: a and the hostile m (group "open"); h2: b (group "web": tcp 8080,
-/// and 8081 when `web_8081`, from the VPC's block).
+/// VPC 1 — h1: a and the hostile m (group "open"); h2: b (group "web":
+/// tcp 8080, and 8081 when `web_8081`, from the VPC's block). VPC 2, the
+/// same addresses — h1: c (as a, "open"); h2: d (as b, "closed": nothing
+/// in).
 fn host(h: &str, web_8081: bool) -> HostState {
     let all = FilterElement::new((0, 255), (0, 65535), "0.0.0.0/0".parse().unwrap());
     let mut web = vec![FilterElement::new(
@@ -68,16 +73,22 @@ fn host(h: &str, web_8081: bool) -> HostState {
         ));
     }
     let ports = if h == "h1" {
-        vec![port("a", A, "sg-open"), port("m", M, "sg-open")]
+        vec![
+            port("a", A, 1, "sg-open"),
+            port("m", M, 1, "sg-open"),
+            port("c", A, 2, "sg-open"),
+        ]
     } else {
-        vec![port("b", B, "sg-web")]
+        vec![port("b", B, 1, "sg-web"), port("d", B, 2, "sg-closed")]
     };
     HostState {
-        domains: vec![L2Domain {
-            subnet_id: "subnet-10".into(),
-            vni: 10,
-            vteps: vec![],
-        }],
+        domains: [10, 20]
+            .map(|vni| L2Domain {
+                subnet_id: format!("subnet-{vni}"),
+                vni,
+                vteps: vec![],
+            })
+            .into(),
         ports,
         groups: vec![
             GroupFilter {
@@ -90,13 +101,18 @@ fn host(h: &str, web_8081: bool) -> HostState {
                 ingress: web,
                 egress: vec![all],
             },
+            GroupFilter {
+                id: "sg-closed".into(),
+                ingress: vec![],
+                egress: vec![all],
+            },
         ],
     }
 }
 
 fn world() -> World {
     let mut w = World::new("vfp");
-    for n in ["h1", "h2", "a", "b", "m"] {
+    for n in ["h1", "h2", "a", "b", "m", "c", "d"] {
         w.add_node(n);
         w.exec(
             n,
@@ -109,76 +125,85 @@ fn world() -> World {
         );
     }
     w.link("h1", "phy0", "192.0.2.1/24", "h2", "phy0", "192.0.2.2/24");
-    for (h, local, other, vms) in [
-        ("h1", "192.0.2.1", "192.0.2.2", vec![("a", A), ("m", M)]),
-        ("h2", "192.0.2.2", "192.0.2.1", vec![("b", B)]),
+    for (h, local, other) in [
+        ("h1", "192.0.2.1", "192.0.2.2"),
+        ("h2", "192.0.2.2", "192.0.2.1"),
     ] {
-        w.exec(
-            h,
-            &[
-                "ip",
-                "link",
-                "add",
-                "vx10",
-                "type",
-                "vxlan",
-                "id",
-                "10",
-                "local",
-                local,
-                "dstport",
-                "4789",
-                "nolearning",
-            ],
-        );
-        w.exec(
-            h,
-            &[
-                "bridge",
-                "fdb",
-                "append",
-                "00:00:00:00:00:00",
-                "dev",
-                "vx10",
-                "dst",
-                other,
-            ],
-        );
-        w.exec(h, &["ip", "link", "add", "br10", "type", "bridge"]);
-        w.exec(h, &["ip", "link", "set", "vx10", "master", "br10", "up"]);
-        w.exec(h, &["ip", "link", "set", "br10", "up"]);
-        for (vm, ip) in vms {
-            let port = format!("t{vm}");
-            let ns = w.ns(vm);
+        for vni in ["10", "20"] {
+            let (vx, br) = (format!("vx{vni}"), format!("br{vni}"));
             w.exec(
                 h,
                 &[
-                    "ip", "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns",
-                    &ns,
+                    "ip",
+                    "link",
+                    "add",
+                    &vx,
+                    "type",
+                    "vxlan",
+                    "id",
+                    vni,
+                    "local",
+                    local,
+                    "dstport",
+                    "4789",
+                    "nolearning",
                 ],
             );
-            w.exec(h, &["ip", "link", "set", &port, "master", "br10", "up"]);
-            w.exec(vm, &["ip", "link", "set", "eth0", "address", &mac(vm)]);
-            w.exec(vm, &["ip", "link", "set", "eth0", "mtu", "1450"]);
             w.exec(
-                vm,
-                &["ip", "addr", "add", &format!("{ip}/24"), "dev", "eth0"],
+                h,
+                &[
+                    "bridge",
+                    "fdb",
+                    "append",
+                    "00:00:00:00:00:00",
+                    "dev",
+                    &vx,
+                    "dst",
+                    other,
+                ],
             );
-            w.exec(vm, &["ip", "link", "set", "eth0", "up"]);
+            w.exec(h, &["ip", "link", "add", &br, "type", "bridge"]);
+            w.exec(h, &["ip", "link", "set", &vx, "master", &br, "up"]);
+            w.exec(h, &["ip", "link", "set", &br, "up"]);
         }
         w.exec(
             h,
             &["sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1"],
         );
     }
+    for (h, vm, ip, br) in [
+        ("h1", "a", A, "br10"),
+        ("h1", "m", M, "br10"),
+        ("h1", "c", A, "br20"),
+        ("h2", "b", B, "br10"),
+        ("h2", "d", B, "br20"),
+    ] {
+        let port = format!("t{vm}");
+        let ns = w.ns(vm);
+        w.exec(
+            h,
+            &[
+                "ip", "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+            ],
+        );
+        w.exec(h, &["ip", "link", "set", &port, "master", br, "up"]);
+        w.exec(vm, &["ip", "link", "set", "eth0", "address", &mac(vm)]);
+        w.exec(vm, &["ip", "link", "set", "eth0", "mtu", "1450"]);
+        w.exec(
+            vm,
+            &["ip", "addr", "add", &format!("{ip}/24"), "dev", "eth0"],
+        );
+        w.exec(vm, &["ip", "link", "set", "eth0", "up"]);
+    }
     // No ARP during the attacks: every VM knows the others for good.
-    for (vm, peers) in [("a", [B, M]), ("m", [A, B]), ("b", [A, M])] {
-        for ip in peers {
-            let who = match ip {
-                A => "a",
-                B => "b",
-                _ => "m",
-            };
+    for (vm, peers) in [
+        ("a", vec![(B, "b"), (M, "m")]),
+        ("m", vec![(A, "a"), (B, "b")]),
+        ("b", vec![(A, "a"), (M, "m")]),
+        ("c", vec![(B, "d")]),
+        ("d", vec![(A, "c")]),
+    ] {
+        for (ip, who) in peers {
             w.exec(
                 vm,
                 &[
@@ -229,7 +254,8 @@ fn program(w: &World, h: &str) -> (FilterSeen, FastPath) {
         let index: BTreeMap<String, u32> =
             links.iter().map(|l| (l.name.clone(), l.index)).collect();
         let want = fastpath_for(&state, &seen, &guards);
-        assert_eq!(want.ports.len(), state.ports.len() + 1, "{want:?}");
+        // Each VM port and each bridge's tunnel.
+        assert_eq!(want.ports.len(), state.ports.len() + 2, "{want:?}");
         let mut fast = FastPath::load().unwrap();
         fast.apply(&want, &index).unwrap();
         // Applied again: nothing to do.
@@ -317,9 +343,9 @@ fn established_connections_go_around_the_bridge_and_forgeries_do_not() {
     let w = world();
     let (_seen1, fast1) = program(&w, "h1");
     let (seen2, fast2) = program(&w, "h2");
-    let _servers: Vec<_> = [8080, 8081, 8082]
+    let _servers: Vec<_> = [("b", 8080), ("b", 8081), ("b", 8082), ("d", 8080)]
         .iter()
-        .map(|p| echo_server(&w.ns("b"), *p, Duration::from_secs(60)))
+        .map(|(vm, p)| echo_server(&w.ns(vm), *p, Duration::from_secs(60)))
         .collect();
     std::thread::sleep(Duration::from_millis(300));
     let to = |p: u16| SocketAddr::new(B.parse().unwrap(), p);
@@ -386,6 +412,39 @@ fn established_connections_go_around_the_bridge_and_forgeries_do_not() {
         sent_out_of(&w, "h2", "tb"),
         out_b,
         "forgeries delivered to b"
+    );
+
+    // c, in VPC 2 with a's address, sends the packets of a's connection
+    // (its own address and MAC) to d, which has b's address and lets
+    // nothing in: VPC 1's connection is not VPC 2's (zones), so nothing is
+    // taken and d's ingress refuses it.
+    assert!(
+        Conn::open(&w.ns("c"), to(8080), Duration::from_millis(800)).is_none(),
+        "d lets nothing in"
+    );
+    let (taken, out_d) = (fast1.taken().unwrap(), sent_out_of(&w, "h2", "td"));
+    let mut c_eth = FrameSender::open(&named(&w.ns("c")), "eth0").unwrap();
+    for _ in 0..5 {
+        c_eth
+            .send(&tcp_frame(
+                &mac("c"),
+                &mac("d"),
+                a_end,
+                to(8080),
+                b"other vpc\n",
+            ))
+            .unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        fast1.taken().unwrap(),
+        taken,
+        "VPC 1's connection taken for VPC 2"
+    );
+    assert_eq!(
+        sent_out_of(&w, "h2", "td"),
+        out_d,
+        "VPC 1's connection delivered in VPC 2"
     );
     assert_eq!(
         conn.ask("still"),

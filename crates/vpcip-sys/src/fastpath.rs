@@ -11,8 +11,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::AsFd;
+use std::sync::{Arc, Mutex};
 
-use libbpf_rs::{MapCore, MapFlags, Object, ObjectBuilder, TC_INGRESS, TcHookBuilder};
+use libbpf_rs::{MapCore, MapFlags, MapHandle, Object, ObjectBuilder, TC_INGRESS, TcHookBuilder};
 pub use vpcip_dataplane::fastpath::{FastPathSeen, FastPathWant, FastPort};
 
 use crate::SysError;
@@ -39,6 +40,29 @@ struct Contents {
     ports: Entries,
     allowed: Entries,
     dests: Entries,
+}
+
+/// The fast path's count of packets taken, readable from another thread
+/// than the one that loaded it (None until it is loaded).
+#[derive(Clone, Default)]
+pub struct TakenCount(Arc<Mutex<Option<MapHandle>>>);
+
+impl TakenCount {
+    pub fn read(&self) -> Option<u64> {
+        let map = self.0.lock().ok()?;
+        sum_per_cpu(map.as_ref()?).ok()
+    }
+}
+
+fn sum_per_cpu(map: &impl MapCore) -> Result<u64, SysError> {
+    let per_cpu = map
+        .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)
+        .map_err(bpf("read the fast path's count"))?
+        .unwrap_or_default();
+    Ok(per_cpu
+        .iter()
+        .filter_map(|v| Some(u64::from_ne_bytes(v.get(..8)?.try_into().ok()?)))
+        .sum())
 }
 
 /// The program loaded, with what was written into it.
@@ -288,15 +312,17 @@ impl FastPath {
 
     /// Packets taken around the bridge since it was loaded, all CPUs.
     pub fn taken(&self) -> Result<u64, SysError> {
-        let per_cpu = self
-            .map("vp_taken")?
-            .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)
-            .map_err(bpf("read the fast path's count"))?
-            .unwrap_or_default();
-        Ok(per_cpu
-            .iter()
-            .filter_map(|v| Some(u64::from_ne_bytes(v.get(..8)?.try_into().ok()?)))
-            .sum())
+        sum_per_cpu(&self.map("vp_taken")?)
+    }
+
+    /// Makes `count` read this program's count.
+    pub fn share_taken(&self, count: &TakenCount) -> Result<(), SysError> {
+        let handle = MapHandle::try_from(&self.map("vp_taken")?)
+            .map_err(bpf("share the fast path's count"))?;
+        if let Ok(mut c) = count.0.lock() {
+            *c = Some(handle);
+        }
+        Ok(())
     }
 }
 

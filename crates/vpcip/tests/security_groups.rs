@@ -111,6 +111,20 @@ async fn security_groups_filter_live_in_both_directions() {
         .is_some_and(|n| n > 0.0),
         "{page}"
     );
+    // Their established connections' packets go around h1's bridge (the
+    // fast path; crates/vpcip-lab/tests/fastpath.rs shows what it refuses).
+    let fast = |page: &str| sample(page, "vpcip_agent_fastpath_packets", &[]).unwrap_or(0.0);
+    let before = fast(&page);
+    let mut conn = Conn::open(&lab.ns("peer"), at(web.ip, 8080), Duration::from_secs(2)).unwrap();
+    for i in 0..10 {
+        assert!(conn.ask(&i.to_string()).is_some());
+    }
+    assert!(
+        eventually(Duration::from_secs(10), || fast(&scrape(&metrics))
+            >= before + 10.0),
+        "h1's fast path took none of an established connection's packets: {}",
+        scrape(&metrics)
+    );
     // Everything may leave, and the answers come back without a rule.
     let _out = echo_server(&client, 7001, Duration::from_secs(120));
     assert_eq!(

@@ -7,7 +7,7 @@ use vpcip_dataplane::fastpath::FastPathSeen;
 use vpcip_dataplane::filter::FilterSeen;
 use vpcip_dataplane::host::{HostChange, HostObserved};
 use vpcip_dataplane::isolation::{InfraGuard, PortGuards};
-use vpcip_sys::fastpath::FastPath;
+use vpcip_sys::fastpath::{FastPath, TakenCount};
 use vpcip_sys::guard::GuardRole;
 use vpcip_sys::link::Net;
 use vpcip_sys::nft::NatTable;
@@ -39,6 +39,7 @@ pub struct SysHost {
     node: PathBuf,
     seen: Option<SeenGuards>,
     fast: Fast,
+    taken: TakenCount,
 }
 
 impl SysHost {
@@ -47,15 +48,14 @@ impl SysHost {
             node: node.to_path_buf(),
             seen: None,
             fast: Fast::NotLoaded,
+            taken: TakenCount::default(),
         }
     }
 
-    /// Packets the fast path took around the bridge (None: not loaded).
-    pub fn fastpath_taken(&self) -> Option<u64> {
-        match &self.fast {
-            Fast::Loaded(f) => f.taken().ok(),
-            _ => None,
-        }
+    /// The fast path's count of packets taken around the bridge, for
+    /// another task to read (None until it is loaded).
+    pub fn fastpath_taken(&self) -> TakenCount {
+        self.taken.clone()
     }
 }
 
@@ -121,6 +121,7 @@ impl HostKernel for SysHost {
         // What was seen of the guards is stale once they change.
         let seen = self.seen.take();
         let fast = &mut self.fast;
+        let taken = &self.taken;
         let now = in_ns(&self.node, move || {
             let net = Net::open().map_err(KernelError::sys("open", "rtnetlink"))?;
             let mut nft = NatTable::open().map_err(KernelError::sys("open", "nftables"))?;
@@ -180,7 +181,7 @@ impl HostKernel for SysHost {
                     HostChange::Link(l) => apply_link(&net, &mut links, l)?,
                     HostChange::FastPath(want) => {
                         links = net.links().map_err(KernelError::sys("list", "links"))?;
-                        apply_fastpath(fast, want, &links)?;
+                        apply_fastpath(fast, taken, want, &links)?;
                     }
                 }
             }
@@ -203,12 +204,17 @@ impl HostKernel for SysHost {
 /// `want` over the namespace's `links`.
 fn apply_fastpath(
     fast: &mut Fast,
+    taken: &TakenCount,
     want: &vpcip_dataplane::fastpath::FastPathWant,
     links: &[vpcip_sys::link::Link],
 ) -> Result<(), KernelError> {
     if matches!(fast, Fast::NotLoaded) {
         *fast = match FastPath::load() {
-            Ok(f) => Fast::Loaded(Box::new(f)),
+            Ok(f) => {
+                f.share_taken(taken)
+                    .map_err(KernelError::sys("share", "the fast path's count"))?;
+                Fast::Loaded(Box::new(f))
+            }
             Err(e) => {
                 tracing::warn!(
                     error = %e,
