@@ -257,9 +257,9 @@ fn program(w: &World, h: &str) -> (FilterSeen, FastPath) {
         // Each VM port and each bridge's tunnel.
         assert_eq!(want.ports.len(), state.ports.len() + 2, "{want:?}");
         let mut fast = FastPath::load().unwrap();
-        fast.apply(&want, &index).unwrap();
+        fast.apply(&net, &want, &index).unwrap();
         // Applied again: nothing to do.
-        assert_eq!(fast.apply(&want, &index).unwrap(), 0);
+        assert_eq!(fast.apply(&net, &want, &index).unwrap(), 0);
         (nft.read_filter().unwrap().unwrap(), fast)
     })
     .unwrap()

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * vpcip's established-flow fast path, at tc ingress of a host's VM ports
- * and VXLAN devices.
+ * and VXLAN devices (a cls_bpf filter in direct-action mode).
  *
  * The security groups are an nftables filter that bridged IPv4 reaches
  * through br_netfilter, with conntrack in each VPC's zone. Every packet
@@ -10,7 +10,8 @@
  * of a connection conntrack already holds as established in both
  * directions (the filter's first rule accepts them). Everything else, and
  * everything this program is unsure of, goes on to the bridge as before
- * (TC_ACT_OK): new connections, TCP SYN/FIN/RST, ICMP, ARP, multicast and
+ * (TC_ACT_UNSPEC: any other tc filter there, then the stack): new
+ * connections, TCP SYN/FIN/RST, ICMP, ARP, multicast and
  * broadcast, fragments, IP options, DHCP, NATed connections, frames to
  * the host, unknown ports.
  *
@@ -178,69 +179,69 @@ int vpcip_fastpath(struct __sk_buff *skb)
 	int ok;
 
 	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	if (eth->h_dest[0] & 1) /* multicast, broadcast */
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	ip = (void *)(eth + 1);
 	if ((void *)(ip + 1) > data_end || ip->ihl != 5 || ip->version != 4)
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	tuple.ipv4.saddr = ip->saddr;
 	tuple.ipv4.daddr = ip->daddr;
 	if (ip->protocol == IPPROTO_TCP) {
 		struct tcphdr *th = (void *)(ip + 1);
 
 		if ((void *)(th + 1) > data_end || th->syn || th->fin || th->rst)
-			return TC_ACT_OK;
+			return TC_ACT_UNSPEC;
 		tuple.ipv4.sport = th->source;
 		tuple.ipv4.dport = th->dest;
 	} else if (ip->protocol == IPPROTO_UDP) {
 		struct udphdr *uh = (void *)(ip + 1);
 
 		if ((void *)(uh + 1) > data_end)
-			return TC_ACT_OK;
+			return TC_ACT_UNSPEC;
 		/* DHCP is the host agent's or nobody's. */
 		if (uh->dest == bpf_htons(67) || uh->dest == bpf_htons(68) ||
 		    uh->source == bpf_htons(67) || uh->source == bpf_htons(68))
-			return TC_ACT_OK;
+			return TC_ACT_UNSPEC;
 		tuple.ipv4.sport = uh->source;
 		tuple.ipv4.dport = uh->dest;
 	} else {
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	}
 
 	in = bpf_map_lookup_elem(&vp_ports, &ifindex);
 	if (!in)
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	d.tunnel = in->tunnel;
 	__builtin_memcpy(d.mac, eth->h_dest, 6);
 	dest = bpf_map_lookup_elem(&vp_dests, &d);
 	if (in->kind == KIND_VM) {
 		/* The port guards' checks: its own MAC, its own addresses. */
 		if (!same_mac(eth->h_source, in->mac))
-			return TC_ACT_OK;
+			return TC_ACT_UNSPEC;
 		if (in->guarded) {
 			struct src s = { .ifindex = ifindex, .addr = ip->saddr };
 
 			if (!bpf_map_lookup_elem(&vp_allowed, &s))
-				return TC_ACT_OK;
+				return TC_ACT_UNSPEC;
 		}
 		out = dest ? *dest : in->tunnel;
 	} else if (in->kind == KIND_TUNNEL) {
 		out = dest ? *dest : 0;
 	} else {
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	}
 	if (out == 0 || out == ifindex)
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 
 	opts.netns_id = BPF_F_CURRENT_NETNS;
 	opts.l4proto = ip->protocol;
 	opts.ct_zone_id = in->zone;
 	ct = bpf_skb_ct_lookup(skb, &tuple, sizeof(tuple.ipv4), &opts, OPTS_SZ);
 	if (!ct)
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	status = ct->status;
 	ok = (status & (IPS_CONFIRMED | IPS_SEEN_REPLY)) == (IPS_CONFIRMED | IPS_SEEN_REPLY) &&
 	     !(status & (IPS_DYING | IPS_NAT_MASK));
@@ -266,7 +267,7 @@ int vpcip_fastpath(struct __sk_buff *skb)
 	}
 	bpf_ct_release(ct);
 	if (!ok || !ms)
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	taken = bpf_map_lookup_elem(&vp_taken, &key);
 	if (taken)
 		*taken += 1;

@@ -3,26 +3,31 @@
 //! libbpf, attached at tc ingress of a host's VM ports and tunnels, and its
 //! maps kept equal to a [`FastPathWant`].
 //!
-//! The program and its maps are this process's: nothing is pinned. A new
-//! host agent loads its own, fills it, and replaces the program on every
-//! link (one filter, handle [`HANDLE`], priority [`PRIORITY`], on the
-//! link's clsact ingress); the old one goes with its last link. Until
-//! then the old one keeps working with what it held.
+//! The program sits on each link's clsact ingress as one cls_bpf filter
+//! (handle [`HANDLE`], priority [`PRIORITY`]; `tcbpf.rs` says why not tcx).
+//! Nothing is pinned: the program and its maps are this process's, and
+//! the filters keep them alive. A new host agent loads its own, fills it
+//! and replaces the filter on every link; the old program goes with its
+//! last filter and keeps working with what it held until then (what the
+//! agent last applied).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::{Arc, Mutex};
 
-use libbpf_rs::{MapCore, MapFlags, MapHandle, Object, ObjectBuilder, TC_INGRESS, TcHookBuilder};
+use libbpf_rs::{MapCore, MapFlags, MapHandle, Object, ObjectBuilder};
 pub use vpcip_dataplane::fastpath::{FastPathSeen, FastPathWant, FastPort};
 
 use crate::SysError;
+use crate::link::Net;
 
 /// The program, as `bpf/build` made it from `bpf/fastpath.bpf.c`.
 pub const OBJECT: &[u8] = include_bytes!("../bpf/fastpath.bpf.o");
 /// The tc filter's handle and priority on each link's ingress.
 pub const HANDLE: u32 = 0x7670;
-pub const PRIORITY: u32 = 1;
+pub const PRIORITY: u16 = 1;
+/// The program's name (as `tc filter show` gives it).
+const NAME: &str = "vpcip_fastpath";
 /// The sysctls the connection timeouts come from (seconds).
 const TCP_TIMEOUT: &str = "/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established";
 const UDP_TIMEOUT: &str = "/proc/sys/net/netfilter/nf_conntrack_udp_timeout_stream";
@@ -74,6 +79,8 @@ pub struct FastPath {
     index: BTreeMap<String, u32>,
     /// Links the program was attached to, by ifindex.
     attached: BTreeSet<u32>,
+    /// Not applied yet.
+    loaded_fresh: bool,
 }
 
 fn bpf(what: &'static str) -> impl FnOnce(libbpf_rs::Error) -> SysError {
@@ -153,6 +160,7 @@ impl FastPath {
             applied: FastPathWant::default(),
             index: BTreeMap::new(),
             attached: BTreeSet::new(),
+            loaded_fresh: true,
         })
     }
 
@@ -181,11 +189,12 @@ impl FastPath {
     }
 
     /// Makes the maps hold `want` and the program sit on each of its links,
-    /// in the current namespace (`index`: its links' ifindexes by name).
+    /// in `net`'s namespace (`index`: its links' ifindexes by name).
     /// A port's entry goes in after what it points to and out before it;
     /// the program is attached to a link once its entries are there.
     pub fn apply(
         &mut self,
+        net: &Net,
         want: &FastPathWant,
         index: &BTreeMap<String, u32>,
     ) -> Result<usize, SysError> {
@@ -255,7 +264,8 @@ impl FastPath {
             n += 1;
         }
         self.written = new;
-        // On the links, then off those no longer in it (still there).
+        // On the links, then off those no longer in it (a link that is
+        // gone took its filter with it).
         let links: BTreeSet<u32> = want
             .ports
             .keys()
@@ -266,37 +276,28 @@ impl FastPath {
             .progs()
             .next()
             .ok_or(SysError::Parse("the fast path's program"))?;
-        let live: BTreeSet<u32> = index.values().copied().collect();
-        for i in &links {
-            if self.attached.contains(i) {
-                continue;
-            }
-            let mut hook = TcHookBuilder::new(prog.as_fd())
-                .ifindex(i32::try_from(*i).map_err(|_| SysError::Parse("ifindex"))?)
-                .replace(true)
-                .handle(HANDLE)
-                .priority(PRIORITY)
-                .hook(TC_INGRESS);
-            hook.create()
-                .map_err(bpf("make a clsact qdisc for the fast path"))?;
-            hook.attach().map_err(bpf("attach the fast path"))?;
-            n += 1;
+        let on: Vec<u32> = links.difference(&self.attached).copied().collect();
+        if !on.is_empty() {
+            net.attach_ingress_bpf(&on, prog.as_fd().as_raw_fd(), NAME, HANDLE, PRIORITY)?;
+            n += on.len();
         }
-        for i in self.attached.difference(&links) {
-            if !live.contains(i) {
-                continue;
-            }
-            let mut hook = TcHookBuilder::new(prog.as_fd())
-                .ifindex(i32::try_from(*i).map_err(|_| SysError::Parse("ifindex"))?)
-                .handle(HANDLE)
-                .priority(PRIORITY)
-                .hook(TC_INGRESS);
-            match hook.detach() {
-                Ok(()) => n += 1,
-                // Gone with its link, or taken off by hand.
-                Err(e) if matches!(e.kind(), libbpf_rs::ErrorKind::NotFound) => {}
-                Err(e) => return Err(bpf("detach the fast path")(e)),
-            }
+        let live: BTreeSet<u32> = index.values().copied().collect();
+        // A first apply also takes an earlier agent's program off the links
+        // no longer in it (its maps are not ours to correct).
+        let had = if self.loaded_fresh {
+            self.loaded_fresh = false;
+            &live
+        } else {
+            &self.attached
+        };
+        let off: Vec<u32> = had
+            .difference(&links)
+            .filter(|i| live.contains(*i))
+            .copied()
+            .collect();
+        if !off.is_empty() {
+            net.detach_ingress_bpf(&off, HANDLE, PRIORITY)?;
+            n += off.len();
         }
         self.attached = links;
         self.applied = want.clone();
@@ -308,6 +309,13 @@ impl FastPath {
             .filter_map(|n| Some((n.clone(), *index.get(n)?)))
             .collect();
         Ok(n)
+    }
+
+    /// Takes the program off every link it was put on (those still there),
+    /// for a fast path given up: what it holds may no longer be right.
+    pub fn detach_all(&mut self, net: &Net) -> Result<(), SysError> {
+        let all: Vec<u32> = std::mem::take(&mut self.attached).into_iter().collect();
+        net.detach_ingress_bpf(&all, HANDLE, PRIORITY)
     }
 
     /// Packets taken around the bridge since it was loaded, all CPUs.

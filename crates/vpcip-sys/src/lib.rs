@@ -18,6 +18,7 @@ pub mod qos;
 mod sets;
 pub mod shaper;
 pub mod spoof;
+pub mod tcbpf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SysError {

@@ -181,7 +181,7 @@ impl HostKernel for SysHost {
                     HostChange::Link(l) => apply_link(&net, &mut links, l)?,
                     HostChange::FastPath(want) => {
                         links = net.links().map_err(KernelError::sys("list", "links"))?;
-                        apply_fastpath(fast, taken, want, &links)?;
+                        apply_fastpath(&net, fast, taken, want, &links)?;
                     }
                 }
             }
@@ -199,22 +199,22 @@ impl HostKernel for SysHost {
     }
 }
 
-/// Loads the fast path when it is not yet (once: a kernel that refuses it
-/// is said so in the log and left to the filter alone) and makes it hold
-/// `want` over the namespace's `links`.
+/// Loads the fast path when it is not yet and makes it hold `want` over
+/// the namespace's `links`. A kernel that cannot load it (no BPF, BTF or
+/// conntrack kfuncs) is said so once in the log and left to the filter
+/// alone: the fast path only ever makes packets cheaper. One that fails
+/// to take a change has the program taken off every link (what it holds
+/// may be stale) and loaded anew by the next pass.
 fn apply_fastpath(
+    net: &Net,
     fast: &mut Fast,
     taken: &TakenCount,
     want: &vpcip_dataplane::fastpath::FastPathWant,
     links: &[vpcip_sys::link::Link],
 ) -> Result<(), KernelError> {
     if matches!(fast, Fast::NotLoaded) {
-        *fast = match FastPath::load() {
-            Ok(f) => {
-                f.share_taken(taken)
-                    .map_err(KernelError::sys("share", "the fast path's count"))?;
-                Fast::Loaded(Box::new(f))
-            }
+        *fast = match FastPath::load().and_then(|f| f.share_taken(taken).map(|()| f)) {
+            Ok(f) => Fast::Loaded(Box::new(f)),
             Err(e) => {
                 tracing::warn!(
                     error = %e,
@@ -226,10 +226,14 @@ fn apply_fastpath(
     }
     if let Fast::Loaded(f) = fast {
         let index = links.iter().map(|l| (l.name.clone(), l.index)).collect();
-        f.apply(want, &index).map_err(KernelError::sys(
-            "program",
-            "the established-flow fast path",
-        ))?;
+        if let Err(e) = f.apply(net, want, &index) {
+            let _ = f.detach_all(net);
+            *fast = Fast::NotLoaded;
+            return Err(KernelError::sys(
+                "program",
+                "the established-flow fast path",
+            )(e));
+        }
     }
     Ok(())
 }
