@@ -179,8 +179,8 @@ impl HostKernel for SysHost {
                         }
                     }
                     HostChange::Link(l) => apply_link(&net, &mut links, l)?,
+                    // (`links` is read again after each link made)
                     HostChange::FastPath(want) => {
-                        links = net.links().map_err(KernelError::sys("list", "links"))?;
                         apply_fastpath(&net, fast, taken, want, &links)?;
                     }
                 }
