@@ -260,6 +260,17 @@ fn program(w: &World, h: &str) -> (FilterSeen, FastPath) {
         fast.apply(&net, &want, &index).unwrap();
         // Applied again: nothing to do.
         assert_eq!(fast.apply(&net, &want, &index).unwrap(), 0);
+        // A new agent finds it on the tunnels and reads back what it holds.
+        let names: BTreeMap<u32, String> =
+            links.iter().map(|l| (l.index, l.name.clone())).collect();
+        let tunnels = [index["vx10"], index["vx20"]];
+        let found = FastPath::adopt(&net, &tunnels, &names).unwrap().unwrap();
+        assert_eq!(found.seen(&names), want, "read back");
+        assert!(
+            FastPath::adopt(&net, &[index["br10"]], &names)
+                .unwrap()
+                .is_none()
+        );
         (nft.read_filter().unwrap().unwrap(), fast)
     })
     .unwrap()

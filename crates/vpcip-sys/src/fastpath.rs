@@ -12,10 +12,12 @@
 //! agent last applied).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::fd::{AsFd, AsRawFd};
+use std::net::Ipv4Addr;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
-use libbpf_rs::{MapCore, MapFlags, MapHandle, Object, ObjectBuilder};
+use libbpf_rs::query::{ProgInfoIter, ProgInfoQueryOptions};
+use libbpf_rs::{MapCore, MapFlags, MapHandle, ObjectBuilder, Program};
 pub use vpcip_dataplane::fastpath::{FastPathSeen, FastPathWant, FastPort};
 
 use crate::SysError;
@@ -70,9 +72,14 @@ fn sum_per_cpu(map: &impl MapCore) -> Result<u64, SysError> {
         .sum())
 }
 
-/// The program loaded, with what was written into it.
+/// The maps the program has, by name.
+const MAPS: [&str; 5] = ["vp_ports", "vp_allowed", "vp_dests", "vp_conf", "vp_taken"];
+
+/// The program loaded (or found on the links, as an earlier agent left
+/// it), with what was written into it.
 pub struct FastPath {
-    obj: Object,
+    prog: OwnedFd,
+    maps: BTreeMap<String, MapHandle>,
     written: Contents,
     /// The want last applied and the ifindex each name had then.
     applied: FastPathWant,
@@ -92,6 +99,54 @@ fn read_secs(path: &str) -> Result<u32, SysError> {
     s.trim()
         .parse::<u32>()
         .map_err(|_| SysError::Parse("conntrack timeout"))
+}
+
+/// What maps holding `c` say, by name over `names` (ifindex → name now):
+/// entries that name a link no longer there are left out.
+fn want_of(c: &Contents, names: &BTreeMap<u32, String>) -> FastPathWant {
+    let name = |b: &[u8]| -> Option<String> {
+        let i = u32::from_ne_bytes(b.get(..4)?.try_into().ok()?);
+        names.get(&i).cloned()
+    };
+    let mut w = FastPathWant::default();
+    for (k, v) in &c.ports {
+        let (Some(port), Some(tunnel)) = (name(k), name(v)) else {
+            continue;
+        };
+        let zone = v
+            .get(4..6)
+            .and_then(|z| z.try_into().ok())
+            .map(u16::from_ne_bytes);
+        let mac = v.get(6..12).and_then(|m| <[u8; 6]>::try_from(m).ok());
+        let (Some(zone), Some(mac), Some(kind), Some(guarded)) = (zone, mac, v.get(12), v.get(13))
+        else {
+            continue;
+        };
+        let vm = (*kind == KIND_VM).then_some((mac, *guarded != 0));
+        w.ports.insert(port, FastPort { tunnel, zone, vm });
+    }
+    for k in c.allowed.keys() {
+        let addr = k.get(4..8).and_then(|a| <[u8; 4]>::try_from(a).ok());
+        if let (Some(port), Some(a)) = (name(k), addr) {
+            w.allowed.insert((port, Ipv4Addr::from(a)));
+        }
+    }
+    for (k, v) in &c.dests {
+        let mac = k.get(4..10).and_then(|m| <[u8; 6]>::try_from(m).ok());
+        let (Some(tunnel), Some(mac)) = (name(k), mac) else {
+            continue;
+        };
+        let out = if v.iter().all(|b| *b == 0) {
+            None
+        } else {
+            match name(v) {
+                Some(p) => Some(p),
+                None => continue,
+            }
+        };
+        w.dests.insert((tunnel, mac), out);
+    }
+    w
 }
 
 /// The maps' contents for `want`, over ifindexes `index`; names without an
@@ -154,8 +209,24 @@ impl FastPath {
             .map_err(bpf("open the fast path's BPF object"))?
             .load()
             .map_err(bpf("load the fast path's BPF program"))?;
+        let prog = obj
+            .progs()
+            .next()
+            .ok_or(SysError::Parse("the fast path's program"))?
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(SysError::io("hold the fast path's program"))?;
+        let mut maps = BTreeMap::new();
+        for m in obj.maps() {
+            let name = m.name().to_string_lossy().into_owned();
+            if MAPS.contains(&name.as_str()) {
+                let h = MapHandle::try_from(&m).map_err(bpf("hold a fast path map"))?;
+                maps.insert(name, h);
+            }
+        }
         Ok(FastPath {
-            obj,
+            prog,
+            maps,
             written: Contents::default(),
             applied: FastPathWant::default(),
             index: BTreeMap::new(),
@@ -164,11 +235,101 @@ impl FastPath {
         })
     }
 
-    fn map(&self, name: &str) -> Result<libbpf_rs::Map<'_>, SysError> {
-        self.obj
-            .maps()
-            .find(|m| m.name() == name)
-            .ok_or(SysError::Parse("a map of the fast path's object"))
+    /// The fast path an earlier agent left on the links `tunnels`
+    /// (ifindexes), when it is this program (the same instructions): its
+    /// maps read back, over the namespace's links now (`names`, by
+    /// ifindex). None when there is none, or another program (the next
+    /// change then replaces it).
+    pub fn adopt(
+        net: &Net,
+        tunnels: &[u32],
+        names: &BTreeMap<u32, String>,
+    ) -> Result<Option<FastPath>, SysError> {
+        let Some(id) = tunnels
+            .iter()
+            .find_map(|i| net.ingress_bpf_id(*i, HANDLE, PRIORITY).ok().flatten())
+        else {
+            return Ok(None);
+        };
+        // Ours when its instructions are: ours loaded, the tags compared.
+        let fresh = FastPath::load()?;
+        let fresh_id =
+            Program::id_from_fd(fresh.prog.as_fd()).map_err(bpf("read a program's id"))?;
+        let opts = ProgInfoQueryOptions::default().include_map_ids(true);
+        let (mut found, mut tag) = (None, None);
+        for info in ProgInfoIter::with_query_opts(opts) {
+            if info.id == fresh_id {
+                tag = Some(info.tag.0);
+            }
+            if info.id == id {
+                found = Some(info);
+            }
+        }
+        drop(fresh);
+        let Some(found) = found else { return Ok(None) };
+        if tag != Some(found.tag.0) {
+            return Ok(None);
+        }
+        let prog = Program::fd_from_id(id).map_err(bpf("hold the fast path's program"))?;
+        let mut maps = BTreeMap::new();
+        for m in &found.map_ids {
+            let h = MapHandle::from_map_id(*m).map_err(bpf("hold a fast path map"))?;
+            let name = h.name().to_string_lossy().into_owned();
+            if MAPS.contains(&name.as_str()) {
+                maps.insert(name, h);
+            }
+        }
+        if maps.len() != MAPS.len() {
+            return Ok(None);
+        }
+        let read = |name: &str| -> Result<Entries, SysError> {
+            let m = &maps[name];
+            let mut out = Entries::new();
+            for k in m.keys() {
+                let v = m
+                    .lookup(&k, MapFlags::ANY)
+                    .map_err(bpf("read a fast path map"))?;
+                if let Some(v) = v {
+                    out.insert(k, v);
+                }
+            }
+            Ok(out)
+        };
+        let written = Contents {
+            ports: read("vp_ports")?,
+            allowed: read("vp_allowed")?,
+            dests: read("vp_dests")?,
+        };
+        let applied = want_of(&written, names);
+        let by_name: BTreeMap<&String, u32> = names.iter().map(|(i, n)| (n, *i)).collect();
+        let index = applied
+            .ports
+            .keys()
+            .chain(applied.dests.values().flatten())
+            .chain(applied.ports.values().map(|p| &p.tunnel))
+            .filter_map(|n| Some((n.clone(), *by_name.get(n)?)))
+            .collect();
+        let attached = written
+            .ports
+            .keys()
+            .filter_map(|k| Some(u32::from_ne_bytes(k.get(..4)?.try_into().ok()?)))
+            .filter(|i| names.contains_key(i))
+            .collect();
+        Ok(Some(FastPath {
+            prog,
+            maps,
+            written,
+            applied,
+            index,
+            attached,
+            loaded_fresh: false,
+        }))
+    }
+
+    fn map(&self, name: &str) -> Result<&MapHandle, SysError> {
+        self.maps
+            .get(name)
+            .ok_or(SysError::Parse("a map of the fast path"))
     }
 
     /// What it holds, as the planner compares it: the last want applied,
@@ -271,14 +432,9 @@ impl FastPath {
             .keys()
             .filter_map(|l| index.get(l).copied())
             .collect();
-        let prog = self
-            .obj
-            .progs()
-            .next()
-            .ok_or(SysError::Parse("the fast path's program"))?;
         let on: Vec<u32> = links.difference(&self.attached).copied().collect();
         if !on.is_empty() {
-            net.attach_ingress_bpf(&on, prog.as_fd().as_raw_fd(), NAME, HANDLE, PRIORITY)?;
+            net.attach_ingress_bpf(&on, self.prog.as_raw_fd(), NAME, HANDLE, PRIORITY)?;
             n += on.len();
         }
         let live: BTreeSet<u32> = index.values().copied().collect();
@@ -320,12 +476,12 @@ impl FastPath {
 
     /// Packets taken around the bridge since it was loaded, all CPUs.
     pub fn taken(&self) -> Result<u64, SysError> {
-        sum_per_cpu(&self.map("vp_taken")?)
+        sum_per_cpu(self.map("vp_taken")?)
     }
 
     /// Makes `count` read this program's count.
     pub fn share_taken(&self, count: &TakenCount) -> Result<(), SysError> {
-        let handle = MapHandle::try_from(&self.map("vp_taken")?)
+        let handle = MapHandle::try_from(self.map("vp_taken")?)
             .map_err(bpf("share the fast path's count"))?;
         if let Ok(mut c) = count.0.lock() {
             *c = Some(handle);

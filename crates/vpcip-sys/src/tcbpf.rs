@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use futures_util::stream;
 use rtnetlink::packet_core::{DefaultNla, NLM_F_CREATE, NLM_F_REPLACE};
 use rtnetlink::packet_route::RouteNetlinkMessage;
-use rtnetlink::packet_route::tc::{TcAttribute, TcHandle, TcMessage, TcOption};
+use rtnetlink::packet_route::tc::{TcAttribute, TcFilterBpfOption, TcHandle, TcMessage, TcOption};
 
 use crate::SysError;
 use crate::link::Net;
@@ -53,6 +53,45 @@ fn filter(index: u32, handle: u32, priority: u16) -> TcMessage {
 }
 
 impl Net {
+    /// The id of the BPF program in filter `handle` at `priority` on the tc
+    /// ingress of `link`, if there is one.
+    pub fn ingress_bpf_id(
+        &self,
+        link: u32,
+        handle: u32,
+        priority: u16,
+    ) -> Result<Option<u32>, SysError> {
+        let msgs: Vec<TcMessage> = self.rt.block_on(async {
+            self.handle
+                .traffic_filter(link.cast_signed())
+                .get()
+                .ingress()
+                .execute()
+                .filter_map(|m| async move { m.ok() })
+                .collect()
+                .await
+        });
+        let want = filter(link, handle, priority);
+        for m in msgs {
+            if m.header.parent != INGRESS || m.header.handle != want.header.handle {
+                continue;
+            }
+            if m.header.info >> 16 != u32::from(priority) {
+                continue;
+            }
+            for a in &m.attributes {
+                if let TcAttribute::Options(opts) = a {
+                    for o in opts {
+                        if let TcOption::Bpf(TcFilterBpfOption::ProgId(id)) = o {
+                            return Ok(Some(*id));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// Puts the program `fd` (named `name`) on the tc ingress of each of
     /// `links`, as filter `handle` at `priority`, replacing what that
     /// filter was (a clsact qdisc is made where there is none).

@@ -62,7 +62,8 @@ impl SysHost {
 impl HostKernel for SysHost {
     fn observe(&mut self, underlay: Ipv4Addr) -> Result<HostObserved, KernelError> {
         let seen = self.seen.take();
-        let fast = &self.fast;
+        let fast = &mut self.fast;
+        let taken = &self.taken;
         let (observed, now) = in_ns(&self.node, move || {
             let net = Net::open().map_err(KernelError::sys("open", "rtnetlink"))?;
             let NsLinks {
@@ -70,6 +71,28 @@ impl HostKernel for SysHost {
                 underlay_mtu,
                 names,
             } = observe_links(&net, underlay)?;
+            // A new agent takes over the fast path an earlier one left, when
+            // it is the same program (found on a tunnel, its maps read).
+            if matches!(fast, Fast::NotLoaded) {
+                let tunnels: Vec<u32> = names
+                    .iter()
+                    .filter(|(_, n)| {
+                        links
+                            .get(*n)
+                            .is_some_and(|l| l.kind.as_deref() == Some("vxlan"))
+                    })
+                    .map(|(i, _)| *i)
+                    .collect();
+                match FastPath::adopt(&net, &tunnels, &names) {
+                    Ok(Some(f)) => {
+                        f.share_taken(taken)
+                            .map_err(KernelError::sys("share", "the fast path's count"))?;
+                        *fast = Fast::Loaded(Box::new(f));
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::debug!(error = %e, "no fast path taken over"),
+                }
+            }
             let fastpath = match fast {
                 Fast::NotLoaded => FastPathSeen::Missing,
                 Fast::Unavailable => FastPathSeen::Unavailable,
