@@ -5,11 +5,12 @@
 //!
 //! The program sits on each link's clsact ingress as one cls_bpf filter
 //! (handle [`HANDLE`], priority [`PRIORITY`]; `tcbpf.rs` says why not tcx).
-//! Nothing is pinned: the program and its maps are this process's, and
-//! the filters keep them alive. A new host agent loads its own, fills it
-//! and replaces the filter on every link; the old program goes with its
-//! last filter and keeps working with what it held until then (what the
-//! agent last applied).
+//! Nothing is pinned: the filters keep the program and its maps alive. A
+//! new host agent takes over the program an earlier one left when it is
+//! this build's ([`FastPath::adopt`]: found on a tunnel, tags compared,
+//! maps read back); otherwise it loads its own, fills it and replaces the
+//! filter on every link, the old program working with what it held until
+//! then.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
