@@ -12,7 +12,8 @@
  * everything this program is unsure of, goes on to the bridge as before
  * (TC_ACT_UNSPEC: any other tc filter there, then the stack): new
  * connections, TCP SYN/FIN/RST, ICMP, ARP, multicast and
- * broadcast, fragments, IP options, DHCP, NATed connections, frames to
+ * broadcast, fragments, IP options, VLAN-tagged frames, packets longer
+ * than their frame, DHCP, NATed or helped connections, frames to
  * the host, unknown ports.
  *
  * What the bridge and the port guards would have checked is checked here
@@ -82,6 +83,8 @@ extern int CONFIG_HZ __kconfig __weak;
 #define IPS_ASSURED (1UL << 2)
 #define IPS_CONFIRMED (1UL << 3)
 #define IPS_NAT_MASK ((1UL << 4) | (1UL << 5))
+#define IPS_SEQ_ADJUST (1UL << 6)
+#define IPS_HELPER (1UL << 13)
 #define IPS_DYING (1UL << 9)
 #define TCP_CONNTRACK_ESTABLISHED 3
 #define IP_MF 0x2000
@@ -178,6 +181,9 @@ int vpcip_fastpath(struct __sk_buff *skb)
 	unsigned long status;
 	int ok;
 
+	/* A VLAN tag (taken off into the skb's metadata) is the bridge's. */
+	if (skb->vlan_present)
+		return TC_ACT_UNSPEC;
 	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
 		return TC_ACT_UNSPEC;
 	if (eth->h_dest[0] & 1) /* multicast, broadcast */
@@ -186,6 +192,10 @@ int vpcip_fastpath(struct __sk_buff *skb)
 	if ((void *)(ip + 1) > data_end || ip->ihl != 5 || ip->version != 4)
 		return TC_ACT_UNSPEC;
 	if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
+		return TC_ACT_UNSPEC;
+	/* A packet longer than its frame is br_netfilter's to drop. */
+	if (bpf_ntohs(ip->tot_len) < sizeof(*ip) ||
+	    bpf_ntohs(ip->tot_len) + sizeof(*eth) > skb->len)
 		return TC_ACT_UNSPEC;
 	tuple.ipv4.saddr = ip->saddr;
 	tuple.ipv4.daddr = ip->daddr;
@@ -235,6 +245,17 @@ int vpcip_fastpath(struct __sk_buff *skb)
 	}
 	if (out == 0 || out == ifindex)
 		return TC_ACT_UNSPEC;
+	/* Where it goes is a port of the same bridge and VPC: a VM port with
+	 * that MAC, or the bridge's tunnel (never a link the maps no longer
+	 * describe so). */
+	{
+		struct port *to = bpf_map_lookup_elem(&vp_ports, &out);
+
+		if (!to || to->tunnel != in->tunnel || to->zone != in->zone)
+			return TC_ACT_UNSPEC;
+		if (to->kind == KIND_VM ? !same_mac(to->mac, eth->h_dest) : out != in->tunnel)
+			return TC_ACT_UNSPEC;
+	}
 
 	opts.netns_id = BPF_F_CURRENT_NETNS;
 	opts.l4proto = ip->protocol;
@@ -244,7 +265,7 @@ int vpcip_fastpath(struct __sk_buff *skb)
 		return TC_ACT_UNSPEC;
 	status = ct->status;
 	ok = (status & (IPS_CONFIRMED | IPS_SEEN_REPLY)) == (IPS_CONFIRMED | IPS_SEEN_REPLY) &&
-	     !(status & (IPS_DYING | IPS_NAT_MASK));
+	     !(status & (IPS_DYING | IPS_NAT_MASK | IPS_SEQ_ADJUST | IPS_HELPER));
 	conf = bpf_map_lookup_elem(&vp_conf, &key);
 	if (!conf)
 		ok = 0;

@@ -435,6 +435,9 @@ impl FastPath {
             .collect();
         let on: Vec<u32> = links.difference(&self.attached).copied().collect();
         if !on.is_empty() {
+            // Counted as attached first: a batch that fails halfway is
+            // taken off again by `detach_all`.
+            self.attached.extend(&on);
             net.attach_ingress_bpf(&on, self.prog.as_raw_fd(), NAME, HANDLE, PRIORITY)?;
             n += on.len();
         }

@@ -151,62 +151,78 @@ impl HostKernel for SysHost {
             let mut links = net.links().map_err(KernelError::sys("list", "links"))?;
             let mut seen = seen;
             let spoof = KernelError::sys;
-            for c in changes {
-                match c {
-                    HostChange::MakePortGuards(want) => {
-                        nft.ensure_spoof(want)
-                            .map_err(spoof("make", "bridge vpcip_spoof"))?;
-                        nft.apply_spoof(want)
-                            .map_err(spoof("fill", "bridge vpcip_spoof"))?;
-                        remember(&mut seen, |s| s.ports = Some(want.clone()));
-                    }
-                    HostChange::PortGuards { want, .. } => {
-                        nft.apply_spoof(want)
-                            .map_err(spoof("change", "bridge vpcip_spoof"))?;
-                        remember(&mut seen, |s| s.ports = Some(want.clone()));
-                    }
-                    HostChange::MakeInfraGuard(want) => {
-                        nft.ensure_guard(GuardRole::Host, want)
-                            .map_err(spoof("make", "ip vpcip_guard"))?;
-                        nft.apply_guard(GuardRole::Host, want)
-                            .map_err(spoof("fill", "ip vpcip_guard"))?;
-                        remember(&mut seen, |s| s.infra = Some(want.clone()));
-                    }
-                    HostChange::InfraGuard { want, .. } => {
-                        nft.apply_guard(GuardRole::Host, want)
-                            .map_err(spoof("change", "ip vpcip_guard"))?;
-                        remember(&mut seen, |s| s.infra = Some(want.clone()));
-                    }
-                    HostChange::MakeFilter(want) => {
-                        bridge_netfilter_on()?;
-                        nft.make_filter(want)
-                            .map_err(spoof("make", "ip vpcip_sg"))?;
-                        remember(&mut seen, |s| s.filter = Some(want.seen()));
-                    }
-                    HostChange::Filter { have, want } => {
-                        bridge_netfilter_on()?;
-                        nft.change_filter(have, want)
-                            .map_err(spoof("change", "ip vpcip_sg"))?;
-                        remember(&mut seen, |s| s.filter = Some(want.seen()));
-                    }
-                    HostChange::CutFlows(ports) => {
-                        let gone = vpcip_sys::conntrack::forget_flows(|f| {
-                            ports.iter().any(|p| p.refuses(f))
-                        })
-                        .map_err(spoof("forget", "connections no rule allows"))?;
-                        if gone.deleted > 0 {
-                            tracing::info!(
-                                deleted = gone.deleted,
-                                "forgot connections the security groups no longer allow"
-                            );
+            let done = (|| -> Result<(), KernelError> {
+                for c in changes {
+                    match c {
+                        HostChange::MakePortGuards(want) => {
+                            nft.ensure_spoof(want)
+                                .map_err(spoof("make", "bridge vpcip_spoof"))?;
+                            nft.apply_spoof(want)
+                                .map_err(spoof("fill", "bridge vpcip_spoof"))?;
+                            remember(&mut seen, |s| s.ports = Some(want.clone()));
+                        }
+                        HostChange::PortGuards { want, .. } => {
+                            nft.apply_spoof(want)
+                                .map_err(spoof("change", "bridge vpcip_spoof"))?;
+                            remember(&mut seen, |s| s.ports = Some(want.clone()));
+                        }
+                        HostChange::MakeInfraGuard(want) => {
+                            nft.ensure_guard(GuardRole::Host, want)
+                                .map_err(spoof("make", "ip vpcip_guard"))?;
+                            nft.apply_guard(GuardRole::Host, want)
+                                .map_err(spoof("fill", "ip vpcip_guard"))?;
+                            remember(&mut seen, |s| s.infra = Some(want.clone()));
+                        }
+                        HostChange::InfraGuard { want, .. } => {
+                            nft.apply_guard(GuardRole::Host, want)
+                                .map_err(spoof("change", "ip vpcip_guard"))?;
+                            remember(&mut seen, |s| s.infra = Some(want.clone()));
+                        }
+                        HostChange::MakeFilter(want) => {
+                            bridge_netfilter_on()?;
+                            nft.make_filter(want)
+                                .map_err(spoof("make", "ip vpcip_sg"))?;
+                            remember(&mut seen, |s| s.filter = Some(want.seen()));
+                        }
+                        HostChange::Filter { have, want } => {
+                            bridge_netfilter_on()?;
+                            nft.change_filter(have, want)
+                                .map_err(spoof("change", "ip vpcip_sg"))?;
+                            remember(&mut seen, |s| s.filter = Some(want.seen()));
+                        }
+                        HostChange::CutFlows(ports) => {
+                            let gone = vpcip_sys::conntrack::forget_flows(|f| {
+                                ports.iter().any(|p| p.refuses(f))
+                            })
+                            .map_err(spoof("forget", "connections no rule allows"))?;
+                            if gone.deleted > 0 {
+                                tracing::info!(
+                                    deleted = gone.deleted,
+                                    "forgot connections the security groups no longer allow"
+                                );
+                            }
+                        }
+                        HostChange::Link(l) => apply_link(&net, &mut links, l)?,
+                        // (`links` is read again after each link made)
+                        HostChange::FastPath(want) => {
+                            apply_fastpath(&net, fast, taken, want, &links)?;
                         }
                     }
-                    HostChange::Link(l) => apply_link(&net, &mut links, l)?,
-                    // (`links` is read again after each link made)
-                    HostChange::FastPath(want) => {
-                        apply_fastpath(&net, fast, taken, want, &links)?;
-                    }
                 }
+                Ok(())
+            })();
+            // A pass that fails part-way may have narrowed the guards or
+            // the filter without the fast path following (its change comes
+            // last): it comes off every link, and the next pass loads it
+            // anew.
+            if let Err(e) = done {
+                if let Fast::Loaded(f) = fast
+                    && let Err(d) = f.detach_all(&net)
+                {
+                    tracing::warn!(error = %d, "taking the fast path off its links");
+                }
+                *fast = Fast::NotLoaded;
+                return Err(e);
             }
             // Our own writes moved the generation: what we wrote is what
             // is there.
