@@ -29,9 +29,9 @@ use std::time::{Duration, Instant};
 use vpcip_dataplane::fastpath::fastpath_for;
 use vpcip_dataplane::filter::filter_for;
 use vpcip_dataplane::isolation::port_guards;
-use vpcip_dataplane::links::{LinkState, Links, vxlan_ifname};
+use vpcip_dataplane::links::vxlan_ifname;
 use vpcip_lab::World;
-use vpcip_sys::fastpath::FastPath;
+use vpcip_sys::fastpath::{FastPath, links_of};
 use vpcip_sys::link::Net;
 use vpcip_sys::netns::{in_netns, named};
 use vpcip_sys::nft::NatTable;
@@ -97,18 +97,7 @@ fn apply(w: &World, f: Filter) -> anyhow::Result<Vec<FastPath>> {
                     move || -> anyhow::Result<FastPath> {
                         NatTable::open()?.make_filter(&want)?;
                         let net = Net::open()?;
-                        let links = net.links()?;
-                        let seen: Links = links
-                            .iter()
-                            .map(|l| {
-                                let s = LinkState {
-                                    mac: l.mac,
-                                    ..Default::default()
-                                };
-                                (l.name.clone(), s)
-                            })
-                            .collect();
-                        let index = links.iter().map(|l| (l.name.clone(), l.index)).collect();
+                        let (seen, index) = links_of(&net.links()?);
                         let guards = port_guards(&state, vxlan_ifname);
                         let mut fast = FastPath::load()?;
                         fast.apply(&net, &fastpath_for(&state, &seen, &guards), &index)?;
@@ -250,17 +239,7 @@ fn program_run(nics: u32) -> anyhow::Result<(f64, f64, f64, f64)> {
         let net = Net::open()?;
         let links = net.links()?;
         let started = Instant::now();
-        let seen: Links = links
-            .iter()
-            .map(|l| {
-                let s = LinkState {
-                    mac: l.mac,
-                    ..Default::default()
-                };
-                (l.name.clone(), s)
-            })
-            .collect();
-        let index = links.iter().map(|l| (l.name.clone(), l.index)).collect();
+        let (seen, index) = links_of(&links);
         let want = fastpath_for(&state, &seen, &port_guards(&state, vxlan_ifname));
         anyhow::ensure!(
             want.ports.len() == state.ports.len() + 1,

@@ -19,11 +19,11 @@ use std::time::Duration;
 use vpcip_dataplane::fastpath::fastpath_for;
 use vpcip_dataplane::filter::{FilterSeen, filter_for, narrowed};
 use vpcip_dataplane::isolation::port_guards;
-use vpcip_dataplane::links::{LinkState, Links, vxlan_ifname};
+use vpcip_dataplane::links::vxlan_ifname;
 use vpcip_lab::{Conn, World, echo_server};
 use vpcip_model::desired::{HostPort, HostState, L2Domain};
 use vpcip_model::filter::{FilterElement, GroupFilter, PROTO_TCP};
-use vpcip_sys::fastpath::FastPath;
+use vpcip_sys::fastpath::{FastPath, links_of};
 use vpcip_sys::frames::FrameSender;
 use vpcip_sys::link::{Net, parse_mac};
 use vpcip_sys::netns::{in_netns, named};
@@ -241,18 +241,7 @@ fn program(w: &World, h: &str) -> (FilterSeen, FastPath) {
         nft.apply_spoof(&guards).unwrap();
         nft.make_filter(&filter_for(&state, None)).unwrap();
         let links = net.links().unwrap();
-        let seen: Links = links
-            .iter()
-            .map(|l| {
-                let s = LinkState {
-                    mac: l.mac,
-                    ..Default::default()
-                };
-                (l.name.clone(), s)
-            })
-            .collect();
-        let index: BTreeMap<String, u32> =
-            links.iter().map(|l| (l.name.clone(), l.index)).collect();
+        let (seen, index) = links_of(&links);
         let want = fastpath_for(&state, &seen, &guards);
         // Each VM port and each bridge's tunnel.
         assert_eq!(want.ports.len(), state.ports.len() + 2, "{want:?}");

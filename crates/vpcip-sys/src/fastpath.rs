@@ -22,7 +22,8 @@ use libbpf_rs::{MapCore, MapFlags, MapHandle, ObjectBuilder, Program};
 pub use vpcip_dataplane::fastpath::{FastPathSeen, FastPathWant, FastPort};
 
 use crate::SysError;
-use crate::link::Net;
+use crate::link::{Link, Net};
+use vpcip_dataplane::links::{LinkState, Links};
 
 /// The program, as `bpf/build` made it from `bpf/fastpath.bpf.c`.
 pub const OBJECT: &[u8] = include_bytes!("../bpf/fastpath.bpf.o");
@@ -100,6 +101,36 @@ fn read_secs(path: &str) -> Result<u32, SysError> {
     s.trim()
         .parse::<u32>()
         .map_err(|_| SysError::Parse("conntrack timeout"))
+}
+
+/// The ifindexes (from `index`, by name) of every link `want` names.
+fn index_of(want: &FastPathWant, index: &BTreeMap<String, u32>) -> BTreeMap<String, u32> {
+    want.ports
+        .keys()
+        .chain(want.dests.values().flatten())
+        .chain(want.ports.values().map(|p| &p.tunnel))
+        .filter_map(|n| Some((n.clone(), *index.get(n)?)))
+        .collect()
+}
+
+/// A namespace's links as the fast path's planner and `apply` take them:
+/// each by name with its MAC (what `fastpath_for` reads of a link), and
+/// their ifindexes by name.
+pub fn links_of(links: &[Link]) -> (Links, BTreeMap<String, u32>) {
+    let seen = links
+        .iter()
+        .map(|l| {
+            let s = LinkState {
+                mac: l.mac,
+                ..Default::default()
+            };
+            (l.name.clone(), s)
+        })
+        .collect();
+    (
+        seen,
+        links.iter().map(|l| (l.name.clone(), l.index)).collect(),
+    )
 }
 
 /// What maps holding `c` say, by name over `names` (ifindex → name now):
@@ -302,14 +333,8 @@ impl FastPath {
             dests: read("vp_dests")?,
         };
         let applied = want_of(&written, names);
-        let by_name: BTreeMap<&String, u32> = names.iter().map(|(i, n)| (n, *i)).collect();
-        let index = applied
-            .ports
-            .keys()
-            .chain(applied.dests.values().flatten())
-            .chain(applied.ports.values().map(|p| &p.tunnel))
-            .filter_map(|n| Some((n.clone(), *by_name.get(n)?)))
-            .collect();
+        let by_name: BTreeMap<String, u32> = names.iter().map(|(i, n)| (n.clone(), *i)).collect();
+        let index = index_of(&applied, &by_name);
         let attached = written
             .ports
             .keys()
@@ -388,43 +413,50 @@ impl FastPath {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect()
         };
-        let ports = self.map("vp_ports")?;
-        for k in gone(&old.ports, &new.ports) {
-            ports.delete(&k).map_err(bpf("remove a fast path port"))?;
-            n += 1;
-        }
-        let allowed = self.map("vp_allowed")?;
-        let dests = self.map("vp_dests")?;
-        for (k, v) in changed(&old.allowed, &new.allowed) {
-            allowed
-                .update(&k, &v, MapFlags::ANY)
-                .map_err(bpf("add a fast path address"))?;
-            n += 1;
-        }
-        for (k, v) in changed(&old.dests, &new.dests) {
-            dests
-                .update(&k, &v, MapFlags::ANY)
-                .map_err(bpf("add a fast path destination"))?;
-            n += 1;
-        }
-        for k in gone(&old.allowed, &new.allowed) {
-            allowed
-                .delete(&k)
-                .map_err(bpf("remove a fast path address"))?;
-            n += 1;
-        }
-        for k in gone(&old.dests, &new.dests) {
-            dests
-                .delete(&k)
-                .map_err(bpf("remove a fast path destination"))?;
-            n += 1;
-        }
-        for (k, v) in changed(&old.ports, &new.ports) {
-            ports
-                .update(&k, &v, MapFlags::ANY)
-                .map_err(bpf("add a fast path port"))?;
-            n += 1;
-        }
+        // The entries of one map that `new` adds or changes, or drops.
+        let put = |map: &str, have: &Entries, want: &Entries, what: &'static str| {
+            let m = self.map(map)?;
+            let todo = changed(have, want);
+            for (k, v) in &todo {
+                m.update(k, v, MapFlags::ANY).map_err(bpf(what))?;
+            }
+            Ok::<_, SysError>(todo.len())
+        };
+        let remove = |map: &str, have: &Entries, want: &Entries, what: &'static str| {
+            let m = self.map(map)?;
+            let todo = gone(have, want);
+            for k in &todo {
+                m.delete(k).map_err(bpf(what))?;
+            }
+            Ok::<_, SysError>(todo.len())
+        };
+        let (o, w) = (&old, &new);
+        n += remove("vp_ports", &o.ports, &w.ports, "remove a fast path port")?;
+        n += put(
+            "vp_allowed",
+            &o.allowed,
+            &w.allowed,
+            "add a fast path address",
+        )?;
+        n += put(
+            "vp_dests",
+            &o.dests,
+            &w.dests,
+            "add a fast path destination",
+        )?;
+        n += remove(
+            "vp_allowed",
+            &o.allowed,
+            &w.allowed,
+            "remove a fast path address",
+        )?;
+        n += remove(
+            "vp_dests",
+            &o.dests,
+            &w.dests,
+            "remove a fast path destination",
+        )?;
+        n += put("vp_ports", &o.ports, &w.ports, "add a fast path port")?;
         self.written = new;
         // On the links, then off those no longer in it (a link that is
         // gone took its filter with it).
@@ -461,13 +493,7 @@ impl FastPath {
         }
         self.attached = links;
         self.applied = want.clone();
-        self.index = want
-            .ports
-            .keys()
-            .chain(want.dests.values().flatten())
-            .chain(want.ports.values().map(|p| &p.tunnel))
-            .filter_map(|n| Some((n.clone(), *index.get(n)?)))
-            .collect();
+        self.index = index_of(want, index);
         Ok(n)
     }
 
